@@ -1,2 +1,142 @@
+//! The EL3 secure monitor: the first code to run after reset.
+//!
+//! It finds the board in the device tree, configures the secure world so
+//! that a Non-secure hypervisor owns the machine, verifies the firmware
+//! package that follows it in flash, copies the hypervisor into Non-secure
+//! RAM and enters it at EL2 with `x0` = DTB and `x1` = the handoff record.
+//! Afterwards it serves SMCs: SMCCC, PSCI (CPU power, system off/reset) and
+//! our SiP call.
 #![no_std]
 #![no_main]
+
+mod boot;
+mod exceptions;
+mod loader;
+mod power;
+mod psci;
+mod secure;
+mod smc;
+mod state;
+
+use platform::board::Board;
+use platform::handoff::PhysRange;
+use platform::pl011::Pl011;
+
+/// Boot CPU entry from `boot.S`, on slot 0's stack.
+#[no_mangle]
+extern "C" fn monitor_main(dtb_hint: usize) -> ! {
+    let dtb = choose_dtb(dtb_hint);
+    // SAFETY: `choose_dtb` returned the address of a readable FDT header;
+    // `from_ptr` bounds every further read by the header's size.
+    let board = match unsafe { Board::from_ptr(dtb as *const u8) } {
+        Ok(board) => state::set_board(board),
+        Err(e) => {
+            // SAFETY: the early UART is the board's documented fallback
+            // console from the linker memory file.
+            platform::console::init("el3-monitor", unsafe { Pl011::new(boot::early_uart()) });
+            platform::console::init_logger(log::LevelFilter::Info);
+            power::fatal(format_args!("cannot read the device tree at {dtb:#x}: {e}"));
+        }
+    };
+    init_console(board);
+
+    log::info!(
+        "v{} at {}, {} CPU(s), DTB at {dtb:#x}",
+        env!("CARGO_PKG_VERSION"),
+        platform::arch::current_el(),
+        board.cpus.len()
+    );
+
+    let boot_mpidr = platform::arch::this_cpu_mpidr();
+    let slots = state::set_slots(boot_mpidr, board.cpus.as_slice());
+    secure::init_cpu(board);
+    if let Err(e) = secure::init_gic_distributor(board) {
+        power::fatal(format_args!("interrupt controller: {e}"));
+    }
+    init_gic_for(board, boot_mpidr);
+    psci::boot_cpu_is_on();
+    boot::publish_cpus(slots);
+
+    let package = match loader::find_package(board, boot::flash_image_end() as u64) {
+        Ok(package) => package,
+        Err(e) => power::fatal(format_args!("{e}")),
+    };
+    let dtb_range = PhysRange { base: dtb as u64, size: board.dtb_size() as u64 };
+    let loaded = match loader::load(board, &package, dtb_range) {
+        Ok(loaded) => loaded,
+        Err(e) => power::fatal(format_args!("{e}")),
+    };
+    log::info!(
+        "package verified; hypervisor at PA {:#x}..{:#x}, entering EL2",
+        loaded.hypervisor.base,
+        loaded.hypervisor.end()
+    );
+    // From here the Non-secure console belongs to the hypervisor.
+    platform::console::set_mirror(None);
+    // SAFETY: the loader copied and synchronised the hypervisor at `entry`;
+    // `secure::init_cpu` configured EL3 for a Non-secure EL2.
+    unsafe { boot::eret_to_el2(loaded.entry, dtb as u64, loaded.handoff) }
+}
+
+/// Secondary CPU entry from `boot.S` (and after `CPU_OFF`), on its own
+/// stack: waits for `CPU_ON`, then enters EL2.
+#[no_mangle]
+extern "C" fn monitor_secondary_main(slot: usize) -> ! {
+    let (entry, context) = psci::park_until_on(slot);
+    let board = state::board();
+    secure::init_cpu(board);
+    if let Some(mpidr) = state::mpidr_of(slot) {
+        init_gic_for(board, mpidr);
+    }
+    // SAFETY: the entry point was validated by CPU_ON as Non-secure RAM the
+    // hypervisor owns; EL3 is configured for a Non-secure EL2.
+    unsafe { boot::eret_to_el2(entry, context, 0) }
+}
+
+fn init_gic_for(board: &Board, mpidr: u64) {
+    let Some(index) = board.cpu_index(mpidr) else {
+        log::warn!("CPU {mpidr:#x} is not in the DTB: its GIC redistributor is left alone");
+        return;
+    };
+    if let Err(e) = secure::init_gic_cpu(board, index) {
+        power::fatal(format_args!("GIC redistributor of CPU {mpidr:#x}: {e}"));
+    }
+}
+
+/// The DTB from the reset registers if it holds one, else where the board
+/// puts it.
+fn choose_dtb(hint: usize) -> usize {
+    const FDT_MAGIC: u32 = 0xd00d_feed;
+    let has_fdt = |addr: usize| {
+        // SAFETY: both candidates are RAM addresses the board defines (the
+        // previous stage's pointer or the linker memory file's fallback).
+        addr != 0 && addr % 8 == 0 && u32::from_be(unsafe { (addr as *const u32).read_volatile() }) == FDT_MAGIC
+    };
+    if has_fdt(hint) {
+        hint
+    } else {
+        boot::dtb_fallback()
+    }
+}
+
+/// Console on the Secure UART, mirrored to the Non-secure console until the
+/// hypervisor takes over (on QEMU only the latter is usually visible).
+fn init_console(board: &Board) {
+    let secure = board.secure_console.map(|u| u.base);
+    let normal = board.console.map(|u| u.base);
+    let primary = secure.or(normal).unwrap_or(boot::early_uart() as u64);
+    // SAFETY: the UART windows come from the board description; EL3 reaches
+    // them with its MMU off.
+    platform::console::init("el3-monitor", unsafe { Pl011::new(primary as usize) });
+    if let (Some(_), Some(mirror)) = (secure, normal) {
+        // SAFETY: as above; EL2 is not running yet, so the UART is ours.
+        platform::console::set_mirror(Some(unsafe { Pl011::new(mirror as usize) }));
+    }
+    platform::console::init_logger(log::LevelFilter::Info);
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    platform::console::enter_panic();
+    power::fatal(format_args!("panic: {info}"))
+}

@@ -1,2 +1,83 @@
+//! The guest-stub: a bare-metal EL1 guest that exercises the hypervisor's
+//! interfaces and reports, one line per check:
+//!
+//! ```text
+//! guest-stub: PASS <name>
+//! guest-stub: FAIL <name>: <why>
+//! guest-stub: N passed, M failed
+//! ```
+//!
+//! then reports its verdict with `HV_SET_EXIT_STATUS` and powers off with
+//! PSCI `SYSTEM_OFF`, so a semihosted QEMU exits 0 exactly when M is 0.
 #![no_std]
 #![no_main]
+
+mod checks;
+mod exceptions;
+
+use platform::abi::HV_SET_EXIT_STATUS;
+use platform::pl011::Pl011;
+use platform::println;
+
+core::arch::global_asm!(
+    include_str!("boot.S"),
+    PSCI_SYSTEM_OFF = const smccc::psci::PSCI_SYSTEM_OFF,
+);
+
+/// What the checks need to know about the guest's world, from its DTB.
+pub struct Env {
+    /// One past the last byte of guest RAM.
+    pub ram_end: u64,
+}
+
+#[no_mangle]
+extern "C" fn stub_main(dtb: usize) -> ! {
+    // SAFETY: the hypervisor passes the DTB it wrote into guest RAM.
+    let fdt = match unsafe { fdt::Fdt::from_ptr(dtb as *const u8) } {
+        Ok(fdt) => fdt,
+        Err(_) => finish(1),
+    };
+    if let Some(reg) = fdt.chosen().stdout().and_then(|n| n.reg()).and_then(|mut r| r.next()) {
+        // SAFETY: the console the hypervisor passes through to us.
+        platform::console::init("guest-stub", unsafe { Pl011::new(reg.starting_address as usize) });
+    }
+    let ram = fdt.memory().regions().next();
+    let env = Env {
+        ram_end: ram.map_or(0, |r| r.starting_address as u64 + r.size.unwrap_or(0) as u64),
+    };
+    println!("started at {}, {} checks", platform::arch::current_el(), checks::CHECKS.len());
+
+    let mut failed = 0;
+    for check in checks::CHECKS {
+        match (check.run)(&env) {
+            Ok(()) => println!("PASS {}", check.name),
+            Err(why) => {
+                failed += 1;
+                println!("FAIL {}: {why}", check.name);
+            }
+        }
+    }
+    println!("{} passed, {} failed", checks::CHECKS.len() - failed, failed);
+    finish(u32::from(failed != 0))
+}
+
+/// Reports the verdict to the hypervisor and powers off.
+fn finish(status: u32) -> ! {
+    let mut args = [0u64; 17];
+    args[0] = status.into();
+    smccc::hvc64(HV_SET_EXIT_STATUS, args);
+    let _ = smccc::psci::system_off::<smccc::Hvc>();
+    platform::arch::halt()
+}
+
+/// Ends the run as failed after something no check expected.
+pub fn abort_run(args: core::fmt::Arguments) -> ! {
+    println!("FAIL aborted: {args}");
+    finish(1)
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    platform::console::enter_panic();
+    abort_run(format_args!("panic: {info}"))
+}

@@ -1,1 +1,1182 @@
-//! placeholder
+//! The board description: every physical address and interrupt number the
+//! firmware uses, read from the flattened device tree (DTB) that the
+//! previous boot stage (QEMU, or a board's ROM) hands us.
+//!
+//! This module owns one rule of the project: **no code in the firmware
+//! hard-codes the addresses of RAM, UARTs, the GIC, timers, fw_cfg or
+//! flash**. The EL3 monitor parses the DTB once with [`Board::from_ptr`] (or
+//! [`Board::from_bytes`]) and passes the resulting [`Board`] (or the DTB) on;
+//! the hypervisor does the same with the DTB it receives in `x0`.
+//!
+//! The monitor has no heap, so a [`Board`] is a plain value: fixed-capacity
+//! lists ([`RegionList`], [`CpuList`]) instead of vectors, and it does not
+//! borrow the DTB bytes once built. A DTB is hostile input: parsing never
+//! panics (all reads are bounds-checked and all arithmetic checked, which the
+//! `deny` list below makes clippy enforce), and every failure is a
+//! [`BoardError`] whose message names the node and property at fault. The
+//! DTB reader itself lives in the private `dt` submodule; see there for why
+//! it does not use the `fdt` crate.
+//!
+//! # Security states
+//!
+//! The devicetree specification's `secure-status` property says which world
+//! may use a node. A node is visible to the **Non-secure** world if its
+//! `status` is absent, `"okay"` or `"ok"`; it is visible to the **Secure**
+//! world if its `secure-status` is `"okay"`/`"ok"`, or, when `secure-status`
+//! is absent, by the same `status` rule. With `-M virt,secure=on` QEMU marks
+//! the secure UART, secure RAM, secure flash, secure GPIO and the
+//! `gpio-poweroff`/`gpio-restart` nodes `status = "disabled"; secure-status =
+//! "okay"`; those land in the `secure_*` fields (and `poweroff`/`restart`).
+//!
+//! # Addresses
+//!
+//! Every `reg` is decoded with its parent's `#address-cells`/`#size-cells`
+//! (1 or 2 address cells, 0 to 2 size cells) and translated through the
+//! `ranges` of each non-root ancestor, so the values here are CPU physical
+//! addresses.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented,
+    clippy::arithmetic_side_effects,
+    clippy::string_slice
+)]
+
+mod dt;
+#[cfg(test)]
+mod tests;
+
+use core::fmt;
+use core::ops::{Deref, DerefMut};
+
+use dt::{be32, Dtb, Node};
+
+/// Largest DTB accepted, in bytes. QEMU's virt DTB is about 9 KiB (it pads
+/// its in-memory copy to 1 MiB); the bound keeps [`Board::from_ptr`] from
+/// trusting an absurd `totalsize`.
+pub const MAX_DTB_SIZE: usize = 2 * 1024 * 1024;
+/// Most CPUs a [`Board`] describes. A DTB with more is rejected with
+/// [`BoardError::TooMany`] rather than silently truncated: a CPU the firmware
+/// does not know about could still be started by someone else.
+pub const MAX_CPUS: usize = 16;
+/// Capacity of a [`RegionList`].
+pub const MAX_REGIONS: usize = 16;
+/// The affinity fields of MPIDR_EL1 (Aff3, Aff2, Aff1, Aff0), which are what
+/// a cpu node's `reg` holds.
+pub const MPIDR_AFFINITY_MASK: u64 = 0xff_00ff_ffff;
+
+/// A physical address range `[base, base + size)`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct MemRegion {
+    pub base: u64,
+    pub size: u64,
+}
+
+impl MemRegion {
+    pub const fn new(base: u64, size: u64) -> Self {
+        Self { base, size }
+    }
+
+    /// One past the last byte. Regions built by [`Board`] never overflow;
+    /// for hand-made ones the result saturates at `u64::MAX`.
+    pub const fn end(&self) -> u64 {
+        self.base.saturating_add(self.size)
+    }
+
+    pub const fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+
+    pub const fn contains(&self, addr: u64) -> bool {
+        addr >= self.base && addr < self.end()
+    }
+
+    /// Whether the two ranges share at least one byte.
+    pub const fn overlaps(&self, other: &MemRegion) -> bool {
+        !self.is_empty() && !other.is_empty() && self.base < other.end() && other.base < self.end()
+    }
+}
+
+impl fmt::Display for MemRegion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "[{:#x}, {:#x})", self.base, self.end())
+    }
+}
+
+/// A fixed-capacity list (the monitor has no heap). Dereferences to the
+/// slice of its live elements.
+#[derive(Clone, Copy)]
+pub struct List<T, const N: usize> {
+    items: [T; N],
+    len: usize,
+}
+
+/// Memory regions, in DT order unless a function says otherwise.
+pub type RegionList = List<MemRegion, MAX_REGIONS>;
+/// CPU MPIDR affinity values, in DT order.
+pub type CpuList = List<u64, MAX_CPUS>;
+
+impl<T: Copy + Default, const N: usize> List<T, N> {
+    pub const CAPACITY: usize = N;
+
+    pub fn new() -> Self {
+        Self { items: [T::default(); N], len: 0 }
+    }
+
+    /// Appends `item`, or hands it back if the list is full.
+    pub fn push(&mut self, item: T) -> Result<(), T> {
+        match self.items.get_mut(self.len) {
+            Some(slot) => {
+                *slot = item;
+                self.len = self.len.saturating_add(1);
+                Ok(())
+            }
+            None => Err(item),
+        }
+    }
+
+    /// Removes and returns the element at `index`, shifting the rest down.
+    pub fn remove(&mut self, index: usize) -> Option<T> {
+        let tail = self.items.get_mut(index..self.len)?;
+        let item = *tail.first()?;
+        tail.rotate_left(1);
+        self.len = self.len.saturating_sub(1);
+        Some(item)
+    }
+}
+
+impl<T, const N: usize> List<T, N> {
+    pub fn as_slice(&self) -> &[T] {
+        self.items.get(..self.len).unwrap_or_default()
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [T] {
+        self.items.get_mut(..self.len).unwrap_or_default()
+    }
+}
+
+impl<T: Copy + Default, const N: usize> Default for List<T, N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T, const N: usize> Deref for List<T, N> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        self.as_slice()
+    }
+}
+
+impl<T, const N: usize> DerefMut for List<T, N> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        self.as_mut_slice()
+    }
+}
+
+impl<'l, T, const N: usize> IntoIterator for &'l List<T, N> {
+    type Item = &'l T;
+    type IntoIter = core::slice::Iter<'l, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.as_slice().iter()
+    }
+}
+
+impl<T: PartialEq, const N: usize> PartialEq for List<T, N> {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl<T: Eq, const N: usize> Eq for List<T, N> {}
+
+impl<T: fmt::Debug, const N: usize> fmt::Debug for List<T, N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+/// UART models the firmware can drive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UartKind {
+    /// Arm PrimeCell PL011 (`compatible = "arm,pl011"`).
+    Pl011,
+}
+
+/// A console UART.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Uart {
+    pub kind: UartKind,
+    pub base: u64,
+    pub size: u64,
+}
+
+impl Uart {
+    pub const fn region(&self) -> MemRegion {
+        MemRegion::new(self.base, self.size)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GicVersion {
+    /// `arm,cortex-a15-gic` or `arm,gic-400`.
+    V2,
+    /// `arm,gic-v3`.
+    V3,
+}
+
+/// An interrupt decoded from a GIC interrupt specifier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Irq {
+    /// GIC INTID: 16..32 for a PPI, 32..1020 for an SPI.
+    pub intid: u32,
+    /// The specifier's flags cell as written (trigger type in bits 3:0;
+    /// for GICv2 PPIs, a CPU mask in bits 15:8).
+    pub flags: u32,
+}
+
+/// The interrupt controller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gic {
+    pub version: GicVersion,
+    /// GICD.
+    pub distributor: MemRegion,
+    /// GICv3 redistributor regions (`#redistributor-regions` of them, default
+    /// 1). Empty for GICv2.
+    pub redistributors: RegionList,
+    /// GICC: always present for GICv2; for GICv3 only if the DT lists the
+    /// optional legacy CPU interface.
+    pub cpu_interface: Option<MemRegion>,
+    /// GICH, the virtual interface control registers (optional).
+    pub hyp_interface: Option<MemRegion>,
+    /// GICV, the virtual CPU interface (optional).
+    pub vcpu_interface: Option<MemRegion>,
+    /// The virtual-interface maintenance interrupt (the GIC node's
+    /// `interrupts`), if given.
+    pub maintenance_irq: Option<Irq>,
+}
+
+/// The Arm generic timer (`arm,armv8-timer`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timer {
+    pub secure_phys: Irq,
+    pub nonsecure_phys: Irq,
+    pub virt: Irq,
+    pub hyp_phys: Irq,
+    /// The EL2 virtual timer (FEAT_VHE), the optional fifth interrupt.
+    pub hyp_virt: Option<Irq>,
+    /// `clock-frequency`, present only where firmware fails to program
+    /// CNTFRQ_EL0. Otherwise read CNTFRQ_EL0.
+    pub clock_frequency: Option<u32>,
+}
+
+/// A GPIO line that does something to the whole board (power off, reset).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GpioLine {
+    /// Register window of the `arm,pl061` controller.
+    pub controller: MemRegion,
+    /// Line number on that controller (0..8).
+    pub line: u32,
+    /// `GPIO_ACTIVE_LOW` in the specifier's flags: drive the line low to act.
+    pub active_low: bool,
+}
+
+/// Everything the firmware needs to know about the machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Board {
+    /// RAM the Non-secure world may use (`device_type = "memory"` nodes
+    /// visible to it), every `reg` entry, in DT order. Never empty.
+    pub ram: RegionList,
+    /// Memory nodes visible only to the Secure world.
+    pub secure_ram: RegionList,
+    /// `/memreserve/` entries, then the `reg` of each Non-secure-visible
+    /// child of `/reserved-memory` (children with only `size`, i.e. dynamic
+    /// allocations, are not included).
+    pub reserved: RegionList,
+    /// MPIDR affinity values of `/cpus/cpu@*`, in DT order, whatever their
+    /// `status` (a disabled CPU may still be brought up through PSCI).
+    /// Never empty, no duplicates.
+    pub cpus: CpuList,
+    /// The Non-secure console, from `/chosen/stdout-path`.
+    pub console: Option<Uart>,
+    /// The Secure console, from `/secure-chosen/stdout-path`.
+    pub secure_console: Option<Uart>,
+    pub gic: Gic,
+    pub timer: Timer,
+    /// The `qemu,fw-cfg-mmio` register window.
+    pub fw_cfg: Option<MemRegion>,
+    /// `cfi-flash` regions visible to the Non-secure world.
+    pub flash: RegionList,
+    /// `cfi-flash` regions visible only to the Secure world.
+    pub secure_flash: RegionList,
+    /// From the first Secure-visible `gpio-poweroff` node.
+    pub poweroff: Option<GpioLine>,
+    /// From the first Secure-visible `gpio-restart` node.
+    pub restart: Option<GpioLine>,
+    /// Whether a Non-secure-visible `arm,psci*` node exists. With
+    /// `secure=on` QEMU leaves it out: the monitor provides PSCI and must add
+    /// the node for guests.
+    pub has_psci_node: bool,
+    dtb_size: usize,
+}
+
+/// Longest node name or path kept in a [`BoardError`]; longer ones are cut
+/// and end in "...".
+pub const DT_NAME_MAX: usize = 64;
+
+/// A node name or path copied out of the DTB for an error message (the
+/// error must outlive the DTB borrow and there is no heap).
+#[derive(Clone, Copy)]
+pub struct DtName {
+    buf: [u8; DT_NAME_MAX],
+    len: usize,
+}
+
+impl DtName {
+    pub fn new(s: &str) -> Self {
+        let mut name = Self { buf: [0; DT_NAME_MAX], len: 0 };
+        let (keep, ellipsis) = if s.len() <= DT_NAME_MAX {
+            (s.len(), "")
+        } else {
+            (DT_NAME_MAX.saturating_sub(3), "...")
+        };
+        let mut keep = keep;
+        while !s.is_char_boundary(keep) {
+            keep = keep.saturating_sub(1);
+        }
+        let bytes = s.as_bytes().get(..keep).unwrap_or_default().iter().chain(ellipsis.as_bytes());
+        for (dst, src) in name.buf.iter_mut().zip(bytes) {
+            *dst = *src;
+            name.len = name.len.saturating_add(1);
+        }
+        name
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.buf.get(..self.len).and_then(|b| core::str::from_utf8(b).ok()).unwrap_or("?")
+    }
+}
+
+impl PartialEq for DtName {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for DtName {}
+
+impl fmt::Debug for DtName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for DtName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a DTB could not be turned into a [`Board`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BoardError {
+    /// [`Board::from_ptr`] was given a null pointer.
+    NullPointer,
+    /// The blob does not start with the FDT magic 0xd00dfeed.
+    BadMagic { found: u32 },
+    /// The blob is shorter than its header says.
+    Truncated { needed: usize, available: usize },
+    /// `totalsize` is beyond [`MAX_DTB_SIZE`].
+    TooLarge { size: usize, max: usize },
+    /// A header field is inconsistent.
+    BadHeader { reason: &'static str },
+    /// The structure block breaks the FDT grammar at `offset` (from the
+    /// start of the blob).
+    Malformed { offset: usize, reason: &'static str },
+    /// A node the firmware cannot do without is absent.
+    MissingNode { what: &'static str },
+    /// A node lacks a property it needs.
+    MissingProperty { node: DtName, property: &'static str },
+    /// A property's value is wrong.
+    BadProperty { node: DtName, property: &'static str, reason: &'static str },
+    /// A path-valued property names no node.
+    PathNotFound { property: &'static str, path: DtName },
+    /// The node describes hardware this firmware does not drive.
+    Unsupported { node: DtName, reason: &'static str },
+    /// More of something than the fixed capacity holds.
+    TooMany { what: &'static str, capacity: usize },
+}
+
+impl fmt::Display for BoardError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NullPointer => write!(f, "device tree pointer is null"),
+            Self::BadMagic { found } => write!(
+                f,
+                "not a flattened device tree: magic is {found:#010x}, expected {:#010x}",
+                dt::FDT_MAGIC
+            ),
+            Self::Truncated { needed, available } => write!(
+                f,
+                "device tree is truncated: needs {needed} bytes, only {available} available"
+            ),
+            Self::TooLarge { size, max } => {
+                write!(f, "device tree totalsize {size} exceeds the limit of {max} bytes")
+            }
+            Self::BadHeader { reason } => write!(f, "bad device tree header: {reason}"),
+            Self::Malformed { offset, reason } => {
+                write!(f, "malformed device tree structure at byte {offset:#x}: {reason}")
+            }
+            Self::MissingNode { what } => write!(f, "device tree has no {what}"),
+            Self::MissingProperty { node, property } => {
+                write!(f, "device tree node {node} has no `{property}` property")
+            }
+            Self::BadProperty { node, property, reason } => {
+                write!(f, "device tree node {node}: `{property}` {reason}")
+            }
+            Self::PathNotFound { property, path } => {
+                write!(f, "device tree {property} = \"{path}\" names no node")
+            }
+            Self::Unsupported { node, reason } => write!(f, "device tree node {node}: {reason}"),
+            Self::TooMany { what, capacity } => {
+                write!(f, "device tree has more {what} than this firmware holds ({capacity})")
+            }
+        }
+    }
+}
+
+/// Validates a DTB header's magic and size and returns its `totalsize`.
+/// `header` need only hold the first 8 bytes of the blob. Use it to learn
+/// how many bytes to copy or reserve before parsing.
+pub fn dtb_total_size(header: &[u8]) -> Result<usize, BoardError> {
+    dt::total_size(header)
+}
+
+impl Board {
+    /// Parses the DTB at the start of `dtb` (bytes past its `totalsize` are
+    /// ignored).
+    pub fn from_bytes(dtb: &[u8]) -> Result<Board, BoardError> {
+        let dtb = Dtb::new(dtb)?;
+        parse(&dtb)
+    }
+
+    /// Parses the DTB at `ptr`, reading its header first to learn its size.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be null (which is reported as [`BoardError::NullPointer`])
+    /// or valid for reads of 8 bytes; and if those bytes hold the FDT magic
+    /// and a `totalsize` of at most [`MAX_DTB_SIZE`], valid for reads of
+    /// `totalsize` bytes. The memory must not be written during the call.
+    /// `ptr` needs no particular alignment. The returned [`Board`] does not
+    /// borrow the memory.
+    pub unsafe fn from_ptr(ptr: *const u8) -> Result<Board, BoardError> {
+        if ptr.is_null() {
+            return Err(BoardError::NullPointer);
+        }
+        // SAFETY: the caller guarantees `ptr` is readable for 8 bytes and
+        // unchanging during the call; u8 has no alignment requirement.
+        let head = unsafe { core::slice::from_raw_parts(ptr, 8) };
+        let size = dtb_total_size(head)?;
+        // SAFETY: the magic is valid and `size` <= MAX_DTB_SIZE (checked by
+        // `dtb_total_size`), so the caller guarantees `size` readable,
+        // unchanging bytes at `ptr`; `size` is far below isize::MAX.
+        let bytes = unsafe { core::slice::from_raw_parts(ptr, size) };
+        Self::from_bytes(bytes)
+    }
+
+    /// The DTB's `totalsize`: how many bytes at the DTB's address to keep.
+    pub fn dtb_size(&self) -> usize {
+        self.dtb_size
+    }
+
+    /// End of the highest Non-secure RAM region.
+    pub fn ram_top(&self) -> u64 {
+        self.ram.iter().map(MemRegion::end).max().unwrap_or(0)
+    }
+
+    /// Position of the CPU with this MPIDR in [`Board::cpus`]. Only the
+    /// affinity fields are compared, so a raw MPIDR_EL1 value may be passed.
+    pub fn cpu_index(&self, mpidr: u64) -> Option<usize> {
+        let aff = mpidr & MPIDR_AFFINITY_MASK;
+        self.cpus.iter().position(|&c| c & MPIDR_AFFINITY_MASK == aff)
+    }
+}
+
+impl fmt::Display for Board {
+    /// A multi-line summary for the boot log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |f: &mut fmt::Formatter<'_>, name: &str, l: &RegionList| -> fmt::Result {
+            write!(f, "{name}:")?;
+            if l.is_empty() {
+                write!(f, " none")?;
+            }
+            for r in l {
+                write!(f, " {r}")?;
+            }
+            writeln!(f)
+        };
+        list(f, "ram", &self.ram)?;
+        list(f, "secure ram", &self.secure_ram)?;
+        list(f, "reserved", &self.reserved)?;
+        write!(f, "cpus ({}):", self.cpus.len())?;
+        for c in &self.cpus {
+            write!(f, " {c:#x}")?;
+        }
+        writeln!(f)?;
+        let uart = |f: &mut fmt::Formatter<'_>, name: &str, u: &Option<Uart>| match u {
+            Some(u) => writeln!(f, "{name}: {:?} {}", u.kind, u.region()),
+            None => writeln!(f, "{name}: none"),
+        };
+        uart(f, "console", &self.console)?;
+        uart(f, "secure console", &self.secure_console)?;
+        write!(f, "gic: {:?} dist {}", self.gic.version, self.gic.distributor)?;
+        for r in &self.gic.redistributors {
+            write!(f, " redist {r}")?;
+        }
+        if let Some(c) = self.gic.cpu_interface {
+            write!(f, " cpu {c}")?;
+        }
+        writeln!(f)?;
+        let t = &self.timer;
+        writeln!(
+            f,
+            "timer: ppis s-phys {} ns-phys {} virt {} hyp {}",
+            t.secure_phys.intid, t.nonsecure_phys.intid, t.virt.intid, t.hyp_phys.intid
+        )?;
+        match self.fw_cfg {
+            Some(r) => writeln!(f, "fw_cfg: {r}")?,
+            None => writeln!(f, "fw_cfg: none")?,
+        }
+        list(f, "flash", &self.flash)?;
+        list(f, "secure flash", &self.secure_flash)?;
+        let gpio = |f: &mut fmt::Formatter<'_>, name: &str, g: &Option<GpioLine>| match g {
+            Some(g) => writeln!(
+                f,
+                "{name}: pl061 {} line {}{}",
+                g.controller,
+                g.line,
+                if g.active_low { " active-low" } else { "" }
+            ),
+            None => writeln!(f, "{name}: none"),
+        };
+        gpio(f, "poweroff", &self.poweroff)?;
+        gpio(f, "restart", &self.restart)?;
+        write!(f, "psci node: {}", if self.has_psci_node { "yes" } else { "no" })
+    }
+}
+
+/// Subtracts every `reserved` range from the `ram` ranges and returns what
+/// is left, sorted by base, without empty regions. Overlapping or unsorted
+/// inputs are fine; `ram` regions are not merged with each other. Fails
+/// with [`BoardError::TooMany`] if the pieces do not fit a [`RegionList`].
+///
+/// For example `free_regions(&board.ram, board.reserved.iter().copied()
+/// .chain([image, dtb]))`.
+pub fn free_regions<I>(ram: &[MemRegion], reserved: I) -> Result<RegionList, BoardError>
+where
+    I: IntoIterator<Item = MemRegion>,
+{
+    let full = BoardError::TooMany { what: "free RAM regions", capacity: MAX_REGIONS };
+    let mut out = RegionList::new();
+    for r in ram.iter().filter(|r| !r.is_empty()) {
+        out.push(*r).map_err(|_| full)?;
+    }
+    for hole in reserved.into_iter().filter(|r| !r.is_empty()) {
+        let mut i = 0;
+        while let Some(&r) = out.get(i) {
+            if !r.overlaps(&hole) {
+                i = i.saturating_add(1);
+                continue;
+            }
+            let below = (r.base < hole.base)
+                .then(|| MemRegion::new(r.base, hole.base.saturating_sub(r.base)));
+            let above = (hole.end() < r.end())
+                .then(|| MemRegion::new(hole.end(), r.end().saturating_sub(hole.end())));
+            match (below, above) {
+                (None, None) => {
+                    out.remove(i);
+                    continue; // the next region slid into slot i
+                }
+                (Some(piece), None) | (None, Some(piece)) => {
+                    if let Some(slot) = out.get_mut(i) {
+                        *slot = piece;
+                    }
+                }
+                (Some(b), Some(a)) => {
+                    if let Some(slot) = out.get_mut(i) {
+                        *slot = b;
+                    }
+                    out.push(a).map_err(|_| full)?;
+                }
+            }
+            i = i.saturating_add(1);
+        }
+    }
+    out.sort_unstable_by_key(|r| r.base);
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------
+// Parsing
+
+const GIC_V3: &[&str] = &["arm,gic-v3"];
+const GIC_ANY: &[&str] = &["arm,gic-v3", "arm,cortex-a15-gic", "arm,gic-400"];
+const TIMER: &[&str] = &["arm,armv8-timer"];
+const PSCI: &[&str] = &["arm,psci", "arm,psci-0.2", "arm,psci-1.0"];
+/// Lines on a PL061.
+const PL061_LINES: u32 = 8;
+/// `GPIO_ACTIVE_LOW` in a GPIO specifier's flags cell.
+const GPIO_ACTIVE_LOW: u32 = 1;
+
+fn parse(dtb: &Dtb<'_>) -> Result<Board, BoardError> {
+    let (ram, secure_ram) = split_by_world(dtb, &["memory"], None, "RAM regions")?;
+    if ram.is_empty() {
+        return Err(BoardError::MissingNode { what: "memory node visible to the Non-secure world" });
+    }
+    let (flash, secure_flash) = split_by_world(dtb, &[], Some("cfi-flash"), "flash regions")?;
+    let gic_node = dtb
+        .all_nodes()
+        .find(|n| visible_to_any(dtb, n) && is_compatible(dtb, n, GIC_ANY))
+        .ok_or(BoardError::MissingNode {
+            what: "interrupt controller (arm,gic-v3, arm,cortex-a15-gic or arm,gic-400)",
+        })?;
+    let gic = gic(dtb, &gic_node)?;
+    Ok(Board {
+        ram,
+        secure_ram,
+        reserved: reserved(dtb)?,
+        cpus: cpus(dtb)?,
+        console: console(dtb, "/chosen", "/chosen/stdout-path", World::NonSecure)?,
+        secure_console: console(
+            dtb,
+            "/secure-chosen",
+            "/secure-chosen/stdout-path",
+            World::Secure,
+        )?,
+        timer: timer(dtb, &gic_node)?,
+        gic,
+        fw_cfg: match dtb
+            .all_nodes()
+            .find(|n| ns_visible(dtb, n) && is_compatible(dtb, n, &["qemu,fw-cfg-mmio"]))
+        {
+            Some(n) => Some(first_reg(dtb, &n)?),
+            None => None,
+        },
+        flash,
+        secure_flash,
+        poweroff: gpio_line(dtb, "gpio-poweroff")?,
+        restart: gpio_line(dtb, "gpio-restart")?,
+        has_psci_node: dtb.all_nodes().any(|n| ns_visible(dtb, &n) && is_compatible(dtb, &n, PSCI)),
+        dtb_size: dtb.total_size(),
+    })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum World {
+    Secure,
+    NonSecure,
+}
+
+fn status_ok(value: &[u8]) -> bool {
+    matches!(value, b"okay\0" | b"ok\0" | b"okay" | b"ok")
+}
+
+fn ns_visible(dtb: &Dtb<'_>, node: &Node<'_>) -> bool {
+    dtb.prop(node, "status").is_none_or(status_ok)
+}
+
+fn s_visible(dtb: &Dtb<'_>, node: &Node<'_>) -> bool {
+    match dtb.prop(node, "secure-status") {
+        Some(v) => status_ok(v),
+        None => ns_visible(dtb, node),
+    }
+}
+
+fn visible_to_any(dtb: &Dtb<'_>, node: &Node<'_>) -> bool {
+    ns_visible(dtb, node) || s_visible(dtb, node)
+}
+
+fn visible_to(dtb: &Dtb<'_>, node: &Node<'_>, world: World) -> bool {
+    match world {
+        World::Secure => s_visible(dtb, node),
+        World::NonSecure => ns_visible(dtb, node),
+    }
+}
+
+/// Whether one of the node's `compatible` strings is in `any`.
+fn is_compatible(dtb: &Dtb<'_>, node: &Node<'_>, any: &[&str]) -> bool {
+    dtb.prop(node, "compatible").is_some_and(|v| {
+        v.split(|&b| b == 0).any(|s| !s.is_empty() && any.iter().any(|c| c.as_bytes() == s))
+    })
+}
+
+/// A property holding one string: everything up to the first NUL.
+fn prop_str<'a>(dtb: &Dtb<'a>, node: &Node<'a>, name: &'static str) -> Result<Option<&'a str>, BoardError> {
+    let Some(v) = dtb.prop(node, name) else { return Ok(None) };
+    let s = v.split(|&b| b == 0).next().unwrap_or_default();
+    core::str::from_utf8(s).map(Some).map_err(|_| BoardError::BadProperty {
+        node: node.dt_name(),
+        property: name,
+        reason: "is not a UTF-8 string",
+    })
+}
+
+/// A property holding one 32-bit cell.
+fn prop_u32(dtb: &Dtb<'_>, node: &Node<'_>, name: &'static str) -> Result<Option<u32>, BoardError> {
+    match dtb.prop(node, name) {
+        None => Ok(None),
+        Some(v) if v.len() == 4 => Ok(be32(v, 0)),
+        Some(_) => Err(BoardError::BadProperty {
+            node: node.dt_name(),
+            property: name,
+            reason: "is not a single 32-bit cell",
+        }),
+    }
+}
+
+/// Reads `cells` (0, 1 or 2) big-endian cells at `off`.
+fn read_cells(bytes: &[u8], off: usize, cells: u32) -> Option<u64> {
+    match cells {
+        0 => Some(0),
+        1 => be32(bytes, off).map(u64::from),
+        2 => dt::be64(bytes, off),
+        _ => None,
+    }
+}
+
+/// Bytes in `cells` cells, for cell counts already checked to be small.
+fn cell_bytes(cells: u32) -> usize {
+    usize::try_from(cells).unwrap_or(usize::MAX).saturating_mul(4)
+}
+
+/// All `reg` entries of `node`, decoded and translated to CPU physical
+/// addresses.
+fn regs(dtb: &Dtb<'_>, node: &Node<'_>) -> Result<RegionList, BoardError> {
+    let bad = |reason| BoardError::BadProperty { node: node.dt_name(), property: "reg", reason };
+    let value = dtb.prop(node, "reg").ok_or(BoardError::MissingProperty {
+        node: node.dt_name(),
+        property: "reg",
+    })?;
+    let cells = node.parent_cells;
+    if !(1..=2).contains(&cells.address) || cells.size > 2 {
+        return Err(bad(
+            "cannot be decoded: the parent's #address-cells must be 1 or 2 and #size-cells 0 to 2",
+        ));
+    }
+    let addr_len = cell_bytes(cells.address);
+    let stride = addr_len.saturating_add(cell_bytes(cells.size));
+    if value.is_empty() || value.len().checked_rem(stride) != Some(0) {
+        return Err(bad("length is not a multiple of (#address-cells + #size-cells) * 4"));
+    }
+    let mut list = RegionList::new();
+    for entry in value.chunks_exact(stride) {
+        let addr = read_cells(entry, 0, cells.address).ok_or(bad("entry is truncated"))?;
+        let size = read_cells(entry, addr_len, cells.size).ok_or(bad("entry is truncated"))?;
+        let base = translate(dtb, node, addr, size)?;
+        if base.checked_add(size).is_none() {
+            return Err(bad("describes a range past the end of the address space"));
+        }
+        list.push(MemRegion::new(base, size))
+            .map_err(|_| bad("has more entries than this firmware holds (MAX_REGIONS)"))?;
+    }
+    Ok(list)
+}
+
+/// The first `reg` entry of `node`.
+fn first_reg(dtb: &Dtb<'_>, node: &Node<'_>) -> Result<MemRegion, BoardError> {
+    regs(dtb, node)?.first().copied().ok_or(BoardError::MissingProperty {
+        node: node.dt_name(),
+        property: "reg",
+    })
+}
+
+/// Translates the bus address `[addr, addr + size)` of `node`'s `reg` up
+/// through the `ranges` of every non-root ancestor.
+fn translate(dtb: &Dtb<'_>, node: &Node<'_>, mut addr: u64, size: u64) -> Result<u64, BoardError> {
+    let mut child = *node;
+    for _ in 0..dt::MAX_DEPTH {
+        let Some(parent) = dtb.parent(&child) else { return Ok(addr) };
+        if parent.is_root() {
+            return Ok(addr);
+        }
+        let bad = |reason| BoardError::BadProperty { node: parent.dt_name(), property: "ranges", reason };
+        let ranges = dtb.prop(&parent, "ranges").ok_or(bad(
+            "is missing, so the addresses of this node's children cannot be translated",
+        ))?;
+        if !ranges.is_empty() {
+            let child_cells = child.parent_cells; // the parent's own cells
+            let parent_addr_cells = parent.parent_cells.address;
+            if !(1..=2).contains(&child_cells.address)
+                || !(1..=2).contains(&parent_addr_cells)
+                || child_cells.size > 2
+            {
+                return Err(bad("cannot be decoded: address cells must be 1 or 2, size cells 0 to 2"));
+            }
+            let child_len = cell_bytes(child_cells.address);
+            let parent_len = cell_bytes(parent_addr_cells);
+            let stride = child_len.saturating_add(parent_len).saturating_add(cell_bytes(child_cells.size));
+            if ranges.len().checked_rem(stride) != Some(0) {
+                return Err(bad("length is not a multiple of the entry size"));
+            }
+            let mut mapped = None;
+            for entry in ranges.chunks_exact(stride) {
+                let (Some(c), Some(p), Some(s)) = (
+                    read_cells(entry, 0, child_cells.address),
+                    read_cells(entry, child_len, parent_addr_cells),
+                    read_cells(entry, child_len.saturating_add(parent_len), child_cells.size),
+                ) else {
+                    return Err(bad("entry is truncated"));
+                };
+                let offset = addr.wrapping_sub(c);
+                if addr >= c && offset < s && size <= s.saturating_sub(offset) {
+                    mapped = Some(p.checked_add(offset).ok_or(bad("maps past the end of the address space"))?);
+                    break;
+                }
+            }
+            addr = mapped.ok_or(BoardError::BadProperty {
+                node: node.dt_name(),
+                property: "reg",
+                reason: "lies outside every `ranges` window of its parent bus",
+            })?;
+        }
+        child = parent;
+    }
+    Err(BoardError::Malformed { offset: node.begin, reason: "ancestor chain too long" })
+}
+
+/// Memory regions of nodes matching `device_type` (if non-empty) or
+/// `compatible`, split into (Non-secure-visible, Secure-only).
+fn split_by_world(
+    dtb: &Dtb<'_>,
+    device_type: &[&str],
+    compatible: Option<&str>,
+    what: &'static str,
+) -> Result<(RegionList, RegionList), BoardError> {
+    let mut ns = RegionList::new();
+    let mut s = RegionList::new();
+    for node in dtb.all_nodes() {
+        let matches = match compatible {
+            Some(c) => is_compatible(dtb, &node, &[c]),
+            None => prop_str(dtb, &node, "device_type")?.is_some_and(|t| device_type.contains(&t)),
+        };
+        if !matches {
+            continue;
+        }
+        let list = if ns_visible(dtb, &node) {
+            &mut ns
+        } else if s_visible(dtb, &node) {
+            &mut s
+        } else {
+            continue;
+        };
+        for r in regs(dtb, &node)?.iter().filter(|r| !r.is_empty()) {
+            list.push(*r).map_err(|_| BoardError::TooMany { what, capacity: MAX_REGIONS })?;
+        }
+    }
+    Ok((ns, s))
+}
+
+fn reserved(dtb: &Dtb<'_>) -> Result<RegionList, BoardError> {
+    let full = BoardError::TooMany { what: "reserved memory regions", capacity: MAX_REGIONS };
+    let mut list = RegionList::new();
+    for entry in dtb.mem_reservations() {
+        let (base, size) = entry?;
+        if base.checked_add(size).is_none() {
+            return Err(BoardError::BadHeader {
+                reason: "a /memreserve/ entry runs past the end of the address space",
+            });
+        }
+        if size != 0 {
+            list.push(MemRegion::new(base, size)).map_err(|_| full)?;
+        }
+    }
+    if let Some(parent) = dtb.find_path("/reserved-memory") {
+        for child in dtb.children(&parent) {
+            if !ns_visible(dtb, &child) || dtb.prop(&child, "reg").is_none() {
+                continue;
+            }
+            for r in regs(dtb, &child)?.iter().filter(|r| !r.is_empty()) {
+                list.push(*r).map_err(|_| full)?;
+            }
+        }
+    }
+    Ok(list)
+}
+
+fn cpus(dtb: &Dtb<'_>) -> Result<CpuList, BoardError> {
+    let parent = dtb.find_path("/cpus").ok_or(BoardError::MissingNode { what: "/cpus node" })?;
+    let cells = dtb.cells_of(&parent);
+    let bad_parent = |property, reason| BoardError::BadProperty { node: parent.dt_name(), property, reason };
+    if !(1..=2).contains(&cells.address) {
+        return Err(bad_parent("#address-cells", "must be 1 or 2"));
+    }
+    if cells.size != 0 {
+        return Err(bad_parent("#size-cells", "must be 0"));
+    }
+    let stride = cell_bytes(cells.address);
+    let mut list = CpuList::new();
+    for node in dtb.children(&parent).filter(|n| n.base_name() == "cpu") {
+        let bad = |reason| BoardError::BadProperty { node: node.dt_name(), property: "reg", reason };
+        let reg = dtb.prop(&node, "reg").ok_or(BoardError::MissingProperty {
+            node: node.dt_name(),
+            property: "reg",
+        })?;
+        if reg.is_empty() || reg.len().checked_rem(stride) != Some(0) {
+            return Err(bad("length is not a multiple of /cpus #address-cells * 4"));
+        }
+        for id in reg.chunks_exact(stride) {
+            let mpidr = read_cells(id, 0, cells.address).ok_or(bad("is truncated"))?;
+            if mpidr & !MPIDR_AFFINITY_MASK != 0 {
+                return Err(bad("has bits outside the MPIDR affinity fields"));
+            }
+            if list.contains(&mpidr) {
+                return Err(bad("repeats the MPIDR of an earlier CPU"));
+            }
+            list.push(mpidr).map_err(|_| BoardError::TooMany { what: "CPUs", capacity: MAX_CPUS })?;
+        }
+    }
+    if list.is_empty() {
+        return Err(BoardError::MissingNode { what: "/cpus/cpu@* node" });
+    }
+    Ok(list)
+}
+
+/// Resolves a `stdout-path` value (options already stripped): an absolute
+/// path, or an alias from `/aliases` optionally followed by `/more/path`.
+fn resolve_path<'a>(dtb: &Dtb<'a>, path: &str) -> Option<Node<'a>> {
+    if path.starts_with('/') {
+        return dtb.find_path(path);
+    }
+    let (alias, rest) = path.split_once('/').unwrap_or((path, ""));
+    let aliases = dtb.find_path("/aliases")?;
+    let value = dtb.prop(&aliases, alias)?;
+    let target = core::str::from_utf8(value.split(|&b| b == 0).next()?).ok()?;
+    if !target.starts_with('/') {
+        return None;
+    }
+    let node = dtb.find_path(target)?;
+    dtb.find_from(node, rest)
+}
+
+fn console(
+    dtb: &Dtb<'_>,
+    chosen_path: &str,
+    property: &'static str,
+    world: World,
+) -> Result<Option<Uart>, BoardError> {
+    let Some(chosen) = dtb.find_path(chosen_path) else { return Ok(None) };
+    let Some(value) = prop_str(dtb, &chosen, "stdout-path")? else { return Ok(None) };
+    let path = value.split(':').next().unwrap_or(value);
+    let node = resolve_path(dtb, path)
+        .ok_or(BoardError::PathNotFound { property, path: DtName::new(path) })?;
+    if !visible_to(dtb, &node, world) {
+        return Err(BoardError::Unsupported {
+            node: node.dt_name(),
+            reason: match world {
+                World::NonSecure => "is the Non-secure console but is not visible to the Non-secure world",
+                World::Secure => "is the Secure console but is not visible to the Secure world",
+            },
+        });
+    }
+    if !is_compatible(dtb, &node, &["arm,pl011"]) {
+        return Err(BoardError::Unsupported {
+            node: node.dt_name(),
+            reason: "the console UART is not compatible with arm,pl011, the only UART this firmware drives",
+        });
+    }
+    let r = first_reg(dtb, &node)?;
+    Ok(Some(Uart { kind: UartKind::Pl011, base: r.base, size: r.size }))
+}
+
+/// `#interrupt-cells` of the GIC: 3 (type, number, flags), or 4 for GICv3
+/// with PPI partitions.
+fn gic_interrupt_cells(dtb: &Dtb<'_>, gic: &Node<'_>) -> Result<usize, BoardError> {
+    match prop_u32(dtb, gic, "#interrupt-cells")? {
+        Some(n @ 3..=4) => Ok(cell_bytes(n)),
+        Some(_) => Err(BoardError::BadProperty {
+            node: gic.dt_name(),
+            property: "#interrupt-cells",
+            reason: "must be 3 or 4 for a GIC",
+        }),
+        None => Err(BoardError::MissingProperty { node: gic.dt_name(), property: "#interrupt-cells" }),
+    }
+}
+
+/// Decodes one GIC interrupt specifier (type, number, flags, ...).
+fn gic_irq(spec: &[u8], node: &Node<'_>, property: &'static str) -> Result<Irq, BoardError> {
+    let bad = |reason| BoardError::BadProperty { node: node.dt_name(), property, reason };
+    let (Some(kind), Some(number), Some(flags)) = (be32(spec, 0), be32(spec, 4), be32(spec, 8)) else {
+        return Err(bad("holds a truncated interrupt specifier"));
+    };
+    let intid = match kind {
+        0 if number < 988 => number.checked_add(32),
+        1 if number < 16 => number.checked_add(16),
+        _ => None,
+    };
+    let intid = intid.ok_or(bad("holds an interrupt that is neither a GIC SPI nor a PPI"))?;
+    Ok(Irq { intid, flags })
+}
+
+fn gic(dtb: &Dtb<'_>, node: &Node<'_>) -> Result<Gic, BoardError> {
+    let version = if is_compatible(dtb, node, GIC_V3) { GicVersion::V3 } else { GicVersion::V2 };
+    let regs = regs(dtb, node)?;
+    let at = |i: usize| regs.get(i).copied();
+    let missing = |reason| BoardError::BadProperty { node: node.dt_name(), property: "reg", reason };
+    let distributor = at(0).ok_or(missing("lacks the distributor"))?;
+    let mut redistributors = RegionList::new();
+    let (cpu_interface, rest) = match version {
+        GicVersion::V3 => {
+            let n = prop_u32(dtb, node, "#redistributor-regions")?.unwrap_or(1);
+            let n = usize::try_from(n).unwrap_or(usize::MAX);
+            if n == 0 {
+                return Err(BoardError::BadProperty {
+                    node: node.dt_name(),
+                    property: "#redistributor-regions",
+                    reason: "is zero",
+                });
+            }
+            for i in 0..n {
+                let r = at(i.saturating_add(1))
+                    .ok_or(missing("has fewer redistributor regions than #redistributor-regions"))?;
+                redistributors.push(r).map_err(|_| BoardError::TooMany {
+                    what: "GIC redistributor regions",
+                    capacity: MAX_REGIONS,
+                })?;
+            }
+            (at(n.saturating_add(1)), n.saturating_add(2))
+        }
+        GicVersion::V2 => (Some(at(1).ok_or(missing("lacks the CPU interface"))?), 2),
+    };
+    let maintenance_irq = match dtb.prop(node, "interrupts") {
+        Some(spec) => {
+            let cells = gic_interrupt_cells(dtb, node)?;
+            Some(gic_irq(spec.get(..cells).unwrap_or(spec), node, "interrupts")?)
+        }
+        None => None,
+    };
+    Ok(Gic {
+        version,
+        distributor,
+        redistributors,
+        cpu_interface,
+        hyp_interface: at(rest),
+        vcpu_interface: at(rest.saturating_add(1)),
+        maintenance_irq,
+    })
+}
+
+/// The `interrupt-parent` phandle that applies to `node` (its own or the
+/// nearest ancestor's).
+fn interrupt_parent(dtb: &Dtb<'_>, node: &Node<'_>) -> Result<Option<u32>, BoardError> {
+    let mut cur = Some(*node);
+    for _ in 0..dt::MAX_DEPTH {
+        let Some(n) = cur else { break };
+        if let Some(p) = prop_u32(dtb, &n, "interrupt-parent")? {
+            return Ok(Some(p));
+        }
+        cur = dtb.parent(&n);
+    }
+    Ok(None)
+}
+
+fn timer(dtb: &Dtb<'_>, gic: &Node<'_>) -> Result<Timer, BoardError> {
+    let node = dtb
+        .all_nodes()
+        .find(|n| visible_to_any(dtb, n) && is_compatible(dtb, n, TIMER))
+        .ok_or(BoardError::MissingNode { what: "timer node (arm,armv8-timer)" })?;
+    let bad = |reason| BoardError::BadProperty { node: node.dt_name(), property: "interrupts", reason };
+    // The timer's interrupts must be GIC PPIs: check where they are routed.
+    let parent = interrupt_parent(dtb, &node)?.ok_or(BoardError::MissingProperty {
+        node: node.dt_name(),
+        property: "interrupt-parent",
+    })?;
+    if dtb.find_phandle(parent).map(|p| p.begin) != Some(gic.begin) {
+        return Err(BoardError::Unsupported {
+            node: node.dt_name(),
+            reason: "timer interrupts are not routed to the GIC",
+        });
+    }
+    let cells = gic_interrupt_cells(dtb, gic)?;
+    let spec = dtb.prop(&node, "interrupts").ok_or(BoardError::MissingProperty {
+        node: node.dt_name(),
+        property: "interrupts",
+    })?;
+    if spec.len().checked_rem(cells) != Some(0) {
+        return Err(bad("length is not a multiple of the GIC's #interrupt-cells"));
+    }
+    let mut irqs = [None; 5];
+    for (slot, s) in irqs.iter_mut().zip(spec.chunks_exact(cells)) {
+        let irq = gic_irq(s, &node, "interrupts")?;
+        if !(16..32).contains(&irq.intid) {
+            return Err(bad("lists an interrupt that is not a PPI"));
+        }
+        *slot = Some(irq);
+    }
+    let [Some(secure_phys), Some(nonsecure_phys), Some(virt), Some(hyp_phys), hyp_virt] = irqs else {
+        return Err(bad("lists fewer than 4 interrupts (secure phys, non-secure phys, virt, hyp)"));
+    };
+    Ok(Timer {
+        secure_phys,
+        nonsecure_phys,
+        virt,
+        hyp_phys,
+        hyp_virt,
+        clock_frequency: prop_u32(dtb, &node, "clock-frequency")?,
+    })
+}
+
+/// The first Secure-visible node compatible with `compatible` (a
+/// `gpio-poweroff` or `gpio-restart`), resolved to its PL061 line.
+fn gpio_line(dtb: &Dtb<'_>, compatible: &str) -> Result<Option<GpioLine>, BoardError> {
+    let Some(node) = dtb
+        .all_nodes()
+        .find(|n| s_visible(dtb, n) && is_compatible(dtb, n, &[compatible]))
+    else {
+        return Ok(None);
+    };
+    let bad = |reason| BoardError::BadProperty { node: node.dt_name(), property: "gpios", reason };
+    let gpios = dtb.prop(&node, "gpios").ok_or(BoardError::MissingProperty {
+        node: node.dt_name(),
+        property: "gpios",
+    })?;
+    let phandle = be32(gpios, 0).ok_or(bad("is empty"))?;
+    let ctrl = dtb.find_phandle(phandle).ok_or(bad("references a phandle that no node has"))?;
+    if !is_compatible(dtb, &ctrl, &["arm,pl061"]) {
+        return Err(BoardError::Unsupported {
+            node: ctrl.dt_name(),
+            reason: "the GPIO controller is not compatible with arm,pl061, the only one this firmware drives",
+        });
+    }
+    if !s_visible(dtb, &ctrl) {
+        return Err(bad("references a GPIO controller the Secure world cannot see"));
+    }
+    let cells = prop_u32(dtb, &ctrl, "#gpio-cells")?.ok_or(BoardError::MissingProperty {
+        node: ctrl.dt_name(),
+        property: "#gpio-cells",
+    })?;
+    if cells == 0 {
+        return Err(BoardError::BadProperty {
+            node: ctrl.dt_name(),
+            property: "#gpio-cells",
+            reason: "is zero",
+        });
+    }
+    if gpios.len() < cell_bytes(cells).saturating_add(4) {
+        return Err(bad("is shorter than one GPIO specifier"));
+    }
+    let line = be32(gpios, 4).ok_or(bad("is shorter than one GPIO specifier"))?;
+    let flags = if cells >= 2 { be32(gpios, 8).unwrap_or(0) } else { 0 };
+    if line >= PL061_LINES {
+        return Err(bad("names a line a PL061 does not have (it has 8)"));
+    }
+    Ok(Some(GpioLine {
+        controller: first_reg(dtb, &ctrl)?,
+        line,
+        active_low: flags & GPIO_ACTIVE_LOW != 0,
+    }))
+}

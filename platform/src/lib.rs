@@ -3,9 +3,18 @@
 //!
 //! Everything here is `no_std`. Modules split into pure logic, which the host
 //! tests exercise with `cargo test` (package format, board description,
-//! syndrome decoding), and thin hardware drivers gated on
-//! `target_arch = "aarch64"`, which only the images link.
-#![cfg_attr(not(any(test, feature = "std")), no_std)]
+//! syndrome decoding, handoff record), and thin hardware drivers, which only
+//! the images use.
+#![cfg_attr(not(any(test, feature = "std", feature = "build")), no_std)]
 
+pub mod abi;
+pub mod arch;
 pub mod board;
+#[cfg(feature = "build")]
+pub mod build;
+pub mod console;
+pub mod esr;
+pub mod handoff;
 pub mod package;
+pub mod pl011;
+pub mod semihosting;

@@ -1,0 +1,170 @@
+//! The guest: loading the guest-stub into guest RAM, its generated device
+//! tree, its first register state, and exceptions injected into it.
+//!
+//! The guest DTB is written from scratch with `vm-fdt`: guest RAM only, one
+//! CPU, PSCI through HVC, and the passthrough console. The guest never sees
+//! the host's DTB.
+
+use alloc::vec::Vec;
+use aarch64_cpu::registers::{Readable, Writeable, ELR_EL1, ESR_EL1, FAR_EL1, SPSR_EL1, VBAR_EL1};
+use platform::arch::regs::{SCTLR_EL1_RES1, SPSR_DAIF, SPSR_M_AARCH32, SPSR_M_EL1H, SPSR_M_SP_ELX};
+use platform::arch::trap::TrapFrame;
+use platform::arch::ExceptionLevel;
+use platform::board::{MemRegion, Uart};
+use platform::esr::{Esr, ExceptionClass, FaultStatus};
+use platform::handoff::LoadedImage;
+use vm_fdt::FdtWriter;
+
+/// Where the guest's DTB goes, from the start of guest RAM.
+const DTB_OFFSET: u64 = 0;
+/// Largest guest DTB we write.
+const DTB_MAX: u64 = 64 * 1024;
+/// Where the guest image goes, from the start of guest RAM.
+const IMAGE_OFFSET: u64 = 2 * 1024 * 1024;
+
+#[derive(Debug)]
+pub enum GuestError {
+    Dtb(vm_fdt::Error),
+    DtbTooLarge(usize),
+    ImageTooLarge { need: u64, have: u64 },
+}
+
+impl core::fmt::Display for GuestError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Dtb(e) => write!(f, "guest device tree: {e}"),
+            Self::DtbTooLarge(n) => write!(f, "guest device tree is {n} bytes, over {DTB_MAX}"),
+            Self::ImageTooLarge { need, have } => {
+                write!(f, "guest image needs {need:#x} bytes, guest RAM has {have:#x}")
+            }
+        }
+    }
+}
+
+impl From<vm_fdt::Error> for GuestError {
+    fn from(e: vm_fdt::Error) -> Self {
+        Self::Dtb(e)
+    }
+}
+
+/// Writes the guest's device tree.
+pub fn device_tree(ram: MemRegion, console: Option<Uart>, bootargs: &str) -> Result<Vec<u8>, GuestError> {
+    let mut fdt = FdtWriter::new()?;
+    let root = fdt.begin_node("")?;
+    fdt.property_string("compatible", "linux,dummy-virt")?;
+    fdt.property_string("model", "el2 hypervisor guest")?;
+    fdt.property_u32("#address-cells", 2)?;
+    fdt.property_u32("#size-cells", 2)?;
+
+    let chosen = fdt.begin_node("chosen")?;
+    fdt.property_string("bootargs", bootargs)?;
+    if let Some(uart) = console {
+        fdt.property_string("stdout-path", &alloc::format!("/pl011@{:x}", uart.base))?;
+    }
+    fdt.end_node(chosen)?;
+
+    let memory = fdt.begin_node(&alloc::format!("memory@{:x}", ram.base))?;
+    fdt.property_string("device_type", "memory")?;
+    fdt.property_array_u64("reg", &[ram.base, ram.size])?;
+    fdt.end_node(memory)?;
+
+    if let Some(uart) = console {
+        let node = fdt.begin_node(&alloc::format!("pl011@{:x}", uart.base))?;
+        fdt.property_string_list("compatible", alloc::vec!["arm,pl011".into(), "arm,primecell".into()])?;
+        fdt.property_array_u64("reg", &[uart.base, uart.size])?;
+        fdt.end_node(node)?;
+    }
+
+    let psci = fdt.begin_node("psci")?;
+    fdt.property_string_list("compatible", alloc::vec!["arm,psci-1.0".into(), "arm,psci-0.2".into()])?;
+    fdt.property_string("method", "hvc")?;
+    fdt.end_node(psci)?;
+
+    let cpus = fdt.begin_node("cpus")?;
+    fdt.property_u32("#address-cells", 1)?;
+    fdt.property_u32("#size-cells", 0)?;
+    let cpu = fdt.begin_node("cpu@0")?;
+    fdt.property_string("device_type", "cpu")?;
+    fdt.property_string("compatible", "arm,armv8")?;
+    fdt.property_u32("reg", 0)?;
+    fdt.property_string("enable-method", "psci")?;
+    fdt.end_node(cpu)?;
+    fdt.end_node(cpus)?;
+
+    fdt.end_node(root)?;
+    let dtb = fdt.finish()?;
+    if dtb.len() as u64 > DTB_MAX {
+        return Err(GuestError::DtbTooLarge(dtb.len()));
+    }
+    Ok(dtb)
+}
+
+/// Copies the guest image and its DTB into guest RAM and returns the
+/// guest's first register state.
+pub fn load(ram: MemRegion, image: &LoadedImage, dtb: &[u8]) -> Result<TrapFrame, GuestError> {
+    let align = image.align.max(4096);
+    let base = (ram.base + IMAGE_OFFSET).next_multiple_of(align);
+    let need = base - ram.base + image.mem_size;
+    if need > ram.size {
+        return Err(GuestError::ImageTooLarge { need, have: ram.size });
+    }
+    let dtb_ipa = ram.base + DTB_OFFSET;
+    // SAFETY: guest RAM is ours to fill (identity-mapped, EL2 MMU off); the
+    // source is the guest-stub copy inside the block the monitor reserved
+    // for us, and the two ranges cannot overlap (free RAM excludes it).
+    unsafe {
+        core::ptr::copy_nonoverlapping(dtb.as_ptr(), dtb_ipa as *mut u8, dtb.len());
+        let dst = base as *mut u8;
+        core::ptr::copy_nonoverlapping(image.bytes.base as *const u8, dst, image.bytes.size as usize);
+        core::ptr::write_bytes(
+            dst.add(image.bytes.size as usize),
+            0,
+            (image.mem_size - image.bytes.size) as usize,
+        );
+        core::arch::asm!("dsb ish", "ic iallu", "dsb ish", "isb", options(nostack));
+    }
+    // The guest starts with its MMU off and a defined SCTLR_EL1.
+    aarch64_cpu::registers::SCTLR_EL1.set(SCTLR_EL1_RES1);
+    let mut frame = TrapFrame { elr: base + image.entry_offset, spsr: SPSR_M_EL1H | SPSR_DAIF, ..Default::default() };
+    frame.x[0] = dtb_ipa;
+    Ok(frame)
+}
+
+/// Offset of the vector a synchronous exception from `spsr`'s context takes
+/// in the guest's EL1 vector table.
+fn sync_vector_offset(spsr: u64) -> u64 {
+    match ExceptionLevel::from_spsr(spsr) {
+        _ if spsr & SPSR_M_AARCH32 != 0 => 0x600,
+        ExceptionLevel::El0 => 0x400,
+        _ if spsr & SPSR_M_SP_ELX != 0 => 0x200,
+        _ => 0x000,
+    }
+}
+
+/// Delivers a synchronous exception with syndrome `esr` and fault address
+/// `far` to the guest's EL1 vector, as the hardware would have.
+pub fn inject_sync(frame: &mut TrapFrame, esr: Esr, far: u64) {
+    ESR_EL1.set(esr.0);
+    FAR_EL1.set(far);
+    ELR_EL1.set(frame.elr);
+    SPSR_EL1.set(frame.spsr);
+    frame.elr = VBAR_EL1.get() + sync_vector_offset(frame.spsr);
+    frame.spsr = SPSR_M_EL1H | SPSR_DAIF;
+}
+
+/// Answers a stage-2 abort on an IPA the guest has no memory or device at
+/// with a synchronous external abort, which is what a bus gives a bare-metal
+/// OS for an access to nothing.
+pub fn inject_external_abort(frame: &mut TrapFrame, trapped: Esr, far: u64) {
+    let from_el1 = ExceptionLevel::from_spsr(frame.spsr) == ExceptionLevel::El1;
+    let is_data = matches!(trapped.class(), ExceptionClass::DataAbortLower);
+    let class = match (is_data, from_el1) {
+        (true, true) => ExceptionClass::DataAbortSame,
+        (true, false) => ExceptionClass::DataAbortLower,
+        (false, true) => ExceptionClass::InstructionAbortSame,
+        (false, false) => ExceptionClass::InstructionAbortLower,
+    };
+    let wnr = trapped.abort().map_or(0, |a| a.0 & platform::esr::AbortIss::WNR);
+    let iss = u64::from(FaultStatus::SYNC_EXTERNAL_CODE) | if is_data { wnr } else { 0 };
+    inject_sync(frame, Esr::new(class, trapped.il(), iss), far);
+}

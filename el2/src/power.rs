@@ -1,0 +1,46 @@
+//! Ending the run from EL2: the guest's power-off, and our own fatal errors.
+//!
+//! The exit status (0, or what the guest reported with
+//! `HV_SET_EXIT_STATUS`, or [`EXIT_HYPERVISOR_FATAL`]) goes to the monitor
+//! with `SIP_SET_EXIT_STATUS`; then PSCI `SYSTEM_OFF` ends the run.
+
+use core::sync::atomic::{AtomicU32, Ordering};
+use platform::abi::SIP_SET_EXIT_STATUS;
+use smccc::Smc;
+
+/// Exit status when the hypervisor itself fails.
+pub const EXIT_HYPERVISOR_FATAL: u32 = 2;
+
+static GUEST_STATUS: AtomicU32 = AtomicU32::new(0);
+
+/// The guest's verdict, reported at power-off.
+pub fn set_guest_status(status: u32) {
+    GUEST_STATUS.store(status, Ordering::Relaxed);
+}
+
+/// Powers off with the guest's status.
+pub fn guest_system_off() -> ! {
+    let status = GUEST_STATUS.load(Ordering::Relaxed);
+    log::info!("guest requested SYSTEM_OFF (status {status})");
+    power_off(status)
+}
+
+/// Asks the monitor to reset the board.
+pub fn system_reset() -> ! {
+    log::info!("guest requested SYSTEM_RESET");
+    let _ = smccc::psci::system_reset::<Smc>();
+    power_off(EXIT_HYPERVISOR_FATAL)
+}
+
+/// Reports a fatal hypervisor error and ends the run with a failure status.
+pub fn fatal(args: core::fmt::Arguments) -> ! {
+    log::error!("FATAL: {args}");
+    power_off(EXIT_HYPERVISOR_FATAL)
+}
+
+fn power_off(status: u32) -> ! {
+    smccc::smc32(SIP_SET_EXIT_STATUS, [status, 0, 0, 0, 0, 0, 0]);
+    let _ = smccc::psci::system_off::<Smc>();
+    log::error!("the monitor did not power off: halting");
+    platform::arch::halt()
+}

@@ -1,0 +1,3 @@
+fn main() {
+    platform::build::link_image("el3-monitor", platform::build::Linkage::Fixed);
+}

@@ -1,0 +1,100 @@
+// Reset entry of the EL3 monitor, executing in place from Secure flash.
+//
+// Every CPU starts here. The boot CPU (affinity 0) initialises memory and
+// runs monitor_main. The others wait until the boot CPU has published the
+// CPU table, look up their index in it, take that index's stack and run
+// monitor_secondary_main, which parks them until PSCI CPU_ON.
+
+.section .text.entry, "ax"
+.global image_entry
+image_entry:
+    mov     x19, x0                         // a DTB pointer from an earlier stage, or 0
+    ldr     x1, ={SCTLR_BOOT}
+    msr     sctlr_el3, x1
+    isb
+    mrs     x20, mpidr_el1
+    ldr     x1, ={MPIDR_AFFINITY_MASK}
+    and     x20, x20, x1
+    cbnz    x20, secondary_wait
+
+    // Boot CPU: .data from flash to SRAM, .bss zeroed.
+    adrp    x0, __data_start
+    add     x0, x0, :lo12:__data_start
+    adrp    x1, __data_lma
+    add     x1, x1, :lo12:__data_lma
+    adrp    x2, __data_end
+    add     x2, x2, :lo12:__data_end
+    bl      platform_copy
+    adrp    x0, __bss_start
+    add     x0, x0, :lo12:__bss_start
+    adrp    x1, __bss_end
+    add     x1, x1, :lo12:__bss_end
+    bl      platform_zero
+    mov     x0, #0
+    bl      set_cpu_stack_and_vectors
+    mov     x0, x19
+    bl      monitor_main                   // does not return
+
+// Waits for the boot CPU to publish CPU_TABLE, then finds this CPU in it.
+secondary_wait:
+    adrp    x2, CPU_TABLE
+    add     x2, x2, :lo12:CPU_TABLE
+    ldr     x3, ={CPU_TABLE_READY}
+1:  wfe
+    ldar    x4, [x2]                        // CPU_TABLE.ready
+    cmp     x4, x3
+    b.ne    1b
+    ldr     x5, [x2, #8]                    // CPU_TABLE.count
+    add     x6, x2, #16                     // CPU_TABLE.mpidr[0]
+    mov     x0, #0
+2:  cmp     x0, x5
+    b.hs    3f                              // not listed: never used
+    ldr     x7, [x6, x0, lsl #3]
+    cmp     x7, x20
+    b.eq    4f
+    add     x0, x0, #1
+    b       2b
+3:  wfe
+    b       3b
+4:  mov     x19, x0
+    bl      set_cpu_stack_and_vectors
+    mov     x0, x19
+    b       monitor_secondary_main          // does not return
+
+// monitor_park(x0 = cpu index): abandons the current stack and parks the CPU
+// in monitor_secondary_main (PSCI CPU_OFF).
+.global monitor_park
+monitor_park:
+    mov     x19, x0
+    bl      set_cpu_stack_and_vectors
+    mov     x0, x19
+    b       monitor_secondary_main
+
+// set_cpu_stack_and_vectors(x0 = cpu index): SP = top of that CPU's stack,
+// VBAR_EL3 = the monitor's vectors. Clobbers x0-x2.
+set_cpu_stack_and_vectors:
+    adrp    x1, __stacks_start
+    add     x1, x1, :lo12:__stacks_start
+    add     x0, x0, #1
+    ldr     x2, ={STACK_SIZE}
+    madd    x1, x0, x2, x1
+    mov     sp, x1
+    adrp    x1, monitor_vectors
+    add     x1, x1, :lo12:monitor_vectors
+    msr     vbar_el3, x1
+    isb
+    ret
+
+// enter_el2(x0 = entry, x1 = x0 for EL2, x2 = x1 for EL2): drops to
+// Non-secure EL2h with DAIF masked.
+.global enter_el2
+enter_el2:
+    msr     elr_el3, x0
+    ldr     x3, ={SPSR_EL2H}
+    msr     spsr_el3, x3
+    mov     x0, x1
+    mov     x1, x2
+    mov     x2, xzr
+    mov     x3, xzr
+    eret
+.ltorg

@@ -1,0 +1,25 @@
+//! The monitor's exception vectors: SMCs from below go to [`crate::smc`];
+//! the semihosting probe's undefined-instruction trap is answered; anything
+//! else is a monitor bug and is reported with its decoded context.
+
+use aarch64_cpu::registers::{Readable, ESR_EL3, FAR_EL3};
+use platform::arch::trap::{ExceptionKind, ExceptionReport, ExceptionSource, ExceptionType, TrapFrame};
+use platform::esr::{Esr, ExceptionClass};
+
+platform::exception_vectors!("monitor_vectors", 3, handle_exception);
+
+extern "C" fn handle_exception(frame: &mut TrapFrame, kind: ExceptionKind) {
+    let esr = Esr(ESR_EL3.get());
+    match (kind.source(), kind.kind(), esr.class()) {
+        (ExceptionSource::LowerA64, ExceptionType::Sync, ExceptionClass::Smc64) => {
+            let slot = crate::state::slot_of(platform::arch::this_cpu_mpidr()).unwrap_or(0);
+            crate::smc::handle(frame, slot);
+        }
+        (ExceptionSource::CurrentSpx, ExceptionType::Sync, ExceptionClass::Unknown)
+            if platform::semihosting::recover(frame) => {}
+        _ => {
+            let report = ExceptionReport { kind, esr, far: FAR_EL3.get(), elr: frame.elr, spsr: frame.spsr };
+            crate::power::fatal(format_args!("unexpected exception: {report}"));
+        }
+    }
+}

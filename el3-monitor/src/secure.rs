@@ -1,0 +1,220 @@
+//! The secure-world configuration each CPU gets before it leaves EL3.
+//!
+//! Lower ELs are Non-secure and AArch64; HVC works; SMC comes here; IRQs and
+//! FIQs stay with the Non-secure side. Architecture features the CPU has are
+//! handed down untrapped (FP/SIMD, SVE, SME, pointer authentication, MTE,
+//! fine-grained traps, `HCRX_EL2`, enhanced counter virtualisation), each
+//! only when the ID registers say the feature exists, because setting an
+//! enable bit for an absent feature is not allowed. The GIC's interrupts all
+//! become Non-secure Group 1, owned by the hypervisor.
+
+use aarch64_cpu::registers::{
+    Readable, ID_AA64DFR0_EL1, ID_AA64ISAR1_EL1, ID_AA64MMFR0_EL1,
+    ID_AA64MMFR1_EL1, ID_AA64PFR0_EL1, ID_AA64PFR1_EL1,
+};
+use arm_gic::gicv3::registers::{Gicd, GicdCtlr, GicrSgi};
+use arm_gic::gicv3::{GicV3, Group};
+use arm_gic::{IntId, UniqueMmioPointer};
+use core::ptr::NonNull;
+use platform::arch::regs::*;
+use platform::board::{Board, GicVersion};
+
+/// What the ID registers say this CPU implements.
+struct Features {
+    pauth: bool,
+    sve: bool,
+    sme: bool,
+    mte2: bool,
+    fgt: bool,
+    ecv: bool,
+    hcx: bool,
+    csv2_2: bool,
+    spe: bool,
+}
+
+impl Features {
+    fn read() -> Self {
+        let isar1 = ID_AA64ISAR1_EL1.get();
+        let isar2 = read_id_aa64isar2();
+        let pfr0 = ID_AA64PFR0_EL1.get();
+        let pfr1 = ID_AA64PFR1_EL1.get();
+        let mmfr0 = ID_AA64MMFR0_EL1.get();
+        let mmfr1 = ID_AA64MMFR1_EL1.get();
+        let dfr0 = ID_AA64DFR0_EL1.get();
+        Self {
+            pauth: ID_AA64ISAR1_APA.present(isar1)
+                || ID_AA64ISAR1_API.present(isar1)
+                || ID_AA64ISAR1_GPA.present(isar1)
+                || ID_AA64ISAR1_GPI.present(isar1)
+                || ID_AA64ISAR2_APA3.present(isar2)
+                || ID_AA64ISAR2_GPA3.present(isar2),
+            sve: ID_AA64PFR0_SVE.present(pfr0),
+            sme: ID_AA64PFR1_SME.present(pfr1),
+            mte2: ID_AA64PFR1_MTE.get(pfr1) >= 2,
+            fgt: ID_AA64MMFR0_FGT.present(mmfr0),
+            ecv: ID_AA64MMFR0_ECV.present(mmfr0),
+            hcx: ID_AA64MMFR1_HCX.present(mmfr1),
+            csv2_2: ID_AA64PFR0_CSV2.get(pfr0) >= 2,
+            spe: ID_AA64DFR0_PMSVER.present(dfr0),
+        }
+    }
+}
+
+fn read_id_aa64isar2() -> u64 {
+    let value;
+    // SAFETY: ID_AA64ISAR2_EL1 is a read-only ID register (RAZ where the
+    // CPU predates it); reading it has no side effects.
+    unsafe { core::arch::asm!("mrs {}, S3_0_C0_C6_2", out(reg) value, options(nomem, nostack)) };
+    value
+}
+
+macro_rules! write_sysreg {
+    ($reg:literal, $value:expr) => {
+        // SAFETY: the EL3 configuration registers written here only change
+        // how lower ELs are trapped and which world they run in; the caller
+        // has not yet entered any lower EL on this CPU.
+        unsafe {
+            core::arch::asm!(concat!("msr ", $reg, ", {}"), in(reg) $value, options(nostack));
+        }
+    };
+}
+
+/// Configures this CPU's EL3 controls for a Non-secure EL2 below us.
+pub fn init_cpu(board: &Board) {
+    let f = Features::read();
+
+    let mut scr = SCR_NS | SCR_RW | SCR_HCE;
+    if f.pauth {
+        scr |= SCR_APK | SCR_API;
+    }
+    if f.mte2 {
+        scr |= SCR_ATA;
+    }
+    if f.fgt {
+        scr |= SCR_FGTEN;
+    }
+    if f.ecv {
+        scr |= SCR_ECVEN;
+    }
+    if f.hcx {
+        scr |= SCR_HXEN;
+    }
+    if f.csv2_2 {
+        scr |= SCR_ENSCXT;
+    }
+    write_sysreg!("scr_el3", scr);
+
+    // FP/SIMD untrapped (TFP = 0); SVE and SME untrapped where present.
+    let mut cptr = 0;
+    if f.sve {
+        cptr |= CPTR_EL3_EZ;
+    }
+    if f.sme {
+        cptr |= CPTR_EL3_ESM;
+    }
+    write_sysreg!("cptr_el3", cptr);
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+    if f.sve {
+        // ZCR_EL3: let lower ELs use every vector length the CPU has.
+        write_sysreg!("S3_6_C1_C2_0", ZCR_LEN_MAX);
+    }
+    if f.sme {
+        let smfr0: u64;
+        // SAFETY: ID_AA64SMFR0_EL1 is a read-only ID register.
+        unsafe { core::arch::asm!("mrs {}, S3_0_C0_C4_5", out(reg) smfr0, options(nomem, nostack)) };
+        let fa64 = if smfr0 & ID_AA64SMFR0_FA64 != 0 { SMCR_FA64 } else { 0 };
+        // SMCR_EL3: every streaming vector length, full A64 where offered.
+        write_sysreg!("S3_6_C1_C2_6", ZCR_LEN_MAX | fa64);
+    }
+
+    // Secure self-hosted debug off; the PMU and debug registers untrapped;
+    // the profiling buffer owned by the Non-secure side where it exists.
+    let mut mdcr = MDCR_EL3_SDD | MDCR_EL3_SPD32_DISABLED;
+    if f.spe {
+        mdcr |= MDCR_EL3_NSPB_NS;
+    }
+    write_sysreg!("mdcr_el3", mdcr);
+
+    // Firmware owns the counter frequency: take the DTB's word for it where
+    // it gives one, else keep what the platform programmed at reset.
+    if let Some(freq) = board.timer.clock_frequency {
+        write_sysreg!("cntfrq_el0", u64::from(freq));
+    }
+
+    if board.gic.version == GicVersion::V3 {
+        // System-register access to the GIC CPU interface for EL3 and EL2,
+        // and for EL2 to grant it to EL1.
+        write_sysreg!("icc_sre_el3", ICC_SRE_SRE | ICC_SRE_DFB | ICC_SRE_DIB | ICC_SRE_ENABLE);
+        aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+    }
+    // SCTLR_EL2 starts UNKNOWN: give EL2 a defined one with its MMU off.
+    write_sysreg!("sctlr_el2", SCTLR_EL23_RES1);
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+}
+
+/// Why the GIC could not be handed to the Non-secure world.
+#[derive(Debug)]
+pub enum GicSetupError {
+    /// The GIC description lacks a usable register frame.
+    Missing,
+    /// Only GICv3 is configured by this monitor so far.
+    Unsupported(GicVersion),
+    /// The redistributor for this CPU could not be reached.
+    Redistributor(arm_gic::gicv3::GicError),
+}
+
+impl core::fmt::Display for GicSetupError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Missing => write!(f, "the DTB gives the GIC no usable register frames"),
+            Self::Unsupported(v) => write!(f, "{v:?} is not supported yet (GICv3 only)"),
+            Self::Redistributor(e) => write!(f, "GIC redistributor: {e:?}"),
+        }
+    }
+}
+
+fn gic(board: &Board) -> Result<GicV3<'static>, GicSetupError> {
+    let gic = &board.gic;
+    if gic.version != GicVersion::V3 {
+        return Err(GicSetupError::Unsupported(gic.version));
+    }
+    let redist = gic.redistributors.first().ok_or(GicSetupError::Missing)?;
+    let gicd = NonNull::new(gic.distributor.base as *mut Gicd).ok_or(GicSetupError::Missing)?;
+    let gicr = NonNull::new(redist.base as *mut GicrSgi).ok_or(GicSetupError::Missing)?;
+    // SAFETY: the addresses are the GIC's register frames from the DTB; EL3
+    // runs with its MMU off, so they are accessed as Device memory, and this
+    // driver instance is the only one touching them while it lives.
+    unsafe {
+        GicV3::new(UniqueMmioPointer::new(gicd), gicr, board.cpus.len())
+            .map_err(GicSetupError::Redistributor)
+    }
+}
+
+/// Boot CPU, once: affinity routing on for both worlds, every SPI in
+/// Non-secure Group 1, Group 1 NS enabled.
+pub fn init_gic_distributor(board: &Board) -> Result<(), GicSetupError> {
+    let mut gic = gic(board)?;
+    gic.gicd_set_control(GicdCtlr::ARE_S | GicdCtlr::ARE_NS);
+    let spis = gic.typer().num_spis();
+    for spi in 0..spis {
+        let _ = gic.set_group(IntId::spi(spi), None, Group::Group1NS);
+    }
+    gic.gicd_set_control(GicdCtlr::EnableGrp1NS);
+    Ok(())
+}
+
+/// Each CPU: wake its redistributor and give its SGIs and PPIs to
+/// Non-secure Group 1.
+pub fn init_gic_cpu(board: &Board, cpu: usize) -> Result<(), GicSetupError> {
+    let mut gic = gic(board)?;
+    gic.redistributor_mark_core_awake(cpu).map_err(GicSetupError::Redistributor)?;
+    for sgi in 0..IntId::SGI_COUNT {
+        gic.set_group(IntId::sgi(sgi), Some(cpu), Group::Group1NS)
+            .map_err(GicSetupError::Redistributor)?;
+    }
+    for ppi in 0..IntId::PPI_COUNT {
+        gic.set_group(IntId::ppi(ppi), Some(cpu), Group::Group1NS)
+            .map_err(GicSetupError::Redistributor)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,3 @@
+fn main() {
+    platform::build::link_image("guest-stub", platform::build::Linkage::PositionIndependent);
+}

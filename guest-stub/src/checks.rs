@@ -1,0 +1,99 @@
+//! The self-test checks, one function each, in a static table. A check
+//! returns `Err` with what it expected and what it saw.
+
+use crate::exceptions::expect_sync;
+use crate::Env;
+use platform::abi::{PSCI_VERSION_1_1, SMCCC_VERSION_1_1};
+use platform::arch::ExceptionLevel;
+use platform::esr::{ExceptionClass, FaultStatus};
+
+pub struct Check {
+    pub name: &'static str,
+    pub run: fn(&Env) -> Result<(), Failure>,
+}
+
+/// Why a check failed.
+pub enum Failure {
+    Mismatch { what: &'static str, expected: u64, got: u64 },
+    Missing(&'static str),
+}
+
+impl core::fmt::Display for Failure {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Mismatch { what, expected, got } => {
+                write!(f, "{what}: expected {expected:#x}, got {got:#x}")
+            }
+            Self::Missing(what) => write!(f, "{what}"),
+        }
+    }
+}
+
+fn expect_eq(what: &'static str, expected: u64, got: u64) -> Result<(), Failure> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(Failure::Mismatch { what, expected, got })
+    }
+}
+
+pub static CHECKS: &[Check] = &[
+    Check { name: "el1-entry", run: el1_entry },
+    Check { name: "psci-version", run: psci_version },
+    Check { name: "smccc-version", run: smccc_version },
+    Check { name: "hvc-unknown-not-supported", run: hvc_unknown_not_supported },
+    Check { name: "smc-trapped-to-el2", run: smc_trapped_to_el2 },
+    Check { name: "stage2-hole-aborts", run: stage2_hole_aborts },
+];
+
+fn hvc(function: u32, arg: u64) -> u64 {
+    smccc::hvc64(function, [arg, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])[0]
+}
+
+fn el1_entry(_: &Env) -> Result<(), Failure> {
+    expect_eq("CurrentEL", ExceptionLevel::El1 as u64, platform::arch::current_el() as u64)
+}
+
+fn psci_version(_: &Env) -> Result<(), Failure> {
+    expect_eq("PSCI_VERSION over HVC", PSCI_VERSION_1_1, hvc(smccc::psci::PSCI_VERSION, 0))
+}
+
+fn smccc_version(_: &Env) -> Result<(), Failure> {
+    expect_eq("SMCCC_VERSION over HVC", SMCCC_VERSION_1_1, hvc(smccc::arch::SMCCC_VERSION, 0))
+}
+
+fn hvc_unknown_not_supported(_: &Env) -> Result<(), Failure> {
+    // An unallocated function in the vendor-hypervisor range.
+    let unknown = platform::abi::fast_call32(platform::abi::Owner::VendorHypervisor, 0xfffe);
+    let not_supported = i64::from(smccc::arch::error::NOT_SUPPORTED) as u64;
+    expect_eq("unknown HVC function", not_supported, hvc(unknown, 0))
+}
+
+fn smc_trapped_to_el2(_: &Env) -> Result<(), Failure> {
+    // HCR_EL2.TSC sends a guest SMC to the hypervisor, which answers it as
+    // the guest's firmware would; the guest resumes after the SMC.
+    let version = smccc::smc64(smccc::psci::PSCI_VERSION, [0; 17])[0];
+    expect_eq("PSCI_VERSION over SMC", PSCI_VERSION_1_1, version)
+}
+
+fn stage2_hole_aborts(env: &Env) -> Result<(), Failure> {
+    // The first byte past guest RAM: stage 2 maps nothing there.
+    let hole = env.ram_end;
+    let caught = expect_sync(|| {
+        // SAFETY: the read is expected to abort; the handler steps over it.
+        let _ = unsafe { core::ptr::read_volatile(hole as *const u64) };
+    })
+    .ok_or(Failure::Missing("a load from outside guest RAM did not abort"))?;
+    expect_eq("exception class", ExceptionClass::DataAbortSame.ec().into(), caught.esr.class().ec().into())?;
+    let fault = caught.esr.abort().map(|a| a.fault());
+    if fault != Some(FaultStatus::SyncExternal) {
+        return Err(Failure::Mismatch {
+            what: "fault status (0x10 = synchronous external abort)",
+            expected: FaultStatus::SYNC_EXTERNAL_CODE.into(),
+            got: caught.esr.iss() & 0x3f,
+        });
+    }
+    expect_eq("FAR", hole, caught.far)?;
+    // And the hypervisor is still there to answer.
+    expect_eq("PSCI_VERSION after the abort", PSCI_VERSION_1_1, hvc(smccc::psci::PSCI_VERSION, 0))
+}

@@ -1,0 +1,67 @@
+//! Function IDs of our own SMCCC calls, beside the standard ones the
+//! `smccc` crate names (Arm DEN0028: bit 31 fast call, bit 30 SMC64,
+//! bits [29:24] the owning service, bits [15:0] the function).
+//!
+//! | ID | conduit | caller → callee | meaning |
+//! |----|---------|-----------------|---------|
+//! | `0x8200_0001` | SMC | EL2 → EL3 | `SIP_SET_EXIT_STATUS(status)`: the status `SYSTEM_OFF` ends a semihosted QEMU run with |
+//! | `0x8600_0001` | HVC | guest → EL2 | `HV_SET_EXIT_STATUS(status)`: the guest's verdict, passed on to EL3 |
+
+/// The owning service of an SMCCC call, `FID[29:24]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Owner {
+    Arch = 0,
+    Cpu = 1,
+    SiliconProvider = 2,
+    Oem = 3,
+    StandardSecure = 4,
+    StandardHypervisor = 5,
+    VendorHypervisor = 6,
+}
+
+/// Bit 31: a fast call.
+pub const FAST_CALL: u32 = 1 << 31;
+/// Bit 30: the SMC64/HVC64 calling convention.
+pub const SMC64: u32 = 1 << 30;
+const OWNER_SHIFT: u32 = 24;
+const OWNER_MASK: u32 = 0x3f;
+
+/// A fast SMC32/HVC32 function ID.
+pub const fn fast_call32(owner: Owner, function: u16) -> u32 {
+    FAST_CALL | ((owner as u32) << OWNER_SHIFT) | function as u32
+}
+
+/// The owning-service number of a function ID.
+pub const fn owner_of(function_id: u32) -> u32 {
+    (function_id >> OWNER_SHIFT) & OWNER_MASK
+}
+
+/// Records the exit status `PSCI SYSTEM_OFF` reports to a semihosting host.
+pub const SIP_SET_EXIT_STATUS: u32 = fast_call32(Owner::SiliconProvider, 1);
+/// A guest reports its verdict (0 = success) before powering off.
+pub const HV_SET_EXIT_STATUS: u32 = fast_call32(Owner::VendorHypervisor, 1);
+
+/// SMCCC says a 32-bit call's arguments are the low 32 bits of x1..x7.
+pub const fn is_smc32(function_id: u32) -> bool {
+    function_id & SMC64 == 0
+}
+
+/// The version both our conduits implement: SMCCC 1.1.
+pub const SMCCC_VERSION_1_1: u64 = 0x1_0001;
+/// The PSCI version the monitor and the hypervisor implement: 1.1.
+pub const PSCI_VERSION_1_1: u64 = 0x1_0001;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_follow_den0028() {
+        assert_eq!(SIP_SET_EXIT_STATUS, 0x8200_0001);
+        assert_eq!(HV_SET_EXIT_STATUS, 0x8600_0001);
+        assert_eq!(owner_of(smccc::psci::PSCI_CPU_ON_64), Owner::StandardSecure as u32);
+        assert!(is_smc32(smccc::psci::PSCI_VERSION));
+        assert!(!is_smc32(smccc::psci::PSCI_CPU_ON_64));
+    }
+}

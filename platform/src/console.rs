@@ -1,0 +1,109 @@
+//! The console every image prints to, and its `log` backend.
+//!
+//! A console is one UART plus, optionally, a mirror: the monitor writes its
+//! boot messages both to the Secure UART it owns and to the Non-secure
+//! console a user is watching, then drops the mirror before the hypervisor
+//! takes that UART over. Lines are written whole under a lock so that CPUs
+//! do not interleave; a panic path can bypass the lock.
+
+use crate::pl011::Pl011;
+use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, Ordering};
+use spin::{Mutex, Once};
+
+struct Sinks {
+    primary: Option<Pl011>,
+    mirror: Option<Pl011>,
+}
+
+impl Write for Sinks {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for uart in [self.primary, self.mirror].into_iter().flatten() {
+            uart.write_str(s);
+        }
+        Ok(())
+    }
+}
+
+static SINKS: Mutex<Sinks> = Mutex::new(Sinks { primary: None, mirror: None });
+static PREFIX: Once<&'static str> = Once::new();
+static LOGGER: Logger = Logger;
+/// Set once something has panicked: from then on writers skip the lock.
+static PANICKING: AtomicBool = AtomicBool::new(false);
+
+/// Sets the UART this image prints to and the name each line starts with.
+pub fn init(prefix: &'static str, uart: Pl011) {
+    PREFIX.call_once(|| prefix);
+    uart.enable_tx();
+    SINKS.lock().primary = Some(uart);
+}
+
+/// Also writes every line to `uart` (or stops mirroring with `None`).
+pub fn set_mirror(uart: Option<Pl011>) {
+    if let Some(uart) = uart {
+        uart.enable_tx();
+    }
+    SINKS.lock().mirror = uart;
+}
+
+/// Whether a console has been set up.
+pub fn is_ready() -> bool {
+    SINKS.lock().primary.is_some()
+}
+
+/// The image name lines start with.
+pub fn prefix() -> &'static str {
+    PREFIX.get().copied().unwrap_or("?")
+}
+
+/// Writes formatted text as it is (no prefix).
+pub fn write_fmt(args: fmt::Arguments) {
+    if PANICKING.load(Ordering::Relaxed) {
+        // The lock may be held by the CPU that panicked, or by this one.
+        // SAFETY: `force_unlock` only breaks mutual exclusion between
+        // writers; the worst outcome is interleaved text on a dying system.
+        unsafe { SINKS.force_unlock() };
+    }
+    let _ = SINKS.lock().write_fmt(args);
+}
+
+/// Marks the system as panicking: writers stop waiting for the lock.
+pub fn enter_panic() {
+    PANICKING.store(true, Ordering::Relaxed);
+}
+
+/// Prints a line that starts with the image name: `el2: ...`.
+#[macro_export]
+macro_rules! println {
+    ($($arg:tt)*) => {
+        $crate::console::write_fmt(format_args!(
+            "{}: {}\n", $crate::console::prefix(), format_args!($($arg)*)))
+    };
+}
+
+struct Logger;
+
+impl log::Log for Logger {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &log::Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        match record.level() {
+            log::Level::Info => crate::println!("{}", record.args()),
+            level => crate::println!("{}: {}", level, record.args()),
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Installs the console as the `log` backend at `level`.
+pub fn init_logger(level: log::LevelFilter) {
+    // A second call keeps the first logger: nothing to report.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(level);
+}

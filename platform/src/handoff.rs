@@ -1,0 +1,160 @@
+//! What the monitor tells the hypervisor when it enters EL2.
+//!
+//! The monitor places the hypervisor near the top of Non-secure RAM, next to
+//! a copy of the guest-stub and this record, and enters EL2 with `x0` = the
+//! DTB and `x1` = the record's physical address. Everything in the reserved
+//! block belongs to the hypervisor; it must not hand any of it to a guest.
+
+/// "HVHANDOF" in little-endian ASCII.
+pub const HANDOFF_MAGIC: u64 = u64::from_le_bytes(*b"HVHANDOF");
+pub const HANDOFF_VERSION: u32 = 1;
+
+/// A physical range `[base, base + size)`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PhysRange {
+    pub base: u64,
+    pub size: u64,
+}
+
+impl PhysRange {
+    pub const fn end(&self) -> u64 {
+        self.base + self.size
+    }
+
+    pub const fn contains(&self, other: &PhysRange) -> bool {
+        other.base >= self.base && other.size <= self.size && other.base - self.base <= self.size - other.size
+    }
+}
+
+/// A payload image as placed in memory, with its package load hints.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadedImage {
+    /// Where its bytes are.
+    pub bytes: PhysRange,
+    /// Memory it needs once loaded, bss included.
+    pub mem_size: u64,
+    /// Offset of its entry point from its load address.
+    pub entry_offset: u64,
+    /// Alignment its load address needs.
+    pub align: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Handoff {
+    pub magic: u64,
+    pub version: u32,
+    pub size: u32,
+    /// The DTB the hypervisor was given, and its size.
+    pub dtb: PhysRange,
+    /// The block the monitor carved from Non-secure RAM: hypervisor image,
+    /// guest-stub copy and this record.
+    pub reserved: PhysRange,
+    /// The hypervisor as loaded (running) image.
+    pub hypervisor: LoadedImage,
+    /// The guest-stub's bytes, still to be loaded into guest memory.
+    pub guest_stub: LoadedImage,
+}
+
+/// Why a handoff record was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandoffError {
+    BadMagic(u64),
+    UnsupportedVersion(u32),
+    BadSize(u32),
+    /// A range named in the record lies outside the reserved block.
+    OutsideReserved(&'static str),
+}
+
+impl core::fmt::Display for HandoffError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::BadMagic(m) => write!(f, "handoff record has bad magic {m:#x}"),
+            Self::UnsupportedVersion(v) => write!(f, "handoff record version {v} is not supported"),
+            Self::BadSize(s) => write!(f, "handoff record size {s} does not match"),
+            Self::OutsideReserved(what) => write!(f, "handoff {what} lies outside the reserved block"),
+        }
+    }
+}
+
+impl Handoff {
+    pub const fn new(dtb: PhysRange, reserved: PhysRange, hypervisor: LoadedImage, guest_stub: LoadedImage) -> Self {
+        Self {
+            magic: HANDOFF_MAGIC,
+            version: HANDOFF_VERSION,
+            size: core::mem::size_of::<Self>() as u32,
+            dtb,
+            reserved,
+            hypervisor,
+            guest_stub,
+        }
+    }
+
+    /// Checks that the record is one this build understands and is
+    /// self-consistent.
+    pub fn validate(&self) -> Result<(), HandoffError> {
+        if self.magic != HANDOFF_MAGIC {
+            return Err(HandoffError::BadMagic(self.magic));
+        }
+        if self.version != HANDOFF_VERSION {
+            return Err(HandoffError::UnsupportedVersion(self.version));
+        }
+        if self.size as usize != core::mem::size_of::<Self>() {
+            return Err(HandoffError::BadSize(self.size));
+        }
+        let hv = PhysRange { base: self.hypervisor.bytes.base, size: self.hypervisor.mem_size };
+        if !self.reserved.contains(&hv) {
+            return Err(HandoffError::OutsideReserved("hypervisor image"));
+        }
+        if !self.reserved.contains(&self.guest_stub.bytes) {
+            return Err(HandoffError::OutsideReserved("guest-stub image"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Handoff {
+        let reserved = PhysRange { base: 0x7fe0_0000, size: 0x20_0000 };
+        let hv = LoadedImage {
+            bytes: PhysRange { base: 0x7fe0_0000, size: 0x1_0000 },
+            mem_size: 0x10_0000,
+            entry_offset: 0,
+            align: 0x1000,
+        };
+        let stub = LoadedImage {
+            bytes: PhysRange { base: 0x7ff0_0000, size: 0x8000 },
+            ..hv
+        };
+        Handoff::new(PhysRange { base: 0x4000_0000, size: 0x10_0000 }, reserved, hv, stub)
+    }
+
+    #[test]
+    fn accepts_consistent_record() {
+        assert_eq!(sample().validate(), Ok(()));
+    }
+
+    #[test]
+    fn rejects_bad_records() {
+        let mut h = sample();
+        h.magic = 0;
+        assert_eq!(h.validate(), Err(HandoffError::BadMagic(0)));
+        let mut h = sample();
+        h.version = 9;
+        assert_eq!(h.validate(), Err(HandoffError::UnsupportedVersion(9)));
+        let mut h = sample();
+        h.size = 8;
+        assert_eq!(h.validate(), Err(HandoffError::BadSize(8)));
+        let mut h = sample();
+        h.guest_stub.bytes.base = 0x8000_0000;
+        assert_eq!(h.validate(), Err(HandoffError::OutsideReserved("guest-stub image")));
+        let mut h = sample();
+        h.hypervisor.mem_size = u64::MAX;
+        assert_eq!(h.validate(), Err(HandoffError::OutsideReserved("hypervisor image")));
+    }
+}

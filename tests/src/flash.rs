@@ -1,0 +1,581 @@
+//! The flash image layout: what `mkflash` writes and the QEMU runner reads.
+//!
+//! `build/flash.bin` (QEMU's `-bios` file, loaded into the secure flash at
+//! physical address 0) is:
+//!
+//! ```text
+//! 0                      the EL3 monitor, flattened by load address
+//! package_offset(len)    firmware package (platform::package): the
+//!                        hypervisor and guest-stub, flattened by link address
+//! ```
+//!
+//! with the package at the next multiple of [`PACKAGE_ALIGN`](package::PACKAGE_ALIGN) after the
+//! monitor and zero bytes between them. This module assembles that image from
+//! the three ELF files ([`build_flash`]), refuses one that would not fit in
+//! the 64 MiB flash, describes the result ([`FlashImage::summary`]), finds the
+//! package again in an existing image ([`find_package`]) and parses the
+//! `mkflash` command line ([`Command::parse`]).
+
+use std::ffi::OsString;
+use std::fmt::{self, Write as _};
+use std::path::{Path, PathBuf};
+
+use platform::package::{
+    self, candidate_offsets, sha256, EntryDesc, EntryKind, LoadHints, Package, PackageError,
+    Sha256Digest,
+};
+
+use crate::elf::{self, ElfError};
+
+/// Size of QEMU `virt`'s secure flash (flash0), which holds `-bios`.
+pub const FLASH_SIZE_LIMIT: usize = 64 << 20;
+
+/// One of the three images that make up the flash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The EL3 monitor (executes in place from flash).
+    Monitor,
+    /// The EL2 hypervisor (a package entry).
+    Hypervisor,
+    /// The EL1 guest-stub (a package entry).
+    GuestStub,
+}
+
+impl Part {
+    /// The part's name, as on the `mkflash` command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Monitor => "monitor",
+            Part::Hypervisor => "hypervisor",
+            Part::GuestStub => "guest-stub",
+        }
+    }
+}
+
+impl fmt::Display for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a flash image could not be made.
+#[derive(Debug)]
+pub enum FlashError {
+    /// An input ELF file could not be flattened.
+    Elf {
+        /// Which input.
+        part: Part,
+        /// What is wrong with it.
+        error: ElfError,
+    },
+    /// The package could not be encoded (or did not verify after encoding).
+    Package(PackageError),
+    /// The image is larger than the flash.
+    TooLarge {
+        /// Size of the image.
+        size: usize,
+    },
+    /// A file could not be read or written.
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        error: std::io::Error,
+    },
+    /// The command line is wrong.
+    Usage(String),
+}
+
+impl fmt::Display for FlashError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FlashError::Elf { part, error } => write!(f, "{part} ELF: {error}"),
+            FlashError::Package(error) => write!(f, "{error}"),
+            FlashError::TooLarge { size } => write!(
+                f,
+                "flash image is {size} bytes ({:.1} MiB), larger than QEMU's {} MiB secure flash",
+                *size as f64 / (1 << 20) as f64,
+                FLASH_SIZE_LIMIT >> 20
+            ),
+            FlashError::Io { path, error } => write!(f, "{}: {error}", path.display()),
+            FlashError::Usage(why) => write!(f, "{why}\n{USAGE}"),
+        }
+    }
+}
+
+impl std::error::Error for FlashError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FlashError::Elf { error, .. } => Some(error),
+            FlashError::Io { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl From<PackageError> for FlashError {
+    fn from(error: PackageError) -> Self {
+        FlashError::Package(error)
+    }
+}
+
+/// Where one part ended up in the flash image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartInfo {
+    /// The part's name: "monitor", "package", "hypervisor" or "guest-stub".
+    pub name: &'static str,
+    /// Offset in flash (= physical address).
+    pub offset: usize,
+    /// Bytes in flash.
+    pub size: usize,
+    /// Load hints for package entries; `None` for the monitor and package.
+    pub load: Option<LoadHints>,
+    /// SHA-256 of the part's bytes in flash.
+    pub sha256: Sha256Digest,
+}
+
+/// A complete flash image and where its parts are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlashImage {
+    /// The bytes to write to `flash.bin`.
+    pub bytes: Vec<u8>,
+    /// Offset of the firmware package.
+    pub package_offset: usize,
+    /// Monitor, package, then the package entries, in flash order.
+    pub parts: Vec<PartInfo>,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+impl FlashImage {
+    /// A short table of the layout: each part's offset, size, memory size,
+    /// entry offset and SHA-256 prefix.
+    pub fn summary(&self) -> String {
+        let mut s = format!(
+            "flash image: {:#x} bytes ({:.1}% of {} MiB flash)\n",
+            self.bytes.len(),
+            self.bytes.len() as f64 * 100.0 / FLASH_SIZE_LIMIT as f64,
+            FLASH_SIZE_LIMIT >> 20
+        );
+        let _ = writeln!(
+            s,
+            "  {:<11} {:>10} {:>10} {:>10} {:>8} {:>8}  sha256",
+            "part", "offset", "size", "mem_size", "entry", "align"
+        );
+        for p in &self.parts {
+            let (mem, entry, align) = match p.load {
+                Some(l) => (
+                    format!("{:#x}", l.mem_size),
+                    format!("{:#x}", l.entry_offset),
+                    format!("{:#x}", l.align),
+                ),
+                None if p.name == "monitor" => ("-".into(), "0x0".into(), "-".into()),
+                None => ("-".into(), "-".into(), "-".into()),
+            };
+            let _ = writeln!(
+                s,
+                "  {:<11} {:>#10x} {:>#10x} {:>10} {:>8} {:>8}  {}",
+                p.name,
+                p.offset,
+                p.size,
+                mem,
+                entry,
+                align,
+                hex(&p.sha256[..8])
+            );
+        }
+        s
+    }
+}
+
+/// Lays out a flash image from an already-flat monitor and package entries.
+pub fn assemble(monitor: &[u8], entries: &[EntryDesc<'_>]) -> Result<FlashImage, FlashError> {
+    let package_offset = package::package_offset(monitor.len()).ok_or(FlashError::TooLarge {
+        size: usize::MAX,
+    })?;
+    let pkg = package::build(entries)?;
+    let size = package_offset
+        .checked_add(pkg.len())
+        .ok_or(FlashError::TooLarge { size: usize::MAX })?;
+    if size > FLASH_SIZE_LIMIT {
+        return Err(FlashError::TooLarge { size });
+    }
+    let mut bytes = Vec::with_capacity(size);
+    bytes.extend_from_slice(monitor);
+    bytes.resize(package_offset, 0);
+    bytes.extend_from_slice(&pkg);
+
+    // Read the package back the way the monitor will.
+    let parsed = Package::parse(&bytes[package_offset..])?;
+    let mut parts = vec![
+        PartInfo {
+            name: Part::Monitor.name(),
+            offset: 0,
+            size: monitor.len(),
+            load: None,
+            sha256: sha256(monitor),
+        },
+        PartInfo {
+            name: "package",
+            offset: package_offset,
+            size: parsed.total_size(),
+            load: None,
+            sha256: sha256(parsed.as_bytes()),
+        },
+    ];
+    parts.extend(parsed.entries().map(|e| PartInfo {
+        name: e.kind.name(),
+        offset: package_offset + e.offset,
+        size: e.payload.len(),
+        load: Some(e.load),
+        sha256: e.digest,
+    }));
+    Ok(FlashImage {
+        bytes,
+        package_offset,
+        parts,
+    })
+}
+
+/// Builds the flash image from the three ELF files' contents.
+pub fn build_flash(
+    monitor_elf: &[u8],
+    hypervisor_elf: &[u8],
+    guest_stub_elf: &[u8],
+) -> Result<FlashImage, FlashError> {
+    let monitor = elf::flatten_monitor(monitor_elf).map_err(|error| FlashError::Elf {
+        part: Part::Monitor,
+        error,
+    })?;
+    let pie = |part, data| {
+        elf::flatten_pie(data).map_err(|error| FlashError::Elf { part, error })
+    };
+    let hypervisor = pie(Part::Hypervisor, hypervisor_elf)?;
+    let guest_stub = pie(Part::GuestStub, guest_stub_elf)?;
+    assemble(
+        &monitor,
+        &[
+            EntryDesc {
+                kind: EntryKind::Hypervisor,
+                payload: &hypervisor.bytes,
+                load: hypervisor.load,
+            },
+            EntryDesc {
+                kind: EntryKind::GuestStub,
+                payload: &guest_stub.bytes,
+                load: guest_stub.load,
+            },
+        ],
+    )
+}
+
+/// Finds the firmware package in a flash image: the first offset that is a
+/// multiple of [`PACKAGE_ALIGN`](package::PACKAGE_ALIGN), starts with the package magic, and parses.
+/// Returns the offset and the parsed package.
+pub fn find_package(flash: &[u8]) -> Option<(usize, Package<'_>)> {
+    candidate_offsets(flash).find_map(|offset| {
+        let pkg = Package::parse(flash.get(offset..)?).ok()?;
+        Some((offset, pkg))
+    })
+}
+
+/// `mkflash` usage text.
+pub const USAGE: &str = "usage: mkflash --monitor <ELF> --hypervisor <ELF> --guest-stub <ELF> -o <flash.bin>";
+
+/// The `mkflash` inputs and output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Args {
+    /// The EL3 monitor ELF.
+    pub monitor: PathBuf,
+    /// The EL2 hypervisor ELF.
+    pub hypervisor: PathBuf,
+    /// The guest-stub ELF.
+    pub guest_stub: PathBuf,
+    /// Where to write the flash image.
+    pub output: PathBuf,
+}
+
+/// What the `mkflash` command line asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Print usage and exit successfully.
+    Help,
+    /// Build an image.
+    Build(Args),
+}
+
+impl Command {
+    /// Parses the arguments after the program name. Options take their
+    /// value as the next argument or after `=` (`--monitor=path`).
+    pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, FlashError> {
+        let mut monitor = None;
+        let mut hypervisor = None;
+        let mut guest_stub = None;
+        let mut output = None;
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let arg_str = arg.to_string_lossy().into_owned();
+            let (name, inline) = match arg_str.split_once('=') {
+                Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(OsString::from(v))),
+                _ => (arg_str.clone(), None),
+            };
+            let slot = match name.as_str() {
+                "-h" | "--help" => return Ok(Command::Help),
+                "--monitor" => &mut monitor,
+                "--hypervisor" => &mut hypervisor,
+                "--guest-stub" => &mut guest_stub,
+                "-o" | "--output" => &mut output,
+                _ => return Err(FlashError::Usage(format!("unknown argument `{arg_str}`"))),
+            };
+            let value = match inline.or_else(|| args.next()) {
+                Some(v) if !v.is_empty() => v,
+                _ => return Err(FlashError::Usage(format!("`{name}` needs a path"))),
+            };
+            if slot.replace(PathBuf::from(value)).is_some() {
+                return Err(FlashError::Usage(format!("`{name}` given twice")));
+            }
+        }
+        let need = |v: Option<PathBuf>, name: &str| {
+            v.ok_or_else(|| FlashError::Usage(format!("missing `{name}`")))
+        };
+        Ok(Command::Build(Args {
+            monitor: need(monitor, "--monitor")?,
+            hypervisor: need(hypervisor, "--hypervisor")?,
+            guest_stub: need(guest_stub, "--guest-stub")?,
+            output: need(output, "-o")?,
+        }))
+    }
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, FlashError> {
+    std::fs::read(path).map_err(|error| FlashError::Io {
+        path: path.to_owned(),
+        error,
+    })
+}
+
+/// Reads the three ELF files, builds the image and writes it to
+/// `args.output` (creating its directory). Returns the image.
+pub fn run(args: &Args) -> Result<FlashImage, FlashError> {
+    let image = build_flash(
+        &read(&args.monitor)?,
+        &read(&args.hypervisor)?,
+        &read(&args.guest_stub)?,
+    )?;
+    let io = |error| FlashError::Io {
+        path: args.output.clone(),
+        error,
+    };
+    if let Some(dir) = args.output.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    std::fs::write(&args.output, &image.bytes).map_err(io)?;
+    Ok(image)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::elf::testelf::{build, Seg, EM_AARCH64, EM_X86_64, ET_DYN, ET_EXEC};
+
+    fn monitor_elf(len: usize) -> Vec<u8> {
+        let text: Vec<u8> = (0..len).map(|i| (i % 251) as u8 | 1).collect();
+        build(EM_AARCH64, ET_EXEC, 0, &[Seg::load(0, &text)])
+    }
+
+    fn pie_elf(fill: u8, len: usize, bss: u64, entry: u64) -> Vec<u8> {
+        let text = vec![fill; len];
+        let seg = Seg {
+            memsz: len as u64 + bss,
+            ..Seg::load(0, &text)
+        };
+        build(EM_AARCH64, ET_DYN, entry, &[seg])
+    }
+
+    fn sample() -> FlashImage {
+        build_flash(
+            &monitor_elf(5000),
+            &pie_elf(0xee, 0x1234, 0x3000, 0x80),
+            &pie_elf(0x77, 300, 0, 0),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn layout_puts_package_after_monitor() {
+        let img = sample();
+        assert_eq!(img.package_offset, 8192);
+        let flash = &img.bytes;
+        assert_eq!(flash[..5000], monitor_elf(5000)[64 + 56..]);
+        assert!(flash[5000..8192].iter().all(|&b| b == 0));
+
+        let pkg = Package::parse(&flash[8192..]).unwrap();
+        assert_eq!(flash.len(), 8192 + pkg.total_size());
+        let hyp = pkg.require(EntryKind::Hypervisor).unwrap();
+        assert_eq!(hyp.payload, &[0xee; 0x1234][..]);
+        assert_eq!(
+            hyp.load,
+            LoadHints {
+                align: 0x1000,
+                mem_size: 0x5000,
+                entry_offset: 0x80
+            }
+        );
+        let stub = pkg.require(EntryKind::GuestStub).unwrap();
+        assert_eq!(stub.payload, &[0x77; 300][..]);
+        assert_eq!(stub.load.mem_size, 0x1000);
+
+        let names: Vec<_> = img.parts.iter().map(|p| p.name).collect();
+        assert_eq!(names, ["monitor", "package", "hypervisor", "guest-stub"]);
+        let hyp_info = &img.parts[2];
+        assert_eq!(
+            &flash[hyp_info.offset..hyp_info.offset + hyp_info.size],
+            hyp.payload
+        );
+        let summary = img.summary();
+        assert!(summary.contains("guest-stub") && summary.contains("0x5000"), "{summary}");
+    }
+
+    #[test]
+    fn monitor_of_exact_page_size_gets_no_padding() {
+        let img = build_flash(
+            &monitor_elf(4096),
+            &pie_elf(1, 16, 0, 0),
+            &pie_elf(2, 16, 0, 0),
+        )
+        .unwrap();
+        assert_eq!(img.package_offset, 4096);
+    }
+
+    #[test]
+    fn find_package_skips_decoys() {
+        let mut img = sample();
+        // The monitor's .rodata holds the magic; put a copy at an aligned
+        // offset inside the monitor region as a decoy.
+        img.bytes[4096..4104].copy_from_slice(&package::MAGIC);
+        let (offset, pkg) = find_package(&img.bytes).unwrap();
+        assert_eq!(offset, img.package_offset);
+        assert_eq!(pkg.total_size(), img.bytes.len() - offset);
+
+        assert!(find_package(&img.bytes[..img.bytes.len() - 1]).is_none());
+        let mut damaged = img.bytes.clone();
+        let stub = &img.parts[3];
+        damaged[stub.offset + 7] ^= 0x40;
+        assert!(find_package(&damaged).is_none());
+        assert_eq!(
+            Package::parse(&damaged[offset..]).unwrap_err(),
+            PackageError::PayloadDigestMismatch {
+                kind: EntryKind::GuestStub
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_wrong_inputs_naming_the_part() {
+        let x86 = build(EM_X86_64, ET_DYN, 0, &[Seg::load(0, &[1; 8])]);
+        let err = build_flash(&monitor_elf(100), &pie_elf(1, 8, 0, 0), &x86).unwrap_err();
+        assert!(matches!(
+            err,
+            FlashError::Elf {
+                part: Part::GuestStub,
+                error: ElfError::WrongMachine { machine: 62 }
+            }
+        ));
+        assert!(err.to_string().starts_with("guest-stub ELF:"), "{err}");
+
+        let err = build_flash(&x86, &pie_elf(1, 8, 0, 0), &pie_elf(1, 8, 0, 0)).unwrap_err();
+        assert!(matches!(err, FlashError::Elf { part: Part::Monitor, .. }));
+    }
+
+    #[test]
+    fn refuses_images_larger_than_flash() {
+        let big = vec![0u8; FLASH_SIZE_LIMIT - 4096];
+        let payload = [1u8; 8192];
+        let desc = EntryDesc {
+            kind: EntryKind::Hypervisor,
+            payload: &payload,
+            load: LoadHints {
+                align: 4096,
+                mem_size: 8192,
+                entry_offset: 0,
+            },
+        };
+        let err = assemble(&big, &[desc]).unwrap_err();
+        assert!(matches!(err, FlashError::TooLarge { size } if size > FLASH_SIZE_LIMIT));
+        assert!(err.to_string().contains("64 MiB"), "{err}");
+        let small = [1u8; 1024];
+        assert!(assemble(&big, &[EntryDesc { payload: &small, ..desc }]).is_ok());
+    }
+
+    fn os(args: &[&str]) -> Vec<OsString> {
+        args.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn command_line() {
+        let cmd = Command::parse(os(&[
+            "--monitor",
+            "m.elf",
+            "--hypervisor=h.elf",
+            "--guest-stub",
+            "g.elf",
+            "-o",
+            "build/flash.bin",
+        ]))
+        .unwrap();
+        assert_eq!(
+            cmd,
+            Command::Build(Args {
+                monitor: "m.elf".into(),
+                hypervisor: "h.elf".into(),
+                guest_stub: "g.elf".into(),
+                output: "build/flash.bin".into(),
+            })
+        );
+        assert_eq!(Command::parse(os(&["--help"])).unwrap(), Command::Help);
+        for (args, want) in [
+            (&["--monitor"][..], "`--monitor` needs a path"),
+            (&["--bogus"][..], "unknown argument `--bogus`"),
+            (&["--monitor", "a", "--monitor", "b"][..], "given twice"),
+            (&["--monitor", "a"][..], "missing `--hypervisor`"),
+        ] {
+            let err = Command::parse(os(args)).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains(want) && msg.contains("usage:"), "{msg}");
+        }
+    }
+
+    #[test]
+    fn run_writes_the_file() {
+        let dir = std::env::temp_dir().join(format!("mkflash-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let write = |name: &str, data: Vec<u8>| {
+            let p = dir.join(name);
+            std::fs::write(&p, data).unwrap();
+            p
+        };
+        let args = Args {
+            monitor: write("m.elf", monitor_elf(100)),
+            hypervisor: write("h.elf", pie_elf(3, 64, 0, 0)),
+            guest_stub: write("g.elf", pie_elf(4, 64, 0, 0)),
+            output: dir.join("out/flash.bin"),
+        };
+        let img = run(&args).unwrap();
+        assert_eq!(std::fs::read(&args.output).unwrap(), img.bytes);
+
+        let missing = Args {
+            monitor: dir.join("nope.elf"),
+            ..args
+        };
+        let err = run(&missing).unwrap_err();
+        assert!(matches!(err, FlashError::Io { .. }));
+        assert!(err.to_string().contains("nope.elf"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

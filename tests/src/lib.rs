@@ -1,0 +1,12 @@
+//! Host-side tools for the firmware: the flash-image packer behind `mkflash`
+//! and the pieces the QEMU scenario runner shares with it.
+//!
+//! - [`elf`] flattens the three ELF images into raw bytes (the monitor by
+//!   load address, the position-independent hypervisor and guest-stub by
+//!   link address, with their load hints).
+//! - [`flash`] lays out `build/flash.bin` (monitor, then the firmware
+//!   package from `platform::package`), finds the package in an existing
+//!   image, and parses the `mkflash` command line.
+
+pub mod elf;
+pub mod flash;
