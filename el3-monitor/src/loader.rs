@@ -33,7 +33,7 @@ impl core::fmt::Display for LoadError {
             Self::PackageOutsideFlash { offset, flash_end } => {
                 write!(f, "the firmware package offset {offset:#x} is beyond the end of flash {flash_end:#x}")
             }
-            Self::Package(e) => write!(f, "firmware package is damaged: {e}"),
+            Self::Package(e) => write!(f, "{e}"),
             Self::NoRam => write!(f, "the DTB describes no Non-secure RAM"),
             Self::NoRoom { need, what } => {
                 write!(f, "no room for the hypervisor: {need:#x} bytes at the top of RAM would overlap {what}")

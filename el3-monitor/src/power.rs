@@ -40,7 +40,7 @@ pub fn system_reset() -> ! {
 
 /// Reports a fatal monitor error and ends the run with a non-zero status.
 pub fn fatal(args: core::fmt::Arguments) -> ! {
-    log::error!("FATAL: {args}");
+    log::error!("{args} (fatal: stopping with exit status {EXIT_MONITOR_FATAL})");
     power_off(EXIT_MONITOR_FATAL)
 }
 

@@ -1,0 +1,66 @@
+# One firmware image for QEMU's virt board: EL3 monitor + EL2 hypervisor +
+# EL1 guest-stub. `make run` boots it, `make test` checks everything.
+# Both first install what is missing (tests/scripts/deps.sh says what).
+
+TARGET      := aarch64-unknown-none
+IMAGES      := el3-monitor el2 guest-stub
+ELF_DIR     := target/$(TARGET)/release
+BUILD       := build
+FLASH       := $(BUILD)/flash.bin
+
+# The board and the machine a user would pick; override on the command line,
+# e.g. `make run CPU=cortex-a72 SMP=8 MEM=3G`.
+MACHINE     := virt,secure=on,virtualization=on,gic-version=3
+CPU         ?= max,pauth-impdef=on
+SMP         ?= 4
+MEM         ?= 1G
+QEMU        := qemu-system-aarch64
+QEMU_BOARD   = -M $(MACHINE) -cpu $(CPU) -smp $(SMP) -m $(MEM)
+# The first UART is the console (and QEMU's monitor: Ctrl-a x quits); the
+# second, the monitor's Secure UART, goes to a file.
+QEMU_RUN     = $(QEMU_BOARD) -nographic -semihosting \
+               -serial mon:stdio -serial file:$(BUILD)/secure-uart.log -bios $(FLASH)
+
+.PHONY: all deps image run test clippy unit-test qemu-test gdb clean
+
+all: image
+
+deps:
+	@tests/scripts/deps.sh
+
+image: deps
+	cargo build --release --target $(TARGET) $(addprefix -p ,$(IMAGES))
+	@mkdir -p $(BUILD)
+	cargo run --quiet --release -p hvtests --bin mkflash -- \
+		--monitor $(ELF_DIR)/el3-monitor --hypervisor $(ELF_DIR)/el2 \
+		--guest-stub $(ELF_DIR)/guest-stub -o $(FLASH)
+
+run: image
+	@echo "make run: $(QEMU) $(QEMU_RUN)"
+	$(QEMU) $(QEMU_RUN)
+
+test: clippy unit-test qemu-test
+
+clippy: deps
+	cargo clippy --target $(TARGET) $(addprefix -p ,$(IMAGES)) -p platform -- -D warnings
+	cargo clippy -p platform -p hvtests --all-targets -- -D warnings
+
+unit-test: deps
+	cargo test -p platform -p hvtests --lib --bins
+
+# The QEMU scenarios (tests/tests/qemu.rs) boot the image `make image` wrote.
+qemu-test: image
+	HV_FLASH=$(abspath $(FLASH)) cargo test -p hvtests --test qemu -- --test-threads=2
+
+# QEMU halted at reset with its gdb stub on :1234, and gdb-multiarch with the
+# symbols of all three images (tests/scripts/gdbinit places the two
+# position-independent ones where they are loaded).
+gdb: image
+	@tests/scripts/deps.sh gdb
+	$(QEMU) $(QEMU_BOARD) -display none -semihosting -serial file:$(BUILD)/console.log \
+		-serial file:$(BUILD)/secure-uart.log -bios $(FLASH) -S -gdb tcp::1234 & \
+	gdb-multiarch -q -x tests/scripts/gdbinit; kill %1 2>/dev/null || true
+
+clean:
+	cargo clean
+	rm -rf $(BUILD)

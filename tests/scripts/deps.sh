@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what building and booting the firmware needs, and says what it
+# installs. Everything else (crates) cargo fetches by itself.
+#   deps.sh          QEMU, binutils, the Rust target and clippy
+#   deps.sh gdb      also gdb-multiarch, for `make gdb`
+set -euo pipefail
+
+need_apt=()
+command -v qemu-system-aarch64 >/dev/null || need_apt+=(qemu-system-arm)
+command -v aarch64-linux-gnu-objdump >/dev/null || need_apt+=(binutils-aarch64-linux-gnu)
+if [[ "${1:-}" == gdb ]]; then
+    command -v gdb-multiarch >/dev/null || need_apt+=(gdb-multiarch)
+fi
+
+if ((${#need_apt[@]})); then
+    sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo="sudo"
+    echo "deps: installing ${need_apt[*]} (apt-get)"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if ! command -v rustup >/dev/null; then
+    echo "deps: rustup is required (https://rustup.rs); it installs the toolchain rust-toolchain.toml pins" >&2
+    exit 1
+fi
+# rust-toolchain.toml names the target and components; make sure they are here.
+if ! rustup target list --installed | grep -qx aarch64-unknown-none; then
+    echo "deps: installing the aarch64-unknown-none Rust target (rustup)"
+    rustup target add aarch64-unknown-none >/dev/null
+fi
+if ! cargo clippy --version >/dev/null 2>&1; then
+    echo "deps: installing clippy (rustup)"
+    rustup component add clippy >/dev/null
+fi
