@@ -12,6 +12,7 @@
 extern crate alloc;
 
 mod boot;
+mod cmdline;
 mod cpu;
 mod exceptions;
 mod guest;
@@ -24,6 +25,7 @@ mod stage2;
 use aarch64_cpu::registers::{Readable, ID_AA64MMFR1_EL1};
 use platform::arch::regs::ID_AA64MMFR1_VH;
 use platform::board::{Board, MemRegion};
+use platform::cmdline::{Mode, Remap};
 use platform::handoff::Handoff;
 use platform::pl011::Pl011;
 
@@ -42,6 +44,7 @@ extern "C" fn hv_primary_main(dtb: usize, handoff: usize) -> ! {
         platform::console::init("el2", unsafe { Pl011::new(uart.base as usize) });
     }
     platform::console::init_logger(log::LevelFilter::Info);
+    let cmdline = cmdline::read(&board);
 
     // SAFETY: the monitor placed the record at `handoff` in the block it
     // reserved for us; it is read once, by value.
@@ -57,6 +60,11 @@ extern "C" fn hv_primary_main(dtb: usize, handoff: usize) -> ! {
         boot::load_address(),
         if vhe { "" } else { "not " },
     );
+
+    log::info!("command line: `{}`", cmdline.text);
+    if cmdline.mode == Mode::Vhe || cmdline.remap == Remap::Fault {
+        log::warn!("mode=vhe and remap=fault are not implemented yet: running nvhe with the MMU off");
+    }
 
     let plan = match memory::plan(&board, &handoff) {
         Ok(plan) => plan,
@@ -78,7 +86,8 @@ extern "C" fn hv_primary_main(dtb: usize, handoff: usize) -> ! {
         power::fatal(format_args!("only {online} of {} CPUs came up", board.cpus.len()));
     }
 
-    let dtb = match guest::device_tree(plan.guest_ram, board.console, "") {
+    let stub_args: alloc::vec::Vec<&str> = cmdline.guest_stub_words().collect();
+    let dtb = match guest::device_tree(plan.guest_ram, board.console, &stub_args.join(" ")) {
         Ok(dtb) => dtb,
         Err(e) => power::fatal(format_args!("{e}")),
     };

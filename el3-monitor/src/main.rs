@@ -108,9 +108,13 @@ fn init_gic_for(board: &Board, mpidr: u64) {
 fn choose_dtb(hint: usize) -> usize {
     const FDT_MAGIC: u32 = 0xd00d_feed;
     let has_fdt = |addr: usize| {
+        if addr == 0 || !addr.is_multiple_of(8) {
+            return false;
+        }
         // SAFETY: both candidates are RAM addresses the board defines (the
         // previous stage's pointer or the linker memory file's fallback).
-        addr != 0 && addr % 8 == 0 && u32::from_be(unsafe { (addr as *const u32).read_volatile() }) == FDT_MAGIC
+        let magic = unsafe { (addr as *const u32).read_volatile() };
+        u32::from_be(magic) == FDT_MAGIC
     };
     if has_fdt(hint) {
         hint

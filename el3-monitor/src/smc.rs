@@ -87,7 +87,7 @@ fn implemented(function: u32) -> bool {
 
 fn cpu_on(target: u64, entry: u64, context: u64) -> Result<u64, PsciError> {
     let slot = state::slot_of(target).ok_or(PsciError::InvalidParameters)?;
-    if !state::board().ram.iter().any(|r| r.contains(entry)) || entry % 4 != 0 {
+    if !state::board().ram.iter().any(|r| r.contains(entry)) || !entry.is_multiple_of(4) {
         return Err(PsciError::InvalidAddress);
     }
     psci::cpu_on(slot, entry, context)?;

@@ -46,6 +46,13 @@ pub static CHECKS: &[Check] = &[
     Check { name: "stage2-hole-aborts", run: stage2_hole_aborts },
 ];
 
+/// Run only with `stub=fail`: proves a failing check fails the whole run.
+pub static FORCED_FAILURE: Check = Check { name: "forced-failure", run: forced_failure };
+
+fn forced_failure(_: &Env) -> Result<(), Failure> {
+    Err(Failure::Missing("requested with stub=fail"))
+}
+
 fn hvc(function: u32, arg: u64) -> u64 {
     smccc::hvc64(function, [arg, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])[0]
 }

@@ -9,6 +9,10 @@
 //!
 //! then reports its verdict with `HV_SET_EXIT_STATUS` and powers off with
 //! PSCI `SYSTEM_OFF`, so a semihosted QEMU exits 0 exactly when M is 0.
+//!
+//! Words in `/chosen/bootargs` (the hypervisor passes its `stub=` words):
+//! `stub=fail` adds a check that always fails, to show that a failure
+//! reaches QEMU's exit status.
 #![no_std]
 #![no_main]
 
@@ -45,19 +49,30 @@ extern "C" fn stub_main(dtb: usize) -> ! {
     let env = Env {
         ram_end: ram.map_or(0, |r| r.starting_address as u64 + r.size.unwrap_or(0) as u64),
     };
-    println!("started at {}, {} checks", platform::arch::current_el(), checks::CHECKS.len());
+    let mut forced_failure = false;
+    for word in fdt.chosen().bootargs().unwrap_or("").split_ascii_whitespace() {
+        match word {
+            "stub=fail" => forced_failure = true,
+            other => println!("ignoring unknown word `{other}`"),
+        }
+    }
+    let checks = checks::CHECKS.iter().chain(forced_failure.then_some(&checks::FORCED_FAILURE));
+    println!("started at {}, {} checks", platform::arch::current_el(), checks.clone().count());
 
-    let mut failed = 0;
-    for check in checks::CHECKS {
+    let (mut passed, mut failed) = (0, 0);
+    for check in checks {
         match (check.run)(&env) {
-            Ok(()) => println!("PASS {}", check.name),
+            Ok(()) => {
+                passed += 1;
+                println!("PASS {}", check.name);
+            }
             Err(why) => {
                 failed += 1;
                 println!("FAIL {}: {why}", check.name);
             }
         }
     }
-    println!("{} passed, {} failed", checks::CHECKS.len() - failed, failed);
+    println!("{passed} passed, {failed} failed");
     finish(u32::from(failed != 0))
 }
 

@@ -12,8 +12,10 @@ pub mod arch;
 pub mod board;
 #[cfg(feature = "build")]
 pub mod build;
+pub mod cmdline;
 pub mod console;
 pub mod esr;
+pub mod fw_cfg;
 pub mod handoff;
 pub mod package;
 pub mod pl011;

@@ -22,7 +22,7 @@ pub struct TrapFrame {
 
 /// Size of [`TrapFrame`] as the asm sees it.
 pub const TRAP_FRAME_SIZE: usize = core::mem::size_of::<TrapFrame>();
-const _: () = assert!(TRAP_FRAME_SIZE % 16 == 0);
+const _: () = assert!(TRAP_FRAME_SIZE.is_multiple_of(16));
 const _: () = assert!(core::mem::offset_of!(TrapFrame, elr) == 31 * 8);
 
 /// Where an exception came from, in vector-table order: the vector's index

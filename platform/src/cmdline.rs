@@ -1,0 +1,171 @@
+//! The hypervisor command line: space-separated `key=value` words from
+//! fw_cfg `opt/hv/cmdline` (QEMU) or the DT's `/chosen/hv,bootargs`.
+//!
+//! | word | meaning |
+//! |------|---------|
+//! | `log=error\|warn\|info\|debug\|trace` | hypervisor log level (default `info`) |
+//! | `mode=auto\|vhe\|nvhe` | translation scheme (default `auto`) |
+//! | `remap=intermediate\|fault` | boot remapping path (default `intermediate`) |
+//! | `stub=WORD`, `stub-*=VALUE` | passed to the guest-stub in its `/chosen/bootargs` |
+//!
+//! Parsing is pure and never fails as a whole: each bad word is reported
+//! and skipped, so a typo cannot stop the system from booting.
+
+/// Log level words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    pub fn filter(self) -> log::LevelFilter {
+        match self {
+            Self::Error => log::LevelFilter::Error,
+            Self::Warn => log::LevelFilter::Warn,
+            Self::Info => log::LevelFilter::Info,
+            Self::Debug => log::LevelFilter::Debug,
+            Self::Trace => log::LevelFilter::Trace,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Auto,
+    Vhe,
+    Nvhe,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Remap {
+    Intermediate,
+    Fault,
+}
+
+/// A word the parser skipped, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadWord<'a> {
+    UnknownKey(&'a str),
+    BadValue { key: &'a str, value: &'a str, expected: &'static str },
+}
+
+impl core::fmt::Display for BadWord<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::UnknownKey(word) => write!(f, "unknown command-line word `{word}` ignored"),
+            Self::BadValue { key, value, expected } => {
+                write!(f, "`{key}={value}` ignored: expected {key}={expected}")
+            }
+        }
+    }
+}
+
+/// The parsed command line. Borrowed from the text it came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cmdline<'a> {
+    pub text: &'a str,
+    pub log: LogLevel,
+    pub mode: Mode,
+    pub remap: Remap,
+}
+
+impl<'a> Cmdline<'a> {
+    /// Parses `text`, calling `report` for each word it skips.
+    pub fn parse(text: &'a str, mut report: impl FnMut(BadWord<'a>)) -> Self {
+        let mut cmdline = Self { text, log: LogLevel::Info, mode: Mode::Auto, remap: Remap::Intermediate };
+        for word in text.split_ascii_whitespace() {
+            let Some((key, value)) = word.split_once('=') else {
+                report(BadWord::UnknownKey(word));
+                continue;
+            };
+            let bad = |expected| BadWord::BadValue { key, value, expected };
+            match key {
+                "log" => match value {
+                    "error" => cmdline.log = LogLevel::Error,
+                    "warn" => cmdline.log = LogLevel::Warn,
+                    "info" => cmdline.log = LogLevel::Info,
+                    "debug" => cmdline.log = LogLevel::Debug,
+                    "trace" => cmdline.log = LogLevel::Trace,
+                    _ => report(bad("error|warn|info|debug|trace")),
+                },
+                "mode" => match value {
+                    "auto" => cmdline.mode = Mode::Auto,
+                    "vhe" => cmdline.mode = Mode::Vhe,
+                    "nvhe" => cmdline.mode = Mode::Nvhe,
+                    _ => report(bad("auto|vhe|nvhe")),
+                },
+                "remap" => match value {
+                    "intermediate" => cmdline.remap = Remap::Intermediate,
+                    "fault" => cmdline.remap = Remap::Fault,
+                    _ => report(bad("intermediate|fault")),
+                },
+                _ if is_guest_stub_word(key) => {}
+                _ => report(BadWord::UnknownKey(word)),
+            }
+        }
+        cmdline
+    }
+
+    /// The words meant for the guest-stub, in order.
+    pub fn guest_stub_words(&self) -> impl Iterator<Item = &'a str> {
+        self.text
+            .split_ascii_whitespace()
+            .filter(|w| w.split_once('=').is_some_and(|(key, _)| is_guest_stub_word(key)))
+    }
+}
+
+fn is_guest_stub_word(key: &str) -> bool {
+    key == "stub" || key.starts_with("stub-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> (Cmdline<'_>, std::vec::Vec<std::string::String>) {
+        let mut bad = std::vec::Vec::new();
+        let c = Cmdline::parse(text, |w| bad.push(std::format!("{w}")));
+        (c, bad)
+    }
+
+    #[test]
+    fn defaults() {
+        let (c, bad) = parse("");
+        assert_eq!((c.log, c.mode, c.remap), (LogLevel::Info, Mode::Auto, Remap::Intermediate));
+        assert!(bad.is_empty());
+    }
+
+    #[test]
+    fn known_words_set_their_values() {
+        let (c, bad) = parse("  log=debug mode=nvhe\tremap=fault ");
+        assert_eq!((c.log, c.mode, c.remap), (LogLevel::Debug, Mode::Nvhe, Remap::Fault));
+        assert!(bad.is_empty());
+        assert_eq!(c.log.filter(), log::LevelFilter::Debug);
+    }
+
+    #[test]
+    fn bad_words_are_reported_and_skipped() {
+        let (c, bad) = parse("log=loud mode=vhe verbose frob=1");
+        assert_eq!(c.log, LogLevel::Info);
+        assert_eq!(c.mode, Mode::Vhe);
+        assert_eq!(
+            bad,
+            [
+                "`log=loud` ignored: expected log=error|warn|info|debug|trace",
+                "unknown command-line word `verbose` ignored",
+                "unknown command-line word `frob=1` ignored",
+            ]
+        );
+    }
+
+    #[test]
+    fn guest_stub_words_pass_through() {
+        let (c, bad) = parse("stub=fail log=warn stub-seed=7 stubby=1");
+        assert_eq!(c.guest_stub_words().collect::<std::vec::Vec<_>>(), ["stub=fail", "stub-seed=7"]);
+        assert_eq!(bad, ["unknown command-line word `stubby=1` ignored"]);
+    }
+}

@@ -1,0 +1,309 @@
+//! QEMU scenarios: each test boots `build/flash.bin` in its own QEMU under
+//! a hard timeout and checks what the three images printed and how QEMU
+//! exited.
+//!
+//! The image is the one `make image` wrote (`HV_FLASH` names it; `make
+//! qemu-test` sets it). Run alone, the tests build it with `make image`.
+//! Damaged-image scenarios derive their images from it in a temp directory.
+
+use hvtests::flash::find_package;
+use platform::package::EntryKind;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// No scenario takes more than a few seconds; this catches hangs.
+const TIMEOUT: Duration = Duration::from_secs(60);
+/// A damaged image must be refused quickly.
+const REFUSAL_DEADLINE: Duration = Duration::from_secs(10);
+/// Exit status of a fatal monitor error (el3-monitor/src/power.rs).
+const EXIT_MONITOR_FATAL: i32 = 3;
+const MACHINE: &str = "virt,secure=on,virtualization=on,gic-version=3";
+const CPU_MAX: &str = "max,pauth-impdef=on";
+const CPU_A72: &str = "cortex-a72";
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The firmware image under test.
+fn flash() -> &'static Path {
+    static FLASH: OnceLock<PathBuf> = OnceLock::new();
+    FLASH.get_or_init(|| {
+        if let Some(path) = std::env::var_os("HV_FLASH") {
+            return PathBuf::from(path);
+        }
+        let status = Command::new("make")
+            .arg("image")
+            .current_dir(workspace())
+            .status()
+            .expect("run make image");
+        assert!(status.success(), "make image failed");
+        workspace().join("build/flash.bin")
+    })
+}
+
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hv-qemu-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+struct Boot<'a> {
+    name: &'a str,
+    cpu: &'a str,
+    smp: u32,
+    mem: &'a str,
+    flash: PathBuf,
+    /// The hypervisor command line (fw_cfg `opt/hv/cmdline`), if any.
+    cmdline: Option<&'a str>,
+}
+
+struct Outcome {
+    /// QEMU's exit code; `None` if it had to be killed at the timeout.
+    status: Option<i32>,
+    /// What the Non-secure console (first UART) showed.
+    console: String,
+    /// What the monitor's Secure UART (second UART) showed.
+    secure: String,
+    elapsed: Duration,
+    stderr: String,
+}
+
+impl Outcome {
+    fn lines<'s>(&'s self, prefix: &'s str) -> impl Iterator<Item = &'s str> + 's {
+        self.console.lines().filter(move |l| l.starts_with(prefix))
+    }
+
+    /// Everything a failed assertion should show.
+    fn dump(&self) -> String {
+        format!(
+            "status {:?} after {:?}\n--- console ---\n{}\n--- secure UART ---\n{}\n--- qemu stderr ---\n{}",
+            self.status, self.elapsed, self.console, self.secure, self.stderr
+        )
+    }
+}
+
+fn boot(b: &Boot) -> Outcome {
+    let dir = scratch_dir(b.name);
+    let console = dir.join("console.log");
+    let secure = dir.join("secure.log");
+    let start = Instant::now();
+    let mut child = Command::new("qemu-system-aarch64")
+        .args(["-M", MACHINE, "-cpu", b.cpu, "-smp", &b.smp.to_string(), "-m", b.mem])
+        .args(["-display", "none", "-monitor", "none", "-semihosting"])
+        .arg("-serial")
+        .arg(format!("file:{}", console.display()))
+        .arg("-serial")
+        .arg(format!("file:{}", secure.display()))
+        .arg("-bios")
+        .arg(&b.flash)
+        .args(b.cmdline.map(|c| ["-fw_cfg".to_string(), format!("name=opt/hv/cmdline,string={c}")]).into_iter().flatten())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start qemu-system-aarch64 (make deps installs it)");
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for qemu") {
+            break status.code();
+        }
+        if start.elapsed() > TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let elapsed = start.elapsed();
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+    }
+    let read = |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).replace('\r', "");
+    let outcome = Outcome { status, console: read(&console), secure: read(&secure), elapsed, stderr };
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome
+}
+
+/// The default image boots all three stages, every CPU reaches EL2, the
+/// guest-stub passes every check, and QEMU exits 0.
+fn selftest_passes(name: &str, cpu: &str, smp: u32, mem: &str) {
+    let o = boot(&Boot { name, cpu, smp, mem, flash: flash().to_path_buf(), cmdline: None });
+    let dump = o.dump();
+    assert_eq!(o.status, Some(0), "QEMU must exit 0\n{dump}");
+    for (prefix, level) in [("el3-monitor:", "at EL3"), ("el2:", "at EL2"), ("guest-stub:", "at EL1")] {
+        assert!(
+            o.lines(prefix).next().is_some_and(|l| l.contains(level)),
+            "{prefix} boot line must name {level}\n{dump}"
+        );
+    }
+    let online = format!("el2: {smp}/{smp} CPUs online at EL2");
+    assert!(o.console.contains(&online), "missing `{online}`\n{dump}");
+    for slot in 1..smp {
+        let line = format!("el2: CPU {slot} (MPIDR");
+        assert!(o.console.contains(&line), "CPU {slot} never reported at EL2\n{dump}");
+    }
+    let passes = o.lines("guest-stub: PASS ").count();
+    let fails: Vec<_> = o.console.lines().filter(|l| l.contains("FAIL")).collect();
+    assert!(fails.is_empty(), "failures: {fails:?}\n{dump}");
+    let summary = format!("guest-stub: {passes} passed, 0 failed");
+    assert!(passes >= 4, "expected at least 4 checks, saw {passes}\n{dump}");
+    assert!(o.console.lines().any(|l| l == summary), "missing `{summary}`\n{dump}");
+    assert!(
+        o.secure.contains("PSCI SYSTEM_OFF, exit status 0"),
+        "the monitor's Secure UART must log the power-off\n{dump}"
+    );
+}
+
+macro_rules! selftest_scenarios {
+    ($($name:ident: $cpu:expr, $smp:expr, $mem:expr;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                selftest_passes(stringify!($name), $cpu, $smp, $mem);
+            }
+        )*
+    };
+}
+
+selftest_scenarios! {
+    max_smp1_1g: CPU_MAX, 1, "1G";
+    max_smp4_1g: CPU_MAX, 4, "1G";
+    a72_smp1_1g: CPU_A72, 1, "1G";
+    a72_smp4_1g: CPU_A72, 4, "1G";
+    max_smp8_3g: CPU_MAX, 8, "3G";
+    max_smp2_512m: CPU_MAX, 2, "512M";
+    a72_smp8_512m: CPU_A72, 8, "512M";
+    a72_smp3_2g: CPU_A72, 3, "2G";
+}
+
+/// How a scenario damages the image.
+enum Damage {
+    /// Cut the file in the middle of the hypervisor's payload.
+    TruncateInHypervisor,
+    /// Flip one bit of a payload.
+    FlipPayload(EntryKind),
+    /// Flip one bit of the package header.
+    FlipHeader,
+    /// Keep only the monitor.
+    DropPackage,
+}
+
+fn damaged_image(name: &str, damage: Damage) -> PathBuf {
+    let mut bytes = std::fs::read(flash()).expect("read flash image");
+    let (offset, package) = find_package(&bytes).expect("the good image holds a package");
+    let payload_range = |kind| {
+        let entry = package.entry(kind).expect("entry present");
+        let start = entry.payload.as_ptr() as usize - bytes.as_ptr() as usize;
+        start..start + entry.payload.len()
+    };
+    match damage {
+        Damage::TruncateInHypervisor => {
+            let range = payload_range(EntryKind::Hypervisor);
+            let cut = range.start + range.len() / 2;
+            bytes.truncate(cut);
+        }
+        Damage::FlipPayload(kind) => {
+            let range = payload_range(kind);
+            let at = range.start + range.len() / 3;
+            bytes[at] ^= 0x01;
+        }
+        Damage::FlipHeader => bytes[offset + 16] ^= 0x01,
+        Damage::DropPackage => bytes.truncate(offset),
+    }
+    let path = scratch_dir(&format!("{name}-image")).join("flash.bin");
+    std::fs::write(&path, bytes).expect("write damaged image");
+    path
+}
+
+/// The monitor refuses a damaged image with one error line that names the
+/// problem, never enters EL2, and QEMU exits non-zero within seconds.
+fn damaged_image_refused(name: &str, damage: Damage, expect_in_error: &str) {
+    let image = damaged_image(name, damage);
+    let o = boot(&Boot { name, cpu: CPU_MAX, smp: 4, mem: "1G", flash: image.clone(), cmdline: None });
+    let _ = std::fs::remove_dir_all(image.parent().expect("scratch dir"));
+    let dump = o.dump();
+    assert_eq!(o.status, Some(EXIT_MONITOR_FATAL), "QEMU must exit with the monitor's fatal status\n{dump}");
+    assert!(o.elapsed < REFUSAL_DEADLINE, "refusal took {:?}\n{dump}", o.elapsed);
+    let errors: Vec<_> = o.lines("el3-monitor: ERROR:").collect();
+    assert_eq!(errors.len(), 1, "exactly one error line expected\n{dump}");
+    assert!(errors[0].contains(expect_in_error), "error must say `{expect_in_error}`\n{dump}");
+    assert!(o.lines("el2:").next().is_none(), "nothing may run at EL2\n{dump}");
+}
+
+#[test]
+fn truncated_image_refused() {
+    damaged_image_refused("truncated", Damage::TruncateInHypervisor, "hypervisor payload is corrupt");
+}
+
+#[test]
+fn flipped_hypervisor_byte_refused() {
+    damaged_image_refused(
+        "flip-hv",
+        Damage::FlipPayload(EntryKind::Hypervisor),
+        "hypervisor payload is corrupt",
+    );
+}
+
+#[test]
+fn flipped_guest_stub_byte_refused() {
+    damaged_image_refused(
+        "flip-stub",
+        Damage::FlipPayload(EntryKind::GuestStub),
+        "guest-stub payload is corrupt",
+    );
+}
+
+#[test]
+fn flipped_header_refused() {
+    damaged_image_refused("flip-header", Damage::FlipHeader, "header or entry table is corrupt");
+}
+
+#[test]
+fn missing_package_refused() {
+    damaged_image_refused("no-package", Damage::DropPackage, "no firmware package");
+}
+
+/// A failing guest-stub check makes QEMU exit non-zero: `stub=fail` adds a
+/// check that always fails, and the verdict travels guest → EL2 → EL3.
+#[test]
+fn failing_check_fails_the_run() {
+    let o = boot(&Boot {
+        name: "forced-failure",
+        cpu: CPU_MAX,
+        smp: 2,
+        mem: "1G",
+        flash: flash().to_path_buf(),
+        cmdline: Some("stub=fail"),
+    });
+    let dump = o.dump();
+    assert_eq!(o.status, Some(1), "a failed check must give exit status 1\n{dump}");
+    assert!(o.console.contains("guest-stub: FAIL forced-failure: requested with stub=fail"), "{dump}");
+    let passes = o.lines("guest-stub: PASS ").count();
+    assert!(o.console.contains(&format!("guest-stub: {passes} passed, 1 failed")), "{dump}");
+    assert!(o.secure.contains("PSCI SYSTEM_OFF, exit status 1"), "{dump}");
+}
+
+/// The command line reaches the hypervisor: `log=debug` shows the stage-2
+/// abort the hole check provokes, and an unknown word is reported, not fatal.
+#[test]
+fn command_line_sets_log_level() {
+    let o = boot(&Boot {
+        name: "cmdline",
+        cpu: CPU_A72,
+        smp: 1,
+        mem: "1G",
+        flash: flash().to_path_buf(),
+        cmdline: Some("log=debug no-such-word"),
+    });
+    let dump = o.dump();
+    assert_eq!(o.status, Some(0), "{dump}");
+    assert!(o.console.contains("el2: command line: `log=debug no-such-word`"), "{dump}");
+    assert!(o.console.contains("el2: WARN: unknown command-line word `no-such-word` ignored"), "{dump}");
+    assert!(
+        o.lines("el2: DEBUG: stage-2 abort at IPA").any(|l| l.contains("external abort to the guest")),
+        "{dump}"
+    );
+}
