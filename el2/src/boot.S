@@ -1,25 +1,14 @@
 // Entry of the hypervisor at EL2. The monitor loaded us at a physical
-// address of its choosing: first apply our own relocations against that
-// address, then zero .bss, take a stack and run Rust.
+// address of its choosing: platform_init_image applies our relocations
+// against that address and zeroes .bss; then we take a stack and run Rust.
 
 .section .text.entry, "ax"
 .global image_entry
 image_entry:                                // x0 = DTB, x1 = handoff record
     mov     x19, x0
     mov     x20, x1
-    adrp    x0, __image_base
-    add     x0, x0, :lo12:__image_base
-    adrp    x1, __rela_start
-    add     x1, x1, :lo12:__rela_start
-    adrp    x2, __rela_end
-    add     x2, x2, :lo12:__rela_end
-    bl      platform_apply_relocations
+    bl      platform_init_image
     cbnz    x0, boot_failed
-    adrp    x0, __bss_start
-    add     x0, x0, :lo12:__bss_start
-    adrp    x1, __bss_end
-    add     x1, x1, :lo12:__bss_end
-    bl      platform_zero
     mov     x0, #0
     bl      set_cpu_stack_and_vectors
     mov     x0, x19
@@ -30,8 +19,6 @@ image_entry:                                // x0 = DTB, x1 = handoff record
 .global hv_secondary_entry
 hv_secondary_entry:
     mov     x19, x0
-    cmp     x0, #{STACK_COUNT}
-    b.hs    boot_failed
     bl      set_cpu_stack_and_vectors
     mov     x0, x19
     bl      hv_secondary_main               // does not return
@@ -46,19 +33,17 @@ boot_failed:
     b       boot_failed
 
 // set_cpu_stack_and_vectors(x0 = slot): SP = top of that slot's stack,
-// VBAR_EL2 = our vectors. Clobbers x0-x2.
+// VBAR_EL2 = our vectors; a slot without a stack is fatal. Clobbers x0-x3.
 set_cpu_stack_and_vectors:
-    adrp    x1, __stacks_start
-    add     x1, x1, :lo12:__stacks_start
-    add     x0, x0, #1
-    ldr     x2, ={STACK_SIZE}
-    madd    x1, x0, x2, x1
-    mov     sp, x1
+    mov     x3, x30
+    bl      platform_cpu_stack_top
+    cbz     x0, boot_failed
+    mov     sp, x0
     adrp    x1, hv_vectors
     add     x1, x1, :lo12:hv_vectors
     msr     vbar_el2, x1
     isb
-    ret
+    ret     x3
 
 // enter_guest(x0 = frame): loads a TrapFrame into the registers and enters
 // the lower EL it describes, on a fresh stack for this CPU.

@@ -1,23 +1,16 @@
 //! Entry, self-relocation, per-CPU stacks, and the first entry into a guest.
 //!
 //! The hypervisor is a static PIE linked at 0 and run wherever the monitor
-//! put it: `boot.S` applies its `R_AARCH64_RELATIVE` relocations against the
-//! load address before any Rust runs, so pointers in data are right. Until
+//! put it: `boot.S` has `platform_init_image` apply its relocations against
+//! the load address before any Rust runs, so pointers in data are right. Until
 //! the EL2 MMU is on, virtual and physical addresses coincide.
 
 use platform::abi::SIP_SET_EXIT_STATUS;
 use platform::arch::trap::TrapFrame;
 use smccc::psci::PSCI_SYSTEM_OFF;
 
-/// Bytes of stack per CPU slot; must match linker/el2.ld.
-const STACK_SIZE: u64 = 64 * 1024;
-/// CPU slots with a stack; must match `STACK_COUNT` in linker/el2.ld.
-pub const STACK_COUNT: usize = 16;
-
 core::arch::global_asm!(
     include_str!("boot.S"),
-    STACK_SIZE = const STACK_SIZE,
-    STACK_COUNT = const STACK_COUNT,
     SIP_SET_EXIT_STATUS = const SIP_SET_EXIT_STATUS,
     PSCI_SYSTEM_OFF = const PSCI_SYSTEM_OFF,
     EXIT_HYPERVISOR_FATAL = const crate::power::EXIT_HYPERVISOR_FATAL,

@@ -19,7 +19,7 @@ const CHECK_IN_TIMEOUT_MS: u64 = 2000;
 pub fn start_secondaries(cpus: &[u64], boot_mpidr: u64) -> usize {
     let mut started = 1;
     for (slot, &mpidr) in cpus.iter().filter(|&&m| m != boot_mpidr).enumerate().map(|(i, m)| (i + 1, m)) {
-        if slot >= crate::boot::STACK_COUNT {
+        if slot >= platform::arch::stack_count() {
             log::warn!("CPU {mpidr:#x}: no stack slot left, leaving it off");
             continue;
         }

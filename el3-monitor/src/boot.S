@@ -18,18 +18,7 @@ image_entry:
     cbnz    x20, secondary_wait
 
     // Boot CPU: .data from flash to SRAM, .bss zeroed.
-    adrp    x0, __data_start
-    add     x0, x0, :lo12:__data_start
-    adrp    x1, __data_lma
-    add     x1, x1, :lo12:__data_lma
-    adrp    x2, __data_end
-    add     x2, x2, :lo12:__data_end
-    bl      platform_copy
-    adrp    x0, __bss_start
-    add     x0, x0, :lo12:__bss_start
-    adrp    x1, __bss_end
-    add     x1, x1, :lo12:__bss_end
-    bl      platform_zero
+    bl      platform_init_image
     mov     x0, #0
     bl      set_cpu_stack_and_vectors
     mov     x0, x19
@@ -71,19 +60,17 @@ monitor_park:
     b       monitor_secondary_main
 
 // set_cpu_stack_and_vectors(x0 = cpu index): SP = top of that CPU's stack,
-// VBAR_EL3 = the monitor's vectors. Clobbers x0-x2.
+// VBAR_EL3 = the monitor's vectors. Clobbers x0-x3. (Slots come from the
+// CPU table, which never holds more than STACK_COUNT CPUs.)
 set_cpu_stack_and_vectors:
-    adrp    x1, __stacks_start
-    add     x1, x1, :lo12:__stacks_start
-    add     x0, x0, #1
-    ldr     x2, ={STACK_SIZE}
-    madd    x1, x0, x2, x1
-    mov     sp, x1
+    mov     x3, x30
+    bl      platform_cpu_stack_top
+    mov     sp, x0
     adrp    x1, monitor_vectors
     add     x1, x1, :lo12:monitor_vectors
     msr     vbar_el3, x1
     isb
-    ret
+    ret     x3
 
 // enter_el2(x0 = entry, x1 = x0 for EL2, x2 = x1 for EL2): drops to
 // Non-secure EL2h with DAIF masked.

@@ -16,15 +16,12 @@ use platform::board::MAX_CPUS;
 const SCTLR_BOOT: u64 = SCTLR_EL23_RES1 | SCTLR_I | SCTLR_SA;
 /// "CPUTABLE": the table's contents are valid.
 const CPU_TABLE_READY: u64 = u64::from_le_bytes(*b"CPUTABLE");
-/// Bytes of stack per CPU; must match `STACK_SIZE` in linker/el3-monitor.ld.
-const STACK_SIZE: u64 = 16 * 1024;
 
 core::arch::global_asm!(
     include_str!("boot.S"),
     SCTLR_BOOT = const SCTLR_BOOT,
     MPIDR_AFFINITY_MASK = const MPIDR_AFFINITY_MASK,
     CPU_TABLE_READY = const CPU_TABLE_READY,
-    STACK_SIZE = const STACK_SIZE,
     SPSR_EL2H = const (SPSR_M_EL2H | SPSR_DAIF),
 );
 

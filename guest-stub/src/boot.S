@@ -6,21 +6,10 @@
 .global image_entry
 image_entry:
     mov     x19, x0
-    adrp    x0, __image_base
-    add     x0, x0, :lo12:__image_base
-    adrp    x1, __rela_start
-    add     x1, x1, :lo12:__rela_start
-    adrp    x2, __rela_end
-    add     x2, x2, :lo12:__rela_end
-    bl      platform_apply_relocations
+    bl      platform_init_image
     cbnz    x0, 1f
-    adrp    x0, __bss_start
-    add     x0, x0, :lo12:__bss_start
-    adrp    x1, __bss_end
-    add     x1, x1, :lo12:__bss_end
-    bl      platform_zero
-    adrp    x0, __stacks_end
-    add     x0, x0, :lo12:__stacks_end
+    mov     x0, #0
+    bl      platform_cpu_stack_top
     mov     sp, x0
     adrp    x0, stub_vectors
     add     x0, x0, :lo12:stub_vectors

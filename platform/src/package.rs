@@ -46,6 +46,20 @@
 //! The digests detect corruption (a bad flash write, a truncated copy); they
 //! are not a signature and do not authenticate the image.
 
+// Parsing must never panic on any input: let clippy enforce it for the
+// non-test code (the tests below opt out).
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented,
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions
+)]
+
 use core::fmt;
 
 use sha2::{Digest, Sha256};
@@ -1034,6 +1048,14 @@ pub fn build(entries: &[EntryDesc<'_>]) -> Result<std::vec::Vec<u8>, PackageErro
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions
+)]
 mod tests {
     use super::*;
     use std::string::ToString;

@@ -1,49 +1,83 @@
-// Leaf boot helpers shared by all three images. They run before any stack
+// Boot helpers shared by all three images. They run before any stack
 // exists (and, for the position-independent images, before relocation), so
-// they touch only the argument and temporary registers x0-x17 and use only
-// PC-relative addressing.
+// they use only x0-x17, PC-relative addressing and literal-pool constants
+// that need no relocation. Every image is linked with linker/sections.ld,
+// which defines the symbols used here.
 
 .section .text.platform_boot, "ax"
 
-// platform_apply_relocations(x0 = runtime address of link address 0,
-//                            x1 = start of .rela.dyn, x2 = end of .rela.dyn)
-// Applies R_AARCH64_RELATIVE relocations: *(base + offset) = base + addend.
-// Returns x0 = 0 on success, or the offending r_info if the image carries a
-// relocation of any other type (the caller must not go on in that case).
-.global platform_apply_relocations
-platform_apply_relocations:
+// platform_init_image() -> x0 = 0, or the r_info of a relocation this image
+// must not carry.
+// Makes the image's memory what the program expects: applies the
+// R_AARCH64_RELATIVE relocations of a position-independent image against
+// the address it runs at (the monitor has none), copies .data from its load
+// address (a no-op where it already runs from there), zeroes .bss.
+.global platform_init_image
+platform_init_image:
+    adrp    x0, __image_base
+    add     x0, x0, :lo12:__image_base
+    adrp    x1, __rela_start
+    add     x1, x1, :lo12:__rela_start
+    adrp    x2, __rela_end
+    add     x2, x2, :lo12:__rela_end
 0:  cmp     x1, x2
-    b.hs    2f
-    ldp     x9, x10, [x1], #16          // r_offset, r_info
-    ldr     x11, [x1], #8               // r_addend
+    b.hs    1f
+    ldp     x9, x10, [x1], #16              // r_offset, r_info
+    ldr     x11, [x1], #8                   // r_addend
     cmp     x10, #{R_AARCH64_RELATIVE}
-    b.ne    1f
+    b.ne    9f
     add     x11, x11, x0
     str     x11, [x0, x9]
     b       0b
-1:  mov     x0, x10
-    ret
-2:  mov     x0, #0
-    ret
 
-// platform_zero(x0 = start, x1 = end): zeroes [start, end); both 16-aligned.
-.global platform_zero
-platform_zero:
-0:  cmp     x0, x1
-    b.hs    1f
-    stp     xzr, xzr, [x0], #16
-    b       0b
-1:  ret
-
-// platform_copy(x0 = destination, x1 = source, x2 = destination end):
-// copies 16-byte aligned blocks, e.g. .data from its load address in flash.
-.global platform_copy
-platform_copy:
+1:  adrp    x0, __data_start
+    add     x0, x0, :lo12:__data_start
+    adrp    x1, __data_lma
+    add     x1, x1, :lo12:__data_lma
+    adrp    x2, __data_end
+    add     x2, x2, :lo12:__data_end
     cmp     x0, x1
-    b.eq    1f
-0:  cmp     x0, x2
-    b.hs    1f
+    b.eq    3f
+2:  cmp     x0, x2
+    b.hs    3f
     ldp     x9, x10, [x1], #16
     stp     x9, x10, [x0], #16
-    b       0b
-1:  ret
+    b       2b
+
+3:  adrp    x0, __bss_start
+    add     x0, x0, :lo12:__bss_start
+    adrp    x1, __bss_end
+    add     x1, x1, :lo12:__bss_end
+4:  cmp     x0, x1
+    b.hs    5f
+    stp     xzr, xzr, [x0], #16
+    b       4b
+5:  mov     x0, #0
+    ret
+
+9:  mov     x0, x10
+    ret
+
+// platform_cpu_stack_top(x0 = slot) -> x0 = the top of that slot's stack, or
+// 0 if the image has no stack for it. Uses x0-x2.
+.global platform_cpu_stack_top
+platform_cpu_stack_top:
+    ldr     x1, =__stack_count
+    cmp     x0, x1
+    b.hs    1f
+    ldr     x1, =__stack_size
+    add     x0, x0, #1
+    mul     x0, x0, x1
+    adrp    x1, __stacks_start
+    add     x1, x1, :lo12:__stacks_start
+    add     x0, x0, x1
+    ret
+1:  mov     x0, #0
+    ret
+
+// platform_stack_count() -> x0 = how many CPU slots have a stack.
+.global platform_stack_count
+platform_stack_count:
+    ldr     x0, =__stack_count
+    ret
+.ltorg

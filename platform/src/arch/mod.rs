@@ -1,7 +1,7 @@
 //! AArch64 architecture support shared by the images: named system-register
 //! bits the `aarch64-cpu` crate lacks, the trap frame every exception vector
-//! saves, the vector-table template, and the boot helpers that run before
-//! Rust can.
+//! saves, the vector-table template, and the boot helpers (`boot.S`) that
+//! run before Rust can.
 
 pub mod regs;
 pub mod trap;
@@ -69,6 +69,19 @@ pub const fn mpidr_affinity(mpidr: u64) -> u64 {
 pub fn this_cpu_mpidr() -> u64 {
     use aarch64_cpu::registers::{Readable, MPIDR_EL1};
     mpidr_affinity(MPIDR_EL1.get())
+}
+
+#[cfg(target_arch = "aarch64")]
+extern "C" {
+    fn platform_stack_count() -> usize;
+}
+
+/// How many CPU slots this image has a stack for (`STACK_COUNT` in its
+/// linker memory file).
+#[cfg(target_arch = "aarch64")]
+pub fn stack_count() -> usize {
+    // SAFETY: a leaf function that returns a link-time constant.
+    unsafe { platform_stack_count() }
 }
 
 /// Waits for an event with `WFE`, or spins on the host.

@@ -329,7 +329,7 @@ impl<'a> Dtb<'a> {
             dtb: self,
             off: 0,
             depth: 0,
-            stack: [Frame { cells: Cells::DEFAULT, begin: 0 }; MAX_DEPTH],
+            stack: [Frame { begin: 0, body: 0, cells: None }; MAX_DEPTH],
             done: false,
         }
     }
@@ -368,15 +368,21 @@ impl<'a> Dtb<'a> {
 
     /// The `#address-cells`/`#size-cells` that `node` gives its children.
     pub fn cells_of(&self, node: &Node<'a>) -> Cells {
-        let read = |name: &str, default: u32| match self.prop(node, name) {
-            None => default,
-            Some(v) if v.len() == 4 => be32(v, 0).unwrap_or(u32::MAX),
-            Some(_) => u32::MAX,
-        };
-        Cells {
-            address: read("#address-cells", Cells::DEFAULT.address),
-            size: read("#size-cells", Cells::DEFAULT.size),
+        self.cells_at(node.body)
+    }
+
+    /// [`Dtb::cells_of`] for the node whose properties start at `body`.
+    fn cells_at(&self, body: usize) -> Cells {
+        let read = |v: &[u8]| if v.len() == 4 { be32(v, 0).unwrap_or(u32::MAX) } else { u32::MAX };
+        let mut cells = Cells::DEFAULT;
+        for (name, value) in (Props { dtb: self, off: body, done: false }) {
+            match name {
+                "#address-cells" => cells.address = read(value),
+                "#size-cells" => cells.size = read(value),
+                _ => {}
+            }
         }
+        cells
     }
 
     /// Finds a node by absolute path (`/a/b@1`). A component without a unit
@@ -409,9 +415,11 @@ impl<'a> Dtb<'a> {
 
 #[derive(Clone, Copy)]
 struct Frame {
-    /// The cells this node gives its children.
-    cells: Cells,
     begin: usize,
+    body: usize,
+    /// The cells this node gives its children, read when the first child
+    /// shows up (most nodes have none).
+    cells: Option<Cells>,
 }
 
 /// Iterator over all nodes; see [`Dtb::all_nodes`].
@@ -436,19 +444,18 @@ impl<'a> Iterator for AllNodes<'_, 'a> {
             self.off = next;
             match tok {
                 Token::Begin { name, body } => {
-                    let parent = self.depth.checked_sub(1).and_then(|i| self.stack.get(i));
-                    let node = Node {
-                        name,
-                        begin,
-                        body,
-                        parent_cells: parent.map_or(Cells::DEFAULT, |f| f.cells),
-                        parent: parent.map(|f| f.begin),
+                    let dtb = self.dtb;
+                    let parent = self.depth.checked_sub(1).and_then(|i| self.stack.get_mut(i));
+                    let (parent_cells, parent) = match parent {
+                        Some(f) => (*f.cells.get_or_insert_with(|| dtb.cells_at(f.body)), Some(f.begin)),
+                        None => (Cells::DEFAULT, None),
                     };
+                    let node = Node { name, begin, body, parent_cells, parent };
                     let Some(slot) = self.stack.get_mut(self.depth) else {
                         self.done = true;
                         break;
                     };
-                    *slot = Frame { cells: self.dtb.cells_of(&node), begin };
+                    *slot = Frame { begin, body, cells: None };
                     self.depth = self.depth.saturating_add(1);
                     return Some(node);
                 }

@@ -769,3 +769,10 @@ fn dt_reader_basics() {
     assert_eq!(dtb.all_nodes().count(), 31);
     assert_eq!(dtb.mem_reservations().count(), 2);
 }
+
+#[test]
+fn zz_timing() {
+    let t = std::time::Instant::now();
+    for _ in 0..200 { let _ = Board::from_bytes(GICV3_SMP4_1G); }
+    eprintln!("per parse: {:?}", t.elapsed() / 200);
+}
