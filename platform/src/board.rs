@@ -48,6 +48,12 @@
 
 mod dt;
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::arithmetic_side_effects
+)]
 mod tests;
 
 use core::fmt;
@@ -124,7 +130,10 @@ impl<T: Copy + Default, const N: usize> List<T, N> {
     pub const CAPACITY: usize = N;
 
     pub fn new() -> Self {
-        Self { items: [T::default(); N], len: 0 }
+        Self {
+            items: [T::default(); N],
+            len: 0,
+        }
     }
 
     /// Appends `item`, or hands it back if the list is full.
@@ -338,7 +347,10 @@ pub struct DtName {
 
 impl DtName {
     pub fn new(s: &str) -> Self {
-        let mut name = Self { buf: [0; DT_NAME_MAX], len: 0 };
+        let mut name = Self {
+            buf: [0; DT_NAME_MAX],
+            len: 0,
+        };
         let (keep, ellipsis) = if s.len() <= DT_NAME_MAX {
             (s.len(), "")
         } else {
@@ -348,7 +360,12 @@ impl DtName {
         while !s.is_char_boundary(keep) {
             keep = keep.saturating_sub(1);
         }
-        let bytes = s.as_bytes().get(..keep).unwrap_or_default().iter().chain(ellipsis.as_bytes());
+        let bytes = s
+            .as_bytes()
+            .get(..keep)
+            .unwrap_or_default()
+            .iter()
+            .chain(ellipsis.as_bytes());
         for (dst, src) in name.buf.iter_mut().zip(bytes) {
             *dst = *src;
             name.len = name.len.saturating_add(1);
@@ -357,7 +374,10 @@ impl DtName {
     }
 
     pub fn as_str(&self) -> &str {
-        self.buf.get(..self.len).and_then(|b| core::str::from_utf8(b).ok()).unwrap_or("?")
+        self.buf
+            .get(..self.len)
+            .and_then(|b| core::str::from_utf8(b).ok())
+            .unwrap_or("?")
     }
 }
 
@@ -400,11 +420,21 @@ pub enum BoardError {
     /// A node the firmware cannot do without is absent.
     MissingNode { what: &'static str },
     /// A node lacks a property it needs.
-    MissingProperty { node: DtName, property: &'static str },
+    MissingProperty {
+        node: DtName,
+        property: &'static str,
+    },
     /// A property's value is wrong.
-    BadProperty { node: DtName, property: &'static str, reason: &'static str },
+    BadProperty {
+        node: DtName,
+        property: &'static str,
+        reason: &'static str,
+    },
     /// A path-valued property names no node.
-    PathNotFound { property: &'static str, path: DtName },
+    PathNotFound {
+        property: &'static str,
+        path: DtName,
+    },
     /// The node describes hardware this firmware does not drive.
     Unsupported { node: DtName, reason: &'static str },
     /// More of something than the fixed capacity holds.
@@ -425,17 +455,27 @@ impl fmt::Display for BoardError {
                 "device tree is truncated: needs {needed} bytes, only {available} available"
             ),
             Self::TooLarge { size, max } => {
-                write!(f, "device tree totalsize {size} exceeds the limit of {max} bytes")
+                write!(
+                    f,
+                    "device tree totalsize {size} exceeds the limit of {max} bytes"
+                )
             }
             Self::BadHeader { reason } => write!(f, "bad device tree header: {reason}"),
             Self::Malformed { offset, reason } => {
-                write!(f, "malformed device tree structure at byte {offset:#x}: {reason}")
+                write!(
+                    f,
+                    "malformed device tree structure at byte {offset:#x}: {reason}"
+                )
             }
             Self::MissingNode { what } => write!(f, "device tree has no {what}"),
             Self::MissingProperty { node, property } => {
                 write!(f, "device tree node {node} has no `{property}` property")
             }
-            Self::BadProperty { node, property, reason } => {
+            Self::BadProperty {
+                node,
+                property,
+                reason,
+            } => {
                 write!(f, "device tree node {node}: `{property}` {reason}")
             }
             Self::PathNotFound { property, path } => {
@@ -443,7 +483,10 @@ impl fmt::Display for BoardError {
             }
             Self::Unsupported { node, reason } => write!(f, "device tree node {node}: {reason}"),
             Self::TooMany { what, capacity } => {
-                write!(f, "device tree has more {what} than this firmware holds ({capacity})")
+                write!(
+                    f,
+                    "device tree has more {what} than this firmware holds ({capacity})"
+                )
             }
         }
     }
@@ -503,7 +546,9 @@ impl Board {
     /// affinity fields are compared, so a raw MPIDR_EL1 value may be passed.
     pub fn cpu_index(&self, mpidr: u64) -> Option<usize> {
         let aff = mpidr & MPIDR_AFFINITY_MASK;
-        self.cpus.iter().position(|&c| c & MPIDR_AFFINITY_MASK == aff)
+        self.cpus
+            .iter()
+            .position(|&c| c & MPIDR_AFFINITY_MASK == aff)
     }
 }
 
@@ -534,7 +579,11 @@ impl fmt::Display for Board {
         };
         uart(f, "console", &self.console)?;
         uart(f, "secure console", &self.secure_console)?;
-        write!(f, "gic: {:?} dist {}", self.gic.version, self.gic.distributor)?;
+        write!(
+            f,
+            "gic: {:?} dist {}",
+            self.gic.version, self.gic.distributor
+        )?;
         for r in &self.gic.redistributors {
             write!(f, " redist {r}")?;
         }
@@ -566,7 +615,11 @@ impl fmt::Display for Board {
         };
         gpio(f, "poweroff", &self.poweroff)?;
         gpio(f, "restart", &self.restart)?;
-        write!(f, "psci node: {}", if self.has_psci_node { "yes" } else { "no" })
+        write!(
+            f,
+            "psci node: {}",
+            if self.has_psci_node { "yes" } else { "no" }
+        )
     }
 }
 
@@ -581,7 +634,10 @@ pub fn free_regions<I>(ram: &[MemRegion], reserved: I) -> Result<RegionList, Boa
 where
     I: IntoIterator<Item = MemRegion>,
 {
-    let full = BoardError::TooMany { what: "free RAM regions", capacity: MAX_REGIONS };
+    let full = BoardError::TooMany {
+        what: "free RAM regions",
+        capacity: MAX_REGIONS,
+    };
     let mut out = RegionList::new();
     for r in ram.iter().filter(|r| !r.is_empty()) {
         out.push(*r).map_err(|_| full)?;
@@ -634,46 +690,168 @@ const PL061_LINES: u32 = 8;
 const GPIO_ACTIVE_LOW: u32 = 1;
 
 fn parse(dtb: &Dtb<'_>) -> Result<Board, BoardError> {
-    let (ram, secure_ram) = split_by_world(dtb, &["memory"], None, "RAM regions")?;
-    if ram.is_empty() {
-        return Err(BoardError::MissingNode { what: "memory node visible to the Non-secure world" });
+    let found = scan(dtb)?;
+    if found.ram.is_empty() {
+        return Err(BoardError::MissingNode {
+            what: "memory node visible to the Non-secure world",
+        });
     }
-    let (flash, secure_flash) = split_by_world(dtb, &[], Some("cfi-flash"), "flash regions")?;
-    let gic_node = dtb
-        .all_nodes()
-        .find(|n| visible_to_any(dtb, n) && is_compatible(dtb, n, GIC_ANY))
-        .ok_or(BoardError::MissingNode {
-            what: "interrupt controller (arm,gic-v3, arm,cortex-a15-gic or arm,gic-400)",
-        })?;
-    let gic = gic(dtb, &gic_node)?;
+    let gic_node = found.gic.ok_or(BoardError::MissingNode {
+        what: "interrupt controller (arm,gic-v3, arm,cortex-a15-gic or arm,gic-400)",
+    })?;
+    let timer_node = found.timer.ok_or(BoardError::MissingNode {
+        what: "timer node (arm,armv8-timer)",
+    })?;
     Ok(Board {
-        ram,
-        secure_ram,
-        reserved: reserved(dtb)?,
-        cpus: cpus(dtb)?,
-        console: console(dtb, "/chosen", "/chosen/stdout-path", World::NonSecure)?,
+        ram: found.ram,
+        secure_ram: found.secure_ram,
+        reserved: reserved(dtb, found.reserved_memory)?,
+        cpus: cpus(dtb, found.cpus)?,
+        console: console(dtb, found.chosen, "/chosen/stdout-path", World::NonSecure)?,
         secure_console: console(
             dtb,
-            "/secure-chosen",
+            found.secure_chosen,
             "/secure-chosen/stdout-path",
             World::Secure,
         )?,
-        timer: timer(dtb, &gic_node)?,
-        gic,
-        fw_cfg: match dtb
-            .all_nodes()
-            .find(|n| ns_visible(dtb, n) && is_compatible(dtb, n, &["qemu,fw-cfg-mmio"]))
-        {
+        gic: gic(dtb, &gic_node)?,
+        timer: timer(dtb, &timer_node, &gic_node)?,
+        fw_cfg: match found.fw_cfg {
             Some(n) => Some(first_reg(dtb, &n)?),
             None => None,
         },
-        flash,
-        secure_flash,
-        poweroff: gpio_line(dtb, "gpio-poweroff")?,
-        restart: gpio_line(dtb, "gpio-restart")?,
-        has_psci_node: dtb.all_nodes().any(|n| ns_visible(dtb, &n) && is_compatible(dtb, &n, PSCI)),
+        flash: found.flash,
+        secure_flash: found.secure_flash,
+        poweroff: gpio_line(dtb, found.poweroff)?,
+        restart: gpio_line(dtb, found.restart)?,
+        has_psci_node: found.psci,
         dtb_size: dtb.total_size(),
     })
+}
+
+/// What one walk over every node finds (the first match for single nodes).
+#[derive(Default)]
+struct Found<'a> {
+    ram: RegionList,
+    secure_ram: RegionList,
+    flash: RegionList,
+    secure_flash: RegionList,
+    /// Visible to either world.
+    gic: Option<Node<'a>>,
+    /// Visible to either world.
+    timer: Option<Node<'a>>,
+    /// Visible to the Non-secure world.
+    fw_cfg: Option<Node<'a>>,
+    /// Visible to the Secure world.
+    poweroff: Option<Node<'a>>,
+    /// Visible to the Secure world.
+    restart: Option<Node<'a>>,
+    /// A Non-secure-visible PSCI node exists.
+    psci: bool,
+    /// Children of the root, by name.
+    cpus: Option<Node<'a>>,
+    chosen: Option<Node<'a>>,
+    secure_chosen: Option<Node<'a>>,
+    reserved_memory: Option<Node<'a>>,
+}
+
+/// The properties each node is classified by, read in one scan of its
+/// properties.
+struct Info<'a> {
+    compatible: &'a [u8],
+    device_type: &'a [u8],
+    ns: bool,
+    s: bool,
+}
+
+fn info<'a>(dtb: &Dtb<'a>, node: &Node<'a>) -> Info<'a> {
+    let (mut compatible, mut device_type): (&[u8], &[u8]) = (&[], &[]);
+    let (mut status, mut secure_status) = (None, None);
+    for (name, value) in dtb.props(node) {
+        match name {
+            "compatible" => compatible = value,
+            "device_type" => device_type = value,
+            "status" => status = Some(value),
+            "secure-status" => secure_status = Some(value),
+            _ => {}
+        }
+    }
+    let ns = status.is_none_or(status_ok);
+    let s = secure_status.map_or(ns, status_ok);
+    Info {
+        compatible,
+        device_type,
+        ns,
+        s,
+    }
+}
+
+fn scan<'a>(dtb: &Dtb<'a>) -> Result<Found<'a>, BoardError> {
+    fn first<'a>(slot: &mut Option<Node<'a>>, node: &Node<'a>, matches: bool) {
+        if matches && slot.is_none() {
+            *slot = Some(*node);
+        }
+    }
+    let mut found = Found::default();
+    let mut root = None;
+    for node in dtb.all_nodes() {
+        if node.is_root() {
+            root = Some(node.begin);
+        } else if node.parent == root {
+            let slot = match node.name {
+                "cpus" => Some(&mut found.cpus),
+                "chosen" => Some(&mut found.chosen),
+                "secure-chosen" => Some(&mut found.secure_chosen),
+                "reserved-memory" => Some(&mut found.reserved_memory),
+                _ => None,
+            };
+            if let Some(slot) = slot {
+                first(slot, &node, true);
+            }
+        }
+        let info = info(dtb, &node);
+        if !info.ns && !info.s {
+            continue;
+        }
+        let is_memory = info.device_type.split(|&b| b == 0).next() == Some(b"memory");
+        if is_memory || compatible_with(info.compatible, &["cfi-flash"]) {
+            let (list, what) = match (is_memory, info.ns) {
+                (true, true) => (&mut found.ram, "RAM regions"),
+                (true, false) => (&mut found.secure_ram, "RAM regions"),
+                (false, true) => (&mut found.flash, "flash regions"),
+                (false, false) => (&mut found.secure_flash, "flash regions"),
+            };
+            for r in regs(dtb, &node)?.iter().filter(|r| !r.is_empty()) {
+                list.push(*r).map_err(|_| BoardError::TooMany {
+                    what,
+                    capacity: MAX_REGIONS,
+                })?;
+            }
+        }
+        if info.compatible.is_empty() {
+            continue;
+        }
+        let c = info.compatible;
+        first(&mut found.gic, &node, compatible_with(c, GIC_ANY));
+        first(&mut found.timer, &node, compatible_with(c, TIMER));
+        first(
+            &mut found.fw_cfg,
+            &node,
+            info.ns && compatible_with(c, &["qemu,fw-cfg-mmio"]),
+        );
+        first(
+            &mut found.poweroff,
+            &node,
+            info.s && compatible_with(c, &["gpio-poweroff"]),
+        );
+        first(
+            &mut found.restart,
+            &node,
+            info.s && compatible_with(c, &["gpio-restart"]),
+        );
+        found.psci |= info.ns && compatible_with(c, PSCI);
+    }
+    Ok(found)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -697,10 +875,6 @@ fn s_visible(dtb: &Dtb<'_>, node: &Node<'_>) -> bool {
     }
 }
 
-fn visible_to_any(dtb: &Dtb<'_>, node: &Node<'_>) -> bool {
-    ns_visible(dtb, node) || s_visible(dtb, node)
-}
-
 fn visible_to(dtb: &Dtb<'_>, node: &Node<'_>, world: World) -> bool {
     match world {
         World::Secure => s_visible(dtb, node),
@@ -708,22 +882,36 @@ fn visible_to(dtb: &Dtb<'_>, node: &Node<'_>, world: World) -> bool {
     }
 }
 
+/// Whether one of the strings of a `compatible` value is in `any`.
+fn compatible_with(compatible: &[u8], any: &[&str]) -> bool {
+    compatible
+        .split(|&b| b == 0)
+        .any(|s| !s.is_empty() && any.iter().any(|c| c.as_bytes() == s))
+}
+
 /// Whether one of the node's `compatible` strings is in `any`.
 fn is_compatible(dtb: &Dtb<'_>, node: &Node<'_>, any: &[&str]) -> bool {
-    dtb.prop(node, "compatible").is_some_and(|v| {
-        v.split(|&b| b == 0).any(|s| !s.is_empty() && any.iter().any(|c| c.as_bytes() == s))
-    })
+    dtb.prop(node, "compatible")
+        .is_some_and(|v| compatible_with(v, any))
 }
 
 /// A property holding one string: everything up to the first NUL.
-fn prop_str<'a>(dtb: &Dtb<'a>, node: &Node<'a>, name: &'static str) -> Result<Option<&'a str>, BoardError> {
-    let Some(v) = dtb.prop(node, name) else { return Ok(None) };
+fn prop_str<'a>(
+    dtb: &Dtb<'a>,
+    node: &Node<'a>,
+    name: &'static str,
+) -> Result<Option<&'a str>, BoardError> {
+    let Some(v) = dtb.prop(node, name) else {
+        return Ok(None);
+    };
     let s = v.split(|&b| b == 0).next().unwrap_or_default();
-    core::str::from_utf8(s).map(Some).map_err(|_| BoardError::BadProperty {
-        node: node.dt_name(),
-        property: name,
-        reason: "is not a UTF-8 string",
-    })
+    core::str::from_utf8(s)
+        .map(Some)
+        .map_err(|_| BoardError::BadProperty {
+            node: node.dt_name(),
+            property: name,
+            reason: "is not a UTF-8 string",
+        })
 }
 
 /// A property holding one 32-bit cell.
@@ -751,17 +939,25 @@ fn read_cells(bytes: &[u8], off: usize, cells: u32) -> Option<u64> {
 
 /// Bytes in `cells` cells, for cell counts already checked to be small.
 fn cell_bytes(cells: u32) -> usize {
-    usize::try_from(cells).unwrap_or(usize::MAX).saturating_mul(4)
+    usize::try_from(cells)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(4)
 }
 
 /// All `reg` entries of `node`, decoded and translated to CPU physical
 /// addresses.
 fn regs(dtb: &Dtb<'_>, node: &Node<'_>) -> Result<RegionList, BoardError> {
-    let bad = |reason| BoardError::BadProperty { node: node.dt_name(), property: "reg", reason };
-    let value = dtb.prop(node, "reg").ok_or(BoardError::MissingProperty {
+    let bad = |reason| BoardError::BadProperty {
         node: node.dt_name(),
         property: "reg",
-    })?;
+        reason,
+    };
+    let value = dtb
+        .prop(node, "reg")
+        .ok_or_else(|| BoardError::MissingProperty {
+            node: node.dt_name(),
+            property: "reg",
+        })?;
     let cells = node.parent_cells;
     if !(1..=2).contains(&cells.address) || cells.size > 2 {
         return Err(bad(
@@ -771,12 +967,15 @@ fn regs(dtb: &Dtb<'_>, node: &Node<'_>) -> Result<RegionList, BoardError> {
     let addr_len = cell_bytes(cells.address);
     let stride = addr_len.saturating_add(cell_bytes(cells.size));
     if value.is_empty() || value.len().checked_rem(stride) != Some(0) {
-        return Err(bad("length is not a multiple of (#address-cells + #size-cells) * 4"));
+        return Err(bad(
+            "length is not a multiple of (#address-cells + #size-cells) * 4",
+        ));
     }
     let mut list = RegionList::new();
     for entry in value.chunks_exact(stride) {
-        let addr = read_cells(entry, 0, cells.address).ok_or(bad("entry is truncated"))?;
-        let size = read_cells(entry, addr_len, cells.size).ok_or(bad("entry is truncated"))?;
+        let addr = read_cells(entry, 0, cells.address).ok_or_else(|| bad("entry is truncated"))?;
+        let size =
+            read_cells(entry, addr_len, cells.size).ok_or_else(|| bad("entry is truncated"))?;
         let base = translate(dtb, node, addr, size)?;
         if base.checked_add(size).is_none() {
             return Err(bad("describes a range past the end of the address space"));
@@ -789,10 +988,13 @@ fn regs(dtb: &Dtb<'_>, node: &Node<'_>) -> Result<RegionList, BoardError> {
 
 /// The first `reg` entry of `node`.
 fn first_reg(dtb: &Dtb<'_>, node: &Node<'_>) -> Result<MemRegion, BoardError> {
-    regs(dtb, node)?.first().copied().ok_or(BoardError::MissingProperty {
-        node: node.dt_name(),
-        property: "reg",
-    })
+    regs(dtb, node)?
+        .first()
+        .copied()
+        .ok_or_else(|| BoardError::MissingProperty {
+            node: node.dt_name(),
+            property: "reg",
+        })
 }
 
 /// Translates the bus address `[addr, addr + size)` of `node`'s `reg` up
@@ -800,14 +1002,20 @@ fn first_reg(dtb: &Dtb<'_>, node: &Node<'_>) -> Result<MemRegion, BoardError> {
 fn translate(dtb: &Dtb<'_>, node: &Node<'_>, mut addr: u64, size: u64) -> Result<u64, BoardError> {
     let mut child = *node;
     for _ in 0..dt::MAX_DEPTH {
-        let Some(parent) = dtb.parent(&child) else { return Ok(addr) };
+        let Some(parent) = dtb.parent(&child) else {
+            return Ok(addr);
+        };
         if parent.is_root() {
             return Ok(addr);
         }
-        let bad = |reason| BoardError::BadProperty { node: parent.dt_name(), property: "ranges", reason };
-        let ranges = dtb.prop(&parent, "ranges").ok_or(bad(
-            "is missing, so the addresses of this node's children cannot be translated",
-        ))?;
+        let bad = |reason| BoardError::BadProperty {
+            node: parent.dt_name(),
+            property: "ranges",
+            reason,
+        };
+        let ranges = dtb.prop(&parent, "ranges").ok_or_else(|| {
+            bad("is missing, so the addresses of this node's children cannot be translated")
+        })?;
         if !ranges.is_empty() {
             let child_cells = child.parent_cells; // the parent's own cells
             let parent_addr_cells = parent.parent_cells.address;
@@ -815,11 +1023,15 @@ fn translate(dtb: &Dtb<'_>, node: &Node<'_>, mut addr: u64, size: u64) -> Result
                 || !(1..=2).contains(&parent_addr_cells)
                 || child_cells.size > 2
             {
-                return Err(bad("cannot be decoded: address cells must be 1 or 2, size cells 0 to 2"));
+                return Err(bad(
+                    "cannot be decoded: address cells must be 1 or 2, size cells 0 to 2",
+                ));
             }
             let child_len = cell_bytes(child_cells.address);
             let parent_len = cell_bytes(parent_addr_cells);
-            let stride = child_len.saturating_add(parent_len).saturating_add(cell_bytes(child_cells.size));
+            let stride = child_len
+                .saturating_add(parent_len)
+                .saturating_add(cell_bytes(child_cells.size));
             if ranges.len().checked_rem(stride) != Some(0) {
                 return Err(bad("length is not a multiple of the entry size"));
             }
@@ -828,17 +1040,24 @@ fn translate(dtb: &Dtb<'_>, node: &Node<'_>, mut addr: u64, size: u64) -> Result
                 let (Some(c), Some(p), Some(s)) = (
                     read_cells(entry, 0, child_cells.address),
                     read_cells(entry, child_len, parent_addr_cells),
-                    read_cells(entry, child_len.saturating_add(parent_len), child_cells.size),
+                    read_cells(
+                        entry,
+                        child_len.saturating_add(parent_len),
+                        child_cells.size,
+                    ),
                 ) else {
                     return Err(bad("entry is truncated"));
                 };
                 let offset = addr.wrapping_sub(c);
                 if addr >= c && offset < s && size <= s.saturating_sub(offset) {
-                    mapped = Some(p.checked_add(offset).ok_or(bad("maps past the end of the address space"))?);
+                    mapped = Some(
+                        p.checked_add(offset)
+                            .ok_or_else(|| bad("maps past the end of the address space"))?,
+                    );
                     break;
                 }
             }
-            addr = mapped.ok_or(BoardError::BadProperty {
+            addr = mapped.ok_or_else(|| BoardError::BadProperty {
                 node: node.dt_name(),
                 property: "reg",
                 reason: "lies outside every `ranges` window of its parent bus",
@@ -846,43 +1065,18 @@ fn translate(dtb: &Dtb<'_>, node: &Node<'_>, mut addr: u64, size: u64) -> Result
         }
         child = parent;
     }
-    Err(BoardError::Malformed { offset: node.begin, reason: "ancestor chain too long" })
+    Err(BoardError::Malformed {
+        offset: node.begin,
+        reason: "ancestor chain too long",
+    })
 }
 
-/// Memory regions of nodes matching `device_type` (if non-empty) or
-/// `compatible`, split into (Non-secure-visible, Secure-only).
-fn split_by_world(
-    dtb: &Dtb<'_>,
-    device_type: &[&str],
-    compatible: Option<&str>,
-    what: &'static str,
-) -> Result<(RegionList, RegionList), BoardError> {
-    let mut ns = RegionList::new();
-    let mut s = RegionList::new();
-    for node in dtb.all_nodes() {
-        let matches = match compatible {
-            Some(c) => is_compatible(dtb, &node, &[c]),
-            None => prop_str(dtb, &node, "device_type")?.is_some_and(|t| device_type.contains(&t)),
-        };
-        if !matches {
-            continue;
-        }
-        let list = if ns_visible(dtb, &node) {
-            &mut ns
-        } else if s_visible(dtb, &node) {
-            &mut s
-        } else {
-            continue;
-        };
-        for r in regs(dtb, &node)?.iter().filter(|r| !r.is_empty()) {
-            list.push(*r).map_err(|_| BoardError::TooMany { what, capacity: MAX_REGIONS })?;
-        }
-    }
-    Ok((ns, s))
-}
-
-fn reserved(dtb: &Dtb<'_>) -> Result<RegionList, BoardError> {
-    let full = BoardError::TooMany { what: "reserved memory regions", capacity: MAX_REGIONS };
+/// `reserved_memory` is the `/reserved-memory` node, if any.
+fn reserved(dtb: &Dtb<'_>, reserved_memory: Option<Node<'_>>) -> Result<RegionList, BoardError> {
+    let full = BoardError::TooMany {
+        what: "reserved memory regions",
+        capacity: MAX_REGIONS,
+    };
     let mut list = RegionList::new();
     for entry in dtb.mem_reservations() {
         let (base, size) = entry?;
@@ -895,7 +1089,7 @@ fn reserved(dtb: &Dtb<'_>) -> Result<RegionList, BoardError> {
             list.push(MemRegion::new(base, size)).map_err(|_| full)?;
         }
     }
-    if let Some(parent) = dtb.find_path("/reserved-memory") {
+    if let Some(parent) = reserved_memory {
         for child in dtb.children(&parent) {
             if !ns_visible(dtb, &child) || dtb.prop(&child, "reg").is_none() {
                 continue;
@@ -908,10 +1102,15 @@ fn reserved(dtb: &Dtb<'_>) -> Result<RegionList, BoardError> {
     Ok(list)
 }
 
-fn cpus(dtb: &Dtb<'_>) -> Result<CpuList, BoardError> {
-    let parent = dtb.find_path("/cpus").ok_or(BoardError::MissingNode { what: "/cpus node" })?;
+/// `cpus` is the `/cpus` node.
+fn cpus(dtb: &Dtb<'_>, cpus: Option<Node<'_>>) -> Result<CpuList, BoardError> {
+    let parent = cpus.ok_or(BoardError::MissingNode { what: "/cpus node" })?;
     let cells = dtb.cells_of(&parent);
-    let bad_parent = |property, reason| BoardError::BadProperty { node: parent.dt_name(), property, reason };
+    let bad_parent = |property, reason| BoardError::BadProperty {
+        node: parent.dt_name(),
+        property,
+        reason,
+    };
     if !(1..=2).contains(&cells.address) {
         return Err(bad_parent("#address-cells", "must be 1 or 2"));
     }
@@ -921,27 +1120,38 @@ fn cpus(dtb: &Dtb<'_>) -> Result<CpuList, BoardError> {
     let stride = cell_bytes(cells.address);
     let mut list = CpuList::new();
     for node in dtb.children(&parent).filter(|n| n.base_name() == "cpu") {
-        let bad = |reason| BoardError::BadProperty { node: node.dt_name(), property: "reg", reason };
-        let reg = dtb.prop(&node, "reg").ok_or(BoardError::MissingProperty {
+        let bad = |reason| BoardError::BadProperty {
             node: node.dt_name(),
             property: "reg",
-        })?;
+            reason,
+        };
+        let reg = dtb
+            .prop(&node, "reg")
+            .ok_or_else(|| BoardError::MissingProperty {
+                node: node.dt_name(),
+                property: "reg",
+            })?;
         if reg.is_empty() || reg.len().checked_rem(stride) != Some(0) {
             return Err(bad("length is not a multiple of /cpus #address-cells * 4"));
         }
         for id in reg.chunks_exact(stride) {
-            let mpidr = read_cells(id, 0, cells.address).ok_or(bad("is truncated"))?;
+            let mpidr = read_cells(id, 0, cells.address).ok_or_else(|| bad("is truncated"))?;
             if mpidr & !MPIDR_AFFINITY_MASK != 0 {
                 return Err(bad("has bits outside the MPIDR affinity fields"));
             }
             if list.contains(&mpidr) {
                 return Err(bad("repeats the MPIDR of an earlier CPU"));
             }
-            list.push(mpidr).map_err(|_| BoardError::TooMany { what: "CPUs", capacity: MAX_CPUS })?;
+            list.push(mpidr).map_err(|_| BoardError::TooMany {
+                what: "CPUs",
+                capacity: MAX_CPUS,
+            })?;
         }
     }
     if list.is_empty() {
-        return Err(BoardError::MissingNode { what: "/cpus/cpu@* node" });
+        return Err(BoardError::MissingNode {
+            what: "/cpus/cpu@* node",
+        });
     }
     Ok(list)
 }
@@ -963,22 +1173,32 @@ fn resolve_path<'a>(dtb: &Dtb<'a>, path: &str) -> Option<Node<'a>> {
     dtb.find_from(node, rest)
 }
 
+/// The console named by `stdout-path` of `chosen` (`/chosen` or
+/// `/secure-chosen`), which `property` names for error messages.
 fn console(
     dtb: &Dtb<'_>,
-    chosen_path: &str,
+    chosen: Option<Node<'_>>,
     property: &'static str,
     world: World,
 ) -> Result<Option<Uart>, BoardError> {
-    let Some(chosen) = dtb.find_path(chosen_path) else { return Ok(None) };
-    let Some(value) = prop_str(dtb, &chosen, "stdout-path")? else { return Ok(None) };
+    let Some(chosen) = chosen else {
+        return Ok(None);
+    };
+    let Some(value) = prop_str(dtb, &chosen, "stdout-path")? else {
+        return Ok(None);
+    };
     let path = value.split(':').next().unwrap_or(value);
-    let node = resolve_path(dtb, path)
-        .ok_or(BoardError::PathNotFound { property, path: DtName::new(path) })?;
+    let node = resolve_path(dtb, path).ok_or_else(|| BoardError::PathNotFound {
+        property,
+        path: DtName::new(path),
+    })?;
     if !visible_to(dtb, &node, world) {
         return Err(BoardError::Unsupported {
             node: node.dt_name(),
             reason: match world {
-                World::NonSecure => "is the Non-secure console but is not visible to the Non-secure world",
+                World::NonSecure => {
+                    "is the Non-secure console but is not visible to the Non-secure world"
+                }
                 World::Secure => "is the Secure console but is not visible to the Secure world",
             },
         });
@@ -990,7 +1210,11 @@ fn console(
         });
     }
     let r = first_reg(dtb, &node)?;
-    Ok(Some(Uart { kind: UartKind::Pl011, base: r.base, size: r.size }))
+    Ok(Some(Uart {
+        kind: UartKind::Pl011,
+        base: r.base,
+        size: r.size,
+    }))
 }
 
 /// `#interrupt-cells` of the GIC: 3 (type, number, flags), or 4 for GICv3
@@ -1003,14 +1227,22 @@ fn gic_interrupt_cells(dtb: &Dtb<'_>, gic: &Node<'_>) -> Result<usize, BoardErro
             property: "#interrupt-cells",
             reason: "must be 3 or 4 for a GIC",
         }),
-        None => Err(BoardError::MissingProperty { node: gic.dt_name(), property: "#interrupt-cells" }),
+        None => Err(BoardError::MissingProperty {
+            node: gic.dt_name(),
+            property: "#interrupt-cells",
+        }),
     }
 }
 
 /// Decodes one GIC interrupt specifier (type, number, flags, ...).
 fn gic_irq(spec: &[u8], node: &Node<'_>, property: &'static str) -> Result<Irq, BoardError> {
-    let bad = |reason| BoardError::BadProperty { node: node.dt_name(), property, reason };
-    let (Some(kind), Some(number), Some(flags)) = (be32(spec, 0), be32(spec, 4), be32(spec, 8)) else {
+    let bad = |reason| BoardError::BadProperty {
+        node: node.dt_name(),
+        property,
+        reason,
+    };
+    let (Some(kind), Some(number), Some(flags)) = (be32(spec, 0), be32(spec, 4), be32(spec, 8))
+    else {
         return Err(bad("holds a truncated interrupt specifier"));
     };
     let intid = match kind {
@@ -1018,16 +1250,25 @@ fn gic_irq(spec: &[u8], node: &Node<'_>, property: &'static str) -> Result<Irq, 
         1 if number < 16 => number.checked_add(16),
         _ => None,
     };
-    let intid = intid.ok_or(bad("holds an interrupt that is neither a GIC SPI nor a PPI"))?;
+    let intid =
+        intid.ok_or_else(|| bad("holds an interrupt that is neither a GIC SPI nor a PPI"))?;
     Ok(Irq { intid, flags })
 }
 
 fn gic(dtb: &Dtb<'_>, node: &Node<'_>) -> Result<Gic, BoardError> {
-    let version = if is_compatible(dtb, node, GIC_V3) { GicVersion::V3 } else { GicVersion::V2 };
+    let version = if is_compatible(dtb, node, GIC_V3) {
+        GicVersion::V3
+    } else {
+        GicVersion::V2
+    };
     let regs = regs(dtb, node)?;
     let at = |i: usize| regs.get(i).copied();
-    let missing = |reason| BoardError::BadProperty { node: node.dt_name(), property: "reg", reason };
-    let distributor = at(0).ok_or(missing("lacks the distributor"))?;
+    let missing = |reason| BoardError::BadProperty {
+        node: node.dt_name(),
+        property: "reg",
+        reason,
+    };
+    let distributor = at(0).ok_or_else(|| missing("lacks the distributor"))?;
     let mut redistributors = RegionList::new();
     let (cpu_interface, rest) = match version {
         GicVersion::V3 => {
@@ -1041,8 +1282,9 @@ fn gic(dtb: &Dtb<'_>, node: &Node<'_>) -> Result<Gic, BoardError> {
                 });
             }
             for i in 0..n {
-                let r = at(i.saturating_add(1))
-                    .ok_or(missing("has fewer redistributor regions than #redistributor-regions"))?;
+                let r = at(i.saturating_add(1)).ok_or_else(|| {
+                    missing("has fewer redistributor regions than #redistributor-regions")
+                })?;
                 redistributors.push(r).map_err(|_| BoardError::TooMany {
                     what: "GIC redistributor regions",
                     capacity: MAX_REGIONS,
@@ -1050,12 +1292,19 @@ fn gic(dtb: &Dtb<'_>, node: &Node<'_>) -> Result<Gic, BoardError> {
             }
             (at(n.saturating_add(1)), n.saturating_add(2))
         }
-        GicVersion::V2 => (Some(at(1).ok_or(missing("lacks the CPU interface"))?), 2),
+        GicVersion::V2 => (
+            Some(at(1).ok_or_else(|| missing("lacks the CPU interface"))?),
+            2,
+        ),
     };
     let maintenance_irq = match dtb.prop(node, "interrupts") {
         Some(spec) => {
             let cells = gic_interrupt_cells(dtb, node)?;
-            Some(gic_irq(spec.get(..cells).unwrap_or(spec), node, "interrupts")?)
+            Some(gic_irq(
+                spec.get(..cells).unwrap_or(spec),
+                node,
+                "interrupts",
+            )?)
         }
         None => None,
     };
@@ -1084,41 +1333,48 @@ fn interrupt_parent(dtb: &Dtb<'_>, node: &Node<'_>) -> Result<Option<u32>, Board
     Ok(None)
 }
 
-fn timer(dtb: &Dtb<'_>, gic: &Node<'_>) -> Result<Timer, BoardError> {
-    let node = dtb
-        .all_nodes()
-        .find(|n| visible_to_any(dtb, n) && is_compatible(dtb, n, TIMER))
-        .ok_or(BoardError::MissingNode { what: "timer node (arm,armv8-timer)" })?;
-    let bad = |reason| BoardError::BadProperty { node: node.dt_name(), property: "interrupts", reason };
+fn timer(dtb: &Dtb<'_>, node: &Node<'_>, gic: &Node<'_>) -> Result<Timer, BoardError> {
+    let bad = |reason| BoardError::BadProperty {
+        node: node.dt_name(),
+        property: "interrupts",
+        reason,
+    };
     // The timer's interrupts must be GIC PPIs: check where they are routed.
-    let parent = interrupt_parent(dtb, &node)?.ok_or(BoardError::MissingProperty {
+    let parent = interrupt_parent(dtb, node)?.ok_or_else(|| BoardError::MissingProperty {
         node: node.dt_name(),
         property: "interrupt-parent",
     })?;
-    if dtb.find_phandle(parent).map(|p| p.begin) != Some(gic.begin) {
+    if prop_u32(dtb, gic, "phandle")? != Some(parent) {
         return Err(BoardError::Unsupported {
             node: node.dt_name(),
             reason: "timer interrupts are not routed to the GIC",
         });
     }
     let cells = gic_interrupt_cells(dtb, gic)?;
-    let spec = dtb.prop(&node, "interrupts").ok_or(BoardError::MissingProperty {
-        node: node.dt_name(),
-        property: "interrupts",
-    })?;
+    let spec = dtb
+        .prop(node, "interrupts")
+        .ok_or_else(|| BoardError::MissingProperty {
+            node: node.dt_name(),
+            property: "interrupts",
+        })?;
     if spec.len().checked_rem(cells) != Some(0) {
-        return Err(bad("length is not a multiple of the GIC's #interrupt-cells"));
+        return Err(bad(
+            "length is not a multiple of the GIC's #interrupt-cells",
+        ));
     }
     let mut irqs = [None; 5];
     for (slot, s) in irqs.iter_mut().zip(spec.chunks_exact(cells)) {
-        let irq = gic_irq(s, &node, "interrupts")?;
+        let irq = gic_irq(s, node, "interrupts")?;
         if !(16..32).contains(&irq.intid) {
             return Err(bad("lists an interrupt that is not a PPI"));
         }
         *slot = Some(irq);
     }
-    let [Some(secure_phys), Some(nonsecure_phys), Some(virt), Some(hyp_phys), hyp_virt] = irqs else {
-        return Err(bad("lists fewer than 4 interrupts (secure phys, non-secure phys, virt, hyp)"));
+    let [Some(secure_phys), Some(nonsecure_phys), Some(virt), Some(hyp_phys), hyp_virt] = irqs
+    else {
+        return Err(bad(
+            "lists fewer than 4 interrupts (secure phys, non-secure phys, virt, hyp)",
+        ));
     };
     Ok(Timer {
         secure_phys,
@@ -1126,26 +1382,28 @@ fn timer(dtb: &Dtb<'_>, gic: &Node<'_>) -> Result<Timer, BoardError> {
         virt,
         hyp_phys,
         hyp_virt,
-        clock_frequency: prop_u32(dtb, &node, "clock-frequency")?,
+        clock_frequency: prop_u32(dtb, node, "clock-frequency")?,
     })
 }
 
-/// The first Secure-visible node compatible with `compatible` (a
-/// `gpio-poweroff` or `gpio-restart`), resolved to its PL061 line.
-fn gpio_line(dtb: &Dtb<'_>, compatible: &str) -> Result<Option<GpioLine>, BoardError> {
-    let Some(node) = dtb
-        .all_nodes()
-        .find(|n| s_visible(dtb, n) && is_compatible(dtb, n, &[compatible]))
-    else {
-        return Ok(None);
-    };
-    let bad = |reason| BoardError::BadProperty { node: node.dt_name(), property: "gpios", reason };
-    let gpios = dtb.prop(&node, "gpios").ok_or(BoardError::MissingProperty {
+/// Resolves a `gpio-poweroff` or `gpio-restart` node to its PL061 line.
+fn gpio_line(dtb: &Dtb<'_>, node: Option<Node<'_>>) -> Result<Option<GpioLine>, BoardError> {
+    let Some(node) = node else { return Ok(None) };
+    let bad = |reason| BoardError::BadProperty {
         node: node.dt_name(),
         property: "gpios",
-    })?;
-    let phandle = be32(gpios, 0).ok_or(bad("is empty"))?;
-    let ctrl = dtb.find_phandle(phandle).ok_or(bad("references a phandle that no node has"))?;
+        reason,
+    };
+    let gpios = dtb
+        .prop(&node, "gpios")
+        .ok_or_else(|| BoardError::MissingProperty {
+            node: node.dt_name(),
+            property: "gpios",
+        })?;
+    let phandle = be32(gpios, 0).ok_or_else(|| bad("is empty"))?;
+    let ctrl = dtb
+        .find_phandle(phandle)
+        .ok_or_else(|| bad("references a phandle that no node has"))?;
     if !is_compatible(dtb, &ctrl, &["arm,pl061"]) {
         return Err(BoardError::Unsupported {
             node: ctrl.dt_name(),
@@ -1153,12 +1411,15 @@ fn gpio_line(dtb: &Dtb<'_>, compatible: &str) -> Result<Option<GpioLine>, BoardE
         });
     }
     if !s_visible(dtb, &ctrl) {
-        return Err(bad("references a GPIO controller the Secure world cannot see"));
+        return Err(bad(
+            "references a GPIO controller the Secure world cannot see",
+        ));
     }
-    let cells = prop_u32(dtb, &ctrl, "#gpio-cells")?.ok_or(BoardError::MissingProperty {
-        node: ctrl.dt_name(),
-        property: "#gpio-cells",
-    })?;
+    let cells =
+        prop_u32(dtb, &ctrl, "#gpio-cells")?.ok_or_else(|| BoardError::MissingProperty {
+            node: ctrl.dt_name(),
+            property: "#gpio-cells",
+        })?;
     if cells == 0 {
         return Err(BoardError::BadProperty {
             node: ctrl.dt_name(),
@@ -1169,8 +1430,12 @@ fn gpio_line(dtb: &Dtb<'_>, compatible: &str) -> Result<Option<GpioLine>, BoardE
     if gpios.len() < cell_bytes(cells).saturating_add(4) {
         return Err(bad("is shorter than one GPIO specifier"));
     }
-    let line = be32(gpios, 4).ok_or(bad("is shorter than one GPIO specifier"))?;
-    let flags = if cells >= 2 { be32(gpios, 8).unwrap_or(0) } else { 0 };
+    let line = be32(gpios, 4).ok_or_else(|| bad("is shorter than one GPIO specifier"))?;
+    let flags = if cells >= 2 {
+        be32(gpios, 8).unwrap_or(0)
+    } else {
+        0
+    };
     if line >= PL061_LINES {
         return Err(bad("names a line a PL061 does not have (it has 8)"));
     }

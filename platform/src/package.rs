@@ -87,6 +87,14 @@ pub const DIGEST_SIZE: usize = 32;
 /// A SHA-256 digest.
 pub type Sha256Digest = [u8; DIGEST_SIZE];
 
+/// End of the entry table for `count` entries (`None` on overflow).
+const fn table_end(count: usize) -> Option<usize> {
+    match count.checked_mul(ENTRY_SIZE) {
+        Some(table) => HEADER_SIZE.checked_add(table),
+        None => None,
+    }
+}
+
 /// Byte offset of the header digest inside the header.
 const HEADER_DIGEST_OFFSET: usize = HEADER_SIZE - DIGEST_SIZE;
 
@@ -115,7 +123,10 @@ impl EntryKind {
 
     /// The on-disk value.
     pub const fn as_u32(self) -> u32 {
-        self as u32
+        match self {
+            EntryKind::Hypervisor => 1,
+            EntryKind::GuestStub => 2,
+        }
     }
 
     /// A short lower-case name, as used in messages and by `mkflash`.
@@ -741,8 +752,9 @@ impl<'a> Package<'a> {
             .ok_or(PackageError::TooManyEntries {
                 count: u64::from(header.entry_count),
             })?;
-        // Cannot overflow: count <= MAX_ENTRIES.
-        let table_end = HEADER_SIZE + count * ENTRY_SIZE;
+        let table_end = table_end(count).ok_or(PackageError::TooManyEntries {
+            count: u64::from(header.entry_count),
+        })?;
         let table = bytes
             .get(HEADER_SIZE..table_end)
             .ok_or_else(|| truncated("entry table", to_u64(table_end), bytes.len()))?;
@@ -762,9 +774,8 @@ impl<'a> Package<'a> {
 
         let mut entries: [Option<Entry<'a>>; EntryKind::ALL.len()] = [None; EntryKind::ALL.len()];
         for (index, record) in table.chunks_exact(ENTRY_SIZE).enumerate() {
-            let raw = RawEntry::decode(record).ok_or_else(|| {
-                truncated("entry table", to_u64(table_end), HEADER_SIZE + table.len())
-            })?;
+            let raw = RawEntry::decode(record)
+                .ok_or_else(|| truncated("entry table", to_u64(table_end), bytes.len()))?;
             if raw.flags != 0 {
                 return Err(PackageError::NonZeroReserved {
                     index,
@@ -869,17 +880,15 @@ fn check_layout(
 ) -> Result<(), PackageError> {
     // Sort (offset, end, kind) by offset; there are at most a few entries.
     let mut ranges = [(0usize, 0usize, EntryKind::Hypervisor); EntryKind::ALL.len()];
-    let mut n = 0;
-    for entry in entries.iter().flatten() {
-        let slot = ranges.get_mut(n).ok_or(PackageError::TooLarge)?;
+    let n = entries.iter().flatten().count();
+    for (slot, entry) in ranges.iter_mut().zip(entries.iter().flatten()) {
         *slot = (
             entry.offset,
             entry.offset.saturating_add(entry.payload.len()),
             entry.kind,
         );
-        n += 1;
     }
-    let ranges = ranges.get_mut(..n).unwrap_or_default();
+    let ranges = ranges.get_mut(..n).ok_or(PackageError::TooLarge)?;
     ranges.sort_unstable_by_key(|r| (r.0, r.1));
 
     let check_zero = |from: usize, to: usize| -> Result<(), PackageError> {
@@ -937,8 +946,7 @@ fn layout(entries: &[EntryDesc<'_>]) -> Result<Layout, PackageError> {
         });
     }
     let mut offsets = [0usize; MAX_ENTRIES];
-    // Cannot overflow: entries.len() <= MAX_ENTRIES.
-    let table_end = HEADER_SIZE + entries.len() * ENTRY_SIZE;
+    let table_end = table_end(entries.len()).ok_or(PackageError::TooLarge)?;
     let mut cursor = table_end;
     for (i, desc) in entries.iter().enumerate() {
         if entries
@@ -997,7 +1005,7 @@ pub fn encode(entries: &[EntryDesc<'_>], out: &mut [u8]) -> Result<usize, Packag
 
     let (header_bytes, rest) = out.split_first_chunk_mut::<HEADER_SIZE>().ok_or(internal)?;
     let (table, _) = rest
-        .split_at_mut_checked(layout.table_end - HEADER_SIZE)
+        .split_at_mut_checked(layout.table_end.saturating_sub(HEADER_SIZE))
         .ok_or(internal)?;
     for ((desc, &offset), record) in entries
         .iter()
@@ -1018,9 +1026,9 @@ pub fn encode(entries: &[EntryDesc<'_>], out: &mut [u8]) -> Result<usize, Packag
     let mut header = RawHeader {
         magic: MAGIC,
         version: FORMAT_VERSION,
-        header_size: HEADER_SIZE as u32,
+        header_size: u32::try_from(HEADER_SIZE).map_err(|_| internal)?,
         entry_count: u32::try_from(entries.len()).map_err(|_| internal)?,
-        entry_size: ENTRY_SIZE as u32,
+        entry_size: u32::try_from(ENTRY_SIZE).map_err(|_| internal)?,
         total_size: to_u64(layout.total),
         digest: [0; DIGEST_SIZE],
     };

@@ -68,10 +68,15 @@ pub(super) fn total_size(header: &[u8]) -> Result<usize, BoardError> {
         max: MAX_DTB_SIZE,
     })?;
     if size > MAX_DTB_SIZE {
-        return Err(BoardError::TooLarge { size, max: MAX_DTB_SIZE });
+        return Err(BoardError::TooLarge {
+            size,
+            max: MAX_DTB_SIZE,
+        });
     }
     if size < HEADER_SIZE {
-        return Err(BoardError::BadHeader { reason: "totalsize is smaller than the header" });
+        return Err(BoardError::BadHeader {
+            reason: "totalsize is smaller than the header",
+        });
     }
     Ok(size)
 }
@@ -86,7 +91,10 @@ pub(super) struct Cells {
 }
 
 impl Cells {
-    const DEFAULT: Cells = Cells { address: 2, size: 1 };
+    const DEFAULT: Cells = Cells {
+        address: 2,
+        size: 1,
+    };
 }
 
 /// One node: its name and where its contents start.
@@ -126,9 +134,16 @@ impl Node<'_> {
 }
 
 enum Token<'a> {
-    Begin { name: &'a str, body: usize },
+    Begin {
+        name: &'a str,
+        body: usize,
+    },
     End,
-    Prop { name: &'a str, value: &'a [u8] },
+    /// The name is looked up only when needed; see [`Dtb::prop_name`].
+    Prop {
+        name_off: u32,
+        value: &'a [u8],
+    },
     Nop,
     EndTree,
 }
@@ -150,16 +165,21 @@ impl<'a> Dtb<'a> {
     /// the whole structure block once to check its grammar.
     pub fn new(bytes: &'a [u8]) -> Result<Self, BoardError> {
         let total = total_size(bytes)?;
-        let data = bytes
-            .get(..total)
-            .ok_or(BoardError::Truncated { needed: total, available: bytes.len() })?;
+        let data = bytes.get(..total).ok_or(BoardError::Truncated {
+            needed: total,
+            available: bytes.len(),
+        })?;
         let field = |index: usize| -> Result<usize, BoardError> {
-            let off = index.checked_mul(4).ok_or(BoardError::BadHeader { reason: "index" })?;
+            let off = index
+                .checked_mul(4)
+                .ok_or(BoardError::BadHeader { reason: "index" })?;
             let v = be32(data, off).ok_or(BoardError::Truncated {
                 needed: HEADER_SIZE,
                 available: data.len(),
             })?;
-            usize::try_from(v).map_err(|_| BoardError::BadHeader { reason: "field too large" })
+            usize::try_from(v).map_err(|_| BoardError::BadHeader {
+                reason: "field too large",
+            })
         };
         let off_struct = field(2)?;
         let off_strings = field(3)?;
@@ -182,15 +202,31 @@ impl<'a> Dtb<'a> {
                 .and_then(|end| data.get(off..end))
                 .ok_or(BoardError::BadHeader { reason })
         };
-        let structs = block(off_struct, size_struct, "structure block lies outside totalsize")?;
-        let strings = block(off_strings, size_strings, "strings block lies outside totalsize")?;
+        let structs = block(
+            off_struct,
+            size_struct,
+            "structure block lies outside totalsize",
+        )?;
+        let strings = block(
+            off_strings,
+            size_strings,
+            "strings block lies outside totalsize",
+        )?;
         let rsvmap = data.get(off_rsvmap..).ok_or(BoardError::BadHeader {
             reason: "memory reservation block lies outside totalsize",
         })?;
         if off_rsvmap < HEADER_SIZE || off_struct < HEADER_SIZE || off_strings < HEADER_SIZE {
-            return Err(BoardError::BadHeader { reason: "a block overlaps the header" });
+            return Err(BoardError::BadHeader {
+                reason: "a block overlaps the header",
+            });
         }
-        let dtb = Dtb { structs, structs_offset: off_struct, strings, rsvmap, total_size: total };
+        let dtb = Dtb {
+            structs,
+            structs_offset: off_struct,
+            strings,
+            rsvmap,
+            total_size: total,
+        };
         dtb.validate()?;
         Ok(dtb)
     }
@@ -200,31 +236,36 @@ impl<'a> Dtb<'a> {
     }
 
     fn malformed(&self, off: usize, reason: &'static str) -> BoardError {
-        BoardError::Malformed { offset: self.structs_offset.saturating_add(off), reason }
+        BoardError::Malformed {
+            offset: self.structs_offset.saturating_add(off),
+            reason,
+        }
     }
 
     /// Decodes the token at `off` and returns it with the offset of the
     /// next token.
     fn token(&self, off: usize) -> Result<(Token<'a>, usize), BoardError> {
         let tag = be32(self.structs, off)
-            .ok_or(self.malformed(off, "structure block ends without FDT_END"))?;
-        let after_tag = off.checked_add(4).ok_or(self.malformed(off, "offset overflow"))?;
+            .ok_or_else(|| self.malformed(off, "structure block ends without FDT_END"))?;
+        let after_tag = off
+            .checked_add(4)
+            .ok_or_else(|| self.malformed(off, "offset overflow"))?;
         match tag {
             FDT_BEGIN_NODE => {
                 let rest = self.structs.get(after_tag..).unwrap_or_default();
                 let len = rest
                     .iter()
                     .position(|&b| b == 0)
-                    .ok_or(self.malformed(off, "node name is not NUL-terminated"))?;
+                    .ok_or_else(|| self.malformed(off, "node name is not NUL-terminated"))?;
                 let name = rest
                     .get(..len)
                     .and_then(|n| core::str::from_utf8(n).ok())
-                    .ok_or(self.malformed(off, "node name is not UTF-8"))?;
+                    .ok_or_else(|| self.malformed(off, "node name is not UTF-8"))?;
                 let body = after_tag
                     .checked_add(len)
                     .and_then(|x| x.checked_add(1))
                     .and_then(align4)
-                    .ok_or(self.malformed(off, "offset overflow"))?;
+                    .ok_or_else(|| self.malformed(off, "offset overflow"))?;
                 Ok((Token::Begin { name, body }, body))
             }
             FDT_END_NODE => Ok((Token::End, after_tag)),
@@ -232,33 +273,32 @@ impl<'a> Dtb<'a> {
             FDT_END => Ok((Token::EndTree, after_tag)),
             FDT_PROP => {
                 let len = be32(self.structs, after_tag)
-                    .ok_or(self.malformed(off, "property header is truncated"))?;
+                    .ok_or_else(|| self.malformed(off, "property header is truncated"))?;
                 let name_off = after_tag
                     .checked_add(4)
                     .and_then(|o| be32(self.structs, o))
-                    .ok_or(self.malformed(off, "property header is truncated"))?;
+                    .ok_or_else(|| self.malformed(off, "property header is truncated"))?;
                 let start = after_tag
                     .checked_add(8)
-                    .ok_or(self.malformed(off, "offset overflow"))?;
+                    .ok_or_else(|| self.malformed(off, "offset overflow"))?;
                 let end = usize::try_from(len)
                     .ok()
                     .and_then(|len| start.checked_add(len))
-                    .ok_or(self.malformed(off, "property length overflows"))?;
-                let value = self
-                    .structs
-                    .get(start..end)
-                    .ok_or(self.malformed(off, "property value runs past the structure block"))?;
-                let name = usize::try_from(name_off)
-                    .ok()
-                    .and_then(|o| self.strings.get(o..))
-                    .and_then(|s| s.get(..s.iter().position(|&b| b == 0)?))
-                    .and_then(|s| core::str::from_utf8(s).ok())
-                    .ok_or(self.malformed(off, "property name offset is not a string"))?;
-                let next = align4(end).ok_or(self.malformed(off, "offset overflow"))?;
-                Ok((Token::Prop { name, value }, next))
+                    .ok_or_else(|| self.malformed(off, "property length overflows"))?;
+                let value = self.structs.get(start..end).ok_or_else(|| {
+                    self.malformed(off, "property value runs past the structure block")
+                })?;
+                let next = align4(end).ok_or_else(|| self.malformed(off, "offset overflow"))?;
+                Ok((Token::Prop { name_off, value }, next))
             }
             _ => Err(self.malformed(off, "unknown token")),
         }
+    }
+
+    /// The property name at `name_off` in the strings block.
+    fn prop_name(&self, name_off: u32) -> Option<&'a str> {
+        let s = self.strings.get(usize::try_from(name_off).ok()?..)?;
+        core::str::from_utf8(s.get(..s.iter().position(|&b| b == 0)?)?).ok()
     }
 
     /// Checks the grammar of the structure block: exactly one root node,
@@ -287,10 +327,13 @@ impl<'a> Dtb<'a> {
                 Token::End => {
                     depth = depth
                         .checked_sub(1)
-                        .ok_or(self.malformed(off, "FDT_END_NODE outside any node"))?;
+                        .ok_or_else(|| self.malformed(off, "FDT_END_NODE outside any node"))?;
                     props_allowed = false;
                 }
-                Token::Prop { .. } => {
+                Token::Prop { name_off, .. } => {
+                    if self.prop_name(name_off).is_none() {
+                        return Err(self.malformed(off, "property name offset is not a string"));
+                    }
                     if depth == 0 {
                         return Err(self.malformed(off, "property outside any node"));
                     }
@@ -315,7 +358,11 @@ impl<'a> Dtb<'a> {
 
     /// The `/memreserve/` entries.
     pub fn mem_reservations(&self) -> MemReservations<'a> {
-        MemReservations { block: self.rsvmap, off: 0, done: false }
+        MemReservations {
+            block: self.rsvmap,
+            off: 0,
+            done: false,
+        }
     }
 
     /// The root node.
@@ -329,7 +376,11 @@ impl<'a> Dtb<'a> {
             dtb: self,
             off: 0,
             depth: 0,
-            stack: [Frame { begin: 0, body: 0, cells: None }; MAX_DEPTH],
+            stack: [Frame {
+                begin: 0,
+                body: 0,
+                cells: None,
+            }; MAX_DEPTH],
             done: false,
         }
     }
@@ -358,7 +409,11 @@ impl<'a> Dtb<'a> {
 
     /// The properties of `node`, in blob order.
     pub fn props<'d>(&'d self, node: &Node<'a>) -> Props<'d, 'a> {
-        Props { dtb: self, off: node.body, done: false }
+        Props {
+            dtb: self,
+            off: node.body,
+            done: false,
+        }
     }
 
     /// The value of property `name` of `node`.
@@ -373,9 +428,19 @@ impl<'a> Dtb<'a> {
 
     /// [`Dtb::cells_of`] for the node whose properties start at `body`.
     fn cells_at(&self, body: usize) -> Cells {
-        let read = |v: &[u8]| if v.len() == 4 { be32(v, 0).unwrap_or(u32::MAX) } else { u32::MAX };
+        let read = |v: &[u8]| {
+            if v.len() == 4 {
+                be32(v, 0).unwrap_or(u32::MAX)
+            } else {
+                u32::MAX
+            }
+        };
         let mut cells = Cells::DEFAULT;
-        for (name, value) in (Props { dtb: self, off: body, done: false }) {
+        for (name, value) in (Props {
+            dtb: self,
+            off: body,
+            done: false,
+        }) {
             match name {
                 "#address-cells" => cells.address = read(value),
                 "#size-cells" => cells.size = read(value),
@@ -445,17 +510,33 @@ impl<'a> Iterator for AllNodes<'_, 'a> {
             match tok {
                 Token::Begin { name, body } => {
                     let dtb = self.dtb;
-                    let parent = self.depth.checked_sub(1).and_then(|i| self.stack.get_mut(i));
+                    let parent = self
+                        .depth
+                        .checked_sub(1)
+                        .and_then(|i| self.stack.get_mut(i));
                     let (parent_cells, parent) = match parent {
-                        Some(f) => (*f.cells.get_or_insert_with(|| dtb.cells_at(f.body)), Some(f.begin)),
+                        Some(f) => (
+                            *f.cells.get_or_insert_with(|| dtb.cells_at(f.body)),
+                            Some(f.begin),
+                        ),
                         None => (Cells::DEFAULT, None),
                     };
-                    let node = Node { name, begin, body, parent_cells, parent };
+                    let node = Node {
+                        name,
+                        begin,
+                        body,
+                        parent_cells,
+                        parent,
+                    };
                     let Some(slot) = self.stack.get_mut(self.depth) else {
                         self.done = true;
                         break;
                     };
-                    *slot = Frame { begin, body, cells: None };
+                    *slot = Frame {
+                        begin,
+                        body,
+                        cells: None,
+                    };
                     self.depth = self.depth.saturating_add(1);
                     return Some(node);
                 }
@@ -531,8 +612,12 @@ impl<'a> Iterator for Props<'_, 'a> {
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
             match self.dtb.token(self.off) {
-                Ok((Token::Prop { name, value }, next)) => {
+                Ok((Token::Prop { name_off, value }, next)) => {
                     self.off = next;
+                    // Checked by `validate`; a bad one ends the list.
+                    let Some(name) = self.dtb.prop_name(name_off) else {
+                        break;
+                    };
                     return Some((name, value));
                 }
                 Ok((Token::Nop, next)) => self.off = next,
