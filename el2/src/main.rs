@@ -19,6 +19,7 @@ mod guest;
 mod hvc;
 mod memory;
 mod power;
+mod selftest;
 mod smp;
 mod stage2;
 
@@ -86,6 +87,10 @@ extern "C" fn hv_primary_main(dtb: usize, handoff: usize) -> ! {
         power::fatal(format_args!("only {online} of {} CPUs came up", board.cpus.len()));
     }
 
+    if let Some(which) = cmdline.selftest {
+        selftest::run(which, &board);
+    }
+
     let stub_args: alloc::vec::Vec<&str> = cmdline.guest_stub_words().collect();
     let dtb = match guest::device_tree(plan.guest_ram, board.console, &stub_args.join(" ")) {
         Ok(dtb) => dtb,
@@ -112,9 +117,7 @@ extern "C" fn hv_secondary_main(slot: usize) -> ! {
         platform::arch::current_el()
     );
     smp::check_in();
-    loop {
-        platform::arch::wait_for_event();
-    }
+    smp::secondary_idle(slot)
 }
 
 #[panic_handler]

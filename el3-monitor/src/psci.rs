@@ -49,6 +49,12 @@ pub fn cpu_on(slot: usize, entry: u64, context: u64) -> Result<(), PsciError> {
 
 /// PSCI `CPU_OFF` for the calling CPU: never returns to the caller.
 pub fn cpu_off(slot: usize) -> ! {
+    let board = crate::state::board();
+    if let Some(gic_index) = crate::state::mpidr_of(slot).and_then(|m| board.cpu_index(m)) {
+        if let Err(e) = crate::secure::gic_cpu_off(board, gic_index) {
+            log::warn!("CPU_OFF of slot {slot}: {e}");
+        }
+    }
     if let Some(me) = SLOTS.get(slot) {
         me.state.store(OFF, Ordering::Release);
     }

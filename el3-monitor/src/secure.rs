@@ -207,7 +207,11 @@ pub fn init_gic_distributor(board: &Board) -> Result<(), GicSetupError> {
 /// Non-secure Group 1.
 pub fn init_gic_cpu(board: &Board, cpu: usize) -> Result<(), GicSetupError> {
     let mut gic = gic(board)?;
-    gic.redistributor_mark_core_awake(cpu).map_err(GicSetupError::Redistributor)?;
+    // Awake already is fine: the CPU may not have gone through CPU_OFF.
+    match gic.redistributor_mark_core_awake(cpu) {
+        Ok(()) | Err(arm_gic::gicv3::GicError::AlreadyAwake) => {}
+        Err(e) => return Err(GicSetupError::Redistributor(e)),
+    }
     for sgi in 0..IntId::SGI_COUNT {
         gic.set_group(IntId::sgi(sgi), Some(cpu), Group::Group1NS)
             .map_err(GicSetupError::Redistributor)?;
@@ -217,4 +221,15 @@ pub fn init_gic_cpu(board: &Board, cpu: usize) -> Result<(), GicSetupError> {
             .map_err(GicSetupError::Redistributor)?;
     }
     Ok(())
+}
+
+/// PSCI `CPU_OFF` of the CPU with redistributor `cpu`: tells its
+/// redistributor the core is going to sleep, so that it stops forwarding
+/// interrupts and the next `CPU_ON` wakes it cleanly.
+pub fn gic_cpu_off(board: &Board, cpu: usize) -> Result<(), GicSetupError> {
+    let mut gic = gic(board)?;
+    match gic.redistributor_mark_core_asleep(cpu) {
+        Ok(()) | Err(arm_gic::gicv3::GicError::AlreadyAsleep) => Ok(()),
+        Err(e) => Err(GicSetupError::Redistributor(e)),
+    }
 }

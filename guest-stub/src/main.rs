@@ -12,13 +12,15 @@
 //!
 //! Words in `/chosen/bootargs` (the hypervisor passes its `stub=` words):
 //! `stub=fail` adds a check that always fails, to show that a failure
-//! reaches QEMU's exit status.
+//! reaches QEMU's exit status; `stub=reset` ends with PSCI `SYSTEM_RESET`
+//! instead of `SYSTEM_OFF`.
 #![no_std]
 #![no_main]
 
 mod checks;
 mod exceptions;
 
+use core::sync::atomic::{AtomicBool, Ordering};
 use platform::abi::HV_SET_EXIT_STATUS;
 use platform::pl011::Pl011;
 use platform::println;
@@ -53,6 +55,7 @@ extern "C" fn stub_main(dtb: usize) -> ! {
     for word in fdt.chosen().bootargs().unwrap_or("").split_ascii_whitespace() {
         match word {
             "stub=fail" => forced_failure = true,
+            "stub=reset" => RESET_AT_END.store(true, Ordering::Relaxed),
             other => println!("ignoring unknown word `{other}`"),
         }
     }
@@ -76,12 +79,19 @@ extern "C" fn stub_main(dtb: usize) -> ! {
     finish(u32::from(failed != 0))
 }
 
-/// Reports the verdict to the hypervisor and powers off.
+/// Set by `stub=reset`: end with PSCI `SYSTEM_RESET` instead of `SYSTEM_OFF`.
+static RESET_AT_END: AtomicBool = AtomicBool::new(false);
+
+/// Reports the verdict to the hypervisor and powers off (or resets).
 fn finish(status: u32) -> ! {
     let mut args = [0u64; 17];
     args[0] = status.into();
     smccc::hvc64(HV_SET_EXIT_STATUS, args);
-    let _ = smccc::psci::system_off::<smccc::Hvc>();
+    if RESET_AT_END.load(Ordering::Relaxed) {
+        let _ = smccc::psci::system_reset::<smccc::Hvc>();
+    } else {
+        let _ = smccc::psci::system_off::<smccc::Hvc>();
+    }
     platform::arch::halt()
 }
 

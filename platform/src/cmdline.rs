@@ -6,6 +6,8 @@
 //! | `log=error\|warn\|info\|debug\|trace` | hypervisor log level (default `info`) |
 //! | `mode=auto\|vhe\|nvhe` | translation scheme (default `auto`) |
 //! | `remap=intermediate\|fault` | boot remapping path (default `intermediate`) |
+//! | `selftest=firmware` | before the guest, check the monitor's SMC interface from EL2 |
+//! | `selftest=fatal` | before the guest, take a deliberate fault at EL2 (shows the fatal-error path) |
 //! | `stub=WORD`, `stub-*=VALUE` | passed to the guest-stub in its `/chosen/bootargs` |
 //!
 //! Parsing is pure and never fails as a whole: each bad word is reported
@@ -46,6 +48,15 @@ pub enum Remap {
     Fault,
 }
 
+/// A boot-time self-test the hypervisor runs before the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SelfTest {
+    /// Exercise the monitor's SMCCC and PSCI calls, including error paths.
+    Firmware,
+    /// Take an unexpected exception at EL2 on purpose.
+    Fatal,
+}
+
 /// A word the parser skipped, and why.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BadWord<'a> {
@@ -71,12 +82,13 @@ pub struct Cmdline<'a> {
     pub log: LogLevel,
     pub mode: Mode,
     pub remap: Remap,
+    pub selftest: Option<SelfTest>,
 }
 
 impl<'a> Cmdline<'a> {
     /// Parses `text`, calling `report` for each word it skips.
     pub fn parse(text: &'a str, mut report: impl FnMut(BadWord<'a>)) -> Self {
-        let mut cmdline = Self { text, log: LogLevel::Info, mode: Mode::Auto, remap: Remap::Intermediate };
+        let mut cmdline = Self { text, log: LogLevel::Info, mode: Mode::Auto, remap: Remap::Intermediate, selftest: None };
         for word in text.split_ascii_whitespace() {
             let Some((key, value)) = word.split_once('=') else {
                 report(BadWord::UnknownKey(word));
@@ -102,6 +114,11 @@ impl<'a> Cmdline<'a> {
                     "intermediate" => cmdline.remap = Remap::Intermediate,
                     "fault" => cmdline.remap = Remap::Fault,
                     _ => report(bad("intermediate|fault")),
+                },
+                "selftest" => match value {
+                    "firmware" => cmdline.selftest = Some(SelfTest::Firmware),
+                    "fatal" => cmdline.selftest = Some(SelfTest::Fatal),
+                    _ => report(bad("firmware|fatal")),
                 },
                 _ if is_guest_stub_word(key) => {}
                 _ => report(BadWord::UnknownKey(word)),
@@ -141,16 +158,18 @@ mod tests {
 
     #[test]
     fn known_words_set_their_values() {
-        let (c, bad) = parse("  log=debug mode=nvhe\tremap=fault ");
+        let (c, bad) = parse("  log=debug mode=nvhe\tremap=fault selftest=firmware ");
         assert_eq!((c.log, c.mode, c.remap), (LogLevel::Debug, Mode::Nvhe, Remap::Fault));
+        assert_eq!(c.selftest, Some(SelfTest::Firmware));
         assert!(bad.is_empty());
         assert_eq!(c.log.filter(), log::LevelFilter::Debug);
     }
 
     #[test]
     fn bad_words_are_reported_and_skipped() {
-        let (c, bad) = parse("log=loud mode=vhe verbose frob=1");
+        let (c, bad) = parse("log=loud mode=vhe verbose frob=1 selftest=all");
         assert_eq!(c.log, LogLevel::Info);
+        assert_eq!(c.selftest, None);
         assert_eq!(c.mode, Mode::Vhe);
         assert_eq!(
             bad,
@@ -158,6 +177,7 @@ mod tests {
                 "`log=loud` ignored: expected log=error|warn|info|debug|trace",
                 "unknown command-line word `verbose` ignored",
                 "unknown command-line word `frob=1` ignored",
+                "`selftest=all` ignored: expected selftest=firmware|fatal",
             ]
         );
     }

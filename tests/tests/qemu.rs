@@ -58,6 +58,19 @@ struct Boot<'a> {
     flash: PathBuf,
     /// The hypervisor command line (fw_cfg `opt/hv/cmdline`), if any.
     cmdline: Option<&'a str>,
+    /// More QEMU arguments; `-semihosting` is added unless this has
+    /// [`NO_SEMIHOSTING`].
+    extra: &'a [&'a str],
+}
+
+/// In `Boot::extra`: run without `-semihosting`.
+const NO_SEMIHOSTING: &str = "no-semihosting";
+
+impl<'a> Boot<'a> {
+    /// The default image on a machine, with no command line.
+    fn new(name: &'a str, cpu: &'a str, smp: u32, mem: &'a str) -> Self {
+        Self { name, cpu, smp, mem, flash: flash().to_path_buf(), cmdline: None, extra: &[] }
+    }
 }
 
 struct Outcome {
@@ -92,7 +105,9 @@ fn boot(b: &Boot) -> Outcome {
     let start = Instant::now();
     let mut child = Command::new("qemu-system-aarch64")
         .args(["-M", MACHINE, "-cpu", b.cpu, "-smp", &b.smp.to_string(), "-m", b.mem])
-        .args(["-display", "none", "-monitor", "none", "-semihosting"])
+        .args(["-display", "none", "-monitor", "none"])
+        .args((!b.extra.contains(&NO_SEMIHOSTING)).then_some("-semihosting"))
+        .args(b.extra.iter().filter(|&&a| a != NO_SEMIHOSTING))
         .arg("-serial")
         .arg(format!("file:{}", console.display()))
         .arg("-serial")
@@ -130,7 +145,7 @@ fn boot(b: &Boot) -> Outcome {
 /// The default image boots all three stages, every CPU reaches EL2, the
 /// guest-stub passes every check, and QEMU exits 0.
 fn selftest_passes(name: &str, cpu: &str, smp: u32, mem: &str) {
-    let o = boot(&Boot { name, cpu, smp, mem, flash: flash().to_path_buf(), cmdline: None });
+    let o = boot(&Boot::new(name, cpu, smp, mem));
     let dump = o.dump();
     assert_eq!(o.status, Some(0), "QEMU must exit 0\n{dump}");
     for (prefix, level) in [("el3-monitor:", "at EL3"), ("el2:", "at EL2"), ("guest-stub:", "at EL1")] {
@@ -222,7 +237,7 @@ fn damaged_image(name: &str, damage: Damage) -> PathBuf {
 /// problem, never enters EL2, and QEMU exits non-zero within seconds.
 fn damaged_image_refused(name: &str, damage: Damage, expect_in_error: &str) {
     let image = damaged_image(name, damage);
-    let o = boot(&Boot { name, cpu: CPU_MAX, smp: 4, mem: "1G", flash: image.clone(), cmdline: None });
+    let o = boot(&Boot { flash: image.clone(), ..Boot::new(name, CPU_MAX, 4, "1G") });
     let _ = std::fs::remove_dir_all(image.parent().expect("scratch dir"));
     let dump = o.dump();
     assert_eq!(o.status, Some(EXIT_MONITOR_FATAL), "QEMU must exit with the monitor's fatal status\n{dump}");
@@ -270,14 +285,7 @@ fn missing_package_refused() {
 /// check that always fails, and the verdict travels guest → EL2 → EL3.
 #[test]
 fn failing_check_fails_the_run() {
-    let o = boot(&Boot {
-        name: "forced-failure",
-        cpu: CPU_MAX,
-        smp: 2,
-        mem: "1G",
-        flash: flash().to_path_buf(),
-        cmdline: Some("stub=fail"),
-    });
+    let o = boot(&Boot { cmdline: Some("stub=fail"), ..Boot::new("forced-failure", CPU_MAX, 2, "1G") });
     let dump = o.dump();
     assert_eq!(o.status, Some(1), "a failed check must give exit status 1\n{dump}");
     assert!(o.console.contains("guest-stub: FAIL forced-failure: requested with stub=fail"), "{dump}");
@@ -290,14 +298,7 @@ fn failing_check_fails_the_run() {
 /// abort the hole check provokes, and an unknown word is reported, not fatal.
 #[test]
 fn command_line_sets_log_level() {
-    let o = boot(&Boot {
-        name: "cmdline",
-        cpu: CPU_A72,
-        smp: 1,
-        mem: "1G",
-        flash: flash().to_path_buf(),
-        cmdline: Some("log=debug no-such-word"),
-    });
+    let o = boot(&Boot { cmdline: Some("log=debug no-such-word"), ..Boot::new("cmdline", CPU_A72, 1, "1G") });
     let dump = o.dump();
     assert_eq!(o.status, Some(0), "{dump}");
     assert!(o.console.contains("el2: command line: `log=debug no-such-word`"), "{dump}");
@@ -306,4 +307,64 @@ fn command_line_sets_log_level() {
         o.lines("el2: DEBUG: stage-2 abort at IPA").any(|l| l.contains("external abort to the guest")),
         "{dump}"
     );
+}
+
+/// The monitor's SMC interface as EL2 sees it: versions, feature queries,
+/// the error code of each misuse, and a CPU_OFF / CPU_ON cycle.
+#[test]
+fn firmware_interface_selftest() {
+    let o = boot(&Boot { cmdline: Some("selftest=firmware"), ..Boot::new("selftest-firmware", CPU_MAX, 4, "1G") });
+    let dump = o.dump();
+    assert_eq!(o.status, Some(0), "{dump}");
+    let passes = o.lines("el2: selftest PASS ").count();
+    assert!(passes >= 20, "expected the full firmware self-test, saw {passes} passes\n{dump}");
+    assert!(o.console.contains(&format!("el2: selftest: {passes} passed, 0 failed")), "{dump}");
+    for name in ["unknown-sip-call", "affinity-info-no-such-cpu", "cpu-off-reported-off", "affinity-info-on-again"] {
+        assert!(o.console.contains(&format!("el2: selftest PASS {name}\n")), "missing {name}\n{dump}");
+    }
+    assert!(o.lines("guest-stub: ").any(|l| l.ends_with(" passed, 0 failed")), "the guest still runs\n{dump}");
+}
+
+/// An unexpected exception at EL2 prints its decoded context and stops the
+/// run with the hypervisor's failure status.
+#[test]
+fn unexpected_exception_at_el2_is_reported() {
+    let o = boot(&Boot { cmdline: Some("selftest=fatal"), ..Boot::new("selftest-fatal", CPU_A72, 2, "1G") });
+    let dump = o.dump();
+    assert_eq!(o.status, Some(2), "the hypervisor's fatal status is 2\n{dump}");
+    let report = o
+        .lines("el2: ERROR: unexpected exception: ")
+        .next()
+        .unwrap_or_else(|| panic!("no exception report\n{dump}"));
+    for part in ["taken from EL2", "ESR 0x", "DataAbortSame", "synchronous external abort", "FAR 0x", "ELR 0x"] {
+        assert!(report.contains(part), "report lacks `{part}`: {report}");
+    }
+    assert!(o.lines("guest-stub:").next().is_none(), "the guest must not start\n{dump}");
+}
+
+/// PSCI SYSTEM_RESET from the guest reaches the monitor, which resets the
+/// board through its GPIO line (QEMU exits on reset with -no-reboot).
+#[test]
+fn guest_system_reset() {
+    let o = boot(&Boot {
+        cmdline: Some("stub=reset"),
+        extra: &["-no-reboot"],
+        ..Boot::new("reset", CPU_MAX, 2, "1G")
+    });
+    let dump = o.dump();
+    assert_eq!(o.status, Some(0), "{dump}");
+    assert!(o.console.contains("el2: guest requested SYSTEM_RESET"), "{dump}");
+    assert!(o.secure.contains("el3-monitor: PSCI SYSTEM_RESET"), "{dump}");
+    assert_eq!(o.lines("guest-stub: started").count(), 1, "booted once, then reset\n{dump}");
+}
+
+/// Without a semihosting host, power-off goes through the board's Secure
+/// GPIO line from the DTB, and QEMU still exits.
+#[test]
+fn power_off_without_semihosting() {
+    let o = boot(&Boot { extra: &[NO_SEMIHOSTING], ..Boot::new("gpio-poweroff", CPU_A72, 2, "1G") });
+    let dump = o.dump();
+    assert_eq!(o.status, Some(0), "{dump}");
+    assert!(o.lines("guest-stub: ").any(|l| l.ends_with(" passed, 0 failed")), "{dump}");
+    assert!(o.secure.contains("PSCI SYSTEM_OFF, exit status 0"), "{dump}");
 }
