@@ -37,7 +37,7 @@ image: deps
 
 run: image
 	@echo "make run: $(QEMU) $(QEMU_RUN)"
-	$(QEMU) $(QEMU_RUN)
+	@$(QEMU) $(QEMU_RUN)
 
 test: clippy unit-test qemu-test
 

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs what building and booting the firmware needs, and says what it
 # installs. Everything else (crates) cargo fetches by itself.
-#   deps.sh          QEMU, binutils, the Rust target and clippy
+#   deps.sh          QEMU, the Rust target and clippy (mkflash reads ELF
+#                    itself, so no binutils are needed)
 #   deps.sh gdb      also gdb-multiarch, for `make gdb`
 set -euo pipefail
 
 need_apt=()
 command -v qemu-system-aarch64 >/dev/null || need_apt+=(qemu-system-arm)
-command -v aarch64-linux-gnu-objdump >/dev/null || need_apt+=(binutils-aarch64-linux-gnu)
 if [[ "${1:-}" == gdb ]]; then
     command -v gdb-multiarch >/dev/null || need_apt+=(gdb-multiarch)
 fi
