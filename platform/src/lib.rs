@@ -8,6 +8,7 @@
 #![cfg_attr(not(any(test, feature = "std", feature = "build")), no_std)]
 
 pub mod abi;
+pub mod addr;
 pub mod arch;
 pub mod board;
 #[cfg(feature = "build")]
@@ -17,6 +18,9 @@ pub mod console;
 pub mod esr;
 pub mod fw_cfg;
 pub mod handoff;
+pub mod hypercall;
+pub mod mmio;
 pub mod package;
+pub mod paging;
 pub mod pl011;
 pub mod semihosting;
