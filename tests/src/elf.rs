@@ -95,6 +95,18 @@ pub enum ElfError {
         /// Index in the program header table.
         index: usize,
     },
+    /// A position-independent image's link base is not page-aligned.
+    MisalignedBase {
+        /// The lowest `p_vaddr`.
+        base: u64,
+    },
+    /// The entry point lies below the image's link base.
+    EntryBelowBase {
+        /// `e_entry`.
+        entry: u64,
+        /// The lowest `p_vaddr`.
+        base: u64,
+    },
     /// The lowest loadable address is not 0.
     BaseNotZero {
         /// Which address was checked.
@@ -165,6 +177,12 @@ impl fmt::Display for ElfError {
                 f,
                 "program header {index}: segment address range wraps around the address space"
             ),
+            ElfError::MisalignedBase { base } => {
+                write!(f, "link base {base:#x} is not 4 KiB aligned (check the linker script)")
+            }
+            ElfError::EntryBelowBase { entry, base } => {
+                write!(f, "entry point {entry:#x} lies below the link base {base:#x}")
+            }
             ElfError::BaseNotZero { by, lowest } => write!(
                 f,
                 "lowest loadable {by} address is {lowest:#x}, expected 0 (check the linker script)"
@@ -341,7 +359,10 @@ pub fn flatten_monitor(data: &[u8]) -> Result<Vec<u8>, ElfError> {
 /// A flattened position-independent image and how to load it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PieImage {
-    /// File bytes placed at their `p_vaddr` from 0 (gaps zero-filled,
+    /// The lowest `p_vaddr`: where the image is linked (it relocates itself
+    /// to wherever it runs).
+    pub link_base: u64,
+    /// File bytes placed at `p_vaddr - link_base` (gaps zero-filled,
     /// trailing `.bss` omitted).
     pub bytes: Vec<u8>,
     /// Load hints for the firmware package.
@@ -351,29 +372,38 @@ pub struct PieImage {
 /// Flattens a position-independent image (hypervisor, guest-stub) by
 /// virtual address and computes its load hints.
 ///
-/// Every `PT_LOAD` segment counts: the lowest `p_vaddr` must be 0, and the
-/// `p_vaddr .. p_vaddr + p_memsz` ranges must not overlap. The flat image
-/// holds the file bytes; `mem_size` is the highest `p_vaddr + p_memsz`
-/// rounded up to 4 KiB, `entry_offset` is `e_entry`, and `align` is the
-/// largest `p_align`, at least 4 KiB.
+/// Every `PT_LOAD` segment counts. The lowest `p_vaddr` is the link base
+/// (page-aligned; the hypervisor is linked high, the guest-stub at 0) and
+/// offsets are taken from it; the `p_vaddr .. p_vaddr + p_memsz` ranges
+/// must not overlap. The flat image holds the file bytes; `mem_size` is the
+/// highest end rounded up to 4 KiB, `entry_offset` is `e_entry - base`, and
+/// `align` is the largest `p_align`, at least 4 KiB.
 pub fn flatten_pie(data: &[u8]) -> Result<PieImage, ElfError> {
     let elf = parse(data)?;
+    let base = elf.segments.iter().map(|s| s.vaddr).min().unwrap_or(0);
+    if !base.is_multiple_of(MIN_LOAD_ALIGN) {
+        return Err(ElfError::MisalignedBase { base });
+    }
+    let entry_offset = elf
+        .entry
+        .checked_sub(base)
+        .ok_or(ElfError::EntryBelowBase { entry: elf.entry, base })?;
     let ranges = elf
         .segments
         .iter()
-        .map(|s| (s.vaddr, s.memsz, s.index))
+        .map(|s| (s.vaddr - base, s.memsz, s.index))
         .collect();
     let pieces: Vec<_> = elf
         .segments
         .iter()
         .filter(|s| s.filesz() > 0)
-        .map(|s| (s.vaddr, s.data))
+        .map(|s| (s.vaddr - base, s.data))
         .collect();
     let bytes = place(AddressKind::Virtual, ranges, &pieces)?;
     let end = elf
         .segments
         .iter()
-        .map(|s| s.vaddr + s.memsz)
+        .map(|s| (s.vaddr - base).saturating_add(s.memsz))
         .max()
         .unwrap_or(0);
     if end > MAX_FLAT_SIZE {
@@ -386,11 +416,11 @@ pub fn flatten_pie(data: &[u8]) -> Result<PieImage, ElfError> {
             .map(|s| s.align)
             .fold(MIN_LOAD_ALIGN, u64::max),
         mem_size: end.next_multiple_of(MIN_LOAD_ALIGN),
-        entry_offset: elf.entry,
+        entry_offset,
     };
     load.check(bytes.len() as u64)
         .map_err(ElfError::BadLoadHints)?;
-    Ok(PieImage { bytes, load })
+    Ok(PieImage { link_base: base, bytes, load })
 }
 
 /// Builds small ELF files by hand for the unit tests.
@@ -600,14 +630,26 @@ mod tests {
     }
 
     #[test]
+    fn pie_linked_high_is_rebased() {
+        let code = [7u8; 16];
+        let base = 0xffff_ff80_0000_0000;
+        let img = flatten_pie(&build(EM_AARCH64, ET_DYN, base + 8, &[Seg::load(base, &code)])).unwrap();
+        assert_eq!(img.link_base, base);
+        assert_eq!(img.bytes, code);
+        assert_eq!(img.load.entry_offset, 8);
+        assert_eq!(img.load.mem_size, 0x1000);
+    }
+
+    #[test]
     fn pie_rejections() {
         let code = [1u8; 16];
         assert_eq!(
-            flatten_pie(&build(EM_AARCH64, ET_DYN, 0, &[Seg::load(0x4000, &code)])),
-            Err(ElfError::BaseNotZero {
-                by: AddressKind::Virtual,
-                lowest: 0x4000
-            })
+            flatten_pie(&build(EM_AARCH64, ET_DYN, 0x4100, &[Seg::load(0x4100, &code)])),
+            Err(ElfError::MisalignedBase { base: 0x4100 })
+        );
+        assert_eq!(
+            flatten_pie(&build(EM_AARCH64, ET_DYN, 0x3000, &[Seg::load(0x4000, &code)])),
+            Err(ElfError::EntryBelowBase { entry: 0x3000, base: 0x4000 })
         );
         // The second segment starts inside the first one's bss.
         let segs = [

@@ -8,27 +8,22 @@
 
 // platform_init_image() -> x0 = 0, or the r_info of a relocation this image
 // must not carry.
-// Makes the image's memory what the program expects: applies the
-// R_AARCH64_RELATIVE relocations of a position-independent image against
-// the address it runs at (the monitor has none), copies .data from its load
-// address (a no-op where it already runs from there), zeroes .bss.
+// Makes the image's memory what the program expects where it runs now:
+// applies the R_AARCH64_RELATIVE relocations of a position-independent
+// image against its current address (the monitor has none), copies .data
+// from its load address (a no-op where it already runs from there), zeroes
+// .bss.
 .global platform_init_image
 platform_init_image:
+    mov     x17, x30
     adrp    x0, __image_base
     add     x0, x0, :lo12:__image_base
-    adrp    x1, __rela_start
-    add     x1, x1, :lo12:__rela_start
-    adrp    x2, __rela_end
-    add     x2, x2, :lo12:__rela_end
-0:  cmp     x1, x2
-    b.hs    1f
-    ldp     x9, x10, [x1], #16              // r_offset, r_info
-    ldr     x11, [x1], #8                   // r_addend
-    cmp     x10, #{R_AARCH64_RELATIVE}
-    b.ne    9f
-    add     x11, x11, x0
-    str     x11, [x0, x9]
-    b       0b
+    ldr     x1, =__image_link_address
+    sub     x0, x0, x1
+    mov     x1, x0
+    bl      platform_apply_relocations
+    mov     x30, x17
+    cbnz    x0, 9f
 
 1:  adrp    x0, __data_start
     add     x0, x0, :lo12:__data_start
@@ -53,9 +48,33 @@ platform_init_image:
     stp     xzr, xzr, [x0], #16
     b       4b
 5:  mov     x0, #0
-    ret
+9:  ret
 
-9:  mov     x0, x10
+// platform_apply_relocations(x0 = where the image is now - its link address,
+//                            x1 = where it will run - its link address)
+//   -> x0 = 0, or the r_info of a relocation that is not R_AARCH64_RELATIVE.
+// Writes addend + x1 into each relocated word (found at r_offset + x0).
+// The two displacements differ when an image prepares, before its MMU is
+// on, to run at a virtual address; all arithmetic is modulo 2^64.
+// Uses x0-x2, x9-x12.
+.global platform_apply_relocations
+platform_apply_relocations:
+    adrp    x9, __rela_start
+    add     x9, x9, :lo12:__rela_start
+    adrp    x2, __rela_end
+    add     x2, x2, :lo12:__rela_end
+0:  cmp     x9, x2
+    b.hs    1f
+    ldp     x10, x11, [x9], #16             // r_offset, r_info
+    ldr     x12, [x9], #8                   // r_addend
+    cmp     x11, #{R_AARCH64_RELATIVE}
+    b.ne    2f
+    add     x12, x12, x1
+    str     x12, [x0, x10]
+    b       0b
+1:  mov     x0, #0
+    ret
+2:  mov     x0, x11
     ret
 
 // platform_cpu_stack_top(x0 = slot) -> x0 = the top of that slot's stack, or
