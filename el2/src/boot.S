@@ -1,6 +1,8 @@
-// Entry of the hypervisor at EL2. The monitor loaded us at a physical
-// address of its choosing: platform_init_image applies our relocations
-// against that address and zeroes .bss; then we take a stack and run Rust.
+// Entry of the hypervisor at EL2, MMU off. The monitor loaded us at a
+// physical address of its choosing: platform_init_image relocates us for
+// that address and zeroes .bss; then stage 1 (early.rs) runs in Rust at the
+// PA and ends in the switch to our virtual addresses (switch.S). Secondary
+// CPUs enter through switch.S directly.
 
 .section .text.entry, "ax"
 .global image_entry
@@ -13,15 +15,7 @@ image_entry:                                // x0 = DTB, x1 = handoff record
     bl      set_cpu_stack_and_vectors
     mov     x0, x19
     mov     x1, x20
-    bl      hv_primary_main                 // does not return
-
-// Secondary CPUs arrive here from PSCI CPU_ON with x0 = their slot.
-.global hv_secondary_entry
-hv_secondary_entry:
-    mov     x19, x0
-    bl      set_cpu_stack_and_vectors
-    mov     x0, x19
-    bl      hv_secondary_main               // does not return
+    bl      hv_boot                         // stage 1; does not return
 
 // Nothing can be printed yet: report failure to the monitor and power off.
 boot_failed:

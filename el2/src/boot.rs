@@ -1,9 +1,9 @@
 //! Entry, self-relocation, per-CPU stacks, and the first entry into a guest.
 //!
-//! The hypervisor is a static PIE linked at 0 and run wherever the monitor
-//! put it: `boot.S` has `platform_init_image` apply its relocations against
-//! the load address before any Rust runs, so pointers in data are right. Until
-//! the EL2 MMU is on, virtual and physical addresses coincide.
+//! The hypervisor is a static PIE linked high and run wherever the monitor
+//! put it: `boot.S` has `platform_init_image` relocate it for the load
+//! address before stage 1 runs; the switch (`switch.S`) relocates it again
+//! for its virtual address.
 
 use platform::abi::SIP_SET_EXIT_STATUS;
 use platform::arch::trap::TrapFrame;
@@ -20,8 +20,6 @@ core::arch::global_asm!(
 
 extern "C" {
     fn enter_guest(frame: &TrapFrame) -> !;
-    fn hv_secondary_entry();
-    static __image_base: u8;
 }
 
 /// Enters the lower EL described by `frame`.
@@ -33,14 +31,4 @@ extern "C" {
 pub unsafe fn run(frame: &TrapFrame) -> ! {
     // SAFETY: forwarded from this function's contract.
     unsafe { enter_guest(frame) }
-}
-
-/// Physical address secondaries enter at (MMU off: the runtime address).
-pub fn secondary_entry() -> u64 {
-    hv_secondary_entry as *const () as u64
-}
-
-/// Where this image runs.
-pub fn load_address() -> u64 {
-    core::ptr::addr_of!(__image_base) as u64
 }

@@ -1,7 +1,7 @@
-//! Reading the hypervisor command line (see `platform::cmdline` for the
-//! words): from QEMU's fw_cfg file `opt/hv/cmdline` when the board has a
-//! fw_cfg device. It is read once, at boot, into a static buffer, and the
-//! log level it names takes effect at once.
+//! The hypervisor command line (see `platform::cmdline` for the words):
+//! from QEMU's fw_cfg file `opt/hv/cmdline` when the board has a fw_cfg
+//! device. Stage 1 reads its bytes once into a static buffer; after the
+//! switch it is parsed again and its skipped words are reported.
 
 use platform::board::Board;
 use platform::cmdline::Cmdline;
@@ -11,38 +11,52 @@ use spin::Once;
 const FW_CFG_FILE: &str = "opt/hv/cmdline";
 const MAX_LEN: usize = 1024;
 
-static TEXT: Once<([u8; MAX_LEN], usize)> = Once::new();
-
-fn read_text(board: &Board) -> &'static str {
-    let (bytes, len) = TEXT.call_once(|| {
-        let mut buf = [0u8; MAX_LEN];
-        let Some(window) = board.fw_cfg else { return (buf, 0) };
-        // SAFETY: the fw_cfg window from the DTB, reached with EL2's MMU off;
-        // only the boot CPU uses it, once.
-        let len = match unsafe { FwCfg::new(window.base as usize) }.and_then(|f| f.read_file(FW_CFG_FILE, &mut buf)) {
-            Ok(len) => len,
-            Err(FwCfgError::NotFound) => 0,
-            Err(e) => {
-                log::warn!("command line not read: {e}");
-                0
-            }
-        };
-        (buf, len)
-    });
-    let text = bytes.get(..*len).unwrap_or_default();
-    match core::str::from_utf8(text) {
-        Ok(text) => text.trim_end_matches('\0').trim(),
-        Err(_) => {
-            log::warn!("command line is not UTF-8: ignored");
-            ""
-        }
-    }
+/// The bytes read, and why none were if the read failed.
+struct Text {
+    bytes: [u8; MAX_LEN],
+    len: usize,
+    error: Option<FwCfgError>,
 }
 
-/// Reads and parses the command line, applies its log level, and warns
-/// about words it skipped.
-pub fn read(board: &Board) -> Cmdline<'static> {
-    let cmdline = Cmdline::parse(read_text(board), |bad| log::warn!("{bad}"));
-    log::set_max_level(cmdline.log.filter());
-    cmdline
+static TEXT: Once<Text> = Once::new();
+
+/// Stage 1: reads the command line from fw_cfg (MMU off: the window is
+/// reached at its physical address).
+pub fn load(board: &Board) {
+    TEXT.call_once(|| {
+        let mut text = Text { bytes: [0; MAX_LEN], len: 0, error: None };
+        let Some(window) = board.fw_cfg else { return text };
+        // SAFETY: the fw_cfg window from the DTB, reached with EL2's MMU off;
+        // only the boot CPU uses it, once.
+        match unsafe { FwCfg::new(window.base as usize) }.and_then(|f| f.read_file(FW_CFG_FILE, &mut text.bytes)) {
+            Ok(len) => text.len = len,
+            Err(FwCfgError::NotFound) => {}
+            Err(e) => text.error = Some(e),
+        }
+        text
+    });
+}
+
+/// The command line's text ("" if there is none or it is not UTF-8).
+pub fn text() -> &'static str {
+    let Some(text) = TEXT.get() else { return "" };
+    let bytes = text.bytes.get(..text.len).unwrap_or_default();
+    core::str::from_utf8(bytes).map_or("", |t| t.trim_end_matches('\0').trim())
+}
+
+/// Parses the command line; `report` says so about every word skipped.
+pub fn parse(report: bool) -> Cmdline<'static> {
+    if report {
+        if let Some(e) = TEXT.get().and_then(|t| t.error) {
+            log::warn!("command line not read: {e}");
+        }
+        if TEXT.get().is_some_and(|t| core::str::from_utf8(t.bytes.get(..t.len).unwrap_or_default()).is_err()) {
+            log::warn!("command line is not UTF-8: ignored");
+        }
+    }
+    Cmdline::parse(text(), |bad| {
+        if report {
+            log::warn!("{bad}");
+        }
+    })
 }

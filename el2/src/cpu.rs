@@ -1,19 +1,43 @@
 //! Per-CPU EL2 configuration for running a guest at EL1: what traps to us,
-//! what the guest may touch directly.
+//! what the guest may touch directly. Several of these registers change
+//! layout with `HCR_EL2.E2H`, so each value is chosen for the scheme.
 
+use crate::layout::{scheme, Scheme};
 use aarch64_cpu::registers::{
-    Readable, Writeable, CNTHCTL_EL2, CNTVOFF_EL2, HCR_EL2, ID_AA64ISAR1_EL1, MIDR_EL1, MPIDR_EL1,
-    VMPIDR_EL2,
+    Readable, Writeable, CNTVOFF_EL2, HCR_EL2, ID_AA64ISAR1_EL1, MIDR_EL1, MPIDR_EL1, VMPIDR_EL2,
 };
-use platform::arch::regs::{CPTR_EL2_RES1, ID_AA64ISAR1_APA, ID_AA64ISAR1_API, PMCR_N_MASK, PMCR_N_SHIFT};
+use platform::arch::regs::{
+    CPTR_EL2_RES1, ID_AA64ISAR1_APA, ID_AA64ISAR1_API, MPIDR_AFFINITY_MASK, PMCR_N_MASK, PMCR_N_SHIFT,
+};
+
+/// `CPTR_EL2` with E2H = 1 has the `CPACR_EL1` layout: FPEN [21:20] and
+/// ZEN [17:16] = 0b11 leave FP/SIMD and SVE untrapped.
+const CPTR_VHE_FPEN_NO_TRAP: u64 = 0b11 << 20;
+const CPTR_VHE_ZEN_NO_TRAP: u64 = 0b11 << 16;
+/// `CNTHCTL_EL2`: EL1 access to the physical counter and timer. With
+/// E2H = 0 these are bits 0 and 1; with E2H = 1, bits 10 and 11.
+const CNTHCTL_NVHE_EL1PCTEN: u64 = 1 << 0;
+const CNTHCTL_NVHE_EL1PCEN: u64 = 1 << 1;
+const CNTHCTL_VHE_EL1PCTEN: u64 = 1 << 10;
+const CNTHCTL_VHE_EL1PCEN: u64 = 1 << 11;
+
+macro_rules! msr {
+    ($reg:literal, $value:expr) => {
+        // SAFETY: the EL2 control registers written here only decide what
+        // the guest traps and may access; no memory is affected.
+        unsafe { core::arch::asm!(concat!("msr ", $reg, ", {}"), in(reg) $value, options(nostack)) }
+    };
+}
 
 /// Configures the traps and controls of this CPU for guest `vcpu_mpidr`.
 pub fn init(vcpu_mpidr: u64) {
     let isar1 = ID_AA64ISAR1_EL1.get();
     let pauth = ID_AA64ISAR1_APA.present(isar1) || ID_AA64ISAR1_API.present(isar1);
+    let vhe = scheme() == Scheme::Vhe;
     // Stage 2 on, EL1 is AArch64, guest SMCs come here, physical interrupts
     // and SErrors route to EL2, set/way cache operations become clean-and-
-    // invalidate (meaningless under virtualisation otherwise).
+    // invalidate (meaningless under virtualisation otherwise); E2H keeps
+    // the scheme EL2 runs with.
     HCR_EL2.write(
         HCR_EL2::VM::Enable
             + HCR_EL2::RW::EL1IsAarch64
@@ -22,24 +46,24 @@ pub fn init(vcpu_mpidr: u64) {
             + HCR_EL2::FMO::EnableVirtualFIQ
             + HCR_EL2::AMO::SET
             + HCR_EL2::SWIO::SET
-            + if pauth { HCR_EL2::API::SET + HCR_EL2::APK::SET } else { HCR_EL2::API::CLEAR },
+            + if pauth { HCR_EL2::API::SET + HCR_EL2::APK::SET } else { HCR_EL2::API::CLEAR }
+            + if vhe { HCR_EL2::E2H::EnableOsAtEl2 } else { HCR_EL2::E2H::DisableOsAtEl2 },
     );
-    // FP, SIMD and SVE untrapped.
-    // SAFETY: CPTR_EL2 only controls trapping of lower-EL accesses.
-    unsafe { core::arch::asm!("msr cptr_el2, {}", in(reg) CPTR_EL2_RES1, options(nostack)) };
-    // The guest reads the counter and uses its physical timer directly.
-    CNTHCTL_EL2.write(CNTHCTL_EL2::EL1PCTEN::SET + CNTHCTL_EL2::EL1PCEN::SET);
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+    if vhe {
+        msr!("cptr_el2", CPTR_VHE_FPEN_NO_TRAP | CPTR_VHE_ZEN_NO_TRAP);
+        msr!("cnthctl_el2", CNTHCTL_VHE_EL1PCTEN | CNTHCTL_VHE_EL1PCEN);
+    } else {
+        msr!("cptr_el2", CPTR_EL2_RES1);
+        msr!("cnthctl_el2", CNTHCTL_NVHE_EL1PCTEN | CNTHCTL_NVHE_EL1PCEN);
+    }
     CNTVOFF_EL2.set(0);
     // All PMU counters to the guest.
     let pmcr: u64;
     // SAFETY: reading PMCR_EL0 at EL2 has no side effects.
     unsafe { core::arch::asm!("mrs {}, pmcr_el0", out(reg) pmcr, options(nomem, nostack)) };
-    let hpmn = (pmcr >> PMCR_N_SHIFT) & PMCR_N_MASK;
-    // SAFETY: MDCR_EL2.HPMN only partitions the PMU counters.
-    unsafe { core::arch::asm!("msr mdcr_el2, {}", in(reg) hpmn, options(nostack)) };
-    let midr = MIDR_EL1.get();
-    // SAFETY: VPIDR_EL2 only sets what the guest reads as MIDR_EL1.
-    unsafe { core::arch::asm!("msr vpidr_el2, {}", in(reg) midr, options(nostack)) };
-    VMPIDR_EL2.set((MPIDR_EL1.get() & !platform::arch::regs::MPIDR_AFFINITY_MASK) | vcpu_mpidr);
+    msr!("mdcr_el2", (pmcr >> PMCR_N_SHIFT) & PMCR_N_MASK);
+    msr!("vpidr_el2", MIDR_EL1.get());
+    VMPIDR_EL2.set((MPIDR_EL1.get() & !MPIDR_AFFINITY_MASK) | vcpu_mpidr);
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
 }

@@ -6,7 +6,8 @@
 //! the host's DTB.
 
 use alloc::vec::Vec;
-use aarch64_cpu::registers::{Readable, Writeable, ELR_EL1, ESR_EL1, FAR_EL1, SPSR_EL1, VBAR_EL1};
+use crate::layout::phys_to_virt;
+use crate::sysregs;
 use platform::arch::regs::{SCTLR_EL1_RES1, SPSR_DAIF, SPSR_M_AARCH32, SPSR_M_EL1H, SPSR_M_SP_ELX};
 use platform::arch::trap::TrapFrame;
 use platform::arch::ExceptionLevel;
@@ -109,13 +110,15 @@ pub fn load(ram: MemRegion, image: &LoadedImage, dtb: &[u8]) -> Result<TrapFrame
         return Err(GuestError::ImageTooLarge { need, have: ram.size });
     }
     let dtb_ipa = ram.base + DTB_OFFSET;
-    // SAFETY: guest RAM is ours to fill (identity-mapped, EL2 MMU off); the
-    // source is the guest-stub copy inside the block the monitor reserved
-    // for us, and the two ranges cannot overlap (free RAM excludes it).
+    // SAFETY: guest RAM (IPA = PA) is ours to fill, through the direct map;
+    // the source is the guest-stub copy inside the block the monitor
+    // reserved for us, and the two ranges cannot overlap (free RAM excludes
+    // it).
     unsafe {
-        core::ptr::copy_nonoverlapping(dtb.as_ptr(), dtb_ipa as *mut u8, dtb.len());
-        let dst = base as *mut u8;
-        core::ptr::copy_nonoverlapping(image.bytes.base as *const u8, dst, image.bytes.size as usize);
+        core::ptr::copy_nonoverlapping(dtb.as_ptr(), phys_to_virt(dtb_ipa) as *mut u8, dtb.len());
+        let dst = phys_to_virt(base) as *mut u8;
+        let src = phys_to_virt(image.bytes.base) as *const u8;
+        core::ptr::copy_nonoverlapping(src, dst, image.bytes.size as usize);
         core::ptr::write_bytes(
             dst.add(image.bytes.size as usize),
             0,
@@ -124,7 +127,7 @@ pub fn load(ram: MemRegion, image: &LoadedImage, dtb: &[u8]) -> Result<TrapFrame
         core::arch::asm!("dsb ish", "ic iallu", "dsb ish", "isb", options(nostack));
     }
     // The guest starts with its MMU off and a defined SCTLR_EL1.
-    aarch64_cpu::registers::SCTLR_EL1.set(SCTLR_EL1_RES1);
+    sysregs::set_sctlr(SCTLR_EL1_RES1);
     let mut frame = TrapFrame { elr: base + image.entry_offset, spsr: SPSR_M_EL1H | SPSR_DAIF, ..Default::default() };
     frame.x[0] = dtb_ipa;
     Ok(frame)
@@ -144,11 +147,11 @@ fn sync_vector_offset(spsr: u64) -> u64 {
 /// Delivers a synchronous exception with syndrome `esr` and fault address
 /// `far` to the guest's EL1 vector, as the hardware would have.
 pub fn inject_sync(frame: &mut TrapFrame, esr: Esr, far: u64) {
-    ESR_EL1.set(esr.0);
-    FAR_EL1.set(far);
-    ELR_EL1.set(frame.elr);
-    SPSR_EL1.set(frame.spsr);
-    frame.elr = VBAR_EL1.get() + sync_vector_offset(frame.spsr);
+    sysregs::set_esr(esr.0);
+    sysregs::set_far(far);
+    sysregs::set_elr(frame.elr);
+    sysregs::set_spsr(frame.spsr);
+    frame.elr = sysregs::vbar() + sync_vector_offset(frame.spsr);
     frame.spsr = SPSR_M_EL1H | SPSR_DAIF;
 }
 

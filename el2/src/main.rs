@@ -1,11 +1,13 @@
 //! The hypervisor: runs at EL2 below the secure monitor and above one guest.
 //!
-//! The monitor enters `image_entry` (boot.S) with `x0` = the DTB and `x1` =
-//! the handoff record. The boot CPU describes the board from the DTB,
-//! starts its console, splits free RAM into heap and guest RAM, builds the
-//! guest's stage-2 tables and device tree, brings the other CPUs up at EL2,
-//! and enters the guest at EL1. From then on it runs only when the guest
-//! traps: calls, stage-2 faults.
+//! The monitor enters `image_entry` (boot.S) at our load PA with `x0` = the
+//! DTB and `x1` = the handoff record. Stage 1 ([`early`]) reads the board
+//! and the command line, plans memory, builds the EL2 translation tables and
+//! the switch plan; the switch (`switch.S`) relocates the image for its
+//! virtual address and turns the MMU on through the chosen remap path. At
+//! the VA, [`hv_main`] starts the console, the heap and stage 2, brings the
+//! other CPUs up and enters the guest at EL1. From then on the hypervisor
+//! runs only when the guest traps.
 #![no_std]
 #![no_main]
 
@@ -14,69 +16,71 @@ extern crate alloc;
 mod boot;
 mod cmdline;
 mod cpu;
+mod early;
 mod exceptions;
 mod guest;
 mod hvc;
+mod layout;
 mod memory;
 mod power;
 mod selftest;
 mod smp;
 mod stage2;
+mod switch;
+mod sysregs;
+mod tables;
 
-use aarch64_cpu::registers::{Readable, ID_AA64MMFR1_EL1};
-use platform::arch::regs::ID_AA64MMFR1_VH;
-use platform::board::{Board, MemRegion};
-use platform::cmdline::{Mode, Remap};
-use platform::handoff::Handoff;
+use platform::board::MemRegion;
+use platform::cmdline::Remap;
+use platform::esr::Esr;
 use platform::pl011::Pl011;
 
-/// Boot CPU entry from `boot.S`.
+/// Boot CPU, at the VA, on the final tables (from `switch.S`).
 #[no_mangle]
-extern "C" fn hv_primary_main(dtb: usize, handoff: usize) -> ! {
-    // SAFETY: the monitor passes the DTB it verified; `from_ptr` bounds
-    // every read by the header's size.
-    let board = match unsafe { Board::from_ptr(dtb as *const u8) } {
-        Ok(board) => board,
-        Err(e) => power::fatal(format_args!("cannot read the device tree at {dtb:#x}: {e}")),
-    };
+extern "C" fn hv_main() -> ! {
+    let boot = early::boot_info();
+    let board = &boot.board;
     if let Some(uart) = board.console {
-        // SAFETY: the Non-secure console from the DTB; EL2 runs with its MMU
-        // off and the monitor stopped using this UART before entering us.
-        platform::console::init("el2", unsafe { Pl011::new(uart.base as usize) });
+        // SAFETY: the Non-secure console's window, mapped as device memory
+        // in the direct map; the monitor stopped using this UART before
+        // entering us.
+        platform::console::init("el2", unsafe { Pl011::new(layout::phys_to_virt(uart.base) as usize) });
     }
     platform::console::init_logger(log::LevelFilter::Info);
-    let cmdline = cmdline::read(&board);
+    let cmdline = cmdline::parse(true);
+    log::set_max_level(cmdline.log.filter());
 
-    // SAFETY: the monitor placed the record at `handoff` in the block it
-    // reserved for us; it is read once, by value.
-    let handoff: Handoff = unsafe { core::ptr::read_volatile(handoff as *const Handoff) };
-    if let Err(e) = handoff.validate() {
-        power::fatal(format_args!("{e}"));
-    }
-    let vhe = ID_AA64MMFR1_VH.present(ID_AA64MMFR1_EL1.get());
     log::info!(
-        "v{} at {}: loaded at PA {:#x}, linked at VA 0x0 (position-independent), mode=nvhe with MMU off (VHE {}available)",
+        "v{} at {}: mode={} remap={} el2-va-bits={} el0-va-bits={} load-pa={:#x} link-va={:#x} va={:#x}",
         env!("CARGO_PKG_VERSION"),
         platform::arch::current_el(),
-        boot::load_address(),
-        if vhe { "" } else { "not " },
+        boot.scheme.name(),
+        match boot.remap {
+            Remap::Intermediate => "intermediate",
+            Remap::Fault => "fault",
+        },
+        layout::EL2_VA_BITS,
+        layout::EL0_VA_BITS,
+        switch::image_pa(),
+        layout::LINK_VA,
+        boot.scheme.image_va(),
     );
-
     log::info!("command line: `{}`", cmdline.text);
-    if cmdline.mode == Mode::Vhe || cmdline.remap == Remap::Fault {
-        log::warn!("mode=vhe and remap=fault are not implemented yet: running nvhe with the MMU off");
+    if boot.vhe_unavailable {
+        log::warn!("mode=vhe: this CPU has no VHE (ID_AA64MMFR1_EL1.VH = 0), using mode=nvhe");
+    }
+    if boot.remap == Remap::Fault {
+        let (esr, elr) = switch::remap_fault();
+        log::info!("remap=fault: the first fetch after MMU-on, at PA {elr:#x}, faulted ({}) and resumed at the VA", Esr(esr));
     }
 
-    let plan = match memory::plan(&board, &handoff) {
-        Ok(plan) => plan,
-        Err(e) => power::fatal(format_args!("{e}")),
-    };
-    // SAFETY: the plan's heap lies in free RAM nobody else uses; once only.
-    unsafe { memory::init_heap(plan.heap) };
-    log::info!("heap {}, guest RAM {}", plan.heap, plan.guest_ram);
+    // SAFETY: the plan's heap lies in free RAM nobody else uses, inside the
+    // direct map; once only.
+    unsafe { memory::init_heap(boot.plan.heap) };
+    log::info!("heap {}, guest RAM {}", boot.plan.heap, boot.plan.guest_ram);
 
     let console_window: Option<MemRegion> = board.console.map(|u| MemRegion::new(u.base, u.size));
-    if let Err(e) = stage2::build(plan.guest_ram, console_window.as_slice()) {
+    if let Err(e) = stage2::build(boot.plan.guest_ram, console_window.as_slice()) {
         power::fatal(format_args!("{e}"));
     }
 
@@ -88,15 +92,15 @@ extern "C" fn hv_primary_main(dtb: usize, handoff: usize) -> ! {
     }
 
     if let Some(which) = cmdline.selftest {
-        selftest::run(which, &board);
+        selftest::run(which, board);
     }
 
     let stub_args: alloc::vec::Vec<&str> = cmdline.guest_stub_words().collect();
-    let dtb = match guest::device_tree(plan.guest_ram, board.console, &stub_args.join(" ")) {
+    let dtb = match guest::device_tree(boot.plan.guest_ram, board.console, &stub_args.join(" ")) {
         Ok(dtb) => dtb,
         Err(e) => power::fatal(format_args!("{e}")),
     };
-    let frame = match guest::load(plan.guest_ram, &handoff.guest_stub, &dtb) {
+    let frame = match guest::load(boot.plan.guest_ram, &boot.handoff.guest_stub, &dtb) {
         Ok(frame) => frame,
         Err(e) => power::fatal(format_args!("{e}")),
     };
@@ -108,13 +112,14 @@ extern "C" fn hv_primary_main(dtb: usize, handoff: usize) -> ! {
     unsafe { boot::run(&frame) }
 }
 
-/// Secondary CPU entry from `boot.S`, on its own stack.
+/// Secondary CPUs, at the VA, on their own stacks (from `switch.S`).
 #[no_mangle]
 extern "C" fn hv_secondary_main(slot: usize) -> ! {
     log::info!(
-        "CPU {slot} (MPIDR {:#x}) online at {}",
+        "CPU {slot} (MPIDR {:#x}) online at {} (mode={})",
         platform::arch::this_cpu_mpidr(),
-        platform::arch::current_el()
+        platform::arch::current_el(),
+        layout::scheme().name()
     );
     smp::check_in();
     smp::secondary_idle(slot)

@@ -76,13 +76,14 @@ pub fn plan(board: &Board, handoff: &Handoff) -> Result<MemoryPlan, PlanError> {
     })
 }
 
-/// Gives the heap its memory.
+/// Gives the heap its memory, through the direct map.
 ///
 /// # Safety
 ///
-/// `region` must be RAM that nothing else uses, addressable as-is (EL2's
-/// MMU is off), and this must be called once.
+/// `region` must be RAM that nothing else uses, mapped by the direct map,
+/// and this must be called once.
 pub unsafe fn init_heap(region: MemRegion) {
+    let start = crate::layout::phys_to_virt(region.base) as usize;
     // SAFETY: forwarded from this function's contract.
-    unsafe { HEAP.lock().init(region.base as usize, region.size as usize) };
+    unsafe { HEAP.lock().init(start, region.size as usize) };
 }

@@ -38,7 +38,8 @@ pub fn fatal(args: core::fmt::Arguments) -> ! {
     power_off(EXIT_HYPERVISOR_FATAL)
 }
 
-fn power_off(status: u32) -> ! {
+/// Reports `status` to the monitor and powers off.
+pub fn power_off(status: u32) -> ! {
     smccc::smc32(SIP_SET_EXIT_STATUS, [status, 0, 0, 0, 0, 0, 0]);
     let _ = smccc::psci::system_off::<Smc>();
     log::error!("the monitor did not power off: halting");

@@ -7,8 +7,8 @@
 //! cycle of a secondary. Each check prints `el2: selftest PASS <name>` or
 //! `FAIL <name>: <why>`; any failure stops the system with a failure status.
 //!
-//! `fatal` reads a physical address just past the top of RAM, which is
-//! unbacked on QEMU virt, to show what an unexpected exception at EL2
+//! `fatal` reads the hypervisor's old identity address (unmapped since the
+//! switch to virtual addresses) to show what an unexpected exception at EL2
 //! prints and that the run ends with the hypervisor's failure status.
 
 use crate::{power, smp};
@@ -91,7 +91,7 @@ fn firmware(board: &Board) {
     );
 
     let me = smp::mpidr_of(0);
-    let entry = crate::boot::secondary_entry();
+    let entry = crate::switch::secondary_entry_pa();
     r.expect("cpu-on-running-cpu", ALREADY_ON, smc(ids::PSCI_CPU_ON_64, &[me, entry, 0]));
     r.expect("cpu-on-no-such-cpu", INVALID_PARAMETERS, smc(ids::PSCI_CPU_ON_64, &[NO_SUCH_CPU, entry, 0]));
     let outside_ram = board.ram_top();
@@ -119,18 +119,20 @@ fn cpu_off_on_cycle(r: &mut Report) {
     smp::request_off(slot);
     smp::wait_until(1000, || state() == AffinityState::Off as i64);
     r.expect("cpu-off-reported-off", AffinityState::Off as i64, state());
-    r.expect("cpu-on-after-off", SUCCESS, smc(ids::PSCI_CPU_ON_64, &[mpidr, crate::boot::secondary_entry(), slot as u64]));
+    r.expect("cpu-on-after-off", SUCCESS, smc(ids::PSCI_CPU_ON_64, &[mpidr, crate::switch::secondary_entry_pa(), slot as u64]));
     smp::wait_until(1000, || smp::online() == cpus);
     r.expect("cpu-back-online", cpus as i64, smp::online() as i64);
     r.expect("affinity-info-on-again", AffinityState::On as i64, state());
 }
 
 fn fatal(board: &Board) {
-    let address = board.ram_top();
-    log::info!("selftest: reading unbacked PA {address:#x} on purpose");
-    // SAFETY: the read touches no Rust object: EL2 runs with its MMU off,
-    // the address is outside RAM, and the synchronous external abort it
-    // raises goes to our vector, which stops the system.
+    let _ = board;
+    // The old identity address of our own image: unmapped since the switch.
+    let address = crate::switch::image_pa();
+    log::info!("selftest: reading our own old identity address {address:#x} on purpose");
+    // SAFETY: the read touches no Rust object: nothing is mapped at that VA
+    // (the final tables hold no identity map), so it raises a translation
+    // fault that goes to our vector, which stops the system.
     let value = unsafe { core::ptr::read_volatile(address as *const u64) };
-    power::fatal(format_args!("reading unbacked PA {address:#x} returned {value:#x} instead of aborting"));
+    power::fatal(format_args!("reading unmapped VA {address:#x} returned {value:#x} instead of faulting"));
 }

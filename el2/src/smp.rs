@@ -36,7 +36,7 @@ pub fn wait_until(timeout_ms: u64, mut done: impl FnMut() -> bool) -> bool {
 /// Starts one secondary in `slot` with `CPU_ON`.
 pub fn cpu_on(slot: usize, mpidr: u64) -> Result<(), smccc::psci::Error> {
     SLOT_MPIDR[slot].store(mpidr, Ordering::Relaxed);
-    smccc::psci::cpu_on::<Smc>(mpidr, crate::boot::secondary_entry(), slot as u64)
+    smccc::psci::cpu_on::<Smc>(mpidr, crate::switch::secondary_entry_pa(), slot as u64)
 }
 
 /// Starts every other CPU in `cpus` (affinities, DTB order); returns how

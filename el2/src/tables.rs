@@ -1,0 +1,111 @@
+//! The hypervisor's stage-1 translation tables, built in stage 1 (MMU off)
+//! from a page pool in .bss with `platform::paging` (whose module doc says
+//! why the hypervisor has its own builder).
+//!
+//! Three roots:
+//! - **kernel**: the image at its VA (code executable, read-only data
+//!   read-only, the rest writable and never executable), the direct map of
+//!   RAM and of the console's window, and EL0's 39-bit range as a subtree.
+//!   No identity map: once this root is live, physical addresses are not
+//!   addresses any more.
+//! - **user**: that subtree, the level-1 table EL0's range starts at, which
+//!   is also part of the kernel's hierarchy (one hierarchy, two widths).
+//! - **intermediate**: the seed's third address space: only the trampoline
+//!   section, mapped at both its PA and its VA.
+//!
+//! Mappings use 48-bit table offsets ([`layout::table_va`]); the scheme
+//! decides which `TTBR` each root goes in.
+
+use crate::layout::{self, Scheme};
+use platform::board::Board;
+use platform::handoff::Handoff;
+use platform::paging::{
+    self, Attributes, MapError, MemoryType, PagePool, Regime, StaticPool, Table, UserAccess,
+};
+use platform::addr::{PhysAddr, VirtAddr};
+use spin::Mutex;
+
+/// Pages for all of the hypervisor's stage-1 tables.
+const POOL_PAGES: usize = 64;
+static POOL: Mutex<[Table; POOL_PAGES]> = Mutex::new([const { Table([0; 512]) }; POOL_PAGES]);
+
+/// Where EL0's range sits inside the kernel's hierarchy (a 512 GiB-aligned
+/// slot of the kernel's 48-bit space).
+const USER_ALIAS_OFFSET: u64 = 0x0000_7f80_0000_0000;
+
+/// The roots the switch installs (physical addresses).
+#[derive(Clone, Copy, Debug)]
+pub struct Roots {
+    pub kernel: u64,
+    pub user: u64,
+    pub intermediate: u64,
+}
+
+extern "C" {
+    static __image_base: u8;
+    static __exec_end: u8;
+    static __data_start: u8;
+}
+
+const fn kernel(memory: MemoryType, writable: bool, executable: bool) -> Attributes {
+    Attributes {
+        memory,
+        writable,
+        executable,
+        user: UserAccess::None,
+        user_executable: false,
+        global: true,
+    }
+}
+
+/// Builds the three roots. Runs in stage 1: the pool's address is its PA.
+pub fn build(board: &Board, handoff: &Handoff, scheme: Scheme) -> Result<Roots, MapError> {
+    let regime = match scheme {
+        Scheme::Vhe => Regime::El2And0,
+        Scheme::Nvhe => Regime::El2,
+    };
+    let bits = layout::EL2_VA_BITS;
+    let mut pages = POOL.lock();
+    let base_pa = pages.as_ptr() as u64;
+    let mut pool = StaticPool::new(&mut pages[..], PhysAddr(base_pa)).map_err(|_| MapError::PoolExhausted)?;
+
+    // Section boundaries, as addresses now (PAs) relative to the image start.
+    let here = |symbol: &u8| symbol as *const u8 as u64;
+    // SAFETY: linker-defined symbols; only their addresses are taken.
+    let (start, exec_end, data_start) =
+        unsafe { (here(&__image_base), here(&__exec_end), here(&__data_start)) };
+    let image_end = start + handoff.hypervisor.mem_size;
+    let image_va = layout::image_offset();
+    let sections = [
+        (start, exec_end, kernel(MemoryType::Normal, false, true)),
+        (exec_end, data_start, kernel(MemoryType::Normal, false, false)),
+        (data_start, image_end, kernel(MemoryType::Normal, true, false)),
+    ];
+
+    let kernel_root = pool.alloc_table().ok_or(MapError::PoolExhausted)?;
+    let map = |pool: &mut StaticPool, root: PhysAddr, va: u64, pa: u64, len: u64, attrs| {
+        paging::map(pool, root, bits, regime, VirtAddr(va), PhysAddr(pa), len, attrs)
+    };
+    for (from, to, attrs) in sections {
+        map(&mut pool, kernel_root, image_va + (from - start), from, to - from, attrs)?;
+    }
+    for ram in board.ram.iter() {
+        let ram_attrs = kernel(MemoryType::Normal, true, false);
+        map(&mut pool, kernel_root, layout::direct_map_offset(ram.base), ram.base, ram.size, ram_attrs)?;
+    }
+    if let Some(uart) = board.console {
+        let len = uart.size.next_multiple_of(platform::addr::PAGE_SIZE);
+        let device = kernel(MemoryType::Device, true, false);
+        map(&mut pool, kernel_root, layout::direct_map_offset(uart.base), uart.base, len, device)?;
+    }
+    let user_root = paging::ensure_table(&mut pool, kernel_root, bits, VirtAddr(USER_ALIAS_OFFSET), 1)?;
+
+    let intermediate = pool.alloc_table().ok_or(MapError::PoolExhausted)?;
+    let (tramp_start, tramp_end) = crate::switch::trampoline();
+    let code = kernel(MemoryType::Normal, false, true);
+    let len = tramp_end - tramp_start;
+    map(&mut pool, intermediate, tramp_start, tramp_start, len, code)?;
+    map(&mut pool, intermediate, image_va + (tramp_start - start), tramp_start, len, code)?;
+
+    Ok(Roots { kernel: kernel_root.0, user: user_root.0, intermediate: intermediate.0 })
+}
