@@ -1,1 +1,1232 @@
-//! placeholder: being written
+//! The guest hypercall ABI: the `BRK` backdoor (design card: "guest
+//! hypercall via BRK immediate").
+//!
+//! This module owns the ABI once for both sides: the hypervisor decodes and
+//! validates calls with it, the guest-stub (and any guest) encodes calls and
+//! decodes replies with it. It is pure logic, host-tested; the hypervisor
+//! supplies everything that touches hardware (register frame, address
+//! translation, copying guest memory).
+//!
+//! # Calling convention
+//!
+//! With `MDCR_EL2.TDE` set, every guest `BRK` traps to EL2. A `BRK` whose
+//! comment is [`HV_BRK_IMM`] is a hypercall:
+//!
+//! | register | in | out |
+//! |----------|----|-----|
+//! | `x0` | function ID ([`Function`]) | status: 0 = OK, negative = [`HvError::code`] |
+//! | `x1..x7` | arguments (unused ones are ignored; pass 0) | `x1..x3`: results (0 when unused or on error) |
+//! | `x4..x30`, `sp` | | preserved |
+//!
+//! The guest resumes at the instruction after the `BRK` (the hypervisor
+//! advances `ELR_EL2` by 4: a `BRK` exception's preferred return address is
+//! the `BRK` itself). Every other `BRK` comment is not a hypercall: the
+//! hypervisor reflects it to the guest's own EL1 vector with the syndrome,
+//! `ELR`, `SPSR` and `PSTATE` the hardware would have produced without the
+//! hypervisor, so guest debuggers and Linux's `BUG()` keep working.
+//!
+//! | ID | function | arguments | results |
+//! |----|----------|-----------|---------|
+//! | 0 | [`Function::Version`] | | `x1` = `major << 16 \| minor` ([`ABI_VERSION`]) |
+//! | 1 | [`Function::Features`] | `x1` = function ID | status 0 if the caller may call it, else the error the call itself would return |
+//! | 2 | [`Function::ConsoleWrite`] | `x1` = buffer address, `x2` = length | `x1` = bytes written |
+//! | 3 | [`Function::Info`] | | `x1..x3`: see [`Info`] |
+//! | 4 | [`Function::Scan`] | reserved (guest VA scan, issue 8) | `NOT_SUPPORTED` for now |
+//!
+//! # Why `BRK #0x4856`
+//!
+//! The immediate must not collide with a `BRK` some guest software already
+//! uses, because that `BRK` would then be swallowed as a hypercall instead
+//! of reaching the guest. Taken: `#0` (GDB, Go), `#1` (LLVM `llvm.trap`,
+//! Rust `abort`, Swift, Xen's `BUG`), `#0x3e8` (GCC `__builtin_trap`),
+//! Linux arm64 (`asm/brk-imm.h`): `0x004..0x008` (kprobes, uprobes, DTrace),
+//! `0x100` (fault on purpose), `0x400..0x7ff` (KGDB), `0x800` (`BUG()`/`WARN()`),
+//! `0x900..0x9ff` (tag-based KASAN), `0x5500..0x55ff` (UBSAN), `0x8000..0x83ff`
+//! (KCFI); clang's pointer-authentication traps `0xc470..0xc473`; Windows'
+//! `0xf000..0xf0ff` (`__debugbreak`, `__fastfail`, ...). `0x4856` is ASCII
+//! "HV", lies in none of these ranges, and is easy to spot in a hex dump.
+//!
+//! # The console buffer address
+//!
+//! `x1` of `CONSOLE_WRITE` is a guest virtual address *in the caller's own
+//! translation regime, checked with the caller's privileges*: exactly the
+//! bytes an `LDRB` at the calling EL could read. While the guest runs with
+//! its MMU off (the guest-stub today) that address is the IPA. Once a guest
+//! turns its MMU on, the hypervisor translates it (`AT S1E0R`/`AT S1E1R`
+//! for the caller's EL, then stage 2) through a [`Translate`] it passes to
+//! [`buffer_chunks`]; either way the resulting IPAs must lie in guest RAM
+//! (`regions`). Checking with the caller's privileges is what makes the call
+//! safe to offer to EL0: an EL0 task cannot make the hypervisor print kernel
+//! memory it could not read itself.
+//!
+//! The hypervisor copies the validated bytes once into its own buffer and
+//! prints that copy: guest memory may change under it (another vCPU), and a
+//! second read could see different bytes than the checks did.
+//!
+//! # EL0 policy
+//!
+//! Deny by default: only the calls in [`Function::allowed_from_el0`]'s list
+//! may be made from the guest's EL0, and they are exactly those that reveal
+//! nothing an EL0 task could not learn anyway and change no state but the
+//! console: `VERSION`, `FEATURES`, `INFO` (constants of this hypervisor, a
+//! CPU count the task can see already) and `CONSOLE_WRITE` (with the
+//! buffer checked with EL0's privileges, as above). Everything that would
+//! change hypervisor or other-guest state, or look at the guest kernel's
+//! address space (`SCAN` exposes kernel mappings and would defeat KASLR),
+//! is EL1 only and returns [`HvError::PermissionDenied`] from EL0.
+//!
+//! Nothing here panics or does unchecked arithmetic on guest-supplied values,
+//! which clippy enforces below.
+#![deny(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo,
+    clippy::unimplemented,
+    clippy::arithmetic_side_effects
+)]
+
+use core::fmt;
+
+use crate::esr::Esr;
+
+/// The `BRK` comment that marks a hypercall: ASCII "HV" (see the module
+/// documentation for why this value).
+pub const HV_BRK_IMM: u16 = 0x4856;
+
+/// The major version of this ABI: changes when a call changes meaning.
+pub const ABI_VERSION_MAJOR: u16 = 1;
+/// The minor version: changes when calls are added.
+pub const ABI_VERSION_MINOR: u16 = 0;
+/// What [`Function::Version`] returns in `x1`: `major << 16 | minor`.
+pub const ABI_VERSION: u64 = ((ABI_VERSION_MAJOR as u64) << 16) | ABI_VERSION_MINOR as u64;
+
+/// The longest buffer one [`Function::ConsoleWrite`] accepts, in bytes;
+/// longer ones fail with [`HvError::TooLong`] (the guest splits them).
+pub const CONSOLE_WRITE_MAX: u64 = 1024;
+
+/// The smallest translation granule a guest can use: a buffer that is
+/// contiguous in the guest's virtual addresses is contiguous in IPA only
+/// within one such page, so [`buffer_chunks`] splits at these boundaries.
+pub const GUEST_PAGE_SIZE: u64 = 4096;
+
+/// Whether a syndrome taken at EL2 is a hypercall: a `BRK` with
+/// [`HV_BRK_IMM`]. Every other `BRK` is reflected to the guest.
+pub const fn is_hypercall(esr: Esr) -> bool {
+    matches!(esr.brk_comment(), Some(HV_BRK_IMM))
+}
+
+/// A hypercall function, named by its ID in `x0`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Function {
+    /// ID 0: the ABI version, `x1` = [`ABI_VERSION`].
+    Version,
+    /// ID 1: is function `x1` available to this caller?
+    Features,
+    /// ID 2: print `x2` bytes at guest address `x1` on the hypervisor
+    /// console; `x1` (out) = bytes written.
+    ConsoleWrite,
+    /// ID 3: hypervisor information, see [`Info`].
+    Info,
+    /// ID 4: reserved for the guest VA scan (issue 8); not implemented yet.
+    Scan,
+}
+
+impl Function {
+    /// Every function this ABI names, in ID order.
+    pub const ALL: [Self; 5] = [
+        Self::Version,
+        Self::Features,
+        Self::ConsoleWrite,
+        Self::Info,
+        Self::Scan,
+    ];
+
+    /// The ID the caller puts in `x0`.
+    pub const fn id(self) -> u64 {
+        match self {
+            Self::Version => 0,
+            Self::Features => 1,
+            Self::ConsoleWrite => 2,
+            Self::Info => 3,
+            Self::Scan => 4,
+        }
+    }
+
+    /// The function with ID `id` (all 64 bits of `x0` count).
+    pub const fn from_id(id: u64) -> Option<Self> {
+        match id {
+            0 => Some(Self::Version),
+            1 => Some(Self::Features),
+            2 => Some(Self::ConsoleWrite),
+            3 => Some(Self::Info),
+            4 => Some(Self::Scan),
+            _ => None,
+        }
+    }
+
+    /// Whether this hypervisor implements the function (a reserved ID
+    /// answers [`HvError::NotSupported`]).
+    pub const fn is_implemented(self) -> bool {
+        !matches!(self, Self::Scan)
+    }
+
+    /// The EL0 policy (see the module documentation): the allow-list of
+    /// calls the guest's EL0 may make.
+    pub const fn allowed_from_el0(self) -> bool {
+        match self {
+            Self::Version | Self::Features | Self::Info | Self::ConsoleWrite => true,
+            Self::Scan => false,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Version => "VERSION",
+            Self::Features => "FEATURES",
+            Self::ConsoleWrite => "CONSOLE_WRITE",
+            Self::Info => "INFO",
+            Self::Scan => "SCAN",
+        }
+    }
+}
+
+impl fmt::Display for Function {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The EL0 policy as a free function: [`Function::allowed_from_el0`].
+pub const fn allowed_from_el0(function: Function) -> bool {
+    function.allowed_from_el0()
+}
+
+/// The guest exception level a call was made from (`SPSR_EL2.M`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallerEl {
+    El0,
+    El1,
+}
+
+/// Whether `caller` may call `function`: `Ok`, or the error the call
+/// returns ([`HvError::NotSupported`] for a reserved function,
+/// [`HvError::PermissionDenied`] for an EL1-only one from EL0).
+pub const fn check_access(function: Function, caller: CallerEl) -> Result<(), HvError> {
+    if !function.is_implemented() {
+        return Err(HvError::NotSupported);
+    }
+    match caller {
+        CallerEl::El0 if !function.allowed_from_el0() => Err(HvError::PermissionDenied),
+        _ => Ok(()),
+    }
+}
+
+/// The answer to [`Function::Features`] for function ID `function_id`
+/// asked by `caller`: `Ok` if the caller may call it, else the error that
+/// call would return.
+pub const fn features(function_id: u64, caller: CallerEl) -> Result<(), HvError> {
+    match Function::from_id(function_id) {
+        Some(function) => check_access(function, caller),
+        None => Err(HvError::NotSupported),
+    }
+}
+
+/// Why a hypercall failed. The numeric codes ([`HvError::code`]) are part of
+/// the ABI and never change; they are converted only at the register
+/// boundary ([`Reply`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HvError {
+    /// -1: unknown or unimplemented function.
+    NotSupported,
+    /// -2: an argument is malformed (a bad function ID given to `FEATURES`
+    /// is not this: that answers `NOT_SUPPORTED`).
+    InvalidArgument,
+    /// -3: a buffer is not entirely in memory the caller may read (not
+    /// mapped, outside guest RAM, or wrapping around the address space).
+    BadAddress,
+    /// -4: a length is over the call's limit.
+    TooLong,
+    /// -5: the caller's exception level may not make this call.
+    PermissionDenied,
+}
+
+impl HvError {
+    pub const ALL: [Self; 5] = [
+        Self::NotSupported,
+        Self::InvalidArgument,
+        Self::BadAddress,
+        Self::TooLong,
+        Self::PermissionDenied,
+    ];
+
+    /// The stable status code returned in `x0`.
+    pub const fn code(self) -> i64 {
+        match self {
+            Self::NotSupported => -1,
+            Self::InvalidArgument => -2,
+            Self::BadAddress => -3,
+            Self::TooLong => -4,
+            Self::PermissionDenied => -5,
+        }
+    }
+
+    /// The error a status code names, if any.
+    pub const fn from_code(code: i64) -> Option<Self> {
+        match code {
+            -1 => Some(Self::NotSupported),
+            -2 => Some(Self::InvalidArgument),
+            -3 => Some(Self::BadAddress),
+            -4 => Some(Self::TooLong),
+            -5 => Some(Self::PermissionDenied),
+            _ => None,
+        }
+    }
+
+    /// The code as the `x0` register value (two's complement).
+    pub const fn status(self) -> u64 {
+        self.code().cast_unsigned()
+    }
+
+    /// The ABI's name for the code.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::NotSupported => "NOT_SUPPORTED",
+            Self::InvalidArgument => "INVALID_ARGUMENT",
+            Self::BadAddress => "BAD_ADDRESS",
+            Self::TooLong => "TOO_LONG",
+            Self::PermissionDenied => "PERMISSION_DENIED",
+        }
+    }
+}
+
+impl fmt::Display for HvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name(), self.code())
+    }
+}
+
+/// The status of a successful call.
+pub const STATUS_OK: u64 = 0;
+
+/// A hypercall as it arrives in the guest's registers: the raw function ID
+/// from `x0` and the arguments `x1..x7`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Call {
+    pub function: u64,
+    pub args: [u64; 7],
+}
+
+impl Call {
+    /// Reads `x0..x7` from a trap frame's general-purpose registers.
+    pub const fn from_regs(regs: &[u64; 31]) -> Self {
+        let [function, x1, x2, x3, x4, x5, x6, x7, ..] = *regs;
+        Self {
+            function,
+            args: [x1, x2, x3, x4, x5, x6, x7],
+        }
+    }
+
+    /// `x0..x7` as the caller loads them before the `BRK`.
+    pub const fn regs(&self) -> [u64; 8] {
+        let [x1, x2, x3, x4, x5, x6, x7] = self.args;
+        [self.function, x1, x2, x3, x4, x5, x6, x7]
+    }
+
+    /// Decodes the call for `caller`, applying the EL0 policy: the typed
+    /// request, or the error to reply with.
+    pub const fn decode(&self, caller: CallerEl) -> Result<Request, HvError> {
+        let Some(function) = Function::from_id(self.function) else {
+            return Err(HvError::NotSupported);
+        };
+        if let Err(e) = check_access(function, caller) {
+            return Err(e);
+        }
+        let [x1, x2, ..] = self.args;
+        match function {
+            Function::Version => Ok(Request::Version),
+            Function::Features => Ok(Request::Features { function: x1 }),
+            Function::ConsoleWrite => Ok(Request::ConsoleWrite { addr: x1, len: x2 }),
+            Function::Info => Ok(Request::Info),
+            // `check_access` refused it above; kept explicit so that
+            // implementing SCAN is a compile error here until decoded.
+            Function::Scan => Err(HvError::NotSupported),
+        }
+    }
+}
+
+/// A decoded, permitted hypercall.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    Version,
+    /// Is the function with this ID available to the caller?
+    Features { function: u64 },
+    /// Print `len` bytes at guest address `addr` (see the module
+    /// documentation for how `addr` is interpreted).
+    ConsoleWrite { addr: u64, len: u64 },
+    Info,
+}
+
+impl Request {
+    pub const fn function(&self) -> Function {
+        match self {
+            Self::Version => Function::Version,
+            Self::Features { .. } => Function::Features,
+            Self::ConsoleWrite { .. } => Function::ConsoleWrite,
+            Self::Info => Function::Info,
+        }
+    }
+
+    /// The registers a guest loads to make this request.
+    pub const fn call(&self) -> Call {
+        let args = match *self {
+            Self::Version | Self::Info => [0; 7],
+            Self::Features { function } => [function, 0, 0, 0, 0, 0, 0],
+            Self::ConsoleWrite { addr, len } => [addr, len, 0, 0, 0, 0, 0],
+        };
+        Call {
+            function: self.function().id(),
+            args,
+        }
+    }
+}
+
+/// A hypercall's results as they go back in `x0..x3`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub x0: u64,
+    pub x1: u64,
+    pub x2: u64,
+    pub x3: u64,
+}
+
+impl Reply {
+    /// Success with results `x1..x3`.
+    pub const fn ok(x1: u64, x2: u64, x3: u64) -> Self {
+        Self {
+            x0: STATUS_OK,
+            x1,
+            x2,
+            x3,
+        }
+    }
+
+    /// Failure: `x0` = the error's code, `x1..x3` zeroed so that no stale
+    /// value leaks back to the guest.
+    pub const fn error(error: HvError) -> Self {
+        Self {
+            x0: error.status(),
+            x1: 0,
+            x2: 0,
+            x3: 0,
+        }
+    }
+
+    pub const fn from_result(result: Result<[u64; 3], HvError>) -> Self {
+        match result {
+            Ok([x1, x2, x3]) => Self::ok(x1, x2, x3),
+            Err(e) => Self::error(e),
+        }
+    }
+
+    /// The reply to [`Function::Version`].
+    pub const fn version() -> Self {
+        Self::ok(ABI_VERSION, 0, 0)
+    }
+
+    /// The reply to [`Function::Features`].
+    pub const fn features(function_id: u64, caller: CallerEl) -> Self {
+        match features(function_id, caller) {
+            Ok(()) => Self::ok(0, 0, 0),
+            Err(e) => Self::error(e),
+        }
+    }
+
+    /// Stores the reply in `x0..x3` of a trap frame; other registers are
+    /// left as they are.
+    pub fn write_to(&self, regs: &mut [u64; 31]) {
+        let [x0, x1, x2, x3, ..] = regs;
+        (*x0, *x1, *x2, *x3) = (self.x0, self.x1, self.x2, self.x3);
+    }
+
+    /// Reads `x0..x3` after the `BRK` (guest side).
+    pub const fn from_regs(regs: &[u64; 4]) -> Self {
+        let [x0, x1, x2, x3] = *regs;
+        Self { x0, x1, x2, x3 }
+    }
+
+    /// The results, or the error the status names (guest side).
+    pub const fn result(&self) -> Result<[u64; 3], CallError> {
+        if self.x0 == STATUS_OK {
+            return Ok([self.x1, self.x2, self.x3]);
+        }
+        match HvError::from_code(self.x0.cast_signed()) {
+            Some(e) => Err(CallError::Hv(e)),
+            None => Err(CallError::UnknownStatus(self.x0)),
+        }
+    }
+}
+
+/// A failed call as the guest sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallError {
+    /// A status this ABI names.
+    Hv(HvError),
+    /// A non-zero status this ABI version does not name (a newer or broken
+    /// hypervisor); the raw `x0`.
+    UnknownStatus(u64),
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Hv(e) => write!(f, "hypercall failed: {e}"),
+            Self::UnknownStatus(x0) => write!(f, "hypercall failed with unknown status {x0:#x}"),
+        }
+    }
+}
+
+impl From<HvError> for CallError {
+    fn from(e: HvError) -> Self {
+        Self::Hv(e)
+    }
+}
+
+// --- INFO --------------------------------------------------------------
+
+/// The hypervisor's translation scheme, as [`Function::Info`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HvMode {
+    /// 0: split (non-VHE) scheme, hypervisor MMU off.
+    NvheMmuOff,
+    /// 1: split (non-VHE) scheme: EL2 runs its own `TTBR0_EL2` regime.
+    Nvhe,
+    /// 2: VHE (`HCR_EL2.E2H`): EL2 runs the EL2&0 regime.
+    Vhe,
+}
+
+impl HvMode {
+    pub const fn code(self) -> u64 {
+        match self {
+            Self::NvheMmuOff => 0,
+            Self::Nvhe => 1,
+            Self::Vhe => 2,
+        }
+    }
+
+    pub const fn from_code(code: u64) -> Option<Self> {
+        match code {
+            0 => Some(Self::NvheMmuOff),
+            1 => Some(Self::Nvhe),
+            2 => Some(Self::Vhe),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for HvMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::NvheMmuOff => "nvhe with MMU off",
+            Self::Nvhe => "nvhe",
+            Self::Vhe => "vhe",
+        })
+    }
+}
+
+/// The results of [`Function::Info`]:
+///
+/// ```text
+/// x1  [7:0]   mode: 0 = nVHE with MMU off, 1 = nVHE, 2 = VHE   [63:8]  0
+/// x2  [7:0]   EL2 VA width in bits (0 = MMU off)
+///     [15:8]  EL0 VA width of the hypervisor's deprivileged services
+///             (0 = none/MMU off)                               [63:16] 0
+/// x3  [31:0]  number of CPUs the hypervisor runs on            [63:32] 0
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Info {
+    pub mode: HvMode,
+    pub el2_va_bits: u8,
+    pub el0_va_bits: u8,
+    pub cpus: u32,
+}
+
+impl Info {
+    /// `[x1, x2, x3]`.
+    pub const fn encode(&self) -> [u64; 3] {
+        [
+            self.mode.code(),
+            (self.el2_va_bits as u64) | ((self.el0_va_bits as u64) << 8),
+            self.cpus as u64,
+        ]
+    }
+
+    /// Decodes `[x1, x2, x3]` (guest side); `None` if a reserved bit is set
+    /// or the mode is unknown.
+    pub const fn decode(regs: [u64; 3]) -> Option<Self> {
+        let [x1, x2, x3] = regs;
+        let Some(mode) = HvMode::from_code(x1) else {
+            return None;
+        };
+        if x2 >> 16 != 0 || x3 >> 32 != 0 {
+            return None;
+        }
+        Some(Self {
+            mode,
+            el2_va_bits: (x2 & 0xff) as u8,
+            el0_va_bits: ((x2 >> 8) & 0xff) as u8,
+            cpus: (x3 & 0xffff_ffff) as u32,
+        })
+    }
+
+    /// The reply to [`Function::Info`].
+    pub const fn reply(&self) -> Reply {
+        let [x1, x2, x3] = self.encode();
+        Reply::ok(x1, x2, x3)
+    }
+}
+
+// --- buffer validation -------------------------------------------------
+
+/// A validated range of guest IPA space, entirely inside guest RAM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestRange {
+    pub ipa: u64,
+    pub len: u64,
+}
+
+/// The inclusive last address of `[base, base + size)`, or `None` for an
+/// empty range or one that wraps past the top of the address space.
+const fn last_of(base: u64, size: u64) -> Option<u64> {
+    match size.checked_sub(1) {
+        Some(extent) => base.checked_add(extent),
+        None => None,
+    }
+}
+
+/// Whether every byte of `[start, start + len)` lies in some region of
+/// `regions` (`(base, size)` pairs). Regions may be adjacent, overlap or come
+/// in any order; a buffer may span several. Empty and wrapping regions cover
+/// nothing. An empty or wrapping range is not covered.
+pub fn covers(regions: &[(u64, u64)], start: u64, len: u64) -> bool {
+    let Some(last) = last_of(start, len) else {
+        return false;
+    };
+    let mut cursor = start;
+    // Each step moves `cursor` past the end of a region containing it, and
+    // never uses a region twice (the region picked has the greatest end of
+    // those containing the cursor), so `regions.len()` steps suffice.
+    for _ in 0..regions.len() {
+        let reach = regions
+            .iter()
+            .filter_map(|&(base, size)| {
+                let end = last_of(base, size)?;
+                (base <= cursor && cursor <= end).then_some(end)
+            })
+            .max();
+        match reach {
+            None => return false,
+            Some(end) if end >= last => return true,
+            // `end < last <= u64::MAX`, so this cannot overflow.
+            Some(end) => cursor = end.saturating_add(1),
+        }
+    }
+    false
+}
+
+/// Checks a buffer argument whose address is an IPA (the guest's MMU is off,
+/// or the caller has translated it): `len` bytes at `addr`, at most
+/// `max_len`, inside guest RAM `regions` (`(base, size)` pairs of IPA).
+///
+/// - `len == 0`: `Ok` with an empty range, and the address is not looked at
+///   (like `write(fd, p, 0)`): an empty write is no mistake;
+/// - `len > max_len`: [`HvError::TooLong`];
+/// - `addr + len` wraps past the top of the address space, or any byte is
+///   outside `regions`: [`HvError::BadAddress`].
+pub fn validate_buffer(
+    addr: u64,
+    len: u64,
+    max_len: u64,
+    regions: &[(u64, u64)],
+) -> Result<GuestRange, HvError> {
+    if len == 0 {
+        return Ok(GuestRange { ipa: addr, len: 0 });
+    }
+    if len > max_len {
+        return Err(HvError::TooLong);
+    }
+    if last_of(addr, len).is_none() || !covers(regions, addr, len) {
+        return Err(HvError::BadAddress);
+    }
+    Ok(GuestRange { ipa: addr, len })
+}
+
+/// How the hypervisor turns a guest buffer address into an IPA, supplied by
+/// the caller of [`buffer_chunks`]: the hypervisor implements it with
+/// `AT S1E0R`/`AT S1E1R` (the caller's EL) and `PAR_EL1`; tests with a
+/// table.
+pub trait Translate {
+    /// The IPA of the byte at guest address `addr`, as a read at the
+    /// caller's EL would reach it, or the error to return
+    /// ([`HvError::BadAddress`] for a translation or permission fault). The
+    /// page offset must be preserved (all granules are multiples of
+    /// [`GUEST_PAGE_SIZE`]).
+    fn translate(&mut self, addr: u64) -> Result<u64, HvError>;
+}
+
+/// The translation of a guest running with its MMU off: address = IPA.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Identity;
+
+impl Translate for Identity {
+    fn translate(&mut self, addr: u64) -> Result<u64, HvError> {
+        Ok(addr)
+    }
+}
+
+impl<T: Translate + ?Sized> Translate for &mut T {
+    fn translate(&mut self, addr: u64) -> Result<u64, HvError> {
+        (**self).translate(addr)
+    }
+}
+
+/// The pieces of a guest buffer, each inside one guest page and translated
+/// to a [`GuestRange`] in guest RAM; see [`buffer_chunks`].
+#[derive(Debug)]
+pub struct BufferChunks<'r, T> {
+    /// Guest address of the next piece.
+    next: u64,
+    /// Bytes still to yield.
+    remaining: u64,
+    regions: &'r [(u64, u64)],
+    translate: T,
+}
+
+/// Checks a buffer argument given as a guest virtual address and splits it
+/// into per-page IPA ranges.
+///
+/// The length checks happen here, at once: `len > max_len` is
+/// [`HvError::TooLong`], a range wrapping past the top of the address space
+/// is [`HvError::BadAddress`], and `len == 0` gives no pieces. Each piece
+/// is then translated and checked against guest RAM `regions` as the
+/// iterator reaches it; the first error ends the iteration. Validate the
+/// whole buffer (run the iterator to the end) before acting on any of it,
+/// or act piece by piece where a partial result is acceptable.
+pub fn buffer_chunks<T: Translate>(
+    addr: u64,
+    len: u64,
+    max_len: u64,
+    regions: &[(u64, u64)],
+    translate: T,
+) -> Result<BufferChunks<'_, T>, HvError> {
+    if len > max_len {
+        return Err(HvError::TooLong);
+    }
+    if len != 0 && last_of(addr, len).is_none() {
+        return Err(HvError::BadAddress);
+    }
+    Ok(BufferChunks {
+        next: addr,
+        remaining: len,
+        regions,
+        translate,
+    })
+}
+
+impl<T: Translate> Iterator for BufferChunks<'_, T> {
+    type Item = Result<GuestRange, HvError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining == 0 {
+            return None;
+        }
+        let offset = self.next & (GUEST_PAGE_SIZE - 1);
+        // `offset < GUEST_PAGE_SIZE`, so this is at least 1.
+        let to_page_end = GUEST_PAGE_SIZE.saturating_sub(offset);
+        let len = to_page_end.min(self.remaining);
+        let result = self.piece(len);
+        if result.is_ok() {
+            // `len <= remaining`, and `next + remaining` does not wrap
+            // (checked in `buffer_chunks`).
+            self.remaining = self.remaining.saturating_sub(len);
+            self.next = self.next.wrapping_add(len);
+        } else {
+            self.remaining = 0;
+        }
+        Some(result)
+    }
+}
+
+impl<T: Translate> BufferChunks<'_, T> {
+    fn piece(&mut self, len: u64) -> Result<GuestRange, HvError> {
+        let ipa = self.translate.translate(self.next)?;
+        if (ipa ^ self.next) & (GUEST_PAGE_SIZE - 1) != 0 {
+            // A translation that moves the page offset is broken; refuse
+            // rather than read across an IPA page boundary.
+            return Err(HvError::BadAddress);
+        }
+        if !covers(self.regions, ipa, len) {
+            return Err(HvError::BadAddress);
+        }
+        Ok(GuestRange { ipa, len })
+    }
+}
+
+/// Runs [`buffer_chunks`] to the end: `Ok` if every byte of the buffer is
+/// readable by the caller and in guest RAM.
+pub fn validate_translated<T: Translate>(
+    addr: u64,
+    len: u64,
+    max_len: u64,
+    regions: &[(u64, u64)],
+    translate: T,
+) -> Result<(), HvError> {
+    buffer_chunks(addr, len, max_len, regions, translate)?.try_for_each(|piece| piece.map(drop))
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::arithmetic_side_effects
+)]
+mod tests {
+    use super::*;
+    use std::vec::Vec;
+
+    /// QEMU virt's guest RAM as the hypervisor gives it today.
+    const RAM: [(u64, u64); 1] = [(0x4020_0000, 0x3ec0_0000)];
+
+    #[test]
+    fn immediate_is_outside_known_brk_ranges() {
+        let taken: [(u16, u16); 12] = [
+            (0x000, 0x001),   // GDB/Go, llvm.trap/Xen BUG
+            (0x002, 0x002),   // Xen fault-on-purpose
+            (0x004, 0x008),   // Linux kprobes/uprobes/DTrace
+            (0x100, 0x100),   // Linux FAULT_BRK_IMM
+            (0x3e8, 0x3e8),   // GCC __builtin_trap
+            (0x400, 0x7ff),   // Linux KGDB
+            (0x800, 0x800),   // Linux BUG()/WARN()
+            (0x900, 0x9ff),   // Linux tag-based KASAN
+            (0x5500, 0x55ff), // Linux/clang UBSAN
+            (0x8000, 0x83ff), // Linux KCFI
+            (0xc470, 0xc473), // clang ptrauth traps
+            (0xf000, 0xf0ff), // Windows
+        ];
+        for (lo, hi) in taken {
+            assert!(!(lo..=hi).contains(&HV_BRK_IMM), "{lo:#x}..={hi:#x}");
+        }
+        assert_eq!(HV_BRK_IMM.to_be_bytes(), *b"HV");
+    }
+
+    #[test]
+    fn hypercall_is_recognised_by_class_and_immediate() {
+        assert!(is_hypercall(Esr(0xf200_4856)));
+        assert!(is_hypercall(Esr::brk(HV_BRK_IMM)));
+        assert!(!is_hypercall(Esr::brk(0x800)));
+        assert!(!is_hypercall(Esr::brk(HV_BRK_IMM + 1)));
+        // HVC/SMC/SVC with the same immediate are not the backdoor.
+        assert!(!is_hypercall(Esr(0x5a00_4856)));
+        assert!(!is_hypercall(Esr(0x5e00_4856)));
+        assert!(!is_hypercall(Esr(0x5600_4856)));
+    }
+
+    #[test]
+    fn version_packs_major_and_minor() {
+        assert_eq!(ABI_VERSION, 0x1_0000);
+        assert_eq!(ABI_VERSION >> 16, u64::from(ABI_VERSION_MAJOR));
+        assert_eq!(ABI_VERSION & 0xffff, u64::from(ABI_VERSION_MINOR));
+        assert_eq!(Reply::version(), Reply { x0: 0, x1: 0x1_0000, x2: 0, x3: 0 });
+    }
+
+    #[test]
+    fn function_ids_round_trip_and_are_stable() {
+        for (i, f) in Function::ALL.into_iter().enumerate() {
+            assert_eq!(f.id(), i as u64);
+            assert_eq!(Function::from_id(f.id()), Some(f));
+        }
+        assert_eq!(Function::from_id(5), None);
+        assert_eq!(Function::from_id(u64::MAX), None);
+        // High bits count: no aliasing of ID 0.
+        assert_eq!(Function::from_id(1 << 32), None);
+        assert_eq!(Function::ConsoleWrite.to_string(), "CONSOLE_WRITE");
+    }
+
+    #[test]
+    fn error_codes_are_stable_negative_and_distinct() {
+        let codes: Vec<i64> = HvError::ALL.iter().map(|e| e.code()).collect();
+        assert_eq!(codes, [-1, -2, -3, -4, -5]);
+        for e in HvError::ALL {
+            assert!(e.code() < 0);
+            assert_eq!(HvError::from_code(e.code()), Some(e));
+            assert_eq!(e.status(), e.code() as u64);
+        }
+        assert_eq!(HvError::from_code(0), None);
+        assert_eq!(HvError::from_code(-6), None);
+        assert_eq!(HvError::from_code(i64::MIN), None);
+        assert_eq!(HvError::BadAddress.status(), 0xffff_ffff_ffff_fffd);
+        assert_eq!(HvError::TooLong.to_string(), "TOO_LONG (-4)");
+    }
+
+    #[test]
+    fn el0_policy() {
+        assert!(allowed_from_el0(Function::Version));
+        assert!(allowed_from_el0(Function::Features));
+        assert!(allowed_from_el0(Function::Info));
+        assert!(allowed_from_el0(Function::ConsoleWrite));
+        assert!(!allowed_from_el0(Function::Scan));
+        for f in Function::ALL {
+            if f.is_implemented() {
+                assert_eq!(check_access(f, CallerEl::El1), Ok(()));
+                let el0 = if f.allowed_from_el0() { Ok(()) } else { Err(HvError::PermissionDenied) };
+                assert_eq!(check_access(f, CallerEl::El0), el0);
+            } else {
+                assert_eq!(check_access(f, CallerEl::El1), Err(HvError::NotSupported));
+                assert_eq!(check_access(f, CallerEl::El0), Err(HvError::NotSupported));
+            }
+        }
+    }
+
+    #[test]
+    fn features_answers_for_the_caller() {
+        assert_eq!(features(0, CallerEl::El1), Ok(()));
+        assert_eq!(features(2, CallerEl::El0), Ok(()));
+        assert_eq!(features(4, CallerEl::El1), Err(HvError::NotSupported));
+        assert_eq!(features(99, CallerEl::El1), Err(HvError::NotSupported));
+        assert_eq!(features(u64::MAX, CallerEl::El0), Err(HvError::NotSupported));
+        assert_eq!(Reply::features(1, CallerEl::El0), Reply::ok(0, 0, 0));
+        assert_eq!(Reply::features(7, CallerEl::El0), Reply::error(HvError::NotSupported));
+    }
+
+    fn frame(x: &[u64]) -> [u64; 31] {
+        let mut regs = [0xdead_0000; 31];
+        regs[..x.len()].copy_from_slice(x);
+        regs
+    }
+
+    #[test]
+    fn call_decodes_from_the_register_frame() {
+        let regs = frame(&[2, 0x4040_0000, 12, 3, 4, 5, 6, 7, 8]);
+        let call = Call::from_regs(&regs);
+        assert_eq!(call.function, 2);
+        assert_eq!(call.args, [0x4040_0000, 12, 3, 4, 5, 6, 7]);
+        assert_eq!(call.regs(), [2, 0x4040_0000, 12, 3, 4, 5, 6, 7]);
+        assert_eq!(
+            call.decode(CallerEl::El1),
+            Ok(Request::ConsoleWrite { addr: 0x4040_0000, len: 12 })
+        );
+        assert_eq!(
+            Call::from_regs(&frame(&[1, 3])).decode(CallerEl::El0),
+            Ok(Request::Features { function: 3 })
+        );
+        assert_eq!(Call::from_regs(&frame(&[0])).decode(CallerEl::El0), Ok(Request::Version));
+        assert_eq!(Call::from_regs(&frame(&[3])).decode(CallerEl::El1), Ok(Request::Info));
+    }
+
+    #[test]
+    fn call_decode_errors() {
+        let unknown = Call::from_regs(&frame(&[0x8600_0001]));
+        assert_eq!(unknown.decode(CallerEl::El1), Err(HvError::NotSupported));
+        let scan = Call::from_regs(&frame(&[4, 0x1000, 0x2000]));
+        assert_eq!(scan.decode(CallerEl::El1), Err(HvError::NotSupported));
+        assert_eq!(scan.decode(CallerEl::El0), Err(HvError::NotSupported));
+        let top = Call::from_regs(&frame(&[u64::MAX]));
+        assert_eq!(top.decode(CallerEl::El0), Err(HvError::NotSupported));
+    }
+
+    #[test]
+    fn requests_encode_to_the_calls_they_decode_from() {
+        let requests = [
+            Request::Version,
+            Request::Features { function: 2 },
+            Request::ConsoleWrite { addr: 0x4100_0000, len: 5 },
+            Request::Info,
+        ];
+        for r in requests {
+            let call = r.call();
+            assert_eq!(call.function, r.function().id());
+            assert_eq!(call.decode(CallerEl::El1), Ok(r));
+            let mut regs = [0; 31];
+            regs[..8].copy_from_slice(&call.regs());
+            assert_eq!(Call::from_regs(&regs), call);
+        }
+    }
+
+    #[test]
+    fn reply_writes_x0_to_x3_only() {
+        let mut regs = frame(&[9, 9, 9, 9, 9]);
+        Reply::ok(1, 2, 3).write_to(&mut regs);
+        assert_eq!(regs[..5], [0, 1, 2, 3, 9]);
+        assert_eq!(regs[30], 0xdead_0000);
+        Reply::error(HvError::PermissionDenied).write_to(&mut regs);
+        assert_eq!(regs[..5], [(-5i64) as u64, 0, 0, 0, 9]);
+        assert_eq!(
+            Reply::from_result(Err(HvError::BadAddress)),
+            Reply::error(HvError::BadAddress)
+        );
+        assert_eq!(Reply::from_result(Ok([4, 5, 6])), Reply::ok(4, 5, 6));
+    }
+
+    #[test]
+    fn reply_decodes_on_the_guest_side() {
+        assert_eq!(Reply::from_regs(&[0, 7, 8, 9]).result(), Ok([7, 8, 9]));
+        assert_eq!(
+            Reply::from_regs(&[(-3i64) as u64, 0, 0, 0]).result(),
+            Err(CallError::Hv(HvError::BadAddress))
+        );
+        assert_eq!(Reply::from_regs(&[5, 0, 0, 0]).result(), Err(CallError::UnknownStatus(5)));
+        assert_eq!(
+            Reply::from_regs(&[(-99i64) as u64, 0, 0, 0]).result(),
+            Err(CallError::UnknownStatus((-99i64) as u64))
+        );
+        for e in HvError::ALL {
+            assert_eq!(Reply::error(e).result(), Err(CallError::Hv(e)));
+        }
+        assert_eq!(
+            CallError::Hv(HvError::NotSupported).to_string(),
+            "hypercall failed: NOT_SUPPORTED (-1)"
+        );
+    }
+
+    #[test]
+    fn info_layout() {
+        let info = Info { mode: HvMode::Vhe, el2_va_bits: 48, el0_va_bits: 39, cpus: 4 };
+        assert_eq!(info.encode(), [2, 48 | (39 << 8), 4]);
+        assert_eq!(info.reply(), Reply::ok(2, 0x2730, 4));
+        assert_eq!(Info::decode(info.encode()), Some(info));
+        let off = Info { mode: HvMode::NvheMmuOff, el2_va_bits: 0, el0_va_bits: 0, cpus: 16 };
+        assert_eq!(off.encode(), [0, 0, 16]);
+        assert_eq!(Info::decode(off.encode()), Some(off));
+        assert_eq!(Info::decode([3, 0, 1]), None);
+        assert_eq!(Info::decode([1, 1 << 16, 1]), None);
+        assert_eq!(Info::decode([1, 0, 1 << 32]), None);
+        assert_eq!(HvMode::NvheMmuOff.to_string(), "nvhe with MMU off");
+    }
+
+    // --- validate_buffer ----------------------------------------------
+
+    #[test]
+    fn buffer_inside_ram_is_accepted() {
+        assert_eq!(
+            validate_buffer(0x4040_0000, 12, CONSOLE_WRITE_MAX, &RAM),
+            Ok(GuestRange { ipa: 0x4040_0000, len: 12 })
+        );
+        // First and last byte of RAM.
+        assert!(validate_buffer(0x4020_0000, 1, 16, &RAM).is_ok());
+        assert!(validate_buffer(0x7edf_ffff, 1, 16, &RAM).is_ok());
+        // Exactly filling the tail of RAM.
+        assert!(validate_buffer(0x7edf_fff0, 16, 16, &RAM).is_ok());
+        // Exactly at the limit.
+        assert!(validate_buffer(0x4040_0000, CONSOLE_WRITE_MAX, CONSOLE_WRITE_MAX, &RAM).is_ok());
+    }
+
+    #[test]
+    fn buffer_outside_or_crossing_out_of_ram_is_bad_address() {
+        let bad = Err(HvError::BadAddress);
+        assert_eq!(validate_buffer(0, 1, 16, &RAM), bad);
+        assert_eq!(validate_buffer(0x0900_0000, 4, 16, &RAM), bad); // the UART
+        assert_eq!(validate_buffer(0x4000_0000, 4, 16, &RAM), bad); // below RAM
+        assert_eq!(validate_buffer(0x401f_fffe, 4, 16, &RAM), bad); // starts below
+        assert_eq!(validate_buffer(0x7edf_fffe, 4, 16, &RAM), bad); // runs off the end
+        assert_eq!(validate_buffer(0x7ee0_0000, 1, 16, &RAM), bad); // one past the end
+        assert_eq!(validate_buffer(0x4040_0000, 4, 16, &[]), bad); // no RAM at all
+    }
+
+    #[test]
+    fn buffer_length_limits() {
+        assert_eq!(
+            validate_buffer(0x4040_0000, CONSOLE_WRITE_MAX + 1, CONSOLE_WRITE_MAX, &RAM),
+            Err(HvError::TooLong)
+        );
+        assert_eq!(validate_buffer(0x4040_0000, u64::MAX, CONSOLE_WRITE_MAX, &RAM), Err(HvError::TooLong));
+        // Zero length: accepted without looking at the address.
+        assert_eq!(
+            validate_buffer(u64::MAX, 0, CONSOLE_WRITE_MAX, &RAM),
+            Ok(GuestRange { ipa: u64::MAX, len: 0 })
+        );
+        assert_eq!(validate_buffer(0, 0, 0, &[]), Ok(GuestRange { ipa: 0, len: 0 }));
+        // max_len 0 refuses every non-empty buffer.
+        assert_eq!(validate_buffer(0x4040_0000, 1, 0, &RAM), Err(HvError::TooLong));
+    }
+
+    #[test]
+    fn buffer_wraparound_is_bad_address() {
+        let everything = [(0, u64::MAX)]; // [0, 2^64 - 1)
+        let bad = Err(HvError::BadAddress);
+        assert_eq!(validate_buffer(u64::MAX, 2, u64::MAX, &everything), bad);
+        assert_eq!(validate_buffer(u64::MAX - 3, 8, u64::MAX, &everything), bad);
+        assert_eq!(validate_buffer(1, u64::MAX, u64::MAX, &everything), bad);
+        assert_eq!(validate_buffer(u64::MAX, u64::MAX, u64::MAX, &everything), bad);
+        // The top byte is outside [0, 2^64 - 1).
+        assert_eq!(validate_buffer(u64::MAX, 1, 16, &everything), bad);
+        // A region that ends exactly at 2^64 covers the top byte.
+        let top = [(u64::MAX - 0xfff, 0x1000)];
+        assert!(validate_buffer(u64::MAX, 1, 16, &top).is_ok());
+        assert!(validate_buffer(u64::MAX - 0xfff, 0x1000, 0x1000, &top).is_ok());
+        assert_eq!(validate_buffer(u64::MAX - 0xfff, 0x1001, 0x2000, &top), bad);
+        // The largest buffer there is: all but the top byte.
+        assert!(validate_buffer(0, u64::MAX, u64::MAX, &everything).is_ok());
+    }
+
+    #[test]
+    fn malformed_regions_cover_nothing() {
+        let bad = Err(HvError::BadAddress);
+        // Empty region.
+        assert_eq!(validate_buffer(0x1000, 1, 16, &[(0x1000, 0)]), bad);
+        // Wrapping region (base + size > 2^64).
+        assert_eq!(validate_buffer(u64::MAX, 1, 16, &[(u64::MAX - 1, 4)]), bad);
+        assert_eq!(validate_buffer(0, 1, 16, &[(u64::MAX - 1, 4)]), bad);
+        // ... and does not hide a good one.
+        assert!(validate_buffer(0x1000, 1, 16, &[(u64::MAX, 2), (0x1000, 1)]).is_ok());
+    }
+
+    #[test]
+    fn adjacent_and_overlapping_regions() {
+        let adjacent = [(0x1000, 0x1000), (0x2000, 0x1000)];
+        assert!(validate_buffer(0x1ff0, 0x20, 0x1000, &adjacent).is_ok());
+        assert!(validate_buffer(0x1000, 0x2000, 0x2000, &adjacent).is_ok());
+        assert_eq!(validate_buffer(0x1000, 0x2001, 0x3000, &adjacent), Err(HvError::BadAddress));
+        // Out of order.
+        let reversed = [(0x2000, 0x1000), (0x1000, 0x1000)];
+        assert!(validate_buffer(0x1000, 0x2000, 0x2000, &reversed).is_ok());
+        // A gap of one byte.
+        let gap = [(0x1000, 0xfff), (0x2000, 0x1000)];
+        assert_eq!(validate_buffer(0x1ff0, 0x20, 0x1000, &gap), Err(HvError::BadAddress));
+        assert!(validate_buffer(0x1ff0, 0xf, 0x1000, &gap).is_ok());
+        // Overlapping, nested, duplicated.
+        let overlapping = [(0x1000, 0x800), (0x1400, 0x1000), (0x1100, 0x10), (0x1000, 0x800)];
+        assert!(validate_buffer(0x1000, 0x1400, 0x2000, &overlapping).is_ok());
+        assert_eq!(validate_buffer(0x1000, 0x1401, 0x2000, &overlapping), Err(HvError::BadAddress));
+        // A chain of many regions.
+        let chain: Vec<(u64, u64)> = (0..64).map(|i| (0x10_0000 + i * 0x100, 0x100)).collect();
+        assert!(validate_buffer(0x10_0000, 64 * 0x100, u64::MAX, &chain).is_ok());
+        assert!(covers(&chain, 0x10_0080, 0x3f00));
+        assert!(!covers(&chain, 0x10_0080, 64 * 0x100));
+        assert!(!covers(&chain, 0x10_0000, 0));
+    }
+
+    // --- translated buffers ---------------------------------------------
+
+    /// A guest stage 1 as a list of (VA page, IPA page) mappings.
+    struct Pages(Vec<(u64, u64)>);
+
+    impl Translate for Pages {
+        fn translate(&mut self, va: u64) -> Result<u64, HvError> {
+            let page = va & !(GUEST_PAGE_SIZE - 1);
+            self.0
+                .iter()
+                .find(|&&(v, _)| v == page)
+                .map(|&(_, ipa)| ipa | (va & (GUEST_PAGE_SIZE - 1)))
+                .ok_or(HvError::BadAddress)
+        }
+    }
+
+    fn collect<T: Translate>(
+        addr: u64,
+        len: u64,
+        t: T,
+    ) -> Result<Vec<Result<GuestRange, HvError>>, HvError> {
+        Ok(buffer_chunks(addr, len, 0x10_0000, &RAM, t)?.collect())
+    }
+
+    #[test]
+    fn identity_chunks_split_at_pages() {
+        let pieces = collect(0x4040_0ff0, 0x1020, Identity).unwrap();
+        assert_eq!(
+            pieces,
+            [
+                Ok(GuestRange { ipa: 0x4040_0ff0, len: 0x10 }),
+                Ok(GuestRange { ipa: 0x4040_1000, len: 0x1000 }),
+                Ok(GuestRange { ipa: 0x4040_2000, len: 0x10 }),
+            ]
+        );
+        assert_eq!(collect(0x4040_0000, 0, Identity).unwrap(), []);
+        assert_eq!(validate_translated(0x4040_0000, 12, 16, &RAM, Identity), Ok(()));
+    }
+
+    #[test]
+    fn scattered_pages_translate_piece_by_piece() {
+        // VA 0xffff_0000_0000_1000.. maps to two non-adjacent RAM pages.
+        let mut stage1 = Pages(std::vec![
+            (0xffff_0000_0000_1000, 0x4100_5000),
+            (0xffff_0000_0000_2000, 0x4100_3000),
+        ]);
+        let pieces = collect(0xffff_0000_0000_1ffe, 4, &mut stage1).unwrap();
+        assert_eq!(
+            pieces,
+            [
+                Ok(GuestRange { ipa: 0x4100_5ffe, len: 2 }),
+                Ok(GuestRange { ipa: 0x4100_3000, len: 2 }),
+            ]
+        );
+        // Running into an unmapped page stops at the first error.
+        let pieces = collect(0xffff_0000_0000_2ffe, 0x10, &mut stage1).unwrap();
+        assert_eq!(
+            pieces,
+            [Ok(GuestRange { ipa: 0x4100_3ffe, len: 2 }), Err(HvError::BadAddress)]
+        );
+        assert_eq!(
+            validate_translated(0xffff_0000_0000_2ffe, 0x10, 0x100, &RAM, &mut stage1),
+            Err(HvError::BadAddress)
+        );
+    }
+
+    #[test]
+    fn translated_outside_ram_is_bad_address() {
+        // A mapping the guest made to its UART: not RAM, not printable.
+        let mut stage1 = Pages(std::vec![(0x1000, 0x0900_0000)]);
+        assert_eq!(
+            validate_translated(0x1000, 4, 16, &RAM, &mut stage1),
+            Err(HvError::BadAddress)
+        );
+    }
+
+    #[test]
+    fn broken_translation_that_moves_the_offset_is_refused() {
+        struct Shift;
+        impl Translate for Shift {
+            fn translate(&mut self, va: u64) -> Result<u64, HvError> {
+                Ok(va + 1)
+            }
+        }
+        assert_eq!(validate_translated(0x4040_0000, 4, 16, &RAM, Shift), Err(HvError::BadAddress));
+    }
+
+    #[test]
+    fn translation_errors_pass_through() {
+        struct Denied;
+        impl Translate for Denied {
+            fn translate(&mut self, _: u64) -> Result<u64, HvError> {
+                Err(HvError::PermissionDenied)
+            }
+        }
+        assert_eq!(
+            validate_translated(0x4040_0000, 4, 16, &RAM, Denied),
+            Err(HvError::PermissionDenied)
+        );
+        // Length checks come first and need no translation.
+        assert_eq!(validate_translated(0, 17, 16, &RAM, Denied), Err(HvError::TooLong));
+        assert_eq!(validate_translated(0, 0, 16, &RAM, Denied), Ok(()));
+    }
+
+    #[test]
+    fn translated_wraparound_is_bad_address() {
+        assert_eq!(
+            buffer_chunks(u64::MAX - 1, 4, 16, &RAM, Identity).map(|_| ()),
+            Err(HvError::BadAddress)
+        );
+        assert_eq!(
+            buffer_chunks(0, u64::MAX, u64::MAX, &RAM, Identity).map(|_| ()),
+            Ok(())
+        );
+        // The last page of the address space: one piece, then done.
+        let everything = [(0, u64::MAX)];
+        let pieces: Vec<_> = buffer_chunks(u64::MAX - 0xf, 0xf, 16, &everything, Identity)
+            .unwrap()
+            .collect();
+        assert_eq!(pieces, [Ok(GuestRange { ipa: u64::MAX - 0xf, len: 0xf })]);
+    }
+}

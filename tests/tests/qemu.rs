@@ -146,6 +146,10 @@ fn boot(b: &Boot) -> Outcome {
 /// guest-stub passes every check, and QEMU exits 0.
 fn selftest_passes(name: &str, cpu: &str, smp: u32, mem: &str) {
     let o = boot(&Boot::new(name, cpu, smp, mem));
+    assert_selftest_passed(&o, smp);
+}
+
+fn assert_selftest_passed(o: &Outcome, smp: u32) {
     let dump = o.dump();
     assert_eq!(o.status, Some(0), "QEMU must exit 0\n{dump}");
     for (prefix, level) in [("el3-monitor:", "at EL3"), ("el2:", "at EL2"), ("guest-stub:", "at EL1")] {
@@ -169,6 +173,91 @@ fn selftest_passes(name: &str, cpu: &str, smp: u32, mem: &str) {
     assert!(
         o.secure.contains("PSCI SYSTEM_OFF, exit status 0"),
         "the monitor's Secure UART must log the power-off\n{dump}"
+    );
+}
+
+/// The hypervisor's boot line: `mode=`, `remap=`, the VA widths, the load PA
+/// (which must be where the monitor says it put the hypervisor) and the
+/// link VA, all true for the run.
+fn assert_boot_line(o: &Outcome, mode: &str, remap: &str) {
+    let dump = o.dump();
+    let line = o
+        .lines("el2: v")
+        .next()
+        .unwrap_or_else(|| panic!("no hypervisor boot line\n{dump}"));
+    let loaded_at = o
+        .lines("el3-monitor: package verified; hypervisor at PA ")
+        .next()
+        .and_then(|l| l.split("PA ").nth(1))
+        .and_then(|rest| rest.split("..").next())
+        .unwrap_or_else(|| panic!("the monitor does not say where it loaded the hypervisor\n{dump}"));
+    for part in [
+        format!("mode={mode} "),
+        format!("remap={remap} "),
+        "el2-va-bits=48 el0-va-bits=39".to_string(),
+        format!("load-pa={loaded_at} "),
+        "link-va=0xffffff8000000000".to_string(),
+    ] {
+        assert!(line.contains(&part), "boot line lacks `{part}`: {line}\n{dump}");
+    }
+    let secondaries = o.lines("el2: CPU ").filter(|l| l.contains("online at EL2")).count();
+    let in_mode = o.lines("el2: CPU ").filter(|l| l.contains(&format!("(mode={mode})"))).count();
+    assert_eq!(secondaries, in_mode, "every CPU must run in mode={mode}\n{dump}");
+}
+
+/// The translation-scheme matrix: CPU (and whether `mode=nvhe` is forced)
+/// × remap path × CPU count. `max` has VHE, so `auto` picks it; the
+/// Cortex-A72 has none.
+fn scheme_scenario(name: &str, cpu: &str, force_nvhe: bool, remap: &str, smp: u32, mode: &str) {
+    let cmdline = format!("{}remap={remap}", if force_nvhe { "mode=nvhe " } else { "" });
+    let o = boot(&Boot { cmdline: Some(&cmdline), ..Boot::new(name, cpu, smp, "1G") });
+    assert_selftest_passed(&o, smp);
+    assert_boot_line(&o, mode, remap);
+    if remap == "fault" {
+        assert!(
+            o.lines("el2: remap=fault: the first fetch after MMU-on").any(|l| l.contains("translation fault")),
+            "the fault path must report its fault\n{}",
+            o.dump()
+        );
+    }
+}
+
+macro_rules! scheme_scenarios {
+    ($($name:ident: $cpu:expr, $force_nvhe:expr, $remap:expr, $smp:expr => $mode:expr;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                scheme_scenario(stringify!($name), $cpu, $force_nvhe, $remap, $smp, $mode);
+            }
+        )*
+    };
+}
+
+scheme_scenarios! {
+    scheme_max_auto_intermediate_smp1: CPU_MAX, false, "intermediate", 1 => "vhe";
+    scheme_max_auto_intermediate_smp4: CPU_MAX, false, "intermediate", 4 => "vhe";
+    scheme_max_auto_fault_smp1: CPU_MAX, false, "fault", 1 => "vhe";
+    scheme_max_auto_fault_smp4: CPU_MAX, false, "fault", 4 => "vhe";
+    scheme_a72_auto_intermediate_smp1: CPU_A72, false, "intermediate", 1 => "nvhe";
+    scheme_a72_auto_intermediate_smp4: CPU_A72, false, "intermediate", 4 => "nvhe";
+    scheme_a72_auto_fault_smp1: CPU_A72, false, "fault", 1 => "nvhe";
+    scheme_a72_auto_fault_smp4: CPU_A72, false, "fault", 4 => "nvhe";
+    scheme_max_nvhe_intermediate_smp1: CPU_MAX, true, "intermediate", 1 => "nvhe";
+    scheme_max_nvhe_intermediate_smp4: CPU_MAX, true, "intermediate", 4 => "nvhe";
+    scheme_max_nvhe_fault_smp1: CPU_MAX, true, "fault", 1 => "nvhe";
+    scheme_max_nvhe_fault_smp4: CPU_MAX, true, "fault", 4 => "nvhe";
+}
+
+/// `mode=vhe` on a CPU without VHE says so and runs the split scheme.
+#[test]
+fn vhe_requested_without_vhe_falls_back() {
+    let o = boot(&Boot { cmdline: Some("mode=vhe"), ..Boot::new("vhe-fallback", CPU_A72, 2, "1G") });
+    assert_selftest_passed(&o, 2);
+    assert_boot_line(&o, "nvhe", "intermediate");
+    assert!(
+        o.console.contains("el2: WARN: mode=vhe: this CPU has no VHE (ID_AA64MMFR1_EL1.VH = 0), using mode=nvhe"),
+        "{}",
+        o.dump()
     );
 }
 

@@ -131,7 +131,7 @@ impl<'a> StaticPool<'a> {
     /// The page number of `pa` in this pool, if it is a handed-out table.
     fn slot(&self, pa: PhysAddr) -> Option<usize> {
         let offset = pa.0.checked_sub(self.base_pa)?;
-        if offset % PAGE_SIZE != 0 {
+        if !offset.is_multiple_of(PAGE_SIZE) {
             return None;
         }
         let slot = usize::try_from(offset / PAGE_SIZE).ok()?;

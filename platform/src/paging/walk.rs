@@ -379,7 +379,7 @@ pub fn map<P: PagePool + ?Sized>(
 ) -> Result<(), MapError> {
     let attr_bits = encode(regime, attrs)?;
     let space = Space::new(root, va_bits)?;
-    if !va.is_page_aligned() || !pa.is_page_aligned() || len % PAGE_SIZE != 0 {
+    if !va.is_page_aligned() || !pa.is_page_aligned() || !len.is_multiple_of(PAGE_SIZE) {
         return Err(MapError::Misaligned);
     }
     let range = space.range(va, len)?;
@@ -524,7 +524,7 @@ pub fn unmap<P: PagePool + ?Sized>(
     len: u64,
 ) -> Result<(), MapError> {
     let space = Space::new(root, va_bits)?;
-    if !va.is_page_aligned() || len % PAGE_SIZE != 0 {
+    if !va.is_page_aligned() || !len.is_multiple_of(PAGE_SIZE) {
         return Err(MapError::Misaligned);
     }
     let range = space.range(va, len)?;
