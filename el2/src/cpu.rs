@@ -14,6 +14,16 @@ use platform::arch::regs::{
 /// ZEN [17:16] = 0b11 leave FP/SIMD and SVE untrapped.
 const CPTR_VHE_FPEN_NO_TRAP: u64 = 0b11 << 20;
 const CPTR_VHE_ZEN_NO_TRAP: u64 = 0b11 << 16;
+
+/// `CPTR_EL2` with FP/SIMD and SVE untrapped, in the scheme's layout. Every
+/// CPU gets it in the switch, before any compiled code (which may use SIMD
+/// registers) runs at EL2.
+pub const fn cptr_no_traps(scheme: Scheme) -> u64 {
+    match scheme {
+        Scheme::Vhe => CPTR_VHE_FPEN_NO_TRAP | CPTR_VHE_ZEN_NO_TRAP,
+        Scheme::Nvhe => CPTR_EL2_RES1,
+    }
+}
 /// `CNTHCTL_EL2`: EL1 access to the physical counter and timer. With
 /// E2H = 0 these are bits 0 and 1; with E2H = 1, bits 10 and 11.
 const CNTHCTL_NVHE_EL1PCTEN: u64 = 1 << 0;
@@ -50,11 +60,10 @@ pub fn init(vcpu_mpidr: u64) {
             + if vhe { HCR_EL2::E2H::EnableOsAtEl2 } else { HCR_EL2::E2H::DisableOsAtEl2 },
     );
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+    msr!("cptr_el2", cptr_no_traps(scheme()));
     if vhe {
-        msr!("cptr_el2", CPTR_VHE_FPEN_NO_TRAP | CPTR_VHE_ZEN_NO_TRAP);
         msr!("cnthctl_el2", CNTHCTL_VHE_EL1PCTEN | CNTHCTL_VHE_EL1PCEN);
     } else {
-        msr!("cptr_el2", CPTR_EL2_RES1);
         msr!("cnthctl_el2", CNTHCTL_NVHE_EL1PCTEN | CNTHCTL_NVHE_EL1PCEN);
     }
     CNTVOFF_EL2.set(0);

@@ -33,7 +33,6 @@ pub struct BootInfo {
     pub remap: Remap,
     /// `mode=vhe` was asked for on a CPU without VHE.
     pub vhe_unavailable: bool,
-    pub tables: tables::Roots,
 }
 
 static BOOT: Once<BootInfo> = Once::new();
@@ -91,7 +90,9 @@ extern "C" fn hv_boot(dtb: usize, handoff: usize) -> ! {
         Ok(plan) => plan,
         Err(e) => fatal(console, format_args!("{e}")),
     };
-    let roots = match tables::build(&board, &handoff, scheme) {
+    let (slots, cpus) = crate::smp::slots(board.cpus.as_slice(), platform::arch::this_cpu_mpidr());
+    crate::prda::init(slots.get(..cpus).unwrap_or_default());
+    let roots = match tables::build(&board, &handoff, scheme, cpus) {
         Ok(roots) => roots,
         Err(e) => fatal(console, format_args!("building the EL2 translation tables: {e}")),
     };
@@ -103,13 +104,16 @@ extern "C" fn hv_boot(dtb: usize, handoff: usize) -> ! {
     store(&p.vhe, u64::from(scheme == Scheme::Vhe));
     store(&p.remap_fault, u64::from(cmdline.remap == Remap::Fault));
     store(&p.ttbr_intermediate, roots.intermediate);
-    store(&p.ttbr_kernel, roots.kernel);
+    for (field, root) in p.ttbr_kernel.iter().zip(roots.per_cpu) {
+        store(field, root);
+    }
     store(&p.ttbr_user, roots.user);
     store(&p.tcr_switch, tcr(scheme, parange, false));
     store(&p.tcr_final, tcr(scheme, parange, true));
     store(&p.mair, platform::paging::MAIR_EL2_VALUE);
     store(&p.sctlr, SCTLR_EL23_RES1 | SCTLR_M | SCTLR_C | SCTLR_I | SCTLR_SA);
     store(&p.hcr, hcr_for_switch(scheme));
+    store(&p.cptr, crate::cpu::cptr_no_traps(scheme));
     store(&p.pa_displacement, image_pa.wrapping_sub(layout::LINK_VA));
     store(&p.va_displacement, scheme.image_va().wrapping_sub(layout::LINK_VA));
 
@@ -120,7 +124,6 @@ extern "C" fn hv_boot(dtb: usize, handoff: usize) -> ! {
         scheme,
         remap: cmdline.remap,
         vhe_unavailable: cmdline.mode == Mode::Vhe && !has_vhe,
-        tables: roots,
     });
     layout::set_scheme(scheme);
     // SAFETY: the plan is complete and the tables map the image at its VA

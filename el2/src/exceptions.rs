@@ -15,6 +15,7 @@ fn faulting_ipa(far: u64) -> u64 {
 }
 
 extern "C" fn handle_exception(frame: &mut TrapFrame, kind: ExceptionKind) {
+    crate::prda::count_trap();
     let esr = Esr(ESR_EL2.get());
     match (kind.source(), kind.kind(), esr.class()) {
         (ExceptionSource::LowerA64, ExceptionType::Sync, ExceptionClass::Hvc64) => {

@@ -7,7 +7,7 @@
 
 use alloc::vec::Vec;
 use crate::layout::phys_to_virt;
-use crate::sysregs;
+use crate::sysregs::{self, GuestReg};
 use platform::arch::regs::{SCTLR_EL1_RES1, SPSR_DAIF, SPSR_M_AARCH32, SPSR_M_EL1H, SPSR_M_SP_ELX};
 use platform::arch::trap::TrapFrame;
 use platform::arch::ExceptionLevel;
@@ -127,7 +127,7 @@ pub fn load(ram: MemRegion, image: &LoadedImage, dtb: &[u8]) -> Result<TrapFrame
         core::arch::asm!("dsb ish", "ic iallu", "dsb ish", "isb", options(nostack));
     }
     // The guest starts with its MMU off and a defined SCTLR_EL1.
-    sysregs::set_sctlr(SCTLR_EL1_RES1);
+    sysregs::write(GuestReg::Sctlr, SCTLR_EL1_RES1);
     let mut frame = TrapFrame { elr: base + image.entry_offset, spsr: SPSR_M_EL1H | SPSR_DAIF, ..Default::default() };
     frame.x[0] = dtb_ipa;
     Ok(frame)
@@ -147,11 +147,11 @@ fn sync_vector_offset(spsr: u64) -> u64 {
 /// Delivers a synchronous exception with syndrome `esr` and fault address
 /// `far` to the guest's EL1 vector, as the hardware would have.
 pub fn inject_sync(frame: &mut TrapFrame, esr: Esr, far: u64) {
-    sysregs::set_esr(esr.0);
-    sysregs::set_far(far);
-    sysregs::set_elr(frame.elr);
-    sysregs::set_spsr(frame.spsr);
-    frame.elr = sysregs::vbar() + sync_vector_offset(frame.spsr);
+    sysregs::write(GuestReg::Esr, esr.0);
+    sysregs::write(GuestReg::Far, far);
+    sysregs::write(GuestReg::Elr, frame.elr);
+    sysregs::write(GuestReg::Spsr, frame.spsr);
+    frame.elr = sysregs::read(GuestReg::Vbar) + sync_vector_offset(frame.spsr);
     frame.spsr = SPSR_M_EL1H | SPSR_DAIF;
 }
 

@@ -11,7 +11,9 @@
 //!
 //! | kernel offset | what |
 //! |---------------|------|
+//! | `0x0000_7f80_0000_0000` | EL0's 39-bit range, as a subtree of the kernel's hierarchy |
 //! | `0x0000_8000_0000_0000 + PA` | direct map of RAM and device windows |
+//! | `0x0000_ff00_0000_0000` | this CPU's private data area (a different page on each CPU) |
 //! | `0x0000_ff80_0000_0000` | the hypervisor image (text, rodata, data, bss, stacks) |
 
 use core::sync::atomic::{AtomicU8, Ordering};
@@ -25,6 +27,9 @@ pub const LINK_VA: u64 = 0xffff_ff80_0000_0000;
 /// Offsets inside the 48-bit kernel space.
 const DIRECT_MAP_OFFSET: u64 = 0x0000_8000_0000_0000;
 const IMAGE_OFFSET: u64 = LINK_VA & KERNEL_OFFSET_MASK;
+const PRDA_OFFSET: u64 = 0x0000_ff00_0000_0000;
+/// Where EL0's range sits inside the kernel's hierarchy (512 GiB aligned).
+pub const USER_ALIAS_OFFSET: u64 = 0x0000_7f80_0000_0000;
 const KERNEL_OFFSET_MASK: u64 = (1 << EL2_VA_BITS) - 1;
 
 /// Which translation scheme EL2 runs with.
@@ -77,6 +82,15 @@ pub const fn direct_map_offset(pa: u64) -> u64 {
 
 pub const fn image_offset() -> u64 {
     IMAGE_OFFSET
+}
+
+pub const fn prda_offset() -> u64 {
+    PRDA_OFFSET
+}
+
+/// The fixed VA of this CPU's private data area.
+pub fn prda_va() -> u64 {
+    scheme().kernel_base() | PRDA_OFFSET
 }
 
 const SCHEME_UNSET: u8 = 0;

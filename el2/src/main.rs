@@ -23,6 +23,7 @@ mod hvc;
 mod layout;
 mod memory;
 mod power;
+mod prda;
 mod selftest;
 mod smp;
 mod stage2;

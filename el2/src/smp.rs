@@ -4,16 +4,32 @@
 //! Slot 0 is the boot CPU; the DTB's other CPUs get slots 1.. in DTB order,
 //! and each is started with its slot as the PSCI context so it can find its
 //! stack. The boot CPU waits, with a deadline, until every CPU has checked
-//! in. An idle secondary watches its mailbox and calls `CPU_OFF` when asked.
+//! in. An idle secondary watches its mailbox: it calls `CPU_OFF`, or checks
+//! its private data area, when asked.
 
 use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTPCT_EL0};
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use platform::board::MAX_CPUS;
 use smccc::Smc;
 
 static ONLINE: AtomicUsize = AtomicUsize::new(1);
 static SLOT_MPIDR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-static OFF_REQUESTED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Work the boot CPU asks an idle secondary to do.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Request {
+    None = 0,
+    /// Power off with PSCI `CPU_OFF`.
+    Off = 1,
+    /// Check the private data area at its fixed VA and answer in `ANSWERS`.
+    CheckPrda = 2,
+}
+
+static REQUESTS: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(Request::None as u8) }; MAX_CPUS];
+/// A secondary's answer to `CheckPrda`: 0 = not yet, then one of `PRDA_*`.
+static ANSWERS: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
+const PRDA_OWN: u8 = 1;
+const PRDA_FOREIGN: u8 = 2;
 
 /// How long secondaries get to check in.
 const CHECK_IN_TIMEOUT_MS: u64 = 2000;
@@ -39,17 +55,31 @@ pub fn cpu_on(slot: usize, mpidr: u64) -> Result<(), smccc::psci::Error> {
     smccc::psci::cpu_on::<Smc>(mpidr, crate::switch::secondary_entry_pa(), slot as u64)
 }
 
+/// CPU slots: the boot CPU's affinity first, then the DTB's other CPUs in
+/// order, as many as there are stacks for. Stage 1 (per-CPU tables) and the
+/// bring-up below both use this order.
+pub fn slots(cpus: &[u64], boot_mpidr: u64) -> ([u64; MAX_CPUS], usize) {
+    let mut slots = [0; MAX_CPUS];
+    let capacity = platform::arch::stack_count().min(MAX_CPUS);
+    let others = cpus.iter().copied().filter(|&m| m != boot_mpidr);
+    let mut count = 0;
+    for (slot, mpidr) in slots.iter_mut().zip(core::iter::once(boot_mpidr).chain(others)).take(capacity) {
+        *slot = mpidr;
+        count += 1;
+    }
+    (slots, count)
+}
+
 /// Starts every other CPU in `cpus` (affinities, DTB order); returns how
 /// many CPUs are online at EL2 when all have answered or the deadline passed.
 pub fn start_secondaries(cpus: &[u64], boot_mpidr: u64) -> usize {
     SLOT_MPIDR[0].store(boot_mpidr, Ordering::Relaxed);
+    let (slots, count) = slots(cpus, boot_mpidr);
+    if count < cpus.len() {
+        log::warn!("{} CPUs have no stack slot and stay off", cpus.len() - count);
+    }
     let mut started = 1;
-    let others = cpus.iter().filter(|&&m| m != boot_mpidr);
-    for (slot, &mpidr) in others.enumerate().map(|(i, m)| (i + 1, m)) {
-        if slot >= platform::arch::stack_count().min(MAX_CPUS) {
-            log::warn!("CPU {mpidr:#x}: no stack slot left, leaving it off");
-            continue;
-        }
+    for (slot, &mpidr) in slots.iter().enumerate().take(count).skip(1) {
         match cpu_on(slot, mpidr) {
             Ok(()) => started += 1,
             Err(e) => log::error!("CPU_ON {mpidr:#x} failed: {e}"),
@@ -74,24 +104,65 @@ pub fn check_in() {
     ONLINE.fetch_add(1, Ordering::AcqRel);
 }
 
-/// Asks the idle secondary in `slot` to power itself off.
-pub fn request_off(slot: usize) {
-    if let Some(flag) = OFF_REQUESTED.get(slot) {
-        flag.store(true, Ordering::Release);
+fn request(slot: usize, request: Request) {
+    if let Some(mailbox) = REQUESTS.get(slot) {
+        mailbox.store(request as u8, Ordering::Release);
         aarch64_cpu::asm::barrier::dsb(aarch64_cpu::asm::barrier::ISH);
         aarch64_cpu::asm::sev();
     }
 }
 
-/// The idle loop of a secondary CPU: waits for work (none yet) or for a
-/// request to power off.
+/// Asks the idle secondary in `slot` to power itself off.
+pub fn request_off(slot: usize) {
+    request(slot, Request::Off);
+}
+
+/// Whether this CPU finds its own identity in the private data area at the
+/// fixed VA.
+fn prda_is_own(slot: usize) -> bool {
+    let mpidr = platform::arch::this_cpu_mpidr();
+    crate::prda::with(|prda| {
+        prda.slot.load(Ordering::Relaxed) == slot as u64 && prda.mpidr.load(Ordering::Relaxed) == mpidr
+    })
+}
+
+/// Has every online CPU check the PRDA at the fixed VA; returns a mask of
+/// the slots that found their own, and how many CPUs were asked.
+pub fn check_prda_everywhere(my_slot: usize) -> (u64, usize) {
+    let cpus = online();
+    let mut mask = 0u64;
+    for (slot, answer) in ANSWERS.iter().enumerate().take(cpus) {
+        let own = if slot == my_slot {
+            prda_is_own(slot)
+        } else {
+            answer.store(0, Ordering::Relaxed);
+            request(slot, Request::CheckPrda);
+            wait_until(1000, || answer.load(Ordering::Acquire) != 0);
+            answer.load(Ordering::Acquire) == PRDA_OWN
+        };
+        if own {
+            mask |= 1 << slot;
+        }
+    }
+    (mask, cpus)
+}
+
+/// The idle loop of a secondary CPU: waits for work in its mailbox.
 pub fn secondary_idle(slot: usize) -> ! {
     loop {
         platform::arch::wait_for_event();
-        if OFF_REQUESTED.get(slot).is_some_and(|f| f.swap(false, Ordering::AcqRel)) {
-            ONLINE.fetch_sub(1, Ordering::AcqRel);
-            let error = smccc::psci::cpu_off::<Smc>();
-            crate::power::fatal(format_args!("CPU_OFF returned: {error:?}"));
+        let Some(mailbox) = REQUESTS.get(slot) else { continue };
+        match mailbox.swap(Request::None as u8, Ordering::AcqRel) {
+            r if r == Request::Off as u8 => {
+                ONLINE.fetch_sub(1, Ordering::AcqRel);
+                let error = smccc::psci::cpu_off::<Smc>();
+                crate::power::fatal(format_args!("CPU_OFF returned: {error:?}"));
+            }
+            r if r == Request::CheckPrda as u8 => {
+                let answer = if prda_is_own(slot) { PRDA_OWN } else { PRDA_FOREIGN };
+                ANSWERS[slot].store(answer, Ordering::Release);
+            }
+            _ => {}
         }
     }
 }

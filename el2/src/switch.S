@@ -55,7 +55,10 @@ switch_common:
     sub     x24, x22, x23                   // x24 = VA - PA of the image
     // The intermediate space maps nothing but this section, so everything
     // the final step needs is loaded now.
-    ldr     x25, [x21, #{TTBR_KERNEL}]
+    cmp     x19, #{MAX_CPUS}
+    b.hs    switch_failed
+    add     x0, x21, #{TTBR_KERNEL}
+    ldr     x25, [x0, x19, lsl #3]          // this slot's kernel root
     ldr     x26, [x21, #{TTBR_USER}]
     ldr     x27, [x21, #{TCR_FINAL}]
     ldr     x28, [x21, #{VHE}]
@@ -63,6 +66,9 @@ switch_common:
     msr     mair_el2, x0
     ldr     x0, [x21, #{HCR}]               // E2H set here for VHE
     msr     hcr_el2, x0
+    isb
+    ldr     x0, [x21, #{CPTR}]              // its layout depends on E2H
+    msr     cptr_el2, x0
     isb
     ldr     x0, [x21, #{TCR_SWITCH}]
     msr     tcr_el2, x0
@@ -128,7 +134,8 @@ landing:
     bl      hv_main                         // does not return
 3:  bl      hv_secondary_main               // does not return
 
-// Installs the final translation tables: x25 = kernel root, x26 = user
+// Installs the final translation tables: x25 = this CPU's kernel root (its
+// own private data area, everything else shared), x26 = user
 // root, x27 = TCR, x28 = 1 under VHE. Touches no memory.
 install_final_tables:
     msr     ttbr0_el2, x25                  // the kernel's range under the split scheme

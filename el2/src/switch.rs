@@ -8,6 +8,7 @@
 
 use crate::power::EXIT_HYPERVISOR_FATAL;
 use core::sync::atomic::{AtomicU64, Ordering};
+use platform::board::MAX_CPUS;
 use platform::abi::SIP_SET_EXIT_STATUS;
 use smccc::psci::PSCI_SYSTEM_OFF;
 
@@ -19,7 +20,8 @@ pub struct SwitchPlan {
     /// 1 for `remap=fault`.
     pub remap_fault: AtomicU64,
     pub ttbr_intermediate: AtomicU64,
-    pub ttbr_kernel: AtomicU64,
+    /// Per CPU slot: the kernel root with that CPU's private data area.
+    pub ttbr_kernel: [AtomicU64; MAX_CPUS],
     /// VHE only: `TTBR0_EL2`, EL0's range.
     pub ttbr_user: AtomicU64,
     pub tcr_switch: AtomicU64,
@@ -27,6 +29,8 @@ pub struct SwitchPlan {
     pub mair: AtomicU64,
     pub sctlr: AtomicU64,
     pub hcr: AtomicU64,
+    /// `CPTR_EL2` for EL2 itself: FP/SIMD untrapped (compiled code uses it).
+    pub cptr: AtomicU64,
     /// Load PA minus link VA.
     pub pa_displacement: AtomicU64,
     /// Run VA minus link VA.
@@ -41,13 +45,14 @@ pub static SWITCH_PLAN: SwitchPlan = SwitchPlan {
     vhe: AtomicU64::new(0),
     remap_fault: AtomicU64::new(0),
     ttbr_intermediate: AtomicU64::new(0),
-    ttbr_kernel: AtomicU64::new(0),
+    ttbr_kernel: [const { AtomicU64::new(0) }; MAX_CPUS],
     ttbr_user: AtomicU64::new(0),
     tcr_switch: AtomicU64::new(0),
     tcr_final: AtomicU64::new(0),
     mair: AtomicU64::new(0),
     sctlr: AtomicU64::new(0),
     hcr: AtomicU64::new(0),
+    cptr: AtomicU64::new(0),
     pa_displacement: AtomicU64::new(0),
     va_displacement: AtomicU64::new(0),
     fault_esr: AtomicU64::new(0),
@@ -72,10 +77,12 @@ core::arch::global_asm!(
     MAIR = const offset!(mair),
     SCTLR = const offset!(sctlr),
     HCR = const offset!(hcr),
+    CPTR = const offset!(cptr),
     PA_DISPLACEMENT = const offset!(pa_displacement),
     VA_DISPLACEMENT = const offset!(va_displacement),
     FAULT_ESR = const offset!(fault_esr),
     FAULT_ELR = const offset!(fault_elr),
+    MAX_CPUS = const MAX_CPUS,
     SIP_SET_EXIT_STATUS = const SIP_SET_EXIT_STATUS,
     EXIT_HYPERVISOR_FATAL = const EXIT_HYPERVISOR_FATAL,
     PSCI_SYSTEM_OFF = const PSCI_SYSTEM_OFF,

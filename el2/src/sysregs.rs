@@ -4,48 +4,68 @@
 //! redirected to the `*_EL2` one; the guest's copy is reached through the
 //! `*_EL12` aliases. Under the split scheme the `*_EL1` names reach the
 //! guest's registers directly. Every access to guest EL1 state goes through
-//! here so that the choice is made once.
+//! [`read`] and [`write`] so that the choice is made once.
 
 use crate::layout::{scheme, Scheme};
 
-macro_rules! guest_el1_register {
-    ($read:ident, $write:ident, $el1:literal, $el12:literal) => {
-        pub fn $read() -> u64 {
+/// A guest EL1 register EL2 reads or writes on the guest's behalf.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestReg {
+    Vbar,
+    Esr,
+    Far,
+    Elr,
+    Spsr,
+    Sctlr,
+}
+
+/// Generates [`read`] and [`write`] from each register's EL1 name and its
+/// EL12 alias (the EL1 encoding with op1 = 5).
+macro_rules! guest_registers {
+    ($($reg:ident => $el1:literal, $el12:literal;)*) => {
+        /// Reads the guest's copy of `reg`.
+        pub fn read(reg: GuestReg) -> u64 {
             let value: u64;
-            match scheme() {
-                // SAFETY: reading a guest EL1 system register has no side
-                // effects.
-                Scheme::Vhe => unsafe {
-                    core::arch::asm!(concat!("mrs {}, ", $el12), out(reg) value, options(nomem, nostack))
-                },
-                // SAFETY: as above.
-                Scheme::Nvhe => unsafe {
-                    core::arch::asm!(concat!("mrs {}, ", $el1), out(reg) value, options(nomem, nostack))
-                },
+            match (reg, scheme()) {
+                $(
+                    // SAFETY: reading a guest EL1 register has no side effects.
+                    (GuestReg::$reg, Scheme::Nvhe) => unsafe {
+                        core::arch::asm!(concat!("mrs {}, ", $el1), out(reg) value, options(nomem, nostack))
+                    },
+                    // SAFETY: as above, through the EL12 alias.
+                    (GuestReg::$reg, Scheme::Vhe) => unsafe {
+                        core::arch::asm!(concat!("mrs {}, ", $el12), out(reg) value, options(nomem, nostack))
+                    },
+                )*
             }
             value
         }
 
-        pub fn $write(value: u64) {
-            match scheme() {
-                // SAFETY: this register holds guest state only; EL2 writes it
-                // to emulate what the hardware would have done to the guest.
-                Scheme::Vhe => unsafe {
-                    core::arch::asm!(concat!("msr ", $el12, ", {}"), in(reg) value, options(nostack))
-                },
-                // SAFETY: as above.
-                Scheme::Nvhe => unsafe {
-                    core::arch::asm!(concat!("msr ", $el1, ", {}"), in(reg) value, options(nostack))
-                },
+        /// Writes the guest's copy of `reg`, as the hardware would have on
+        /// the guest's behalf.
+        pub fn write(reg: GuestReg, value: u64) {
+            match (reg, scheme()) {
+                $(
+                    // SAFETY: the register holds guest state only; EL2's own
+                    // state and memory are unaffected.
+                    (GuestReg::$reg, Scheme::Nvhe) => unsafe {
+                        core::arch::asm!(concat!("msr ", $el1, ", {}"), in(reg) value, options(nostack))
+                    },
+                    // SAFETY: as above, through the EL12 alias.
+                    (GuestReg::$reg, Scheme::Vhe) => unsafe {
+                        core::arch::asm!(concat!("msr ", $el12, ", {}"), in(reg) value, options(nostack))
+                    },
+                )*
             }
         }
     };
 }
 
-// EL12 aliases are the EL1 encodings with op1 = 5.
-guest_el1_register!(vbar, set_vbar, "vbar_el1", "S3_5_C12_C0_0");
-guest_el1_register!(esr, set_esr, "esr_el1", "S3_5_C5_C2_0");
-guest_el1_register!(far, set_far, "far_el1", "S3_5_C6_C0_0");
-guest_el1_register!(elr, set_elr, "elr_el1", "S3_5_C4_C0_1");
-guest_el1_register!(spsr, set_spsr, "spsr_el1", "S3_5_C4_C0_0");
-guest_el1_register!(sctlr, set_sctlr, "sctlr_el1", "S3_5_C1_C0_0");
+guest_registers! {
+    Vbar => "vbar_el1", "S3_5_C12_C0_0";
+    Esr => "esr_el1", "S3_5_C5_C2_0";
+    Far => "far_el1", "S3_5_C6_C0_0";
+    Elr => "elr_el1", "S3_5_C4_C0_1";
+    Spsr => "spsr_el1", "S3_5_C4_C0_0";
+    Sctlr => "sctlr_el1", "S3_5_C1_C0_0";
+}

@@ -2,12 +2,15 @@
 //! from a page pool in .bss with `platform::paging` (whose module doc says
 //! why the hypervisor has its own builder).
 //!
-//! Three roots:
+//! The roots:
 //! - **kernel**: the image at its VA (code executable, read-only data
 //!   read-only, the rest writable and never executable), the direct map of
 //!   RAM and of the console's window, and EL0's 39-bit range as a subtree.
 //!   No identity map: once this root is live, physical addresses are not
 //!   addresses any more.
+//! - **one per CPU**: a copy of the kernel root sharing every table except
+//!   the path to the PRDA's fixed VA, where each maps its own page
+//!   ([`crate::prda`]). These are what the CPUs actually run on.
 //! - **user**: that subtree, the level-1 table EL0's range starts at, which
 //!   is also part of the kernel's hierarchy (one hierarchy, two widths).
 //! - **intermediate**: the seed's third address space: only the trampoline
@@ -17,7 +20,7 @@
 //! decides which `TTBR` each root goes in.
 
 use crate::layout::{self, Scheme};
-use platform::board::Board;
+use platform::board::{Board, MAX_CPUS};
 use platform::handoff::Handoff;
 use platform::paging::{
     self, Attributes, MapError, MemoryType, PagePool, Regime, StaticPool, Table, UserAccess,
@@ -29,14 +32,11 @@ use spin::Mutex;
 const POOL_PAGES: usize = 64;
 static POOL: Mutex<[Table; POOL_PAGES]> = Mutex::new([const { Table([0; 512]) }; POOL_PAGES]);
 
-/// Where EL0's range sits inside the kernel's hierarchy (a 512 GiB-aligned
-/// slot of the kernel's 48-bit space).
-const USER_ALIAS_OFFSET: u64 = 0x0000_7f80_0000_0000;
-
 /// The roots the switch installs (physical addresses).
 #[derive(Clone, Copy, Debug)]
 pub struct Roots {
-    pub kernel: u64,
+    /// Per CPU slot: the kernel root with that CPU's PRDA.
+    pub per_cpu: [u64; MAX_CPUS],
     pub user: u64,
     pub intermediate: u64,
 }
@@ -58,8 +58,9 @@ const fn kernel(memory: MemoryType, writable: bool, executable: bool) -> Attribu
     }
 }
 
-/// Builds the three roots. Runs in stage 1: the pool's address is its PA.
-pub fn build(board: &Board, handoff: &Handoff, scheme: Scheme) -> Result<Roots, MapError> {
+/// Builds the roots for `cpus` CPU slots. Runs in stage 1: the pool's
+/// address is its PA.
+pub fn build(board: &Board, handoff: &Handoff, scheme: Scheme, cpus: usize) -> Result<Roots, MapError> {
     let regime = match scheme {
         Scheme::Vhe => Regime::El2And0,
         Scheme::Nvhe => Regime::El2,
@@ -98,7 +99,18 @@ pub fn build(board: &Board, handoff: &Handoff, scheme: Scheme) -> Result<Roots, 
         let device = kernel(MemoryType::Device, true, false);
         map(&mut pool, kernel_root, layout::direct_map_offset(uart.base), uart.base, len, device)?;
     }
-    let user_root = paging::ensure_table(&mut pool, kernel_root, bits, VirtAddr(USER_ALIAS_OFFSET), 1)?;
+    let user_root = paging::ensure_table(&mut pool, kernel_root, bits, VirtAddr(layout::USER_ALIAS_OFFSET), 1)?;
+
+    let mut per_cpu = [0; MAX_CPUS];
+    let prda_va = VirtAddr(layout::prda_offset());
+    for (slot, root) in per_cpu.iter_mut().enumerate().take(cpus) {
+        let page = crate::prda::page_pa(slot).ok_or(MapError::PoolExhausted)?;
+        let cpu_root = paging::clone_root(&mut pool, kernel_root)?;
+        paging::unshare_path(&mut pool, cpu_root, bits, prda_va, paging::LAST_LEVEL)?;
+        let data = kernel(MemoryType::Normal, true, false);
+        map(&mut pool, cpu_root, prda_va.0, page, platform::addr::PAGE_SIZE, data)?;
+        *root = cpu_root.0;
+    }
 
     let intermediate = pool.alloc_table().ok_or(MapError::PoolExhausted)?;
     let (tramp_start, tramp_end) = crate::switch::trampoline();
@@ -107,5 +119,5 @@ pub fn build(board: &Board, handoff: &Handoff, scheme: Scheme) -> Result<Roots, 
     map(&mut pool, intermediate, tramp_start, tramp_start, len, code)?;
     map(&mut pool, intermediate, image_va + (tramp_start - start), tramp_start, len, code)?;
 
-    Ok(Roots { kernel: kernel_root.0, user: user_root.0, intermediate: intermediate.0 })
+    Ok(Roots { per_cpu, user: user_root.0, intermediate: intermediate.0 })
 }

@@ -44,6 +44,8 @@ pub static CHECKS: &[Check] = &[
     Check { name: "hvc-unknown-not-supported", run: hvc_unknown_not_supported },
     Check { name: "smc-trapped-to-el2", run: smc_trapped_to_el2 },
     Check { name: "stage2-hole-aborts", run: stage2_hole_aborts },
+    Check { name: "hv-identity-unmapped", run: hv_identity_unmapped },
+    Check { name: "prda-per-cpu", run: prda_per_cpu },
 ];
 
 /// Run only with `stub=fail`: proves a failing check fails the whole run.
@@ -103,4 +105,38 @@ fn stage2_hole_aborts(env: &Env) -> Result<(), Failure> {
     expect_eq("FAR", hole, caught.far)?;
     // And the hypervisor is still there to answer.
     expect_eq("PSCI_VERSION after the abort", PSCI_VERSION_1_1, hvc(smccc::psci::PSCI_VERSION, 0))
+}
+
+fn hv_identity_unmapped(_: &Env) -> Result<(), Failure> {
+    // The hypervisor translates its own load PA as an EL2 VA with AT: with
+    // no identity map in its final tables that is a translation fault.
+    let reply = smccc::hvc64(platform::abi::HV_PROBE_IDENTITY, [0; 17]);
+    expect_eq("HV_PROBE_IDENTITY status", 0, reply[0])?;
+    let (address, par) = (reply[1], reply[2]);
+    if address == 0 {
+        return Err(Failure::Missing("the hypervisor did not say which address it probed"));
+    }
+    expect_eq("PAR.F for the old identity address", platform::abi::par::F, par & platform::abi::par::F)?;
+    let status = platform::esr::FaultStatus::from_code(platform::abi::par::fault_status(par));
+    match status {
+        FaultStatus::Translation { .. } => Ok(()),
+        _ => Err(Failure::Mismatch {
+            what: "PAR.FST (0x04-0x07 = translation fault)",
+            expected: 0x04,
+            got: platform::abi::par::fault_status(par).into(),
+        }),
+    }
+}
+
+fn prda_per_cpu(_: &Env) -> Result<(), Failure> {
+    // Each physical CPU reads the private data area at the one fixed VA and
+    // must find its own identity there.
+    let reply = smccc::hvc64(platform::abi::HV_CHECK_PRDA, [0; 17]);
+    expect_eq("HV_CHECK_PRDA status", 0, reply[0])?;
+    let (mask, cpus) = (reply[1], reply[2]);
+    if cpus == 0 || cpus > 64 {
+        return Err(Failure::Mismatch { what: "CPUs asked", expected: 1, got: cpus });
+    }
+    let all = u64::MAX >> (64 - cpus);
+    expect_eq("mask of CPUs that found their own PRDA", all, mask)
 }

@@ -6,6 +6,8 @@
 //! |----|---------|-----------------|---------|
 //! | `0x8200_0001` | SMC | EL2 → EL3 | `SIP_SET_EXIT_STATUS(status)`: the status `SYSTEM_OFF` ends a semihosted QEMU run with |
 //! | `0x8600_0001` | HVC | guest → EL2 | `HV_SET_EXIT_STATUS(status)`: the guest's verdict, passed on to EL3 |
+//! | `0x8600_0003` | HVC | guest → EL2 | `HV_CHECK_PRDA()`: every physical CPU reads the per-CPU area at its fixed VA; returns x1 = mask of CPUs that found their own identity, x2 = CPUs asked |
+//! | `0x8600_0002` | HVC | guest → EL2 | `HV_PROBE_IDENTITY()`: the hypervisor translates its own load PA as an EL2 VA with `AT S1E2R`; returns x1 = that address, x2 = `PAR_EL1` (where `AT` leaves its result at every EL) |
 
 /// The owning service of an SMCCC call, `FID[29:24]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +43,21 @@ pub const fn owner_of(function_id: u32) -> u32 {
 pub const SIP_SET_EXIT_STATUS: u32 = fast_call32(Owner::SiliconProvider, 1);
 /// A guest reports its verdict (0 = success) before powering off.
 pub const HV_SET_EXIT_STATUS: u32 = fast_call32(Owner::VendorHypervisor, 1);
+/// The hypervisor probes its old identity mapping (its load PA used as a
+/// VA) with the address-translation instruction and reports the result.
+pub const HV_PROBE_IDENTITY: u32 = fast_call32(Owner::VendorHypervisor, 2);
+/// Every physical CPU checks its private data area at the fixed VA.
+pub const HV_CHECK_PRDA: u32 = fast_call32(Owner::VendorHypervisor, 3);
+
+/// `PAR_ELx` as an address translation leaves it.
+pub mod par {
+    /// F, bit 0: the translation faulted.
+    pub const F: u64 = 1 << 0;
+    /// FST [6:1] when F = 1: the fault status code.
+    pub const fn fault_status(par: u64) -> u8 {
+        ((par >> 1) & 0x3f) as u8
+    }
+}
 
 /// SMCCC says a 32-bit call's arguments are the low 32 bits of x1..x7.
 pub const fn is_smc32(function_id: u32) -> bool {
@@ -60,6 +77,9 @@ mod tests {
     fn ids_follow_den0028() {
         assert_eq!(SIP_SET_EXIT_STATUS, 0x8200_0001);
         assert_eq!(HV_SET_EXIT_STATUS, 0x8600_0001);
+        assert_eq!(HV_PROBE_IDENTITY, 0x8600_0002);
+        // A level-0 translation fault as AT reports it: F = 1, FST = 0b000100.
+        assert_eq!(par::fault_status(0b000100 << 1 | par::F), 0b000100);
         assert_eq!(owner_of(smccc::psci::PSCI_CPU_ON_64), Owner::StandardSecure as u32);
         assert!(is_smc32(smccc::psci::PSCI_VERSION));
         assert!(!is_smc32(smccc::psci::PSCI_CPU_ON_64));

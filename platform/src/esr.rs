@@ -370,10 +370,7 @@ impl Esr {
     /// without the hypervisor. Classes outside a pair are unchanged.
     pub const fn with_origin(self, origin: Origin) -> Self {
         let class = self.class().with_origin(origin);
-        Self(
-            (self.0 & !(0x3f << Self::EC_SHIFT))
-                | ((class.ec() as u64) << Self::EC_SHIFT),
-        )
+        Self((self.0 & !(0x3f << Self::EC_SHIFT)) | ((class.ec() as u64) << Self::EC_SHIFT))
     }
 }
 
@@ -517,19 +514,31 @@ impl AbortIss {
 /// A fault status code (DFSC/IFSC).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultStatus {
-    AddressSize { level: u8 },
+    AddressSize {
+        level: u8,
+    },
     /// Levels 0 to 3.
-    Translation { level: u8 },
+    Translation {
+        level: u8,
+    },
     /// Levels 1 to 3, and 0 with FEAT_LPA2.
-    AccessFlag { level: u8 },
+    AccessFlag {
+        level: u8,
+    },
     /// Levels 1 to 3, and 0 with FEAT_LPA2.
-    Permission { level: u8 },
+    Permission {
+        level: u8,
+    },
     /// Synchronous external abort, not on a table walk.
     SyncExternal,
-    SyncExternalOnWalk { level: u8 },
+    SyncExternalOnWalk {
+        level: u8,
+    },
     /// Synchronous parity or ECC error, not on a table walk.
     SyncParityOrEcc,
-    SyncParityOrEccOnWalk { level: u8 },
+    SyncParityOrEccOnWalk {
+        level: u8,
+    },
     Alignment,
     /// The fault status of a debug exception (breakpoint, watchpoint, step;
     /// 0x22).
@@ -618,7 +627,10 @@ impl fmt::Display for FaultStatus {
             }
             Self::SyncParityOrEcc => write!(f, "synchronous parity/ECC error"),
             Self::SyncParityOrEccOnWalk { level } => {
-                write!(f, "synchronous parity/ECC error on table walk, level {level}")
+                write!(
+                    f,
+                    "synchronous parity/ECC error on table walk, level {level}"
+                )
             }
             Self::Alignment => write!(f, "alignment fault"),
             Self::Debug => write!(f, "debug exception"),
@@ -1124,10 +1136,19 @@ mod tests {
         for code in 0..64u8 {
             assert_eq!(FaultStatus::from_code(code).code(), code, "{code:#x}");
         }
-        assert_eq!(FaultStatus::from_code(0x08), FaultStatus::AccessFlag { level: 0 });
-        assert_eq!(FaultStatus::from_code(0x0c), FaultStatus::Permission { level: 0 });
+        assert_eq!(
+            FaultStatus::from_code(0x08),
+            FaultStatus::AccessFlag { level: 0 }
+        );
+        assert_eq!(
+            FaultStatus::from_code(0x0c),
+            FaultStatus::Permission { level: 0 }
+        );
         assert_eq!(FaultStatus::from_code(0x22), FaultStatus::Debug);
-        assert_eq!(FaultStatus::from_code(0x35), FaultStatus::UnsupportedExclusiveOrAtomic);
+        assert_eq!(
+            FaultStatus::from_code(0x35),
+            FaultStatus::UnsupportedExclusiveOrAtomic
+        );
         assert_eq!(FaultStatus::from_code(0x1d).level(), Some(1));
         assert_eq!(FaultStatus::from_code(0x3f), FaultStatus::Other(0x3f));
         // Out-of-range inputs are masked, never trusted.
@@ -1162,7 +1183,11 @@ mod tests {
         let esr = Esr::data_abort(Origin::SameEl, FaultStatus::SyncExternal, true);
         assert_eq!(esr, Esr(0x9600_0050));
         // Lower EL (EL0 -> EL1), level-3 translation fault, read.
-        let esr = Esr::data_abort(Origin::LowerEl, FaultStatus::Translation { level: 3 }, false);
+        let esr = Esr::data_abort(
+            Origin::LowerEl,
+            FaultStatus::Translation { level: 3 },
+            false,
+        );
         assert_eq!(esr, Esr(0x9200_0007));
         assert!(!esr.abort().unwrap().isv());
         // Lower EL, level-2 permission fault, write.
@@ -1191,17 +1216,38 @@ mod tests {
         // From EL0 the class stays "lower".
         assert_eq!(at_el2.with_origin(Origin::LowerEl), at_el2);
         // Software step (0x32 -> 0x33), ISV and EX kept.
-        assert_eq!(Esr(0xcb00_0062).with_origin(Origin::SameEl), Esr(0xcf00_0062));
+        assert_eq!(
+            Esr(0xcb00_0062).with_origin(Origin::SameEl),
+            Esr(0xcf00_0062)
+        );
         // Watchpoint write (0x34 -> 0x35), WnR kept.
-        assert_eq!(Esr(0xd200_0062).with_origin(Origin::SameEl), Esr(0xd600_0062));
+        assert_eq!(
+            Esr(0xd200_0062).with_origin(Origin::SameEl),
+            Esr(0xd600_0062)
+        );
         // Data and instruction aborts.
-        assert_eq!(Esr(0x9381_0005).with_origin(Origin::SameEl), Esr(0x9781_0005));
-        assert_eq!(Esr(0x8600_0005).with_origin(Origin::LowerEl), Esr(0x8200_0005));
+        assert_eq!(
+            Esr(0x9381_0005).with_origin(Origin::SameEl),
+            Esr(0x9781_0005)
+        );
+        assert_eq!(
+            Esr(0x8600_0005).with_origin(Origin::LowerEl),
+            Esr(0x8200_0005)
+        );
         // Classes without a pair are untouched, upper bits included.
         assert_eq!(Esr::brk(0x800).with_origin(Origin::SameEl), Esr::brk(0x800));
-        assert_eq!(Esr(0x1f_5a00_0000).with_origin(Origin::SameEl), Esr(0x1f_5a00_0000));
-        assert_eq!(ExceptionClass::BreakpointSame.origin(), Some(Origin::SameEl));
-        assert_eq!(ExceptionClass::WatchpointLower.origin(), Some(Origin::LowerEl));
+        assert_eq!(
+            Esr(0x1f_5a00_0000).with_origin(Origin::SameEl),
+            Esr(0x1f_5a00_0000)
+        );
+        assert_eq!(
+            ExceptionClass::BreakpointSame.origin(),
+            Some(Origin::SameEl)
+        );
+        assert_eq!(
+            ExceptionClass::WatchpointLower.origin(),
+            Some(Origin::LowerEl)
+        );
         assert_eq!(ExceptionClass::Brk64.origin(), None);
         for ec in 0..64u8 {
             let class = ExceptionClass::from_ec(ec);
@@ -1225,8 +1271,14 @@ mod tests {
         assert_eq!(Esr(0x5e00_0000).smc_imm(), Some(0));
         assert_eq!(Esr(0x5600_0042).svc_imm(), Some(0x42));
         assert_eq!(Esr(0x5600_0042).hvc_imm(), None);
-        assert_eq!(std::format!("{}", Esr(0xf200_0800)), "0xf2000800 (Brk64, #0x800)");
-        assert_eq!(std::format!("{}", Esr(0x5a00_0000)), "0x5a000000 (Hvc64, #0x0)");
+        assert_eq!(
+            std::format!("{}", Esr(0xf200_0800)),
+            "0xf2000800 (Brk64, #0x800)"
+        );
+        assert_eq!(
+            std::format!("{}", Esr(0x5a00_0000)),
+            "0x5a000000 (Hvc64, #0x0)"
+        );
         assert_eq!(Esr(0x1f_5a00_0000).iss2(), 0x1f);
     }
 
@@ -1242,7 +1294,15 @@ mod tests {
         let iss = esr.sys_reg().unwrap();
         assert_eq!(
             iss,
-            SysRegIss { op0: 2, op1: 3, crn: 0, crm: 1, op2: 0, rt: 1, direction: Direction::Read }
+            SysRegIss {
+                op0: 2,
+                op1: 3,
+                crn: 0,
+                crm: 1,
+                op2: 0,
+                rt: 1,
+                direction: Direction::Read
+            }
         );
         assert_eq!(iss.reg(), SysReg::MDCCSR_EL0);
         assert!(iss.is_read());
@@ -1264,9 +1324,15 @@ mod tests {
         assert_eq!((iss.rt, iss.direction), (2, Direction::Write));
         assert_eq!(std::format!("{iss}"), "MSR DBGDTRTX_EL0, x2");
         // The read of the same encoding is DBGDTRRX_EL0.
-        let read = SysRegIss { direction: Direction::Read, ..iss };
+        let read = SysRegIss {
+            direction: Direction::Read,
+            ..iss
+        };
         assert_eq!(std::format!("{read}"), "MRS x2, DBGDTRRX_EL0");
-        assert_eq!(std::format!("{}", SysReg::DBGDTRRX_EL0), "DBGDTRRX_EL0/DBGDTRTX_EL0");
+        assert_eq!(
+            std::format!("{}", SysReg::DBGDTRRX_EL0),
+            "DBGDTRRX_EL0/DBGDTRTX_EL0"
+        );
     }
 
     #[test]
@@ -1313,18 +1379,33 @@ mod tests {
             (SysReg::DBGPRCR_EL1, (2, 0, 1, 4, 4), "DBGPRCR_EL1"),
             (SysReg::DBGCLAIMSET_EL1, (2, 0, 7, 8, 6), "DBGCLAIMSET_EL1"),
             (SysReg::DBGCLAIMCLR_EL1, (2, 0, 7, 9, 6), "DBGCLAIMCLR_EL1"),
-            (SysReg::DBGAUTHSTATUS_EL1, (2, 0, 7, 14, 6), "DBGAUTHSTATUS_EL1"),
+            (
+                SysReg::DBGAUTHSTATUS_EL1,
+                (2, 0, 7, 14, 6),
+                "DBGAUTHSTATUS_EL1",
+            ),
             (SysReg::DBGVCR32_EL2, (2, 4, 0, 7, 0), "DBGVCR32_EL2"),
             (SysReg::dbgbvr(0), (2, 0, 0, 0, 4), "DBGBVR0_EL1"),
             (SysReg::dbgbcr(15), (2, 0, 0, 15, 5), "DBGBCR15_EL1"),
             (SysReg::dbgwvr(1), (2, 0, 0, 1, 6), "DBGWVR1_EL1"),
             (SysReg::dbgwcr(7), (2, 0, 0, 7, 7), "DBGWCR7_EL1"),
-            (SysReg::from_parts(2, 3, 0, 1, 1), (2, 3, 0, 1, 1), "S2_3_C0_C1_1"),
-            (SysReg::from_parts(3, 3, 14, 0, 2), (3, 3, 14, 0, 2), "S3_3_C14_C0_2"),
+            (
+                SysReg::from_parts(2, 3, 0, 1, 1),
+                (2, 3, 0, 1, 1),
+                "S2_3_C0_C1_1",
+            ),
+            (
+                SysReg::from_parts(3, 3, 14, 0, 2),
+                (3, 3, 14, 0, 2),
+                "S3_3_C14_C0_2",
+            ),
         ];
         for (reg, (op0, op1, crn, crm, op2), name) in cases {
             assert_eq!(reg, SysReg::from_parts(op0, op1, crn, crm, op2), "{name}");
-            assert_eq!((reg.op0(), reg.op1(), reg.crn(), reg.crm(), reg.op2()), (op0, op1, crn, crm, op2));
+            assert_eq!(
+                (reg.op0(), reg.op1(), reg.crn(), reg.crm(), reg.op2()),
+                (op0, op1, crn, crm, op2)
+            );
             assert_eq!(std::format!("{reg}"), name);
             assert!(reg.is_debug() == (op0 == 2), "{name}");
             // Every access through the ISS round-trips.
@@ -1341,7 +1422,10 @@ mod tests {
         // op0=0b10, op1=0b011, CRn=0b0000, CRm=0b0001, op2=0b000.
         assert_eq!(SysReg::MDCCSR_EL0.bits(), 0x9808);
         // Fields wider than their encoding are masked, not spilled.
-        assert_eq!(SysReg::from_parts(0xff, 0xff, 0xff, 0xff, 0xff).bits(), 0xffff);
+        assert_eq!(
+            SysReg::from_parts(0xff, 0xff, 0xff, 0xff, 0xff).bits(),
+            0xffff
+        );
         assert_eq!(SysReg::dbgbvr(16), SysReg::dbgbvr(0));
         assert_eq!(SysReg::from_parts(2, 0, 0, 3, 3).breakpoint_reg(), None);
         assert_eq!(SysReg::from_parts(2, 0, 1, 3, 4).breakpoint_reg(), None);
@@ -1352,7 +1436,11 @@ mod tests {
         // DC CIVAC, X0 is SYS #3, C7, C14, #1, X0: op0=1.
         let iss = SysRegIss::new(SysReg::from_parts(1, 3, 7, 14, 1), 0, Direction::Write);
         assert_eq!(std::format!("{iss}"), "SYS #3, C7, C14, #1, x0");
-        let iss = SysRegIss { direction: Direction::Read, rt: 4, ..iss };
+        let iss = SysRegIss {
+            direction: Direction::Read,
+            rt: 4,
+            ..iss
+        };
         assert_eq!(std::format!("{iss}"), "SYSL x4, #3, C7, C14, #1");
         assert_eq!(Esr(0x9600_0010).sys_reg(), None);
     }

@@ -350,8 +350,8 @@ impl Call {
             Function::Features => Ok(Request::Features { function: x1 }),
             Function::ConsoleWrite => Ok(Request::ConsoleWrite { addr: x1, len: x2 }),
             Function::Info => Ok(Request::Info),
-            // `check_access` refused it above; kept explicit so that
-            // implementing SCAN is a compile error here until decoded.
+            // `check_access` refused it above (not implemented yet); when
+            // SCAN is implemented, its arguments are decoded here.
             Function::Scan => Err(HvError::NotSupported),
         }
     }
@@ -362,10 +362,15 @@ impl Call {
 pub enum Request {
     Version,
     /// Is the function with this ID available to the caller?
-    Features { function: u64 },
+    Features {
+        function: u64,
+    },
     /// Print `len` bytes at guest address `addr` (see the module
     /// documentation for how `addr` is interpreted).
-    ConsoleWrite { addr: u64, len: u64 },
+    ConsoleWrite {
+        addr: u64,
+        len: u64,
+    },
     Info,
 }
 
@@ -839,7 +844,15 @@ mod tests {
         assert_eq!(ABI_VERSION, 0x1_0000);
         assert_eq!(ABI_VERSION >> 16, u64::from(ABI_VERSION_MAJOR));
         assert_eq!(ABI_VERSION & 0xffff, u64::from(ABI_VERSION_MINOR));
-        assert_eq!(Reply::version(), Reply { x0: 0, x1: 0x1_0000, x2: 0, x3: 0 });
+        assert_eq!(
+            Reply::version(),
+            Reply {
+                x0: 0,
+                x1: 0x1_0000,
+                x2: 0,
+                x3: 0
+            }
+        );
     }
 
     #[test]
@@ -881,7 +894,11 @@ mod tests {
         for f in Function::ALL {
             if f.is_implemented() {
                 assert_eq!(check_access(f, CallerEl::El1), Ok(()));
-                let el0 = if f.allowed_from_el0() { Ok(()) } else { Err(HvError::PermissionDenied) };
+                let el0 = if f.allowed_from_el0() {
+                    Ok(())
+                } else {
+                    Err(HvError::PermissionDenied)
+                };
                 assert_eq!(check_access(f, CallerEl::El0), el0);
             } else {
                 assert_eq!(check_access(f, CallerEl::El1), Err(HvError::NotSupported));
@@ -896,9 +913,15 @@ mod tests {
         assert_eq!(features(2, CallerEl::El0), Ok(()));
         assert_eq!(features(4, CallerEl::El1), Err(HvError::NotSupported));
         assert_eq!(features(99, CallerEl::El1), Err(HvError::NotSupported));
-        assert_eq!(features(u64::MAX, CallerEl::El0), Err(HvError::NotSupported));
+        assert_eq!(
+            features(u64::MAX, CallerEl::El0),
+            Err(HvError::NotSupported)
+        );
         assert_eq!(Reply::features(1, CallerEl::El0), Reply::ok(0, 0, 0));
-        assert_eq!(Reply::features(7, CallerEl::El0), Reply::error(HvError::NotSupported));
+        assert_eq!(
+            Reply::features(7, CallerEl::El0),
+            Reply::error(HvError::NotSupported)
+        );
     }
 
     fn frame(x: &[u64]) -> [u64; 31] {
@@ -916,14 +939,23 @@ mod tests {
         assert_eq!(call.regs(), [2, 0x4040_0000, 12, 3, 4, 5, 6, 7]);
         assert_eq!(
             call.decode(CallerEl::El1),
-            Ok(Request::ConsoleWrite { addr: 0x4040_0000, len: 12 })
+            Ok(Request::ConsoleWrite {
+                addr: 0x4040_0000,
+                len: 12
+            })
         );
         assert_eq!(
             Call::from_regs(&frame(&[1, 3])).decode(CallerEl::El0),
             Ok(Request::Features { function: 3 })
         );
-        assert_eq!(Call::from_regs(&frame(&[0])).decode(CallerEl::El0), Ok(Request::Version));
-        assert_eq!(Call::from_regs(&frame(&[3])).decode(CallerEl::El1), Ok(Request::Info));
+        assert_eq!(
+            Call::from_regs(&frame(&[0])).decode(CallerEl::El0),
+            Ok(Request::Version)
+        );
+        assert_eq!(
+            Call::from_regs(&frame(&[3])).decode(CallerEl::El1),
+            Ok(Request::Info)
+        );
     }
 
     #[test]
@@ -942,7 +974,10 @@ mod tests {
         let requests = [
             Request::Version,
             Request::Features { function: 2 },
-            Request::ConsoleWrite { addr: 0x4100_0000, len: 5 },
+            Request::ConsoleWrite {
+                addr: 0x4100_0000,
+                len: 5,
+            },
             Request::Info,
         ];
         for r in requests {
@@ -977,7 +1012,10 @@ mod tests {
             Reply::from_regs(&[(-3i64) as u64, 0, 0, 0]).result(),
             Err(CallError::Hv(HvError::BadAddress))
         );
-        assert_eq!(Reply::from_regs(&[5, 0, 0, 0]).result(), Err(CallError::UnknownStatus(5)));
+        assert_eq!(
+            Reply::from_regs(&[5, 0, 0, 0]).result(),
+            Err(CallError::UnknownStatus(5))
+        );
         assert_eq!(
             Reply::from_regs(&[(-99i64) as u64, 0, 0, 0]).result(),
             Err(CallError::UnknownStatus((-99i64) as u64))
@@ -993,11 +1031,21 @@ mod tests {
 
     #[test]
     fn info_layout() {
-        let info = Info { mode: HvMode::Vhe, el2_va_bits: 48, el0_va_bits: 39, cpus: 4 };
+        let info = Info {
+            mode: HvMode::Vhe,
+            el2_va_bits: 48,
+            el0_va_bits: 39,
+            cpus: 4,
+        };
         assert_eq!(info.encode(), [2, 48 | (39 << 8), 4]);
         assert_eq!(info.reply(), Reply::ok(2, 0x2730, 4));
         assert_eq!(Info::decode(info.encode()), Some(info));
-        let off = Info { mode: HvMode::NvheMmuOff, el2_va_bits: 0, el0_va_bits: 0, cpus: 16 };
+        let off = Info {
+            mode: HvMode::NvheMmuOff,
+            el2_va_bits: 0,
+            el0_va_bits: 0,
+            cpus: 16,
+        };
         assert_eq!(off.encode(), [0, 0, 16]);
         assert_eq!(Info::decode(off.encode()), Some(off));
         assert_eq!(Info::decode([3, 0, 1]), None);
@@ -1012,7 +1060,10 @@ mod tests {
     fn buffer_inside_ram_is_accepted() {
         assert_eq!(
             validate_buffer(0x4040_0000, 12, CONSOLE_WRITE_MAX, &RAM),
-            Ok(GuestRange { ipa: 0x4040_0000, len: 12 })
+            Ok(GuestRange {
+                ipa: 0x4040_0000,
+                len: 12
+            })
         );
         // First and last byte of RAM.
         assert!(validate_buffer(0x4020_0000, 1, 16, &RAM).is_ok());
@@ -1041,15 +1092,27 @@ mod tests {
             validate_buffer(0x4040_0000, CONSOLE_WRITE_MAX + 1, CONSOLE_WRITE_MAX, &RAM),
             Err(HvError::TooLong)
         );
-        assert_eq!(validate_buffer(0x4040_0000, u64::MAX, CONSOLE_WRITE_MAX, &RAM), Err(HvError::TooLong));
+        assert_eq!(
+            validate_buffer(0x4040_0000, u64::MAX, CONSOLE_WRITE_MAX, &RAM),
+            Err(HvError::TooLong)
+        );
         // Zero length: accepted without looking at the address.
         assert_eq!(
             validate_buffer(u64::MAX, 0, CONSOLE_WRITE_MAX, &RAM),
-            Ok(GuestRange { ipa: u64::MAX, len: 0 })
+            Ok(GuestRange {
+                ipa: u64::MAX,
+                len: 0
+            })
         );
-        assert_eq!(validate_buffer(0, 0, 0, &[]), Ok(GuestRange { ipa: 0, len: 0 }));
+        assert_eq!(
+            validate_buffer(0, 0, 0, &[]),
+            Ok(GuestRange { ipa: 0, len: 0 })
+        );
         // max_len 0 refuses every non-empty buffer.
-        assert_eq!(validate_buffer(0x4040_0000, 1, 0, &RAM), Err(HvError::TooLong));
+        assert_eq!(
+            validate_buffer(0x4040_0000, 1, 0, &RAM),
+            Err(HvError::TooLong)
+        );
     }
 
     #[test]
@@ -1059,7 +1122,10 @@ mod tests {
         assert_eq!(validate_buffer(u64::MAX, 2, u64::MAX, &everything), bad);
         assert_eq!(validate_buffer(u64::MAX - 3, 8, u64::MAX, &everything), bad);
         assert_eq!(validate_buffer(1, u64::MAX, u64::MAX, &everything), bad);
-        assert_eq!(validate_buffer(u64::MAX, u64::MAX, u64::MAX, &everything), bad);
+        assert_eq!(
+            validate_buffer(u64::MAX, u64::MAX, u64::MAX, &everything),
+            bad
+        );
         // The top byte is outside [0, 2^64 - 1).
         assert_eq!(validate_buffer(u64::MAX, 1, 16, &everything), bad);
         // A region that ends exactly at 2^64 covers the top byte.
@@ -1088,18 +1154,32 @@ mod tests {
         let adjacent = [(0x1000, 0x1000), (0x2000, 0x1000)];
         assert!(validate_buffer(0x1ff0, 0x20, 0x1000, &adjacent).is_ok());
         assert!(validate_buffer(0x1000, 0x2000, 0x2000, &adjacent).is_ok());
-        assert_eq!(validate_buffer(0x1000, 0x2001, 0x3000, &adjacent), Err(HvError::BadAddress));
+        assert_eq!(
+            validate_buffer(0x1000, 0x2001, 0x3000, &adjacent),
+            Err(HvError::BadAddress)
+        );
         // Out of order.
         let reversed = [(0x2000, 0x1000), (0x1000, 0x1000)];
         assert!(validate_buffer(0x1000, 0x2000, 0x2000, &reversed).is_ok());
         // A gap of one byte.
         let gap = [(0x1000, 0xfff), (0x2000, 0x1000)];
-        assert_eq!(validate_buffer(0x1ff0, 0x20, 0x1000, &gap), Err(HvError::BadAddress));
+        assert_eq!(
+            validate_buffer(0x1ff0, 0x20, 0x1000, &gap),
+            Err(HvError::BadAddress)
+        );
         assert!(validate_buffer(0x1ff0, 0xf, 0x1000, &gap).is_ok());
         // Overlapping, nested, duplicated.
-        let overlapping = [(0x1000, 0x800), (0x1400, 0x1000), (0x1100, 0x10), (0x1000, 0x800)];
+        let overlapping = [
+            (0x1000, 0x800),
+            (0x1400, 0x1000),
+            (0x1100, 0x10),
+            (0x1000, 0x800),
+        ];
         assert!(validate_buffer(0x1000, 0x1400, 0x2000, &overlapping).is_ok());
-        assert_eq!(validate_buffer(0x1000, 0x1401, 0x2000, &overlapping), Err(HvError::BadAddress));
+        assert_eq!(
+            validate_buffer(0x1000, 0x1401, 0x2000, &overlapping),
+            Err(HvError::BadAddress)
+        );
         // A chain of many regions.
         let chain: Vec<(u64, u64)> = (0..64).map(|i| (0x10_0000 + i * 0x100, 0x100)).collect();
         assert!(validate_buffer(0x10_0000, 64 * 0x100, u64::MAX, &chain).is_ok());
@@ -1138,13 +1218,25 @@ mod tests {
         assert_eq!(
             pieces,
             [
-                Ok(GuestRange { ipa: 0x4040_0ff0, len: 0x10 }),
-                Ok(GuestRange { ipa: 0x4040_1000, len: 0x1000 }),
-                Ok(GuestRange { ipa: 0x4040_2000, len: 0x10 }),
+                Ok(GuestRange {
+                    ipa: 0x4040_0ff0,
+                    len: 0x10
+                }),
+                Ok(GuestRange {
+                    ipa: 0x4040_1000,
+                    len: 0x1000
+                }),
+                Ok(GuestRange {
+                    ipa: 0x4040_2000,
+                    len: 0x10
+                }),
             ]
         );
         assert_eq!(collect(0x4040_0000, 0, Identity).unwrap(), []);
-        assert_eq!(validate_translated(0x4040_0000, 12, 16, &RAM, Identity), Ok(()));
+        assert_eq!(
+            validate_translated(0x4040_0000, 12, 16, &RAM, Identity),
+            Ok(())
+        );
     }
 
     #[test]
@@ -1158,15 +1250,27 @@ mod tests {
         assert_eq!(
             pieces,
             [
-                Ok(GuestRange { ipa: 0x4100_5ffe, len: 2 }),
-                Ok(GuestRange { ipa: 0x4100_3000, len: 2 }),
+                Ok(GuestRange {
+                    ipa: 0x4100_5ffe,
+                    len: 2
+                }),
+                Ok(GuestRange {
+                    ipa: 0x4100_3000,
+                    len: 2
+                }),
             ]
         );
         // Running into an unmapped page stops at the first error.
         let pieces = collect(0xffff_0000_0000_2ffe, 0x10, &mut stage1).unwrap();
         assert_eq!(
             pieces,
-            [Ok(GuestRange { ipa: 0x4100_3ffe, len: 2 }), Err(HvError::BadAddress)]
+            [
+                Ok(GuestRange {
+                    ipa: 0x4100_3ffe,
+                    len: 2
+                }),
+                Err(HvError::BadAddress)
+            ]
         );
         assert_eq!(
             validate_translated(0xffff_0000_0000_2ffe, 0x10, 0x100, &RAM, &mut stage1),
@@ -1192,7 +1296,10 @@ mod tests {
                 Ok(va + 1)
             }
         }
-        assert_eq!(validate_translated(0x4040_0000, 4, 16, &RAM, Shift), Err(HvError::BadAddress));
+        assert_eq!(
+            validate_translated(0x4040_0000, 4, 16, &RAM, Shift),
+            Err(HvError::BadAddress)
+        );
     }
 
     #[test]
@@ -1208,7 +1315,10 @@ mod tests {
             Err(HvError::PermissionDenied)
         );
         // Length checks come first and need no translation.
-        assert_eq!(validate_translated(0, 17, 16, &RAM, Denied), Err(HvError::TooLong));
+        assert_eq!(
+            validate_translated(0, 17, 16, &RAM, Denied),
+            Err(HvError::TooLong)
+        );
         assert_eq!(validate_translated(0, 0, 16, &RAM, Denied), Ok(()));
     }
 
@@ -1227,6 +1337,12 @@ mod tests {
         let pieces: Vec<_> = buffer_chunks(u64::MAX - 0xf, 0xf, 16, &everything, Identity)
             .unwrap()
             .collect();
-        assert_eq!(pieces, [Ok(GuestRange { ipa: u64::MAX - 0xf, len: 0xf })]);
+        assert_eq!(
+            pieces,
+            [Ok(GuestRange {
+                ipa: u64::MAX - 0xf,
+                len: 0xf
+            })]
+        );
     }
 }

@@ -15,15 +15,15 @@
 //!  4:2     AttrIndx (index into MAIR_ELx)
 //! ```
 //!
-//! # AP[1] in the EL2 regime
+//! # AP\[1\] in the EL2 regime
 //!
 //! With `HCR_EL2.E2H == 0` the EL2 regime supports one Exception level, and
 //! the Arm ARM (DDI 0487K.a, D8.4.1.2.1, "Stage 1 data accesses using Direct
 //! permissions") says: "For a stage 1 translation that supports one
-//! Exception level, AP[1] is RES1". So [`encode`] sets bit 6 in every
-//! [`Regime::El2`] descriptor and lets only AP[2] (bit 7) carry read-only.
+//! Exception level, AP\[1\] is RES1". So [`encode`] sets bit 6 in every
+//! [`Regime::El2`] descriptor and lets only AP\[2\] (bit 7) carry read-only.
 //! Linux's nVHE hypervisor tables do the same (`arch/arm64/kvm/hyp/pgtable.c`:
-//! `KVM_PTE_LEAF_ATTR_LO_S1_AP_RW` is 1 and `_AP_RO` is 3, i.e. AP[2:1] =
+//! `KVM_PTE_LEAF_ATTR_LO_S1_AP_RW` is 1 and `_AP_RO` is 3, i.e. AP\[2:1\] =
 //! `0b01` / `0b11`).
 //!
 //! The same bit means "EL0 may access" in the EL1&0 and EL2&0 regimes, so a
@@ -60,9 +60,9 @@ pub mod bits {
     pub const ATTR_INDX_SHIFT: u32 = 2;
     /// The `AttrIndx` field.
     pub const ATTR_INDX_MASK: u64 = 0b111 << ATTR_INDX_SHIFT;
-    /// AP[1]: EL0 access (EL1&0, EL2&0), RES1 in EL2 with `E2H == 0`.
+    /// AP\[1\]: EL0 access (EL1&0, EL2&0), RES1 in EL2 with `E2H == 0`.
     pub const AP_1: u64 = 1 << 6;
-    /// AP[2]: read-only.
+    /// AP\[2\]: read-only.
     pub const AP_2: u64 = 1 << 7;
     /// SH = `0b11`, Inner Shareable.
     pub const SH_INNER: u64 = 0b11 << 8;

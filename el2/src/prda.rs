@@ -1,0 +1,77 @@
+//! The per-CPU private data area (seed: PRDA): each CPU's own page, seen at
+//! one fixed virtual address.
+//!
+//! Every CPU has its own root translation table, a copy of the kernel's that
+//! shares all of it except the path to [`layout::prda_va`], where each maps
+//! its own page of [`PAGES`]. So the same address names "this CPU's data"
+//! on every CPU: an address taken before a migration still reaches the
+//! area of the CPU the code runs on afterwards. Code that must stay on one
+//! CPU while it uses the area runs inside [`with`], which masks interrupts
+//! (the only way EL2 code can be preempted).
+
+use crate::layout;
+use core::sync::atomic::{AtomicU64, Ordering};
+use platform::board::MAX_CPUS;
+
+/// One CPU's private area. Its fields are atomics so that a reference to it
+/// is always sound to share; only its own CPU writes them.
+#[repr(C, align(4096))]
+pub struct Prda {
+    /// The CPU's slot (0 = boot CPU), written once in stage 1.
+    pub slot: AtomicU64,
+    /// The CPU's affinity.
+    pub mpidr: AtomicU64,
+    /// Exceptions this CPU has taken at EL2.
+    pub traps: AtomicU64,
+    /// The vCPU this CPU runs (slot-numbered; `u64::MAX` = none).
+    pub current_vcpu: AtomicU64,
+}
+
+/// The backing pages, one per CPU slot (also reachable, as ordinary .bss,
+/// through the image mapping).
+pub static PAGES: [Prda; MAX_CPUS] = [const {
+    Prda {
+        slot: AtomicU64::new(0),
+        mpidr: AtomicU64::new(0),
+        traps: AtomicU64::new(0),
+        current_vcpu: AtomicU64::new(u64::MAX),
+    }
+}; MAX_CPUS];
+
+/// Stage 1: records each slot's identity in its page.
+pub fn init(slots: &[u64]) {
+    for (slot, (page, &mpidr)) in PAGES.iter().zip(slots).enumerate() {
+        page.slot.store(slot as u64, Ordering::Relaxed);
+        page.mpidr.store(mpidr, Ordering::Relaxed);
+    }
+}
+
+/// The physical address of slot `slot`'s page (stage 1, MMU off).
+pub fn page_pa(slot: usize) -> Option<u64> {
+    PAGES.get(slot).map(|p| p as *const Prda as u64)
+}
+
+/// This CPU's area, through the fixed VA.
+fn this_cpu() -> &'static Prda {
+    // SAFETY: after the switch every CPU's root maps a `Prda` page at
+    // `prda_va` (readable and writable, never unmapped); its fields are
+    // atomics, so shared references are sound.
+    unsafe { &*(layout::prda_va() as *const Prda) }
+}
+
+/// Runs `f` on this CPU's area with interrupts masked, so the code cannot be
+/// moved to another CPU while it holds the area.
+pub fn with<R>(f: impl FnOnce(&Prda) -> R) -> R {
+    let daif: u64;
+    // SAFETY: saving DAIF and masking IRQ and FIQ changes no memory.
+    unsafe { core::arch::asm!("mrs {}, daif", "msr daifset, #3", out(reg) daif, options(nomem, nostack)) };
+    let result = f(this_cpu());
+    // SAFETY: restores the mask saved above.
+    unsafe { core::arch::asm!("msr daif, {}", in(reg) daif, options(nomem, nostack)) };
+    result
+}
+
+/// Counts an exception taken on this CPU.
+pub fn count_trap() {
+    with(|prda| prda.traps.fetch_add(1, Ordering::Relaxed));
+}
