@@ -2,9 +2,14 @@
 # EL1 guest-stub. `make run` boots it, `make test` checks everything.
 # Both first install what is missing (tests/scripts/deps.sh says what).
 
-TARGET      := aarch64-unknown-none
-IMAGES      := el3-monitor el2 guest-stub
-ELF_DIR     := target/$(TARGET)/release
+# EL3 and EL2 code is built without FP/SIMD (softfloat) so that it never
+# touches the registers of the guest it interrupts; the guest-stub is an
+# ordinary EL1 program.
+FW_TARGET   := aarch64-unknown-none-softfloat
+GUEST_TARGET := aarch64-unknown-none
+FW_IMAGES   := el3-monitor el2
+FW_ELF      := target/$(FW_TARGET)/release
+GUEST_ELF   := target/$(GUEST_TARGET)/release
 BUILD       := build
 FLASH       := $(BUILD)/flash.bin
 
@@ -29,11 +34,12 @@ deps:
 	@tests/scripts/deps.sh
 
 image: deps
-	cargo build --release --target $(TARGET) $(addprefix -p ,$(IMAGES))
+	cargo build --release --target $(FW_TARGET) $(addprefix -p ,$(FW_IMAGES))
+	cargo build --release --target $(GUEST_TARGET) -p guest-stub
 	@mkdir -p $(BUILD)
 	cargo run --quiet --release -p hvtests --bin mkflash -- \
-		--monitor $(ELF_DIR)/el3-monitor --hypervisor $(ELF_DIR)/el2 \
-		--guest-stub $(ELF_DIR)/guest-stub -o $(FLASH)
+		--monitor $(FW_ELF)/el3-monitor --hypervisor $(FW_ELF)/el2 \
+		--guest-stub $(GUEST_ELF)/guest-stub -o $(FLASH)
 
 run: image
 	@echo "make run: $(QEMU) $(QEMU_RUN)"
@@ -42,7 +48,8 @@ run: image
 test: clippy unit-test qemu-test
 
 clippy: deps
-	cargo clippy --target $(TARGET) $(addprefix -p ,$(IMAGES)) -p platform -- -D warnings
+	cargo clippy --target $(FW_TARGET) $(addprefix -p ,$(FW_IMAGES)) -p platform -- -D warnings
+	cargo clippy --target $(GUEST_TARGET) -p guest-stub -p platform -- -D warnings
 	cargo clippy -p platform -p hvtests --all-targets -- -D warnings
 
 unit-test: deps

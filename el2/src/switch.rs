@@ -15,6 +15,9 @@ use smccc::psci::PSCI_SYSTEM_OFF;
 /// The switch's inputs, one word each; the layout is shared with switch.S.
 #[repr(C)]
 pub struct SwitchPlan {
+    /// Run VA minus link VA (first, so that a debugger finds it at
+    /// `&SWITCH_PLAN`: tests/scripts/gdbinit).
+    pub va_displacement: AtomicU64,
     /// 1 under VHE: install the kernel tables in `TTBR1_EL2`.
     pub vhe: AtomicU64,
     /// 1 for `remap=fault`.
@@ -33,8 +36,6 @@ pub struct SwitchPlan {
     pub cptr: AtomicU64,
     /// Load PA minus link VA.
     pub pa_displacement: AtomicU64,
-    /// Run VA minus link VA.
-    pub va_displacement: AtomicU64,
     /// What the MMU-on fault said (remap=fault, boot CPU).
     pub fault_esr: AtomicU64,
     pub fault_elr: AtomicU64,
@@ -42,6 +43,7 @@ pub struct SwitchPlan {
 
 #[no_mangle]
 pub static SWITCH_PLAN: SwitchPlan = SwitchPlan {
+    va_displacement: AtomicU64::new(0),
     vhe: AtomicU64::new(0),
     remap_fault: AtomicU64::new(0),
     ttbr_intermediate: AtomicU64::new(0),
@@ -54,10 +56,11 @@ pub static SWITCH_PLAN: SwitchPlan = SwitchPlan {
     hcr: AtomicU64::new(0),
     cptr: AtomicU64::new(0),
     pa_displacement: AtomicU64::new(0),
-    va_displacement: AtomicU64::new(0),
     fault_esr: AtomicU64::new(0),
     fault_elr: AtomicU64::new(0),
 };
+
+const _: () = assert!(core::mem::offset_of!(SwitchPlan, va_displacement) == 0);
 
 macro_rules! offset {
     ($field:ident) => {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and booting the firmware needs, and says what it
 # installs. Everything else (crates) cargo fetches by itself.
-#   deps.sh          QEMU, the Rust target and clippy (mkflash reads ELF
+#   deps.sh          QEMU, the Rust targets and clippy (mkflash reads ELF
 #                    itself, so no binutils are needed)
 #   deps.sh gdb      also gdb-multiarch, for `make gdb`
 set -euo pipefail
@@ -24,11 +24,13 @@ if ! command -v rustup >/dev/null; then
     echo "deps: rustup is required (https://rustup.rs); it installs the toolchain rust-toolchain.toml pins" >&2
     exit 1
 fi
-# rust-toolchain.toml names the target and components; make sure they are here.
-if ! rustup target list --installed | grep -qx aarch64-unknown-none; then
-    echo "deps: installing the aarch64-unknown-none Rust target (rustup)"
-    rustup target add aarch64-unknown-none >/dev/null
-fi
+# rust-toolchain.toml names the targets and components; make sure they are here.
+for target in aarch64-unknown-none aarch64-unknown-none-softfloat; do
+    if ! rustup target list --installed | grep -qx "$target"; then
+        echo "deps: installing the $target Rust target (rustup)"
+        rustup target add "$target" >/dev/null
+    fi
+done
 if ! cargo clippy --version >/dev/null 2>&1; then
     echo "deps: installing clippy (rustup)"
     rustup component add clippy >/dev/null
