@@ -33,6 +33,8 @@ pub struct BootInfo {
     pub remap: Remap,
     /// `mode=vhe` was asked for on a CPU without VHE.
     pub vhe_unavailable: bool,
+    /// The root of EL0's 39-bit range (a table inside the kernel's hierarchy).
+    pub user_root: u64,
 }
 
 static BOOT: Once<BootInfo> = Once::new();
@@ -124,6 +126,7 @@ extern "C" fn hv_boot(dtb: usize, handoff: usize) -> ! {
         scheme,
         remap: cmdline.remap,
         vhe_unavailable: cmdline.mode == Mode::Vhe && !has_vhe,
+        user_root: roots.user,
     });
     layout::set_scheme(scheme);
     // SAFETY: the plan is complete and the tables map the image at its VA

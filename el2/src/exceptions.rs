@@ -17,6 +17,10 @@ fn faulting_ipa(far: u64) -> u64 {
 extern "C" fn handle_exception(frame: &mut TrapFrame, kind: ExceptionKind) {
     crate::prda::count_trap();
     let esr = Esr(ESR_EL2.get());
+    if kind.from_lower_el() {
+        // The EL0 service's exit, if it is running: does not return then.
+        crate::el0::exit_to_el2(esr, frame.x[0]);
+    }
     match (kind.source(), kind.kind(), esr.class()) {
         (ExceptionSource::LowerA64, ExceptionType::Sync, ExceptionClass::Hvc64) => {
             crate::hvc::handle(frame);

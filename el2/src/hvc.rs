@@ -4,7 +4,8 @@
 
 use crate::power;
 use platform::abi::{
-    is_smc32, HV_CHECK_PRDA, HV_PROBE_IDENTITY, HV_SET_EXIT_STATUS, PSCI_VERSION_1_1, SMCCC_VERSION_1_1,
+    is_smc32, status, HV_CHECK_PRDA, HV_EL0_FORMAT, HV_PROBE_IDENTITY, HV_SET_EXIT_STATUS, PSCI_VERSION_1_1,
+    SMCCC_VERSION_1_1,
 };
 use platform::arch::trap::TrapFrame;
 use smccc::arch::{SMCCC_ARCH_FEATURES, SMCCC_VERSION};
@@ -42,6 +43,13 @@ pub fn handle(frame: &mut TrapFrame) {
             frame.x[2] = cpus as u64;
             Ok(0)
         }
+        HV_EL0_FORMAT => match el0_format(frame.x[1], frame.x[2], frame.x[3], frame.x[4]) {
+            Ok(len) => {
+                frame.x[1] = len;
+                Ok(0)
+            }
+            Err(code) => Err(code as i32),
+        },
         HV_PROBE_IDENTITY => {
             let (address, par) = probe_identity();
             frame.x[1] = address;
@@ -76,4 +84,37 @@ fn probe_identity() -> (u64, u64) {
         );
     }
     (address, par)
+}
+
+/// Runs the EL0 formatting service on a guest buffer and writes its output
+/// back into guest memory.
+fn el0_format(input: u64, len: u64, output: u64, capacity: u64) -> Result<u64, i64> {
+    use crate::el0::{self, El0Error, OUTPUT_PAGES, PAGE};
+    use platform::hypercall::validate_buffer;
+    let ram = crate::early::boot_info().plan.guest_ram;
+    let regions = [(ram.base, ram.size)];
+    let window = (el0::INPUT_PAGES * PAGE) as u64;
+    let out_max = (OUTPUT_PAGES * PAGE) as u64;
+    let bad = |_| status::INVALID_PARAMETER;
+    let input = validate_buffer(input, len, window, &regions).map_err(bad)?;
+    let output = validate_buffer(output, capacity, out_max, &regions).map_err(bad)?;
+    // Guest RAM is identity-mapped (IPA = PA) and in the direct map. The
+    // input is copied once, so the guest cannot change it under the service.
+    let mut text = [0u8; (el0::INPUT_PAGES * PAGE)];
+    let text = &mut text[..input.len as usize];
+    // SAFETY: validate_buffer checked that the range lies in guest RAM.
+    unsafe {
+        core::ptr::copy_nonoverlapping(crate::layout::phys_to_virt(input.ipa) as *const u8, text.as_mut_ptr(), text.len());
+    }
+    let mut formatted = alloc::vec![0u8; output.len as usize];
+    let written = el0::format(text, &mut formatted).map_err(|e| match e {
+        El0Error::Faulted(_) => status::EL0_FAULTED,
+        El0Error::OutputFull => status::EL0_OUTPUT_FULL,
+        El0Error::TooLong => status::INVALID_PARAMETER,
+    })?;
+    // SAFETY: as above, for the output range; `written <= output.len`.
+    unsafe {
+        core::ptr::copy_nonoverlapping(formatted.as_ptr(), crate::layout::phys_to_virt(output.ipa) as *mut u8, written);
+    }
+    Ok(written as u64)
 }

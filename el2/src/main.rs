@@ -17,6 +17,7 @@ mod boot;
 mod cmdline;
 mod cpu;
 mod early;
+mod el0;
 mod exceptions;
 mod guest;
 mod hvc;

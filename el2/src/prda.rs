@@ -25,7 +25,15 @@ pub struct Prda {
     pub traps: AtomicU64,
     /// The vCPU this CPU runs (slot-numbered; `u64::MAX` = none).
     pub current_vcpu: AtomicU64,
+    /// 1 while this CPU runs the EL0 service ([`crate::el0`]).
+    pub el0_active: AtomicU64,
+    /// EL2's callee-saved registers and SP while the EL0 service runs
+    /// (layout shared with el0.S).
+    pub el0_save: [AtomicU64; EL0_SAVE_WORDS],
 }
+
+/// x19..x30 and SP.
+const EL0_SAVE_WORDS: usize = 13;
 
 /// The backing pages, one per CPU slot (also reachable, as ordinary .bss,
 /// through the image mapping).
@@ -35,6 +43,8 @@ pub static PAGES: [Prda; MAX_CPUS] = [const {
         mpidr: AtomicU64::new(0),
         traps: AtomicU64::new(0),
         current_vcpu: AtomicU64::new(u64::MAX),
+        el0_active: AtomicU64::new(0),
+        el0_save: [const { AtomicU64::new(0) }; EL0_SAVE_WORDS],
     }
 }; MAX_CPUS];
 
@@ -74,4 +84,17 @@ pub fn with<R>(f: impl FnOnce(&Prda) -> R) -> R {
 /// Counts an exception taken on this CPU.
 pub fn count_trap() {
     with(|prda| prda.traps.fetch_add(1, Ordering::Relaxed));
+}
+
+/// This CPU's EL0 save area, at the fixed VA (for el0.S).
+pub fn el0_save_area() -> *const u64 {
+    (layout::prda_va() + core::mem::offset_of!(Prda, el0_save) as u64) as *const u64
+}
+
+pub fn set_el0_active(active: bool) {
+    with(|prda| prda.el0_active.store(u64::from(active), Ordering::Relaxed));
+}
+
+pub fn el0_active() -> bool {
+    with(|prda| prda.el0_active.load(Ordering::Relaxed) != 0)
 }

@@ -100,6 +100,7 @@ pub fn build(board: &Board, handoff: &Handoff, scheme: Scheme, cpus: usize) -> R
         map(&mut pool, kernel_root, layout::direct_map_offset(uart.base), uart.base, len, device)?;
     }
     let user_root = paging::ensure_table(&mut pool, kernel_root, bits, VirtAddr(layout::USER_ALIAS_OFFSET), 1)?;
+    map_el0_service(&mut pool, kernel_root, scheme, start, exec_end, data_start)?;
 
     let mut per_cpu = [0; MAX_CPUS];
     let prda_va = VirtAddr(layout::prda_offset());
@@ -120,4 +121,47 @@ pub fn build(board: &Board, handoff: &Handoff, scheme: Scheme, cpus: usize) -> R
     map(&mut pool, intermediate, image_va + (tramp_start - start), tramp_start, len, code)?;
 
     Ok(Roots { per_cpu, user: user_root.0, intermediate: intermediate.0 })
+}
+
+/// Maps the EL0 service's space ([`crate::el0`]) into the user subtree: EL0
+/// address `va` is at kernel table offset `USER_ALIAS_OFFSET + va`. Entries
+/// use the descriptor format of the regime EL0 runs in: EL2&0 under VHE,
+/// EL1&0 under the split scheme (where the service's EL1 bounce vectors run
+/// from the same code mapping, so it is executable at EL1 too). The kernel
+/// never accesses these addresses itself.
+fn map_el0_service(
+    pool: &mut StaticPool,
+    kernel_root: PhysAddr,
+    scheme: Scheme,
+    image_start: u64,
+    exec_end: u64,
+    data_start: u64,
+) -> Result<(), MapError> {
+    use crate::el0::{va, OUTPUT_PAGES, PAGE, STACK_PAGES};
+    let (regime, el1_executes) = match scheme {
+        Scheme::Vhe => (Regime::El2And0, false),
+        Scheme::Nvhe => (Regime::El1And0, true),
+    };
+    let user = |writable: bool, user_executable: bool, executable: bool| Attributes {
+        memory: MemoryType::Normal,
+        writable,
+        executable,
+        user: if writable { UserAccess::ReadWrite } else { UserAccess::ReadOnly },
+        user_executable,
+        global: true,
+    };
+    let (input, output, stack) = crate::el0::pages_pa();
+    let page = PAGE as u64;
+    let regions = [
+        (va::TEXT, image_start, exec_end - image_start, user(false, true, el1_executes)),
+        (va::TEXT + (exec_end - image_start), exec_end, data_start - exec_end, user(false, false, false)),
+        (va::INPUT, input, page, user(true, false, false)),
+        (va::OUTPUT, output, OUTPUT_PAGES as u64 * page, user(true, false, false)),
+        (va::STACK, stack, STACK_PAGES as u64 * page, user(true, false, false)),
+    ];
+    for (el0_va, pa, len, attrs) in regions {
+        let va = VirtAddr(layout::USER_ALIAS_OFFSET + el0_va);
+        paging::map(pool, kernel_root, layout::EL2_VA_BITS, regime, va, PhysAddr(pa), len, attrs)?;
+    }
+    Ok(())
 }

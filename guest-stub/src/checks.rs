@@ -46,6 +46,8 @@ pub static CHECKS: &[Check] = &[
     Check { name: "stage2-hole-aborts", run: stage2_hole_aborts },
     Check { name: "hv-identity-unmapped", run: hv_identity_unmapped },
     Check { name: "prda-per-cpu", run: prda_per_cpu },
+    Check { name: "el0-service", run: el0_service },
+    Check { name: "el0-service-fault-contained", run: el0_service_fault_contained },
 ];
 
 /// Run only with `stub=fail`: proves a failing check fails the whole run.
@@ -139,4 +141,58 @@ fn prda_per_cpu(_: &Env) -> Result<(), Failure> {
     }
     let all = u64::MAX >> (64 - cpus);
     expect_eq("mask of CPUs that found their own PRDA", all, mask)
+}
+
+/// Guest memory for the EL0-service requests (the stub runs with its MMU
+/// off, so addresses are IPAs).
+struct Buffers {
+    input: [u8; 4096],
+    /// Room for a whole input window, so only a missing terminator ends a scan.
+    output: [u8; 4096],
+}
+
+static BUFFERS: spin::Mutex<Buffers> = spin::Mutex::new(Buffers { input: [0; 4096], output: [0; 4096] });
+
+/// Asks the hypervisor's EL0 service to format `text`; returns the status
+/// and, on success, the output.
+fn el0_format(buffers: &mut Buffers, len: usize) -> (i64, &[u8]) {
+    let mut args = [0u64; 17];
+    args[0] = buffers.input.as_ptr() as u64;
+    args[1] = len as u64;
+    args[2] = buffers.output.as_mut_ptr() as u64;
+    args[3] = buffers.output.len() as u64;
+    let reply = smccc::hvc64(platform::abi::HV_EL0_FORMAT, args);
+    let status = reply[0] as i64;
+    let written = (reply[1] as usize).min(buffers.output.len());
+    (status, if status == 0 { &buffers.output[..written] } else { &[] })
+}
+
+/// The service escapes what is not printable: a known answer.
+fn el0_format_known_text(buffers: &mut Buffers) -> Result<(), Failure> {
+    const TEXT: &[u8] = b"hv\x01ok\x7f\\\0";
+    const EXPECTED: &[u8] = b"hv\\x01ok\\x7f\\x5c";
+    buffers.input[..TEXT.len()].copy_from_slice(TEXT);
+    let (status, output) = el0_format(buffers, TEXT.len());
+    expect_eq("HV_EL0_FORMAT status", 0, status as u64)?;
+    expect_eq("formatted length", EXPECTED.len() as u64, output.len() as u64)?;
+    if output != EXPECTED {
+        return Err(Failure::Missing("the EL0 service's output differs from the expected escaping"));
+    }
+    Ok(())
+}
+
+fn el0_service(_: &Env) -> Result<(), Failure> {
+    el0_format_known_text(&mut BUFFERS.lock())
+}
+
+fn el0_service_fault_contained(_: &Env) -> Result<(), Failure> {
+    let mut buffers = BUFFERS.lock();
+    // A full window with no terminator: the service's scan runs off its
+    // input page and faults at EL0.
+    buffers.input.fill(b'A');
+    let len = buffers.input.len();
+    let (status, _) = el0_format(&mut buffers, len);
+    expect_eq("HV_EL0_FORMAT status for unterminated text", platform::abi::status::EL0_FAULTED as u64, status as u64)?;
+    // The hypervisor, and the service, still work.
+    el0_format_known_text(&mut buffers)
 }

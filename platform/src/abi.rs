@@ -7,6 +7,7 @@
 //! | `0x8200_0001` | SMC | EL2 → EL3 | `SIP_SET_EXIT_STATUS(status)`: the status `SYSTEM_OFF` ends a semihosted QEMU run with |
 //! | `0x8600_0001` | HVC | guest → EL2 | `HV_SET_EXIT_STATUS(status)`: the guest's verdict, passed on to EL3 |
 //! | `0x8600_0003` | HVC | guest → EL2 | `HV_CHECK_PRDA()`: every physical CPU reads the per-CPU area at its fixed VA; returns x1 = mask of CPUs that found their own identity, x2 = CPUs asked |
+//! | `0x8600_0004` | HVC | guest → EL2 | `HV_EL0_FORMAT(in_ipa, in_len, out_ipa, out_cap)`: the EL0 service escapes the NUL-terminated text into the output buffer; x1 = output length; `HV_EL0_FAULTED` if the service faulted |
 //! | `0x8600_0002` | HVC | guest → EL2 | `HV_PROBE_IDENTITY()`: the hypervisor translates its own load PA as an EL2 VA with `AT S1E2R`; returns x1 = that address, x2 = `PAR_EL1` (where `AT` leaves its result at every EL) |
 
 /// The owning service of an SMCCC call, `FID[29:24]`.
@@ -48,6 +49,20 @@ pub const HV_SET_EXIT_STATUS: u32 = fast_call32(Owner::VendorHypervisor, 1);
 pub const HV_PROBE_IDENTITY: u32 = fast_call32(Owner::VendorHypervisor, 2);
 /// Every physical CPU checks its private data area at the fixed VA.
 pub const HV_CHECK_PRDA: u32 = fast_call32(Owner::VendorHypervisor, 3);
+/// The deprivileged EL0 service formats guest text.
+pub const HV_EL0_FORMAT: u32 = fast_call32(Owner::VendorHypervisor, 4);
+
+/// Status codes of our vendor calls (SMCCC: negative in x0).
+pub mod status {
+    pub const OK: i64 = 0;
+    pub const NOT_SUPPORTED: i64 = -1;
+    /// A buffer is outside guest RAM, or a length is out of range.
+    pub const INVALID_PARAMETER: i64 = -2;
+    /// The EL0 service faulted (contained; the hypervisor goes on).
+    pub const EL0_FAULTED: i64 = -16;
+    /// The EL0 service's output did not fit.
+    pub const EL0_OUTPUT_FULL: i64 = -17;
+}
 
 /// `PAR_ELx` as an address translation leaves it.
 pub mod par {
