@@ -183,8 +183,9 @@ pub fn format(input: &[u8], output: &mut [u8]) -> Result<usize, El0Error> {
     }
 }
 
-/// The split scheme's VMID for the service's translations.
-const SERVICE_VMID: u64 = 0xff;
+/// The split scheme's VMID for the service's translations (reserved in the
+/// stage-2 VMID allocator).
+pub const SERVICE_VMID: u16 = 0xff;
 const VTTBR_VMID_SHIFT: u32 = 48;
 /// `HCR_EL2.TGE` (VHE: EL0 is the host's), `HCR_EL2.VM`.
 const HCR_TGE: u64 = 1 << 27;
@@ -240,7 +241,7 @@ fn run(args: [u64; 4], function: u64) -> Result<u64, Esr> {
             ];
             let user_root = crate::early::boot_info().user_root;
             msr!("hcr_el2", hcr & !HCR_VM);
-            msr!("vttbr_el2", SERVICE_VMID << VTTBR_VMID_SHIFT);
+            msr!("vttbr_el2", u64::from(SERVICE_VMID) << VTTBR_VMID_SHIFT);
             msr!("mair_el1", platform::paging::MAIR_EL2_VALUE);
             msr!("tcr_el1", TCR_EL1_SERVICE);
             msr!("ttbr0_el1", user_root);

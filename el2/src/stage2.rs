@@ -1,31 +1,28 @@
-//! The guest's stage-2 translation: guest RAM and the passthrough console,
-//! identity-mapped (IPA = PA); every other IPA faults into EL2.
+//! The guest's stage-2 translation: guest RAM and passthrough device pages
+//! identity-mapped (IPA = PA); every other IPA is a hole that faults into
+//! EL2, where MMIO emulation or an injected abort answers it.
 //!
-//! Tables come from `aarch64-paging`'s `Stage2` regime. Its table pages
-//! come from the heap and EL2 reaches them through the direct map
-//! ([`DirectMap`]), since EL2 has no identity map. The IPA space is 39 bits
-//! (start at level 1 with a 4 KiB granule), which covers QEMU virt's RAM
-//! and its high MMIO.
+//! Policy (IPA size, attributes, unmapping, VMIDs) is `platform::stage2`;
+//! the tables are `aarch64-paging`'s `Stage2` regime, whose table pages come
+//! from the heap and which EL2 reaches through the direct map
+//! ([`DirectMap`]), since EL2 has no identity map. The IPA space is the
+//! smallest the guest's memory map needs that the CPU's physical address
+//! range allows.
 
-use aarch64_cpu::registers::{Readable, Writeable, ID_AA64MMFR0_EL1, VTCR_EL2, VTTBR_EL2};
 use crate::layout::{phys_to_virt, virt_to_phys};
-use aarch64_paging::descriptor::Stage2Attributes;
-use aarch64_paging::descriptor::PhysicalAddress;
-use aarch64_paging::paging::{Constraints, MemoryRegion, PageTable, Stage2, Translation};
+use aarch64_cpu::registers::{Readable, Writeable, ID_AA64MMFR0_EL1, ID_AA64MMFR1_EL1, VTCR_EL2, VTTBR_EL2};
+use aarch64_paging::descriptor::{PhysicalAddress, Stage2Attributes};
+use aarch64_paging::paging::{PageTable, Stage2, Translation};
 use aarch64_paging::Mapping;
 use alloc::alloc::{alloc_zeroed, dealloc, handle_alloc_error, Layout};
 use core::ptr::NonNull;
-use platform::arch::regs::ID_AA64MMFR0_PARANGE;
+use platform::arch::regs::{pa_range_bits, ID_AA64MMFR0_PARANGE};
 use platform::board::MemRegion;
-use spin::Once;
+use platform::stage2::{self as policy, Geometry, Vmid, VmidAllocator};
+use spin::{Mutex, Once};
 
-/// Size of the guest's intermediate physical address space.
-const IPA_BITS: u64 = 39;
-/// The root table level for a 39-bit IPA space with 4 KiB pages.
-const ROOT_LEVEL: usize = 1;
-/// The VMID of the one guest.
-const VMID: u64 = 1;
-const VTTBR_VMID_SHIFT: u32 = 48;
+/// `ID_AA64MMFR1_EL1.VMIDBits` = 0b0010: 16-bit VMIDs.
+const VMID_BITS_16: u64 = 0b0010;
 
 /// Stage-2 table pages: heap pages, reached through the direct map.
 pub struct DirectMap;
@@ -57,55 +54,64 @@ impl Translation<Stage2Attributes> for DirectMap {
     }
 }
 
-static STAGE2: Once<spin::Mutex<Mapping<DirectMap, Stage2>>> = Once::new();
-
-const fn normal_memory() -> Stage2Attributes {
-    Stage2Attributes::VALID
-        .union(Stage2Attributes::MEMATTR_NORMAL_INNER_WB)
-        .union(Stage2Attributes::MEMATTR_NORMAL_OUTER_WB)
-        .union(Stage2Attributes::S2AP_ACCESS_RW)
-        .union(Stage2Attributes::SH_INNER)
-        .union(Stage2Attributes::ACCESS_FLAG)
+/// One guest's stage 2.
+pub struct Vm {
+    tables: Mapping<DirectMap, Stage2>,
+    geometry: Geometry,
+    vmid: Vmid,
 }
 
-const fn device_memory() -> Stage2Attributes {
-    Stage2Attributes::VALID
-        .union(Stage2Attributes::MEMATTR_DEVICE_nGnRE)
-        .union(Stage2Attributes::S2AP_ACCESS_RW)
-        .union(Stage2Attributes::ACCESS_FLAG)
-        .union(Stage2Attributes::XN)
-}
+static VM: Once<Mutex<Vm>> = Once::new();
+static VMIDS: Mutex<VmidAllocator> = Mutex::new(VmidAllocator::new(false));
 
 #[derive(Debug)]
-pub struct Stage2Error(aarch64_paging::MapError);
+pub enum Stage2Error {
+    Map(aarch64_paging::MapError),
+    Geometry(policy::GeometryError),
+    NoVmid,
+}
 
 impl core::fmt::Display for Stage2Error {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "stage-2 mapping failed: {}", self.0)
+        match self {
+            Self::Map(e) => write!(f, "stage-2 mapping failed: {e}"),
+            Self::Geometry(e) => write!(f, "stage-2 IPA space: {e}"),
+            Self::NoVmid => write!(f, "no VMID left"),
+        }
     }
 }
 
-/// Builds the guest's stage-2 tables.
+/// Builds the guest's stage-2 tables: `guest_ram` and the passthrough
+/// `devices`, identity-mapped.
 pub fn build(guest_ram: MemRegion, devices: &[MemRegion]) -> Result<(), Stage2Error> {
-    // Guest IPA = PA for RAM and passthrough devices.
-    let mut map = Mapping::new(DirectMap, ROOT_LEVEL, Stage2);
-    let mut identity = |r: &MemRegion, attrs| {
-        let range = MemoryRegion::new(r.base as usize, r.end() as usize);
-        map.map_range(&range, PhysicalAddress(r.base as usize), attrs, Constraints::empty())
+    let end = devices.iter().chain([&guest_ram]).map(MemRegion::end).max().unwrap_or(0);
+    let pa_bits = pa_range_bits(ID_AA64MMFR0_PARANGE.get(ID_AA64MMFR0_EL1.get()));
+    let geometry = policy::geometry(pa_bits, end).map_err(Stage2Error::Geometry)?;
+    let vmid = {
+        let mut vmids = VMIDS.lock();
+        if ID_AA64MMFR1_EL1.read(ID_AA64MMFR1_EL1::VMIDBits) == VMID_BITS_16 {
+            *vmids = VmidAllocator::new(true);
+        }
+        vmids.reserve(Vmid(crate::el0::SERVICE_VMID));
+        vmids.allocate().ok_or(Stage2Error::NoVmid)?
     };
-    identity(&guest_ram, normal_memory()).map_err(Stage2Error)?;
+    let mut tables = Mapping::new(DirectMap, geometry.root_level, Stage2);
+    policy::map_identity(&mut tables, guest_ram.base, guest_ram.size, policy::ram_attributes())
+        .map_err(Stage2Error::Map)?;
     for device in devices {
-        identity(device, device_memory()).map_err(Stage2Error)?;
+        policy::map_identity(&mut tables, device.base, device.size, policy::device_attributes())
+            .map_err(Stage2Error::Map)?;
     }
-    STAGE2.call_once(|| spin::Mutex::new(map));
+    log::info!("stage 2: {}-bit IPA space from level {}, VMID {}", geometry.ipa_bits, geometry.root_level, vmid.0);
+    VM.call_once(|| Mutex::new(Vm { tables, geometry, vmid }));
     Ok(())
 }
 
-/// Points this CPU's stage-2 translation at the tables. Every CPU that will
-/// run the guest calls it.
+/// Points this CPU's stage-2 translation at the guest's tables. Every CPU
+/// that will run the guest calls it.
 pub fn activate_on_this_cpu() {
-    let Some(map) = STAGE2.get() else { return };
-    let map = map.lock();
+    let Some(vm) = VM.get() else { return };
+    let vm = vm.lock();
     let parange = ID_AA64MMFR0_PARANGE.get(ID_AA64MMFR0_EL1.get()).min(5);
     VTCR_EL2.write(
         VTCR_EL2::RES1::SET
@@ -114,12 +120,27 @@ pub fn activate_on_this_cpu() {
             + VTCR_EL2::SH0::Inner
             + VTCR_EL2::ORGN0::NormalWBRAWA
             + VTCR_EL2::IRGN0::NormalWBRAWA
-            + VTCR_EL2::SL0::Granule4KBLevel1
-            + VTCR_EL2::T0SZ.val(64 - IPA_BITS),
+            + VTCR_EL2::SL0.val(vm.geometry.sl0())
+            + VTCR_EL2::T0SZ.val(vm.geometry.t0sz()),
     );
-    VTTBR_EL2.set(map.root_address().0 as u64 | (VMID << VTTBR_VMID_SHIFT));
-    map.mark_active();
+    VTTBR_EL2.set(vm.tables.root_address().0 as u64 | vm.vmid.vttbr_bits());
+    vm.tables.mark_active();
     // SAFETY: invalidating this VMID's stage-1+2 TLB entries only drops
     // cached translations; the new tables are complete.
     unsafe { core::arch::asm!("isb", "tlbi vmalls12e1", "dsb nsh", "isb", options(nostack)) };
+}
+
+/// Unmaps `[start, end)` from the guest (the current VMID must be the
+/// guest's): `aarch64-paging` clears each entry and issues
+/// `TLBI IPAS2E1IS` per entry with a `DSB`; then the combined stage-1+2
+/// entries go with `TLBI VMALLE1IS`, completed by `DSB ISH; ISB`.
+#[allow(dead_code)] // the MMIO emulation carves its windows out with this
+pub fn unmap(start: u64, end: u64) -> Result<(), Stage2Error> {
+    let Some(vm) = VM.get() else { return Ok(()) };
+    let mut vm = vm.lock();
+    policy::unmap(&mut vm.tables, start, end).map_err(Stage2Error::Map)?;
+    // SAFETY: TLB invalidation for the current VMID only drops cached
+    // translations.
+    unsafe { core::arch::asm!("dsb ishst", "tlbi vmalle1is", "dsb ish", "isb", options(nostack)) };
+    Ok(())
 }

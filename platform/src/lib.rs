@@ -24,3 +24,4 @@ pub mod package;
 pub mod paging;
 pub mod pl011;
 pub mod semihosting;
+pub mod stage2;
