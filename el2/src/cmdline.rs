@@ -1,7 +1,9 @@
 //! The hypervisor command line (see `platform::cmdline` for the words):
-//! from QEMU's fw_cfg file `opt/hv/cmdline` when the board has a fw_cfg
-//! device. Stage 1 reads its bytes once into a static buffer; after the
-//! switch it is parsed again and its skipped words are reported.
+//! QEMU's fw_cfg file `opt/hv/cmdline` where the board has fw_cfg and the
+//! file exists, else the DTB's `/chosen/hv,bootargs` (how other boards'
+//! boot loaders pass it). Stage 1 reads its bytes once into a static
+//! buffer; after the switch it is parsed again and its skipped words are
+//! reported.
 
 use platform::board::Board;
 use platform::cmdline::Cmdline;
@@ -11,30 +13,65 @@ use spin::Once;
 const FW_CFG_FILE: &str = "opt/hv/cmdline";
 const MAX_LEN: usize = 1024;
 
-/// The bytes read, and why none were if the read failed.
+/// Where the command line came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    None,
+    FwCfg,
+    DeviceTree,
+}
+
+impl Source {
+    pub const fn describe(self) -> &'static str {
+        match self {
+            Self::None => "none given",
+            Self::FwCfg => "fw_cfg opt/hv/cmdline",
+            Self::DeviceTree => "DT /chosen/hv,bootargs",
+        }
+    }
+}
+
+/// The bytes read, where from, and why none were if a read failed.
 struct Text {
     bytes: [u8; MAX_LEN],
     len: usize,
+    source: Source,
     error: Option<FwCfgError>,
 }
 
 static TEXT: Once<Text> = Once::new();
 
 /// Stage 1: reads the command line from fw_cfg (MMU off: the window is
-/// reached at its physical address).
-pub fn load(board: &Board) {
+/// reached at its physical address) or, failing that, from `dtb`.
+pub fn load(board: &Board, dtb: &[u8]) {
     TEXT.call_once(|| {
-        let mut text = Text { bytes: [0; MAX_LEN], len: 0, error: None };
-        let Some(window) = board.fw_cfg else { return text };
-        // SAFETY: the fw_cfg window from the DTB, reached with EL2's MMU off;
-        // only the boot CPU uses it, once.
-        match unsafe { FwCfg::new(window.base as usize) }.and_then(|f| f.read_file(FW_CFG_FILE, &mut text.bytes)) {
-            Ok(len) => text.len = len,
-            Err(FwCfgError::NotFound) => {}
-            Err(e) => text.error = Some(e),
+        let mut text = Text { bytes: [0; MAX_LEN], len: 0, source: Source::None, error: None };
+        if let Some(window) = board.fw_cfg {
+            // SAFETY: the fw_cfg window from the DTB, reached with EL2's MMU
+            // off; only the boot CPU uses it, once.
+            match unsafe { FwCfg::new(window.base as usize) }.and_then(|f| f.read_file(FW_CFG_FILE, &mut text.bytes)) {
+                Ok(len) => {
+                    text.len = len;
+                    text.source = Source::FwCfg;
+                    return text;
+                }
+                Err(FwCfgError::NotFound) => {}
+                Err(e) => text.error = Some(e),
+            }
+        }
+        if let Ok(Some(value)) = platform::board::chosen_property(dtb, "hv,bootargs") {
+            let len = value.len().min(MAX_LEN);
+            text.bytes[..len].copy_from_slice(&value[..len]);
+            text.len = len;
+            text.source = Source::DeviceTree;
         }
         text
     });
+}
+
+/// Where the command line came from.
+pub fn source() -> Source {
+    TEXT.get().map_or(Source::None, |t| t.source)
 }
 
 /// The command line's text ("" if there is none or it is not UTF-8).

@@ -81,7 +81,9 @@ extern "C" fn hv_boot(dtb: usize, handoff: usize) -> ! {
         fatal(console, format_args!("{e}"));
     }
 
-    cmdline::load(&board);
+    // SAFETY: `from_ptr` above read the same DTB and its `totalsize`.
+    let dtb_bytes = unsafe { core::slice::from_raw_parts(dtb as *const u8, board.dtb_size()) };
+    cmdline::load(&board, dtb_bytes);
     let cmdline = cmdline::parse(false);
     let has_vhe = ID_AA64MMFR1_VH.present(ID_AA64MMFR1_EL1.get());
     let scheme = match cmdline.mode {

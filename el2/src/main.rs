@@ -67,7 +67,7 @@ extern "C" fn hv_main() -> ! {
         layout::LINK_VA,
         boot.scheme.image_va(),
     );
-    log::info!("command line: `{}`", cmdline.text);
+    log::info!("command line ({}): `{}`", cmdline::source().describe(), cmdline.text);
     if boot.vhe_unavailable {
         log::warn!("mode=vhe: this CPU has no VHE (ID_AA64MMFR1_EL1.VH = 0), using mode=nvhe");
     }

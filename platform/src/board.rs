@@ -499,6 +499,15 @@ pub fn dtb_total_size(header: &[u8]) -> Result<usize, BoardError> {
     dt::total_size(header)
 }
 
+/// The value of property `name` of `/chosen` in the DTB `dtb`, if there is
+/// one; string properties keep their terminating NUL. For the few settings
+/// firmware reads from `/chosen` beyond the board description, such as the
+/// hypervisor's `hv,bootargs`.
+pub fn chosen_property<'a>(dtb: &'a [u8], name: &str) -> Result<Option<&'a [u8]>, BoardError> {
+    let dtb = Dtb::new(dtb)?;
+    Ok(dtb.find_path("/chosen").and_then(|chosen| dtb.prop(&chosen, name)))
+}
+
 impl Board {
     /// Parses the DTB at the start of `dtb` (bytes past its `totalsize` are
     /// ignored).

@@ -8,6 +8,8 @@ set -euo pipefail
 
 need_apt=()
 command -v qemu-system-aarch64 >/dev/null || need_apt+=(qemu-system-arm)
+# dtc: the QEMU tests edit QEMU's own device tree (a board's /chosen).
+command -v dtc >/dev/null || need_apt+=(device-tree-compiler)
 if [[ "${1:-}" == gdb ]]; then
     command -v gdb-multiarch >/dev/null || need_apt+=(gdb-multiarch)
 fi

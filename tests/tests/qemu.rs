@@ -390,7 +390,7 @@ fn command_line_sets_log_level() {
     let o = boot(&Boot { cmdline: Some("log=debug no-such-word"), ..Boot::new("cmdline", CPU_A72, 1, "1G") });
     let dump = o.dump();
     assert_eq!(o.status, Some(0), "{dump}");
-    assert!(o.console.contains("el2: command line: `log=debug no-such-word`"), "{dump}");
+    assert!(o.console.contains("el2: command line (fw_cfg opt/hv/cmdline): `log=debug no-such-word`"), "{dump}");
     assert!(o.console.contains("el2: WARN: unknown command-line word `no-such-word` ignored"), "{dump}");
     assert!(
         o.lines("el2: DEBUG: stage-2 abort at IPA").any(|l| l.contains("external abort to the guest")),
@@ -458,4 +458,42 @@ fn power_off_without_semihosting() {
     assert_eq!(o.status, Some(0), "{dump}");
     assert!(o.lines("guest-stub: ").any(|l| l.ends_with(" passed, 0 failed")), "{dump}");
     assert!(o.secure.contains("PSCI SYSTEM_OFF, exit status 0"), "{dump}");
+}
+
+/// On boards without fw_cfg the command line comes from the DTB's
+/// `/chosen/hv,bootargs`: QEMU's own tree with that property added, passed
+/// with `-dtb`.
+#[test]
+fn command_line_from_device_tree() {
+    let dir = scratch_dir("dt-cmdline");
+    let dumped = dir.join("virt.dtb");
+    let machine = format!("{MACHINE},dumpdtb={}", dumped.display());
+    let status = Command::new("qemu-system-aarch64")
+        .args(["-M", &machine, "-cpu", CPU_MAX, "-smp", "2", "-m", "1G", "-display", "none"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run qemu-system-aarch64 to dump its DTB");
+    assert!(status.success(), "QEMU could not dump its DTB");
+    let dts = Command::new("dtc").args(["-q", "-I", "dtb", "-O", "dts"]).arg(&dumped).output().expect("run dtc");
+    assert!(dts.status.success(), "dtc could not read QEMU's DTB");
+    let dts = String::from_utf8_lossy(&dts.stdout)
+        .replacen("\tchosen {", "\tchosen {\n\t\thv,bootargs = \"mode=nvhe remap=fault\";", 1);
+    let source = dir.join("virt-hv.dts");
+    let edited = dir.join("virt-hv.dtb");
+    std::fs::write(&source, dts).expect("write DTS");
+    let status = Command::new("dtc")
+        .args(["-q", "-I", "dts", "-O", "dtb", "-o"])
+        .arg(&edited)
+        .arg(&source)
+        .status()
+        .expect("run dtc");
+    assert!(status.success(), "dtc could not compile the edited DTS");
+
+    let dtb = edited.display().to_string();
+    let o = boot(&Boot { extra: &["-dtb", &dtb], ..Boot::new("dt-cmdline-boot", CPU_MAX, 2, "1G") });
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_selftest_passed(&o, 2);
+    assert_boot_line(&o, "nvhe", "fault");
+    assert!(o.console.contains("el2: command line (DT /chosen/hv,bootargs): `mode=nvhe remap=fault`"), "{}", o.dump());
 }

@@ -973,3 +973,16 @@ fn dt_reader_basics() {
     assert_eq!(dtb.all_nodes().count(), 31);
     assert_eq!(dtb.mem_reservations().count(), 2);
 }
+
+#[test]
+fn chosen_property_reads_hv_bootargs() {
+    let with = testdata!("hv-bootargs.dtb");
+    assert_eq!(
+        chosen_property(with, "hv,bootargs").unwrap(),
+        Some(&b"mode=nvhe remap=fault log=debug\0"[..])
+    );
+    assert_eq!(chosen_property(MINIMAL, "hv,bootargs").unwrap(), None);
+    assert!(chosen_property(&with[..16], "hv,bootargs").is_err());
+    // The board it describes is still the minimal one.
+    assert_eq!(Board::from_bytes(with).unwrap().cpus.len(), 1);
+}
