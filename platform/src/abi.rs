@@ -5,6 +5,8 @@
 //! | ID | conduit | caller → callee | meaning |
 //! |----|---------|-----------------|---------|
 //! | `0x8200_0001` | SMC | EL2 → EL3 | `SIP_SET_EXIT_STATUS(status)`: the status `SYSTEM_OFF` ends a semihosted QEMU run with |
+//! | `0x8600_ff00` | HVC | guest → EL2 | `HV_CALL_COUNT()`: how many vendor functions there are |
+//! | `0x8600_ff01` | HVC | guest → EL2 | `HV_CALL_UID()`: the service's UID in x0..x3 ([`HV_UID`]) |
 //! | `0x8600_0001` | HVC | guest → EL2 | `HV_SET_EXIT_STATUS(status)`: the guest's verdict, passed on to EL3 |
 //! | `0x8600_0003` | HVC | guest → EL2 | `HV_CHECK_PRDA()`: every physical CPU reads the per-CPU area at its fixed VA; returns x1 = mask of CPUs that found their own identity, x2 = CPUs asked |
 //! | `0x8600_0004` | HVC | guest → EL2 | `HV_EL0_FORMAT(in_ipa, in_len, out_ipa, out_cap)`: the EL0 service escapes the NUL-terminated text into the output buffer; x1 = output length; `HV_EL0_FAULTED` if the service faulted |
@@ -51,6 +53,30 @@ pub const HV_PROBE_IDENTITY: u32 = fast_call32(Owner::VendorHypervisor, 2);
 pub const HV_CHECK_PRDA: u32 = fast_call32(Owner::VendorHypervisor, 3);
 /// The deprivileged EL0 service formats guest text.
 pub const HV_EL0_FORMAT: u32 = fast_call32(Owner::VendorHypervisor, 4);
+
+/// SMCCC's standard queries of the vendor-specific hypervisor service
+/// (function numbers 0xFF00 and 0xFF01 of the service's range).
+pub const HV_CALL_COUNT: u32 = fast_call32(Owner::VendorHypervisor, 0xff00);
+pub const HV_CALL_UID: u32 = fast_call32(Owner::VendorHypervisor, 0xff01);
+/// Our service's UID, `1f3c6a55-9d1e-4b0e-8c51-68765f656c32`, as SMCCC
+/// returns a UID: four 32-bit words in x0..x3.
+pub const HV_UID: [u32; 4] = [0x1f3c_6a55, 0x9d1e_4b0e, 0x8c51_6876, 0x5f65_6c32];
+
+/// The emulated test device the hypervisor publishes to its guest (DT
+/// `compatible = "hv,test-mmio"`, one 4 KiB window of registers, nothing
+/// mapped behind it: every access is emulated).
+pub mod test_mmio {
+    pub const COMPATIBLE: &str = "hv,test-mmio";
+    pub const SIZE: u64 = 0x1000;
+    /// Read-only identification register (writes ignored).
+    pub const ID: u64 = 0x00;
+    /// What `ID` reads: "HVMM".
+    pub const ID_VALUE: u64 = 0x4856_4d4d;
+    /// A 64-bit read/write register; narrower writes change only their bytes.
+    pub const SCRATCH: u64 = 0x08;
+    /// Counts the accesses the device has served (read-only).
+    pub const ACCESSES: u64 = 0x10;
+}
 
 /// Status codes of our vendor calls (SMCCC: negative in x0).
 pub mod status {

@@ -311,6 +311,27 @@ impl fmt::Display for HvError {
 /// The status of a successful call.
 pub const STATUS_OK: u64 = 0;
 
+/// The DCC conduit: a guest read of `MDCCSR_EL0` traps to the hypervisor.
+/// It is a hypercall only when x0 carries this magic in its upper half
+/// (`x0 = DCC_CALL_MAGIC | function`, arguments in x1..x7, results in
+/// x0..x3 as for `BRK`); any other read behaves as on a CPU with no
+/// external debugger attached (the register reads 0: nothing to receive,
+/// room to send). The `MRS` destination receives that value unless it is
+/// one of x0..x3, which carry the results.
+pub const DCC_CALL_MAGIC: u64 = 0x4856_4443 << 32;
+/// The mask that selects the magic.
+pub const DCC_CALL_MAGIC_MASK: u64 = 0xffff_ffff << 32;
+
+/// The function of a DCC hypercall, if `x0` is one.
+pub const fn dcc_call_function(x0: u64) -> Option<u64> {
+    if x0 & DCC_CALL_MAGIC_MASK == DCC_CALL_MAGIC {
+        Some(x0 & !DCC_CALL_MAGIC_MASK)
+    } else {
+        None
+    }
+}
+
+
 /// A hypercall as it arrives in the guest's registers: the raw function ID
 /// from `x0` and the arguments `x1..x7`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
