@@ -31,6 +31,10 @@ const CNTHCTL_NVHE_EL1PCEN: u64 = 1 << 1;
 const CNTHCTL_VHE_EL1PCTEN: u64 = 1 << 10;
 const CNTHCTL_VHE_EL1PCEN: u64 = 1 << 11;
 
+/// `MDCR_EL2.TDE` (bit 8) and `MDCR_EL2.TDA` (bit 9).
+const MDCR_EL2_TDE: u64 = 1 << 8;
+const MDCR_EL2_TDA: u64 = 1 << 9;
+
 macro_rules! msr {
     ($reg:literal, $value:expr) => {
         // SAFETY: the EL2 control registers written here only decide what
@@ -71,7 +75,9 @@ pub fn init(vcpu_mpidr: u64) {
     let pmcr: u64;
     // SAFETY: reading PMCR_EL0 at EL2 has no side effects.
     unsafe { core::arch::asm!("mrs {}, pmcr_el0", out(reg) pmcr, options(nomem, nostack)) };
-    msr!("mdcr_el2", (pmcr >> PMCR_N_SHIFT) & PMCR_N_MASK);
+    // TDE routes the guest's debug exceptions (its BRKs among them) to EL2
+    // and, with TDA, makes its debug-register accesses (DCC too) trap.
+    msr!("mdcr_el2", ((pmcr >> PMCR_N_SHIFT) & PMCR_N_MASK) | MDCR_EL2_TDE | MDCR_EL2_TDA);
     msr!("vpidr_el2", MIDR_EL1.get());
     VMPIDR_EL2.set((MPIDR_EL1.get() & !MPIDR_AFFINITY_MASK) | vcpu_mpidr);
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);

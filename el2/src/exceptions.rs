@@ -1,18 +1,25 @@
 //! The hypervisor's exception vectors and the trap dispatcher: exception
-//! class → handler. Guest calls go to [`crate::hvc`]; stage-2 aborts are
-//! reflected to the guest as external aborts; anything else is reported
-//! with its decoded context and stops the system.
+//! class → handler, on syndromes decoded by `platform::esr`.
+//!
+//! From the guest: `HVC`/`SMC` → [`crate::hvc`]; `BRK #HV_BRK_IMM` →
+//! [`crate::backdoor`], any other `BRK` and every debug exception
+//! `MDCR_EL2.TDE` routes here (breakpoint, watchpoint, software step) →
+//! reflected to the guest's own EL1 vector exactly as the hardware would
+//! have delivered it; trapped debug-register accesses →
+//! [`crate::debugregs`]; stage-2 aborts → MMIO emulation
+//! ([`crate::mmio`]) or an external abort. Anything else from the guest is
+//! answered as the architecture would (an undefined-instruction exception)
+//! and logged. An exception taken at EL2 itself is a hypervisor bug: it is
+//! reported with its decoded context and stops the system.
 
+use crate::guest;
 use aarch64_cpu::registers::{Readable, ESR_EL2, FAR_EL2, HPFAR_EL2};
 use platform::arch::trap::{ExceptionKind, ExceptionReport, ExceptionSource, ExceptionType, TrapFrame};
-use platform::esr::{Esr, ExceptionClass};
+use platform::arch::ExceptionLevel;
+use platform::esr::{Esr, ExceptionClass, Origin};
+use platform::hypercall::HV_BRK_IMM;
 
 platform::exception_vectors!("hv_vectors", 2, handle_exception);
-
-/// `HPFAR_EL2.FIPA` holds IPA bits [51:12] at bits [43:4].
-fn faulting_ipa(far: u64) -> u64 {
-    ((HPFAR_EL2.get() >> 4) << 12) | (far & 0xfff)
-}
 
 extern "C" fn handle_exception(frame: &mut TrapFrame, kind: ExceptionKind) {
     crate::prda::count_trap();
@@ -21,31 +28,76 @@ extern "C" fn handle_exception(frame: &mut TrapFrame, kind: ExceptionKind) {
         // The EL0 service's exit, if it is running: does not return then.
         crate::el0::exit_to_el2(esr, frame.x[0]);
     }
-    match (kind.source(), kind.kind(), esr.class()) {
-        (ExceptionSource::LowerA64, ExceptionType::Sync, ExceptionClass::Hvc64) => {
-            crate::hvc::handle(frame);
-        }
-        (ExceptionSource::LowerA64, ExceptionType::Sync, ExceptionClass::Smc64) => {
-            // A trapped SMC returns to itself; the call is done, so step over it.
-            frame.elr += 4;
-            crate::hvc::handle(frame);
-        }
-        (
-            ExceptionSource::LowerA64,
-            ExceptionType::Sync,
-            ExceptionClass::DataAbortLower | ExceptionClass::InstructionAbortLower,
-        ) => {
-            let far = FAR_EL2.get();
-            log::debug!(
-                "stage-2 abort at IPA {:#x} (VA {far:#x}, ELR {:#x}): external abort to the guest",
-                faulting_ipa(far),
-                frame.elr
-            );
-            crate::guest::inject_external_abort(frame, esr, far);
+    match (kind.source(), kind.kind()) {
+        (ExceptionSource::LowerA64, ExceptionType::Sync) => guest_sync(frame, esr),
+        (ExceptionSource::LowerA64 | ExceptionSource::LowerA32, _) => {
+            log::warn!("guest {kind} ignored: no interrupt is routed to the guest yet");
         }
         _ => {
             let report = ExceptionReport { kind, esr, far: FAR_EL2.get(), elr: frame.elr, spsr: frame.spsr };
             crate::power::fatal(format_args!("unexpected exception: {report}"));
+        }
+    }
+}
+
+/// Where the guest was when it trapped.
+fn origin(frame: &TrapFrame) -> Origin {
+    match ExceptionLevel::from_spsr(frame.spsr) {
+        ExceptionLevel::El0 => Origin::LowerEl,
+        _ => Origin::SameEl,
+    }
+}
+
+/// A synchronous exception from the guest.
+fn guest_sync(frame: &mut TrapFrame, esr: Esr) {
+    match esr.class() {
+        ExceptionClass::Hvc64 => crate::hvc::handle(frame),
+        ExceptionClass::Smc64 => {
+            // A trapped SMC returns to itself; the call is done, so step over it.
+            frame.elr += 4;
+            crate::hvc::handle(frame);
+        }
+        ExceptionClass::Brk64 if esr.imm16() == HV_BRK_IMM => {
+            crate::backdoor::handle(frame, crate::backdoor::caller(frame.spsr));
+            // BRK's preferred return address is the BRK itself.
+            frame.elr += 4;
+        }
+        ExceptionClass::Brk64 => guest::inject_sync(frame, esr, 0),
+        ExceptionClass::BreakpointLower | ExceptionClass::SoftwareStepLower | ExceptionClass::WatchpointLower => {
+            // As if taken without EL2: from EL1 these are same-EL classes.
+            let far = FAR_EL2.get();
+            guest::inject_sync(frame, esr.with_origin(origin(frame)), far);
+        }
+        ExceptionClass::SysReg => match esr.sys_reg() {
+            Some(iss) => match crate::debugregs::handle(frame, iss) {
+                crate::debugregs::Outcome::Done => frame.elr += 4,
+                crate::debugregs::Outcome::Undefined => guest::inject_sync(frame, crate::debugregs::undefined(), 0),
+            },
+            None => guest::inject_sync(frame, Esr::undefined(), 0),
+        },
+        ExceptionClass::DataAbortLower => {
+            let far = FAR_EL2.get();
+            let ipa = platform::mmio::fault_ipa(HPFAR_EL2.get(), far);
+            match crate::mmio::handle(frame, esr, ipa) {
+                crate::mmio::Handled::Emulated => frame.elr += 4,
+                crate::mmio::Handled::Abort(fault) => {
+                    let syndrome = crate::mmio::guest_abort(frame, esr, fault);
+                    guest::inject_sync(frame, syndrome, far);
+                }
+                crate::mmio::Handled::NotOurs => {
+                    log::debug!("stage-2 abort at IPA {ipa:#x} (VA {far:#x}, ELR {:#x}): external abort to the guest", frame.elr);
+                    guest::inject_external_abort(frame, esr, far);
+                }
+            }
+        }
+        ExceptionClass::InstructionAbortLower => {
+            let far = FAR_EL2.get();
+            log::debug!("stage-2 instruction abort at VA {far:#x}: external abort to the guest");
+            guest::inject_external_abort(frame, esr, far);
+        }
+        class => {
+            log::warn!("guest trap {class:?} ({esr}) at ELR {:#x}: undefined-instruction exception", frame.elr);
+            guest::inject_sync(frame, Esr::undefined(), 0);
         }
     }
 }

@@ -2,8 +2,8 @@
 //! tree, its first register state, and exceptions injected into it.
 //!
 //! The guest DTB is written from scratch with `vm-fdt`: guest RAM only, one
-//! CPU, PSCI through HVC, and the passthrough console. The guest never sees
-//! the host's DTB.
+//! CPU, PSCI through HVC, the passthrough console and the emulated test
+//! device. The guest never sees the host's DTB.
 
 use alloc::vec::Vec;
 use crate::layout::phys_to_virt;
@@ -49,7 +49,7 @@ impl From<vm_fdt::Error> for GuestError {
 }
 
 /// Writes the guest's device tree.
-pub fn device_tree(ram: MemRegion, console: Option<Uart>, bootargs: &str) -> Result<Vec<u8>, GuestError> {
+pub fn device_tree(ram: MemRegion, console: Option<Uart>, test_device: MemRegion, bootargs: &str) -> Result<Vec<u8>, GuestError> {
     let mut fdt = FdtWriter::new()?;
     let root = fdt.begin_node("")?;
     fdt.property_string("compatible", "linux,dummy-virt")?;
@@ -75,6 +75,11 @@ pub fn device_tree(ram: MemRegion, console: Option<Uart>, bootargs: &str) -> Res
         fdt.property_array_u64("reg", &[uart.base, uart.size])?;
         fdt.end_node(node)?;
     }
+
+    let device = fdt.begin_node(&alloc::format!("hv-test-mmio@{:x}", test_device.base))?;
+    fdt.property_string("compatible", platform::abi::test_mmio::COMPATIBLE)?;
+    fdt.property_array_u64("reg", &[test_device.base, test_device.size])?;
+    fdt.end_node(device)?;
 
     let psci = fdt.begin_node("psci")?;
     fdt.property_string_list("compatible", alloc::vec!["arm,psci-1.0".into(), "arm,psci-0.2".into()])?;

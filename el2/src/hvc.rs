@@ -1,12 +1,17 @@
 //! Calls from the guest over HVC (and SMC, which `HCR_EL2.TSC` traps here):
-//! SMCCC 1.1 and the virtual PSCI the guest sees, plus our vendor call.
-//! Unknown function IDs answer `NOT_SUPPORTED`.
+//! SMCCC 1.1 and the virtual PSCI the guest sees, plus our vendor-specific
+//! hypervisor service (with SMCCC's UID and call-count queries). Unknown
+//! function IDs answer `NOT_SUPPORTED`; a guest's SMC is never passed on to
+//! the secure monitor.
 
 use crate::power;
 use platform::abi::{
-    is_smc32, status, HV_CHECK_PRDA, HV_EL0_FORMAT, HV_PROBE_IDENTITY, HV_SET_EXIT_STATUS, PSCI_VERSION_1_1,
-    SMCCC_VERSION_1_1,
+    is_smc32, status, HV_CALL_COUNT, HV_CALL_UID, HV_CHECK_PRDA, HV_EL0_FORMAT, HV_PROBE_IDENTITY,
+    HV_SET_EXIT_STATUS, HV_UID, PSCI_VERSION_1_1, SMCCC_VERSION_1_1,
 };
+
+/// The vendor functions this service implements (for `HV_CALL_COUNT`).
+const VENDOR_FUNCTIONS: u64 = 4;
 use platform::arch::trap::TrapFrame;
 use smccc::arch::{SMCCC_ARCH_FEATURES, SMCCC_VERSION};
 use smccc::psci as ids;
@@ -32,6 +37,13 @@ pub fn handle(frame: &mut TrapFrame) {
         },
         ids::PSCI_SYSTEM_OFF => power::guest_system_off(),
         ids::PSCI_SYSTEM_RESET => power::system_reset(),
+        HV_CALL_COUNT => Ok(VENDOR_FUNCTIONS),
+        HV_CALL_UID => {
+            frame.x[1] = HV_UID[1].into();
+            frame.x[2] = HV_UID[2].into();
+            frame.x[3] = HV_UID[3].into();
+            Ok(HV_UID[0].into())
+        }
         HV_SET_EXIT_STATUS => {
             power::set_guest_status(arg1 as u32);
             Ok(0)

@@ -13,9 +13,11 @@
 
 extern crate alloc;
 
+mod backdoor;
 mod boot;
 mod cmdline;
 mod cpu;
+mod debugregs;
 mod early;
 mod el0;
 mod exceptions;
@@ -23,6 +25,7 @@ mod guest;
 mod hvc;
 mod layout;
 mod memory;
+mod mmio;
 mod power;
 mod prda;
 mod selftest;
@@ -36,6 +39,9 @@ use platform::board::MemRegion;
 use platform::cmdline::Remap;
 use platform::esr::Esr;
 use platform::pl011::Pl011;
+
+/// Distance from the end of guest RAM to the emulated test device.
+const TEST_DEVICE_GAP: u64 = 0x10_0000;
 
 /// Boot CPU, at the VA, on the final tables (from `switch.S`).
 #[no_mangle]
@@ -82,7 +88,13 @@ extern "C" fn hv_main() -> ! {
     log::info!("heap {}, guest RAM {}", boot.plan.heap, boot.plan.guest_ram);
 
     let console_window: Option<MemRegion> = board.console.map(|u| MemRegion::new(u.base, u.size));
-    if let Err(e) = stage2::build(boot.plan.guest_ram, console_window.as_slice()) {
+    // The emulated test device sits in a hole 1 MiB past guest RAM (the
+    // first byte past RAM stays a plain hole).
+    let test_device = match mmio::add_test_device(boot.plan.guest_ram.end() + TEST_DEVICE_GAP) {
+        Ok((base, size)) => MemRegion::new(base, size),
+        Err(e) => power::fatal(format_args!("MMIO test device: {e:?}")),
+    };
+    if let Err(e) = stage2::build(boot.plan.guest_ram, console_window.as_slice(), test_device.end()) {
         power::fatal(format_args!("{e}"));
     }
 
@@ -98,7 +110,7 @@ extern "C" fn hv_main() -> ! {
     }
 
     let stub_args: alloc::vec::Vec<&str> = cmdline.guest_stub_words().collect();
-    let dtb = match guest::device_tree(boot.plan.guest_ram, board.console, &stub_args.join(" ")) {
+    let dtb = match guest::device_tree(boot.plan.guest_ram, board.console, test_device, &stub_args.join(" ")) {
         Ok(dtb) => dtb,
         Err(e) => power::fatal(format_args!("{e}")),
     };
@@ -108,6 +120,7 @@ extern "C" fn hv_main() -> ! {
     };
     cpu::init(0);
     stage2::activate_on_this_cpu();
+    prda::with(|p| p.current_vcpu.store(0, core::sync::atomic::Ordering::Relaxed));
     log::info!("entering guest-stub at IPA {:#x} (EL1), DTB at IPA {:#x}", frame.elr, frame.x[0]);
     // SAFETY: the guest image and DTB are in guest RAM, which stage 2 maps;
     // traps and stage 2 are configured on this CPU.

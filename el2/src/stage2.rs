@@ -82,9 +82,10 @@ impl core::fmt::Display for Stage2Error {
 }
 
 /// Builds the guest's stage-2 tables: `guest_ram` and the passthrough
-/// `devices`, identity-mapped.
-pub fn build(guest_ram: MemRegion, devices: &[MemRegion]) -> Result<(), Stage2Error> {
-    let end = devices.iter().chain([&guest_ram]).map(MemRegion::end).max().unwrap_or(0);
+/// `devices`, identity-mapped; the IPA space reaches at least `ipa_end`
+/// (emulated windows beyond them stay unmapped).
+pub fn build(guest_ram: MemRegion, devices: &[MemRegion], ipa_end: u64) -> Result<(), Stage2Error> {
+    let end = devices.iter().chain([&guest_ram]).map(MemRegion::end).max().unwrap_or(0).max(ipa_end);
     let pa_bits = pa_range_bits(ID_AA64MMFR0_PARANGE.get(ID_AA64MMFR0_EL1.get()));
     let geometry = policy::geometry(pa_bits, end).map_err(Stage2Error::Geometry)?;
     let vmid = {
