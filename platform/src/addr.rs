@@ -14,17 +14,8 @@
 //! The helpers are the few that table building needs, and none of them can
 //! panic: alignment arithmetic is bit masking, and anything that can overflow
 //! returns an `Option`.
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::unreachable,
-    clippy::todo,
-    clippy::unimplemented,
-    clippy::arithmetic_side_effects,
-    clippy::as_conversions
-)]
+// Beyond the crate-wide no-panic lints (lib.rs):
+#![deny(clippy::as_conversions)]
 
 use core::fmt;
 

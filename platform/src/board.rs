@@ -34,17 +34,8 @@
 //! (1 or 2 address cells, 0 to 2 size cells) and translated through the
 //! `ranges` of each non-root ancestor, so the values here are CPU physical
 //! addresses.
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::unreachable,
-    clippy::todo,
-    clippy::unimplemented,
-    clippy::arithmetic_side_effects,
-    clippy::string_slice
-)]
+// Beyond the crate-wide no-panic lints (lib.rs):
+#![deny(clippy::string_slice)]
 
 mod dt;
 #[cfg(test)]

@@ -28,17 +28,7 @@
 //!
 //! Syndromes are guest-controlled input (a guest chooses which instruction
 //! traps, with which registers and immediates): nothing here panics, indexes
-//! or does unchecked arithmetic, which clippy enforces below.
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::unreachable,
-    clippy::todo,
-    clippy::unimplemented,
-    clippy::arithmetic_side_effects
-)]
+//! or does unchecked arithmetic, which clippy enforces (the crate-wide lints in lib.rs).
 
 use core::fmt;
 

@@ -49,15 +49,14 @@ impl core::fmt::Display for FwCfgError {
 
 /// Looks `name` up in one directory entry's bytes.
 pub fn match_dir_entry(entry: &[u8; DIR_ENTRY_SIZE], name: &str) -> Option<FileRef> {
-    let (head, raw_name) = entry.split_at(8);
+    let (size, rest) = entry.split_first_chunk::<4>()?;
+    let (select, rest) = rest.split_first_chunk::<2>()?;
+    let raw_name = rest.get(2..)?;
     let len = raw_name.iter().position(|&b| b == 0).unwrap_or(NAME_LEN);
     if raw_name.get(..len)? != name.as_bytes() {
         return None;
     }
-    Some(FileRef {
-        size: u32::from_be_bytes([head[0], head[1], head[2], head[3]]),
-        select: u16::from_be_bytes([head[4], head[5]]),
-    })
+    Some(FileRef { size: u32::from_be_bytes(*size), select: u16::from_be_bytes(*select) })
 }
 
 /// The fw_cfg device at an MMIO base.
@@ -83,13 +82,13 @@ impl FwCfg {
 
     fn select(&self, key: u16) {
         // SAFETY: `new`'s contract: base + SELECTOR is the selector register.
-        unsafe { core::ptr::write_volatile((self.base + SELECTOR) as *mut u16, key.to_be()) }
+        unsafe { core::ptr::write_volatile(self.base.wrapping_add(SELECTOR) as *mut u16, key.to_be()) }
     }
 
     fn read_into(&self, buf: &mut [u8]) {
         for byte in buf {
             // SAFETY: `new`'s contract: base + DATA is the data register.
-            *byte = unsafe { core::ptr::read_volatile((self.base + DATA) as *const u8) };
+            *byte = unsafe { core::ptr::read_volatile(self.base.wrapping_add(DATA) as *const u8) };
         }
     }
 

@@ -18,12 +18,16 @@ pub struct PhysRange {
 }
 
 impl PhysRange {
+    /// One past the last byte (saturating: a record is trusted data, but
+    /// arithmetic on it still must not wrap).
     pub const fn end(&self) -> u64 {
-        self.base + self.size
+        self.base.saturating_add(self.size)
     }
 
     pub const fn contains(&self, other: &PhysRange) -> bool {
-        other.base >= self.base && other.size <= self.size && other.base - self.base <= self.size - other.size
+        other.base >= self.base
+            && other.size <= self.size
+            && other.base.wrapping_sub(self.base) <= self.size.wrapping_sub(other.size)
     }
 }
 

@@ -76,17 +76,7 @@
 //! is EL1 only and returns [`HvError::PermissionDenied`] from EL0.
 //!
 //! Nothing here panics or does unchecked arithmetic on guest-supplied values,
-//! which clippy enforces below.
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::unreachable,
-    clippy::todo,
-    clippy::unimplemented,
-    clippy::arithmetic_side_effects
-)]
+//! which clippy enforces (the crate-wide lints in lib.rs).
 
 use core::fmt;
 

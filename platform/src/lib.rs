@@ -6,6 +6,22 @@
 //! syndrome decoding, handoff record), and thin hardware drivers, which only
 //! the images use.
 #![cfg_attr(not(any(test, feature = "std", feature = "build")), no_std)]
+// Much of this crate parses untrusted input (DTBs, firmware packages, guest
+// syndromes and hypercall arguments) and all of it runs where a panic stops
+// a CPU: outside tests, clippy rejects anything that can panic or wrap.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented,
+        clippy::arithmetic_side_effects
+    )
+)]
 
 pub mod abi;
 pub mod addr;

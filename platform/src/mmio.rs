@@ -28,17 +28,7 @@
 //! (`&'a mut dyn MmioDevice`), so a static bus holds `'static` devices and a
 //! test holds local ones. Everything here handles guest-controlled values
 //! (addresses, registers, syndromes) without panicking or unchecked
-//! arithmetic, which clippy enforces below.
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::unreachable,
-    clippy::todo,
-    clippy::unimplemented,
-    clippy::arithmetic_side_effects
-)]
+//! arithmetic, which clippy enforces (the crate-wide lints in lib.rs).
 
 use core::fmt;
 

@@ -48,17 +48,8 @@
 
 // Parsing must never panic on any input: let clippy enforce it for the
 // non-test code (the tests below opt out).
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::unreachable,
-    clippy::todo,
-    clippy::unimplemented,
-    clippy::arithmetic_side_effects,
-    clippy::as_conversions
-)]
+// Beyond the crate-wide no-panic lints (lib.rs):
+#![deny(clippy::as_conversions)]
 
 use core::fmt;
 

@@ -51,17 +51,8 @@
 //! walker (`DSB`, cache maintenance when the tables were written with the
 //! data cache off) and invalidating TLBs for live tables are the caller's
 //! job.
-#![deny(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::unreachable,
-    clippy::todo,
-    clippy::unimplemented,
-    clippy::arithmetic_side_effects,
-    clippy::as_conversions
-)]
+// Beyond the crate-wide no-panic lints (lib.rs):
+#![deny(clippy::as_conversions)]
 
 mod attrs;
 mod pool;

@@ -38,12 +38,12 @@ impl Pl011 {
 
     fn read(&self, offset: usize) -> u32 {
         // SAFETY: `new`'s contract makes base + offset a PL011 register.
-        unsafe { core::ptr::read_volatile((self.base + offset) as *const u32) }
+        unsafe { core::ptr::read_volatile(self.base.wrapping_add(offset) as *const u32) }
     }
 
     fn write(&self, offset: usize, value: u32) {
         // SAFETY: `new`'s contract makes base + offset a PL011 register.
-        unsafe { core::ptr::write_volatile((self.base + offset) as *mut u32, value) }
+        unsafe { core::ptr::write_volatile(self.base.wrapping_add(offset) as *mut u32, value) }
     }
 
     /// Makes sure the UART and its transmitter are enabled.

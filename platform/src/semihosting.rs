@@ -67,6 +67,6 @@ pub fn recover(frame: &mut crate::arch::trap::TrapFrame) -> bool {
         return false;
     }
     frame.x[0] = UNAVAILABLE;
-    frame.elr += 4;
+    frame.elr = frame.elr.wrapping_add(4);
     true
 }

@@ -25,7 +25,7 @@ pub struct Geometry {
 impl Geometry {
     /// `VTCR_EL2.T0SZ`.
     pub const fn t0sz(&self) -> u64 {
-        64 - self.ipa_bits as u64
+        64u64.saturating_sub(self.ipa_bits as u64)
     }
 
     /// `VTCR_EL2.SL0` for the 4 KiB granule: 0b10 = level 0, 0b01 = level 1.
@@ -61,7 +61,7 @@ impl core::fmt::Display for GeometryError {
 /// with one table; above, at level 0 (and only if the PA range is at least
 /// 44 bits, which starting at level 0 requires).
 pub fn geometry(pa_bits: u32, end: u64) -> Result<Geometry, GeometryError> {
-    let needed = (u64::BITS - end.saturating_sub(1).leading_zeros()).max(32);
+    let needed = u64::BITS.saturating_sub(end.saturating_sub(1).leading_zeros()).max(32);
     if needed > pa_bits || needed > 48 {
         return Err(GeometryError::TooLarge { needed_bits: needed, pa_bits });
     }
