@@ -48,7 +48,7 @@ struct Report {
 }
 
 impl Report {
-    fn expect(&mut self, name: &str, expected: i64, got: i64) {
+    fn check(&mut self, name: &str, expected: i64, got: i64) {
         if expected == got {
             self.passed += 1;
             log::info!("selftest PASS {name}");
@@ -61,30 +61,30 @@ impl Report {
 
 fn firmware(board: &Board) {
     let mut r = Report { passed: 0, failed: 0 };
-    r.expect("smccc-version", SMCCC_VERSION_1_1 as i64, smc(SMCCC_VERSION, &[]));
-    r.expect("smccc-features-version", SUCCESS, smc(SMCCC_ARCH_FEATURES, &[SMCCC_VERSION.into()]));
-    r.expect(
+    r.check("smccc-version", SMCCC_VERSION_1_1 as i64, smc(SMCCC_VERSION, &[]));
+    r.check("smccc-features-version", SUCCESS, smc(SMCCC_ARCH_FEATURES, &[SMCCC_VERSION.into()]));
+    r.check(
         "smccc-features-unknown",
         NOT_SUPPORTED,
         smc(SMCCC_ARCH_FEATURES, &[SMCCC_ARCH_WORKAROUND_2.into()]),
     );
-    r.expect("psci-version", PSCI_VERSION_1_1 as i64, smc(ids::PSCI_VERSION, &[]));
-    r.expect("psci-features-cpu-on", SUCCESS, smc(ids::PSCI_FEATURES, &[ids::PSCI_CPU_ON_64.into()]));
-    r.expect(
+    r.check("psci-version", PSCI_VERSION_1_1 as i64, smc(ids::PSCI_VERSION, &[]));
+    r.check("psci-features-cpu-on", SUCCESS, smc(ids::PSCI_FEATURES, &[ids::PSCI_CPU_ON_64.into()]));
+    r.check(
         "psci-features-unimplemented",
         NOT_SUPPORTED,
         smc(ids::PSCI_FEATURES, &[ids::PSCI_CPU_SUSPEND_64.into()]),
     );
-    r.expect("unknown-oem-call", NOT_SUPPORTED, smc(fast_call32(Owner::Oem, 0x1234), &[]));
-    r.expect("unknown-sip-call", NOT_SUPPORTED, smc(fast_call32(Owner::SiliconProvider, 0xfff0), &[]));
-    r.expect("unknown-psci-call", NOT_SUPPORTED, smc(0xc400_00ff, &[]));
+    r.check("unknown-oem-call", NOT_SUPPORTED, smc(fast_call32(Owner::Oem, 0x1234), &[]));
+    r.check("unknown-sip-call", NOT_SUPPORTED, smc(fast_call32(Owner::SiliconProvider, 0xfff0), &[]));
+    r.check("unknown-psci-call", NOT_SUPPORTED, smc(0xc400_00ff, &[]));
 
     for slot in 0..smp::online() {
         let mpidr = smp::mpidr_of(slot);
-        r.expect("affinity-info-on", AffinityState::On as i64, smc(ids::PSCI_AFFINITY_INFO_64, &[mpidr, 0]));
+        r.check("affinity-info-on", AffinityState::On as i64, smc(ids::PSCI_AFFINITY_INFO_64, &[mpidr, 0]));
     }
-    r.expect("affinity-info-no-such-cpu", INVALID_PARAMETERS, smc(ids::PSCI_AFFINITY_INFO_64, &[NO_SUCH_CPU, 0]));
-    r.expect(
+    r.check("affinity-info-no-such-cpu", INVALID_PARAMETERS, smc(ids::PSCI_AFFINITY_INFO_64, &[NO_SUCH_CPU, 0]));
+    r.check(
         "affinity-info-level-1",
         INVALID_PARAMETERS,
         smc(ids::PSCI_AFFINITY_INFO_64, &[smp::mpidr_of(0), 1]),
@@ -92,10 +92,10 @@ fn firmware(board: &Board) {
 
     let me = smp::mpidr_of(0);
     let entry = crate::switch::secondary_entry_pa();
-    r.expect("cpu-on-running-cpu", ALREADY_ON, smc(ids::PSCI_CPU_ON_64, &[me, entry, 0]));
-    r.expect("cpu-on-no-such-cpu", INVALID_PARAMETERS, smc(ids::PSCI_CPU_ON_64, &[NO_SUCH_CPU, entry, 0]));
+    r.check("cpu-on-running-cpu", ALREADY_ON, smc(ids::PSCI_CPU_ON_64, &[me, entry, 0]));
+    r.check("cpu-on-no-such-cpu", INVALID_PARAMETERS, smc(ids::PSCI_CPU_ON_64, &[NO_SUCH_CPU, entry, 0]));
     let outside_ram = board.ram_top();
-    r.expect("cpu-on-entry-outside-ram", INVALID_ADDRESS, smc(ids::PSCI_CPU_ON_64, &[me, outside_ram, 0]));
+    r.check("cpu-on-entry-outside-ram", INVALID_ADDRESS, smc(ids::PSCI_CPU_ON_64, &[me, outside_ram, 0]));
 
     cpu_off_on_cycle(&mut r);
 
@@ -118,11 +118,11 @@ fn cpu_off_on_cycle(r: &mut Report) {
     let state = || smc(ids::PSCI_AFFINITY_INFO_64, &[mpidr, 0]);
     smp::request_off(slot);
     smp::wait_until(1000, || state() == AffinityState::Off as i64);
-    r.expect("cpu-off-reported-off", AffinityState::Off as i64, state());
-    r.expect("cpu-on-after-off", SUCCESS, smc(ids::PSCI_CPU_ON_64, &[mpidr, crate::switch::secondary_entry_pa(), slot as u64]));
+    r.check("cpu-off-reported-off", AffinityState::Off as i64, state());
+    r.check("cpu-on-after-off", SUCCESS, smc(ids::PSCI_CPU_ON_64, &[mpidr, crate::switch::secondary_entry_pa(), slot as u64]));
     smp::wait_until(1000, || smp::online() == cpus);
-    r.expect("cpu-back-online", cpus as i64, smp::online() as i64);
-    r.expect("affinity-info-on-again", AffinityState::On as i64, state());
+    r.check("cpu-back-online", cpus as i64, smp::online() as i64);
+    r.check("affinity-info-on-again", AffinityState::On as i64, state());
 }
 
 fn fatal(board: &Board) {
