@@ -109,7 +109,9 @@ fn console_write(addr: u64, len: u64, caller: CallerEl) -> Result<u64, HvError> 
         }
         copied += dst.len();
     }
-    print_guest_text("guest", text.get(..copied).unwrap_or_default()).map_err(|()| HvError::InvalidArgument)?;
+    if copied != 0 {
+        print_guest_text("guest", text.get(..copied).unwrap_or_default()).map_err(|()| HvError::InvalidArgument)?;
+    }
     Ok(copied as u64)
 }
 

@@ -1,11 +1,17 @@
-// Entry of the guest-stub at EL1, MMU off, x0 = its DTB. Relocates itself
-// against the address the hypervisor loaded it at, zeroes .bss, takes its
-// stack and runs stub_main.
+// Entry of the guest-stub at EL1, MMU off, x0 = its DTB. Enables FP/SIMD
+// at EL1 and EL0 (the stub is built for aarch64-unknown-none, whose code may
+// use the vector registers anywhere, e.g. to zero an array), relocates
+// itself against the address the hypervisor loaded it at, zeroes .bss,
+// takes its stack and runs stub_main.
 
 .section .text.entry, "ax"
 .global image_entry
 image_entry:
     mov     x19, x0
+    mrs     x0, cpacr_el1
+    orr     x0, x0, #{CPACR_FPEN_NO_TRAP}
+    msr     cpacr_el1, x0
+    isb
     bl      platform_init_image
     cbnz    x0, 1f
     mov     x0, #0

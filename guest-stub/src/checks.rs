@@ -1,11 +1,17 @@
 //! The self-test checks, one function each, in a static table. A check
 //! returns `Err` with what it expected and what it saw.
 
-use crate::exceptions::expect_sync;
-use crate::Env;
+use crate::el0::{self, BrkCall, Exit};
+use crate::exceptions::{expect_sync, Caught};
+use crate::{backdoor, Env};
 use platform::abi::{PSCI_VERSION_1_1, SMCCC_VERSION_1_1};
+use platform::arch::regs::SPSR_DAIF;
+use platform::arch::trap::{ExceptionSource, ExceptionType};
 use platform::arch::ExceptionLevel;
-use platform::esr::{ExceptionClass, FaultStatus};
+use platform::esr::{Esr, ExceptionClass, FaultStatus};
+use platform::hypercall::{
+    check_access, features, CallerEl, Function, HvError, Info, ABI_VERSION, CONSOLE_WRITE_MAX, STATUS_OK,
+};
 
 pub struct Check {
     pub name: &'static str,
@@ -16,6 +22,31 @@ pub struct Check {
 pub enum Failure {
     Mismatch { what: &'static str, expected: u64, got: u64 },
     Missing(&'static str),
+    /// A hypercall answered with another status than expected (both are
+    /// `x0` values, named as the ABI names them).
+    Status { what: &'static str, expected: u64, got: u64 },
+    /// An exception reached the stub's own EL1 vector where none should
+    /// have (or not the one expected).
+    Exception { what: &'static str, caught: Caught },
+    /// EL0 code left EL0 other than expected.
+    El0 { what: &'static str, exit: Exit },
+    /// Registers that do not decode; shown raw.
+    Regs { what: &'static str, regs: [u64; 4] },
+}
+
+/// A hypercall status (`x0`) as the ABI names it.
+struct StatusName(u64);
+
+impl core::fmt::Display for StatusName {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.0 == STATUS_OK {
+            return f.write_str("OK (0)");
+        }
+        match HvError::from_code(self.0 as i64) {
+            Some(e) => write!(f, "{e}"),
+            None => write!(f, "{:#x} (no status of this ABI)", self.0),
+        }
+    }
 }
 
 impl core::fmt::Display for Failure {
@@ -25,6 +56,12 @@ impl core::fmt::Display for Failure {
                 write!(f, "{what}: expected {expected:#x}, got {got:#x}")
             }
             Self::Missing(what) => write!(f, "{what}"),
+            Self::Status { what, expected, got } => {
+                write!(f, "{what}: expected status {}, got {}", StatusName(*expected), StatusName(*got))
+            }
+            Self::Exception { what, caught } => write!(f, "{what}: {caught}"),
+            Self::El0 { what, exit } => write!(f, "{what}: EL0 left with {exit}"),
+            Self::Regs { what, regs } => write!(f, "{what}: x0..x3 = {regs:#x?}"),
         }
     }
 }
@@ -34,6 +71,14 @@ fn expect_eq(what: &'static str, expected: u64, got: u64) -> Result<(), Failure>
         Ok(())
     } else {
         Err(Failure::Mismatch { what, expected, got })
+    }
+}
+
+fn expect_status(what: &'static str, expected: u64, got: u64) -> Result<(), Failure> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(Failure::Status { what, expected, got })
     }
 }
 
@@ -48,6 +93,18 @@ pub static CHECKS: &[Check] = &[
     Check { name: "prda-per-cpu", run: prda_per_cpu },
     Check { name: "el0-service", run: el0_service },
     Check { name: "el0-service-fault-contained", run: el0_service_fault_contained },
+    Check { name: "brk-backdoor-version", run: brk_backdoor_version },
+    Check { name: "brk-backdoor-console", run: brk_backdoor_console },
+    Check { name: "brk-backdoor-bad-pointer", run: brk_backdoor_bad_pointer },
+    Check { name: "brk-reflect", run: brk_reflect },
+    Check { name: "brk-el0-policy", run: brk_el0_policy },
+    Check { name: "dcc-hypercall", run: dcc_hypercall },
+    Check { name: "dcc-console", run: dcc_console },
+    Check { name: "hvc-psci-version", run: hvc_psci_version },
+    Check { name: "smc-unknown-not-supported", run: smc_unknown_not_supported },
+    Check { name: "vendor-uid", run: vendor_uid },
+    Check { name: "mmio-emulated-read-write", run: mmio_emulated_read_write },
+    Check { name: "mmio-isv0-injects-abort", run: mmio_isv0_injects_abort },
 ];
 
 /// Run only with `stub=fail`: proves a failing check fails the whole run.
@@ -195,4 +252,587 @@ fn el0_service_fault_contained(_: &Env) -> Result<(), Failure> {
     expect_eq("HV_EL0_FORMAT status for unterminated text", platform::abi::status::EL0_FAULTED as u64, status as u64)?;
     // The hypervisor, and the service, still work.
     el0_format_known_text(&mut buffers)
+}
+
+// --- the BRK backdoor ---------------------------------------------------
+
+/// A function ID no version of this ABI names (`Function::from_id` is
+/// `None`; the check says so if that ever changes).
+const UNKNOWN_FUNCTION: u64 = 0x4856_0bad;
+
+/// What `INFO` must report as the EL2 VA width: the hypervisor's kernel has
+/// a 48-bit space in both schemes (README, "Two schemes, two VA widths").
+const EXPECTED_EL2_VA_BITS: u8 = 48;
+
+const BRK_NOT_TAKEN: &str =
+    "BRK #0x4856 reached the guest's own EL1 vector (guest BRK not routed to the hypervisor: MDCR_EL2.TDE)";
+
+/// The `x0` value of an ABI answer: 0, or the error's status.
+fn status_of(result: Result<(), HvError>) -> u64 {
+    match result {
+        Ok(()) => STATUS_OK,
+        Err(e) => e.status(),
+    }
+}
+
+/// A BRK hypercall from EL1; x0..x3, or the exception that reached the stub
+/// instead.
+fn brk(function: u64, x1: u64, x2: u64) -> Result<[u64; 4], Failure> {
+    backdoor::brk_call(function, [x1, x2, 0, 0, 0, 0, 0])
+        .map_err(|caught| Failure::Exception { what: BRK_NOT_TAKEN, caught })
+}
+
+/// Checks a successful reply; returns x1..x3.
+fn reply_ok(what: &'static str, reply: [u64; 4]) -> Result<[u64; 3], Failure> {
+    let [x0, x1, x2, x3] = reply;
+    expect_status(what, STATUS_OK, x0)?;
+    Ok([x1, x2, x3])
+}
+
+/// Checks a reply with status `expected` (`Err`: x1..x3 must be zeroed, so
+/// that nothing stale leaks back to the guest).
+fn reply_status(what: &'static str, expected: Result<(), HvError>, reply: [u64; 4]) -> Result<(), Failure> {
+    let [x0, x1, x2, x3] = reply;
+    expect_status(what, status_of(expected), x0)?;
+    if expected.is_err() && (x1, x2, x3) != (0, 0, 0) {
+        return Err(Failure::Regs { what: "an error reply must zero x1..x3", regs: reply });
+    }
+    Ok(())
+}
+
+fn brk_backdoor_version(_: &Env) -> Result<(), Failure> {
+    // VERSION: x1 = ABI_VERSION, x2 and x3 unused (0).
+    let [version, x2, x3] = reply_ok("VERSION", brk(Function::Version.id(), 0, 0)?)?;
+    expect_eq("VERSION x1 (major << 16 | minor)", ABI_VERSION, version)?;
+    expect_eq("VERSION x2 (unused)", 0, x2)?;
+    expect_eq("VERSION x3 (unused)", 0, x3)?;
+
+    // FEATURES: CONSOLE_WRITE is there for EL1, an unknown ID is not, and
+    // every ID the ABI names answers as the ABI says for an EL1 caller.
+    reply_ok("FEATURES(CONSOLE_WRITE)", brk(Function::Features.id(), Function::ConsoleWrite.id(), 0)?)?;
+    if Function::from_id(UNKNOWN_FUNCTION).is_some() {
+        return Err(Failure::Missing("UNKNOWN_FUNCTION is a function of this ABI now: pick another"));
+    }
+    let unknown = brk(Function::Features.id(), UNKNOWN_FUNCTION, 0)?;
+    reply_status("FEATURES(unknown ID)", Err(HvError::NotSupported), unknown)?;
+    for function in Function::ALL {
+        let reply = brk(Function::Features.id(), function.id(), 0)?;
+        reply_status("FEATURES(each ABI function) from EL1", features(function.id(), CallerEl::El1), reply)?;
+    }
+
+    // Unknown functions, including one whose ID differs from VERSION's
+    // only above bit 31 (all 64 bits of x0 count).
+    reply_status("unknown function", Err(HvError::NotSupported), brk(UNKNOWN_FUNCTION, 0, 0)?)?;
+    let high = Function::Version.id() | 1 << 32;
+    reply_status("function ID 1 << 32 (VERSION's ID plus a high bit)", Err(HvError::NotSupported), brk(high, 0, 0)?)?;
+
+    // INFO decodes, with at least one CPU and the hypervisor's 48-bit VA.
+    let reply = brk(Function::Info.id(), 0, 0)?;
+    let regs = reply_ok("INFO", reply)?;
+    let info = Info::decode(regs)
+        .ok_or(Failure::Regs { what: "INFO's x1..x3 do not decode (unknown mode or reserved bits set)", regs: reply })?;
+    if info.cpus == 0 || info.cpus as usize > platform::board::MAX_CPUS {
+        return Err(Failure::Mismatch { what: "INFO CPU count (1..=MAX_CPUS)", expected: 1, got: info.cpus.into() });
+    }
+    expect_eq("INFO EL2 VA width", EXPECTED_EL2_VA_BITS.into(), info.el2_va_bits.into())
+}
+
+const CONSOLE_TEXT: &[u8] = b"guest-stub: brk console ok\n";
+const PAGE_CROSSING_TEXT: &[u8] = b"guest-stub: brk console across a page boundary ok\n";
+const EL0_CONSOLE_TEXT: &[u8] = b"guest-stub: brk console from EL0 ok\n";
+
+/// Two pages of guest RAM, for buffers that cross a page boundary.
+#[repr(C, align(4096))]
+struct TwoPages([u8; 8192]);
+
+static TWO_PAGES: spin::Mutex<TwoPages> = spin::Mutex::new(TwoPages([0; 8192]));
+
+/// CONSOLE_WRITE of `text` from EL1: OK, x1 = every byte written, x2 = x3 = 0.
+fn console_write(what: &'static str, text: &[u8]) -> Result<(), Failure> {
+    let len = text.len() as u64;
+    let [written, x2, x3] = reply_ok(what, brk(Function::ConsoleWrite.id(), text.as_ptr() as u64, len)?)?;
+    expect_eq("CONSOLE_WRITE x1 (bytes written: all of them)", len, written)?;
+    expect_eq("CONSOLE_WRITE x2 (unused)", 0, x2)?;
+    expect_eq("CONSOLE_WRITE x3 (unused)", 0, x3)
+}
+
+fn brk_backdoor_console(_: &Env) -> Result<(), Failure> {
+    // The stub's MMU is off: the buffer's address is its IPA, in guest RAM
+    // (the image's read-only data).
+    console_write("CONSOLE_WRITE", CONSOLE_TEXT)?;
+
+    // A buffer that crosses a page boundary (the hypervisor validates and
+    // copies it page by page).
+    let mut pages = TWO_PAGES.lock();
+    let start = 4096 - 16;
+    let buffer = &mut pages.0[start..start + PAGE_CROSSING_TEXT.len()];
+    buffer.copy_from_slice(PAGE_CROSSING_TEXT);
+    console_write("CONSOLE_WRITE across a page boundary", buffer)?;
+
+    // An empty write is no mistake, and its address is not looked at.
+    let [written, ..] = reply_ok("CONSOLE_WRITE of 0 bytes at address 0", brk(Function::ConsoleWrite.id(), 0, 0)?)?;
+    expect_eq("CONSOLE_WRITE of 0 bytes: x1", 0, written)
+}
+
+fn brk_backdoor_bad_pointer(env: &Env) -> Result<(), Failure> {
+    let write = Function::ConsoleWrite.id();
+    let bad = Err(HvError::BadAddress);
+    // The first byte past guest RAM, and a buffer straddling the end.
+    reply_status("CONSOLE_WRITE at the end of guest RAM", bad, brk(write, env.ram_end, 16)?)?;
+    reply_status("CONSOLE_WRITE straddling the end of guest RAM", bad, brk(write, env.ram_end - 8, 16)?)?;
+    // Just below guest RAM.
+    if env.ram_base >= 16 {
+        reply_status("CONSOLE_WRITE just below guest RAM", bad, brk(write, env.ram_base - 16, 16)?)?;
+    }
+    // A buffer that wraps around the top of the address space.
+    reply_status("CONSOLE_WRITE wrapping past 2^64", bad, brk(write, u64::MAX - 7, 16)?)?;
+    // Longer than CONSOLE_WRITE_MAX, from a good address.
+    let pages = TWO_PAGES.lock();
+    let long = brk(write, pages.0.as_ptr() as u64, CONSOLE_WRITE_MAX + 1)?;
+    reply_status("CONSOLE_WRITE of CONSOLE_WRITE_MAX + 1 bytes", Err(HvError::TooLong), long)?;
+    drop(pages);
+    // And the hypervisor still answers.
+    let [version, ..] = reply_ok("VERSION after the bad pointers", brk(Function::Version.id(), 0, 0)?)?;
+    expect_eq("VERSION after the bad pointers", ABI_VERSION, version)
+}
+
+/// `SPSR.M[4:0]` and `SPSR.DAIF`: what the BRK checks compare.
+const SPSR_M_AND_DAIF: u64 = 0b1_1111 | SPSR_DAIF;
+
+fn brk_reflect(_: &Env) -> Result<(), Failure> {
+    use platform::arch::regs::SPSR_M_EL1H;
+    const IMM: u16 = el0::PROBE_BRK_IMM;
+
+    // At EL1: the stub's own vector takes it, as it would without a
+    // hypervisor, with ELR = the BRK itself (its preferred return address).
+    let mut at = 0u64;
+    let mut daif = 0u64;
+    let caught = expect_sync(|| {
+        // SAFETY: the BRK is expected to reach the stub's vector, which
+        // steps over it; nothing else happens.
+        unsafe {
+            core::arch::asm!(
+                "mrs {daif}, daif",
+                "adr {at}, 2f",
+                "2: brk #{imm}",
+                daif = out(reg) daif,
+                at = out(reg) at,
+                imm = const IMM,
+                options(nostack),
+            );
+        }
+    })
+    .ok_or(Failure::Missing("brk #0x1234 at EL1 did not reach the guest's vector (swallowed?)"))?;
+    expect_eq("ESR_EL1.EC (0x3c = BRK64)", ExceptionClass::Brk64.ec().into(), caught.esr.class().ec().into())?;
+    expect_eq("BRK comment (ESR_EL1.ISS)", IMM.into(), caught.esr.iss())?;
+    expect_eq("ESR_EL1.IL", 1, caught.esr.il().into())?;
+    expect_eq("ESR_EL1 (all of it)", Esr::brk(IMM).0, caught.esr.0)?;
+    expect_eq("ELR_EL1 (the BRK itself)", at, caught.elr)?;
+    expect_eq("SPSR_EL1 M and DAIF (EL1h, DAIF as before)", SPSR_M_EL1H | daif, caught.spsr & SPSR_M_AND_DAIF)?;
+
+    // At EL0: the stub's lower-EL vector takes it.
+    let (exit, at) = el0::brk_probe();
+    let Exit::Exception { kind, esr, elr, spsr, .. } = exit else {
+        return Err(Failure::El0 { what: "brk #0x1234 at EL0 did not reach the guest's vector", exit });
+    };
+    if kind.source() != ExceptionSource::LowerA64 || kind.kind() != ExceptionType::Sync {
+        return Err(Failure::El0 { what: "brk #0x1234 at EL0: not a synchronous exception from lower EL", exit });
+    }
+    expect_eq("ESR_EL1 for brk #0x1234 at EL0", Esr::brk(IMM).0, esr.0)?;
+    expect_eq("ELR_EL1 for brk #0x1234 at EL0 (the BRK itself)", at, elr)?;
+    // EL0t (M = 0), with the DAIF mask EL0 was entered with.
+    expect_eq("SPSR_EL1 M and DAIF for brk at EL0 (EL0t, DAIF masked)", SPSR_DAIF, spsr & SPSR_M_AND_DAIF)
+}
+
+/// Whether EL0 ended its run with `SVC #0`, x0 = 0, from EL0.
+fn el0_finished(exit: Exit) -> Result<(), Failure> {
+    match exit {
+        Exit::Svc { imm: 0, regs: [0, ..], spsr }
+            if ExceptionLevel::from_spsr(spsr) == ExceptionLevel::El0 && spsr & 0b1_0000 == 0 =>
+        {
+            Ok(())
+        }
+        _ => Err(Failure::El0 { what: "EL0 did not finish its hypercalls with SVC #0", exit }),
+    }
+}
+
+fn brk_el0_policy(env: &Env) -> Result<(), Failure> {
+    // What EL0 asks, in order (el0.S makes the BRKs and stores x0..x3).
+    const VERSION: usize = 0;
+    const SCAN: usize = 1;
+    const INFO: usize = 2;
+    const CONSOLE: usize = 3;
+    const CONSOLE_BAD: usize = 4;
+    const FEATURES: usize = 5;
+    let mut calls = [BrkCall::default(); FEATURES + Function::ALL.len()];
+    calls[VERSION] = BrkCall::new(Function::Version.id(), 0, 0);
+    calls[SCAN] = BrkCall::new(Function::Scan.id(), 0, 0);
+    calls[INFO] = BrkCall::new(Function::Info.id(), 0, 0);
+    calls[CONSOLE] =
+        BrkCall::new(Function::ConsoleWrite.id(), EL0_CONSOLE_TEXT.as_ptr() as u64, EL0_CONSOLE_TEXT.len() as u64);
+    calls[CONSOLE_BAD] = BrkCall::new(Function::ConsoleWrite.id(), env.ram_end, 16);
+    for (call, function) in calls[FEATURES..].iter_mut().zip(Function::ALL) {
+        *call = BrkCall::new(Function::Features.id(), function.id(), 0);
+    }
+    let exit = el0::brk_calls(&mut calls);
+    if let Exit::Exception { esr, .. } = exit {
+        if esr.brk_comment() == Some(platform::hypercall::HV_BRK_IMM) {
+            return Err(Failure::El0 {
+                what: "BRK #0x4856 from EL0 reached the guest's own vector (not routed to the hypervisor)",
+                exit,
+            });
+        }
+    }
+    el0_finished(exit)?;
+
+    let [version, ..] = reply_ok("VERSION from EL0", calls[VERSION].reply)?;
+    expect_eq("VERSION x1 from EL0", ABI_VERSION, version)?;
+    // SCAN is EL1-only; the ABI's answer to EL0 (check_access: today
+    // NOT_SUPPORTED while SCAN is unimplemented, PERMISSION_DENIED once it
+    // is) and never OK.
+    let scan = check_access(Function::Scan, CallerEl::El0);
+    if scan.is_ok() {
+        return Err(Failure::Missing("the ABI lets EL0 call SCAN: the EL0 policy changed"));
+    }
+    reply_status("SCAN from EL0 (EL1 only)", scan, calls[SCAN].reply)?;
+    let regs = reply_ok("INFO from EL0", calls[INFO].reply)?;
+    Info::decode(regs).ok_or(Failure::Regs { what: "INFO from EL0 does not decode", regs: calls[INFO].reply })?;
+    let [written, ..] = reply_ok("CONSOLE_WRITE from EL0", calls[CONSOLE].reply)?;
+    expect_eq("CONSOLE_WRITE from EL0: bytes written", EL0_CONSOLE_TEXT.len() as u64, written)?;
+    reply_status("CONSOLE_WRITE from EL0 past guest RAM", Err(HvError::BadAddress), calls[CONSOLE_BAD].reply)?;
+    for (call, function) in calls[FEATURES..].iter().zip(Function::ALL) {
+        reply_status("FEATURES(each ABI function) from EL0", features(function.id(), CallerEl::El0), call.reply)?;
+    }
+    Ok(())
+}
+
+// --- the DCC conduit ----------------------------------------------------
+
+/// Preloaded into the `MRS` destination so that a read that leaves it
+/// alone shows.
+const X8_BEFORE: u64 = 0x5a5a_5a5a_5a5a_5a5a;
+const DCC_TRAPPED: &str = "MDCCSR_EL0 read raised an exception at the guest's own vector";
+
+fn dcc_hypercall(_: &Env) -> Result<(), Failure> {
+    use platform::hypercall::DCC_CALL_MAGIC;
+    // VERSION through the DCC conduit.
+    let (reply, x8) = backdoor::dcc_call(Function::Version.id(), [0; 3], X8_BEFORE)
+        .map_err(|caught| Failure::Exception { what: DCC_TRAPPED, caught })?;
+    let [version, x2, x3] = reply_ok("DCC VERSION", reply)?;
+    expect_eq("DCC VERSION x1", ABI_VERSION, version)?;
+    expect_eq("DCC VERSION x2 (unused)", 0, x2)?;
+    expect_eq("DCC VERSION x3 (unused)", 0, x3)?;
+    expect_eq("DCC VERSION x8 (the MDCCSR_EL0 value)", 0, x8)?;
+    // An unknown function through the DCC conduit.
+    let (reply, _) = backdoor::dcc_call(UNKNOWN_FUNCTION, [0; 3], X8_BEFORE)
+        .map_err(|caught| Failure::Exception { what: DCC_TRAPPED, caught })?;
+    reply_status("DCC unknown function", Err(HvError::NotSupported), reply)?;
+
+    // Without the magic it is a plain register read: 0, and x0..x3 as they
+    // were. INFO's ID (a BRK call would change x0 to 0) and an x0 one bit
+    // off the magic.
+    let args = [0x1111, 0x2222, 0x3333];
+    for x0 in [Function::Info.id(), (DCC_CALL_MAGIC ^ 1 << 32) | Function::Version.id()] {
+        let (reply, x8) = backdoor::mdccsr_read_with(x0, args, X8_BEFORE)
+            .map_err(|caught| Failure::Exception { what: DCC_TRAPPED, caught })?;
+        expect_eq("plain MDCCSR_EL0 read: x8", 0, x8)?;
+        if reply != [x0, args[0], args[1], args[2]] {
+            return Err(Failure::Regs { what: "plain MDCCSR_EL0 read changed x0..x3", regs: reply });
+        }
+    }
+    Ok(())
+}
+
+const DCC_CONSOLE_TEXT: &[u8] = b"guest-stub: dcc console ok\n";
+
+fn dcc_console(_: &Env) -> Result<(), Failure> {
+    for &byte in DCC_CONSOLE_TEXT {
+        backdoor::dcc_put(byte).map_err(|caught| Failure::Exception {
+            what: if caught.esr.class() == ExceptionClass::Unknown {
+                "MSR DBGDTRTX_EL0 is UNDEFINED at EL1: the CPU lacks the register (QEMU before 8.0 does, and \
+                 then the write never traps to EL2) or the hypervisor refused it"
+            } else {
+                "MSR DBGDTRTX_EL0 raised an exception at the guest's own vector"
+            },
+            caught,
+        })?;
+    }
+    // Nothing to receive and room to send, as with no debugger attached.
+    let (reply, x8) = backdoor::mdccsr_read_with(0, [0; 3], X8_BEFORE)
+        .map_err(|caught| Failure::Exception { what: DCC_TRAPPED, caught })?;
+    expect_eq("MDCCSR_EL0 after the console writes", 0, x8)?;
+    expect_eq("x0 after a plain MDCCSR_EL0 read", 0, reply[0])
+}
+
+// --- HVC and SMC --------------------------------------------------------
+
+fn not_supported() -> u64 {
+    i64::from(smccc::arch::error::NOT_SUPPORTED) as u64
+}
+
+fn hvc_psci_version(_: &Env) -> Result<(), Failure> {
+    // The SMC32/HVC32 convention: W0 in, W0 out.
+    let version = smccc::hvc32(smccc::psci::PSCI_VERSION, [0; 7])[0];
+    expect_eq("PSCI_VERSION over HVC32", PSCI_VERSION_1_1, version.into())
+}
+
+fn smc_unknown_not_supported(_: &Env) -> Result<(), Failure> {
+    use platform::abi::{fast_call32, Owner, SIP_SET_EXIT_STATUS, SMC64};
+    // An unallocated SMC64 function in the OEM range.
+    let unknown = fast_call32(Owner::Oem, 0xfffe) | SMC64;
+    expect_eq("unknown SMC64 (OEM) function", not_supported(), smccc::smc64(unknown, [0; 17])[0])?;
+    // A call only the monitor serves: the hypervisor answers the guest's
+    // SMC itself, so the monitor never sees it (it would answer 0).
+    // Status 0, should it reach the monitor after all.
+    let args = [0u64; 17];
+    let got = smccc::smc64(SIP_SET_EXIT_STATUS, args)[0];
+    expect_eq("the monitor's SIP_SET_EXIT_STATUS over a guest SMC", not_supported(), got)
+}
+
+fn vendor_uid(_: &Env) -> Result<(), Failure> {
+    use platform::abi::{HV_CALL_COUNT, HV_CALL_UID, HV_UID};
+    let uid = smccc::hvc32(HV_CALL_UID, [0; 7]);
+    for (what, expected, got) in [
+        ("HV_CALL_UID w0", HV_UID[0], uid[0]),
+        ("HV_CALL_UID w1", HV_UID[1], uid[1]),
+        ("HV_CALL_UID w2", HV_UID[2], uid[2]),
+        ("HV_CALL_UID w3", HV_UID[3], uid[3]),
+    ] {
+        expect_eq(what, expected.into(), got.into())?;
+    }
+    let count = smccc::hvc32(HV_CALL_COUNT, [0; 7])[0] as i32;
+    if !(1..=0xffff).contains(&count) {
+        return Err(Failure::Mismatch { what: "HV_CALL_COUNT (1..=0xffff)", expected: 1, got: count as u64 });
+    }
+    Ok(())
+}
+
+// --- MMIO emulation -----------------------------------------------------
+
+/// The instruction an MMIO load uses. Every access is one inline-asm
+/// instruction with a plain base register: `read_volatile`/`write_volatile`
+/// leave the addressing mode to the compiler, which may pick a writeback
+/// form (`str x13, [x14, #8]!`, seen here) whose abort has no instruction
+/// syndrome (ISV = 0) and so cannot be emulated.
+#[derive(Clone, Copy)]
+enum Load {
+    /// `LDRB Wt`, `LDRH Wt`, `LDR Wt`, `LDR Xt`.
+    U8,
+    U16,
+    U32,
+    U64,
+    /// `LDRSB Xt`, `LDRSB Wt`, `LDRSH Xt`, `LDRSH Wt`, `LDRSW Xt`.
+    S8X,
+    S8W,
+    S16X,
+    S16W,
+    S32X,
+}
+
+/// The instruction an MMIO store uses: `STRB`, `STRH`, `STR Wt`, `STR Xt`.
+#[derive(Clone, Copy)]
+enum Store {
+    U8,
+    U16,
+    U32,
+    U64,
+}
+
+/// One load instruction `$insn {v}, [{a}]` from `$addr`; the destination
+/// register's value.
+macro_rules! mmio_load {
+    ($insn:literal, $addr:expr) => {{
+        let v: u64;
+        core::arch::asm!(concat!($insn, ", [{a}]"), a = in(reg) $addr, v = out(reg) v, options(nostack));
+        v
+    }};
+}
+
+/// One store instruction `$insn {v}, [{a}]` of `$value` to `$addr`.
+macro_rules! mmio_store {
+    ($insn:literal, $addr:expr, $value:expr) => {
+        core::arch::asm!(concat!($insn, ", [{a}]"), a = in(reg) $addr, v = in(reg) $value, options(nostack))
+    };
+}
+
+/// The test device, with a count of the accesses made to it.
+struct TestDevice {
+    base: u64,
+    made: u64,
+}
+
+const MMIO_ABORTED: &str = "an access to the emulated test device aborted";
+
+impl TestDevice {
+    fn find(env: &Env) -> Result<Self, Failure> {
+        use platform::abi::test_mmio::SIZE;
+        let (base, size) =
+            env.test_mmio.ok_or(Failure::Missing("no node with compatible = \"hv,test-mmio\" in the guest DTB"))?;
+        if size < SIZE {
+            return Err(Failure::Mismatch { what: "hv,test-mmio window size", expected: SIZE, got: size });
+        }
+        Ok(Self { base, made: 0 })
+    }
+
+    /// One load at `offset`; the value as the destination register holds it.
+    fn load(&mut self, offset: u64, load: Load) -> Result<u64, Failure> {
+        let addr = self.base + offset;
+        let mut value = 0u64;
+        let caught = expect_sync(|| {
+            // SAFETY: the test device's window, which stage 2 leaves to the
+            // hypervisor to emulate (or to abort, which the stub catches);
+            // accesses are naturally aligned.
+            value = unsafe {
+                match load {
+                    Load::U8 => mmio_load!("ldrb {v:w}", addr),
+                    Load::U16 => mmio_load!("ldrh {v:w}", addr),
+                    Load::U32 => mmio_load!("ldr {v:w}", addr),
+                    Load::U64 => mmio_load!("ldr {v}", addr),
+                    Load::S8X => mmio_load!("ldrsb {v}", addr),
+                    Load::S8W => mmio_load!("ldrsb {v:w}", addr),
+                    Load::S16X => mmio_load!("ldrsh {v}", addr),
+                    Load::S16W => mmio_load!("ldrsh {v:w}", addr),
+                    Load::S32X => mmio_load!("ldrsw {v}", addr),
+                }
+            };
+        });
+        self.made += 1;
+        match caught {
+            Some(caught) => Err(Failure::Exception { what: MMIO_ABORTED, caught }),
+            None => Ok(value),
+        }
+    }
+
+    fn store(&mut self, offset: u64, store: Store, value: u64) -> Result<(), Failure> {
+        let addr = self.base + offset;
+        let caught = expect_sync(|| {
+            // SAFETY: as for `load`.
+            unsafe {
+                match store {
+                    Store::U8 => mmio_store!("strb {v:w}", addr, value),
+                    Store::U16 => mmio_store!("strh {v:w}", addr, value),
+                    Store::U32 => mmio_store!("str {v:w}", addr, value),
+                    Store::U64 => mmio_store!("str {v}", addr, value),
+                }
+            }
+        });
+        self.made += 1;
+        match caught {
+            Some(caught) => Err(Failure::Exception { what: MMIO_ABORTED, caught }),
+            None => Ok(()),
+        }
+    }
+
+    fn expect(&mut self, what: &'static str, offset: u64, load: Load, expected: u64) -> Result<(), Failure> {
+        let got = self.load(offset, load)?;
+        expect_eq(what, expected, got)
+    }
+}
+
+fn mmio_emulated_read_write(env: &Env) -> Result<(), Failure> {
+    use platform::abi::test_mmio::{ACCESSES, ID, ID_VALUE, SCRATCH};
+    let mut dev = TestDevice::find(env)?;
+    let before = dev.load(ACCESSES, Load::U64)?;
+    dev.made = 0;
+
+    dev.expect("ID (64-bit load)", ID, Load::U64, ID_VALUE)?;
+    dev.expect("ID (32-bit load)", ID, Load::U32, ID_VALUE)?;
+    // ID is read-only: writes are ignored.
+    dev.store(ID, Store::U32, 0)?;
+    dev.expect("ID after a write to it (ignored)", ID, Load::U64, ID_VALUE)?;
+
+    // SCRATCH: narrower stores change only their bytes (little-endian).
+    dev.store(SCRATCH, Store::U64, 0x1122_3344_5566_7788)?;
+    dev.expect("SCRATCH after a 64-bit store", SCRATCH, Load::U64, 0x1122_3344_5566_7788)?;
+    dev.store(SCRATCH + 4, Store::U32, 0x7abb_ccdd)?;
+    dev.expect("SCRATCH after a 32-bit store at +4", SCRATCH, Load::U64, 0x7abb_ccdd_5566_7788)?;
+    dev.store(SCRATCH + 2, Store::U16, 0x8001)?;
+    dev.expect("SCRATCH after a 16-bit store at +2", SCRATCH, Load::U64, 0x7abb_ccdd_8001_7788)?;
+    dev.store(SCRATCH + 1, Store::U8, 0x80)?;
+    dev.expect("SCRATCH after an 8-bit store at +1", SCRATCH, Load::U64, 0x7abb_ccdd_8001_8088)?;
+
+    // Loads of each size at offsets inside SCRATCH, zero- and sign-extending.
+    dev.expect("LDRB SCRATCH+1", SCRATCH + 1, Load::U8, 0x80)?;
+    dev.expect("LDRSB Xt SCRATCH+1", SCRATCH + 1, Load::S8X, 0xffff_ffff_ffff_ff80)?;
+    dev.expect("LDRSB Wt SCRATCH+1", SCRATCH + 1, Load::S8W, 0xffff_ff80)?;
+    dev.expect("LDRSB Xt SCRATCH+7 (positive)", SCRATCH + 7, Load::S8X, 0x7a)?;
+    dev.expect("LDRH SCRATCH+2", SCRATCH + 2, Load::U16, 0x8001)?;
+    dev.expect("LDRSH Xt SCRATCH+2", SCRATCH + 2, Load::S16X, 0xffff_ffff_ffff_8001)?;
+    dev.expect("LDRSH Wt SCRATCH+2", SCRATCH + 2, Load::S16W, 0xffff_8001)?;
+    dev.expect("LDR Wt SCRATCH", SCRATCH, Load::U32, 0x8001_8088)?;
+    dev.expect("LDRSW SCRATCH", SCRATCH, Load::S32X, 0xffff_ffff_8001_8088)?;
+    dev.expect("LDR Wt SCRATCH+4", SCRATCH + 4, Load::U32, 0x7abb_ccdd)?;
+    dev.expect("LDRSW SCRATCH+4 (positive)", SCRATCH + 4, Load::S32X, 0x7abb_ccdd)?;
+
+    // ACCESSES grew by the accesses made since it was read (the count may
+    // or may not include the read of ACCESSES itself).
+    let made = dev.made;
+    let after = dev.load(ACCESSES, Load::U64)?;
+    let grown = after.wrapping_sub(before);
+    if grown != made && grown != made + 1 {
+        return Err(Failure::Mismatch {
+            what: "ACCESSES increase (accesses made, +1 for the read itself)",
+            expected: made + 1,
+            got: grown,
+        });
+    }
+    Ok(())
+}
+
+fn mmio_isv0_injects_abort(env: &Env) -> Result<(), Failure> {
+    use platform::abi::test_mmio::{ID, ID_VALUE, SCRATCH};
+    let mut dev = TestDevice::find(env)?;
+    dev.expect("ID before the pair load", ID, Load::U64, ID_VALUE)?;
+
+    // A load pair has no instruction syndrome (ISV = 0): not emulatable, so
+    // the guest gets a synchronous external abort at EL1.
+    let id = dev.base + ID;
+    let caught = expect_sync(|| {
+        // SAFETY: the load is expected to abort; the handler steps over it.
+        unsafe {
+            core::arch::asm!("ldp {a}, {b}, [{p}]", p = in(reg) id, a = out(reg) _, b = out(reg) _, options(nostack));
+        }
+    })
+    .ok_or(Failure::Missing("LDP from the test device did not abort"))?;
+    check_injected_abort(caught, id, false)?;
+
+    // A store pair likewise, and SCRATCH keeps its value.
+    dev.store(SCRATCH, Store::U64, 0x0123_4567_89ab_cdef)?;
+    let scratch = dev.base + SCRATCH;
+    let caught = expect_sync(|| {
+        // SAFETY: the store is expected to abort; the handler steps over it.
+        unsafe {
+            core::arch::asm!("stp {a}, {a}, [{p}]", p = in(reg) scratch, a = in(reg) 0u64, options(nostack));
+        }
+    })
+    .ok_or(Failure::Missing("STP to the test device did not abort"))?;
+    check_injected_abort(caught, scratch, true)?;
+    dev.expect("SCRATCH after the aborted STP", SCRATCH, Load::U64, 0x0123_4567_89ab_cdef)?;
+
+    // The device still works.
+    dev.expect("ID after the aborts", ID, Load::U64, ID_VALUE)
+}
+
+/// The data abort the hypervisor injects for an access it cannot emulate:
+/// EC 0x25 (from EL1), DFSC 0x10, ISV = 0, WnR as the access, FAR = the
+/// address.
+fn check_injected_abort(caught: Caught, addr: u64, write: bool) -> Result<(), Failure> {
+    expect_eq(
+        "exception class (0x25 = data abort from EL1)",
+        ExceptionClass::DataAbortSame.ec().into(),
+        caught.esr.class().ec().into(),
+    )?;
+    let Some(abort) = caught.esr.abort() else {
+        return Err(Failure::Exception { what: "not an abort", caught });
+    };
+    if abort.fault() != FaultStatus::SyncExternal {
+        return Err(Failure::Mismatch {
+            what: "DFSC (0x10 = synchronous external abort)",
+            expected: FaultStatus::SYNC_EXTERNAL_CODE.into(),
+            got: abort.fault().code().into(),
+        });
+    }
+    expect_eq("ISV", 0, abort.isv().into())?;
+    expect_eq("WnR", write.into(), abort.wnr().into())?;
+    expect_eq("FAR", addr, caught.far)
 }

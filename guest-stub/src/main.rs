@@ -17,7 +17,9 @@
 #![no_std]
 #![no_main]
 
+mod backdoor;
 mod checks;
+mod el0;
 mod exceptions;
 
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -28,12 +30,21 @@ use platform::println;
 core::arch::global_asm!(
     include_str!("boot.S"),
     PSCI_SYSTEM_OFF = const smccc::psci::PSCI_SYSTEM_OFF,
+    CPACR_FPEN_NO_TRAP = const CPACR_FPEN_NO_TRAP,
 );
+
+/// `CPACR_EL1.FPEN` = 0b11: FP/SIMD instructions do not trap at EL1 or EL0.
+const CPACR_FPEN_NO_TRAP: u64 = 0b11 << 20;
 
 /// What the checks need to know about the guest's world, from its DTB.
 pub struct Env {
+    /// The first byte of guest RAM.
+    pub ram_base: u64,
     /// One past the last byte of guest RAM.
     pub ram_end: u64,
+    /// The emulated test device (`compatible = "hv,test-mmio"`): base IPA
+    /// and size of its window, if the DTB has one.
+    pub test_mmio: Option<(u64, u64)>,
 }
 
 #[no_mangle]
@@ -48,8 +59,15 @@ extern "C" fn stub_main(dtb: usize) -> ! {
         platform::console::init("guest-stub", unsafe { Pl011::new(reg.starting_address as usize) });
     }
     let ram = fdt.memory().regions().next();
+    let test_mmio = fdt
+        .find_compatible(&[platform::abi::test_mmio::COMPATIBLE])
+        .and_then(|node| node.reg())
+        .and_then(|mut reg| reg.next())
+        .map(|r| (r.starting_address as u64, r.size.unwrap_or(0) as u64));
     let env = Env {
+        ram_base: ram.map_or(0, |r| r.starting_address as u64),
         ram_end: ram.map_or(0, |r| r.starting_address as u64 + r.size.unwrap_or(0) as u64),
+        test_mmio,
     };
     let mut forced_failure = false;
     for word in fdt.chosen().bootargs().unwrap_or("").split_ascii_whitespace() {

@@ -174,6 +174,10 @@ fn assert_selftest_passed(o: &Outcome, smp: u32) {
         o.secure.contains("PSCI SYSTEM_OFF, exit status 0"),
         "the monitor's Secure UART must log the power-off\n{dump}"
     );
+    // The guest's console channels reach the console, prefixed.
+    for line in ["guest: guest-stub: brk console ok", "guest: guest-stub: brk console from EL0 ok", "guest-dcc: guest-stub: dcc console ok"] {
+        assert!(o.console.lines().any(|l| l == line), "missing `{line}`\n{dump}");
+    }
 }
 
 /// The hypervisor's boot line: `mode=`, `remap=`, the VA widths, the load PA

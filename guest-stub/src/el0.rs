@@ -1,0 +1,161 @@
+//! Running guest-stub code at EL0, to see the hypervisor's interfaces as an
+//! EL0 task would.
+//!
+//! The stub's EL1&0 regime has its MMU off, so EL0 addresses are the same
+//! flat IPAs EL1 uses: EL0 code runs from the image, reads and writes
+//! `.bss` and uses a stack there. [`call`] saves EL1's callee-saved state
+//! (`el0.S`), `eret`s to EL0t with DAIF masked, and regains control when
+//! EL0 takes an exception to EL1: the vector (`exceptions.rs`) hands it to
+//! [`exit`], which records how EL0 left ([`Exit`]) and resumes the EL1 code
+//! after [`call`] with its saved state. EL0 code ends with `SVC #0`; any
+//! other exception from EL0 ends the call too, and the caller decides
+//! whether that was expected.
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, Ordering};
+use platform::arch::regs::SPSR_DAIF;
+use platform::arch::trap::{ExceptionKind, ExceptionType, TrapFrame};
+use platform::esr::{Esr, ExceptionClass};
+use platform::hypercall::HV_BRK_IMM;
+
+/// The `BRK` comment EL0's probe uses: not a hypercall, so the hypervisor
+/// must reflect it to the stub's own EL1 vector.
+pub const PROBE_BRK_IMM: u16 = 0x1234;
+
+core::arch::global_asm!(
+    include_str!("el0.S"),
+    SPSR_EL0_MASKED = const SPSR_DAIF,
+    HV_BRK_IMM = const HV_BRK_IMM,
+    PROBE_BRK_IMM = const PROBE_BRK_IMM,
+    BRK_CALL_SIZE = const core::mem::size_of::<BrkCall>(),
+);
+
+/// EL1's state across an EL0 call: x19..x30, sp, DAIF, d8..d15 (the layout
+/// `el0.S` uses). FP/SIMD is enabled at EL1 (`boot.S`), so compiled code
+/// may keep values in d8..d15 across the call.
+#[repr(C, align(16))]
+struct SaveArea([u64; 22]);
+
+#[repr(C, align(16))]
+struct Stack([u8; 4096]);
+
+/// A static that only the one CPU running the stub touches, through raw
+/// pointers handed to `el0.S`.
+struct Private<T>(UnsafeCell<T>);
+
+// SAFETY: the guest-stub runs on one CPU and makes one EL0 call at a time
+// (`ACTIVE`); the contents are only reached through raw pointers by the
+// assembly.
+unsafe impl<T> Sync for Private<T> {}
+
+static SAVE: Private<SaveArea> = Private(UnsafeCell::new(SaveArea([0; 22])));
+static STACK: Private<Stack> = Private(UnsafeCell::new(Stack([0; 4096])));
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+static EXIT: spin::Mutex<Option<Exit>> = spin::Mutex::new(None);
+
+extern "C" {
+    fn stub_el0_enter(entry: u64, a0: u64, a1: u64, stack_top: u64, save: *mut SaveArea);
+    fn stub_el0_return(save: *mut SaveArea) -> !;
+    fn stub_el0_brk_calls();
+    fn stub_el0_brk_probe();
+    static stub_el0_brk_probe_insn: u8;
+}
+
+/// How EL0 left.
+#[derive(Clone, Copy, Debug)]
+pub enum Exit {
+    /// `SVC #imm` (EC 0x15): EL0's x0..x3 and the SPSR it trapped with.
+    Svc { imm: u16, regs: [u64; 4], spsr: u64 },
+    /// Any other exception from EL0.
+    Exception { kind: ExceptionKind, esr: Esr, far: u64, elr: u64, spsr: u64 },
+}
+
+impl core::fmt::Display for Exit {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Svc { imm, regs, spsr } => {
+                write!(f, "SVC #{imm:#x} with x0..x3 = {regs:#x?}, SPSR {spsr:#x}")
+            }
+            Self::Exception { kind, esr, far, elr, spsr } => {
+                write!(f, "{kind}: ESR {esr}, FAR {far:#x}, ELR {elr:#x}, SPSR {spsr:#x}")
+            }
+        }
+    }
+}
+
+/// Whether an EL0 call is under way (the vector asks).
+pub fn active() -> bool {
+    ACTIVE.load(Ordering::SeqCst)
+}
+
+/// Ends the EL0 call from the exception vector: records how EL0 left and
+/// resumes the EL1 code that called [`call`], abandoning the handler's
+/// frames.
+pub fn exit(frame: &TrapFrame, kind: ExceptionKind, esr: Esr, far: u64) -> ! {
+    let exit = match (kind.kind(), esr.svc_imm()) {
+        (ExceptionType::Sync, Some(imm)) if esr.class() == ExceptionClass::Svc64 => Exit::Svc {
+            imm,
+            regs: [frame.x[0], frame.x[1], frame.x[2], frame.x[3]],
+            spsr: frame.spsr,
+        },
+        _ => Exit::Exception { kind, esr, far, elr: frame.elr, spsr: frame.spsr },
+    };
+    *EXIT.lock() = Some(exit);
+    ACTIVE.store(false, Ordering::SeqCst);
+    // SAFETY: `call` filled the save area before it entered EL0, and its
+    // frame (and every caller's) is still on the stack above the handler's.
+    unsafe { stub_el0_return(SAVE.0.get()) }
+}
+
+/// Runs the EL0 code at `entry` with x0 = `a0`, x1 = `a1` until it takes
+/// an exception to EL1.
+///
+/// # Safety
+///
+/// `entry` must be code that is safe to run at EL0 with those arguments
+/// and that ends with an exception (normally `SVC #0`).
+unsafe fn call(entry: unsafe extern "C" fn(), a0: u64, a1: u64) -> Exit {
+    if ACTIVE.swap(true, Ordering::SeqCst) {
+        crate::abort_run(format_args!("nested EL0 call"));
+    }
+    *EXIT.lock() = None;
+    let stack = STACK.0.get();
+    let stack_top = stack as u64 + core::mem::size_of::<Stack>() as u64;
+    // SAFETY: the caller vouches for `entry`; the stack and save area are
+    // this module's, used by one call at a time; `stub_el0_enter` returns
+    // (through `exit`) with every callee-saved register restored.
+    unsafe { stub_el0_enter(entry as usize as u64, a0, a1, stack_top, SAVE.0.get()) };
+    EXIT.lock().take().unwrap_or_else(|| crate::abort_run(format_args!("EL0 call returned without an exit")))
+}
+
+/// One `BRK #HV_BRK_IMM` hypercall made from EL0: x0..x7 in, x0..x3 out
+/// (the layout `el0.S` walks).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BrkCall {
+    pub regs: [u64; 8],
+    pub reply: [u64; 4],
+}
+
+impl BrkCall {
+    pub const fn new(function: u64, x1: u64, x2: u64) -> Self {
+        Self { regs: [function, x1, x2, 0, 0, 0, 0, 0], reply: [0; 4] }
+    }
+}
+
+/// Makes the hypercalls in `calls` from EL0, in order, writing each reply.
+/// EL0 ends with `SVC #0` and x0 = 0; anything else is returned as it is.
+pub fn brk_calls(calls: &mut [BrkCall]) -> Exit {
+    // SAFETY: `stub_el0_brk_calls` only reads and writes `calls` (flat
+    // addresses, the MMU is off) and ends with SVC #0.
+    unsafe { call(stub_el0_brk_calls, calls.as_mut_ptr() as u64, calls.len() as u64) }
+}
+
+/// Executes `BRK #PROBE_BRK_IMM` at EL0; returns how EL0 left and the
+/// address of that `BRK`.
+pub fn brk_probe() -> (Exit, u64) {
+    // SAFETY: `stub_el0_brk_probe` touches no memory and ends with an
+    // exception (the BRK, or SVC #0 if the BRK did not stop it).
+    let exit = unsafe { call(stub_el0_brk_probe, 0, 0) };
+    (exit, core::ptr::addr_of!(stub_el0_brk_probe_insn) as u64)
+}
