@@ -74,6 +74,7 @@ pub fn handle(frame: &mut TrapFrame, caller: CallerEl) {
         Ok(Request::Features { function }) => Reply::features(function, caller),
         Ok(Request::Info) => info().reply(),
         Ok(Request::ConsoleWrite { addr, len }) => Reply::from_result(console_write(addr, len, caller).map(|n| [n, 0, 0])),
+        Ok(Request::Scan { range, buffer, capacity }) => Reply::from_result(crate::scan::scan(caller, range, buffer, capacity)),
         Err(error) => Reply::error(error),
     };
     reply.write_to(&mut frame.x);

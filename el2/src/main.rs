@@ -28,6 +28,7 @@ mod memory;
 mod mmio;
 mod power;
 mod prda;
+mod scan;
 mod selftest;
 mod smp;
 mod stage2;

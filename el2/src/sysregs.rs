@@ -17,6 +17,9 @@ pub enum GuestReg {
     Elr,
     Spsr,
     Sctlr,
+    Tcr,
+    Ttbr0,
+    Ttbr1,
 }
 
 /// Generates [`read`] and [`write`] from each register's EL1 name and its
@@ -68,4 +71,7 @@ guest_registers! {
     Elr => "elr_el1", "S3_5_C4_C0_1";
     Spsr => "spsr_el1", "S3_5_C4_C0_0";
     Sctlr => "sctlr_el1", "S3_5_C1_C0_0";
+    Tcr => "tcr_el1", "S3_5_C2_C0_2";
+    Ttbr0 => "ttbr0_el1", "S3_5_C2_C0_0";
+    Ttbr1 => "ttbr1_el1", "S3_5_C2_C0_1";
 }

@@ -10,7 +10,7 @@ use platform::arch::trap::{ExceptionSource, ExceptionType};
 use platform::arch::ExceptionLevel;
 use platform::esr::{Esr, ExceptionClass, FaultStatus};
 use platform::hypercall::{
-    check_access, features, CallerEl, Function, HvError, Info, ABI_VERSION, CONSOLE_WRITE_MAX, STATUS_OK,
+    features, CallerEl, Function, HvError, Info, ABI_VERSION, CONSOLE_WRITE_MAX, STATUS_OK,
 };
 
 pub struct Check {
@@ -105,6 +105,9 @@ pub static CHECKS: &[Check] = &[
     Check { name: "vendor-uid", run: vendor_uid },
     Check { name: "mmio-emulated-read-write", run: mmio_emulated_read_write },
     Check { name: "mmio-isv0-injects-abort", run: mmio_isv0_injects_abort },
+    Check { name: "gva-scan-known-map", run: gva_scan_known_map },
+    Check { name: "gva-scan-probes", run: gva_scan_probes },
+    Check { name: "gva-scan-bad-buffer", run: gva_scan_bad_buffer },
 ];
 
 /// Run only with `stub=fail`: proves a failing check fails the whole run.
@@ -466,7 +469,8 @@ fn brk_el0_policy(env: &Env) -> Result<(), Failure> {
     const FEATURES: usize = 5;
     let mut calls = [BrkCall::default(); FEATURES + Function::ALL.len()];
     calls[VERSION] = BrkCall::new(Function::Version.id(), 0, 0);
-    calls[SCAN] = BrkCall::new(Function::Scan.id(), 0, 0);
+    // SCAN of the TTBR1 (kernel) range: EL1 only.
+    calls[SCAN] = BrkCall::new(Function::Scan.id(), 1, 0);
     calls[INFO] = BrkCall::new(Function::Info.id(), 0, 0);
     calls[CONSOLE] =
         BrkCall::new(Function::ConsoleWrite.id(), EL0_CONSOLE_TEXT.as_ptr() as u64, EL0_CONSOLE_TEXT.len() as u64);
@@ -487,14 +491,8 @@ fn brk_el0_policy(env: &Env) -> Result<(), Failure> {
 
     let [version, ..] = reply_ok("VERSION from EL0", calls[VERSION].reply)?;
     expect_eq("VERSION x1 from EL0", ABI_VERSION, version)?;
-    // SCAN is EL1-only; the ABI's answer to EL0 (check_access: today
-    // NOT_SUPPORTED while SCAN is unimplemented, PERMISSION_DENIED once it
-    // is) and never OK.
-    let scan = check_access(Function::Scan, CallerEl::El0);
-    if scan.is_ok() {
-        return Err(Failure::Missing("the ABI lets EL0 call SCAN: the EL0 policy changed"));
-    }
-    reply_status("SCAN from EL0 (EL1 only)", scan, calls[SCAN].reply)?;
+    // EL0 may scan its own (TTBR0) range but never the kernel's (TTBR1).
+    reply_status("SCAN of the TTBR1 range from EL0", Err(HvError::PermissionDenied), calls[SCAN].reply)?;
     let regs = reply_ok("INFO from EL0", calls[INFO].reply)?;
     Info::decode(regs).ok_or(Failure::Regs { what: "INFO from EL0 does not decode", regs: calls[INFO].reply })?;
     let [written, ..] = reply_ok("CONSOLE_WRITE from EL0", calls[CONSOLE].reply)?;
@@ -835,4 +833,71 @@ fn check_injected_abort(caught: Caught, addr: u64, write: bool) -> Result<(), Fa
     expect_eq("ISV", 0, abort.isv().into())?;
     expect_eq("WnR", write.into(), abort.wnr().into())?;
     expect_eq("FAR", addr, caught.far)
+}
+
+/// Entries the scan checks give the hypervisor room for.
+const SCAN_ENTRIES: usize = 16;
+static SCAN_BUFFER: spin::Mutex<[u8; SCAN_ENTRIES * platform::gvascan::ENTRY_SIZE]> =
+    spin::Mutex::new([0; SCAN_ENTRIES * platform::gvascan::ENTRY_SIZE]);
+
+/// SCAN of the TTBR0 range into `buffer` (`capacity` entries), with the
+/// stub's own map live; returns x0..x3.
+fn scan_own_map(env: &Env, buffer: u64, capacity: u64) -> Result<[u64; 4], Failure> {
+    let root = crate::gvascan::build(env).map_err(|_| Failure::Missing("building the stub's own stage-1 map failed"))?;
+    let reply = crate::gvascan::with_mmu(root, || {
+        crate::backdoor::brk_call(Function::Scan.id(), [0, buffer, capacity, 0, 0, 0, 0])
+    });
+    reply.map_err(|caught| Failure::Exception { what: "SCAN", caught })
+}
+
+fn gva_scan_known_map(env: &Env) -> Result<(), Failure> {
+    let mut buffer = SCAN_BUFFER.lock();
+    buffer.fill(0);
+    let reply = scan_own_map(env, buffer.as_ptr() as u64, SCAN_ENTRIES as u64)?;
+    let [regions, _, _] = reply_ok("SCAN of the stub's own map", reply)?;
+    let expected = crate::gvascan::expected(env);
+    expect_eq("regions reported", expected.len() as u64, regions)?;
+    let entries = buffer.chunks_exact(platform::gvascan::ENTRY_SIZE);
+    for (want, entry) in expected.iter().zip(entries) {
+        let entry: &[u8; platform::gvascan::ENTRY_SIZE] = entry.try_into().map_err(|_| Failure::Missing("short entry"))?;
+        let got = platform::gvascan::decode(entry).ok_or(Failure::Missing("a SCAN entry does not decode"))?;
+        expect_eq("region start", want.va, got.va_start)?;
+        expect_eq("region length", want.len, got.size().unwrap_or(0))?;
+        expect_eq("region IPA", want.ipa, got.ipa)?;
+        expect_eq("region writable at EL1", u64::from(want.writable), u64::from(got.attrs.writable_el1 == Some(true)))?;
+    }
+    Ok(())
+}
+
+fn gva_scan_probes(env: &Env) -> Result<(), Failure> {
+    let buffer = SCAN_BUFFER.lock();
+    let reply = scan_own_map(env, buffer.as_ptr() as u64, SCAN_ENTRIES as u64)?;
+    let [regions, probes, holes] = reply_ok("SCAN of the stub's own map", reply)?;
+    // One probe per table entry met (each hole skipped whole, each block
+    // stepped over at once), never one per page: the 1 GiB block alone
+    // would take 262144.
+    if probes == 0 || probes > 4 * (regions + holes) {
+        return Err(Failure::Mismatch { what: "translations probed (at most 4 x (runs + holes))", expected: 4 * (regions + holes), got: probes });
+    }
+    Ok(())
+}
+
+fn gva_scan_bad_buffer(env: &Env) -> Result<(), Failure> {
+    let buffer = SCAN_BUFFER.lock();
+    // Room for fewer regions than the map has.
+    let reply = scan_own_map(env, buffer.as_ptr() as u64, 2)?;
+    reply_status("SCAN into a 2-entry buffer", Err(HvError::BufferTooSmall), reply)?;
+    // A buffer in the level-1 hole of the test region: not mapped.
+    let unmapped = crate::gvascan::TEST_BASE + (1 << 30);
+    let reply = scan_own_map(env, unmapped, SCAN_ENTRIES as u64)?;
+    reply_status("SCAN into an unmapped buffer", Err(HvError::BadAddress), reply)?;
+    // SCAN of the TTBR1 range is refused to EL0 but allowed at EL1; with
+    // the MMU off there is nothing to scan.
+    let reply = crate::backdoor::brk_call(Function::Scan.id(), [0, buffer.as_ptr() as u64, 2, 0, 0, 0, 0])
+        .map_err(|caught| Failure::Exception { what: "SCAN with the MMU off", caught })?;
+    reply_status("SCAN with the stub's MMU off", Err(HvError::InvalidArgument), reply)?;
+    // The guest goes on, and so does the hypervisor.
+    let reply = crate::backdoor::brk_call(Function::Version.id(), [0; 7])
+        .map_err(|caught| Failure::Exception { what: "VERSION after bad scans", caught })?;
+    reply_ok("VERSION after bad scans", reply).map(|_| ())
 }

@@ -21,6 +21,7 @@ mod backdoor;
 mod checks;
 mod el0;
 mod exceptions;
+mod gvascan;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 use platform::abi::HV_SET_EXIT_STATUS;
@@ -45,6 +46,8 @@ pub struct Env {
     /// The emulated test device (`compatible = "hv,test-mmio"`): base IPA
     /// and size of its window, if the DTB has one.
     pub test_mmio: Option<(u64, u64)>,
+    /// The console's register window (its page), if there is one.
+    pub console: Option<u64>,
 }
 
 #[no_mangle]
@@ -54,7 +57,8 @@ extern "C" fn stub_main(dtb: usize) -> ! {
         Ok(fdt) => fdt,
         Err(_) => finish(1),
     };
-    if let Some(reg) = fdt.chosen().stdout().and_then(|n| n.reg()).and_then(|mut r| r.next()) {
+    let console = fdt.chosen().stdout().and_then(|n| n.reg()).and_then(|mut r| r.next());
+    if let Some(reg) = console.as_ref() {
         // SAFETY: the console the hypervisor passes through to us.
         platform::console::init("guest-stub", unsafe { Pl011::new(reg.starting_address as usize) });
     }
@@ -68,6 +72,7 @@ extern "C" fn stub_main(dtb: usize) -> ! {
         ram_base: ram.map_or(0, |r| r.starting_address as u64),
         ram_end: ram.map_or(0, |r| r.starting_address as u64 + r.size.unwrap_or(0) as u64),
         test_mmio,
+        console: console.map(|reg| reg.starting_address as u64),
     };
     let mut forced_failure = false;
     for word in fdt.chosen().bootargs().unwrap_or("").split_ascii_whitespace() {

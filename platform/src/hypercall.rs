@@ -31,7 +31,7 @@
 //! | 1 | [`Function::Features`] | `x1` = function ID | status 0 if the caller may call it, else the error the call itself would return |
 //! | 2 | [`Function::ConsoleWrite`] | `x1` = buffer address, `x2` = length | `x1` = bytes written |
 //! | 3 | [`Function::Info`] | | `x1..x3`: see [`Info`] |
-//! | 4 | [`Function::Scan`] | reserved (guest VA scan, issue 8) | `NOT_SUPPORTED` for now |
+//! | 4 | [`Function::Scan`] | `x1` = [`ScanRange`] (0 = TTBR0, 1 = TTBR1), `x2` = buffer address, `x3` = capacity in entries | `x1` = regions written, `x2` = translations probed, `x3` = holes met; `BUFFER_TOO_SMALL` if the regions do not fit |
 //!
 //! # Why `BRK #0x4856`
 //!
@@ -69,11 +69,13 @@
 //! may be made from the guest's EL0, and they are exactly those that reveal
 //! nothing an EL0 task could not learn anyway and change no state but the
 //! console: `VERSION`, `FEATURES`, `INFO` (constants of this hypervisor, a
-//! CPU count the task can see already) and `CONSOLE_WRITE` (with the
-//! buffer checked with EL0's privileges, as above). Everything that would
-//! change hypervisor or other-guest state, or look at the guest kernel's
-//! address space (`SCAN` exposes kernel mappings and would defeat KASLR),
-//! is EL1 only and returns [`HvError::PermissionDenied`] from EL0.
+//! CPU count the task can see already), `CONSOLE_WRITE` (with the buffer
+//! checked with EL0's privileges, as above) and `SCAN` of the `TTBR0`
+//! range (the task's own address space; the scan translates with EL0's
+//! privileges). Everything that would change hypervisor or other-guest
+//! state, or look at the guest kernel's address space (`SCAN` of the
+//! `TTBR1` range would expose kernel mappings and defeat KASLR), is EL1
+//! only and returns [`HvError::PermissionDenied`] from EL0.
 //!
 //! Nothing here panics or does unchecked arithmetic on guest-supplied values,
 //! which clippy enforces (the crate-wide lints in lib.rs).
@@ -160,7 +162,7 @@ impl Function {
     /// Whether this hypervisor implements the function (a reserved ID
     /// answers [`HvError::NotSupported`]).
     pub const fn is_implemented(self) -> bool {
-        !matches!(self, Self::Scan)
+        true
     }
 
     /// The EL0 policy (see the module documentation): the allow-list of
@@ -168,7 +170,7 @@ impl Function {
     pub const fn allowed_from_el0(self) -> bool {
         match self {
             Self::Version | Self::Features | Self::Info | Self::ConsoleWrite => true,
-            Self::Scan => false,
+            Self::Scan => true,
         }
     }
 
@@ -245,15 +247,18 @@ pub enum HvError {
     TooLong,
     /// -5: the caller's exception level may not make this call.
     PermissionDenied,
+    /// -6: the result does not fit the buffer the caller gave.
+    BufferTooSmall,
 }
 
 impl HvError {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::NotSupported,
         Self::InvalidArgument,
         Self::BadAddress,
         Self::TooLong,
         Self::PermissionDenied,
+        Self::BufferTooSmall,
     ];
 
     /// The stable status code returned in `x0`.
@@ -264,6 +269,7 @@ impl HvError {
             Self::BadAddress => -3,
             Self::TooLong => -4,
             Self::PermissionDenied => -5,
+            Self::BufferTooSmall => -6,
         }
     }
 
@@ -275,6 +281,7 @@ impl HvError {
             -3 => Some(Self::BadAddress),
             -4 => Some(Self::TooLong),
             -5 => Some(Self::PermissionDenied),
+            -6 => Some(Self::BufferTooSmall),
             _ => None,
         }
     }
@@ -292,6 +299,7 @@ impl HvError {
             Self::BadAddress => "BAD_ADDRESS",
             Self::TooLong => "TOO_LONG",
             Self::PermissionDenied => "PERMISSION_DENIED",
+            Self::BufferTooSmall => "BUFFER_TOO_SMALL",
         }
     }
 }
@@ -365,9 +373,18 @@ impl Call {
             Function::Features => Ok(Request::Features { function: x1 }),
             Function::ConsoleWrite => Ok(Request::ConsoleWrite { addr: x1, len: x2 }),
             Function::Info => Ok(Request::Info),
-            // `check_access` refused it above (not implemented yet); when
-            // SCAN is implemented, its arguments are decoded here.
-            Function::Scan => Err(HvError::NotSupported),
+            Function::Scan => {
+                let range = match x1 {
+                    0 => ScanRange::Ttbr0,
+                    1 => ScanRange::Ttbr1,
+                    _ => return Err(HvError::InvalidArgument),
+                };
+                if let (ScanRange::Ttbr1, CallerEl::El0) = (range, caller) {
+                    return Err(HvError::PermissionDenied);
+                }
+                let [_, _, x3, ..] = self.args;
+                Ok(Request::Scan { range, buffer: x2, capacity: x3 })
+            }
         }
     }
 }
@@ -387,6 +404,22 @@ pub enum Request {
         len: u64,
     },
     Info,
+    /// Scan the caller's `range` of its address space into `capacity`
+    /// entries at guest address `buffer`.
+    Scan {
+        range: ScanRange,
+        buffer: u64,
+        capacity: u64,
+    },
+}
+
+/// Which half of the caller's address space `SCAN` walks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScanRange {
+    /// The `TTBR0_EL1` (user) range.
+    Ttbr0,
+    /// The `TTBR1_EL1` (kernel) range: EL1 only.
+    Ttbr1,
 }
 
 impl Request {
@@ -396,6 +429,7 @@ impl Request {
             Self::Features { .. } => Function::Features,
             Self::ConsoleWrite { .. } => Function::ConsoleWrite,
             Self::Info => Function::Info,
+            Self::Scan { .. } => Function::Scan,
         }
     }
 
@@ -405,6 +439,13 @@ impl Request {
             Self::Version | Self::Info => [0; 7],
             Self::Features { function } => [function, 0, 0, 0, 0, 0, 0],
             Self::ConsoleWrite { addr, len } => [addr, len, 0, 0, 0, 0, 0],
+            Self::Scan { range, buffer, capacity } => {
+                let range = match range {
+                    ScanRange::Ttbr0 => 0,
+                    ScanRange::Ttbr1 => 1,
+                };
+                [range, buffer, capacity, 0, 0, 0, 0]
+            }
         };
         Call {
             function: self.function().id(),
@@ -886,14 +927,14 @@ mod tests {
     #[test]
     fn error_codes_are_stable_negative_and_distinct() {
         let codes: Vec<i64> = HvError::ALL.iter().map(|e| e.code()).collect();
-        assert_eq!(codes, [-1, -2, -3, -4, -5]);
+        assert_eq!(codes, [-1, -2, -3, -4, -5, -6]);
         for e in HvError::ALL {
             assert!(e.code() < 0);
             assert_eq!(HvError::from_code(e.code()), Some(e));
             assert_eq!(e.status(), e.code() as u64);
         }
         assert_eq!(HvError::from_code(0), None);
-        assert_eq!(HvError::from_code(-6), None);
+        assert_eq!(HvError::from_code(-7), None);
         assert_eq!(HvError::from_code(i64::MIN), None);
         assert_eq!(HvError::BadAddress.status(), 0xffff_ffff_ffff_fffd);
         assert_eq!(HvError::TooLong.to_string(), "TOO_LONG (-4)");
@@ -905,7 +946,9 @@ mod tests {
         assert!(allowed_from_el0(Function::Features));
         assert!(allowed_from_el0(Function::Info));
         assert!(allowed_from_el0(Function::ConsoleWrite));
-        assert!(!allowed_from_el0(Function::Scan));
+        // SCAN is allowed from EL0 as a function; its TTBR1 range is not
+        // (decode refuses that argument: see `scan_decodes_and_polices_its_range`).
+        assert!(allowed_from_el0(Function::Scan));
         for f in Function::ALL {
             let el1 = if f.is_implemented() { Ok(()) } else { Err(HvError::NotSupported) };
             assert_eq!(check_access(f, CallerEl::El1), el1);
@@ -919,7 +962,8 @@ mod tests {
     fn features_answers_for_the_caller() {
         assert_eq!(features(0, CallerEl::El1), Ok(()));
         assert_eq!(features(2, CallerEl::El0), Ok(()));
-        assert_eq!(features(4, CallerEl::El1), Err(HvError::NotSupported));
+        assert_eq!(features(4, CallerEl::El1), Ok(()));
+        assert_eq!(features(5, CallerEl::El1), Err(HvError::NotSupported));
         assert_eq!(features(99, CallerEl::El1), Err(HvError::NotSupported));
         assert_eq!(
             features(u64::MAX, CallerEl::El0),
@@ -967,12 +1011,31 @@ mod tests {
     }
 
     #[test]
+    fn scan_decodes_and_polices_its_range() {
+        let ttbr0 = Call::from_regs(&frame(&[4, 0, 0x4000_0000, 16]));
+        let expected = Request::Scan { range: ScanRange::Ttbr0, buffer: 0x4000_0000, capacity: 16 };
+        assert_eq!(ttbr0.decode(CallerEl::El0), Ok(expected));
+        assert_eq!(ttbr0.decode(CallerEl::El1), Ok(expected));
+        // The frame helper fills unused registers with a pattern.
+        assert_eq!(expected.call().function, ttbr0.function);
+        assert_eq!(expected.call().args[..3], ttbr0.args[..3]);
+        let ttbr1 = Call::from_regs(&frame(&[4, 1, 0x4000_0000, 16]));
+        assert_eq!(ttbr1.decode(CallerEl::El0), Err(HvError::PermissionDenied));
+        assert_eq!(
+            ttbr1.decode(CallerEl::El1),
+            Ok(Request::Scan { range: ScanRange::Ttbr1, buffer: 0x4000_0000, capacity: 16 })
+        );
+        assert_eq!(HvError::from_code(-6), Some(HvError::BufferTooSmall));
+        assert_eq!(HvError::BufferTooSmall.code(), -6);
+    }
+
+    #[test]
     fn call_decode_errors() {
         let unknown = Call::from_regs(&frame(&[0x8600_0001]));
         assert_eq!(unknown.decode(CallerEl::El1), Err(HvError::NotSupported));
-        let scan = Call::from_regs(&frame(&[4, 0x1000, 0x2000]));
-        assert_eq!(scan.decode(CallerEl::El1), Err(HvError::NotSupported));
-        assert_eq!(scan.decode(CallerEl::El0), Err(HvError::PermissionDenied));
+        let scan = Call::from_regs(&frame(&[4, 2, 0x1000, 8]));
+        assert_eq!(scan.decode(CallerEl::El1), Err(HvError::InvalidArgument));
+        assert_eq!(scan.decode(CallerEl::El0), Err(HvError::InvalidArgument));
         let top = Call::from_regs(&frame(&[u64::MAX]));
         assert_eq!(top.decode(CallerEl::El0), Err(HvError::NotSupported));
     }
