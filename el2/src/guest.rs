@@ -16,6 +16,9 @@ use platform::esr::{Esr, ExceptionClass, FaultStatus};
 use platform::handoff::LoadedImage;
 use vm_fdt::FdtWriter;
 
+/// `phys.hi` of a PCI address: 64-bit memory space (`ss` = 0b11).
+const PCI_SPACE_MEM64: u32 = 0x0300_0000;
+
 /// Where the guest's DTB goes, from the start of guest RAM.
 const DTB_OFFSET: u64 = 0;
 /// Largest guest DTB we write.
@@ -49,7 +52,14 @@ impl From<vm_fdt::Error> for GuestError {
 }
 
 /// Writes the guest's device tree.
-pub fn device_tree(ram: MemRegion, console: Option<Uart>, test_device: MemRegion, bootargs: &str) -> Result<Vec<u8>, GuestError> {
+pub fn device_tree(
+    ram: MemRegion,
+    console: Option<Uart>,
+    test_device: MemRegion,
+    ecam: MemRegion,
+    bars: &[MemRegion],
+    bootargs: &str,
+) -> Result<Vec<u8>, GuestError> {
     let mut fdt = FdtWriter::new()?;
     let root = fdt.begin_node("")?;
     fdt.property_string("compatible", "linux,dummy-virt")?;
@@ -59,6 +69,8 @@ pub fn device_tree(ram: MemRegion, console: Option<Uart>, test_device: MemRegion
 
     let chosen = fdt.begin_node("chosen")?;
     fdt.property_string("bootargs", bootargs)?;
+    // The BARs are where the devices are: the OS must not move them.
+    fdt.property_u32("linux,pci-probe-only", 1)?;
     if let Some(uart) = console {
         fdt.property_string("stdout-path", &alloc::format!("/pl011@{:x}", uart.base))?;
     }
@@ -80,6 +92,24 @@ pub fn device_tree(ram: MemRegion, console: Option<Uart>, test_device: MemRegion
     fdt.property_string("compatible", platform::abi::test_mmio::COMPATIBLE)?;
     fdt.property_array_u64("reg", &[test_device.base, test_device.size])?;
     fdt.end_node(device)?;
+
+    // The PCI host bridge: ECAM over buses 0 and 1; `ranges` maps 64-bit
+    // memory space one-to-one onto the shim functions' register windows.
+    let pci = fdt.begin_node(&alloc::format!("pcie@{:x}", ecam.base))?;
+    fdt.property_string("compatible", "pci-host-ecam-generic")?;
+    fdt.property_string("device_type", "pci")?;
+    fdt.property_u32("#address-cells", 3)?;
+    fdt.property_u32("#size-cells", 2)?;
+    fdt.property_array_u64("reg", &[ecam.base, ecam.size])?;
+    fdt.property_array_u32("bus-range", &[0, 1])?;
+    let mut ranges = Vec::new();
+    for bar in bars {
+        let (hi, lo) = ((bar.base >> 32) as u32, bar.base as u32);
+        let (size_hi, size_lo) = ((bar.size >> 32) as u32, bar.size as u32);
+        ranges.extend_from_slice(&[PCI_SPACE_MEM64, hi, lo, hi, lo, size_hi, size_lo]);
+    }
+    fdt.property_array_u32("ranges", &ranges)?;
+    fdt.end_node(pci)?;
 
     let psci = fdt.begin_node("psci")?;
     fdt.property_string_list("compatible", alloc::vec!["arm,psci-1.0".into(), "arm,psci-0.2".into()])?;

@@ -19,6 +19,7 @@ mod cmdline;
 mod cpu;
 mod debugregs;
 mod early;
+mod ecam;
 mod el0;
 mod exceptions;
 mod guest;
@@ -95,7 +96,19 @@ extern "C" fn hv_main() -> ! {
         Ok((base, size)) => MemRegion::new(base, size),
         Err(e) => power::fatal(format_args!("MMIO test device: {e:?}")),
     };
-    if let Err(e) = stage2::build(boot.plan.guest_ram, console_window.as_slice(), test_device.end()) {
+    // The PCI host bridge: an emulated ECAM window after the test device,
+    // and the shim functions' BAR windows passed through.
+    let ecam_window = MemRegion::new(
+        test_device.end().next_multiple_of(ecam::BUS_SIZE),
+        ecam::BUSES * ecam::BUS_SIZE,
+    );
+    if let Err(e) = mmio::add_device(ecam_window.base, ecam_window.size, alloc::boxed::Box::new(ecam::Ecam)) {
+        power::fatal(format_args!("ECAM window: {e:?}"));
+    }
+    let bars: alloc::vec::Vec<MemRegion> = ecam::enumerate().into_iter().map(|(b, s)| MemRegion::new(b, s)).collect();
+    log::info!("PCI: ECAM window {ecam_window}, {} function(s) behind it", bars.len());
+    let passthrough: alloc::vec::Vec<MemRegion> = console_window.into_iter().chain(bars.iter().copied()).collect();
+    if let Err(e) = stage2::build(boot.plan.guest_ram, &passthrough, ecam_window.end()) {
         power::fatal(format_args!("{e}"));
     }
 
@@ -111,7 +124,7 @@ extern "C" fn hv_main() -> ! {
     }
 
     let stub_args: alloc::vec::Vec<&str> = cmdline.guest_stub_words().collect();
-    let dtb = match guest::device_tree(boot.plan.guest_ram, board.console, test_device, &stub_args.join(" ")) {
+    let dtb = match guest::device_tree(boot.plan.guest_ram, board.console, test_device, ecam_window, &bars, &stub_args.join(" ")) {
         Ok(dtb) => dtb,
         Err(e) => power::fatal(format_args!("{e}")),
     };

@@ -11,8 +11,9 @@
 //! Accesses outside every window are not ours to decide: the caller injects
 //! an external abort.
 //!
-//! The one device so far is the test device of `platform::abi::test_mmio`,
-//! which the guest-stub uses to check this path.
+//! The devices: the test device of `platform::abi::test_mmio`, which the
+//! guest-stub uses to check this path, and the PCI host bridge's ECAM
+//! window ([`crate::ecam`]).
 
 use alloc::boxed::Box;
 use platform::abi::test_mmio;
@@ -60,6 +61,12 @@ const fn mask(size: u8) -> u64 {
         8 => u64::MAX,
         n => (1u64 << (8 * n as u32)) - 1,
     }
+}
+
+/// Registers an emulated device over `[base, base + size)`.
+pub fn add_device(base: u64, size: u64, device: Box<dyn MmioDevice>) -> Result<(), platform::mmio::RegisterError> {
+    BUS.lock().register(base, size, Box::leak(device))?;
+    Ok(())
 }
 
 /// Registers the test device at `base`; returns its window.

@@ -1,6 +1,7 @@
 //! The monitor's exception vectors: SMCs from below go to [`crate::smc`];
-//! the semihosting probe's undefined-instruction trap is answered; anything
-//! else is a monitor bug and is reported with its decoded context.
+//! the semihosting probe's undefined-instruction trap and a device probe's
+//! external abort (`platform::arch::probe`) are answered; anything else is
+//! a monitor bug and is reported with its decoded context.
 
 use aarch64_cpu::registers::{Readable, ESR_EL3, FAR_EL3};
 use platform::arch::trap::{ExceptionKind, ExceptionReport, ExceptionSource, ExceptionType, TrapFrame};
@@ -17,6 +18,8 @@ extern "C" fn handle_exception(frame: &mut TrapFrame, kind: ExceptionKind) {
         }
         (ExceptionSource::CurrentSpx, ExceptionType::Sync, ExceptionClass::Unknown)
             if platform::semihosting::recover(frame) => {}
+        (ExceptionSource::CurrentSpx, ExceptionType::Sync, ExceptionClass::DataAbortSame)
+            if platform::arch::probe::recover(frame) => {}
         _ => {
             let report = ExceptionReport { kind, esr, far: FAR_EL3.get(), elr: frame.elr, spsr: frame.spsr };
             crate::power::fatal(format_args!("unexpected exception: {report}"));

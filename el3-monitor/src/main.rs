@@ -12,6 +12,7 @@
 mod boot;
 mod exceptions;
 mod loader;
+mod pci;
 mod power;
 mod psci;
 mod secure;
@@ -56,6 +57,10 @@ extern "C" fn monitor_main(dtb_hint: usize) -> ! {
     init_gic_for(board, boot_mpidr);
     psci::boot_cpu_is_on();
     boot::publish_cpus(slots);
+
+    // SAFETY: the DTB `Board::from_ptr` read above, `dtb_size` bytes long.
+    let dtb_bytes = unsafe { core::slice::from_raw_parts(dtb as *const u8, board.dtb_size()) };
+    pci::init(dtb_bytes);
 
     let package = match loader::find_package(board, boot::flash_image_end() as u64) {
         Ok(package) => package,

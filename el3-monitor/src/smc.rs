@@ -2,8 +2,8 @@
 //!
 //! SMCCC 1.1 (`SMCCC_VERSION`, `SMCCC_ARCH_FEATURES`), PSCI 1.1
 //! (`PSCI_VERSION`, `PSCI_FEATURES`, `CPU_ON`, `CPU_OFF`, `AFFINITY_INFO`,
-//! `SYSTEM_OFF`, `SYSTEM_RESET`) and our one SiP call,
-//! `SIP_SET_EXIT_STATUS`. Any other function ID answers `NOT_SUPPORTED`;
+//! `SYSTEM_OFF`, `SYSTEM_RESET`), the PCI configuration-space calls of Arm
+//! DEN0115 ([`crate::pci`]) and our one SiP call, `SIP_SET_EXIT_STATUS`. Any other function ID answers `NOT_SUPPORTED`;
 //! nothing a caller passes can make the monitor fault. Errors stay typed
 //! until the last line, where they become SMCCC return codes.
 
@@ -19,6 +19,11 @@ type CallResult = Result<u64, i64>;
 /// Answers the SMC whose registers `frame` holds, from CPU slot `slot`.
 pub fn handle(frame: &mut TrapFrame, slot: usize) {
     let function = frame.x[0] as u32;
+    if platform::pci::den0115::is_pci_call(function) {
+        let results = crate::pci::smc(function, [frame.x[1], frame.x[2], frame.x[3], frame.x[4]]);
+        frame.x[..4].copy_from_slice(&results);
+        return;
+    }
     let mut args = [0u64; 3];
     args.copy_from_slice(&frame.x[1..4]);
     if is_smc32(function) {

@@ -490,6 +490,31 @@ pub fn dtb_total_size(header: &[u8]) -> Result<usize, BoardError> {
     dt::total_size(header)
 }
 
+/// A device node the firmware passes on (to a guest, or as a PCI
+/// function): its first register window and its first interrupt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Device {
+    pub window: MemRegion,
+    pub irq: Option<Irq>,
+}
+
+/// The first Non-secure-visible node compatible with `compatible` in `dtb`.
+pub fn find_device(dtb: &[u8], compatible: &str) -> Result<Option<Device>, BoardError> {
+    let dtb = Dtb::new(dtb)?;
+    for node in dtb.all_nodes() {
+        if !ns_visible(&dtb, &node) || !is_compatible(&dtb, &node, &[compatible]) {
+            continue;
+        }
+        let window = first_reg(&dtb, &node)?;
+        let irq = match dtb.prop(&node, "interrupts") {
+            Some(spec) => Some(gic_irq(spec, &node, "interrupts")?),
+            None => None,
+        };
+        return Ok(Some(Device { window, irq }));
+    }
+    Ok(None)
+}
+
 /// The value of property `name` of `/chosen` in the DTB `dtb`, if there is
 /// one; string properties keep their terminating NUL. For the few settings
 /// firmware reads from `/chosen` beyond the board description, such as the

@@ -3,6 +3,7 @@
 //! saves, the vector-table template, and the boot helpers (`boot.S`) that
 //! run before Rust can.
 
+pub mod probe;
 pub mod regs;
 pub mod trap;
 

@@ -986,3 +986,16 @@ fn chosen_property_reads_hv_bootargs() {
     // The board it describes is still the minimal one.
     assert_eq!(Board::from_bytes(with).unwrap().cpus.len(), 1);
 }
+
+#[test]
+fn find_device_gives_window_and_interrupt() {
+    let dtb = testdata!("virt-gicv3-smp4-1g.dtb");
+    let rtc = find_device(dtb, "arm,pl031").unwrap().unwrap();
+    assert_eq!(rtc.window, MemRegion::new(0x0901_0000, 0x1000));
+    assert_eq!(rtc.irq.map(|i| i.intid), Some(32 + 2));
+    // The Non-secure PL061, not the Secure one at 0x090b_0000.
+    let gpio = find_device(dtb, "arm,pl061").unwrap().unwrap();
+    assert_eq!(gpio.window, MemRegion::new(0x0903_0000, 0x1000));
+    assert_eq!(find_device(dtb, "no,such-device").unwrap(), None);
+    assert!(find_device(&dtb[..40], "arm,pl031").is_err());
+}
