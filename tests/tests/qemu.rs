@@ -61,6 +61,8 @@ struct Boot<'a> {
     /// More QEMU arguments; `-semihosting` is added unless this has
     /// [`NO_SEMIHOSTING`].
     extra: &'a [&'a str],
+    /// Appended to the `-M` options (e.g. `,acpi=off`).
+    machine_options: &'a str,
 }
 
 /// In `Boot::extra`: run without `-semihosting`.
@@ -69,7 +71,7 @@ const NO_SEMIHOSTING: &str = "no-semihosting";
 impl<'a> Boot<'a> {
     /// The default image on a machine, with no command line.
     fn new(name: &'a str, cpu: &'a str, smp: u32, mem: &'a str) -> Self {
-        Self { name, cpu, smp, mem, flash: flash().to_path_buf(), cmdline: None, extra: &[] }
+        Self { name, cpu, smp, mem, flash: flash().to_path_buf(), cmdline: None, extra: &[], machine_options: "" }
     }
 }
 
@@ -104,7 +106,7 @@ fn boot(b: &Boot) -> Outcome {
     let secure = dir.join("secure.log");
     let start = Instant::now();
     let mut child = Command::new("qemu-system-aarch64")
-        .args(["-M", MACHINE, "-cpu", b.cpu, "-smp", &b.smp.to_string(), "-m", b.mem])
+        .args(["-M", &format!("{MACHINE}{}", b.machine_options), "-cpu", b.cpu, "-smp", &b.smp.to_string(), "-m", b.mem])
         .args(["-display", "none", "-monitor", "none"])
         .args((!b.extra.contains(&NO_SEMIHOSTING)).then_some("-semihosting"))
         .args(b.extra.iter().filter(|&&a| a != NO_SEMIHOSTING))
@@ -500,4 +502,27 @@ fn command_line_from_device_tree() {
     assert_selftest_passed(&o, 2);
     assert_boot_line(&o, "nvhe", "fault");
     assert!(o.console.contains("el2: command line (DT /chosen/hv,bootargs): `mode=nvhe remap=fault`"), "{}", o.dump());
+}
+
+/// The PCI shim presents each PrimeCell device the DTB has. With firmware
+/// and ACPI on, QEMU's virt board replaces its Non-secure PL061 by an ACPI
+/// event device; with `acpi=off` it keeps it, and both the RTC and the GPIO
+/// become PCI functions.
+#[test]
+fn pci_shim_presents_each_primecell() {
+    let o = boot(&Boot { machine_options: ",acpi=off", ..Boot::new("pci-acpi-off", CPU_MAX, 2, "1G") });
+    assert_selftest_passed(&o, 2);
+    let dump = o.dump();
+    for line in [
+        "el3-monitor: PCI shim: arm,pl031 at [0x9010000, 0x9011000) as 00:00.0, device ID 0x0031",
+        "el3-monitor: PCI shim: arm,pl061 at [0x9030000, 0x9031000) as 00:01.0, device ID 0x0061",
+    ] {
+        assert!(o.console.lines().any(|l| l == line), "missing `{line}`\n{dump}");
+    }
+    assert!(o.lines("el2: PCI: ECAM window").any(|l| l.ends_with("2 function(s) behind it")), "{dump}");
+
+    // And without acpi=off, only the RTC.
+    let o = boot(&Boot::new("pci-default", CPU_MAX, 1, "1G"));
+    assert_selftest_passed(&o, 1);
+    assert!(o.lines("el2: PCI: ECAM window").any(|l| l.ends_with("1 function(s) behind it")), "{}", o.dump());
 }
