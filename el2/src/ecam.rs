@@ -67,6 +67,13 @@ impl MmioDevice for Ecam {
         }
         Ok(())
     }
+
+    /// A misaligned config access is forwarded too: the monitor refuses it
+    /// (`INVALID_PARAMETER`), so it reads all-ones and a write is dropped,
+    /// as PCI answers an unsupported request.
+    fn accepts_misaligned(&self) -> bool {
+        true
+    }
 }
 
 /// The functions on bus 0 and their BAR0 windows (base, size), found with

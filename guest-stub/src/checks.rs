@@ -108,6 +108,11 @@ pub static CHECKS: &[Check] = &[
     Check { name: "gva-scan-known-map", run: gva_scan_known_map },
     Check { name: "gva-scan-probes", run: gva_scan_probes },
     Check { name: "gva-scan-bad-buffer", run: gva_scan_bad_buffer },
+    Check { name: "pci-enumerate", run: crate::pci::enumerate },
+    Check { name: "pci-bar-sizing", run: crate::pci::bar_sizing },
+    Check { name: "pci-readonly-fields", run: crate::pci::readonly_fields },
+    Check { name: "pci-bad-access", run: crate::pci::bad_access },
+    Check { name: "pci-bar-reads-device", run: crate::pci::bar_reads_device },
 ];
 
 /// Run only with `stub=fail`: proves a failing check fails the whole run.

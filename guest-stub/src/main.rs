@@ -22,6 +22,7 @@ mod checks;
 mod el0;
 mod exceptions;
 mod gvascan;
+mod pci;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 use platform::abi::HV_SET_EXIT_STATUS;
@@ -48,6 +49,10 @@ pub struct Env {
     pub test_mmio: Option<(u64, u64)>,
     /// The console's register window (its page), if there is one.
     pub console: Option<u64>,
+    /// The PCI host bridge (`compatible = "pci-host-ecam-generic"`): its
+    /// ECAM window, bus range, `ranges` and `/chosen/linux,pci-probe-only`,
+    /// or why the DTB has none.
+    pub ecam: Result<pci::Ecam, &'static str>,
 }
 
 #[no_mangle]
@@ -73,6 +78,7 @@ extern "C" fn stub_main(dtb: usize) -> ! {
         ram_end: ram.map_or(0, |r| r.starting_address as u64 + r.size.unwrap_or(0) as u64),
         test_mmio,
         console: console.map(|reg| reg.starting_address as u64),
+        ecam: pci::Ecam::from_fdt(&fdt),
     };
     let mut forced_failure = false;
     for word in fdt.chosen().bootargs().unwrap_or("").split_ascii_whitespace() {

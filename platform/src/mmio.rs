@@ -330,14 +330,24 @@ impl fmt::Display for MmioFault {
 /// An emulated device: registers in a window of IPA space.
 ///
 /// `offset` is from the start of the window the device was registered
-/// with; `size` is 1, 2, 4 or 8 and the access is aligned to it and inside
-/// the window (the bus checks). A read returns the value in the low
-/// `8 * size` bits (higher bits are ignored).
+/// with; `size` is 1, 2, 4 or 8 and the access is inside the window and
+/// aligned to its size, unless the device [`accepts_misaligned`] accesses
+/// (the bus checks). A read returns the value in the low `8 * size` bits
+/// (higher bits are ignored).
 ///
 /// `Send` so that a bus of devices can live in a static behind a lock.
+///
+/// [`accepts_misaligned`]: MmioDevice::accepts_misaligned
 pub trait MmioDevice: Send {
     fn read(&mut self, offset: u64, size: u8) -> Result<u64, MmioFault>;
     fn write(&mut self, offset: u64, size: u8, value: u64) -> Result<(), MmioFault>;
+
+    /// Whether the device answers misaligned accesses itself (as a PCI
+    /// configuration space does, with all-ones) rather than having the bus
+    /// refuse them with an alignment fault.
+    fn accepts_misaligned(&self) -> bool {
+        false
+    }
 }
 
 /// Why [`MmioBus::register`] refused a window.
@@ -478,15 +488,15 @@ impl<'a, const N: usize> MmioBus<'a, N> {
         size: AccessSize,
     ) -> Result<(&mut (dyn MmioDevice + 'a), u64), MmioFault> {
         let bytes = size.bytes();
-        if ipa & size.align_mask() != 0 {
-            return Err(MmioFault::Misaligned { ipa, size: bytes });
-        }
         let window = self
             .windows
             .iter_mut()
             .flatten()
             .find(|w| w.base <= ipa && ipa <= w.last)
             .ok_or(MmioFault::Unmapped { ipa })?;
+        if ipa & size.align_mask() != 0 && !window.device.accepts_misaligned() {
+            return Err(MmioFault::Misaligned { ipa, size: bytes });
+        }
         match ipa.checked_add(size.last_offset()) {
             Some(end) if end <= window.last => {}
             _ => return Err(MmioFault::CrossesEnd { ipa, size: bytes }),
@@ -1026,4 +1036,31 @@ mod tests {
         assert_eq!(AccessSize::from_bytes(16), None);
         assert_eq!(AccessSize::from_sas(7), AccessSize::Double);
     }
+
+    /// A device that answers misaligned accesses itself.
+    struct ConfigLike;
+
+    impl MmioDevice for ConfigLike {
+        fn read(&mut self, _: u64, size: u8) -> Result<u64, MmioFault> {
+            Ok(u64::MAX >> (64 - 8 * u32::from(size)))
+        }
+        fn write(&mut self, _: u64, _: u8, _: u64) -> Result<(), MmioFault> {
+            Ok(())
+        }
+        fn accepts_misaligned(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn misaligned_access_reaches_a_device_that_accepts_it() {
+        let mut device = ConfigLike;
+        let mut bus: MmioBus<'_, 1> = MmioBus::new();
+        bus.register(0x1000, 0x1000, &mut device).unwrap();
+        assert_eq!(bus.read(0x1001, AccessSize::Half), Ok(0xffff));
+        assert_eq!(bus.write(0x1003, AccessSize::Word, 7), Ok(()));
+        // Still bounded by the window.
+        assert_eq!(bus.read(0x1fff, AccessSize::Half), Err(MmioFault::CrossesEnd { ipa: 0x1fff, size: 2 }));
+    }
+
 }

@@ -1,0 +1,782 @@
+//! The PCI checks: the ECAM config space the hypervisor publishes for the
+//! MMIO devices it presents as PCI functions (issue 6), read and written the
+//! way an OS's PCI code does.
+//!
+//! # What the guest is promised
+//!
+//! - The DTB has a `pci-host-ecam-generic` node whose `reg` is the ECAM
+//!   window, 1 MiB per bus, `bus-range = <0 1>`, and `ranges` that map the
+//!   functions' BAR windows one-to-one; `/chosen` has
+//!   `linux,pci-probe-only = <1>` (the BARs stay where the devices are).
+//! - Bus 0, device 0 is the PL031 RTC and device 1 the PL061 GPIO ([`SHIMS`];
+//!   the PL061 only where the machine has one: QEMU `virt` with `acpi=off`),
+//!   function 0 each, laid out as `platform::pci::config` describes: vendor
+//!   Arm, device ID the PrimeCell part number, a 64-bit memory BAR0 at the
+//!   device's register window, interrupt pin INTA. Every other function,
+//!   and all of bus 1, is absent: it reads all-ones and ignores writes.
+//! - An access the config ABI does not allow (8 bytes, misaligned) reads
+//!   all-ones in its own width and a write is dropped; the guest runs on.
+//!
+//! # How the stub reaches config space
+//!
+//! Every access is one `LDRB`/`LDRH`/`LDR`/`STRB`/`STRH`/`STR` with a plain
+//! base register ([`load`], [`store`]): the hypervisor emulates only
+//! accesses whose abort carries an instruction syndrome, which a writeback
+//! form (which the compiler may pick for `read_volatile`) does not. Each
+//! runs under [`expect_sync`], so an access the hypervisor does not emulate
+//! fails its check instead of the run.
+//!
+//! The stub's MMU is off, which makes every data access Device memory, and
+//! the architecture raises an alignment fault at stage 1 (to the stub's own
+//! EL1 vector, before stage 2 is consulted) for any misaligned Device
+//! access. So the hypervisor never sees a misaligned access from an MMU-off
+//! guest. To put one in front of it, `pci-bad-access` makes its misaligned
+//! accesses with the MMU on, over a map of its own ([`with_ecam_as_normal`])
+//! that maps the ECAM window as Normal memory (misaligned accesses allowed,
+//! `SCTLR_EL1.A` = 0); they then reach stage 2 like any other.
+
+use crate::checks::Failure;
+use crate::exceptions::{expect_sync, Caught};
+use crate::Env;
+use platform::addr::{PhysAddr, VirtAddr};
+use platform::paging::{self, Attributes, MemoryType, Regime, StaticPool, Table, UserAccess};
+use platform::pci::config::{bar, command, offset, status, HEADER_TYPE, REVISION_ID, VENDOR_ID_ARM};
+use platform::pci::{Bdf, ClassCode, EcamWindow, Intx, DEVICES_PER_BUS, FUNCTIONS_PER_DEVICE, ROOT_BUS};
+use platform::println;
+
+/// The host bridge node's compatible (Linux's generic ECAM host driver).
+pub const COMPATIBLE: &str = "pci-host-ecam-generic";
+/// The `/chosen` property that tells an OS to keep the BARs as they are.
+const PROBE_ONLY: &str = "linux,pci-probe-only";
+/// The bus after the root bus, the last one the window covers; nothing is on it.
+const EMPTY_BUS: u8 = ROOT_BUS + 1;
+/// At most this many `ranges` entries are kept.
+const MAX_RANGES: usize = 8;
+
+/// A shim function the hypervisor presents, at device number = its index
+/// in [`SHIMS`] (the order the monitor adds the devices in).
+struct Shim {
+    name: &'static str,
+    /// The PrimeCell part number: the device ID.
+    part_number: u16,
+    /// Whether every QEMU `virt` machine has the device. With firmware and
+    /// ACPI on (the default), QEMU replaces the board's Non-secure PL061
+    /// with an ACPI event device, and the monitor then leaves its function
+    /// out; with `acpi=off` it is there.
+    always: bool,
+}
+
+/// The shim functions on QEMU `virt`, in device-number order.
+const SHIMS: [Shim; 2] = [
+    Shim { name: "PL031 RTC", part_number: primecell::PART_PL031, always: true },
+    Shim { name: "PL061 GPIO", part_number: primecell::PART_PL061, always: false },
+];
+/// Device number of the PL031 on bus 0.
+const PL031_DEVICE: u8 = 0;
+
+/// The PrimeCell identification registers, at the same offsets in every
+/// PrimeCell's 4 KiB window (e.g. the PL031 TRM, "Peripheral
+/// identification registers" and "PrimeCell identification registers").
+mod primecell {
+    /// A PrimeCell register window: what BAR0 describes.
+    pub const WINDOW: u64 = 0x1000;
+    /// `PeriphID0`; `PeriphID1..3` follow at +4, +8, +0xc. PeriphID0 holds
+    /// part number [7:0], PeriphID1 [3:0] part number [11:8].
+    pub const PERIPH_ID0: u64 = 0xfe0;
+    /// `PCellID0`; `PCellID1..3` follow at +4, +8, +0xc.
+    pub const PCELL_ID0: u64 = 0xff0;
+    /// The low bytes of `PCellID0..3` in every PrimeCell (0xB105F00D).
+    pub const PCELL_ID: [u64; 4] = [0x0d, 0xf0, 0x05, 0xb1];
+    pub const PART_PL031: u16 = 0x031;
+    pub const PART_PL061: u16 = 0x061;
+    /// The PL031's data register `RTCDR`: the current time in seconds.
+    pub const PL031_RTCDR: u64 = 0x000;
+
+    /// The part number `PeriphID0` and `PeriphID1` encode.
+    pub const fn part_number(pid0: u64, pid1: u64) -> u64 {
+        (pid0 & 0xff) | (pid1 & 0xf) << 8
+    }
+}
+
+// --- the host bridge, as the DTB describes it ---------------------------
+
+/// One `ranges` entry of the host bridge: PCI address -> CPU address.
+#[derive(Clone, Copy, Debug)]
+pub struct Range {
+    /// The space code of `phys.hi` (bits [25:24]): 0b10 32-bit memory,
+    /// 0b11 64-bit memory (IEEE 1275 PCI bus binding).
+    space: u32,
+    pci: u64,
+    cpu: u64,
+    size: u64,
+}
+
+impl Range {
+    const SPACE_SHIFT: u32 = 24;
+    const SPACE_MEM32: u32 = 0b10;
+    const SPACE_MEM64: u32 = 0b11;
+
+    /// Whether this is a memory range mapped one-to-one that holds
+    /// `[base, base + len)`.
+    fn holds_identity(&self, base: u64, len: u64) -> bool {
+        let memory = self.space == Self::SPACE_MEM32 || self.space == Self::SPACE_MEM64;
+        let end = base.checked_add(len);
+        let range_end = self.cpu.checked_add(self.size);
+        memory && self.pci == self.cpu && base >= self.cpu && matches!((end, range_end), (Some(e), Some(r)) if e <= r)
+    }
+}
+
+/// The host bridge the guest DTB publishes (`Env::ecam`).
+#[derive(Clone, Copy, Debug)]
+pub struct Ecam {
+    /// The ECAM window: `reg`.
+    pub base: u64,
+    pub size: u64,
+    /// `bus-range`, if the node has one.
+    pub bus_range: Option<(u32, u32)>,
+    /// `/chosen/linux,pci-probe-only`, if present.
+    pub probe_only: Option<u64>,
+    /// The `ranges` entries, or why they do not parse.
+    pub ranges: Result<[Option<Range>; MAX_RANGES], &'static str>,
+}
+
+impl Ecam {
+    /// The host bridge in `fdt`, or why there is none the checks can use.
+    pub fn from_fdt(fdt: &fdt::Fdt) -> Result<Self, &'static str> {
+        let node = fdt
+            .find_compatible(&[COMPATIBLE])
+            .ok_or("no node with compatible = \"pci-host-ecam-generic\" in the guest DTB")?;
+        let reg = node.reg().and_then(|mut reg| reg.next()).ok_or("the pci-host-ecam-generic node has no reg")?;
+        let size = reg.size.ok_or("the pci-host-ecam-generic node's reg has no size")?;
+        let bus_range = node.property("bus-range").and_then(|p| {
+            let mut cells = p.value.chunks_exact(4).map(be_cells);
+            match (cells.next(), cells.next(), cells.next()) {
+                (Some(Some(start)), Some(Some(end)), None) => Some((start as u32, end as u32)),
+                _ => None,
+            }
+        });
+        let probe_only = fdt
+            .find_node("/chosen")
+            .and_then(|chosen| chosen.property(PROBE_ONLY))
+            .and_then(|p| p.as_usize())
+            .map(|v| v as u64);
+        Ok(Self {
+            base: reg.starting_address as u64,
+            size: size as u64,
+            bus_range,
+            probe_only,
+            ranges: parse_ranges(node),
+        })
+    }
+}
+
+/// A big-endian value of one or two cells.
+fn be_cells(bytes: &[u8]) -> Option<u64> {
+    if bytes.is_empty() || bytes.len() > 8 || !bytes.len().is_multiple_of(4) {
+        return None;
+    }
+    Some(bytes.iter().fold(0u64, |acc, &b| acc << 8 | u64::from(b)))
+}
+
+/// The host bridge's `ranges`: 3-cell PCI address, the parent's address
+/// cells (as many as `reg` uses), the node's size cells.
+fn parse_ranges(node: fdt::node::FdtNode) -> Result<[Option<Range>; MAX_RANGES], &'static str> {
+    let prop = node.property("ranges").ok_or("the host bridge has no ranges")?;
+    let own = node.cell_sizes();
+    if own.address_cells != 3 {
+        return Err("the host bridge's #address-cells is not 3 (PCI addresses)");
+    }
+    let parent_cells = node
+        .raw_reg()
+        .and_then(|mut reg| reg.next())
+        .map(|reg| reg.address.len() / 4)
+        .ok_or("the host bridge has no reg to take the parent's #address-cells from")?;
+    if !(1..=2).contains(&parent_cells) || !(1..=2).contains(&own.size_cells) {
+        return Err("the host bridge's ranges use more than 2 cells for a CPU address or a size");
+    }
+    let entry = 4 * (3 + parent_cells + own.size_cells);
+    if prop.value.is_empty() || !prop.value.len().is_multiple_of(entry) {
+        return Err("the host bridge's ranges are empty or not a whole number of entries");
+    }
+    let mut ranges = [None; MAX_RANGES];
+    for (slot, bytes) in ranges.iter_mut().zip(prop.value.chunks_exact(entry)) {
+        let (pci, rest) = bytes.split_at(12);
+        let (cpu, size) = rest.split_at(4 * parent_cells);
+        let (hi, pci) = pci.split_at(4);
+        let bad = "a ranges entry does not parse";
+        *slot = Some(Range {
+            space: (be_cells(hi).ok_or(bad)? >> Range::SPACE_SHIFT) as u32 & 0b11,
+            pci: be_cells(pci).ok_or(bad)?,
+            cpu: be_cells(cpu).ok_or(bad)?,
+            size: be_cells(size).ok_or(bad)?,
+        });
+    }
+    Ok(ranges)
+}
+
+// --- single-instruction accesses -----------------------------------------
+
+/// The width of one access.
+#[derive(Clone, Copy)]
+enum Width {
+    Byte,
+    Half,
+    Word,
+    /// Not a config access: config space has no 8-byte registers.
+    Double,
+}
+
+impl Width {
+    const fn all_ones(self) -> u64 {
+        match self {
+            Self::Byte => 0xff,
+            Self::Half => 0xffff,
+            Self::Word => 0xffff_ffff,
+            Self::Double => u64::MAX,
+        }
+    }
+
+    /// `byte` in every byte lane of the width.
+    const fn replicate(self, byte: u8) -> u64 {
+        (byte as u64).wrapping_mul(0x0101_0101_0101_0101) & self.all_ones()
+    }
+}
+
+/// `$insn {v}, [{a}]`: one load from `$addr`; the destination register.
+macro_rules! load_insn {
+    ($insn:literal, $addr:expr) => {{
+        let v: u64;
+        core::arch::asm!($insn, a = in(reg) $addr, v = out(reg) v, options(nostack));
+        v
+    }};
+}
+
+/// `$insn {v}, [{a}]`: one store of `$value` to `$addr`.
+macro_rules! store_insn {
+    ($insn:literal, $addr:expr, $value:expr) => {
+        core::arch::asm!($insn, a = in(reg) $addr, v = in(reg) $value, options(nostack))
+    };
+}
+
+/// One zero-extending load of `width` at `addr` (`LDRB`, `LDRH`, `LDR Wt`,
+/// `LDR Xt` from a plain base register), or the exception it raised.
+fn load(addr: u64, width: Width) -> Result<u64, Caught> {
+    let mut value = 0;
+    let caught = expect_sync(|| {
+        // SAFETY: `addr` is in the ECAM window or a shim function's BAR
+        // window, which stage 2 leaves to the hypervisor to emulate or maps
+        // to the device; nothing of the stub's own lives there. Should the
+        // access abort, the handler steps over the instruction.
+        value = unsafe {
+            match width {
+                Width::Byte => load_insn!("ldrb {v:w}, [{a}]", addr),
+                Width::Half => load_insn!("ldrh {v:w}, [{a}]", addr),
+                Width::Word => load_insn!("ldr {v:w}, [{a}]", addr),
+                Width::Double => load_insn!("ldr {v}, [{a}]", addr),
+            }
+        };
+    });
+    caught.map_or(Ok(value), Err)
+}
+
+/// One store of the low `width` of `value` at `addr` (`STRB`, `STRH`,
+/// `STR Wt`, `STR Xt` to a plain base register), or the exception it raised.
+fn store(addr: u64, width: Width, value: u64) -> Result<(), Caught> {
+    let caught = expect_sync(|| {
+        // SAFETY: as for `load`: the ECAM window, emulated by the hypervisor.
+        unsafe {
+            match width {
+                Width::Byte => store_insn!("strb {v:w}, [{a}]", addr, value),
+                Width::Half => store_insn!("strh {v:w}, [{a}]", addr, value),
+                Width::Word => store_insn!("str {v:w}, [{a}]", addr, value),
+                Width::Double => store_insn!("str {v}, [{a}]", addr, value),
+            }
+        }
+    });
+    caught.map_or(Ok(()), Err)
+}
+
+// --- config space ---------------------------------------------------------
+
+const CONFIG_ABORTED: &str = "a config-space access aborted (ECAM window not emulated?)";
+const MISALIGNED_ABORTED: &str =
+    "a misaligned config access aborted (the contract: a read gives all-ones, a write is dropped, no exception)";
+const BAR_ABORTED: &str = "a load through BAR0 aborted (device window not mapped at the BAR's address?)";
+
+/// The ECAM window, checked to cover the buses the checks touch.
+struct Config {
+    window: EcamWindow,
+}
+
+impl Config {
+    fn open(env: &Env) -> Result<Self, Failure> {
+        let ecam = env.ecam.as_ref().map_err(|why| Failure::Missing(why))?;
+        let (start, end) = ecam.bus_range.ok_or(Failure::Missing("the host bridge has no (valid) bus-range"))?;
+        let (Ok(start), Ok(end)) = (u8::try_from(start), u8::try_from(end)) else {
+            return Err(Failure::Missing("the host bridge's bus-range is beyond bus 255"));
+        };
+        if start > ROOT_BUS || end < EMPTY_BUS {
+            return Err(Failure::Mismatch { what: "bus-range must include buses 0 and 1; last bus", expected: EMPTY_BUS.into(), got: end.into() });
+        }
+        let window = EcamWindow::new(ecam.base, start, end).ok_or(Failure::Missing("the ECAM window runs past the address space"))?;
+        if ecam.size < window.size() {
+            return Err(Failure::Mismatch { what: "ECAM reg size (1 MiB per bus of bus-range)", expected: window.size(), got: ecam.size });
+        }
+        Ok(Self { window })
+    }
+
+    fn address(&self, bdf: Bdf, reg: u16) -> Result<u64, Failure> {
+        self.window.address(bdf, reg).ok_or(Failure::Missing("a config address outside the ECAM window"))
+    }
+
+    fn read(&self, bdf: Bdf, reg: u16, width: Width) -> Result<u64, Failure> {
+        load(self.address(bdf, reg)?, width).map_err(|caught| Failure::Exception { what: CONFIG_ABORTED, caught })
+    }
+
+    fn write(&self, bdf: Bdf, reg: u16, width: Width, value: u64) -> Result<(), Failure> {
+        store(self.address(bdf, reg)?, width, value).map_err(|caught| Failure::Exception { what: CONFIG_ABORTED, caught })
+    }
+
+    /// Reads `reg` and compares it with `expected`.
+    fn expect(&self, what: &'static str, bdf: Bdf, reg: u16, width: Width, expected: u64) -> Result<(), Failure> {
+        expect_eq(what, expected, self.read(bdf, reg, width)?)
+    }
+
+    /// The address BAR0/BAR1 hold (type bits cleared).
+    fn bar0(&self, bdf: Bdf) -> Result<u64, Failure> {
+        let low = self.read(bdf, offset::BAR0, Width::Word)?;
+        let high = self.read(bdf, offset::BAR1, Width::Word)?;
+        Ok(high << 32 | (low & !u64::from(bar::TYPE_MASK)))
+    }
+}
+
+fn expect_eq(what: &'static str, expected: u64, got: u64) -> Result<(), Failure> {
+    if expected == got {
+        Ok(())
+    } else {
+        Err(Failure::Mismatch { what, expected, got })
+    }
+}
+
+fn bdf_of(bus: u8, device: u8, function: u8) -> Result<Bdf, Failure> {
+    Bdf::new(bus, device, function).ok_or(Failure::Missing("device or function number out of range"))
+}
+
+/// Says which function `result` is about when it is a failure (the FAIL
+/// line that follows has room only for a fixed text).
+fn about<T>(bdf: Bdf, name: &str, result: Result<T, Failure>) -> Result<T, Failure> {
+    if result.is_err() {
+        println!("pci: the failure below is about {bdf} ({name})");
+    }
+    result
+}
+
+/// Runs `test`, then `restore` whatever `test` returned; the first failure
+/// is the one reported.
+fn restoring(test: impl FnOnce() -> Result<(), Failure>, restore: impl FnOnce() -> Result<(), Failure>) -> Result<(), Failure> {
+    let result = test();
+    result.and(restore())
+}
+
+/// The shim functions present, with their addresses: [`SHIMS`] in order,
+/// up to the first one the machine lacks (its vendor ID reads all-ones).
+/// One that every machine has must be there.
+fn shims(config: &Config) -> Result<[Option<(Bdf, &'static Shim)>; SHIMS.len()], Failure> {
+    let mut found = [None; SHIMS.len()];
+    for ((slot, shim), device) in found.iter_mut().zip(&SHIMS).zip(0u8..) {
+        let bdf = bdf_of(ROOT_BUS, device, 0)?;
+        if config.read(bdf, offset::VENDOR_ID, Width::Half)? == Width::Half.all_ones() {
+            if shim.always {
+                about(bdf, shim.name, Err(Failure::Missing("no function where every QEMU virt machine has one (vendor ID reads all-ones)")))?;
+            }
+            break;
+        }
+        *slot = Some((bdf, shim));
+    }
+    Ok(found)
+}
+
+/// BAR0's low dword after all-ones was written: the address bits at and
+/// above the window size, with the (read-only) type bits.
+const fn bar0_size_mask(window: u64) -> u64 {
+    ((!(window - 1)) as u32 & !bar::TYPE_MASK | bar::TYPE) as u64
+}
+
+// --- pci-enumerate ----------------------------------------------------------
+
+pub fn enumerate(env: &Env) -> Result<(), Failure> {
+    let config = Config::open(env)?;
+    let ecam = env.ecam.as_ref().map_err(|why| Failure::Missing(why))?;
+    check_bridge(ecam, &config)?;
+    let ranges = ecam.ranges.as_ref().map_err(|why| Failure::Missing(why))?;
+
+    // Bus 0: the shims at their device numbers, nothing else.
+    let found = shims(&config)?;
+    for (device, shim) in (0..DEVICES_PER_BUS).zip(found.iter().chain(core::iter::repeat(&None))) {
+        let bdf = bdf_of(ROOT_BUS, device, 0)?;
+        match shim {
+            Some((bdf, shim)) => about(*bdf, shim.name, check_shim(&config, ranges, *bdf, shim))?,
+            None => about(bdf, "absent", config.expect("vendor ID of an absent device on bus 0 (all-ones)", bdf, offset::VENDOR_ID, Width::Half, Width::Half.all_ones()))?,
+        }
+    }
+    let mut names = found.iter().flatten().map(|(bdf, shim)| (bdf, shim.name));
+    if let (Some((bdf, name)), second) = (names.next(), names.next()) {
+        match second {
+            Some((bdf2, name2)) => println!("pci: bus 0 has {bdf} {name} and {bdf2} {name2}"),
+            None => println!("pci: bus 0 has {bdf} {name} only"),
+        }
+    }
+    // Bus 1: empty.
+    for device in 0..DEVICES_PER_BUS {
+        let bdf = bdf_of(EMPTY_BUS, device, 0)?;
+        about(bdf, "absent", config.expect("vendor ID on bus 1 (all-ones: the bus is empty)", bdf, offset::VENDOR_ID, Width::Half, Width::Half.all_ones()))?;
+    }
+    Ok(())
+}
+
+/// What the DTB says about the host bridge, against the contract.
+fn check_bridge(ecam: &Ecam, config: &Config) -> Result<(), Failure> {
+    let (start, end) = ecam.bus_range.unwrap_or((u32::MAX, u32::MAX));
+    expect_eq("bus-range first bus", ROOT_BUS.into(), start.into())?;
+    expect_eq("bus-range last bus", EMPTY_BUS.into(), end.into())?;
+    expect_eq("ECAM reg size (1 MiB per bus of bus-range)", config.window.size(), ecam.size)?;
+    let probe_only = ecam.probe_only.ok_or(Failure::Missing("/chosen has no linux,pci-probe-only"))?;
+    expect_eq("/chosen/linux,pci-probe-only", 1, probe_only)
+}
+
+fn check_shim(config: &Config, ranges: &[Option<Range>], bdf: Bdf, shim: &Shim) -> Result<(), Failure> {
+    config.expect("vendor ID (Arm)", bdf, offset::VENDOR_ID, Width::Half, VENDOR_ID_ARM.into())?;
+    config.expect("device ID (PrimeCell part number)", bdf, offset::DEVICE_ID, Width::Half, shim.part_number.into())?;
+    let class = ClassCode::for_primecell(shim.part_number).register() | u32::from(REVISION_ID);
+    config.expect("revision ID and class code (dword 0x08)", bdf, offset::REVISION_ID, Width::Word, class.into())?;
+    config.expect("header type (type 0, single function)", bdf, offset::HEADER_TYPE, Width::Byte, HEADER_TYPE.into())?;
+
+    let low = config.read(bdf, offset::BAR0, Width::Word)?;
+    expect_eq("BAR0 type bits (64-bit memory, not prefetchable)", bar::TYPE.into(), low & u64::from(bar::TYPE_MASK))?;
+    let base = config.bar0(bdf)?;
+    if base == 0 {
+        return Err(Failure::Missing("BAR0/BAR1 hold address 0 (no window)"));
+    }
+    expect_eq("BAR0 address bits below 4 KiB (a PrimeCell window is 4 KiB-aligned)", 0, base & (primecell::WINDOW - 1))?;
+    if !ranges.iter().flatten().any(|range| range.holds_identity(base, primecell::WINDOW)) {
+        return Err(Failure::Mismatch {
+            what: "BAR0's 4 KiB window lies in no one-to-one memory entry of the host bridge's ranges; BAR0",
+            expected: 0,
+            got: base,
+        });
+    }
+
+    config.expect("interrupt pin (INTA)", bdf, offset::INTERRUPT_PIN, Width::Byte, Intx::INTA.into())?;
+    config.expect("capabilities pointer (no capabilities)", bdf, offset::CAPABILITIES, Width::Byte, 0)?;
+    let status = config.read(bdf, offset::STATUS, Width::Half)?;
+    expect_eq("status capabilities-list bit", 0, status & u64::from(status::CAPABILITIES_LIST))?;
+    let command = config.read(bdf, offset::COMMAND, Width::Half)?;
+    expect_eq("command memory space enable (set at handoff)", command::MEMORY_SPACE.into(), command & u64::from(command::MEMORY_SPACE))?;
+
+    // A single-function device: functions 1..8 are absent.
+    for function in 1..FUNCTIONS_PER_DEVICE {
+        let other = bdf_of(bdf.bus(), bdf.device(), function)?;
+        config.expect("vendor ID of function 1..7 of a shim device (all-ones)", other, offset::VENDOR_ID, Width::Half, Width::Half.all_ones())?;
+    }
+    Ok(())
+}
+
+// --- pci-bar-sizing -----------------------------------------------------------
+
+pub fn bar_sizing(env: &Env) -> Result<(), Failure> {
+    let config = Config::open(env)?;
+    for (bdf, shim) in shims(&config)?.into_iter().flatten() {
+        about(bdf, shim.name, size_bar0(&config, bdf))?;
+    }
+    Ok(())
+}
+
+/// Sizes BAR0 as an OS does: memory decoding off while the BAR holds the
+/// size mask, then the address and the command register put back.
+fn size_bar0(config: &Config, bdf: Bdf) -> Result<(), Failure> {
+    let command = config.read(bdf, offset::COMMAND, Width::Half)?;
+    let decode_off = command & !u64::from(command::MEMORY_SPACE);
+    config.write(bdf, offset::COMMAND, Width::Half, decode_off)?;
+    restoring(
+        || {
+            config.expect("command after clearing memory space enable", bdf, offset::COMMAND, Width::Half, decode_off)?;
+            size_with_decode_off(config, bdf)
+        },
+        || {
+            config.write(bdf, offset::COMMAND, Width::Half, command)?;
+            config.expect("command restored after sizing", bdf, offset::COMMAND, Width::Half, command)
+        },
+    )
+}
+
+fn size_with_decode_off(config: &Config, bdf: Bdf) -> Result<(), Failure> {
+    let low = config.read(bdf, offset::BAR0, Width::Word)?;
+    let high = config.read(bdf, offset::BAR1, Width::Word)?;
+    let all_ones = Width::Word.all_ones();
+    restoring(
+        || {
+            config.write(bdf, offset::BAR0, Width::Word, all_ones)?;
+            config.write(bdf, offset::BAR1, Width::Word, all_ones)?;
+            config.expect("BAR0 after writing all-ones (4 KiB size mask | 64-bit type)", bdf, offset::BAR0, Width::Word, bar0_size_mask(primecell::WINDOW))?;
+            config.expect("BAR1 after writing all-ones (every high address bit)", bdf, offset::BAR1, Width::Word, all_ones)
+        },
+        || {
+            config.write(bdf, offset::BAR0, Width::Word, low)?;
+            config.write(bdf, offset::BAR1, Width::Word, high)?;
+            config.expect("BAR0 restored", bdf, offset::BAR0, Width::Word, low)?;
+            config.expect("BAR1 restored", bdf, offset::BAR1, Width::Word, high)
+        },
+    )?;
+    // BAR2..BAR5 and the expansion ROM BAR are not implemented: all-ones
+    // reads back 0, which is how an OS learns that.
+    let unimplemented = (offset::BAR2..=offset::BAR5).step_by(4).chain([offset::EXPANSION_ROM]);
+    for reg in unimplemented {
+        config.write(bdf, reg, Width::Word, all_ones)?;
+        config.expect("BAR2..BAR5 / expansion ROM after writing all-ones (0: not implemented)", bdf, reg, Width::Word, 0)?;
+    }
+    Ok(())
+}
+
+// --- pci-readonly-fields ---------------------------------------------------------
+
+pub fn readonly_fields(env: &Env) -> Result<(), Failure> {
+    let config = Config::open(env)?;
+    for (bdf, shim) in shims(&config)?.into_iter().flatten() {
+        about(bdf, shim.name, check_writability(&config, bdf))?;
+    }
+    Ok(())
+}
+
+fn check_writability(config: &Config, bdf: Bdf) -> Result<(), Failure> {
+    // Read-only registers keep their value when their complement is written.
+    let read_only = [
+        ("vendor ID after writing its complement (read-only)", offset::VENDOR_ID, Width::Half),
+        ("device ID after writing its complement (read-only)", offset::DEVICE_ID, Width::Half),
+        ("revision ID and class code after writing their complement (read-only)", offset::REVISION_ID, Width::Word),
+        ("header type after writing its complement (read-only)", offset::HEADER_TYPE, Width::Byte),
+        ("interrupt pin after writing its complement (read-only)", offset::INTERRUPT_PIN, Width::Byte),
+    ];
+    for (what, reg, width) in read_only {
+        let before = config.read(bdf, reg, width)?;
+        config.write(bdf, reg, width, !before & width.all_ones())?;
+        config.expect(what, bdf, reg, width, before)?;
+    }
+    // Status has no writable bits (its error bits are hardwired to 0, so a
+    // write of ones clears nothing either); the interrupt bit follows the
+    // device, so it is left out of the comparison.
+    let volatile = u64::from(status::INTERRUPT);
+    let before = config.read(bdf, offset::STATUS, Width::Half)? & !volatile;
+    config.write(bdf, offset::STATUS, Width::Half, Width::Half.all_ones())?;
+    expect_eq("status after writing all-ones (no writable bits)", before, config.read(bdf, offset::STATUS, Width::Half)? & !volatile)?;
+
+    // The interrupt line is the OS's to write.
+    let line = config.read(bdf, offset::INTERRUPT_LINE, Width::Byte)?;
+    let other = !line & Width::Byte.all_ones();
+    restoring(
+        || {
+            config.write(bdf, offset::INTERRUPT_LINE, Width::Byte, other)?;
+            config.expect("interrupt line after writing its complement (writable)", bdf, offset::INTERRUPT_LINE, Width::Byte, other)
+        },
+        || {
+            config.write(bdf, offset::INTERRUPT_LINE, Width::Byte, line)?;
+            config.expect("interrupt line restored", bdf, offset::INTERRUPT_LINE, Width::Byte, line)
+        },
+    )?;
+
+    // Command: memory space enable and INTx disable are writable, every
+    // other bit reads 0 whatever is written.
+    let command = config.read(bdf, offset::COMMAND, Width::Half)?;
+    restoring(
+        || {
+            config.write(bdf, offset::COMMAND, Width::Half, Width::Half.all_ones())?;
+            config.expect("command after writing all-ones (only memory space enable and INTx disable stick)", bdf, offset::COMMAND, Width::Half, command::WRITABLE.into())?;
+            config.write(bdf, offset::COMMAND, Width::Half, 0)?;
+            config.expect("command after writing 0", bdf, offset::COMMAND, Width::Half, 0)
+        },
+        || {
+            config.write(bdf, offset::COMMAND, Width::Half, command)?;
+            config.expect("command restored", bdf, offset::COMMAND, Width::Half, command)
+        },
+    )
+}
+
+// --- pci-bad-access ------------------------------------------------------------
+
+pub fn bad_access(env: &Env) -> Result<(), Failure> {
+    let config = Config::open(env)?;
+    let pl031 = bdf_of(ROOT_BUS, PL031_DEVICE, 0)?;
+    let ids = u64::from(VENDOR_ID_ARM) | u64::from(primecell::PART_PL031) << 16;
+    config.expect("vendor and device ID of the PL031 function before the bad accesses", pl031, offset::VENDOR_ID, Width::Word, ids)?;
+
+    // 8-byte accesses are not config accesses: a load reads all-ones (all
+    // 64 bits), a store is dropped. The dword at 0x38 holds the (writable)
+    // interrupt line in its upper half.
+    config.expect("8-byte load at offset 0 of the PL031 function (all-ones)", pl031, offset::VENDOR_ID, Width::Double, Width::Double.all_ones())?;
+    let line = config.read(pl031, offset::INTERRUPT_LINE, Width::Byte)?;
+    let not_line = !(line as u8);
+    config.write(pl031, offset::INTERRUPT_LINE & !7, Width::Double, Width::Double.replicate(not_line))?;
+    config.expect("interrupt line after an 8-byte store over it (dropped)", pl031, offset::INTERRUPT_LINE, Width::Byte, line)?;
+
+    // Misaligned accesses, which only an MMU-on guest can make (see the
+    // module documentation).
+    with_ecam_as_normal(env, &config, || misaligned(&config, pl031, line))??;
+
+    // Absent functions: an empty device slot on bus 0, the last device
+    // number, and bus 1. Writes are dropped, reads are all-ones in every
+    // width.
+    let absent = [
+        bdf_of(ROOT_BUS, SHIMS.len() as u8, 0)?,
+        bdf_of(ROOT_BUS, DEVICES_PER_BUS - 1, 0)?,
+        bdf_of(EMPTY_BUS, 0, 0)?,
+    ];
+    for function in absent {
+        about(function, "absent", check_absent(&config, function))?;
+    }
+
+    // The config space still answers.
+    config.expect("vendor and device ID of the PL031 function after the bad accesses", pl031, offset::VENDOR_ID, Width::Word, ids)?;
+    config.expect("interrupt line of the PL031 function after the bad accesses", pl031, offset::INTERRUPT_LINE, Width::Byte, line)
+}
+
+/// Misaligned 2- and 4-byte reads read all-ones, misaligned writes over the
+/// interrupt line are dropped. Runs with the MMU on: no printing here.
+fn misaligned(config: &Config, pl031: Bdf, line: u64) -> Result<(), Failure> {
+    // First, that accesses through the Normal mapping reach the config
+    // space at all (otherwise all-ones below would prove nothing).
+    config.expect("vendor ID read with the MMU on (ECAM mapped as Normal memory)", pl031, offset::VENDOR_ID, Width::Half, VENDOR_ID_ARM.into())?;
+    let reads = [
+        ("misaligned 2-byte read at offset 1 (all-ones)", offset::VENDOR_ID + 1, Width::Half),
+        ("misaligned 4-byte read at offset 2 (all-ones)", offset::DEVICE_ID, Width::Word),
+        ("misaligned 4-byte read at offset 1 (all-ones)", offset::VENDOR_ID + 1, Width::Word),
+        ("misaligned 2-byte read at offset 0x3d (all-ones)", offset::INTERRUPT_PIN, Width::Half),
+    ];
+    let aborted = |caught| Failure::Exception { what: MISALIGNED_ABORTED, caught };
+    for (what, reg, width) in reads {
+        expect_eq(what, width.all_ones(), load(config.address(pl031, reg)?, width).map_err(aborted)?)?;
+    }
+    let not_line = !(line as u8);
+    let writes = [
+        ("interrupt line after a misaligned 2-byte write at 0x3b over it (dropped)", offset::INTERRUPT_LINE - 1, Width::Half),
+        ("interrupt line after a misaligned 4-byte write at 0x3a over it (dropped)", offset::INTERRUPT_LINE - 2, Width::Word),
+    ];
+    for (what, reg, width) in writes {
+        store(config.address(pl031, reg)?, width, width.replicate(not_line)).map_err(aborted)?;
+        config.expect(what, pl031, offset::INTERRUPT_LINE, Width::Byte, line)?;
+    }
+    Ok(())
+}
+
+fn check_absent(config: &Config, function: Bdf) -> Result<(), Failure> {
+    config.write(function, offset::COMMAND, Width::Half, command::WRITABLE.into())?;
+    config.write(function, offset::INTERRUPT_LINE, Width::Byte, 0x5a)?;
+    config.write(function, offset::BAR0, Width::Word, 0)?;
+    let reads = [
+        ("vendor ID of an absent function after writes to it (all-ones)", offset::VENDOR_ID, Width::Half),
+        ("command of an absent function after a write (all-ones)", offset::COMMAND, Width::Half),
+        ("interrupt line of an absent function after a write (all-ones)", offset::INTERRUPT_LINE, Width::Byte),
+        ("BAR0 of an absent function after a write (all-ones)", offset::BAR0, Width::Word),
+        ("dword 0 of an absent function (all-ones)", offset::VENDOR_ID, Width::Word),
+        ("8-byte load of an absent function (all-ones)", offset::VENDOR_ID, Width::Double),
+    ];
+    for (what, reg, width) in reads {
+        config.expect(what, function, reg, width, width.all_ones())?;
+    }
+    Ok(())
+}
+
+/// Tables for [`with_ecam_as_normal`]: the root, a level-2 table per
+/// gigabyte touched (RAM, console, ECAM) and level-3 tables for unaligned
+/// ends.
+static POOL: spin::Mutex<[Table; 8]> = spin::Mutex::new([const { Table::ZERO }; 8]);
+
+/// Runs `f` with the stub's MMU on, over an identity map of guest RAM, the
+/// console and the ECAM window, the window as Normal memory (a misaligned
+/// access to it is then no stage-1 alignment fault and reaches stage 2).
+/// Normal write-back is the one Normal type `platform::paging` has; stage 2
+/// maps nothing in the window, so no line of it is ever cached.
+fn with_ecam_as_normal<R>(env: &Env, config: &Config, f: impl FnOnce() -> R) -> Result<R, Failure> {
+    const SCTLR_A: u64 = 1 << 1;
+    const PAGE: u64 = 4096;
+    let sctlr: u64;
+    // SAFETY: reads the stub's own system control register.
+    unsafe { core::arch::asm!("mrs {s}, sctlr_el1", s = out(reg) sctlr, options(nomem, nostack)) };
+    if sctlr & SCTLR_A != 0 {
+        return Err(Failure::Missing("SCTLR_EL1.A is set: misaligned accesses would fault at stage 1 even to Normal memory"));
+    }
+    let failed = |_| Failure::Missing("building the stage-1 map for the misaligned accesses failed");
+    let mut pages = POOL.lock();
+    for page in pages.iter_mut() {
+        *page = Table::ZERO;
+    }
+    // The MMU is off: the pool's address is its IPA.
+    let pool_base = PhysAddr(pages.as_ptr() as u64);
+    let mut pool = StaticPool::new(&mut pages[..], pool_base).map_err(|_| Failure::Missing("the table pool is not page-aligned"))?;
+    let root = paging::PagePool::alloc_table(&mut pool).ok_or(Failure::Missing("the table pool is empty"))?;
+    let data = |memory, executable| Attributes {
+        memory,
+        writable: true,
+        executable,
+        user: UserAccess::None,
+        user_executable: false,
+        global: true,
+    };
+    let mut map = |base: u64, len: u64, attrs: Attributes| {
+        paging::map(&mut pool, root, crate::gvascan::VA_BITS, Regime::El1And0, VirtAddr(base), PhysAddr(base), len, attrs)
+    };
+    // Code, data and stack: all of guest RAM.
+    map(env.ram_base, env.ram_end - env.ram_base, data(MemoryType::Normal, true)).map_err(failed)?;
+    if let Some(console) = env.console {
+        map(console, PAGE, data(MemoryType::Device, false)).map_err(failed)?;
+    }
+    map(config.window.base(), config.window.size(), data(MemoryType::Normal, false)).map_err(failed)?;
+    Ok(crate::gvascan::with_mmu(root.0, f))
+}
+
+// --- pci-bar-reads-device ----------------------------------------------------------
+
+pub fn bar_reads_device(env: &Env) -> Result<(), Failure> {
+    let config = Config::open(env)?;
+    for (bdf, shim) in shims(&config)?.into_iter().flatten() {
+        about(bdf, shim.name, check_ids_through_bar(&config, bdf, shim))?;
+    }
+    // The PL031's data register counts seconds from the time QEMU started
+    // with: not 0, and not going back.
+    let base = config.bar0(bdf_of(ROOT_BUS, PL031_DEVICE, 0)?)?;
+    let first = bar_load(base, primecell::PL031_RTCDR)?;
+    if first == 0 {
+        return Err(Failure::Missing("the PL031's RTCDR read through BAR0 is 0, not the current time"));
+    }
+    let second = bar_load(base, primecell::PL031_RTCDR)?;
+    if second < first {
+        return Err(Failure::Mismatch { what: "PL031 RTCDR read again through BAR0 (not earlier than the first read)", expected: first, got: second });
+    }
+    Ok(())
+}
+
+/// One 32-bit load of register `reg` of the window BAR0 puts at `base`.
+fn bar_load(base: u64, reg: u64) -> Result<u64, Failure> {
+    let addr = base.checked_add(reg).ok_or(Failure::Mismatch { what: "BAR0 address + register offset overflows; BAR0", expected: 0, got: base })?;
+    load(addr, Width::Word).map_err(|caught| Failure::Exception { what: BAR_ABORTED, caught })
+}
+
+/// The PrimeCell ID registers read through BAR0 name the part the config
+/// space's device ID says.
+fn check_ids_through_bar(config: &Config, bdf: Bdf, shim: &Shim) -> Result<(), Failure> {
+    let base = config.bar0(bdf)?;
+    if base == 0 {
+        return Err(Failure::Missing("BAR0/BAR1 hold address 0 (no window)"));
+    }
+    let command = config.read(bdf, offset::COMMAND, Width::Half)?;
+    expect_eq("command memory space enable (needed to read through BAR0)", command::MEMORY_SPACE.into(), command & u64::from(command::MEMORY_SPACE))?;
+    let id = |reg: u64| bar_load(base, reg).map(|v| v & 0xff);
+    let pid0 = id(primecell::PERIPH_ID0)?;
+    let pid1 = id(primecell::PERIPH_ID0 + 4)?;
+    expect_eq("PeriphID0 through BAR0 (part number [7:0])", u64::from(shim.part_number & 0xff), pid0)?;
+    expect_eq("PeriphID1[3:0] through BAR0 (part number [11:8])", u64::from(shim.part_number >> 8), pid1 & 0xf)?;
+    let device_id = config.read(bdf, offset::DEVICE_ID, Width::Half)?;
+    expect_eq("part number from the ID registers vs. the config device ID", device_id, primecell::part_number(pid0, pid1))?;
+    for (index, expected) in (0u64..).zip(primecell::PCELL_ID) {
+        expect_eq("PCellID0..3 through BAR0 (0x0d, 0xf0, 0x05, 0xb1)", expected, id(primecell::PCELL_ID0 + 4 * index)?)?;
+    }
+    Ok(())
+}
