@@ -28,8 +28,14 @@ use platform::paging::{
 use platform::addr::{PhysAddr, VirtAddr};
 use spin::Mutex;
 
+/// Tables shared by every CPU: the kernel root and the image's, the direct
+/// map's, the console's and the EL0 service's paths, the intermediate space
+/// (generous: the count depends on how the RAM regions align).
+const SHARED_TABLES: usize = 32;
+/// Each CPU's own path to its PRDA: a root and one table per level below.
+const PER_CPU_TABLES: usize = 4;
 /// Pages for all of the hypervisor's stage-1 tables.
-const POOL_PAGES: usize = 64;
+const POOL_PAGES: usize = SHARED_TABLES + PER_CPU_TABLES * MAX_CPUS;
 static POOL: Mutex<[Table; POOL_PAGES]> = Mutex::new([const { Table([0; 512]) }; POOL_PAGES]);
 
 /// The roots the switch installs (physical addresses).

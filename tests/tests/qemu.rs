@@ -287,6 +287,8 @@ selftest_scenarios! {
     max_smp2_512m: CPU_MAX, 2, "512M";
     a72_smp8_512m: CPU_A72, 8, "512M";
     a72_smp3_2g: CPU_A72, 3, "2G";
+    // The limit (MAX_CPUS), in the least RAM the README promises.
+    max_smp16_128m: CPU_MAX, 16, "128M";
 }
 
 /// How a scenario damages the image.
