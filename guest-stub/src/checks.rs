@@ -113,6 +113,7 @@ pub static CHECKS: &[Check] = &[
     Check { name: "pci-readonly-fields", run: crate::pci::readonly_fields },
     Check { name: "pci-bad-access", run: crate::pci::bad_access },
     Check { name: "pci-bar-reads-device", run: crate::pci::bar_reads_device },
+    Check { name: "debug-breakpoint-reflected", run: debug_breakpoint_reflected },
 ];
 
 /// Run only with `stub=fail`: proves a failing check fails the whole run.
@@ -905,4 +906,50 @@ fn gva_scan_bad_buffer(env: &Env) -> Result<(), Failure> {
     let reply = crate::backdoor::brk_call(Function::Version.id(), [0; 7])
         .map_err(|caught| Failure::Exception { what: "VERSION after bad scans", caught })?;
     reply_ok("VERSION after bad scans", reply).map(|_| ())
+}
+
+/// `DBGBCR<n>_EL1` for an enabled, unlinked instruction-address breakpoint
+/// at EL1 and EL0 on all four bytes of an A64 instruction: E, PMC = 0b11,
+/// BAS = 0b1111.
+const DBGBCR_EL1_AND_EL0_A64: u64 = 1 | (0b11 << 1) | (0b1111 << 5);
+/// `MDSCR_EL1.MDE`: breakpoints and watchpoints enabled.
+const MDSCR_MDE: u64 = 1 << 15;
+
+fn debug_breakpoint_reflected(_: &Env) -> Result<(), Failure> {
+    // A hardware breakpoint at EL1. MDCR_EL2.TDE sends the debug exception
+    // to the hypervisor, which must hand it back exactly as the hardware
+    // would without EL2: a breakpoint from the *same* EL (EC 0x31), at the
+    // breakpointed instruction. The debug registers themselves trap too and
+    // are passed through.
+    let mut address = 0u64;
+    let caught = expect_sync(|| {
+        // SAFETY: programs breakpoint 0 on the `nop` below and removes it
+        // again; the OS lock is released (it may be set out of reset), and
+        // MDSCR_EL1 is restored. The exception steps over the `nop`.
+        unsafe {
+            core::arch::asm!(
+                "msr oslar_el1, xzr",
+                "adr {addr}, 2f",
+                "msr dbgbvr0_el1, {addr}",
+                "msr dbgbcr0_el1, {bcr}",
+                "mrs {saved}, mdscr_el1",
+                "orr {tmp}, {saved}, #{mde}",
+                "msr mdscr_el1, {tmp}",
+                "isb",
+                "2: nop",
+                "msr dbgbcr0_el1, xzr",
+                "msr mdscr_el1, {saved}",
+                "isb",
+                addr = out(reg) address,
+                bcr = in(reg) DBGBCR_EL1_AND_EL0_A64,
+                saved = out(reg) _,
+                tmp = out(reg) _,
+                mde = const MDSCR_MDE,
+                options(nostack),
+            );
+        }
+    })
+    .ok_or(Failure::Missing("a hardware breakpoint at EL1 was not delivered"))?;
+    expect_eq("exception class (0x31 = breakpoint, same EL)", 0x31, caught.esr.class().ec().into())?;
+    expect_eq("ELR (the breakpointed instruction)", address, caught.elr)
 }
