@@ -25,7 +25,7 @@ QEMU_BOARD   = -M $(MACHINE) -cpu $(CPU) -smp $(SMP) -m $(MEM)
 QEMU_RUN     = $(QEMU_BOARD) -nographic -semihosting \
                -serial mon:stdio -serial file:$(BUILD)/secure-uart.log -bios $(FLASH)
 
-.PHONY: all deps image run test clippy unit-test qemu-test gdb clean
+.PHONY: all deps image run test clippy unit-test qemu-test bench gdb clean
 
 all: image
 
@@ -62,6 +62,11 @@ unit-test: deps
 # The QEMU scenarios (tests/tests/qemu.rs) boot the image `make image` wrote.
 qemu-test: image
 	HV_FLASH=$(abspath $(FLASH)) cargo test -p hvtests --test qemu -- --test-threads=2
+
+# Instructions per trap path under -icount, both schemes (tests/src/bin/bench.rs).
+bench: image
+	cargo run --quiet --release -p hvtests --bin bench -- $(FLASH) \
+		$(FW_ELF)/el3-monitor $(FW_ELF)/el2 $(GUEST_ELF)/guest-stub
 
 # QEMU halted at reset with its gdb stub on :1234, and gdb-multiarch with the
 # symbols of all three images (tests/scripts/gdbinit places the two

@@ -18,6 +18,7 @@
 #![no_main]
 
 mod backdoor;
+mod bench;
 mod checks;
 mod el0;
 mod exceptions;
@@ -85,6 +86,7 @@ extern "C" fn stub_main(dtb: usize) -> ! {
         match word {
             "stub=fail" => forced_failure = true,
             "stub=reset" => RESET_AT_END.store(true, Ordering::Relaxed),
+            "stub=bench" => finish(bench::run(&env)),
             other => println!("ignoring unknown word `{other}`"),
         }
     }

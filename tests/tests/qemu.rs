@@ -528,3 +528,28 @@ fn pci_shim_presents_each_primecell() {
     assert_selftest_passed(&o, 1);
     assert!(o.lines("el2: PCI: ECAM window").any(|l| l.ends_with("1 function(s) behind it")), "{}", o.dump());
 }
+
+/// The benchmark mode (`stub=bench`, what `make bench` runs) measures: under
+/// `-icount` the cycle counter counts instructions, EL2's included, so a
+/// backdoor round trip costs more than the guest's own SVC floor, which
+/// costs more than nothing.
+#[test]
+fn benchmark_mode_counts_el2() {
+    let o = boot(&Boot {
+        cmdline: Some("stub=bench"),
+        extra: &["-icount", "shift=0,sleep=off"],
+        ..Boot::new("bench", CPU_MAX, 1, "1G")
+    });
+    let dump = o.dump();
+    assert_eq!(o.status, Some(0), "{dump}");
+    let median = |name: &str| {
+        o.lines(&format!("guest-stub: bench {name} median="))
+            .next()
+            .and_then(|l| l.split("median=").nth(1))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no `{name}` measurement\n{dump}"))
+    };
+    let (empty, floor, brk, ecam) = (median("empty"), median("floor-svc"), median("brk-version"), median("ecam-read"));
+    assert!(empty < floor && floor < brk && brk < ecam, "empty {empty} < floor {floor} < brk {brk} < ecam {ecam}\n{dump}");
+}
