@@ -56,8 +56,10 @@ clippy: deps
 	cargo clippy --target $(GUEST_TARGET) -p guest-stub -- -D warnings
 	cargo clippy -p platform -p hvtests --all-targets -- -D warnings
 
+# platform's --tests include its bounded property tests (tests/proptest_*).
 unit-test: deps
-	cargo test -p platform -p hvtests --lib --bins
+	cargo test -p platform --tests
+	cargo test -p hvtests --lib --bins
 
 # The QEMU scenarios (tests/tests/qemu.rs) boot the image `make image` wrote.
 qemu-test: image

@@ -241,7 +241,7 @@ impl Esr {
     /// Builds a syndrome from its parts (used to inject exceptions).
     pub const fn new(class: ExceptionClass, il: bool, iss: u64) -> Self {
         Self(
-            ((class.ec() as u64) << Self::EC_SHIFT)
+            (((class.ec() & 0x3f) as u64) << Self::EC_SHIFT)
                 | if il { Self::IL } else { 0 }
                 | (iss & Self::ISS_MASK),
         )
@@ -360,7 +360,7 @@ impl Esr {
     /// without the hypervisor. Classes outside a pair are unchanged.
     pub const fn with_origin(self, origin: Origin) -> Self {
         let class = self.class().with_origin(origin);
-        Self((self.0 & !(0x3f << Self::EC_SHIFT)) | ((class.ec() as u64) << Self::EC_SHIFT))
+        Self((self.0 & !(0x3f << Self::EC_SHIFT)) | (((class.ec() & 0x3f) as u64) << Self::EC_SHIFT))
     }
 }
 

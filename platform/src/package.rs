@@ -330,7 +330,8 @@ pub enum PackageError {
         /// End of the payload area (the package's total size).
         end: u64,
     },
-    /// Two payloads share bytes.
+    /// Two payloads overlap: they share bytes, or an empty payload's offset
+    /// lies inside another payload (payloads are disjoint, ordered ranges).
     OverlappingPayloads {
         /// The payload that starts first.
         first: EntryKind,

@@ -242,17 +242,13 @@ proptest! {
     }
 }
 
-/// A finding of this suite, kept as a reproducer: a zero-size payload whose
-/// offset lies strictly inside another payload shares no byte with it, which
-/// the format documentation ("payloads ... do not overlap";
-/// `OverlappingPayloads`: "two payloads share bytes") allows, but `parse`
-/// rejects it as `OverlappingPayloads`. Harmless (the writer never places a
-/// payload that way, and the parser errs on the side of rejecting), so the
-/// reference checker above follows the parser here; un-ignore once the code
-/// or the documentation is changed to agree.
+/// A finding of this suite: a zero-size payload whose offset lies strictly
+/// inside another payload shares no byte with it, and the documentation
+/// used to say only that payloads may not share bytes. The parser rejects
+/// it (payloads are disjoint, ordered ranges; the writer never places one
+/// that way), and the documentation of `OverlappingPayloads` now says so.
 #[test]
-#[ignore = "package: zero-size payload inside another is rejected as OverlappingPayloads (documentation says payloads may not share bytes)"]
-fn zero_size_payload_inside_another_is_accepted() {
+fn zero_size_payload_inside_another_is_rejected() {
     let hv = [0x11u8; 64];
     let hints = LoadHints {
         align: MIN_LOAD_ALIGN,
@@ -270,7 +266,7 @@ fn zero_size_payload_inside_another_is_accepted() {
     bytes[stub_offset_at..stub_offset_at + 8].copy_from_slice(&(hv_offset + 32).to_le_bytes());
     assert!(hv_offset as usize >= table_end);
     reseal(&mut bytes);
-    Package::parse(&bytes).expect("the two payloads share no byte");
+    assert!(matches!(Package::parse(&bytes), Err(PackageError::OverlappingPayloads { .. })));
 }
 
 // ---------------------------------------------------------------------------
