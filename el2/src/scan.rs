@@ -21,6 +21,7 @@ use alloc::vec::Vec;
 use platform::board::MemRegion;
 use platform::gvascan::{self, Attrs, Full, Granule4K, Par, Probe, ProbeResult, ScanError, Ttbr};
 use platform::hypercall::{buffer_chunks, CallerEl, HvError, ScanRange, Translate};
+use platform::paging::{bits, level_size, LAST_LEVEL};
 
 /// Entries a caller may ask for at once (bounds the hypervisor's work).
 const MAX_ENTRIES: u64 = 1024;
@@ -28,14 +29,6 @@ const MAX_ENTRIES: u64 = 1024;
 const MAX_PROBES: u64 = 1 << 22;
 /// `SCTLR_EL1.M`.
 const SCTLR_M: u64 = 1 << 0;
-/// Descriptor bits (EL1&0 stage 1).
-const DESC_VALID: u64 = 1 << 0;
-const DESC_TABLE: u64 = 1 << 1;
-const DESC_AP1_EL0: u64 = 1 << 6;
-const DESC_AP2_RO: u64 = 1 << 7;
-const DESC_PXN: u64 = 1 << 53;
-const DESC_UXN: u64 = 1 << 54;
-const DESC_ADDR: u64 = 0x0000_ffff_ffff_f000;
 /// `TTBRn_EL1.BADDR`.
 const TTBR_BADDR: u64 = 0x0000_ffff_ffff_fffe;
 
@@ -60,22 +53,26 @@ impl GuestTables {
     fn leaf(&self, va: u64) -> Option<(u8, u64)> {
         let mut table = self.root;
         let start = platform::paging::root_level(self.va_bits)?;
-        for level in start..=platform::paging::LAST_LEVEL {
+        for level in start..=LAST_LEVEL {
             let index = platform::paging::index(platform::addr::VirtAddr(va), level)? as u64;
             let index = if level == start {
-                index & ((1u64 << (self.va_bits - (12 + 9 * (3 - u32::from(level))))) - 1)
+                // The root table only spans va_bits.
+                let entries = (1u64 << self.va_bits) / level_size(level)?;
+                index & (entries - 1)
             } else {
                 index
             };
             let descriptor = self.read(table.checked_add(index * 8)?)?;
-            if descriptor & DESC_VALID == 0 {
+            if descriptor & bits::VALID == 0 {
                 return None;
             }
-            if level < 3 && descriptor & DESC_TABLE != 0 {
-                table = descriptor & DESC_ADDR;
+            let table_or_page = descriptor & bits::TABLE_OR_PAGE != 0;
+            if level < LAST_LEVEL && table_or_page {
+                table = descriptor & bits::OA_MASK;
                 continue;
             }
-            return (level == 3 || descriptor & DESC_TABLE == 0).then_some((level, descriptor));
+            // A level-3 entry must be a page; bit 1 clear there is reserved.
+            return (level < LAST_LEVEL || table_or_page).then_some((level, descriptor));
         }
         None
     }
@@ -103,22 +100,12 @@ impl Probe for GuestProbe {
         match par {
             Par::Translated { pa, .. } => {
                 let leaf = self.tables.leaf(va);
-                let attrs = match leaf {
-                    Some((_, d)) => Attrs {
-                        readable: true,
-                        writable_el1: Some(d & DESC_AP2_RO == 0),
-                        user_readable: Some(d & DESC_AP1_EL0 != 0),
-                        writable_el0: Some(d & DESC_AP1_EL0 != 0 && d & DESC_AP2_RO == 0),
-                        executable_el1: Some(d & DESC_PXN == 0),
-                        executable_el0: Some(d & DESC_UXN == 0 && d & DESC_AP1_EL0 != 0),
-                    },
-                    None => Attrs::READ_ONLY_KNOWN,
-                };
+                let attrs = leaf.map_or(Attrs::READ_ONLY_KNOWN, |(_, d)| Attrs::from_stage1_leaf(d));
                 // The walk must agree with the hardware's translation for its
                 // level to be trusted.
                 let leaf_level = leaf.and_then(|(level, d)| {
-                    let size = 1u64 << (12 + 9 * (3 - u32::from(level)));
-                    ((d & DESC_ADDR & !(size - 1)) + (va & (size - 1) & !0xfff) == pa).then_some(level)
+                    let size = level_size(level)?;
+                    ((d & bits::OA_MASK & !(size - 1)) + (va & (size - 1) & !0xfff) == pa).then_some(level)
                 });
                 ProbeResult::Mapped { ipa: pa, attrs, leaf_level }
             }

@@ -78,7 +78,7 @@ use core::ops::{Bound, RangeBounds, RangeInclusive};
 
 use crate::abi::par;
 use crate::esr::FaultStatus;
-use crate::paging::level_size;
+use crate::paging::{bits, level_size};
 
 #[cfg(test)]
 #[allow(
@@ -167,6 +167,26 @@ impl Attrs {
         executable_el1: None,
         executable_el0: None,
     };
+
+    /// What an EL1&0 stage-1 leaf descriptor grants, on top of a successful
+    /// read probe (direct permissions). AP\[2\] makes the page read-only
+    /// at both ELs, AP\[1\] opens data access to EL0. Execution is UXN and
+    /// PXN alone, with one architectural rule: memory EL0 may write is never
+    /// executable at EL1. EL0 execution does not need AP\[1\] (that is
+    /// execute-only memory).
+    pub const fn from_stage1_leaf(descriptor: u64) -> Self {
+        let read_only = descriptor & bits::AP_2 != 0;
+        let el0_access = descriptor & bits::AP_1 != 0;
+        let el0_writable = el0_access && !read_only;
+        Self {
+            readable: true,
+            writable_el1: Some(!read_only),
+            user_readable: Some(el0_access),
+            writable_el0: Some(el0_writable),
+            executable_el1: Some(descriptor & bits::PXN == 0 && !el0_writable),
+            executable_el0: Some(descriptor & bits::UXN == 0),
+        }
+    }
 
     /// The `flags` word of an encoded entry (see [`flags`]).
     pub const fn flags(self) -> u64 {

@@ -58,17 +58,14 @@ fn expected(a: Attributes, know_exec: bool) -> Attrs {
     }
 }
 
-/// What reading a leaf descriptor tells (EL1&0 regime, direct permissions).
+/// What reading a leaf descriptor tells, with or without the execute
+/// permissions (a probe that does not read descriptors cannot know them).
 fn attrs_of(desc: u64, know_exec: bool) -> Attrs {
-    let ap = (desc >> 6) & 0b11;
+    let attrs = Attrs::from_stage1_leaf(desc);
     Attrs {
-        readable: true,
-        writable_el1: Some(ap & 0b10 == 0),
-        user_readable: Some(ap & 0b01 != 0),
-        writable_el0: Some(ap == 0b01),
-        // EL0-writable memory is never privileged-executable.
-        executable_el1: know_exec.then_some(desc & bits::PXN == 0 && ap != 0b01),
-        executable_el0: know_exec.then_some(desc & bits::UXN == 0),
+        executable_el1: attrs.executable_el1.filter(|_| know_exec),
+        executable_el0: attrs.executable_el0.filter(|_| know_exec),
+        ..attrs
     }
 }
 
@@ -1421,4 +1418,35 @@ fn errors_say_what_happened() {
     }
     assert_eq!(Full.to_string(), "region buffer full");
     assert_eq!(Ttbr::Ttbr0.to_string(), "TTBR0");
+}
+
+#[test]
+fn stage1_leaf_permissions() {
+    // EL1&0 page descriptors: valid | page | AF, plus the access bits.
+    const PAGE: u64 = bits::VALID | bits::TABLE_OR_PAGE | bits::AF;
+    let kernel_text = Attrs::from_stage1_leaf(PAGE | bits::AP_2 | bits::UXN);
+    assert_eq!(kernel_text.writable_el1, Some(false));
+    assert_eq!(kernel_text.user_readable, Some(false));
+    assert_eq!(kernel_text.executable_el1, Some(true));
+    assert_eq!(kernel_text.executable_el0, Some(false));
+    let kernel_data = Attrs::from_stage1_leaf(PAGE | bits::PXN | bits::UXN);
+    assert_eq!(kernel_data.writable_el1, Some(true));
+    assert_eq!(kernel_data.writable_el0, Some(false));
+    assert_eq!(kernel_data.executable_el1, Some(false));
+    let user_text = Attrs::from_stage1_leaf(PAGE | bits::AP_1 | bits::AP_2 | bits::PXN);
+    assert_eq!(user_text.user_readable, Some(true));
+    assert_eq!(user_text.writable_el0, Some(false));
+    assert_eq!(user_text.writable_el1, Some(false));
+    assert_eq!(user_text.executable_el0, Some(true));
+    assert_eq!(user_text.executable_el1, Some(false));
+    // EL0-writable memory is never executable at EL1, PXN or not.
+    let user_data = Attrs::from_stage1_leaf(PAGE | bits::AP_1);
+    assert_eq!(user_data.writable_el0, Some(true));
+    assert_eq!(user_data.executable_el1, Some(false));
+    assert_eq!(user_data.executable_el0, Some(true));
+    // Execute-only for EL0: no EL0 data access, UXN clear.
+    let execute_only = Attrs::from_stage1_leaf(PAGE | bits::PXN);
+    assert_eq!(execute_only.user_readable, Some(false));
+    assert_eq!(execute_only.executable_el0, Some(true));
+    assert!(execute_only.readable);
 }
