@@ -2,7 +2,7 @@
 //! emulation steps (`platform::mmio`): a guest chooses which instruction
 //! traps, with which registers, immediates and addresses (issue 10, item 3).
 //!
-//! Bounded: each property runs `CASES` cases (override with
+//! Bounded: each property runs 256 cases (`common::config`; override with
 //! `PROPTEST_CASES`; `PROPTEST_RNG_SEED` reproduces a run).
 //!
 //! Properties:
@@ -32,16 +32,8 @@ use platform::mmio::{
 };
 use proptest::prelude::*;
 
-const CASES: u32 = 256;
-
-fn config() -> ProptestConfig {
-    let mut config = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = CASES;
-    }
-    config.failure_persistence = None;
-    config
-}
+mod common;
+use common::config;
 
 /// ESRs: fully random, or a random ISS under an interesting class.
 fn esr_strategy() -> impl Strategy<Value = u64> {

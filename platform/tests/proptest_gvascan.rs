@@ -3,7 +3,7 @@
 //! the walk itself, whose probes report what the guest's own page tables
 //! say (issue 10, item 3).
 //!
-//! Bounded: each property runs `CASES` cases (override with
+//! Bounded: each property runs 256 cases (`common::config`; override with
 //! `PROPTEST_CASES`; `PROPTEST_RNG_SEED` reproduces a run).
 //!
 //! Properties:
@@ -30,19 +30,12 @@ use platform::gvascan::{
 };
 use proptest::prelude::*;
 
-const CASES: u32 = 256;
+mod common;
+use common::config;
+
 const PAGE: u64 = 4096;
 const MIB2: u64 = 2 << 20;
 const GIB: u64 = 1 << 30;
-
-fn config() -> ProptestConfig {
-    let mut config = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = CASES;
-    }
-    config.failure_persistence = None;
-    config
-}
 
 fn tri() -> impl Strategy<Value = Option<bool>> {
     prop_oneof![Just(None), Just(Some(false)), Just(Some(true))]

@@ -3,7 +3,7 @@
 //! its buffer arguments (issue 10, item 3). Also the handoff record checks
 //! (`platform::handoff`).
 //!
-//! Bounded: each property runs `CASES` cases (override with
+//! Bounded: each property runs 256 cases (`common::config`; override with
 //! `PROPTEST_CASES`; `PROPTEST_RNG_SEED` reproduces a run).
 //!
 //! Properties:
@@ -28,16 +28,8 @@ use platform::hypercall::{
 };
 use proptest::prelude::*;
 
-const CASES: u32 = 256;
-
-fn config() -> ProptestConfig {
-    let mut config = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = CASES;
-    }
-    config.failure_persistence = None;
-    config
-}
+mod common;
+use common::config;
 
 fn caller_strategy() -> impl Strategy<Value = CallerEl> {
     prop_oneof![Just(CallerEl::El0), Just(CallerEl::El1)]

@@ -2,7 +2,7 @@
 //! `StaticPool` over a `Vec<Table>`, and of the stage-2 geometry choice
 //! (`platform::stage2::geometry`) (issue 10, item 3).
 //!
-//! Bounded: each property runs `CASES` cases (override with
+//! Bounded: each property runs 256 cases (`common::config`; override with
 //! `PROPTEST_CASES`; `PROPTEST_RNG_SEED` reproduces a run).
 //!
 //! Random sequences of `map` / `unmap` with random (VA, PA, length,
@@ -27,7 +27,9 @@ use platform::paging::{
 use platform::stage2::{geometry, GeometryError};
 use proptest::prelude::*;
 
-const CASES: u32 = 256;
+mod common;
+use common::config;
+
 const PAGE: u64 = 4096;
 const MIB2: u64 = 2 << 20;
 const GIB: u64 = 1 << 30;
@@ -36,15 +38,6 @@ const OA_LIMIT: u64 = (1 << 48) - 1;
 /// Tables in each case's pool: enough for most sequences, few enough that
 /// a large unaligned mapping runs out (and must be rolled back).
 const POOL_PAGES: usize = 40;
-
-fn config() -> ProptestConfig {
-    let mut config = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = CASES;
-    }
-    config.failure_persistence = None;
-    config
-}
 
 fn attributes_strategy() -> impl Strategy<Value = Attributes> {
     (

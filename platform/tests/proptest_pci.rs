@@ -2,7 +2,7 @@
 //! Non-secure caller makes with arbitrary registers, the config-space model
 //! behind them, and the ECAM address decoder (issue 10, item 3).
 //!
-//! Bounded: each property runs `CASES` cases (override with
+//! Bounded: each property runs 256 cases (`common::config`; override with
 //! `PROPTEST_CASES`; `PROPTEST_RNG_SEED` reproduces a run).
 //!
 //! Properties:
@@ -31,16 +31,8 @@ use platform::pci::{
 };
 use proptest::prelude::*;
 
-const CASES: u32 = 256;
-
-fn config() -> ProptestConfig {
-    let mut config = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = CASES;
-    }
-    config.failure_persistence = None;
-    config
-}
+mod common;
+use common::config;
 
 /// The two shim functions: what `config.rs`'s table says they read at
 /// handoff, and which bits of each header dword are writable.

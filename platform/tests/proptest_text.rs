@@ -2,7 +2,7 @@
 //! (`platform::cmdline`, from fw_cfg or the DT) and the fw_cfg directory
 //! entries (`platform::fw_cfg`) (issue 10, item 3).
 //!
-//! Bounded: each property runs `CASES` cases (override with
+//! Bounded: each property runs 256 cases (`common::config`; override with
 //! `PROPTEST_CASES`; `PROPTEST_RNG_SEED` reproduces a run).
 //!
 //! Properties:
@@ -19,16 +19,8 @@ use platform::cmdline::{BadWord, Cmdline, LogLevel, Mode, Remap, SelfTest};
 use platform::fw_cfg::{match_dir_entry, FileRef};
 use proptest::prelude::*;
 
-const CASES: u32 = 256;
-
-fn config() -> ProptestConfig {
-    let mut config = ProptestConfig::default();
-    if std::env::var_os("PROPTEST_CASES").is_none() {
-        config.cases = CASES;
-    }
-    config.failure_persistence = None;
-    config
-}
+mod common;
+use common::config;
 
 const KEYS: &[(&str, &[&str])] = &[
     ("log", &["error", "warn", "info", "debug", "trace"]),
