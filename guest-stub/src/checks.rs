@@ -871,6 +871,8 @@ fn gva_scan_known_map(env: &Env) -> Result<(), Failure> {
         expect_eq("region length", want.len, got.size().unwrap_or(0))?;
         expect_eq("region IPA", want.ipa, got.ipa)?;
         expect_eq("region writable at EL1", u64::from(want.writable), u64::from(got.attrs.writable_el1 == Some(true)))?;
+        expect_eq("region executable at EL1", u64::from(want.executable), u64::from(got.attrs.executable_el1 == Some(true)))?;
+        expect_eq("region known not executable at EL0", 1, u64::from(got.attrs.executable_el0 == Some(false)))?;
     }
     Ok(())
 }

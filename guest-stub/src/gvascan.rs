@@ -29,6 +29,8 @@ pub struct Expected {
     pub len: u64,
     pub ipa: u64,
     pub writable: bool,
+    /// Executable at EL1 (nothing here is executable at EL0).
+    pub executable: bool,
 }
 
 const fn data(writable: bool, memory: MemoryType) -> Attributes {
@@ -41,15 +43,16 @@ fn test_region(ram_base: u64) -> [Expected; 5] {
     let gib = ram_base & !(GIB - 1);
     [
         // A level-1 block; the next gigabyte is a level-1 hole.
-        Expected { va: TEST_BASE, len: GIB, ipa: gib, writable: true },
+        Expected { va: TEST_BASE, len: GIB, ipa: gib, writable: true, executable: false },
         // Level-2 blocks with a level-2 hole between them and discontiguous
         // IPAs (so they cannot merge).
-        Expected { va: TEST_BASE + 2 * GIB, len: MIB2, ipa: gib + 2 * MIB2, writable: true },
-        Expected { va: TEST_BASE + 2 * GIB + 2 * MIB2, len: MIB2, ipa: gib + 8 * MIB2, writable: true },
+        Expected { va: TEST_BASE + 2 * GIB, len: MIB2, ipa: gib + 2 * MIB2, writable: true, executable: false },
+        Expected { va: TEST_BASE + 2 * GIB + 2 * MIB2, len: MIB2, ipa: gib + 8 * MIB2, writable: true, executable: false },
         // Level-3 pages: two contiguous ones (one run), a level-3 hole, and
-        // a read-only page (different attributes: a run of its own).
-        Expected { va: TEST_BASE + 2 * GIB + 3 * MIB2, len: 2 * PAGE, ipa: gib + 3 * MIB2, writable: true },
-        Expected { va: TEST_BASE + 2 * GIB + 3 * MIB2 + 3 * PAGE, len: PAGE, ipa: gib + 5 * MIB2, writable: false },
+        // a read-only executable page (different attributes: a run of its
+        // own).
+        Expected { va: TEST_BASE + 2 * GIB + 3 * MIB2, len: 2 * PAGE, ipa: gib + 3 * MIB2, writable: true, executable: false },
+        Expected { va: TEST_BASE + 2 * GIB + 3 * MIB2 + 3 * PAGE, len: PAGE, ipa: gib + 5 * MIB2, writable: false, executable: true },
     ]
 }
 
@@ -57,14 +60,15 @@ fn test_region(ram_base: u64) -> [Expected; 5] {
 /// identity maps below `TEST_BASE`, then the test region.
 pub fn expected(env: &crate::Env) -> heapless_list::List {
     let mut list = heapless_list::List::default();
+    // (base, length, executable): only RAM holds code.
     let mut identity = [
-        env.console.map(|c| (c, PAGE)),
-        Some((env.ram_base, env.ram_end - env.ram_base)),
-        env.test_mmio,
+        env.console.map(|c| (c, PAGE, false)),
+        Some((env.ram_base, env.ram_end - env.ram_base, true)),
+        env.test_mmio.map(|(base, len)| (base, len, false)),
     ];
-    identity.sort_unstable_by_key(|r| r.map_or(u64::MAX, |(base, _)| base));
-    for (base, len) in identity.into_iter().flatten() {
-        list.push(Expected { va: base, len, ipa: base, writable: true });
+    identity.sort_unstable_by_key(|r| r.map_or(u64::MAX, |(base, _, _)| base));
+    for (base, len, executable) in identity.into_iter().flatten() {
+        list.push(Expected { va: base, len, ipa: base, writable: true, executable });
     }
     for e in test_region(env.ram_base) {
         list.push(e);
@@ -122,7 +126,7 @@ pub fn build(env: &crate::Env) -> Result<u64, MapError> {
         map(base, base, size, data(true, MemoryType::Device))?;
     }
     for e in test_region(env.ram_base) {
-        map(e.va, e.ipa, e.len, data(e.writable, MemoryType::Normal))?;
+        map(e.va, e.ipa, e.len, Attributes { executable: e.executable, ..data(e.writable, MemoryType::Normal) })?;
     }
     Ok(root.0)
 }
