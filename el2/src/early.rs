@@ -35,6 +35,8 @@ pub struct BootInfo {
     pub vhe_unavailable: bool,
     /// The root of EL0's 39-bit range (a table inside the kernel's hierarchy).
     pub user_root: u64,
+    /// The console's interrupt (its DTB node's first), for the guest.
+    pub console_irq: Option<platform::board::Irq>,
 }
 
 static BOOT: Once<BootInfo> = Once::new();
@@ -121,7 +123,13 @@ extern "C" fn hv_boot(dtb: usize, handoff: usize) -> ! {
     store(&p.pa_displacement, image_pa.wrapping_sub(layout::LINK_VA));
     store(&p.va_displacement, scheme.image_va().wrapping_sub(layout::LINK_VA));
 
+    let console_irq = platform::board::find_device(dtb_bytes, "arm,pl011")
+        .ok()
+        .flatten()
+        .filter(|d| Some(d.window.base) == board.console.map(|u| u.base))
+        .and_then(|d| d.irq);
     BOOT.call_once(|| BootInfo {
+        console_irq,
         board,
         handoff,
         plan,

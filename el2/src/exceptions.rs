@@ -23,15 +23,31 @@ platform::exception_vectors!("hv_vectors", 2, handle_exception);
 
 extern "C" fn handle_exception(frame: &mut TrapFrame, kind: ExceptionKind) {
     crate::prda::count_trap();
+    if kind.kind() == ExceptionType::Irq {
+        // From the guest, from the EL0 service, or from EL2 where it had
+        // interrupts open (idle, a PNMI window, a regular handler).
+        crate::irq::handle(frame);
+        if kind.from_lower_el() && !crate::prda::el0_active() {
+            crate::vgic::sync();
+        }
+        return;
+    }
     let esr = Esr(ESR_EL2.get());
     if kind.from_lower_el() {
         // The EL0 service's exit, if it is running: does not return then.
         crate::el0::exit_to_el2(esr, frame.x[0]);
     }
     match (kind.source(), kind.kind()) {
-        (ExceptionSource::LowerA64, ExceptionType::Sync) => guest_sync(frame, esr),
+        (ExceptionSource::LowerA64, ExceptionType::Sync) => {
+            // Rule 1 of the priority scheme (`crate::gic`): PNMIs reach
+            // a CPU while it handles a trap.
+            let window = crate::irq::PnmiWindow::open();
+            guest_sync(frame, esr);
+            drop(window);
+            crate::vgic::sync();
+        }
         (ExceptionSource::LowerA64 | ExceptionSource::LowerA32, _) => {
-            log::warn!("guest {kind} ignored: no interrupt is routed to the guest yet");
+            log::warn!("guest {kind} ignored (ESR {esr})");
         }
         _ => {
             let report = ExceptionReport { kind, esr, far: FAR_EL2.get(), elr: frame.elr, spsr: frame.spsr };
@@ -63,12 +79,23 @@ fn guest_sync(frame: &mut TrapFrame, esr: Esr) {
             frame.elr += 4;
         }
         ExceptionClass::Brk64 => guest::inject_sync(frame, esr, 0),
+        ExceptionClass::WfxTrap => {
+            crate::vgic::idle();
+            frame.elr += 4;
+        }
         ExceptionClass::BreakpointLower | ExceptionClass::SoftwareStepLower | ExceptionClass::WatchpointLower => {
             // As if taken without EL2: from EL1 these are same-EL classes.
             let far = FAR_EL2.get();
             guest::inject_sync(frame, esr.with_origin(origin(frame)), far);
         }
         ExceptionClass::SysReg => match esr.sys_reg() {
+            Some(iss) if is_sgi_register(&iss) => {
+                if iss.direction == platform::esr::Direction::Write {
+                    let value = frame.x.get(usize::from(iss.rt)).copied().unwrap_or(0);
+                    crate::vgic::send_sgi(value);
+                }
+                frame.elr += 4;
+            }
             Some(iss) => match crate::debugregs::handle(frame, iss) {
                 crate::debugregs::Outcome::Done => frame.elr += 4,
                 crate::debugregs::Outcome::Undefined => guest::inject_sync(frame, crate::debugregs::undefined(), 0),
@@ -100,4 +127,13 @@ fn guest_sync(frame: &mut TrapFrame, esr: Esr) {
             guest::inject_sync(frame, Esr::undefined(), 0);
         }
     }
+}
+
+/// `ICC_SGI1R_EL1`, `ICC_ASGI1R_EL1` and `ICC_SGI0R_EL1` (op0 3, op1 0,
+/// CRn 12, CRm 11, op2 5, 6, 7): with `HCR_EL2.IMO` set the guest's writes
+/// of these trap here. The guest sees one security state, so all three
+/// raise an SGI in the group the model has for it.
+fn is_sgi_register(iss: &platform::esr::SysRegIss) -> bool {
+    const SGI_REGISTERS: core::ops::RangeInclusive<u8> = 5..=7;
+    iss.op0 == 3 && iss.op1 == 0 && iss.crn == 12 && iss.crm == 11 && SGI_REGISTERS.contains(&iss.op2)
 }

@@ -2,8 +2,9 @@
 //! tree, its first register state, and exceptions injected into it.
 //!
 //! The guest DTB is written from scratch with `vm-fdt`: guest RAM only, one
-//! CPU, PSCI through HVC, the passthrough console and the emulated test
-//! device. The guest never sees the host's DTB.
+//! CPU node per vCPU, PSCI through HVC, the emulated GICv3, the timer, the
+//! passthrough console, the emulated test device and the PCI host bridge.
+//! The guest never sees the host's DTB.
 
 use alloc::vec::Vec;
 use crate::layout::phys_to_virt;
@@ -11,7 +12,7 @@ use crate::sysregs::{self, GuestReg};
 use platform::arch::regs::{SCTLR_EL1_RES1, SPSR_DAIF, SPSR_M_AARCH32, SPSR_M_EL1H, SPSR_M_SP_ELX};
 use platform::arch::trap::TrapFrame;
 use platform::arch::ExceptionLevel;
-use platform::board::{MemRegion, Uart};
+use platform::board::{MemRegion, Timer, Uart};
 use platform::esr::{Esr, ExceptionClass, FaultStatus};
 use platform::handoff::LoadedImage;
 use vm_fdt::FdtWriter;
@@ -51,24 +52,56 @@ impl From<vm_fdt::Error> for GuestError {
     }
 }
 
+/// What the guest's device tree describes.
+pub struct Hardware<'a> {
+    pub ram: MemRegion,
+    pub console: Option<Uart>,
+    pub test_device: MemRegion,
+    pub ecam: MemRegion,
+    pub bars: &'a [MemRegion],
+    /// The emulated GIC's frames.
+    pub gic: crate::vgic::GuestGic,
+    /// The host's timer: the guest gets the same PPIs.
+    pub timer: Timer,
+    /// The vCPUs' affinities, vCPU 0 first.
+    pub vcpus: &'a [u64],
+    /// The console's interrupt (passed through).
+    pub console_irq: Option<u32>,
+    /// A Linux guest's initrd.
+    pub initrd: Option<MemRegion>,
+}
+
+/// The GIC's phandle in the guest DTB.
+const GIC_PHANDLE: u32 = 1;
+/// The fixed clock the PL011 driver insists on (`uartclk`, `apb_pclk`).
+const CLOCK_PHANDLE: u32 = 2;
+const CLOCK_HZ: u32 = 24_000_000;
+/// GIC interrupt specifier: type cell for an SPI, and its INTID base.
+const GIC_SPI: u32 = 0;
+const SPI_BASE: u32 = 32;
+/// GIC interrupt specifier: type cell for a PPI, and the level-high flag.
+const GIC_PPI: u32 = 1;
+const IRQ_TYPE_LEVEL_HIGH: u32 = 4;
+/// The first PPI's INTID (a specifier numbers PPIs from it).
+const PPI_BASE: u32 = 16;
+
 /// Writes the guest's device tree.
-pub fn device_tree(
-    ram: MemRegion,
-    console: Option<Uart>,
-    test_device: MemRegion,
-    ecam: MemRegion,
-    bars: &[MemRegion],
-    bootargs: &str,
-) -> Result<Vec<u8>, GuestError> {
+pub fn device_tree(hw: &Hardware, bootargs: &str) -> Result<Vec<u8>, GuestError> {
+    let (ram, console, test_device, ecam, bars) = (hw.ram, hw.console, hw.test_device, hw.ecam, hw.bars);
     let mut fdt = FdtWriter::new()?;
     let root = fdt.begin_node("")?;
     fdt.property_string("compatible", "linux,dummy-virt")?;
     fdt.property_string("model", "el2 hypervisor guest")?;
     fdt.property_u32("#address-cells", 2)?;
     fdt.property_u32("#size-cells", 2)?;
+    fdt.property_u32("interrupt-parent", GIC_PHANDLE)?;
 
     let chosen = fdt.begin_node("chosen")?;
     fdt.property_string("bootargs", bootargs)?;
+    if let Some(initrd) = hw.initrd {
+        fdt.property_u64("linux,initrd-start", initrd.base)?;
+        fdt.property_u64("linux,initrd-end", initrd.end())?;
+    }
     // The BARs are where the devices are: the OS must not move them.
     fdt.property_u32("linux,pci-probe-only", 1)?;
     if let Some(uart) = console {
@@ -82,9 +115,22 @@ pub fn device_tree(
     fdt.end_node(memory)?;
 
     if let Some(uart) = console {
+        let clock = fdt.begin_node("apb-pclk")?;
+        fdt.property_string("compatible", "fixed-clock")?;
+        fdt.property_u32("#clock-cells", 0)?;
+        fdt.property_u32("clock-frequency", CLOCK_HZ)?;
+        fdt.property_string("clock-output-names", "clk24mhz")?;
+        fdt.property_u32("phandle", CLOCK_PHANDLE)?;
+        fdt.end_node(clock)?;
+
         let node = fdt.begin_node(&alloc::format!("pl011@{:x}", uart.base))?;
         fdt.property_string_list("compatible", alloc::vec!["arm,pl011".into(), "arm,primecell".into()])?;
         fdt.property_array_u64("reg", &[uart.base, uart.size])?;
+        fdt.property_array_u32("clocks", &[CLOCK_PHANDLE, CLOCK_PHANDLE])?;
+        fdt.property_string_list("clock-names", alloc::vec!["uartclk".into(), "apb_pclk".into()])?;
+        if let Some(intid) = hw.console_irq.filter(|&i| i >= SPI_BASE) {
+            fdt.property_array_u32("interrupts", &[GIC_SPI, intid - SPI_BASE, IRQ_TYPE_LEVEL_HIGH])?;
+        }
         fdt.end_node(node)?;
     }
 
@@ -117,15 +163,43 @@ pub fn device_tree(
     fdt.end_node(psci)?;
 
     let cpus = fdt.begin_node("cpus")?;
-    fdt.property_u32("#address-cells", 1)?;
+    fdt.property_u32("#address-cells", 2)?;
     fdt.property_u32("#size-cells", 0)?;
-    let cpu = fdt.begin_node("cpu@0")?;
-    fdt.property_string("device_type", "cpu")?;
-    fdt.property_string("compatible", "arm,armv8")?;
-    fdt.property_u32("reg", 0)?;
-    fdt.property_string("enable-method", "psci")?;
-    fdt.end_node(cpu)?;
+    for &mpidr in hw.vcpus {
+        let cpu = fdt.begin_node(&alloc::format!("cpu@{mpidr:x}"))?;
+        fdt.property_string("device_type", "cpu")?;
+        fdt.property_string("compatible", "arm,armv8")?;
+        fdt.property_u64("reg", mpidr)?;
+        fdt.property_string("enable-method", "psci")?;
+        fdt.end_node(cpu)?;
+    }
     fdt.end_node(cpus)?;
+
+    let gic = hw.gic;
+    let intc = fdt.begin_node(&alloc::format!("interrupt-controller@{:x}", gic.distributor.base))?;
+    fdt.property_string("compatible", "arm,gic-v3")?;
+    fdt.property_null("interrupt-controller")?;
+    fdt.property_u32("#interrupt-cells", 3)?;
+    fdt.property_u32("#redistributor-regions", 1)?;
+    fdt.property_array_u64(
+        "reg",
+        &[gic.distributor.base, gic.distributor.size, gic.redistributors.base, gic.redistributors.size],
+    )?;
+    fdt.property_u32("phandle", GIC_PHANDLE)?;
+    fdt.end_node(intc)?;
+
+    // The architected timer, with the host's PPIs: the guest's virtual and
+    // physical timers are forwarded as those same INTIDs.
+    let timer = fdt.begin_node("timer")?;
+    fdt.property_string("compatible", "arm,armv8-timer")?;
+    let t = &hw.timer;
+    let mut interrupts = Vec::new();
+    for irq in [t.secure_phys, t.nonsecure_phys, t.virt, t.hyp_phys] {
+        interrupts.extend_from_slice(&[GIC_PPI, irq.intid.saturating_sub(PPI_BASE), IRQ_TYPE_LEVEL_HIGH]);
+    }
+    fdt.property_array_u32("interrupts", &interrupts)?;
+    fdt.property_null("always-on")?;
+    fdt.end_node(timer)?;
 
     fdt.end_node(root)?;
     let dtb = fdt.finish()?;
@@ -166,6 +240,20 @@ pub fn load(ram: MemRegion, image: &LoadedImage, dtb: &[u8]) -> Result<TrapFrame
     let mut frame = TrapFrame { elr: base + image.entry_offset, spsr: SPSR_M_EL1H | SPSR_DAIF, ..Default::default() };
     frame.x[0] = dtb_ipa;
     Ok(frame)
+}
+
+/// Copies a Linux guest's DTB to `ipa` (in guest RAM, room checked by the
+/// placement).
+pub fn write_dtb(ipa: u64, dtb: &[u8]) -> Result<(), GuestError> {
+    if dtb.len() as u64 > DTB_MAX {
+        return Err(GuestError::DtbTooLarge(dtb.len()));
+    }
+    // SAFETY: guest RAM (IPA = PA) is ours to fill, through the direct map,
+    // and nothing runs in it yet.
+    unsafe { core::ptr::copy_nonoverlapping(dtb.as_ptr(), phys_to_virt(ipa) as *mut u8, dtb.len()) };
+    // The guest starts with its MMU off and a defined SCTLR_EL1.
+    sysregs::write(GuestReg::Sctlr, SCTLR_EL1_RES1);
+    Ok(())
 }
 
 /// Offset of the vector a synchronous exception from `spsr`'s context takes

@@ -6,12 +6,14 @@
 
 use crate::power;
 use platform::abi::{
-    is_smc32, status, HV_CALL_COUNT, HV_CALL_UID, HV_CHECK_PRDA, HV_EL0_FORMAT, HV_PROBE_IDENTITY,
-    HV_SET_EXIT_STATUS, HV_UID, PSCI_VERSION_1_1, SMCCC_VERSION_1_1,
+    is_smc32, status, HV_CALL_COUNT, HV_CALL_UID, HV_CHECK_PRDA, HV_EL0_FORMAT, HV_LOCKUP_TEST, HV_PNMI_TEST,
+    HV_PROBE_IDENTITY, HV_SET_EXIT_STATUS, HV_UID, PSCI_VERSION_1_1, SMCCC_VERSION_1_1,
 };
 
 /// The vendor functions this service implements (for `HV_CALL_COUNT`).
-const VENDOR_FUNCTIONS: u64 = 4;
+const VENDOR_FUNCTIONS: u64 = 6;
+/// PSCI `MIGRATE_INFO_TYPE`: no Trusted OS, nothing to migrate.
+const MIGRATE_INFO_NOT_REQUIRED: u64 = 2;
 use platform::arch::trap::TrapFrame;
 use smccc::arch::{SMCCC_ARCH_FEATURES, SMCCC_VERSION};
 use smccc::psci as ids;
@@ -20,8 +22,11 @@ use smccc::psci as ids;
 pub fn handle(frame: &mut TrapFrame) {
     let function = frame.x[0] as u32;
     let mut arg1 = frame.x[1];
+    let (mut arg2, mut arg3) = (frame.x[2], frame.x[3]);
     if is_smc32(function) {
         arg1 &= u64::from(u32::MAX);
+        arg2 &= u64::from(u32::MAX);
+        arg3 &= u64::from(u32::MAX);
     }
     let result: Result<u64, i32> = match function {
         SMCCC_VERSION => Ok(SMCCC_VERSION_1_1),
@@ -32,9 +37,14 @@ pub fn handle(frame: &mut TrapFrame) {
         ids::PSCI_VERSION => Ok(PSCI_VERSION_1_1),
         ids::PSCI_FEATURES => match arg1 as u32 {
             SMCCC_VERSION | ids::PSCI_VERSION | ids::PSCI_FEATURES | ids::PSCI_SYSTEM_OFF
-            | ids::PSCI_SYSTEM_RESET => Ok(0),
+            | ids::PSCI_SYSTEM_RESET | ids::PSCI_CPU_ON_32 | ids::PSCI_CPU_ON_64 | ids::PSCI_CPU_OFF
+            | ids::PSCI_AFFINITY_INFO_32 | ids::PSCI_AFFINITY_INFO_64 | ids::PSCI_MIGRATE_INFO_TYPE => Ok(0),
             _ => Err(ids::error::NOT_SUPPORTED),
         },
+        ids::PSCI_CPU_ON_32 | ids::PSCI_CPU_ON_64 => crate::vcpu::cpu_on(arg1, arg2, arg3),
+        ids::PSCI_CPU_OFF => crate::vcpu::cpu_off(),
+        ids::PSCI_AFFINITY_INFO_32 | ids::PSCI_AFFINITY_INFO_64 => crate::vcpu::affinity_info(arg1, arg2),
+        ids::PSCI_MIGRATE_INFO_TYPE => Ok(MIGRATE_INFO_NOT_REQUIRED),
         ids::PSCI_SYSTEM_OFF => power::guest_system_off(),
         ids::PSCI_SYSTEM_RESET => power::system_reset(),
         HV_CALL_COUNT => Ok(VENDOR_FUNCTIONS),
@@ -61,6 +71,25 @@ pub fn handle(frame: &mut TrapFrame) {
                 Ok(0)
             }
             Err(code) => Err(code as i32),
+        },
+        HV_PNMI_TEST => {
+            for (reg, value) in crate::pnmi::pnmi_test() {
+                if let Some(x) = frame.x.get_mut(reg) {
+                    *x = value;
+                }
+            }
+            Ok(0)
+        }
+        HV_LOCKUP_TEST => match crate::pnmi::lockup_test(arg1) {
+            Ok(results) => {
+                for (reg, value) in results {
+                    if let Some(x) = frame.x.get_mut(reg) {
+                        *x = value;
+                    }
+                }
+                Ok(0)
+            }
+            Err(()) => Err(status::INVALID_PARAMETER as i32),
         },
         HV_PROBE_IDENTITY => {
             let (address, par) = probe_identity();

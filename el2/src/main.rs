@@ -23,10 +23,14 @@ mod ecam;
 mod el0;
 mod exceptions;
 mod guest;
+mod gic;
 mod hvc;
+mod irq;
 mod layout;
+mod linux;
 mod memory;
 mod mmio;
+mod pnmi;
 mod power;
 mod prda;
 mod scan;
@@ -36,6 +40,8 @@ mod stage2;
 mod switch;
 mod sysregs;
 mod tables;
+mod vcpu;
+mod vgic;
 
 use platform::board::MemRegion;
 use platform::cmdline::Remap;
@@ -89,6 +95,20 @@ extern "C" fn hv_main() -> ! {
     unsafe { memory::init_heap(boot.plan.heap) };
     log::info!("heap {}, guest RAM {}", boot.plan.heap, boot.plan.guest_ram);
 
+    if let Err(e) = gic::init(board) {
+        power::fatal(format_args!("{e}"));
+    }
+    irq::init(board);
+    vgic::note_interrupts(board);
+    irq::init_this_cpu(board);
+    log::info!(
+        "GIC v3 at {:#x}; counter at {} kHz; tick {} ms, lockup watchdog {} ms (PNMI)",
+        board.gic.distributor.base,
+        aarch64_cpu::registers::Readable::get(&aarch64_cpu::registers::CNTFRQ_EL0) / 1000,
+        pnmi::TICK_US / 1000,
+        pnmi::TICK_US * pnmi::WATCHDOG_TICKS / 1000
+    );
+
     let console_window: Option<MemRegion> = board.console.map(|u| MemRegion::new(u.base, u.size));
     // The emulated test device sits in a hole 1 MiB past guest RAM (the
     // first byte past RAM stays a plain hole).
@@ -123,8 +143,57 @@ extern "C" fn hv_main() -> ! {
         selftest::run(which, board);
     }
 
+    // The guest: one vCPU per CPU, pinned, with that CPU's affinity.
+    vcpu::set_count(online);
+    let mpidrs: alloc::vec::Vec<u64> = (0..online).map(smp::mpidr_of).collect();
+    let guest_gic = match vgic::init(board, &mpidrs) {
+        Ok(frames) => frames,
+        Err(e) => power::fatal(format_args!("guest GIC: {e:?}")),
+    };
+    // The console's interrupt goes to the guest with the console.
+    let console_irq = boot.console_irq.map(|irq| irq.intid).filter(|_| board.console.is_some());
+    if let Some(intid) = console_irq {
+        vgic::add_passthrough_spi(intid);
+    }
+    let linux = match linux::load(board.fw_cfg, boot.plan.guest_ram) {
+        Ok(linux) => linux,
+        Err(e) => power::fatal(format_args!("{e}")),
+    };
     let stub_args: alloc::vec::Vec<&str> = cmdline.guest_stub_words().collect();
-    let dtb = match guest::device_tree(boot.plan.guest_ram, board.console, test_device, ecam_window, &bars, &stub_args.join(" ")) {
+    let mut hardware = guest::Hardware {
+        ram: boot.plan.guest_ram,
+        console: board.console,
+        test_device,
+        ecam: ecam_window,
+        bars: &bars,
+        gic: guest_gic,
+        timer: board.timer,
+        vcpus: &mpidrs,
+        console_irq,
+        initrd: None,
+    };
+    if let Some(linux) = linux {
+        let p = linux.placement;
+        hardware.initrd = p.initrd;
+        let dtb = match guest::device_tree(&hardware, &linux.cmdline) {
+            Ok(dtb) => dtb,
+            Err(e) => power::fatal(format_args!("{e}")),
+        };
+        if let Err(e) = guest::write_dtb(p.dtb.base, &dtb) {
+            power::fatal(format_args!("{e}"));
+        }
+        log::info!(
+            "entering Linux at IPA {:#x} (EL1) on {online} vCPU(s): kernel {:#x} bytes, initrd {}, DTB at IPA {:#x}, command line `{}`",
+            p.kernel.base,
+            linux.kernel_size,
+            p.initrd.map_or(alloc::string::String::from("none"), |r| alloc::format!("{r}")),
+            p.dtb.base,
+            linux.cmdline
+        );
+        vcpu::mark_boot_vcpu_pending();
+        vcpu::enter(0, p.kernel.base, p.dtb.base)
+    }
+    let dtb = match guest::device_tree(&hardware, &stub_args.join(" ")) {
         Ok(dtb) => dtb,
         Err(e) => power::fatal(format_args!("{e}")),
     };
@@ -132,13 +201,13 @@ extern "C" fn hv_main() -> ! {
         Ok(frame) => frame,
         Err(e) => power::fatal(format_args!("{e}")),
     };
-    cpu::init(0);
-    stage2::activate_on_this_cpu();
-    prda::with(|p| p.current_vcpu.store(0, core::sync::atomic::Ordering::Relaxed));
-    log::info!("entering guest-stub at IPA {:#x} (EL1), DTB at IPA {:#x}", frame.elr, frame.x[0]);
-    // SAFETY: the guest image and DTB are in guest RAM, which stage 2 maps;
-    // traps and stage 2 are configured on this CPU.
-    unsafe { boot::run(&frame) }
+    log::info!(
+        "entering guest-stub at IPA {:#x} (EL1) on {online} vCPU(s), DTB at IPA {:#x}",
+        frame.elr,
+        frame.x[0]
+    );
+    vcpu::mark_boot_vcpu_pending();
+    vcpu::enter(0, frame.elr, frame.x[0])
 }
 
 /// Secondary CPUs, at the VA, on their own stacks (from `switch.S`).
@@ -150,6 +219,7 @@ extern "C" fn hv_secondary_main(slot: usize) -> ! {
         platform::arch::current_el(),
         layout::scheme().name()
     );
+    irq::init_this_cpu(&early::boot_info().board);
     smp::check_in();
     smp::secondary_idle(slot)
 }

@@ -22,7 +22,7 @@ use platform::esr::{Esr, FaultStatus, Origin};
 use platform::mmio::{MmioAccess, MmioBus, MmioDevice, MmioFault, NotEmulatable};
 use spin::Mutex;
 
-static BUS: Mutex<MmioBus<'static, 4>> = Mutex::new(MmioBus::new());
+static BUS: Mutex<MmioBus<'static, 8>> = Mutex::new(MmioBus::new());
 
 /// The test device: an ID register, a 64-bit scratch register whose
 /// narrower writes change only their bytes, and an access counter.

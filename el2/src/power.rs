@@ -35,6 +35,7 @@ pub fn system_reset() -> ! {
 /// Reports a fatal hypervisor error and ends the run with a failure status.
 pub fn fatal(args: core::fmt::Arguments) -> ! {
     log::error!("{args} (fatal: stopping with exit status {EXIT_HYPERVISOR_FATAL})");
+    crate::pnmi::stop_other_cpus();
     power_off(EXIT_HYPERVISOR_FATAL)
 }
 

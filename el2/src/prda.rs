@@ -98,3 +98,10 @@ pub fn set_el0_active(active: bool) {
 pub fn el0_active() -> bool {
     with(|prda| prda.el0_active.load(Ordering::Relaxed) != 0)
 }
+
+/// This CPU's slot. Safe from any context, a PNMI handler's included: the
+/// area is this CPU's whatever interrupted whom, and the read is one atomic
+/// load.
+pub fn slot() -> usize {
+    this_cpu().slot.load(Ordering::Relaxed) as usize
+}

@@ -23,6 +23,8 @@ enum Request {
     Off = 1,
     /// Check the private data area at its fixed VA and answer in `ANSWERS`.
     CheckPrda = 2,
+    /// Enter the guest as this CPU's vCPU ([`crate::vcpu`]).
+    StartVcpu = 3,
 }
 
 static REQUESTS: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(Request::None as u8) }; MAX_CPUS];
@@ -109,7 +111,29 @@ fn request(slot: usize, request: Request) {
         mailbox.store(request as u8, Ordering::Release);
         aarch64_cpu::asm::barrier::dsb(aarch64_cpu::asm::barrier::ISH);
         aarch64_cpu::asm::sev();
+        // A CPU that runs its vCPU does not wait for events: interrupt it.
+        if crate::vcpu::is_running(slot) {
+            crate::gic::send_sgi(crate::gic::SGI_KICK, mpidr_of(slot));
+        }
     }
+}
+
+/// A kick reached a CPU that runs its vCPU: answers the mailbox requests
+/// that can be served from there (the others wait for the vCPU to stop).
+pub fn serve_mailbox_in_guest(slot: usize) {
+    let Some(mailbox) = REQUESTS.get(slot) else { return };
+    if mailbox
+        .compare_exchange(Request::CheckPrda as u8, Request::None as u8, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+    {
+        let answer = if prda_is_own(slot) { PRDA_OWN } else { PRDA_FOREIGN };
+        ANSWERS[slot].store(answer, Ordering::Release);
+    }
+}
+
+/// Asks the idle CPU in `slot` to start its vCPU.
+pub fn request_vcpu_start(slot: usize) {
+    request(slot, Request::StartVcpu);
 }
 
 /// Asks the idle secondary in `slot` to power itself off.
@@ -147,10 +171,13 @@ pub fn check_prda_everywhere(my_slot: usize) -> (u64, usize) {
     (mask, cpus)
 }
 
-/// The idle loop of a secondary CPU: waits for work in its mailbox.
+/// The idle loop of a CPU without a running vCPU: waits for work in its
+/// mailbox, taking interrupts (its tick among them) while it waits.
 pub fn secondary_idle(slot: usize) -> ! {
     loop {
+        crate::irq::unmask_irq();
         platform::arch::wait_for_event();
+        crate::irq::mask_irq();
         let Some(mailbox) = REQUESTS.get(slot) else { continue };
         match mailbox.swap(Request::None as u8, Ordering::AcqRel) {
             r if r == Request::Off as u8 => {
@@ -158,6 +185,7 @@ pub fn secondary_idle(slot: usize) -> ! {
                 let error = smccc::psci::cpu_off::<Smc>();
                 crate::power::fatal(format_args!("CPU_OFF returned: {error:?}"));
             }
+            r if r == Request::StartVcpu as u8 => crate::vcpu::start_requested(slot),
             r if r == Request::CheckPrda as u8 => {
                 let answer = if prda_is_own(slot) { PRDA_OWN } else { PRDA_FOREIGN };
                 ANSWERS[slot].store(answer, Ordering::Release);

@@ -20,6 +20,9 @@ pub enum GuestReg {
     Tcr,
     Ttbr0,
     Ttbr1,
+    /// The guest's EL1 virtual and physical timers' controls.
+    CntvCtl,
+    CntpCtl,
 }
 
 /// Generates [`read`] and [`write`] from each register's EL1 name and its
@@ -74,4 +77,6 @@ guest_registers! {
     Tcr => "tcr_el1", "S3_5_C2_C0_2";
     Ttbr0 => "ttbr0_el1", "S3_5_C2_C0_0";
     Ttbr1 => "ttbr1_el1", "S3_5_C2_C0_1";
+    CntvCtl => "cntv_ctl_el0", "S3_5_C14_C3_1";
+    CntpCtl => "cntp_ctl_el0", "S3_5_C14_C2_1";
 }

@@ -20,7 +20,7 @@
 //! decides which `TTBR` each root goes in.
 
 use crate::layout::{self, Scheme};
-use platform::board::{Board, MAX_CPUS};
+use platform::board::{Board, MemRegion, MAX_CPUS};
 use platform::handoff::Handoff;
 use platform::paging::{
     self, Attributes, MapError, MemoryType, PagePool, Regime, StaticPool, Table, UserAccess,
@@ -104,6 +104,20 @@ pub fn build(board: &Board, handoff: &Handoff, scheme: Scheme, cpus: usize) -> R
         let len = uart.size.next_multiple_of(platform::addr::PAGE_SIZE);
         let device = kernel(MemoryType::Device, true, false);
         map(&mut pool, kernel_root, layout::direct_map_offset(uart.base), uart.base, len, device)?;
+    }
+    // The GIC's distributor and this board's redistributors (one 128 KiB
+    // frame pair per CPU), for the hypervisor's own interrupt handling; the
+    // guest never reaches them (its GIC is emulated, `crate::vgic`).
+    let gic = &board.gic;
+    let gic_frames = gic.redistributors.first().map(|r| {
+        let per_cpu = crate::gic::GICR_FRAMES_SIZE * board.cpus.len() as u64;
+        MemRegion::new(r.base, r.size.min(per_cpu))
+    });
+    // And fw_cfg, where the kernel and initrd of a Linux guest come from.
+    for region in core::iter::once(gic.distributor).chain(gic_frames).chain(board.fw_cfg) {
+        let len = region.size.next_multiple_of(platform::addr::PAGE_SIZE);
+        let device = kernel(MemoryType::Device, true, false);
+        map(&mut pool, kernel_root, layout::direct_map_offset(region.base), region.base, len, device)?;
     }
     let user_root = paging::ensure_table(&mut pool, kernel_root, bits, VirtAddr(layout::USER_ALIAS_OFFSET), 1)?;
     map_el0_service(&mut pool, kernel_root, scheme, start, exec_end, data_start)?;

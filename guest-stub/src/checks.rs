@@ -32,6 +32,8 @@ pub enum Failure {
     El0 { what: &'static str, exit: Exit },
     /// Registers that do not decode; shown raw.
     Regs { what: &'static str, regs: [u64; 4] },
+    /// What an interrupt check (or the PNMI checks' event order) found.
+    Irq(crate::virq::IrqFailure),
 }
 
 /// A hypercall status (`x0`) as the ABI names it.
@@ -62,6 +64,7 @@ impl core::fmt::Display for Failure {
             Self::Exception { what, caught } => write!(f, "{what}: {caught}"),
             Self::El0 { what, exit } => write!(f, "{what}: EL0 left with {exit}"),
             Self::Regs { what, regs } => write!(f, "{what}: x0..x3 = {regs:#x?}"),
+            Self::Irq(failure) => write!(f, "{failure}"),
         }
     }
 }
@@ -114,6 +117,12 @@ pub static CHECKS: &[Check] = &[
     Check { name: "pci-bad-access", run: crate::pci::bad_access },
     Check { name: "pci-bar-reads-device", run: crate::pci::bar_reads_device },
     Check { name: "debug-breakpoint-reflected", run: debug_breakpoint_reflected },
+    Check { name: "virq-timer", run: crate::virq::virq_timer },
+    Check { name: "virq-sgi", run: crate::virq::virq_sgi },
+    Check { name: "virq-priority", run: crate::virq::virq_priority },
+    Check { name: "virq-no-loss", run: crate::virq::virq_no_loss },
+    Check { name: "pnmi-preempts-irq", run: pnmi_preempts_irq },
+    Check { name: "pnmi-watchdog", run: pnmi_watchdog },
 ];
 
 /// Run only with `stub=fail`: proves a failing check fails the whole run.
@@ -954,4 +963,65 @@ fn debug_breakpoint_reflected(_: &Env) -> Result<(), Failure> {
     .ok_or(Failure::Missing("a hardware breakpoint at EL1 was not delivered"))?;
     expect_eq("exception class (0x31 = breakpoint, same EL)", 0x31, caught.esr.class().ec().into())?;
     expect_eq("ELR (the breakpointed instruction)", address, caught.elr)
+}
+
+// --- pseudo-NMIs (the hypervisor's own, at EL2) -------------------------
+
+fn pnmi_preempts_irq(_: &Env) -> Result<(), Failure> {
+    use platform::abi::pnmi_test::*;
+    // At EL2, on this CPU: a regular interrupt's handler spins with regular
+    // interrupts masked by priority; a PNMI and a second regular interrupt
+    // are raised. The PNMI must run inside the handler, the second regular
+    // one only after it.
+    let reply = smccc::hvc64(platform::abi::HV_PNMI_TEST, [0; 17]);
+    expect_status("HV_PNMI_TEST", STATUS_OK, reply[0])?;
+    let events = [
+        ("regular-entry", reply[X_REGULAR_ENTRY]),
+        ("pnmi", reply[X_PNMI]),
+        ("regular-exit", reply[X_REGULAR_EXIT]),
+        ("second-regular", reply[X_SECOND_REGULAR]),
+    ];
+    let ordered = events.windows(2).all(|pair| pair[0].1 < pair[1].1);
+    if events.iter().any(|&(_, seq)| seq == 0) || !ordered {
+        return Err(Failure::Irq(crate::virq::IrqFailure::Order {
+            what: "expected regular-entry < pnmi < regular-exit < second-regular, all non-zero",
+            events,
+        }));
+    }
+    let priority = |rpr: u64| arm_sysregs::el1::registers::IccRprEl1::from_bits_retain(rpr).priority();
+    let (pnmi, regular) = (priority(reply[X_PNMI_RUNNING_PRIORITY]), priority(reply[X_REGULAR_RUNNING_PRIORITY]));
+    if pnmi >= regular {
+        return Err(Failure::Irq(crate::virq::IrqFailure::Priorities {
+            what: "ICC_RPR_EL1 of the PNMI handler must be numerically below the regular one's",
+            higher: pnmi.into(),
+            lower: regular.into(),
+        }));
+    }
+    Ok(())
+}
+
+/// How long `pnmi-watchdog` has the hypervisor stall.
+const LOCKUP_STALL_MS: u64 = 2000;
+
+fn pnmi_watchdog(_: &Env) -> Result<(), Failure> {
+    use platform::abi::lockup_test::*;
+    let mut args = [0u64; 17];
+    args[0] = LOCKUP_STALL_MS;
+    let reply = smccc::hvc64(platform::abi::HV_LOCKUP_TEST, args);
+    expect_status("HV_LOCKUP_TEST(2000)", STATUS_OK, reply[0])?;
+    let (detected, latency, period, before) =
+        (reply[X_DETECTED], reply[X_LATENCY_US], reply[X_PERIOD_US], reply[X_BEFORE]);
+    expect_eq("lockups reported before the stall (false positives)", 0, before)?;
+    if detected == 0 {
+        return Err(Failure::Mismatch { what: "lockups reported during a stall of up to 2000 ms (at least)", expected: 1, got: 0 });
+    }
+    let limit = period.saturating_mul(3) / 2;
+    if latency > limit {
+        return Err(Failure::Mismatch {
+            what: "microseconds from the stall to the first report (at most 3/2 of the watchdog period)",
+            expected: limit,
+            got: latency,
+        });
+    }
+    Ok(())
 }

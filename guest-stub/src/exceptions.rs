@@ -1,10 +1,17 @@
 //! The guest-stub's EL1 vectors. A check that expects an exception arms
 //! [`expect_sync`]; the handler records the syndrome, steps over the
 //! faulting instruction and disarms. An exception from EL0 while
-//! [`crate::el0::call`] runs ends that call. Any other exception fails the
-//! run.
+//! [`crate::el0::call`] runs ends that call. An IRQ taken at EL1 goes to the
+//! GIC's dispatch ([`crate::gic::handle_irq`]). Any other exception fails
+//! the run.
+//!
+//! Also here: masking and unmasking IRQs (`PSTATE.I`) for the code that
+//! takes them. The vectors run with `PSTATE.I` masked; a handler that
+//! unmasks it (to be preempted by a higher priority) must mask it again
+//! before it returns, because the vector's epilogue restores `ELR_EL1` and
+//! `SPSR_EL1` before its `ERET`.
 
-use aarch64_cpu::registers::{Readable, ESR_EL1, FAR_EL1};
+use aarch64_cpu::registers::{Readable, DAIF, ESR_EL1, FAR_EL1};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use platform::arch::trap::{ExceptionKind, ExceptionReport, ExceptionType, TrapFrame};
 use platform::esr::Esr;
@@ -117,6 +124,10 @@ extern "C" fn handle_exception(frame: &mut TrapFrame, kind: ExceptionKind) {
     if !kind.from_lower_el() && esr.class() == platform::esr::ExceptionClass::Svc64 {
         return;
     }
+    if kind.kind() == ExceptionType::Irq && !kind.from_lower_el() {
+        crate::gic::handle_irq();
+        return;
+    }
     if kind.from_lower_el() && crate::el0::active() {
         // Does not return: resumes the EL1 code that entered EL0.
         crate::el0::exit(frame, kind, esr, far);
@@ -132,4 +143,40 @@ extern "C" fn handle_exception(frame: &mut TrapFrame, kind: ExceptionKind) {
     }
     let report = ExceptionReport { kind, esr, far, elr: frame.elr, spsr: frame.spsr };
     crate::abort_run(format_args!("unexpected exception: {report}"));
+}
+
+/// The `DAIFSet`/`DAIFClr` immediate's bit for `PSTATE.I` (the immediate
+/// holds D, A, I, F in bits 3..0).
+const DAIF_IMM_I: u32 = 0b0010;
+
+/// Masks IRQs on this vCPU. Not `nomem`: memory accesses stay on their
+/// side of it.
+pub fn mask_irqs() {
+    // SAFETY: masking IRQs on the current PE affects no memory and no
+    // invariant of the code around it.
+    unsafe { core::arch::asm!("msr daifset, #{i}", i = const DAIF_IMM_I, options(nostack)) };
+}
+
+/// Unmasks IRQs on this vCPU: pending ones are taken from here on.
+pub fn unmask_irqs() {
+    // SAFETY: the vectors and the IRQ dispatch are installed (boot.S sets
+    // VBAR_EL1 before any Rust runs), so a taken IRQ is handled; the
+    // compiler keeps memory accesses on their side (no `nomem`).
+    unsafe { core::arch::asm!("msr daifclr, #{i}", i = const DAIF_IMM_I, options(nostack)) };
+}
+
+/// Whether IRQs are masked on this vCPU.
+pub fn irqs_masked() -> bool {
+    DAIF.is_set(DAIF::I)
+}
+
+/// Runs `f` with IRQs masked, then restores the mask as it was.
+pub fn without_irqs<T>(f: impl FnOnce() -> T) -> T {
+    let was_masked = irqs_masked();
+    mask_irqs();
+    let result = f();
+    if !was_masked {
+        unmask_irqs();
+    }
+    result
 }

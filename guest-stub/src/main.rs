@@ -10,10 +10,17 @@
 //! then reports its verdict with `HV_SET_EXIT_STATUS` and powers off with
 //! PSCI `SYSTEM_OFF`, so a semihosted QEMU exits 0 exactly when M is 0.
 //!
+//! Before the checks, the boot vCPU sets up the GIC (if the DTB has one)
+//! and starts every other vCPU of the DTB with PSCI `CPU_ON` (`smp`); the
+//! interrupt checks (`virq`) run on all of them.
+//!
 //! Words in `/chosen/bootargs` (the hypervisor passes its `stub=` words):
 //! `stub=fail` adds a check that always fails, to show that a failure
 //! reaches QEMU's exit status; `stub=reset` ends with PSCI `SYSTEM_RESET`
-//! instead of `SYSTEM_OFF`.
+//! instead of `SYSTEM_OFF`; `stub=only=<prefix>` runs only the checks whose
+//! name starts with `<prefix>` (e.g. `stub=only=virq` on bare QEMU, where
+//! most other checks need the hypervisor); `stub=bench` times the trap
+//! paths instead of checking (`bench`), on the boot vCPU alone.
 #![no_std]
 #![no_main]
 
@@ -22,8 +29,12 @@ mod bench;
 mod checks;
 mod el0;
 mod exceptions;
+mod gic;
 mod gvascan;
 mod pci;
+mod smp;
+mod timer;
+mod virq;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 use platform::abi::HV_SET_EXIT_STATUS;
@@ -54,6 +65,8 @@ pub struct Env {
     /// ECAM window, bus range, `ranges` and `/chosen/linux,pci-probe-only`,
     /// or why the DTB has none.
     pub ecam: Result<pci::Ecam, &'static str>,
+    /// The virtual timer's PPI (the DTB's `arm,armv8-timer` node).
+    pub virtual_timer: Result<arm_gic::IntId, timer::NoTimer>,
 }
 
 #[no_mangle]
@@ -80,18 +93,27 @@ extern "C" fn stub_main(dtb: usize) -> ! {
         test_mmio,
         console: console.map(|reg| reg.starting_address as u64),
         ecam: pci::Ecam::from_fdt(&fdt),
+        virtual_timer: timer::virtual_timer_ppi(&fdt),
     };
     let mut forced_failure = false;
+    let mut only = "";
     for word in fdt.chosen().bootargs().unwrap_or("").split_ascii_whitespace() {
         match word {
             "stub=fail" => forced_failure = true,
             "stub=reset" => RESET_AT_END.store(true, Ordering::Relaxed),
             "stub=bench" => finish(bench::run(&env)),
-            other => println!("ignoring unknown word `{other}`"),
+            other => match other.strip_prefix("stub=only=") {
+                Some(prefix) => only = prefix,
+                None => println!("ignoring unknown word `{other}`"),
+            },
         }
     }
-    let checks = checks::CHECKS.iter().chain(forced_failure.then_some(&checks::FORCED_FAILURE));
+    let checks = checks::CHECKS
+        .iter()
+        .chain(forced_failure.then_some(&checks::FORCED_FAILURE))
+        .filter(|check| check.name.starts_with(only));
     println!("started at {}, {} checks", platform::arch::current_el(), checks.clone().count());
+    smp::init(&fdt);
 
     let (mut passed, mut failed) = (0, 0);
     for check in checks {

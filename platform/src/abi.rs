@@ -11,6 +11,8 @@
 //! | `0x8600_0003` | HVC | guest → EL2 | `HV_CHECK_PRDA()`: every physical CPU reads the per-CPU area at its fixed VA; returns x1 = mask of CPUs that found their own identity, x2 = CPUs asked |
 //! | `0x8600_0004` | HVC | guest → EL2 | `HV_EL0_FORMAT(in_ipa, in_len, out_ipa, out_cap)`: the EL0 service escapes the NUL-terminated text into the output buffer; x1 = output length; `HV_EL0_FAULTED` if the service faulted |
 //! | `0x8600_0002` | HVC | guest → EL2 | `HV_PROBE_IDENTITY()`: the hypervisor translates its own load PA as an EL2 VA with `AT S1E2R`; returns x1 = that address, x2 = `PAR_EL1` (where `AT` leaves its result at every EL) |
+//! | `0x8600_0005` | HVC | guest → EL2 | `HV_PNMI_TEST()`: on the calling CPU, a regular EL2 interrupt handler spins with regular interrupts masked by priority while a PNMI and a second regular interrupt are raised; returns the order they ran in ([`pnmi_test`]) |
+//! | `0x8600_0006` | HVC | guest → EL2 | `HV_LOCKUP_TEST(ms)`: the calling CPU stalls at EL2 for `ms` (1..=[`lockup_test::MAX_STALL_MS`]) with regular interrupts masked by priority; returns what the lockup watchdog saw ([`lockup_test`]) |
 
 /// The owning service of an SMCCC call, `FID[29:24]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +63,52 @@ pub const HV_CALL_UID: u32 = fast_call32(Owner::VendorHypervisor, 0xff01);
 /// Our service's UID, `1f3c6a55-9d1e-4b0e-8c51-68765f656c32`, as SMCCC
 /// returns a UID: four 32-bit words in x0..x3.
 pub const HV_UID: [u32; 4] = [0x1f3c_6a55, 0x9d1e_4b0e, 0x8c51_6876, 0x5f65_6c32];
+
+/// The calling CPU runs the PNMI-preemption experiment at EL2.
+pub const HV_PNMI_TEST: u32 = fast_call32(Owner::VendorHypervisor, 5);
+/// The calling CPU stalls at EL2 with regular interrupts masked, for the
+/// lockup watchdog to find.
+pub const HV_LOCKUP_TEST: u32 = fast_call32(Owner::VendorHypervisor, 6);
+
+/// `HV_PNMI_TEST`'s results. Each event gets the next number of one
+/// per-CPU sequence (starting at 1) when it happens; 0 = never happened.
+/// A correct run reads `regular_entry < pnmi < regular_exit < second_regular`:
+/// the PNMI preempted the regular handler while the second regular
+/// interrupt, raised before the PNMI, had to wait for the handler's end.
+pub mod pnmi_test {
+    /// x1: the regular handler started (and unmasked `PSTATE.I`).
+    pub const X_REGULAR_ENTRY: usize = 1;
+    /// x2: the PNMI handler ran.
+    pub const X_PNMI: usize = 2;
+    /// x3: the regular handler finished.
+    pub const X_REGULAR_EXIT: usize = 3;
+    /// x4: the second regular interrupt's handler ran.
+    pub const X_SECOND_REGULAR: usize = 4;
+    /// x5: `ICC_RPR_EL1` (running priority) inside the PNMI handler.
+    pub const X_PNMI_RUNNING_PRIORITY: usize = 5;
+    /// x6: `ICC_RPR_EL1` inside the regular handler.
+    pub const X_REGULAR_RUNNING_PRIORITY: usize = 6;
+}
+
+/// `HV_LOCKUP_TEST`'s argument limit and results.
+pub mod lockup_test {
+    /// The longest stall a guest may ask for.
+    pub const MAX_STALL_MS: u64 = 2000;
+    /// x1: lockups the watchdog reported on this CPU during the stall.
+    pub const X_DETECTED: usize = 1;
+    /// x2: time from the stall's start to the first report, in
+    /// microseconds of watchdog time (`u64::MAX` if none). The watchdog
+    /// counts its own ticks, not wall time, so that an emulator's host
+    /// descheduling a CPU cannot fake a lockup; this is ticks × tick length.
+    /// The stall ends at the first report.
+    pub const X_LATENCY_US: usize = 2;
+    /// x3: the watchdog period: a CPU whose regular interrupts have not run
+    /// for this long is reported, in microseconds of watchdog time.
+    pub const X_PERIOD_US: usize = 3;
+    /// x4: lockups reported on this CPU before the stall began (false
+    /// positives, if the caller never stalled it before).
+    pub const X_BEFORE: usize = 4;
+}
 
 /// The emulated test device the hypervisor publishes to its guest (DT
 /// `compatible = "hv,test-mmio"`, one 4 KiB window of registers, nothing

@@ -67,6 +67,18 @@ pub fn write_fmt(args: fmt::Arguments) {
     let _ = SINKS.lock().write_fmt(args);
 }
 
+/// Writes formatted text if the console is free at once; returns whether
+/// it wrote. For code that must never wait for a lock (a PNMI handler).
+pub fn try_write_fmt(args: fmt::Arguments) -> bool {
+    match SINKS.try_lock() {
+        Some(mut sinks) => {
+            let _ = sinks.write_fmt(args);
+            true
+        }
+        None => false,
+    }
+}
+
 /// Marks the system as panicking: writers stop waiting for the lock.
 pub fn enter_panic() {
     PANICKING.store(true, Ordering::Relaxed);

@@ -422,8 +422,9 @@ fn firmware_interface_selftest() {
     assert!(o.lines("guest-stub: ").any(|l| l.ends_with(" passed, 0 failed")), "the guest still runs\n{dump}");
 }
 
-/// An unexpected exception at EL2 prints its decoded context and stops the
-/// run with the hypervisor's failure status. The deliberate fault is a read
+/// An unexpected exception at EL2 prints its decoded context, stops every
+/// other CPU with a PNMI and prints where each was, and ends the run with
+/// the hypervisor's failure status. The deliberate fault is a read
 /// of the hypervisor's own load address, which has no mapping once EL2 runs
 /// on its final tables (no identity map).
 #[test]
@@ -439,6 +440,13 @@ fn unexpected_exception_at_el2_is_reported() {
         assert!(report.contains(part), "report lacks `{part}`: {report}");
     }
     assert!(o.lines("guest-stub:").next().is_none(), "the guest must not start\n{dump}");
+    // The other CPU, idle at EL2, is stopped by a PNMI and its state printed.
+    assert!(o.console.contains("el2: ERROR: CPU 0 (MPIDR 0x0): this CPU, reporting the error"), "{dump}");
+    let stopped = o
+        .lines("el2: ERROR: CPU 1 (MPIDR 0x1): stopped by PNMI at EL2 ELR 0x")
+        .next()
+        .unwrap_or_else(|| panic!("CPU 1 was not stopped by PNMI\n{dump}"));
+    assert!(stopped.contains(" ticks, 0 lockups"), "{stopped}");
 }
 
 /// PSCI SYSTEM_RESET from the guest reaches the monitor, which resets the
@@ -552,4 +560,64 @@ fn benchmark_mode_counts_el2() {
     };
     let (empty, floor, brk, ecam) = (median("empty"), median("floor-svc"), median("brk-version"), median("ecam-read"));
     assert!(empty < floor && floor < brk && brk < ecam, "empty {empty} < floor {floor} < brk {brk} < ecam {ecam}\n{dump}");
+}
+
+/// Where `make linux-guest` put the Linux guest, if it could fetch it.
+fn linux_guest() -> Result<(PathBuf, PathBuf), String> {
+    let dir = workspace().join("build/linux");
+    let (image, initrd) = (dir.join("Image"), dir.join("initramfs.cpio.gz"));
+    if image.exists() && initrd.exists() {
+        return Ok((image, initrd));
+    }
+    let log = std::fs::read_to_string(workspace().join("build/linux-guest.log")).unwrap_or_default();
+    let why = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("make linux-guest has not run").to_string();
+    Err(why)
+}
+
+/// An unmodified Debian kernel with a busybox initramfs boots under the
+/// hypervisor to userspace on every vCPU, sees the ECAM shim function,
+/// takes timer interrupts on every CPU, logs nothing the hypervisor caused,
+/// and `poweroff -f` ends QEMU with status 0.
+fn linux_guest_boots(name: &str, cpu: &str, cmdline: Option<&str>, mode: &str) {
+    let (image, initrd) = match linux_guest() {
+        Ok(files) => files,
+        Err(why) => {
+            eprintln!("SKIPPED {name}: the Linux guest is not in build/linux ({why})");
+            return;
+        }
+    };
+    let (image, initrd) = (image.to_string_lossy().into_owned(), initrd.to_string_lossy().into_owned());
+    let extra = ["-kernel", &image, "-initrd", &initrd, "-append", "console=ttyAMA0 linux-guest=poweroff"];
+    let o = boot(&Boot { cmdline, extra: &extra, ..Boot::new(name, cpu, 4, "1G") });
+    let dump = o.dump();
+    assert_eq!(o.status, Some(0), "poweroff must end QEMU with status 0\n{dump}");
+    assert!(o.console.contains(&format!("mode={mode}")), "{dump}");
+    assert!(o.console.contains("el2: entering Linux at IPA"), "{dump}");
+    assert!(o.lines("linux-guest: userspace up").next().is_some(), "{dump}");
+    assert!(o.lines("linux-guest: nproc 4").next().is_some(), "nproc must equal the vCPU count\n{dump}");
+    let pci: Vec<_> = o.lines("linux-guest: pci 0000:00:00.0 0x13b5:0x0031").collect();
+    assert_eq!(pci.len(), 1, "the PL031 shim function must be listed\n{dump}");
+    let timers: Vec<Vec<u64>> = o
+        .lines("linux-guest: timer ")
+        .map(|l| l.split_whitespace().skip(3).take(4).filter_map(|n| n.parse().ok()).collect())
+        .collect();
+    assert_eq!(timers.len(), 2, "two samples of the timer counts\n{dump}");
+    assert_eq!(timers[0].len(), 4, "a count per CPU\n{dump}");
+    for (cpu, (before, after)) in timers[0].iter().zip(&timers[1]).enumerate() {
+        assert!(after > before, "CPU {cpu}'s timer interrupts did not rise ({before} -> {after})\n{dump}");
+    }
+    for bad in ["WARNING:", "BUG:", "Oops", "failed to come online", "Call trace", "GIC: ", "arch_timer: WARNING"] {
+        assert!(!o.console.contains(bad), "the kernel log has `{bad}`\n{dump}");
+    }
+    assert!(!o.console.contains("el2: WARN: guest trap"), "a trap the hypervisor did not handle\n{dump}");
+}
+
+#[test]
+fn linux_guest_boots_vhe() {
+    linux_guest_boots("linux-vhe", CPU_MAX, None, "vhe");
+}
+
+#[test]
+fn linux_guest_boots_nvhe() {
+    linux_guest_boots("linux-nvhe", CPU_A72, None, "nvhe");
 }

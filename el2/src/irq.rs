@@ -1,0 +1,141 @@
+//! Physical interrupts at EL2: one entry for every IRQ, whether it arrived
+//! while the guest ran or while EL2 itself had interrupts open, split into
+//! the PNMI path and the regular path of the priority scheme in
+//! [`crate::gic`].
+//!
+//! A regular handler follows the scheme's rule 2 in [`regular`]; what it
+//! does per INTID is [`dispatch_regular`]. A PNMI goes to
+//! [`crate::pnmi::handle`] with `PSTATE.I` still set.
+//!
+//! [`PnmiWindow`] is rule 1 for synchronous traps: while EL2 handles a
+//! guest's trap, regular interrupts wait (priority mask) but PNMIs do not
+//! (`PSTATE.I` clear), so the watchdog and the crash stop reach a CPU that
+//! is stuck in a trap handler.
+
+use crate::gic;
+use core::sync::atomic::{AtomicU32, Ordering};
+use aarch64_cpu::registers::{ReadWriteable, HCR_EL2};
+use alloc::vec::Vec;
+use platform::arch::trap::TrapFrame;
+use platform::board::Board;
+
+/// The EL2 physical timer's PPI: the watchdog tick, a PNMI.
+static HYP_TIMER_INTID: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// Boot CPU, once: which PPI is the hypervisor's tick.
+pub fn init(board: &Board) {
+    HYP_TIMER_INTID.store(board.timer.hyp_phys.intid, Ordering::Relaxed);
+}
+
+/// Every CPU, each time it comes up: its GIC CPU interface, the
+/// hypervisor's private interrupts and the guest's forwarded ones, then
+/// its tick.
+pub fn init_this_cpu(board: &Board) {
+    let mpidr = platform::arch::this_cpu_mpidr();
+    let Some(gic_cpu) = board.cpu_index(mpidr) else {
+        log::error!("MPIDR {mpidr:#x} is not in the DTB: no interrupts on this CPU");
+        return;
+    };
+    let own = [
+        (gic::SGI_KICK, gic::PRIORITY_REGULAR),
+        (gic::SGI_TICK, gic::PRIORITY_REGULAR),
+        (gic::SGI_TEST, gic::PRIORITY_REGULAR),
+        (gic::SGI_PNMI, gic::PRIORITY_PNMI),
+        (HYP_TIMER_INTID.load(Ordering::Relaxed), gic::PRIORITY_PNMI),
+    ];
+    let private: Vec<(u32, u8)> = own.into_iter().chain(crate::vgic::private_interrupts()).collect();
+    gic::init_cpu(gic_cpu, &private);
+    // Physical interrupts target EL2 even while no guest runs here (without
+    // IMO an interrupt would target EL1, and EL2 would never take it).
+    HCR_EL2.modify(HCR_EL2::IMO::EnableVirtualIRQ + HCR_EL2::FMO::EnableVirtualFIQ);
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+    crate::pnmi::start_tick();
+}
+
+fn is_pnmi(intid: u32) -> bool {
+    intid == gic::SGI_PNMI || intid == HYP_TIMER_INTID.load(Ordering::Relaxed)
+}
+
+/// Takes one physical interrupt; `frame` is what it interrupted.
+pub fn handle(frame: &TrapFrame) {
+    let Some(intid) = gic::acknowledge() else { return };
+    if is_pnmi(intid) {
+        crate::pnmi::handle(intid, frame);
+        gic::end(intid);
+        gic::deactivate(intid);
+    } else {
+        regular(intid);
+    }
+}
+
+/// Rule 2: only a PNMI may preempt a regular handler.
+fn regular(intid: u32) {
+    let mask = gic::pmr();
+    gic::set_pmr(gic::PMR_PNMI_ONLY);
+    unmask_irq();
+    let forwarded = dispatch_regular(intid);
+    mask_irq();
+    gic::end(intid);
+    // A forwarded interrupt stays active until the guest deactivates it
+    // through its list register (HW bit).
+    if !forwarded {
+        gic::deactivate(intid);
+    }
+    gic::set_pmr(mask);
+}
+
+/// The regular interrupts; returns whether `intid` went to the guest.
+fn dispatch_regular(intid: u32) -> bool {
+    match intid {
+        gic::SGI_KICK => {
+            // The return to the guest looks at the vCPU's interrupts.
+            crate::smp::serve_mailbox_in_guest(crate::prda::slot());
+            false
+        }
+        gic::SGI_TICK => {
+            crate::pnmi::tick_regular();
+            false
+        }
+        gic::SGI_TEST => {
+            crate::pnmi::test_regular();
+            false
+        }
+        _ => crate::vgic::physical_interrupt(intid),
+    }
+}
+
+/// Clears `PSTATE.I`.
+pub fn unmask_irq() {
+    // SAFETY: changes only the interrupt mask; the caller is at a point
+    // where an interrupt may be taken (its state is on its stack).
+    unsafe { core::arch::asm!("msr daifclr, #2", options(nomem, nostack)) };
+}
+
+/// Sets `PSTATE.I`.
+pub fn mask_irq() {
+    // SAFETY: changes only the interrupt mask.
+    unsafe { core::arch::asm!("msr daifset, #2", options(nomem, nostack)) };
+}
+
+/// Rule 1 for a synchronous trap: regular interrupts masked by priority,
+/// PNMIs open, until dropped (which masks `PSTATE.I` again and restores the
+/// priority mask, for the return to the guest).
+pub struct PnmiWindow {
+    mask: u8,
+}
+
+impl PnmiWindow {
+    pub fn open() -> Self {
+        let mask = gic::pmr();
+        gic::set_pmr(gic::PMR_PNMI_ONLY);
+        unmask_irq();
+        Self { mask }
+    }
+}
+
+impl Drop for PnmiWindow {
+    fn drop(&mut self) {
+        mask_irq();
+        gic::set_pmr(self.mask);
+    }
+}

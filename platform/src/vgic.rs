@@ -1,0 +1,1501 @@
+//! The guest's virtual GICv3: an emulated distributor and redistributors,
+//! and the list-register cache that feeds the hardware's virtual CPU
+//! interface. Pure logic, host-tested; the hypervisor owns one [`VGic`]
+//! behind a lock and calls it from its traps.
+//!
+//! # Why a model
+//!
+//! The hypervisor never maps the GIC's MMIO into the guest: every guest
+//! access to the distributor (GICD) or a redistributor (GICR) frame traps
+//! and lands in [`VGic::dist_read`], [`VGic::dist_write`],
+//! [`VGic::redist_read`] or [`VGic::redist_write`]. The guest's CPU
+//! interface (`ICC_*` system registers) is virtualised by hardware (`ICV_*`)
+//! from the list registers `ICH_LR<n>_EL2`, which the hypervisor fills from
+//! this model. So the model is the single source of truth for every
+//! interrupt's enable, pending, active, group, priority, trigger and route;
+//! the list registers only cache a few interrupts while a vCPU runs.
+//!
+//! What the guest sees: one security state (`GICD_CTLR.DS` = 1, as KVM
+//! presents it), affinity routing always on (`ARE` RAO/WI), no LPIs or ITS,
+//! no GICv2 compatibility, [`MAX_VCPUS`] redistributors at most and up to
+//! [`MAX_SPIS`] SPIs. Priorities keep the [`PRIORITY_BITS`] high bits every
+//! GICv3 virtual CPU interface implements. Anything else (unknown offsets,
+//! INTIDs beyond the configured SPIs, widths a register does not have,
+//! misaligned accesses) reads as zero and ignores writes; nothing panics.
+//!
+//! # The list-register cache
+//!
+//! [`VGic::flush`] runs right before a vCPU enters the guest: it picks that
+//! vCPU's interrupts that are active, or pending, enabled and in an enabled
+//! group, the active ones first (an active interrupt must sit in a list
+//! register, or the guest's EOI of it would be lost), then by priority and
+//! INTID, and *moves* their pending and active state into the list
+//! registers. [`VGic::fold`] runs right after the vCPU exits: it moves the
+//! state back (pending ORs into the model, active replaces it) and empties
+//! the list registers. An interrupt made pending again while it sat in a
+//! list register therefore comes back pending and active, never doubled and
+//! never lost. While an interrupt is cached, no other vCPU's flush takes it.
+//!
+//! An SPI that is active stays with the vCPU it became active on (it must
+//! be deactivated there) even if the guest re-routes it meanwhile; only an
+//! inactive SPI follows `GICD_IROUTER`. This is KVM's "target oracle".
+//!
+//! # Limitations
+//!
+//! - A guest write that changes the state of an interrupt cached in
+//!   *another* running vCPU's list registers (`ICPENDR`, `ICACTIVER`,
+//!   `ICENABLER`, `IGROUPR`, `IPRIORITYR` from another vCPU) changes the
+//!   model copy only: at that vCPU's next fold the list register's pending
+//!   bit ORs back in and its active bit wins. Likewise `ISPENDR` and
+//!   `ISACTIVER` reads do not show state that sits in a list register. (The
+//!   writing vCPU's own list registers are always folded before its trap is
+//!   handled, so a vCPU acting on its own interrupts is exact.)
+//! - A guest that clears the pending and active state of an interrupt
+//!   forwarded with the list register's HW bit drops the HW flag with it;
+//!   deactivating the physical interrupt then is the hypervisor's business
+//!   ([`VGic::spi_state`] tells it what the guest did).
+//! - `GICR_WAKER.ProcessorSleep` is only a register: a sleeping
+//!   redistributor still delivers.
+//! - Trigger mode (`ICFGR`) is stored and reported, but every injection is
+//!   a pending latch, as for an edge: a level-sensitive source is expected
+//!   to be forwarded with the HW bit, whose line the hardware tracks.
+// Beyond the crate-wide no-panic lints (lib.rs):
+#![deny(clippy::as_conversions)]
+
+#[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::panic,
+    clippy::arithmetic_side_effects,
+    clippy::as_conversions
+)]
+mod tests;
+
+use crate::mmio::AccessSize;
+
+/// One 64 KiB distributor frame.
+pub const GICD_SIZE: u64 = 0x1_0000;
+/// The redistributor region per vCPU: an `RD_base` frame, then an
+/// `SGI_base` frame (no `VLPI_base`: no GICv4).
+pub const GICR_STRIDE: u64 = 0x2_0000;
+/// Offset of a redistributor's `SGI_base` frame from its `RD_base`.
+pub const GICR_SGI_BASE: u64 = 0x1_0000;
+/// Most vCPUs (redistributors) the model presents.
+pub const MAX_VCPUS: usize = crate::board::MAX_CPUS;
+/// Most SPIs the model presents: INTIDs [`SPI_BASE`] to
+/// `SPI_BASE + MAX_SPIS - 1`.
+pub const MAX_SPIS: usize = 256;
+/// Most list registers a CPU interface has (`ICH_VTR_EL2.ListRegs` is 4
+/// bits).
+pub const MAX_LRS: usize = 16;
+/// The first SPI; INTIDs below are SGIs (0..16) and PPIs (16..32), one copy
+/// per vCPU.
+pub const SPI_BASE: u32 = 32;
+/// INTIDs below this are SGIs.
+pub const SGIS: u32 = 16;
+/// A vCPU's SGIs and PPIs within its 32 private INTIDs.
+const SGI_BITS: u32 = (1 << SGIS) - 1;
+const PPI_BITS: u32 = !SGI_BITS;
+/// Priority bits kept (the high ones): the 5 that every GICv3 virtual CPU
+/// interface implements (`ICH_VTR_EL2.PRIbits` >= 4, i.e. 5 bits), so that
+/// the order [`VGic::flush`] picks is the order the hardware honours.
+pub const PRIORITY_BITS: u32 = 5;
+/// The priority bits [`PRIORITY_BITS`] keeps.
+pub const PRIORITY_MASK: u8 = !(u8::MAX >> PRIORITY_BITS);
+
+/// `GICD_IIDR` and `GICR_IIDR`: implementer Arm (JEP106 0x43B), product,
+/// variant and revision 0.
+pub const IIDR_ARM: u32 = 0x43B;
+/// `GICD_PIDR2` and `GICR_PIDR2`: ArchRev \[7:4\] = 3 (GICv3), JEP106 bits.
+pub const PIDR2_GICV3: u32 = 0x3B;
+
+/// The low half of a 64-bit register a 32-bit access may hit alone.
+const LOW_WORD: u64 = 0xFFFF_FFFF;
+/// INTIDs per 32-bit register word of the one-bit-per-INTID registers.
+const WORD_INTIDS: u32 = 32;
+const WORD_INTIDS_USIZE: usize = 32;
+/// Groups of 32 INTIDs the SPIs occupy.
+const SPI_BANKS: usize = MAX_SPIS / 32;
+
+/// Distributor (`GICD_*`) register offsets from `GICD_base`, and fields.
+pub mod gicd {
+    pub const CTLR: u64 = 0x0000;
+    pub const TYPER: u64 = 0x0004;
+    pub const IIDR: u64 = 0x0008;
+    pub const TYPER2: u64 = 0x000C;
+    /// The seven one-bit-per-INTID blocks, 0x80 bytes (1024 INTIDs) each.
+    pub const IGROUPR: u64 = 0x0080;
+    pub const ISENABLER: u64 = 0x0100;
+    pub const ICENABLER: u64 = 0x0180;
+    pub const ISPENDR: u64 = 0x0200;
+    pub const ICPENDR: u64 = 0x0280;
+    pub const ISACTIVER: u64 = 0x0300;
+    pub const ICACTIVER: u64 = 0x0380;
+    /// One byte per INTID.
+    pub const IPRIORITYR: u64 = 0x0400;
+    pub const IPRIORITYR_END: u64 = 0x0800;
+    /// Two bits per INTID.
+    pub const ICFGR: u64 = 0x0C00;
+    pub const IGRPMODR: u64 = 0x0D00;
+    /// 64 bits per INTID.
+    pub const IROUTER: u64 = 0x6000;
+    pub const IROUTER_END: u64 = 0x8000;
+    pub const PIDR2: u64 = 0xFFE8;
+
+    pub const CTLR_ENABLE_GRP0: u32 = 1 << 0;
+    pub const CTLR_ENABLE_GRP1: u32 = 1 << 1;
+    /// Affinity routing: always on (RAO/WI).
+    pub const CTLR_ARE: u32 = 1 << 4;
+    /// Disable Security: one security state (RAO/WI).
+    pub const CTLR_DS: u32 = 1 << 6;
+    /// Register Write Pending: writes take effect at once, so always 0.
+    pub const CTLR_RWP: u32 = 1 << 31;
+
+    /// ITLinesNumber: INTIDs up to `32 * (N + 1) - 1`.
+    pub const TYPER_ITLINES_MASK: u32 = 0x1F;
+    /// IDbits \[23:19\]: INTID bits minus one.
+    pub const TYPER_IDBITS_SHIFT: u32 = 19;
+    /// 10 INTID bits (0..1023): no LPIs.
+    pub const TYPER_IDBITS: u32 = 9;
+    /// A3V: nonzero Aff3 routes (the model matches all four levels).
+    pub const TYPER_A3V: u32 = 1 << 24;
+    /// RSS: IROUTER Aff0 and SGI targets take the whole 0..255 range.
+    pub const TYPER_RSS: u32 = 1 << 26;
+
+    /// Interrupt_Routing_Mode: 1 = any PE (the model picks vCPU 0).
+    pub const IROUTER_IRM: u64 = 1 << 31;
+}
+
+/// Redistributor (`GICR_*`) register offsets: `RD_base` frame, then the
+/// `SGI_base` frame's (relative to that frame), and fields.
+pub mod gicr {
+    pub const CTLR: u64 = 0x0000;
+    pub const IIDR: u64 = 0x0004;
+    pub const TYPER: u64 = 0x0008;
+    pub const WAKER: u64 = 0x0014;
+    pub const PIDR2: u64 = 0xFFE8;
+
+    // SGI_base frame: the distributor's layout for INTIDs 0..31.
+    pub const IGROUPR0: u64 = 0x0080;
+    pub const ISENABLER0: u64 = 0x0100;
+    pub const ICENABLER0: u64 = 0x0180;
+    pub const ISPENDR0: u64 = 0x0200;
+    pub const ICPENDR0: u64 = 0x0280;
+    pub const ISACTIVER0: u64 = 0x0300;
+    pub const ICACTIVER0: u64 = 0x0380;
+    pub const IPRIORITYR0: u64 = 0x0400;
+    /// SGIs: always edge (reads 0xAAAA_AAAA, WI).
+    pub const ICFGR0: u64 = 0x0C00;
+    /// PPIs.
+    pub const ICFGR1: u64 = 0x0C04;
+    pub const IGRPMODR0: u64 = 0x0D00;
+    pub const NSACR: u64 = 0x0E00;
+
+    /// This is the last redistributor of the region.
+    pub const TYPER_LAST: u64 = 1 << 4;
+    /// Processor_Number \[23:8\]: the vCPU index.
+    pub const TYPER_PROCESSOR_NUMBER_SHIFT: u32 = 8;
+    /// Affinity_Value \[63:32\]: Aff3.Aff2.Aff1.Aff0.
+    pub const TYPER_AFFINITY_SHIFT: u32 = 32;
+    /// Where Aff3 sits within Affinity_Value.
+    pub const TYPER_AFF3_SHIFT: u32 = 24;
+
+    pub const WAKER_PROCESSOR_SLEEP: u32 = 1 << 1;
+    /// Reads as `ProcessorSleep`: the model's "children" sleep at once.
+    pub const WAKER_CHILDREN_ASLEEP: u32 = 1 << 2;
+}
+
+/// Affinity fields, laid out as in `MPIDR_EL1` and `GICD_IROUTER`.
+pub mod affinity {
+    pub const AFF0: u64 = 0xFF;
+    pub const AFF1: u64 = 0xFF << AFF1_SHIFT;
+    pub const AFF2: u64 = 0xFF << AFF2_SHIFT;
+    pub const AFF3: u64 = 0xFF << AFF3_SHIFT;
+    pub const AFF1_SHIFT: u32 = 8;
+    pub const AFF2_SHIFT: u32 = 16;
+    /// Aff2..Aff0 \[23:0\].
+    pub const AFF2_TO_0: u64 = AFF2 | AFF1 | AFF0;
+    pub const ALL: u64 = AFF3 | AFF2_TO_0;
+    pub const AFF3_SHIFT: u32 = 32;
+}
+
+/// `ICC_SGI1R_EL1` fields.
+pub mod sgi1r {
+    pub const TARGET_LIST: u64 = 0xFFFF;
+    pub const AFF1_SHIFT: u32 = 16;
+    pub const INTID_SHIFT: u32 = 24;
+    pub const INTID_MASK: u64 = 0xF;
+    pub const AFF2_SHIFT: u32 = 32;
+    /// Interrupt Routing Mode: 1 = every PE but the sender.
+    pub const IRM: u64 = 1 << 40;
+    /// Range Selector \[47:44\]: the target list covers Aff0 16*RS..16*RS+15.
+    pub const RS_SHIFT: u32 = 44;
+    pub const RS_MASK: u64 = 0xF;
+    /// A target's Aff0 is `RS << RANGE_SHIFT | bit`, `bit` < 16.
+    pub const RANGE_SHIFT: u32 = 4;
+    pub const RANGE_MASK: u64 = 0xF;
+    pub const AFF3_SHIFT: u32 = 48;
+    /// Each affinity field is 8 bits.
+    pub const AFF_MASK: u64 = 0xFF;
+}
+
+/// `ICH_LR<n>_EL2` fields.
+pub mod lr {
+    pub const VINTID_MASK: u64 = 0xFFFF_FFFF;
+    /// pINTID \[44:32\], meaningful when [`HW`] is set.
+    pub const PINTID_SHIFT: u32 = 32;
+    pub const PINTID_MASK: u64 = 0x1FFF;
+    pub const PRIORITY_SHIFT: u32 = 48;
+    pub const GROUP1: u64 = 1 << 60;
+    /// The virtual interrupt is a physical one: the guest's deactivation
+    /// deactivates pINTID.
+    pub const HW: u64 = 1 << 61;
+    pub const PENDING: u64 = 1 << 62;
+    pub const ACTIVE: u64 = 1 << 63;
+}
+
+/// A list-register file (the hardware's `ICH_LR<n>_EL2`, or a fake in
+/// tests).
+pub trait ListRegs {
+    /// `ICH_VTR_EL2.ListRegs + 1`; the model uses at most [`MAX_LRS`].
+    fn count(&self) -> usize;
+    fn read(&self, index: usize) -> u64;
+    fn write(&mut self, index: usize, value: u64);
+}
+
+/// One `ICH_LR<n>_EL2` value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Lr(pub u64);
+
+impl Lr {
+    /// State 0: the list register holds nothing.
+    pub const INVALID: Self = Self(0);
+
+    /// An inactive entry for `vintid` (set a state with
+    /// [`with_pending`](Self::with_pending) / [`with_active`](Self::with_active)).
+    pub fn new(vintid: u32, priority: u8, group1: bool) -> Self {
+        let group = if group1 { lr::GROUP1 } else { 0 };
+        Self(u64::from(vintid) | u64::from(priority) << lr::PRIORITY_SHIFT | group)
+    }
+
+    pub fn with_pending(self, pending: bool) -> Self {
+        self.with_flag(lr::PENDING, pending)
+    }
+
+    pub fn with_active(self, active: bool) -> Self {
+        self.with_flag(lr::ACTIVE, active)
+    }
+
+    /// Marks the entry as the physical interrupt `pintid` (HW = 1).
+    pub fn with_hw(self, pintid: u32) -> Self {
+        let pintid = (u64::from(pintid) & lr::PINTID_MASK) << lr::PINTID_SHIFT;
+        let cleared = self.0 & !(lr::PINTID_MASK << lr::PINTID_SHIFT);
+        Self(cleared | pintid | lr::HW)
+    }
+
+    fn with_flag(self, flag: u64, on: bool) -> Self {
+        Self(if on { self.0 | flag } else { self.0 & !flag })
+    }
+
+    pub fn vintid(self) -> u32 {
+        low32(self.0 & lr::VINTID_MASK)
+    }
+
+    pub fn priority(self) -> u8 {
+        low8(self.0 >> lr::PRIORITY_SHIFT)
+    }
+
+    pub fn group1(self) -> bool {
+        self.0 & lr::GROUP1 != 0
+    }
+
+    pub fn hw(self) -> bool {
+        self.0 & lr::HW != 0
+    }
+
+    /// pINTID (meaningful only with [`hw`](Self::hw)).
+    pub fn pintid(self) -> u32 {
+        low32((self.0 >> lr::PINTID_SHIFT) & lr::PINTID_MASK)
+    }
+
+    pub fn pending(self) -> bool {
+        self.0 & lr::PENDING != 0
+    }
+
+    pub fn active(self) -> bool {
+        self.0 & lr::ACTIVE != 0
+    }
+}
+
+/// What a guest register write asks of the hypervisor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Effects {
+    /// vCPUs (bit *i* = vCPU *i*) whose deliverable set may have grown:
+    /// the hypervisor should make them exit (or wake) and flush again.
+    pub kick: u64,
+}
+
+/// What [`VGic::flush`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flush {
+    /// List registers written with an interrupt (indices `0..used`).
+    pub used: usize,
+    /// Deliverable interrupts were left out for lack of list registers: the
+    /// caller asks for an underflow maintenance interrupt
+    /// (`ICH_HCR_EL2.UIE`) to flush again once the guest has drained some.
+    pub overflow: bool,
+}
+
+/// An SPI as the hypervisor's passthrough bookkeeping sees it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpiState {
+    pub enabled: bool,
+    /// The vCPU `GICD_IROUTER` names (`None`: no vCPU has that affinity).
+    pub target: Option<usize>,
+    pub priority: u8,
+    pub group1: bool,
+    /// Pending in the model (not counting a copy in a list register).
+    pub pending: bool,
+}
+
+/// State of 32 consecutive INTIDs, one bit each: the SGIs and PPIs of one
+/// vCPU, or 32 SPIs. Words of the guest's bit registers map onto these
+/// directly.
+#[derive(Clone, Copy, Debug)]
+struct Bank {
+    group1: u32,
+    enabled: u32,
+    pending: u32,
+    active: u32,
+    /// Edge-triggered (`ICFGR` bit 1 of the pair).
+    edge: u32,
+    /// Forwarded physical interrupts: flushed with HW = 1, pINTID = INTID.
+    hw: u32,
+    /// Cached in a list register; pending and active then live there.
+    in_lr: u32,
+    priority: [u8; WORD_INTIDS_USIZE],
+}
+
+impl Bank {
+    /// SGIs are edge-triggered; PPIs level, as the hardware's.
+    const PRIVATE_RESET: Self = Self::reset(SGI_BITS);
+    const SPI_RESET: Self = Self::reset(0);
+
+    const fn reset(edge: u32) -> Self {
+        Self {
+            group1: 0,
+            enabled: 0,
+            pending: 0,
+            active: 0,
+            edge,
+            hw: 0,
+            in_lr: 0,
+            priority: [0; WORD_INTIDS_USIZE],
+        }
+    }
+
+    /// Interrupts that want a list register (ignoring whether one holds
+    /// them already): active, or pending, enabled and in an enabled group.
+    fn live(&self, ctlr: u32) -> u32 {
+        self.active | self.deliverable(ctlr)
+    }
+
+    /// Pending, enabled and in a group `ctlr` enables.
+    fn deliverable(&self, ctlr: u32) -> u32 {
+        self.pending & self.enabled & self.groups_enabled(ctlr)
+    }
+
+    fn groups_enabled(&self, ctlr: u32) -> u32 {
+        let grp1 = if ctlr & gicd::CTLR_ENABLE_GRP1 != 0 {
+            self.group1
+        } else {
+            0
+        };
+        let grp0 = if ctlr & gicd::CTLR_ENABLE_GRP0 != 0 {
+            !self.group1
+        } else {
+            0
+        };
+        grp0 | grp1
+    }
+
+    /// Drops the HW flag of interrupts that are neither pending nor active
+    /// nor cached: the physical interrupt has been dealt with.
+    fn settle_hw(&mut self) {
+        self.hw &= self.pending | self.active | self.in_lr;
+    }
+}
+
+/// Per-SPI routing.
+#[derive(Clone, Copy, Debug)]
+struct Spi {
+    /// `GICD_IROUTER`, valid bits only.
+    route: u64,
+    /// The vCPU `route` names, kept in step with it.
+    target: Option<u8>,
+    /// The vCPU whose list registers hold the SPI or on which it is
+    /// active; meaningful only while it is one of those.
+    home: Option<u8>,
+}
+
+impl Spi {
+    const RESET: Self = Self {
+        route: 0,
+        target: None,
+        home: None,
+    };
+}
+
+/// One vCPU: its redistributor and its list-register slots.
+#[derive(Clone, Copy, Debug)]
+struct Cpu {
+    /// `MPIDR_EL1` affinity fields ([`affinity::ALL`]).
+    affinity: u64,
+    /// `GICR_WAKER.ProcessorSleep`.
+    asleep: bool,
+    private: Bank,
+    /// The INTID each list register holds since the last flush.
+    slots: [Option<u32>; MAX_LRS],
+}
+
+impl Cpu {
+    const RESET: Self = Self {
+        affinity: 0,
+        asleep: true,
+        private: Bank::PRIVATE_RESET,
+        slots: [None; MAX_LRS],
+    };
+}
+
+/// Which 32 INTIDs: a vCPU's private ones, or the `n`th group of SPIs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BankId {
+    Private(usize),
+    Spi(usize),
+}
+
+/// Whose view of the INTID space a register has: the distributor's (SPIs
+/// only, with ARE on) or one redistributor's (that vCPU's SGIs and PPIs).
+#[derive(Clone, Copy, Debug)]
+enum Scope {
+    Dist,
+    Redist(usize),
+}
+
+/// The one-bit-per-INTID registers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BitReg {
+    Group,
+    SetEnable,
+    ClearEnable,
+    SetPending,
+    ClearPending,
+    SetActive,
+    ClearActive,
+}
+
+/// A decoded register.
+#[derive(Clone, Copy, Debug)]
+enum Reg {
+    /// Unknown, reserved or not presented: reads 0, writes ignored.
+    RazWi,
+    /// A read-only 32-bit value.
+    Const(u32),
+    DistCtlr,
+    DistTyper,
+    /// A bit register word; the INTID of bit 0.
+    Bits(BitReg, u32),
+    /// `IPRIORITYR`; the INTID of byte 0.
+    Priority(u32),
+    /// `ICFGR`; the INTID of bits \[1:0\].
+    Config(u32),
+    /// `IROUTER` of an INTID; `true` for the high word.
+    Router(u32, bool),
+    /// `GICR_TYPER`; `true` for the high word.
+    RedistTyper(bool),
+    Waker,
+}
+
+impl Reg {
+    /// Decodes an offset into a distributor frame, or (with ARE the same
+    /// layout, for INTIDs 0..31) into a redistributor's `SGI_base` frame.
+    fn interrupt_frame(offset: u64) -> Self {
+        // Blocks of the frame: bits [9:7] pick the bit register, [6:2] the
+        // word; the other registers take the INTID from the low bits.
+        const BIT_BLOCK_SHIFT: u32 = 7;
+        const BIT_BLOCK_MASK: u64 = 7;
+        const BIT_WORD_MASK: u64 = 0x7C;
+        const PRIORITY_INTID_MASK: u64 = 0x3FF;
+        const CONFIG_WORD_MASK: u64 = 0xFC;
+        const ROUTER_INTID_SHIFT: u32 = 3;
+        const ROUTER_INTID_MASK: u64 = 0x3FF;
+        const ROUTER_HIGH: u64 = 4;
+        match offset {
+            gicd::IGROUPR..gicd::IPRIORITYR => {
+                let reg = match (offset >> BIT_BLOCK_SHIFT) & BIT_BLOCK_MASK {
+                    1 => BitReg::Group,
+                    2 => BitReg::SetEnable,
+                    3 => BitReg::ClearEnable,
+                    4 => BitReg::SetPending,
+                    5 => BitReg::ClearPending,
+                    6 => BitReg::SetActive,
+                    _ => BitReg::ClearActive,
+                };
+                // 4 bytes per 32 INTIDs: the byte offset * 8.
+                Self::Bits(reg, low32(offset & BIT_WORD_MASK) << 3)
+            }
+            gicd::IPRIORITYR..gicd::IPRIORITYR_END => {
+                Self::Priority(low32(offset & PRIORITY_INTID_MASK))
+            }
+            // 4 bytes per 16 INTIDs: the byte offset * 4.
+            gicd::ICFGR..gicd::IGRPMODR => Self::Config(low32(offset & CONFIG_WORD_MASK) << 2),
+            gicd::IROUTER..gicd::IROUTER_END => Self::Router(
+                low32((offset >> ROUTER_INTID_SHIFT) & ROUTER_INTID_MASK),
+                offset & ROUTER_HIGH != 0,
+            ),
+            _ => Self::RazWi,
+        }
+    }
+
+    fn distributor(offset: u64) -> Self {
+        match offset {
+            gicd::CTLR => Self::DistCtlr,
+            gicd::TYPER => Self::DistTyper,
+            gicd::IIDR => Self::Const(IIDR_ARM),
+            gicd::TYPER2 => Self::Const(0),
+            gicd::PIDR2 => Self::Const(PIDR2_GICV3),
+            _ => Self::interrupt_frame(offset),
+        }
+    }
+
+    /// Decodes an offset within one vCPU's redistributor (both frames).
+    fn redistributor(offset: u64) -> Self {
+        const TYPER_HIGH: u64 = gicr::TYPER + 4;
+        match offset {
+            gicr::CTLR => Self::Const(0),
+            gicr::IIDR => Self::Const(IIDR_ARM),
+            gicr::TYPER => Self::RedistTyper(false),
+            TYPER_HIGH => Self::RedistTyper(true),
+            gicr::WAKER => Self::Waker,
+            gicr::PIDR2 => Self::Const(PIDR2_GICV3),
+            GICR_SGI_BASE..GICR_STRIDE => match Self::interrupt_frame(offset & !GICR_SGI_BASE) {
+                // The SGI_base frame has no routing registers.
+                reg @ (Self::Bits(..) | Self::Priority(_) | Self::Config(_)) => reg,
+                _ => Self::RazWi,
+            },
+            _ => Self::RazWi,
+        }
+    }
+
+    /// Whether an access of `size` is one this register has. Others (and
+    /// misaligned ones, refused before) are RAZ/WI.
+    fn accepts(self, size: AccessSize) -> bool {
+        match self {
+            Self::Priority(_) => matches!(size, AccessSize::Byte | AccessSize::Word),
+            Self::Router(..) | Self::RedistTyper(_) => {
+                matches!(size, AccessSize::Word | AccessSize::Double)
+            }
+            _ => size == AccessSize::Word,
+        }
+    }
+}
+
+/// The virtual GIC: see the module documentation.
+///
+/// Plain data, no allocation: it can sit in a `static` behind a
+/// `spin::Mutex`. [`VGic::new`] presents no vCPUs until
+/// [`configure`](VGic::configure).
+#[derive(Clone, Debug)]
+pub struct VGic {
+    vcpus: usize,
+    spis: usize,
+    /// `GICD_CTLR` group enables.
+    ctlr: u32,
+    cpus: [Cpu; MAX_VCPUS],
+    banks: [Bank; SPI_BANKS],
+    routes: [Spi; MAX_SPIS],
+}
+
+impl Default for VGic {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl VGic {
+    pub const fn new() -> Self {
+        Self {
+            vcpus: 0,
+            spis: 0,
+            ctlr: 0,
+            cpus: [Cpu::RESET; MAX_VCPUS],
+            banks: [Bank::SPI_RESET; SPI_BANKS],
+            routes: [Spi::RESET; MAX_SPIS],
+        }
+    }
+
+    /// Presents `mpidrs.len()` vCPUs (at most [`MAX_VCPUS`]; vCPU *i* has
+    /// the affinity of `mpidrs[i]`) and `spis` SPIs (at most [`MAX_SPIS`]),
+    /// all in their reset state. If two vCPUs share an affinity, routes
+    /// and SGIs naming it reach the first.
+    pub fn configure(&mut self, mpidrs: &[u64], spis: usize) {
+        // Field by field rather than `*self = Self::new()`: no 7 KiB
+        // temporary on a hypervisor stack.
+        self.ctlr = 0;
+        for (index, cpu) in self.cpus.iter_mut().enumerate() {
+            *cpu = Cpu::RESET;
+            if let Some(mpidr) = mpidrs.get(index) {
+                cpu.affinity = mpidr & affinity::ALL;
+            }
+        }
+        self.banks.fill(Bank::SPI_RESET);
+        self.vcpus = mpidrs.len().min(MAX_VCPUS);
+        self.spis = spis.min(MAX_SPIS);
+        // IROUTER resets to 0: affinity 0.0.0.0, which may be a vCPU.
+        let target = self.route_target(0);
+        self.routes.fill(Spi {
+            target,
+            ..Spi::RESET
+        });
+    }
+
+    pub fn vcpus(&self) -> usize {
+        self.vcpus
+    }
+
+    pub fn spis(&self) -> usize {
+        self.spis
+    }
+
+    /// A guest read of `size` bytes at `offset` in the distributor frame.
+    pub fn dist_read(&mut self, offset: u64, size: u8) -> u64 {
+        self.read(Scope::Dist, Reg::distributor(offset), offset, size)
+    }
+
+    /// A guest write of `size` bytes at `offset` in the distributor frame.
+    pub fn dist_write(&mut self, offset: u64, size: u8, value: u64) -> Effects {
+        self.write(Scope::Dist, Reg::distributor(offset), offset, size, value)
+    }
+
+    /// A guest read at `offset` in the redistributor region (vCPU *i*'s
+    /// frames start at `i * GICR_STRIDE`).
+    pub fn redist_read(&mut self, offset: u64, size: u8) -> u64 {
+        match self.redist_decode(offset) {
+            Some((vcpu, reg)) => self.read(Scope::Redist(vcpu), reg, offset, size),
+            None => 0,
+        }
+    }
+
+    /// A guest write at `offset` in the redistributor region.
+    pub fn redist_write(&mut self, offset: u64, size: u8, value: u64) -> Effects {
+        match self.redist_decode(offset) {
+            Some((vcpu, reg)) => self.write(Scope::Redist(vcpu), reg, offset, size, value),
+            None => Effects::default(),
+        }
+    }
+
+    /// Makes `intid` pending: `vcpu`'s own copy of an SGI or PPI, or the SPI
+    /// (`vcpu` ignored). With `hw` the interrupt is a forwarded physical
+    /// one: it is flushed with HW = 1 and pINTID = `intid`, so that the
+    /// guest's deactivation deactivates the physical interrupt; the flag
+    /// stays until the interrupt is neither pending nor active.
+    ///
+    /// Returns the vCPU that may now have a new deliverable interrupt (as a
+    /// bitmask; 0 if the interrupt is disabled, its group is disabled, an
+    /// SPI routes nowhere, or `intid`/`vcpu` does not exist).
+    pub fn set_pending(&mut self, vcpu: usize, intid: u32, hw: bool) -> u64 {
+        let scope = if intid < SPI_BASE {
+            Scope::Redist(vcpu)
+        } else {
+            Scope::Dist
+        };
+        let Some((id, bit)) = self.locate(scope, intid) else {
+            return 0;
+        };
+        let ctlr = self.ctlr;
+        let Some(bank) = self.bank_mut(id) else {
+            return 0;
+        };
+        bank.pending |= bit_mask(bit);
+        if hw {
+            bank.hw |= bit_mask(bit);
+        }
+        if bank.deliverable(ctlr) & bit_mask(bit) != 0 {
+            self.owner(id, bit).map_or(0, vcpu_bit)
+        } else {
+            0
+        }
+    }
+
+    /// A trapped guest write of `ICC_SGI1R_EL1` by `sender`: makes the SGI
+    /// pending on each target vCPU. Returns the targets as a bitmask.
+    pub fn send_sgi(&mut self, sender: usize, sgi1r: u64) -> u64 {
+        let intid = low32((sgi1r >> sgi1r::INTID_SHIFT) & sgi1r::INTID_MASK);
+        let targets = if sgi1r & sgi1r::IRM != 0 {
+            self.cpus_present().fold(0, |acc, v| acc | vcpu_bit(v)) & !vcpu_bit(sender)
+        } else {
+            self.sgi_targets(sgi1r)
+        };
+        for vcpu in self.cpus_present() {
+            if targets & vcpu_bit(vcpu) != 0 {
+                self.set_pending(vcpu, intid, false);
+            }
+        }
+        targets
+    }
+
+    /// Moves the list registers' state back into the model and empties
+    /// them; the hypervisor calls it on `vcpu`'s physical CPU right after
+    /// the vCPU exits. For each list register the last
+    /// [`flush`](Self::flush) filled, its pending bit ORs into the model's
+    /// and its active bit replaces the model's.
+    ///
+    /// Returns the *other* vCPUs that may now have a new deliverable
+    /// interrupt: an SPI re-routed while this vCPU held it, back pending
+    /// and no longer active here. (The caller may ignore it at the cost of
+    /// that SPI waiting for its new target's next exit.)
+    pub fn fold(&mut self, vcpu: usize, lrs: &mut impl ListRegs) -> u64 {
+        let Some(cpu) = self.cpus.get_mut(vcpu) else {
+            return 0;
+        };
+        let slots = core::mem::replace(&mut cpu.slots, [None; MAX_LRS]);
+        let mut kick = 0;
+        for (index, slot) in slots.into_iter().enumerate() {
+            if let Some(intid) = slot {
+                let value = Lr(lrs.read(index));
+                lrs.write(index, Lr::INVALID.0);
+                kick |= self.fold_one(vcpu, intid, value);
+            }
+        }
+        kick & !vcpu_bit(vcpu)
+    }
+
+    /// Fills `vcpu`'s list registers right before it enters the guest (on
+    /// its physical CPU): the interrupts it should see, active ones first,
+    /// then by priority and INTID, at most `lrs.count()` (and
+    /// [`MAX_LRS`]). Their pending and active state moves into the list
+    /// registers; the unused ones are written 0. Anything a previous flush
+    /// left there is folded back first.
+    pub fn flush(&mut self, vcpu: usize, lrs: &mut impl ListRegs) -> Flush {
+        self.fold(vcpu, lrs);
+        let count = lrs.count().min(MAX_LRS);
+        let mut chosen = Chosen::new(count);
+        let mut candidates: usize = 0;
+        for (id, bits) in self.candidates(vcpu) {
+            let Some(bank) = self.bank(id) else { continue };
+            for bit in Bits(bits) {
+                candidates = candidates.saturating_add(1);
+                let active = bank.active & bit_mask(bit) != 0;
+                let priority = bank.priority.get(to_usize(bit)).copied().unwrap_or(0);
+                if let Some(intid) = intid_of(id, bit) {
+                    chosen.offer((!active, priority, intid));
+                }
+            }
+        }
+        let mut used = 0;
+        for index in 0..count {
+            let entry = chosen
+                .get(index)
+                .and_then(|(_, _, intid)| self.take(vcpu, intid));
+            lrs.write(index, entry.map_or(Lr::INVALID.0, |lr| lr.0));
+            if let (Some(lr), Some(cpu)) = (entry, self.cpus.get_mut(vcpu)) {
+                if let Some(slot) = cpu.slots.get_mut(index) {
+                    *slot = Some(lr.vintid());
+                }
+                used = index.saturating_add(1);
+            }
+        }
+        Flush {
+            used,
+            overflow: candidates > used,
+        }
+    }
+
+    /// Whether `vcpu` has an interrupt to take (pending, enabled and in an
+    /// enabled group) or to finish (active), not counting what its list
+    /// registers hold: ask after [`fold`](Self::fold).
+    pub fn has_work(&self, vcpu: usize) -> bool {
+        self.candidates(vcpu).next().is_some()
+    }
+
+    /// An SPI's configuration and pending state; `None` if `intid` is not
+    /// a presented SPI.
+    pub fn spi_state(&self, intid: u32) -> Option<SpiState> {
+        let (id, bit) = self.locate(Scope::Dist, intid)?;
+        let bank = self.bank(id)?;
+        let spi = self.routes.get(spi_index(id, bit)?)?;
+        let has = |bits: u32| bits & bit_mask(bit) != 0;
+        Some(SpiState {
+            enabled: has(bank.enabled),
+            target: spi.target.map(usize::from),
+            priority: bank.priority.get(to_usize(bit)).copied().unwrap_or(0),
+            group1: has(bank.group1),
+            pending: has(bank.pending),
+        })
+    }
+
+    // -----------------------------------------------------------------
+    // Register access.
+
+    fn redist_decode(&self, offset: u64) -> Option<(usize, Reg)> {
+        let vcpu = usize::try_from(offset / GICR_STRIDE).ok()?;
+        (vcpu < self.vcpus).then(|| (vcpu, Reg::redistributor(offset % GICR_STRIDE)))
+    }
+
+    fn read(&self, scope: Scope, reg: Reg, offset: u64, size: u8) -> u64 {
+        let Some(size) = access_size(offset, size) else {
+            return 0;
+        };
+        if !reg.accepts(size) {
+            return 0;
+        }
+        match reg {
+            Reg::RazWi => 0,
+            Reg::Const(value) => value.into(),
+            Reg::DistCtlr => (self.ctlr | gicd::CTLR_ARE | gicd::CTLR_DS).into(),
+            Reg::DistTyper => self.dist_typer().into(),
+            Reg::Bits(which, intid) => self.read_bits(scope, which, intid).into(),
+            Reg::Priority(intid) => self.read_priority(scope, intid, size),
+            Reg::Config(intid) => self.read_config(scope, intid).into(),
+            Reg::Router(intid, high) => {
+                let route = self.spi(intid).map_or(0, |spi| spi.route);
+                if high {
+                    route >> 32
+                } else {
+                    route & size.mask()
+                }
+            }
+            Reg::RedistTyper(high) => {
+                let typer = self.redist_typer(scope);
+                if high {
+                    typer >> 32
+                } else {
+                    typer & size.mask()
+                }
+            }
+            Reg::Waker => {
+                let asleep = self.scope_cpu(scope).is_some_and(|cpu| cpu.asleep);
+                let bits = gicr::WAKER_PROCESSOR_SLEEP | gicr::WAKER_CHILDREN_ASLEEP;
+                if asleep {
+                    bits.into()
+                } else {
+                    0
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, scope: Scope, reg: Reg, offset: u64, size: u8, value: u64) -> Effects {
+        let Some(size) = access_size(offset, size) else {
+            return Effects::default();
+        };
+        if !reg.accepts(size) {
+            return Effects::default();
+        }
+        let value = value & size.mask();
+        let kick = match reg {
+            Reg::RazWi | Reg::Const(_) | Reg::DistTyper | Reg::RedistTyper(_) => 0,
+            Reg::DistCtlr => self.write_ctlr(low32(value)),
+            Reg::Bits(which, intid) => self.write_bits(scope, which, intid, low32(value)),
+            Reg::Priority(intid) => self.write_priority(scope, intid, size, value),
+            Reg::Config(intid) => {
+                self.write_config(scope, intid, low32(value));
+                0
+            }
+            Reg::Router(intid, high) => self.write_router(intid, size, high, value),
+            Reg::Waker => {
+                if let Some(cpu) = self.scope_cpu_mut(scope) {
+                    cpu.asleep = low32(value) & gicr::WAKER_PROCESSOR_SLEEP != 0;
+                }
+                0
+            }
+        };
+        Effects { kick }
+    }
+
+    fn dist_typer(&self) -> u32 {
+        // ceil((32 + spis) / 32) - 1, so that a count that is not a
+        // multiple of 32 still shows every SPI (the rest are RAZ/WI).
+        let lines = u32::try_from(self.spis.div_ceil(WORD_INTIDS_USIZE)).unwrap_or(0);
+        (lines & gicd::TYPER_ITLINES_MASK)
+            | gicd::TYPER_IDBITS << gicd::TYPER_IDBITS_SHIFT
+            | gicd::TYPER_A3V
+            | gicd::TYPER_RSS
+    }
+
+    fn redist_typer(&self, scope: Scope) -> u64 {
+        let Scope::Redist(vcpu) = scope else { return 0 };
+        let Some(cpu) = self.cpus.get(vcpu) else {
+            return 0;
+        };
+        let aff3 = (cpu.affinity & affinity::AFF3) >> affinity::AFF3_SHIFT;
+        let value = aff3 << gicr::TYPER_AFF3_SHIFT | (cpu.affinity & affinity::AFF2_TO_0);
+        let number = u64::try_from(vcpu).unwrap_or(0);
+        let last = if vcpu.saturating_add(1) == self.vcpus {
+            gicr::TYPER_LAST
+        } else {
+            0
+        };
+        value << gicr::TYPER_AFFINITY_SHIFT | number << gicr::TYPER_PROCESSOR_NUMBER_SHIFT | last
+    }
+
+    fn write_ctlr(&mut self, value: u32) -> u64 {
+        let old = self.ctlr;
+        self.ctlr = value & (gicd::CTLR_ENABLE_GRP0 | gicd::CTLR_ENABLE_GRP1);
+        let new = self.ctlr;
+        let ids = self
+            .cpus_present()
+            .map(BankId::Private)
+            .chain((0..SPI_BANKS).map(BankId::Spi));
+        ids.fold(0, |kick, id| {
+            let grown = self
+                .bank(id)
+                .map_or(0, |bank| bank.live(new) & !bank.live(old));
+            kick | self.kicks(id, grown)
+        })
+    }
+
+    fn read_bits(&self, scope: Scope, which: BitReg, intid: u32) -> u32 {
+        let Some((id, _)) = self.locate(scope, intid) else {
+            return 0;
+        };
+        let Some(bank) = self.bank(id) else { return 0 };
+        let bits = match which {
+            BitReg::Group => bank.group1,
+            BitReg::SetEnable | BitReg::ClearEnable => bank.enabled,
+            BitReg::SetPending | BitReg::ClearPending => bank.pending,
+            BitReg::SetActive | BitReg::ClearActive => bank.active,
+        };
+        bits & self.implemented(id)
+    }
+
+    fn write_bits(&mut self, scope: Scope, which: BitReg, intid: u32, value: u32) -> u64 {
+        let Some((id, _)) = self.locate(scope, intid) else {
+            return 0;
+        };
+        let value = value & self.implemented(id);
+        let ctlr = self.ctlr;
+        let Some(bank) = self.bank_mut(id) else {
+            return 0;
+        };
+        let before = bank.live(ctlr);
+        let activated = match which {
+            BitReg::Group => {
+                bank.group1 = value;
+                0
+            }
+            BitReg::SetEnable => {
+                bank.enabled |= value;
+                0
+            }
+            BitReg::ClearEnable => {
+                bank.enabled &= !value;
+                0
+            }
+            BitReg::SetPending => {
+                bank.pending |= value;
+                0
+            }
+            BitReg::ClearPending => {
+                bank.pending &= !value;
+                0
+            }
+            BitReg::SetActive => {
+                let activated = value & !bank.active & !bank.in_lr;
+                bank.active |= value;
+                activated
+            }
+            BitReg::ClearActive => {
+                bank.active &= !value;
+                0
+            }
+        };
+        bank.settle_hw();
+        let grown = bank.live(ctlr) & !before;
+        // An SPI the guest activates here becomes active on its current
+        // target. (One it deactivates keeps a stale home, which nothing
+        // reads: see `owner`.)
+        for bit in Bits(activated) {
+            let target = self.spi_at(id, bit).and_then(|spi| spi.target);
+            self.set_home(id, bit, target);
+        }
+        self.kicks(id, grown)
+    }
+
+    fn read_priority(&self, scope: Scope, intid: u32, size: AccessSize) -> u64 {
+        let bytes = priority_bytes(intid, size).map(|(_, intid)| self.priority(scope, intid));
+        bytes
+            .rev()
+            .fold(0, |acc, priority| acc << 8 | u64::from(priority))
+    }
+
+    fn write_priority(&mut self, scope: Scope, intid: u32, size: AccessSize, value: u64) -> u64 {
+        let ctlr = self.ctlr;
+        let mut kick = 0;
+        for (byte, intid) in priority_bytes(intid, size) {
+            let Some((id, bit)) = self.locate(scope, intid) else {
+                continue;
+            };
+            let Some(bank) = self.bank_mut(id) else {
+                continue;
+            };
+            let Some(priority) = bank.priority.get_mut(to_usize(bit)) else {
+                continue;
+            };
+            let new = low8(value.checked_shr(byte.saturating_mul(8)).unwrap_or(0)) & PRIORITY_MASK;
+            let changed = core::mem::replace(priority, new) != new;
+            // A pending interrupt's new priority may reorder what its vCPU
+            // should hold in its list registers.
+            if changed && bank.deliverable(ctlr) & bit_mask(bit) != 0 {
+                kick |= self.owner(id, bit).map_or(0, vcpu_bit);
+            }
+        }
+        kick
+    }
+
+    fn priority(&self, scope: Scope, intid: u32) -> u8 {
+        self.locate(scope, intid)
+            .and_then(|(id, bit)| self.bank(id)?.priority.get(to_usize(bit)).copied())
+            .unwrap_or(0)
+    }
+
+    /// The 16 INTIDs of one `ICFGR` word start at `intid`, in the low or
+    /// the high half of their bank.
+    fn read_config(&self, scope: Scope, intid: u32) -> u32 {
+        let Some((id, bit)) = self.locate(scope, intid) else {
+            return 0;
+        };
+        let Some(bank) = self.bank(id) else { return 0 };
+        let edge = (bank.edge & self.implemented(id))
+            .checked_shr(bit)
+            .unwrap_or(0);
+        spread_edges(edge)
+    }
+
+    fn write_config(&mut self, scope: Scope, intid: u32, value: u32) {
+        let Some((id, bit)) = self.locate(scope, intid) else {
+            return;
+        };
+        // SGIs are always edge-triggered; PPIs and SPIs are configurable.
+        let writable = match id {
+            BankId::Private(_) => PPI_BITS,
+            BankId::Spi(_) => self.implemented(id),
+        };
+        // One ICFGR word covers 16 INTIDs: half a bank.
+        const HALF_BANK: u32 = 0xFFFF;
+        let half = HALF_BANK.checked_shl(bit).unwrap_or(0) & writable;
+        let new = gather_edges(value).checked_shl(bit).unwrap_or(0);
+        if let Some(bank) = self.bank_mut(id) {
+            bank.edge = (bank.edge & !half) | (new & half);
+        }
+    }
+
+    fn write_router(&mut self, intid: u32, size: AccessSize, high: bool, value: u64) -> u64 {
+        let Some((id, bit)) = self.locate(Scope::Dist, intid) else {
+            return 0;
+        };
+        let owner_before = self.owner(id, bit);
+        let target = {
+            let Some(spi) = self.spi(intid) else { return 0 };
+            let route = match (size, high) {
+                (AccessSize::Double, _) => value,
+                (_, true) => (spi.route & LOW_WORD) | value << 32,
+                (_, false) => (spi.route & !LOW_WORD) | value,
+            };
+            let route = route & (affinity::ALL | gicd::IROUTER_IRM);
+            (route, self.route_target(route))
+        };
+        if let Some(spi) = self.spi_mut(intid) {
+            (spi.route, spi.target) = target;
+        }
+        let owner = self.owner(id, bit);
+        let live = self
+            .bank(id)
+            .is_some_and(|bank| bank.live(self.ctlr) & bit_mask(bit) != 0);
+        if live && owner != owner_before {
+            owner.map_or(0, vcpu_bit)
+        } else {
+            0
+        }
+    }
+
+    // -----------------------------------------------------------------
+    // The list-register cache.
+
+    /// Banks holding `vcpu`'s candidates for its list registers, with the
+    /// candidates' bits: live, not cached already, and (SPIs) owned by it.
+    fn candidates(&self, vcpu: usize) -> impl Iterator<Item = (BankId, u32)> + '_ {
+        let ids = core::iter::once(BankId::Private(vcpu)).chain((0..SPI_BANKS).map(BankId::Spi));
+        ids.filter_map(move |id| {
+            let bank = self.bank(id)?;
+            let mut bits = bank.live(self.ctlr) & !bank.in_lr & self.implemented(id);
+            if let BankId::Spi(_) = id {
+                bits = Bits(bits)
+                    .filter(|&bit| self.owner(id, bit) == Some(vcpu))
+                    .fold(0, |acc, bit| acc | bit_mask(bit));
+            }
+            (bits != 0).then_some((id, bits))
+        })
+    }
+
+    /// Moves `intid`'s state from the model into a list-register value
+    /// for `vcpu`, and marks it cached there.
+    fn take(&mut self, vcpu: usize, intid: u32) -> Option<Lr> {
+        let scope = if intid < SPI_BASE {
+            Scope::Redist(vcpu)
+        } else {
+            Scope::Dist
+        };
+        let (id, bit) = self.locate(scope, intid)?;
+        let ctlr = self.ctlr;
+        let bank = self.bank_mut(id)?;
+        let mask = bit_mask(bit);
+        // An active interrupt that is also pending but not deliverable
+        // (disabled meanwhile) takes only its active state along.
+        let pending = bank.deliverable(ctlr) & mask != 0;
+        let active = bank.active & mask != 0;
+        let priority = bank.priority.get(to_usize(bit)).copied().unwrap_or(0);
+        let mut lr = Lr::new(intid, priority, bank.group1 & mask != 0)
+            .with_pending(pending)
+            .with_active(active);
+        if bank.hw & mask != 0 {
+            lr = lr.with_hw(intid);
+        }
+        if pending {
+            bank.pending &= !mask;
+        }
+        bank.active &= !mask;
+        bank.in_lr |= mask;
+        self.set_home(id, bit, u8::try_from(vcpu).ok());
+        Some(lr)
+    }
+
+    /// Folds one list register `vcpu` held `intid` in; returns the vCPU to
+    /// kick if an SPI came back for another vCPU.
+    fn fold_one(&mut self, vcpu: usize, intid: u32, value: Lr) -> u64 {
+        let scope = if intid < SPI_BASE {
+            Scope::Redist(vcpu)
+        } else {
+            Scope::Dist
+        };
+        let Some((id, bit)) = self.locate(scope, intid) else {
+            return 0;
+        };
+        let ctlr = self.ctlr;
+        let Some(bank) = self.bank_mut(id) else {
+            return 0;
+        };
+        let mask = bit_mask(bit);
+        if value.pending() {
+            bank.pending |= mask;
+        }
+        if value.active() {
+            bank.active |= mask;
+        } else {
+            bank.active &= !mask;
+        }
+        bank.in_lr &= !mask;
+        bank.settle_hw();
+        let live = bank.live(ctlr) & mask != 0;
+        // Still active: it stays on this vCPU whatever its route says.
+        self.set_home(id, bit, u8::try_from(vcpu).ok());
+        if live {
+            self.owner(id, bit).map_or(0, vcpu_bit)
+        } else {
+            0
+        }
+    }
+
+    // -----------------------------------------------------------------
+    // Lookups.
+
+    fn cpus_present(&self) -> core::ops::Range<usize> {
+        0..self.vcpus
+    }
+
+    fn scope_cpu(&self, scope: Scope) -> Option<&Cpu> {
+        let Scope::Redist(vcpu) = scope else {
+            return None;
+        };
+        self.cpus.get(vcpu).filter(|_| vcpu < self.vcpus)
+    }
+
+    fn scope_cpu_mut(&mut self, scope: Scope) -> Option<&mut Cpu> {
+        let Scope::Redist(vcpu) = scope else {
+            return None;
+        };
+        if vcpu >= self.vcpus {
+            return None;
+        }
+        self.cpus.get_mut(vcpu)
+    }
+
+    /// The bank and bit holding `intid` as `scope` sees it: with ARE on,
+    /// the distributor sees only the presented SPIs and a redistributor
+    /// only its vCPU's SGIs and PPIs.
+    fn locate(&self, scope: Scope, intid: u32) -> Option<(BankId, u32)> {
+        match scope {
+            Scope::Redist(vcpu) => {
+                (vcpu < self.vcpus && intid < SPI_BASE).then_some((BankId::Private(vcpu), intid))
+            }
+            Scope::Dist => {
+                let spi = intid.checked_sub(SPI_BASE)?;
+                if to_usize(spi) >= self.spis {
+                    return None;
+                }
+                Some((BankId::Spi(to_usize(spi / WORD_INTIDS)), spi % WORD_INTIDS))
+            }
+        }
+    }
+
+    fn bank(&self, id: BankId) -> Option<&Bank> {
+        match id {
+            BankId::Private(vcpu) if vcpu < self.vcpus => {
+                self.cpus.get(vcpu).map(|cpu| &cpu.private)
+            }
+            BankId::Private(_) => None,
+            BankId::Spi(n) => self.banks.get(n),
+        }
+    }
+
+    fn bank_mut(&mut self, id: BankId) -> Option<&mut Bank> {
+        match id {
+            BankId::Private(vcpu) if vcpu < self.vcpus => {
+                self.cpus.get_mut(vcpu).map(|cpu| &mut cpu.private)
+            }
+            BankId::Private(_) => None,
+            BankId::Spi(n) => self.banks.get_mut(n),
+        }
+    }
+
+    /// The bits of a bank that are presented INTIDs.
+    fn implemented(&self, id: BankId) -> u32 {
+        match id {
+            BankId::Private(_) => u32::MAX,
+            BankId::Spi(n) => {
+                let first = n.saturating_mul(WORD_INTIDS_USIZE);
+                let count = self.spis.saturating_sub(first).min(WORD_INTIDS_USIZE);
+                let count = u32::try_from(count).unwrap_or(0);
+                u32::MAX
+                    .checked_shr(WORD_INTIDS.saturating_sub(count))
+                    .unwrap_or(0)
+            }
+        }
+    }
+
+    fn spi(&self, intid: u32) -> Option<&Spi> {
+        let (id, bit) = self.locate(Scope::Dist, intid)?;
+        self.spi_at(id, bit)
+    }
+
+    fn spi_mut(&mut self, intid: u32) -> Option<&mut Spi> {
+        let (id, bit) = self.locate(Scope::Dist, intid)?;
+        self.routes.get_mut(spi_index(id, bit)?)
+    }
+
+    fn spi_at(&self, id: BankId, bit: u32) -> Option<&Spi> {
+        self.routes.get(spi_index(id, bit)?)
+    }
+
+    fn set_home(&mut self, id: BankId, bit: u32, home: Option<u8>) {
+        if let Some(spi) = spi_index(id, bit).and_then(|index| self.routes.get_mut(index)) {
+            spi.home = home;
+        }
+    }
+
+    /// The vCPU an interrupt belongs to: a private one's own; an SPI's
+    /// home while it is cached or active there, else its route's target.
+    fn owner(&self, id: BankId, bit: u32) -> Option<usize> {
+        match id {
+            BankId::Private(vcpu) => Some(vcpu),
+            BankId::Spi(_) => {
+                let bank = self.bank(id)?;
+                let spi = self.spi_at(id, bit)?;
+                let held = (bank.in_lr | bank.active) & bit_mask(bit) != 0;
+                let home = if held { spi.home } else { None };
+                home.or(spi.target).map(usize::from)
+            }
+        }
+    }
+
+    /// The owners of `bits` of a bank, as a vCPU bitmask.
+    fn kicks(&self, id: BankId, bits: u32) -> u64 {
+        Bits(bits).fold(0, |kick, bit| {
+            kick | self.owner(id, bit).map_or(0, vcpu_bit)
+        })
+    }
+
+    /// The vCPU a `GICD_IROUTER` value names: vCPU 0 for "any", else the
+    /// first with that affinity.
+    fn route_target(&self, route: u64) -> Option<u8> {
+        let vcpu = if route & gicd::IROUTER_IRM != 0 {
+            self.cpus_present().next()
+        } else {
+            let wanted = route & affinity::ALL;
+            self.cpus_present().find(|&vcpu| {
+                self.cpus
+                    .get(vcpu)
+                    .is_some_and(|cpu| cpu.affinity == wanted)
+            })
+        };
+        vcpu.and_then(|vcpu| u8::try_from(vcpu).ok())
+    }
+
+    /// The vCPUs an `ICC_SGI1R_EL1` value with IRM = 0 names.
+    fn sgi_targets(&self, sgi1r: u64) -> u64 {
+        let field = |shift: u32| (sgi1r >> shift) & sgi1r::AFF_MASK;
+        let upper = field(sgi1r::AFF3_SHIFT) << affinity::AFF3_SHIFT
+            | field(sgi1r::AFF2_SHIFT) << affinity::AFF2_SHIFT
+            | field(sgi1r::AFF1_SHIFT) << affinity::AFF1_SHIFT;
+        let range = (sgi1r >> sgi1r::RS_SHIFT) & sgi1r::RS_MASK;
+        let targets = sgi1r & sgi1r::TARGET_LIST;
+        self.cpus_present()
+            .filter(|&vcpu| {
+                self.cpus.get(vcpu).is_some_and(|cpu| {
+                    let aff0 = cpu.affinity & affinity::AFF0;
+                    // Aff0 = 16 * RS + (the target list's bit number).
+                    cpu.affinity & !affinity::AFF0 == upper
+                        && aff0 >> sgi1r::RANGE_SHIFT == range
+                        && targets & u64::from(bit_mask(low32(aff0 & sgi1r::RANGE_MASK))) != 0
+                })
+            })
+            .fold(0, |acc, vcpu| acc | vcpu_bit(vcpu))
+    }
+}
+
+/// The list registers' contents in the making: the best `capacity`
+/// candidates seen so far, ordered by key (inactive after active, then
+/// priority, then INTID).
+struct Chosen {
+    keys: [Key; MAX_LRS],
+    len: usize,
+    capacity: usize,
+}
+
+/// `(not active, priority, INTID)`: smaller goes first.
+type Key = (bool, u8, u32);
+
+impl Chosen {
+    fn new(capacity: usize) -> Self {
+        Self {
+            keys: [(false, 0, 0); MAX_LRS],
+            len: 0,
+            capacity: capacity.min(MAX_LRS),
+        }
+    }
+
+    fn offer(&mut self, key: Key) {
+        let kept = self.keys.get(..self.len).unwrap_or_default();
+        let position = kept.iter().position(|k| key < *k).unwrap_or(self.len);
+        if position >= self.capacity {
+            return;
+        }
+        let len = self.len.saturating_add(1).min(self.capacity);
+        // Shift the worse keys up one (dropping the last when full).
+        if let Some(window) = self.keys.get_mut(position..len) {
+            window.rotate_right(1);
+            if let Some(first) = window.first_mut() {
+                *first = key;
+            }
+        }
+        self.len = len;
+    }
+
+    fn get(&self, index: usize) -> Option<Key> {
+        self.keys.get(..self.len)?.get(index).copied()
+    }
+}
+
+/// The set bits of a word, lowest first.
+struct Bits(u32);
+
+impl Iterator for Bits {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        if self.0 == 0 {
+            return None;
+        }
+        let bit = self.0.trailing_zeros();
+        self.0 &= self.0.wrapping_sub(1);
+        Some(bit)
+    }
+}
+
+/// Validates an access: a size the bus can make, naturally aligned.
+fn access_size(offset: u64, size: u8) -> Option<AccessSize> {
+    let size = AccessSize::from_bytes(size)?;
+    let align = u64::from(size.bytes()).saturating_sub(1);
+    (offset & align == 0).then_some(size)
+}
+
+/// The (byte number, INTID) pairs of an `IPRIORITYR` access.
+fn priority_bytes(intid: u32, size: AccessSize) -> impl DoubleEndedIterator<Item = (u32, u32)> {
+    let bytes = match size {
+        AccessSize::Byte => 1,
+        _ => 4,
+    };
+    (0..bytes).filter_map(move |byte| Some((byte, intid.checked_add(byte)?)))
+}
+
+/// `ICFGR` from 16 edge bits: bit *i* becomes bit 2*i*+1 (bit 2*i*, once
+/// the 1-N model bit, is RES0).
+fn spread_edges(edges: u32) -> u32 {
+    let mut x = edges & 0xFFFF;
+    x = (x | x << 8) & 0x00FF_00FF;
+    x = (x | x << 4) & 0x0F0F_0F0F;
+    x = (x | x << 2) & 0x3333_3333;
+    x = (x | x << 1) & 0x5555_5555;
+    x << 1
+}
+
+/// The 16 edge bits of an `ICFGR` value: the inverse of [`spread_edges`].
+fn gather_edges(icfgr: u32) -> u32 {
+    let mut x = (icfgr >> 1) & 0x5555_5555;
+    x = (x | x >> 1) & 0x3333_3333;
+    x = (x | x >> 2) & 0x0F0F_0F0F;
+    x = (x | x >> 4) & 0x00FF_00FF;
+    (x | x >> 8) & 0x0000_FFFF
+}
+
+fn bit_mask(bit: u32) -> u32 {
+    1u32.checked_shl(bit).unwrap_or(0)
+}
+
+fn vcpu_bit(vcpu: usize) -> u64 {
+    u32::try_from(vcpu)
+        .ok()
+        .and_then(|vcpu| 1u64.checked_shl(vcpu))
+        .unwrap_or(0)
+}
+
+fn intid_of(id: BankId, bit: u32) -> Option<u32> {
+    match id {
+        BankId::Private(_) => Some(bit),
+        BankId::Spi(_) => u32::try_from(spi_index(id, bit)?)
+            .ok()?
+            .checked_add(SPI_BASE),
+    }
+}
+
+/// The index into the per-SPI arrays of an SPI bank's bit.
+fn spi_index(id: BankId, bit: u32) -> Option<usize> {
+    let BankId::Spi(n) = id else { return None };
+    n.checked_mul(WORD_INTIDS_USIZE)?.checked_add(to_usize(bit))
+}
+
+/// Widening; `usize` has at least 32 bits on every target this runs on.
+fn to_usize(value: u32) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
+}
+
+fn low32(value: u64) -> u32 {
+    let [a, b, c, d, ..] = value.to_le_bytes();
+    u32::from_le_bytes([a, b, c, d])
+}
+
+fn low8(value: u64) -> u8 {
+    let [a, ..] = value.to_le_bytes();
+    a
+}

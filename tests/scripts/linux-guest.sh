@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Fetches an unmodified Debian arm64 kernel and busybox-static and builds the
+# Linux guest's initramfs, all under build/linux/ (`make linux-guest`):
+#
+#   build/linux/Image               the kernel's raw arm64 Image
+#   build/linux/initramfs.cpio.gz   busybox (static) and /init (tests/linux/init)
+#   build/linux/config              the kernel's configuration, for reference
+#   build/linux/manifest.txt        package names, versions and SHA-256s
+#   build/linux/debs/, apt/         the downloaded packages and apt's state
+#
+# The packages come from Debian's archive (bookworm and bookworm-security,
+# main, arm64) through apt-get with a private state directory: the host's
+# architectures, package lists and sources stay as they are. A second run
+# downloads nothing; the initramfs is rebuilt only when /init or the
+# mkinitramfs tool changed. Remove build/linux to fetch again.
+#
+# Environment: LINUX_GUEST_SUITE (default bookworm), LINUX_GUEST_MIRROR
+# (default http://deb.debian.org/debian), LINUX_GUEST_SECURITY_MIRROR
+# (default http://deb.debian.org/debian-security; empty: none).
+set -euo pipefail
+
+cd "$(dirname "$0")/../.."
+out=build/linux
+suite=${LINUX_GUEST_SUITE:-bookworm}
+mirror=${LINUX_GUEST_MIRROR:-http://deb.debian.org/debian}
+security_mirror=${LINUX_GUEST_SECURITY_MIRROR-http://deb.debian.org/debian-security}
+keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+init_src=tests/linux/init
+tool_src=tests/src/bin/mkinitramfs.rs
+
+say() { echo "linux-guest: $*"; }
+die() { echo "linux-guest: error: $*" >&2; exit 1; }
+
+# Up to date: nothing to do.
+if [[ -s $out/Image && -s $out/initramfs.cpio.gz && -s $out/manifest.txt &&
+      $out/initramfs.cpio.gz -nt $init_src && $out/initramfs.cpio.gz -nt $tool_src &&
+      ! $out/initramfs.cpio.gz -nt $out/manifest.txt ]]; then
+    say "$out is up to date ($(sed -n 's/^kernel-package: //p' $out/manifest.txt))"
+    exit 0
+fi
+
+# Host tools. All but cargo are in every Debian installation; install what
+# is missing anyway, and say so.
+sudo=""
+[[ $(id -u) -eq 0 ]] || sudo="sudo"
+need=()
+for tool in apt-get:apt apt-cache:apt dpkg-deb:dpkg tar:tar gzip:gzip sha256sum:coreutils; do
+    command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
+done
+[[ -r $keyring ]] || need+=(debian-archive-keyring)
+if ((${#need[@]})); then
+    command -v apt-get >/dev/null || die "apt-get is required (a Debian host); missing: ${need[*]}"
+    say "installing ${need[*]} (apt)"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || die "cargo is required (https://rustup.rs), for tests/src/bin/mkinitramfs.rs"
+
+mkdir -p $out/debs
+# The packages' file names, once downloaded.
+kernel_deb=$(ls $out/debs/linux-image-*_arm64.deb 2>/dev/null | head -1 || true)
+busybox_deb=$(ls $out/debs/busybox-static_*_arm64.deb 2>/dev/null | head -1 || true)
+
+if [[ -z $kernel_deb || -z $busybox_deb ]]; then
+    state=$PWD/$out/apt
+    rm -rf "$state"
+    mkdir -p "$state/lists/partial" "$state/cache/archives/partial"
+    : >"$state/status"
+    {
+        echo "deb [arch=arm64 signed-by=$keyring] $mirror $suite main"
+        [[ -z $security_mirror ]] ||
+            echo "deb [arch=arm64 signed-by=$keyring] $security_mirror $suite-security main"
+    } >"$state/sources.list"
+    apt_opts=(
+        -oAPT::Architecture=arm64 -oAPT::Architectures=arm64
+        -oDir::State="$state" -oDir::State::Lists="$state/lists"
+        -oDir::State::status="$state/status" -oDir::Cache="$state/cache"
+        -oDir::Etc::SourceList="$state/sources.list" -oDir::Etc::SourceParts=/dev/null
+        -oDir::Etc::Preferences=/dev/null -oDir::Etc::PreferencesParts=/dev/null
+        -oDebug::NoLocking=1 -oAPT::Sandbox::User=root
+        -oAcquire::Languages=none
+        -oAcquire::IndexTargets::deb::DEP-11::DefaultEnabled=false
+        -oAcquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false
+        -oAcquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false
+        -oAcquire::IndexTargets::deb::DEP-11-icons-hidpi::DefaultEnabled=false
+    )
+    say "reading Debian $suite arm64 package lists (private apt state in $out/apt)"
+    apt-get "${apt_opts[@]}" -qq --allow-releaseinfo-change update ||
+        die "apt-get update failed for $mirror $suite (arm64)"
+    # The metapackage's dependency is the current kernel, e.g.
+    # linux-image-6.1.0-56-arm64.
+    kernel_pkg=$(apt-cache "${apt_opts[@]}" depends linux-image-arm64 |
+        sed -n 's/^ *|\{0,1\}Depends: \(linux-image-[^ <>]*\)$/\1/p' | head -1)
+    [[ -n $kernel_pkg ]] || die "cannot resolve the kernel package of linux-image-arm64"
+    say "downloading $kernel_pkg and busybox-static (arm64)"
+    rm -rf $out/debs.partial
+    mkdir -p $out/debs.partial
+    (cd $out/debs.partial && apt-get "${apt_opts[@]}" -qq download "$kernel_pkg" busybox-static) ||
+        die "apt-get download failed"
+    rm -rf $out/debs
+    mv $out/debs.partial $out/debs
+    kernel_deb=$(ls $out/debs/"$kernel_pkg"_*_arm64.deb)
+    busybox_deb=$(ls $out/debs/busybox-static_*_arm64.deb)
+    rm -f $out/Image $out/busybox
+fi
+
+# The kernel: /boot/vmlinuz-* is a raw arm64 Image on Debian arm64 (the
+# signed one is an uncompressed EFI-stub Image); decompress it if it is
+# gzip'd, since the hypervisor parses the Image header.
+if [[ ! -s $out/Image ]]; then
+    vmlinuz=$(dpkg-deb -c "$kernel_deb" | awk '!found && $NF ~ /^\.\/boot\/vmlinuz-/ { print $NF; found = 1 }')
+    [[ -n $vmlinuz ]] || die "no /boot/vmlinuz-* in $kernel_deb"
+    config=${vmlinuz/vmlinuz-/config-}
+    dpkg-deb --fsys-tarfile "$kernel_deb" | tar -xO "$vmlinuz" >$out/vmlinuz.tmp
+    dpkg-deb --fsys-tarfile "$kernel_deb" | tar -xO "$config" >$out/config || true
+    if [[ $(head -c 2 $out/vmlinuz.tmp | od -An -tx1 | tr -d ' ') == 1f8b ]]; then
+        gzip -dc <$out/vmlinuz.tmp >$out/Image.tmp
+        kernel_form="gzip-compressed Image, decompressed"
+        rm $out/vmlinuz.tmp
+    else
+        mv $out/vmlinuz.tmp $out/Image.tmp
+        kernel_form="raw Image"
+    fi
+    # arm64 Image header: magic "ARM\x64" at offset 56.
+    [[ $(dd if=$out/Image.tmp bs=1 skip=56 count=4 2>/dev/null) == ARMd ]] ||
+        die "$vmlinuz is not an arm64 Image (no ARM\\x64 magic at offset 56)"
+    mv $out/Image.tmp $out/Image
+    echo "$vmlinuz ($kernel_form)" >$out/kernel-file
+    say "kernel $vmlinuz -> $out/Image ($kernel_form)"
+fi
+
+if [[ ! -s $out/busybox ]]; then
+    dpkg-deb --fsys-tarfile "$busybox_deb" | tar -xO ./bin/busybox >$out/busybox.tmp
+    mv $out/busybox.tmp $out/busybox
+fi
+
+# The initramfs, in newc cpio format, written by mkinitramfs (the host needs
+# no cpio), then gzip'd reproducibly (-n: no name, no time stamp).
+if [[ ! -s $out/initramfs.cpio.gz || $init_src -nt $out/initramfs.cpio.gz ||
+      $tool_src -nt $out/initramfs.cpio.gz ]]; then
+    list=$out/initramfs.list
+    {
+        echo "# gen_init_cpio list, written by tests/scripts/linux-guest.sh"
+        for d in /bin /sbin /usr /usr/bin /usr/sbin /dev /proc /sys /tmp /root; do
+            echo "dir $d 755 0 0"
+        done
+        echo "nod /dev/console 600 0 0 c 5 1"
+        echo "nod /dev/null 666 0 0 c 1 3"
+        echo "file /bin/busybox $PWD/$out/busybox 755 0 0"
+        # The applets /init uses; it installs the others at run time.
+        for a in sh cat grep basename mount uname ls setsid cttyhack nproc sleep; do
+            echo "slink /bin/$a busybox 777 0 0"
+        done
+        echo "slink /sbin/poweroff ../bin/busybox 777 0 0"
+        echo "file /init $PWD/$init_src 755 0 0"
+    } >$list
+    cargo run --quiet --release -p hvtests --bin mkinitramfs -- $list -o $out/initramfs.cpio
+    gzip -9nf $out/initramfs.cpio
+fi
+
+# The manifest.
+deb_field() { dpkg-deb -f "$1" "$2"; }
+{
+    echo "# The Linux guest, written by tests/scripts/linux-guest.sh."
+    echo "# Check the files: cd $out && sed '1,/^sha256:\$/d' manifest.txt | sha256sum -c"
+    echo "suite: $suite arm64 main ($mirror${security_mirror:+, $security_mirror $suite-security})"
+    echo "kernel-package: $(deb_field "$kernel_deb" Package) $(deb_field "$kernel_deb" Version) (source $(deb_field "$kernel_deb" Source))"
+    echo "busybox-package: $(deb_field "$busybox_deb" Package) $(deb_field "$busybox_deb" Version)"
+    echo "kernel-file: $(cat $out/kernel-file 2>/dev/null || echo unknown)"
+    echo "init: $init_src"
+    echo "sha256:"
+    (cd $out && sha256sum "debs/${kernel_deb##*/}" "debs/${busybox_deb##*/}" Image initramfs.cpio.gz)
+} >$out/manifest.txt.tmp
+mv $out/manifest.txt.tmp $out/manifest.txt
+say "wrote $out/Image ($(stat -c %s $out/Image) bytes), $out/initramfs.cpio.gz ($(stat -c %s $out/initramfs.cpio.gz) bytes), $out/manifest.txt"
+sed -n 's/^\(kernel-package\|busybox-package\): /linux-guest:   /p' $out/manifest.txt
