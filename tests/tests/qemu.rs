@@ -621,3 +621,23 @@ fn linux_guest_boots_vhe() {
 fn linux_guest_boots_nvhe() {
     linux_guest_boots("linux-nvhe", CPU_A72, None, "nvhe");
 }
+
+/// A `-kernel` that is not an arm64 Image is refused with one clear line
+/// and the hypervisor's failure status, at once: nothing runs at EL1.
+#[test]
+fn linux_kernel_without_image_magic_refused() {
+    let dir = scratch_dir("bad-kernel");
+    let kernel = dir.join("not-an-image");
+    let mut bytes = vec![0u8; 4096];
+    bytes[..4].copy_from_slice(&[0x1f, 0x8b, 0x08, 0x00]); // a gzip header
+    std::fs::write(&kernel, &bytes).unwrap();
+    let kernel = kernel.to_string_lossy().into_owned();
+    let o = boot(&Boot { extra: &["-kernel", &kernel], ..Boot::new("bad-kernel", CPU_MAX, 1, "256M") });
+    let dump = o.dump();
+    assert_eq!(o.status, Some(2), "the hypervisor's fatal status\n{dump}");
+    let line = o.lines("el2: ERROR: Linux guest refused: ").next().unwrap_or_else(|| panic!("no refusal\n{dump}"));
+    assert!(line.contains("no arm64 Image magic"), "{line}");
+    assert!(line.contains("compressed"), "the message suggests why: {line}");
+    assert!(o.elapsed < REFUSAL_DEADLINE, "refused in {:?}\n{dump}", o.elapsed);
+    assert!(o.lines("guest-stub:").next().is_none(), "{dump}");
+}
