@@ -43,6 +43,9 @@ set_cpu_stack_and_vectors:
 // the lower EL it describes, on a fresh stack for this CPU.
 .global enter_guest
 enter_guest:
+    // Interrupts stay masked until the eret (they would overwrite ELR_EL2
+    // and SPSR_EL2).
+    msr     daifset, #2
     ldr     x1, [x0, #{ELR_OFFSET}]
     msr     elr_el2, x1
     ldr     x1, [x0, #{SPSR_OFFSET}]

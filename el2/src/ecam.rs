@@ -78,6 +78,36 @@ impl MmioDevice for Ecam {
 
 /// The functions on bus 0 and their BAR0 windows (base, size), found with
 /// the same calls the guest's accesses become.
+/// A function's legacy interrupt as the host bridge routes it: its device
+/// number, its pin (1 = INTA) and the GIC INTID the monitor wrote into its
+/// interrupt line register (the device's SPI, from the DTB).
+#[derive(Clone, Copy, Debug)]
+pub struct Intx {
+    pub device: u8,
+    pub pin: u8,
+    pub intid: u32,
+}
+
+/// The shim functions' legacy interrupts (those with a pin and an SPI).
+pub fn interrupts() -> Vec<Intx> {
+    let mut found = Vec::new();
+    for device in 0..DEVICES_PER_BUS {
+        let Some(bdf) = Bdf::new(0, device, 0) else { continue };
+        if read(bdf, offset::VENDOR_ID, 2) == 0xffff {
+            continue;
+        }
+        let pin = read(bdf, offset::INTERRUPT_PIN, 1) as u8;
+        let intid = read(bdf, offset::INTERRUPT_LINE, 1);
+        if pin != 0 && intid >= SPI_BASE {
+            found.push(Intx { device, pin, intid });
+        }
+    }
+    found
+}
+
+/// The first SPI's INTID.
+const SPI_BASE: u32 = 32;
+
 pub fn enumerate() -> Vec<(u64, u64)> {
     let mut windows = Vec::new();
     for device in 0..DEVICES_PER_BUS {

@@ -9,6 +9,11 @@
 // when the exception handler calls el0_return for the service's exit.
 .global el0_call
 el0_call:
+    // No interrupt between here and the eret: an exception taken at EL2
+    // would overwrite ELR_EL2 and SPSR_EL2 once they hold EL0's entry (a
+    // PNMI can arrive, since traps run with PSTATE.I clear). The eret
+    // gives EL0 its own PSTATE; the exit back here masks again.
+    msr     daifset, #2
     stp     x19, x20, [x7, #0]
     stp     x21, x22, [x7, #16]
     stp     x23, x24, [x7, #32]

@@ -19,6 +19,10 @@ use vm_fdt::FdtWriter;
 
 /// `phys.hi` of a PCI address: 64-bit memory space (`ss` = 0b11).
 const PCI_SPACE_MEM64: u32 = 0x0300_0000;
+/// `phys.hi`'s device number, bits 15:11, and the pin cell's INTA..INTD.
+const PCI_DEVICE_SHIFT: u32 = 11;
+const PCI_DEVICE_MASK: u32 = 0x1f << PCI_DEVICE_SHIFT;
+const PCI_PIN_MASK: u32 = 0x7;
 
 /// Where the guest's DTB goes, from the start of guest RAM.
 const DTB_OFFSET: u64 = 0;
@@ -69,6 +73,9 @@ pub struct Hardware<'a> {
     pub console_irq: Option<u32>,
     /// A Linux guest's initrd.
     pub initrd: Option<MemRegion>,
+    /// The PCI functions' legacy interrupts, for the host bridge's
+    /// `interrupt-map`.
+    pub pci_interrupts: &'a [crate::ecam::Intx],
 }
 
 /// The GIC's phandle in the guest DTB.
@@ -155,6 +162,17 @@ pub fn device_tree(hw: &Hardware, bootargs: &str) -> Result<Vec<u8>, GuestError>
         ranges.extend_from_slice(&[PCI_SPACE_MEM64, hi, lo, hi, lo, size_hi, size_lo]);
     }
     fdt.property_array_u32("ranges", &ranges)?;
+    // Legacy interrupts: (device, pin) -> the device's own SPI, which is
+    // passed through to the guest.
+    fdt.property_u32("#interrupt-cells", 1)?;
+    fdt.property_array_u32("interrupt-map-mask", &[PCI_DEVICE_MASK, 0, 0, PCI_PIN_MASK])?;
+    let mut map = Vec::new();
+    for intx in hw.pci_interrupts {
+        let phys_hi = u32::from(intx.device) << PCI_DEVICE_SHIFT;
+        map.extend_from_slice(&[phys_hi, 0, 0, u32::from(intx.pin), GIC_PHANDLE]);
+        map.extend_from_slice(&[GIC_SPI, intx.intid - SPI_BASE, IRQ_TYPE_LEVEL_HIGH]);
+    }
+    fdt.property_array_u32("interrupt-map", &map)?;
     fdt.end_node(pci)?;
 
     let psci = fdt.begin_node("psci")?;

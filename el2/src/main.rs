@@ -155,6 +155,11 @@ extern "C" fn hv_main() -> ! {
     if let Some(intid) = console_irq {
         vgic::add_passthrough_spi(intid);
     }
+    // The PCI functions' interrupts go to the guest too (interrupt-map).
+    let pci_interrupts = ecam::interrupts();
+    for intx in &pci_interrupts {
+        vgic::add_passthrough_spi(intx.intid);
+    }
     let linux = match linux::load(board.fw_cfg, boot.plan.guest_ram) {
         Ok(linux) => linux,
         Err(e) => power::fatal(format_args!("{e}")),
@@ -171,6 +176,7 @@ extern "C" fn hv_main() -> ! {
         vcpus: &mpidrs,
         console_irq,
         initrd: None,
+        pci_interrupts: &pci_interrupts,
     };
     if let Some(linux) = linux {
         let p = linux.placement;

@@ -597,6 +597,8 @@ fn linux_guest_boots(name: &str, cpu: &str, cmdline: Option<&str>, mode: &str) {
     assert!(o.lines("linux-guest: nproc 4").next().is_some(), "nproc must equal the vCPU count\n{dump}");
     let pci: Vec<_> = o.lines("linux-guest: pci 0000:00:00.0 0x13b5:0x0031").collect();
     assert_eq!(pci.len(), 1, "the PL031 shim function must be listed\n{dump}");
+    let irq = pci[0].rsplit(" irq ").next().and_then(|n| n.trim().parse::<u32>().ok());
+    assert!(irq.is_some_and(|n| n != 0), "the interrupt-map must give it an interrupt: {}\n{dump}", pci[0]);
     let timers: Vec<Vec<u64>> = o
         .lines("linux-guest: timer ")
         .map(|l| l.split_whitespace().skip(3).take(4).filter_map(|n| n.parse().ok()).collect())
