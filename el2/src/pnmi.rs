@@ -229,6 +229,9 @@ struct Experiment {
     second_regular: AtomicU64,
     pnmi_rpr: AtomicU64,
     regular_rpr: AtomicU64,
+    /// The cycle counter when the PNMI was raised, and its latency.
+    pnmi_sent: AtomicU64,
+    pnmi_latency: AtomicU64,
     /// 1: the next SGI_TEST is the first; 2: the second; 0: none expected.
     stage: AtomicU8,
 }
@@ -242,6 +245,8 @@ static EXPERIMENTS: [Experiment; MAX_CPUS] = [const {
         second_regular: AtomicU64::new(0),
         pnmi_rpr: AtomicU64::new(0),
         regular_rpr: AtomicU64::new(0),
+        pnmi_sent: AtomicU64::new(0),
+        pnmi_latency: AtomicU64::new(0),
         stage: AtomicU8::new(0),
     }
 }; MAX_CPUS];
@@ -261,10 +266,20 @@ const EXPERIMENT_TIMEOUT_MS: u64 = 200;
 
 /// `HV_PNMI_TEST`: a regular interrupt to this CPU whose handler raises a
 /// second regular interrupt and a PNMI and spins until the PNMI has run.
-pub fn pnmi_test() -> [(usize, u64); 6] {
+pub fn pnmi_test() -> [(usize, u64); 7] {
     let slot = crate::prda::slot();
-    let Some(e) = EXPERIMENTS.get(slot) else { return [(0, 0); 6] };
-    for field in [&e.seq, &e.regular_entry, &e.pnmi, &e.regular_exit, &e.second_regular, &e.pnmi_rpr, &e.regular_rpr] {
+    let Some(e) = EXPERIMENTS.get(slot) else { return [(0, 0); 7] };
+    for field in [
+        &e.seq,
+        &e.regular_entry,
+        &e.pnmi,
+        &e.regular_exit,
+        &e.second_regular,
+        &e.pnmi_rpr,
+        &e.regular_rpr,
+        &e.pnmi_sent,
+        &e.pnmi_latency,
+    ] {
         field.store(0, Ordering::Relaxed);
     }
     e.stage.store(1, Ordering::Release);
@@ -286,6 +301,7 @@ pub fn pnmi_test() -> [(usize, u64); 6] {
         (pnmi_test::X_SECOND_REGULAR, get(&e.second_regular)),
         (pnmi_test::X_PNMI_RUNNING_PRIORITY, get(&e.pnmi_rpr)),
         (pnmi_test::X_REGULAR_RUNNING_PRIORITY, get(&e.regular_rpr)),
+        (pnmi_test::X_PNMI_LATENCY, get(&e.pnmi_latency)),
     ]
 }
 
@@ -304,6 +320,7 @@ pub fn test_regular() {
             if let Some(r) = REQUESTS.get(crate::prda::slot()) {
                 r.fetch_or(REQUEST_TEST, Ordering::AcqRel);
             }
+            e.pnmi_sent.store(cycles(), Ordering::Release);
             gic::send_sgi_to_self(gic::SGI_PNMI);
             crate::smp::wait_until(EXPERIMENT_TIMEOUT_MS, || e.pnmi.load(Ordering::Acquire) != 0);
             e.stamp(&e.regular_exit);
@@ -315,9 +332,21 @@ pub fn test_regular() {
 
 /// The experiment's PNMI.
 fn test_pnmi() {
+    let now = cycles();
     let Some(e) = experiment() else { return };
+    let sent = e.pnmi_sent.load(Ordering::Acquire);
+    e.pnmi_latency.store(now.wrapping_sub(sent), Ordering::Relaxed);
     e.pnmi_rpr.store(u64::from(gic::running_priority()), Ordering::Relaxed);
     e.stamp(&e.pnmi);
+}
+
+/// The PMU cycle counter (instructions under QEMU's `-icount`).
+fn cycles() -> u64 {
+    let value: u64;
+    // SAFETY: reading the cycle counter has no side effects; EL2 may
+    // always read the PMU.
+    unsafe { core::arch::asm!("mrs {}, pmccntr_el0", out(reg) value, options(nomem, nostack)) };
+    value
 }
 
 // ---- Stopping every CPU ------------------------------------------------

@@ -112,7 +112,20 @@ pub fn run(env: &Env) -> u32 {
         });
     }
     scan(env);
+    pnmi_latency();
     0
+}
+
+/// The hypervisor's PNMI latency while one of its regular handlers runs
+/// (`HV_PNMI_TEST`, which times it with the same cycle counter).
+fn pnmi_latency() {
+    let mut samples = [0u64; 21];
+    for sample in &mut samples {
+        let reply = smccc::hvc64(platform::abi::HV_PNMI_TEST, [0; 17]);
+        *sample = reply[platform::abi::pnmi_test::X_PNMI_LATENCY];
+    }
+    samples.sort_unstable();
+    println!("bench pnmi-latency median={} min={} max={}", samples[10], samples[0], samples[20]);
 }
 
 /// One scan of the stub's own known map: its probes and its instructions.

@@ -88,6 +88,11 @@ pub mod pnmi_test {
     pub const X_PNMI_RUNNING_PRIORITY: usize = 5;
     /// x6: `ICC_RPR_EL1` inside the regular handler.
     pub const X_REGULAR_RUNNING_PRIORITY: usize = 6;
+    /// x7: PNMI latency while the regular handler runs: PMU cycle-counter
+    /// ticks from the PNMI's SGI write to the PNMI handler (instructions
+    /// under QEMU `-icount`, EL2's counted when the caller set
+    /// `PMCCFILTR_EL0.NSH`); 0 if the counter is off.
+    pub const X_PNMI_LATENCY: usize = 7;
 }
 
 /// `HV_LOCKUP_TEST`'s argument limit and results.
