@@ -98,15 +98,12 @@ pub fn interrupts() -> Vec<Intx> {
         }
         let pin = read(bdf, offset::INTERRUPT_PIN, 1) as u8;
         let intid = read(bdf, offset::INTERRUPT_LINE, 1);
-        if pin != 0 && intid >= SPI_BASE {
+        if pin != 0 && intid >= platform::vgic::SPI_BASE {
             found.push(Intx { device, pin, intid });
         }
     }
     found
 }
-
-/// The first SPI's INTID.
-const SPI_BASE: u32 = 32;
 
 pub fn enumerate() -> Vec<(u64, u64)> {
     let mut windows = Vec::new();

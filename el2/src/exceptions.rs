@@ -134,6 +134,11 @@ fn guest_sync(frame: &mut TrapFrame, esr: Esr) {
 /// of these trap here. The guest sees one security state, so all three
 /// raise an SGI in the group the model has for it.
 fn is_sgi_register(iss: &platform::esr::SysRegIss) -> bool {
-    const SGI_REGISTERS: core::ops::RangeInclusive<u8> = 5..=7;
-    iss.op0 == 3 && iss.op1 == 0 && iss.crn == 12 && iss.crm == 11 && SGI_REGISTERS.contains(&iss.op2)
+    const OP0: u8 = 3;
+    const OP1: u8 = 0;
+    const CRN: u8 = 12;
+    const CRM: u8 = 11;
+    /// op2 of `ICC_SGI1R_EL1`, `ICC_ASGI1R_EL1`, `ICC_SGI0R_EL1`.
+    const SGI1R_TO_SGI0R: core::ops::RangeInclusive<u8> = 5..=7;
+    iss.op0 == OP0 && iss.op1 == OP1 && iss.crn == CRN && iss.crm == CRM && SGI1R_TO_SGI0R.contains(&iss.op2)
 }

@@ -80,6 +80,8 @@ const ICC_CTLR_EOIMODE: u64 = 1 << 1;
 /// SRE, bit 3 Enable: EL1 may access `ICC_SRE_EL1`).
 const ICC_SRE_EL2_SRE: u64 = 1 << 0;
 const ICC_SRE_EL2_ENABLE: u64 = 1 << 3;
+/// `ICC_PMR_EL1.Priority`, bits [7:0].
+const ICC_PMR_PRIORITY_MASK: u64 = 0xff;
 /// `ICC_IAR1_EL1.INTID`, bits [23:0].
 const ICC_IAR_INTID_MASK: u64 = 0xff_ffff;
 
@@ -257,13 +259,19 @@ pub fn running_priority() -> u8 {
 
 /// Sends SGI `sgi` to the CPU with affinity `mpidr`.
 pub fn send_sgi(sgi: u32, mpidr: u64) {
-    let aff = |level: u32| ((mpidr >> (if level == 3 { 32 } else { 8 * level })) & 0xff) as u8;
-    let aff0 = aff(0);
-    if aff0 >= 16 {
+    use platform::vgic::affinity::{AFF1_SHIFT, AFF2_SHIFT, AFF3_SHIFT};
+    let field = |shift: u32| (mpidr >> shift) as u8;
+    let aff0 = field(0);
+    if u32::from(aff0) >= u16::BITS {
         log::error!("SGI to MPIDR {mpidr:#x}: Aff0 beyond a target list");
         return;
     }
-    let target = SgiTarget::List { affinity3: aff(3), affinity2: aff(2), affinity1: aff(1), target_list: 1 << aff0 };
+    let target = SgiTarget::List {
+        affinity3: field(AFF3_SHIFT),
+        affinity2: field(AFF2_SHIFT),
+        affinity1: field(AFF1_SHIFT),
+        target_list: 1 << aff0,
+    };
     let _ = GicCpuInterface::send_sgi(IntId::sgi(sgi), target, SgiTargetGroup::CurrentGroup1);
 }
 
@@ -276,7 +284,7 @@ pub fn send_sgi_to_self(sgi: u32) {
 /// (packed: PMR [7:0], highest pending INTID [31:8], `ICC_AP1R0_EL1`
 /// [63:32]).
 pub fn snapshot() -> u64 {
-    let pmr = sysreg_read!("icc_pmr_el1") & 0xff;
+    let pmr = sysreg_read!("icc_pmr_el1") & ICC_PMR_PRIORITY_MASK;
     let pending = sysreg_read!("icc_hppir1_el1") & ICC_IAR_INTID_MASK;
     let active = sysreg_read!("icc_ap1r0_el1") & u64::from(u32::MAX);
     pmr | pending << 8 | active << 32
@@ -290,7 +298,7 @@ impl core::fmt::Display for Snapshot {
         write!(
             f,
             "PMR {:#x}, most urgent pending INTID {}, active priorities {:#x}",
-            self.0 & 0xff,
+            self.0 & ICC_PMR_PRIORITY_MASK,
             (self.0 >> 8) & ICC_IAR_INTID_MASK,
             self.0 >> 32
         )

@@ -83,9 +83,9 @@ const GIC_PHANDLE: u32 = 1;
 /// The fixed clock the PL011 driver insists on (`uartclk`, `apb_pclk`).
 const CLOCK_PHANDLE: u32 = 2;
 const CLOCK_HZ: u32 = 24_000_000;
-/// GIC interrupt specifier: type cell for an SPI, and its INTID base.
+/// GIC interrupt specifier: type cell for an SPI.
 const GIC_SPI: u32 = 0;
-const SPI_BASE: u32 = 32;
+use platform::vgic::SPI_BASE;
 /// GIC interrupt specifier: type cell for a PPI, and the level-high flag.
 const GIC_PPI: u32 = 1;
 const IRQ_TYPE_LEVEL_HIGH: u32 = 4;
@@ -269,8 +269,6 @@ pub fn write_dtb(ipa: u64, dtb: &[u8]) -> Result<(), GuestError> {
     // SAFETY: guest RAM (IPA = PA) is ours to fill, through the direct map,
     // and nothing runs in it yet.
     unsafe { core::ptr::copy_nonoverlapping(dtb.as_ptr(), phys_to_virt(ipa) as *mut u8, dtb.len()) };
-    // The guest starts with its MMU off and a defined SCTLR_EL1.
-    sysregs::write(GuestReg::Sctlr, SCTLR_EL1_RES1);
     Ok(())
 }
 

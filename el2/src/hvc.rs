@@ -73,20 +73,12 @@ pub fn handle(frame: &mut TrapFrame) {
             Err(code) => Err(code as i32),
         },
         HV_PNMI_TEST => {
-            for (reg, value) in crate::pnmi::pnmi_test() {
-                if let Some(x) = frame.x.get_mut(reg) {
-                    *x = value;
-                }
-            }
+            set_results(frame, crate::pnmi::pnmi_test());
             Ok(0)
         }
         HV_LOCKUP_TEST => match crate::pnmi::lockup_test(arg1) {
             Ok(results) => {
-                for (reg, value) in results {
-                    if let Some(x) = frame.x.get_mut(reg) {
-                        *x = value;
-                    }
-                }
+                set_results(frame, results);
                 Ok(0)
             }
             Err(()) => Err(status::INVALID_PARAMETER as i32),
@@ -103,6 +95,15 @@ pub fn handle(frame: &mut TrapFrame) {
         Ok(value) => value,
         Err(code) => i64::from(code) as u64,
     };
+}
+
+/// Writes a call's results, (register, value) pairs, into the frame.
+fn set_results(frame: &mut TrapFrame, results: impl IntoIterator<Item = (usize, u64)>) {
+    for (reg, value) in results {
+        if let Some(x) = frame.x.get_mut(reg) {
+            *x = value;
+        }
+    }
 }
 
 /// Translates the hypervisor's own load PA as an EL2 virtual address, the

@@ -196,7 +196,6 @@ extern "C" fn hv_main() -> ! {
             p.dtb.base,
             linux.cmdline
         );
-        vcpu::mark_boot_vcpu_pending();
         vcpu::enter(0, p.kernel.base, p.dtb.base)
     }
     let dtb = match guest::device_tree(&hardware, &stub_args.join(" ")) {
@@ -212,7 +211,6 @@ extern "C" fn hv_main() -> ! {
         frame.elr,
         frame.x[0]
     );
-    vcpu::mark_boot_vcpu_pending();
     vcpu::enter(0, frame.elr, frame.x[0])
 }
 

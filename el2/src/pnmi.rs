@@ -134,7 +134,7 @@ fn tick_pnmi(slot: usize, frame: &TrapFrame) {
     }
     let missed = now.saturating_sub(seen.load(Ordering::Relaxed));
     let last_report = LOCKUP_TICK.get(slot).map_or(0, |t| t.load(Ordering::Relaxed));
-    if missed > WATCHDOG_TICKS && last_report <= seen.load(Ordering::Relaxed) {
+    if missed >= WATCHDOG_TICKS && last_report <= seen.load(Ordering::Relaxed) {
         if let Some(t) = LOCKUP_TICK.get(slot) {
             t.store(now, Ordering::Relaxed);
         }
@@ -161,7 +161,7 @@ fn print_lockup(slot: usize) -> bool {
     let spsr = LOCKUP_SPSR.get(slot).map_or(0, |v| v.load(Ordering::Relaxed));
     let state = LOCKUP_GIC.get(slot).map_or(0, |v| v.load(Ordering::Relaxed));
     platform::console::try_write_fmt(format_args!(
-        "el2: WARN: watchdog: CPU {slot} (MPIDR {:#x}) has had regular interrupts masked for over {} ms, at {} ELR {elr:#x} SPSR {spsr:#x} ({})\n",
+        "el2: WARN: watchdog: CPU {slot} (MPIDR {:#x}) has had regular interrupts masked for {} ms, at {} ELR {elr:#x} SPSR {spsr:#x} ({})\n",
         crate::smp::mpidr_of(slot),
         WATCHDOG_TICKS * TICK_US / 1000,
         platform::arch::ExceptionLevel::from_spsr(spsr),

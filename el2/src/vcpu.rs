@@ -75,13 +75,6 @@ pub fn enter(slot: usize, entry: u64, context: u64) -> ! {
     unsafe { crate::boot::run(&frame) }
 }
 
-/// The boot CPU's vCPU 0 starts without a `CPU_ON`.
-pub fn mark_boot_vcpu_pending() {
-    if let Some(s) = STATE.first() {
-        s.store(ON_PENDING, Ordering::Release);
-    }
-}
-
 /// An idle CPU's mailbox said "start your vCPU".
 pub fn start_requested(slot: usize) -> ! {
     let entry = ENTRY.get(slot).map_or(0, |e| e.load(Ordering::Acquire));

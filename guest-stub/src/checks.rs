@@ -1015,10 +1015,10 @@ fn pnmi_watchdog(_: &Env) -> Result<(), Failure> {
     if detected == 0 {
         return Err(Failure::Mismatch { what: "lockups reported during a stall of up to 2000 ms (at least)", expected: 1, got: 0 });
     }
-    let limit = period.saturating_mul(3) / 2;
+    let limit = period;
     if latency > limit {
         return Err(Failure::Mismatch {
-            what: "microseconds from the stall to the first report (at most 3/2 of the watchdog period)",
+            what: "microseconds from the stall to the first report (at most the watchdog period)",
             expected: limit,
             got: latency,
         });
