@@ -12,12 +12,14 @@
 //! already fires again at once. After `n` handled interrupts the timer is
 //! armed for deadline `n`, so `handled` should never exceed the deadlines
 //! elapsed by the counter; a lost interrupt shows as `handled` falling
-//! behind them, and a doubled one as an interrupt taken while
-//! `CNTV_CTL_EL0.ISTATUS` says the timer condition is not met after a
-//! deadline was served (counted as `spurious`; before the first one it is a
-//! copy latched before the tick started, counted as `stale`), or one taken with `ISTATUS` set before the counter reached
-//! the deadline to serve (`early`: the compare value is not the one the
-//! handler wrote). All of that assumes the timer and counters behave, which is
+//! behind them, and a doubled one as `handled` above them or as one taken
+//! with `ISTATUS` set before the counter reached the deadline to serve
+//! (`early`: the compare value is not the one the handler wrote). An
+//! interrupt taken while `CNTV_CTL_EL0.ISTATUS` says the timer condition is
+//! not met serves no deadline: it is counted (`stale` before the first
+//! deadline, `spurious` after) and reported, not failed, because a
+//! hypervisor cannot withdraw a timer interrupt it has presented when the
+//! guest re-arms its timer without trapping. All of that assumes the timer and counters behave, which is
 //! what is under test, so [`tick_finish`] also records what the checks
 //! verify: `handled` never above the deadlines elapsed, the virtual counter
 //! advancing exactly as the physical one, and each vCPU's `CNTFRQ_EL0`.

@@ -83,8 +83,6 @@ pub enum IrqFailure {
     CounterDrift { cpu: usize, advanced: u64, least: u64, most: u64 },
     /// Another `CNTFRQ_EL0` than the boot vCPU's.
     Frequency { cpu: usize, got: u64, boot: u64 },
-    /// Timer interrupts taken while `CNTV_CTL_EL0.ISTATUS` was clear.
-    Spurious { cpu: usize, count: u64 },
     /// Timer interrupts taken with `ISTATUS` set before the counter reached
     /// the compare value the handler had written.
     Early { cpu: usize, count: u64 },
@@ -119,11 +117,6 @@ impl core::fmt::Display for IrqFailure {
             Self::Frequency { cpu, got, boot } => {
                 write!(f, "vCPU {cpu}: CNTFRQ_EL0 reads {got} Hz, vCPU 0's {boot} Hz")
             }
-            Self::Spurious { cpu, count } => write!(
-                f,
-                "vCPU {cpu}: {count} virtual timer interrupts taken while CNTV_CTL_EL0.ISTATUS was clear \
-                 (a doubled or stale injection)"
-            ),
             Self::Early { cpu, count } => write!(
                 f,
                 "vCPU {cpu}: {count} virtual timer interrupts taken with ISTATUS set before the counter reached \
@@ -236,7 +229,16 @@ fn tick_verdict(cpu: usize, report: &timer::TickReport, boot_frequency: u64) -> 
         });
     }
     if report.spurious != 0 {
-        return Err(IrqFailure::Spurious { cpu, count: report.spurious });
+        // Not a failure: a timer interrupt the hypervisor presented (HW list
+        // register) cannot be withdrawn when the guest re-arms its timer
+        // without trapping, so a guest must take an interrupt without the
+        // timer condition as spurious (Linux does). A doubled injection is
+        // caught by the counts: `handled` above the deadlines elapsed, or a
+        // deadline served early.
+        platform::println!(
+            "virq: vCPU {cpu}: {} timer interrupt(s) without the timer condition, taken as spurious",
+            report.spurious
+        );
     }
     if report.early != 0 {
         return Err(IrqFailure::Early { cpu, count: report.early });
