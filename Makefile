@@ -50,7 +50,7 @@ run: image
 
 # An unmodified Debian arm64 kernel and a busybox initramfs in build/linux/
 # (tests/scripts/linux-guest.sh; downloads once, then does nothing).
-linux-guest:
+linux-guest: deps
 	@tests/scripts/linux-guest.sh
 
 # The Linux guest under the firmware, which takes kernel, initrd and command
@@ -66,12 +66,14 @@ clippy: deps
 	cargo clippy --target $(FW_TARGET) -p el3-monitor -p platform -- -D warnings
 	cargo clippy --target $(FW_TARGET) -p el2 -- -D warnings
 	cargo clippy --target $(GUEST_TARGET) -p guest-stub -- -D warnings
-	cargo clippy -p platform -p hvtests --all-targets -- -D warnings
+	cargo clippy --target aarch64-unknown-linux-musl -p hvctl -- -D warnings
+	cargo clippy -p platform -p hvtests -p hvctl --all-targets -- -D warnings
 
 # platform's --tests include its bounded property tests (tests/proptest_*).
 unit-test: deps
 	cargo test -p platform --tests
 	cargo test -p hvtests --lib --bins
+	cargo test -p hvctl
 
 # The QEMU scenarios (tests/tests/qemu.rs) boot the image `make image` wrote.
 # The Linux scenarios boot build/linux (make linux-guest); if Debian's archive

@@ -12,34 +12,19 @@
 //! `expect_sync`'s arming and disarming, which are memory operations.
 
 use crate::exceptions::{expect_sync, Caught};
-use platform::hypercall::{DCC_CALL_MAGIC, HV_BRK_IMM};
+use platform::hypercall::{Call, DCC_CALL_MAGIC};
 
 /// `BRK #HV_BRK_IMM` with x0 = `function`, x1..x7 = `args`; returns x0..x3.
 pub fn brk_call(function: u64, args: [u64; 7]) -> Result<[u64; 4], Caught> {
     let mut reply = [0u64; 4];
+    let call = Call { function, args };
     let caught = expect_sync(|| {
-        let (x0, x1, x2, x3);
-        // SAFETY: the hypercall writes only x0..x3 (the ABI preserves
-        // x4..x30 and sp) and reads guest memory only where an argument
-        // points (CONSOLE_WRITE's buffer, which the caller owns). Should the
-        // BRK reach the stub's own vector instead, the handler steps over
-        // it and the registers are unchanged.
-        unsafe {
-            core::arch::asm!(
-                "brk #{imm}",
-                imm = const HV_BRK_IMM,
-                inout("x0") function => x0,
-                inout("x1") args[0] => x1,
-                inout("x2") args[1] => x2,
-                inout("x3") args[2] => x3,
-                in("x4") args[3],
-                in("x5") args[4],
-                in("x6") args[5],
-                in("x7") args[6],
-                options(nostack),
-            );
-        }
-        reply = [x0, x1, x2, x3];
+        // SAFETY: the only memory calls touch is where their arguments
+        // point, which the stub's callers own (CONSOLE_WRITE and SCAN
+        // buffers). Should the BRK reach the stub's own vector instead, the
+        // handler steps over it and the registers are unchanged.
+        let out = unsafe { platform::hypercall::brk(&call) };
+        reply = [out.x0, out.x1, out.x2, out.x3];
     });
     match caught {
         Some(caught) => Err(caught),

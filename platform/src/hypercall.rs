@@ -847,6 +847,45 @@ pub fn validate_translated<T: Translate>(
     buffer_chunks(addr, len, max_len, regions, translate)?.try_for_each(|piece| piece.map(drop))
 }
 
+// --- the guest's side of the conduit ----------------------------------
+
+/// Makes `call` with `BRK #HV_BRK_IMM` from the current EL (EL1 or EL0 of a
+/// guest) and returns the reply in `x0..x3`.
+///
+/// # Safety
+///
+/// The hypervisor reads and writes guest memory where the call's arguments
+/// point (`CONSOLE_WRITE` reads its buffer, `SCAN` writes its buffer): such
+/// pointers must be memory the caller owns, writable where the call writes.
+/// Without this hypervisor underneath, the `BRK` is an ordinary breakpoint
+/// exception taken at the caller's own EL, which the caller must be ready
+/// for (a handler that steps over it leaves `x0..x3` as they were).
+#[cfg(target_arch = "aarch64")]
+pub unsafe fn brk(call: &Call) -> Reply {
+    let [x0, x1, x2, x3, x4, x5, x6, x7] = call.regs();
+    let reply: [u64; 4];
+    // SAFETY: the ABI writes only x0..x3 and preserves x4..x30 and sp;
+    // memory the call touches is the caller's per this function's contract.
+    unsafe {
+        let (r0, r1, r2, r3);
+        core::arch::asm!(
+            "brk #{imm}",
+            imm = const HV_BRK_IMM,
+            inout("x0") x0 => r0,
+            inout("x1") x1 => r1,
+            inout("x2") x2 => r2,
+            inout("x3") x3 => r3,
+            in("x4") x4,
+            in("x5") x5,
+            in("x6") x6,
+            in("x7") x7,
+            options(nostack),
+        );
+        reply = [r0, r1, r2, r3];
+    }
+    Reply::from_regs(&reply)
+}
+
 #[cfg(test)]
 #[allow(
     clippy::indexing_slicing,

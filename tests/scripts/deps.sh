@@ -60,7 +60,7 @@ if ! command -v rustup >/dev/null; then
     exit 1
 fi
 # rust-toolchain.toml names the targets and components; make sure they are here.
-for target in aarch64-unknown-none aarch64-unknown-none-softfloat; do
+for target in aarch64-unknown-none aarch64-unknown-none-softfloat aarch64-unknown-linux-musl; do
     if ! rustup target list --installed | grep -qx "$target"; then
         echo "deps: installing the $target Rust target (rustup)"
         rustup target add "$target" >/dev/null

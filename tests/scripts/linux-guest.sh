@@ -3,7 +3,9 @@
 # Linux guest's initramfs, all under build/linux/ (`make linux-guest`):
 #
 #   build/linux/Image               the kernel's raw arm64 Image
-#   build/linux/initramfs.cpio.gz   busybox (static) and /init (tests/linux/init)
+#   build/linux/initramfs.cpio.gz   busybox (static), /init (tests/linux/init),
+#                                   hvctl (built here, static musl) and the
+#                                   kernel's uio modules
 #   build/linux/config              the kernel's configuration, for reference
 #   build/linux/manifest.txt        package names, versions and SHA-256s
 #   build/linux/debs/, apt/         the downloaded packages and apt's state
@@ -11,7 +13,7 @@
 # The packages come from Debian's archive (bookworm and bookworm-security,
 # main, arm64) through apt-get with a private state directory: the host's
 # architectures, package lists and sources stay as they are. A second run
-# downloads nothing; the initramfs is rebuilt only when /init or the
+# downloads nothing; the initramfs is rebuilt only when /init, hvctl or the
 # mkinitramfs tool changed. Remove build/linux to fetch again.
 #
 # Environment: LINUX_GUEST_SUITE (default bookworm), LINUX_GUEST_MIRROR
@@ -27,13 +29,24 @@ security_mirror=${LINUX_GUEST_SECURITY_MIRROR-http://deb.debian.org/debian-secur
 keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 init_src=tests/linux/init
 tool_src=tests/src/bin/mkinitramfs.rs
+hvctl_bin=target/aarch64-unknown-linux-musl/release/hvctl
+# The kernel modules the initramfs carries (uio_pci_generic, for the PCI
+# shim's functions), as paths inside the kernel package.
+modules=(kernel/drivers/uio/uio.ko kernel/drivers/uio/uio_pci_generic.ko)
 
 say() { echo "linux-guest: $*"; }
 die() { echo "linux-guest: error: $*" >&2; exit 1; }
 
+# hvctl, the guest's backdoor tool (cargo does nothing when it is current,
+# leaving its time stamp alone).
+command -v cargo >/dev/null || die "cargo is required (https://rustup.rs), for hvctl and tests/src/bin/mkinitramfs.rs"
+cargo build --quiet --release --target aarch64-unknown-linux-musl -p hvctl ||
+    die "building hvctl for aarch64-unknown-linux-musl failed"
+
 # Up to date: nothing to do.
 if [[ -s $out/Image && -s $out/initramfs.cpio.gz && -s $out/manifest.txt &&
       $out/initramfs.cpio.gz -nt $init_src && $out/initramfs.cpio.gz -nt $tool_src &&
+      $out/initramfs.cpio.gz -nt $hvctl_bin && -s $out/modules/uio_pci_generic.ko &&
       ! $out/initramfs.cpio.gz -nt $out/manifest.txt ]]; then
     say "$out is up to date ($(sed -n 's/^kernel-package: //p' $out/manifest.txt))"
     exit 0
@@ -54,7 +67,6 @@ if ((${#need[@]})); then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-command -v cargo >/dev/null || die "cargo is required (https://rustup.rs), for tests/src/bin/mkinitramfs.rs"
 
 mkdir -p $out/debs
 # The packages' file names, once downloaded.
@@ -101,7 +113,7 @@ if [[ -z $kernel_deb || -z $busybox_deb ]]; then
     mv $out/debs.partial $out/debs
     kernel_deb=$(ls $out/debs/"$kernel_pkg"_*_arm64.deb)
     busybox_deb=$(ls $out/debs/busybox-static_*_arm64.deb)
-    rm -f $out/Image $out/busybox
+    rm -rf $out/Image $out/busybox $out/modules
 fi
 
 # The kernel: /boot/vmlinuz-* is a raw arm64 Image on Debian arm64 (the
@@ -134,24 +146,41 @@ if [[ ! -s $out/busybox ]]; then
     mv $out/busybox.tmp $out/busybox
 fi
 
+# The modules, from the same package as the kernel (their vermagic must
+# match it); Debian bookworm ships them uncompressed, which busybox insmod
+# loads as they are.
+if [[ ! -s $out/modules/uio_pci_generic.ko ]]; then
+    mkdir -p $out/modules
+    moddir=$(dpkg-deb -c "$kernel_deb" | awk '!found && $NF ~ /^\.\/lib\/modules\/[^/]+\/$/ { print $NF; found = 1 }')
+    [[ -n $moddir ]] || die "no /lib/modules/<version>/ in $kernel_deb"
+    for m in "${modules[@]}"; do
+        dpkg-deb --fsys-tarfile "$kernel_deb" | tar -xO "$moddir$m" >$out/modules/${m##*/} ||
+            die "no $moddir$m in $kernel_deb"
+    done
+fi
+
 # The initramfs, in newc cpio format, written by mkinitramfs (the host needs
 # no cpio), then gzip'd reproducibly (-n: no name, no time stamp).
 if [[ ! -s $out/initramfs.cpio.gz || $init_src -nt $out/initramfs.cpio.gz ||
-      $tool_src -nt $out/initramfs.cpio.gz ]]; then
+      $tool_src -nt $out/initramfs.cpio.gz || $hvctl_bin -nt $out/initramfs.cpio.gz ]]; then
     list=$out/initramfs.list
     {
         echo "# gen_init_cpio list, written by tests/scripts/linux-guest.sh"
-        for d in /bin /sbin /usr /usr/bin /usr/sbin /dev /proc /sys /tmp /root; do
+        for d in /bin /sbin /usr /usr/bin /usr/sbin /dev /proc /sys /tmp /root /lib /lib/modules; do
             echo "dir $d 755 0 0"
         done
         echo "nod /dev/console 600 0 0 c 5 1"
         echo "nod /dev/null 666 0 0 c 1 3"
         echo "file /bin/busybox $PWD/$out/busybox 755 0 0"
         # The applets /init uses; it installs the others at run time.
-        for a in sh cat grep basename mount uname ls setsid cttyhack nproc sleep; do
+        for a in sh cat grep basename mount uname ls setsid cttyhack nproc sleep head readlink insmod devmem; do
             echo "slink /bin/$a busybox 777 0 0"
         done
         echo "slink /sbin/poweroff ../bin/busybox 777 0 0"
+        echo "file /bin/hvctl $PWD/$hvctl_bin 755 0 0"
+        for m in "${modules[@]}"; do
+            echo "file /lib/modules/${m##*/} $PWD/$out/modules/${m##*/} 644 0 0"
+        done
         echo "file /init $PWD/$init_src 755 0 0"
     } >$list
     cargo run --quiet --release -p hvtests --bin mkinitramfs -- $list -o $out/initramfs.cpio

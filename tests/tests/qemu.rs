@@ -612,6 +612,63 @@ fn linux_guest_boots(name: &str, cpu: &str, cmdline: Option<&str>, mode: &str) {
         assert!(!o.console.contains(bad), "the kernel log has `{bad}`\n{dump}");
     }
     assert!(!o.console.contains("el2: WARN: guest trap"), "a trap the hypervisor did not handle\n{dump}");
+    linux_sees_the_pci_shim(&o, &dump);
+    hvctl_works_from_linux_userspace(&o, mode, &dump);
+}
+
+/// QEMU virt's PL031 RTC window (hw/arm/virt.c, `VIRT_RTC`).
+const VIRT_PL031: std::ops::Range<u64> = 0x0901_0000..0x0901_1000;
+
+/// Issue 6's Linux-side checks: the shim function's BAR0 is the PL031's own
+/// window, a `devmem` read of its data register there is the current time
+/// (QEMU's RTC follows the host clock), and `uio_pci_generic` binds to it
+/// after `new_id`.
+fn linux_sees_the_pci_shim(o: &Outcome, dump: &str) {
+    let bar0 = o.lines("linux-guest: pci 0000:00:00.0 bar0 ").next().unwrap_or_else(|| panic!("no BAR0 line\n{dump}"));
+    let fields: Vec<u64> = bar0.split_whitespace().skip(4).filter_map(hvctl::parse_hex).collect();
+    assert_eq!(fields.get(..2), Some(&[VIRT_PL031.start, VIRT_PL031.end - 1][..]), "BAR0 must be the PL031's window: {bar0}");
+    let rtc = o.lines("linux-guest: rtc-devmem ").next().unwrap_or_else(|| panic!("no devmem read\n{dump}"));
+    let seconds = rtc.split_whitespace().last().and_then(|w| u64::from_str_radix(w.trim_start_matches("0x").trim_start_matches("0X"), 16).ok());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    // The read happened during this boot, which lasted less than TIMEOUT.
+    assert!(
+        seconds.is_some_and(|s| s <= now + 1 && now - s <= TIMEOUT.as_secs()),
+        "the RTC data register through BAR0 must read the current time ({now}): {rtc}\n{dump}"
+    );
+    let driver = o.lines("linux-guest: pci 0000:00:00.0 driver ").next().unwrap_or_else(|| panic!("no driver bound\n{dump}"));
+    assert!(driver.trim_end().ends_with("driver uio_pci_generic uio0"), "uio_pci_generic must bind: {driver}\n{dump}");
+}
+
+/// Issue 8's Linux-side checks: `hvctl`, an EL0 process, reaches the
+/// backdoor. `info` names the mode; `console` text comes out as a `guest:`
+/// line; every range `scan --maps` reports lies inside the process's own
+/// `/proc/self/maps` entries, and the scan found the text, stack and heap
+/// pages hvctl touched.
+fn hvctl_works_from_linux_userspace(o: &Outcome, mode: &str, dump: &str) {
+    let info = o.lines("hvctl: hypervisor ABI 1.").next().unwrap_or_else(|| panic!("no hvctl info\n{dump}"));
+    assert!(info.contains(&format!("mode {mode}, 4 CPUs")), "{info}\n{dump}");
+    assert!(o.lines("guest: hello from Linux userspace").next().is_some(), "hvctl console text\n{dump}");
+    assert!(o.lines("linux-guest: hvctl scan exit 0").next().is_some(), "hvctl scan failed\n{dump}");
+    let regions: Vec<(u64, u64)> = o
+        .lines(hvctl::REGION_PREFIX)
+        .map(|l| hvctl::parse_region_range(&l[hvctl::REGION_PREFIX.len()..]).unwrap_or_else(|| panic!("bad region line {l:?}")))
+        .collect();
+    let maps: Vec<hvctl::MapsEntry> =
+        o.lines(hvctl::MAPS_PREFIX).filter_map(|l| hvctl::MapsEntry::parse(&l[hvctl::MAPS_PREFIX.len()..])).collect();
+    assert!(regions.len() >= 3 && maps.len() >= 3, "{} regions, {} maps entries\n{dump}", regions.len(), maps.len());
+    for &(first, last) in &regions {
+        assert!(hvctl::covering(&maps, first, last), "scanned {first:#x}..={last:#x} is outside /proc/self/maps\n{dump}");
+    }
+    let touched = o
+        .lines(hvctl::TOUCHED_PREFIX)
+        .find_map(|l| hvctl::Touched::parse(&l[hvctl::TOUCHED_PREFIX.len()..]))
+        .unwrap_or_else(|| panic!("no touched line\n{dump}"));
+    for (what, address) in touched.iter() {
+        assert!(
+            regions.iter().any(|&(first, last)| (first..=last).contains(&address)),
+            "the scan missed hvctl's touched {what} page at {address:#x}\n{dump}"
+        );
+    }
 }
 
 #[test]

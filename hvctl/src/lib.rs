@@ -1,0 +1,296 @@
+//! The pure half of `hvctl` (the binary is `main.rs`): its command line,
+//! the `/proc/self/maps` parser and the line formats its output uses. The
+//! host-side QEMU tests parse `hvctl`'s output with the same types, so the
+//! format is written down once, here.
+
+use core::fmt;
+use core::ops::Range;
+
+/// What the user asked for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// The hypervisor's ABI version, mode and CPU count.
+    Info,
+    /// Scan the calling process's address space (the `TTBR0` range). With
+    /// `with_maps`, also print the process's own `/proc/self/maps` and the
+    /// addresses of pages it touched, so that a reader (or a test) can
+    /// check the scan against the kernel's view.
+    Scan { with_maps: bool },
+    /// Print the text on the hypervisor's console.
+    Console { text: String },
+    Help,
+}
+
+/// The usage text, printed by `hvctl help` and after a usage error.
+pub const USAGE: &str = "\
+usage: hvctl info              the hypervisor's ABI version, mode and CPUs
+       hvctl scan [--maps]     this process's mapped ranges, found by the
+                               hypervisor's scan of its address space
+                               (--maps: also /proc/self/maps and the pages
+                               hvctl touched, to compare)
+       hvctl console TEXT...   print TEXT on the hypervisor's console
+       hvctl help";
+
+/// A command line `hvctl` cannot make sense of.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UsageError {
+    NoCommand,
+    UnknownCommand(String),
+    UnexpectedArgument(String),
+    MissingText,
+}
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoCommand => f.write_str("no command given"),
+            Self::UnknownCommand(c) => write!(f, "unknown command {c:?}"),
+            Self::UnexpectedArgument(a) => write!(f, "unexpected argument {a:?}"),
+            Self::MissingText => f.write_str("console needs the text to print"),
+        }
+    }
+}
+
+impl Command {
+    /// Parses the arguments after the program name.
+    pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Self, UsageError> {
+        let mut args = args.into_iter();
+        let command = args.next().ok_or(UsageError::NoCommand)?;
+        let rest: Vec<String> = args.collect();
+        let no_more = |rest: &[String]| match rest.first() {
+            Some(extra) => Err(UsageError::UnexpectedArgument(extra.clone())),
+            None => Ok(()),
+        };
+        match command.as_str() {
+            "info" => no_more(&rest).map(|()| Self::Info),
+            "scan" => match rest.as_slice() {
+                [] => Ok(Self::Scan { with_maps: false }),
+                [flag] if flag == "--maps" => Ok(Self::Scan { with_maps: true }),
+                [extra, ..] => Err(UsageError::UnexpectedArgument(extra.clone())),
+            },
+            "console" if rest.is_empty() => Err(UsageError::MissingText),
+            "console" => Ok(Self::Console { text: rest.join(" ") }),
+            "help" | "--help" | "-h" => no_more(&rest).map(|()| Self::Help),
+            _ => Err(UsageError::UnknownCommand(command)),
+        }
+    }
+}
+
+// --- /proc/self/maps ----------------------------------------------------
+
+/// One line of `/proc/<pid>/maps`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MapsEntry {
+    /// `[start, end)`, as the kernel prints it.
+    pub range: Range<u64>,
+    /// `rwxp`-style permissions.
+    pub perms: String,
+    /// The path or pseudo-name (`[stack]`, `[heap]`, ...); empty for an
+    /// anonymous mapping.
+    pub name: String,
+}
+
+impl MapsEntry {
+    /// Parses one line: `start-end perms offset dev inode [name]`.
+    pub fn parse(line: &str) -> Option<Self> {
+        let mut fields = line.split_whitespace();
+        let (start, end) = fields.next()?.split_once('-')?;
+        let range = u64::from_str_radix(start, 16).ok()?..u64::from_str_radix(end, 16).ok()?;
+        if range.is_empty() {
+            return None;
+        }
+        let perms = fields.next()?.to_owned();
+        // offset, device, inode
+        for _ in 0..3 {
+            fields.next()?;
+        }
+        let name = fields.collect::<Vec<_>>().join(" ");
+        Some(Self { range, perms, name })
+    }
+
+    /// Whether every byte of `[first, last]` lies in this entry.
+    pub fn contains(&self, first: u64, last: u64) -> bool {
+        self.range.start <= first && first <= last && last < self.range.end
+    }
+}
+
+/// Every well-formed line of a maps file (others are skipped).
+pub fn parse_maps(text: &str) -> Vec<MapsEntry> {
+    text.lines().filter_map(MapsEntry::parse).collect()
+}
+
+/// The entry that holds all of `[first, last]`, if one does. Adjacent
+/// entries are not merged: the kernel splits a mapping where its
+/// attributes differ, and a scanned run never crosses such a split unless
+/// the page attributes happen to agree, which the caller then sees as
+/// `None` (see [`covering`]).
+pub fn containing(entries: &[MapsEntry], first: u64, last: u64) -> Option<&MapsEntry> {
+    entries.iter().find(|e| e.contains(first, last))
+}
+
+/// Whether `[first, last]` is covered by a chain of adjacent entries (a
+/// scanned run may span two VMAs the kernel keeps apart, e.g. a file's
+/// text and the anonymous mapping right after it with equal attributes).
+pub fn covering(entries: &[MapsEntry], first: u64, last: u64) -> bool {
+    let mut cursor = first;
+    loop {
+        let Some(entry) = entries.iter().find(|e| e.range.contains(&cursor)) else {
+            return false;
+        };
+        if last < entry.range.end {
+            return true;
+        }
+        cursor = entry.range.end;
+    }
+}
+
+// --- output lines --------------------------------------------------------
+
+/// Prefix of each scanned region's line: `region <gvascan::Region>  <name>`.
+pub const REGION_PREFIX: &str = "region ";
+/// Prefix of each echoed `/proc/self/maps` line (`scan --maps`).
+pub const MAPS_PREFIX: &str = "maps: ";
+/// Prefix of the line with the pages `hvctl` touched (`scan --maps`).
+pub const TOUCHED_PREFIX: &str = "touched:";
+
+/// The addresses of pages `hvctl` touched before the scan: one byte each of
+/// its text, its stack and its heap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Touched {
+    pub text: u64,
+    pub stack: u64,
+    pub heap: u64,
+}
+
+impl Touched {
+    /// `(name, address)` pairs.
+    pub fn iter(&self) -> [(&'static str, u64); 3] {
+        [("text", self.text), ("stack", self.stack), ("heap", self.heap)]
+    }
+
+    /// Parses the text after [`TOUCHED_PREFIX`].
+    pub fn parse(rest: &str) -> Option<Self> {
+        let mut found = [None; 3];
+        let mut words = rest.split_whitespace();
+        while let (Some(name), Some(value)) = (words.next(), words.next()) {
+            let slot = match name {
+                "text" => 0,
+                "stack" => 1,
+                "heap" => 2,
+                _ => return None,
+            };
+            *found.get_mut(slot)? = Some(parse_hex(value)?);
+        }
+        Some(Self {
+            text: found[0]?,
+            stack: found[1]?,
+            heap: found[2]?,
+        })
+    }
+}
+
+impl fmt::Display for Touched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(TOUCHED_PREFIX)?;
+        for (name, address) in self.iter() {
+            write!(f, " {name} {address:#x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `0x`-prefixed hexadecimal.
+pub fn parse_hex(word: &str) -> Option<u64> {
+    u64::from_str_radix(word.strip_prefix("0x")?, 16).ok()
+}
+
+/// The VA range of a `region` line, `[first, last]` (the text after
+/// [`REGION_PREFIX`], which starts with `gvascan::Region`'s
+/// `0xSTART..=0xLAST` form).
+pub fn parse_region_range(rest: &str) -> Option<(u64, u64)> {
+    let (first, last) = rest.split_whitespace().next()?.split_once("..=")?;
+    Some((parse_hex(first)?, parse_hex(last)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[test]
+    fn commands_parse() {
+        assert_eq!(Command::parse(args(&["info"])), Ok(Command::Info));
+        assert_eq!(Command::parse(args(&["scan"])), Ok(Command::Scan { with_maps: false }));
+        assert_eq!(Command::parse(args(&["scan", "--maps"])), Ok(Command::Scan { with_maps: true }));
+        assert_eq!(
+            Command::parse(args(&["console", "hello", "world"])),
+            Ok(Command::Console { text: "hello world".into() })
+        );
+        assert_eq!(Command::parse(args(&["help"])), Ok(Command::Help));
+    }
+
+    #[test]
+    fn bad_command_lines_are_usage_errors() {
+        assert_eq!(Command::parse(args(&[])), Err(UsageError::NoCommand));
+        assert_eq!(Command::parse(args(&["reboot"])), Err(UsageError::UnknownCommand("reboot".into())));
+        assert_eq!(Command::parse(args(&["info", "x"])), Err(UsageError::UnexpectedArgument("x".into())));
+        assert_eq!(Command::parse(args(&["scan", "--all"])), Err(UsageError::UnexpectedArgument("--all".into())));
+        assert_eq!(Command::parse(args(&["console"])), Err(UsageError::MissingText));
+    }
+
+    const MAPS: &str = "\
+00400000-00489000 r-xp 00000000 00:02 9                                  /bin/hvctl
+00499000-0049b000 rw-p 00089000 00:02 9                                  /bin/hvctl
+0049b000-0049c000 rw-p 00000000 00:00 0 
+1a5d1000-1a5d2000 ---p 00000000 00:00 0                                  [heap]
+ffffd6e8a000-ffffd6eab000 rw-p 00000000 00:00 0                          [stack]
+ffffd6eab000-ffffd6eac000 r--p 00000000 00:00 0                          [vvar with space]
+garbage line
+";
+
+    #[test]
+    fn maps_lines_parse() {
+        let entries = parse_maps(MAPS);
+        assert_eq!(entries.len(), 6);
+        assert_eq!(
+            entries[0],
+            MapsEntry { range: 0x40_0000..0x48_9000, perms: "r-xp".into(), name: "/bin/hvctl".into() }
+        );
+        assert_eq!(entries[2].name, "");
+        assert_eq!(entries[4].range, 0xffff_d6e8_a000..0xffff_d6ea_b000);
+        assert_eq!(entries[5].name, "[vvar with space]");
+        assert_eq!(MapsEntry::parse("00500000-00400000 r-xp 0 00:00 0"), None);
+        assert_eq!(MapsEntry::parse("00400000-00500000 r-xp 0 00:00"), None);
+    }
+
+    #[test]
+    fn containment_is_per_entry_and_covering_chains_adjacent_ones() {
+        let entries = parse_maps(MAPS);
+        assert_eq!(containing(&entries, 0x40_0000, 0x48_8fff).map(|e| e.name.as_str()), Some("/bin/hvctl"));
+        assert_eq!(containing(&entries, 0x40_0000, 0x48_9000), None);
+        assert_eq!(containing(&entries, 0x49_a000, 0x49_bfff), None);
+        assert!(covering(&entries, 0x49_a000, 0x49_bfff));
+        assert!(!covering(&entries, 0x49_a000, 0x49_cfff));
+        assert!(!covering(&entries, 0x48_9000, 0x48_9fff));
+        assert!(covering(&entries, 0xffff_d6ea_a000, 0xffff_d6ea_bfff));
+    }
+
+    #[test]
+    fn output_lines_round_trip() {
+        let touched = Touched { text: 0x40_1234, stack: 0xffff_d6ea_0010, heap: 0x1a5d_1008 };
+        let line = touched.to_string();
+        let rest = line.strip_prefix(TOUCHED_PREFIX).unwrap();
+        assert_eq!(Touched::parse(rest), Some(touched));
+        assert_eq!(Touched::parse(" text 0x1 stack 0x2"), None);
+        assert_eq!(Touched::parse(" text 0x1 stack 0x2 heap 3"), None);
+        assert_eq!(Touched::parse(" text 0x1 stack 0x2 heap 0x3 disk 0x4"), None);
+        assert_eq!(
+            parse_region_range("0x0000000000400000..=0x0000000000488fff -> IPA 0x4 EL1 r-- EL0 r-x  /bin/hvctl"),
+            Some((0x40_0000, 0x48_8fff))
+        );
+        assert_eq!(parse_region_range("0x400000-0x488fff"), None);
+    }
+}

@@ -1,0 +1,202 @@
+//! `hvctl`: a Linux arm64 command that calls the hypervisor's backdoor
+//! (`platform::hypercall`) with `BRK #HV_BRK_IMM` from EL0, the way any
+//! unprivileged process of a guest can. It is built static for
+//! `aarch64-unknown-linux-musl` and ships in the test initramfs.
+//!
+//! The hypervisor applies its EL0 policy to these calls: `INFO`,
+//! `CONSOLE_WRITE` and a `SCAN` of the caller's own (`TTBR0`) range are
+//! allowed; buffers are translated with EL0's permissions, so hvctl can
+//! only show or print what it could read itself.
+//!
+//! Exit status: 0 done, 1 the hypervisor refused or failed the call, 2
+//! usage error or no hypervisor underneath.
+
+use hvctl::{Command, Touched, UsageError, MAPS_PREFIX, REGION_PREFIX, USAGE};
+use platform::gvascan::{self, ENTRY_SIZE};
+use platform::hypercall::{CallError, Function, Info, Reply, Request, ScanRange, ABI_VERSION_MAJOR};
+use std::process::ExitCode;
+
+/// Regions one scan may return: the hypervisor's own bound per call.
+const SCAN_CAPACITY: usize = 1024;
+
+fn main() -> ExitCode {
+    let command = match Command::parse(std::env::args().skip(1)) {
+        Ok(command) => command,
+        Err(error) => return usage_error(&error),
+    };
+    conduit::install_trap_guard();
+    let result = match command {
+        Command::Info => info(),
+        Command::Scan { with_maps } => scan(with_maps),
+        Command::Console { text } => console(&text),
+        Command::Help => {
+            println!("{USAGE}");
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("hvctl: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn usage_error(error: &UsageError) -> ExitCode {
+    eprintln!("hvctl: {error}\n{USAGE}");
+    ExitCode::from(2)
+}
+
+/// Makes a call that passes no pointers.
+fn call(request: Request) -> Result<[u64; 3], String> {
+    // SAFETY: VERSION and INFO carry no pointers.
+    let reply = unsafe { conduit::brk(&request.call()) };
+    reply.result().map_err(|e| describe(request.function(), e))
+}
+
+fn describe(function: Function, error: CallError) -> String {
+    format!("{}: {error}", function.name())
+}
+
+fn info() -> Result<(), String> {
+    let [version, ..] = call(Request::Version)?;
+    let major = version >> 16;
+    if major != u64::from(ABI_VERSION_MAJOR) {
+        return Err(format!(
+            "hypervisor ABI {major}.{}, hvctl speaks {ABI_VERSION_MAJOR}.x",
+            version & 0xffff
+        ));
+    }
+    let info = Info::decode(call(Request::Info)?).ok_or("INFO: malformed reply")?;
+    println!(
+        "hvctl: hypervisor ABI {major}.{}, mode {}, {} CPUs, EL2 VA {} bits, EL0 service VA {} bits",
+        version & 0xffff,
+        info.mode,
+        info.cpus,
+        info.el2_va_bits,
+        info.el0_va_bits
+    );
+    Ok(())
+}
+
+fn console(text: &str) -> Result<(), String> {
+    let request = Request::ConsoleWrite { addr: text.as_ptr() as u64, len: text.len() as u64 };
+    // SAFETY: the hypervisor reads `text`, which lives until the call returns.
+    let reply = unsafe { conduit::brk(&request.call()) };
+    let [written, ..] = reply.result().map_err(|e| describe(Function::ConsoleWrite, e))?;
+    if written != text.len() as u64 {
+        return Err(format!("CONSOLE_WRITE: {written} of {} bytes written", text.len()));
+    }
+    Ok(())
+}
+
+fn scan(with_maps: bool) -> Result<(), String> {
+    // Pages to look for in the scan: this function's text, a stack slot
+    // and a heap byte, each written or executed so that the kernel has
+    // really mapped it (it maps on first touch).
+    let stack_byte = std::hint::black_box(0x5au8);
+    let heap_byte = std::hint::black_box(Box::new(0xa5u8));
+    let touched = Touched {
+        text: scan as fn(bool) -> Result<(), String> as usize as u64,
+        stack: &stack_byte as *const u8 as u64,
+        heap: &*heap_byte as *const u8 as u64,
+    };
+    // The hypervisor translates the buffer with EL0 write permission, so
+    // every page must be present and writable now: fill it (a fresh
+    // allocation may still be the kernel's shared zero page).
+    let mut buffer = vec![[0xffu8; ENTRY_SIZE]; SCAN_CAPACITY];
+    std::hint::black_box(&mut buffer);
+    let request = Request::Scan {
+        range: ScanRange::Ttbr0,
+        buffer: buffer.as_mut_ptr() as u64,
+        capacity: SCAN_CAPACITY as u64,
+    };
+    // SAFETY: the hypervisor writes at most `capacity` entries into
+    // `buffer`, which is that large and lives until after the call.
+    let reply: Reply = unsafe { conduit::brk(&request.call()) };
+    let [written, probes, holes] = reply.result().map_err(|e| describe(Function::Scan, e))?;
+    let entries = buffer.get(..written as usize).ok_or("SCAN: reply counts more regions than the buffer holds")?;
+    let regions = entries
+        .iter()
+        .map(gvascan::decode)
+        .collect::<Option<Vec<_>>>()
+        .ok_or("SCAN: the hypervisor wrote a malformed entry")?;
+
+    // Read after the scan: every mapping the scan saw still exists (nothing
+    // is unmapped in between), so the maps are a fair reference.
+    let maps_text = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let maps = hvctl::parse_maps(&maps_text);
+    println!("hvctl: scan of this process (TTBR0 range): {written} regions, {probes} probes, {holes} holes");
+    for region in &regions {
+        let name = hvctl::containing(&maps, region.va_start, region.va_last)
+            .map_or("(spans several mappings)", |entry| match entry.name.as_str() {
+                "" => "(anonymous)",
+                name => name,
+            });
+        println!("{REGION_PREFIX}{region}  {name}");
+    }
+    if with_maps {
+        println!("{touched}");
+        for line in maps_text.lines() {
+            println!("{MAPS_PREFIX}{line}");
+        }
+    }
+    drop(heap_byte);
+    Ok(())
+}
+
+/// The `BRK` itself, and what happens when no hypervisor takes it.
+mod conduit {
+    use platform::hypercall::{Call, Reply};
+
+    /// Makes `call` through the backdoor.
+    ///
+    /// # Safety
+    ///
+    /// As [`platform::hypercall::brk`]: pointers in the call's arguments
+    /// must be memory the caller owns.
+    #[cfg(target_arch = "aarch64")]
+    pub unsafe fn brk(call: &Call) -> Reply {
+        // SAFETY: forwarded from this function's contract; without a
+        // hypervisor, the breakpoint's SIGTRAP ends the process through
+        // `install_trap_guard`'s handler.
+        unsafe { platform::hypercall::brk(call) }
+    }
+
+    /// Everywhere else there is no backdoor: the call fails as an unknown
+    /// function would (this build exists for host-side unit tests).
+    ///
+    /// # Safety
+    ///
+    /// None needed; `unsafe` to match the aarch64 signature.
+    #[cfg(not(target_arch = "aarch64"))]
+    pub unsafe fn brk(_call: &Call) -> Reply {
+        Reply::error(platform::hypercall::HvError::NotSupported)
+    }
+
+    /// Turns the SIGTRAP a `BRK` raises without the hypervisor into a
+    /// message and exit status 2, instead of a silent "Trace/breakpoint
+    /// trap".
+    #[cfg(target_os = "linux")]
+    pub fn install_trap_guard() {
+        extern "C" fn on_sigtrap(_signal: libc::c_int) {
+            const MESSAGE: &[u8] =
+                b"hvctl: the backdoor's BRK reached the kernel (SIGTRAP): no hypervisor with this backdoor underneath\n";
+            // SAFETY: write(2) and _exit(2) are async-signal-safe; MESSAGE
+            // is a static buffer of the given length.
+            unsafe {
+                libc::write(libc::STDERR_FILENO, MESSAGE.as_ptr().cast(), MESSAGE.len());
+                libc::_exit(2);
+            }
+        }
+        let handler: extern "C" fn(libc::c_int) = on_sigtrap;
+        // SAFETY: the handler only makes async-signal-safe calls.
+        unsafe {
+            libc::signal(libc::SIGTRAP, handler as libc::sighandler_t);
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn install_trap_guard() {}
+}
