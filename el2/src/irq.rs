@@ -13,7 +13,8 @@
 //! is stuck in a trap handler.
 
 use crate::gic;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use platform::board::MAX_CPUS;
 use aarch64_cpu::registers::{ReadWriteable, HCR_EL2};
 use alloc::vec::Vec;
 use platform::arch::trap::TrapFrame;
@@ -45,11 +46,23 @@ pub fn init_this_cpu(board: &Board) {
     ];
     let private: Vec<(u32, u8)> = own.into_iter().chain(crate::vgic::private_interrupts()).collect();
     gic::init_cpu(gic_cpu, &private);
+    if let Some(up) = INTERRUPTS_UP.get(crate::prda::slot()) {
+        up.store(true, Ordering::Release);
+    }
     // Physical interrupts target EL2 even while no guest runs here (without
     // IMO an interrupt would target EL1, and EL2 would never take it).
     HCR_EL2.modify(HCR_EL2::IMO::EnableVirtualIRQ + HCR_EL2::FMO::EnableVirtualFIQ);
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
     crate::pnmi::start_tick();
+}
+
+/// Per CPU slot: its GIC CPU interface is set up and its kick SGI enabled,
+/// so a kick wakes it from `WFI`.
+static INTERRUPTS_UP: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// Whether the CPU in `slot` takes interrupts (a kick reaches it).
+pub fn interrupts_up(slot: usize) -> bool {
+    INTERRUPTS_UP.get(slot).is_some_and(|up| up.load(Ordering::Acquire))
 }
 
 fn is_pnmi(intid: u32) -> bool {

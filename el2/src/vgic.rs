@@ -222,7 +222,10 @@ pub fn sync() {
     let ppis = HW_PPIS_PENDING.get(vcpu).map_or(0, |b| b.swap(0, Ordering::AcqRel));
     let mut lrs = HwLrs::new();
     let mut vgic = VGIC.lock();
-    for intid in (0..32).filter(|i| ppis & (1 << i) != 0) {
+    let mut ppis = ppis;
+    while ppis != 0 {
+        let intid = ppis.trailing_zeros();
+        ppis &= ppis - 1;
         vgic.set_pending(vcpu, intid, true);
     }
     let _ = vgic.fold(vcpu, &mut lrs);
@@ -238,7 +241,6 @@ pub fn sync() {
     ICH_HCR_EL2.write(hcr);
 }
 
-use platform::vgic::gicr::{ICPENDR0 as GICR_ICPENDR0, ISACTIVER0 as GICR_ISACTIVER0, ISPENDR0 as GICR_ISPENDR0};
 
 /// `CNTx_CTL_EL0`: ENABLE, IMASK, ISTATUS.
 const CNT_CTL_ENABLE: u64 = 1 << 0;
@@ -265,17 +267,10 @@ fn timer_fires(intid: u32) -> bool {
 /// active one: the guest is handling that) and deactivates the physical
 /// interrupt, which would otherwise stay active with nobody to end it.
 fn withdraw_stale_timer_interrupts(vgic: &mut VGic, vcpu: usize) {
-    let frame = GICR_STRIDE * vcpu as u64 + platform::vgic::GICR_SGI_BASE;
     for ppi in &FORWARDED_PPIS {
         let intid = ppi.load(Ordering::Relaxed);
-        if intid >= 32 {
-            continue;
-        }
-        let bit = 1u64 << intid;
-        let pending = vgic.redist_read(frame + GICR_ISPENDR0, 4) & bit != 0;
-        let active = vgic.redist_read(frame + GICR_ISACTIVER0, 4) & bit != 0;
-        if pending && !active && !timer_fires(intid) {
-            let _ = vgic.redist_write(frame + GICR_ICPENDR0, 4, bit);
+        if vgic.private_pending_only(vcpu, intid) && !timer_fires(intid) {
+            vgic.withdraw_private(vcpu, intid);
             gic::deactivate(intid);
         }
     }

@@ -9,12 +9,45 @@
 //! the stub's own EL1 vector, the cheapest exception round trip the guest
 //! can make, and `empty` is the cost of the measurement itself.
 //!
+//! Virtual-interrupt latency is timed to the first instruction of the
+//! guest's handler: during those rows `VBAR_EL1` points at `bench.S`'s
+//! table, whose IRQ vector reads the cycle counter before anything else.
+//! The same rows run on bare QEMU (no EL2; `make bench` boots the stub with
+//! `-kernel`), where the physical GIC delivers straight to EL1: that is
+//! their floor. The hypervisor's rows are skipped there (`BRK` would reach
+//! the stub's own vector).
+//!
 //! Output, one line per path, for `make bench` to parse:
 //! `guest-stub: bench <name> median=<n> min=<n> max=<n>`.
 
 use crate::Env;
+use arm_gic::IntId;
 use platform::hypercall::{Function, DCC_CALL_MAGIC, HV_BRK_IMM};
 use platform::println;
+
+core::arch::global_asm!(include_str!("bench.S"), PSR_I = const PSR_I);
+
+extern "C" {
+    /// `bench.S`: the IRQ vector timestamps; the others are the stub's.
+    static bench_vectors: [u8; 2048];
+    /// The stub's own table (`exceptions.rs`).
+    static stub_vectors: [u8; 2048];
+}
+
+/// `DAIF.I` / `SPSR_EL1.I`: IRQs masked.
+const PSR_I: u64 = 1 << 7;
+/// `CNTV_CTL_EL0.ENABLE`.
+const CNTV_CTL_ENABLE: u64 = 1 << 0;
+/// The SGI the latency row sends itself (the kick SGI stays free).
+const LATENCY_SGI: u32 = 9;
+/// Priority of the interrupts the latency rows take.
+const LATENCY_PRIORITY: u8 = 0x80;
+/// How far ahead the timer is armed: long enough that arming is done, in
+/// counter ticks at 1 GHz (QEMU virt's counter since 9.0), 20 us.
+const TIMER_LEAD_NS: u64 = 20_000;
+const NS_PER_S: u64 = 1_000_000_000;
+/// Samples per latency row (each takes a real interrupt, so fewer).
+const LATENCY_SAMPLES: usize = 21;
 
 const SAMPLES: usize = 101;
 
@@ -69,14 +102,19 @@ fn report(name: &str, op: impl FnMut()) {
     println!("bench {name} median={} min={} max={}", s.median, s.min, s.max);
 }
 
-/// Runs every measurement; returns the exit status (0).
-pub fn run(env: &Env) -> u32 {
+/// Runs every measurement; returns the exit status (0). `under_hypervisor`
+/// is false on bare QEMU, where only the rows without EL2 run.
+pub fn run(env: &Env, under_hypervisor: bool) -> u32 {
     pmu_init();
     report("empty", || {});
     report("floor-svc", || {
         // SAFETY: the stub's vector returns from an EL1 SVC at once.
         unsafe { core::arch::asm!("svc #0", options(nostack)) };
     });
+    interrupt_latency(env);
+    if !under_hypervisor {
+        return 0;
+    }
     report("brk-version", || {
         // SAFETY: the backdoor's VERSION writes x0..x3 only.
         unsafe {
@@ -146,4 +184,135 @@ fn scan(env: &Env) {
         }
         _ => println!("bench scan failed"),
     }
+}
+
+/// Reports a row from `samples` (sorted here).
+fn report_samples(name: &str, samples: &mut [u64], extra: core::fmt::Arguments) {
+    samples.sort_unstable();
+    let (Some(&min), Some(&median), Some(&max)) = (samples.first(), samples.get(samples.len() / 2), samples.last()) else {
+        return;
+    };
+    println!("bench {name} median={median} min={min} max={max}{extra}");
+}
+
+/// `vtimer-latency`: from the moment the virtual timer's condition is met
+/// to the guest handler's first instruction. `sgi-latency`: from just
+/// before the `ICC_SGI1R_EL1` write that sends this vCPU an SGI to the
+/// handler's first instruction (under the hypervisor, the write traps).
+fn interrupt_latency(env: &Env) {
+    if crate::gic::status().is_err() {
+        println!("bench interrupt latency skipped: no usable GIC");
+        return;
+    }
+    // SAFETY: both tables are 2 KiB-aligned vector tables in the image;
+    // bench.S's differs from the stub's only in the IRQ vector, whose
+    // registers the wait loops below leave to it.
+    let (bench, stub) = unsafe { (bench_vectors.as_ptr() as u64, stub_vectors.as_ptr() as u64) };
+    set_vbar(bench);
+    if let Ok(ppi) = env.virtual_timer {
+        let _ = crate::gic::configure(0, ppi, LATENCY_PRIORITY, true);
+        let mut samples = [0u64; LATENCY_SAMPLES];
+        let taken = samples.iter_mut().all(|sample| match timer_sample(ppi) {
+            Some(latency) => {
+                *sample = latency;
+                true
+            }
+            None => false,
+        });
+        let _ = crate::gic::configure(0, ppi, LATENCY_PRIORITY, false);
+        if taken {
+            let mhz = crate::timer::frequency() / 1_000_000;
+            report_samples("vtimer-latency", &mut samples, format_args!(" counter_mhz={mhz}"));
+        } else {
+            println!("bench vtimer-latency failed: another interrupt arrived");
+        }
+    }
+    let sgi = IntId::sgi(LATENCY_SGI);
+    let _ = crate::gic::configure(0, sgi, LATENCY_PRIORITY, true);
+    let mut samples = [0u64; LATENCY_SAMPLES];
+    let taken = samples.iter_mut().all(|sample| match sgi_sample() {
+        Some(latency) => {
+            *sample = latency;
+            true
+        }
+        None => false,
+    });
+    let _ = crate::gic::configure(0, sgi, LATENCY_PRIORITY, false);
+    if taken {
+        report_samples("sgi-latency", &mut samples, format_args!(""));
+    } else {
+        println!("bench sgi-latency failed: another interrupt arrived");
+    }
+    set_vbar(stub);
+}
+
+fn set_vbar(table: u64) {
+    // SAFETY: `table` is one of the image's two vector tables, each able
+    // to take every exception the stub meets.
+    unsafe { core::arch::asm!("msr vbar_el1, {}", "isb", in(reg) table, options(nostack)) };
+}
+
+/// One timer interrupt; its latency in instructions, or `None` if the
+/// vector took another INTID.
+fn timer_sample(ppi: IntId) -> Option<u64> {
+    let frequency = crate::timer::frequency();
+    if frequency == 0 {
+        return None;
+    }
+    let (cycles, ticks): (u64, u64);
+    // SAFETY: reads two counters; back to back, one instruction apart.
+    unsafe {
+        core::arch::asm!("isb", "mrs {c}, pmccntr_el0", "mrs {t}, cntvct_el0",
+            c = out(reg) cycles, t = out(reg) ticks, options(nomem, nostack));
+    }
+    let ns_of = |ticks: u64| (u128::from(ticks) * u128::from(NS_PER_S) / u128::from(frequency)) as u64;
+    // Cycles (= ns under -icount shift=0) minus counter ns, at one instant.
+    let offset = cycles.wrapping_add(1).wrapping_sub(ns_of(ticks));
+    let deadline = ticks + TIMER_LEAD_NS * frequency / NS_PER_S;
+    let (stamp, intid): (u64, u64);
+    // SAFETY: arms this vCPU's virtual timer and waits, IRQs unmasked, for
+    // bench.S's IRQ vector, which writes x9 and x10 (and x11) and returns
+    // with IRQs masked again; the timer is left disabled.
+    unsafe {
+        core::arch::asm!(
+            "msr cntv_cval_el0, {deadline}",
+            "msr cntv_ctl_el0, {enable}",
+            "isb",
+            "msr daifclr, #2",
+            "1: cbz x10, 1b",
+            deadline = in(reg) deadline,
+            enable = in(reg) CNTV_CTL_ENABLE,
+            inout("x10") 0u64 => intid,
+            out("x9") stamp,
+            out("x11") _,
+            options(nostack),
+        );
+    }
+    (intid == u64::from(u32::from(ppi))).then(|| stamp.wrapping_sub(ns_of(deadline).wrapping_add(offset)))
+}
+
+/// One SGI to this vCPU; its latency in instructions, or `None` if the
+/// vector took another INTID.
+fn sgi_sample() -> Option<u64> {
+    let value = platform::vgic::sgi1r::to_one(crate::smp::mpidr(0), LATENCY_SGI);
+    let (start, stamp, intid): (u64, u64, u64);
+    // SAFETY: sends this vCPU an enabled SGI and waits, IRQs unmasked, for
+    // bench.S's IRQ vector, which writes x9..x11 and returns with IRQs
+    // masked again.
+    unsafe {
+        core::arch::asm!(
+            "msr daifclr, #2",
+            "mrs {start}, pmccntr_el0",
+            "msr icc_sgi1r_el1, {value}",
+            "isb",
+            "1: cbz x10, 1b",
+            start = out(reg) start,
+            value = in(reg) value,
+            inout("x10") 0u64 => intid,
+            out("x9") stamp,
+            out("x11") _,
+            options(nostack),
+        );
+    }
+    (intid == u64::from(LATENCY_SGI)).then(|| stamp.wrapping_sub(start))
 }

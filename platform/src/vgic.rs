@@ -238,6 +238,20 @@ pub mod sgi1r {
     pub const AFF3_SHIFT: u32 = 48;
     /// Each affinity field is 8 bits.
     pub const AFF_MASK: u64 = 0xFF;
+
+    /// The value that sends SGI `intid` (0..16) to the one PE whose MPIDR
+    /// is `mpidr` (with the range selector, so any Aff0 works).
+    pub fn to_one(mpidr: u64, intid: u32) -> u64 {
+        use super::affinity;
+        let field = |shift: u32| (mpidr >> shift) & AFF_MASK;
+        let aff0 = mpidr & affinity::AFF0;
+        (field(affinity::AFF3_SHIFT) << AFF3_SHIFT)
+            | (field(affinity::AFF2_SHIFT) << AFF2_SHIFT)
+            | (field(affinity::AFF1_SHIFT) << AFF1_SHIFT)
+            | (((aff0 >> RANGE_SHIFT) & RS_MASK) << RS_SHIFT)
+            | (1 << (aff0 & RANGE_MASK))
+            | ((u64::from(intid) & INTID_MASK) << INTID_SHIFT)
+    }
 }
 
 /// `ICH_LR<n>_EL2` fields.
@@ -457,6 +471,9 @@ struct Cpu {
     private: Bank,
     /// The INTID each list register holds since the last flush.
     slots: [Option<u32>; MAX_LRS],
+    /// Which of `slots` are `Some` (bit n = slot n): a fold visits only
+    /// those, usually none or one.
+    slots_used: u16,
 }
 
 impl Cpu {
@@ -465,6 +482,7 @@ impl Cpu {
         asleep: true,
         private: Bank::PRIVATE_RESET,
         slots: [None; MAX_LRS],
+        slots_used: 0,
     };
 }
 
@@ -756,17 +774,17 @@ impl VGic {
     /// and no longer active here. (The caller may ignore it at the cost of
     /// that SPI waiting for its new target's next exit.)
     pub fn fold(&mut self, vcpu: usize, lrs: &mut impl ListRegs) -> u64 {
-        let Some(cpu) = self.cpus.get_mut(vcpu) else {
-            return 0;
-        };
-        let slots = core::mem::replace(&mut cpu.slots, [None; MAX_LRS]);
         let mut kick = 0;
-        for (index, slot) in slots.into_iter().enumerate() {
-            if let Some(intid) = slot {
-                let value = Lr(lrs.read(index));
-                lrs.write(index, Lr::INVALID.0);
-                kick |= self.fold_one(vcpu, intid, value);
-            }
+        // Only the slots in use, in place: this runs on every exit that
+        // changed anything.
+        let used = self.cpus.get_mut(vcpu).map_or(0, |cpu| core::mem::take(&mut cpu.slots_used));
+        for index in Bits(u32::from(used)) {
+            let index = to_usize(index);
+            let slot = self.cpus.get_mut(vcpu).and_then(|cpu| cpu.slots.get_mut(index));
+            let Some(intid) = slot.and_then(Option::take) else { continue };
+            let value = Lr(lrs.read(index));
+            lrs.write(index, Lr::INVALID.0);
+            kick |= self.fold_one(vcpu, intid, value);
         }
         kick & !vcpu_bit(vcpu)
     }
@@ -782,8 +800,8 @@ impl VGic {
         let count = lrs.count().min(MAX_LRS);
         let mut chosen = Chosen::new(count);
         let mut candidates: usize = 0;
-        for (id, bits) in self.candidates(vcpu) {
-            let Some(bank) = self.bank(id) else { continue };
+        self.for_each_candidate(vcpu, |id, bits| {
+            let Some(bank) = self.bank(id) else { return true };
             for bit in Bits(bits) {
                 candidates = candidates.saturating_add(1);
                 let active = bank.active & bit_mask(bit) != 0;
@@ -792,7 +810,8 @@ impl VGic {
                     chosen.offer((!active, priority, intid));
                 }
             }
-        }
+            true
+        });
         let mut used = 0;
         for index in 0..count {
             let entry = chosen
@@ -802,6 +821,7 @@ impl VGic {
             if let (Some(lr), Some(cpu)) = (entry, self.cpus.get_mut(vcpu)) {
                 if let Some(slot) = cpu.slots.get_mut(index) {
                     *slot = Some(lr.vintid());
+                    cpu.slots_used |= 1 << index;
                 }
                 used = index.saturating_add(1);
             }
@@ -816,7 +836,34 @@ impl VGic {
     /// enabled group) or to finish (active), not counting what its list
     /// registers hold: ask after [`fold`](Self::fold).
     pub fn has_work(&self, vcpu: usize) -> bool {
-        self.candidates(vcpu).next().is_some()
+        let mut any = false;
+        self.for_each_candidate(vcpu, |_, _| {
+            any = true;
+            false
+        });
+        any
+    }
+
+    /// Whether private interrupt `intid` of `vcpu` is pending and not
+    /// active in the model (after [`fold`](Self::fold)).
+    pub fn private_pending_only(&self, vcpu: usize, intid: u32) -> bool {
+        let Some((id, bit)) = self.locate(Scope::Redist(vcpu), intid) else {
+            return false;
+        };
+        self.bank(id).is_some_and(|bank| (bank.pending & !bank.active) & bit_mask(bit) != 0)
+    }
+
+    /// Clears the pending state of private interrupt `intid` of `vcpu`: a
+    /// level source (a timer) stopped asserting before the guest took it.
+    pub fn withdraw_private(&mut self, vcpu: usize, intid: u32) {
+        if let Some((id, bit)) = self.locate(Scope::Redist(vcpu), intid) {
+            if let Some(bank) = self.bank_mut(id) {
+                bank.pending &= !bit_mask(bit);
+                // A HW-forwarded one no longer holds its physical
+                // interrupt (the caller deactivates that).
+                bank.settle_hw();
+            }
+        }
     }
 
     /// An SPI's configuration and pending state; `None` if `intid` is not
@@ -1123,20 +1170,33 @@ impl VGic {
     // -----------------------------------------------------------------
     // The list-register cache.
 
-    /// Banks holding `vcpu`'s candidates for its list registers, with the
-    /// candidates' bits: live, not cached already, and (SPIs) owned by it.
-    fn candidates(&self, vcpu: usize) -> impl Iterator<Item = (BankId, u32)> + '_ {
-        let ids = core::iter::once(BankId::Private(vcpu)).chain((0..SPI_BANKS).map(BankId::Spi));
-        ids.filter_map(move |id| {
-            let bank = self.bank(id)?;
-            let mut bits = bank.live(self.ctlr) & !bank.in_lr & self.implemented(id);
-            if let BankId::Spi(_) = id {
-                bits = Bits(bits)
-                    .filter(|&bit| self.owner(id, bit) == Some(vcpu))
-                    .fold(0, |acc, bit| acc | bit_mask(bit));
+    /// Calls `f` with each bank holding `vcpu`'s candidates for its list
+    /// registers, and the candidates' bits: live, not cached already, and
+    /// (SPIs) owned by it; stops when `f` returns `false`. A plain loop
+    /// over the presented banks only: this runs on every fill, and most
+    /// banks are quiet.
+    fn for_each_candidate(&self, vcpu: usize, mut f: impl FnMut(BankId, u32) -> bool) {
+        // Most banks have nothing pending or active: leave them first.
+        let quiet = |bank: &Bank| (bank.pending | bank.active) & !bank.in_lr == 0;
+        if let Some(bank) = self.cpus.get(vcpu).filter(|_| vcpu < self.vcpus).map(|cpu| &cpu.private) {
+            let bits = bank.live(self.ctlr) & !bank.in_lr;
+            if !quiet(bank) && bits != 0 && !f(BankId::Private(vcpu), bits) {
+                return;
             }
-            (bits != 0).then_some((id, bits))
-        })
+        }
+        let spi_banks = self.spis.div_ceil(WORD_INTIDS_USIZE);
+        for (n, bank) in self.banks.iter().enumerate().take(spi_banks) {
+            if quiet(bank) {
+                continue;
+            }
+            let id = BankId::Spi(n);
+            let bits = Bits(bank.live(self.ctlr) & !bank.in_lr & self.implemented(id))
+                .filter(|&bit| self.owner(id, bit) == Some(vcpu))
+                .fold(0, |acc, bit| acc | bit_mask(bit));
+            if bits != 0 && !f(id, bits) {
+                return;
+            }
+        }
     }
 
     /// Moves `intid`'s state from the model into a list-register value
@@ -1368,7 +1428,7 @@ impl VGic {
 /// candidates seen so far, ordered by key (inactive after active, then
 /// priority, then INTID).
 struct Chosen {
-    keys: [Key; MAX_LRS],
+    keys: [u64; MAX_LRS],
     len: usize,
     capacity: usize,
 }
@@ -1376,16 +1436,34 @@ struct Chosen {
 /// `(not active, priority, INTID)`: smaller goes first.
 type Key = (bool, u8, u32);
 
+/// A [`Key`] packed so that comparing the words compares the keys.
+fn pack(key: Key) -> u64 {
+    let (inactive, priority, intid) = key;
+    u64::from(inactive) << KEY_INACTIVE_SHIFT | u64::from(priority) << KEY_PRIORITY_SHIFT | u64::from(intid)
+}
+
+fn unpack(word: u64) -> Key {
+    let priority = u8::try_from(word >> KEY_PRIORITY_SHIFT & 0xff).unwrap_or(u8::MAX);
+    (word >> KEY_INACTIVE_SHIFT & 1 != 0, priority, low32(word))
+}
+
+const KEY_PRIORITY_SHIFT: u32 = 32;
+const KEY_INACTIVE_SHIFT: u32 = 40;
+
 impl Chosen {
+    // Inlined so that the key array is built where it lives: a call
+    // returning it by value costs a copy on every fill.
+    #[inline(always)]
     fn new(capacity: usize) -> Self {
         Self {
-            keys: [(false, 0, 0); MAX_LRS],
+            keys: [0; MAX_LRS],
             len: 0,
             capacity: capacity.min(MAX_LRS),
         }
     }
 
     fn offer(&mut self, key: Key) {
+        let key = pack(key);
         let kept = self.keys.get(..self.len).unwrap_or_default();
         let position = kept.iter().position(|k| key < *k).unwrap_or(self.len);
         if position >= self.capacity {
@@ -1403,7 +1481,7 @@ impl Chosen {
     }
 
     fn get(&self, index: usize) -> Option<Key> {
-        self.keys.get(..self.len)?.get(index).copied()
+        self.keys.get(..self.len)?.get(index).copied().map(unpack)
     }
 }
 

@@ -678,6 +678,18 @@ fn set_pending_private_kicks_its_vcpu() {
 }
 
 #[test]
+fn sgi1r_to_one_reaches_exactly_that_vcpu() {
+    for (vcpu, &mpidr) in MPIDRS.iter().enumerate() {
+        let mut g = vgic();
+        let value = sgi1r::to_one(mpidr, 9);
+        assert_eq!(g.send_sgi(0, value), 1 << vcpu, "MPIDR {mpidr:#x}: {value:#x}");
+        assert_eq!(rr(&mut g, vcpu, gicr::ISPENDR0), 1 << 9);
+    }
+    // Aff0 beyond the first 16 goes through the range selector.
+    assert_eq!(sgi1r::to_one(0x23, 1), 2 << sgi1r::RS_SHIFT | 1 << 3 | 1 << sgi1r::INTID_SHIFT);
+}
+
+#[test]
 fn sgi1r_target_list_with_affinity() {
     let mut g = vgic();
     let intid = |sgi: u64| sgi << 24;
@@ -1389,4 +1401,26 @@ fn guest_activated_spi_is_active_on_its_target() {
     g.fold(2, &mut lrs2);
     g.dist_write(gicd::IROUTER + 8 * 42, 8, 0x1);
     assert!(g.has_work(2) && !g.has_work(1));
+}
+
+#[test]
+fn withdrawing_a_private_interrupt_clears_only_a_pending_inactive_one() {
+    let mut g = ready();
+    rw(&mut g, 1, gicr::IGROUPR0, 1 << 27);
+    rw(&mut g, 1, gicr::ISENABLER0, 1 << 27);
+    assert!(!g.private_pending_only(1, 27));
+    g.set_pending(1, 27, true);
+    assert!(g.private_pending_only(1, 27));
+    assert!(!g.private_pending_only(0, 27), "another vCPU's copy is its own");
+    g.withdraw_private(1, 27);
+    assert!(!g.private_pending_only(1, 27));
+    assert!(!g.has_work(1));
+    // Active (the guest is handling it): not pending-only.
+    g.set_pending(1, 27, true);
+    rw(&mut g, 1, gicr::ISACTIVER0, 1 << 27);
+    assert!(!g.private_pending_only(1, 27));
+    // Out of range: nothing, no panic.
+    assert!(!g.private_pending_only(9, 27));
+    assert!(!g.private_pending_only(0, 40));
+    g.withdraw_private(9, 27);
 }

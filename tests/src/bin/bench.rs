@@ -1,37 +1,80 @@
 //! `make bench`: boots the guest-stub's benchmark mode (`stub=bench`) in
-//! both translation schemes under `-icount shift=0,sleep=off`, where the
-//! PMU cycle counter counts instructions, and prints what each trap path
-//! costs beside the floor (an `SVC` to the guest's own EL1), plus the image
-//! sizes. Writes `build/bench.json`.
+//! both translation schemes, and on bare QEMU (the stub at EL1 with no EL2,
+//! the floor for interrupt latency), under `-icount shift=0,sleep=off`,
+//! where the PMU cycle counter counts instructions. Prints every row beside
+//! its floor, the Linux guest's boot time under the hypervisor and on bare
+//! QEMU (wall clock), the image sizes and the hypervisor's resident memory.
+//! Writes `build/bench.json`.
 //!
 //! Usage: `bench <flash.bin> <el3-monitor ELF> <el2 ELF> <guest-stub ELF>`.
 
 use object::{Object, ObjectSection, SectionKind};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
 use std::process::{Command, ExitCode, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 const MACHINE: &str = "virt,secure=on,virtualization=on,gic-version=3";
+/// Bare QEMU: no EL3, no EL2; the stub or the kernel runs at EL1.
+const BARE_MACHINE: &str = "virt,gic-version=3";
 const CPU: &str = "max,pauth-impdef=on";
+const ICOUNT: [&str; 2] = ["-icount", "shift=0,sleep=off"];
+/// Where the flat guest-stub goes for the bare run.
+const BARE_STUB: &str = "build/guest-stub.bin";
+const LINUX_IMAGE: &str = "build/linux/Image";
+const LINUX_INITRD: &str = "build/linux/initramfs.cpio.gz";
+/// The initramfs's first line (tests/linux/init).
+const LINUX_USERSPACE_LINE: &str = "linux-guest: userspace up";
+const LINUX_BOOTS: usize = 3;
+const LINUX_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// One measured path: median, min, max instructions, and any extra fields.
 type Row = (u64, u64, u64, Vec<(String, u64)>);
+type Rows = BTreeMap<String, Row>;
 
-fn run_mode(flash: &str, mode: &str) -> Result<BTreeMap<String, Row>, String> {
+/// Where a row's floor comes from.
+enum Floor {
+    /// The guest's own `SVC` round trip: the cheapest exception there is.
+    Svc,
+    /// The same row on bare QEMU, where the GIC delivers straight to EL1.
+    Bare(&'static str),
+    None,
+}
+
+fn floor_of(row: &str) -> Floor {
+    match row {
+        "brk-version" | "dcc-version" | "hvc-psci-version" | "smc-psci-version" | "mmio-read" | "ecam-read" => {
+            Floor::Svc
+        }
+        "vtimer-latency" => Floor::Bare("vtimer-latency"),
+        "sgi-latency" => Floor::Bare("sgi-latency"),
+        // An SGI to oneself taken by its handler, with no hypervisor.
+        "pnmi-latency" => Floor::Bare("sgi-latency"),
+        _ => Floor::None,
+    }
+}
+
+/// The stub's `bench` lines from one QEMU run, and the whole console.
+fn run_stub(args: &[&str], what: &str) -> Result<(Rows, String), String> {
     let output = Command::new("qemu-system-aarch64")
-        .args(["-M", MACHINE, "-cpu", CPU, "-smp", "1", "-m", "1G"])
-        .args(["-icount", "shift=0,sleep=off", "-display", "none", "-monitor", "none"])
-        .args(["-serial", "stdio", "-semihosting", "-bios", flash])
-        .args(["-fw_cfg", &format!("name=opt/hv/cmdline,string=mode={mode} stub=bench")])
+        .args(args)
+        .args(ICOUNT)
+        .args(["-display", "none", "-monitor", "none", "-serial", "stdio", "-semihosting"])
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run qemu-system-aarch64: {e}"))?;
+    let console = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() {
-        return Err(format!("the {mode} run failed ({})", output.status));
+        return Err(format!("the {what} run failed ({})\n{console}", output.status));
     }
     let mut rows = BTreeMap::new();
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
+    for line in console.lines() {
         let Some(rest) = line.trim_end().strip_prefix("guest-stub: bench ") else { continue };
+        if rest.contains(" failed") {
+            return Err(format!("the {what} run: {line}"));
+        }
         let mut words = rest.split_whitespace();
         let Some(name) = words.next() else { continue };
         let mut fields: BTreeMap<&str, u64> = BTreeMap::new();
@@ -53,9 +96,89 @@ fn run_mode(flash: &str, mode: &str) -> Result<BTreeMap<String, Row>, String> {
         rows.insert(name.to_string(), (median, min, max, extra));
     }
     if rows.is_empty() {
-        return Err(format!("the {mode} run printed no measurements"));
+        return Err(format!("the {what} run printed no measurements\n{console}"));
     }
-    Ok(rows)
+    Ok((rows, console))
+}
+
+fn run_mode(flash: &str, mode: &str) -> Result<(Rows, String), String> {
+    let cmdline = format!("name=opt/hv/cmdline,string=mode={mode} stub=bench");
+    let args = ["-M", MACHINE, "-cpu", CPU, "-smp", "1", "-m", "1G", "-bios", flash, "-fw_cfg", &cmdline];
+    run_stub(&args, mode)
+}
+
+/// The stub on bare QEMU: flattened (it relocates itself), loaded by
+/// QEMU's `-kernel` like a raw kernel, with the DTB in x0.
+fn run_bare(stub_elf: &str) -> Result<Rows, String> {
+    let elf = std::fs::read(stub_elf).map_err(|e| format!("{stub_elf}: {e}"))?;
+    let image = hvtests::elf::flatten_pie(&elf).map_err(|e| format!("{stub_elf}: {e}"))?;
+    std::fs::write(BARE_STUB, &image.bytes).map_err(|e| format!("{BARE_STUB}: {e}"))?;
+    let args = ["-M", BARE_MACHINE, "-cpu", CPU, "-smp", "1", "-m", "1G", "-kernel", BARE_STUB, "-append", "stub=bench"];
+    run_stub(&args, "bare").map(|(rows, _)| rows)
+}
+
+/// Wall-clock seconds from QEMU's start to the initramfs's first line.
+fn linux_boot(flash: Option<&str>) -> Result<f64, String> {
+    let mut command = Command::new("qemu-system-aarch64");
+    match flash {
+        Some(flash) => command.args(["-M", MACHINE, "-bios", flash]),
+        None => command.args(["-M", BARE_MACHINE]),
+    };
+    command
+        .args(["-cpu", CPU, "-smp", "4", "-m", "1G", "-display", "none", "-monitor", "none", "-serial", "stdio"])
+        .args(["-kernel", LINUX_IMAGE, "-initrd", LINUX_INITRD, "-append", "console=ttyAMA0 linux-guest=poweroff"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let start = Instant::now();
+    let mut child = command.spawn().map_err(|e| format!("cannot run qemu-system-aarch64: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no QEMU stdout")?;
+    let (send, receive) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if line.contains(LINUX_USERSPACE_LINE) {
+                let _ = send.send(start.elapsed());
+                return;
+            }
+        }
+    });
+    let seen = receive.recv_timeout(LINUX_TIMEOUT);
+    let _ = child.kill();
+    let _ = child.wait();
+    seen.map(|elapsed| elapsed.as_secs_f64())
+        .map_err(|_| format!("no `{LINUX_USERSPACE_LINE}` within {LINUX_TIMEOUT:?}"))
+}
+
+struct LinuxBoot {
+    under_hv: Vec<f64>,
+    bare: Vec<f64>,
+}
+
+impl LinuxBoot {
+    /// Boots interleaved (hv, bare, hv, ...) so that a slow spell of the
+    /// host hits both alike.
+    fn measure(flash: &str) -> Result<Self, String> {
+        if !std::path::Path::new(LINUX_IMAGE).exists() {
+            return Err(format!("{LINUX_IMAGE} is missing (make linux-guest)"));
+        }
+        let mut boots = Self { under_hv: Vec::new(), bare: Vec::new() };
+        for _ in 0..LINUX_BOOTS {
+            boots.under_hv.push(linux_boot(Some(flash))?);
+            boots.bare.push(linux_boot(None)?);
+        }
+        Ok(boots)
+    }
+
+    fn medians(&self) -> (f64, f64) {
+        (median(&self.under_hv), median(&self.bare))
+    }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// (text, data, bss) bytes of an ELF image.
@@ -74,61 +197,118 @@ fn sizes(path: &str) -> Result<(u64, u64, u64), String> {
     Ok((text, data, bss))
 }
 
+/// The hypervisor's footprint in RAM, from its boot lines: its image as the
+/// monitor placed it (`hypervisor at PA a..b`) and its heap (`heap [a, b)`).
+#[derive(Default)]
+struct Resident {
+    image: u64,
+    heap: u64,
+}
+
+fn resident(console: &str) -> Option<Resident> {
+    let hex = |s: &str| u64::from_str_radix(s.trim().trim_start_matches("0x"), 16).ok();
+    let image = console.lines().find_map(|l| {
+        let rest = l.split_once("hypervisor at PA ")?.1;
+        let (start, end) = rest.split(',').next()?.split_once("..")?;
+        hex(end)?.checked_sub(hex(start)?)
+    })?;
+    let heap = console.lines().find_map(|l| {
+        let rest = l.split_once("el2: heap [")?.1;
+        let (start, end) = rest.split(')').next()?.split_once(", ")?;
+        hex(end)?.checked_sub(hex(start)?)
+    })?;
+    Some(Resident { image, heap })
+}
+
 fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [flash, monitor, el2, stub] = args.as_slice() else {
-        eprintln!("usage: bench <flash.bin> <el3-monitor ELF> <el2 ELF> <guest-stub ELF>");
-        return ExitCode::from(2);
+        return Err("usage: bench <flash.bin> <el3-monitor ELF> <el2 ELF> <guest-stub ELF>".into());
     };
-    let qemu = Command::new("qemu-system-aarch64").arg("--version").output().ok().and_then(|o| {
-        String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_string)
-    });
-    let mut modes = BTreeMap::new();
-    for mode in ["vhe", "nvhe"] {
-        match run_mode(flash, mode) {
-            Ok(rows) => {
-                modes.insert(mode, rows);
+    let qemu = Command::new("qemu-system-aarch64")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_string))
+        .unwrap_or_else(|| "QEMU".into());
+
+    let (vhe, vhe_console) = run_mode(flash, "vhe")?;
+    let (nvhe, _) = run_mode(flash, "nvhe")?;
+    let bare = run_bare(stub)?;
+    let resident = resident(&vhe_console).unwrap_or_default();
+    let linux = LinuxBoot::measure(flash);
+
+    let mut table = String::new();
+    let _ = writeln!(table, "{qemu} on -cpu {CPU}, -icount shift=0,sleep=off (instructions; median of 101 traps, 21 interrupts)");
+    let _ = writeln!(table, "| path | vhe | nvhe | bare QEMU | floor | vhe / floor |");
+    let _ = writeln!(table, "|------|----:|-----:|----------:|------:|------------:|");
+    let svc = vhe.get("floor-svc").map_or(0, |r| r.0);
+    let mut floors = BTreeMap::new();
+    for (name, row) in &vhe {
+        let nvhe = nvhe.get(name).map_or("-".into(), |r| r.0.to_string());
+        let bare_cell = bare.get(name).map_or("-".into(), |r| r.0.to_string());
+        let floor = match floor_of(name) {
+            Floor::Svc => Some(("floor-svc", svc)),
+            Floor::Bare(row) => bare.get(row).map(|r| (row, r.0)),
+            Floor::None => None,
+        };
+        let (floor_cell, ratio) = match floor {
+            Some((source, value)) if value > 0 => {
+                floors.insert(name.clone(), (source, value));
+                let source = if matches!(floor_of(name), Floor::Bare(_)) { format!("bare {source}") } else { source.to_string() };
+                (format!("{value} ({source})"), format!("{:.1}", row.0 as f64 / value as f64))
             }
-            Err(e) => {
-                eprintln!("bench: {e}");
-                return ExitCode::FAILURE;
-            }
+            _ => ("-".into(), "-".into()),
+        };
+        let extra: String = row.3.iter().map(|(k, v)| format!(" {k}={v}")).collect();
+        let _ = writeln!(table, "| {name}{extra} | {} | {nvhe} | {bare_cell} | {floor_cell} | {ratio} |", row.0);
+    }
+
+    let _ = writeln!(table, "\nLinux boot to the first userspace line (wall clock, -smp 4 -m 1G, {LINUX_BOOTS} boots each, interleaved):");
+    match &linux {
+        Ok(boots) => {
+            let (hv, bare) = boots.medians();
+            let list = |v: &[f64]| v.iter().map(|s| format!("{s:.2}")).collect::<Vec<_>>().join(", ");
+            let _ = writeln!(table, "| | median s | boots (s) |\n|-|--:|--|");
+            let _ = writeln!(table, "| under the hypervisor (vhe) | {hv:.2} | {} |", list(&boots.under_hv));
+            let _ = writeln!(table, "| bare QEMU (EL1) | {bare:.2} | {} |", list(&boots.bare));
+            let _ = writeln!(table, "| ratio | {:.2}x | |", hv / bare);
+        }
+        Err(e) => {
+            let _ = writeln!(table, "skipped: {e}");
         }
     }
 
-    let mut table = String::new();
-    let _ = writeln!(table, "{} on -cpu {CPU}, -icount shift=0,sleep=off (instructions, median of 101)", qemu.as_deref().unwrap_or("QEMU"));
-    let _ = writeln!(table, "| path | vhe | nvhe | vhe / floor |");
-    let _ = writeln!(table, "|------|----:|-----:|------------:|");
-    let floor = modes["vhe"].get("floor-svc").map_or(0, |r| r.0);
-    let names: Vec<&String> = modes["vhe"].keys().collect();
-    for name in names {
-        let vhe = &modes["vhe"][name];
-        let nvhe = modes["nvhe"].get(name).map_or(0, |r| r.0);
-        let ratio = if floor > 0 && !["empty", "scan"].contains(&name.as_str()) { format!("{:.1}", vhe.0 as f64 / floor as f64) } else { "-".into() };
-        let extra: String = vhe.3.iter().map(|(k, v)| format!(" {k}={v}")).collect();
-        let _ = writeln!(table, "| {name}{extra} | {} | {nvhe} | {ratio} |", vhe.0);
-    }
     let _ = writeln!(table, "\n| image | text | data | bss |");
     let _ = writeln!(table, "|-------|-----:|-----:|----:|");
     let mut images = Vec::new();
     for (name, path) in [("el3-monitor", monitor), ("el2", el2), ("guest-stub", stub)] {
-        match sizes(path) {
-            Ok((t, d, b)) => {
-                let _ = writeln!(table, "| {name} | {t} | {d} | {b} |");
-                images.push(format!("\"{name}\": {{\"text\": {t}, \"data\": {d}, \"bss\": {b}}}"));
-            }
-            Err(e) => {
-                eprintln!("bench: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
+        let (t, d, b) = sizes(path)?;
+        let _ = writeln!(table, "| {name} | {t} | {d} | {b} |");
+        images.push(format!("\"{name}\": {{\"text\": {t}, \"data\": {d}, \"bss\": {b}}}"));
     }
+    let _ = writeln!(
+        table,
+        "\nhypervisor resident in RAM: image {} KiB + heap {} KiB = {} KiB",
+        resident.image / 1024,
+        resident.heap / 1024,
+        (resident.image + resident.heap) / 1024
+    );
     print!("{table}");
 
     let mut json = String::from("{\n");
-    let _ = writeln!(json, "  \"qemu\": \"{}\",\n  \"cpu\": \"{CPU}\",\n  \"unit\": \"instructions\",", qemu.unwrap_or_default().replace('"', "'"));
-    for (mode, rows) in &modes {
+    let _ = writeln!(json, "  \"qemu\": \"{}\",\n  \"cpu\": \"{CPU}\",\n  \"unit\": \"instructions\",", qemu.replace('"', "'"));
+    for (mode, rows) in [("vhe", &vhe), ("nvhe", &nvhe), ("bare", &bare)] {
         let entries: Vec<String> = rows
             .iter()
             .map(|(name, (median, min, max, extra))| {
@@ -138,11 +318,30 @@ fn main() -> ExitCode {
             .collect();
         let _ = writeln!(json, "  \"{mode}\": {{\n{}\n  }},", entries.join(",\n"));
     }
-    let _ = writeln!(json, "  \"images\": {{{}}}\n}}", images.join(", "));
-    if let Err(e) = std::fs::write("build/bench.json", json) {
-        eprintln!("bench: build/bench.json: {e}");
-        return ExitCode::FAILURE;
+    let floor_entries: Vec<String> = floors
+        .iter()
+        .map(|(name, (source, value))| format!("    \"{name}\": {{\"from\": \"{source}\", \"value\": {value}}}"))
+        .collect();
+    let _ = writeln!(json, "  \"floors\": {{\n{}\n  }},", floor_entries.join(",\n"));
+    match &linux {
+        Ok(boots) => {
+            let (hv, bare) = boots.medians();
+            let list = |v: &[f64]| v.iter().map(|s| format!("{s:.3}")).collect::<Vec<_>>().join(", ");
+            let _ = writeln!(
+                json,
+                "  \"linux_boot_seconds\": {{\"under_hv\": [{}], \"bare\": [{}], \"median_under_hv\": {hv:.3}, \"median_bare\": {bare:.3}, \"ratio\": {:.3}}},",
+                list(&boots.under_hv),
+                list(&boots.bare),
+                hv / bare
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(json, "  \"linux_boot_seconds\": {{\"skipped\": \"{}\"}},", e.replace('"', "'"));
+        }
     }
+    let _ = writeln!(json, "  \"resident_bytes\": {{\"image\": {}, \"heap\": {}}},", resident.image, resident.heap);
+    let _ = writeln!(json, "  \"images\": {{{}}}\n}}", images.join(", "));
+    std::fs::write("build/bench.json", json).map_err(|e| format!("build/bench.json: {e}"))?;
     println!("\nwrote build/bench.json");
-    ExitCode::SUCCESS
+    Ok(())
 }

@@ -1,0 +1,34 @@
+// The benchmark's EL1 vector table (bench.rs): the IRQ vector's first
+// instruction reads the cycle counter, which is what "latency to the guest
+// handler" means. The interrupted code is bench.rs's wait loop, which
+// leaves x9..x11 to this vector; every other vector is the stub's own.
+//
+// IRQ, current EL with SP_ELx (offset 0x280):
+//   x9  <- PMCCNTR_EL0 at entry
+//   x10 <- the INTID acknowledged (ends the wait loop)
+// then: the virtual timer is disabled (it is level-triggered and would
+// fire again), the interrupt ended (EOImode 0: drop and deactivate), and
+// IRQs stay masked on return so that nothing else lands in the loop.
+
+.section .text.vectors, "ax"
+.balign 2048
+.global bench_vectors
+bench_vectors:
+.set bench_vector_offset, 0
+.rept 16
+.balign 128
+.if bench_vector_offset == 0x280
+    mrs     x9, pmccntr_el0
+    mrs     x10, icc_iar1_el1
+    msr     cntv_ctl_el0, xzr
+    msr     icc_eoir1_el1, x10
+    mrs     x11, spsr_el1
+    orr     x11, x11, #{PSR_I}
+    msr     spsr_el1, x11
+    isb
+    eret
+.else
+    b       stub_vectors + bench_vector_offset
+.endif
+.set bench_vector_offset, bench_vector_offset + 128
+.endr
