@@ -10,6 +10,7 @@
 #![no_main]
 
 mod boot;
+mod ea;
 mod exceptions;
 mod loader;
 mod pci;
@@ -60,7 +61,7 @@ extern "C" fn monitor_main(dtb_hint: usize) -> ! {
 
     // SAFETY: the DTB `Board::from_ptr` read above, `dtb_size` bytes long.
     let dtb_bytes = unsafe { core::slice::from_raw_parts(dtb as *const u8, board.dtb_size()) };
-    pci::init(dtb_bytes);
+    pci::init(dtb_bytes, board);
 
     let package = match loader::find_package(board, boot::flash_image_end() as u64) {
         Ok(package) => package,

@@ -1,7 +1,11 @@
 //! The secure-world configuration each CPU gets before it leaves EL3.
 //!
 //! Lower ELs are Non-secure and AArch64; HVC works; SMC comes here; IRQs and
-//! FIQs stay with the Non-secure side. Architecture features the CPU has are
+//! FIQs stay with the Non-secure side. External aborts and SErrors come here
+//! (`SCR_EL3.EA`): the monitor serves its ECAM window's aborts, reflects the
+//! other aborts to where they would have gone, and stops on an SError
+//! (`crate::exceptions`). QEMU ignores `SCR_EL3.EA` for synchronous aborts,
+//! so there nothing changes for them. Architecture features the CPU has are
 //! handed down untrapped (FP/SIMD, SVE, SME, pointer authentication, MTE,
 //! fine-grained traps, `HCRX_EL2`, enhanced counter virtualisation), each
 //! only when the ID registers say the feature exists, because setting an
@@ -83,7 +87,7 @@ macro_rules! write_sysreg {
 pub fn init_cpu(board: &Board) {
     let f = Features::read();
 
-    let mut scr = SCR_NS | SCR_RW | SCR_HCE;
+    let mut scr = SCR_NS | SCR_RW | SCR_HCE | SCR_EA;
     if f.pauth {
         scr |= SCR_APK | SCR_API;
     }

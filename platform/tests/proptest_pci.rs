@@ -18,7 +18,13 @@
 //! - `PciCall::decode` and `PciCall::args` are inverse;
 //! - ECAM: `decode(address(bdf, offset)) == (bdf, offset)` inside the
 //!   window, `address` inverts every successful `decode`, nothing outside
-//!   the window decodes; SBDF and routing IDs round-trip.
+//!   the window decodes; SBDF and routing IDs round-trip;
+//! - EL3's external-abort path (`pci::ea`) on any syndrome, address,
+//!   `PAR_EL1`, `SPSR_EL3`, `HCR_EL2` and registers: nothing panics; a
+//!   decoded access is at the address its call names, with SAS's size, and
+//!   completing it changes only its transfer register and moves ELR by 4;
+//!   a reflection enters one of the target's four synchronous vectors with
+//!   D, A, I and F masked and the abort's ISS.
 
 use platform::pci::config::{command, offset, HEADER_TYPE, VENDOR_ID_ARM};
 use platform::pci::den0115::{
@@ -29,6 +35,11 @@ use platform::pci::{
     ecam_decode, AccessSize, Bdf, ClassCode, ConfigSpace, EcamWindow, Intx, PciCall, Sbdf,
     SegmentInfo, ShimDevice, Status, CONFIG_SPACE_SIZE,
 };
+use platform::arch::regs::SPSR_DAIF;
+use platform::arch::trap::TrapFrame;
+use platform::arch::ExceptionLevel;
+use platform::esr::{AbortIss, Esr, FaultStatus};
+use platform::pci::ea::{self, EcamAccess, LowerState, Translation};
 use proptest::prelude::*;
 
 mod common;
@@ -374,6 +385,93 @@ proptest! {
                 prop_assert_eq!(Bdf::from_routing_id(bdf.routing_id()), bdf);
             }
             None => prop_assert!(device >= 32 || function >= 8),
+        }
+    }
+
+    /// The external-abort path on anything a lower EL can make EL3 see.
+    #[test]
+    fn external_abort_path_never_panics_and_stays_in_bounds(
+        raw_esr in any::<u64>(),
+        shaped in any::<bool>(),
+        pa_offset in any::<u64>(),
+        near in any::<bool>(),
+        bus_end in 0u8..4,
+        par in any::<u64>(),
+        far in any::<u64>(),
+        spsr in any::<u64>(),
+        hcr_el2 in any::<u64>(),
+        regs in prop::array::uniform31(any::<u64>()),
+        reply in prop::array::uniform4(any::<u64>()),
+    ) {
+        // Half the cases are a lower EL's external abort with a syndrome
+        // (random SAS, SSE, SRT, SF, AR, WnR), the rest any 64 bits.
+        let esr = if shaped {
+            let fields = 0x00ef_c040; // SAS, SSE, SRT, SF, AR, WnR
+            Esr((0x24 << Esr::EC_SHIFT) | Esr::IL | AbortIss::ISV | (raw_esr & fields)
+                | u64::from(FaultStatus::SYNC_EXTERNAL_CODE))
+        } else {
+            Esr(raw_esr)
+        };
+        let window = EcamWindow::new(0x1_0000_0000, 0, bus_end).unwrap();
+        let pa = if near { window.base() + pa_offset % (window.size() + 0x1_0000) } else { pa_offset };
+
+        let translation = Translation::for_fault(esr, spsr);
+        if let Ok(pa) = ea::fault_pa(par, far) {
+            prop_assert_eq!(pa & 0xfff, far & 0xfff);
+        }
+        match ea::decode(esr, pa, &window, &regs) {
+            Ok(EcamAccess { access, call }) => {
+                let (address, offset, size) = match call {
+                    PciCall::Read { address, offset, size } => (address, offset, size),
+                    PciCall::Write { address, offset, size, value } => {
+                        prop_assert_eq!(u64::from(value), access.write_value(&regs));
+                        (address, offset, size)
+                    }
+                    other => return Err(TestCaseError::fail(format!("decoded into {other:?}"))),
+                };
+                prop_assert_eq!(window.address(address.bdf, offset), Some(pa));
+                prop_assert_eq!(u32::from(size.bytes()), 1 << ((esr.0 >> 22) & 3));
+                prop_assert!(size.is_aligned(offset));
+                // The translation was chosen for the same syndrome, unless
+                // the context is not a lower AArch64 EL.
+                prop_assert!(translation.is_ok() || spsr & 0x10 != 0 || (spsr >> 2) & 3 == 3);
+                let mut frame = TrapFrame { x: regs, elr: far, spsr, _pad: 0 };
+                EcamAccess { access, call }.complete(reply, &mut frame);
+                prop_assert_eq!(frame.elr, far.wrapping_add(4));
+                for (n, (after, before)) in frame.x.iter().zip(regs.iter()).enumerate() {
+                    prop_assert!(after == before || (n == usize::from(access.rt) && !access.is_write()));
+                }
+            }
+            Err(error) => {
+                let _ = error.to_string();
+                if let Some(access) = error.unsupported_request() {
+                    prop_assert!(window.decode(pa).is_some());
+                    let mut frame = TrapFrame { x: regs, elr: far, spsr, _pad: 0 };
+                    ea::complete_unsupported(&access, &mut frame);
+                    prop_assert_eq!(frame.elr, far.wrapping_add(4));
+                }
+            }
+        }
+
+        let vbar_el1 = 0x4040_0000;
+        let vbar_el2 = 0x7fe0_0000;
+        let state = LowerState { spsr, elr: far, far, hcr_el2, sctlr_el1: par, sctlr_el2: !par, vbar_el1, vbar_el2 };
+        match ea::reflect(esr, &state) {
+            Ok(reflection) => {
+                let vbar = match reflection.target {
+                    ExceptionLevel::El1 => vbar_el1,
+                    ExceptionLevel::El2 => vbar_el2,
+                    other => return Err(TestCaseError::fail(format!("reflected to {other}"))),
+                };
+                prop_assert!([0, 0x200, 0x400, 0x600].contains(&(reflection.vector - vbar)));
+                prop_assert_eq!(reflection.pstate & SPSR_DAIF, SPSR_DAIF);
+                prop_assert_eq!(ExceptionLevel::from_spsr(reflection.pstate), reflection.target);
+                prop_assert_eq!(reflection.esr.iss(), esr.iss());
+                prop_assert_eq!((reflection.elr, reflection.spsr, reflection.far), (far, spsr, far));
+            }
+            Err(error) => {
+                let _ = error.to_string();
+            }
         }
     }
 }

@@ -28,6 +28,10 @@ pub const SPSR_F: u64 = bit(6);
 pub const SPSR_I: u64 = bit(7);
 pub const SPSR_A: u64 = bit(8);
 pub const SPSR_D: u64 = bit(9);
+/// SSBS, bit 12: speculative store bypass safe (FEAT_SSBS).
+pub const SPSR_SSBS: u64 = bit(12);
+/// PAN, bit 22: privileged access never (FEAT_PAN).
+pub const SPSR_PAN: u64 = bit(22);
 /// All of D, A, I and F masked: how every lower EL is first entered.
 pub const SPSR_DAIF: u64 = SPSR_D | SPSR_A | SPSR_I | SPSR_F;
 
@@ -37,6 +41,13 @@ pub const SCTLR_A: u64 = bit(1);
 pub const SCTLR_C: u64 = bit(2);
 pub const SCTLR_SA: u64 = bit(3);
 pub const SCTLR_I: u64 = bit(12);
+/// SPAN, bit 23: 0 sets `PSTATE.PAN` on taking an exception to this EL
+/// (RES1 without FEAT_PAN, and for `SCTLR_EL2` unless `HCR_EL2.{E2H,TGE}`
+/// are both set).
+pub const SCTLR_SPAN: u64 = bit(23);
+/// DSSBS, bit 44: the value `PSTATE.SSBS` takes on taking an exception to
+/// this EL (RES0 without FEAT_SSBS).
+pub const SCTLR_DSSBS: u64 = bit(44);
 /// RES1 bits of `SCTLR_EL3` and of `SCTLR_EL2` with `HCR_EL2.E2H == 0`
 /// (bits 4, 5, 11, 16, 18, 22, 23, 28, 29).
 pub const SCTLR_EL23_RES1: u64 =
@@ -72,6 +83,19 @@ pub const SCR_FGTEN: u64 = bit(27);
 pub const SCR_ECVEN: u64 = bit(28);
 /// `HCRX_EL2` is usable (FEAT_HCX).
 pub const SCR_HXEN: u64 = bit(38);
+
+// ---- HCR_EL2 -----------------------------------------------------------
+/// Stage 2 translation of EL1&0 is on.
+pub const HCR_VM: u64 = bit(0);
+/// Trap general exceptions: EL0 runs under EL2 (the host's EL0 with VHE),
+/// and its exceptions go to EL2.
+pub const HCR_TGE: u64 = bit(27);
+/// EL1 is AArch64.
+pub const HCR_RW: u64 = bit(31);
+/// The EL2 host (VHE) scheme.
+pub const HCR_E2H: u64 = bit(34);
+/// Synchronous external aborts from EL0/EL1 go to EL2 (FEAT_RAS).
+pub const HCR_TEA: u64 = bit(37);
 
 // ---- CPTR_EL3 ----------------------------------------------------------
 /// SVE is not trapped.

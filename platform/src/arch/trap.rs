@@ -53,6 +53,36 @@ pub enum ExceptionType {
     SError,
 }
 
+/// Bytes of vector table per [`ExceptionSource`] group (four 128-byte entries).
+pub const VECTOR_GROUP_SIZE: u64 = 0x200;
+/// Bytes of vector table per entry ([`ExceptionType`]).
+pub const VECTOR_ENTRY_SIZE: u64 = 0x80;
+
+impl ExceptionSource {
+    /// Offset of this group's first (synchronous) entry from `VBAR_ELx`:
+    /// 0x000, 0x200, 0x400, 0x600 in declaration order.
+    pub const fn vector_offset(self) -> u64 {
+        match self {
+            Self::CurrentSp0 => 0,
+            Self::CurrentSpx => VECTOR_GROUP_SIZE,
+            Self::LowerA64 => 2 * VECTOR_GROUP_SIZE,
+            Self::LowerA32 => 3 * VECTOR_GROUP_SIZE,
+        }
+    }
+}
+
+impl ExceptionType {
+    /// Offset of this entry within its group: 0x000, 0x080, 0x100, 0x180.
+    pub const fn vector_offset(self) -> u64 {
+        match self {
+            Self::Sync => 0,
+            Self::Irq => VECTOR_ENTRY_SIZE,
+            Self::Fiq => 2 * VECTOR_ENTRY_SIZE,
+            Self::SError => 3 * VECTOR_ENTRY_SIZE,
+        }
+    }
+}
+
 impl ExceptionKind {
     pub const fn source(self) -> ExceptionSource {
         match (self.0 >> 2) & 3 {
@@ -198,6 +228,16 @@ mod tests {
         assert!(!k.from_lower_el());
         assert_eq!(ExceptionKind(15).kind(), ExceptionType::SError);
         assert_eq!(ExceptionKind(15).source(), ExceptionSource::LowerA32);
+    }
+
+    #[test]
+    fn vector_offsets_match_the_vector_index() {
+        for index in 0..16u64 {
+            let k = ExceptionKind(index);
+            assert_eq!(k.source().vector_offset() + k.kind().vector_offset(), index * VECTOR_ENTRY_SIZE);
+        }
+        assert_eq!(ExceptionSource::LowerA64.vector_offset(), 0x400);
+        assert_eq!(ExceptionType::SError.vector_offset(), 0x180);
     }
 
     #[test]

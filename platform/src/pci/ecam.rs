@@ -5,8 +5,9 @@
 //! KiB of the window: address = base + (bus - first bus) << 20 | device << 15
 //! | function << 12 | register offset. So 1 MiB per bus, 32 KiB per device.
 //! EL2 uses [`EcamWindow::decode`] on a stage-2 fault in the window before
-//! it forwards the access with `PCI_READ`/`PCI_WRITE`; EL3 will use the
-//! same decoder for an external abort routed to it (`SCR_EL3.EA`). Nothing
+//! it forwards the access with `PCI_READ`/`PCI_WRITE`; EL3 uses the
+//! same decoder for an external abort routed to it (`SCR_EL3.EA`,
+//! [`super::ea`]). Nothing
 //! here trusts the address: anything outside the window is `None`.
 
 use super::{Bdf, CONFIG_SPACE_SIZE};

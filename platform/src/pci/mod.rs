@@ -25,9 +25,9 @@
 //! ```
 //!
 //! On hardware that routes a lower-EL external abort to EL3 (`SCR_EL3.EA`),
-//! EL3 decodes the address with the same [`ecam`] code and calls the same
-//! [`config::ConfigSpace`]; QEMU cannot deliver that abort, which is why the
-//! decoder is host-tested here.
+//! EL3 decodes the abort ([`ea`]) with the same [`ecam`] code into the same
+//! DEN0115 call and serves it from the same [`config::ConfigSpace`]; QEMU
+//! cannot deliver that abort, which is why the decoder is host-tested here.
 //!
 //! # Split
 //!
@@ -37,9 +37,11 @@
 //! | [`config`] | [`config::ShimDevice`], [`config::ConfigSpace`]: header layout, writable masks, BAR sizing, INTx |
 //! | [`den0115`] | the five DEN0115 calls: decoding, validation, results in x0..x3 |
 //! | [`ecam`] | [`ecam::EcamWindow`]: 1 MiB per bus, 32 KiB per device, 4 KiB per function |
+//! | [`ea`] | EL3's external-abort path: syndrome and PA to a config access, its completion, and the reflection of aborts that are not config accesses |
 
 pub mod config;
 pub mod den0115;
+pub mod ea;
 pub mod ecam;
 
 #[cfg(test)]

@@ -28,7 +28,9 @@ fn pl061() -> ShimDevice {
     ShimDevice::new(0x061, ClassCode::for_primecell(0x061), PL061_BASE, WINDOW, irq).unwrap()
 }
 
-fn virt() -> ConfigSpace<8> {
+/// QEMU virt's PL031 and PL061 as devices 0 and 1 on bus 0 (also the
+/// fixture of `ea`'s tests).
+pub(super) fn virt() -> ConfigSpace<8> {
     ConfigSpace::from_devices(&[pl031(), pl061()]).unwrap()
 }
 
