@@ -84,7 +84,7 @@ qemu-test: image
 	HV_FLASH=$(abspath $(FLASH)) cargo test -p hvtests --test qemu -- --test-threads=2
 
 # Instructions per trap path under -icount, both schemes (tests/src/bin/bench.rs).
-bench: image
+bench: image linux-guest
 	cargo run --quiet --release -p hvtests --bin bench -- $(FLASH) \
 		$(FW_ELF)/el3-monitor $(FW_ELF)/el2 $(GUEST_ELF)/guest-stub
 

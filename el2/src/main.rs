@@ -125,7 +125,8 @@ extern "C" fn hv_main() -> ! {
     if let Err(e) = mmio::add_device(ecam_window.base, ecam_window.size, alloc::boxed::Box::new(ecam::Ecam)) {
         power::fatal(format_args!("ECAM window: {e:?}"));
     }
-    let bars: alloc::vec::Vec<MemRegion> = ecam::enumerate().into_iter().map(|(b, s)| MemRegion::new(b, s)).collect();
+    let functions = ecam::enumerate();
+    let bars: alloc::vec::Vec<MemRegion> = functions.iter().map(|&(_, window)| window).collect();
     log::info!("PCI: ECAM window {ecam_window}, {} function(s) behind it", bars.len());
     let passthrough: alloc::vec::Vec<MemRegion> = console_window.into_iter().chain(bars.iter().copied()).collect();
     if let Err(e) = stage2::build(boot.plan.guest_ram, &passthrough, ecam_window.end()) {
@@ -150,6 +151,10 @@ extern "C" fn hv_main() -> ! {
         Ok(frames) => frames,
         Err(e) => power::fatal(format_args!("guest GIC: {e:?}")),
     };
+    // Stage 2 follows the PCI functions' BARs; a moved window must not
+    // cover anything else the guest has.
+    let taken = [boot.plan.guest_ram, test_device, ecam_window, guest_gic.distributor, guest_gic.redistributors];
+    ecam::follow_bars(&functions, taken.into_iter().chain(console_window).collect());
     // The console's interrupt goes to the guest with the console.
     let console_irq = boot.console_irq.map(|irq| irq.intid).filter(|_| board.console.is_some());
     if let Some(intid) = console_irq {

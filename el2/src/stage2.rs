@@ -131,11 +131,25 @@ pub fn activate_on_this_cpu() {
     unsafe { core::arch::asm!("isb", "tlbi vmalls12e1", "dsb nsh", "isb", options(nostack)) };
 }
 
+/// One past the last IPA of the guest's address space (0 before `build`).
+pub fn ipa_end() -> u64 {
+    VM.get().map_or(0, |vm| 1u64.checked_shl(vm.lock().geometry.ipa_bits).unwrap_or(u64::MAX))
+}
+
+/// Maps the device window at PA `pa` (`size` bytes) at IPA `ipa`, where a
+/// guest moved it (the caller checked the place with
+/// `platform::stage2::check_window`). New entries replace invalid ones, so
+/// no TLB entry can be stale.
+pub fn map_device(ipa: u64, pa: u64, size: u64) -> Result<(), Stage2Error> {
+    let Some(vm) = VM.get() else { return Ok(()) };
+    let mut vm = vm.lock();
+    policy::map_at(&mut vm.tables, ipa, pa, size, policy::device_attributes()).map_err(Stage2Error::Map)
+}
+
 /// Unmaps `[start, end)` from the guest (the current VMID must be the
 /// guest's): `aarch64-paging` clears each entry and issues
 /// `TLBI IPAS2E1IS` per entry with a `DSB`; then the combined stage-1+2
 /// entries go with `TLBI VMALLE1IS`, completed by `DSB ISH; ISB`.
-#[allow(dead_code)] // the MMIO emulation carves its windows out with this
 pub fn unmap(start: u64, end: u64) -> Result<(), Stage2Error> {
     let Some(vm) = VM.get() else { return Ok(()) };
     let mut vm = vm.lock();

@@ -116,6 +116,7 @@ pub static CHECKS: &[Check] = &[
     Check { name: "pci-readonly-fields", run: crate::pci::readonly_fields },
     Check { name: "pci-bad-access", run: crate::pci::bad_access },
     Check { name: "pci-bar-reads-device", run: crate::pci::bar_reads_device },
+    Check { name: "pci-bar-move", run: crate::pci::bar_move },
     Check { name: "debug-breakpoint-reflected", run: debug_breakpoint_reflected },
     Check { name: "virq-timer", run: crate::virq::virq_timer },
     Check { name: "virq-sgi", run: crate::virq::virq_sgi },

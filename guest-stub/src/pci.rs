@@ -753,6 +753,62 @@ pub fn bar_reads_device(env: &Env) -> Result<(), Failure> {
     Ok(())
 }
 
+/// A page of the stub's own RAM with a known pattern, for `pci-bar-move`
+/// to put the PL031's BAR on.
+#[repr(C, align(4096))]
+struct RamPage([u64; 512]);
+static RAM_PAGE: spin::Mutex<RamPage> = spin::Mutex::new(RamPage([0; 512]));
+const RAM_PATTERN: u64 = 0x5241_4d20_5041_4745; // "RAM PAGE"
+
+/// `pci-bar-move`: stage 2 follows BAR0. Moved over a hole (where the
+/// hypervisor's memory sits in the physical map, right past guest RAM),
+/// the PL031's ID registers read at the new address and the old address
+/// faults. Moved onto guest RAM, nothing is mapped over the RAM (it still
+/// reads as RAM) and the device is reachable nowhere. Moved back, the
+/// device is where it was.
+pub fn bar_move(env: &Env) -> Result<(), Failure> {
+    let config = Config::open(env)?;
+    let pl031 = bdf_of(ROOT_BUS, PL031_DEVICE, 0)?;
+    let home = config.bar0(pl031)?;
+    let hole = env.ram_end;
+    let ram = RAM_PAGE.lock();
+    let ram_page = ram.0.as_ptr() as u64;
+    // SAFETY: the page is the stub's, locked; volatile so the compiler
+    // keeps the store the check reads back through another address.
+    unsafe { core::ptr::write_volatile(ram.0.as_ptr().cast_mut(), RAM_PATTERN) };
+    let part_at = |base: u64| bar_load(base, primecell::PERIPH_ID0).map(|v| v & 0xff);
+    let faults_at = |base: u64| load(base + primecell::PERIPH_ID0, Width::Word).is_err();
+    restoring(
+        || {
+            set_bar0(&config, pl031, hole)?;
+            expect_eq("BAR0 reads back the new address", hole, config.bar0(pl031)?)?;
+            expect_eq("PL031 PeriphID0 at the moved window (past guest RAM)", 0x31, part_at(hole)?)?;
+            if !faults_at(home) {
+                return Err(Failure::Missing("the PL031's old window still answers after BAR0 moved away"));
+            }
+            set_bar0(&config, pl031, ram_page)?;
+            // SAFETY: reads the stub's own locked page.
+            let word = unsafe { core::ptr::read_volatile(ram.0.as_ptr()) };
+            expect_eq("guest RAM under a BAR moved onto it (must stay RAM)", RAM_PATTERN, word)?;
+            if !faults_at(home) || !faults_at(hole) {
+                return Err(Failure::Missing("a window answers while BAR0 points at guest RAM"));
+            }
+            Ok(())
+        },
+        || {
+            set_bar0(&config, pl031, home)?;
+            expect_eq("PL031 PeriphID0 with BAR0 back home", 0x31, part_at(home)?)
+        },
+    )
+}
+
+/// Writes a function's 64-bit BAR0 (low word, then high word, as an OS
+/// does: the window is briefly somewhere in between).
+fn set_bar0(config: &Config, bdf: Bdf, address: u64) -> Result<(), Failure> {
+    config.write(bdf, offset::BAR0, Width::Word, address & 0xffff_ffff)?;
+    config.write(bdf, offset::BAR1, Width::Word, address >> 32)
+}
+
 /// One 32-bit load of register `reg` of the window BAR0 puts at `base`.
 fn bar_load(base: u64, reg: u64) -> Result<u64, Failure> {
     let addr = base.checked_add(reg).ok_or(Failure::Mismatch { what: "BAR0 address + register offset overflows; BAR0", expected: 0, got: base })?;

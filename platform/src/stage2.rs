@@ -12,6 +12,8 @@
 use aarch64_paging::descriptor::{PhysicalAddress, Stage2Attributes};
 use aarch64_paging::paging::{MemoryRegion, Stage2, Translation};
 use aarch64_paging::{MapError, Mapping};
+use crate::board::MemRegion;
+use core::fmt;
 
 /// The shape of a guest's IPA space with the 4 KiB granule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,6 +113,60 @@ pub fn unmap<T: Translation<Stage2Attributes>>(
         let pa = descriptor.output_address();
         descriptor.set(pa, descriptor.flags().difference(Stage2Attributes::VALID))
     })
+}
+
+/// Maps `[ipa, ipa + len)` onto `[pa, pa + len)` (a device window a guest
+/// moved: its registers stay where they are, the guest sees them at `ipa`).
+pub fn map_at<T: Translation<Stage2Attributes>>(
+    mapping: &mut Mapping<T, Stage2>,
+    ipa: u64,
+    pa: u64,
+    len: u64,
+    attributes: Stage2Attributes,
+) -> Result<(), MapError> {
+    let range = MemoryRegion::new(ipa as usize, ipa.saturating_add(len) as usize);
+    mapping.map_range(&range, PhysicalAddress(pa as usize), attributes, aarch64_paging::paging::Constraints::empty())
+}
+
+/// Why a device window (a PCI BAR) cannot be mapped where a guest put it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowRefused {
+    /// Empty or not page-aligned.
+    Unaligned,
+    /// Not inside the guest's IPA space `[0, ipa_end)` (or wrapping).
+    OutsideIpaSpace { ipa_end: u64 },
+    /// On top of something the guest already has there (its RAM, an
+    /// emulated device, another window).
+    Overlaps(MemRegion),
+}
+
+impl fmt::Display for WindowRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unaligned => f.write_str("not a page-aligned, non-empty range"),
+            Self::OutsideIpaSpace { ipa_end } => write!(f, "outside the guest's IPA space (ends at {ipa_end:#x})"),
+            Self::Overlaps(region) => write!(f, "overlaps {region}, which the guest already has"),
+        }
+    }
+}
+
+/// Checks where a guest moved a device window: stage 2 may map it there
+/// only inside the IPA space and on top of nothing else the guest sees
+/// (`taken`). What the window reaches is always the device itself, so a
+/// window over a hole (even where the hypervisor's or the secure world's
+/// memory sits in the physical map) gives the guest nothing new.
+pub fn check_window(window: MemRegion, ipa_end: u64, taken: &[MemRegion]) -> Result<(), WindowRefused> {
+    const PAGE: u64 = 4096;
+    if window.is_empty() || window.base % PAGE != 0 || window.size % PAGE != 0 {
+        return Err(WindowRefused::Unaligned);
+    }
+    if window.base.checked_add(window.size).is_none_or(|end| end > ipa_end) {
+        return Err(WindowRefused::OutsideIpaSpace { ipa_end });
+    }
+    match taken.iter().find(|region| region.overlaps(&window)) {
+        Some(region) => Err(WindowRefused::Overlaps(*region)),
+        None => Ok(()),
+    }
 }
 
 /// Maps `[ipa, ipa + len)` to the same physical addresses.
@@ -302,5 +358,31 @@ mod tests {
         assert_eq!(handed, 254, "255 non-zero 8-bit VMIDs minus the reserved one");
         assert_eq!(Vmid(3).vttbr_bits(), 3 << 48);
         assert_eq!(VmidAllocator::new(true).limit, 1 << 16);
+    }
+
+    #[test]
+    fn a_moved_window_maps_only_over_a_hole_inside_the_ipa_space() {
+        let ram = MemRegion::new(0x4000_0000, 0x4000_0000);
+        let gic = MemRegion::new(0x0800_0000, 0x0100_0000);
+        let taken = [ram, gic];
+        let ipa_end = 1 << 32;
+        let at = |base| MemRegion::new(base, 0x1000);
+        assert_eq!(check_window(at(0x0901_0000), ipa_end, &taken), Ok(()));
+        // Where the hypervisor's or the secure world's memory sits in the
+        // physical map is a hole to the guest: the window shows the device.
+        assert_eq!(check_window(at(0x0e00_0000), ipa_end, &taken), Ok(()));
+        assert_eq!(check_window(at(0x8000_0000), ipa_end, &taken), Ok(()));
+        assert_eq!(check_window(at(0x4000_1000), ipa_end, &taken), Err(WindowRefused::Overlaps(ram)));
+        assert_eq!(check_window(at(0x08ff_f000), ipa_end, &taken), Err(WindowRefused::Overlaps(gic)));
+        assert_eq!(check_window(at(0x3fff_f000), ipa_end, &taken), Ok(()), "ends right where RAM starts");
+        assert_eq!(check_window(at(0xffff_f000), ipa_end, &taken), Ok(()), "the last page");
+        assert_eq!(check_window(at(0x1_0000_0000), ipa_end, &taken), Err(WindowRefused::OutsideIpaSpace { ipa_end }));
+        assert_eq!(check_window(MemRegion::new(0xffff_f000, 0x2000), ipa_end, &taken), Err(WindowRefused::OutsideIpaSpace { ipa_end }));
+        // A BAR mid-sizing (all ones) or half-written: never mapped.
+        assert_eq!(check_window(at(0xffff_ffff_ffff_f000), ipa_end, &taken), Err(WindowRefused::OutsideIpaSpace { ipa_end }));
+        assert_eq!(check_window(MemRegion::new(u64::MAX & !0xfff, 0x2000), ipa_end, &taken), Err(WindowRefused::OutsideIpaSpace { ipa_end }));
+        assert_eq!(check_window(at(0x0901_0800), ipa_end, &taken), Err(WindowRefused::Unaligned));
+        assert_eq!(check_window(MemRegion::new(0x0901_0000, 0), ipa_end, &taken), Err(WindowRefused::Unaligned));
+        assert_eq!(check_window(MemRegion::new(0x0901_0000, 0x800), ipa_end, &taken), Err(WindowRefused::Unaligned));
     }
 }
