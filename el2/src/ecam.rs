@@ -134,6 +134,9 @@ struct BarWindow {
 }
 
 static BARS: Mutex<Vec<BarWindow>> = Mutex::new(Vec::new());
+/// Refused BAR places so far, and how many of them are logged.
+static REFUSALS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+const LOGGED_REFUSALS: u64 = 8;
 /// What a moved window must not cover: guest RAM and the other windows
 /// the guest has (emulated devices, the console), fixed at boot.
 static TAKEN: Once<Vec<MemRegion>> = Once::new();
@@ -184,7 +187,14 @@ fn follow_bar(bdf: Bdf) {
                 }
             },
             Err(why) => {
-                log::warn!("PCI {bdf}: BAR0 set to {place}: not mapped there ({why})");
+                // A guest can refuse-loop forever: the first few are
+                // logged, the rest counted.
+                let refusals = REFUSALS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                if refusals < LOGGED_REFUSALS {
+                    log::warn!("PCI {bdf}: BAR0 set to {place}: not mapped there ({why})");
+                } else if refusals == LOGGED_REFUSALS {
+                    log::warn!("PCI: further BAR0 places not mapped are not logged");
+                }
                 refused = Some(ipa);
                 None
             }

@@ -25,6 +25,7 @@ mod exceptions;
 mod guest;
 mod gic;
 mod hvc;
+mod integrity;
 mod irq;
 mod layout;
 mod linux;
@@ -82,6 +83,7 @@ extern "C" fn hv_main() -> ! {
         boot.scheme.image_va(),
     );
     log::info!("command line ({}): `{}`", cmdline::source().describe(), cmdline.text);
+    integrity::record();
     if boot.vhe_unavailable {
         log::warn!("mode=vhe: this CPU has no VHE (ID_AA64MMFR1_EL1.VH = 0), using mode=nvhe");
     }

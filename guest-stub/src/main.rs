@@ -32,6 +32,7 @@ mod el0;
 mod exceptions;
 mod gic;
 mod gvascan;
+mod hostile;
 mod pci;
 mod smp;
 mod timer;
@@ -97,6 +98,8 @@ extern "C" fn stub_main(dtb: usize) -> ! {
         virtual_timer: timer::virtual_timer_ppi(&fdt),
     };
     let mut forced_failure = false;
+    let mut hostile = false;
+    let mut seed = hostile::DEFAULT_SEED;
     let mut only = "";
     for word in fdt.chosen().bootargs().unwrap_or("").split_ascii_whitespace() {
         match word {
@@ -107,9 +110,14 @@ extern "C" fn stub_main(dtb: usize) -> ! {
                 smp::init(&fdt);
                 finish(bench::run(&env, under_hypervisor()))
             }
-            other => match other.strip_prefix("stub=only=") {
-                Some(prefix) => only = prefix,
-                None => println!("ignoring unknown word `{other}`"),
+            "stub=hostile" => hostile = true,
+            other => match (other.strip_prefix("stub=only="), other.strip_prefix("stub-seed=")) {
+                (Some(prefix), _) => only = prefix,
+                (_, Some(number)) => match parse_number(number) {
+                    Some(n) => seed = n,
+                    None => println!("ignoring `{other}`: not a number"),
+                },
+                _ => println!("ignoring unknown word `{other}`"),
             },
         }
     }
@@ -117,11 +125,26 @@ extern "C" fn stub_main(dtb: usize) -> ! {
         .iter()
         .chain(forced_failure.then_some(&checks::FORCED_FAILURE))
         .filter(|check| check.name.starts_with(only));
+    let hostile_checks = hostile.then_some(checks::Check { name: "hostile-vcpus-alive", run: hostile::vcpus_alive });
     println!("started at {}, {} checks", platform::arch::current_el(), checks.clone().count());
     smp::init(&fdt);
 
     let (mut passed, mut failed) = (0, 0);
-    for check in checks {
+    if hostile {
+        // Before the ordinary checks, which then show the hypervisor still
+        // works after it.
+        match hostile::run(&env, &fdt, seed) {
+            Ok(()) => {
+                passed += 1;
+                println!("PASS hostile");
+            }
+            Err(why) => {
+                failed += 1;
+                println!("FAIL hostile: {why}");
+            }
+        }
+    }
+    for check in hostile_checks.iter().chain(checks) {
         match (check.run)(&env) {
             Ok(()) => {
                 passed += 1;
@@ -135,6 +158,14 @@ extern "C" fn stub_main(dtb: usize) -> ! {
     }
     println!("{passed} passed, {failed} failed");
     finish(u32::from(failed != 0))
+}
+
+/// A decimal or `0x` hexadecimal number.
+fn parse_number(text: &str) -> Option<u64> {
+    match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => text.parse().ok(),
+    }
 }
 
 /// Whether this hypervisor is underneath: it answers the vendor

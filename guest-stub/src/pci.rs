@@ -77,7 +77,7 @@ const PL031_DEVICE: u8 = 0;
 /// The PrimeCell identification registers, at the same offsets in every
 /// PrimeCell's 4 KiB window (e.g. the PL031 TRM, "Peripheral
 /// identification registers" and "PrimeCell identification registers").
-mod primecell {
+pub mod primecell {
     /// A PrimeCell register window: what BAR0 describes.
     pub const WINDOW: u64 = 0x1000;
     /// `PeriphID0`; `PeriphID1..3` follow at +4, +8, +0xc. PeriphID0 holds
@@ -170,6 +170,14 @@ impl Ecam {
     }
 }
 
+impl Ecam {
+    /// The CPU-side windows of the host bridge's `ranges` (where its
+    /// functions' BARs decode), as `(base, size)`.
+    pub fn range_windows(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.ranges.as_ref().ok().into_iter().flatten().flatten().map(|range| (range.cpu, range.size))
+    }
+}
+
 /// A big-endian value of one or two cells.
 fn be_cells(bytes: &[u8]) -> Option<u64> {
     if bytes.is_empty() || bytes.len() > 8 || !bytes.len().is_multiple_of(4) {
@@ -218,7 +226,7 @@ fn parse_ranges(node: fdt::node::FdtNode) -> Result<[Option<Range>; MAX_RANGES],
 
 /// The width of one access.
 #[derive(Clone, Copy)]
-enum Width {
+pub enum Width {
     Byte,
     Half,
     Word,
@@ -260,7 +268,7 @@ macro_rules! store_insn {
 
 /// One zero-extending load of `width` at `addr` (`LDRB`, `LDRH`, `LDR Wt`,
 /// `LDR Xt` from a plain base register), or the exception it raised.
-fn load(addr: u64, width: Width) -> Result<u64, Caught> {
+pub fn load(addr: u64, width: Width) -> Result<u64, Caught> {
     let mut value = 0;
     let caught = expect_sync(|| {
         // SAFETY: `addr` is in the ECAM window or a shim function's BAR
@@ -281,7 +289,7 @@ fn load(addr: u64, width: Width) -> Result<u64, Caught> {
 
 /// One store of the low `width` of `value` at `addr` (`STRB`, `STRH`,
 /// `STR Wt`, `STR Xt` to a plain base register), or the exception it raised.
-fn store(addr: u64, width: Width, value: u64) -> Result<(), Caught> {
+pub fn store(addr: u64, width: Width, value: u64) -> Result<(), Caught> {
     let caught = expect_sync(|| {
         // SAFETY: as for `load`: the ECAM window, emulated by the hypervisor.
         unsafe {
