@@ -139,7 +139,10 @@ extern "C" fn hv_main() -> ! {
     let online = smp::start_secondaries(board.cpus.as_slice(), boot_mpidr);
     log::info!("{online}/{} CPUs online at EL2", board.cpus.len());
     if online != board.cpus.len() {
-        power::fatal(format_args!("only {online} of {} CPUs came up", board.cpus.len()));
+        power::refuse(format_args!(
+            "only {online} of the {} CPUs in the device tree came up (does every /cpus reg name a CPU this machine has?)",
+            board.cpus.len()
+        ));
     }
 
     if let Some(which) = cmdline.selftest {
@@ -169,7 +172,7 @@ extern "C" fn hv_main() -> ! {
     }
     let linux = match linux::load(board.fw_cfg, boot.plan.guest_ram) {
         Ok(linux) => linux,
-        Err(e) => power::fatal(format_args!("{e}")),
+        Err(e) => power::refuse(format_args!("{e}")),
     };
     let stub_args: alloc::vec::Vec<&str> = cmdline.guest_stub_words().collect();
     let mut hardware = guest::Hardware {

@@ -38,7 +38,7 @@ impl core::fmt::Display for PlanError {
             Self::Regions(e) => write!(f, "cannot compute free RAM: {e}"),
             Self::TooLittleRam { largest_free } => write!(
                 f,
-                "the largest free RAM region is {largest_free:#x} bytes; need {:#x} for heap and guest",
+                "RAM too small: the largest free RAM region is {largest_free:#x} bytes, the hypervisor's heap and the smallest guest need {:#x}",
                 HEAP_SIZE + MIN_GUEST_RAM
             ),
         }

@@ -366,9 +366,9 @@ fn park(slot: usize, frame: &TrapFrame) -> ! {
 /// How long stopped CPUs get to answer.
 const STOP_TIMEOUT_MS: u64 = 500;
 
-/// On a fatal error: stops every other online CPU with a PNMI and prints
-/// the state each was stopped in.
-pub fn stop_other_cpus() {
+/// On a fatal error: stops every other online CPU with a PNMI and, if
+/// `report`, prints the state each was stopped in.
+pub fn stop_other_cpus(report: bool) {
     if !READY.load(Ordering::Acquire) {
         return;
     }
@@ -379,6 +379,9 @@ pub fn stop_other_cpus() {
             r.fetch_or(REQUEST_STOP, Ordering::AcqRel);
             gic::send_sgi(gic::SGI_PNMI, crate::smp::mpidr_of(slot));
         }
+    }
+    if !report {
+        return;
     }
     for slot in 0..cpus {
         let mpidr = crate::smp::mpidr_of(slot);

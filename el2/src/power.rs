@@ -36,7 +36,17 @@ pub fn system_reset() -> ! {
 /// Reports a fatal hypervisor error and ends the run with a failure status.
 pub fn fatal(args: core::fmt::Arguments) -> ! {
     log::error!("{args} (fatal: stopping with exit status {EXIT_HYPERVISOR_FATAL})");
-    crate::pnmi::stop_other_cpus();
+    crate::pnmi::stop_other_cpus(true);
+    power_off(EXIT_HYPERVISOR_FATAL)
+}
+
+/// Refuses a bad boot input (a kernel or initrd that cannot be booted, a
+/// machine that does not match its device tree) with one line and the same
+/// status as [`fatal`]. Nothing crashed, so the other CPUs are stopped
+/// without the per-CPU report, which would only bury the reason.
+pub fn refuse(args: core::fmt::Arguments) -> ! {
+    log::error!("{args} (fatal: stopping with exit status {EXIT_HYPERVISOR_FATAL})");
+    crate::pnmi::stop_other_cpus(false);
     power_off(EXIT_HYPERVISOR_FATAL)
 }
 

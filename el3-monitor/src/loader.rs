@@ -21,6 +21,9 @@ pub enum LoadError {
     Package(PackageError),
     /// The DTB describes no Non-secure RAM.
     NoRam,
+    /// RAM is smaller than the hypervisor's block (image, guest-stub copy,
+    /// handoff record).
+    RamTooSmall { need: u64, ram: PhysRange },
     /// The images do not fit below the top of RAM without overlapping
     /// something.
     NoRoom { need: u64, what: &'static str },
@@ -35,6 +38,12 @@ impl core::fmt::Display for LoadError {
             }
             Self::Package(e) => write!(f, "{e}"),
             Self::NoRam => write!(f, "the DTB describes no Non-secure RAM"),
+            Self::RamTooSmall { need, ram } => write!(
+                f,
+                "RAM too small for the hypervisor: it needs {need:#x} bytes at the top of RAM, which is only [{:#x}, {:#x})",
+                ram.base,
+                ram.end()
+            ),
             Self::NoRoom { need, what } => {
                 write!(f, "no room for the hypervisor: {need:#x} bytes at the top of RAM would overlap {what}")
             }
@@ -106,7 +115,7 @@ pub fn load(board: &Board, package: &Package, dtb: PhysRange) -> Result<Loaded, 
 
     let overlaps = |base: u64, size: u64| base < reserved.end() && reserved.base < base + size;
     if hv_base < ram.base {
-        return Err(LoadError::NoRoom { need: reserved.size, what: "the start of RAM" });
+        return Err(LoadError::RamTooSmall { need: reserved.size, ram: PhysRange { base: ram.base, size: ram.size } });
     }
     if overlaps(dtb.base, dtb.size) {
         return Err(LoadError::NoRoom { need: reserved.size, what: "the DTB" });

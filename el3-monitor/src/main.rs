@@ -49,7 +49,19 @@ extern "C" fn monitor_main(dtb_hint: usize) -> ! {
         board.cpus.len()
     );
 
+    if board.console.is_none() {
+        power::fatal(format_args!(
+            "the device tree names no Non-secure console (/chosen/stdout-path to a PL011): \
+             the hypervisor and its guest have nowhere to print"
+        ));
+    }
     let boot_mpidr = platform::arch::this_cpu_mpidr();
+    if board.cpu_index(boot_mpidr).is_none() {
+        power::fatal(format_args!(
+            "the boot CPU (MPIDR {:#x}) is not among the device tree's /cpus",
+            boot_mpidr & platform::board::MPIDR_AFFINITY_MASK
+        ));
+    }
     let slots = state::set_slots(boot_mpidr, board.cpus.as_slice());
     secure::init_cpu(board);
     if let Err(e) = secure::init_gic_distributor(board) {

@@ -39,8 +39,19 @@ pub fn system_reset() -> ! {
 }
 
 /// Reports a fatal monitor error and ends the run with a non-zero status.
+///
+/// The line goes to the monitor's console. When the device tree names no
+/// Non-secure console (it could not be read, or lacks one), that console is
+/// at best a guess (the early UART) or the Secure UART nobody watches, so
+/// the line also goes to the semihosting host, which QEMU prints on its
+/// standard error.
 pub fn fatal(args: core::fmt::Arguments) -> ! {
     log::error!("{args} (fatal: stopping with exit status {EXIT_MONITOR_FATAL})");
+    if state::try_board().and_then(|b| b.console).is_none() {
+        let _ = semihosting::write_fmt(format_args!(
+            "el3-monitor: ERROR: {args} (fatal: stopping with exit status {EXIT_MONITOR_FATAL})\n"
+        ));
+    }
     power_off(EXIT_MONITOR_FATAL)
 }
 

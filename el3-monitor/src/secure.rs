@@ -21,7 +21,7 @@ use arm_gic::gicv3::{GicV3, Group};
 use arm_gic::{IntId, UniqueMmioPointer};
 use core::ptr::NonNull;
 use platform::arch::regs::*;
-use platform::board::{Board, GicVersion};
+use platform::board::{Board, Gic, GicVersion};
 
 /// What the ID registers say this CPU implements.
 struct Features {
@@ -165,6 +165,9 @@ pub enum GicSetupError {
     Unsupported(GicVersion),
     /// The redistributor for this CPU could not be reached.
     Redistributor(arm_gic::gicv3::GicError),
+    /// No GICv3 answers at a frame the DTB names: `found` is its `PIDR2`,
+    /// `None` if the read aborted.
+    NotAGic { frame: &'static str, base: u64, found: Option<u32> },
 }
 
 impl core::fmt::Display for GicSetupError {
@@ -173,6 +176,13 @@ impl core::fmt::Display for GicSetupError {
             Self::Missing => write!(f, "the DTB gives the GIC no usable register frames"),
             Self::Unsupported(v) => write!(f, "{v:?} is not supported yet (GICv3 only)"),
             Self::Redistributor(e) => write!(f, "GIC redistributor: {e:?}"),
+            Self::NotAGic { frame, base, found: Some(pidr2) } => write!(
+                f,
+                "no GICv3 {frame} at {base:#x}, where the DTB puts it: its PIDR2 reads {pidr2:#x}, not ArchRev 3 or 4"
+            ),
+            Self::NotAGic { frame, base, found: None } => {
+                write!(f, "no GICv3 {frame} at {base:#x}, where the DTB puts it: reading it aborts")
+            }
         }
     }
 }
@@ -194,9 +204,29 @@ fn gic(board: &Board) -> Result<GicV3<'static>, GicSetupError> {
     }
 }
 
+/// Checks that a GICv3 answers at the distributor and the first
+/// redistributor the DTB names, before the driver polls registers there
+/// (a wrong address would leave it waiting forever for a bit to clear).
+fn check_gic_answers(board: &Board) -> Result<(), GicSetupError> {
+    let gic = &board.gic;
+    let redistributor = gic.redistributors.first().ok_or(GicSetupError::Missing)?;
+    for (frame, base) in [("distributor", gic.distributor.base), ("redistributor", redistributor.base)] {
+        let pidr2 = base.checked_add(Gic::PIDR2_OFFSET).ok_or(GicSetupError::Missing)?;
+        // SAFETY: PIDR2 is a read-only ID register inside the frame the DTB
+        // names (its window is at least 64 KiB, `platform::board` checks),
+        // reached with the MMU off; the monitor's vector recovers an abort.
+        let found = unsafe { platform::arch::probe::read_u32(pidr2 as usize) };
+        if !found.is_some_and(Gic::pidr2_is_v3_or_v4) {
+            return Err(GicSetupError::NotAGic { frame, base, found });
+        }
+    }
+    Ok(())
+}
+
 /// Boot CPU, once: affinity routing on for both worlds, every SPI in
 /// Non-secure Group 1, Group 1 NS enabled.
 pub fn init_gic_distributor(board: &Board) -> Result<(), GicSetupError> {
+    check_gic_answers(board)?;
     let mut gic = gic(board)?;
     gic.gicd_set_control(GicdCtlr::ARE_S | GicdCtlr::ARE_NS);
     let spis = gic.typer().num_spis();

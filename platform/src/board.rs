@@ -62,6 +62,16 @@ pub const MAX_DTB_SIZE: usize = 2 * 1024 * 1024;
 pub const MAX_CPUS: usize = 16;
 /// Capacity of a [`RegionList`].
 pub const MAX_REGIONS: usize = 16;
+/// Smallest GICv3 distributor window (GICD is 64 KiB).
+pub const GICD_V3_WINDOW: u64 = 0x1_0000;
+/// Smallest GICv2 distributor window (GICD is 4 KiB).
+pub const GICD_V2_WINDOW: u64 = 0x1000;
+/// Redistributor space each CPU needs under GICv3: its RD and SGI frames,
+/// 64 KiB each (GICv4 adds two more, which only makes the region larger).
+pub const GICR_WINDOW_PER_CPU: u64 = 0x2_0000;
+/// Smallest PL011 window: the UART registers the firmware drives end with
+/// UARTICR at 0x44 (some boards give the PL011 less than its 4 KiB page).
+pub const PL011_WINDOW: u64 = 0x48;
 /// The affinity fields of MPIDR_EL1 (Aff3, Aff2, Aff1, Aff0), which are what
 /// a cpu node's `reg` holds.
 pub const MPIDR_AFFINITY_MASK: u64 = 0xff_00ff_ffff;
@@ -258,6 +268,19 @@ pub struct Gic {
     /// The virtual-interface maintenance interrupt (the GIC node's
     /// `interrupts`), if given.
     pub maintenance_irq: Option<Irq>,
+}
+
+impl Gic {
+    /// Offset of `GICD_PIDR2` in the distributor and of `GICR_PIDR2` in a
+    /// redistributor's RD frame.
+    pub const PIDR2_OFFSET: u64 = 0xffe8;
+
+    /// Whether a `PIDR2` value read from a GICv3 frame identifies a GICv3 or
+    /// GICv4 (its `ArchRev` field, bits 7:4, is 3 or 4): how firmware tells
+    /// a GIC from whatever else a wrong `reg` points at.
+    pub const fn pidr2_is_v3_or_v4(pidr2: u32) -> bool {
+        matches!((pidr2 >> 4) & 0xf, 3 | 4)
+    }
 }
 
 /// The Arm generic timer (`arm,armv8-timer`).
@@ -727,19 +750,28 @@ fn parse(dtb: &Dtb<'_>) -> Result<Board, BoardError> {
     let timer_node = found.timer.ok_or(BoardError::MissingNode {
         what: "timer node (arm,armv8-timer)",
     })?;
+    let cpus = cpus(dtb, found.cpus)?;
+    let memory = [found.ram.as_slice(), found.secure_ram.as_slice()];
     Ok(Board {
         ram: found.ram,
         secure_ram: found.secure_ram,
         reserved: reserved(dtb, found.reserved_memory)?,
-        cpus: cpus(dtb, found.cpus)?,
-        console: console(dtb, found.chosen, "/chosen/stdout-path", World::NonSecure)?,
+        cpus,
+        console: console(
+            dtb,
+            found.chosen,
+            "/chosen/stdout-path",
+            World::NonSecure,
+            &memory,
+        )?,
         secure_console: console(
             dtb,
             found.secure_chosen,
             "/secure-chosen/stdout-path",
             World::Secure,
+            &memory,
         )?,
-        gic: gic(dtb, &gic_node)?,
+        gic: gic(dtb, &gic_node, cpus.len(), &memory)?,
         timer: timer(dtb, &timer_node, &gic_node)?,
         fw_cfg: match found.fw_cfg {
             Some(n) => Some(first_reg(dtb, &n)?),
@@ -1011,6 +1043,31 @@ fn regs(dtb: &Dtb<'_>, node: &Node<'_>) -> Result<RegionList, BoardError> {
     Ok(list)
 }
 
+/// Checks a device register window `window` from `node`'s `reg`: at least
+/// `min` bytes (`too_small` says which window and how large it must be),
+/// and clear of every RAM region in `memory`, since a device "in RAM" is a
+/// typo that would have the firmware poll memory as if it were registers.
+fn check_window(
+    node: &Node<'_>,
+    window: MemRegion,
+    min: u64,
+    too_small: &'static str,
+    memory: &[&[MemRegion]],
+) -> Result<(), BoardError> {
+    let bad = |reason| BoardError::BadProperty {
+        node: node.dt_name(),
+        property: "reg",
+        reason,
+    };
+    if window.size < min {
+        return Err(bad(too_small));
+    }
+    if memory.iter().flat_map(|list| list.iter()).any(|ram| ram.overlaps(&window)) {
+        return Err(bad("puts a register window over RAM"));
+    }
+    Ok(())
+}
+
 /// The first `reg` entry of `node`.
 fn first_reg(dtb: &Dtb<'_>, node: &Node<'_>) -> Result<MemRegion, BoardError> {
     regs(dtb, node)?
@@ -1205,6 +1262,7 @@ fn console(
     chosen: Option<Node<'_>>,
     property: &'static str,
     world: World,
+    memory: &[&[MemRegion]],
 ) -> Result<Option<Uart>, BoardError> {
     let Some(chosen) = chosen else {
         return Ok(None);
@@ -1235,6 +1293,13 @@ fn console(
         });
     }
     let r = first_reg(dtb, &node)?;
+    check_window(
+        &node,
+        r,
+        PL011_WINDOW,
+        "gives the PL011 a window smaller than its registers (0x48 bytes)",
+        memory,
+    )?;
     Ok(Some(Uart {
         kind: UartKind::Pl011,
         base: r.base,
@@ -1280,7 +1345,14 @@ fn gic_irq(spec: &[u8], node: &Node<'_>, property: &'static str) -> Result<Irq, 
     Ok(Irq { intid, flags })
 }
 
-fn gic(dtb: &Dtb<'_>, node: &Node<'_>) -> Result<Gic, BoardError> {
+/// `cpus` is how many CPUs `/cpus` lists (each needs a redistributor);
+/// `memory` the RAM no register window may overlap.
+fn gic(
+    dtb: &Dtb<'_>,
+    node: &Node<'_>,
+    cpus: usize,
+    memory: &[&[MemRegion]],
+) -> Result<Gic, BoardError> {
     let version = if is_compatible(dtb, node, GIC_V3) {
         GicVersion::V3
     } else {
@@ -1322,6 +1394,23 @@ fn gic(dtb: &Dtb<'_>, node: &Node<'_>) -> Result<Gic, BoardError> {
             2,
         ),
     };
+    let (min_distributor, too_small) = match version {
+        GicVersion::V3 => (GICD_V3_WINDOW, "gives the GICv3 distributor less than 64 KiB"),
+        GicVersion::V2 => (GICD_V2_WINDOW, "gives the GICv2 distributor less than 4 KiB"),
+    };
+    check_window(node, distributor, min_distributor, too_small, memory)?;
+    for region in redistributors.iter().copied() {
+        check_window(node, region, 1, "has an empty redistributor region", memory)?;
+    }
+    let redistributor_space = redistributors
+        .iter()
+        .fold(0u64, |sum, r| sum.saturating_add(r.size));
+    let needed = GICR_WINDOW_PER_CPU.saturating_mul(u64::try_from(cpus).unwrap_or(u64::MAX));
+    if version == GicVersion::V3 && redistributor_space < needed {
+        return Err(missing(
+            "gives the redistributors less than 128 KiB for each CPU in /cpus",
+        ));
+    }
     let maintenance_irq = match dtb.prop(node, "interrupts") {
         Some(spec) => {
             let cells = gic_interrupt_cells(dtb, node)?;

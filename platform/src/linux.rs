@@ -46,8 +46,11 @@ pub enum LinuxError {
     TextOffset { offset: u64 },
     /// The image's file is larger than the memory it says it needs.
     ImageSize { file: u64, image_size: u64 },
-    /// Kernel, initrd and DTB do not fit in guest RAM.
-    TooLarge { need: u64, have: u64 },
+    /// The kernel (its `image_size`, after the DTB and the 2 MiB alignment)
+    /// does not fit in guest RAM.
+    KernelTooLarge { image_size: u64, need: u64, have: u64 },
+    /// The initrd does not fit in the guest RAM left after the kernel.
+    InitrdTooLarge { size: u64, room: u64, have: u64 },
 }
 
 impl core::fmt::Display for LinuxError {
@@ -61,9 +64,14 @@ impl core::fmt::Display for LinuxError {
             Self::ImageSize { file, image_size } => {
                 write!(f, "kernel file is {file:#x} bytes but its header says image_size {image_size:#x}")
             }
-            Self::TooLarge { need, have } => {
-                write!(f, "kernel, initrd and DTB need {need:#x} bytes of guest RAM, which has {have:#x}")
-            }
+            Self::KernelTooLarge { image_size, need, have } => write!(
+                f,
+                "kernel is too large for guest RAM: its image_size {image_size:#x} needs {need:#x} bytes with the DTB, guest RAM has {have:#x}"
+            ),
+            Self::InitrdTooLarge { size, room, have } => write!(
+                f,
+                "initrd is too large for guest RAM: it is {size:#x} bytes, {room:#x} are left after the kernel (guest RAM has {have:#x})"
+            ),
         }
     }
 }
@@ -138,28 +146,30 @@ pub struct Placement {
 /// plus `text_offset`, the initrd page-aligned after the kernel's
 /// `image_size`.
 pub fn place(ram: MemRegion, header: &ImageHeader, initrd_size: Option<u64>) -> Result<Placement, LinuxError> {
-    let too_large = |need: u64| LinuxError::TooLarge { need, have: ram.size };
+    let kernel_too_large = |need: u64| LinuxError::KernelTooLarge { image_size: header.image_size, need, have: ram.size };
     let dtb = MemRegion::new(ram.base, DTB_MAX);
     let base = ram
         .base
         .checked_add(DTB_MAX)
         .and_then(|b| b.checked_next_multiple_of(KERNEL_ALIGN))
-        .ok_or(too_large(u64::MAX))?;
-    let kernel_start = base.checked_add(header.text_offset).ok_or(too_large(u64::MAX))?;
+        .ok_or(kernel_too_large(u64::MAX))?;
+    let kernel_start = base.checked_add(header.text_offset).ok_or(kernel_too_large(u64::MAX))?;
     let kernel = MemRegion::new(kernel_start, header.image_size);
-    let kernel_end = kernel_start.checked_add(header.image_size).ok_or(too_large(u64::MAX))?;
-    let (initrd, end) = match initrd_size {
-        Some(size) => {
-            let start = kernel_end.checked_next_multiple_of(PAGE).ok_or(too_large(u64::MAX))?;
-            let end = start.checked_add(size).ok_or(too_large(u64::MAX))?;
-            (Some(MemRegion::new(start, size)), end)
-        }
-        None => (None, kernel_end),
-    };
-    let need = end.saturating_sub(ram.base);
-    if end > ram.end() {
-        return Err(too_large(need));
+    let kernel_end = kernel_start.checked_add(header.image_size).ok_or(kernel_too_large(u64::MAX))?;
+    if kernel_end > ram.end() {
+        return Err(kernel_too_large(kernel_end.saturating_sub(ram.base)));
     }
+    let initrd = match initrd_size {
+        Some(size) => {
+            let start = kernel_end.checked_next_multiple_of(PAGE).unwrap_or(u64::MAX);
+            let room = ram.end().saturating_sub(start);
+            if size > room {
+                return Err(LinuxError::InitrdTooLarge { size, room, have: ram.size });
+            }
+            Some(MemRegion::new(start, size))
+        }
+        None => None,
+    };
     Ok(Placement { dtb, kernel, initrd })
 }
 
@@ -231,10 +241,26 @@ mod tests {
     fn what_does_not_fit_is_refused() {
         let small = MemRegion::new(0x4020_0000, 0x40_0000);
         let h = ImageHeader::parse(&header(0, 0x100_0000, 0), 0x1000).unwrap();
-        assert!(matches!(place(small, &h, None), Err(LinuxError::TooLarge { have: 0x40_0000, .. })));
+        // DTB_MAX, then the kernel at the next 2 MiB boundary.
+        assert_eq!(
+            place(small, &h, None),
+            Err(LinuxError::KernelTooLarge { image_size: 0x100_0000, need: 0x120_0000, have: 0x40_0000 })
+        );
         let h = ImageHeader::parse(&header(0, 0x10_0000, 0), 0x1000).unwrap();
-        assert!(place(RAM, &h, Some(RAM.size)).is_err(), "an initrd as large as RAM cannot fit");
-        assert!(place(RAM, &h, Some(u64::MAX)).is_err(), "no overflow");
-        assert!(place(RAM, &h, Some(0x1000)).is_ok());
+        let room = RAM.end() - (0x4040_0000 + 0x10_0000);
+        assert_eq!(
+            place(RAM, &h, Some(RAM.size)),
+            Err(LinuxError::InitrdTooLarge { size: RAM.size, room, have: RAM.size }),
+            "an initrd as large as RAM cannot fit"
+        );
+        assert!(matches!(place(RAM, &h, Some(u64::MAX)), Err(LinuxError::InitrdTooLarge { .. })), "no overflow");
+        assert!(place(RAM, &h, Some(room)).is_ok(), "an initrd that exactly fills the rest");
+        assert!(place(RAM, &h, Some(room + 1)).is_err());
+        let messages = [
+            place(small, &ImageHeader { text_offset: 0, image_size: u64::MAX, flags: 0 }, None).unwrap_err(),
+            place(RAM, &h, Some(RAM.size)).unwrap_err(),
+        ];
+        assert!(std::format!("{}", messages[0]).starts_with("kernel is too large for guest RAM"), "{}", messages[0]);
+        assert!(std::format!("{}", messages[1]).starts_with("initrd is too large for guest RAM"), "{}", messages[1]);
     }
 }

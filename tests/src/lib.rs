@@ -7,6 +7,9 @@
 //! - [`flash`] lays out `build/flash.bin` (monitor, then the firmware
 //!   package from `platform::package`), finds the package in an existing
 //!   image, and parses the `mkflash` command line.
+//! - [`dts`] edits device-tree source, for the scenarios that boot QEMU
+//!   with a damaged copy of its own device tree.
 
+pub mod dts;
 pub mod elf;
 pub mod flash;

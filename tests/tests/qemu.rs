@@ -6,6 +6,7 @@
 //! qemu-test` sets it). Run alone, the tests build it with `make image`.
 //! Damaged-image scenarios derive their images from it in a temp directory.
 
+use hvtests::dts;
 use hvtests::flash::find_package;
 use platform::package::EntryKind;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,8 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 const REFUSAL_DEADLINE: Duration = Duration::from_secs(10);
 /// Exit status of a fatal monitor error (el3-monitor/src/power.rs).
 const EXIT_MONITOR_FATAL: i32 = 3;
+/// Exit status of a fatal hypervisor error (el2/src/power.rs).
+const EXIT_HYPERVISOR_FATAL: i32 = 2;
 const MACHINE: &str = "virt,secure=on,virtualization=on,gic-version=3";
 const CPU_MAX: &str = "max,pauth-impdef=on";
 const CPU_A72: &str = "cortex-a72";
@@ -330,19 +333,74 @@ fn damaged_image(name: &str, damage: Damage) -> PathBuf {
     path
 }
 
+/// Where a refusal's one line must appear.
+#[derive(Clone, Copy, Debug)]
+enum Report {
+    /// The Non-secure console (first UART).
+    Console,
+    /// The monitor's Secure UART (second UART).
+    SecureUart,
+    /// QEMU's standard error: the semihosting console, where the monitor
+    /// also reports when the device tree names no Non-secure console.
+    Stderr,
+}
+
+/// Which image refuses, with what status.
+#[derive(Clone, Copy, Debug)]
+enum Refuser {
+    Monitor,
+    Hypervisor,
+}
+
+impl Refuser {
+    fn error_prefix(self) -> &'static str {
+        match self {
+            Refuser::Monitor => "el3-monitor: ERROR: ",
+            Refuser::Hypervisor => "el2: ERROR: ",
+        }
+    }
+
+    fn status(self) -> i32 {
+        match self {
+            Refuser::Monitor => EXIT_MONITOR_FATAL,
+            Refuser::Hypervisor => EXIT_HYPERVISOR_FATAL,
+        }
+    }
+}
+
+/// A bad boot input was refused: QEMU exited with the refuser's status
+/// within [`REFUSAL_DEADLINE`], each of `reports` shows exactly one error
+/// line and it says `expect`, and no guest ran (nor EL2, if the monitor
+/// refused).
+fn assert_refused(o: &Outcome, what: &str, refuser: Refuser, expect: &str, reports: &[Report]) {
+    let dump = o.dump();
+    assert_eq!(o.status, Some(refuser.status()), "{what}: QEMU must exit with the {refuser:?}'s fatal status\n{dump}");
+    assert!(o.elapsed < REFUSAL_DEADLINE, "{what}: refusal took {:?}\n{dump}", o.elapsed);
+    for &report in reports {
+        let text = match report {
+            Report::Console => &o.console,
+            Report::SecureUart => &o.secure,
+            Report::Stderr => &o.stderr,
+        };
+        let errors: Vec<_> = text.lines().filter(|l| l.contains("ERROR:")).collect();
+        assert_eq!(errors.len(), 1, "{what}: exactly one error line expected on the {report:?}\n{dump}");
+        assert!(errors[0].starts_with(refuser.error_prefix()), "{what}: the {refuser:?} must refuse\n{dump}");
+        assert!(errors[0].contains(expect), "{what}: the error must say `{expect}`\n{dump}");
+    }
+    if let Refuser::Monitor = refuser {
+        assert!(o.lines("el2:").next().is_none(), "{what}: nothing may run at EL2\n{dump}");
+    }
+    assert!(!o.console.contains("el2: entering"), "{what}: no guest may run\n{dump}");
+    assert!(o.lines("guest-stub:").next().is_none(), "{what}: no guest may run\n{dump}");
+}
+
 /// The monitor refuses a damaged image with one error line that names the
 /// problem, never enters EL2, and QEMU exits non-zero within seconds.
 fn damaged_image_refused(name: &str, damage: Damage, expect_in_error: &str) {
     let image = damaged_image(name, damage);
     let o = boot(&Boot { flash: image.clone(), ..Boot::new(name, CPU_MAX, 4, "1G") });
     let _ = std::fs::remove_dir_all(image.parent().expect("scratch dir"));
-    let dump = o.dump();
-    assert_eq!(o.status, Some(EXIT_MONITOR_FATAL), "QEMU must exit with the monitor's fatal status\n{dump}");
-    assert!(o.elapsed < REFUSAL_DEADLINE, "refusal took {:?}\n{dump}", o.elapsed);
-    let errors: Vec<_> = o.lines("el3-monitor: ERROR:").collect();
-    assert_eq!(errors.len(), 1, "exactly one error line expected\n{dump}");
-    assert!(errors[0].contains(expect_in_error), "error must say `{expect_in_error}`\n{dump}");
-    assert!(o.lines("el2:").next().is_none(), "nothing may run at EL2\n{dump}");
+    assert_refused(&o, name, Refuser::Monitor, expect_in_error, &[Report::Console]);
 }
 
 #[test]
@@ -376,6 +434,88 @@ fn flipped_header_refused() {
 #[test]
 fn missing_package_refused() {
     damaged_image_refused("no-package", Damage::DropPackage, "no firmware package");
+}
+
+/// One corruption of a package field, resealed (the header digest
+/// recomputed) unless the digest is what it damages, so that the monitor's
+/// check of that very field is what refuses the image.
+struct FieldDamage {
+    field: &'static str,
+    /// Offset in the package (header, then ENTRY_SIZE-byte entries).
+    at: usize,
+    value: FieldValue,
+    reseal: bool,
+    expect: &'static str,
+}
+
+enum FieldValue {
+    U32(u32),
+    U64(u64),
+    /// Added to the u64 there (wrapping, so negative steps work).
+    AddU64(u64),
+    FlipBit,
+}
+
+/// Every header and entry field of the package (platform/src/package.rs,
+/// "Layout"), corrupted one at a time in the real image: the monitor
+/// refuses each with one line naming what is wrong. Entry 0 is the
+/// hypervisor, entry 1 the guest-stub (mkflash's order).
+#[test]
+fn every_package_field_corrupted_is_refused() {
+    use platform::package::{ENTRY_SIZE, HEADER_SIZE};
+    use FieldValue::*;
+    let entry = |index: usize, field: usize| HEADER_SIZE + index * ENTRY_SIZE + field;
+    let (kind, flags, offset, size, align, mem_size, entry_offset, digest) = (0, 4, 8, 16, 24, 32, 40, 48);
+    let damages = [
+        FieldDamage { field: "magic", at: 0, value: FlipBit, reseal: false, expect: "no firmware package here" },
+        FieldDamage { field: "version", at: 8, value: U32(2), reseal: true, expect: "format version 2 is not supported" },
+        FieldDamage { field: "header_size", at: 12, value: U32(72), reseal: true, expect: "header declares size 72" },
+        FieldDamage { field: "entry_count 17", at: 16, value: U32(17), reseal: true, expect: "has 17 entries, at most 16" },
+        FieldDamage { field: "entry_count 1", at: 16, value: U32(1), reseal: true, expect: "padding byte at offset 0x90 is not zero" },
+        FieldDamage { field: "entry_size", at: 20, value: U32(88), reseal: true, expect: "declares entry size 88" },
+        FieldDamage { field: "total_size small", at: 24, value: U64(100), reseal: true, expect: "declares total size 100" },
+        FieldDamage { field: "total_size large", at: 24, value: U64(1 << 40), reseal: true, expect: "firmware package truncated: the payloads" },
+        FieldDamage { field: "header digest", at: 32, value: FlipBit, reseal: false, expect: "header or entry table is corrupt" },
+        FieldDamage { field: "entry table", at: entry(1, size), value: FlipBit, reseal: false, expect: "header or entry table is corrupt" },
+        FieldDamage { field: "kind unknown", at: entry(0, kind), value: U32(7), reseal: true, expect: "entry 0 has unknown kind 7" },
+        FieldDamage { field: "kind repeated", at: entry(1, kind), value: U32(1), reseal: true, expect: "more than one hypervisor entry" },
+        FieldDamage { field: "flags", at: entry(1, flags), value: U32(4), reseal: true, expect: "entry 1 has reserved flags 0x4" },
+        FieldDamage { field: "offset", at: entry(0, offset), value: U64(8), reseal: true, expect: "hypervisor payload (offset 0x8" },
+        FieldDamage { field: "size larger", at: entry(1, size), value: AddU64(1 << 20), reseal: true, expect: "guest-stub payload (offset" },
+        FieldDamage { field: "size smaller", at: entry(0, size), value: AddU64(64u64.wrapping_neg()), reseal: true, expect: "padding byte at offset" },
+        FieldDamage { field: "align", at: entry(0, align), value: U64(0x3000), reseal: true, expect: "load alignment 0x3000 is not a power of two" },
+        FieldDamage { field: "align small", at: entry(1, align), value: U64(0x800), reseal: true, expect: "below the minimum" },
+        FieldDamage { field: "mem_size", at: entry(0, mem_size), value: U64(1), reseal: true, expect: "hypervisor entry has bad load hints: memory size 0x1" },
+        FieldDamage { field: "mem_size huge", at: entry(0, mem_size), value: U64(1 << 40), reseal: true, expect: "RAM too small for the hypervisor" },
+        FieldDamage { field: "entry_offset", at: entry(1, entry_offset), value: U64(1 << 40), reseal: true, expect: "entry offset 0x10000000000 is outside the image" },
+        FieldDamage { field: "entry_offset odd", at: entry(0, entry_offset), value: U64(2), reseal: true, expect: "entry offset 0x2 is not a multiple of 4" },
+        FieldDamage { field: "digest", at: entry(1, digest), value: FlipBit, reseal: true, expect: "guest-stub payload is corrupt" },
+    ];
+    let good = std::fs::read(flash()).expect("read flash image");
+    let (package_offset, _) = find_package(&good).expect("the good image holds a package");
+    let dir = scratch_dir("package-fields");
+    for damage in &damages {
+        let mut bytes = good.clone();
+        let package = &mut bytes[package_offset..];
+        let at = damage.at;
+        match damage.value {
+            U32(v) => package[at..at + 4].copy_from_slice(&v.to_le_bytes()),
+            U64(v) => package[at..at + 8].copy_from_slice(&v.to_le_bytes()),
+            AddU64(step) => {
+                let old = u64::from_le_bytes(package[at..at + 8].try_into().unwrap());
+                package[at..at + 8].copy_from_slice(&old.wrapping_add(step).to_le_bytes());
+            }
+            FlipBit => package[at] ^= 0x01,
+        }
+        if damage.reseal {
+            hvtests::flash::reseal_header(package);
+        }
+        let image = dir.join("flash.bin");
+        std::fs::write(&image, &bytes).expect("write damaged image");
+        let o = boot(&Boot { flash: image, ..Boot::new("package-field", CPU_MAX, 2, "1G") });
+        assert_refused(&o, damage.field, Refuser::Monitor, damage.expect, &[Report::Console]);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A failing guest-stub check makes QEMU exit non-zero: `stub=fail` adds a
@@ -477,15 +617,12 @@ fn power_off_without_semihosting() {
 }
 
 /// On boards without fw_cfg the command line comes from the DTB's
-/// `/chosen/hv,bootargs`: QEMU's own tree with that property added, passed
-/// with `-dtb`.
-#[test]
-fn command_line_from_device_tree() {
-    let dir = scratch_dir("dt-cmdline");
+/// QEMU's own device tree for this machine (`dumpdtb`), as source.
+fn qemu_dts(dir: &Path, smp: u32, mem: &str) -> String {
     let dumped = dir.join("virt.dtb");
     let machine = format!("{MACHINE},dumpdtb={}", dumped.display());
     let status = Command::new("qemu-system-aarch64")
-        .args(["-M", &machine, "-cpu", CPU_MAX, "-smp", "2", "-m", "1G", "-display", "none"])
+        .args(["-M", &machine, "-cpu", CPU_MAX, "-smp", &smp.to_string(), "-m", mem, "-display", "none"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -493,25 +630,181 @@ fn command_line_from_device_tree() {
     assert!(status.success(), "QEMU could not dump its DTB");
     let dts = Command::new("dtc").args(["-q", "-I", "dtb", "-O", "dts"]).arg(&dumped).output().expect("run dtc");
     assert!(dts.status.success(), "dtc could not read QEMU's DTB");
-    let dts = String::from_utf8_lossy(&dts.stdout)
-        .replacen("\tchosen {", "\tchosen {\n\t\thv,bootargs = \"mode=nvhe remap=fault\";", 1);
-    let source = dir.join("virt-hv.dts");
-    let edited = dir.join("virt-hv.dtb");
+    String::from_utf8_lossy(&dts.stdout).into_owned()
+}
+
+/// Compiles `dts` to `dir/<name>.dtb` and returns that path as a string.
+fn compile_dts(dir: &Path, name: &str, dts: &str) -> String {
+    let source = dir.join(format!("{name}.dts"));
+    let compiled = dir.join(format!("{name}.dtb"));
     std::fs::write(&source, dts).expect("write DTS");
     let status = Command::new("dtc")
         .args(["-q", "-I", "dts", "-O", "dtb", "-o"])
-        .arg(&edited)
+        .arg(&compiled)
         .arg(&source)
         .status()
         .expect("run dtc");
-    assert!(status.success(), "dtc could not compile the edited DTS");
+    assert!(status.success(), "dtc could not compile {name}");
+    compiled.display().to_string()
+}
 
-    let dtb = edited.display().to_string();
+/// `/chosen/hv,bootargs`: QEMU's own tree with that property added, passed
+/// with `-dtb`.
+#[test]
+fn command_line_from_device_tree() {
+    let dir = scratch_dir("dt-cmdline");
+    let dts = dts::set_property(&qemu_dts(&dir, 2, "1G"), "/chosen", "hv,bootargs", "\"mode=nvhe remap=fault\"");
+    let dtb = compile_dts(&dir, "virt-hv", &dts);
     let o = boot(&Boot { extra: &["-dtb", &dtb], ..Boot::new("dt-cmdline-boot", CPU_MAX, 2, "1G") });
     let _ = std::fs::remove_dir_all(&dir);
     assert_selftest_passed(&o, 2);
     assert_boot_line(&o, "nvhe", "fault");
     assert!(o.console.contains("el2: command line (DT /chosen/hv,bootargs): `mode=nvhe remap=fault`"), "{}", o.dump());
+}
+
+/// A damage to QEMU's device tree and what must refuse it.
+struct TreeDamage {
+    name: &'static str,
+    edit: fn(&str) -> String,
+    refuser: Refuser,
+    expect: &'static str,
+    reports: &'static [Report],
+}
+
+/// QEMU's GIC node on `virt` with gic-version=3 and its `reg` (distributor,
+/// one redistributor region) for 2 CPUs.
+const GIC: &str = "/intc@8000000";
+/// The Non-secure and the Secure PL011.
+const UART: &str = "/pl011@9000000";
+const SECURE_UART: &str = "/pl011@9040000";
+
+/// A device tree without the GIC, a UART or the CPUs, or with nonsense in
+/// them (QEMU's own tree, edited, through `-dtb`): each is refused with one
+/// line, quickly, before any guest runs. While the tree names a Non-secure
+/// console the line is on it (the monitor mirrors there); without one, the
+/// monitor's Secure UART, or its early console, and the semihosting host
+/// (QEMU's standard error) carry it.
+#[test]
+fn device_tree_defects_refused() {
+    use Report::*;
+    let on_console: &[Report] = &[Console];
+    let unreadable: &[Report] = &[Console, Stderr];
+    let damages = [
+        TreeDamage { name: "no GIC", edit: |t| dts::remove_node(t, GIC), refuser: Refuser::Monitor, expect: "device tree has no interrupt controller", reports: unreadable },
+        TreeDamage { name: "GIC without reg", edit: |t| dts::remove_property(t, GIC, "reg"), refuser: Refuser::Monitor, expect: "intc@8000000 has no `reg` property", reports: unreadable },
+        TreeDamage {
+            name: "GIC distributor of size 0",
+            edit: |t| dts::set_property(t, GIC, "reg", "<0x00 0x8000000 0x00 0x00 0x00 0x80a0000 0x00 0xf60000>"),
+            refuser: Refuser::Monitor,
+            expect: "gives the GICv3 distributor less than 64 KiB",
+            reports: unreadable,
+        },
+        TreeDamage {
+            name: "GIC over RAM",
+            edit: |t| dts::set_property(t, GIC, "reg", "<0x00 0x40000000 0x00 0x10000 0x00 0x80a0000 0x00 0xf60000>"),
+            refuser: Refuser::Monitor,
+            expect: "intc@8000000: `reg` puts a register window over RAM",
+            reports: unreadable,
+        },
+        TreeDamage {
+            name: "no GIC where the tree says",
+            edit: |t| dts::set_property(t, GIC, "reg", "<0x00 0x30000000 0x00 0x10000 0x00 0x80a0000 0x00 0xf60000>"),
+            refuser: Refuser::Monitor,
+            expect: "no GICv3 distributor at 0x30000000",
+            reports: on_console,
+        },
+        TreeDamage {
+            name: "redistributors too small",
+            edit: |t| dts::set_property(t, GIC, "reg", "<0x00 0x8000000 0x00 0x10000 0x00 0x80a0000 0x00 0x20000>"),
+            refuser: Refuser::Monitor,
+            expect: "less than 128 KiB for each CPU",
+            reports: unreadable,
+        },
+        TreeDamage {
+            name: "no UART",
+            edit: |t| {
+                let t = dts::remove_node(&dts::remove_node(&dts::remove_node(t, UART), SECURE_UART), "/aliases");
+                dts::remove_property(&dts::remove_property(&t, "/chosen", "stdout-path"), "/secure-chosen", "stdout-path")
+            },
+            refuser: Refuser::Monitor,
+            expect: "the device tree names no Non-secure console",
+            reports: &[Stderr, Console],
+        },
+        TreeDamage {
+            name: "no Non-secure UART",
+            edit: |t| dts::remove_property(&dts::remove_node(t, UART), "/chosen", "stdout-path"),
+            refuser: Refuser::Monitor,
+            expect: "the device tree names no Non-secure console",
+            reports: &[Stderr, SecureUart],
+        },
+        TreeDamage { name: "UART without reg", edit: |t| dts::remove_property(t, UART, "reg"), refuser: Refuser::Monitor, expect: "pl011@9000000 has no `reg` property", reports: unreadable },
+        TreeDamage {
+            name: "UART of size 0",
+            edit: |t| dts::set_property(t, UART, "reg", "<0x00 0x9000000 0x00 0x00>"),
+            refuser: Refuser::Monitor,
+            expect: "gives the PL011 a window smaller than its registers",
+            reports: unreadable,
+        },
+        TreeDamage {
+            name: "UART over RAM",
+            edit: |t| dts::set_property(t, UART, "reg", "<0x00 0x40100000 0x00 0x1000>"),
+            refuser: Refuser::Monitor,
+            expect: "pl011@9000000: `reg` puts a register window over RAM",
+            reports: unreadable,
+        },
+        TreeDamage {
+            name: "UART not a PL011",
+            edit: |t| dts::set_property(t, UART, "compatible", "\"ns16550a\""),
+            refuser: Refuser::Monitor,
+            expect: "not compatible with arm,pl011",
+            reports: unreadable,
+        },
+        TreeDamage {
+            name: "stdout-path to nowhere",
+            edit: |t| dts::set_property(t, "/chosen", "stdout-path", "\"/serial@1234\""),
+            refuser: Refuser::Monitor,
+            expect: "/chosen/stdout-path = \"/serial@1234\" names no node",
+            reports: unreadable,
+        },
+        TreeDamage { name: "no cpus", edit: |t| dts::remove_node(t, "/cpus"), refuser: Refuser::Monitor, expect: "device tree has no /cpus node", reports: unreadable },
+        TreeDamage {
+            name: "no cpu nodes",
+            edit: |t| dts::remove_node(&dts::remove_node(&dts::remove_node(t, "/cpus/cpu@0"), "/cpus/cpu@1"), "/cpus/cpu-map"),
+            refuser: Refuser::Monitor,
+            expect: "device tree has no /cpus/cpu@* node",
+            reports: unreadable,
+        },
+        TreeDamage { name: "cpu without reg", edit: |t| dts::remove_property(t, "/cpus/cpu@1", "reg"), refuser: Refuser::Monitor, expect: "cpu@1 has no `reg` property", reports: unreadable },
+        TreeDamage {
+            name: "cpu reg beyond MPIDR",
+            edit: |t| dts::set_property(t, "/cpus/cpu@1", "reg", "<0xff000000>"),
+            refuser: Refuser::Monitor,
+            expect: "has bits outside the MPIDR affinity fields",
+            reports: unreadable,
+        },
+        TreeDamage {
+            name: "boot CPU not listed",
+            edit: |t| dts::set_property(t, "/cpus/cpu@0", "reg", "<0x02>"),
+            refuser: Refuser::Monitor,
+            expect: "the boot CPU (MPIDR 0x0) is not among the device tree's /cpus",
+            reports: on_console,
+        },
+        TreeDamage {
+            name: "cpu the machine lacks",
+            edit: |t| dts::set_property(t, "/cpus/cpu@1", "reg", "<0x100>"),
+            refuser: Refuser::Hypervisor,
+            expect: "only 1 of the 2 CPUs in the device tree came up",
+            reports: on_console,
+        },
+    ];
+    let dir = scratch_dir("dt-defects");
+    let good = qemu_dts(&dir, 2, "256M");
+    for damage in &damages {
+        let dtb = compile_dts(&dir, "damaged", &(damage.edit)(&good));
+        let o = boot(&Boot { extra: &["-dtb", &dtb], ..Boot::new("dt-defect", CPU_MAX, 2, "256M") });
+        assert_refused(&o, damage.name, damage.refuser, damage.expect, damage.reports);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The PCI shim presents each PrimeCell device the DTB has. With firmware
@@ -751,4 +1044,63 @@ fn linux_kernel_without_image_magic_refused() {
     assert!(line.contains("compressed"), "the message suggests why: {line}");
     assert!(o.elapsed < REFUSAL_DEADLINE, "refused in {:?}\n{dump}", o.elapsed);
     assert!(o.lines("guest-stub:").next().is_none(), "{dump}");
+}
+
+/// An arm64 Image header (and nothing else) whose `image_size` is
+/// `image_size`: enough for the hypervisor's checks and placement.
+fn image_with_size(image_size: u64) -> Vec<u8> {
+    let mut bytes = vec![0u8; 4096];
+    bytes[16..24].copy_from_slice(&image_size.to_le_bytes());
+    bytes[24..32].copy_from_slice(&0xa_u64.to_le_bytes()); // little-endian, 4 KiB pages
+    bytes[0x38..0x3c].copy_from_slice(b"ARM\x64");
+    bytes
+}
+
+/// A kernel whose `image_size` exceeds RAM, and an initrd larger than RAM
+/// (a sparse file), are refused by the hypervisor with one line each.
+#[test]
+fn linux_kernel_or_initrd_larger_than_ram_refused() {
+    let dir = scratch_dir("too-large");
+    let (huge, small) = (dir.join("huge-image"), dir.join("small-image"));
+    std::fs::write(&huge, image_with_size(1 << 30)).unwrap();
+    std::fs::write(&small, image_with_size(0x10_0000)).unwrap();
+    let initrd = dir.join("initrd");
+    std::fs::File::create(&initrd).unwrap().set_len(300 << 20).unwrap();
+    let (huge, small, initrd) = (huge.display().to_string(), small.display().to_string(), initrd.display().to_string());
+    let kernel_too_large = ["-kernel", huge.as_str()];
+    let initrd_too_large = ["-kernel", small.as_str(), "-initrd", initrd.as_str()];
+    let cases: [(&str, &[&str], &str); 2] = [
+        ("kernel too large", &kernel_too_large, "Linux guest refused: kernel is too large for guest RAM: its image_size 0x40000000"),
+        ("initrd too large", &initrd_too_large, "Linux guest refused: initrd is too large for guest RAM: it is 0x12c00000 bytes"),
+    ];
+    for (what, extra, expect) in cases {
+        let o = boot(&Boot { extra, ..Boot::new("too-large-boot", CPU_MAX, 2, "256M") });
+        assert_refused(&o, what, Refuser::Hypervisor, expect, &[Report::Console]);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// More CPUs than the hypervisor supports (`platform::board::MAX_CPUS`,
+/// 16): QEMU's tree lists them all, and the monitor refuses it.
+#[test]
+fn more_cpus_than_supported_refused() {
+    for smp in [17, 64] {
+        let o = boot(&Boot::new("too-many-cpus", CPU_MAX, smp, "1G"));
+        let expect = "device tree has more CPUs than this firmware holds (16)";
+        assert_refused(&o, &format!("-smp {smp}"), Refuser::Monitor, expect, &[Report::Console, Report::Stderr]);
+    }
+}
+
+/// RAM too small: for the hypervisor's own block (the monitor refuses), or
+/// for its heap and a guest (the hypervisor refuses).
+#[test]
+fn ram_too_small_refused() {
+    let cases = [
+        ("1M", Refuser::Monitor, "RAM too small for the hypervisor: it needs"),
+        ("32M", Refuser::Hypervisor, "RAM too small: the largest free RAM region is"),
+    ];
+    for (mem, refuser, expect) in cases {
+        let o = boot(&Boot::new("ram-too-small", CPU_MAX, 1, mem));
+        assert_refused(&o, &format!("-m {mem}"), refuser, expect, &[Report::Console]);
+    }
 }

@@ -999,3 +999,92 @@ fn find_device_gives_window_and_interrupt() {
     assert_eq!(find_device(dtb, "no,such-device").unwrap(), None);
     assert!(find_device(&dtb[..40], "arm,pl031").is_err());
 }
+
+// ---------------------------------------------------------------------------
+// Register windows that cannot be the device (issue 10: nonsense in the GIC
+// and UART nodes)
+
+/// The big-endian cells of MINIMAL's GIC and UART `reg` properties.
+fn cells(values: &[u32]) -> Vec<u8> {
+    values.iter().flat_map(|v| v.to_be_bytes()).collect()
+}
+
+/// MINIMAL with the `reg` cells `from` replaced by `to` (same length).
+fn with_reg(from: &[u32], to: &[u32]) -> Vec<u8> {
+    let (from, to) = (cells(from), cells(to));
+    let mut v = MINIMAL.to_vec();
+    let at = find(&v, &from);
+    v[at..at + to.len()].copy_from_slice(&to);
+    v
+}
+
+const MINIMAL_GIC_REG: [u32; 8] = [0, 0x800_0000, 0, 0x1_0000, 0, 0x80a_0000, 0, 0xf6_0000];
+const MINIMAL_UART_REG: [u32; 4] = [0, 0x900_0000, 0, 0x1000];
+
+fn reg_reason(bytes: &[u8]) -> (String, &'static str) {
+    match err(bytes) {
+        BoardError::BadProperty { node, property: "reg", reason } => (node.as_str().to_string(), reason),
+        other => panic!("expected a bad `reg`, got {other:?}"),
+    }
+}
+
+#[test]
+fn rejects_gic_windows_that_cannot_be_a_gic() {
+    let gic = |edit: &dyn Fn(&mut [u32; 8])| {
+        let mut reg = MINIMAL_GIC_REG;
+        edit(&mut reg);
+        reg_reason(&with_reg(&MINIMAL_GIC_REG, &reg))
+    };
+    let node = "intc@8000000".to_string();
+    assert_eq!(gic(&|r| r[3] = 0), (node.clone(), "gives the GICv3 distributor less than 64 KiB"));
+    assert_eq!(gic(&|r| r[3] = 0x8000), (node.clone(), "gives the GICv3 distributor less than 64 KiB"));
+    assert_eq!(gic(&|r| r[1] = 0x4000_0000), (node.clone(), "puts a register window over RAM"));
+    assert_eq!(gic(&|r| r[5] = 0x4fff_0000), (node.clone(), "puts a register window over RAM"));
+    assert_eq!(gic(&|r| r[7] = 0), (node.clone(), "has an empty redistributor region"));
+    assert_eq!(
+        gic(&|r| r[7] = 0x1_0000),
+        (node, "gives the redistributors less than 128 KiB for each CPU in /cpus")
+    );
+    // One CPU's worth is enough.
+    let b = parse(&with_reg(&MINIMAL_GIC_REG, &[0, 0x800_0000, 0, 0x1_0000, 0, 0x80a_0000, 0, 0x2_0000]));
+    assert_eq!(b.gic.redistributors, regions(&[(0x80a_0000, 0x2_0000)]));
+}
+
+#[test]
+fn real_dtbs_have_room_for_every_redistributor() {
+    for (name, bytes) in [("smp8", GICV3_SMP8_1G), ("a72", GICV3_A72_SMP4_1G)] {
+        let b = parse(bytes);
+        let space: u64 = b.gic.redistributors.iter().map(|r| r.size).sum();
+        assert!(space >= GICR_WINDOW_PER_CPU * b.cpus.len() as u64, "{name}");
+    }
+}
+
+#[test]
+fn rejects_uart_windows_that_cannot_be_a_pl011() {
+    let node = "pl011@9000000".to_string();
+    assert_eq!(
+        reg_reason(&with_reg(&MINIMAL_UART_REG, &[0, 0x900_0000, 0, 0])),
+        (node.clone(), "gives the PL011 a window smaller than its registers (0x48 bytes)")
+    );
+    assert_eq!(
+        reg_reason(&with_reg(&MINIMAL_UART_REG, &[0, 0x4010_0000, 0, 0x1000])),
+        (node, "puts a register window over RAM")
+    );
+    // A PL011 with less than its 4 KiB page but all its registers is fine.
+    let b = parse(&with_reg(&MINIMAL_UART_REG, &[0, 0x900_0000, 0, 0x200]));
+    assert_eq!(b.console.map(|u| u.size), Some(0x200));
+    let e = err(&with_reg(&MINIMAL_UART_REG, &[0, 0x4010_0000, 0, 0x1000]));
+    assert_eq!(e.to_string(), "device tree node pl011@9000000: `reg` puts a register window over RAM");
+}
+
+#[test]
+fn pidr2_tells_a_gicv3_from_anything_else() {
+    // QEMU's GICv3 and GICv4, and GIC-600's ArchRev 3.
+    for v3 in [0x3b, 0x4b, 0x3b | 0xffff_ff00] {
+        assert!(Gic::pidr2_is_v3_or_v4(v3), "{v3:#x}");
+    }
+    // Unbacked bus (all ones), RAM that reads zero, a GICv2 (ArchRev 2).
+    for other in [0xffff_ffff, 0, 0x2b] {
+        assert!(!Gic::pidr2_is_v3_or_v4(other), "{other:#x}");
+    }
+}
