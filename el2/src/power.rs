@@ -22,6 +22,7 @@ pub fn set_guest_status(status: u32) {
 pub fn guest_system_off() -> ! {
     let status = GUEST_STATUS.load(Ordering::Relaxed);
     log::info!("guest requested SYSTEM_OFF (status {status})");
+    crate::exceptions::report_exits();
     crate::integrity::report();
     power_off(status)
 }

@@ -184,6 +184,16 @@ fn scan(env: &Env) {
         }
         _ => println!("bench scan failed"),
     }
+    // The scan's floor: what one of its probes costs the guest itself, an
+    // `AT S1E1R` and the `PAR_EL1` read, in the same regime (`make bench`
+    // multiplies it by the probes).
+    let probe_at = buffer.as_ptr() as u64;
+    crate::gvascan::with_mmu(root, || {
+        report("floor-at-probe", || {
+            // SAFETY: AT only translates; PAR_EL1 is the stub's own.
+            unsafe { core::arch::asm!("at s1e1r, {a}", "isb", "mrs {p}, par_el1", a = in(reg) probe_at, p = out(reg) _, options(nostack)) };
+        });
+    });
 }
 
 /// Reports a row from `samples` (sorted here).

@@ -40,6 +40,9 @@ enum Floor {
     Svc,
     /// The same row on bare QEMU, where the GIC delivers straight to EL1.
     Bare(&'static str),
+    /// The guest's own cost of one probe (`floor-at-probe`) times the
+    /// row's probes: a scan with no trap and no hypervisor work.
+    PerProbe,
     None,
 }
 
@@ -52,6 +55,7 @@ fn floor_of(row: &str) -> Floor {
         "sgi-latency" => Floor::Bare("sgi-latency"),
         // An SGI to oneself taken by its handler, with no hypervisor.
         "pnmi-latency" => Floor::Bare("sgi-latency"),
+        "scan" => Floor::PerProbe,
         _ => Floor::None,
     }
 }
@@ -260,6 +264,10 @@ fn run() -> Result<(), String> {
         let floor = match floor_of(name) {
             Floor::Svc => Some(("floor-svc", svc)),
             Floor::Bare(row) => bare.get(row).map(|r| (row, r.0)),
+            Floor::PerProbe => {
+                let probes = row.3.iter().find(|(k, _)| k == "probes").map_or(0, |(_, v)| *v);
+                vhe.get("floor-at-probe").map(|r| ("probes x floor-at-probe", r.0 * probes))
+            }
             Floor::None => None,
         };
         let (floor_cell, ratio) = match floor {
