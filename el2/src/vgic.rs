@@ -282,6 +282,15 @@ fn withdraw_stale_timer_interrupts(vgic: &mut VGic, vcpu: usize) {
 /// one), which then comes in as soon as the guest resumes. Letting the
 /// guest's `WFI` run natively would do the same on hardware, but under
 /// emulation an idle vCPU then spins, taking host time from busy ones.
+///
+/// The trap runs with regular interrupts masked by priority (rule 1 of
+/// `crate::gic`), and an interrupt the priority mask holds back does not
+/// end a `WFI`: the wait opens the mask and masks `PSTATE.I` instead, so
+/// that a kick wakes the CPU at once but is taken only after the trap
+/// (on the way back to the guest). Waiting under the trap's mask left
+/// every kick to an idle vCPU, a guest IPI among them, for the next
+/// PNMI-priority tick: up to 10 ms per IPI (measured: a Linux boot with
+/// 4 vCPUs executed 2.6 times the instructions of one with 1).
 pub fn idle() {
     let Some(vcpu) = current_vcpu() else { return };
     let flagged = ATTENTION.get(vcpu).is_some_and(|f| f.load(Ordering::Acquire));
@@ -289,7 +298,12 @@ pub fn idle() {
     if flagged || used & !empty_list_registers() != 0 {
         return;
     }
+    crate::irq::mask_irq();
+    let trap_mask = gic::pmr();
+    gic::set_pmr(gic::PMR_OPEN);
     aarch64_cpu::asm::wfi();
+    gic::set_pmr(trap_mask);
+    crate::irq::unmask_irq();
 }
 
 /// A vCPU starts on this CPU: a clean virtual CPU interface and no
