@@ -30,6 +30,10 @@ static EXITS: [AtomicU64; EXIT_KINDS] = [const { AtomicU64::new(0) }; EXIT_KINDS
 const EXIT_KINDS: usize = 65;
 const EXIT_IRQ: usize = 64;
 
+/// `ESR_ELx.EC`, six bits.
+const EC_MASK: u64 = 0x3f;
+
+#[inline(always)]
 fn count_exit(kind: usize) {
     if let Some(counter) = EXITS.get(kind) {
         counter.fetch_add(1, Ordering::Relaxed);
@@ -74,7 +78,7 @@ extern "C" fn handle_exception(frame: &mut TrapFrame, kind: ExceptionKind) {
     }
     match (kind.source(), kind.kind()) {
         (ExceptionSource::LowerA64, ExceptionType::Sync) => {
-            count_exit(usize::from(esr.class().ec()));
+            count_exit(((esr.0 >> Esr::EC_SHIFT) & EC_MASK) as usize);
             // Rule 1 of the priority scheme (`crate::gic`): PNMIs reach
             // a CPU while it handles a trap.
             let window = crate::irq::PnmiWindow::open();

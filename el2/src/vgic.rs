@@ -123,10 +123,12 @@ fn current_vcpu() -> Option<usize> {
 
 fn kick(mask: u64) {
     let me = crate::prda::slot();
-    for (vcpu, flag) in ATTENTION.iter().enumerate() {
-        if mask & (1 << vcpu) == 0 {
-            continue;
-        }
+    // Only the vCPUs named (usually one): this is on every SGI's path.
+    let mut rest = mask;
+    while rest != 0 {
+        let vcpu = rest.trailing_zeros() as usize;
+        rest &= rest - 1;
+        let Some(flag) = ATTENTION.get(vcpu) else { break };
         flag.store(true, Ordering::Release);
         if vcpu != me && crate::vcpu::is_running(vcpu) {
             gic::send_sgi(gic::SGI_KICK, crate::smp::mpidr_of(vcpu));

@@ -121,14 +121,37 @@ fn run_bare(stub_elf: &str) -> Result<Rows, String> {
     run_stub(&args, "bare").map(|(rows, _)| rows)
 }
 
+/// The kernel's line whose timestamp ends the `-icount` measurement.
+const LINUX_INIT_LINE: &str = "Run /init as init process";
+
 /// Wall-clock seconds from QEMU's start to the initramfs's first line.
 fn linux_boot(flash: Option<&str>) -> Result<f64, String> {
+    boot_linux_until(flash, &[], LINUX_USERSPACE_LINE).map(|(elapsed, _)| elapsed)
+}
+
+/// The kernel's own timestamp of [`LINUX_INIT_LINE`] under `-icount
+/// shift=0,sleep=off`: virtual seconds, i.e. instructions executed (all
+/// vCPUs, EL2's included) in units of 10^9, from the kernel's clock start
+/// to running /init. Deterministic where wall time is not.
+fn linux_boot_icount(flash: Option<&str>) -> Result<f64, String> {
+    let (_, line) = boot_linux_until(flash, &ICOUNT, LINUX_INIT_LINE)?;
+    line.split_once('[')
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .and_then(|(stamp, _)| stamp.trim().parse().ok())
+        .ok_or_else(|| format!("no timestamp in `{line}`"))
+}
+
+/// Boots the Linux guest (under the firmware in `flash`, or on bare QEMU)
+/// until a console line contains `until`: the wall-clock seconds to it and
+/// the line.
+fn boot_linux_until(flash: Option<&str>, extra: &[&str], until: &'static str) -> Result<(f64, String), String> {
     let mut command = Command::new("qemu-system-aarch64");
     match flash {
         Some(flash) => command.args(["-M", MACHINE, "-bios", flash]),
         None => command.args(["-M", BARE_MACHINE]),
     };
     command
+        .args(extra)
         .args(["-cpu", CPU, "-smp", "4", "-m", "1G", "-display", "none", "-monitor", "none", "-serial", "stdio"])
         .args(["-kernel", LINUX_IMAGE, "-initrd", LINUX_INITRD, "-append", "console=ttyAMA0 linux-guest=poweroff"])
         .stdin(Stdio::null())
@@ -141,8 +164,8 @@ fn linux_boot(flash: Option<&str>) -> Result<f64, String> {
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            if line.contains(LINUX_USERSPACE_LINE) {
-                let _ = send.send(start.elapsed());
+            if line.contains(until) {
+                let _ = send.send((start.elapsed(), line));
                 return;
             }
         }
@@ -150,13 +173,15 @@ fn linux_boot(flash: Option<&str>) -> Result<f64, String> {
     let seen = receive.recv_timeout(LINUX_TIMEOUT);
     let _ = child.kill();
     let _ = child.wait();
-    seen.map(|elapsed| elapsed.as_secs_f64())
-        .map_err(|_| format!("no `{LINUX_USERSPACE_LINE}` within {LINUX_TIMEOUT:?}"))
+    seen.map(|(elapsed, line)| (elapsed.as_secs_f64(), line))
+        .map_err(|_| format!("no `{until}` within {LINUX_TIMEOUT:?}"))
 }
 
 struct LinuxBoot {
     under_hv: Vec<f64>,
     bare: Vec<f64>,
+    /// [`linux_boot_icount`] under the hypervisor and bare.
+    icount: (f64, f64),
 }
 
 impl LinuxBoot {
@@ -166,7 +191,8 @@ impl LinuxBoot {
         if !std::path::Path::new(LINUX_IMAGE).exists() {
             return Err(format!("{LINUX_IMAGE} is missing (make linux-guest)"));
         }
-        let mut boots = Self { under_hv: Vec::new(), bare: Vec::new() };
+        let icount = (linux_boot_icount(Some(flash))?, linux_boot_icount(None)?);
+        let mut boots = Self { under_hv: Vec::new(), bare: Vec::new(), icount };
         for _ in 0..LINUX_BOOTS {
             boots.under_hv.push(linux_boot(Some(flash))?);
             boots.bare.push(linux_boot(None)?);
@@ -291,6 +317,12 @@ fn run() -> Result<(), String> {
             let _ = writeln!(table, "| under the hypervisor (vhe) | {hv:.2} | {} |", list(&boots.under_hv));
             let _ = writeln!(table, "| bare QEMU (EL1) | {bare:.2} | {} |", list(&boots.bare));
             let _ = writeln!(table, "| ratio | {:.2}x | |", hv / bare);
+            let (ic_hv, ic_bare) = boots.icount;
+            let _ = writeln!(
+                table,
+                "\nKernel clock start to `{LINUX_INIT_LINE}` under -icount (10^9 instructions, all vCPUs): under the hypervisor {ic_hv:.3}, bare {ic_bare:.3}, ratio {:.2}x",
+                ic_hv / ic_bare
+            );
         }
         Err(e) => {
             let _ = writeln!(table, "skipped: {e}");
@@ -342,6 +374,8 @@ fn run() -> Result<(), String> {
                 list(&boots.bare),
                 hv / bare
             );
+            let (ic_hv, ic_bare) = boots.icount;
+            let _ = writeln!(json, "  \"linux_init_icount_seconds\": {{\"under_hv\": {ic_hv:.6}, \"bare\": {ic_bare:.6}}},");
         }
         Err(e) => {
             let _ = writeln!(json, "  \"linux_boot_seconds\": {{\"skipped\": \"{}\"}},", e.replace('"', "'"));
