@@ -398,6 +398,20 @@ pub fn send_sgi(value: u64) {
     kick(targets);
 }
 
+/// After a guest's write to its GIC: the list registers of the vCPU that
+/// wrote are brought back to the model and filled again before it runs,
+/// so that what the write changed (an interrupt disabled, a pending state
+/// cleared, a priority or group changed) holds at once for what they
+/// held. Without it, an interrupt a guest disabled while it sat pending in
+/// a list register was still taken afterwards (seen: a virtual timer
+/// interrupt arriving in a later check, after the guest had disabled both
+/// its timer and its PPI).
+fn refill_here() {
+    if let Some(flag) = current_vcpu().and_then(|vcpu| ATTENTION.get(vcpu)) {
+        flag.store(true, Ordering::Release);
+    }
+}
+
 /// The emulated distributor.
 struct Distributor;
 
@@ -409,6 +423,7 @@ impl MmioDevice for Distributor {
     fn write(&mut self, offset: u64, size: u8, value: u64) -> Result<(), MmioFault> {
         let effects = VGIC.lock().dist_write(offset, size, value);
         kick(effects.kick);
+        refill_here();
         reconcile_spis();
         Ok(())
     }
@@ -425,6 +440,7 @@ impl MmioDevice for Redistributors {
     fn write(&mut self, offset: u64, size: u8, value: u64) -> Result<(), MmioFault> {
         let effects = VGIC.lock().redist_write(offset, size, value);
         kick(effects.kick);
+        refill_here();
         Ok(())
     }
 }

@@ -121,6 +121,7 @@ pub static CHECKS: &[Check] = &[
     Check { name: "virq-timer", run: crate::virq::virq_timer },
     Check { name: "virq-sgi", run: crate::virq::virq_sgi },
     Check { name: "virq-priority", run: crate::virq::virq_priority },
+    Check { name: "virq-disable-withdraws", run: crate::virq::virq_disable_withdraws },
     Check { name: "virq-no-loss", run: crate::virq::virq_no_loss },
     Check { name: "pnmi-preempts-irq", run: pnmi_preempts_irq },
     Check { name: "pnmi-watchdog", run: pnmi_watchdog },

@@ -169,6 +169,29 @@ fn finish(result: Result<(), IrqFailure>) -> Result<(), Failure> {
     }
 }
 
+/// `virq-disable-withdraws`: a virtual timer interrupt the hypervisor
+/// already put in a list register (this vCPU has IRQs masked, so it waits
+/// there) is not taken once the guest disables its PPI and the timer: the
+/// GIC does not deliver a disabled interrupt, whatever was pending.
+pub fn virq_disable_withdraws(env: &Env) -> Result<(), Failure> {
+    use aarch64_cpu::registers::{Readable, Writeable, CNTVCT_EL0, CNTV_CTL_EL0, CNTV_CVAL_EL0};
+    boot_gic()?;
+    let ppi = env.virtual_timer.map_err(IrqFailure::NoTimer)?;
+    // No handler: taking the interrupt counts as unexpected (`finish`).
+    gic::set_handler(ppi, None);
+    mask_irqs();
+    gic::configure(0, ppi, PRIORITY, true).map_err(|why| IrqFailure::Gic { cpu: 0, why })?;
+    CNTV_CVAL_EL0.set(CNTVCT_EL0.get());
+    CNTV_CTL_EL0.write(CNTV_CTL_EL0::ENABLE::SET + CNTV_CTL_EL0::IMASK::CLEAR);
+    // Time for the physical interrupt to reach EL2 and a list register.
+    timer::delay_ms(SETTLE_MS);
+    let disabled = gic::configure(0, ppi, PRIORITY, false).map_err(|why| IrqFailure::Gic { cpu: 0, why });
+    CNTV_CTL_EL0.set(0);
+    unmask_irqs();
+    timer::delay_ms(SETTLE_MS);
+    finish(disabled)
+}
+
 fn tick_period() -> u64 {
     (timer::frequency() * TICK_PERIOD_US / 1_000_000).max(1)
 }
