@@ -25,7 +25,7 @@ QEMU_BOARD   = -M $(MACHINE) -cpu $(CPU) -smp $(SMP) -m $(MEM)
 QEMU_RUN     = $(QEMU_BOARD) -nographic -semihosting \
                -serial mon:stdio -serial file:$(BUILD)/secure-uart.log -bios $(FLASH)
 
-.PHONY: all deps image run test clippy unit-test qemu-test bench gdb clean linux-guest run-linux
+.PHONY: all deps image run test clippy unit-test qemu-test bench gdb clean linux-guest run-linux fuzz
 
 all: image
 
@@ -72,6 +72,15 @@ clippy: deps
 unit-test: deps
 	cargo test -p platform --tests
 	cargo test -p hvtests --lib --bins
+
+# Each fuzz target (fuzz/fuzz_targets) for FUZZ_SECONDS, one after the other:
+# libFuzzer where a nightly toolchain is installed, AFL++ on stable otherwise
+# (fuzz/run.sh; FUZZ_DRIVER=afl|libfuzzer chooses, FUZZ_TARGETS="dtb linux"
+# picks targets).
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?=
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh $(FUZZ_TARGETS)
 
 # The QEMU scenarios (tests/tests/qemu.rs) boot the image `make image` wrote.
 # The Linux scenarios boot build/linux (make linux-guest); if Debian's archive
