@@ -67,6 +67,9 @@ clippy: deps
 	cargo clippy --target $(FW_TARGET) -p el2 -- -D warnings
 	cargo clippy --target $(GUEST_TARGET) -p guest-stub -- -D warnings
 	cargo clippy -p platform -p hvtests --all-targets -- -D warnings
+	# The fuzz targets (their own workspace; the libFuzzer and AFL++ runtimes
+	# are left out, the target code is all in the library).
+	cd fuzz && cargo clippy --no-default-features --all-targets -- -D warnings
 
 # platform's --tests include its bounded property tests (tests/proptest_*).
 unit-test: deps

@@ -21,8 +21,11 @@ pub mod pci;
 pub mod pci_ecam;
 pub mod vgic;
 
+/// A target: panics on an input that breaks an invariant.
+pub type Target = fn(&[u8]);
+
 /// Every target by name, for the drivers that choose at run time.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("mmio", mmio::run),
     ("vgic", vgic::run),
     ("pci_ecam", pci_ecam::run),
@@ -33,7 +36,7 @@ pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("hypercall", hypercall::run),
 ];
 
-pub fn target(name: &str) -> Option<fn(&[u8])> {
+pub fn target(name: &str) -> Option<Target> {
     TARGETS.iter().find(|(n, _)| *n == name).map(|&(_, f)| f)
 }
 

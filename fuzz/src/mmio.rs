@@ -79,6 +79,9 @@ fn decoders(esr: Esr) {
     assert!(!esr.to_string().is_empty());
 }
 
+/// What reached a device: offset, size, and the value of a write.
+type Seen = (u64, u8, Option<u64>);
+
 /// A device that records what reached it.
 struct Recorder {
     base: u64,
@@ -86,7 +89,7 @@ struct Recorder {
     misaligned: bool,
     value: u64,
     fail_at: Option<u64>,
-    log: Arc<Mutex<Vec<(u64, u8, Option<u64>)>>>,
+    log: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl Recorder {
@@ -164,7 +167,6 @@ fn bus(u: &mut Unstructured<'_>, access: &MmioAccess) {
     let regs: [u64; 31] = take(u);
     let mut after = regs;
     let result = bus.dispatch(access, &mut after);
-    drop(bus);
     let log = log.lock().unwrap();
     assert!(log.len() <= 1, "one access, {} device calls", log.len());
     let reached = log.first().copied();
