@@ -77,14 +77,16 @@ afl)
         echo "fuzz: $t for ${seconds} s (AFL++, cargo afl on stable)"
         out="afl/$t"
         mkdir -p "$out"
+        stats="$out/default/fuzzer_stats"
+        # A resumed run's statistics include the earlier runs'.
+        execs_before=$(sed -n 's/^execs_done *: *//p' "$stats" 2>/dev/null || true)
         # AFL_AUTORESUME continues a previous run's queue; the other two let
         # it run in a container that does not let it tune the kernel.
         AFL_NO_UI=1 AFL_AUTORESUME=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 \
             cargo afl fuzz -V "$seconds" -i "corpus/$t" -o "$out" -- target/afl/release/afl "$t" \
             > "$out.log" 2>&1 || { tail -30 "$out.log" >&2; exit 1; }
-        stats="$out/default/fuzzer_stats"
         crashes=$(sed -n 's/^saved_crashes *: *//p' "$stats")
-        execs=$(sed -n 's/^execs_done *: *//p' "$stats")
+        execs=$(($(sed -n 's/^execs_done *: *//p' "$stats") - ${execs_before:-0}))
         if [[ "$crashes" != 0 ]]; then
             echo "fuzz: $t FAILED: $crashes crash(es) in fuzz/$out/default/crashes" >&2
             exit 1
