@@ -56,7 +56,9 @@ fn built(data: &[u8]) {
         let payload = u.bytes(len.min(u.len())).unwrap_or_default().to_vec();
         let align = MIN_LOAD_ALIGN << below(&mut u, 4);
         let mem_size = payload.len() as u64 + u64::from(take::<u16>(&mut u));
-        let entry_offset = u64::from(take::<u16>(&mut u)) * 4;
+        // Below mem_size and a multiple of 4, as LoadHints::check wants,
+        // so that most built packages get past it.
+        let entry_offset = ((u64::from(take::<u16>(&mut u)) * 4) % mem_size.max(1)) & !3;
         let mut load = LoadHints { align, mem_size, entry_offset };
         if take::<u8>(&mut u) > 240 {
             load = LoadHints { align: take(&mut u), mem_size: take(&mut u), entry_offset: take(&mut u) };
