@@ -25,7 +25,7 @@ QEMU_BOARD   = -M $(MACHINE) -cpu $(CPU) -smp $(SMP) -m $(MEM)
 QEMU_RUN     = $(QEMU_BOARD) -nographic -semihosting \
                -serial mon:stdio -serial file:$(BUILD)/secure-uart.log -bios $(FLASH)
 
-.PHONY: all deps image run test clippy unit-test qemu-test bench gdb clean linux-guest run-linux
+.PHONY: all deps image run test clippy unit-test qemu-test bench gdb clean linux-guest run-linux fuzz
 
 all: image
 
@@ -68,12 +68,24 @@ clippy: deps
 	cargo clippy --target $(GUEST_TARGET) -p guest-stub -- -D warnings
 	cargo clippy --target aarch64-unknown-linux-musl -p hvctl -- -D warnings
 	cargo clippy -p platform -p hvtests -p hvctl --all-targets -- -D warnings
+	# The fuzz targets (their own workspace; the libFuzzer and AFL++ runtimes
+	# are left out, the target code is all in the library).
+	cd fuzz && cargo clippy --no-default-features --all-targets -- -D warnings
 
 # platform's --tests include its bounded property tests (tests/proptest_*).
 unit-test: deps
 	cargo test -p platform --tests
 	cargo test -p hvtests --lib --bins
 	cargo test -p hvctl
+
+# Each fuzz target (fuzz/fuzz_targets) for FUZZ_SECONDS, one after the other:
+# libFuzzer where a nightly toolchain is installed, AFL++ on stable otherwise
+# (fuzz/run.sh; FUZZ_DRIVER=afl|libfuzzer chooses, FUZZ_TARGETS="dtb linux"
+# picks targets).
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?=
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh $(FUZZ_TARGETS)
 
 # The QEMU scenarios (tests/tests/qemu.rs) boot the image `make image` wrote.
 # The Linux scenarios boot build/linux (make linux-guest); if Debian's archive

@@ -331,8 +331,9 @@ impl fmt::Display for MmioFault {
 ///
 /// `offset` is from the start of the window the device was registered
 /// with; `size` is 1, 2, 4 or 8 and the access is inside the window and
-/// aligned to its size, unless the device [`accepts_misaligned`] accesses
-/// (the bus checks). A read returns the value in the low `8 * size` bits
+/// its IPA is aligned to its size, unless the device [`accepts_misaligned`]
+/// accesses (the bus checks). The offset is aligned too when the window's
+/// base is, as every real device's is. A read returns the value in the low `8 * size` bits
 /// (higher bits are ignored).
 ///
 /// `Send` so that a bus of devices can live in a static behind a lock.
