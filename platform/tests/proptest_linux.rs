@@ -187,7 +187,10 @@ proptest! {
         let placed = place(ram, &h, initrd);
         prop_assert_eq!(placed.is_ok(), fits, "{:?} {:?} {:?}: {:?}", ram, h, initrd, placed);
         let Ok(p) = placed else {
-            let refused_for_size = matches!(placed, Err(LinuxError::TooLarge { have, .. }) if have == ram.size);
+            let refused_for_size = matches!(
+                placed,
+                Err(LinuxError::KernelTooLarge { have, .. } | LinuxError::InitrdTooLarge { have, .. }) if have == ram.size
+            );
             prop_assert!(refused_for_size, "{:?}", placed);
             return Ok(());
         };
