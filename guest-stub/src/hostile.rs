@@ -32,19 +32,22 @@ use crate::checks::Failure;
 use crate::exceptions::{expect_sync, Caught};
 use crate::pci::{primecell, Width};
 use crate::Env;
-use platform::esr::{ExceptionClass, FaultStatus};
+use platform::esr::{AbortIss, Esr, ExceptionClass, FaultStatus};
 use platform::hypercall::{self, CallerEl, Function, HvError, Reply, DCC_CALL_MAGIC, HV_BRK_IMM};
 use platform::println;
 use smccc::psci::error as psci_error;
 
 core::arch::global_asm!(
     include_str!("hostile.S"),
-    ESR_EC_SHIFT = const 26,
-    EC_DATA_ABORT_SAME = const 0x25,
-    ESR_DFSC_MASK = const 0x3f,
+    ESR_EC_SHIFT = const Esr::EC_SHIFT,
+    EC_DATA_ABORT_SAME = const ExceptionClass::DataAbortSame.ec(),
+    ESR_DFSC_MASK = const DFSC_MASK,
     DFSC_SYNC_EXTERNAL = const FaultStatus::SYNC_EXTERNAL_CODE,
-    ESR_WNR_SHIFT = const 6,
+    ESR_WNR_SHIFT = const AbortIss::WNR.trailing_zeros(),
 );
+
+/// `ESR_ELx` DFSC, bits [5:0].
+const DFSC_MASK: u64 = 0x3f;
 
 extern "C" {
     static hostile_vectors: [u8; 2048];
@@ -566,7 +569,7 @@ fn must_abort(rng: &mut Rng, tally: &mut Tally, map: &Map, what: &str, base: u64
 
 fn is_external_abort(caught: &Caught, addr: u64) -> bool {
     caught.esr.class() == ExceptionClass::DataAbortSame
-        && caught.esr.0 & 0x3f == u64::from(FaultStatus::SYNC_EXTERNAL_CODE)
+        && caught.esr.abort().is_some_and(|iss| iss.fault() == FaultStatus::SyncExternal)
         && caught.far == addr
 }
 
@@ -670,7 +673,7 @@ fn psci_misuse(rng: &mut Rng, tally: &mut Tally, env: &Env, count: u64) {
     let cpus = crate::smp::count();
     let entry_in_ram = env.ram_base + PAGE;
     let mpidrs: [u64; 16] = core::array::from_fn(crate::smp::mpidr);
-    let is_cpu = |mpidr: u64| mpidrs.iter().take(cpus).any(|&m| m == mpidr & 0xff_00ff_ffff);
+    let is_cpu = |mpidr: u64| mpidrs.iter().take(cpus).any(|&m| m == mpidr & platform::board::MPIDR_AFFINITY_MASK);
     for _ in 0..count {
         let (what, result, allowed): (&str, u64, &[i32]) = match rng.below(4) {
             0 => {
@@ -680,7 +683,7 @@ fn psci_misuse(rng: &mut Rng, tally: &mut Tally, env: &Env, count: u64) {
                 ("CPU_ON of a running vCPU", r[0], &[psci_error::ALREADY_ON])
             }
             1 => {
-                let target = rng.next() & 0xff_00ff_ffff;
+                let target = rng.next() & platform::board::MPIDR_AFFINITY_MASK;
                 if is_cpu(target) {
                     continue;
                 }
@@ -700,7 +703,7 @@ fn psci_misuse(rng: &mut Rng, tally: &mut Tally, env: &Env, count: u64) {
                 ("CPU_ON with an entry point outside guest RAM", r[0], &[psci_error::INVALID_ADDRESS, psci_error::ALREADY_ON])
             }
             _ => {
-                let target = rng.next() & 0xff_00ff_ffff;
+                let target = rng.next() & platform::board::MPIDR_AFFINITY_MASK;
                 let level = 1 + rng.below(3);
                 let r = smccc::hvc64(ids::PSCI_AFFINITY_INFO_64, [target, level, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
                 ("AFFINITY_INFO above level 0", r[0], &[psci_error::INVALID_PARAMETERS])
