@@ -157,13 +157,12 @@ pub fn run(env: &Env, under_hypervisor: bool) -> u32 {
 /// The hypervisor's PNMI latency while one of its regular handlers runs
 /// (`HV_PNMI_TEST`, which times it with the same cycle counter).
 fn pnmi_latency() {
-    let mut samples = [0u64; 21];
+    let mut samples = [0u64; LATENCY_SAMPLES];
     for sample in &mut samples {
         let reply = smccc::hvc64(platform::abi::HV_PNMI_TEST, [0; 17]);
         *sample = reply[platform::abi::pnmi_test::X_PNMI_LATENCY];
     }
-    samples.sort_unstable();
-    println!("bench pnmi-latency median={} min={} max={}", samples[10], samples[0], samples[20]);
+    report_samples("pnmi-latency", &mut samples, format_args!(""));
 }
 
 /// One scan of the stub's own known map: its probes and its instructions.
@@ -220,40 +219,25 @@ fn interrupt_latency(env: &Env) {
     let (bench, stub) = unsafe { (bench_vectors.as_ptr() as u64, stub_vectors.as_ptr() as u64) };
     set_vbar(bench);
     if let Ok(ppi) = env.virtual_timer {
-        let _ = crate::gic::configure(0, ppi, LATENCY_PRIORITY, true);
-        let mut samples = [0u64; LATENCY_SAMPLES];
-        let taken = samples.iter_mut().all(|sample| match timer_sample(ppi) {
-            Some(latency) => {
-                *sample = latency;
-                true
-            }
-            None => false,
-        });
-        let _ = crate::gic::configure(0, ppi, LATENCY_PRIORITY, false);
-        if taken {
-            let mhz = crate::timer::frequency() / 1_000_000;
-            report_samples("vtimer-latency", &mut samples, format_args!(" counter_mhz={mhz}"));
-        } else {
-            println!("bench vtimer-latency failed: another interrupt arrived");
-        }
+        let mhz = crate::timer::frequency() / 1_000_000;
+        latency_row("vtimer-latency", ppi, format_args!(" counter_mhz={mhz}"), || timer_sample(ppi));
     }
-    let sgi = IntId::sgi(LATENCY_SGI);
-    let _ = crate::gic::configure(0, sgi, LATENCY_PRIORITY, true);
-    let mut samples = [0u64; LATENCY_SAMPLES];
-    let taken = samples.iter_mut().all(|sample| match sgi_sample() {
-        Some(latency) => {
-            *sample = latency;
-            true
-        }
-        None => false,
-    });
-    let _ = crate::gic::configure(0, sgi, LATENCY_PRIORITY, false);
-    if taken {
-        report_samples("sgi-latency", &mut samples, format_args!(""));
-    } else {
-        println!("bench sgi-latency failed: another interrupt arrived");
-    }
+    latency_row("sgi-latency", IntId::sgi(LATENCY_SGI), format_args!(""), sgi_sample);
     set_vbar(stub);
+}
+
+/// One latency row: `intid` enabled, [`LATENCY_SAMPLES`] samples taken
+/// with `sample` (`None`: the vector took another INTID), reported.
+fn latency_row(name: &str, intid: IntId, extra: core::fmt::Arguments, mut sample: impl FnMut() -> Option<u64>) {
+    let _ = crate::gic::configure(0, intid, LATENCY_PRIORITY, true);
+    let mut samples = [0u64; LATENCY_SAMPLES];
+    let taken = samples.iter_mut().all(|slot| sample().map(|latency| *slot = latency).is_some());
+    let _ = crate::gic::configure(0, intid, LATENCY_PRIORITY, false);
+    if taken {
+        report_samples(name, &mut samples, extra);
+    } else {
+        println!("bench {name} failed: another interrupt arrived");
+    }
 }
 
 fn set_vbar(table: u64) {

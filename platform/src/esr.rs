@@ -716,6 +716,28 @@ impl SysReg {
         self.0
     }
 
+    /// `MRS X<rt>, <this register>` (`rt` 31 is XZR): for code that picks
+    /// the register at run time (the guest-stub's hostile mode).
+    pub const fn mrs(self, rt: u8) -> u32 {
+        Self::MRS | self.instruction_fields(rt)
+    }
+
+    /// `MSR <this register>, X<rt>`.
+    pub const fn msr(self, rt: u8) -> u32 {
+        Self::MSR | self.instruction_fields(rt)
+    }
+
+    /// The packed encoding sits at bits \[20:5\] of `MRS`/`MSR`, `Rt` at
+    /// \[4:0\].
+    const fn instruction_fields(self, rt: u8) -> u32 {
+        (self.0 as u32) << 5 | (rt as u32 & 0x1f)
+    }
+
+    /// `MRS` (system register move, L = 1) and `MSR` (L = 0) without their
+    /// operand fields.
+    const MRS: u32 = 0xd520_0000;
+    const MSR: u32 = 0xd500_0000;
+
     // Debug registers (op0 = 2; encodings as in the Arm ARM's register
     // descriptions and Linux's `asm/sysreg.h`).
     /// `OSDTRRX_EL1`, OS-lock data transfer, receive.
@@ -1002,6 +1024,16 @@ impl fmt::Display for SysRegIss {
 #[allow(clippy::unwrap_used, clippy::indexing_slicing, clippy::panic)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sysreg_instructions_encode_as_the_assembler_does() {
+        // From GNU as: mrs x0, mdccsr_el0; msr dbgdtrtx_el0, x0;
+        // mrs x3, dbgbcr5_el1; msr dbgwvr15_el1, x30.
+        assert_eq!(SysReg::MDCCSR_EL0.mrs(0), 0xd533_0100);
+        assert_eq!(SysReg::DBGDTRTX_EL0.msr(0), 0xd513_0500);
+        assert_eq!(SysReg::breakpoint(BreakpointReg::Bcr, 5).mrs(3), 0xd530_05a3);
+        assert_eq!(SysReg::breakpoint(BreakpointReg::Wvr, 15).msr(30), 0xd510_0fde);
+    }
 
     #[test]
     fn external_abort_on_unbacked_read() {
