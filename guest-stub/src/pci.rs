@@ -762,11 +762,11 @@ pub fn bar_reads_device(env: &Env) -> Result<(), Failure> {
 }
 
 /// A page of the stub's own RAM with a known pattern, for `pci-bar-move`
-/// to put the PL031's BAR on.
+/// and the hostile mode to put the PL031's BAR on.
 #[repr(C, align(4096))]
-struct RamPage([u64; 512]);
-static RAM_PAGE: spin::Mutex<RamPage> = spin::Mutex::new(RamPage([0; 512]));
-const RAM_PATTERN: u64 = 0x5241_4d20_5041_4745; // "RAM PAGE"
+pub struct RamPage(pub [u64; 512]);
+pub static RAM_PAGE: spin::Mutex<RamPage> = spin::Mutex::new(RamPage([0; 512]));
+pub const RAM_PATTERN: u64 = 0x5241_4d20_5041_4745; // "RAM PAGE"
 
 /// `pci-bar-move`: stage 2 follows BAR0. Moved over a hole (where the
 /// hypervisor's memory sits in the physical map, right past guest RAM),
@@ -779,11 +779,12 @@ pub fn bar_move(env: &Env) -> Result<(), Failure> {
     let pl031 = bdf_of(ROOT_BUS, PL031_DEVICE, 0)?;
     let home = config.bar0(pl031)?;
     let hole = env.ram_end;
-    let ram = RAM_PAGE.lock();
+    let mut ram = RAM_PAGE.lock();
     let ram_page = ram.0.as_ptr() as u64;
-    // SAFETY: the page is the stub's, locked; volatile so the compiler
-    // keeps the store the check reads back through another address.
-    unsafe { core::ptr::write_volatile(ram.0.as_ptr().cast_mut(), RAM_PATTERN) };
+    // SAFETY: the page is the stub's, locked and borrowed mutably;
+    // volatile so the compiler keeps the store the check reads back
+    // through another address.
+    unsafe { core::ptr::write_volatile(ram.0.as_mut_ptr(), RAM_PATTERN) };
     let part_at = |base: u64| bar_load(base, primecell::PERIPH_ID0).map(|v| v & 0xff);
     let faults_at = |base: u64| load(base + primecell::PERIPH_ID0, Width::Word).is_err();
     restoring(
