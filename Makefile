@@ -25,7 +25,7 @@ QEMU_BOARD   = -M $(MACHINE) -cpu $(CPU) -smp $(SMP) -m $(MEM)
 QEMU_RUN     = $(QEMU_BOARD) -nographic -semihosting \
                -serial mon:stdio -serial file:$(BUILD)/secure-uart.log -bios $(FLASH)
 
-.PHONY: all deps image run test clippy unit-test qemu-test bench gdb clean linux-guest run-linux fuzz
+.PHONY: all deps image run test fmt clippy unit-test qemu-test bench gdb clean linux-guest run-linux fuzz
 
 all: image
 
@@ -60,7 +60,13 @@ run-linux: image linux-guest
 	@$(QEMU) $(QEMU_RUN) -kernel $(BUILD)/linux/Image -initrd $(BUILD)/linux/initramfs.cpio.gz \
 		-append "console=ttyAMA0 earlycon"
 
-test: clippy unit-test qemu-test
+test: fmt clippy unit-test qemu-test
+
+# Formatting is checked, not applied: `cargo fmt --all` (and the same in
+# fuzz/, its own workspace) formats the tree to rustfmt.toml.
+fmt: deps
+	cargo fmt --all -- --check
+	cd fuzz && cargo fmt -- --check
 
 clippy: deps
 	cargo clippy --target $(FW_TARGET) -p el3-monitor -p platform -- -D warnings

@@ -54,8 +54,12 @@ impl Translate for GuestTranslate {
         // across a trap).
         unsafe {
             match self.caller {
-                CallerEl::El0 => core::arch::asm!("at s1e0r, {}", "isb", "mrs {}, par_el1", in(reg) addr, out(reg) par, options(nostack)),
-                CallerEl::El1 => core::arch::asm!("at s1e1r, {}", "isb", "mrs {}, par_el1", in(reg) addr, out(reg) par, options(nostack)),
+                CallerEl::El0 => {
+                    core::arch::asm!("at s1e0r, {}", "isb", "mrs {}, par_el1", in(reg) addr, out(reg) par, options(nostack))
+                }
+                CallerEl::El1 => {
+                    core::arch::asm!("at s1e1r, {}", "isb", "mrs {}, par_el1", in(reg) addr, out(reg) par, options(nostack))
+                }
             }
         }
         if par & PAR_F != 0 {
@@ -73,8 +77,12 @@ pub fn handle(frame: &mut TrapFrame, caller: CallerEl) {
         Ok(Request::Version) => Reply::version(),
         Ok(Request::Features { function }) => Reply::features(function, caller),
         Ok(Request::Info) => info().reply(),
-        Ok(Request::ConsoleWrite { addr, len }) => Reply::from_result(console_write(addr, len, caller).map(|n| [n, 0, 0])),
-        Ok(Request::Scan { range, buffer, capacity }) => Reply::from_result(crate::scan::scan(caller, range, buffer, capacity)),
+        Ok(Request::ConsoleWrite { addr, len }) => {
+            Reply::from_result(console_write(addr, len, caller).map(|n| [n, 0, 0]))
+        }
+        Ok(Request::Scan { range, buffer, capacity }) => {
+            Reply::from_result(crate::scan::scan(caller, range, buffer, capacity))
+        }
         Err(error) => Reply::error(error),
     };
     reply.write_to(&mut frame.x);

@@ -61,7 +61,8 @@ fn fatal(console: Option<u64>, args: core::fmt::Arguments) -> ! {
     if let Some(base) = console {
         // SAFETY: the Non-secure console from the DTB, at its PA (MMU off).
         let mut uart = Raw(unsafe { Pl011::new(base as usize) });
-        let _ = writeln!(uart, "el2: ERROR: {args} (fatal: stopping with exit status {})", power::EXIT_HYPERVISOR_FATAL);
+        let _ =
+            writeln!(uart, "el2: ERROR: {args} (fatal: stopping with exit status {})", power::EXIT_HYPERVISOR_FATAL);
     }
     power::power_off(power::EXIT_HYPERVISOR_FATAL)
 }
@@ -186,9 +187,7 @@ fn tcr(scheme: Scheme, parange: u64, final_tables: bool) -> u64 {
     let walk0 = tcr::IRGN0_WBWA | tcr::ORGN0_WBWA | tcr::SH0_INNER | tcr::TG0_4K;
     let t0sz = |bits: u32| platform::paging::txsz(bits) << tcr::T0SZ_SHIFT;
     match scheme {
-        Scheme::Nvhe => {
-            tcr::NVHE_RES1 | walk0 | t0sz(layout::EL2_VA_BITS) | (parange << tcr::PS_SHIFT)
-        }
+        Scheme::Nvhe => tcr::NVHE_RES1 | walk0 | t0sz(layout::EL2_VA_BITS) | (parange << tcr::PS_SHIFT),
         Scheme::Vhe => {
             let low_bits = if final_tables { layout::EL0_VA_BITS } else { layout::EL2_VA_BITS };
             walk0

@@ -145,7 +145,10 @@ static TAKEN: Once<Vec<MemRegion>> = Once::new();
 /// mapped by stage 2); `taken` is everything else in the guest's IPA map.
 pub fn follow_bars(windows: &[(Bdf, MemRegion)], taken: Vec<MemRegion>) {
     TAKEN.call_once(|| taken);
-    *BARS.lock() = windows.iter().map(|&(bdf, device)| BarWindow { bdf, device, mapped_at: Some(device.base), refused: None }).collect();
+    *BARS.lock() = windows
+        .iter()
+        .map(|&(bdf, device)| BarWindow { bdf, device, mapped_at: Some(device.base), refused: None })
+        .collect();
 }
 
 /// Where `bdf` decodes memory now, as its config space says.
@@ -163,7 +166,9 @@ fn follow_bar(bdf: Bdf) {
     let Some(index) = bars.iter().position(|w| w.bdf == bdf) else { return };
     let wanted = decoded_window(bdf);
     let Some(window) = bars.get(index) else { return };
-    if window.mapped_at == wanted || (window.mapped_at.is_none() && window.refused.is_some() && window.refused == wanted) {
+    if window.mapped_at == wanted
+        || (window.mapped_at.is_none() && window.refused.is_some() && window.refused == wanted)
+    {
         return;
     }
     let (device, old) = (window.device, window.mapped_at);
@@ -173,7 +178,8 @@ fn follow_bar(bdf: Bdf) {
             return;
         }
     }
-    let others = bars.iter().filter(|w| w.bdf != bdf).filter_map(|w| w.mapped_at.map(|at| MemRegion::new(at, w.device.size)));
+    let others =
+        bars.iter().filter(|w| w.bdf != bdf).filter_map(|w| w.mapped_at.map(|at| MemRegion::new(at, w.device.size)));
     let taken: Vec<MemRegion> = TAKEN.get().into_iter().flatten().copied().chain(others).collect();
     let mut refused = None;
     let mapped_at = wanted.and_then(|ipa| {
@@ -202,7 +208,10 @@ fn follow_bar(bdf: Bdf) {
     });
     match mapped_at {
         Some(ipa) if ipa != device.base => log::info!("PCI {bdf}: BAR0 window (device {device}) now at IPA {ipa:#x}"),
-        _ => log::debug!("PCI {bdf}: BAR0 window {}", if mapped_at.is_some() { "back at the device" } else { "not decoded" }),
+        _ => log::debug!(
+            "PCI {bdf}: BAR0 window {}",
+            if mapped_at.is_some() { "back at the device" } else { "not decoded" }
+        ),
     }
     if let Some(window) = bars.get_mut(index) {
         window.mapped_at = mapped_at;

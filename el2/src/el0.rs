@@ -164,10 +164,7 @@ pub fn format(input: &[u8], output: &mut [u8]) -> Result<usize, El0Error> {
     memory.output.as_flattened_mut().fill(0);
 
     let capacity = (OUTPUT_PAGES * PAGE).min(output.len()) as u64;
-    let exit = run(
-        [va::INPUT, input.len() as u64, va::OUTPUT, capacity],
-        el0_text(format_service as *const () as u64),
-    );
+    let exit = run([va::INPUT, input.len() as u64, va::OUTPUT, capacity], el0_text(format_service as *const () as u64));
     match exit {
         Ok(u64::MAX) => Err(El0Error::OutputFull),
         Ok(len) if len <= capacity => {
@@ -194,8 +191,7 @@ const HCR_VM: u64 = 1 << 0;
 /// TTBR1 walks (EPD1), 4 KiB granule, 48-bit IPS.
 const TCR_EL1_SERVICE: u64 = 25 | (0b01 << 8) | (0b01 << 10) | (0b11 << 12) | (1 << 23) | (0b101 << 32);
 /// `SCTLR_EL1`: MMU, caches, SP alignment check at EL0, RES1 bits.
-const SCTLR_EL1_SERVICE: u64 =
-    platform::arch::regs::SCTLR_EL1_RES1 | (1 << 0) | (1 << 2) | (1 << 4) | (1 << 12);
+const SCTLR_EL1_SERVICE: u64 = platform::arch::regs::SCTLR_EL1_RES1 | (1 << 0) | (1 << 2) | (1 << 4) | (1 << 12);
 
 macro_rules! mrs {
     ($reg:literal) => {{
@@ -235,9 +231,18 @@ fn run(args: [u64; 4], function: u64) -> Result<u64, Esr> {
         }
         Scheme::Nvhe => {
             let saved = [
-                mrs!("sctlr_el1"), mrs!("tcr_el1"), mrs!("ttbr0_el1"), mrs!("mair_el1"), mrs!("vbar_el1"),
-                mrs!("cpacr_el1"), mrs!("elr_el1"), mrs!("spsr_el1"), mrs!("esr_el1"), mrs!("far_el1"),
-                mrs!("sp_el1"), mrs!("vttbr_el2"),
+                mrs!("sctlr_el1"),
+                mrs!("tcr_el1"),
+                mrs!("ttbr0_el1"),
+                mrs!("mair_el1"),
+                mrs!("vbar_el1"),
+                mrs!("cpacr_el1"),
+                mrs!("elr_el1"),
+                mrs!("spsr_el1"),
+                mrs!("esr_el1"),
+                mrs!("far_el1"),
+                mrs!("sp_el1"),
+                mrs!("vttbr_el2"),
             ];
             let user_root = crate::early::boot_info().user_root;
             msr!("hcr_el2", hcr & !HCR_VM);
@@ -308,9 +313,5 @@ pub fn exit_to_el2(esr: Esr, x0: u64) {
 /// Backing-page physical addresses for stage 1: (input, output, stack).
 pub fn pages_pa() -> (u64, u64, u64) {
     let memory = MEMORY.lock();
-    (
-        memory.input.as_ptr() as u64,
-        memory.output.as_ptr() as u64,
-        memory.stack.as_ptr() as u64,
-    )
+    (memory.input.as_ptr() as u64, memory.output.as_ptr() as u64, memory.stack.as_ptr() as u64)
 }

@@ -13,8 +13,8 @@
 //! reported with its decoded context and stops the system.
 
 use crate::guest;
-use core::sync::atomic::{AtomicU64, Ordering};
 use aarch64_cpu::registers::{Readable, ESR_EL2, FAR_EL2, HPFAR_EL2};
+use core::sync::atomic::{AtomicU64, Ordering};
 use platform::arch::trap::{ExceptionKind, ExceptionReport, ExceptionSource, ExceptionType, TrapFrame};
 use platform::arch::ExceptionLevel;
 use platform::esr::{Esr, ExceptionClass, Origin};
@@ -152,7 +152,10 @@ fn guest_sync(frame: &mut TrapFrame, esr: Esr) {
                     guest::inject_sync(frame, syndrome, far);
                 }
                 crate::mmio::Handled::NotOurs => {
-                    log::debug!("stage-2 abort at IPA {ipa:#x} (VA {far:#x}, ELR {:#x}): external abort to the guest", frame.elr);
+                    log::debug!(
+                        "stage-2 abort at IPA {ipa:#x} (VA {far:#x}, ELR {:#x}): external abort to the guest",
+                        frame.elr
+                    );
                     guest::inject_external_abort(frame, esr, far);
                 }
             }

@@ -182,7 +182,8 @@ pub fn init(board: &Board) -> Result<(), GicError> {
     // SAFETY: both are the GIC's frames from the DTB, mapped as Device
     // memory in the direct map (`tables.rs`); this is the only driver
     // instance at EL2, and the monitor no longer touches them.
-    let driver = unsafe { GicV3::new(UniqueMmioPointer::new(gicd), gicr, board.cpus.len()) }.map_err(GicError::Driver)?;
+    let driver =
+        unsafe { GicV3::new(UniqueMmioPointer::new(gicd), gicr, board.cpus.len()) }.map_err(GicError::Driver)?;
     *GIC.lock() = Some(alloc::boxed::Box::new(V3 { gic: driver }));
     Ok(())
 }

@@ -6,9 +6,9 @@
 //! passthrough console, the emulated test device and the PCI host bridge.
 //! The guest never sees the host's DTB.
 
-use alloc::vec::Vec;
 use crate::layout::phys_to_virt;
 use crate::sysregs::{self, GuestReg};
+use alloc::vec::Vec;
 use platform::arch::regs::{SCTLR_EL1_RES1, SPSR_DAIF, SPSR_M_AARCH32, SPSR_M_EL1H, SPSR_M_SP_ELX};
 use platform::arch::trap::TrapFrame;
 use platform::arch::ExceptionLevel;
@@ -246,11 +246,7 @@ pub fn load(ram: MemRegion, image: &LoadedImage, dtb: &[u8]) -> Result<TrapFrame
         let dst = phys_to_virt(base) as *mut u8;
         let src = phys_to_virt(image.bytes.base) as *const u8;
         core::ptr::copy_nonoverlapping(src, dst, image.bytes.size as usize);
-        core::ptr::write_bytes(
-            dst.add(image.bytes.size as usize),
-            0,
-            (image.mem_size - image.bytes.size) as usize,
-        );
+        core::ptr::write_bytes(dst.add(image.bytes.size as usize), 0, (image.mem_size - image.bytes.size) as usize);
         core::arch::asm!("dsb ish", "ic iallu", "dsb ish", "isb", options(nostack));
     }
     // The guest starts with its MMU off and a defined SCTLR_EL1.

@@ -36,9 +36,17 @@ pub fn handle(frame: &mut TrapFrame) {
         },
         ids::PSCI_VERSION => Ok(PSCI_VERSION_1_1),
         ids::PSCI_FEATURES => match arg1 as u32 {
-            SMCCC_VERSION | ids::PSCI_VERSION | ids::PSCI_FEATURES | ids::PSCI_SYSTEM_OFF
-            | ids::PSCI_SYSTEM_RESET | ids::PSCI_CPU_ON_32 | ids::PSCI_CPU_ON_64 | ids::PSCI_CPU_OFF
-            | ids::PSCI_AFFINITY_INFO_32 | ids::PSCI_AFFINITY_INFO_64 | ids::PSCI_MIGRATE_INFO_TYPE => Ok(0),
+            SMCCC_VERSION
+            | ids::PSCI_VERSION
+            | ids::PSCI_FEATURES
+            | ids::PSCI_SYSTEM_OFF
+            | ids::PSCI_SYSTEM_RESET
+            | ids::PSCI_CPU_ON_32
+            | ids::PSCI_CPU_ON_64
+            | ids::PSCI_CPU_OFF
+            | ids::PSCI_AFFINITY_INFO_32
+            | ids::PSCI_AFFINITY_INFO_64
+            | ids::PSCI_MIGRATE_INFO_TYPE => Ok(0),
             _ => Err(ids::error::NOT_SUPPORTED),
         },
         ids::PSCI_CPU_ON_32 | ids::PSCI_CPU_ON_64 => crate::vcpu::cpu_on(arg1, arg2, arg3),
@@ -146,7 +154,11 @@ fn el0_format(input: u64, len: u64, output: u64, capacity: u64) -> Result<u64, i
     let text = &mut text[..input.len as usize];
     // SAFETY: validate_buffer checked that the range lies in guest RAM.
     unsafe {
-        core::ptr::copy_nonoverlapping(crate::layout::phys_to_virt(input.ipa) as *const u8, text.as_mut_ptr(), text.len());
+        core::ptr::copy_nonoverlapping(
+            crate::layout::phys_to_virt(input.ipa) as *const u8,
+            text.as_mut_ptr(),
+            text.len(),
+        );
     }
     let mut formatted = alloc::vec![0u8; output.len as usize];
     let written = el0::format(text, &mut formatted).map_err(|e| match e {

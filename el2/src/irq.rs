@@ -13,12 +13,12 @@
 //! is stuck in a trap handler.
 
 use crate::gic;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use platform::board::MAX_CPUS;
 use aarch64_cpu::registers::{ReadWriteable, HCR_EL2};
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use platform::arch::trap::TrapFrame;
 use platform::board::Board;
+use platform::board::MAX_CPUS;
 
 /// The EL2 physical timer's PPI: the watchdog tick, a PNMI.
 static HYP_TIMER_INTID: AtomicU32 = AtomicU32::new(u32::MAX);

@@ -118,4 +118,3 @@ pub fn phys_to_virt(pa: u64) -> u64 {
 pub fn virt_to_phys(va: u64) -> u64 {
     table_va(va) - DIRECT_MAP_OFFSET
 }
-

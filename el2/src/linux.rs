@@ -58,8 +58,14 @@ pub fn load(fw_cfg_window: Option<MemRegion>, ram: MemRegion) -> Result<Option<L
     // SAFETY: both destinations lie in guest RAM (checked by `place`),
     // which nothing runs in yet; the descriptor is ours, at the PA given.
     unsafe {
-        fw.dma_read(fw_cfg::FW_CFG_KERNEL_DATA, kernel_size as u32, placement.kernel.base, &mut descriptor, descriptor_pa)
-            .map_err(LoadError::FwCfg)?;
+        fw.dma_read(
+            fw_cfg::FW_CFG_KERNEL_DATA,
+            kernel_size as u32,
+            placement.kernel.base,
+            &mut descriptor,
+            descriptor_pa,
+        )
+        .map_err(LoadError::FwCfg)?;
         if let Some(initrd) = placement.initrd {
             fw.dma_read(fw_cfg::FW_CFG_INITRD_DATA, initrd.size as u32, initrd.base, &mut descriptor, descriptor_pa)
                 .map_err(LoadError::FwCfg)?;

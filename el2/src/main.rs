@@ -22,8 +22,8 @@ mod early;
 mod ecam;
 mod el0;
 mod exceptions;
-mod guest;
 mod gic;
+mod guest;
 mod hvc;
 mod integrity;
 mod irq;
@@ -89,7 +89,10 @@ extern "C" fn hv_main() -> ! {
     }
     if boot.remap == Remap::Fault {
         let (esr, elr) = switch::remap_fault();
-        log::info!("remap=fault: the first fetch after MMU-on, at PA {elr:#x}, faulted ({}) and resumed at the VA", Esr(esr));
+        log::info!(
+            "remap=fault: the first fetch after MMU-on, at PA {elr:#x}, faulted ({}) and resumed at the VA",
+            Esr(esr)
+        );
     }
 
     // SAFETY: the plan's heap lies in free RAM nobody else uses, inside the
@@ -120,10 +123,7 @@ extern "C" fn hv_main() -> ! {
     };
     // The PCI host bridge: an emulated ECAM window after the test device,
     // and the shim functions' BAR windows passed through.
-    let ecam_window = MemRegion::new(
-        test_device.end().next_multiple_of(ecam::BUS_SIZE),
-        ecam::BUSES * ecam::BUS_SIZE,
-    );
+    let ecam_window = MemRegion::new(test_device.end().next_multiple_of(ecam::BUS_SIZE), ecam::BUSES * ecam::BUS_SIZE);
     if let Err(e) = mmio::add_device(ecam_window.base, ecam_window.size, alloc::boxed::Box::new(ecam::Ecam)) {
         power::fatal(format_args!("ECAM window: {e:?}"));
     }
@@ -216,11 +216,7 @@ extern "C" fn hv_main() -> ! {
         Ok(frame) => frame,
         Err(e) => power::fatal(format_args!("{e}")),
     };
-    log::info!(
-        "entering guest-stub at IPA {:#x} (EL1) on {online} vCPU(s), DTB at IPA {:#x}",
-        frame.elr,
-        frame.x[0]
-    );
+    log::info!("entering guest-stub at IPA {:#x} (EL1) on {online} vCPU(s), DTB at IPA {:#x}", frame.elr, frame.x[0]);
     vcpu::enter(0, frame.elr, frame.x[0])
 }
 

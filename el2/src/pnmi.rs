@@ -138,7 +138,9 @@ fn tick_pnmi(slot: usize, frame: &TrapFrame) {
         if let Some(t) = LOCKUP_TICK.get(slot) {
             t.store(now, Ordering::Relaxed);
         }
-        if let (Some(elr), Some(spsr), Some(state)) = (LOCKUP_ELR.get(slot), LOCKUP_SPSR.get(slot), LOCKUP_GIC.get(slot)) {
+        if let (Some(elr), Some(spsr), Some(state)) =
+            (LOCKUP_ELR.get(slot), LOCKUP_SPSR.get(slot), LOCKUP_GIC.get(slot))
+        {
             elr.store(frame.elr, Ordering::Relaxed);
             spsr.store(frame.spsr, Ordering::Relaxed);
             state.store(gic::snapshot(), Ordering::Relaxed);

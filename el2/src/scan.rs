@@ -92,8 +92,12 @@ impl Probe for GuestProbe {
         // SAFETY: AT only translates and writes PAR_EL1, read right after.
         unsafe {
             match self.caller {
-                CallerEl::El0 => core::arch::asm!("at s1e0r, {}", "isb", "mrs {}, par_el1", in(reg) va, out(reg) par, options(nostack)),
-                CallerEl::El1 => core::arch::asm!("at s1e1r, {}", "isb", "mrs {}, par_el1", in(reg) va, out(reg) par, options(nostack)),
+                CallerEl::El0 => {
+                    core::arch::asm!("at s1e0r, {}", "isb", "mrs {}, par_el1", in(reg) va, out(reg) par, options(nostack))
+                }
+                CallerEl::El1 => {
+                    core::arch::asm!("at s1e1r, {}", "isb", "mrs {}, par_el1", in(reg) va, out(reg) par, options(nostack))
+                }
             }
         }
         let par = Par::decode(par);
@@ -126,8 +130,12 @@ impl Translate for WriteTranslate {
         // SAFETY: AT only translates and writes PAR_EL1, read right after.
         unsafe {
             match self.0 {
-                CallerEl::El0 => core::arch::asm!("at s1e0w, {}", "isb", "mrs {}, par_el1", in(reg) addr, out(reg) par, options(nostack)),
-                CallerEl::El1 => core::arch::asm!("at s1e1w, {}", "isb", "mrs {}, par_el1", in(reg) addr, out(reg) par, options(nostack)),
+                CallerEl::El0 => {
+                    core::arch::asm!("at s1e0w, {}", "isb", "mrs {}, par_el1", in(reg) addr, out(reg) par, options(nostack))
+                }
+                CallerEl::El1 => {
+                    core::arch::asm!("at s1e1w, {}", "isb", "mrs {}, par_el1", in(reg) addr, out(reg) par, options(nostack))
+                }
             }
         }
         match Par::decode(par) {
@@ -153,7 +161,8 @@ pub fn scan(caller: CallerEl, range: ScanRange, buffer: u64, capacity: u64) -> R
     let regions = [(ram.base, ram.size)];
     let len = capacity * gvascan::ENTRY_SIZE as u64;
     // Check the whole buffer before scanning: a bad one is an error at once.
-    for chunk in buffer_chunks(buffer, len, MAX_ENTRIES * gvascan::ENTRY_SIZE as u64, &regions, WriteTranslate(caller))? {
+    for chunk in buffer_chunks(buffer, len, MAX_ENTRIES * gvascan::ENTRY_SIZE as u64, &regions, WriteTranslate(caller))?
+    {
         chunk?;
     }
 
@@ -187,7 +196,13 @@ pub fn scan(caller: CallerEl, range: ScanRange, buffer: u64, capacity: u64) -> R
 
     let bytes: Vec<u8> = found.iter().flatten().copied().collect();
     let mut written = 0usize;
-    for chunk in buffer_chunks(buffer, bytes.len() as u64, MAX_ENTRIES * gvascan::ENTRY_SIZE as u64, &regions, WriteTranslate(caller))? {
+    for chunk in buffer_chunks(
+        buffer,
+        bytes.len() as u64,
+        MAX_ENTRIES * gvascan::ENTRY_SIZE as u64,
+        &regions,
+        WriteTranslate(caller),
+    )? {
         let chunk = chunk?;
         let src = bytes.get(written..written + chunk.len as usize).ok_or(HvError::InvalidArgument)?;
         // SAFETY: the chunk lies in guest RAM (checked by buffer_chunks) and

@@ -63,18 +63,10 @@ fn firmware(board: &Board) {
     let mut r = Report { passed: 0, failed: 0 };
     r.check("smccc-version", SMCCC_VERSION_1_1 as i64, smc(SMCCC_VERSION, &[]));
     r.check("smccc-features-version", SUCCESS, smc(SMCCC_ARCH_FEATURES, &[SMCCC_VERSION.into()]));
-    r.check(
-        "smccc-features-unknown",
-        NOT_SUPPORTED,
-        smc(SMCCC_ARCH_FEATURES, &[SMCCC_ARCH_WORKAROUND_2.into()]),
-    );
+    r.check("smccc-features-unknown", NOT_SUPPORTED, smc(SMCCC_ARCH_FEATURES, &[SMCCC_ARCH_WORKAROUND_2.into()]));
     r.check("psci-version", PSCI_VERSION_1_1 as i64, smc(ids::PSCI_VERSION, &[]));
     r.check("psci-features-cpu-on", SUCCESS, smc(ids::PSCI_FEATURES, &[ids::PSCI_CPU_ON_64.into()]));
-    r.check(
-        "psci-features-unimplemented",
-        NOT_SUPPORTED,
-        smc(ids::PSCI_FEATURES, &[ids::PSCI_CPU_SUSPEND_64.into()]),
-    );
+    r.check("psci-features-unimplemented", NOT_SUPPORTED, smc(ids::PSCI_FEATURES, &[ids::PSCI_CPU_SUSPEND_64.into()]));
     r.check("unknown-oem-call", NOT_SUPPORTED, smc(fast_call32(Owner::Oem, 0x1234), &[]));
     r.check("unknown-sip-call", NOT_SUPPORTED, smc(fast_call32(Owner::SiliconProvider, 0xfff0), &[]));
     r.check("unknown-psci-call", NOT_SUPPORTED, smc(0xc400_00ff, &[]));
@@ -84,11 +76,7 @@ fn firmware(board: &Board) {
         r.check("affinity-info-on", AffinityState::On as i64, smc(ids::PSCI_AFFINITY_INFO_64, &[mpidr, 0]));
     }
     r.check("affinity-info-no-such-cpu", INVALID_PARAMETERS, smc(ids::PSCI_AFFINITY_INFO_64, &[NO_SUCH_CPU, 0]));
-    r.check(
-        "affinity-info-level-1",
-        INVALID_PARAMETERS,
-        smc(ids::PSCI_AFFINITY_INFO_64, &[smp::mpidr_of(0), 1]),
-    );
+    r.check("affinity-info-level-1", INVALID_PARAMETERS, smc(ids::PSCI_AFFINITY_INFO_64, &[smp::mpidr_of(0), 1]));
 
     let me = smp::mpidr_of(0);
     let entry = crate::switch::secondary_entry_pa();
@@ -119,7 +107,11 @@ fn cpu_off_on_cycle(r: &mut Report) {
     smp::request_off(slot);
     smp::wait_until(1000, || state() == AffinityState::Off as i64);
     r.check("cpu-off-reported-off", AffinityState::Off as i64, state());
-    r.check("cpu-on-after-off", SUCCESS, smc(ids::PSCI_CPU_ON_64, &[mpidr, crate::switch::secondary_entry_pa(), slot as u64]));
+    r.check(
+        "cpu-on-after-off",
+        SUCCESS,
+        smc(ids::PSCI_CPU_ON_64, &[mpidr, crate::switch::secondary_entry_pa(), slot as u64]),
+    );
     smp::wait_until(1000, || smp::online() == cpus);
     r.check("cpu-back-online", cpus as i64, smp::online() as i64);
     r.check("affinity-info-on-again", AffinityState::On as i64, state());

@@ -8,8 +8,8 @@
 
 use crate::power::EXIT_HYPERVISOR_FATAL;
 use core::sync::atomic::{AtomicU64, Ordering};
-use platform::board::MAX_CPUS;
 use platform::abi::SIP_SET_EXIT_STATUS;
+use platform::board::MAX_CPUS;
 use smccc::psci::PSCI_SYSTEM_OFF;
 
 /// The switch's inputs, one word each; the layout is shared with switch.S.
@@ -115,10 +115,7 @@ pub unsafe fn switch_boot_cpu() -> ! {
 /// The current address of the trampoline section `[start, end)`: its PA in
 /// stage 1, its VA afterwards.
 pub fn trampoline() -> (u64, u64) {
-    (
-        core::ptr::addr_of!(hv_trampoline_start) as u64,
-        core::ptr::addr_of!(hv_trampoline_end) as u64,
-    )
+    (core::ptr::addr_of!(hv_trampoline_start) as u64, core::ptr::addr_of!(hv_trampoline_end) as u64)
 }
 
 /// The current address of the secondary entry point (a PA in stage 1).

@@ -20,12 +20,10 @@
 //! decides which `TTBR` each root goes in.
 
 use crate::layout::{self, Scheme};
+use platform::addr::{PhysAddr, VirtAddr};
 use platform::board::{Board, MemRegion, MAX_CPUS};
 use platform::handoff::Handoff;
-use platform::paging::{
-    self, Attributes, MapError, MemoryType, PagePool, Regime, StaticPool, Table, UserAccess,
-};
-use platform::addr::{PhysAddr, VirtAddr};
+use platform::paging::{self, Attributes, MapError, MemoryType, PagePool, Regime, StaticPool, Table, UserAccess};
 use spin::Mutex;
 
 /// Tables shared by every CPU: the kernel root and the image's, the direct
@@ -54,14 +52,7 @@ extern "C" {
 }
 
 const fn kernel(memory: MemoryType, writable: bool, executable: bool) -> Attributes {
-    Attributes {
-        memory,
-        writable,
-        executable,
-        user: UserAccess::None,
-        user_executable: false,
-        global: true,
-    }
+    Attributes { memory, writable, executable, user: UserAccess::None, user_executable: false, global: true }
 }
 
 /// Builds the roots for `cpus` CPU slots. Runs in stage 1: the pool's
@@ -79,8 +70,7 @@ pub fn build(board: &Board, handoff: &Handoff, scheme: Scheme, cpus: usize) -> R
     // Section boundaries, as addresses now (PAs) relative to the image start.
     let here = |symbol: &u8| symbol as *const u8 as u64;
     // SAFETY: linker-defined symbols; only their addresses are taken.
-    let (start, exec_end, data_start) =
-        unsafe { (here(&__image_base), here(&__exec_end), here(&__data_start)) };
+    let (start, exec_end, data_start) = unsafe { (here(&__image_base), here(&__exec_end), here(&__data_start)) };
     let image_end = start + handoff.hypervisor.mem_size;
     let image_va = layout::image_offset();
     let sections = [

@@ -243,7 +243,6 @@ pub fn sync() {
     ICH_HCR_EL2.write(hcr);
 }
 
-
 /// `CNTx_CTL_EL0`: ENABLE, IMASK, ISTATUS.
 const CNT_CTL_ENABLE: u64 = 1 << 0;
 const CNT_CTL_IMASK: u64 = 1 << 1;

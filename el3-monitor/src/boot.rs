@@ -6,9 +6,7 @@
 //! word the boot CPU writes last.
 
 use core::sync::atomic::{AtomicU64, Ordering};
-use platform::arch::regs::{
-    MPIDR_AFFINITY_MASK, SCTLR_EL23_RES1, SCTLR_I, SCTLR_SA, SPSR_DAIF, SPSR_M_EL2H,
-};
+use platform::arch::regs::{MPIDR_AFFINITY_MASK, SCTLR_EL23_RES1, SCTLR_I, SCTLR_SA, SPSR_DAIF, SPSR_M_EL2H};
 use platform::board::MAX_CPUS;
 
 /// The EL3 system-control value at reset: MMU and data cache off,
@@ -36,11 +34,8 @@ pub struct CpuTable {
 
 #[no_mangle]
 #[link_section = ".noinit.cpu_table"]
-static CPU_TABLE: CpuTable = CpuTable {
-    ready: AtomicU64::new(0),
-    count: AtomicU64::new(0),
-    mpidr: [const { AtomicU64::new(0) }; MAX_CPUS],
-};
+static CPU_TABLE: CpuTable =
+    CpuTable { ready: AtomicU64::new(0), count: AtomicU64::new(0), mpidr: [const { AtomicU64::new(0) }; MAX_CPUS] };
 
 /// Publishes the CPU list and wakes the secondaries so they can find their
 /// stacks. Called once by the boot CPU.

@@ -10,8 +10,8 @@
 //! this module only reads and writes the registers they name.
 
 use aarch64_cpu::registers::{
-    Readable, Writeable, ELR_EL1, ELR_EL2, ESR_EL1, ESR_EL2, FAR_EL1, FAR_EL2, FAR_EL3, HCR_EL2, PAR_EL1,
-    SCTLR_EL1, SCTLR_EL2, SPSR_EL1, SPSR_EL2, VBAR_EL1, VBAR_EL2,
+    Readable, Writeable, ELR_EL1, ELR_EL2, ESR_EL1, ESR_EL2, FAR_EL1, FAR_EL2, FAR_EL3, HCR_EL2, PAR_EL1, SCTLR_EL1,
+    SCTLR_EL2, SPSR_EL1, SPSR_EL2, VBAR_EL1, VBAR_EL2,
 };
 use platform::arch::trap::TrapFrame;
 use platform::arch::ExceptionLevel;

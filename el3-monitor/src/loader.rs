@@ -17,16 +17,25 @@ pub enum LoadError {
     /// The DTB names no Secure flash to read the package from.
     NoFlash,
     /// The monitor's own image runs past the end of flash.
-    PackageOutsideFlash { offset: u64, flash_end: u64 },
+    PackageOutsideFlash {
+        offset: u64,
+        flash_end: u64,
+    },
     Package(PackageError),
     /// The DTB describes no Non-secure RAM.
     NoRam,
     /// RAM is smaller than the hypervisor's block (image, guest-stub copy,
     /// handoff record).
-    RamTooSmall { need: u64, ram: PhysRange },
+    RamTooSmall {
+        need: u64,
+        ram: PhysRange,
+    },
     /// The images do not fit below the top of RAM without overlapping
     /// something.
-    NoRoom { need: u64, what: &'static str },
+    NoRoom {
+        need: u64,
+        what: &'static str,
+    },
 }
 
 impl core::fmt::Display for LoadError {
@@ -77,11 +86,7 @@ pub struct Loaded {
 
 /// Verifies the package that follows the monitor image in flash.
 pub fn find_package(board: &Board, monitor_end: u64) -> Result<Package<'static>, LoadError> {
-    let flash = board
-        .secure_flash
-        .iter()
-        .find(|r| r.contains(0))
-        .ok_or(LoadError::NoFlash)?;
+    let flash = board.secure_flash.iter().find(|r| r.contains(0)).ok_or(LoadError::NoFlash)?;
     let offset = align_up(monitor_end, PACKAGE_ALIGN as u64);
     let flash_end = flash.end();
     if offset >= flash_end {
@@ -89,9 +94,7 @@ pub fn find_package(board: &Board, monitor_end: u64) -> Result<Package<'static>,
     }
     // SAFETY: [offset, flash_end) lies in the Secure flash the DTB names,
     // which EL3 reads directly (MMU off) and nothing writes while we run.
-    let bytes = unsafe {
-        core::slice::from_raw_parts(offset as usize as *const u8, (flash_end - offset) as usize)
-    };
+    let bytes = unsafe { core::slice::from_raw_parts(offset as usize as *const u8, (flash_end - offset) as usize) };
     let package = Package::parse(bytes)?;
     package.require(EntryKind::Hypervisor)?;
     package.require(EntryKind::GuestStub)?;
@@ -130,16 +133,8 @@ pub fn load(board: &Board, package: &Package, dtb: PhysRange) -> Result<Loaded, 
     unsafe {
         let dst = hv_base as usize as *mut u8;
         core::ptr::copy_nonoverlapping(hv.payload.as_ptr(), dst, hv.payload.len());
-        core::ptr::write_bytes(
-            dst.add(hv.payload.len()),
-            0,
-            (hv.load.mem_size - hv.payload.len() as u64) as usize,
-        );
-        core::ptr::copy_nonoverlapping(
-            stub.payload.as_ptr(),
-            stub_base as usize as *mut u8,
-            stub.payload.len(),
-        );
+        core::ptr::write_bytes(dst.add(hv.payload.len()), 0, (hv.load.mem_size - hv.payload.len() as u64) as usize);
+        core::ptr::copy_nonoverlapping(stub.payload.as_ptr(), stub_base as usize as *mut u8, stub.payload.len());
     }
     let image = |bytes: PhysRange, load: platform::package::LoadHints| LoadedImage {
         bytes,

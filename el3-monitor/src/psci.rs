@@ -22,9 +22,8 @@ struct Slot {
     context: AtomicU64,
 }
 
-static SLOTS: [Slot; MAX_CPUS] = [const {
-    Slot { state: AtomicU64::new(OFF), entry: AtomicU64::new(0), context: AtomicU64::new(0) }
-}; MAX_CPUS];
+static SLOTS: [Slot; MAX_CPUS] =
+    [const { Slot { state: AtomicU64::new(OFF), entry: AtomicU64::new(0), context: AtomicU64::new(0) } }; MAX_CPUS];
 
 /// Marks the boot CPU (slot 0) as on.
 pub fn boot_cpu_is_on() {

@@ -13,8 +13,7 @@
 //! become Non-secure Group 1, owned by the hypervisor.
 
 use aarch64_cpu::registers::{
-    Readable, ID_AA64DFR0_EL1, ID_AA64ISAR1_EL1, ID_AA64MMFR0_EL1,
-    ID_AA64MMFR1_EL1, ID_AA64PFR0_EL1, ID_AA64PFR1_EL1,
+    Readable, ID_AA64DFR0_EL1, ID_AA64ISAR1_EL1, ID_AA64MMFR0_EL1, ID_AA64MMFR1_EL1, ID_AA64PFR0_EL1, ID_AA64PFR1_EL1,
 };
 use arm_gic::gicv3::registers::{Gicd, GicdCtlr, GicrSgi};
 use arm_gic::gicv3::{GicV3, Group};
@@ -198,10 +197,7 @@ fn gic(board: &Board) -> Result<GicV3<'static>, GicSetupError> {
     // SAFETY: the addresses are the GIC's register frames from the DTB; EL3
     // runs with its MMU off, so they are accessed as Device memory, and this
     // driver instance is the only one touching them while it lives.
-    unsafe {
-        GicV3::new(UniqueMmioPointer::new(gicd), gicr, board.cpus.len())
-            .map_err(GicSetupError::Redistributor)
-    }
+    unsafe { GicV3::new(UniqueMmioPointer::new(gicd), gicr, board.cpus.len()).map_err(GicSetupError::Redistributor) }
 }
 
 /// Checks that a GICv3 answers at the distributor and the first
@@ -247,12 +243,10 @@ pub fn init_gic_cpu(board: &Board, cpu: usize) -> Result<(), GicSetupError> {
         Err(e) => return Err(GicSetupError::Redistributor(e)),
     }
     for sgi in 0..IntId::SGI_COUNT {
-        gic.set_group(IntId::sgi(sgi), Some(cpu), Group::Group1NS)
-            .map_err(GicSetupError::Redistributor)?;
+        gic.set_group(IntId::sgi(sgi), Some(cpu), Group::Group1NS).map_err(GicSetupError::Redistributor)?;
     }
     for ppi in 0..IntId::PPI_COUNT {
-        gic.set_group(IntId::ppi(ppi), Some(cpu), Group::Group1NS)
-            .map_err(GicSetupError::Redistributor)?;
+        gic.set_group(IntId::ppi(ppi), Some(cpu), Group::Group1NS).map_err(GicSetupError::Redistributor)?;
     }
     Ok(())
 }

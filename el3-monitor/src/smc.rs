@@ -60,9 +60,7 @@ fn dispatch(function: u32, [a1, a2, a3]: [u64; 3], slot: usize) -> CallResult {
         },
         psci_ids::PSCI_CPU_ON_32 | psci_ids::PSCI_CPU_ON_64 => psci(cpu_on(a1, a2, a3)),
         psci_ids::PSCI_CPU_OFF => psci::cpu_off(slot),
-        psci_ids::PSCI_AFFINITY_INFO_32 | psci_ids::PSCI_AFFINITY_INFO_64 => {
-            psci(affinity_info(a1, a2))
-        }
+        psci_ids::PSCI_AFFINITY_INFO_32 | psci_ids::PSCI_AFFINITY_INFO_64 => psci(affinity_info(a1, a2)),
         psci_ids::PSCI_SYSTEM_OFF => power::system_off(),
         psci_ids::PSCI_SYSTEM_RESET => power::system_reset(),
         SIP_SET_EXIT_STATUS => {

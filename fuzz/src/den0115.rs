@@ -45,7 +45,9 @@ fn call(space: &mut pci::Space, segment: &SegmentInfo, function: u32, args: [u64
         assert_eq!(PciCall::decode(call.function_id(), call.args()), Ok(call), "args() inverts decode");
     }
     let expected_read = match decoded {
-        Ok(PciCall::Read { address, offset, size }) => segment.check(address).ok().map(|bdf| space.read(bdf, offset, size)),
+        Ok(PciCall::Read { address, offset, size }) => {
+            segment.check(address).ok().map(|bdf| space.read(bdf, offset, size))
+        }
         _ => None,
     };
     let reply = den0115::dispatch(function, args, space, segment);
@@ -53,7 +55,8 @@ fn call(space: &mut pci::Space, segment: &SegmentInfo, function: u32, args: [u64
         assert_eq!(reply, [den0115::VERSION.into(), 0, 0, 0]);
         return;
     }
-    let status = Status::from_x0(reply[0]).unwrap_or_else(|| panic!("undefined status {:#x} for {function:#x}", reply[0]));
+    let status =
+        Status::from_x0(reply[0]).unwrap_or_else(|| panic!("undefined status {:#x} for {function:#x}", reply[0]));
     assert_eq!(reply[0], status.x0(), "status not sign-extended");
     if let Err(error) = decoded {
         assert_eq!(status, error.status(), "{error}");

@@ -5,8 +5,8 @@
 use arbitrary::Unstructured;
 use platform::gvascan;
 use platform::hypercall::{
-    buffer_chunks, covers, dcc_call_function, features, validate_buffer, validate_translated, Call, CallerEl,
-    Function, HvError, Info, Reply, Request, ScanRange, Translate, GUEST_PAGE_SIZE,
+    buffer_chunks, covers, dcc_call_function, features, validate_buffer, validate_translated, Call, CallerEl, Function,
+    HvError, Info, Reply, Request, ScanRange, Translate, GUEST_PAGE_SIZE,
 };
 
 use crate::{below, pick_or_any, take};
@@ -122,7 +122,10 @@ fn buffers(u: &mut Unstructured<'_>) {
         Err(e) => assert!(len > max && e == HvError::TooLong || e == HvError::BadAddress, "{e:?}"),
     }
 
-    let mut table = Table { pages: (0..below(u, 6)).map(|_| take::<bool>(u).then(|| take::<u64>(u) & !0xfff)).collect(), base: addr & !0xfff };
+    let mut table = Table {
+        pages: (0..below(u, 6)).map(|_| take::<bool>(u).then(|| take::<u64>(u) & !0xfff)).collect(),
+        base: addr & !0xfff,
+    };
     if take(u) {
         // A walker that gets the page offset wrong must be caught.
         if let Some(Some(p)) = table.pages.first_mut() {

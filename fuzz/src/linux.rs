@@ -4,7 +4,9 @@
 
 use arbitrary::Unstructured;
 use platform::board::MemRegion;
-use platform::linux::{place, ImageHeader, LinuxError, DTB_MAX, FLAG_BIG_ENDIAN, HEADER_SIZE, IMAGE_MAGIC, KERNEL_ALIGN};
+use platform::linux::{
+    place, ImageHeader, LinuxError, DTB_MAX, FLAG_BIG_ENDIAN, HEADER_SIZE, IMAGE_MAGIC, KERNEL_ALIGN,
+};
 
 use crate::take;
 

@@ -8,8 +8,8 @@
 
 use arbitrary::Unstructured;
 use platform::package::{
-    build, candidate_offsets, sha256, EntryDesc, EntryKind, LoadHints, Package, ENTRY_SIZE, HEADER_SIZE,
-    MAX_ENTRIES, MIN_LOAD_ALIGN,
+    build, candidate_offsets, sha256, EntryDesc, EntryKind, LoadHints, Package, ENTRY_SIZE, HEADER_SIZE, MAX_ENTRIES,
+    MIN_LOAD_ALIGN,
 };
 
 use crate::{below, take};
@@ -65,7 +65,8 @@ fn built(data: &[u8]) {
         }
         payloads.push((kind, payload, load));
     }
-    let descs: Vec<_> = payloads.iter().map(|(kind, payload, load)| EntryDesc { kind: *kind, payload, load: *load }).collect();
+    let descs: Vec<_> =
+        payloads.iter().map(|(kind, payload, load)| EntryDesc { kind: *kind, payload, load: *load }).collect();
     let Ok(mut bytes) = build(&descs) else {
         return;
     };
@@ -162,7 +163,8 @@ fn check_accepted(bytes: &[u8], package: &Package<'_>) {
     let again = Package::parse(&bytes[..total]).expect("the accepted bytes parse again");
     assert!(again.entries().eq(package.entries()));
     // Re-encoding the entries gives a package that parses to the same ones.
-    let descs: Vec<_> = package.entries().map(|e| EntryDesc { kind: e.kind, payload: e.payload, load: e.load }).collect();
+    let descs: Vec<_> =
+        package.entries().map(|e| EntryDesc { kind: e.kind, payload: e.payload, load: e.load }).collect();
     let rebuilt = build(&descs).expect("accepted entries encode");
     let reparsed = Package::parse(&rebuilt).expect("a re-encoded package parses");
     let key = |p: &Package<'_>| p.entries().map(|e| (e.kind, e.payload.to_vec(), e.load, e.digest)).collect::<Vec<_>>();

@@ -87,13 +87,7 @@ pub fn check_fixed_fields(space: &Space) {
 
 /// After a write of `size` at `offset` of `bdf`: nothing changed but the
 /// writable bits of the byte lanes written, and only in that function.
-pub fn check_write(
-    space: &Space,
-    before: &[[u32; HEADER_DWORDS]],
-    bdf: Bdf,
-    offset: u16,
-    size: AccessSize,
-) {
+pub fn check_write(space: &Space, before: &[[u32; HEADER_DWORDS]], bdf: Bdf, offset: u16, size: AccessSize) {
     let after = snapshot(space);
     for (i, (old, new)) in before.iter().zip(after.iter()).enumerate() {
         for (d, (&o, &n)) in old.iter().zip(new.iter()).enumerate() {

@@ -2,7 +2,9 @@
 //! every register access, SGI and list-register state the guest chooses.
 
 use arbitrary::Unstructured;
-use platform::vgic::{gicd, gicr, ListRegs, Lr, VGic, GICD_SIZE, GICR_SGI_BASE, GICR_STRIDE, MAX_LRS, MAX_VCPUS, SPI_BASE};
+use platform::vgic::{
+    gicd, gicr, ListRegs, Lr, VGic, GICD_SIZE, GICR_SGI_BASE, GICR_STRIDE, MAX_LRS, MAX_VCPUS, SPI_BASE,
+};
 
 use crate::{below, pick_or_any, take};
 
@@ -23,14 +25,35 @@ impl ListRegs for Lrs {
 }
 
 const DIST: &[u64] = &[
-    gicd::CTLR, gicd::TYPER, gicd::IIDR, gicd::IGROUPR, gicd::ISENABLER, gicd::ICENABLER, gicd::ISPENDR,
-    gicd::ICPENDR, gicd::ISACTIVER, gicd::ICACTIVER, gicd::IPRIORITYR, gicd::ICFGR, gicd::IGRPMODR, gicd::IROUTER,
+    gicd::CTLR,
+    gicd::TYPER,
+    gicd::IIDR,
+    gicd::IGROUPR,
+    gicd::ISENABLER,
+    gicd::ICENABLER,
+    gicd::ISPENDR,
+    gicd::ICPENDR,
+    gicd::ISACTIVER,
+    gicd::ICACTIVER,
+    gicd::IPRIORITYR,
+    gicd::ICFGR,
+    gicd::IGRPMODR,
+    gicd::IROUTER,
 ];
 const REDIST: &[u64] = &[
-    gicr::CTLR, gicr::TYPER, gicr::WAKER, gicr::PIDR2, GICR_SGI_BASE + gicr::IGROUPR0,
-    GICR_SGI_BASE + gicr::ISENABLER0, GICR_SGI_BASE + gicr::ICENABLER0, GICR_SGI_BASE + gicr::ISPENDR0,
-    GICR_SGI_BASE + gicr::ICPENDR0, GICR_SGI_BASE + gicr::ISACTIVER0, GICR_SGI_BASE + gicr::ICACTIVER0,
-    GICR_SGI_BASE + gicr::IPRIORITYR0, GICR_SGI_BASE + gicr::ICFGR1,
+    gicr::CTLR,
+    gicr::TYPER,
+    gicr::WAKER,
+    gicr::PIDR2,
+    GICR_SGI_BASE + gicr::IGROUPR0,
+    GICR_SGI_BASE + gicr::ISENABLER0,
+    GICR_SGI_BASE + gicr::ICENABLER0,
+    GICR_SGI_BASE + gicr::ISPENDR0,
+    GICR_SGI_BASE + gicr::ICPENDR0,
+    GICR_SGI_BASE + gicr::ISACTIVER0,
+    GICR_SGI_BASE + gicr::ICACTIVER0,
+    GICR_SGI_BASE + gicr::IPRIORITYR0,
+    GICR_SGI_BASE + gicr::ICFGR1,
 ];
 
 pub fn run(data: &[u8]) {
@@ -51,7 +74,8 @@ pub fn run(data: &[u8]) {
         let vcpu = below(&mut u, vcpus + 1);
         match take::<u8>(&mut u) % 9 {
             0 => {
-                let offset = pick_or_any(&mut u, DIST).wrapping_add(if take(&mut u) { below(&mut u, 0x100) as u64 } else { 0 });
+                let offset =
+                    pick_or_any(&mut u, DIST).wrapping_add(if take(&mut u) { below(&mut u, 0x100) as u64 } else { 0 });
                 let _ = gic.dist_read(offset % if take(&mut u) { GICD_SIZE } else { u64::MAX }, size);
             }
             1 | 2 => {
@@ -63,7 +87,8 @@ pub fn run(data: &[u8]) {
                 let _ = gic.redist_read(offset, size);
             }
             4 => {
-                let offset = pick_or_any(&mut u, REDIST).wrapping_add(vcpu as u64 * GICR_STRIDE + below(&mut u, 0x40) as u64);
+                let offset =
+                    pick_or_any(&mut u, REDIST).wrapping_add(vcpu as u64 * GICR_STRIDE + below(&mut u, 0x40) as u64);
                 kicks(gic.redist_write(offset, size, take(&mut u)).kick, vcpus);
             }
             5 => {

@@ -190,7 +190,9 @@ fn scan(env: &Env) {
     crate::gvascan::with_mmu(root, || {
         report("floor-at-probe", || {
             // SAFETY: AT only translates; PAR_EL1 is the stub's own.
-            unsafe { core::arch::asm!("at s1e1r, {a}", "isb", "mrs {p}, par_el1", a = in(reg) probe_at, p = out(reg) _, options(nostack)) };
+            unsafe {
+                core::arch::asm!("at s1e1r, {a}", "isb", "mrs {p}, par_el1", a = in(reg) probe_at, p = out(reg) _, options(nostack))
+            };
         });
     });
 }
@@ -198,7 +200,8 @@ fn scan(env: &Env) {
 /// Reports a row from `samples` (sorted here).
 fn report_samples(name: &str, samples: &mut [u64], extra: core::fmt::Arguments) {
     samples.sort_unstable();
-    let (Some(&min), Some(&median), Some(&max)) = (samples.first(), samples.get(samples.len() / 2), samples.last()) else {
+    let (Some(&min), Some(&median), Some(&max)) = (samples.first(), samples.get(samples.len() / 2), samples.last())
+    else {
         return;
     };
     println!("bench {name} median={median} min={min} max={max}{extra}");

@@ -9,9 +9,7 @@ use platform::arch::regs::SPSR_DAIF;
 use platform::arch::trap::{ExceptionSource, ExceptionType};
 use platform::arch::ExceptionLevel;
 use platform::esr::{Esr, ExceptionClass, FaultStatus};
-use platform::hypercall::{
-    features, CallerEl, Function, HvError, Info, ABI_VERSION, CONSOLE_WRITE_MAX, STATUS_OK,
-};
+use platform::hypercall::{features, CallerEl, Function, HvError, Info, ABI_VERSION, CONSOLE_WRITE_MAX, STATUS_OK};
 
 pub struct Check {
     pub name: &'static str,
@@ -20,18 +18,35 @@ pub struct Check {
 
 /// Why a check failed.
 pub enum Failure {
-    Mismatch { what: &'static str, expected: u64, got: u64 },
+    Mismatch {
+        what: &'static str,
+        expected: u64,
+        got: u64,
+    },
     Missing(&'static str),
     /// A hypercall answered with another status than expected (both are
     /// `x0` values, named as the ABI names them).
-    Status { what: &'static str, expected: u64, got: u64 },
+    Status {
+        what: &'static str,
+        expected: u64,
+        got: u64,
+    },
     /// An exception reached the stub's own EL1 vector where none should
     /// have (or not the one expected).
-    Exception { what: &'static str, caught: Caught },
+    Exception {
+        what: &'static str,
+        caught: Caught,
+    },
     /// EL0 code left EL0 other than expected.
-    El0 { what: &'static str, exit: Exit },
+    El0 {
+        what: &'static str,
+        exit: Exit,
+    },
     /// Registers that do not decode; shown raw.
-    Regs { what: &'static str, regs: [u64; 4] },
+    Regs {
+        what: &'static str,
+        regs: [u64; 4],
+    },
     /// What an interrupt check (or the PNMI checks' event order) found.
     Irq(crate::virq::IrqFailure),
 }
@@ -349,8 +364,10 @@ fn brk_backdoor_version(_: &Env) -> Result<(), Failure> {
     // INFO decodes, with at least one CPU and the hypervisor's 48-bit VA.
     let reply = brk(Function::Info.id(), 0, 0)?;
     let regs = reply_ok("INFO", reply)?;
-    let info = Info::decode(regs)
-        .ok_or(Failure::Regs { what: "INFO's x1..x3 do not decode (unknown mode or reserved bits set)", regs: reply })?;
+    let info = Info::decode(regs).ok_or(Failure::Regs {
+        what: "INFO's x1..x3 do not decode (unknown mode or reserved bits set)",
+        regs: reply,
+    })?;
     if info.cpus == 0 || info.cpus as usize > platform::board::MAX_CPUS {
         return Err(Failure::Mismatch { what: "INFO CPU count (1..=MAX_CPUS)", expected: 1, got: info.cpus.into() });
     }
@@ -860,7 +877,8 @@ static SCAN_BUFFER: spin::Mutex<[u8; SCAN_ENTRIES * platform::gvascan::ENTRY_SIZ
 /// SCAN of the TTBR0 range into `buffer` (`capacity` entries), with the
 /// stub's own map live; returns x0..x3.
 fn scan_own_map(env: &Env, buffer: u64, capacity: u64) -> Result<[u64; 4], Failure> {
-    let root = crate::gvascan::build(env).map_err(|_| Failure::Missing("building the stub's own stage-1 map failed"))?;
+    let root =
+        crate::gvascan::build(env).map_err(|_| Failure::Missing("building the stub's own stage-1 map failed"))?;
     let reply = crate::gvascan::with_mmu(root, || {
         crate::backdoor::brk_call(Function::Scan.id(), [0, buffer, capacity, 0, 0, 0, 0])
     });
@@ -876,13 +894,18 @@ fn gva_scan_known_map(env: &Env) -> Result<(), Failure> {
     expect_eq("regions reported", expected.len() as u64, regions)?;
     let entries = buffer.chunks_exact(platform::gvascan::ENTRY_SIZE);
     for (want, entry) in expected.iter().zip(entries) {
-        let entry: &[u8; platform::gvascan::ENTRY_SIZE] = entry.try_into().map_err(|_| Failure::Missing("short entry"))?;
+        let entry: &[u8; platform::gvascan::ENTRY_SIZE] =
+            entry.try_into().map_err(|_| Failure::Missing("short entry"))?;
         let got = platform::gvascan::decode(entry).ok_or(Failure::Missing("a SCAN entry does not decode"))?;
         expect_eq("region start", want.va, got.va_start)?;
         expect_eq("region length", want.len, got.size().unwrap_or(0))?;
         expect_eq("region IPA", want.ipa, got.ipa)?;
         expect_eq("region writable at EL1", u64::from(want.writable), u64::from(got.attrs.writable_el1 == Some(true)))?;
-        expect_eq("region executable at EL1", u64::from(want.executable), u64::from(got.attrs.executable_el1 == Some(true)))?;
+        expect_eq(
+            "region executable at EL1",
+            u64::from(want.executable),
+            u64::from(got.attrs.executable_el1 == Some(true)),
+        )?;
         expect_eq("region known not executable at EL0", 1, u64::from(got.attrs.executable_el0 == Some(false)))?;
     }
     Ok(())
@@ -896,7 +919,11 @@ fn gva_scan_probes(env: &Env) -> Result<(), Failure> {
     // stepped over at once), never one per page: the 1 GiB block alone
     // would take 262144.
     if probes == 0 || probes > 4 * (regions + holes) {
-        return Err(Failure::Mismatch { what: "translations probed (at most 4 x (runs + holes))", expected: 4 * (regions + holes), got: probes });
+        return Err(Failure::Mismatch {
+            what: "translations probed (at most 4 x (runs + holes))",
+            expected: 4 * (regions + holes),
+            got: probes,
+        });
     }
     Ok(())
 }
@@ -1015,7 +1042,11 @@ fn pnmi_watchdog(_: &Env) -> Result<(), Failure> {
         (reply[X_DETECTED], reply[X_LATENCY_US], reply[X_PERIOD_US], reply[X_BEFORE]);
     expect_eq("lockups reported before the stall (false positives)", 0, before)?;
     if detected == 0 {
-        return Err(Failure::Mismatch { what: "lockups reported during a stall of up to 2000 ms (at least)", expected: 1, got: 0 });
+        return Err(Failure::Mismatch {
+            what: "lockups reported during a stall of up to 2000 ms (at least)",
+            expected: 1,
+            got: 0,
+        });
     }
     let limit = period;
     if latency > limit {

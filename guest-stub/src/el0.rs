@@ -93,11 +93,9 @@ pub fn active() -> bool {
 /// frames.
 pub fn exit(frame: &TrapFrame, kind: ExceptionKind, esr: Esr, far: u64) -> ! {
     let exit = match (kind.kind(), esr.svc_imm()) {
-        (ExceptionType::Sync, Some(imm)) if esr.class() == ExceptionClass::Svc64 => Exit::Svc {
-            imm,
-            regs: [frame.x[0], frame.x[1], frame.x[2], frame.x[3]],
-            spsr: frame.spsr,
-        },
+        (ExceptionType::Sync, Some(imm)) if esr.class() == ExceptionClass::Svc64 => {
+            Exit::Svc { imm, regs: [frame.x[0], frame.x[1], frame.x[2], frame.x[3]], spsr: frame.spsr }
+        }
         _ => Exit::Exception { kind, esr, far, elr: frame.elr, spsr: frame.spsr },
     };
     *EXIT.lock() = Some(exit);

@@ -146,8 +146,8 @@ fn setup(fdt: &fdt::Fdt, mpidrs: &[u64]) -> Result<(), Unavailable> {
     // region from the DTB. The stub runs with its MMU off, so they are
     // accessed as Device memory, and this instance, kept behind the GIC lock
     // for the rest of the run, is the only one that touches them.
-    let mut driver = unsafe { GicV3::new(UniqueMmioPointer::new(gicd_ptr), gicr_ptr, frames) }
-        .map_err(Unavailable::Driver)?;
+    let mut driver =
+        unsafe { GicV3::new(UniqueMmioPointer::new(gicd_ptr), gicr_ptr, frames) }.map_err(Unavailable::Driver)?;
 
     // Which redistributor serves which vCPU: GICR_TYPER.Affinity, not the
     // order of either list, decides.
@@ -183,7 +183,10 @@ pub fn cpu_status(slot: usize) -> Result<(), Unavailable> {
 }
 
 /// Runs `f` on the driver and vCPU `slot`'s redistributor index.
-fn with_frame<T>(slot: usize, f: impl FnOnce(&mut GicV3<'static>, usize) -> Result<T, GicError>) -> Result<T, Unavailable> {
+fn with_frame<T>(
+    slot: usize,
+    f: impl FnOnce(&mut GicV3<'static>, usize) -> Result<T, GicError>,
+) -> Result<T, Unavailable> {
     status()?;
     let mpidr = smp::mpidr(slot);
     // Interrupts masked: a handler on this vCPU must never wait for a lock
@@ -319,11 +322,8 @@ pub fn handle_irq() {
 /// An interrupt some vCPU took with no handler for it since the last call:
 /// `(slot, INTID)`.
 pub fn take_unexpected() -> Option<(usize, u32)> {
-    UNEXPECTED
-        .iter()
-        .enumerate()
-        .find_map(|(slot, seen)| match seen.swap(0, Ordering::SeqCst) {
-            0 => None,
-            intid => Some((slot, intid - 1)),
-        })
+    UNEXPECTED.iter().enumerate().find_map(|(slot, seen)| match seen.swap(0, Ordering::SeqCst) {
+        0 => None,
+        intid => Some((slot, intid - 1)),
+    })
 }

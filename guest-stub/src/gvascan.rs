@@ -47,12 +47,30 @@ fn test_region(ram_base: u64) -> [Expected; 5] {
         // Level-2 blocks with a level-2 hole between them and discontiguous
         // IPAs (so they cannot merge).
         Expected { va: TEST_BASE + 2 * GIB, len: MIB2, ipa: gib + 2 * MIB2, writable: true, executable: false },
-        Expected { va: TEST_BASE + 2 * GIB + 2 * MIB2, len: MIB2, ipa: gib + 8 * MIB2, writable: true, executable: false },
+        Expected {
+            va: TEST_BASE + 2 * GIB + 2 * MIB2,
+            len: MIB2,
+            ipa: gib + 8 * MIB2,
+            writable: true,
+            executable: false,
+        },
         // Level-3 pages: two contiguous ones (one run), a level-3 hole, and
         // a read-only executable page (different attributes: a run of its
         // own).
-        Expected { va: TEST_BASE + 2 * GIB + 3 * MIB2, len: 2 * PAGE, ipa: gib + 3 * MIB2, writable: true, executable: false },
-        Expected { va: TEST_BASE + 2 * GIB + 3 * MIB2 + 3 * PAGE, len: PAGE, ipa: gib + 5 * MIB2, writable: false, executable: true },
+        Expected {
+            va: TEST_BASE + 2 * GIB + 3 * MIB2,
+            len: 2 * PAGE,
+            ipa: gib + 3 * MIB2,
+            writable: true,
+            executable: false,
+        },
+        Expected {
+            va: TEST_BASE + 2 * GIB + 3 * MIB2 + 3 * PAGE,
+            len: PAGE,
+            ipa: gib + 5 * MIB2,
+            writable: false,
+            executable: true,
+        },
     ]
 }
 

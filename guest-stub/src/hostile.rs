@@ -336,7 +336,9 @@ fn random_brks(rng: &mut Rng, tally: &mut Tally, count: u64) {
             call_generated(brk(imm), 0, [0; 3]);
         });
         match caught {
-            Some(c) if c.esr.class() == ExceptionClass::Brk64 && c.esr.brk_comment() == Some(imm) => tally.ok(true, false),
+            Some(c) if c.esr.class() == ExceptionClass::Brk64 && c.esr.brk_comment() == Some(imm) => {
+                tally.ok(true, false)
+            }
             Some(c) => tally.fail(format_args!("BRK #{imm:#x}: reflected as {c}")),
             None => tally.fail(format_args!("BRK #{imm:#x}: swallowed, no exception reached the guest")),
         }
@@ -396,11 +398,13 @@ fn random_backdoor(rng: &mut Rng, tally: &mut Tally, map: &Map, count: u64) {
         match (expected, got) {
             (Ok(()), Ok(())) => tally.ok(false, false),
             (Err(e), Err(hypercall::CallError::Hv(g)))
-                if e == g || (scan && matches!(g, HvError::InvalidArgument | HvError::BadAddress | HvError::TooLong)) =>
+                if e == g
+                    || (scan && matches!(g, HvError::InvalidArgument | HvError::BadAddress | HvError::TooLong)) =>
             {
                 tally.ok(false, true)
             }
-            (e, g) => tally.fail(format_args!("backdoor function {function:#x} ({pointer:#x}, {len:#x}): {g:?}, expected {e:?}")),
+            (e, g) => tally
+                .fail(format_args!("backdoor function {function:#x} ({pointer:#x}, {len:#x}): {g:?}, expected {e:?}")),
         }
     }
 }
@@ -641,7 +645,11 @@ fn random_config(rng: &mut Rng, tally: &mut Tally, env: &Env, count: u64) {
     let _ = crate::pci::store(config(0, u64::from(offset::BAR0)), Width::Word, home & 0xffff_ffff);
     let _ = crate::pci::store(config(0, u64::from(offset::BAR1)), Width::Word, home >> 32);
     let _ = crate::pci::store(config(0, u64::from(offset::COMMAND)), Width::Half, command::MEMORY_SPACE.into());
-    let _ = crate::pci::store(config(0, u64::from(offset::INTERRUPT_LINE)), Width::Byte, read32(0, u64::from(offset::INTERRUPT_LINE)));
+    let _ = crate::pci::store(
+        config(0, u64::from(offset::INTERRUPT_LINE)),
+        Width::Byte,
+        read32(0, u64::from(offset::INTERRUPT_LINE)),
+    );
     if read32(0, u64::from(offset::VENDOR_ID)) != ids {
         tally.fail(format_args!("the PL031's vendor/device IDs changed under config writes"));
     }
@@ -663,7 +671,10 @@ fn psci_misuse(rng: &mut Rng, tally: &mut Tally, env: &Env, count: u64) {
             0 => {
                 // A vCPU that runs (every one does): ALREADY_ON.
                 let target = mpidrs[rng.below(cpus as u64) as usize];
-                let r = smccc::hvc64(ids::PSCI_CPU_ON_64, [target, entry_in_ram, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+                let r = smccc::hvc64(
+                    ids::PSCI_CPU_ON_64,
+                    [target, entry_in_ram, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                );
                 ("CPU_ON of a running vCPU", r[0], &[psci_error::ALREADY_ON])
             }
             1 => {
@@ -671,7 +682,10 @@ fn psci_misuse(rng: &mut Rng, tally: &mut Tally, env: &Env, count: u64) {
                 if is_cpu(target) {
                     continue;
                 }
-                let r = smccc::hvc64(ids::PSCI_CPU_ON_64, [target, entry_in_ram, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+                let r = smccc::hvc64(
+                    ids::PSCI_CPU_ON_64,
+                    [target, entry_in_ram, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                );
                 ("CPU_ON of an MPIDR that does not exist", r[0], &[psci_error::INVALID_PARAMETERS])
             }
             2 => {
@@ -684,12 +698,19 @@ fn psci_misuse(rng: &mut Rng, tally: &mut Tally, env: &Env, count: u64) {
                 };
                 let r = smccc::hvc64(ids::PSCI_CPU_ON_64, [target, entry, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
                 // Either check may come first.
-                ("CPU_ON with an entry point outside guest RAM", r[0], &[psci_error::INVALID_ADDRESS, psci_error::ALREADY_ON])
+                (
+                    "CPU_ON with an entry point outside guest RAM",
+                    r[0],
+                    &[psci_error::INVALID_ADDRESS, psci_error::ALREADY_ON],
+                )
             }
             _ => {
                 let target = rng.next() & platform::board::MPIDR_AFFINITY_MASK;
                 let level = 1 + rng.below(3);
-                let r = smccc::hvc64(ids::PSCI_AFFINITY_INFO_64, [target, level, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+                let r = smccc::hvc64(
+                    ids::PSCI_AFFINITY_INFO_64,
+                    [target, level, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                );
                 ("AFFINITY_INFO above level 0", r[0], &[psci_error::INVALID_PARAMETERS])
             }
         };
@@ -716,7 +737,15 @@ pub fn run(env: &Env, fdt: &fdt::Fdt, seed: u64) -> Result<(), Failure> {
     psci_misuse(&mut rng, &mut tally, env, 200);
     must_abort(&mut rng, &mut tally, &map, "a load or store of the hypervisor's memory", env.ram_end, 0x100_0000, 256);
     must_abort(&mut rng, &mut tally, &map, "a load or store of secure RAM", SECURE_RAM.0, SECURE_RAM.1, 256);
-    must_abort(&mut rng, &mut tally, &map, "a load or store beyond the IPA space", SWEEP_END, HIGH_PROBE_END - SWEEP_END, 256);
+    must_abort(
+        &mut rng,
+        &mut tally,
+        &map,
+        "a load or store beyond the IPA space",
+        SWEEP_END,
+        HIGH_PROBE_END - SWEEP_END,
+        256,
+    );
     sweep_holes(&mut rng, &mut tally, &map);
     // Interrupts the random SGIs and config writes may have left.
     let _ = crate::gic::take_unexpected();
@@ -725,7 +754,11 @@ pub fn run(env: &Env, fdt: &fdt::Fdt, seed: u64) -> Result<(), Failure> {
         tally.ops, tally.faults, tally.errors, tally.failures
     );
     if tally.failures != 0 {
-        return Err(Failure::Mismatch { what: "operations whose outcome was not what it must be", expected: 0, got: tally.failures });
+        return Err(Failure::Mismatch {
+            what: "operations whose outcome was not what it must be",
+            expected: 0,
+            got: tally.failures,
+        });
     }
     Ok(())
 }

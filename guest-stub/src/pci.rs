@@ -324,11 +324,20 @@ impl Config {
             return Err(Failure::Missing("the host bridge's bus-range is beyond bus 255"));
         };
         if start > ROOT_BUS || end < EMPTY_BUS {
-            return Err(Failure::Mismatch { what: "bus-range must include buses 0 and 1; last bus", expected: EMPTY_BUS.into(), got: end.into() });
+            return Err(Failure::Mismatch {
+                what: "bus-range must include buses 0 and 1; last bus",
+                expected: EMPTY_BUS.into(),
+                got: end.into(),
+            });
         }
-        let window = EcamWindow::new(ecam.base, start, end).ok_or(Failure::Missing("the ECAM window runs past the address space"))?;
+        let window = EcamWindow::new(ecam.base, start, end)
+            .ok_or(Failure::Missing("the ECAM window runs past the address space"))?;
         if ecam.size < window.size() {
-            return Err(Failure::Mismatch { what: "ECAM reg size (1 MiB per bus of bus-range)", expected: window.size(), got: ecam.size });
+            return Err(Failure::Mismatch {
+                what: "ECAM reg size (1 MiB per bus of bus-range)",
+                expected: window.size(),
+                got: ecam.size,
+            });
         }
         Ok(Self { window })
     }
@@ -342,7 +351,8 @@ impl Config {
     }
 
     fn write(&self, bdf: Bdf, reg: u16, width: Width, value: u64) -> Result<(), Failure> {
-        store(self.address(bdf, reg)?, width, value).map_err(|caught| Failure::Exception { what: CONFIG_ABORTED, caught })
+        store(self.address(bdf, reg)?, width, value)
+            .map_err(|caught| Failure::Exception { what: CONFIG_ABORTED, caught })
     }
 
     /// Reads `reg` and compares it with `expected`.
@@ -381,7 +391,10 @@ fn about<T>(bdf: Bdf, name: &str, result: Result<T, Failure>) -> Result<T, Failu
 
 /// Runs `test`, then `restore` whatever `test` returned; the first failure
 /// is the one reported.
-fn restoring(test: impl FnOnce() -> Result<(), Failure>, restore: impl FnOnce() -> Result<(), Failure>) -> Result<(), Failure> {
+fn restoring(
+    test: impl FnOnce() -> Result<(), Failure>,
+    restore: impl FnOnce() -> Result<(), Failure>,
+) -> Result<(), Failure> {
     let result = test();
     result.and(restore())
 }
@@ -395,7 +408,13 @@ fn shims(config: &Config) -> Result<[Option<(Bdf, &'static Shim)>; SHIMS.len()],
         let bdf = bdf_of(ROOT_BUS, device, 0)?;
         if config.read(bdf, offset::VENDOR_ID, Width::Half)? == Width::Half.all_ones() {
             if shim.always {
-                about(bdf, shim.name, Err(Failure::Missing("no function where every QEMU virt machine has one (vendor ID reads all-ones)")))?;
+                about(
+                    bdf,
+                    shim.name,
+                    Err(Failure::Missing(
+                        "no function where every QEMU virt machine has one (vendor ID reads all-ones)",
+                    )),
+                )?;
             }
             break;
         }
@@ -424,7 +443,17 @@ pub fn enumerate(env: &Env) -> Result<(), Failure> {
         let bdf = bdf_of(ROOT_BUS, device, 0)?;
         match shim {
             Some((bdf, shim)) => about(*bdf, shim.name, check_shim(&config, ranges, *bdf, shim))?,
-            None => about(bdf, "absent", config.expect("vendor ID of an absent device on bus 0 (all-ones)", bdf, offset::VENDOR_ID, Width::Half, Width::Half.all_ones()))?,
+            None => about(
+                bdf,
+                "absent",
+                config.expect(
+                    "vendor ID of an absent device on bus 0 (all-ones)",
+                    bdf,
+                    offset::VENDOR_ID,
+                    Width::Half,
+                    Width::Half.all_ones(),
+                ),
+            )?,
         }
     }
     let mut names = found.iter().flatten().map(|(bdf, shim)| (bdf, shim.name));
@@ -437,7 +466,17 @@ pub fn enumerate(env: &Env) -> Result<(), Failure> {
     // Bus 1: empty.
     for device in 0..DEVICES_PER_BUS {
         let bdf = bdf_of(EMPTY_BUS, device, 0)?;
-        about(bdf, "absent", config.expect("vendor ID on bus 1 (all-ones: the bus is empty)", bdf, offset::VENDOR_ID, Width::Half, Width::Half.all_ones()))?;
+        about(
+            bdf,
+            "absent",
+            config.expect(
+                "vendor ID on bus 1 (all-ones: the bus is empty)",
+                bdf,
+                offset::VENDOR_ID,
+                Width::Half,
+                Width::Half.all_ones(),
+            ),
+        )?;
     }
     Ok(())
 }
@@ -457,7 +496,13 @@ fn check_shim(config: &Config, ranges: &[Option<Range>], bdf: Bdf, shim: &Shim) 
     config.expect("device ID (PrimeCell part number)", bdf, offset::DEVICE_ID, Width::Half, shim.part_number.into())?;
     let class = ClassCode::for_primecell(shim.part_number).register() | u32::from(REVISION_ID);
     config.expect("revision ID and class code (dword 0x08)", bdf, offset::REVISION_ID, Width::Word, class.into())?;
-    config.expect("header type (type 0, single function)", bdf, offset::HEADER_TYPE, Width::Byte, HEADER_TYPE.into())?;
+    config.expect(
+        "header type (type 0, single function)",
+        bdf,
+        offset::HEADER_TYPE,
+        Width::Byte,
+        HEADER_TYPE.into(),
+    )?;
 
     let low = config.read(bdf, offset::BAR0, Width::Word)?;
     expect_eq("BAR0 type bits (64-bit memory, not prefetchable)", bar::TYPE.into(), low & u64::from(bar::TYPE_MASK))?;
@@ -465,7 +510,11 @@ fn check_shim(config: &Config, ranges: &[Option<Range>], bdf: Bdf, shim: &Shim) 
     if base == 0 {
         return Err(Failure::Missing("BAR0/BAR1 hold address 0 (no window)"));
     }
-    expect_eq("BAR0 address bits below 4 KiB (a PrimeCell window is 4 KiB-aligned)", 0, base & (primecell::WINDOW - 1))?;
+    expect_eq(
+        "BAR0 address bits below 4 KiB (a PrimeCell window is 4 KiB-aligned)",
+        0,
+        base & (primecell::WINDOW - 1),
+    )?;
     if !ranges.iter().flatten().any(|range| range.holds_identity(base, primecell::WINDOW)) {
         return Err(Failure::Mismatch {
             what: "BAR0's 4 KiB window lies in no one-to-one memory entry of the host bridge's ranges; BAR0",
@@ -479,12 +528,22 @@ fn check_shim(config: &Config, ranges: &[Option<Range>], bdf: Bdf, shim: &Shim) 
     let status = config.read(bdf, offset::STATUS, Width::Half)?;
     expect_eq("status capabilities-list bit", 0, status & u64::from(status::CAPABILITIES_LIST))?;
     let command = config.read(bdf, offset::COMMAND, Width::Half)?;
-    expect_eq("command memory space enable (set at handoff)", command::MEMORY_SPACE.into(), command & u64::from(command::MEMORY_SPACE))?;
+    expect_eq(
+        "command memory space enable (set at handoff)",
+        command::MEMORY_SPACE.into(),
+        command & u64::from(command::MEMORY_SPACE),
+    )?;
 
     // A single-function device: functions 1..8 are absent.
     for function in 1..FUNCTIONS_PER_DEVICE {
         let other = bdf_of(bdf.bus(), bdf.device(), function)?;
-        config.expect("vendor ID of function 1..7 of a shim device (all-ones)", other, offset::VENDOR_ID, Width::Half, Width::Half.all_ones())?;
+        config.expect(
+            "vendor ID of function 1..7 of a shim device (all-ones)",
+            other,
+            offset::VENDOR_ID,
+            Width::Half,
+            Width::Half.all_ones(),
+        )?;
     }
     Ok(())
 }
@@ -507,7 +566,13 @@ fn size_bar0(config: &Config, bdf: Bdf) -> Result<(), Failure> {
     config.write(bdf, offset::COMMAND, Width::Half, decode_off)?;
     restoring(
         || {
-            config.expect("command after clearing memory space enable", bdf, offset::COMMAND, Width::Half, decode_off)?;
+            config.expect(
+                "command after clearing memory space enable",
+                bdf,
+                offset::COMMAND,
+                Width::Half,
+                decode_off,
+            )?;
             size_with_decode_off(config, bdf)
         },
         || {
@@ -525,8 +590,20 @@ fn size_with_decode_off(config: &Config, bdf: Bdf) -> Result<(), Failure> {
         || {
             config.write(bdf, offset::BAR0, Width::Word, all_ones)?;
             config.write(bdf, offset::BAR1, Width::Word, all_ones)?;
-            config.expect("BAR0 after writing all-ones (4 KiB size mask | 64-bit type)", bdf, offset::BAR0, Width::Word, bar0_size_mask(primecell::WINDOW))?;
-            config.expect("BAR1 after writing all-ones (every high address bit)", bdf, offset::BAR1, Width::Word, all_ones)
+            config.expect(
+                "BAR0 after writing all-ones (4 KiB size mask | 64-bit type)",
+                bdf,
+                offset::BAR0,
+                Width::Word,
+                bar0_size_mask(primecell::WINDOW),
+            )?;
+            config.expect(
+                "BAR1 after writing all-ones (every high address bit)",
+                bdf,
+                offset::BAR1,
+                Width::Word,
+                all_ones,
+            )
         },
         || {
             config.write(bdf, offset::BAR0, Width::Word, low)?;
@@ -540,7 +617,13 @@ fn size_with_decode_off(config: &Config, bdf: Bdf) -> Result<(), Failure> {
     let unimplemented = (offset::BAR2..=offset::BAR5).step_by(4).chain([offset::EXPANSION_ROM]);
     for reg in unimplemented {
         config.write(bdf, reg, Width::Word, all_ones)?;
-        config.expect("BAR2..BAR5 / expansion ROM after writing all-ones (0: not implemented)", bdf, reg, Width::Word, 0)?;
+        config.expect(
+            "BAR2..BAR5 / expansion ROM after writing all-ones (0: not implemented)",
+            bdf,
+            reg,
+            Width::Word,
+            0,
+        )?;
     }
     Ok(())
 }
@@ -575,7 +658,11 @@ fn check_writability(config: &Config, bdf: Bdf) -> Result<(), Failure> {
     let volatile = u64::from(status::INTERRUPT);
     let before = config.read(bdf, offset::STATUS, Width::Half)? & !volatile;
     config.write(bdf, offset::STATUS, Width::Half, Width::Half.all_ones())?;
-    expect_eq("status after writing all-ones (no writable bits)", before, config.read(bdf, offset::STATUS, Width::Half)? & !volatile)?;
+    expect_eq(
+        "status after writing all-ones (no writable bits)",
+        before,
+        config.read(bdf, offset::STATUS, Width::Half)? & !volatile,
+    )?;
 
     // The interrupt line is the OS's to write.
     let line = config.read(bdf, offset::INTERRUPT_LINE, Width::Byte)?;
@@ -583,7 +670,13 @@ fn check_writability(config: &Config, bdf: Bdf) -> Result<(), Failure> {
     restoring(
         || {
             config.write(bdf, offset::INTERRUPT_LINE, Width::Byte, other)?;
-            config.expect("interrupt line after writing its complement (writable)", bdf, offset::INTERRUPT_LINE, Width::Byte, other)
+            config.expect(
+                "interrupt line after writing its complement (writable)",
+                bdf,
+                offset::INTERRUPT_LINE,
+                Width::Byte,
+                other,
+            )
         },
         || {
             config.write(bdf, offset::INTERRUPT_LINE, Width::Byte, line)?;
@@ -597,7 +690,13 @@ fn check_writability(config: &Config, bdf: Bdf) -> Result<(), Failure> {
     restoring(
         || {
             config.write(bdf, offset::COMMAND, Width::Half, Width::Half.all_ones())?;
-            config.expect("command after writing all-ones (only memory space enable and INTx disable stick)", bdf, offset::COMMAND, Width::Half, command::WRITABLE.into())?;
+            config.expect(
+                "command after writing all-ones (only memory space enable and INTx disable stick)",
+                bdf,
+                offset::COMMAND,
+                Width::Half,
+                command::WRITABLE.into(),
+            )?;
             config.write(bdf, offset::COMMAND, Width::Half, 0)?;
             config.expect("command after writing 0", bdf, offset::COMMAND, Width::Half, 0)
         },
@@ -614,16 +713,34 @@ pub fn bad_access(env: &Env) -> Result<(), Failure> {
     let config = Config::open(env)?;
     let pl031 = bdf_of(ROOT_BUS, PL031_DEVICE, 0)?;
     let ids = u64::from(VENDOR_ID_ARM) | u64::from(primecell::PART_PL031) << 16;
-    config.expect("vendor and device ID of the PL031 function before the bad accesses", pl031, offset::VENDOR_ID, Width::Word, ids)?;
+    config.expect(
+        "vendor and device ID of the PL031 function before the bad accesses",
+        pl031,
+        offset::VENDOR_ID,
+        Width::Word,
+        ids,
+    )?;
 
     // 8-byte accesses are not config accesses: a load reads all-ones (all
     // 64 bits), a store is dropped. The dword at 0x38 holds the (writable)
     // interrupt line in its upper half.
-    config.expect("8-byte load at offset 0 of the PL031 function (all-ones)", pl031, offset::VENDOR_ID, Width::Double, Width::Double.all_ones())?;
+    config.expect(
+        "8-byte load at offset 0 of the PL031 function (all-ones)",
+        pl031,
+        offset::VENDOR_ID,
+        Width::Double,
+        Width::Double.all_ones(),
+    )?;
     let line = config.read(pl031, offset::INTERRUPT_LINE, Width::Byte)?;
     let not_line = !(line as u8);
     config.write(pl031, offset::INTERRUPT_LINE & !7, Width::Double, Width::Double.replicate(not_line))?;
-    config.expect("interrupt line after an 8-byte store over it (dropped)", pl031, offset::INTERRUPT_LINE, Width::Byte, line)?;
+    config.expect(
+        "interrupt line after an 8-byte store over it (dropped)",
+        pl031,
+        offset::INTERRUPT_LINE,
+        Width::Byte,
+        line,
+    )?;
 
     // Misaligned accesses, which only an MMU-on guest can make (see the
     // module documentation).
@@ -632,18 +749,27 @@ pub fn bad_access(env: &Env) -> Result<(), Failure> {
     // Absent functions: an empty device slot on bus 0, the last device
     // number, and bus 1. Writes are dropped, reads are all-ones in every
     // width.
-    let absent = [
-        bdf_of(ROOT_BUS, SHIMS.len() as u8, 0)?,
-        bdf_of(ROOT_BUS, DEVICES_PER_BUS - 1, 0)?,
-        bdf_of(EMPTY_BUS, 0, 0)?,
-    ];
+    let absent =
+        [bdf_of(ROOT_BUS, SHIMS.len() as u8, 0)?, bdf_of(ROOT_BUS, DEVICES_PER_BUS - 1, 0)?, bdf_of(EMPTY_BUS, 0, 0)?];
     for function in absent {
         about(function, "absent", check_absent(&config, function))?;
     }
 
     // The config space still answers.
-    config.expect("vendor and device ID of the PL031 function after the bad accesses", pl031, offset::VENDOR_ID, Width::Word, ids)?;
-    config.expect("interrupt line of the PL031 function after the bad accesses", pl031, offset::INTERRUPT_LINE, Width::Byte, line)
+    config.expect(
+        "vendor and device ID of the PL031 function after the bad accesses",
+        pl031,
+        offset::VENDOR_ID,
+        Width::Word,
+        ids,
+    )?;
+    config.expect(
+        "interrupt line of the PL031 function after the bad accesses",
+        pl031,
+        offset::INTERRUPT_LINE,
+        Width::Byte,
+        line,
+    )
 }
 
 /// Misaligned 2- and 4-byte reads read all-ones, misaligned writes over the
@@ -651,7 +777,13 @@ pub fn bad_access(env: &Env) -> Result<(), Failure> {
 fn misaligned(config: &Config, pl031: Bdf, line: u64) -> Result<(), Failure> {
     // First, that accesses through the Normal mapping reach the config
     // space at all (otherwise all-ones below would prove nothing).
-    config.expect("vendor ID read with the MMU on (ECAM mapped as Normal memory)", pl031, offset::VENDOR_ID, Width::Half, VENDOR_ID_ARM.into())?;
+    config.expect(
+        "vendor ID read with the MMU on (ECAM mapped as Normal memory)",
+        pl031,
+        offset::VENDOR_ID,
+        Width::Half,
+        VENDOR_ID_ARM.into(),
+    )?;
     let reads = [
         ("misaligned 2-byte read at offset 1 (all-ones)", offset::VENDOR_ID + 1, Width::Half),
         ("misaligned 4-byte read at offset 2 (all-ones)", offset::DEVICE_ID, Width::Word),
@@ -664,8 +796,16 @@ fn misaligned(config: &Config, pl031: Bdf, line: u64) -> Result<(), Failure> {
     }
     let not_line = !(line as u8);
     let writes = [
-        ("interrupt line after a misaligned 2-byte write at 0x3b over it (dropped)", offset::INTERRUPT_LINE - 1, Width::Half),
-        ("interrupt line after a misaligned 4-byte write at 0x3a over it (dropped)", offset::INTERRUPT_LINE - 2, Width::Word),
+        (
+            "interrupt line after a misaligned 2-byte write at 0x3b over it (dropped)",
+            offset::INTERRUPT_LINE - 1,
+            Width::Half,
+        ),
+        (
+            "interrupt line after a misaligned 4-byte write at 0x3a over it (dropped)",
+            offset::INTERRUPT_LINE - 2,
+            Width::Word,
+        ),
     ];
     for (what, reg, width) in writes {
         store(config.address(pl031, reg)?, width, width.replicate(not_line)).map_err(aborted)?;
@@ -709,7 +849,9 @@ fn with_ecam_as_normal<R>(env: &Env, config: &Config, f: impl FnOnce() -> R) -> 
     // SAFETY: reads the stub's own system control register.
     unsafe { core::arch::asm!("mrs {s}, sctlr_el1", s = out(reg) sctlr, options(nomem, nostack)) };
     if sctlr & SCTLR_A != 0 {
-        return Err(Failure::Missing("SCTLR_EL1.A is set: misaligned accesses would fault at stage 1 even to Normal memory"));
+        return Err(Failure::Missing(
+            "SCTLR_EL1.A is set: misaligned accesses would fault at stage 1 even to Normal memory",
+        ));
     }
     let failed = |_| Failure::Missing("building the stage-1 map for the misaligned accesses failed");
     let mut pages = POOL.lock();
@@ -718,7 +860,8 @@ fn with_ecam_as_normal<R>(env: &Env, config: &Config, f: impl FnOnce() -> R) -> 
     }
     // The MMU is off: the pool's address is its IPA.
     let pool_base = PhysAddr(pages.as_ptr() as u64);
-    let mut pool = StaticPool::new(&mut pages[..], pool_base).map_err(|_| Failure::Missing("the table pool is not page-aligned"))?;
+    let mut pool = StaticPool::new(&mut pages[..], pool_base)
+        .map_err(|_| Failure::Missing("the table pool is not page-aligned"))?;
     let root = paging::PagePool::alloc_table(&mut pool).ok_or(Failure::Missing("the table pool is empty"))?;
     let data = |memory, executable| Attributes {
         memory,
@@ -729,7 +872,16 @@ fn with_ecam_as_normal<R>(env: &Env, config: &Config, f: impl FnOnce() -> R) -> 
         global: true,
     };
     let mut map = |base: u64, len: u64, attrs: Attributes| {
-        paging::map(&mut pool, root, crate::gvascan::VA_BITS, Regime::El1And0, VirtAddr(base), PhysAddr(base), len, attrs)
+        paging::map(
+            &mut pool,
+            root,
+            crate::gvascan::VA_BITS,
+            Regime::El1And0,
+            VirtAddr(base),
+            PhysAddr(base),
+            len,
+            attrs,
+        )
     };
     // Code, data and stack: all of guest RAM.
     map(env.ram_base, env.ram_end - env.ram_base, data(MemoryType::Normal, true)).map_err(failed)?;
@@ -756,7 +908,11 @@ pub fn bar_reads_device(env: &Env) -> Result<(), Failure> {
     }
     let second = bar_load(base, primecell::PL031_RTCDR)?;
     if second < first {
-        return Err(Failure::Mismatch { what: "PL031 RTCDR read again through BAR0 (not earlier than the first read)", expected: first, got: second });
+        return Err(Failure::Mismatch {
+            what: "PL031 RTCDR read again through BAR0 (not earlier than the first read)",
+            expected: first,
+            got: second,
+        });
     }
     Ok(())
 }
@@ -820,7 +976,11 @@ fn set_bar0(config: &Config, bdf: Bdf, address: u64) -> Result<(), Failure> {
 
 /// One 32-bit load of register `reg` of the window BAR0 puts at `base`.
 fn bar_load(base: u64, reg: u64) -> Result<u64, Failure> {
-    let addr = base.checked_add(reg).ok_or(Failure::Mismatch { what: "BAR0 address + register offset overflows; BAR0", expected: 0, got: base })?;
+    let addr = base.checked_add(reg).ok_or(Failure::Mismatch {
+        what: "BAR0 address + register offset overflows; BAR0",
+        expected: 0,
+        got: base,
+    })?;
     load(addr, Width::Word).map_err(|caught| Failure::Exception { what: BAR_ABORTED, caught })
 }
 
@@ -832,16 +992,28 @@ fn check_ids_through_bar(config: &Config, bdf: Bdf, shim: &Shim) -> Result<(), F
         return Err(Failure::Missing("BAR0/BAR1 hold address 0 (no window)"));
     }
     let command = config.read(bdf, offset::COMMAND, Width::Half)?;
-    expect_eq("command memory space enable (needed to read through BAR0)", command::MEMORY_SPACE.into(), command & u64::from(command::MEMORY_SPACE))?;
+    expect_eq(
+        "command memory space enable (needed to read through BAR0)",
+        command::MEMORY_SPACE.into(),
+        command & u64::from(command::MEMORY_SPACE),
+    )?;
     let id = |reg: u64| bar_load(base, reg).map(|v| v & 0xff);
     let pid0 = id(primecell::PERIPH_ID0)?;
     let pid1 = id(primecell::PERIPH_ID0 + 4)?;
     expect_eq("PeriphID0 through BAR0 (part number [7:0])", u64::from(shim.part_number & 0xff), pid0)?;
     expect_eq("PeriphID1[3:0] through BAR0 (part number [11:8])", u64::from(shim.part_number >> 8), pid1 & 0xf)?;
     let device_id = config.read(bdf, offset::DEVICE_ID, Width::Half)?;
-    expect_eq("part number from the ID registers vs. the config device ID", device_id, primecell::part_number(pid0, pid1))?;
+    expect_eq(
+        "part number from the ID registers vs. the config device ID",
+        device_id,
+        primecell::part_number(pid0, pid1),
+    )?;
     for (index, expected) in (0u64..).zip(primecell::PCELL_ID) {
-        expect_eq("PCellID0..3 through BAR0 (0x0d, 0xf0, 0x05, 0xb1)", expected, id(primecell::PCELL_ID0 + 4 * index)?)?;
+        expect_eq(
+            "PCellID0..3 through BAR0 (0x0d, 0xf0, 0x05, 0xb1)",
+            expected,
+            id(primecell::PCELL_ID0 + 4 * index)?,
+        )?;
     }
     Ok(())
 }

@@ -191,9 +191,9 @@ struct Mailbox {
     result: AtomicU64,
 }
 
-static MAILBOXES: [Mailbox; MAX_CPUS] = [const {
-    Mailbox { state: AtomicU32::new(IDLE), job: spin::Mutex::new(None), result: AtomicU64::new(0) }
-}; MAX_CPUS];
+static MAILBOXES: [Mailbox; MAX_CPUS] =
+    [const { Mailbox { state: AtomicU32::new(IDLE), job: spin::Mutex::new(None), result: AtomicU64::new(0) } };
+        MAX_CPUS];
 
 /// Why a job did not run to its end.
 #[derive(Clone, Copy, Debug)]
@@ -205,7 +205,9 @@ pub enum JobError {
     /// deadline.
     Busy,
     /// Posted, but the vCPU did not finish it by the deadline.
-    Timeout { started: bool },
+    Timeout {
+        started: bool,
+    },
 }
 
 impl core::fmt::Display for JobError {

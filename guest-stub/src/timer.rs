@@ -24,9 +24,7 @@
 //! verify: `handled` never above the deadlines elapsed, the virtual counter
 //! advancing exactly as the physical one, and each vCPU's `CNTFRQ_EL0`.
 
-use aarch64_cpu::registers::{
-    Readable, Writeable, CNTFRQ_EL0, CNTPCT_EL0, CNTVCT_EL0, CNTV_CTL_EL0, CNTV_CVAL_EL0,
-};
+use aarch64_cpu::registers::{Readable, Writeable, CNTFRQ_EL0, CNTPCT_EL0, CNTVCT_EL0, CNTV_CTL_EL0, CNTV_CVAL_EL0};
 use arm_gic::IntId;
 use core::sync::atomic::{AtomicU64, Ordering};
 use platform::board::MAX_CPUS;
@@ -69,10 +67,8 @@ pub fn virtual_timer_ppi(fdt: &fdt::Fdt) -> Result<IntId, NoTimer> {
         let bytes = interrupts.chunks_exact(core::mem::size_of::<u32>()).nth(index)?;
         Some(u32::from_be_bytes(bytes.try_into().ok()?))
     };
-    let cells = fdt
-        .find_compatible(&[crate::gic::COMPATIBLE])
-        .and_then(|gic| gic.interrupt_cells())
-        .unwrap_or(GIC_CELLS);
+    let cells =
+        fdt.find_compatible(&[crate::gic::COMPATIBLE]).and_then(|gic| gic.interrupt_cells()).unwrap_or(GIC_CELLS);
     let first = VIRTUAL_TIMER_ENTRY * cells;
     match (cell(first), cell(first + 1)) {
         (Some(GIC_SPEC_PPI), Some(number)) if number < IntId::PPI_COUNT => Ok(IntId::ppi(number)),

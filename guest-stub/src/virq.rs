@@ -67,32 +67,75 @@ const DRAIN_MS: u64 = 1000;
 #[derive(Clone, Copy, Debug)]
 pub enum IrqFailure {
     /// The GIC, or vCPU `cpu`'s part of it, cannot be used.
-    Gic { cpu: usize, why: gic::Unavailable },
+    Gic {
+        cpu: usize,
+        why: gic::Unavailable,
+    },
     NoTimer(timer::NoTimer),
     /// A vCPU from the DTB did not come online.
-    Cpu { cpu: usize, why: smp::CpuDown },
+    Cpu {
+        cpu: usize,
+        why: smp::CpuDown,
+    },
     /// A job for vCPU `cpu` did not run to its end.
-    Job { cpu: usize, why: smp::JobError },
+    Job {
+        cpu: usize,
+        why: smp::JobError,
+    },
     /// Only `got` of `expected` interrupts arrived within `ms`.
-    Missing { what: &'static str, cpu: usize, got: u64, expected: u64, ms: u64 },
+    Missing {
+        what: &'static str,
+        cpu: usize,
+        got: u64,
+        expected: u64,
+        ms: u64,
+    },
     /// More interrupts were handled than were raised: `got` `what`, but
     /// only `limit` `limit_what`.
-    TooMany { cpu: usize, got: u64, what: &'static str, limit: u64, limit_what: &'static str },
+    TooMany {
+        cpu: usize,
+        got: u64,
+        what: &'static str,
+        limit: u64,
+        limit_what: &'static str,
+    },
     /// The virtual counter did not advance as the physical one (the
     /// bracket of physical advances that fits the reads).
-    CounterDrift { cpu: usize, advanced: u64, least: u64, most: u64 },
+    CounterDrift {
+        cpu: usize,
+        advanced: u64,
+        least: u64,
+        most: u64,
+    },
     /// Another `CNTFRQ_EL0` than the boot vCPU's.
-    Frequency { cpu: usize, got: u64, boot: u64 },
+    Frequency {
+        cpu: usize,
+        got: u64,
+        boot: u64,
+    },
     /// Timer interrupts taken with `ISTATUS` set before the counter reached
     /// the compare value the handler had written.
-    Early { cpu: usize, count: u64 },
+    Early {
+        cpu: usize,
+        count: u64,
+    },
     /// An interrupt no check had a handler for.
-    Unexpected { cpu: usize, intid: u32 },
+    Unexpected {
+        cpu: usize,
+        intid: u32,
+    },
     /// Events in the wrong order: each with its sequence number (1 = first,
     /// 0 = never happened).
-    Order { what: &'static str, events: [(&'static str, u64); 4] },
+    Order {
+        what: &'static str,
+        events: [(&'static str, u64); 4],
+    },
     /// Running priorities (`ICC_RPR_EL1`) that do not rank as they must.
-    Priorities { what: &'static str, higher: u64, lower: u64 },
+    Priorities {
+        what: &'static str,
+        higher: u64,
+        lower: u64,
+    },
 }
 
 impl core::fmt::Display for IrqFailure {
@@ -216,8 +259,7 @@ fn count_ticks() -> Result<(), IrqFailure> {
     let start = timer::physical_now();
     timer::tick_start(tick_period());
     unmask_irqs();
-    let done =
-        timer::wait_until(Deadline::after_ms(TIMER_TIMEOUT_MS), || timer::tick_handled() >= TICKS_WANTED);
+    let done = timer::wait_until(Deadline::after_ms(TIMER_TIMEOUT_MS), || timer::tick_handled() >= TICKS_WANTED);
     mask_irqs();
     timer::tick_finish();
     let report = timer::tick_report(0);
@@ -329,8 +371,7 @@ fn ping_pong(cpu: usize) -> Result<(), IrqFailure> {
     let start = timer::physical_now();
     unmask_irqs();
     gic::send_sgi(PING_SGI, cpu);
-    let arrived =
-        timer::wait_until(Deadline::after_ms(SGI_TIMEOUT_MS), || PONGS[cpu].load(Ordering::SeqCst) != 0);
+    let arrived = timer::wait_until(Deadline::after_ms(SGI_TIMEOUT_MS), || PONGS[cpu].load(Ordering::SeqCst) != 0);
     // Time for a doubled SGI to show.
     timer::delay_ms(SETTLE_MS);
     mask_irqs();
@@ -340,10 +381,22 @@ fn ping_pong(cpu: usize) -> Result<(), IrqFailure> {
         return Err(IrqFailure::Missing { what: "SGIs from vCPU 0", cpu, got: 0, expected: 1, ms });
     }
     if !arrived {
-        return Err(IrqFailure::Missing { what: "SGIs sent back by this vCPU taken by vCPU 0", cpu, got: 0, expected: 1, ms });
+        return Err(IrqFailure::Missing {
+            what: "SGIs sent back by this vCPU taken by vCPU 0",
+            cpu,
+            got: 0,
+            expected: 1,
+            ms,
+        });
     }
     if pings > 1 {
-        return Err(IrqFailure::TooMany { cpu, got: pings, what: "SGIs from vCPU 0 taken", limit: 1, limit_what: "sent" });
+        return Err(IrqFailure::TooMany {
+            cpu,
+            got: pings,
+            what: "SGIs from vCPU 0 taken",
+            limit: 1,
+            limit_what: "sent",
+        });
     }
     if pongs > 1 {
         let what = "SGIs sent back by this vCPU taken by vCPU 0";

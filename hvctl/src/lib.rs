@@ -15,9 +15,13 @@ pub enum Command {
     /// `with_maps`, also print the process's own `/proc/self/maps` and the
     /// addresses of pages it touched, so that a reader (or a test) can
     /// check the scan against the kernel's view.
-    Scan { with_maps: bool },
+    Scan {
+        with_maps: bool,
+    },
     /// Print the text on the hypervisor's console.
-    Console { text: String },
+    Console {
+        text: String,
+    },
     Help,
 }
 
@@ -181,11 +185,7 @@ impl Touched {
             };
             *found.get_mut(slot)? = Some(parse_hex(value)?);
         }
-        Some(Self {
-            text: found[0]?,
-            stack: found[1]?,
-            heap: found[2]?,
-        })
+        Some(Self { text: found[0]?, stack: found[1]?, heap: found[2]? })
     }
 }
 

@@ -63,10 +63,7 @@ fn info() -> Result<(), String> {
     let [version, ..] = call(Request::Version)?;
     let major = version >> 16;
     if major != u64::from(ABI_VERSION_MAJOR) {
-        return Err(format!(
-            "hypervisor ABI {major}.{}, hvctl speaks {ABI_VERSION_MAJOR}.x",
-            version & 0xffff
-        ));
+        return Err(format!("hypervisor ABI {major}.{}, hvctl speaks {ABI_VERSION_MAJOR}.x", version & 0xffff));
     }
     let info = Info::decode(call(Request::Info)?).ok_or("INFO: malformed reply")?;
     println!(
@@ -107,11 +104,8 @@ fn scan(with_maps: bool) -> Result<(), String> {
     // allocation may still be the kernel's shared zero page).
     let mut buffer = vec![[0xffu8; ENTRY_SIZE]; SCAN_CAPACITY];
     std::hint::black_box(&mut buffer);
-    let request = Request::Scan {
-        range: ScanRange::Ttbr0,
-        buffer: buffer.as_mut_ptr() as u64,
-        capacity: SCAN_CAPACITY as u64,
-    };
+    let request =
+        Request::Scan { range: ScanRange::Ttbr0, buffer: buffer.as_mut_ptr() as u64, capacity: SCAN_CAPACITY as u64 };
     // SAFETY: the hypervisor writes at most `capacity` entries into
     // `buffer`, which is that large and lives until after the call.
     let reply: Reply = unsafe { conduit::brk(&request.call()) };
@@ -129,10 +123,12 @@ fn scan(with_maps: bool) -> Result<(), String> {
     let maps = hvctl::parse_maps(&maps_text);
     println!("hvctl: scan of this process (TTBR0 range): {written} regions, {probes} probes, {holes} holes");
     for region in &regions {
-        let name = hvctl::containing(&maps, region.va_start, region.va_last)
-            .map_or("(spans several mappings)", |entry| match entry.name.as_str() {
-                "" => "(anonymous)",
-                name => name,
+        let name =
+            hvctl::containing(&maps, region.va_start, region.va_last).map_or("(spans several mappings)", |entry| {
+                match entry.name.as_str() {
+                    "" => "(anonymous)",
+                    name => name,
+                }
             });
         println!("{REGION_PREFIX}{region}  {name}");
     }

@@ -39,12 +39,7 @@
 
 mod dt;
 #[cfg(test)]
-#[allow(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::panic,
-    clippy::arithmetic_side_effects
-)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic, clippy::arithmetic_side_effects)]
 mod tests;
 
 use core::fmt;
@@ -131,10 +126,7 @@ impl<T: Copy + Default, const N: usize> List<T, N> {
     pub const CAPACITY: usize = N;
 
     pub fn new() -> Self {
-        Self {
-            items: [T::default(); N],
-            len: 0,
-        }
+        Self { items: [T::default(); N], len: 0 }
     }
 
     /// Appends `item`, or hands it back if the list is full.
@@ -361,25 +353,14 @@ pub struct DtName {
 
 impl DtName {
     pub fn new(s: &str) -> Self {
-        let mut name = Self {
-            buf: [0; DT_NAME_MAX],
-            len: 0,
-        };
-        let (keep, ellipsis) = if s.len() <= DT_NAME_MAX {
-            (s.len(), "")
-        } else {
-            (DT_NAME_MAX.saturating_sub(3), "...")
-        };
+        let mut name = Self { buf: [0; DT_NAME_MAX], len: 0 };
+        let (keep, ellipsis) =
+            if s.len() <= DT_NAME_MAX { (s.len(), "") } else { (DT_NAME_MAX.saturating_sub(3), "...") };
         let mut keep = keep;
         while !s.is_char_boundary(keep) {
             keep = keep.saturating_sub(1);
         }
-        let bytes = s
-            .as_bytes()
-            .get(..keep)
-            .unwrap_or_default()
-            .iter()
-            .chain(ellipsis.as_bytes());
+        let bytes = s.as_bytes().get(..keep).unwrap_or_default().iter().chain(ellipsis.as_bytes());
         for (dst, src) in name.buf.iter_mut().zip(bytes) {
             *dst = *src;
             name.len = name.len.saturating_add(1);
@@ -388,10 +369,7 @@ impl DtName {
     }
 
     pub fn as_str(&self) -> &str {
-        self.buf
-            .get(..self.len)
-            .and_then(|b| core::str::from_utf8(b).ok())
-            .unwrap_or("?")
+        self.buf.get(..self.len).and_then(|b| core::str::from_utf8(b).ok()).unwrap_or("?")
     }
 }
 
@@ -434,21 +412,11 @@ pub enum BoardError {
     /// A node the firmware cannot do without is absent.
     MissingNode { what: &'static str },
     /// A node lacks a property it needs.
-    MissingProperty {
-        node: DtName,
-        property: &'static str,
-    },
+    MissingProperty { node: DtName, property: &'static str },
     /// A property's value is wrong.
-    BadProperty {
-        node: DtName,
-        property: &'static str,
-        reason: &'static str,
-    },
+    BadProperty { node: DtName, property: &'static str, reason: &'static str },
     /// A path-valued property names no node.
-    PathNotFound {
-        property: &'static str,
-        path: DtName,
-    },
+    PathNotFound { property: &'static str, path: DtName },
     /// The node describes hardware this firmware does not drive.
     Unsupported { node: DtName, reason: &'static str },
     /// More of something than the fixed capacity holds.
@@ -459,37 +427,24 @@ impl fmt::Display for BoardError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NullPointer => write!(f, "device tree pointer is null"),
-            Self::BadMagic { found } => write!(
-                f,
-                "not a flattened device tree: magic is {found:#010x}, expected {:#010x}",
-                dt::FDT_MAGIC
-            ),
-            Self::Truncated { needed, available } => write!(
-                f,
-                "device tree is truncated: needs {needed} bytes, only {available} available"
-            ),
+            Self::BadMagic { found } => {
+                write!(f, "not a flattened device tree: magic is {found:#010x}, expected {:#010x}", dt::FDT_MAGIC)
+            }
+            Self::Truncated { needed, available } => {
+                write!(f, "device tree is truncated: needs {needed} bytes, only {available} available")
+            }
             Self::TooLarge { size, max } => {
-                write!(
-                    f,
-                    "device tree totalsize {size} exceeds the limit of {max} bytes"
-                )
+                write!(f, "device tree totalsize {size} exceeds the limit of {max} bytes")
             }
             Self::BadHeader { reason } => write!(f, "bad device tree header: {reason}"),
             Self::Malformed { offset, reason } => {
-                write!(
-                    f,
-                    "malformed device tree structure at byte {offset:#x}: {reason}"
-                )
+                write!(f, "malformed device tree structure at byte {offset:#x}: {reason}")
             }
             Self::MissingNode { what } => write!(f, "device tree has no {what}"),
             Self::MissingProperty { node, property } => {
                 write!(f, "device tree node {node} has no `{property}` property")
             }
-            Self::BadProperty {
-                node,
-                property,
-                reason,
-            } => {
+            Self::BadProperty { node, property, reason } => {
                 write!(f, "device tree node {node}: `{property}` {reason}")
             }
             Self::PathNotFound { property, path } => {
@@ -497,10 +452,7 @@ impl fmt::Display for BoardError {
             }
             Self::Unsupported { node, reason } => write!(f, "device tree node {node}: {reason}"),
             Self::TooMany { what, capacity } => {
-                write!(
-                    f,
-                    "device tree has more {what} than this firmware holds ({capacity})"
-                )
+                write!(f, "device tree has more {what} than this firmware holds ({capacity})")
             }
         }
     }
@@ -594,9 +546,7 @@ impl Board {
     /// affinity fields are compared, so a raw MPIDR_EL1 value may be passed.
     pub fn cpu_index(&self, mpidr: u64) -> Option<usize> {
         let aff = mpidr & MPIDR_AFFINITY_MASK;
-        self.cpus
-            .iter()
-            .position(|&c| c & MPIDR_AFFINITY_MASK == aff)
+        self.cpus.iter().position(|&c| c & MPIDR_AFFINITY_MASK == aff)
     }
 }
 
@@ -627,11 +577,7 @@ impl fmt::Display for Board {
         };
         uart(f, "console", &self.console)?;
         uart(f, "secure console", &self.secure_console)?;
-        write!(
-            f,
-            "gic: {:?} dist {}",
-            self.gic.version, self.gic.distributor
-        )?;
+        write!(f, "gic: {:?} dist {}", self.gic.version, self.gic.distributor)?;
         for r in &self.gic.redistributors {
             write!(f, " redist {r}")?;
         }
@@ -663,11 +609,7 @@ impl fmt::Display for Board {
         };
         gpio(f, "poweroff", &self.poweroff)?;
         gpio(f, "restart", &self.restart)?;
-        write!(
-            f,
-            "psci node: {}",
-            if self.has_psci_node { "yes" } else { "no" }
-        )
+        write!(f, "psci node: {}", if self.has_psci_node { "yes" } else { "no" })
     }
 }
 
@@ -682,10 +624,7 @@ pub fn free_regions<I>(ram: &[MemRegion], reserved: I) -> Result<RegionList, Boa
 where
     I: IntoIterator<Item = MemRegion>,
 {
-    let full = BoardError::TooMany {
-        what: "free RAM regions",
-        capacity: MAX_REGIONS,
-    };
+    let full = BoardError::TooMany { what: "free RAM regions", capacity: MAX_REGIONS };
     let mut out = RegionList::new();
     for r in ram.iter().filter(|r| !r.is_empty()) {
         out.push(*r).map_err(|_| full)?;
@@ -697,10 +636,8 @@ where
                 i = i.saturating_add(1);
                 continue;
             }
-            let below = (r.base < hole.base)
-                .then(|| MemRegion::new(r.base, hole.base.saturating_sub(r.base)));
-            let above = (hole.end() < r.end())
-                .then(|| MemRegion::new(hole.end(), r.end().saturating_sub(hole.end())));
+            let below = (r.base < hole.base).then(|| MemRegion::new(r.base, hole.base.saturating_sub(r.base)));
+            let above = (hole.end() < r.end()).then(|| MemRegion::new(hole.end(), r.end().saturating_sub(hole.end())));
             match (below, above) {
                 (None, None) => {
                     out.remove(i);
@@ -740,16 +677,12 @@ const GPIO_ACTIVE_LOW: u32 = 1;
 fn parse(dtb: &Dtb<'_>) -> Result<Board, BoardError> {
     let found = scan(dtb)?;
     if found.ram.is_empty() {
-        return Err(BoardError::MissingNode {
-            what: "memory node visible to the Non-secure world",
-        });
+        return Err(BoardError::MissingNode { what: "memory node visible to the Non-secure world" });
     }
     let gic_node = found.gic.ok_or(BoardError::MissingNode {
         what: "interrupt controller (arm,gic-v3, arm,cortex-a15-gic or arm,gic-400)",
     })?;
-    let timer_node = found.timer.ok_or(BoardError::MissingNode {
-        what: "timer node (arm,armv8-timer)",
-    })?;
+    let timer_node = found.timer.ok_or(BoardError::MissingNode { what: "timer node (arm,armv8-timer)" })?;
     let cpus = cpus(dtb, found.cpus)?;
     let memory = [found.ram.as_slice(), found.secure_ram.as_slice()];
     Ok(Board {
@@ -757,20 +690,8 @@ fn parse(dtb: &Dtb<'_>) -> Result<Board, BoardError> {
         secure_ram: found.secure_ram,
         reserved: reserved(dtb, found.reserved_memory)?,
         cpus,
-        console: console(
-            dtb,
-            found.chosen,
-            "/chosen/stdout-path",
-            World::NonSecure,
-            &memory,
-        )?,
-        secure_console: console(
-            dtb,
-            found.secure_chosen,
-            "/secure-chosen/stdout-path",
-            World::Secure,
-            &memory,
-        )?,
+        console: console(dtb, found.chosen, "/chosen/stdout-path", World::NonSecure, &memory)?,
+        secure_console: console(dtb, found.secure_chosen, "/secure-chosen/stdout-path", World::Secure, &memory)?,
         gic: gic(dtb, &gic_node, cpus.len(), &memory)?,
         timer: timer(dtb, &timer_node, &gic_node)?,
         fw_cfg: match found.fw_cfg {
@@ -835,12 +756,7 @@ fn info<'a>(dtb: &Dtb<'a>, node: &Node<'a>) -> Info<'a> {
     }
     let ns = status.is_none_or(status_ok);
     let s = secure_status.map_or(ns, status_ok);
-    Info {
-        compatible,
-        device_type,
-        ns,
-        s,
-    }
+    Info { compatible, device_type, ns, s }
 }
 
 fn scan<'a>(dtb: &Dtb<'a>) -> Result<Found<'a>, BoardError> {
@@ -879,10 +795,7 @@ fn scan<'a>(dtb: &Dtb<'a>) -> Result<Found<'a>, BoardError> {
                 (false, false) => (&mut found.secure_flash, "flash regions"),
             };
             for r in regs(dtb, &node)?.iter().filter(|r| !r.is_empty()) {
-                list.push(*r).map_err(|_| BoardError::TooMany {
-                    what,
-                    capacity: MAX_REGIONS,
-                })?;
+                list.push(*r).map_err(|_| BoardError::TooMany { what, capacity: MAX_REGIONS })?;
             }
         }
         if info.compatible.is_empty() {
@@ -891,21 +804,9 @@ fn scan<'a>(dtb: &Dtb<'a>) -> Result<Found<'a>, BoardError> {
         let c = info.compatible;
         first(&mut found.gic, &node, compatible_with(c, GIC_ANY));
         first(&mut found.timer, &node, compatible_with(c, TIMER));
-        first(
-            &mut found.fw_cfg,
-            &node,
-            info.ns && compatible_with(c, &["qemu,fw-cfg-mmio"]),
-        );
-        first(
-            &mut found.poweroff,
-            &node,
-            info.s && compatible_with(c, &["gpio-poweroff"]),
-        );
-        first(
-            &mut found.restart,
-            &node,
-            info.s && compatible_with(c, &["gpio-restart"]),
-        );
+        first(&mut found.fw_cfg, &node, info.ns && compatible_with(c, &["qemu,fw-cfg-mmio"]));
+        first(&mut found.poweroff, &node, info.s && compatible_with(c, &["gpio-poweroff"]));
+        first(&mut found.restart, &node, info.s && compatible_with(c, &["gpio-restart"]));
         found.psci |= info.ns && compatible_with(c, PSCI);
     }
     Ok(found)
@@ -941,34 +842,25 @@ fn visible_to(dtb: &Dtb<'_>, node: &Node<'_>, world: World) -> bool {
 
 /// Whether one of the strings of a `compatible` value is in `any`.
 fn compatible_with(compatible: &[u8], any: &[&str]) -> bool {
-    compatible
-        .split(|&b| b == 0)
-        .any(|s| !s.is_empty() && any.iter().any(|c| c.as_bytes() == s))
+    compatible.split(|&b| b == 0).any(|s| !s.is_empty() && any.iter().any(|c| c.as_bytes() == s))
 }
 
 /// Whether one of the node's `compatible` strings is in `any`.
 fn is_compatible(dtb: &Dtb<'_>, node: &Node<'_>, any: &[&str]) -> bool {
-    dtb.prop(node, "compatible")
-        .is_some_and(|v| compatible_with(v, any))
+    dtb.prop(node, "compatible").is_some_and(|v| compatible_with(v, any))
 }
 
 /// A property holding one string: everything up to the first NUL.
-fn prop_str<'a>(
-    dtb: &Dtb<'a>,
-    node: &Node<'a>,
-    name: &'static str,
-) -> Result<Option<&'a str>, BoardError> {
+fn prop_str<'a>(dtb: &Dtb<'a>, node: &Node<'a>, name: &'static str) -> Result<Option<&'a str>, BoardError> {
     let Some(v) = dtb.prop(node, name) else {
         return Ok(None);
     };
     let s = v.split(|&b| b == 0).next().unwrap_or_default();
-    core::str::from_utf8(s)
-        .map(Some)
-        .map_err(|_| BoardError::BadProperty {
-            node: node.dt_name(),
-            property: name,
-            reason: "is not a UTF-8 string",
-        })
+    core::str::from_utf8(s).map(Some).map_err(|_| BoardError::BadProperty {
+        node: node.dt_name(),
+        property: name,
+        reason: "is not a UTF-8 string",
+    })
 }
 
 /// A property holding one 32-bit cell.
@@ -976,11 +868,9 @@ fn prop_u32(dtb: &Dtb<'_>, node: &Node<'_>, name: &'static str) -> Result<Option
     match dtb.prop(node, name) {
         None => Ok(None),
         Some(v) if v.len() == 4 => Ok(be32(v, 0)),
-        Some(_) => Err(BoardError::BadProperty {
-            node: node.dt_name(),
-            property: name,
-            reason: "is not a single 32-bit cell",
-        }),
+        Some(_) => {
+            Err(BoardError::BadProperty { node: node.dt_name(), property: name, reason: "is not a single 32-bit cell" })
+        }
     }
 }
 
@@ -996,43 +886,28 @@ fn read_cells(bytes: &[u8], off: usize, cells: u32) -> Option<u64> {
 
 /// Bytes in `cells` cells, for cell counts already checked to be small.
 fn cell_bytes(cells: u32) -> usize {
-    usize::try_from(cells)
-        .unwrap_or(usize::MAX)
-        .saturating_mul(4)
+    usize::try_from(cells).unwrap_or(usize::MAX).saturating_mul(4)
 }
 
 /// All `reg` entries of `node`, decoded and translated to CPU physical
 /// addresses.
 fn regs(dtb: &Dtb<'_>, node: &Node<'_>) -> Result<RegionList, BoardError> {
-    let bad = |reason| BoardError::BadProperty {
-        node: node.dt_name(),
-        property: "reg",
-        reason,
-    };
-    let value = dtb
-        .prop(node, "reg")
-        .ok_or_else(|| BoardError::MissingProperty {
-            node: node.dt_name(),
-            property: "reg",
-        })?;
+    let bad = |reason| BoardError::BadProperty { node: node.dt_name(), property: "reg", reason };
+    let value =
+        dtb.prop(node, "reg").ok_or_else(|| BoardError::MissingProperty { node: node.dt_name(), property: "reg" })?;
     let cells = node.parent_cells;
     if !(1..=2).contains(&cells.address) || cells.size > 2 {
-        return Err(bad(
-            "cannot be decoded: the parent's #address-cells must be 1 or 2 and #size-cells 0 to 2",
-        ));
+        return Err(bad("cannot be decoded: the parent's #address-cells must be 1 or 2 and #size-cells 0 to 2"));
     }
     let addr_len = cell_bytes(cells.address);
     let stride = addr_len.saturating_add(cell_bytes(cells.size));
     if value.is_empty() || value.len().checked_rem(stride) != Some(0) {
-        return Err(bad(
-            "length is not a multiple of (#address-cells + #size-cells) * 4",
-        ));
+        return Err(bad("length is not a multiple of (#address-cells + #size-cells) * 4"));
     }
     let mut list = RegionList::new();
     for entry in value.chunks_exact(stride) {
         let addr = read_cells(entry, 0, cells.address).ok_or_else(|| bad("entry is truncated"))?;
-        let size =
-            read_cells(entry, addr_len, cells.size).ok_or_else(|| bad("entry is truncated"))?;
+        let size = read_cells(entry, addr_len, cells.size).ok_or_else(|| bad("entry is truncated"))?;
         let base = translate(dtb, node, addr, size)?;
         if base.checked_add(size).is_none() {
             return Err(bad("describes a range past the end of the address space"));
@@ -1054,11 +929,7 @@ fn check_window(
     too_small: &'static str,
     memory: &[&[MemRegion]],
 ) -> Result<(), BoardError> {
-    let bad = |reason| BoardError::BadProperty {
-        node: node.dt_name(),
-        property: "reg",
-        reason,
-    };
+    let bad = |reason| BoardError::BadProperty { node: node.dt_name(), property: "reg", reason };
     if window.size < min {
         return Err(bad(too_small));
     }
@@ -1073,10 +944,7 @@ fn first_reg(dtb: &Dtb<'_>, node: &Node<'_>) -> Result<MemRegion, BoardError> {
     regs(dtb, node)?
         .first()
         .copied()
-        .ok_or_else(|| BoardError::MissingProperty {
-            node: node.dt_name(),
-            property: "reg",
-        })
+        .ok_or_else(|| BoardError::MissingProperty { node: node.dt_name(), property: "reg" })
 }
 
 /// Translates the bus address `[addr, addr + size)` of `node`'s `reg` up
@@ -1090,30 +958,20 @@ fn translate(dtb: &Dtb<'_>, node: &Node<'_>, mut addr: u64, size: u64) -> Result
         if parent.is_root() {
             return Ok(addr);
         }
-        let bad = |reason| BoardError::BadProperty {
-            node: parent.dt_name(),
-            property: "ranges",
-            reason,
-        };
-        let ranges = dtb.prop(&parent, "ranges").ok_or_else(|| {
-            bad("is missing, so the addresses of this node's children cannot be translated")
-        })?;
+        let bad = |reason| BoardError::BadProperty { node: parent.dt_name(), property: "ranges", reason };
+        let ranges = dtb
+            .prop(&parent, "ranges")
+            .ok_or_else(|| bad("is missing, so the addresses of this node's children cannot be translated"))?;
         if !ranges.is_empty() {
             let child_cells = child.parent_cells; // the parent's own cells
             let parent_addr_cells = parent.parent_cells.address;
-            if !(1..=2).contains(&child_cells.address)
-                || !(1..=2).contains(&parent_addr_cells)
-                || child_cells.size > 2
+            if !(1..=2).contains(&child_cells.address) || !(1..=2).contains(&parent_addr_cells) || child_cells.size > 2
             {
-                return Err(bad(
-                    "cannot be decoded: address cells must be 1 or 2, size cells 0 to 2",
-                ));
+                return Err(bad("cannot be decoded: address cells must be 1 or 2, size cells 0 to 2"));
             }
             let child_len = cell_bytes(child_cells.address);
             let parent_len = cell_bytes(parent_addr_cells);
-            let stride = child_len
-                .saturating_add(parent_len)
-                .saturating_add(cell_bytes(child_cells.size));
+            let stride = child_len.saturating_add(parent_len).saturating_add(cell_bytes(child_cells.size));
             if ranges.len().checked_rem(stride) != Some(0) {
                 return Err(bad("length is not a multiple of the entry size"));
             }
@@ -1122,20 +980,13 @@ fn translate(dtb: &Dtb<'_>, node: &Node<'_>, mut addr: u64, size: u64) -> Result
                 let (Some(c), Some(p), Some(s)) = (
                     read_cells(entry, 0, child_cells.address),
                     read_cells(entry, child_len, parent_addr_cells),
-                    read_cells(
-                        entry,
-                        child_len.saturating_add(parent_len),
-                        child_cells.size,
-                    ),
+                    read_cells(entry, child_len.saturating_add(parent_len), child_cells.size),
                 ) else {
                     return Err(bad("entry is truncated"));
                 };
                 let offset = addr.wrapping_sub(c);
                 if addr >= c && offset < s && size <= s.saturating_sub(offset) {
-                    mapped = Some(
-                        p.checked_add(offset)
-                            .ok_or_else(|| bad("maps past the end of the address space"))?,
-                    );
+                    mapped = Some(p.checked_add(offset).ok_or_else(|| bad("maps past the end of the address space"))?);
                     break;
                 }
             }
@@ -1147,18 +998,12 @@ fn translate(dtb: &Dtb<'_>, node: &Node<'_>, mut addr: u64, size: u64) -> Result
         }
         child = parent;
     }
-    Err(BoardError::Malformed {
-        offset: node.begin,
-        reason: "ancestor chain too long",
-    })
+    Err(BoardError::Malformed { offset: node.begin, reason: "ancestor chain too long" })
 }
 
 /// `reserved_memory` is the `/reserved-memory` node, if any.
 fn reserved(dtb: &Dtb<'_>, reserved_memory: Option<Node<'_>>) -> Result<RegionList, BoardError> {
-    let full = BoardError::TooMany {
-        what: "reserved memory regions",
-        capacity: MAX_REGIONS,
-    };
+    let full = BoardError::TooMany { what: "reserved memory regions", capacity: MAX_REGIONS };
     let mut list = RegionList::new();
     for entry in dtb.mem_reservations() {
         let (base, size) = entry?;
@@ -1188,11 +1033,7 @@ fn reserved(dtb: &Dtb<'_>, reserved_memory: Option<Node<'_>>) -> Result<RegionLi
 fn cpus(dtb: &Dtb<'_>, cpus: Option<Node<'_>>) -> Result<CpuList, BoardError> {
     let parent = cpus.ok_or(BoardError::MissingNode { what: "/cpus node" })?;
     let cells = dtb.cells_of(&parent);
-    let bad_parent = |property, reason| BoardError::BadProperty {
-        node: parent.dt_name(),
-        property,
-        reason,
-    };
+    let bad_parent = |property, reason| BoardError::BadProperty { node: parent.dt_name(), property, reason };
     if !(1..=2).contains(&cells.address) {
         return Err(bad_parent("#address-cells", "must be 1 or 2"));
     }
@@ -1202,17 +1043,10 @@ fn cpus(dtb: &Dtb<'_>, cpus: Option<Node<'_>>) -> Result<CpuList, BoardError> {
     let stride = cell_bytes(cells.address);
     let mut list = CpuList::new();
     for node in dtb.children(&parent).filter(|n| n.base_name() == "cpu") {
-        let bad = |reason| BoardError::BadProperty {
-            node: node.dt_name(),
-            property: "reg",
-            reason,
-        };
+        let bad = |reason| BoardError::BadProperty { node: node.dt_name(), property: "reg", reason };
         let reg = dtb
             .prop(&node, "reg")
-            .ok_or_else(|| BoardError::MissingProperty {
-                node: node.dt_name(),
-                property: "reg",
-            })?;
+            .ok_or_else(|| BoardError::MissingProperty { node: node.dt_name(), property: "reg" })?;
         if reg.is_empty() || reg.len().checked_rem(stride) != Some(0) {
             return Err(bad("length is not a multiple of /cpus #address-cells * 4"));
         }
@@ -1224,16 +1058,11 @@ fn cpus(dtb: &Dtb<'_>, cpus: Option<Node<'_>>) -> Result<CpuList, BoardError> {
             if list.contains(&mpidr) {
                 return Err(bad("repeats the MPIDR of an earlier CPU"));
             }
-            list.push(mpidr).map_err(|_| BoardError::TooMany {
-                what: "CPUs",
-                capacity: MAX_CPUS,
-            })?;
+            list.push(mpidr).map_err(|_| BoardError::TooMany { what: "CPUs", capacity: MAX_CPUS })?;
         }
     }
     if list.is_empty() {
-        return Err(BoardError::MissingNode {
-            what: "/cpus/cpu@* node",
-        });
+        return Err(BoardError::MissingNode { what: "/cpus/cpu@* node" });
     }
     Ok(list)
 }
@@ -1271,17 +1100,12 @@ fn console(
         return Ok(None);
     };
     let path = value.split(':').next().unwrap_or(value);
-    let node = resolve_path(dtb, path).ok_or_else(|| BoardError::PathNotFound {
-        property,
-        path: DtName::new(path),
-    })?;
+    let node = resolve_path(dtb, path).ok_or_else(|| BoardError::PathNotFound { property, path: DtName::new(path) })?;
     if !visible_to(dtb, &node, world) {
         return Err(BoardError::Unsupported {
             node: node.dt_name(),
             reason: match world {
-                World::NonSecure => {
-                    "is the Non-secure console but is not visible to the Non-secure world"
-                }
+                World::NonSecure => "is the Non-secure console but is not visible to the Non-secure world",
                 World::Secure => "is the Secure console but is not visible to the Secure world",
             },
         });
@@ -1293,18 +1117,8 @@ fn console(
         });
     }
     let r = first_reg(dtb, &node)?;
-    check_window(
-        &node,
-        r,
-        PL011_WINDOW,
-        "gives the PL011 a window smaller than its registers (0x48 bytes)",
-        memory,
-    )?;
-    Ok(Some(Uart {
-        kind: UartKind::Pl011,
-        base: r.base,
-        size: r.size,
-    }))
+    check_window(&node, r, PL011_WINDOW, "gives the PL011 a window smaller than its registers (0x48 bytes)", memory)?;
+    Ok(Some(Uart { kind: UartKind::Pl011, base: r.base, size: r.size }))
 }
 
 /// `#interrupt-cells` of the GIC: 3 (type, number, flags), or 4 for GICv3
@@ -1317,22 +1131,14 @@ fn gic_interrupt_cells(dtb: &Dtb<'_>, gic: &Node<'_>) -> Result<usize, BoardErro
             property: "#interrupt-cells",
             reason: "must be 3 or 4 for a GIC",
         }),
-        None => Err(BoardError::MissingProperty {
-            node: gic.dt_name(),
-            property: "#interrupt-cells",
-        }),
+        None => Err(BoardError::MissingProperty { node: gic.dt_name(), property: "#interrupt-cells" }),
     }
 }
 
 /// Decodes one GIC interrupt specifier (type, number, flags, ...).
 fn gic_irq(spec: &[u8], node: &Node<'_>, property: &'static str) -> Result<Irq, BoardError> {
-    let bad = |reason| BoardError::BadProperty {
-        node: node.dt_name(),
-        property,
-        reason,
-    };
-    let (Some(kind), Some(number), Some(flags)) = (be32(spec, 0), be32(spec, 4), be32(spec, 8))
-    else {
+    let bad = |reason| BoardError::BadProperty { node: node.dt_name(), property, reason };
+    let (Some(kind), Some(number), Some(flags)) = (be32(spec, 0), be32(spec, 4), be32(spec, 8)) else {
         return Err(bad("holds a truncated interrupt specifier"));
     };
     let intid = match kind {
@@ -1340,31 +1146,17 @@ fn gic_irq(spec: &[u8], node: &Node<'_>, property: &'static str) -> Result<Irq, 
         1 if number < 16 => number.checked_add(16),
         _ => None,
     };
-    let intid =
-        intid.ok_or_else(|| bad("holds an interrupt that is neither a GIC SPI nor a PPI"))?;
+    let intid = intid.ok_or_else(|| bad("holds an interrupt that is neither a GIC SPI nor a PPI"))?;
     Ok(Irq { intid, flags })
 }
 
 /// `cpus` is how many CPUs `/cpus` lists (each needs a redistributor);
 /// `memory` the RAM no register window may overlap.
-fn gic(
-    dtb: &Dtb<'_>,
-    node: &Node<'_>,
-    cpus: usize,
-    memory: &[&[MemRegion]],
-) -> Result<Gic, BoardError> {
-    let version = if is_compatible(dtb, node, GIC_V3) {
-        GicVersion::V3
-    } else {
-        GicVersion::V2
-    };
+fn gic(dtb: &Dtb<'_>, node: &Node<'_>, cpus: usize, memory: &[&[MemRegion]]) -> Result<Gic, BoardError> {
+    let version = if is_compatible(dtb, node, GIC_V3) { GicVersion::V3 } else { GicVersion::V2 };
     let regs = regs(dtb, node)?;
     let at = |i: usize| regs.get(i).copied();
-    let missing = |reason| BoardError::BadProperty {
-        node: node.dt_name(),
-        property: "reg",
-        reason,
-    };
+    let missing = |reason| BoardError::BadProperty { node: node.dt_name(), property: "reg", reason };
     let distributor = at(0).ok_or_else(|| missing("lacks the distributor"))?;
     let mut redistributors = RegionList::new();
     let (cpu_interface, rest) = match version {
@@ -1379,20 +1171,15 @@ fn gic(
                 });
             }
             for i in 0..n {
-                let r = at(i.saturating_add(1)).ok_or_else(|| {
-                    missing("has fewer redistributor regions than #redistributor-regions")
-                })?;
-                redistributors.push(r).map_err(|_| BoardError::TooMany {
-                    what: "GIC redistributor regions",
-                    capacity: MAX_REGIONS,
-                })?;
+                let r = at(i.saturating_add(1))
+                    .ok_or_else(|| missing("has fewer redistributor regions than #redistributor-regions"))?;
+                redistributors
+                    .push(r)
+                    .map_err(|_| BoardError::TooMany { what: "GIC redistributor regions", capacity: MAX_REGIONS })?;
             }
             (at(n.saturating_add(1)), n.saturating_add(2))
         }
-        GicVersion::V2 => (
-            Some(at(1).ok_or_else(|| missing("lacks the CPU interface"))?),
-            2,
-        ),
+        GicVersion::V2 => (Some(at(1).ok_or_else(|| missing("lacks the CPU interface"))?), 2),
     };
     let (min_distributor, too_small) = match version {
         GicVersion::V3 => (GICD_V3_WINDOW, "gives the GICv3 distributor less than 64 KiB"),
@@ -1402,23 +1189,15 @@ fn gic(
     for region in redistributors.iter().copied() {
         check_window(node, region, 1, "has an empty redistributor region", memory)?;
     }
-    let redistributor_space = redistributors
-        .iter()
-        .fold(0u64, |sum, r| sum.saturating_add(r.size));
+    let redistributor_space = redistributors.iter().fold(0u64, |sum, r| sum.saturating_add(r.size));
     let needed = GICR_WINDOW_PER_CPU.saturating_mul(u64::try_from(cpus).unwrap_or(u64::MAX));
     if version == GicVersion::V3 && redistributor_space < needed {
-        return Err(missing(
-            "gives the redistributors less than 128 KiB for each CPU in /cpus",
-        ));
+        return Err(missing("gives the redistributors less than 128 KiB for each CPU in /cpus"));
     }
     let maintenance_irq = match dtb.prop(node, "interrupts") {
         Some(spec) => {
             let cells = gic_interrupt_cells(dtb, node)?;
-            Some(gic_irq(
-                spec.get(..cells).unwrap_or(spec),
-                node,
-                "interrupts",
-            )?)
+            Some(gic_irq(spec.get(..cells).unwrap_or(spec), node, "interrupts")?)
         }
         None => None,
     };
@@ -1448,16 +1227,10 @@ fn interrupt_parent(dtb: &Dtb<'_>, node: &Node<'_>) -> Result<Option<u32>, Board
 }
 
 fn timer(dtb: &Dtb<'_>, node: &Node<'_>, gic: &Node<'_>) -> Result<Timer, BoardError> {
-    let bad = |reason| BoardError::BadProperty {
-        node: node.dt_name(),
-        property: "interrupts",
-        reason,
-    };
+    let bad = |reason| BoardError::BadProperty { node: node.dt_name(), property: "interrupts", reason };
     // The timer's interrupts must be GIC PPIs: check where they are routed.
-    let parent = interrupt_parent(dtb, node)?.ok_or_else(|| BoardError::MissingProperty {
-        node: node.dt_name(),
-        property: "interrupt-parent",
-    })?;
+    let parent = interrupt_parent(dtb, node)?
+        .ok_or_else(|| BoardError::MissingProperty { node: node.dt_name(), property: "interrupt-parent" })?;
     if prop_u32(dtb, gic, "phandle")? != Some(parent) {
         return Err(BoardError::Unsupported {
             node: node.dt_name(),
@@ -1467,14 +1240,9 @@ fn timer(dtb: &Dtb<'_>, node: &Node<'_>, gic: &Node<'_>) -> Result<Timer, BoardE
     let cells = gic_interrupt_cells(dtb, gic)?;
     let spec = dtb
         .prop(node, "interrupts")
-        .ok_or_else(|| BoardError::MissingProperty {
-            node: node.dt_name(),
-            property: "interrupts",
-        })?;
+        .ok_or_else(|| BoardError::MissingProperty { node: node.dt_name(), property: "interrupts" })?;
     if spec.len().checked_rem(cells) != Some(0) {
-        return Err(bad(
-            "length is not a multiple of the GIC's #interrupt-cells",
-        ));
+        return Err(bad("length is not a multiple of the GIC's #interrupt-cells"));
     }
     let mut irqs = [None; 5];
     for (slot, s) in irqs.iter_mut().zip(spec.chunks_exact(cells)) {
@@ -1484,11 +1252,8 @@ fn timer(dtb: &Dtb<'_>, node: &Node<'_>, gic: &Node<'_>) -> Result<Timer, BoardE
         }
         *slot = Some(irq);
     }
-    let [Some(secure_phys), Some(nonsecure_phys), Some(virt), Some(hyp_phys), hyp_virt] = irqs
-    else {
-        return Err(bad(
-            "lists fewer than 4 interrupts (secure phys, non-secure phys, virt, hyp)",
-        ));
+    let [Some(secure_phys), Some(nonsecure_phys), Some(virt), Some(hyp_phys), hyp_virt] = irqs else {
+        return Err(bad("lists fewer than 4 interrupts (secure phys, non-secure phys, virt, hyp)"));
     };
     Ok(Timer {
         secure_phys,
@@ -1503,21 +1268,12 @@ fn timer(dtb: &Dtb<'_>, node: &Node<'_>, gic: &Node<'_>) -> Result<Timer, BoardE
 /// Resolves a `gpio-poweroff` or `gpio-restart` node to its PL061 line.
 fn gpio_line(dtb: &Dtb<'_>, node: Option<Node<'_>>) -> Result<Option<GpioLine>, BoardError> {
     let Some(node) = node else { return Ok(None) };
-    let bad = |reason| BoardError::BadProperty {
-        node: node.dt_name(),
-        property: "gpios",
-        reason,
-    };
+    let bad = |reason| BoardError::BadProperty { node: node.dt_name(), property: "gpios", reason };
     let gpios = dtb
         .prop(&node, "gpios")
-        .ok_or_else(|| BoardError::MissingProperty {
-            node: node.dt_name(),
-            property: "gpios",
-        })?;
+        .ok_or_else(|| BoardError::MissingProperty { node: node.dt_name(), property: "gpios" })?;
     let phandle = be32(gpios, 0).ok_or_else(|| bad("is empty"))?;
-    let ctrl = dtb
-        .find_phandle(phandle)
-        .ok_or_else(|| bad("references a phandle that no node has"))?;
+    let ctrl = dtb.find_phandle(phandle).ok_or_else(|| bad("references a phandle that no node has"))?;
     if !is_compatible(dtb, &ctrl, &["arm,pl061"]) {
         return Err(BoardError::Unsupported {
             node: ctrl.dt_name(),
@@ -1525,37 +1281,20 @@ fn gpio_line(dtb: &Dtb<'_>, node: Option<Node<'_>>) -> Result<Option<GpioLine>, 
         });
     }
     if !s_visible(dtb, &ctrl) {
-        return Err(bad(
-            "references a GPIO controller the Secure world cannot see",
-        ));
+        return Err(bad("references a GPIO controller the Secure world cannot see"));
     }
-    let cells =
-        prop_u32(dtb, &ctrl, "#gpio-cells")?.ok_or_else(|| BoardError::MissingProperty {
-            node: ctrl.dt_name(),
-            property: "#gpio-cells",
-        })?;
+    let cells = prop_u32(dtb, &ctrl, "#gpio-cells")?
+        .ok_or_else(|| BoardError::MissingProperty { node: ctrl.dt_name(), property: "#gpio-cells" })?;
     if cells == 0 {
-        return Err(BoardError::BadProperty {
-            node: ctrl.dt_name(),
-            property: "#gpio-cells",
-            reason: "is zero",
-        });
+        return Err(BoardError::BadProperty { node: ctrl.dt_name(), property: "#gpio-cells", reason: "is zero" });
     }
     if gpios.len() < cell_bytes(cells).saturating_add(4) {
         return Err(bad("is shorter than one GPIO specifier"));
     }
     let line = be32(gpios, 4).ok_or_else(|| bad("is shorter than one GPIO specifier"))?;
-    let flags = if cells >= 2 {
-        be32(gpios, 8).unwrap_or(0)
-    } else {
-        0
-    };
+    let flags = if cells >= 2 { be32(gpios, 8).unwrap_or(0) } else { 0 };
     if line >= PL061_LINES {
         return Err(bad("names a line a PL061 does not have (it has 8)"));
     }
-    Ok(Some(GpioLine {
-        controller: first_reg(dtb, &ctrl)?,
-        line,
-        active_low: flags & GPIO_ACTIVE_LOW != 0,
-    }))
+    Ok(Some(GpioLine { controller: first_reg(dtb, &ctrl)?, line, active_low: flags & GPIO_ACTIVE_LOW != 0 }))
 }

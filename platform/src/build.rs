@@ -24,8 +24,8 @@ pub fn link_image(image: &str, linkage: Linkage) {
     println!("cargo:rustc-link-arg-bins=--gc-sections");
     if linkage == Linkage::PositionIndependent {
         // Relocations may patch read-only sections: the image applies them to
-    // itself while it is still writable, before any mapping protects it.
-    for arg in ["-pie", "--no-dynamic-linker", "-z", "notext", "-z", "norelro"] {
+        // itself while it is still writable, before any mapping protects it.
+        for arg in ["-pie", "--no-dynamic-linker", "-z", "notext", "-z", "norelro"] {
             println!("cargo:rustc-link-arg-bins={arg}");
         }
     }

@@ -88,7 +88,8 @@ pub struct Cmdline<'a> {
 impl<'a> Cmdline<'a> {
     /// Parses `text`, calling `report` for each word it skips.
     pub fn parse(text: &'a str, mut report: impl FnMut(BadWord<'a>)) -> Self {
-        let mut cmdline = Self { text, log: LogLevel::Info, mode: Mode::Auto, remap: Remap::Intermediate, selftest: None };
+        let mut cmdline =
+            Self { text, log: LogLevel::Info, mode: Mode::Auto, remap: Remap::Intermediate, selftest: None };
         for word in text.split_ascii_whitespace() {
             let Some((key, value)) = word.split_once('=') else {
                 report(BadWord::UnknownKey(word));
@@ -129,9 +130,7 @@ impl<'a> Cmdline<'a> {
 
     /// The words meant for the guest-stub, in order.
     pub fn guest_stub_words(&self) -> impl Iterator<Item = &'a str> {
-        self.text
-            .split_ascii_whitespace()
-            .filter(|w| w.split_once('=').is_some_and(|(key, _)| is_guest_stub_word(key)))
+        self.text.split_ascii_whitespace().filter(|w| w.split_once('=').is_some_and(|(key, _)| is_guest_stub_word(key)))
     }
 }
 

@@ -240,11 +240,7 @@ impl Esr {
 
     /// Builds a syndrome from its parts (used to inject exceptions).
     pub const fn new(class: ExceptionClass, il: bool, iss: u64) -> Self {
-        Self(
-            (((class.ec() & 0x3f) as u64) << Self::EC_SHIFT)
-                | if il { Self::IL } else { 0 }
-                | (iss & Self::ISS_MASK),
-        )
+        Self((((class.ec() & 0x3f) as u64) << Self::EC_SHIFT) | if il { Self::IL } else { 0 } | (iss & Self::ISS_MASK))
     }
 
     /// The 16-bit immediate of an `HVC`, `SMC`, `SVC` or `BRK`, ISS[15:0]
@@ -299,10 +295,7 @@ impl Esr {
 
     /// Whether this is a data abort (from either origin).
     pub const fn is_data_abort(self) -> bool {
-        matches!(
-            self.class(),
-            ExceptionClass::DataAbortLower | ExceptionClass::DataAbortSame
-        )
+        matches!(self.class(), ExceptionClass::DataAbortLower | ExceptionClass::DataAbortSame)
     }
 
     /// The trapped `MSR`/`MRS`/system instruction, EC 0x18; `None` for other
@@ -382,10 +375,7 @@ impl fmt::Display for Esr {
             write!(f, ", {sys}")?;
         } else if matches!(
             self.class(),
-            ExceptionClass::Brk64
-                | ExceptionClass::Hvc64
-                | ExceptionClass::Smc64
-                | ExceptionClass::Svc64
+            ExceptionClass::Brk64 | ExceptionClass::Hvc64 | ExceptionClass::Smc64 | ExceptionClass::Svc64
         ) {
             write!(f, ", #{:#x}", self.imm16())?;
         }
@@ -617,10 +607,7 @@ impl fmt::Display for FaultStatus {
             }
             Self::SyncParityOrEcc => write!(f, "synchronous parity/ECC error"),
             Self::SyncParityOrEccOnWalk { level } => {
-                write!(
-                    f,
-                    "synchronous parity/ECC error on table walk, level {level}"
-                )
+                write!(f, "synchronous parity/ECC error on table walk, level {level}")
             }
             Self::Alignment => write!(f, "alignment fault"),
             Self::Debug => write!(f, "debug exception"),
@@ -853,18 +840,12 @@ impl SysReg {
                 Direction::Write => "DBGDTRTX_EL0",
             });
         }
-        Self::NAMES
-            .iter()
-            .find(|(reg, _)| *reg == self)
-            .map(|&(_, name)| name)
+        Self::NAMES.iter().find(|(reg, _)| *reg == self).map(|&(_, name)| name)
     }
 
     /// Formats the register as an access in `direction` would name it.
     pub fn display(self, direction: Direction) -> SysRegName {
-        SysRegName {
-            reg: self,
-            direction: Some(direction),
-        }
+        SysRegName { reg: self, direction: Some(direction) }
     }
 }
 
@@ -887,26 +868,14 @@ impl fmt::Display for SysRegName {
         }
         match reg.name(self.direction.unwrap_or(Direction::Read)) {
             Some(name) => f.write_str(name),
-            None => write!(
-                f,
-                "S{}_{}_C{}_C{}_{}",
-                reg.op0(),
-                reg.op1(),
-                reg.crn(),
-                reg.crm(),
-                reg.op2()
-            ),
+            None => write!(f, "S{}_{}_C{}_C{}_{}", reg.op0(), reg.op1(), reg.crn(), reg.crm(), reg.op2()),
         }
     }
 }
 
 impl fmt::Display for SysReg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        SysRegName {
-            reg: *self,
-            direction: None,
-        }
-        .fmt(f)
+        SysRegName { reg: *self, direction: None }.fmt(f)
     }
 }
 
@@ -942,11 +911,7 @@ impl SysRegIss {
             crn: ((iss >> 10) & 0xf) as u8,
             rt: ((iss >> 5) & 0x1f) as u8,
             crm: ((iss >> 1) & 0xf) as u8,
-            direction: if iss & 1 != 0 {
-                Direction::Read
-            } else {
-                Direction::Write
-            },
+            direction: if iss & 1 != 0 { Direction::Read } else { Direction::Write },
         }
     }
 
@@ -1074,11 +1039,7 @@ mod tests {
 
     #[test]
     fn build_round_trips() {
-        let esr = Esr::new(
-            ExceptionClass::DataAbortSame,
-            true,
-            FaultStatus::SYNC_EXTERNAL_CODE as u64,
-        );
+        let esr = Esr::new(ExceptionClass::DataAbortSame, true, FaultStatus::SYNC_EXTERNAL_CODE as u64);
         assert_eq!(esr, Esr(0x9600_0010));
         for ec in 0..64u8 {
             assert_eq!(ExceptionClass::from_ec(ec).ec(), ec);
@@ -1120,10 +1081,7 @@ mod tests {
         assert!(!a.isv());
         assert!(a.wnr());
         assert_eq!(a.fault(), FaultStatus::Translation { level: 2 });
-        assert_eq!(
-            std::format!("{esr}"),
-            "0x92000046 (DataAbortLower, translation fault, level 2)"
-        );
+        assert_eq!(std::format!("{esr}"), "0x92000046 (DataAbortLower, translation fault, level 2)");
     }
 
     #[test]
@@ -1147,10 +1105,7 @@ mod tests {
     #[test]
     fn display_of_data_abort_with_syndrome() {
         let text = std::format!("{}", Esr(0x9381_0005));
-        assert_eq!(
-            text,
-            "0x93810005 (DataAbortLower, translation fault, level 1, read 4 bytes via x1)"
-        );
+        assert_eq!(text, "0x93810005 (DataAbortLower, translation fault, level 1, read 4 bytes via x1)");
     }
 
     #[test]
@@ -1158,19 +1113,10 @@ mod tests {
         for code in 0..64u8 {
             assert_eq!(FaultStatus::from_code(code).code(), code, "{code:#x}");
         }
-        assert_eq!(
-            FaultStatus::from_code(0x08),
-            FaultStatus::AccessFlag { level: 0 }
-        );
-        assert_eq!(
-            FaultStatus::from_code(0x0c),
-            FaultStatus::Permission { level: 0 }
-        );
+        assert_eq!(FaultStatus::from_code(0x08), FaultStatus::AccessFlag { level: 0 });
+        assert_eq!(FaultStatus::from_code(0x0c), FaultStatus::Permission { level: 0 });
         assert_eq!(FaultStatus::from_code(0x22), FaultStatus::Debug);
-        assert_eq!(
-            FaultStatus::from_code(0x35),
-            FaultStatus::UnsupportedExclusiveOrAtomic
-        );
+        assert_eq!(FaultStatus::from_code(0x35), FaultStatus::UnsupportedExclusiveOrAtomic);
         assert_eq!(FaultStatus::from_code(0x1d).level(), Some(1));
         assert_eq!(FaultStatus::from_code(0x3f), FaultStatus::Other(0x3f));
         // Out-of-range inputs are masked, never trusted.
@@ -1205,11 +1151,7 @@ mod tests {
         let esr = Esr::data_abort(Origin::SameEl, FaultStatus::SyncExternal, true);
         assert_eq!(esr, Esr(0x9600_0050));
         // Lower EL (EL0 -> EL1), level-3 translation fault, read.
-        let esr = Esr::data_abort(
-            Origin::LowerEl,
-            FaultStatus::Translation { level: 3 },
-            false,
-        );
+        let esr = Esr::data_abort(Origin::LowerEl, FaultStatus::Translation { level: 3 }, false);
         assert_eq!(esr, Esr(0x9200_0007));
         assert!(!esr.abort().unwrap().isv());
         // Lower EL, level-2 permission fault, write.
@@ -1238,38 +1180,17 @@ mod tests {
         // From EL0 the class stays "lower".
         assert_eq!(at_el2.with_origin(Origin::LowerEl), at_el2);
         // Software step (0x32 -> 0x33), ISV and EX kept.
-        assert_eq!(
-            Esr(0xcb00_0062).with_origin(Origin::SameEl),
-            Esr(0xcf00_0062)
-        );
+        assert_eq!(Esr(0xcb00_0062).with_origin(Origin::SameEl), Esr(0xcf00_0062));
         // Watchpoint write (0x34 -> 0x35), WnR kept.
-        assert_eq!(
-            Esr(0xd200_0062).with_origin(Origin::SameEl),
-            Esr(0xd600_0062)
-        );
+        assert_eq!(Esr(0xd200_0062).with_origin(Origin::SameEl), Esr(0xd600_0062));
         // Data and instruction aborts.
-        assert_eq!(
-            Esr(0x9381_0005).with_origin(Origin::SameEl),
-            Esr(0x9781_0005)
-        );
-        assert_eq!(
-            Esr(0x8600_0005).with_origin(Origin::LowerEl),
-            Esr(0x8200_0005)
-        );
+        assert_eq!(Esr(0x9381_0005).with_origin(Origin::SameEl), Esr(0x9781_0005));
+        assert_eq!(Esr(0x8600_0005).with_origin(Origin::LowerEl), Esr(0x8200_0005));
         // Classes without a pair are untouched, upper bits included.
         assert_eq!(Esr::brk(0x800).with_origin(Origin::SameEl), Esr::brk(0x800));
-        assert_eq!(
-            Esr(0x1f_5a00_0000).with_origin(Origin::SameEl),
-            Esr(0x1f_5a00_0000)
-        );
-        assert_eq!(
-            ExceptionClass::BreakpointSame.origin(),
-            Some(Origin::SameEl)
-        );
-        assert_eq!(
-            ExceptionClass::WatchpointLower.origin(),
-            Some(Origin::LowerEl)
-        );
+        assert_eq!(Esr(0x1f_5a00_0000).with_origin(Origin::SameEl), Esr(0x1f_5a00_0000));
+        assert_eq!(ExceptionClass::BreakpointSame.origin(), Some(Origin::SameEl));
+        assert_eq!(ExceptionClass::WatchpointLower.origin(), Some(Origin::LowerEl));
         assert_eq!(ExceptionClass::Brk64.origin(), None);
         for ec in 0..64u8 {
             let class = ExceptionClass::from_ec(ec);
@@ -1293,14 +1214,8 @@ mod tests {
         assert_eq!(Esr(0x5e00_0000).smc_imm(), Some(0));
         assert_eq!(Esr(0x5600_0042).svc_imm(), Some(0x42));
         assert_eq!(Esr(0x5600_0042).hvc_imm(), None);
-        assert_eq!(
-            std::format!("{}", Esr(0xf200_0800)),
-            "0xf2000800 (Brk64, #0x800)"
-        );
-        assert_eq!(
-            std::format!("{}", Esr(0x5a00_0000)),
-            "0x5a000000 (Hvc64, #0x0)"
-        );
+        assert_eq!(std::format!("{}", Esr(0xf200_0800)), "0xf2000800 (Brk64, #0x800)");
+        assert_eq!(std::format!("{}", Esr(0x5a00_0000)), "0x5a000000 (Hvc64, #0x0)");
         assert_eq!(Esr(0x1f_5a00_0000).iss2(), 0x1f);
     }
 
@@ -1314,25 +1229,11 @@ mod tests {
         let esr = Esr(0x6220_c023);
         assert_eq!(esr.class(), ExceptionClass::SysReg);
         let iss = esr.sys_reg().unwrap();
-        assert_eq!(
-            iss,
-            SysRegIss {
-                op0: 2,
-                op1: 3,
-                crn: 0,
-                crm: 1,
-                op2: 0,
-                rt: 1,
-                direction: Direction::Read
-            }
-        );
+        assert_eq!(iss, SysRegIss { op0: 2, op1: 3, crn: 0, crm: 1, op2: 0, rt: 1, direction: Direction::Read });
         assert_eq!(iss.reg(), SysReg::MDCCSR_EL0);
         assert!(iss.is_read());
         assert_eq!(std::format!("{iss}"), "MRS x1, MDCCSR_EL0");
-        assert_eq!(
-            std::format!("{esr}"),
-            "0x6220c023 (SysReg, MRS x1, MDCCSR_EL0)"
-        );
+        assert_eq!(std::format!("{esr}"), "0x6220c023 (SysReg, MRS x1, MDCCSR_EL0)");
         assert_eq!(Esr::sys_reg_trap(iss), esr);
     }
 
@@ -1346,15 +1247,9 @@ mod tests {
         assert_eq!((iss.rt, iss.direction), (2, Direction::Write));
         assert_eq!(std::format!("{iss}"), "MSR DBGDTRTX_EL0, x2");
         // The read of the same encoding is DBGDTRRX_EL0.
-        let read = SysRegIss {
-            direction: Direction::Read,
-            ..iss
-        };
+        let read = SysRegIss { direction: Direction::Read, ..iss };
         assert_eq!(std::format!("{read}"), "MRS x2, DBGDTRRX_EL0");
-        assert_eq!(
-            std::format!("{}", SysReg::DBGDTRRX_EL0),
-            "DBGDTRRX_EL0/DBGDTRTX_EL0"
-        );
+        assert_eq!(std::format!("{}", SysReg::DBGDTRRX_EL0), "DBGDTRRX_EL0/DBGDTRTX_EL0");
     }
 
     #[test]
@@ -1401,33 +1296,18 @@ mod tests {
             (SysReg::DBGPRCR_EL1, (2, 0, 1, 4, 4), "DBGPRCR_EL1"),
             (SysReg::DBGCLAIMSET_EL1, (2, 0, 7, 8, 6), "DBGCLAIMSET_EL1"),
             (SysReg::DBGCLAIMCLR_EL1, (2, 0, 7, 9, 6), "DBGCLAIMCLR_EL1"),
-            (
-                SysReg::DBGAUTHSTATUS_EL1,
-                (2, 0, 7, 14, 6),
-                "DBGAUTHSTATUS_EL1",
-            ),
+            (SysReg::DBGAUTHSTATUS_EL1, (2, 0, 7, 14, 6), "DBGAUTHSTATUS_EL1"),
             (SysReg::DBGVCR32_EL2, (2, 4, 0, 7, 0), "DBGVCR32_EL2"),
             (SysReg::dbgbvr(0), (2, 0, 0, 0, 4), "DBGBVR0_EL1"),
             (SysReg::dbgbcr(15), (2, 0, 0, 15, 5), "DBGBCR15_EL1"),
             (SysReg::dbgwvr(1), (2, 0, 0, 1, 6), "DBGWVR1_EL1"),
             (SysReg::dbgwcr(7), (2, 0, 0, 7, 7), "DBGWCR7_EL1"),
-            (
-                SysReg::from_parts(2, 3, 0, 1, 1),
-                (2, 3, 0, 1, 1),
-                "S2_3_C0_C1_1",
-            ),
-            (
-                SysReg::from_parts(3, 3, 14, 0, 2),
-                (3, 3, 14, 0, 2),
-                "S3_3_C14_C0_2",
-            ),
+            (SysReg::from_parts(2, 3, 0, 1, 1), (2, 3, 0, 1, 1), "S2_3_C0_C1_1"),
+            (SysReg::from_parts(3, 3, 14, 0, 2), (3, 3, 14, 0, 2), "S3_3_C14_C0_2"),
         ];
         for (reg, (op0, op1, crn, crm, op2), name) in cases {
             assert_eq!(reg, SysReg::from_parts(op0, op1, crn, crm, op2), "{name}");
-            assert_eq!(
-                (reg.op0(), reg.op1(), reg.crn(), reg.crm(), reg.op2()),
-                (op0, op1, crn, crm, op2)
-            );
+            assert_eq!((reg.op0(), reg.op1(), reg.crn(), reg.crm(), reg.op2()), (op0, op1, crn, crm, op2));
             assert_eq!(std::format!("{reg}"), name);
             assert!(reg.is_debug() == (op0 == 2), "{name}");
             // Every access through the ISS round-trips.
@@ -1444,10 +1324,7 @@ mod tests {
         // op0=0b10, op1=0b011, CRn=0b0000, CRm=0b0001, op2=0b000.
         assert_eq!(SysReg::MDCCSR_EL0.bits(), 0x9808);
         // Fields wider than their encoding are masked, not spilled.
-        assert_eq!(
-            SysReg::from_parts(0xff, 0xff, 0xff, 0xff, 0xff).bits(),
-            0xffff
-        );
+        assert_eq!(SysReg::from_parts(0xff, 0xff, 0xff, 0xff, 0xff).bits(), 0xffff);
         assert_eq!(SysReg::dbgbvr(16), SysReg::dbgbvr(0));
         assert_eq!(SysReg::from_parts(2, 0, 0, 3, 3).breakpoint_reg(), None);
         assert_eq!(SysReg::from_parts(2, 0, 1, 3, 4).breakpoint_reg(), None);
@@ -1458,11 +1335,7 @@ mod tests {
         // DC CIVAC, X0 is SYS #3, C7, C14, #1, X0: op0=1.
         let iss = SysRegIss::new(SysReg::from_parts(1, 3, 7, 14, 1), 0, Direction::Write);
         assert_eq!(std::format!("{iss}"), "SYS #3, C7, C14, #1, x0");
-        let iss = SysRegIss {
-            direction: Direction::Read,
-            rt: 4,
-            ..iss
-        };
+        let iss = SysRegIss { direction: Direction::Read, rt: 4, ..iss };
         assert_eq!(std::format!("{iss}"), "SYSL x4, #3, C7, C14, #1");
         assert_eq!(Esr(0x9600_0010).sys_reg(), None);
     }

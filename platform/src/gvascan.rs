@@ -205,17 +205,14 @@ impl Attrs {
         if word & !flags::DEFINED != 0 {
             return None;
         }
-        let (Some(writable_el1), Some(user_readable), Some(writable_el0)) = (
-            untri(word, flags::WRITABLE_EL1),
-            untri(word, flags::USER_READABLE),
-            untri(word, flags::WRITABLE_EL0),
-        ) else {
+        let (Some(writable_el1), Some(user_readable), Some(writable_el0)) =
+            (untri(word, flags::WRITABLE_EL1), untri(word, flags::USER_READABLE), untri(word, flags::WRITABLE_EL0))
+        else {
             return None;
         };
-        let (Some(executable_el1), Some(executable_el0)) = (
-            untri(word, flags::EXECUTABLE_EL1),
-            untri(word, flags::EXECUTABLE_EL0),
-        ) else {
+        let (Some(executable_el1), Some(executable_el0)) =
+            (untri(word, flags::EXECUTABLE_EL1), untri(word, flags::EXECUTABLE_EL0))
+        else {
             return None;
         };
         Some(Self {
@@ -334,15 +331,9 @@ impl Par {
     pub const fn decode(par: u64) -> Self {
         if par & par::F == 0 {
             let [mem_attr, ..] = par.to_be_bytes();
-            return Self::Translated {
-                pa: par & Self::PA_MASK,
-                mem_attr,
-            };
+            return Self::Translated { pa: par & Self::PA_MASK, mem_attr };
         }
-        Self::Fault {
-            status: FaultStatus::from_code(par::fault_status(par)),
-            stage2: par & Self::S != 0,
-        }
+        Self::Fault { status: FaultStatus::from_code(par::fault_status(par)), stage2: par & Self::S != 0 }
     }
 
     /// For a fault, the level a scan may skip by: the level of a stage-1
@@ -369,10 +360,7 @@ impl Par {
     pub const fn permission(self) -> Option<bool> {
         match self {
             Self::Translated { .. } => Some(true),
-            Self::Fault {
-                status: FaultStatus::Permission { .. },
-                stage2: false,
-            } => Some(false),
+            Self::Fault { status: FaultStatus::Permission { .. }, stage2: false } => Some(false),
             Self::Fault { .. } => None,
         }
     }
@@ -383,11 +371,7 @@ impl Par {
     /// [`skip_level`](Self::skip_level).
     pub const fn probe_result(self, attrs: Attrs) -> ProbeResult {
         match self {
-            Self::Translated { pa, .. } => ProbeResult::Mapped {
-                ipa: pa,
-                attrs,
-                leaf_level: None,
-            },
+            Self::Translated { pa, .. } => ProbeResult::Mapped { ipa: pa, attrs, leaf_level: None },
             Self::Fault { .. } => ProbeResult::Fault {
                 level: match self.skip_level() {
                     Some(level) => level,
@@ -498,20 +482,14 @@ pub mod flags {
     /// How far above its value bit an attribute's "unknown" bit is.
     pub const UNKNOWN_SHIFT: u32 = 8;
     /// The value bits of the tri-state attributes.
-    pub const TRI_STATE: u64 =
-        WRITABLE_EL1 | USER_READABLE | WRITABLE_EL0 | EXECUTABLE_EL1 | EXECUTABLE_EL0;
+    pub const TRI_STATE: u64 = WRITABLE_EL1 | USER_READABLE | WRITABLE_EL0 | EXECUTABLE_EL1 | EXECUTABLE_EL0;
     /// Every bit with a meaning.
     pub const DEFINED: u64 = READABLE | TRI_STATE | (TRI_STATE << UNKNOWN_SHIFT);
 }
 
 /// The guest-buffer encoding of `region` (layout at [`ENTRY_SIZE`]).
 pub fn encode(region: &Region) -> [u8; ENTRY_SIZE] {
-    let words = [
-        region.va_start,
-        region.va_last,
-        region.ipa,
-        region.attrs.flags(),
-    ];
+    let words = [region.va_start, region.va_last, region.ipa, region.attrs.flags()];
     let mut bytes = [0u8; ENTRY_SIZE];
     for (chunk, word) in bytes.chunks_exact_mut(8).zip(words) {
         chunk.copy_from_slice(&word.to_le_bytes());
@@ -533,12 +511,7 @@ pub fn decode(bytes: &[u8; ENTRY_SIZE]) -> Option<Region> {
         return None;
     }
     ipa.checked_add(va_last.checked_sub(va_start)?)?;
-    Some(Region {
-        va_start,
-        va_last,
-        ipa,
-        attrs: Attrs::from_flags(flag_word)?,
-    })
+    Some(Region { va_start, va_last, ipa, attrs: Attrs::from_flags(flag_word)? })
 }
 
 // ---------------------------------------------------------------------------
@@ -618,14 +591,8 @@ pub fn ttbr_range(ttbr: Ttbr, txsz: u8) -> Result<RangeInclusive<u64>, TxszError
 
 /// The `TTBR0` and `TTBR1` ranges of [`ttbr_range`] for `TCR_EL1.T0SZ` and
 /// `T1SZ` (see [`tcr_txsz`]); the first invalid field is the error.
-pub fn ttbr_ranges(
-    tcr_t0sz: u8,
-    tcr_t1sz: u8,
-) -> Result<(RangeInclusive<u64>, RangeInclusive<u64>), TxszError> {
-    Ok((
-        ttbr_range(Ttbr::Ttbr0, tcr_t0sz)?,
-        ttbr_range(Ttbr::Ttbr1, tcr_t1sz)?,
-    ))
+pub fn ttbr_ranges(tcr_t0sz: u8, tcr_t1sz: u8) -> Result<(RangeInclusive<u64>, RangeInclusive<u64>), TxszError> {
+    Ok((ttbr_range(Ttbr::Ttbr0, tcr_t0sz)?, ttbr_range(Ttbr::Ttbr1, tcr_t1sz)?))
 }
 
 // ---------------------------------------------------------------------------
@@ -728,29 +695,21 @@ impl ScanError {
 impl fmt::Display for ScanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Misaligned { start, last } => write!(
-                f,
-                "scan range {start:#x}..={last:#x} does not cover whole 4 KiB pages"
-            ),
+            Self::Misaligned { start, last } => {
+                write!(f, "scan range {start:#x}..={last:#x} does not cover whole 4 KiB pages")
+            }
             Self::BadFaultLevel { va, level } => {
                 write!(f, "probe of {va:#x} reported a fault at level {level}, which the 4 KiB granule lacks")
             }
             Self::BadLeafLevel { va, level } => {
-                write!(
-                    f,
-                    "probe of {va:#x} reported a leaf at level {level}, which holds no leaves"
-                )
+                write!(f, "probe of {va:#x} reported a leaf at level {level}, which holds no leaves")
             }
-            Self::BadIpa { va, ipa } => write!(
-                f,
-                "probe of {va:#x} reported IPA {ipa:#x}, which is unaligned or runs past 2^64"
-            ),
-            Self::BufferFull(p) => write!(
-                f,
-                "region buffer full after {} regions; resume at {:#x}",
-                p.written(),
-                p.resume_at
-            ),
+            Self::BadIpa { va, ipa } => {
+                write!(f, "probe of {va:#x} reported IPA {ipa:#x}, which is unaligned or runs past 2^64")
+            }
+            Self::BufferFull(p) => {
+                write!(f, "region buffer full after {} regions; resume at {:#x}", p.written(), p.resume_at)
+            }
             Self::ProbeBudget(p) => write!(
                 f,
                 "probe budget used up after {} probes and {} regions; resume at {:#x}",
@@ -793,20 +752,12 @@ pub fn scan_bounded(
     let Some((first, last)) = page_bounds(&range)? else {
         return Ok(ScanStats::default());
     };
-    let mut state = Scanner {
-        out,
-        stats: ScanStats::default(),
-        open: None,
-        in_hole: false,
-    };
+    let mut state = Scanner { out, stats: ScanStats::default(), open: None, in_hole: false };
     let mut va = first;
     loop {
         if state.stats.probes >= max_probes {
             state.flush()?;
-            return Err(ScanError::ProbeBudget(Partial {
-                stats: state.stats,
-                resume_at: va,
-            }));
+            return Err(ScanError::ProbeBudget(Partial { stats: state.stats, resume_at: va }));
         }
         state.stats.probes = state.stats.probes.saturating_add(1);
         // The last byte this probe's answer covers: the end of the leaf or
@@ -814,16 +765,10 @@ pub fn scan_bounded(
         // `va` is page-aligned, so `va | (size - 1)` is the last byte of
         // the aligned span containing `va`), clipped to the range.
         let covered_last = match probe.probe(va) {
-            ProbeResult::Mapped {
-                ipa,
-                attrs,
-                leaf_level,
-            } => {
+            ProbeResult::Mapped { ipa, attrs, leaf_level } => {
                 let size = match leaf_level {
                     None => granule.page_size(),
-                    Some(level) => granule
-                        .leaf_size(level)
-                        .ok_or(ScanError::BadLeafLevel { va, level })?,
+                    Some(level) => granule.leaf_size(level).ok_or(ScanError::BadLeafLevel { va, level })?,
                 };
                 let chunk_last = (va | size.wrapping_sub(1)).min(last);
                 // `chunk_last >= va`: the IPA of its last byte must exist.
@@ -834,9 +779,7 @@ pub fn scan_bounded(
                 chunk_last
             }
             ProbeResult::Fault { level } => {
-                let size = granule
-                    .entry_size(level)
-                    .ok_or(ScanError::BadFaultLevel { va, level })?;
+                let size = granule.entry_size(level).ok_or(ScanError::BadFaultLevel { va, level })?;
                 state.fault()?;
                 (va | size.wrapping_sub(1)).min(last)
             }
@@ -901,12 +844,7 @@ impl<F: FnMut(Region) -> Result<(), Full>> Scanner<'_, F> {
             }
         }
         self.flush()?;
-        self.open = Some(Region {
-            va_start: va,
-            va_last: last,
-            ipa,
-            attrs,
-        });
+        self.open = Some(Region { va_start: va, va_last: last, ipa, attrs });
         Ok(())
     }
 
@@ -924,10 +862,7 @@ impl<F: FnMut(Region) -> Result<(), Full>> Scanner<'_, F> {
     fn flush(&mut self) -> Result<(), ScanError> {
         if let Some(region) = self.open.take() {
             if (self.out)(region).is_err() {
-                return Err(ScanError::BufferFull(Partial {
-                    stats: self.stats,
-                    resume_at: region.va_start,
-                }));
+                return Err(ScanError::BufferFull(Partial { stats: self.stats, resume_at: region.va_start }));
             }
             self.stats.regions = self.stats.regions.saturating_add(1);
         }

@@ -131,10 +131,7 @@ mod tests {
             entry_offset: 0,
             align: 0x1000,
         };
-        let stub = LoadedImage {
-            bytes: PhysRange { base: 0x7ff0_0000, size: 0x8000 },
-            ..hv
-        };
+        let stub = LoadedImage { bytes: PhysRange { base: 0x7ff0_0000, size: 0x8000 }, ..hv };
         Handoff::new(PhysRange { base: 0x4000_0000, size: 0x10_0000 }, reserved, hv, stub)
     }
 

@@ -128,13 +128,7 @@ pub enum Function {
 
 impl Function {
     /// Every function this ABI names, in ID order.
-    pub const ALL: [Self; 5] = [
-        Self::Version,
-        Self::Features,
-        Self::ConsoleWrite,
-        Self::Info,
-        Self::Scan,
-    ];
+    pub const ALL: [Self; 5] = [Self::Version, Self::Features, Self::ConsoleWrite, Self::Info, Self::Scan];
 
     /// The ID the caller puts in `x0`.
     pub const fn id(self) -> u64 {
@@ -333,7 +327,6 @@ pub const fn dcc_call_function(x0: u64) -> Option<u64> {
     }
 }
 
-
 /// A hypercall as it arrives in the guest's registers: the raw function ID
 /// from `x0` and the arguments `x1..x7`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -346,10 +339,7 @@ impl Call {
     /// Reads `x0..x7` from a trap frame's general-purpose registers.
     pub const fn from_regs(regs: &[u64; 31]) -> Self {
         let [function, x1, x2, x3, x4, x5, x6, x7, ..] = *regs;
-        Self {
-            function,
-            args: [x1, x2, x3, x4, x5, x6, x7],
-        }
+        Self { function, args: [x1, x2, x3, x4, x5, x6, x7] }
     }
 
     /// `x0..x7` as the caller loads them before the `BRK`.
@@ -447,10 +437,7 @@ impl Request {
                 [range, buffer, capacity, 0, 0, 0, 0]
             }
         };
-        Call {
-            function: self.function().id(),
-            args,
-        }
+        Call { function: self.function().id(), args }
     }
 }
 
@@ -466,23 +453,13 @@ pub struct Reply {
 impl Reply {
     /// Success with results `x1..x3`.
     pub const fn ok(x1: u64, x2: u64, x3: u64) -> Self {
-        Self {
-            x0: STATUS_OK,
-            x1,
-            x2,
-            x3,
-        }
+        Self { x0: STATUS_OK, x1, x2, x3 }
     }
 
     /// Failure: `x0` = the error's code, `x1..x3` zeroed so that no stale
     /// value leaks back to the guest.
     pub const fn error(error: HvError) -> Self {
-        Self {
-            x0: error.status(),
-            x1: 0,
-            x2: 0,
-            x3: 0,
-        }
+        Self { x0: error.status(), x1: 0, x2: 0, x3: 0 }
     }
 
     pub const fn from_result(result: Result<[u64; 3], HvError>) -> Self {
@@ -617,11 +594,7 @@ pub struct Info {
 impl Info {
     /// `[x1, x2, x3]`.
     pub const fn encode(&self) -> [u64; 3] {
-        [
-            self.mode.code(),
-            (self.el2_va_bits as u64) | ((self.el0_va_bits as u64) << 8),
-            self.cpus as u64,
-        ]
+        [self.mode.code(), (self.el2_va_bits as u64) | ((self.el0_va_bits as u64) << 8), self.cpus as u64]
     }
 
     /// Decodes `[x1, x2, x3]` (guest side); `None` if a reserved bit is set
@@ -706,12 +679,7 @@ pub fn covers(regions: &[(u64, u64)], start: u64, len: u64) -> bool {
 /// - `len > max_len`: [`HvError::TooLong`];
 /// - `addr + len` wraps past the top of the address space, or any byte is
 ///   outside `regions`: [`HvError::BadAddress`].
-pub fn validate_buffer(
-    addr: u64,
-    len: u64,
-    max_len: u64,
-    regions: &[(u64, u64)],
-) -> Result<GuestRange, HvError> {
+pub fn validate_buffer(addr: u64, len: u64, max_len: u64, regions: &[(u64, u64)]) -> Result<GuestRange, HvError> {
     if len == 0 {
         return Ok(GuestRange { ipa: addr, len: 0 });
     }
@@ -788,12 +756,7 @@ pub fn buffer_chunks<T: Translate>(
     if len != 0 && last_of(addr, len).is_none() {
         return Err(HvError::BadAddress);
     }
-    Ok(BufferChunks {
-        next: addr,
-        remaining: len,
-        regions,
-        translate,
-    })
+    Ok(BufferChunks { next: addr, remaining: len, regions, translate })
 }
 
 impl<T: Translate> Iterator for BufferChunks<'_, T> {
@@ -887,12 +850,7 @@ pub unsafe fn brk(call: &Call) -> Reply {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::panic,
-    clippy::arithmetic_side_effects
-)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use std::vec::Vec;
@@ -939,15 +897,7 @@ mod tests {
         assert_eq!(ABI_VERSION, 0x1_0000);
         assert_eq!(ABI_VERSION >> 16, u64::from(ABI_VERSION_MAJOR));
         assert_eq!(ABI_VERSION & 0xffff, u64::from(ABI_VERSION_MINOR));
-        assert_eq!(
-            Reply::version(),
-            Reply {
-                x0: 0,
-                x1: 0x1_0000,
-                x2: 0,
-                x3: 0
-            }
-        );
+        assert_eq!(Reply::version(), Reply { x0: 0, x1: 0x1_0000, x2: 0, x3: 0 });
     }
 
     #[test]
@@ -1004,15 +954,9 @@ mod tests {
         assert_eq!(features(4, CallerEl::El1), Ok(()));
         assert_eq!(features(5, CallerEl::El1), Err(HvError::NotSupported));
         assert_eq!(features(99, CallerEl::El1), Err(HvError::NotSupported));
-        assert_eq!(
-            features(u64::MAX, CallerEl::El0),
-            Err(HvError::NotSupported)
-        );
+        assert_eq!(features(u64::MAX, CallerEl::El0), Err(HvError::NotSupported));
         assert_eq!(Reply::features(1, CallerEl::El0), Reply::ok(0, 0, 0));
-        assert_eq!(
-            Reply::features(7, CallerEl::El0),
-            Reply::error(HvError::NotSupported)
-        );
+        assert_eq!(Reply::features(7, CallerEl::El0), Reply::error(HvError::NotSupported));
     }
 
     fn frame(x: &[u64]) -> [u64; 31] {
@@ -1028,25 +972,10 @@ mod tests {
         assert_eq!(call.function, 2);
         assert_eq!(call.args, [0x4040_0000, 12, 3, 4, 5, 6, 7]);
         assert_eq!(call.regs(), [2, 0x4040_0000, 12, 3, 4, 5, 6, 7]);
-        assert_eq!(
-            call.decode(CallerEl::El1),
-            Ok(Request::ConsoleWrite {
-                addr: 0x4040_0000,
-                len: 12
-            })
-        );
-        assert_eq!(
-            Call::from_regs(&frame(&[1, 3])).decode(CallerEl::El0),
-            Ok(Request::Features { function: 3 })
-        );
-        assert_eq!(
-            Call::from_regs(&frame(&[0])).decode(CallerEl::El0),
-            Ok(Request::Version)
-        );
-        assert_eq!(
-            Call::from_regs(&frame(&[3])).decode(CallerEl::El1),
-            Ok(Request::Info)
-        );
+        assert_eq!(call.decode(CallerEl::El1), Ok(Request::ConsoleWrite { addr: 0x4040_0000, len: 12 }));
+        assert_eq!(Call::from_regs(&frame(&[1, 3])).decode(CallerEl::El0), Ok(Request::Features { function: 3 }));
+        assert_eq!(Call::from_regs(&frame(&[0])).decode(CallerEl::El0), Ok(Request::Version));
+        assert_eq!(Call::from_regs(&frame(&[3])).decode(CallerEl::El1), Ok(Request::Info));
     }
 
     #[test]
@@ -1084,10 +1013,7 @@ mod tests {
         let requests = [
             Request::Version,
             Request::Features { function: 2 },
-            Request::ConsoleWrite {
-                addr: 0x4100_0000,
-                len: 5,
-            },
+            Request::ConsoleWrite { addr: 0x4100_0000, len: 5 },
             Request::Info,
         ];
         for r in requests {
@@ -1108,24 +1034,15 @@ mod tests {
         assert_eq!(regs[30], 0xdead_0000);
         Reply::error(HvError::PermissionDenied).write_to(&mut regs);
         assert_eq!(regs[..5], [(-5i64) as u64, 0, 0, 0, 9]);
-        assert_eq!(
-            Reply::from_result(Err(HvError::BadAddress)),
-            Reply::error(HvError::BadAddress)
-        );
+        assert_eq!(Reply::from_result(Err(HvError::BadAddress)), Reply::error(HvError::BadAddress));
         assert_eq!(Reply::from_result(Ok([4, 5, 6])), Reply::ok(4, 5, 6));
     }
 
     #[test]
     fn reply_decodes_on_the_guest_side() {
         assert_eq!(Reply::from_regs(&[0, 7, 8, 9]).result(), Ok([7, 8, 9]));
-        assert_eq!(
-            Reply::from_regs(&[(-3i64) as u64, 0, 0, 0]).result(),
-            Err(CallError::Hv(HvError::BadAddress))
-        );
-        assert_eq!(
-            Reply::from_regs(&[5, 0, 0, 0]).result(),
-            Err(CallError::UnknownStatus(5))
-        );
+        assert_eq!(Reply::from_regs(&[(-3i64) as u64, 0, 0, 0]).result(), Err(CallError::Hv(HvError::BadAddress)));
+        assert_eq!(Reply::from_regs(&[5, 0, 0, 0]).result(), Err(CallError::UnknownStatus(5)));
         assert_eq!(
             Reply::from_regs(&[(-99i64) as u64, 0, 0, 0]).result(),
             Err(CallError::UnknownStatus((-99i64) as u64))
@@ -1133,29 +1050,16 @@ mod tests {
         for e in HvError::ALL {
             assert_eq!(Reply::error(e).result(), Err(CallError::Hv(e)));
         }
-        assert_eq!(
-            CallError::Hv(HvError::NotSupported).to_string(),
-            "hypercall failed: NOT_SUPPORTED (-1)"
-        );
+        assert_eq!(CallError::Hv(HvError::NotSupported).to_string(), "hypercall failed: NOT_SUPPORTED (-1)");
     }
 
     #[test]
     fn info_layout() {
-        let info = Info {
-            mode: HvMode::Vhe,
-            el2_va_bits: 48,
-            el0_va_bits: 39,
-            cpus: 4,
-        };
+        let info = Info { mode: HvMode::Vhe, el2_va_bits: 48, el0_va_bits: 39, cpus: 4 };
         assert_eq!(info.encode(), [2, 48 | (39 << 8), 4]);
         assert_eq!(info.reply(), Reply::ok(2, 0x2730, 4));
         assert_eq!(Info::decode(info.encode()), Some(info));
-        let off = Info {
-            mode: HvMode::NvheMmuOff,
-            el2_va_bits: 0,
-            el0_va_bits: 0,
-            cpus: 16,
-        };
+        let off = Info { mode: HvMode::NvheMmuOff, el2_va_bits: 0, el0_va_bits: 0, cpus: 16 };
         assert_eq!(off.encode(), [0, 0, 16]);
         assert_eq!(Info::decode(off.encode()), Some(off));
         assert_eq!(Info::decode([3, 0, 1]), None);
@@ -1170,10 +1074,7 @@ mod tests {
     fn buffer_inside_ram_is_accepted() {
         assert_eq!(
             validate_buffer(0x4040_0000, 12, CONSOLE_WRITE_MAX, &RAM),
-            Ok(GuestRange {
-                ipa: 0x4040_0000,
-                len: 12
-            })
+            Ok(GuestRange { ipa: 0x4040_0000, len: 12 })
         );
         // First and last byte of RAM.
         assert!(validate_buffer(0x4020_0000, 1, 16, &RAM).is_ok());
@@ -1198,31 +1099,13 @@ mod tests {
 
     #[test]
     fn buffer_length_limits() {
-        assert_eq!(
-            validate_buffer(0x4040_0000, CONSOLE_WRITE_MAX + 1, CONSOLE_WRITE_MAX, &RAM),
-            Err(HvError::TooLong)
-        );
-        assert_eq!(
-            validate_buffer(0x4040_0000, u64::MAX, CONSOLE_WRITE_MAX, &RAM),
-            Err(HvError::TooLong)
-        );
+        assert_eq!(validate_buffer(0x4040_0000, CONSOLE_WRITE_MAX + 1, CONSOLE_WRITE_MAX, &RAM), Err(HvError::TooLong));
+        assert_eq!(validate_buffer(0x4040_0000, u64::MAX, CONSOLE_WRITE_MAX, &RAM), Err(HvError::TooLong));
         // Zero length: accepted without looking at the address.
-        assert_eq!(
-            validate_buffer(u64::MAX, 0, CONSOLE_WRITE_MAX, &RAM),
-            Ok(GuestRange {
-                ipa: u64::MAX,
-                len: 0
-            })
-        );
-        assert_eq!(
-            validate_buffer(0, 0, 0, &[]),
-            Ok(GuestRange { ipa: 0, len: 0 })
-        );
+        assert_eq!(validate_buffer(u64::MAX, 0, CONSOLE_WRITE_MAX, &RAM), Ok(GuestRange { ipa: u64::MAX, len: 0 }));
+        assert_eq!(validate_buffer(0, 0, 0, &[]), Ok(GuestRange { ipa: 0, len: 0 }));
         // max_len 0 refuses every non-empty buffer.
-        assert_eq!(
-            validate_buffer(0x4040_0000, 1, 0, &RAM),
-            Err(HvError::TooLong)
-        );
+        assert_eq!(validate_buffer(0x4040_0000, 1, 0, &RAM), Err(HvError::TooLong));
     }
 
     #[test]
@@ -1232,10 +1115,7 @@ mod tests {
         assert_eq!(validate_buffer(u64::MAX, 2, u64::MAX, &everything), bad);
         assert_eq!(validate_buffer(u64::MAX - 3, 8, u64::MAX, &everything), bad);
         assert_eq!(validate_buffer(1, u64::MAX, u64::MAX, &everything), bad);
-        assert_eq!(
-            validate_buffer(u64::MAX, u64::MAX, u64::MAX, &everything),
-            bad
-        );
+        assert_eq!(validate_buffer(u64::MAX, u64::MAX, u64::MAX, &everything), bad);
         // The top byte is outside [0, 2^64 - 1).
         assert_eq!(validate_buffer(u64::MAX, 1, 16, &everything), bad);
         // A region that ends exactly at 2^64 covers the top byte.
@@ -1264,32 +1144,18 @@ mod tests {
         let adjacent = [(0x1000, 0x1000), (0x2000, 0x1000)];
         assert!(validate_buffer(0x1ff0, 0x20, 0x1000, &adjacent).is_ok());
         assert!(validate_buffer(0x1000, 0x2000, 0x2000, &adjacent).is_ok());
-        assert_eq!(
-            validate_buffer(0x1000, 0x2001, 0x3000, &adjacent),
-            Err(HvError::BadAddress)
-        );
+        assert_eq!(validate_buffer(0x1000, 0x2001, 0x3000, &adjacent), Err(HvError::BadAddress));
         // Out of order.
         let reversed = [(0x2000, 0x1000), (0x1000, 0x1000)];
         assert!(validate_buffer(0x1000, 0x2000, 0x2000, &reversed).is_ok());
         // A gap of one byte.
         let gap = [(0x1000, 0xfff), (0x2000, 0x1000)];
-        assert_eq!(
-            validate_buffer(0x1ff0, 0x20, 0x1000, &gap),
-            Err(HvError::BadAddress)
-        );
+        assert_eq!(validate_buffer(0x1ff0, 0x20, 0x1000, &gap), Err(HvError::BadAddress));
         assert!(validate_buffer(0x1ff0, 0xf, 0x1000, &gap).is_ok());
         // Overlapping, nested, duplicated.
-        let overlapping = [
-            (0x1000, 0x800),
-            (0x1400, 0x1000),
-            (0x1100, 0x10),
-            (0x1000, 0x800),
-        ];
+        let overlapping = [(0x1000, 0x800), (0x1400, 0x1000), (0x1100, 0x10), (0x1000, 0x800)];
         assert!(validate_buffer(0x1000, 0x1400, 0x2000, &overlapping).is_ok());
-        assert_eq!(
-            validate_buffer(0x1000, 0x1401, 0x2000, &overlapping),
-            Err(HvError::BadAddress)
-        );
+        assert_eq!(validate_buffer(0x1000, 0x1401, 0x2000, &overlapping), Err(HvError::BadAddress));
         // A chain of many regions.
         let chain: Vec<(u64, u64)> = (0..64).map(|i| (0x10_0000 + i * 0x100, 0x100)).collect();
         assert!(validate_buffer(0x10_0000, 64 * 0x100, u64::MAX, &chain).is_ok());
@@ -1314,11 +1180,7 @@ mod tests {
         }
     }
 
-    fn collect<T: Translate>(
-        addr: u64,
-        len: u64,
-        t: T,
-    ) -> Result<Vec<Result<GuestRange, HvError>>, HvError> {
+    fn collect<T: Translate>(addr: u64, len: u64, t: T) -> Result<Vec<Result<GuestRange, HvError>>, HvError> {
         Ok(buffer_chunks(addr, len, 0x10_0000, &RAM, t)?.collect())
     }
 
@@ -1328,60 +1190,24 @@ mod tests {
         assert_eq!(
             pieces,
             [
-                Ok(GuestRange {
-                    ipa: 0x4040_0ff0,
-                    len: 0x10
-                }),
-                Ok(GuestRange {
-                    ipa: 0x4040_1000,
-                    len: 0x1000
-                }),
-                Ok(GuestRange {
-                    ipa: 0x4040_2000,
-                    len: 0x10
-                }),
+                Ok(GuestRange { ipa: 0x4040_0ff0, len: 0x10 }),
+                Ok(GuestRange { ipa: 0x4040_1000, len: 0x1000 }),
+                Ok(GuestRange { ipa: 0x4040_2000, len: 0x10 }),
             ]
         );
         assert_eq!(collect(0x4040_0000, 0, Identity).unwrap(), []);
-        assert_eq!(
-            validate_translated(0x4040_0000, 12, 16, &RAM, Identity),
-            Ok(())
-        );
+        assert_eq!(validate_translated(0x4040_0000, 12, 16, &RAM, Identity), Ok(()));
     }
 
     #[test]
     fn scattered_pages_translate_piece_by_piece() {
         // VA 0xffff_0000_0000_1000.. maps to two non-adjacent RAM pages.
-        let mut stage1 = Pages(std::vec![
-            (0xffff_0000_0000_1000, 0x4100_5000),
-            (0xffff_0000_0000_2000, 0x4100_3000),
-        ]);
+        let mut stage1 = Pages(std::vec![(0xffff_0000_0000_1000, 0x4100_5000), (0xffff_0000_0000_2000, 0x4100_3000),]);
         let pieces = collect(0xffff_0000_0000_1ffe, 4, &mut stage1).unwrap();
-        assert_eq!(
-            pieces,
-            [
-                Ok(GuestRange {
-                    ipa: 0x4100_5ffe,
-                    len: 2
-                }),
-                Ok(GuestRange {
-                    ipa: 0x4100_3000,
-                    len: 2
-                }),
-            ]
-        );
+        assert_eq!(pieces, [Ok(GuestRange { ipa: 0x4100_5ffe, len: 2 }), Ok(GuestRange { ipa: 0x4100_3000, len: 2 }),]);
         // Running into an unmapped page stops at the first error.
         let pieces = collect(0xffff_0000_0000_2ffe, 0x10, &mut stage1).unwrap();
-        assert_eq!(
-            pieces,
-            [
-                Ok(GuestRange {
-                    ipa: 0x4100_3ffe,
-                    len: 2
-                }),
-                Err(HvError::BadAddress)
-            ]
-        );
+        assert_eq!(pieces, [Ok(GuestRange { ipa: 0x4100_3ffe, len: 2 }), Err(HvError::BadAddress)]);
         assert_eq!(
             validate_translated(0xffff_0000_0000_2ffe, 0x10, 0x100, &RAM, &mut stage1),
             Err(HvError::BadAddress)
@@ -1392,10 +1218,7 @@ mod tests {
     fn translated_outside_ram_is_bad_address() {
         // A mapping the guest made to its UART: not RAM, not printable.
         let mut stage1 = Pages(std::vec![(0x1000, 0x0900_0000)]);
-        assert_eq!(
-            validate_translated(0x1000, 4, 16, &RAM, &mut stage1),
-            Err(HvError::BadAddress)
-        );
+        assert_eq!(validate_translated(0x1000, 4, 16, &RAM, &mut stage1), Err(HvError::BadAddress));
     }
 
     #[test]
@@ -1406,10 +1229,7 @@ mod tests {
                 Ok(va + 1)
             }
         }
-        assert_eq!(
-            validate_translated(0x4040_0000, 4, 16, &RAM, Shift),
-            Err(HvError::BadAddress)
-        );
+        assert_eq!(validate_translated(0x4040_0000, 4, 16, &RAM, Shift), Err(HvError::BadAddress));
     }
 
     #[test]
@@ -1420,39 +1240,19 @@ mod tests {
                 Err(HvError::PermissionDenied)
             }
         }
-        assert_eq!(
-            validate_translated(0x4040_0000, 4, 16, &RAM, Denied),
-            Err(HvError::PermissionDenied)
-        );
+        assert_eq!(validate_translated(0x4040_0000, 4, 16, &RAM, Denied), Err(HvError::PermissionDenied));
         // Length checks come first and need no translation.
-        assert_eq!(
-            validate_translated(0, 17, 16, &RAM, Denied),
-            Err(HvError::TooLong)
-        );
+        assert_eq!(validate_translated(0, 17, 16, &RAM, Denied), Err(HvError::TooLong));
         assert_eq!(validate_translated(0, 0, 16, &RAM, Denied), Ok(()));
     }
 
     #[test]
     fn translated_wraparound_is_bad_address() {
-        assert_eq!(
-            buffer_chunks(u64::MAX - 1, 4, 16, &RAM, Identity).map(|_| ()),
-            Err(HvError::BadAddress)
-        );
-        assert_eq!(
-            buffer_chunks(0, u64::MAX, u64::MAX, &RAM, Identity).map(|_| ()),
-            Ok(())
-        );
+        assert_eq!(buffer_chunks(u64::MAX - 1, 4, 16, &RAM, Identity).map(|_| ()), Err(HvError::BadAddress));
+        assert_eq!(buffer_chunks(0, u64::MAX, u64::MAX, &RAM, Identity).map(|_| ()), Ok(()));
         // The last page of the address space: one piece, then done.
         let everything = [(0, u64::MAX)];
-        let pieces: Vec<_> = buffer_chunks(u64::MAX - 0xf, 0xf, 16, &everything, Identity)
-            .unwrap()
-            .collect();
-        assert_eq!(
-            pieces,
-            [Ok(GuestRange {
-                ipa: u64::MAX - 0xf,
-                len: 0xf
-            })]
-        );
+        let pieces: Vec<_> = buffer_chunks(u64::MAX - 0xf, 0xf, 16, &everything, Identity).unwrap().collect();
+        assert_eq!(pieces, [Ok(GuestRange { ipa: u64::MAX - 0xf, len: 0xf })]);
     }
 }

@@ -146,7 +146,8 @@ pub struct Placement {
 /// plus `text_offset`, the initrd page-aligned after the kernel's
 /// `image_size`.
 pub fn place(ram: MemRegion, header: &ImageHeader, initrd_size: Option<u64>) -> Result<Placement, LinuxError> {
-    let kernel_too_large = |need: u64| LinuxError::KernelTooLarge { image_size: header.image_size, need, have: ram.size };
+    let kernel_too_large =
+        |need: u64| LinuxError::KernelTooLarge { image_size: header.image_size, need, have: ram.size };
     let dtb = MemRegion::new(ram.base, DTB_MAX);
     let base = ram
         .base
@@ -225,7 +226,10 @@ mod tests {
             ImageHeader::parse(&header(0x20_0000, 0x100_0000, 0), 0x1000),
             Err(LinuxError::TextOffset { offset: 0x20_0000 })
         );
-        assert_eq!(ImageHeader::parse(&header(0x123, 0x100_0000, 0), 0x1000), Err(LinuxError::TextOffset { offset: 0x123 }));
+        assert_eq!(
+            ImageHeader::parse(&header(0x123, 0x100_0000, 0), 0x1000),
+            Err(LinuxError::TextOffset { offset: 0x123 })
+        );
         assert_eq!(
             ImageHeader::parse(&header(0, 0x1000, 0), 0x2000),
             Err(LinuxError::ImageSize { file: 0x2000, image_size: 0x1000 })

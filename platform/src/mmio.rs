@@ -253,12 +253,7 @@ impl fmt::Display for MmioAccess {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let width = if self.sf { 'x' } else { 'w' };
         let verb = if self.is_write() { "write" } else { "read" };
-        write!(
-            f,
-            "{verb} {} bytes at IPA {:#x} ",
-            self.size.bytes(),
-            self.ipa
-        )?;
+        write!(f, "{verb} {} bytes at IPA {:#x} ", self.size.bytes(), self.ipa)?;
         if self.rt >= 31 {
             write!(f, "{}zr", width)?;
         } else {
@@ -308,19 +303,13 @@ impl fmt::Display for MmioFault {
         match *self {
             Self::Unmapped { ipa } => write!(f, "no device at IPA {ipa:#x}"),
             Self::CrossesEnd { ipa, size } => {
-                write!(
-                    f,
-                    "{size}-byte access at IPA {ipa:#x} runs past the device window"
-                )
+                write!(f, "{size}-byte access at IPA {ipa:#x} runs past the device window")
             }
             Self::Misaligned { ipa, size } => {
                 write!(f, "misaligned {size}-byte access at IPA {ipa:#x}")
             }
             Self::Unsupported { offset, size } => {
-                write!(
-                    f,
-                    "device has no {size}-byte register at offset {offset:#x}"
-                )
+                write!(f, "device has no {size}-byte register at offset {offset:#x}")
             }
             Self::DeviceError { offset } => write!(f, "device error at offset {offset:#x}"),
         }
@@ -369,16 +358,10 @@ impl fmt::Display for RegisterError {
         match *self {
             Self::ZeroLength => write!(f, "empty MMIO window"),
             Self::Wraps { base, len } => {
-                write!(
-                    f,
-                    "MMIO window {base:#x} + {len:#x} wraps around the address space"
-                )
+                write!(f, "MMIO window {base:#x} + {len:#x} wraps around the address space")
             }
             Self::Overlap { base, len } => {
-                write!(
-                    f,
-                    "MMIO window overlaps the one at {base:#x} (length {len:#x})"
-                )
+                write!(f, "MMIO window overlaps the one at {base:#x} (length {len:#x})")
             }
             Self::Full => write!(f, "no free MMIO slot"),
         }
@@ -420,41 +403,21 @@ impl<const N: usize> fmt::Debug for MmioBus<'_, N> {
 
 impl<'a, const N: usize> MmioBus<'a, N> {
     pub const fn new() -> Self {
-        Self {
-            windows: [const { None }; N],
-        }
+        Self { windows: [const { None }; N] }
     }
 
     /// Registers `device` at `[base, base + len)`; returns its slot.
-    pub fn register(
-        &mut self,
-        base: u64,
-        len: u64,
-        device: &'a mut dyn MmioDevice,
-    ) -> Result<usize, RegisterError> {
+    pub fn register(&mut self, base: u64, len: u64, device: &'a mut dyn MmioDevice) -> Result<usize, RegisterError> {
         let Some(extent) = len.checked_sub(1) else {
             return Err(RegisterError::ZeroLength);
         };
         let Some(last) = base.checked_add(extent) else {
             return Err(RegisterError::Wraps { base, len });
         };
-        if let Some(w) = self
-            .windows
-            .iter()
-            .flatten()
-            .find(|w| w.base <= last && base <= w.last)
-        {
-            return Err(RegisterError::Overlap {
-                base: w.base,
-                len: w.len(),
-            });
+        if let Some(w) = self.windows.iter().flatten().find(|w| w.base <= last && base <= w.last) {
+            return Err(RegisterError::Overlap { base: w.base, len: w.len() });
         }
-        let (slot, free) = self
-            .windows
-            .iter_mut()
-            .enumerate()
-            .find(|(_, w)| w.is_none())
-            .ok_or(RegisterError::Full)?;
+        let (slot, free) = self.windows.iter_mut().enumerate().find(|(_, w)| w.is_none()).ok_or(RegisterError::Full)?;
         *free = Some(Window { base, last, device });
         Ok(slot)
     }
@@ -475,19 +438,12 @@ impl<'a, const N: usize> MmioBus<'a, N> {
 
     /// Whether a device is registered at `ipa`.
     pub fn contains(&self, ipa: u64) -> bool {
-        self.windows
-            .iter()
-            .flatten()
-            .any(|w| w.base <= ipa && ipa <= w.last)
+        self.windows.iter().flatten().any(|w| w.base <= ipa && ipa <= w.last)
     }
 
     /// The window holding a `size` access at `ipa`, checked; and the
     /// offset within it.
-    fn route(
-        &mut self,
-        ipa: u64,
-        size: AccessSize,
-    ) -> Result<(&mut (dyn MmioDevice + 'a), u64), MmioFault> {
+    fn route(&mut self, ipa: u64, size: AccessSize) -> Result<(&mut (dyn MmioDevice + 'a), u64), MmioFault> {
         let bytes = size.bytes();
         let window = self
             .windows
@@ -538,12 +494,7 @@ impl<'a, const N: usize> MmioBus<'a, N> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::indexing_slicing,
-    clippy::unwrap_used,
-    clippy::panic,
-    clippy::arithmetic_side_effects
-)]
+#[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic, clippy::arithmetic_side_effects)]
 mod tests {
     use super::*;
     use std::vec::Vec;
@@ -595,8 +546,7 @@ mod tests {
                 (_, 8) => return Err(MmioFault::Unsupported { offset, size }),
                 (0..=0xf, _) => {
                     // Garbage above the access size, which the bus masks.
-                    u64::from(self.regs[offset as usize / 4] >> (8 * (offset % 4)))
-                        | 0xdead_beef_0000_0000
+                    u64::from(self.regs[offset as usize / 4] >> (8 * (offset % 4))) | 0xdead_beef_0000_0000
                 }
                 _ => return Err(MmioFault::Unsupported { offset, size }),
             };
@@ -611,9 +561,7 @@ mod tests {
                     self.regs[0] = value as u32;
                     self.regs[1] = (value >> 32) as u32;
                 }
-                (0..=0xf, 1 | 2 | 4) if offset.is_multiple_of(4) => {
-                    self.regs[offset as usize / 4] = value as u32
-                }
+                (0..=0xf, 1 | 2 | 4) if offset.is_multiple_of(4) => self.regs[offset as usize / 4] = value as u32,
                 _ => return Err(MmioFault::Unsupported { offset, size }),
             }
             self.log.push((Direction::Write, offset, size, value));
@@ -628,10 +576,7 @@ mod tests {
     #[test]
     fn fault_ipa_combines_hpfar_and_far() {
         // HPFAR_EL2.FIPA = IPA[51:12] in bits [43:4]; NS (bit 63) ignored.
-        assert_eq!(
-            fault_ipa(0x0a00_0000 >> 8, 0xffff_0000_1234_5004),
-            0x0a00_0004
-        );
+        assert_eq!(fault_ipa(0x0a00_0000 >> 8, 0xffff_0000_1234_5004), 0x0a00_0004);
         assert_eq!(fault_ipa((1 << 63) | (0x0900_0000 >> 8), 0x18), 0x0900_0018);
         assert_eq!(fault_ipa(u64::MAX, u64::MAX), 0x000f_ffff_ffff_ffff);
     }
@@ -658,68 +603,29 @@ mod tests {
     #[test]
     fn decode_signed_and_release_forms() {
         let a = MmioAccess::decode(LDRSB_X3, BASE).unwrap();
-        assert_eq!(
-            (a.size, a.rt, a.sign_extend, a.sf),
-            (AccessSize::Byte, 3, true, true)
-        );
+        assert_eq!((a.size, a.rt, a.sign_extend, a.sf), (AccessSize::Byte, 3, true, true));
         let a = MmioAccess::decode(LDRSH_W4, BASE).unwrap();
-        assert_eq!(
-            (a.size, a.rt, a.sign_extend, a.sf),
-            (AccessSize::Half, 4, true, false)
-        );
+        assert_eq!((a.size, a.rt, a.sign_extend, a.sf), (AccessSize::Half, 4, true, false));
         let a = MmioAccess::decode(LDRSW_X6, BASE).unwrap();
-        assert_eq!(
-            (a.size, a.rt, a.sign_extend, a.sf),
-            (AccessSize::Word, 6, true, true)
-        );
+        assert_eq!((a.size, a.rt, a.sign_extend, a.sf), (AccessSize::Word, 6, true, true));
         let a = MmioAccess::decode(STLR_W2, BASE).unwrap();
-        assert_eq!(
-            (a.size, a.rt, a.direction, a.acquire_release),
-            (AccessSize::Word, 2, Direction::Write, true)
-        );
-        assert_eq!(
-            a.to_string(),
-            "write 4 bytes at IPA 0xa000000 w2, acquire/release"
-        );
+        assert_eq!((a.size, a.rt, a.direction, a.acquire_release), (AccessSize::Word, 2, Direction::Write, true));
+        assert_eq!(a.to_string(), "write 4 bytes at IPA 0xa000000 w2, acquire/release");
         let a = MmioAccess::decode(STR_X5, BASE).unwrap();
-        assert_eq!(
-            (a.size, a.rt, a.direction, a.sf),
-            (AccessSize::Double, 5, Direction::Write, true)
-        );
+        assert_eq!((a.size, a.rt, a.direction, a.sf), (AccessSize::Double, 5, Direction::Write, true));
     }
 
     #[test]
     fn decode_refusals() {
-        assert_eq!(
-            MmioAccess::decode(STP, BASE),
-            Err(NotEmulatable::NoSyndrome)
-        );
-        assert_eq!(
-            MmioAccess::decode(S1PTW, BASE),
-            Err(NotEmulatable::StageOneWalk)
-        );
-        assert_eq!(
-            MmioAccess::decode(DC_CIVAC, BASE),
-            Err(NotEmulatable::CacheMaintenance)
-        );
+        assert_eq!(MmioAccess::decode(STP, BASE), Err(NotEmulatable::NoSyndrome));
+        assert_eq!(MmioAccess::decode(S1PTW, BASE), Err(NotEmulatable::StageOneWalk));
+        assert_eq!(MmioAccess::decode(DC_CIVAC, BASE), Err(NotEmulatable::CacheMaintenance));
         // Same-EL data abort (an EL2 fault), instruction abort, HVC.
-        assert_eq!(
-            MmioAccess::decode(Esr(0x9781_0005), BASE),
-            Err(NotEmulatable::NotGuestDataAbort)
-        );
-        assert_eq!(
-            MmioAccess::decode(Esr(0x8200_0007), BASE),
-            Err(NotEmulatable::NotGuestDataAbort)
-        );
-        assert_eq!(
-            MmioAccess::decode(Esr(0x5a00_0000), BASE),
-            Err(NotEmulatable::NotGuestDataAbort)
-        );
+        assert_eq!(MmioAccess::decode(Esr(0x9781_0005), BASE), Err(NotEmulatable::NotGuestDataAbort));
+        assert_eq!(MmioAccess::decode(Esr(0x8200_0007), BASE), Err(NotEmulatable::NotGuestDataAbort));
+        assert_eq!(MmioAccess::decode(Esr(0x5a00_0000), BASE), Err(NotEmulatable::NotGuestDataAbort));
         // ISV with FnV: no usable address.
-        assert_eq!(
-            MmioAccess::decode(Esr(0x9381_0405), BASE),
-            Err(NotEmulatable::FarNotValid)
-        );
+        assert_eq!(MmioAccess::decode(Esr(0x9381_0405), BASE), Err(NotEmulatable::FarNotValid));
         assert_eq!(
             NotEmulatable::NoSyndrome.to_string(),
             "no instruction syndrome (ISV=0: pair, writeback, SIMD, ...)"
@@ -752,21 +658,11 @@ mod tests {
         assert_eq!(ldrsh_w4.load_value(0x8001), 0xffff_8001);
         assert_eq!(ldrsh_w4.load_value(0x7fff), 0x7fff);
         let ldrsw_x6 = MmioAccess::decode(LDRSW_X6, BASE).unwrap();
-        assert_eq!(
-            ldrsw_x6.load_value(0xdead_beef_8000_0000),
-            0xffff_ffff_8000_0000
-        );
-        let ldr_x = MmioAccess {
-            sf: true,
-            size: AccessSize::Double,
-            ..ldr_w1
-        };
+        assert_eq!(ldrsw_x6.load_value(0xdead_beef_8000_0000), 0xffff_ffff_8000_0000);
+        let ldr_x = MmioAccess { sf: true, size: AccessSize::Double, ..ldr_w1 };
         assert_eq!(ldr_x.load_value(u64::MAX), u64::MAX);
         // SSE with a doubleword is meaningless and harmless.
-        let odd = MmioAccess {
-            sign_extend: true,
-            ..ldr_x
-        };
+        let odd = MmioAccess { sign_extend: true, ..ldr_x };
         assert_eq!(odd.load_value(0x8000_0000_0000_0000), 0x8000_0000_0000_0000);
     }
 
@@ -774,26 +670,19 @@ mod tests {
     fn complete_read_writes_rt_only_and_discards_xzr() {
         let before = frame();
         let mut regs = before;
-        MmioAccess::decode(LDRSB_X3, BASE)
-            .unwrap()
-            .complete_read(&mut regs, 0xfe);
+        MmioAccess::decode(LDRSB_X3, BASE).unwrap().complete_read(&mut regs, 0xfe);
         assert_eq!(regs[3], u64::MAX - 1);
         for i in (0..31).filter(|&i| i != 3) {
             assert_eq!(regs[i], before[i]);
         }
         let mut regs = before;
-        MmioAccess::decode(LDR_XZR, BASE)
-            .unwrap()
-            .complete_read(&mut regs, 42);
+        MmioAccess::decode(LDR_XZR, BASE).unwrap().complete_read(&mut regs, 42);
         assert_eq!(regs, before);
     }
 
     #[test]
     fn dispatch_read_and_write() {
-        let mut dev = Fake {
-            regs: [0x8765_4321, 0xcafe_f00d, 0, 0],
-            ..Fake::default()
-        };
+        let mut dev = Fake { regs: [0x8765_4321, 0xcafe_f00d, 0, 0], ..Fake::default() };
         let mut bus: MmioBus<'_, 4> = MmioBus::new();
         assert_eq!(bus.register(BASE, 0x1000, &mut dev), Ok(0));
         let mut regs = frame();
@@ -807,23 +696,18 @@ mod tests {
         bus.dispatch(&a, &mut regs).unwrap();
         assert_eq!(regs[3], 0x21);
         // LDRSH W4 at offset 0 (0x4321) and LDRSW X6 at 0 (0x87654321).
-        bus.dispatch(&MmioAccess::decode(LDRSH_W4, BASE).unwrap(), &mut regs)
-            .unwrap();
+        bus.dispatch(&MmioAccess::decode(LDRSH_W4, BASE).unwrap(), &mut regs).unwrap();
         assert_eq!(regs[4], 0x4321);
-        bus.dispatch(&MmioAccess::decode(LDRSW_X6, BASE).unwrap(), &mut regs)
-            .unwrap();
+        bus.dispatch(&MmioAccess::decode(LDRSW_X6, BASE).unwrap(), &mut regs).unwrap();
         assert_eq!(regs[6], 0xffff_ffff_8765_4321);
         // STLR W2 to offset 8.
         regs[2] = 0xffff_ffff_0000_0042;
-        bus.dispatch(&MmioAccess::decode(STLR_W2, BASE + 8).unwrap(), &mut regs)
-            .unwrap();
+        bus.dispatch(&MmioAccess::decode(STLR_W2, BASE + 8).unwrap(), &mut regs).unwrap();
         // STR WZR to offset 12.
-        bus.dispatch(&MmioAccess::decode(STR_WZR, BASE + 12).unwrap(), &mut regs)
-            .unwrap();
+        bus.dispatch(&MmioAccess::decode(STR_WZR, BASE + 12).unwrap(), &mut regs).unwrap();
         // STR X5 to offset 0.
         regs[5] = 0x0123_4567_89ab_cdef;
-        bus.dispatch(&MmioAccess::decode(STR_X5, BASE).unwrap(), &mut regs)
-            .unwrap();
+        bus.dispatch(&MmioAccess::decode(STR_X5, BASE).unwrap(), &mut regs).unwrap();
         assert_eq!(dev.regs, [0x89ab_cdef, 0x0123_4567, 0x42, 0]);
         let writes: Vec<_> = dev.log.iter().filter(|e| e.0 == Direction::Write).collect();
         assert_eq!(
@@ -846,50 +730,17 @@ mod tests {
         let ldr = |ipa| MmioAccess::decode(LDR_W1, ipa).unwrap();
         let str_x5 = |ipa| MmioAccess::decode(STR_X5, ipa).unwrap();
 
-        assert_eq!(
-            bus.dispatch(&ldr(BASE - 4), &mut regs),
-            Err(MmioFault::Unmapped { ipa: BASE - 4 })
-        );
-        assert_eq!(
-            bus.dispatch(&ldr(BASE + 0x20), &mut regs),
-            Err(MmioFault::Unmapped { ipa: BASE + 0x20 })
-        );
-        assert_eq!(
-            bus.dispatch(&ldr(0), &mut regs),
-            Err(MmioFault::Unmapped { ipa: 0 })
-        );
-        assert_eq!(
-            bus.dispatch(&ldr(u64::MAX - 3), &mut regs),
-            Err(MmioFault::Unmapped { ipa: u64::MAX - 3 })
-        );
-        assert_eq!(
-            bus.dispatch(&ldr(BASE + 2), &mut regs),
-            Err(MmioFault::Misaligned {
-                ipa: BASE + 2,
-                size: 4
-            })
-        );
-        assert_eq!(
-            bus.dispatch(&ldr(BASE + 0x10), &mut regs),
-            Err(MmioFault::DeviceError { offset: 0x10 })
-        );
-        assert_eq!(
-            bus.dispatch(&str_x5(BASE + 8), &mut regs),
-            Err(MmioFault::Unsupported { offset: 8, size: 8 })
-        );
+        assert_eq!(bus.dispatch(&ldr(BASE - 4), &mut regs), Err(MmioFault::Unmapped { ipa: BASE - 4 }));
+        assert_eq!(bus.dispatch(&ldr(BASE + 0x20), &mut regs), Err(MmioFault::Unmapped { ipa: BASE + 0x20 }));
+        assert_eq!(bus.dispatch(&ldr(0), &mut regs), Err(MmioFault::Unmapped { ipa: 0 }));
+        assert_eq!(bus.dispatch(&ldr(u64::MAX - 3), &mut regs), Err(MmioFault::Unmapped { ipa: u64::MAX - 3 }));
+        assert_eq!(bus.dispatch(&ldr(BASE + 2), &mut regs), Err(MmioFault::Misaligned { ipa: BASE + 2, size: 4 }));
+        assert_eq!(bus.dispatch(&ldr(BASE + 0x10), &mut regs), Err(MmioFault::DeviceError { offset: 0x10 }));
+        assert_eq!(bus.dispatch(&str_x5(BASE + 8), &mut regs), Err(MmioFault::Unsupported { offset: 8, size: 8 }));
         assert_eq!(regs, before);
-        assert_eq!(
-            MmioFault::Unmapped { ipa: 0 }.guest_fault(),
-            FaultStatus::SyncExternal
-        );
-        assert_eq!(
-            MmioFault::Misaligned { ipa: 2, size: 4 }.guest_fault(),
-            FaultStatus::Alignment
-        );
-        assert_eq!(
-            MmioFault::Unmapped { ipa: 0x10 }.to_string(),
-            "no device at IPA 0x10"
-        );
+        assert_eq!(MmioFault::Unmapped { ipa: 0 }.guest_fault(), FaultStatus::SyncExternal);
+        assert_eq!(MmioFault::Misaligned { ipa: 2, size: 4 }.guest_fault(), FaultStatus::Alignment);
+        assert_eq!(MmioFault::Unmapped { ipa: 0x10 }.to_string(), "no device at IPA 0x10");
     }
 
     #[test]
@@ -898,17 +749,8 @@ mod tests {
         let mut bus: MmioBus<'_, 1> = MmioBus::new();
         bus.register(BASE, 0x6, &mut dev).unwrap(); // odd-sized window
         assert_eq!(bus.read(BASE + 4, AccessSize::Half), Ok(0));
-        assert_eq!(
-            bus.read(BASE + 4, AccessSize::Word),
-            Err(MmioFault::CrossesEnd {
-                ipa: BASE + 4,
-                size: 4
-            })
-        );
-        assert_eq!(
-            bus.write(BASE, AccessSize::Double, 1),
-            Err(MmioFault::CrossesEnd { ipa: BASE, size: 8 })
-        );
+        assert_eq!(bus.read(BASE + 4, AccessSize::Word), Err(MmioFault::CrossesEnd { ipa: BASE + 4, size: 4 }));
+        assert_eq!(bus.write(BASE, AccessSize::Double, 1), Err(MmioFault::CrossesEnd { ipa: BASE, size: 8 }));
     }
 
     #[test]
@@ -934,8 +776,7 @@ mod tests {
         assert_eq!(bus.read(BASE + 1, AccessSize::Byte), Ok(0x56));
         assert_eq!(bus.read(BASE + 2, AccessSize::Half), Ok(0x1234));
         // Writes reach the device masked, too.
-        bus.write(BASE + 4, AccessSize::Byte, 0xffff_ffff_ffff_ff99)
-            .unwrap();
+        bus.write(BASE + 4, AccessSize::Byte, 0xffff_ffff_ffff_ff99).unwrap();
         assert_eq!(dev.regs[1], 0x99);
     }
 
@@ -949,10 +790,7 @@ mod tests {
         assert!(bus.is_empty());
         assert_eq!(bus.register(0x1000, 0x1000, a), Ok(0));
         // Overlapping from below, from above, inside, around, equal.
-        let overlap = Err(RegisterError::Overlap {
-            base: 0x1000,
-            len: 0x1000,
-        });
+        let overlap = Err(RegisterError::Overlap { base: 0x1000, len: 0x1000 });
         assert_eq!(bus.register(0x0800, 0x0801, b), overlap);
         assert_eq!(bus.register(0x1fff, 0x10, c), overlap);
         assert_eq!(bus.register(0x1100, 0x10, d), overlap);
@@ -960,41 +798,19 @@ mod tests {
         assert_eq!(bus.register(0x1000, 0x1000, f), overlap);
         // Empty and wrapping windows.
         assert_eq!(bus.register(0x5000, 0, g), Err(RegisterError::ZeroLength));
-        assert_eq!(
-            bus.register(u64::MAX, 2, h),
-            Err(RegisterError::Wraps {
-                base: u64::MAX,
-                len: 2
-            })
-        );
+        assert_eq!(bus.register(u64::MAX, 2, h), Err(RegisterError::Wraps { base: u64::MAX, len: 2 }));
         // Adjacent on both sides is fine.
         assert_eq!(bus.register(0x0800, 0x0800, i), Ok(1));
         assert_eq!(bus.register(0x2000, 0x1000, j), Ok(2));
         assert_eq!(bus.len(), 3);
         assert_eq!(bus.register(0x9000, 0x1000, k), Err(RegisterError::Full));
         // Overlap is reported before fullness.
-        assert_eq!(
-            bus.register(0x2800, 0x10, l),
-            Err(RegisterError::Overlap {
-                base: 0x2000,
-                len: 0x1000
-            })
-        );
-        assert_eq!(
-            bus.windows().collect::<Vec<_>>(),
-            [(0x1000, 0x1000), (0x0800, 0x0800), (0x2000, 0x1000)]
-        );
+        assert_eq!(bus.register(0x2800, 0x10, l), Err(RegisterError::Overlap { base: 0x2000, len: 0x1000 }));
+        assert_eq!(bus.windows().collect::<Vec<_>>(), [(0x1000, 0x1000), (0x0800, 0x0800), (0x2000, 0x1000)]);
         assert!(bus.contains(0x0800) && bus.contains(0x2fff) && !bus.contains(0x3000));
+        assert_eq!(std::format!("{bus:?}"), "[(4096, 4096), (2048, 2048), (8192, 4096)]");
         assert_eq!(
-            std::format!("{bus:?}"),
-            "[(4096, 4096), (2048, 2048), (8192, 4096)]"
-        );
-        assert_eq!(
-            RegisterError::Overlap {
-                base: 0x1000,
-                len: 0x1000
-            }
-            .to_string(),
+            RegisterError::Overlap { base: 0x1000, len: 0x1000 }.to_string(),
             "MMIO window overlaps the one at 0x1000 (length 0x1000)"
         );
     }
@@ -1022,12 +838,7 @@ mod tests {
 
     #[test]
     fn access_sizes() {
-        for (sas, bytes, mask) in [
-            (0, 1, 0xff),
-            (1, 2, 0xffff),
-            (2, 4, 0xffff_ffff),
-            (3, 8, u64::MAX),
-        ] {
+        for (sas, bytes, mask) in [(0, 1, 0xff), (1, 2, 0xffff), (2, 4, 0xffff_ffff), (3, 8, u64::MAX)] {
             let size = AccessSize::from_sas(sas);
             assert_eq!(size.bytes(), bytes);
             assert_eq!(size.mask(), mask);
@@ -1063,5 +874,4 @@ mod tests {
         // Still bounded by the window.
         assert_eq!(bus.read(0x1fff, AccessSize::Half), Err(MmioFault::CrossesEnd { ipa: 0x1fff, size: 2 }));
     }
-
 }

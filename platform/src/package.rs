@@ -193,24 +193,15 @@ impl fmt::Display for LoadHintError {
             LoadHintError::AlignNotPowerOfTwo { align } => {
                 write!(f, "load alignment {align:#x} is not a power of two")
             }
-            LoadHintError::AlignTooSmall { align } => write!(
-                f,
-                "load alignment {align:#x} is below the minimum of {MIN_LOAD_ALIGN:#x} (one page)"
-            ),
-            LoadHintError::MemSizeBelowPayload {
-                mem_size,
-                payload_size,
-            } => write!(
-                f,
-                "memory size {mem_size:#x} is smaller than the payload ({payload_size:#x} bytes)"
-            ),
-            LoadHintError::EntryOutsideImage {
-                entry_offset,
-                mem_size,
-            } => write!(
-                f,
-                "entry offset {entry_offset:#x} is outside the image (memory size {mem_size:#x})"
-            ),
+            LoadHintError::AlignTooSmall { align } => {
+                write!(f, "load alignment {align:#x} is below the minimum of {MIN_LOAD_ALIGN:#x} (one page)")
+            }
+            LoadHintError::MemSizeBelowPayload { mem_size, payload_size } => {
+                write!(f, "memory size {mem_size:#x} is smaller than the payload ({payload_size:#x} bytes)")
+            }
+            LoadHintError::EntryOutsideImage { entry_offset, mem_size } => {
+                write!(f, "entry offset {entry_offset:#x} is outside the image (memory size {mem_size:#x})")
+            }
             LoadHintError::EntryMisaligned { entry_offset } => write!(
                 f,
                 "entry offset {entry_offset:#x} is not a multiple of 4 (AArch64 instructions are 4-byte aligned)"
@@ -230,21 +221,13 @@ impl LoadHints {
             return Err(LoadHintError::AlignTooSmall { align: self.align });
         }
         if self.mem_size < payload_size {
-            return Err(LoadHintError::MemSizeBelowPayload {
-                mem_size: self.mem_size,
-                payload_size,
-            });
+            return Err(LoadHintError::MemSizeBelowPayload { mem_size: self.mem_size, payload_size });
         }
         if self.entry_offset >= self.mem_size {
-            return Err(LoadHintError::EntryOutsideImage {
-                entry_offset: self.entry_offset,
-                mem_size: self.mem_size,
-            });
+            return Err(LoadHintError::EntryOutsideImage { entry_offset: self.entry_offset, mem_size: self.mem_size });
         }
         if !self.entry_offset.is_multiple_of(4) {
-            return Err(LoadHintError::EntryMisaligned {
-                entry_offset: self.entry_offset,
-            });
+            return Err(LoadHintError::EntryMisaligned { entry_offset: self.entry_offset });
         }
         Ok(())
     }
@@ -389,29 +372,25 @@ impl fmt::Display for PackageError {
                 "firmware package format version {found} is not supported (this build reads version \
                  {FORMAT_VERSION}); rebuild flash.bin with the matching mkflash"
             ),
-            PackageError::HeaderSizeMismatch { found } => write!(
-                f,
-                "firmware package header declares size {found}, expected {HEADER_SIZE}"
-            ),
-            PackageError::EntrySizeMismatch { found } => write!(
-                f,
-                "firmware package declares entry size {found}, expected {ENTRY_SIZE}"
-            ),
-            PackageError::TooManyEntries { count } => write!(
-                f,
-                "firmware package has {count} entries, at most {MAX_ENTRIES} are allowed"
-            ),
-            PackageError::HeaderDigestMismatch => f.write_str(
-                "firmware package header or entry table is corrupt (SHA-256 mismatch); rebuild flash.bin",
-            ),
+            PackageError::HeaderSizeMismatch { found } => {
+                write!(f, "firmware package header declares size {found}, expected {HEADER_SIZE}")
+            }
+            PackageError::EntrySizeMismatch { found } => {
+                write!(f, "firmware package declares entry size {found}, expected {ENTRY_SIZE}")
+            }
+            PackageError::TooManyEntries { count } => {
+                write!(f, "firmware package has {count} entries, at most {MAX_ENTRIES} are allowed")
+            }
+            PackageError::HeaderDigestMismatch => {
+                f.write_str("firmware package header or entry table is corrupt (SHA-256 mismatch); rebuild flash.bin")
+            }
             PackageError::BadTotalSize { total, min } => write!(
                 f,
                 "firmware package declares total size {total}, smaller than its header and entry table ({min} bytes)"
             ),
-            PackageError::NonZeroReserved { index, value } => write!(
-                f,
-                "firmware package entry {index} has reserved flags {value:#x}, which must be zero"
-            ),
+            PackageError::NonZeroReserved { index, value } => {
+                write!(f, "firmware package entry {index} has reserved flags {value:#x}, which must be zero")
+            }
             PackageError::UnknownKind { index, kind } => write!(
                 f,
                 "firmware package entry {index} has unknown kind {kind} (known: 1 = hypervisor, 2 = guest-stub)"
@@ -419,42 +398,30 @@ impl fmt::Display for PackageError {
             PackageError::DuplicateKind { kind } => {
                 write!(f, "firmware package has more than one {kind} entry")
             }
-            PackageError::EntryOutOfBounds {
-                kind,
-                offset,
-                size,
-                start,
-                end,
-            } => write!(
+            PackageError::EntryOutOfBounds { kind, offset, size, start, end } => write!(
                 f,
                 "firmware package {kind} payload (offset {offset:#x}, size {size:#x}) lies outside the \
                  payload area {start:#x}..{end:#x}"
             ),
-            PackageError::OverlappingPayloads { first, second } => write!(
-                f,
-                "firmware package payloads overlap: {second} starts inside {first}"
-            ),
-            PackageError::NonZeroPadding { offset } => write!(
-                f,
-                "firmware package padding byte at offset {offset:#x} is not zero (corrupt image)"
-            ),
+            PackageError::OverlappingPayloads { first, second } => {
+                write!(f, "firmware package payloads overlap: {second} starts inside {first}")
+            }
+            PackageError::NonZeroPadding { offset } => {
+                write!(f, "firmware package padding byte at offset {offset:#x} is not zero (corrupt image)")
+            }
             PackageError::BadLoadHints { kind, error } => {
                 write!(f, "firmware package {kind} entry has bad load hints: {error}")
             }
-            PackageError::PayloadDigestMismatch { kind } => write!(
-                f,
-                "firmware package {kind} payload is corrupt (SHA-256 mismatch); rebuild flash.bin"
-            ),
+            PackageError::PayloadDigestMismatch { kind } => {
+                write!(f, "firmware package {kind} payload is corrupt (SHA-256 mismatch); rebuild flash.bin")
+            }
             PackageError::MissingEntry { kind } => {
                 write!(f, "firmware package has no {kind} entry")
             }
-            PackageError::BufferTooSmall { need, have } => write!(
-                f,
-                "output buffer too small for firmware package: need {need} bytes, have {have}"
-            ),
-            PackageError::TooLarge => {
-                f.write_str("firmware package payloads are too large to describe")
+            PackageError::BufferTooSmall { need, have } => {
+                write!(f, "output buffer too small for firmware package: need {need} bytes, have {have}")
             }
+            PackageError::TooLarge => f.write_str("firmware package payloads are too large to describe"),
         }
     }
 }
@@ -635,11 +602,7 @@ impl RawEntry {
             flags: c.u32()?,
             offset: c.u64()?,
             size: c.u64()?,
-            load: LoadHints {
-                align: c.u64()?,
-                mem_size: c.u64()?,
-                entry_offset: c.u64()?,
-            },
+            load: LoadHints { align: c.u64()?, mem_size: c.u64()?, entry_offset: c.u64()? },
             digest: c.bytes()?,
         })
     }
@@ -679,11 +642,7 @@ fn to_u64(value: usize) -> u64 {
 }
 
 fn truncated(what: &'static str, need: u64, have: usize) -> PackageError {
-    PackageError::Truncated {
-        what,
-        need,
-        have: to_u64(have),
-    }
+    PackageError::Truncated { what, need, have: to_u64(have) }
 }
 
 /// Offsets in flash (multiples of [`PACKAGE_ALIGN`]) at which [`MAGIC`]
@@ -713,40 +672,28 @@ impl<'a> Package<'a> {
     /// bounds, load hints), that payloads do not overlap and padding is zero,
     /// and finally every payload digest. Never panics.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, PackageError> {
-        let header_bytes = bytes
-            .first_chunk::<HEADER_SIZE>()
-            .ok_or_else(|| truncated("header", to_u64(HEADER_SIZE), bytes.len()))?;
-        let header = RawHeader::decode(header_bytes)
-            .ok_or_else(|| truncated("header", to_u64(HEADER_SIZE), bytes.len()))?;
+        let header_bytes =
+            bytes.first_chunk::<HEADER_SIZE>().ok_or_else(|| truncated("header", to_u64(HEADER_SIZE), bytes.len()))?;
+        let header =
+            RawHeader::decode(header_bytes).ok_or_else(|| truncated("header", to_u64(HEADER_SIZE), bytes.len()))?;
         if header.magic != MAGIC {
-            return Err(PackageError::BadMagic {
-                found: header.magic,
-            });
+            return Err(PackageError::BadMagic { found: header.magic });
         }
         if header.version != FORMAT_VERSION {
-            return Err(PackageError::UnsupportedVersion {
-                found: header.version,
-            });
+            return Err(PackageError::UnsupportedVersion { found: header.version });
         }
         if usize::try_from(header.header_size).ok() != Some(HEADER_SIZE) {
-            return Err(PackageError::HeaderSizeMismatch {
-                found: header.header_size,
-            });
+            return Err(PackageError::HeaderSizeMismatch { found: header.header_size });
         }
         if usize::try_from(header.entry_size).ok() != Some(ENTRY_SIZE) {
-            return Err(PackageError::EntrySizeMismatch {
-                found: header.entry_size,
-            });
+            return Err(PackageError::EntrySizeMismatch { found: header.entry_size });
         }
         let count = usize::try_from(header.entry_count)
             .ok()
             .filter(|&n| n <= MAX_ENTRIES)
-            .ok_or(PackageError::TooManyEntries {
-                count: u64::from(header.entry_count),
-            })?;
-        let table_end = table_end(count).ok_or(PackageError::TooManyEntries {
-            count: u64::from(header.entry_count),
-        })?;
+            .ok_or(PackageError::TooManyEntries { count: u64::from(header.entry_count) })?;
+        let table_end =
+            table_end(count).ok_or(PackageError::TooManyEntries { count: u64::from(header.entry_count) })?;
         let table = bytes
             .get(HEADER_SIZE..table_end)
             .ok_or_else(|| truncated("entry table", to_u64(table_end), bytes.len()))?;
@@ -754,10 +701,7 @@ impl<'a> Package<'a> {
             return Err(PackageError::HeaderDigestMismatch);
         }
         if header.total_size < to_u64(table_end) {
-            return Err(PackageError::BadTotalSize {
-                total: header.total_size,
-                min: to_u64(table_end),
-            });
+            return Err(PackageError::BadTotalSize { total: header.total_size, min: to_u64(table_end) });
         }
         let bytes = usize::try_from(header.total_size)
             .ok()
@@ -766,18 +710,12 @@ impl<'a> Package<'a> {
 
         let mut entries: [Option<Entry<'a>>; EntryKind::ALL.len()] = [None; EntryKind::ALL.len()];
         for (index, record) in table.chunks_exact(ENTRY_SIZE).enumerate() {
-            let raw = RawEntry::decode(record)
-                .ok_or_else(|| truncated("entry table", to_u64(table_end), bytes.len()))?;
+            let raw =
+                RawEntry::decode(record).ok_or_else(|| truncated("entry table", to_u64(table_end), bytes.len()))?;
             if raw.flags != 0 {
-                return Err(PackageError::NonZeroReserved {
-                    index,
-                    value: raw.flags,
-                });
+                return Err(PackageError::NonZeroReserved { index, value: raw.flags });
             }
-            let kind = EntryKind::from_u32(raw.kind).ok_or(PackageError::UnknownKind {
-                index,
-                kind: raw.kind,
-            })?;
+            let kind = EntryKind::from_u32(raw.kind).ok_or(PackageError::UnknownKind { index, kind: raw.kind })?;
             if entries.iter().flatten().any(|e| e.kind == kind) {
                 return Err(PackageError::DuplicateKind { kind });
             }
@@ -797,9 +735,7 @@ impl<'a> Package<'a> {
                 .and_then(|end| Some(usize::try_from(raw.offset).ok()?..usize::try_from(end).ok()?))
                 .and_then(|range| bytes.get(range))
                 .ok_or(out_of_bounds)?;
-            raw.load
-                .check(raw.size)
-                .map_err(|error| PackageError::BadLoadHints { kind, error })?;
+            raw.load.check(raw.size).map_err(|error| PackageError::BadLoadHints { kind, error })?;
             let entry = Entry {
                 kind,
                 offset: usize::try_from(raw.offset).map_err(|_| out_of_bounds)?,
@@ -809,10 +745,7 @@ impl<'a> Package<'a> {
             };
             // There is a free slot: entries are unique kinds and the array
             // has one slot per kind.
-            let slot = entries
-                .iter_mut()
-                .find(|slot| slot.is_none())
-                .ok_or(PackageError::DuplicateKind { kind })?;
+            let slot = entries.iter_mut().find(|slot| slot.is_none()).ok_or(PackageError::DuplicateKind { kind })?;
             *slot = Some(entry);
         }
 
@@ -824,11 +757,7 @@ impl<'a> Package<'a> {
             }
         }
 
-        Ok(Self {
-            bytes,
-            header_digest: header.digest,
-            entries,
-        })
+        Ok(Self { bytes, header_digest: header.digest, entries })
     }
 
     /// Size of the whole package in bytes (header, table, payloads, padding).
@@ -865,20 +794,12 @@ impl<'a> Package<'a> {
 /// Checks that payloads (already known to lie in `table_end..bytes.len()`)
 /// do not overlap and that every byte of the payload area outside them is
 /// zero.
-fn check_layout(
-    bytes: &[u8],
-    table_end: usize,
-    entries: &[Option<Entry<'_>>],
-) -> Result<(), PackageError> {
+fn check_layout(bytes: &[u8], table_end: usize, entries: &[Option<Entry<'_>>]) -> Result<(), PackageError> {
     // Sort (offset, end, kind) by offset; there are at most a few entries.
     let mut ranges = [(0usize, 0usize, EntryKind::Hypervisor); EntryKind::ALL.len()];
     let n = entries.iter().flatten().count();
     for (slot, entry) in ranges.iter_mut().zip(entries.iter().flatten()) {
-        *slot = (
-            entry.offset,
-            entry.offset.saturating_add(entry.payload.len()),
-            entry.kind,
-        );
+        *slot = (entry.offset, entry.offset.saturating_add(entry.payload.len()), entry.kind);
     }
     let ranges = ranges.get_mut(..n).ok_or(PackageError::TooLarge)?;
     ranges.sort_unstable_by_key(|r| (r.0, r.1));
@@ -886,9 +807,7 @@ fn check_layout(
     let check_zero = |from: usize, to: usize| -> Result<(), PackageError> {
         let gap = bytes.get(from..to).unwrap_or_default();
         match gap.iter().position(|&b| b != 0) {
-            Some(i) => Err(PackageError::NonZeroPadding {
-                offset: to_u64(from.saturating_add(i)),
-            }),
+            Some(i) => Err(PackageError::NonZeroPadding { offset: to_u64(from.saturating_add(i)) }),
             None => Ok(()),
         }
     };
@@ -898,10 +817,7 @@ fn check_layout(
     for &(start, end, kind) in ranges.iter() {
         if start < cursor {
             if let Some(first) = previous {
-                return Err(PackageError::OverlappingPayloads {
-                    first,
-                    second: kind,
-                });
+                return Err(PackageError::OverlappingPayloads { first, second: kind });
             }
         }
         check_zero(cursor, start)?;
@@ -933,43 +849,25 @@ struct Layout {
 
 fn layout(entries: &[EntryDesc<'_>]) -> Result<Layout, PackageError> {
     if entries.len() > MAX_ENTRIES {
-        return Err(PackageError::TooManyEntries {
-            count: to_u64(entries.len()),
-        });
+        return Err(PackageError::TooManyEntries { count: to_u64(entries.len()) });
     }
     let mut offsets = [0usize; MAX_ENTRIES];
     let table_end = table_end(entries.len()).ok_or(PackageError::TooLarge)?;
     let mut cursor = table_end;
     for (i, desc) in entries.iter().enumerate() {
-        if entries
-            .get(..i)
-            .unwrap_or_default()
-            .iter()
-            .any(|d| d.kind == desc.kind)
-        {
+        if entries.get(..i).unwrap_or_default().iter().any(|d| d.kind == desc.kind) {
             return Err(PackageError::DuplicateKind { kind: desc.kind });
         }
         desc.load
             .check(to_u64(desc.payload.len()))
-            .map_err(|error| PackageError::BadLoadHints {
-                kind: desc.kind,
-                error,
-            })?;
-        let offset = cursor
-            .checked_next_multiple_of(PAYLOAD_ALIGN)
-            .ok_or(PackageError::TooLarge)?;
-        cursor = offset
-            .checked_add(desc.payload.len())
-            .ok_or(PackageError::TooLarge)?;
+            .map_err(|error| PackageError::BadLoadHints { kind: desc.kind, error })?;
+        let offset = cursor.checked_next_multiple_of(PAYLOAD_ALIGN).ok_or(PackageError::TooLarge)?;
+        cursor = offset.checked_add(desc.payload.len()).ok_or(PackageError::TooLarge)?;
         if let Some(slot) = offsets.get_mut(i) {
             *slot = offset;
         }
     }
-    Ok(Layout {
-        table_end,
-        offsets,
-        total: cursor,
-    })
+    Ok(Layout { table_end, offsets, total: cursor })
 }
 
 /// Bytes [`encode`] needs for `entries` (`usize::MAX` if they cannot be
@@ -983,27 +881,13 @@ pub fn encoded_len(entries: &[EntryDesc<'_>]) -> usize {
 pub fn encode(entries: &[EntryDesc<'_>], out: &mut [u8]) -> Result<usize, PackageError> {
     let layout = layout(entries)?;
     let have = out.len();
-    let out = out
-        .get_mut(..layout.total)
-        .ok_or(PackageError::BufferTooSmall {
-            need: layout.total,
-            have,
-        })?;
+    let out = out.get_mut(..layout.total).ok_or(PackageError::BufferTooSmall { need: layout.total, have })?;
     out.fill(0);
-    let internal = PackageError::BufferTooSmall {
-        need: layout.total,
-        have,
-    };
+    let internal = PackageError::BufferTooSmall { need: layout.total, have };
 
     let (header_bytes, rest) = out.split_first_chunk_mut::<HEADER_SIZE>().ok_or(internal)?;
-    let (table, _) = rest
-        .split_at_mut_checked(layout.table_end.saturating_sub(HEADER_SIZE))
-        .ok_or(internal)?;
-    for ((desc, &offset), record) in entries
-        .iter()
-        .zip(layout.offsets.iter())
-        .zip(table.chunks_exact_mut(ENTRY_SIZE))
-    {
+    let (table, _) = rest.split_at_mut_checked(layout.table_end.saturating_sub(HEADER_SIZE)).ok_or(internal)?;
+    for ((desc, &offset), record) in entries.iter().zip(layout.offsets.iter()).zip(table.chunks_exact_mut(ENTRY_SIZE)) {
         RawEntry {
             kind: desc.kind.as_u32(),
             flags: 0,
@@ -1065,11 +949,7 @@ mod tests {
     const STUB: &[u8] = &[0x3c; 37];
 
     fn hints(mem_size: u64, entry_offset: u64) -> LoadHints {
-        LoadHints {
-            align: 4096,
-            mem_size,
-            entry_offset,
-        }
+        LoadHints { align: 4096, mem_size, entry_offset }
     }
 
     fn descs() -> [EntryDesc<'static>; 2] {
@@ -1077,17 +957,9 @@ mod tests {
             EntryDesc {
                 kind: EntryKind::Hypervisor,
                 payload: HYP,
-                load: LoadHints {
-                    align: 0x20_0000,
-                    mem_size: 0x3000,
-                    entry_offset: 0x40,
-                },
+                load: LoadHints { align: 0x20_0000, mem_size: 0x3000, entry_offset: 0x40 },
             },
-            EntryDesc {
-                kind: EntryKind::GuestStub,
-                payload: STUB,
-                load: hints(0x1000, 0),
-            },
+            EntryDesc { kind: EntryKind::GuestStub, payload: STUB, load: hints(0x1000, 0) },
         ]
     }
 
@@ -1183,24 +1055,14 @@ mod tests {
         assert_eq!(bytes.len(), HEADER_SIZE);
         let pkg = Package::parse(&bytes).unwrap();
         assert_eq!(pkg.entries().count(), 0);
-        assert_eq!(
-            pkg.require(EntryKind::Hypervisor),
-            Err(PackageError::MissingEntry {
-                kind: EntryKind::Hypervisor
-            })
-        );
+        assert_eq!(pkg.require(EntryKind::Hypervisor), Err(PackageError::MissingEntry { kind: EntryKind::Hypervisor }));
 
         let bytes = build(&descs()[..1]).unwrap();
         let pkg = Package::parse(&bytes).unwrap();
         assert!(pkg.require(EntryKind::Hypervisor).is_ok());
         assert_eq!(pkg.entry(EntryKind::GuestStub), None);
         let err = pkg.require(EntryKind::GuestStub).unwrap_err();
-        assert_eq!(
-            err,
-            PackageError::MissingEntry {
-                kind: EntryKind::GuestStub
-            }
-        );
+        assert_eq!(err, PackageError::MissingEntry { kind: EntryKind::GuestStub });
         assert!(err.to_string().contains("guest-stub"));
     }
 
@@ -1218,41 +1080,19 @@ mod tests {
     fn encode_rejections() {
         let need = encoded_len(&descs());
         let mut small = std::vec![0u8; need - 1];
-        assert_eq!(
-            encode(&descs(), &mut small),
-            Err(PackageError::BufferTooSmall {
-                need,
-                have: need - 1
-            })
-        );
+        assert_eq!(encode(&descs(), &mut small), Err(PackageError::BufferTooSmall { need, have: need - 1 }));
 
         let [hyp, _] = descs();
-        assert_eq!(
-            build(&[hyp, hyp]),
-            Err(PackageError::DuplicateKind {
-                kind: EntryKind::Hypervisor
-            })
-        );
-        assert_eq!(
-            build(&[hyp; MAX_ENTRIES + 1]),
-            Err(PackageError::TooManyEntries {
-                count: MAX_ENTRIES as u64 + 1
-            })
-        );
+        assert_eq!(build(&[hyp, hyp]), Err(PackageError::DuplicateKind { kind: EntryKind::Hypervisor }));
+        assert_eq!(build(&[hyp; MAX_ENTRIES + 1]), Err(PackageError::TooManyEntries { count: MAX_ENTRIES as u64 + 1 }));
         assert_eq!(encoded_len(&[hyp, hyp]), usize::MAX);
 
-        let bad = EntryDesc {
-            load: hints(10, 0),
-            ..hyp
-        };
+        let bad = EntryDesc { load: hints(10, 0), ..hyp };
         assert_eq!(
             build(&[bad]),
             Err(PackageError::BadLoadHints {
                 kind: EntryKind::Hypervisor,
-                error: LoadHintError::MemSizeBelowPayload {
-                    mem_size: 10,
-                    payload_size: 100
-                }
+                error: LoadHintError::MemSizeBelowPayload { mem_size: 10, payload_size: 100 }
             })
         );
     }
@@ -1261,47 +1101,12 @@ mod tests {
     fn load_hint_rules() {
         assert_eq!(hints(0x1000, 0).check(0x1000), Ok(()));
         let cases = [
-            (
-                LoadHints {
-                    align: 3 * 4096,
-                    ..hints(0x1000, 0)
-                },
-                LoadHintError::AlignNotPowerOfTwo { align: 3 * 4096 },
-            ),
-            (
-                LoadHints {
-                    align: 0,
-                    ..hints(0x1000, 0)
-                },
-                LoadHintError::AlignNotPowerOfTwo { align: 0 },
-            ),
-            (
-                LoadHints {
-                    align: 2048,
-                    ..hints(0x1000, 0)
-                },
-                LoadHintError::AlignTooSmall { align: 2048 },
-            ),
-            (
-                hints(0x10, 0),
-                LoadHintError::MemSizeBelowPayload {
-                    mem_size: 0x10,
-                    payload_size: 0x20,
-                },
-            ),
-            (
-                hints(0x1000, 0x1000),
-                LoadHintError::EntryOutsideImage {
-                    entry_offset: 0x1000,
-                    mem_size: 0x1000,
-                },
-            ),
-            (
-                hints(0x1000, 0x102),
-                LoadHintError::EntryMisaligned {
-                    entry_offset: 0x102,
-                },
-            ),
+            (LoadHints { align: 3 * 4096, ..hints(0x1000, 0) }, LoadHintError::AlignNotPowerOfTwo { align: 3 * 4096 }),
+            (LoadHints { align: 0, ..hints(0x1000, 0) }, LoadHintError::AlignNotPowerOfTwo { align: 0 }),
+            (LoadHints { align: 2048, ..hints(0x1000, 0) }, LoadHintError::AlignTooSmall { align: 2048 }),
+            (hints(0x10, 0), LoadHintError::MemSizeBelowPayload { mem_size: 0x10, payload_size: 0x20 }),
+            (hints(0x1000, 0x1000), LoadHintError::EntryOutsideImage { entry_offset: 0x1000, mem_size: 0x1000 }),
+            (hints(0x1000, 0x102), LoadHintError::EntryMisaligned { entry_offset: 0x102 }),
         ];
         for (h, want) in cases {
             assert_eq!(h.check(0x20), Err(want), "{h:?}");
@@ -1322,15 +1127,7 @@ mod tests {
             (b.len() - 1, "payloads", b.len()),
         ] {
             let err = parse_err(&b[..cut]);
-            assert_eq!(
-                err,
-                PackageError::Truncated {
-                    what,
-                    need: need as u64,
-                    have: cut as u64
-                },
-                "cut at {cut}"
-            );
+            assert_eq!(err, PackageError::Truncated { what, need: need as u64, have: cut as u64 }, "cut at {cut}");
             let msg = err.to_string();
             assert!(msg.contains(&need.to_string()) && msg.contains(what), "{msg}");
         }
@@ -1342,43 +1139,16 @@ mod tests {
         b[0] ^= 0x20;
         assert!(matches!(parse_err(&b), PackageError::BadMagic { found } if found[0] == b'h'));
 
-        assert_eq!(
-            edited(|b| set_u32(b, 8, 2)),
-            PackageError::UnsupportedVersion { found: 2 }
-        );
-        assert_eq!(
-            edited(|b| set_u32(b, 12, 72)),
-            PackageError::HeaderSizeMismatch { found: 72 }
-        );
-        assert_eq!(
-            edited(|b| set_u32(b, 20, 88)),
-            PackageError::EntrySizeMismatch { found: 88 }
-        );
-        assert_eq!(
-            edited(|b| set_u32(b, 16, 17)),
-            PackageError::TooManyEntries { count: 17 }
-        );
-        assert_eq!(
-            edited(|b| set_u32(b, 16, u32::MAX)),
-            PackageError::TooManyEntries {
-                count: u32::MAX.into()
-            }
-        );
-        assert_eq!(
-            edited(|b| set_u64(b, 24, 100)),
-            PackageError::BadTotalSize {
-                total: 100,
-                min: TABLE_END as u64
-            }
-        );
+        assert_eq!(edited(|b| set_u32(b, 8, 2)), PackageError::UnsupportedVersion { found: 2 });
+        assert_eq!(edited(|b| set_u32(b, 12, 72)), PackageError::HeaderSizeMismatch { found: 72 });
+        assert_eq!(edited(|b| set_u32(b, 20, 88)), PackageError::EntrySizeMismatch { found: 88 });
+        assert_eq!(edited(|b| set_u32(b, 16, 17)), PackageError::TooManyEntries { count: 17 });
+        assert_eq!(edited(|b| set_u32(b, 16, u32::MAX)), PackageError::TooManyEntries { count: u32::MAX.into() });
+        assert_eq!(edited(|b| set_u64(b, 24, 100)), PackageError::BadTotalSize { total: 100, min: TABLE_END as u64 });
         let len = sample().len() as u64;
         assert_eq!(
             edited(|b| set_u64(b, 24, u64::MAX)),
-            PackageError::Truncated {
-                what: "payloads",
-                need: u64::MAX,
-                have: len
-            }
+            PackageError::Truncated { what: "payloads", need: u64::MAX, have: len }
         );
     }
 
@@ -1399,19 +1169,11 @@ mod tests {
 
     #[test]
     fn entry_rejections() {
-        assert_eq!(
-            edited(|b| set_u32(b, field(1, FLAGS), 4)),
-            PackageError::NonZeroReserved { index: 1, value: 4 }
-        );
-        assert_eq!(
-            edited(|b| set_u32(b, field(0, KIND), 7)),
-            PackageError::UnknownKind { index: 0, kind: 7 }
-        );
+        assert_eq!(edited(|b| set_u32(b, field(1, FLAGS), 4)), PackageError::NonZeroReserved { index: 1, value: 4 });
+        assert_eq!(edited(|b| set_u32(b, field(0, KIND), 7)), PackageError::UnknownKind { index: 0, kind: 7 });
         assert_eq!(
             edited(|b| set_u32(b, field(1, KIND), 1)),
-            PackageError::DuplicateKind {
-                kind: EntryKind::Hypervisor
-            }
+            PackageError::DuplicateKind { kind: EntryKind::Hypervisor }
         );
         let total = sample().len() as u64;
         // Payload inside the table.
@@ -1446,30 +1208,9 @@ mod tests {
         let cases: [(usize, usize, u64, LoadHintError); 5] = [
             (0, ALIGN, 0x3000, LoadHintError::AlignNotPowerOfTwo { align: 0x3000 }),
             (1, ALIGN, 0x800, LoadHintError::AlignTooSmall { align: 0x800 }),
-            (
-                0,
-                MEM_SIZE,
-                99,
-                LoadHintError::MemSizeBelowPayload {
-                    mem_size: 99,
-                    payload_size: 100,
-                },
-            ),
-            (
-                1,
-                ENTRY_OFFSET,
-                0x1000,
-                LoadHintError::EntryOutsideImage {
-                    entry_offset: 0x1000,
-                    mem_size: 0x1000,
-                },
-            ),
-            (
-                0,
-                ENTRY_OFFSET,
-                0x42,
-                LoadHintError::EntryMisaligned { entry_offset: 0x42 },
-            ),
+            (0, MEM_SIZE, 99, LoadHintError::MemSizeBelowPayload { mem_size: 99, payload_size: 100 }),
+            (1, ENTRY_OFFSET, 0x1000, LoadHintError::EntryOutsideImage { entry_offset: 0x1000, mem_size: 0x1000 }),
+            (0, ENTRY_OFFSET, 0x42, LoadHintError::EntryMisaligned { entry_offset: 0x42 }),
         ];
         for (i, at, value, error) in cases {
             let kind = EntryKind::ALL[i];
@@ -1489,10 +1230,7 @@ mod tests {
         });
         assert_eq!(
             err,
-            PackageError::OverlappingPayloads {
-                first: EntryKind::Hypervisor,
-                second: EntryKind::GuestStub
-            }
+            PackageError::OverlappingPayloads { first: EntryKind::Hypervisor, second: EntryKind::GuestStub }
         );
         assert!(err.to_string().contains("overlap"));
         // Both at the same offset.
@@ -1509,22 +1247,12 @@ mod tests {
         let hyp_off = get_u64(&b, field(0, OFFSET)) as usize;
         assert!(hyp_off > TABLE_END, "the sample has padding after the table");
         b[TABLE_END] = 1;
-        assert_eq!(
-            parse_err(&b),
-            PackageError::NonZeroPadding {
-                offset: TABLE_END as u64
-            }
-        );
+        assert_eq!(parse_err(&b), PackageError::NonZeroPadding { offset: TABLE_END as u64 });
         // Padding between the two payloads.
         let mut b = sample();
         let gap = hyp_off + HYP.len();
         b[gap + 1] = 0x80;
-        assert_eq!(
-            parse_err(&b),
-            PackageError::NonZeroPadding {
-                offset: gap as u64 + 1
-            }
-        );
+        assert_eq!(parse_err(&b), PackageError::NonZeroPadding { offset: gap as u64 + 1 });
         // Trailing padding inside total_size: grow total_size by 8 zero bytes
         // (accepted), then make one of them non-zero (rejected).
         let mut b = sample();
@@ -1534,12 +1262,7 @@ mod tests {
         reseal(&mut b);
         assert_eq!(Package::parse(&b).unwrap().total_size(), len + 8);
         b[len + 7] = 9;
-        assert_eq!(
-            parse_err(&b),
-            PackageError::NonZeroPadding {
-                offset: len as u64 + 7
-            }
-        );
+        assert_eq!(parse_err(&b), PackageError::NonZeroPadding { offset: len as u64 + 7 });
     }
 
     #[test]
@@ -1629,11 +1352,7 @@ mod tests {
     fn every_error_has_a_message() {
         let kind = EntryKind::GuestStub;
         let errors = [
-            PackageError::Truncated {
-                what: "header",
-                need: 64,
-                have: 3,
-            },
+            PackageError::Truncated { what: "header", need: 64, have: 3 },
             PackageError::BadMagic { found: [0; 8] },
             PackageError::UnsupportedVersion { found: 9 },
             PackageError::HeaderSizeMismatch { found: 1 },
@@ -1644,22 +1363,10 @@ mod tests {
             PackageError::NonZeroReserved { index: 1, value: 2 },
             PackageError::UnknownKind { index: 1, kind: 9 },
             PackageError::DuplicateKind { kind },
-            PackageError::EntryOutOfBounds {
-                kind,
-                offset: 1,
-                size: 2,
-                start: 3,
-                end: 4,
-            },
-            PackageError::OverlappingPayloads {
-                first: EntryKind::Hypervisor,
-                second: kind,
-            },
+            PackageError::EntryOutOfBounds { kind, offset: 1, size: 2, start: 3, end: 4 },
+            PackageError::OverlappingPayloads { first: EntryKind::Hypervisor, second: kind },
             PackageError::NonZeroPadding { offset: 5 },
-            PackageError::BadLoadHints {
-                kind,
-                error: LoadHintError::AlignTooSmall { align: 1 },
-            },
+            PackageError::BadLoadHints { kind, error: LoadHintError::AlignTooSmall { align: 1 } },
             PackageError::PayloadDigestMismatch { kind },
             PackageError::MissingEntry { kind },
             PackageError::BufferTooSmall { need: 2, have: 1 },
@@ -1669,12 +1376,8 @@ mod tests {
             let msg = e.to_string();
             assert!(msg.len() > 20, "{e:?}: {msg}");
         }
-        assert!(PackageError::Truncated {
-            what: "header",
-            need: 64,
-            have: 3
-        }
-        .to_string()
-        .contains("needs 64 bytes but only 3"));
+        assert!(PackageError::Truncated { what: "header", need: 64, have: 3 }
+            .to_string()
+            .contains("needs 64 bytes but only 3"));
     }
 }

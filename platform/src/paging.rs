@@ -68,11 +68,11 @@ mod tests;
 mod walk;
 
 pub use attrs::{
-    bits, encode, Attributes, EncodeError, MemoryType, Regime, UserAccess, MAIR_ATTR_DEVICE_NGNRE,
-    MAIR_ATTR_NORMAL_WB, MAIR_EL2_VALUE, MAIR_IDX_DEVICE, MAIR_IDX_NORMAL,
+    bits, encode, Attributes, EncodeError, MemoryType, Regime, UserAccess, MAIR_ATTR_DEVICE_NGNRE, MAIR_ATTR_NORMAL_WB,
+    MAIR_EL2_VALUE, MAIR_IDX_DEVICE, MAIR_IDX_NORMAL,
 };
 pub use pool::{PagePool, PoolError, StaticPool, Table, ENTRIES};
 pub use walk::{
-    clone_root, ensure_table, index, level_size, map, root_level, translate, txsz, unmap,
-    unshare_path, Fault, FaultKind, MapError, Walk, LAST_LEVEL,
+    clone_root, ensure_table, index, level_size, map, root_level, translate, txsz, unmap, unshare_path, Fault,
+    FaultKind, MapError, Walk, LAST_LEVEL,
 };

@@ -9,10 +9,10 @@
 //! unmapped (clearing `VALID` so break-before-make holds), and which VMIDs
 //! are free.
 
+use crate::board::MemRegion;
 use aarch64_paging::descriptor::{PhysicalAddress, Stage2Attributes};
 use aarch64_paging::paging::{MemoryRegion, Stage2, Translation};
 use aarch64_paging::{MapError, Mapping};
-use crate::board::MemRegion;
 use core::fmt;
 
 /// The shape of a guest's IPA space with the 4 KiB granule.
@@ -377,10 +377,19 @@ mod tests {
         assert_eq!(check_window(at(0x3fff_f000), ipa_end, &taken), Ok(()), "ends right where RAM starts");
         assert_eq!(check_window(at(0xffff_f000), ipa_end, &taken), Ok(()), "the last page");
         assert_eq!(check_window(at(0x1_0000_0000), ipa_end, &taken), Err(WindowRefused::OutsideIpaSpace { ipa_end }));
-        assert_eq!(check_window(MemRegion::new(0xffff_f000, 0x2000), ipa_end, &taken), Err(WindowRefused::OutsideIpaSpace { ipa_end }));
+        assert_eq!(
+            check_window(MemRegion::new(0xffff_f000, 0x2000), ipa_end, &taken),
+            Err(WindowRefused::OutsideIpaSpace { ipa_end })
+        );
         // A BAR mid-sizing (all ones) or half-written: never mapped.
-        assert_eq!(check_window(at(0xffff_ffff_ffff_f000), ipa_end, &taken), Err(WindowRefused::OutsideIpaSpace { ipa_end }));
-        assert_eq!(check_window(MemRegion::new(!0xfff, 0x2000), ipa_end, &taken), Err(WindowRefused::OutsideIpaSpace { ipa_end }));
+        assert_eq!(
+            check_window(at(0xffff_ffff_ffff_f000), ipa_end, &taken),
+            Err(WindowRefused::OutsideIpaSpace { ipa_end })
+        );
+        assert_eq!(
+            check_window(MemRegion::new(!0xfff, 0x2000), ipa_end, &taken),
+            Err(WindowRefused::OutsideIpaSpace { ipa_end })
+        );
         assert_eq!(check_window(at(0x0901_0800), ipa_end, &taken), Err(WindowRefused::Unaligned));
         assert_eq!(check_window(MemRegion::new(0x0901_0000, 0), ipa_end, &taken), Err(WindowRefused::Unaligned));
         assert_eq!(check_window(MemRegion::new(0x0901_0000, 0x800), ipa_end, &taken), Err(WindowRefused::Unaligned));

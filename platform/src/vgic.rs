@@ -397,16 +397,7 @@ impl Bank {
     const SPI_RESET: Self = Self::reset(0);
 
     const fn reset(edge: u32) -> Self {
-        Self {
-            group1: 0,
-            enabled: 0,
-            pending: 0,
-            active: 0,
-            edge,
-            hw: 0,
-            in_lr: 0,
-            priority: [0; WORD_INTIDS_USIZE],
-        }
+        Self { group1: 0, enabled: 0, pending: 0, active: 0, edge, hw: 0, in_lr: 0, priority: [0; WORD_INTIDS_USIZE] }
     }
 
     /// Interrupts that want a list register (ignoring whether one holds
@@ -421,16 +412,8 @@ impl Bank {
     }
 
     fn groups_enabled(&self, ctlr: u32) -> u32 {
-        let grp1 = if ctlr & gicd::CTLR_ENABLE_GRP1 != 0 {
-            self.group1
-        } else {
-            0
-        };
-        let grp0 = if ctlr & gicd::CTLR_ENABLE_GRP0 != 0 {
-            !self.group1
-        } else {
-            0
-        };
+        let grp1 = if ctlr & gicd::CTLR_ENABLE_GRP1 != 0 { self.group1 } else { 0 };
+        let grp0 = if ctlr & gicd::CTLR_ENABLE_GRP0 != 0 { !self.group1 } else { 0 };
         grp0 | grp1
     }
 
@@ -454,11 +437,7 @@ struct Spi {
 }
 
 impl Spi {
-    const RESET: Self = Self {
-        route: 0,
-        target: None,
-        home: None,
-    };
+    const RESET: Self = Self { route: 0, target: None, home: None };
 }
 
 /// One vCPU: its redistributor and its list-register slots.
@@ -477,13 +456,8 @@ struct Cpu {
 }
 
 impl Cpu {
-    const RESET: Self = Self {
-        affinity: 0,
-        asleep: true,
-        private: Bank::PRIVATE_RESET,
-        slots: [None; MAX_LRS],
-        slots_used: 0,
-    };
+    const RESET: Self =
+        Self { affinity: 0, asleep: true, private: Bank::PRIVATE_RESET, slots: [None; MAX_LRS], slots_used: 0 };
 }
 
 /// Which 32 INTIDs: a vCPU's private ones, or the `n`th group of SPIs.
@@ -563,15 +537,12 @@ impl Reg {
                 // 4 bytes per 32 INTIDs: the byte offset * 8.
                 Self::Bits(reg, low32(offset & BIT_WORD_MASK) << 3)
             }
-            gicd::IPRIORITYR..gicd::IPRIORITYR_END => {
-                Self::Priority(low32(offset & PRIORITY_INTID_MASK))
-            }
+            gicd::IPRIORITYR..gicd::IPRIORITYR_END => Self::Priority(low32(offset & PRIORITY_INTID_MASK)),
             // 4 bytes per 16 INTIDs: the byte offset * 4.
             gicd::ICFGR..gicd::IGRPMODR => Self::Config(low32(offset & CONFIG_WORD_MASK) << 2),
-            gicd::IROUTER..gicd::IROUTER_END => Self::Router(
-                low32((offset >> ROUTER_INTID_SHIFT) & ROUTER_INTID_MASK),
-                offset & ROUTER_HIGH != 0,
-            ),
+            gicd::IROUTER..gicd::IROUTER_END => {
+                Self::Router(low32((offset >> ROUTER_INTID_SHIFT) & ROUTER_INTID_MASK), offset & ROUTER_HIGH != 0)
+            }
             _ => Self::RazWi,
         }
     }
@@ -672,10 +643,7 @@ impl VGic {
         self.spis = spis.min(MAX_SPIS);
         // IROUTER resets to 0: affinity 0.0.0.0, which may be a vCPU.
         let target = self.route_target(0);
-        self.routes.fill(Spi {
-            target,
-            ..Spi::RESET
-        });
+        self.routes.fill(Spi { target, ..Spi::RESET });
     }
 
     pub fn vcpus(&self) -> usize {
@@ -723,11 +691,7 @@ impl VGic {
     /// bitmask; 0 if the interrupt is disabled, its group is disabled, an
     /// SPI routes nowhere, or `intid`/`vcpu` does not exist).
     pub fn set_pending(&mut self, vcpu: usize, intid: u32, hw: bool) -> u64 {
-        let scope = if intid < SPI_BASE {
-            Scope::Redist(vcpu)
-        } else {
-            Scope::Dist
-        };
+        let scope = if intid < SPI_BASE { Scope::Redist(vcpu) } else { Scope::Dist };
         let Some((id, bit)) = self.locate(scope, intid) else {
             return 0;
         };
@@ -814,9 +778,7 @@ impl VGic {
         });
         let mut used = 0;
         for index in 0..count {
-            let entry = chosen
-                .get(index)
-                .and_then(|(_, _, intid)| self.take(vcpu, intid));
+            let entry = chosen.get(index).and_then(|(_, _, intid)| self.take(vcpu, intid));
             lrs.write(index, entry.map_or(Lr::INVALID.0, |lr| lr.0));
             if let (Some(lr), Some(cpu)) = (entry, self.cpus.get_mut(vcpu)) {
                 if let Some(slot) = cpu.slots.get_mut(index) {
@@ -826,10 +788,7 @@ impl VGic {
                 used = index.saturating_add(1);
             }
         }
-        Flush {
-            used,
-            overflow: candidates > used,
-        }
+        Flush { used, overflow: candidates > used }
     }
 
     /// Whether `vcpu` has an interrupt to take (pending, enabled and in an
@@ -979,11 +938,7 @@ impl VGic {
         let aff3 = (cpu.affinity & affinity::AFF3) >> affinity::AFF3_SHIFT;
         let value = aff3 << gicr::TYPER_AFF3_SHIFT | (cpu.affinity & affinity::AFF2_TO_0);
         let number = u64::try_from(vcpu).unwrap_or(0);
-        let last = if vcpu.saturating_add(1) == self.vcpus {
-            gicr::TYPER_LAST
-        } else {
-            0
-        };
+        let last = if vcpu.saturating_add(1) == self.vcpus { gicr::TYPER_LAST } else { 0 };
         value << gicr::TYPER_AFFINITY_SHIFT | number << gicr::TYPER_PROCESSOR_NUMBER_SHIFT | last
     }
 
@@ -991,14 +946,9 @@ impl VGic {
         let old = self.ctlr;
         self.ctlr = value & (gicd::CTLR_ENABLE_GRP0 | gicd::CTLR_ENABLE_GRP1);
         let new = self.ctlr;
-        let ids = self
-            .cpus_present()
-            .map(BankId::Private)
-            .chain((0..SPI_BANKS).map(BankId::Spi));
+        let ids = self.cpus_present().map(BankId::Private).chain((0..SPI_BANKS).map(BankId::Spi));
         ids.fold(0, |kick, id| {
-            let grown = self
-                .bank(id)
-                .map_or(0, |bank| bank.live(new) & !bank.live(old));
+            let grown = self.bank(id).map_or(0, |bank| bank.live(new) & !bank.live(old));
             kick | self.kicks(id, grown)
         })
     }
@@ -1072,9 +1022,7 @@ impl VGic {
 
     fn read_priority(&self, scope: Scope, intid: u32, size: AccessSize) -> u64 {
         let bytes = priority_bytes(intid, size).map(|(_, intid)| self.priority(scope, intid));
-        bytes
-            .rev()
-            .fold(0, |acc, priority| acc << 8 | u64::from(priority))
+        bytes.rev().fold(0, |acc, priority| acc << 8 | u64::from(priority))
     }
 
     fn write_priority(&mut self, scope: Scope, intid: u32, size: AccessSize, value: u64) -> u64 {
@@ -1102,9 +1050,7 @@ impl VGic {
     }
 
     fn priority(&self, scope: Scope, intid: u32) -> u8 {
-        self.locate(scope, intid)
-            .and_then(|(id, bit)| self.bank(id)?.priority.get(to_usize(bit)).copied())
-            .unwrap_or(0)
+        self.locate(scope, intid).and_then(|(id, bit)| self.bank(id)?.priority.get(to_usize(bit)).copied()).unwrap_or(0)
     }
 
     /// The 16 INTIDs of one `ICFGR` word start at `intid`, in the low or
@@ -1114,9 +1060,7 @@ impl VGic {
             return 0;
         };
         let Some(bank) = self.bank(id) else { return 0 };
-        let edge = (bank.edge & self.implemented(id))
-            .checked_shr(bit)
-            .unwrap_or(0);
+        let edge = (bank.edge & self.implemented(id)).checked_shr(bit).unwrap_or(0);
         spread_edges(edge)
     }
 
@@ -1157,9 +1101,7 @@ impl VGic {
             (spi.route, spi.target) = target;
         }
         let owner = self.owner(id, bit);
-        let live = self
-            .bank(id)
-            .is_some_and(|bank| bank.live(self.ctlr) & bit_mask(bit) != 0);
+        let live = self.bank(id).is_some_and(|bank| bank.live(self.ctlr) & bit_mask(bit) != 0);
         if live && owner != owner_before {
             owner.map_or(0, vcpu_bit)
         } else {
@@ -1202,11 +1144,7 @@ impl VGic {
     /// Moves `intid`'s state from the model into a list-register value
     /// for `vcpu`, and marks it cached there.
     fn take(&mut self, vcpu: usize, intid: u32) -> Option<Lr> {
-        let scope = if intid < SPI_BASE {
-            Scope::Redist(vcpu)
-        } else {
-            Scope::Dist
-        };
+        let scope = if intid < SPI_BASE { Scope::Redist(vcpu) } else { Scope::Dist };
         let (id, bit) = self.locate(scope, intid)?;
         let ctlr = self.ctlr;
         let bank = self.bank_mut(id)?;
@@ -1216,9 +1154,7 @@ impl VGic {
         let pending = bank.deliverable(ctlr) & mask != 0;
         let active = bank.active & mask != 0;
         let priority = bank.priority.get(to_usize(bit)).copied().unwrap_or(0);
-        let mut lr = Lr::new(intid, priority, bank.group1 & mask != 0)
-            .with_pending(pending)
-            .with_active(active);
+        let mut lr = Lr::new(intid, priority, bank.group1 & mask != 0).with_pending(pending).with_active(active);
         if bank.hw & mask != 0 {
             lr = lr.with_hw(intid);
         }
@@ -1234,11 +1170,7 @@ impl VGic {
     /// Folds one list register `vcpu` held `intid` in; returns the vCPU to
     /// kick if an SPI came back for another vCPU.
     fn fold_one(&mut self, vcpu: usize, intid: u32, value: Lr) -> u64 {
-        let scope = if intid < SPI_BASE {
-            Scope::Redist(vcpu)
-        } else {
-            Scope::Dist
-        };
+        let scope = if intid < SPI_BASE { Scope::Redist(vcpu) } else { Scope::Dist };
         let Some((id, bit)) = self.locate(scope, intid) else {
             return 0;
         };
@@ -1296,9 +1228,7 @@ impl VGic {
     /// only its vCPU's SGIs and PPIs.
     fn locate(&self, scope: Scope, intid: u32) -> Option<(BankId, u32)> {
         match scope {
-            Scope::Redist(vcpu) => {
-                (vcpu < self.vcpus && intid < SPI_BASE).then_some((BankId::Private(vcpu), intid))
-            }
+            Scope::Redist(vcpu) => (vcpu < self.vcpus && intid < SPI_BASE).then_some((BankId::Private(vcpu), intid)),
             Scope::Dist => {
                 let spi = intid.checked_sub(SPI_BASE)?;
                 if to_usize(spi) >= self.spis {
@@ -1311,9 +1241,7 @@ impl VGic {
 
     fn bank(&self, id: BankId) -> Option<&Bank> {
         match id {
-            BankId::Private(vcpu) if vcpu < self.vcpus => {
-                self.cpus.get(vcpu).map(|cpu| &cpu.private)
-            }
+            BankId::Private(vcpu) if vcpu < self.vcpus => self.cpus.get(vcpu).map(|cpu| &cpu.private),
             BankId::Private(_) => None,
             BankId::Spi(n) => self.banks.get(n),
         }
@@ -1321,9 +1249,7 @@ impl VGic {
 
     fn bank_mut(&mut self, id: BankId) -> Option<&mut Bank> {
         match id {
-            BankId::Private(vcpu) if vcpu < self.vcpus => {
-                self.cpus.get_mut(vcpu).map(|cpu| &mut cpu.private)
-            }
+            BankId::Private(vcpu) if vcpu < self.vcpus => self.cpus.get_mut(vcpu).map(|cpu| &mut cpu.private),
             BankId::Private(_) => None,
             BankId::Spi(n) => self.banks.get_mut(n),
         }
@@ -1337,9 +1263,7 @@ impl VGic {
                 let first = n.saturating_mul(WORD_INTIDS_USIZE);
                 let count = self.spis.saturating_sub(first).min(WORD_INTIDS_USIZE);
                 let count = u32::try_from(count).unwrap_or(0);
-                u32::MAX
-                    .checked_shr(WORD_INTIDS.saturating_sub(count))
-                    .unwrap_or(0)
+                u32::MAX.checked_shr(WORD_INTIDS.saturating_sub(count)).unwrap_or(0)
             }
         }
     }
@@ -1381,9 +1305,7 @@ impl VGic {
 
     /// The owners of `bits` of a bank, as a vCPU bitmask.
     fn kicks(&self, id: BankId, bits: u32) -> u64 {
-        Bits(bits).fold(0, |kick, bit| {
-            kick | self.owner(id, bit).map_or(0, vcpu_bit)
-        })
+        Bits(bits).fold(0, |kick, bit| kick | self.owner(id, bit).map_or(0, vcpu_bit))
     }
 
     /// The vCPU a `GICD_IROUTER` value names: vCPU 0 for "any", else the
@@ -1393,11 +1315,7 @@ impl VGic {
             self.cpus_present().next()
         } else {
             let wanted = route & affinity::ALL;
-            self.cpus_present().find(|&vcpu| {
-                self.cpus
-                    .get(vcpu)
-                    .is_some_and(|cpu| cpu.affinity == wanted)
-            })
+            self.cpus_present().find(|&vcpu| self.cpus.get(vcpu).is_some_and(|cpu| cpu.affinity == wanted))
         };
         vcpu.and_then(|vcpu| u8::try_from(vcpu).ok())
     }
@@ -1455,11 +1373,7 @@ impl Chosen {
     // returning it by value costs a copy on every fill.
     #[inline(always)]
     fn new(capacity: usize) -> Self {
-        Self {
-            keys: [0; MAX_LRS],
-            len: 0,
-            capacity: capacity.min(MAX_LRS),
-        }
+        Self { keys: [0; MAX_LRS], len: 0, capacity: capacity.min(MAX_LRS) }
     }
 
     fn offer(&mut self, key: Key) {
@@ -1542,18 +1456,13 @@ fn bit_mask(bit: u32) -> u32 {
 }
 
 fn vcpu_bit(vcpu: usize) -> u64 {
-    u32::try_from(vcpu)
-        .ok()
-        .and_then(|vcpu| 1u64.checked_shl(vcpu))
-        .unwrap_or(0)
+    u32::try_from(vcpu).ok().and_then(|vcpu| 1u64.checked_shl(vcpu)).unwrap_or(0)
 }
 
 fn intid_of(id: BankId, bit: u32) -> Option<u32> {
     match id {
         BankId::Private(_) => Some(bit),
-        BankId::Spi(_) => u32::try_from(spi_index(id, bit)?)
-            .ok()?
-            .checked_add(SPI_BASE),
+        BankId::Spi(_) => u32::try_from(spi_index(id, bit)?).ok()?.checked_add(SPI_BASE),
     }
 }
 

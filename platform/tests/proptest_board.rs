@@ -21,8 +21,8 @@
 //! without empty regions.
 
 use platform::board::{
-    chosen_property, dtb_total_size, find_device, free_regions, Board, DtName, GicVersion, Irq,
-    MemRegion, DT_NAME_MAX, MAX_CPUS, MAX_DTB_SIZE, MAX_REGIONS, MPIDR_AFFINITY_MASK,
+    chosen_property, dtb_total_size, find_device, free_regions, Board, DtName, GicVersion, Irq, MemRegion, DT_NAME_MAX,
+    MAX_CPUS, MAX_DTB_SIZE, MAX_REGIONS, MPIDR_AFFINITY_MASK,
 };
 use proptest::prelude::*;
 
@@ -31,10 +31,7 @@ use common::{config, Choices};
 
 macro_rules! testdata {
     ($name:literal) => {
-        (
-            $name,
-            include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/", $name)) as &[u8],
-        )
+        ($name, include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/", $name)) as &[u8])
     };
 }
 
@@ -65,15 +62,8 @@ fn seed_strategy() -> impl Strategy<Value = (&'static str, &'static [u8])> {
 
 /// Compatibles `find_device` is asked for (what the monitor and the
 /// hypervisor look up, and a few that are absent).
-const DEVICES: &[&str] = &[
-    "arm,pl011",
-    "arm,pl031",
-    "arm,pl061",
-    "qemu,fw-cfg-mmio",
-    "hv,test-mmio",
-    "arm,gic-v3",
-    "no,such-device",
-];
+const DEVICES: &[&str] =
+    &["arm,pl011", "arm,pl031", "arm,pl061", "qemu,fw-cfg-mmio", "hv,test-mmio", "arm,gic-v3", "no,such-device"];
 
 /// `/chosen` properties `chosen_property` is asked for.
 const CHOSEN: &[&str] = &["stdout-path", "hv,bootargs", "bootargs", "rng-seed", "absent"];
@@ -82,10 +72,7 @@ const CHOSEN: &[&str] = &["stdout-path", "hv,bootargs", "bootargs", "rng-seed", 
 // The invariants
 
 fn check_region(what: &str, r: &MemRegion) {
-    assert!(
-        r.base.checked_add(r.size).is_some(),
-        "{what} {r:?} runs past the end of the address space"
-    );
+    assert!(r.base.checked_add(r.size).is_some(), "{what} {r:?} runs past the end of the address space");
 }
 
 fn check_irq(what: &str, irq: &Irq, ppi_only: bool) {
@@ -111,10 +98,7 @@ fn check_board(bytes: &[u8], b: &Board) {
             assert!(!r.is_empty(), "{what} lists the empty region {r:?}");
         }
     }
-    assert_eq!(
-        b.ram_top(),
-        b.ram.iter().map(|r| r.base + r.size).max().unwrap()
-    );
+    assert_eq!(b.ram_top(), b.ram.iter().map(|r| r.base + r.size).max().unwrap());
     // CPUs: never empty, at most MAX_CPUS, no duplicates, affinity bits only.
     assert!(!b.cpus.is_empty() && b.cpus.len() <= MAX_CPUS, "{} cpus", b.cpus.len());
     for (i, &mpidr) in b.cpus.iter().enumerate() {
@@ -135,10 +119,7 @@ fn check_board(bytes: &[u8], b: &Board) {
     for r in b.gic.redistributors.iter() {
         check_region("GICR", r);
     }
-    for r in [b.gic.cpu_interface, b.gic.hyp_interface, b.gic.vcpu_interface]
-        .iter()
-        .flatten()
-    {
+    for r in [b.gic.cpu_interface, b.gic.hyp_interface, b.gic.vcpu_interface].iter().flatten() {
         check_region("GIC interface", r);
     }
     if let Some(irq) = &b.gic.maintenance_irq {
@@ -146,10 +127,7 @@ fn check_board(bytes: &[u8], b: &Board) {
     }
     // Timer: four (or five) PPIs.
     let t = &b.timer;
-    for irq in [&t.secure_phys, &t.nonsecure_phys, &t.virt, &t.hyp_phys]
-        .into_iter()
-        .chain(t.hyp_virt.as_ref())
-    {
+    for irq in [&t.secure_phys, &t.nonsecure_phys, &t.virt, &t.hyp_phys].into_iter().chain(t.hyp_virt.as_ref()) {
         check_irq("timer interrupt", irq, true);
     }
     for uart in [b.console, b.secure_console].iter().flatten() {
@@ -377,10 +355,7 @@ fn region_strategy() -> impl Strategy<Value = MemRegion> {
 }
 
 fn interesting_u32() -> impl Strategy<Value = u32> {
-    prop_oneof![
-        prop::sample::select(INTERESTING_U32),
-        any::<u32>(),
-    ]
+    prop_oneof![prop::sample::select(INTERESTING_U32), any::<u32>(),]
 }
 
 const INTERESTING_U32: &[u32] = &[
@@ -449,11 +424,7 @@ impl Fdt {
         if be32(b, 0)? != 0xd00d_feed {
             return None;
         }
-        let (structs, strings, rsv) = (
-            be32(b, 8)? as usize,
-            be32(b, 12)? as usize,
-            be32(b, 16)? as usize,
-        );
+        let (structs, strings, rsv) = (be32(b, 8)? as usize, be32(b, 12)? as usize, be32(b, 16)? as usize);
         let mut reservations = Vec::new();
         for i in 0.. {
             let entry = (be64(b, rsv + 16 * i)?, be64(b, rsv + 16 * i + 8)?);
@@ -471,11 +442,7 @@ impl Fdt {
                 1 => {
                     let name = cstr(b, off)?.to_vec();
                     off = (off + name.len() + 1 + 3) & !3;
-                    stack.push(Node {
-                        name,
-                        props: Vec::new(),
-                        children: Vec::new(),
-                    });
+                    stack.push(Node { name, props: Vec::new(), children: Vec::new() });
                 }
                 2 => {
                     let node = stack.pop()?;
@@ -654,11 +621,7 @@ impl Fdt {
                         (n.as_bytes().to_vec(), c.value(&phandles))
                     })
                     .collect();
-                node.children.push(Node {
-                    name: name.as_bytes().to_vec(),
-                    props,
-                    children: Vec::new(),
-                });
+                node.children.push(Node { name: name.as_bytes().to_vec(), props, children: Vec::new() });
             }
         }
     }
@@ -800,9 +763,7 @@ impl Choices<'_> {
     /// A property value: cells, a string (list), or raw bytes.
     fn value(&mut self, phandles: &[u32]) -> Vec<u8> {
         match self.below(8) {
-            0..=3 => (0..self.below(6))
-                .flat_map(|_| self.cell(phandles).to_be_bytes())
-                .collect(),
+            0..=3 => (0..self.below(6)).flat_map(|_| self.cell(phandles).to_be_bytes()).collect(),
             4..=5 => {
                 let mut v = Vec::new();
                 for _ in 0..=self.below(2) {

@@ -21,15 +21,9 @@
 //!   devices only in-window, aligned (unless they accept misaligned) offsets,
 //!   and leaves the registers alone on a fault.
 
-use platform::esr::{
-    AbortIss, BreakpointReg, Direction, Esr, ExceptionClass, FaultStatus, Origin, SysReg,
-    SysRegIss,
-};
+use platform::esr::{AbortIss, BreakpointReg, Direction, Esr, ExceptionClass, FaultStatus, Origin, SysReg, SysRegIss};
 use platform::hypercall::{is_hypercall, HV_BRK_IMM};
-use platform::mmio::{
-    fault_ipa, AccessSize, MmioAccess, MmioBus, MmioDevice, MmioFault, NotEmulatable,
-    RegisterError,
-};
+use platform::mmio::{fault_ipa, AccessSize, MmioAccess, MmioBus, MmioDevice, MmioFault, NotEmulatable, RegisterError};
 use proptest::prelude::*;
 
 mod common;
@@ -484,20 +478,11 @@ fn window_base() -> impl Strategy<Value = u64> {
 }
 
 fn window_len() -> impl Strategy<Value = u64> {
-    prop_oneof![
-        Just(0u64),
-        (1u64..0x3000),
-        Just(0x1000u64),
-        Just(u64::MAX),
-    ]
+    prop_oneof![Just(0u64), (1u64..0x3000), Just(0x1000u64), Just(u64::MAX),]
 }
 
 fn access_ipa() -> impl Strategy<Value = u64> {
-    prop_oneof![
-        (0u64..0x9000),
-        (0u64..0x2000).prop_map(|k| u64::MAX - k),
-        any::<u64>(),
-    ]
+    prop_oneof![(0u64..0x9000), (0u64..0x2000).prop_map(|k| u64::MAX - k), any::<u64>(),]
 }
 
 /// A device that answers everything and records what it was asked.

@@ -24,9 +24,8 @@
 use std::ops::RangeInclusive;
 
 use platform::gvascan::{
-    decode, encode, flags, scan, scan_bounded, tcr_txsz, ttbr_range, ttbr_ranges, Attrs, Full,
-    Granule4K, Par, Probe, ProbeResult, Region, ScanError, Ttbr, TxszError, ENTRY_SIZE, MAX_TXSZ,
-    MIN_TXSZ,
+    decode, encode, flags, scan, scan_bounded, tcr_txsz, ttbr_range, ttbr_ranges, Attrs, Full, Granule4K, Par, Probe,
+    ProbeResult, Region, ScanError, Ttbr, TxszError, ENTRY_SIZE, MAX_TXSZ, MIN_TXSZ,
 };
 use proptest::prelude::*;
 
@@ -61,12 +60,7 @@ fn region_strategy() -> impl Strategy<Value = Region> {
         let pages = 1 + pages % max_pages.min(1 << 40);
         let span = (pages - 1) * PAGE + (PAGE - 1);
         let ipa = (ipa % (u64::MAX - span + 1).max(1)) & !(PAGE - 1);
-        Region {
-            va_start,
-            va_last: va_start + span,
-            ipa,
-            attrs,
-        }
+        Region { va_start, va_last: va_start + span, ipa, attrs }
     })
 }
 
@@ -314,14 +308,8 @@ struct GuestMap {
 /// Few attribute sets, so that neighbouring pages often merge.
 const ATTRS: [Attrs; 3] = [
     Attrs::READ_ONLY_KNOWN,
-    Attrs {
-        writable_el1: Some(true),
-        ..Attrs::READ_ONLY_KNOWN
-    },
-    Attrs {
-        user_readable: Some(false),
-        ..Attrs::READ_ONLY_KNOWN
-    },
+    Attrs { writable_el1: Some(true), ..Attrs::READ_ONLY_KNOWN },
+    Attrs { user_readable: Some(false), ..Attrs::READ_ONLY_KNOWN },
 ];
 
 /// Clusters of leaves near interesting places of a 48-bit space (0, entry
@@ -338,11 +326,8 @@ fn guest_map_strategy() -> impl Strategy<Value = GuestMap> {
         for (base, pieces, ipa_base) in clusters {
             let mut ipa = ipa_base * MIB2;
             for (offset, block, attrs, ipa_jump) in pieces {
-                let (va, level) = if block {
-                    ((base + offset * MIB2) & !(MIB2 - 1), 2)
-                } else {
-                    (base + offset * PAGE, 3)
-                };
+                let (va, level) =
+                    if block { ((base + offset * MIB2) & !(MIB2 - 1), 2) } else { (base + offset * PAGE, 3) };
                 if ipa_jump == 0 {
                     ipa += 17 * MIB2;
                 }
@@ -434,12 +419,7 @@ fn expected_regions(map: &GuestMap, range: &RangeInclusive<u64>) -> Vec<Region> 
         .filter(|l| l.va <= *range.end() && *range.start() <= l.last())
         .map(|l| {
             let va_start = l.va.max(*range.start());
-            Region {
-                va_start,
-                va_last: l.last().min(*range.end()),
-                ipa: l.ipa + (va_start - l.va),
-                attrs: l.attrs,
-            }
+            Region { va_start, va_last: l.last().min(*range.end()), ipa: l.ipa + (va_start - l.va), attrs: l.attrs }
         })
         .collect();
     merge(pieces)

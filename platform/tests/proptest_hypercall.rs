@@ -21,10 +21,9 @@
 
 use platform::handoff::{Handoff, LoadedImage, PhysRange, HANDOFF_MAGIC, HANDOFF_VERSION};
 use platform::hypercall::{
-    allowed_from_el0, buffer_chunks, covers, dcc_call_function, features, validate_buffer,
-    validate_translated, Call, CallError, CallerEl, Function, GuestRange, HvError, HvMode, Identity,
-    Info, Reply, Request, ScanRange, Translate, CONSOLE_WRITE_MAX, DCC_CALL_MAGIC,
-    DCC_CALL_MAGIC_MASK, GUEST_PAGE_SIZE, STATUS_OK,
+    allowed_from_el0, buffer_chunks, covers, dcc_call_function, features, validate_buffer, validate_translated, Call,
+    CallError, CallerEl, Function, GuestRange, HvError, HvMode, Identity, Info, Reply, Request, ScanRange, Translate,
+    CONSOLE_WRITE_MAX, DCC_CALL_MAGIC, DCC_CALL_MAGIC_MASK, GUEST_PAGE_SIZE, STATUS_OK,
 };
 use proptest::prelude::*;
 
@@ -67,11 +66,7 @@ fn expected_decode(function: u64, args: [u64; 7], caller: CallerEl) -> Result<Re
                 1 => ScanRange::Ttbr1,
                 _ => return Err(HvError::InvalidArgument),
             };
-            Request::Scan {
-                range,
-                buffer: x2,
-                capacity: x3,
-            }
+            Request::Scan { range, buffer: x2, capacity: x3 }
         }
         _ => return Err(HvError::NotSupported),
     };
@@ -99,11 +94,7 @@ fn merged(regions: &[(u64, u64)]) -> Vec<(u128, u128)> {
 /// Whether every byte of `[addr, addr + len)` is in some region.
 fn reference_covers(regions: &[(u64, u64)], addr: u64, len: u64) -> bool {
     let (start, end) = (u128::from(addr), u128::from(addr) + u128::from(len));
-    len > 0
-        && end <= 1 << 64
-        && merged(regions)
-            .iter()
-            .any(|&(s, e)| s <= start && end <= e)
+    len > 0 && end <= 1 << 64 && merged(regions).iter().any(|&(s, e)| s <= start && end <= e)
 }
 
 fn region_strategy() -> impl Strategy<Value = (u64, u64)> {
@@ -144,12 +135,8 @@ struct PageMap {
 impl Translate for PageMap {
     fn translate(&mut self, addr: u64) -> Result<u64, HvError> {
         let page = addr & !(GUEST_PAGE_SIZE - 1);
-        let ipa_page = self
-            .pages
-            .iter()
-            .find(|&&(va, _)| va == page)
-            .map(|&(_, ipa)| ipa)
-            .ok_or(HvError::BadAddress)?;
+        let ipa_page =
+            self.pages.iter().find(|&&(va, _)| va == page).map(|&(_, ipa)| ipa).ok_or(HvError::BadAddress)?;
         if self.broken == Some(page) {
             return Ok(ipa_page | ((addr + 1) & (GUEST_PAGE_SIZE - 1)));
         }

@@ -17,8 +17,8 @@
 
 use platform::board::MemRegion;
 use platform::linux::{
-    place, ImageHeader, LinuxError, DTB_MAX, FLAG_BIG_ENDIAN, FLAG_PLACE_ANYWHERE, HEADER_SIZE,
-    IMAGE_MAGIC, KERNEL_ALIGN,
+    place, ImageHeader, LinuxError, DTB_MAX, FLAG_BIG_ENDIAN, FLAG_PLACE_ANYWHERE, HEADER_SIZE, IMAGE_MAGIC,
+    KERNEL_ALIGN,
 };
 use proptest::prelude::*;
 
@@ -40,9 +40,7 @@ fn header_bytes(text_offset: u64, image_size: u64, flags: u64, magic: u32) -> Ve
 /// hypervisor reports them.
 fn reference_parse(h: &[u8], file_size: u64) -> Result<ImageHeader, LinuxError> {
     if h.len() < HEADER_SIZE || file_size < HEADER_SIZE as u64 {
-        return Err(LinuxError::Truncated {
-            size: file_size.min(h.len() as u64),
-        });
+        return Err(LinuxError::Truncated { size: file_size.min(h.len() as u64) });
     }
     let le = |at: usize| u64::from_le_bytes(h[at..at + 8].try_into().unwrap());
     let magic = le(56) as u32;
@@ -63,16 +61,9 @@ fn reference_parse(h: &[u8], file_size: u64) -> Result<ImageHeader, LinuxError> 
         return Err(LinuxError::TextOffset { offset: text_offset });
     }
     if file_size > image_size {
-        return Err(LinuxError::ImageSize {
-            file: file_size,
-            image_size,
-        });
+        return Err(LinuxError::ImageSize { file: file_size, image_size });
     }
-    Ok(ImageHeader {
-        text_offset,
-        image_size,
-        flags,
-    })
+    Ok(ImageHeader { text_offset, image_size, flags })
 }
 
 /// One past the last byte the layout needs (initrd or kernel), or `None`
@@ -120,10 +111,7 @@ fn magic_strategy() -> impl Strategy<Value = u32> {
 fn file_size_strategy() -> impl Strategy<Value = (u64, u64)> {
     image_size_strategy().prop_flat_map(|image_size| {
         let near = image_size.saturating_sub(0x20_0000)..=image_size.saturating_add(0x1000);
-        (
-            Just(image_size),
-            prop_oneof![4 => near, 1 => 0u64..0x100, 1 => any::<u64>()],
-        )
+        (Just(image_size), prop_oneof![4 => near, 1 => 0u64..0x100, 1 => any::<u64>()])
     })
 }
 

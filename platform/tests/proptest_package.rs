@@ -17,8 +17,8 @@
 //! - arbitrary bytes never panic.
 
 use platform::package::{
-    encode, encoded_len, sha256, EntryDesc, EntryKind, LoadHints, Package, PackageError,
-    ENTRY_SIZE, FORMAT_VERSION, HEADER_SIZE, MAGIC, MAX_ENTRIES, MIN_LOAD_ALIGN,
+    encode, encoded_len, sha256, EntryDesc, EntryKind, LoadHints, Package, PackageError, ENTRY_SIZE, FORMAT_VERSION,
+    HEADER_SIZE, MAGIC, MAX_ENTRIES, MIN_LOAD_ALIGN,
 };
 use proptest::prelude::*;
 
@@ -27,13 +27,8 @@ use common::{config, Choices};
 
 /// A payload and valid load hints for it.
 fn entry_strategy() -> impl Strategy<Value = (Vec<u8>, LoadHints)> {
-    (
-        prop::collection::vec(any::<u8>(), 0..300),
-        0u32..10,
-        0u64..0x4000,
-        any::<u64>(),
-    )
-        .prop_map(|(payload, align_shift, extra, entry)| {
+    (prop::collection::vec(any::<u8>(), 0..300), 0u32..10, 0u64..0x4000, any::<u64>()).prop_map(
+        |(payload, align_shift, extra, entry)| {
             let mem_size = (payload.len() as u64 + extra).max(4);
             let load = LoadHints {
                 align: MIN_LOAD_ALIGN << align_shift,
@@ -41,37 +36,25 @@ fn entry_strategy() -> impl Strategy<Value = (Vec<u8>, LoadHints)> {
                 entry_offset: (entry % (mem_size / 4)) * 4,
             };
             (payload, load)
-        })
-}
-
-/// Zero, one or two entries of distinct kinds, in either order.
-fn descs_strategy() -> impl Strategy<Value = Vec<(EntryKind, Vec<u8>, LoadHints)>> {
-    (0usize..=2, any::<bool>(), entry_strategy(), entry_strategy()).prop_map(
-        |(n, swap, a, b)| {
-            let kinds = if swap {
-                [EntryKind::GuestStub, EntryKind::Hypervisor]
-            } else {
-                [EntryKind::Hypervisor, EntryKind::GuestStub]
-            };
-            [a, b]
-                .into_iter()
-                .zip(kinds)
-                .take(n)
-                .map(|((payload, load), kind)| (kind, payload, load))
-                .collect()
         },
     )
 }
 
+/// Zero, one or two entries of distinct kinds, in either order.
+fn descs_strategy() -> impl Strategy<Value = Vec<(EntryKind, Vec<u8>, LoadHints)>> {
+    (0usize..=2, any::<bool>(), entry_strategy(), entry_strategy()).prop_map(|(n, swap, a, b)| {
+        let kinds = if swap {
+            [EntryKind::GuestStub, EntryKind::Hypervisor]
+        } else {
+            [EntryKind::Hypervisor, EntryKind::GuestStub]
+        };
+        [a, b].into_iter().zip(kinds).take(n).map(|((payload, load), kind)| (kind, payload, load)).collect()
+    })
+}
+
 fn build(entries: &[(EntryKind, Vec<u8>, LoadHints)]) -> Vec<u8> {
-    let descs: Vec<EntryDesc<'_>> = entries
-        .iter()
-        .map(|(kind, payload, load)| EntryDesc {
-            kind: *kind,
-            payload,
-            load: *load,
-        })
-        .collect();
+    let descs: Vec<EntryDesc<'_>> =
+        entries.iter().map(|(kind, payload, load)| EntryDesc { kind: *kind, payload, load: *load }).collect();
     let mut out = vec![0u8; encoded_len(&descs)];
     let written = encode(&descs, &mut out).expect("valid descriptions encode");
     assert_eq!(written, out.len());
@@ -105,17 +88,10 @@ fn check_accepted(bytes: &[u8], package: &Package<'_>) {
     let again = Package::parse(&bytes[..total]).expect("the accepted bytes parse again");
     assert_eq!(again.entries().collect::<Vec<_>>(), package.entries().collect::<Vec<_>>());
     // Re-encoding the entries gives a package that parses to the same ones.
-    let entries: Vec<_> = package
-        .entries()
-        .map(|e| (e.kind, e.payload.to_vec(), e.load))
-        .collect();
+    let entries: Vec<_> = package.entries().map(|e| (e.kind, e.payload.to_vec(), e.load)).collect();
     let rebuilt = build(&entries);
     let reparsed = Package::parse(&rebuilt).expect("a re-encoded package parses");
-    let key = |p: &Package<'_>| {
-        p.entries()
-            .map(|e| (e.kind, e.payload.to_vec(), e.load, e.digest))
-            .collect::<Vec<_>>()
-    };
+    let key = |p: &Package<'_>| p.entries().map(|e| (e.kind, e.payload.to_vec(), e.load, e.digest)).collect::<Vec<_>>();
     assert_eq!(key(&reparsed), key(package));
 }
 
@@ -242,15 +218,8 @@ proptest! {
 #[test]
 fn zero_size_payload_inside_another_is_rejected() {
     let hv = [0x11u8; 64];
-    let hints = LoadHints {
-        align: MIN_LOAD_ALIGN,
-        mem_size: 0x1000,
-        entry_offset: 0,
-    };
-    let mut bytes = build(&[
-        (EntryKind::Hypervisor, hv.to_vec(), hints),
-        (EntryKind::GuestStub, Vec::new(), hints),
-    ]);
+    let hints = LoadHints { align: MIN_LOAD_ALIGN, mem_size: 0x1000, entry_offset: 0 };
+    let mut bytes = build(&[(EntryKind::Hypervisor, hv.to_vec(), hints), (EntryKind::GuestStub, Vec::new(), hints)]);
     // Move the empty guest-stub payload into the middle of the hypervisor's.
     let table_end = HEADER_SIZE + 2 * ENTRY_SIZE;
     let hv_offset = u64::from_le_bytes(bytes[HEADER_SIZE + 8..HEADER_SIZE + 16].try_into().unwrap());
@@ -341,8 +310,7 @@ fn reference_accepts(bytes: &[u8]) -> Result<(), &'static str> {
         if offset < table_end as u128 || offset + size > total as u128 {
             return Err("payload outside the payload area");
         }
-        let (align, mem_size, entry_offset) =
-            (le64(bytes, at + 24), le64(bytes, at + 32), le64(bytes, at + 40));
+        let (align, mem_size, entry_offset) = (le64(bytes, at + 24), le64(bytes, at + 32), le64(bytes, at + 40));
         if !align.is_power_of_two()
             || align < MIN_LOAD_ALIGN
             || u128::from(mem_size) < size
@@ -372,9 +340,7 @@ fn reference_accepts(bytes: &[u8]) -> Result<(), &'static str> {
         }
     }
     for (at, &byte) in bytes.iter().enumerate().take(total).skip(table_end) {
-        let in_payload = payloads
-            .iter()
-            .any(|&(start, end)| start <= at as u128 && (at as u128) < end);
+        let in_payload = payloads.iter().any(|&(start, end)| start <= at as u128 && (at as u128) < end);
         if !in_payload && byte != 0 {
             return Err("non-zero padding");
         }
@@ -435,11 +401,7 @@ fn random_package(c: &mut Choices<'_>) -> Vec<u8> {
         cursor = offset.saturating_add(size);
         let mut align = MIN_LOAD_ALIGN << c.below(12);
         let mut mem_size = size + 4 + c.below(0x3000);
-        let mut entry_offset = if mem_size == 0 {
-            0
-        } else {
-            c.below(mem_size) & !3
-        };
+        let mut entry_offset = if mem_size == 0 { 0 } else { c.below(mem_size) & !3 };
         match c.below(48) {
             19 => align = c.u64(),
             20 => align >>= 1 + c.below(12),
@@ -448,16 +410,7 @@ fn random_package(c: &mut Choices<'_>) -> Vec<u8> {
             23 => entry_offset |= 1 + c.below(3),
             _ => {}
         }
-        plans.push(Plan {
-            kind,
-            flags,
-            offset,
-            size,
-            align,
-            mem_size,
-            entry_offset,
-            good_digest: !c.chance(10),
-        });
+        plans.push(Plan { kind, flags, offset, size, align, mem_size, entry_offset, good_digest: !c.chance(10) });
     }
     let payload_end = plans
         .iter()
@@ -524,10 +477,7 @@ fn random_package(c: &mut Choices<'_>) -> Vec<u8> {
         record[24..32].copy_from_slice(&p.align.to_le_bytes());
         record[32..40].copy_from_slice(&p.mem_size.to_le_bytes());
         record[40..48].copy_from_slice(&p.entry_offset.to_le_bytes());
-        let in_range = p
-            .offset
-            .checked_add(p.size)
-            .is_some_and(|end| end <= len as u64);
+        let in_range = p.offset.checked_add(p.size).is_some_and(|end| end <= len as u64);
         let digest = if p.good_digest && in_range {
             sha256(&bytes[p.offset as usize..(p.offset + p.size) as usize])
         } else {

@@ -21,8 +21,8 @@
 
 use platform::addr::{PhysAddr, VirtAddr};
 use platform::paging::{
-    bits, encode, map, root_level, translate, unmap, Attributes, FaultKind, MapError,
-    MemoryType, PagePool, Regime, StaticPool, Table, UserAccess,
+    bits, encode, map, root_level, translate, unmap, Attributes, FaultKind, MapError, MemoryType, PagePool, Regime,
+    StaticPool, Table, UserAccess,
 };
 use platform::stage2::{geometry, GeometryError};
 use proptest::prelude::*;
@@ -89,13 +89,31 @@ fn len_strategy() -> impl Strategy<Value = u64> {
 #[derive(Clone, Debug)]
 enum Op {
     /// `repair` makes the attributes expressible in the regime first.
-    Map { ia: u64, upper: bool, pa: u64, len: u64, attrs: Attributes, repair: bool },
-    Unmap { ia: u64, upper: bool, len: u64 },
+    Map {
+        ia: u64,
+        upper: bool,
+        pa: u64,
+        len: u64,
+        attrs: Attributes,
+        repair: bool,
+    },
+    Unmap {
+        ia: u64,
+        upper: bool,
+        len: u64,
+    },
     /// Map (`map`) or unmap part of (`!map`) the `n`th mapping made so
     /// far, shifted by `shift` pages: collisions and split blocks.
-    Near { n: usize, shift: i64, len: u64, map: bool },
+    Near {
+        n: usize,
+        shift: i64,
+        len: u64,
+        map: bool,
+    },
     /// Unmap the whole of the `n`th mapping made so far (if any is left).
-    UnmapMapping { n: usize },
+    UnmapMapping {
+        n: usize,
+    },
 }
 
 /// The attributes with whatever the regime cannot express taken out.
@@ -145,11 +163,7 @@ impl Model {
     }
 
     fn first_mapped(&self, ia: u64, len: u64) -> Option<u64> {
-        self.spans
-            .iter()
-            .filter(|&&(s, l, _, _)| s < ia + len && ia < s + l)
-            .map(|&(s, _, _, _)| s.max(ia))
-            .min()
+        self.spans.iter().filter(|&&(s, l, _, _)| s < ia + len && ia < s + l).map(|&(s, _, _, _)| s.max(ia)).min()
     }
 
     fn first_unmapped(&self, ia: u64, len: u64) -> Option<u64> {
@@ -262,8 +276,15 @@ fn check_translations(
                     prop_assert_eq!(walk.descriptor & !bits::OA_MASK & !0b11, attr, "attributes of {:#x}", va);
                     // The leaf lies entirely inside the mapping.
                     let leaf = ia & !(walk.size() - 1);
-                    prop_assert!(s <= leaf && leaf + walk.size() <= s + l,
-                        "leaf {:#x}+{:#x} (level {}) leaves the mapping {:#x}+{:#x}", leaf, walk.size(), walk.level, s, l);
+                    prop_assert!(
+                        s <= leaf && leaf + walk.size() <= s + l,
+                        "leaf {:#x}+{:#x} (level {}) leaves the mapping {:#x}+{:#x}",
+                        leaf,
+                        walk.size(),
+                        walk.level,
+                        s,
+                        l
+                    );
                     prop_assert_eq!(walk.pa.0 & (walk.size() - 1), va & (walk.size() - 1));
                 }
                 (None, Err(fault)) => {
@@ -436,7 +457,14 @@ fn check_unmap(
             let walk = translate(pool, root, space.va_bits, at).expect("the split leaf is mapped");
             prop_assert_eq!(walk.level, level);
             let size = walk.size();
-            prop_assert!(!at_ia.is_multiple_of(size) || at_ia + size > ia + len, "leaf {:#x} level {} is not split by {:#x}+{:#x}", at_ia, level, ia, len);
+            prop_assert!(
+                !at_ia.is_multiple_of(size) || at_ia + size > ia + len,
+                "leaf {:#x} level {} is not split by {:#x}+{:#x}",
+                at_ia,
+                level,
+                ia,
+                len
+            );
         }
         Err(other) => prop_assert!(false, "unexpected {:?}", other),
     }

@@ -26,20 +26,18 @@
 //!   a reflection enters one of the target's four synchronous vectors with
 //!   D, A, I and F masked and the abort's ISS.
 
-use platform::pci::config::{command, offset, HEADER_TYPE, VENDOR_ID_ARM};
-use platform::pci::den0115::{
-    self, PCI_FEATURES, PCI_GET_SEG_INFO, PCI_READ, PCI_VERSION, PCI_WRITE, VERSION,
-};
-use platform::pci::ecam::{BUS_SIZE, FUNCTION_SIZE};
-use platform::pci::{
-    ecam_decode, AccessSize, Bdf, ClassCode, ConfigSpace, EcamWindow, Intx, PciCall, Sbdf,
-    SegmentInfo, ShimDevice, Status, CONFIG_SPACE_SIZE,
-};
 use platform::arch::regs::SPSR_DAIF;
 use platform::arch::trap::TrapFrame;
 use platform::arch::ExceptionLevel;
 use platform::esr::{AbortIss, Esr, FaultStatus};
+use platform::pci::config::{command, offset, HEADER_TYPE, VENDOR_ID_ARM};
+use platform::pci::den0115::{self, PCI_FEATURES, PCI_GET_SEG_INFO, PCI_READ, PCI_VERSION, PCI_WRITE, VERSION};
 use platform::pci::ea::{self, EcamAccess, LowerState, Translation};
+use platform::pci::ecam::{BUS_SIZE, FUNCTION_SIZE};
+use platform::pci::{
+    ecam_decode, AccessSize, Bdf, ClassCode, ConfigSpace, EcamWindow, Intx, PciCall, Sbdf, SegmentInfo, ShimDevice,
+    Status, CONFIG_SPACE_SIZE,
+};
 use proptest::prelude::*;
 
 mod common;

@@ -22,9 +22,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use platform::vgic::{
-    gicd, gicr, ListRegs, Lr, VGic, GICD_SIZE, GICR_SGI_BASE, GICR_STRIDE, PRIORITY_MASK, SPI_BASE,
-};
+use platform::vgic::{gicd, gicr, ListRegs, Lr, VGic, GICD_SIZE, GICR_SGI_BASE, GICR_STRIDE, PRIORITY_MASK, SPI_BASE};
 use proptest::prelude::*;
 
 mod common;
@@ -39,17 +37,11 @@ struct Fake {
 
 impl Fake {
     fn new(count: usize) -> Self {
-        Self {
-            regs: vec![0; count],
-        }
+        Self { regs: vec![0; count] }
     }
 
     fn valid(&self) -> impl Iterator<Item = (usize, Lr)> + '_ {
-        self.regs
-            .iter()
-            .map(|&v| Lr(v))
-            .enumerate()
-            .filter(|(_, lr)| lr.pending() || lr.active())
+        self.regs.iter().map(|&v| Lr(v)).enumerate().filter(|(_, lr)| lr.pending() || lr.active())
     }
 
     /// What a guest can do to an LR: acknowledge (pending -> active), EOI
@@ -71,19 +63,11 @@ impl ListRegs for Fake {
         self.regs.len()
     }
     fn read(&self, index: usize) -> u64 {
-        assert!(
-            index < self.regs.len(),
-            "LR {index} read, count {}",
-            self.regs.len()
-        );
+        assert!(index < self.regs.len(), "LR {index} read, count {}", self.regs.len());
         self.regs[index]
     }
     fn write(&mut self, index: usize, value: u64) {
-        assert!(
-            index < self.regs.len(),
-            "LR {index} written, count {}",
-            self.regs.len()
-        );
+        assert!(index < self.regs.len(), "LR {index} written, count {}", self.regs.len());
         self.regs[index] = value;
     }
 }
@@ -152,12 +136,7 @@ fn size() -> impl Strategy<Value = u8> {
 }
 
 fn value() -> impl Strategy<Value = u64> {
-    prop_oneof![
-        any::<u64>(),
-        Just(u64::MAX),
-        Just(0),
-        (0u32..64).prop_map(|b| 1 << b)
-    ]
+    prop_oneof![any::<u64>(), Just(u64::MAX), Just(0), (0u32..64).prop_map(|b| 1 << b)]
 }
 
 fn intid() -> impl Strategy<Value = u32> {
@@ -205,12 +184,8 @@ fn linux_like(vcpus: usize, spis: usize) -> VGic {
 }
 
 fn setup() -> impl Strategy<Value = (VGic, usize)> {
-    (
-        1usize..=4,
-        prop::sample::select(vec![0usize, 32, 40, 64, 256, 300]),
-        any::<bool>(),
-    )
-        .prop_map(|(vcpus, spis, linux)| {
+    (1usize..=4, prop::sample::select(vec![0usize, 32, 40, 64, 256, 300]), any::<bool>()).prop_map(
+        |(vcpus, spis, linux)| {
             let g = if linux {
                 linux_like(vcpus, spis)
             } else {
@@ -219,7 +194,8 @@ fn setup() -> impl Strategy<Value = (VGic, usize)> {
                 g
             };
             (g, vcpus)
-        })
+        },
+    )
 }
 
 /// Checks the list registers of all vCPUs: no INTID twice, every entry
@@ -230,19 +206,12 @@ fn check_lrs(g: &VGic, lrs: &[Fake]) -> Result<(), TestCaseError> {
         let mut own = BTreeSet::new();
         for (index, lr) in file.valid() {
             let intid = lr.vintid();
-            prop_assert!(
-                own.insert(intid),
-                "vCPU {vcpu}: INTID {intid} twice (LR {index})"
-            );
+            prop_assert!(own.insert(intid), "vCPU {vcpu}: INTID {intid} twice (LR {index})");
             if intid >= SPI_BASE {
                 prop_assert!(spis.insert(intid), "SPI {intid} in two vCPUs' LRs");
                 prop_assert!(g.spi_state(intid).is_some(), "SPI {intid} not presented");
             }
-            prop_assert!(
-                vcpu < g.vcpus(),
-                "LRs filled for vCPU {vcpu} of {}",
-                g.vcpus()
-            );
+            prop_assert!(vcpu < g.vcpus(), "LRs filled for vCPU {vcpu} of {}", g.vcpus());
             prop_assert_eq!(lr.priority() & !PRIORITY_MASK, 0);
             prop_assert!(!lr.hw() || lr.pintid() == intid);
         }
@@ -254,12 +223,7 @@ fn check_lrs(g: &VGic, lrs: &[Fake]) -> Result<(), TestCaseError> {
 /// disturb.
 fn snapshot(g: &mut VGic, vcpus: usize) -> Vec<u64> {
     let mut out = Vec::new();
-    for base in [
-        gicd::ISPENDR,
-        gicd::ISACTIVER,
-        gicd::ISENABLER,
-        gicd::IGROUPR,
-    ] {
+    for base in [gicd::ISPENDR, gicd::ISACTIVER, gicd::ISENABLER, gicd::IGROUPR] {
         for word in 0..10 {
             out.push(g.dist_read(base + 4 * word, 4));
         }
@@ -279,11 +243,7 @@ fn apply(g: &mut VGic, lrs: &mut [Fake], op: &Op) -> Result<(), TestCaseError> {
         Op::DistRead(offset, size) => {
             let value = g.dist_read(*offset, *size);
             if *size < 8 && size.is_power_of_two() {
-                prop_assert_eq!(
-                    value >> (8 * u32::from(*size)),
-                    0,
-                    "read wider than its size"
-                );
+                prop_assert_eq!(value >> (8 * u32::from(*size)), 0, "read wider than its size");
             }
         }
         Op::DistWrite(offset, size, value) => {
@@ -293,11 +253,7 @@ fn apply(g: &mut VGic, lrs: &mut [Fake], op: &Op) -> Result<(), TestCaseError> {
         Op::RedistRead(offset, size) => {
             let value = g.redist_read(*offset, *size);
             if *size < 8 && size.is_power_of_two() {
-                prop_assert_eq!(
-                    value >> (8 * u32::from(*size)),
-                    0,
-                    "read wider than its size"
-                );
+                prop_assert_eq!(value >> (8 * u32::from(*size)), 0, "read wider than its size");
             }
         }
         Op::RedistWrite(offset, size, value) => {

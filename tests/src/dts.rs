@@ -46,7 +46,8 @@ fn property_line(lines: &[String], open: usize, close: usize, property: &str) ->
     (open + 1..close).find(|&i| {
         let line = &lines[i];
         let text = line.trim_start_matches('\t');
-        line.len() - text.len() == depth && (text == format!("{property};") || text.starts_with(&format!("{property} = ")))
+        line.len() - text.len() == depth
+            && (text == format!("{property};") || text.starts_with(&format!("{property} = ")))
     })
 }
 

@@ -144,10 +144,9 @@ impl fmt::Display for ElfError {
             ElfError::NotElf64 { class } => {
                 write!(f, "not a 64-bit ELF file (EI_CLASS = {class}); build for aarch64-unknown-none")
             }
-            ElfError::NotLittleEndian { data } => write!(
-                f,
-                "not a little-endian ELF file (EI_DATA = {data}); build for aarch64-unknown-none"
-            ),
+            ElfError::NotLittleEndian { data } => {
+                write!(f, "not a little-endian ELF file (EI_DATA = {data}); build for aarch64-unknown-none")
+            }
             ElfError::Malformed(why) => write!(f, "malformed ELF file: {why}"),
             ElfError::WrongMachine { machine } => write!(
                 f,
@@ -159,48 +158,37 @@ impl fmt::Display for ElfError {
                 "ELF file type {e_type} is not an executable (ET_EXEC = 2 or ET_DYN = 3); \
                  link it, do not pass an object file"
             ),
-            ElfError::NoLoadableSegments => {
-                f.write_str("ELF file has no loadable (PT_LOAD) segment with contents")
-            }
+            ElfError::NoLoadableSegments => f.write_str("ELF file has no loadable (PT_LOAD) segment with contents"),
             ElfError::SegmentOutOfFile { index } => {
                 write!(f, "program header {index}: segment bytes lie outside the file (truncated ELF?)")
             }
-            ElfError::FileSizeExceedsMemSize {
-                index,
-                filesz,
-                memsz,
-            } => write!(
-                f,
-                "program header {index}: p_filesz {filesz:#x} exceeds p_memsz {memsz:#x}"
-            ),
-            ElfError::AddressOverflow { index } => write!(
-                f,
-                "program header {index}: segment address range wraps around the address space"
-            ),
+            ElfError::FileSizeExceedsMemSize { index, filesz, memsz } => {
+                write!(f, "program header {index}: p_filesz {filesz:#x} exceeds p_memsz {memsz:#x}")
+            }
+            ElfError::AddressOverflow { index } => {
+                write!(f, "program header {index}: segment address range wraps around the address space")
+            }
             ElfError::MisalignedBase { base } => {
                 write!(f, "link base {base:#x} is not 4 KiB aligned (check the linker script)")
             }
             ElfError::EntryBelowBase { entry, base } => {
                 write!(f, "entry point {entry:#x} lies below the link base {base:#x}")
             }
-            ElfError::BaseNotZero { by, lowest } => write!(
-                f,
-                "lowest loadable {by} address is {lowest:#x}, expected 0 (check the linker script)"
-            ),
-            ElfError::Overlap { by, first, second } => write!(
-                f,
-                "program headers {first} and {second} overlap in {by} address (check the linker script)"
-            ),
+            ElfError::BaseNotZero { by, lowest } => {
+                write!(f, "lowest loadable {by} address is {lowest:#x}, expected 0 (check the linker script)")
+            }
+            ElfError::Overlap { by, first, second } => {
+                write!(f, "program headers {first} and {second} overlap in {by} address (check the linker script)")
+            }
             ElfError::MonitorEntryNotZero { entry } => write!(
                 f,
                 "monitor entry point is {entry:#x}, but the CPU resets at flash address 0; \
                  put the entry symbol first in the linker script"
             ),
             ElfError::BadLoadHints(error) => write!(f, "cannot compute load hints: {error}"),
-            ElfError::TooLarge { size } => write!(
-                f,
-                "flat image would be {size:#x} bytes, more than the {MAX_FLAT_SIZE:#x}-byte flash"
-            ),
+            ElfError::TooLarge { size } => {
+                write!(f, "flat image would be {size:#x} bytes, more than the {MAX_FLAT_SIZE:#x}-byte flash")
+            }
         }
     }
 }
@@ -242,8 +230,7 @@ fn parse(data: &[u8]) -> Result<Elf<'_>, ElfError> {
     if encoding != elf::ELFDATA2LSB.0 {
         return Err(ElfError::NotLittleEndian { data: encoding });
     }
-    let header = FileHeader64::<LittleEndian>::parse(data)
-        .map_err(|e| ElfError::Malformed(e.to_string()))?;
+    let header = FileHeader64::<LittleEndian>::parse(data).map_err(|e| ElfError::Malformed(e.to_string()))?;
     let endian = LittleEndian;
     let machine = header.e_machine(endian);
     if machine != elf::EM_AARCH64 {
@@ -253,9 +240,7 @@ fn parse(data: &[u8]) -> Result<Elf<'_>, ElfError> {
     if e_type != elf::ET_EXEC && e_type != elf::ET_DYN {
         return Err(ElfError::WrongType { e_type: e_type.0 });
     }
-    let headers = header
-        .program_headers(endian, data)
-        .map_err(|e| ElfError::Malformed(e.to_string()))?;
+    let headers = header.program_headers(endian, data).map_err(|e| ElfError::Malformed(e.to_string()))?;
     let mut segments = Vec::new();
     for (index, ph) in headers.iter().enumerate() {
         if ph.p_type(endian) != elf::PT_LOAD {
@@ -263,11 +248,7 @@ fn parse(data: &[u8]) -> Result<Elf<'_>, ElfError> {
         }
         let (filesz, memsz) = (ph.p_filesz(endian), ph.p_memsz(endian));
         if filesz > memsz {
-            return Err(ElfError::FileSizeExceedsMemSize {
-                index,
-                filesz,
-                memsz,
-            });
+            return Err(ElfError::FileSizeExceedsMemSize { index, filesz, memsz });
         }
         let seg = Segment {
             index,
@@ -275,9 +256,7 @@ fn parse(data: &[u8]) -> Result<Elf<'_>, ElfError> {
             paddr: ph.p_paddr(endian),
             memsz,
             align: ph.p_align(endian),
-            data: ph
-                .data(endian, data)
-                .map_err(|()| ElfError::SegmentOutOfFile { index })?,
+            data: ph.data(endian, data).map_err(|()| ElfError::SegmentOutOfFile { index })?,
         };
         if seg.vaddr.checked_add(memsz).is_none() || seg.paddr.checked_add(filesz).is_none() {
             return Err(ElfError::AddressOverflow { index });
@@ -287,21 +266,14 @@ fn parse(data: &[u8]) -> Result<Elf<'_>, ElfError> {
     if segments.is_empty() {
         return Err(ElfError::NoLoadableSegments);
     }
-    Ok(Elf {
-        entry: header.e_entry(endian),
-        segments,
-    })
+    Ok(Elf { entry: header.e_entry(endian), segments })
 }
 
 /// Places `(start, bytes)` pieces into one zero-filled buffer, checking that
 /// the lowest `start` is 0 and that no two `(start, len, index)` ranges
 /// overlap. `ranges` covers what must not overlap (it may be longer than the
 /// bytes, e.g. to include `.bss`).
-fn place(
-    by: AddressKind,
-    mut ranges: Vec<(u64, u64, usize)>,
-    pieces: &[(u64, &[u8])],
-) -> Result<Vec<u8>, ElfError> {
+fn place(by: AddressKind, mut ranges: Vec<(u64, u64, usize)>, pieces: &[(u64, &[u8])]) -> Result<Vec<u8>, ElfError> {
     ranges.sort_unstable();
     let lowest = ranges.first().map_or(0, |r| r.0);
     if lowest != 0 {
@@ -311,18 +283,10 @@ fn place(
         let (a, b) = (pair[0], pair[1]);
         // Ranges are sorted by start; they overlap if b starts before a ends.
         if b.0 < a.0 + a.1 {
-            return Err(ElfError::Overlap {
-                by,
-                first: a.2,
-                second: b.2,
-            });
+            return Err(ElfError::Overlap { by, first: a.2, second: b.2 });
         }
     }
-    let size = pieces
-        .iter()
-        .map(|&(start, bytes)| start + bytes.len() as u64)
-        .max()
-        .unwrap_or(0);
+    let size = pieces.iter().map(|&(start, bytes)| start + bytes.len() as u64).max().unwrap_or(0);
     if size > MAX_FLAT_SIZE {
         return Err(ElfError::TooLarge { size });
     }
@@ -348,10 +312,7 @@ pub fn flatten_monitor(data: &[u8]) -> Result<Vec<u8>, ElfError> {
     if elf.entry != 0 {
         return Err(ElfError::MonitorEntryNotZero { entry: elf.entry });
     }
-    let ranges = with_bytes
-        .iter()
-        .map(|s| (s.paddr, s.filesz(), s.index))
-        .collect();
+    let ranges = with_bytes.iter().map(|s| (s.paddr, s.filesz(), s.index)).collect();
     let pieces: Vec<_> = with_bytes.iter().map(|s| (s.paddr, s.data)).collect();
     place(AddressKind::Physical, ranges, &pieces)
 }
@@ -384,42 +345,20 @@ pub fn flatten_pie(data: &[u8]) -> Result<PieImage, ElfError> {
     if !base.is_multiple_of(MIN_LOAD_ALIGN) {
         return Err(ElfError::MisalignedBase { base });
     }
-    let entry_offset = elf
-        .entry
-        .checked_sub(base)
-        .ok_or(ElfError::EntryBelowBase { entry: elf.entry, base })?;
-    let ranges = elf
-        .segments
-        .iter()
-        .map(|s| (s.vaddr - base, s.memsz, s.index))
-        .collect();
-    let pieces: Vec<_> = elf
-        .segments
-        .iter()
-        .filter(|s| s.filesz() > 0)
-        .map(|s| (s.vaddr - base, s.data))
-        .collect();
+    let entry_offset = elf.entry.checked_sub(base).ok_or(ElfError::EntryBelowBase { entry: elf.entry, base })?;
+    let ranges = elf.segments.iter().map(|s| (s.vaddr - base, s.memsz, s.index)).collect();
+    let pieces: Vec<_> = elf.segments.iter().filter(|s| s.filesz() > 0).map(|s| (s.vaddr - base, s.data)).collect();
     let bytes = place(AddressKind::Virtual, ranges, &pieces)?;
-    let end = elf
-        .segments
-        .iter()
-        .map(|s| (s.vaddr - base).saturating_add(s.memsz))
-        .max()
-        .unwrap_or(0);
+    let end = elf.segments.iter().map(|s| (s.vaddr - base).saturating_add(s.memsz)).max().unwrap_or(0);
     if end > MAX_FLAT_SIZE {
         return Err(ElfError::TooLarge { size: end });
     }
     let load = LoadHints {
-        align: elf
-            .segments
-            .iter()
-            .map(|s| s.align)
-            .fold(MIN_LOAD_ALIGN, u64::max),
+        align: elf.segments.iter().map(|s| s.align).fold(MIN_LOAD_ALIGN, u64::max),
         mem_size: end.next_multiple_of(MIN_LOAD_ALIGN),
         entry_offset,
     };
-    load.check(bytes.len() as u64)
-        .map_err(ElfError::BadLoadHints)?;
+    load.check(bytes.len() as u64).map_err(ElfError::BadLoadHints)?;
     Ok(PieImage { link_base: base, bytes, load })
 }
 
@@ -440,14 +379,7 @@ pub(crate) mod testelf {
     impl<'a> Seg<'a> {
         /// A PT_LOAD segment with vaddr == paddr and no bss.
         pub fn load(addr: u64, data: &'a [u8]) -> Self {
-            Seg {
-                p_type: 1,
-                vaddr: addr,
-                paddr: addr,
-                data,
-                memsz: data.len() as u64,
-                align: 0x1000,
-            }
+            Seg { p_type: 1, vaddr: addr, paddr: addr, data, memsz: data.len() as u64, align: 0x1000 }
         }
     }
 
@@ -521,12 +453,7 @@ mod tests {
             },
             // .bss / stacks only: no flash bytes, and its paddr (which
             // overlaps the rest) is ignored.
-            Seg {
-                vaddr: 0x0e00_1000,
-                paddr: 0x10,
-                memsz: 0x4000,
-                ..Seg::load(0, &[])
-            },
+            Seg { vaddr: 0x0e00_1000, paddr: 0x10, memsz: 0x4000, ..Seg::load(0, &[]) },
         ];
         let flat = flatten_monitor(&build(EM_AARCH64, ET_EXEC, 0, &segs)).unwrap();
         assert_eq!(flat.len(), 0x58);
@@ -542,37 +469,19 @@ mod tests {
         let at = |addr| build(EM_AARCH64, ET_EXEC, 0, &[Seg::load(addr, &code)]);
         assert_eq!(
             flatten_monitor(&at(0x1000)),
-            Err(ElfError::BaseNotZero {
-                by: AddressKind::Physical,
-                lowest: 0x1000
-            })
+            Err(ElfError::BaseNotZero { by: AddressKind::Physical, lowest: 0x1000 })
         );
-        let overlapping = build(
-            EM_AARCH64,
-            ET_EXEC,
-            0,
-            &[Seg::load(0, &code), Seg::load(8, &code)],
-        );
+        let overlapping = build(EM_AARCH64, ET_EXEC, 0, &[Seg::load(0, &code), Seg::load(8, &code)]);
         assert_eq!(
             flatten_monitor(&overlapping),
-            Err(ElfError::Overlap {
-                by: AddressKind::Physical,
-                first: 0,
-                second: 1
-            })
+            Err(ElfError::Overlap { by: AddressKind::Physical, first: 0, second: 1 })
         );
         assert_eq!(
             flatten_monitor(&build(EM_AARCH64, ET_EXEC, 0x40, &[Seg::load(0, &code)])),
             Err(ElfError::MonitorEntryNotZero { entry: 0x40 })
         );
-        let bss_only = Seg {
-            memsz: 0x100,
-            ..Seg::load(0, &[])
-        };
-        assert_eq!(
-            flatten_monitor(&build(EM_AARCH64, ET_EXEC, 0, &[bss_only])),
-            Err(ElfError::NoLoadableSegments)
-        );
+        let bss_only = Seg { memsz: 0x100, ..Seg::load(0, &[]) };
+        assert_eq!(flatten_monitor(&build(EM_AARCH64, ET_EXEC, 0, &[bss_only])), Err(ElfError::NoLoadableSegments));
     }
 
     #[test]
@@ -580,15 +489,9 @@ mod tests {
         let text = [0xaau8; 0x1800];
         let data = [0xbbu8; 0x20];
         let segs = [
-            Seg {
-                align: 0x10000,
-                ..Seg::load(0, &text)
-            },
+            Seg { align: 0x10000, ..Seg::load(0, &text) },
             // .data + .bss at 0x2000: memsz covers bss past the file bytes.
-            Seg {
-                memsz: 0x2100,
-                ..Seg::load(0x2000, &data)
-            },
+            Seg { memsz: 0x2100, ..Seg::load(0x2000, &data) },
             // A non-load header is ignored.
             Seg {
                 p_type: 2, // PT_DYNAMIC
@@ -613,16 +516,7 @@ mod tests {
     #[test]
     fn pie_trailing_bss_only_segment_counts_in_mem_size() {
         let text = [0xaau8; 0x10];
-        let segs = [
-            Seg {
-                align: 0,
-                ..Seg::load(0, &text)
-            },
-            Seg {
-                memsz: 0x3000,
-                ..Seg::load(0x1000, &[])
-            },
-        ];
+        let segs = [Seg { align: 0, ..Seg::load(0, &text) }, Seg { memsz: 0x3000, ..Seg::load(0x1000, &[]) }];
         let img = flatten_pie(&build(EM_AARCH64, ET_EXEC, 0, &segs)).unwrap();
         assert_eq!(img.bytes, text);
         assert_eq!(img.load.mem_size, 0x4000);
@@ -652,65 +546,30 @@ mod tests {
             Err(ElfError::EntryBelowBase { entry: 0x3000, base: 0x4000 })
         );
         // The second segment starts inside the first one's bss.
-        let segs = [
-            Seg {
-                memsz: 0x100,
-                ..Seg::load(0, &code)
-            },
-            Seg::load(0x80, &code),
-        ];
+        let segs = [Seg { memsz: 0x100, ..Seg::load(0, &code) }, Seg::load(0x80, &code)];
         assert_eq!(
             flatten_pie(&build(EM_AARCH64, ET_DYN, 0, &segs)),
-            Err(ElfError::Overlap {
-                by: AddressKind::Virtual,
-                first: 0,
-                second: 1
-            })
+            Err(ElfError::Overlap { by: AddressKind::Virtual, first: 0, second: 1 })
         );
         assert!(matches!(
             flatten_pie(&build(EM_AARCH64, ET_DYN, 0x2000, &[Seg::load(0, &code)])),
             Err(ElfError::BadLoadHints(LoadHintError::EntryOutsideImage { .. }))
         ));
-        let odd_align = Seg {
-            align: 0x3000,
-            ..Seg::load(0, &code)
-        };
+        let odd_align = Seg { align: 0x3000, ..Seg::load(0, &code) };
         assert!(matches!(
             flatten_pie(&build(EM_AARCH64, ET_DYN, 0, &[odd_align])),
             Err(ElfError::BadLoadHints(LoadHintError::AlignNotPowerOfTwo { align: 0x3000 }))
         ));
-        let huge = Seg {
-            memsz: MAX_FLAT_SIZE + 1,
-            ..Seg::load(0, &code)
-        };
-        assert!(matches!(
-            flatten_pie(&build(EM_AARCH64, ET_DYN, 0, &[huge])),
-            Err(ElfError::TooLarge { .. })
-        ));
-        let wraps = Seg {
-            memsz: u64::MAX,
-            ..Seg::load(0x10, &code)
-        };
-        assert_eq!(
-            flatten_pie(&build(EM_AARCH64, ET_DYN, 0, &[wraps])),
-            Err(ElfError::AddressOverflow { index: 0 })
-        );
-        let too_much_file = Seg {
-            memsz: 4,
-            ..Seg::load(0, &code)
-        };
+        let huge = Seg { memsz: MAX_FLAT_SIZE + 1, ..Seg::load(0, &code) };
+        assert!(matches!(flatten_pie(&build(EM_AARCH64, ET_DYN, 0, &[huge])), Err(ElfError::TooLarge { .. })));
+        let wraps = Seg { memsz: u64::MAX, ..Seg::load(0x10, &code) };
+        assert_eq!(flatten_pie(&build(EM_AARCH64, ET_DYN, 0, &[wraps])), Err(ElfError::AddressOverflow { index: 0 }));
+        let too_much_file = Seg { memsz: 4, ..Seg::load(0, &code) };
         assert_eq!(
             flatten_pie(&build(EM_AARCH64, ET_DYN, 0, &[too_much_file])),
-            Err(ElfError::FileSizeExceedsMemSize {
-                index: 0,
-                filesz: 16,
-                memsz: 4
-            })
+            Err(ElfError::FileSizeExceedsMemSize { index: 0, filesz: 16, memsz: 4 })
         );
-        assert_eq!(
-            flatten_pie(&build(EM_AARCH64, ET_DYN, 0, &[])),
-            Err(ElfError::NoLoadableSegments)
-        );
+        assert_eq!(flatten_pie(&build(EM_AARCH64, ET_DYN, 0, &[])), Err(ElfError::NoLoadableSegments));
     }
 
     #[test]
@@ -723,10 +582,7 @@ mod tests {
         let err = flatten_pie(&x86).unwrap_err();
         assert_eq!(err, ElfError::WrongMachine { machine: 62 });
         assert!(err.to_string().contains("AArch64"));
-        assert_eq!(
-            flatten_monitor(&x86),
-            Err(ElfError::WrongMachine { machine: 62 })
-        );
+        assert_eq!(flatten_monitor(&x86), Err(ElfError::WrongMachine { machine: 62 }));
 
         let reloc = build(EM_AARCH64, 1, 0, &[Seg::load(0, &code)]);
         assert_eq!(flatten_pie(&reloc), Err(ElfError::WrongType { e_type: 1 }));
@@ -736,33 +592,21 @@ mod tests {
         assert_eq!(flatten_pie(&elf32), Err(ElfError::NotElf64 { class: 1 }));
         let mut big = good.clone();
         big[5] = 2;
-        assert_eq!(
-            flatten_monitor(&big),
-            Err(ElfError::NotLittleEndian { data: 2 })
-        );
+        assert_eq!(flatten_monitor(&big), Err(ElfError::NotLittleEndian { data: 2 }));
         assert_eq!(flatten_pie(b"MZ\x90\0 not an elf"), Err(ElfError::NotElf));
         assert_eq!(flatten_pie(b""), Err(ElfError::NotElf));
 
         // Truncated inside the header, the program headers, and the data.
         for cut in [20, 64 + 10, good.len() - 1] {
             let err = flatten_monitor(&good[..cut]).unwrap_err();
-            assert!(
-                matches!(err, ElfError::Malformed(_) | ElfError::SegmentOutOfFile { .. }),
-                "cut at {cut}: {err:?}"
-            );
+            assert!(matches!(err, ElfError::Malformed(_) | ElfError::SegmentOutOfFile { .. }), "cut at {cut}: {err:?}");
         }
     }
 
     #[test]
     fn never_panics_on_truncated_or_flipped_elf() {
         let code = [7u8; 24];
-        let segs = [
-            Seg::load(0, &code),
-            Seg {
-                memsz: 0x200,
-                ..Seg::load(0x100, &code)
-            },
-        ];
+        let segs = [Seg::load(0, &code), Seg { memsz: 0x200, ..Seg::load(0x100, &code) }];
         let good = build(EM_AARCH64, ET_DYN, 0, &segs);
         for cut in 0..good.len() {
             let _ = flatten_pie(&good[..cut]);

@@ -21,8 +21,7 @@ use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use platform::package::{
-    self, candidate_offsets, sha256, EntryDesc, EntryKind, LoadHints, Package, PackageError,
-    Sha256Digest,
+    self, candidate_offsets, sha256, EntryDesc, EntryKind, LoadHints, Package, PackageError, Sha256Digest,
 };
 
 use crate::elf::{self, ElfError};
@@ -169,11 +168,7 @@ impl FlashImage {
         );
         for p in &self.parts {
             let (mem, entry, align) = match p.load {
-                Some(l) => (
-                    format!("{:#x}", l.mem_size),
-                    format!("{:#x}", l.entry_offset),
-                    format!("{:#x}", l.align),
-                ),
+                Some(l) => (format!("{:#x}", l.mem_size), format!("{:#x}", l.entry_offset), format!("{:#x}", l.align)),
                 None if p.name == "monitor" => ("-".into(), "0x0".into(), "-".into()),
                 None => ("-".into(), "-".into(), "-".into()),
             };
@@ -195,13 +190,9 @@ impl FlashImage {
 
 /// Lays out a flash image from an already-flat monitor and package entries.
 pub fn assemble(monitor: &[u8], entries: &[EntryDesc<'_>]) -> Result<FlashImage, FlashError> {
-    let package_offset = package::package_offset(monitor.len()).ok_or(FlashError::TooLarge {
-        size: usize::MAX,
-    })?;
+    let package_offset = package::package_offset(monitor.len()).ok_or(FlashError::TooLarge { size: usize::MAX })?;
     let pkg = package::build(entries)?;
-    let size = package_offset
-        .checked_add(pkg.len())
-        .ok_or(FlashError::TooLarge { size: usize::MAX })?;
+    let size = package_offset.checked_add(pkg.len()).ok_or(FlashError::TooLarge { size: usize::MAX })?;
     if size > FLASH_SIZE_LIMIT {
         return Err(FlashError::TooLarge { size });
     }
@@ -213,13 +204,7 @@ pub fn assemble(monitor: &[u8], entries: &[EntryDesc<'_>]) -> Result<FlashImage,
     // Read the package back the way the monitor will.
     let parsed = Package::parse(&bytes[package_offset..])?;
     let mut parts = vec![
-        PartInfo {
-            name: Part::Monitor.name(),
-            offset: 0,
-            size: monitor.len(),
-            load: None,
-            sha256: sha256(monitor),
-        },
+        PartInfo { name: Part::Monitor.name(), offset: 0, size: monitor.len(), load: None, sha256: sha256(monitor) },
         PartInfo {
             name: "package",
             offset: package_offset,
@@ -235,41 +220,20 @@ pub fn assemble(monitor: &[u8], entries: &[EntryDesc<'_>]) -> Result<FlashImage,
         load: Some(e.load),
         sha256: e.digest,
     }));
-    Ok(FlashImage {
-        bytes,
-        package_offset,
-        parts,
-    })
+    Ok(FlashImage { bytes, package_offset, parts })
 }
 
 /// Builds the flash image from the three ELF files' contents.
-pub fn build_flash(
-    monitor_elf: &[u8],
-    hypervisor_elf: &[u8],
-    guest_stub_elf: &[u8],
-) -> Result<FlashImage, FlashError> {
-    let monitor = elf::flatten_monitor(monitor_elf).map_err(|error| FlashError::Elf {
-        part: Part::Monitor,
-        error,
-    })?;
-    let pie = |part, data| {
-        elf::flatten_pie(data).map_err(|error| FlashError::Elf { part, error })
-    };
+pub fn build_flash(monitor_elf: &[u8], hypervisor_elf: &[u8], guest_stub_elf: &[u8]) -> Result<FlashImage, FlashError> {
+    let monitor = elf::flatten_monitor(monitor_elf).map_err(|error| FlashError::Elf { part: Part::Monitor, error })?;
+    let pie = |part, data| elf::flatten_pie(data).map_err(|error| FlashError::Elf { part, error });
     let hypervisor = pie(Part::Hypervisor, hypervisor_elf)?;
     let guest_stub = pie(Part::GuestStub, guest_stub_elf)?;
     assemble(
         &monitor,
         &[
-            EntryDesc {
-                kind: EntryKind::Hypervisor,
-                payload: &hypervisor.bytes,
-                load: hypervisor.load,
-            },
-            EntryDesc {
-                kind: EntryKind::GuestStub,
-                payload: &guest_stub.bytes,
-                load: guest_stub.load,
-            },
+            EntryDesc { kind: EntryKind::Hypervisor, payload: &hypervisor.bytes, load: hypervisor.load },
+            EntryDesc { kind: EntryKind::GuestStub, payload: &guest_stub.bytes, load: guest_stub.load },
         ],
     )
 }
@@ -356,9 +320,7 @@ impl Command {
                 return Err(FlashError::Usage(format!("`{name}` given twice")));
             }
         }
-        let need = |v: Option<PathBuf>, name: &str| {
-            v.ok_or_else(|| FlashError::Usage(format!("missing `{name}`")))
-        };
+        let need = |v: Option<PathBuf>, name: &str| v.ok_or_else(|| FlashError::Usage(format!("missing `{name}`")));
         Ok(Command::Build(Args {
             monitor: need(monitor, "--monitor")?,
             hypervisor: need(hypervisor, "--hypervisor")?,
@@ -369,24 +331,14 @@ impl Command {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, FlashError> {
-    std::fs::read(path).map_err(|error| FlashError::Io {
-        path: path.to_owned(),
-        error,
-    })
+    std::fs::read(path).map_err(|error| FlashError::Io { path: path.to_owned(), error })
 }
 
 /// Reads the three ELF files, builds the image and writes it to
 /// `args.output` (creating its directory). Returns the image.
 pub fn run(args: &Args) -> Result<FlashImage, FlashError> {
-    let image = build_flash(
-        &read(&args.monitor)?,
-        &read(&args.hypervisor)?,
-        &read(&args.guest_stub)?,
-    )?;
-    let io = |error| FlashError::Io {
-        path: args.output.clone(),
-        error,
-    };
+    let image = build_flash(&read(&args.monitor)?, &read(&args.hypervisor)?, &read(&args.guest_stub)?)?;
+    let io = |error| FlashError::Io { path: args.output.clone(), error };
     if let Some(dir) = args.output.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
@@ -406,20 +358,12 @@ mod tests {
 
     fn pie_elf(fill: u8, len: usize, bss: u64, entry: u64) -> Vec<u8> {
         let text = vec![fill; len];
-        let seg = Seg {
-            memsz: len as u64 + bss,
-            ..Seg::load(0, &text)
-        };
+        let seg = Seg { memsz: len as u64 + bss, ..Seg::load(0, &text) };
         build(EM_AARCH64, ET_DYN, entry, &[seg])
     }
 
     fn sample() -> FlashImage {
-        build_flash(
-            &monitor_elf(5000),
-            &pie_elf(0xee, 0x1234, 0x3000, 0x80),
-            &pie_elf(0x77, 300, 0, 0),
-        )
-        .unwrap()
+        build_flash(&monitor_elf(5000), &pie_elf(0xee, 0x1234, 0x3000, 0x80), &pie_elf(0x77, 300, 0, 0)).unwrap()
     }
 
     #[test]
@@ -434,14 +378,7 @@ mod tests {
         assert_eq!(flash.len(), 8192 + pkg.total_size());
         let hyp = pkg.require(EntryKind::Hypervisor).unwrap();
         assert_eq!(hyp.payload, &[0xee; 0x1234][..]);
-        assert_eq!(
-            hyp.load,
-            LoadHints {
-                align: 0x1000,
-                mem_size: 0x5000,
-                entry_offset: 0x80
-            }
-        );
+        assert_eq!(hyp.load, LoadHints { align: 0x1000, mem_size: 0x5000, entry_offset: 0x80 });
         let stub = pkg.require(EntryKind::GuestStub).unwrap();
         assert_eq!(stub.payload, &[0x77; 300][..]);
         assert_eq!(stub.load.mem_size, 0x1000);
@@ -449,22 +386,14 @@ mod tests {
         let names: Vec<_> = img.parts.iter().map(|p| p.name).collect();
         assert_eq!(names, ["monitor", "package", "hypervisor", "guest-stub"]);
         let hyp_info = &img.parts[2];
-        assert_eq!(
-            &flash[hyp_info.offset..hyp_info.offset + hyp_info.size],
-            hyp.payload
-        );
+        assert_eq!(&flash[hyp_info.offset..hyp_info.offset + hyp_info.size], hyp.payload);
         let summary = img.summary();
         assert!(summary.contains("guest-stub") && summary.contains("0x5000"), "{summary}");
     }
 
     #[test]
     fn monitor_of_exact_page_size_gets_no_padding() {
-        let img = build_flash(
-            &monitor_elf(4096),
-            &pie_elf(1, 16, 0, 0),
-            &pie_elf(2, 16, 0, 0),
-        )
-        .unwrap();
+        let img = build_flash(&monitor_elf(4096), &pie_elf(1, 16, 0, 0), &pie_elf(2, 16, 0, 0)).unwrap();
         assert_eq!(img.package_offset, 4096);
     }
 
@@ -501,9 +430,7 @@ mod tests {
         assert!(find_package(&damaged).is_none());
         assert_eq!(
             Package::parse(&damaged[offset..]).unwrap_err(),
-            PackageError::PayloadDigestMismatch {
-                kind: EntryKind::GuestStub
-            }
+            PackageError::PayloadDigestMismatch { kind: EntryKind::GuestStub }
         );
     }
 
@@ -513,10 +440,7 @@ mod tests {
         let err = build_flash(&monitor_elf(100), &pie_elf(1, 8, 0, 0), &x86).unwrap_err();
         assert!(matches!(
             err,
-            FlashError::Elf {
-                part: Part::GuestStub,
-                error: ElfError::WrongMachine { machine: 62 }
-            }
+            FlashError::Elf { part: Part::GuestStub, error: ElfError::WrongMachine { machine: 62 } }
         ));
         assert!(err.to_string().starts_with("guest-stub ELF:"), "{err}");
 
@@ -531,11 +455,7 @@ mod tests {
         let desc = EntryDesc {
             kind: EntryKind::Hypervisor,
             payload: &payload,
-            load: LoadHints {
-                align: 4096,
-                mem_size: 8192,
-                entry_offset: 0,
-            },
+            load: LoadHints { align: 4096, mem_size: 8192, entry_offset: 0 },
         };
         let err = assemble(&big, &[desc]).unwrap_err();
         assert!(matches!(err, FlashError::TooLarge { size } if size > FLASH_SIZE_LIMIT));
@@ -601,10 +521,7 @@ mod tests {
         let img = run(&args).unwrap();
         assert_eq!(std::fs::read(&args.output).unwrap(), img.bytes);
 
-        let missing = Args {
-            monitor: dir.join("nope.elf"),
-            ..args
-        };
+        let missing = Args { monitor: dir.join("nope.elf"), ..args };
         let err = run(&missing).unwrap_err();
         assert!(matches!(err, FlashError::Io { .. }));
         assert!(err.to_string().contains("nope.elf"), "{err}");

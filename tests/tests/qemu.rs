@@ -37,11 +37,7 @@ fn flash() -> &'static Path {
         if let Some(path) = std::env::var_os("HV_FLASH") {
             return PathBuf::from(path);
         }
-        let status = Command::new("make")
-            .arg("image")
-            .current_dir(workspace())
-            .status()
-            .expect("run make image");
+        let status = Command::new("make").arg("image").current_dir(workspace()).status().expect("run make image");
         assert!(status.success(), "make image failed");
         workspace().join("build/flash.bin")
     })
@@ -109,7 +105,16 @@ fn boot(b: &Boot) -> Outcome {
     let secure = dir.join("secure.log");
     let start = Instant::now();
     let mut child = Command::new("qemu-system-aarch64")
-        .args(["-M", &format!("{MACHINE}{}", b.machine_options), "-cpu", b.cpu, "-smp", &b.smp.to_string(), "-m", b.mem])
+        .args([
+            "-M",
+            &format!("{MACHINE}{}", b.machine_options),
+            "-cpu",
+            b.cpu,
+            "-smp",
+            &b.smp.to_string(),
+            "-m",
+            b.mem,
+        ])
         .args(["-display", "none", "-monitor", "none"])
         .args((!b.extra.contains(&NO_SEMIHOSTING)).then_some("-semihosting"))
         .args(b.extra.iter().filter(|&&a| a != NO_SEMIHOSTING))
@@ -119,7 +124,9 @@ fn boot(b: &Boot) -> Outcome {
         .arg(format!("file:{}", secure.display()))
         .arg("-bios")
         .arg(&b.flash)
-        .args(b.cmdline.map(|c| ["-fw_cfg".to_string(), format!("name=opt/hv/cmdline,string={c}")]).into_iter().flatten())
+        .args(
+            b.cmdline.map(|c| ["-fw_cfg".to_string(), format!("name=opt/hv/cmdline,string={c}")]).into_iter().flatten(),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -180,7 +187,11 @@ fn assert_selftest_passed(o: &Outcome, smp: u32) {
         "the monitor's Secure UART must log the power-off\n{dump}"
     );
     // The guest's console channels reach the console, prefixed.
-    for line in ["guest: guest-stub: brk console ok", "guest: guest-stub: brk console from EL0 ok", "guest-dcc: guest-stub: dcc console ok"] {
+    for line in [
+        "guest: guest-stub: brk console ok",
+        "guest: guest-stub: brk console from EL0 ok",
+        "guest-dcc: guest-stub: dcc console ok",
+    ] {
         assert!(o.console.lines().any(|l| l == line), "missing `{line}`\n{dump}");
     }
 }
@@ -190,10 +201,7 @@ fn assert_selftest_passed(o: &Outcome, smp: u32) {
 /// link VA, all true for the run.
 fn assert_boot_line(o: &Outcome, mode: &str, remap: &str) {
     let dump = o.dump();
-    let line = o
-        .lines("el2: v")
-        .next()
-        .unwrap_or_else(|| panic!("no hypervisor boot line\n{dump}"));
+    let line = o.lines("el2: v").next().unwrap_or_else(|| panic!("no hypervisor boot line\n{dump}"));
     let loaded_at = o
         .lines("el3-monitor: package verified; hypervisor at PA ")
         .next()
@@ -410,20 +418,12 @@ fn truncated_image_refused() {
 
 #[test]
 fn flipped_hypervisor_byte_refused() {
-    damaged_image_refused(
-        "flip-hv",
-        Damage::FlipPayload(EntryKind::Hypervisor),
-        "hypervisor payload is corrupt",
-    );
+    damaged_image_refused("flip-hv", Damage::FlipPayload(EntryKind::Hypervisor), "hypervisor payload is corrupt");
 }
 
 #[test]
 fn flipped_guest_stub_byte_refused() {
-    damaged_image_refused(
-        "flip-stub",
-        Damage::FlipPayload(EntryKind::GuestStub),
-        "guest-stub payload is corrupt",
-    );
+    damaged_image_refused("flip-stub", Damage::FlipPayload(EntryKind::GuestStub), "guest-stub payload is corrupt");
 }
 
 #[test]
@@ -468,28 +468,148 @@ fn every_package_field_corrupted_is_refused() {
     let (kind, flags, offset, size, align, mem_size, entry_offset, digest) = (0, 4, 8, 16, 24, 32, 40, 48);
     let damages = [
         FieldDamage { field: "magic", at: 0, value: FlipBit, reseal: false, expect: "no firmware package here" },
-        FieldDamage { field: "version", at: 8, value: U32(2), reseal: true, expect: "format version 2 is not supported" },
+        FieldDamage {
+            field: "version",
+            at: 8,
+            value: U32(2),
+            reseal: true,
+            expect: "format version 2 is not supported",
+        },
         FieldDamage { field: "header_size", at: 12, value: U32(72), reseal: true, expect: "header declares size 72" },
-        FieldDamage { field: "entry_count 17", at: 16, value: U32(17), reseal: true, expect: "has 17 entries, at most 16" },
-        FieldDamage { field: "entry_count 1", at: 16, value: U32(1), reseal: true, expect: "padding byte at offset 0x90 is not zero" },
+        FieldDamage {
+            field: "entry_count 17",
+            at: 16,
+            value: U32(17),
+            reseal: true,
+            expect: "has 17 entries, at most 16",
+        },
+        FieldDamage {
+            field: "entry_count 1",
+            at: 16,
+            value: U32(1),
+            reseal: true,
+            expect: "padding byte at offset 0x90 is not zero",
+        },
         FieldDamage { field: "entry_size", at: 20, value: U32(88), reseal: true, expect: "declares entry size 88" },
-        FieldDamage { field: "total_size small", at: 24, value: U64(100), reseal: true, expect: "declares total size 100" },
-        FieldDamage { field: "total_size large", at: 24, value: U64(1 << 40), reseal: true, expect: "firmware package truncated: the payloads" },
-        FieldDamage { field: "header digest", at: 32, value: FlipBit, reseal: false, expect: "header or entry table is corrupt" },
-        FieldDamage { field: "entry table", at: entry(1, size), value: FlipBit, reseal: false, expect: "header or entry table is corrupt" },
-        FieldDamage { field: "kind unknown", at: entry(0, kind), value: U32(7), reseal: true, expect: "entry 0 has unknown kind 7" },
-        FieldDamage { field: "kind repeated", at: entry(1, kind), value: U32(1), reseal: true, expect: "more than one hypervisor entry" },
-        FieldDamage { field: "flags", at: entry(1, flags), value: U32(4), reseal: true, expect: "entry 1 has reserved flags 0x4" },
-        FieldDamage { field: "offset", at: entry(0, offset), value: U64(8), reseal: true, expect: "hypervisor payload (offset 0x8" },
-        FieldDamage { field: "size larger", at: entry(1, size), value: AddU64(1 << 20), reseal: true, expect: "guest-stub payload (offset" },
-        FieldDamage { field: "size smaller", at: entry(0, size), value: AddU64(64u64.wrapping_neg()), reseal: true, expect: "padding byte at offset" },
-        FieldDamage { field: "align", at: entry(0, align), value: U64(0x3000), reseal: true, expect: "load alignment 0x3000 is not a power of two" },
-        FieldDamage { field: "align small", at: entry(1, align), value: U64(0x800), reseal: true, expect: "below the minimum" },
-        FieldDamage { field: "mem_size", at: entry(0, mem_size), value: U64(1), reseal: true, expect: "hypervisor entry has bad load hints: memory size 0x1" },
-        FieldDamage { field: "mem_size huge", at: entry(0, mem_size), value: U64(1 << 40), reseal: true, expect: "RAM too small for the hypervisor" },
-        FieldDamage { field: "entry_offset", at: entry(1, entry_offset), value: U64(1 << 40), reseal: true, expect: "entry offset 0x10000000000 is outside the image" },
-        FieldDamage { field: "entry_offset odd", at: entry(0, entry_offset), value: U64(2), reseal: true, expect: "entry offset 0x2 is not a multiple of 4" },
-        FieldDamage { field: "digest", at: entry(1, digest), value: FlipBit, reseal: true, expect: "guest-stub payload is corrupt" },
+        FieldDamage {
+            field: "total_size small",
+            at: 24,
+            value: U64(100),
+            reseal: true,
+            expect: "declares total size 100",
+        },
+        FieldDamage {
+            field: "total_size large",
+            at: 24,
+            value: U64(1 << 40),
+            reseal: true,
+            expect: "firmware package truncated: the payloads",
+        },
+        FieldDamage {
+            field: "header digest",
+            at: 32,
+            value: FlipBit,
+            reseal: false,
+            expect: "header or entry table is corrupt",
+        },
+        FieldDamage {
+            field: "entry table",
+            at: entry(1, size),
+            value: FlipBit,
+            reseal: false,
+            expect: "header or entry table is corrupt",
+        },
+        FieldDamage {
+            field: "kind unknown",
+            at: entry(0, kind),
+            value: U32(7),
+            reseal: true,
+            expect: "entry 0 has unknown kind 7",
+        },
+        FieldDamage {
+            field: "kind repeated",
+            at: entry(1, kind),
+            value: U32(1),
+            reseal: true,
+            expect: "more than one hypervisor entry",
+        },
+        FieldDamage {
+            field: "flags",
+            at: entry(1, flags),
+            value: U32(4),
+            reseal: true,
+            expect: "entry 1 has reserved flags 0x4",
+        },
+        FieldDamage {
+            field: "offset",
+            at: entry(0, offset),
+            value: U64(8),
+            reseal: true,
+            expect: "hypervisor payload (offset 0x8",
+        },
+        FieldDamage {
+            field: "size larger",
+            at: entry(1, size),
+            value: AddU64(1 << 20),
+            reseal: true,
+            expect: "guest-stub payload (offset",
+        },
+        FieldDamage {
+            field: "size smaller",
+            at: entry(0, size),
+            value: AddU64(64u64.wrapping_neg()),
+            reseal: true,
+            expect: "padding byte at offset",
+        },
+        FieldDamage {
+            field: "align",
+            at: entry(0, align),
+            value: U64(0x3000),
+            reseal: true,
+            expect: "load alignment 0x3000 is not a power of two",
+        },
+        FieldDamage {
+            field: "align small",
+            at: entry(1, align),
+            value: U64(0x800),
+            reseal: true,
+            expect: "below the minimum",
+        },
+        FieldDamage {
+            field: "mem_size",
+            at: entry(0, mem_size),
+            value: U64(1),
+            reseal: true,
+            expect: "hypervisor entry has bad load hints: memory size 0x1",
+        },
+        FieldDamage {
+            field: "mem_size huge",
+            at: entry(0, mem_size),
+            value: U64(1 << 40),
+            reseal: true,
+            expect: "RAM too small for the hypervisor",
+        },
+        FieldDamage {
+            field: "entry_offset",
+            at: entry(1, entry_offset),
+            value: U64(1 << 40),
+            reseal: true,
+            expect: "entry offset 0x10000000000 is outside the image",
+        },
+        FieldDamage {
+            field: "entry_offset odd",
+            at: entry(0, entry_offset),
+            value: U64(2),
+            reseal: true,
+            expect: "entry offset 0x2 is not a multiple of 4",
+        },
+        FieldDamage {
+            field: "digest",
+            at: entry(1, digest),
+            value: FlipBit,
+            reseal: true,
+            expect: "guest-stub payload is corrupt",
+        },
     ];
     let good = std::fs::read(flash()).expect("read flash image");
     let (package_offset, _) = find_package(&good).expect("the good image holds a package");
@@ -540,10 +660,7 @@ fn command_line_sets_log_level() {
     assert_eq!(o.status, Some(0), "{dump}");
     assert!(o.console.contains("el2: command line (fw_cfg opt/hv/cmdline): `log=debug no-such-word`"), "{dump}");
     assert!(o.console.contains("el2: WARN: unknown command-line word `no-such-word` ignored"), "{dump}");
-    assert!(
-        o.lines("el2: DEBUG: stage-2 abort at IPA").any(|l| l.contains("external abort to the guest")),
-        "{dump}"
-    );
+    assert!(o.lines("el2: DEBUG: stage-2 abort at IPA").any(|l| l.contains("external abort to the guest")), "{dump}");
 }
 
 /// The monitor's SMC interface as EL2 sees it: versions, feature queries,
@@ -572,10 +689,8 @@ fn unexpected_exception_at_el2_is_reported() {
     let o = boot(&Boot { cmdline: Some("selftest=fatal"), ..Boot::new("selftest-fatal", CPU_A72, 2, "1G") });
     let dump = o.dump();
     assert_eq!(o.status, Some(2), "the hypervisor's fatal status is 2\n{dump}");
-    let report = o
-        .lines("el2: ERROR: unexpected exception: ")
-        .next()
-        .unwrap_or_else(|| panic!("no exception report\n{dump}"));
+    let report =
+        o.lines("el2: ERROR: unexpected exception: ").next().unwrap_or_else(|| panic!("no exception report\n{dump}"));
     for part in ["taken from EL2", "ESR 0x", "DataAbortSame", "translation fault", "FAR 0x7fe00000", "ELR 0x"] {
         assert!(report.contains(part), "report lacks `{part}`: {report}");
     }
@@ -593,11 +708,7 @@ fn unexpected_exception_at_el2_is_reported() {
 /// board through its GPIO line (QEMU exits on reset with -no-reboot).
 #[test]
 fn guest_system_reset() {
-    let o = boot(&Boot {
-        cmdline: Some("stub=reset"),
-        extra: &["-no-reboot"],
-        ..Boot::new("reset", CPU_MAX, 2, "1G")
-    });
+    let o = boot(&Boot { cmdline: Some("stub=reset"), extra: &["-no-reboot"], ..Boot::new("reset", CPU_MAX, 2, "1G") });
     let dump = o.dump();
     assert_eq!(o.status, Some(0), "{dump}");
     assert!(o.console.contains("el2: guest requested SYSTEM_RESET"), "{dump}");
@@ -690,8 +801,20 @@ fn device_tree_defects_refused() {
     let on_console: &[Report] = &[Console];
     let unreadable: &[Report] = &[Console, Stderr];
     let damages = [
-        TreeDamage { name: "no GIC", edit: |t| dts::remove_node(t, GIC), refuser: Refuser::Monitor, expect: "device tree has no interrupt controller", reports: unreadable },
-        TreeDamage { name: "GIC without reg", edit: |t| dts::remove_property(t, GIC, "reg"), refuser: Refuser::Monitor, expect: "intc@8000000 has no `reg` property", reports: unreadable },
+        TreeDamage {
+            name: "no GIC",
+            edit: |t| dts::remove_node(t, GIC),
+            refuser: Refuser::Monitor,
+            expect: "device tree has no interrupt controller",
+            reports: unreadable,
+        },
+        TreeDamage {
+            name: "GIC without reg",
+            edit: |t| dts::remove_property(t, GIC, "reg"),
+            refuser: Refuser::Monitor,
+            expect: "intc@8000000 has no `reg` property",
+            reports: unreadable,
+        },
         TreeDamage {
             name: "GIC distributor of size 0",
             edit: |t| dts::set_property(t, GIC, "reg", "<0x00 0x8000000 0x00 0x00 0x00 0x80a0000 0x00 0xf60000>"),
@@ -724,7 +847,11 @@ fn device_tree_defects_refused() {
             name: "no UART",
             edit: |t| {
                 let t = dts::remove_node(&dts::remove_node(&dts::remove_node(t, UART), SECURE_UART), "/aliases");
-                dts::remove_property(&dts::remove_property(&t, "/chosen", "stdout-path"), "/secure-chosen", "stdout-path")
+                dts::remove_property(
+                    &dts::remove_property(&t, "/chosen", "stdout-path"),
+                    "/secure-chosen",
+                    "stdout-path",
+                )
             },
             refuser: Refuser::Monitor,
             expect: "the device tree names no Non-secure console",
@@ -737,7 +864,13 @@ fn device_tree_defects_refused() {
             expect: "the device tree names no Non-secure console",
             reports: &[Stderr, SecureUart],
         },
-        TreeDamage { name: "UART without reg", edit: |t| dts::remove_property(t, UART, "reg"), refuser: Refuser::Monitor, expect: "pl011@9000000 has no `reg` property", reports: unreadable },
+        TreeDamage {
+            name: "UART without reg",
+            edit: |t| dts::remove_property(t, UART, "reg"),
+            refuser: Refuser::Monitor,
+            expect: "pl011@9000000 has no `reg` property",
+            reports: unreadable,
+        },
         TreeDamage {
             name: "UART of size 0",
             edit: |t| dts::set_property(t, UART, "reg", "<0x00 0x9000000 0x00 0x00>"),
@@ -766,15 +899,29 @@ fn device_tree_defects_refused() {
             expect: "/chosen/stdout-path = \"/serial@1234\" names no node",
             reports: unreadable,
         },
-        TreeDamage { name: "no cpus", edit: |t| dts::remove_node(t, "/cpus"), refuser: Refuser::Monitor, expect: "device tree has no /cpus node", reports: unreadable },
+        TreeDamage {
+            name: "no cpus",
+            edit: |t| dts::remove_node(t, "/cpus"),
+            refuser: Refuser::Monitor,
+            expect: "device tree has no /cpus node",
+            reports: unreadable,
+        },
         TreeDamage {
             name: "no cpu nodes",
-            edit: |t| dts::remove_node(&dts::remove_node(&dts::remove_node(t, "/cpus/cpu@0"), "/cpus/cpu@1"), "/cpus/cpu-map"),
+            edit: |t| {
+                dts::remove_node(&dts::remove_node(&dts::remove_node(t, "/cpus/cpu@0"), "/cpus/cpu@1"), "/cpus/cpu-map")
+            },
             refuser: Refuser::Monitor,
             expect: "device tree has no /cpus/cpu@* node",
             reports: unreadable,
         },
-        TreeDamage { name: "cpu without reg", edit: |t| dts::remove_property(t, "/cpus/cpu@1", "reg"), refuser: Refuser::Monitor, expect: "cpu@1 has no `reg` property", reports: unreadable },
+        TreeDamage {
+            name: "cpu without reg",
+            edit: |t| dts::remove_property(t, "/cpus/cpu@1", "reg"),
+            refuser: Refuser::Monitor,
+            expect: "cpu@1 has no `reg` property",
+            reports: unreadable,
+        },
         TreeDamage {
             name: "cpu reg beyond MPIDR",
             edit: |t| dts::set_property(t, "/cpus/cpu@1", "reg", "<0xff000000>"),
@@ -857,7 +1004,10 @@ fn benchmark_mode_counts_el2() {
             .unwrap_or_else(|| panic!("no `{name}` measurement\n{dump}"))
     };
     let (empty, floor, brk, ecam) = (median("empty"), median("floor-svc"), median("brk-version"), median("ecam-read"));
-    assert!(empty < floor && floor < brk && brk < ecam, "empty {empty} < floor {floor} < brk {brk} < ecam {ecam}\n{dump}");
+    assert!(
+        empty < floor && floor < brk && brk < ecam,
+        "empty {empty} < floor {floor} < brk {brk} < ecam {ecam}\n{dump}"
+    );
 }
 
 /// A hostile guest run (`stub=hostile`): the tally line's four numbers
@@ -971,16 +1121,24 @@ const VIRT_PL031: std::ops::Range<u64> = 0x0901_0000..0x0901_1000;
 fn linux_sees_the_pci_shim(o: &Outcome, dump: &str) {
     let bar0 = o.lines("linux-guest: pci 0000:00:00.0 bar0 ").next().unwrap_or_else(|| panic!("no BAR0 line\n{dump}"));
     let fields: Vec<u64> = bar0.split_whitespace().skip(4).filter_map(hvctl::parse_hex).collect();
-    assert_eq!(fields.get(..2), Some(&[VIRT_PL031.start, VIRT_PL031.end - 1][..]), "BAR0 must be the PL031's window: {bar0}");
+    assert_eq!(
+        fields.get(..2),
+        Some(&[VIRT_PL031.start, VIRT_PL031.end - 1][..]),
+        "BAR0 must be the PL031's window: {bar0}"
+    );
     let rtc = o.lines("linux-guest: rtc-devmem ").next().unwrap_or_else(|| panic!("no devmem read\n{dump}"));
-    let seconds = rtc.split_whitespace().last().and_then(|w| u64::from_str_radix(w.trim_start_matches("0x").trim_start_matches("0X"), 16).ok());
+    let seconds = rtc
+        .split_whitespace()
+        .last()
+        .and_then(|w| u64::from_str_radix(w.trim_start_matches("0x").trim_start_matches("0X"), 16).ok());
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     // The read happened during this boot, which lasted less than TIMEOUT.
     assert!(
         seconds.is_some_and(|s| s <= now + 1 && now - s <= TIMEOUT.as_secs()),
         "the RTC data register through BAR0 must read the current time ({now}): {rtc}\n{dump}"
     );
-    let driver = o.lines("linux-guest: pci 0000:00:00.0 driver ").next().unwrap_or_else(|| panic!("no driver bound\n{dump}"));
+    let driver =
+        o.lines("linux-guest: pci 0000:00:00.0 driver ").next().unwrap_or_else(|| panic!("no driver bound\n{dump}"));
     assert!(driver.trim_end().ends_with("driver uio_pci_generic uio0"), "uio_pci_generic must bind: {driver}\n{dump}");
 }
 
@@ -996,13 +1154,19 @@ fn hvctl_works_from_linux_userspace(o: &Outcome, mode: &str, dump: &str) {
     assert!(o.lines("linux-guest: hvctl scan exit 0").next().is_some(), "hvctl scan failed\n{dump}");
     let regions: Vec<(u64, u64)> = o
         .lines(hvctl::REGION_PREFIX)
-        .map(|l| hvctl::parse_region_range(&l[hvctl::REGION_PREFIX.len()..]).unwrap_or_else(|| panic!("bad region line {l:?}")))
+        .map(|l| {
+            hvctl::parse_region_range(&l[hvctl::REGION_PREFIX.len()..])
+                .unwrap_or_else(|| panic!("bad region line {l:?}"))
+        })
         .collect();
     let maps: Vec<hvctl::MapsEntry> =
         o.lines(hvctl::MAPS_PREFIX).filter_map(|l| hvctl::MapsEntry::parse(&l[hvctl::MAPS_PREFIX.len()..])).collect();
     assert!(regions.len() >= 3 && maps.len() >= 3, "{} regions, {} maps entries\n{dump}", regions.len(), maps.len());
     for &(first, last) in &regions {
-        assert!(hvctl::covering(&maps, first, last), "scanned {first:#x}..={last:#x} is outside /proc/self/maps\n{dump}");
+        assert!(
+            hvctl::covering(&maps, first, last),
+            "scanned {first:#x}..={last:#x} is outside /proc/self/maps\n{dump}"
+        );
     }
     let touched = o
         .lines(hvctl::TOUCHED_PREFIX)
@@ -1070,8 +1234,16 @@ fn linux_kernel_or_initrd_larger_than_ram_refused() {
     let kernel_too_large = ["-kernel", huge.as_str()];
     let initrd_too_large = ["-kernel", small.as_str(), "-initrd", initrd.as_str()];
     let cases: [(&str, &[&str], &str); 2] = [
-        ("kernel too large", &kernel_too_large, "Linux guest refused: kernel is too large for guest RAM: its image_size 0x40000000"),
-        ("initrd too large", &initrd_too_large, "Linux guest refused: initrd is too large for guest RAM: it is 0x12c00000 bytes"),
+        (
+            "kernel too large",
+            &kernel_too_large,
+            "Linux guest refused: kernel is too large for guest RAM: its image_size 0x40000000",
+        ),
+        (
+            "initrd too large",
+            &initrd_too_large,
+            "Linux guest refused: initrd is too large for guest RAM: it is 0x12c00000 bytes",
+        ),
     ];
     for (what, extra, expect) in cases {
         let o = boot(&Boot { extra, ..Boot::new("too-large-boot", CPU_MAX, 2, "256M") });

@@ -55,7 +55,7 @@ impl core::fmt::Display for ExceptionLevel {
 /// Reads `CurrentEL`.
 #[cfg(target_arch = "aarch64")]
 pub fn current_el() -> ExceptionLevel {
-    use aarch64_cpu::registers::{Readable, CurrentEL};
+    use aarch64_cpu::registers::{CurrentEL, Readable};
     ExceptionLevel::from_current_el(CurrentEL.get())
 }
 

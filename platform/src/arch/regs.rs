@@ -50,8 +50,7 @@ pub const SCTLR_SPAN: u64 = bit(23);
 pub const SCTLR_DSSBS: u64 = bit(44);
 /// RES1 bits of `SCTLR_EL3` and of `SCTLR_EL2` with `HCR_EL2.E2H == 0`
 /// (bits 4, 5, 11, 16, 18, 22, 23, 28, 29).
-pub const SCTLR_EL23_RES1: u64 =
-    bit(4) | bit(5) | bit(11) | bit(16) | bit(18) | bit(22) | bit(23) | bit(28) | bit(29);
+pub const SCTLR_EL23_RES1: u64 = bit(4) | bit(5) | bit(11) | bit(16) | bit(18) | bit(22) | bit(23) | bit(28) | bit(29);
 /// `SCTLR_EL1` bits that are RES1 on Armv8.0 and keep their v8.0 behaviour
 /// when set on later CPUs: LSMAOE, nTLSMD, EIS, TSCXT, EOS.
 pub const SCTLR_EL1_RES1: u64 = bit(29) | bit(28) | bit(22) | bit(20) | bit(11);

@@ -52,31 +52,17 @@ fn align4(x: usize) -> Option<usize> {
 /// Checks the header's magic and size and returns `totalsize`.
 /// Needs only the first 8 bytes; see [`super::dtb_total_size`].
 pub(super) fn total_size(header: &[u8]) -> Result<usize, BoardError> {
-    let magic = be32(header, 0).ok_or(BoardError::Truncated {
-        needed: HEADER_SIZE,
-        available: header.len(),
-    })?;
+    let magic = be32(header, 0).ok_or(BoardError::Truncated { needed: HEADER_SIZE, available: header.len() })?;
     if magic != FDT_MAGIC {
         return Err(BoardError::BadMagic { found: magic });
     }
-    let size = be32(header, 4).ok_or(BoardError::Truncated {
-        needed: HEADER_SIZE,
-        available: header.len(),
-    })?;
-    let size = usize::try_from(size).map_err(|_| BoardError::TooLarge {
-        size: usize::MAX,
-        max: MAX_DTB_SIZE,
-    })?;
+    let size = be32(header, 4).ok_or(BoardError::Truncated { needed: HEADER_SIZE, available: header.len() })?;
+    let size = usize::try_from(size).map_err(|_| BoardError::TooLarge { size: usize::MAX, max: MAX_DTB_SIZE })?;
     if size > MAX_DTB_SIZE {
-        return Err(BoardError::TooLarge {
-            size,
-            max: MAX_DTB_SIZE,
-        });
+        return Err(BoardError::TooLarge { size, max: MAX_DTB_SIZE });
     }
     if size < HEADER_SIZE {
-        return Err(BoardError::BadHeader {
-            reason: "totalsize is smaller than the header",
-        });
+        return Err(BoardError::BadHeader { reason: "totalsize is smaller than the header" });
     }
     Ok(size)
 }
@@ -91,10 +77,7 @@ pub(super) struct Cells {
 }
 
 impl Cells {
-    const DEFAULT: Cells = Cells {
-        address: 2,
-        size: 1,
-    };
+    const DEFAULT: Cells = Cells { address: 2, size: 1 };
 }
 
 /// One node: its name and where its contents start.
@@ -165,21 +148,11 @@ impl<'a> Dtb<'a> {
     /// the whole structure block once to check its grammar.
     pub fn new(bytes: &'a [u8]) -> Result<Self, BoardError> {
         let total = total_size(bytes)?;
-        let data = bytes.get(..total).ok_or(BoardError::Truncated {
-            needed: total,
-            available: bytes.len(),
-        })?;
+        let data = bytes.get(..total).ok_or(BoardError::Truncated { needed: total, available: bytes.len() })?;
         let field = |index: usize| -> Result<usize, BoardError> {
-            let off = index
-                .checked_mul(4)
-                .ok_or(BoardError::BadHeader { reason: "index" })?;
-            let v = be32(data, off).ok_or(BoardError::Truncated {
-                needed: HEADER_SIZE,
-                available: data.len(),
-            })?;
-            usize::try_from(v).map_err(|_| BoardError::BadHeader {
-                reason: "field too large",
-            })
+            let off = index.checked_mul(4).ok_or(BoardError::BadHeader { reason: "index" })?;
+            let v = be32(data, off).ok_or(BoardError::Truncated { needed: HEADER_SIZE, available: data.len() })?;
+            usize::try_from(v).map_err(|_| BoardError::BadHeader { reason: "field too large" })
         };
         let off_struct = field(2)?;
         let off_strings = field(3)?;
@@ -192,41 +165,19 @@ impl<'a> Dtb<'a> {
                 reason: "unsupported version (need version >= 16, last_comp_version <= 17)",
             });
         }
-        let size_struct = if version >= 17 {
-            field(9)?
-        } else {
-            total.saturating_sub(off_struct)
-        };
+        let size_struct = if version >= 17 { field(9)? } else { total.saturating_sub(off_struct) };
         let block = |off: usize, size: usize, reason: &'static str| {
-            off.checked_add(size)
-                .and_then(|end| data.get(off..end))
-                .ok_or(BoardError::BadHeader { reason })
+            off.checked_add(size).and_then(|end| data.get(off..end)).ok_or(BoardError::BadHeader { reason })
         };
-        let structs = block(
-            off_struct,
-            size_struct,
-            "structure block lies outside totalsize",
-        )?;
-        let strings = block(
-            off_strings,
-            size_strings,
-            "strings block lies outside totalsize",
-        )?;
-        let rsvmap = data.get(off_rsvmap..).ok_or(BoardError::BadHeader {
-            reason: "memory reservation block lies outside totalsize",
-        })?;
+        let structs = block(off_struct, size_struct, "structure block lies outside totalsize")?;
+        let strings = block(off_strings, size_strings, "strings block lies outside totalsize")?;
+        let rsvmap = data
+            .get(off_rsvmap..)
+            .ok_or(BoardError::BadHeader { reason: "memory reservation block lies outside totalsize" })?;
         if off_rsvmap < HEADER_SIZE || off_struct < HEADER_SIZE || off_strings < HEADER_SIZE {
-            return Err(BoardError::BadHeader {
-                reason: "a block overlaps the header",
-            });
+            return Err(BoardError::BadHeader { reason: "a block overlaps the header" });
         }
-        let dtb = Dtb {
-            structs,
-            structs_offset: off_struct,
-            strings,
-            rsvmap,
-            total_size: total,
-        };
+        let dtb = Dtb { structs, structs_offset: off_struct, strings, rsvmap, total_size: total };
         dtb.validate()?;
         Ok(dtb)
     }
@@ -236,20 +187,14 @@ impl<'a> Dtb<'a> {
     }
 
     fn malformed(&self, off: usize, reason: &'static str) -> BoardError {
-        BoardError::Malformed {
-            offset: self.structs_offset.saturating_add(off),
-            reason,
-        }
+        BoardError::Malformed { offset: self.structs_offset.saturating_add(off), reason }
     }
 
     /// Decodes the token at `off` and returns it with the offset of the
     /// next token.
     fn token(&self, off: usize) -> Result<(Token<'a>, usize), BoardError> {
-        let tag = be32(self.structs, off)
-            .ok_or_else(|| self.malformed(off, "structure block ends without FDT_END"))?;
-        let after_tag = off
-            .checked_add(4)
-            .ok_or_else(|| self.malformed(off, "offset overflow"))?;
+        let tag = be32(self.structs, off).ok_or_else(|| self.malformed(off, "structure block ends without FDT_END"))?;
+        let after_tag = off.checked_add(4).ok_or_else(|| self.malformed(off, "offset overflow"))?;
         match tag {
             FDT_BEGIN_NODE => {
                 let rest = self.structs.get(after_tag..).unwrap_or_default();
@@ -272,22 +217,21 @@ impl<'a> Dtb<'a> {
             FDT_NOP => Ok((Token::Nop, after_tag)),
             FDT_END => Ok((Token::EndTree, after_tag)),
             FDT_PROP => {
-                let len = be32(self.structs, after_tag)
-                    .ok_or_else(|| self.malformed(off, "property header is truncated"))?;
+                let len =
+                    be32(self.structs, after_tag).ok_or_else(|| self.malformed(off, "property header is truncated"))?;
                 let name_off = after_tag
                     .checked_add(4)
                     .and_then(|o| be32(self.structs, o))
                     .ok_or_else(|| self.malformed(off, "property header is truncated"))?;
-                let start = after_tag
-                    .checked_add(8)
-                    .ok_or_else(|| self.malformed(off, "offset overflow"))?;
+                let start = after_tag.checked_add(8).ok_or_else(|| self.malformed(off, "offset overflow"))?;
                 let end = usize::try_from(len)
                     .ok()
                     .and_then(|len| start.checked_add(len))
                     .ok_or_else(|| self.malformed(off, "property length overflows"))?;
-                let value = self.structs.get(start..end).ok_or_else(|| {
-                    self.malformed(off, "property value runs past the structure block")
-                })?;
+                let value = self
+                    .structs
+                    .get(start..end)
+                    .ok_or_else(|| self.malformed(off, "property value runs past the structure block"))?;
                 let next = align4(end).ok_or_else(|| self.malformed(off, "offset overflow"))?;
                 Ok((Token::Prop { name_off, value }, next))
             }
@@ -325,9 +269,7 @@ impl<'a> Dtb<'a> {
                     props_allowed = true;
                 }
                 Token::End => {
-                    depth = depth
-                        .checked_sub(1)
-                        .ok_or_else(|| self.malformed(off, "FDT_END_NODE outside any node"))?;
+                    depth = depth.checked_sub(1).ok_or_else(|| self.malformed(off, "FDT_END_NODE outside any node"))?;
                     props_allowed = false;
                 }
                 Token::Prop { name_off, .. } => {
@@ -358,11 +300,7 @@ impl<'a> Dtb<'a> {
 
     /// The `/memreserve/` entries.
     pub fn mem_reservations(&self) -> MemReservations<'a> {
-        MemReservations {
-            block: self.rsvmap,
-            off: 0,
-            done: false,
-        }
+        MemReservations { block: self.rsvmap, off: 0, done: false }
     }
 
     /// The root node.
@@ -376,25 +314,14 @@ impl<'a> Dtb<'a> {
             dtb: self,
             off: 0,
             depth: 0,
-            stack: [Frame {
-                begin: 0,
-                body: 0,
-                cells: None,
-            }; MAX_DEPTH],
+            stack: [Frame { begin: 0, body: 0, cells: None }; MAX_DEPTH],
             done: false,
         }
     }
 
     /// The direct children of `node`.
     pub fn children<'d>(&'d self, node: &Node<'a>) -> Children<'d, 'a> {
-        Children {
-            dtb: self,
-            off: node.body,
-            level: 0,
-            cells: self.cells_of(node),
-            parent: node.begin,
-            done: false,
-        }
+        Children { dtb: self, off: node.body, level: 0, cells: self.cells_of(node), parent: node.begin, done: false }
     }
 
     /// The node whose FDT_BEGIN_NODE token is at `begin`.
@@ -409,11 +336,7 @@ impl<'a> Dtb<'a> {
 
     /// The properties of `node`, in blob order.
     pub fn props<'d>(&'d self, node: &Node<'a>) -> Props<'d, 'a> {
-        Props {
-            dtb: self,
-            off: node.body,
-            done: false,
-        }
+        Props { dtb: self, off: node.body, done: false }
     }
 
     /// The value of property `name` of `node`.
@@ -436,11 +359,7 @@ impl<'a> Dtb<'a> {
             }
         };
         let mut cells = Cells::DEFAULT;
-        for (name, value) in (Props {
-            dtb: self,
-            off: body,
-            done: false,
-        }) {
+        for (name, value) in (Props { dtb: self, off: body, done: false }) {
             match name {
                 "#address-cells" => cells.address = read(value),
                 "#size-cells" => cells.size = read(value),
@@ -461,9 +380,7 @@ impl<'a> Dtb<'a> {
     pub fn find_from(&self, mut node: Node<'a>, path: &str) -> Option<Node<'a>> {
         for component in path.split('/').filter(|c| !c.is_empty()) {
             let has_unit = component.contains('@');
-            node = self
-                .children(&node)
-                .find(|c| c.name == component || (!has_unit && c.base_name() == component))?;
+            node = self.children(&node).find(|c| c.name == component || (!has_unit && c.base_name() == component))?;
         }
         Some(node)
     }
@@ -510,33 +427,17 @@ impl<'a> Iterator for AllNodes<'_, 'a> {
             match tok {
                 Token::Begin { name, body } => {
                     let dtb = self.dtb;
-                    let parent = self
-                        .depth
-                        .checked_sub(1)
-                        .and_then(|i| self.stack.get_mut(i));
+                    let parent = self.depth.checked_sub(1).and_then(|i| self.stack.get_mut(i));
                     let (parent_cells, parent) = match parent {
-                        Some(f) => (
-                            *f.cells.get_or_insert_with(|| dtb.cells_at(f.body)),
-                            Some(f.begin),
-                        ),
+                        Some(f) => (*f.cells.get_or_insert_with(|| dtb.cells_at(f.body)), Some(f.begin)),
                         None => (Cells::DEFAULT, None),
                     };
-                    let node = Node {
-                        name,
-                        begin,
-                        body,
-                        parent_cells,
-                        parent,
-                    };
+                    let node = Node { name, begin, body, parent_cells, parent };
                     let Some(slot) = self.stack.get_mut(self.depth) else {
                         self.done = true;
                         break;
                     };
-                    *slot = Frame {
-                        begin,
-                        body,
-                        cells: None,
-                    };
+                    *slot = Frame { begin, body, cells: None };
                     self.depth = self.depth.saturating_add(1);
                     return Some(node);
                 }
@@ -578,13 +479,7 @@ impl<'a> Iterator for Children<'_, 'a> {
                 Token::Begin { name, body } => {
                     self.level = self.level.saturating_add(1);
                     if self.level == 1 {
-                        return Some(Node {
-                            name,
-                            begin,
-                            body,
-                            parent_cells: self.cells,
-                            parent: Some(self.parent),
-                        });
+                        return Some(Node { name, begin, body, parent_cells: self.cells, parent: Some(self.parent) });
                     }
                 }
                 Token::End => match self.level.checked_sub(1) {
@@ -644,8 +539,7 @@ impl Iterator for MemReservations<'_> {
         if self.done {
             return None;
         }
-        let entry = be64(self.block, self.off)
-            .zip(self.off.checked_add(8).and_then(|o| be64(self.block, o)));
+        let entry = be64(self.block, self.off).zip(self.off.checked_add(8).and_then(|o| be64(self.block, o)));
         self.off = self.off.saturating_add(16);
         match entry {
             Some((0, 0)) => {
@@ -655,9 +549,7 @@ impl Iterator for MemReservations<'_> {
             Some(e) => Some(Ok(e)),
             None => {
                 self.done = true;
-                Some(Err(BoardError::BadHeader {
-                    reason: "memory reservation block has no terminating entry",
-                }))
+                Some(Err(BoardError::BadHeader { reason: "memory reservation block has no terminating entry" }))
             }
         }
     }

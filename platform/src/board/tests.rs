@@ -69,10 +69,7 @@ fn cpu_list(ids: &[u64]) -> CpuList {
 }
 
 fn ppi(n: u32, flags: u32) -> Irq {
-    Irq {
-        intid: 16 + n,
-        flags,
-    }
+    Irq { intid: 16 + n, flags }
 }
 
 // ---------------------------------------------------------------------------
@@ -86,56 +83,17 @@ fn check_secure_virt(b: &Board, bytes: &[u8], ram_size: u64, mpidrs: &[u64]) {
     assert_eq!(b.secure_ram, regions(&[(0x0e00_0000, 16 * MIB)]));
     assert!(b.reserved.is_empty(), "{:?}", b.reserved);
     assert_eq!(b.cpus, cpu_list(mpidrs));
-    assert_eq!(
-        b.console,
-        Some(Uart {
-            kind: UartKind::Pl011,
-            base: 0x0900_0000,
-            size: 0x1000
-        })
-    );
-    assert_eq!(
-        b.secure_console,
-        Some(Uart {
-            kind: UartKind::Pl011,
-            base: 0x0904_0000,
-            size: 0x1000
-        })
-    );
+    assert_eq!(b.console, Some(Uart { kind: UartKind::Pl011, base: 0x0900_0000, size: 0x1000 }));
+    assert_eq!(b.secure_console, Some(Uart { kind: UartKind::Pl011, base: 0x0904_0000, size: 0x1000 }));
     assert_eq!(b.fw_cfg, Some(MemRegion::new(0x0902_0000, 0x18)));
     assert_eq!(b.secure_flash, regions(&[(0, 0x0400_0000)]));
     assert_eq!(b.flash, regions(&[(0x0400_0000, 0x0400_0000)]));
     let gpio = MemRegion::new(0x090b_0000, 0x1000);
-    assert_eq!(
-        b.poweroff,
-        Some(GpioLine {
-            controller: gpio,
-            line: 0,
-            active_low: false
-        })
-    );
-    assert_eq!(
-        b.restart,
-        Some(GpioLine {
-            controller: gpio,
-            line: 1,
-            active_low: false
-        })
-    );
-    assert!(
-        !b.has_psci_node,
-        "QEMU omits /psci when firmware runs at EL3"
-    );
+    assert_eq!(b.poweroff, Some(GpioLine { controller: gpio, line: 0, active_low: false }));
+    assert_eq!(b.restart, Some(GpioLine { controller: gpio, line: 1, active_low: false }));
+    assert!(!b.has_psci_node, "QEMU omits /psci when firmware runs at EL3");
     let t = &b.timer;
-    assert_eq!(
-        [
-            t.secure_phys.intid,
-            t.nonsecure_phys.intid,
-            t.virt.intid,
-            t.hyp_phys.intid
-        ],
-        [29, 30, 27, 26]
-    );
+    assert_eq!([t.secure_phys.intid, t.nonsecure_phys.intid, t.virt.intid, t.hyp_phys.intid], [29, 30, 27, 26]);
     assert_eq!(t.hyp_virt, None);
     assert_eq!(t.clock_frequency, None);
     assert_eq!(b.dtb_size(), bytes.len());
@@ -239,13 +197,7 @@ fn virt_gicv3_cortex_a72() {
 
 #[test]
 fn virt_gicv3_smp17_exceeds_max_cpus() {
-    assert_eq!(
-        Board::from_bytes(GICV3_SMP17_1G),
-        Err(BoardError::TooMany {
-            what: "CPUs",
-            capacity: MAX_CPUS
-        })
-    );
+    assert_eq!(Board::from_bytes(GICV3_SMP17_1G), Err(BoardError::TooMany { what: "CPUs", capacity: MAX_CPUS }));
     // The tree itself is fine: with GICv3, QEMU virt puts 16 CPUs in a
     // cluster, so the 17th has Aff1 = 1.
     let dtb = dt::Dtb::new(GICV3_SMP17_1G).unwrap();
@@ -264,10 +216,7 @@ fn virt_without_secure_has_no_secure_fields() {
     assert_eq!(b.secure_console, None);
     assert!(b.secure_flash.is_empty());
     // One flash node with both banks, visible to the Non-secure world.
-    assert_eq!(
-        b.flash,
-        regions(&[(0, 0x0400_0000), (0x0400_0000, 0x0400_0000)])
-    );
+    assert_eq!(b.flash, regions(&[(0, 0x0400_0000), (0x0400_0000, 0x0400_0000)]));
     assert_eq!(b.poweroff, None);
     assert_eq!(b.restart, None);
     assert!(b.has_psci_node);
@@ -287,11 +236,7 @@ fn from_ptr_matches_from_bytes() {
         // SAFETY: `padded` is a live, unchanging buffer holding the whole DTB.
         let from_ptr = unsafe { Board::from_ptr(padded.as_ptr()) };
         assert_eq!(from_ptr, Board::from_bytes(bytes), "{name}");
-        assert_eq!(
-            Board::from_bytes(&padded),
-            Board::from_bytes(bytes),
-            "{name}"
-        );
+        assert_eq!(Board::from_bytes(&padded), Board::from_bytes(bytes), "{name}");
     }
     // SAFETY: a null pointer is allowed and rejected without a read.
     let from_null = unsafe { Board::from_ptr(core::ptr::null()) };
@@ -306,13 +251,7 @@ fn from_ptr_matches_from_bytes() {
 #[test]
 fn dtb_total_size_reads_the_header() {
     assert_eq!(dtb_total_size(&GICV3_SMP4_1G[..8]), Ok(GICV3_SMP4_1G.len()));
-    assert_eq!(
-        dtb_total_size(&GICV3_SMP4_1G[..7]),
-        Err(BoardError::Truncated {
-            needed: 40,
-            available: 7
-        })
-    );
+    assert_eq!(dtb_total_size(&GICV3_SMP4_1G[..7]), Err(BoardError::Truncated { needed: 40, available: 7 }));
 }
 
 #[test]
@@ -339,45 +278,17 @@ fn display_summarises_the_board() {
 #[test]
 fn synthetic_board() {
     let b = parse(SYNTHETIC);
-    assert_eq!(
-        b.ram,
-        regions(&[
-            (0x8000_0000, GIB),
-            (0x8_8000_0000, 4 * GIB),
-            (0x4000_0000, 512 * MIB),
-        ])
-    );
+    assert_eq!(b.ram, regions(&[(0x8000_0000, GIB), (0x8_8000_0000, 4 * GIB), (0x4000_0000, 512 * MIB),]));
     assert_eq!(b.ram_top(), 0x9_8000_0000);
     assert_eq!(b.secure_ram, regions(&[(0x1000_0000, 2 * MIB)]));
-    assert_eq!(
-        b.reserved,
-        regions(&[
-            (0x4800_0000, MIB),
-            (0x4900_0000, 0x2000),
-            (0x5000_0000, 0x1_0000)
-        ])
-    );
+    assert_eq!(b.reserved, regions(&[(0x4800_0000, MIB), (0x4900_0000, 0x2000), (0x5000_0000, 0x1_0000)]));
     assert_eq!(b.cpus, cpu_list(&[0, 1, 0x100, 0x1_0000, 0x1_0000_0000]));
     // A raw MPIDR_EL1 value (bit 31 is RES1, U and MT may be set).
     assert_eq!(b.cpu_index(0x8000_0100), Some(2));
     assert_eq!(b.cpu_index(0x1_4000_0000), Some(4));
     // Through /aliases, behind the /soc bus's ranges (0 -> 0x1c000000).
-    assert_eq!(
-        b.console,
-        Some(Uart {
-            kind: UartKind::Pl011,
-            base: 0x1c00_1000,
-            size: 0x1000
-        })
-    );
-    assert_eq!(
-        b.secure_console,
-        Some(Uart {
-            kind: UartKind::Pl011,
-            base: 0x1c00_2000,
-            size: 0x1000
-        })
-    );
+    assert_eq!(b.console, Some(Uart { kind: UartKind::Pl011, base: 0x1c00_1000, size: 0x1000 }));
+    assert_eq!(b.secure_console, Some(Uart { kind: UartKind::Pl011, base: 0x1c00_2000, size: 0x1000 }));
     assert_eq!(
         b.gic,
         Gic {
@@ -403,28 +314,11 @@ fn synthetic_board() {
     );
     // Two levels of ranges: 0x100 -> 0xf0100 -> 0x1c0f0100.
     assert_eq!(b.fw_cfg, Some(MemRegion::new(0x1c0f_0100, 0x18)));
-    assert_eq!(
-        b.flash,
-        regions(&[(0x1c00_8000, 0x1000), (0x1c01_0000, 0x1000)])
-    );
+    assert_eq!(b.flash, regions(&[(0x1c00_8000, 0x1000), (0x1c01_0000, 0x1000)]));
     assert!(b.secure_flash.is_empty());
     let gpio = MemRegion::new(0x1c00_3000, 0x1000);
-    assert_eq!(
-        b.poweroff,
-        Some(GpioLine {
-            controller: gpio,
-            line: 5,
-            active_low: true
-        })
-    );
-    assert_eq!(
-        b.restart,
-        Some(GpioLine {
-            controller: gpio,
-            line: 6,
-            active_low: false
-        })
-    );
+    assert_eq!(b.poweroff, Some(GpioLine { controller: gpio, line: 5, active_low: true }));
+    assert_eq!(b.restart, Some(GpioLine { controller: gpio, line: 6, active_low: false }));
     assert!(b.has_psci_node);
 }
 
@@ -438,10 +332,7 @@ fn minimal_board() {
     assert_eq!(b.gic.maintenance_irq, None);
     assert_eq!(b.fw_cfg, None);
     assert!(b.flash.is_empty() && b.secure_flash.is_empty() && b.secure_ram.is_empty());
-    assert_eq!(
-        (b.poweroff, b.restart, b.has_psci_node),
-        (None, None, false)
-    );
+    assert_eq!((b.poweroff, b.restart, b.has_psci_node), (None, None, false));
 }
 
 // ---------------------------------------------------------------------------
@@ -466,31 +357,16 @@ fn rejects_bad_magic() {
     let e = err(&with_u32(GICV3_SMP4_1G, 0, 0xdead_beef));
     assert_eq!(e, BoardError::BadMagic { found: 0xdead_beef });
     assert!(e.to_string().contains("0xdeadbeef"), "{e}");
-    assert_eq!(
-        err(b""),
-        BoardError::Truncated {
-            needed: 40,
-            available: 0
-        }
-    );
+    assert_eq!(err(b""), BoardError::Truncated { needed: 40, available: 0 });
 }
 
 #[test]
 fn rejects_truncated_blob() {
     let len = GICV3_SMP4_1G.len();
     let e = err(&GICV3_SMP4_1G[..len - 1]);
-    assert_eq!(
-        e,
-        BoardError::Truncated {
-            needed: len,
-            available: len - 1
-        }
-    );
+    assert_eq!(e, BoardError::Truncated { needed: len, available: len - 1 });
     assert!(e.to_string().contains("truncated"), "{e}");
-    assert!(matches!(
-        err(&GICV3_SMP4_1G[..20]),
-        BoardError::Truncated { .. }
-    ));
+    assert!(matches!(err(&GICV3_SMP4_1G[..20]), BoardError::Truncated { .. }));
 }
 
 #[test]
@@ -498,50 +374,23 @@ fn rejects_bad_header_fields() {
     let total = GICV3_SMP4_1G.len() as u32;
     assert_eq!(
         err(&with_u32(GICV3_SMP4_1G, 4, 3 * 1024 * 1024)),
-        BoardError::TooLarge {
-            size: 3 * 1024 * 1024,
-            max: MAX_DTB_SIZE
-        }
+        BoardError::TooLarge { size: 3 * 1024 * 1024, max: MAX_DTB_SIZE }
     );
-    assert!(matches!(
-        err(&with_u32(GICV3_SMP4_1G, 4, 16)),
-        BoardError::BadHeader { .. }
-    ));
+    assert!(matches!(err(&with_u32(GICV3_SMP4_1G, 4, 16)), BoardError::BadHeader { .. }));
     // Structure block offset past the end.
-    assert!(matches!(
-        err(&with_u32(GICV3_SMP4_1G, 8, total)),
-        BoardError::BadHeader { .. }
-    ));
+    assert!(matches!(err(&with_u32(GICV3_SMP4_1G, 8, total)), BoardError::BadHeader { .. }));
     // Version 15 and last_comp_version 18.
-    assert!(matches!(
-        err(&with_u32(GICV3_SMP4_1G, 20, 15)),
-        BoardError::BadHeader { .. }
-    ));
-    assert!(matches!(
-        err(&with_u32(GICV3_SMP4_1G, 24, 18)),
-        BoardError::BadHeader { .. }
-    ));
+    assert!(matches!(err(&with_u32(GICV3_SMP4_1G, 20, 15)), BoardError::BadHeader { .. }));
+    assert!(matches!(err(&with_u32(GICV3_SMP4_1G, 24, 18)), BoardError::BadHeader { .. }));
     // Strings block larger than the blob.
-    assert!(matches!(
-        err(&with_u32(GICV3_SMP4_1G, 32, u32::MAX)),
-        BoardError::BadHeader { .. }
-    ));
+    assert!(matches!(err(&with_u32(GICV3_SMP4_1G, 32, u32::MAX)), BoardError::BadHeader { .. }));
 }
 
 #[test]
 fn rejects_stdout_path_to_nowhere() {
     let e = err(BAD_STDOUT_PATH);
-    assert_eq!(
-        e,
-        BoardError::PathNotFound {
-            property: "/chosen/stdout-path",
-            path: DtName::new("/nowhere@1234"),
-        }
-    );
-    assert_eq!(
-        e.to_string(),
-        "device tree /chosen/stdout-path = \"/nowhere@1234\" names no node"
-    );
+    assert_eq!(e, BoardError::PathNotFound { property: "/chosen/stdout-path", path: DtName::new("/nowhere@1234") });
+    assert_eq!(e.to_string(), "device tree /chosen/stdout-path = \"/nowhere@1234\" names no node");
 }
 
 #[test]
@@ -562,10 +411,7 @@ fn rejects_reg_of_wrong_length() {
 #[test]
 fn rejects_unsupported_console() {
     let e = err(UNSUPPORTED_CONSOLE);
-    assert!(
-        matches!(e, BoardError::Unsupported { node, .. } if node.as_str() == "serial@9100000"),
-        "{e:?}"
-    );
+    assert!(matches!(e, BoardError::Unsupported { node, .. } if node.as_str() == "serial@9100000"), "{e:?}");
     assert!(e.to_string().contains("arm,pl011"), "{e}");
 }
 
@@ -581,10 +427,7 @@ fn rejects_gpio_phandle_to_nowhere() {
 
 /// Finds the first occurrence of `needle` in `haystack`.
 fn find(haystack: &[u8], needle: &[u8]) -> usize {
-    haystack
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .unwrap()
+    haystack.windows(needle.len()).position(|w| w == needle).unwrap()
 }
 
 #[test]
@@ -594,13 +437,7 @@ fn rejects_broken_structure() {
     let first_token = off_struct + 8; // BEGIN_NODE + "" padded to 4
     assert_eq!(&MINIMAL[first_token..first_token + 4], &3u32.to_be_bytes());
     let e = err(&with_u32(MINIMAL, first_token, 0x77));
-    assert_eq!(
-        e,
-        BoardError::Malformed {
-            offset: first_token,
-            reason: "unknown token"
-        }
-    );
+    assert_eq!(e, BoardError::Malformed { offset: first_token, reason: "unknown token" });
     // Property length running off the end of the block.
     let e = err(&with_u32(MINIMAL, first_token + 4, 0x7fff_ffff));
     assert!(matches!(e, BoardError::Malformed { .. }), "{e:?}");
@@ -611,13 +448,7 @@ fn rejects_broken_structure() {
     let mut bad = MINIMAL.to_vec();
     let at = find(&bad, b"timer\0");
     bad[at] = 0xff;
-    assert_eq!(
-        err(&bad),
-        BoardError::Malformed {
-            offset: at - 4,
-            reason: "node name is not UTF-8"
-        }
-    );
+    assert_eq!(err(&bad), BoardError::Malformed { offset: at - 4, reason: "node name is not UTF-8" });
 }
 
 #[test]
@@ -630,35 +461,16 @@ fn rejects_missing_essentials() {
         v[at..at + to.len()].copy_from_slice(to);
         v
     };
-    assert_eq!(
-        err(&rename(b"cpus\0", b"cpuz\0")),
-        BoardError::MissingNode { what: "/cpus node" }
-    );
-    assert_eq!(
-        err(&rename(b"cpu@0\0", b"cpx@0\0")),
-        BoardError::MissingNode {
-            what: "/cpus/cpu@* node"
-        }
-    );
-    assert!(matches!(
-        err(&rename(b"arm,gic-v3\0", b"arm,gic-v9\0")),
-        BoardError::MissingNode { .. }
-    ));
-    assert!(matches!(
-        err(&rename(b"arm,armv8-timer\0", b"arm,armv9-timer\0")),
-        BoardError::MissingNode { .. }
-    ));
+    assert_eq!(err(&rename(b"cpus\0", b"cpuz\0")), BoardError::MissingNode { what: "/cpus node" });
+    assert_eq!(err(&rename(b"cpu@0\0", b"cpx@0\0")), BoardError::MissingNode { what: "/cpus/cpu@* node" });
+    assert!(matches!(err(&rename(b"arm,gic-v3\0", b"arm,gic-v9\0")), BoardError::MissingNode { .. }));
+    assert!(matches!(err(&rename(b"arm,armv8-timer\0", b"arm,armv9-timer\0")), BoardError::MissingNode { .. }));
     // "memory" is both the device_type value and in the strings block
     // ("device_type"); change the value.
     let mut v = MINIMAL.to_vec();
     let at = find(&v, b"memory\0");
     v[at] = b'M';
-    assert_eq!(
-        err(&v),
-        BoardError::MissingNode {
-            what: "memory node visible to the Non-secure world"
-        }
-    );
+    assert_eq!(err(&v), BoardError::MissingNode { what: "memory node visible to the Non-secure world" });
 }
 
 // ---------------------------------------------------------------------------
@@ -705,11 +517,7 @@ fn corruption_sweep(name: &str, bytes: &[u8], stride: usize, seed: u64) {
     let mut rng = XorShift(seed);
     let mut v = bytes.to_vec();
     for pos in (0..bytes.len()).step_by(stride) {
-        let mask = if (pos / stride).is_multiple_of(2) {
-            0xff
-        } else {
-            1u8 << (rng.next() % 8)
-        };
+        let mask = if (pos / stride).is_multiple_of(2) { 0xff } else { 1u8 << (rng.next() % 8) };
         v[pos] ^= mask;
         parse_no_panic(&v, &|| format!("{name} with byte {pos:#x} ^ {mask:#x}"));
         v[pos] ^= mask;
@@ -743,12 +551,7 @@ fn no_panic_on_truncation() {
 
 #[test]
 fn no_panic_on_corrupted_qemu_dtb() {
-    corruption_sweep(
-        "virt-gicv3-smp4-1g",
-        GICV3_SMP4_1G,
-        2,
-        0x9e37_79b9_7f4a_7c15,
-    );
+    corruption_sweep("virt-gicv3-smp4-1g", GICV3_SMP4_1G, 2, 0x9e37_79b9_7f4a_7c15);
 }
 
 #[test]
@@ -775,10 +578,7 @@ fn free(ram: &[(u64, u64)], reserved: &[(u64, u64)]) -> Result<RegionList, Board
 fn free_regions_without_overlap_keeps_ram() {
     let ram = [(0x4000_0000, 0x1000_0000)];
     // Adjacent on both sides, and far away: nothing to cut.
-    let got = free(
-        &ram,
-        &[(0x3000_0000, 0x1000_0000), (0x5000_0000, 0x1000), (0, 0x10)],
-    );
+    let got = free(&ram, &[(0x3000_0000, 0x1000_0000), (0x5000_0000, 0x1000), (0, 0x10)]);
     assert_eq!(got, Ok(regions(&ram)));
     assert_eq!(free(&ram, &[]), Ok(regions(&ram)));
     // Empty reserved ranges are ignored even inside RAM.
@@ -789,33 +589,18 @@ fn free_regions_without_overlap_keeps_ram() {
 fn free_regions_cuts_edges() {
     let ram = [(0x4000_0000, 0x1000_0000)];
     // Overlapping the start, from below.
-    assert_eq!(
-        free(&ram, &[(0x3fff_f000, 0x2000)]),
-        Ok(regions(&[(0x4000_1000, 0x0fff_f000)]))
-    );
+    assert_eq!(free(&ram, &[(0x3fff_f000, 0x2000)]), Ok(regions(&[(0x4000_1000, 0x0fff_f000)])));
     // Exactly the first page.
-    assert_eq!(
-        free(&ram, &[(0x4000_0000, 0x1000)]),
-        Ok(regions(&[(0x4000_1000, 0x0fff_f000)]))
-    );
+    assert_eq!(free(&ram, &[(0x4000_0000, 0x1000)]), Ok(regions(&[(0x4000_1000, 0x0fff_f000)])));
     // Overlapping the end, past it.
-    assert_eq!(
-        free(&ram, &[(0x4fff_f000, 0x10_0000)]),
-        Ok(regions(&[(0x4000_0000, 0x0fff_f000)]))
-    );
+    assert_eq!(free(&ram, &[(0x4fff_f000, 0x10_0000)]), Ok(regions(&[(0x4000_0000, 0x0fff_f000)])));
 }
 
 #[test]
 fn free_regions_removes_contained_regions() {
     let ram = [(0x4000_0000, 0x1000), (0x5000_0000, 0x1000)];
-    assert_eq!(
-        free(&ram, &[(0x4000_0000, 0x1000)]),
-        Ok(regions(&[(0x5000_0000, 0x1000)]))
-    );
-    assert_eq!(
-        free(&ram, &[(0x3000_0000, 0x3000_0000)]),
-        Ok(RegionList::new())
-    );
+    assert_eq!(free(&ram, &[(0x4000_0000, 0x1000)]), Ok(regions(&[(0x5000_0000, 0x1000)])));
+    assert_eq!(free(&ram, &[(0x3000_0000, 0x3000_0000)]), Ok(RegionList::new()));
 }
 
 #[test]
@@ -823,27 +608,12 @@ fn free_regions_splits_in_the_middle() {
     let ram = [(0x4000_0000, 0x1000_0000)];
     assert_eq!(
         free(&ram, &[(0x4800_0000, 0x10_0000)]),
-        Ok(regions(&[
-            (0x4000_0000, 0x0800_0000),
-            (0x4810_0000, 0x07f0_0000)
-        ]))
+        Ok(regions(&[(0x4000_0000, 0x0800_0000), (0x4810_0000, 0x07f0_0000)]))
     );
     // Several holes, given out of order and overlapping each other.
     assert_eq!(
-        free(
-            &ram,
-            &[
-                (0x4c00_0000, 0x1000),
-                (0x4400_0000, 0x2000),
-                (0x4400_1000, 0x2000),
-                (0x4000_0000, 0x10)
-            ]
-        ),
-        Ok(regions(&[
-            (0x4000_0010, 0x03ff_fff0),
-            (0x4400_3000, 0x07ff_d000),
-            (0x4c00_1000, 0x03ff_f000),
-        ]))
+        free(&ram, &[(0x4c00_0000, 0x1000), (0x4400_0000, 0x2000), (0x4400_1000, 0x2000), (0x4000_0000, 0x10)]),
+        Ok(regions(&[(0x4000_0010, 0x03ff_fff0), (0x4400_3000, 0x07ff_d000), (0x4c00_1000, 0x03ff_f000),]))
     );
 }
 
@@ -853,10 +623,7 @@ fn free_regions_sorts_and_spans_regions() {
     let ram = [(0x8000_0000, 0x1000_0000), (0x4000_0000, 0x1000_0000)];
     assert_eq!(
         free(&ram, &[(0x4f00_0000, 0x3200_0000)]),
-        Ok(regions(&[
-            (0x4000_0000, 0x0f00_0000),
-            (0x8100_0000, 0x0f00_0000)
-        ]))
+        Ok(regions(&[(0x4000_0000, 0x0f00_0000), (0x8100_0000, 0x0f00_0000)]))
     );
 }
 
@@ -864,24 +631,12 @@ fn free_regions_sorts_and_spans_regions() {
 fn free_regions_reports_capacity_overflow() {
     let ram = [(0, 0x1_0000_0000)];
     // n holes in one region make n + 1 pieces.
-    let holes: Vec<_> = (1..MAX_REGIONS as u64)
-        .map(|i| (i * 0x100_0000, 0x1000))
-        .collect();
+    let holes: Vec<_> = (1..MAX_REGIONS as u64).map(|i| (i * 0x100_0000, 0x1000)).collect();
     assert_eq!(free(&ram, &holes).map(|l| l.len()), Ok(MAX_REGIONS));
-    let holes: Vec<_> = (1..=MAX_REGIONS as u64)
-        .map(|i| (i * 0x100_0000, 0x1000))
-        .collect();
-    assert_eq!(
-        free(&ram, &holes),
-        Err(BoardError::TooMany {
-            what: "free RAM regions",
-            capacity: MAX_REGIONS
-        })
-    );
+    let holes: Vec<_> = (1..=MAX_REGIONS as u64).map(|i| (i * 0x100_0000, 0x1000)).collect();
+    assert_eq!(free(&ram, &holes), Err(BoardError::TooMany { what: "free RAM regions", capacity: MAX_REGIONS }));
     // Too many RAM regions to start with.
-    let many: Vec<_> = (0..=MAX_REGIONS as u64)
-        .map(|i| (i * 0x10_0000, 0x1000))
-        .collect();
+    let many: Vec<_> = (0..=MAX_REGIONS as u64).map(|i| (i * 0x10_0000, 0x1000)).collect();
     assert!(matches!(free(&many, &[]), Err(BoardError::TooMany { .. })));
 }
 
@@ -890,10 +645,7 @@ fn free_regions_at_the_top_of_the_address_space() {
     let ram = [(u64::MAX - 0xfff, 0x1000)]; // ends exactly at 2^64 - 1 (saturated)
     assert_eq!(
         free(&ram, &[(u64::MAX - 0x7ff, 0x100)]),
-        Ok(regions(&[
-            (u64::MAX - 0xfff, 0x800),
-            (u64::MAX - 0x6ff, 0x6ff)
-        ]))
+        Ok(regions(&[(u64::MAX - 0xfff, 0x800), (u64::MAX - 0x6ff, 0x6ff)]))
     );
 }
 
@@ -935,10 +687,7 @@ fn mem_region_helpers() {
 fn list_is_bounded() {
     let mut l: List<u8, 3> = List::new();
     assert_eq!(List::<u8, 3>::CAPACITY, 3);
-    assert_eq!(
-        (l.push(1), l.push(2), l.push(3), l.push(4)),
-        (Ok(()), Ok(()), Ok(()), Err(4))
-    );
+    assert_eq!((l.push(1), l.push(2), l.push(3), l.push(4)), (Ok(()), Ok(()), Ok(()), Err(4)));
     assert_eq!(l.as_slice(), &[1, 2, 3]);
     assert_eq!(l.remove(0), Some(1));
     assert_eq!(l.remove(5), None);
@@ -977,10 +726,7 @@ fn dt_reader_basics() {
 #[test]
 fn chosen_property_reads_hv_bootargs() {
     let with = testdata!("hv-bootargs.dtb");
-    assert_eq!(
-        chosen_property(with, "hv,bootargs").unwrap(),
-        Some(&b"mode=nvhe remap=fault log=debug\0"[..])
-    );
+    assert_eq!(chosen_property(with, "hv,bootargs").unwrap(), Some(&b"mode=nvhe remap=fault log=debug\0"[..]));
     assert_eq!(chosen_property(MINIMAL, "hv,bootargs").unwrap(), None);
     assert!(chosen_property(&with[..16], "hv,bootargs").is_err());
     // The board it describes is still the minimal one.
@@ -1041,10 +787,7 @@ fn rejects_gic_windows_that_cannot_be_a_gic() {
     assert_eq!(gic(&|r| r[1] = 0x4000_0000), (node.clone(), "puts a register window over RAM"));
     assert_eq!(gic(&|r| r[5] = 0x4fff_0000), (node.clone(), "puts a register window over RAM"));
     assert_eq!(gic(&|r| r[7] = 0), (node.clone(), "has an empty redistributor region"));
-    assert_eq!(
-        gic(&|r| r[7] = 0x1_0000),
-        (node, "gives the redistributors less than 128 KiB for each CPU in /cpus")
-    );
+    assert_eq!(gic(&|r| r[7] = 0x1_0000), (node, "gives the redistributors less than 128 KiB for each CPU in /cpus"));
     // One CPU's worth is enough.
     let b = parse(&with_reg(&MINIMAL_GIC_REG, &[0, 0x800_0000, 0, 0x1_0000, 0, 0x80a_0000, 0, 0x2_0000]));
     assert_eq!(b.gic.redistributors, regions(&[(0x80a_0000, 0x2_0000)]));

@@ -9,8 +9,7 @@
 use super::*;
 use crate::addr::{PhysAddr, VirtAddr};
 use crate::paging::{
-    bits, map, translate, Attributes, Fault, FaultKind, MemoryType, PagePool, Regime, StaticPool,
-    Table, UserAccess,
+    bits, map, translate, Attributes, Fault, FaultKind, MemoryType, PagePool, Regime, StaticPool, Table, UserAccess,
 };
 
 const K4: u64 = 4096;
@@ -88,13 +87,7 @@ impl Guest {
         let mut pool = StaticPool::new(&mut pages, PhysAddr(POOL_BASE)).unwrap();
         let root = pool.alloc_table().unwrap();
         let used = pool.used();
-        Self {
-            pages,
-            used,
-            root,
-            va_bits,
-            leaves: Vec::new(),
-        }
+        Self { pages, used, root, va_bits, leaves: Vec::new() }
     }
 
     fn pool(&mut self) -> StaticPool<'_> {
@@ -104,17 +97,8 @@ impl Guest {
     fn map(&mut self, va: u64, size: u64, ipa: u64, attrs: Attributes) {
         let (root, va_bits) = (self.root, self.va_bits);
         let mut pool = self.pool();
-        map(
-            &mut pool,
-            root,
-            va_bits,
-            Regime::El1And0,
-            VirtAddr(va),
-            PhysAddr(ipa),
-            size,
-            attrs,
-        )
-        .unwrap_or_else(|e| panic!("map {va:#x}+{size:#x}: {e}"));
+        map(&mut pool, root, va_bits, Regime::El1And0, VirtAddr(va), PhysAddr(ipa), size, attrs)
+            .unwrap_or_else(|e| panic!("map {va:#x}+{size:#x}: {e}"));
         self.used = pool.used();
         self.leaves.push((va, size, ipa, attrs));
     }
@@ -162,12 +146,7 @@ impl Guest {
                     continue;
                 }
             }
-            regions.push(Region {
-                va_start: start,
-                va_last: end,
-                ipa,
-                attrs,
-            });
+            regions.push(Region { va_start: start, va_last: end, ipa, attrs });
         }
         regions
     }
@@ -194,10 +173,7 @@ impl Probe for TableProbe<'_> {
                 attrs: attrs_of(walk.descriptor, self.hint),
                 leaf_level: self.hint.then_some(walk.level),
             },
-            Err(Fault {
-                level,
-                kind: FaultKind::Translation,
-            }) => ProbeResult::Fault { level },
+            Err(Fault { level, kind: FaultKind::Translation }) => ProbeResult::Fault { level },
             Err(other) => panic!("walk of {va:#x}: {other}"),
         };
         self.log.push((va, result));
@@ -206,10 +182,7 @@ impl Probe for TableProbe<'_> {
 }
 
 /// Scans into a vector.
-fn collect(
-    probe: &mut impl Probe,
-    range: impl RangeBounds<u64>,
-) -> (Vec<Region>, Result<ScanStats, ScanError>) {
+fn collect(probe: &mut impl Probe, range: impl RangeBounds<u64>) -> (Vec<Region>, Result<ScanStats, ScanError>) {
     let mut regions = Vec::new();
     let result = scan(probe, range, G, &mut |r| {
         regions.push(r);
@@ -227,9 +200,7 @@ fn check_skips(log: &[(u64, ProbeResult)], first: u64) -> Vec<u8> {
     for pair in log.windows(2) {
         let (va, result) = pair[0];
         let size = match result {
-            ProbeResult::Mapped { leaf_level, .. } => {
-                leaf_level.map_or(K4, |l| G.leaf_size(l).unwrap())
-            }
+            ProbeResult::Mapped { leaf_level, .. } => leaf_level.map_or(K4, |l| G.leaf_size(l).unwrap()),
             ProbeResult::Fault { level } => {
                 fault_levels.push(level);
                 G.entry_size(level).unwrap()
@@ -263,12 +234,7 @@ fn rejoin(regions: Vec<Region>) -> Vec<Region> {
 }
 
 fn region(va_start: u64, size: u64, ipa: u64, a: Attributes) -> Region {
-    Region {
-        va_start,
-        va_last: va_start + (size - 1),
-        ipa,
-        attrs: expected(a, true),
-    }
+    Region { va_start, va_last: va_start + (size - 1), ipa, attrs: expected(a, true) }
 }
 
 // ---------------------------------------------------------------------------
@@ -374,10 +340,7 @@ fn faults_skip_by_the_faulting_level_and_leaves_by_their_size() {
     assert_eq!(probe.log[2].0, 2 * G1);
     assert_eq!(probe.log[3].0, 3 * G1);
     // L0 holes are crossed 512 GiB at a time.
-    assert!(probe
-        .log
-        .iter()
-        .any(|&(va, r)| va == G512 && r == ProbeResult::Fault { level: 0 }));
+    assert!(probe.log.iter().any(|&(va, r)| va == G512 && r == ProbeResult::Fault { level: 0 }));
     assert!(probe.log.iter().any(|&(va, _)| va == 2 * G512));
 
     // Starting inside an entry: the first skip goes to that entry's end.
@@ -398,9 +361,7 @@ fn without_a_leaf_hint_blocks_are_stepped_page_by_page() {
     let mut probe = g.probe(false);
     let (regions, result) = collect(&mut probe, range.clone());
     assert_eq!(regions, want);
-    assert!(regions
-        .iter()
-        .all(|r| r.attrs.executable_el1.is_none() && r.attrs.executable_el0.is_none()));
+    assert!(regions.iter().all(|r| r.attrs.executable_el1.is_none() && r.attrs.executable_el0.is_none()));
     check_skips(&probe.log, 0);
     // One probe per page of the blocks, one per entry otherwise: the L1
     // hole, 2 GiB + 6 MiB of blocks, the L2 hole, the 512-entry L3 table,
@@ -461,10 +422,7 @@ fn probes_stay_within_four_per_region_or_hole_on_dense_tables() {
     let stats = result.unwrap();
     assert_eq!(regions, expected);
     assert_eq!(stats.regions, expected.len() as u64);
-    assert!(
-        stats.probes <= 4 * (stats.regions + stats.holes),
-        "{stats:?}"
-    );
+    assert!(stats.probes <= 4 * (stats.regions + stats.holes), "{stats:?}");
     check_skips(&probe.log, 0);
 }
 
@@ -564,27 +522,9 @@ fn empty_ranges_cost_no_probe() {
 fn misaligned_ranges_are_refused() {
     let mut g = known_map();
     let mut probe = g.probe(true);
-    assert_eq!(
-        collect(&mut probe, 0x800..0x2000).1,
-        Err(ScanError::Misaligned {
-            start: 0x800,
-            last: 0x1fff
-        })
-    );
-    assert_eq!(
-        collect(&mut probe, 0..0x1800).1,
-        Err(ScanError::Misaligned {
-            start: 0,
-            last: 0x17ff
-        })
-    );
-    assert_eq!(
-        collect(&mut probe, 0..=0x1000).1,
-        Err(ScanError::Misaligned {
-            start: 0,
-            last: 0x1000
-        })
-    );
+    assert_eq!(collect(&mut probe, 0x800..0x2000).1, Err(ScanError::Misaligned { start: 0x800, last: 0x1fff }));
+    assert_eq!(collect(&mut probe, 0..0x1800).1, Err(ScanError::Misaligned { start: 0, last: 0x17ff }));
+    assert_eq!(collect(&mut probe, 0..=0x1000).1, Err(ScanError::Misaligned { start: 0, last: 0x1000 }));
     assert!(probe.log.is_empty());
 }
 
@@ -623,18 +563,8 @@ fn ttbr1_range_up_to_the_last_byte() {
     let mut probe = g.probe(true);
     let (regions, result) = collect(&mut probe, t1);
     assert_eq!(regions.len(), 1);
-    assert_eq!(
-        result.unwrap(),
-        ScanStats {
-            probes: 512,
-            regions: 1,
-            holes: 1
-        }
-    );
-    assert_eq!(
-        probe.log.last().copied(),
-        Some((u64::MAX - G1 + 1, ProbeResult::Fault { level: 1 }))
-    );
+    assert_eq!(result.unwrap(), ScanStats { probes: 512, regions: 1, holes: 1 });
+    assert_eq!(probe.log.last().copied(), Some((u64::MAX - G1 + 1, ProbeResult::Fault { level: 1 })));
 }
 
 /// A probe of a made-up 64-bit space: level-0 holes below the last 512 GiB,
@@ -646,11 +576,7 @@ impl Probe for TopProbe {
     fn probe(&mut self, va: u64) -> ProbeResult {
         let base = u64::MAX - 4 * G1 + 1;
         if va >= base {
-            ProbeResult::Mapped {
-                ipa: 0x1_0000_0000 + (va - base),
-                attrs: Attrs::READ_ONLY_KNOWN,
-                leaf_level: Some(1),
-            }
+            ProbeResult::Mapped { ipa: 0x1_0000_0000 + (va - base), attrs: Attrs::READ_ONLY_KNOWN, leaf_level: Some(1) }
         } else if va > u64::MAX - G512 {
             ProbeResult::Fault { level: 1 }
         } else {
@@ -673,14 +599,7 @@ fn unbounded_scan_ends_at_u64_max() {
         }]
     );
     // One L0 hole, 508 L1 holes, four blocks.
-    assert_eq!(
-        result.unwrap(),
-        ScanStats {
-            probes: 1 + 508 + 4,
-            regions: 1,
-            holes: 1
-        }
-    );
+    assert_eq!(result.unwrap(), ScanStats { probes: 1 + 508 + 4, regions: 1, holes: 1 });
     // The same through `..=u64::MAX` and starting in the last block.
     let (regions, result) = collect(&mut TopProbe, u64::MAX - K4 + 1..=u64::MAX);
     assert_eq!(result.unwrap().probes, 1);
@@ -772,23 +691,13 @@ fn probe_budget_stops_and_resumes() {
         }
         assert_eq!(rejoin(regions), whole, "budget {budget}");
         assert_eq!(probes, whole_stats.probes, "budget {budget}");
-        assert_eq!(
-            calls,
-            whole_stats.probes.div_ceil(budget),
-            "budget {budget}"
-        );
+        assert_eq!(calls, whole_stats.probes.div_ceil(budget), "budget {budget}");
     }
 
     // A zero budget makes no probe.
     let mut probe = g.probe(true);
     let result = scan_bounded(&mut probe, G1..2 * G1, G, 0, &mut |_| Ok(()));
-    assert_eq!(
-        result,
-        Err(ScanError::ProbeBudget(Partial {
-            stats: ScanStats::default(),
-            resume_at: G1
-        }))
-    );
+    assert_eq!(result, Err(ScanError::ProbeBudget(Partial { stats: ScanStats::default(), resume_at: G1 })));
     assert!(probe.log.is_empty());
 
     // Budget and buffer both exhausted: the buffer is reported.
@@ -813,45 +722,15 @@ impl Probe for Fixed {
 
 #[test]
 fn impossible_probe_results_are_errors() {
-    let mapped = |ipa, leaf_level| {
-        Fixed(ProbeResult::Mapped {
-            ipa,
-            attrs: Attrs::READ_ONLY_KNOWN,
-            leaf_level,
-        })
-    };
+    let mapped = |ipa, leaf_level| Fixed(ProbeResult::Mapped { ipa, attrs: Attrs::READ_ONLY_KNOWN, leaf_level });
     let cases = [
-        (
-            Fixed(ProbeResult::Fault { level: 4 }),
-            ScanError::BadFaultLevel { va: G1, level: 4 },
-        ),
-        (
-            Fixed(ProbeResult::Fault { level: 255 }),
-            ScanError::BadFaultLevel { va: G1, level: 255 },
-        ),
-        (
-            mapped(0, Some(0)),
-            ScanError::BadLeafLevel { va: G1, level: 0 },
-        ),
-        (
-            mapped(0, Some(4)),
-            ScanError::BadLeafLevel { va: G1, level: 4 },
-        ),
-        (
-            mapped(0x1234, None),
-            ScanError::BadIpa {
-                va: G1,
-                ipa: 0x1234,
-            },
-        ),
+        (Fixed(ProbeResult::Fault { level: 4 }), ScanError::BadFaultLevel { va: G1, level: 4 }),
+        (Fixed(ProbeResult::Fault { level: 255 }), ScanError::BadFaultLevel { va: G1, level: 255 }),
+        (mapped(0, Some(0)), ScanError::BadLeafLevel { va: G1, level: 0 }),
+        (mapped(0, Some(4)), ScanError::BadLeafLevel { va: G1, level: 4 }),
+        (mapped(0x1234, None), ScanError::BadIpa { va: G1, ipa: 0x1234 }),
         // The leaf's last page would be past 2^64.
-        (
-            mapped(u64::MAX - K4 + 1, Some(2)),
-            ScanError::BadIpa {
-                va: G1,
-                ipa: u64::MAX - K4 + 1,
-            },
-        ),
+        (mapped(u64::MAX - K4 + 1, Some(2)), ScanError::BadIpa { va: G1, ipa: u64::MAX - K4 + 1 }),
     ];
     for (mut probe, error) in cases {
         assert_eq!(collect(&mut probe, G1..2 * G1).1, Err(error));
@@ -947,18 +826,11 @@ fn brute_force(probe: &mut TableProbe<'_>, first: u64, last: u64) -> (Vec<Region
                 in_hole = false;
                 match regions.last_mut() {
                     Some(prev)
-                        if prev.va_last + 1 == va
-                            && prev.ipa + (va - prev.va_start) == ipa
-                            && prev.attrs == attrs =>
+                        if prev.va_last + 1 == va && prev.ipa + (va - prev.va_start) == ipa && prev.attrs == attrs =>
                     {
                         prev.va_last = va + K4 - 1;
                     }
-                    _ => regions.push(Region {
-                        va_start: va,
-                        va_last: va + K4 - 1,
-                        ipa,
-                        attrs,
-                    }),
+                    _ => regions.push(Region { va_start: va, va_last: va + K4 - 1, ipa, attrs }),
                 }
             }
             ProbeResult::Fault { .. } => {
@@ -990,24 +862,13 @@ fn random_tables_match_a_page_by_page_brute_force() {
         for (first, last) in ranges {
             let mut oracle = g.probe(true);
             let (want, want_holes) = brute_force(&mut oracle, first, last);
-            assert_eq!(
-                want,
-                g.expected_regions(first, last, true),
-                "seed {seed:#x}"
-            );
+            assert_eq!(want, g.expected_regions(first, last, true), "seed {seed:#x}");
             for hint in [true, false] {
-                let want: Vec<Region> = if hint {
-                    want.clone()
-                } else {
-                    g.expected_regions(first, last, false)
-                };
+                let want: Vec<Region> = if hint { want.clone() } else { g.expected_regions(first, last, false) };
                 let mut probe = g.probe(hint);
                 let (got, result) = collect(&mut probe, first..=last);
                 let stats = result.unwrap();
-                assert_eq!(
-                    got, want,
-                    "seed {seed:#x} range {first:#x}..={last:#x} hint {hint}"
-                );
+                assert_eq!(got, want, "seed {seed:#x} range {first:#x}..={last:#x} hint {hint}");
                 assert_eq!(stats.regions, want.len() as u64);
                 assert_eq!(stats.holes, want_holes, "seed {seed:#x}");
                 check_skips(&probe.log, first);
@@ -1033,42 +894,20 @@ fn ttbr_ranges_follow_txsz() {
     for txsz in MIN_TXSZ..=MAX_TXSZ {
         let size = 1u64 << (64 - txsz);
         assert_eq!(ttbr_range(Ttbr::Ttbr0, txsz).unwrap(), 0..=size - 1);
-        assert_eq!(
-            ttbr_range(Ttbr::Ttbr1, txsz).unwrap(),
-            0u64.wrapping_sub(size)..=u64::MAX
-        );
+        assert_eq!(ttbr_range(Ttbr::Ttbr1, txsz).unwrap(), 0u64.wrapping_sub(size)..=u64::MAX);
     }
 }
 
 #[test]
 fn invalid_txsz_is_an_error() {
     for bad in [0u8, 1, 12, 15, 40, 48, 63, 64, 255] {
-        assert_eq!(
-            ttbr_ranges(bad, 16),
-            Err(TxszError {
-                ttbr: Ttbr::Ttbr0,
-                txsz: bad
-            })
-        );
-        assert_eq!(
-            ttbr_ranges(16, bad),
-            Err(TxszError {
-                ttbr: Ttbr::Ttbr1,
-                txsz: bad
-            })
-        );
+        assert_eq!(ttbr_ranges(bad, 16), Err(TxszError { ttbr: Ttbr::Ttbr0, txsz: bad }));
+        assert_eq!(ttbr_ranges(16, bad), Err(TxszError { ttbr: Ttbr::Ttbr1, txsz: bad }));
     }
     // The first invalid field is the one reported.
     assert_eq!(ttbr_ranges(40, 15).unwrap_err().ttbr, Ttbr::Ttbr0);
-    let text = TxszError {
-        ttbr: Ttbr::Ttbr1,
-        txsz: 12,
-    }
-    .to_string();
-    assert!(
-        text.contains("T1SZ = 12") && text.contains("16..=39"),
-        "{text}"
-    );
+    let text = TxszError { ttbr: Ttbr::Ttbr1, txsz: 12 }.to_string();
+    assert!(text.contains("T1SZ = 12") && text.contains("16..=39"), "{text}");
 }
 
 #[test]
@@ -1161,12 +1000,7 @@ fn encoding_round_trips_every_attribute_combination() {
     for attrs in all {
         assert!(seen.insert(attrs.flags()), "{attrs:?} collides");
         assert_eq!(Attrs::from_flags(attrs.flags()), Some(attrs));
-        let r = Region {
-            va_start: 0xffff_ffff_ffff_f000,
-            va_last: u64::MAX,
-            ipa: 0x1000,
-            attrs,
-        };
+        let r = Region { va_start: 0xffff_ffff_ffff_f000, va_last: u64::MAX, ipa: 0x1000, attrs };
         assert_eq!(decode(&encode(&r)), Some(r));
     }
     for r in known_regions() {
@@ -1176,12 +1010,7 @@ fn encoding_round_trips_every_attribute_combination() {
 
 #[test]
 fn decoding_rejects_malformed_entries() {
-    let good = Region {
-        va_start: 0x1000,
-        va_last: 0x2fff,
-        ipa: 0x4000_0000,
-        attrs: Attrs::READ_ONLY_KNOWN,
-    };
+    let good = Region { va_start: 0x1000, va_last: 0x2fff, ipa: 0x4000_0000, attrs: Attrs::READ_ONLY_KNOWN };
     let with = |f: &dyn Fn(&mut [u64; 4])| {
         let mut words = [good.va_start, good.va_last, good.ipa, good.attrs.flags()];
         f(&mut words);
@@ -1193,29 +1022,14 @@ fn decoding_rejects_malformed_entries() {
     };
     assert_eq!(with(&|_| {}), Some(good));
     assert_eq!(with(&|w| w[0] = 0x1800), None, "unaligned start");
-    assert_eq!(
-        with(&|w| w[1] = 0x2000),
-        None,
-        "last not a page's last byte"
-    );
+    assert_eq!(with(&|w| w[1] = 0x2000), None, "last not a page's last byte");
     assert_eq!(with(&|w| w[1] = 0xfff), None, "last before start");
     assert_eq!(with(&|w| w[2] = 0x4000_0800), None, "unaligned IPA");
-    assert_eq!(
-        with(&|w| w[2] = u64::MAX - 0xfff),
-        None,
-        "IPA run past 2^64"
-    );
+    assert_eq!(with(&|w| w[2] = u64::MAX - 0xfff), None, "IPA run past 2^64");
     assert_eq!(with(&|w| w[3] |= 1 << 6), None, "reserved flag bit");
     assert_eq!(with(&|w| w[3] |= 1 << 63), None, "reserved flag bit");
-    assert_eq!(
-        with(&|w| w[3] |= flags::WRITABLE_EL1),
-        None,
-        "value and unknown both set"
-    );
-    assert_eq!(
-        with(&|w| w[3] = flags::READABLE | flags::WRITABLE_EL0 | flags::TRI_STATE << 8),
-        None
-    );
+    assert_eq!(with(&|w| w[3] |= flags::WRITABLE_EL1), None, "value and unknown both set");
+    assert_eq!(with(&|w| w[3] = flags::READABLE | flags::WRITABLE_EL0 | flags::TRI_STATE << 8), None);
     assert_eq!(
         with(&|w| w[3] = 0),
         Some(Region {
@@ -1241,24 +1055,12 @@ fn region_helpers() {
     assert_eq!(r.ipa_of(G1 + 0x1234), Some(0x1_0000_1234));
     assert_eq!(r.ipa_of(G1 - 1), None);
     assert_eq!(r.ipa_of(3 * G1), None);
-    let whole = Region {
-        va_start: 0,
-        va_last: u64::MAX,
-        ipa: 0,
-        attrs: Attrs::READ_ONLY_KNOWN,
-    };
+    let whole = Region { va_start: 0, va_last: u64::MAX, ipa: 0, attrs: Attrs::READ_ONLY_KNOWN };
     assert_eq!(whole.size(), None);
     assert_eq!(whole.va_end(), None);
     let text = region(L3_VA + 6 * K4, K4, 0x3100_1000, USER_TEXT).to_string();
-    assert_eq!(
-        text,
-        "0x00000000c0806000..=0x00000000c0806fff -> IPA 0x31001000 EL1 r-- EL0 r-x"
-    );
-    let text = Region {
-        attrs: Attrs::READ_ONLY_KNOWN,
-        ..r
-    }
-    .to_string();
+    assert_eq!(text, "0x00000000c0806000..=0x00000000c0806fff -> IPA 0x31001000 EL1 r-- EL0 r-x");
+    let text = Region { attrs: Attrs::READ_ONLY_KNOWN, ..r }.to_string();
     assert!(text.ends_with("EL1 r?? EL0 ???"), "{text}");
 }
 
@@ -1276,30 +1078,17 @@ fn par_success_gives_page_and_attributes() {
     // Normal WB memory, Inner Shareable, at PA 0x4020_3000.
     let par = (0xffu64 << 56) | 0x4020_3000 | (0b11 << 7) | PAR_RES1;
     let decoded = Par::decode(par);
-    assert_eq!(
-        decoded,
-        Par::Translated {
-            pa: 0x4020_3000,
-            mem_attr: 0xff
-        }
-    );
+    assert_eq!(decoded, Par::Translated { pa: 0x4020_3000, mem_attr: 0xff });
     assert_eq!(decoded.skip_level(), None);
     assert_eq!(decoded.permission(), Some(true));
     assert_eq!(
         decoded.probe_result(Attrs::READ_ONLY_KNOWN),
-        ProbeResult::Mapped {
-            ipa: 0x4020_3000,
-            attrs: Attrs::READ_ONLY_KNOWN,
-            leaf_level: None
-        }
+        ProbeResult::Mapped { ipa: 0x4020_3000, attrs: Attrs::READ_ONLY_KNOWN, leaf_level: None }
     );
     // PA[51:48] is part of the address; bits 55:52 are not.
     assert_eq!(
         Par::decode((0xf << 48) | (0xf << 52) | 0x1000),
-        Par::Translated {
-            pa: 0xf_0000_0000_1000,
-            mem_attr: 0
-        }
+        Par::Translated { pa: 0xf_0000_0000_1000, mem_attr: 0 }
     );
 }
 
@@ -1308,52 +1097,27 @@ fn par_faults_give_the_level_to_skip_by() {
     for level in 0..=3u64 {
         let par = par_fault(0x04 | level, false, false);
         let decoded = Par::decode(par);
-        assert_eq!(
-            decoded,
-            Par::Fault {
-                status: FaultStatus::Translation { level: level as u8 },
-                stage2: false
-            }
-        );
+        assert_eq!(decoded, Par::Fault { status: FaultStatus::Translation { level: level as u8 }, stage2: false });
         assert_eq!(decoded.skip_level(), Some(level as u8));
         assert_eq!(decoded.permission(), None);
-        assert_eq!(
-            decoded.probe_result(Attrs::READ_ONLY_KNOWN),
-            ProbeResult::Fault { level: level as u8 }
-        );
+        assert_eq!(decoded.probe_result(Attrs::READ_ONLY_KNOWN), ProbeResult::Fault { level: level as u8 });
         // Address size, access flag, permission, external abort on walk:
         // also the named level.
         for base in [0x00, 0x08, 0x0c, 0x14] {
-            assert_eq!(
-                Par::decode(par_fault(base | level, false, false)).skip_level(),
-                Some(level as u8)
-            );
+            assert_eq!(Par::decode(par_fault(base | level, false, false)).skip_level(), Some(level as u8));
         }
         // A stage-2 fault on the walk: its level is not a stage-1 level.
         let s2 = Par::decode(par_fault(0x04 | level, true, true));
         assert_eq!(s2.skip_level(), Some(3));
-        assert_eq!(
-            Par::decode(par_fault(0x0c | level, true, true)).permission(),
-            None
-        );
+        assert_eq!(Par::decode(par_fault(0x0c | level, true, true)).permission(), None);
     }
     // A stage-1 permission fault answers a permission probe.
-    assert_eq!(
-        Par::decode(par_fault(0x0f, false, false)).permission(),
-        Some(false)
-    );
-    assert_eq!(
-        Par::decode(par_fault(0x0b, false, false)).permission(),
-        None
-    );
+    assert_eq!(Par::decode(par_fault(0x0f, false, false)).permission(), Some(false));
+    assert_eq!(Par::decode(par_fault(0x0b, false, false)).permission(), None);
     // Faults without a level (TLB conflict, the LPA2 level -1 codes): one
     // page.
     for fst in [0x30, 0x2b, 0x29, 0x10, 0x3f] {
-        assert_eq!(
-            Par::decode(par_fault(fst, false, false)).skip_level(),
-            Some(3),
-            "{fst:#x}"
-        );
+        assert_eq!(Par::decode(par_fault(fst, false, false)).skip_level(), Some(3), "{fst:#x}");
     }
 }
 
@@ -1362,59 +1126,19 @@ fn par_faults_give_the_level_to_skip_by() {
 
 #[test]
 fn errors_say_what_happened() {
-    let partial = Partial {
-        stats: ScanStats {
-            probes: 7,
-            regions: 3,
-            holes: 2,
-        },
-        resume_at: 0x4000_0000,
-    };
+    let partial = Partial { stats: ScanStats { probes: 7, regions: 3, holes: 2 }, resume_at: 0x4000_0000 };
     let cases = [
-        (
-            ScanError::Misaligned {
-                start: 0x800,
-                last: 0x1fff,
-            },
-            "0x800..=0x1fff",
-        ),
-        (
-            ScanError::BadFaultLevel {
-                va: 0x1000,
-                level: 4,
-            },
-            "level 4",
-        ),
-        (
-            ScanError::BadLeafLevel {
-                va: 0x1000,
-                level: 0,
-            },
-            "level 0",
-        ),
-        (
-            ScanError::BadIpa {
-                va: 0x1000,
-                ipa: 0x1234,
-            },
-            "0x1234",
-        ),
-        (
-            ScanError::BufferFull(partial),
-            "after 3 regions; resume at 0x40000000",
-        ),
-        (
-            ScanError::ProbeBudget(partial),
-            "after 7 probes and 3 regions",
-        ),
+        (ScanError::Misaligned { start: 0x800, last: 0x1fff }, "0x800..=0x1fff"),
+        (ScanError::BadFaultLevel { va: 0x1000, level: 4 }, "level 4"),
+        (ScanError::BadLeafLevel { va: 0x1000, level: 0 }, "level 0"),
+        (ScanError::BadIpa { va: 0x1000, ipa: 0x1234 }, "0x1234"),
+        (ScanError::BufferFull(partial), "after 3 regions; resume at 0x40000000"),
+        (ScanError::ProbeBudget(partial), "after 7 probes and 3 regions"),
     ];
     for (error, needle) in cases {
         let text = error.to_string();
         assert!(text.contains(needle), "{text:?} lacks {needle:?}");
-        assert_eq!(
-            error.partial().is_some(),
-            matches!(error, ScanError::BufferFull(_) | ScanError::ProbeBudget(_))
-        );
+        assert_eq!(error.partial().is_some(), matches!(error, ScanError::BufferFull(_) | ScanError::ProbeBudget(_)));
     }
     assert_eq!(Full.to_string(), "region buffer full");
     assert_eq!(Ttbr::Ttbr0.to_string(), "TTBR0");

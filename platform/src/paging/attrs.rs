@@ -167,20 +167,11 @@ impl Attributes {
         global: true,
     };
     /// Privileged read-only data.
-    pub const RODATA: Self = Self {
-        executable: false,
-        ..Self::CODE
-    };
+    pub const RODATA: Self = Self { executable: false, ..Self::CODE };
     /// Privileged read-write data.
-    pub const DATA: Self = Self {
-        writable: true,
-        ..Self::RODATA
-    };
+    pub const DATA: Self = Self { writable: true, ..Self::RODATA };
     /// Privileged MMIO: Device-nGnRE, read-write, never executable.
-    pub const DEVICE: Self = Self {
-        memory: MemoryType::Device,
-        ..Self::DATA
-    };
+    pub const DEVICE: Self = Self { memory: MemoryType::Device, ..Self::DATA };
 }
 
 /// Why [`encode`] cannot express some [`Attributes`] in a [`Regime`].
@@ -207,18 +198,10 @@ pub enum EncodeError {
 impl fmt::Display for EncodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Self::NoEl0InRegime => {
-                "EL0 access requested in the EL2 (E2H=0) regime, which has no EL0"
-            }
-            Self::NoAsidInRegime => {
-                "non-global mapping requested in the EL2 (E2H=0) regime, which has no ASIDs"
-            }
-            Self::WritableButUserReadOnly => {
-                "AP[2:1] cannot encode privileged read-write with EL0 read-only"
-            }
-            Self::ReadOnlyButUserWritable => {
-                "AP[2:1] cannot encode privileged read-only with EL0 read-write"
-            }
+            Self::NoEl0InRegime => "EL0 access requested in the EL2 (E2H=0) regime, which has no EL0",
+            Self::NoAsidInRegime => "non-global mapping requested in the EL2 (E2H=0) regime, which has no ASIDs",
+            Self::WritableButUserReadOnly => "AP[2:1] cannot encode privileged read-write with EL0 read-only",
+            Self::ReadOnlyButUserWritable => "AP[2:1] cannot encode privileged read-only with EL0 read-write",
             Self::ExecutableButUserWritable => {
                 "EL0-writable memory cannot be privileged-executable (the architecture forces PXN)"
             }
@@ -239,9 +222,7 @@ pub const fn encode(regime: Regime, attrs: Attributes) -> Result<u64, EncodeErro
     }
     let mut desc = bits::AF;
     desc |= match attrs.memory {
-        MemoryType::Normal => {
-            (MAIR_IDX_NORMAL << bits::ATTR_INDX_SHIFT) | bits::SH_INNER
-        }
+        MemoryType::Normal => (MAIR_IDX_NORMAL << bits::ATTR_INDX_SHIFT) | bits::SH_INNER,
         MemoryType::Device => MAIR_IDX_DEVICE << bits::ATTR_INDX_SHIFT,
     };
     match regime {
@@ -267,12 +248,8 @@ pub const fn encode(regime: Regime, attrs: Attributes) -> Result<u64, EncodeErro
                 (UserAccess::None, false) => bits::AP_2,
                 (UserAccess::ReadWrite, true) => bits::AP_1,
                 (UserAccess::ReadOnly, false) => bits::AP_2 | bits::AP_1,
-                (UserAccess::ReadOnly, true) => {
-                    return Err(EncodeError::WritableButUserReadOnly)
-                }
-                (UserAccess::ReadWrite, false) => {
-                    return Err(EncodeError::ReadOnlyButUserWritable)
-                }
+                (UserAccess::ReadOnly, true) => return Err(EncodeError::WritableButUserReadOnly),
+                (UserAccess::ReadWrite, false) => return Err(EncodeError::ReadOnlyButUserWritable),
             };
             if matches!(attrs.user, UserAccess::ReadWrite) && attrs.executable {
                 return Err(EncodeError::ExecutableButUserWritable);

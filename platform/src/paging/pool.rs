@@ -86,31 +86,21 @@ impl<'a> StaticPool<'a> {
 
     /// A pool whose first `used` pages are already tables (for example,
     /// the same array seen again after the MMU is on, through its VA).
-    pub fn with_used(
-        pages: &'a mut [Table],
-        base_pa: PhysAddr,
-        used: usize,
-    ) -> Result<Self, PoolError> {
+    pub fn with_used(pages: &'a mut [Table], base_pa: PhysAddr, used: usize) -> Result<Self, PoolError> {
         if !base_pa.is_page_aligned() {
             return Err(PoolError::MisalignedBase);
         }
         if used > pages.len() {
             return Err(PoolError::UsedTooLarge);
         }
-        let bytes = u64::try_from(pages.len())
-            .ok()
-            .and_then(|n| n.checked_mul(PAGE_SIZE))
-            .ok_or(PoolError::OutOfRange)?;
+        let bytes =
+            u64::try_from(pages.len()).ok().and_then(|n| n.checked_mul(PAGE_SIZE)).ok_or(PoolError::OutOfRange)?;
         let end = base_pa.0.checked_add(bytes).ok_or(PoolError::OutOfRange)?;
         // The last page must still be nameable by a descriptor.
         if end > bits::OA_MASK.wrapping_add(PAGE_SIZE) {
             return Err(PoolError::OutOfRange);
         }
-        Ok(Self {
-            pages,
-            base_pa: base_pa.0,
-            used,
-        })
+        Ok(Self { pages, base_pa: base_pa.0, used })
     }
 
     /// The physical address of the first page.

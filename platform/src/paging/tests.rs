@@ -30,10 +30,7 @@ fn walk_pa(pool: &mut StaticPool<'_>, root: PhysAddr, va_bits: u32, va: u64) -> 
 
 fn fault_level(pool: &mut StaticPool<'_>, root: PhysAddr, va_bits: u32, va: u64) -> u8 {
     match translate(pool, root, va_bits, VirtAddr(va)) {
-        Err(Fault {
-            level,
-            kind: FaultKind::Translation,
-        }) => level,
+        Err(Fault { level, kind: FaultKind::Translation }) => level,
         other => panic!("expected a translation fault at {va:#x}, got {other:?}"),
     }
 }
@@ -146,10 +143,7 @@ fn encode_el2() {
     assert_eq!(ap(device), 0b01);
 
     // Writable and executable is expressible (SCTLR_EL2.WXN may still veto).
-    let rwx = Attributes {
-        executable: true,
-        ..Attributes::DATA
-    };
+    let rwx = Attributes { executable: true, ..Attributes::DATA };
     assert_eq!(encode(Regime::El2, rwx).unwrap(), 0x744);
 }
 
@@ -167,11 +161,7 @@ fn encode_with_el0() {
         assert_eq!(ap(code), 0b10, "privileged RO, no EL0");
         assert_eq!((pxn(code), uxn(code)), (0, 1));
 
-        let user_data = Attributes {
-            user: UserAccess::ReadWrite,
-            global: false,
-            ..Attributes::DATA
-        };
+        let user_data = Attributes { user: UserAccess::ReadWrite, global: false, ..Attributes::DATA };
         let d = encode(regime, user_data).unwrap();
         assert_eq!(d, 0x0060_0000_0000_0f44);
         assert_eq!(ap(d), 0b01, "RW at both levels");
@@ -189,19 +179,13 @@ fn encode_with_el0() {
         assert_eq!(ap(d), 0b11, "RO at both levels");
         assert_eq!((pxn(d), uxn(d)), (1, 0));
 
-        let user_ro = Attributes {
-            user: UserAccess::ReadOnly,
-            ..Attributes::RODATA
-        };
+        let user_ro = Attributes { user: UserAccess::ReadOnly, ..Attributes::RODATA };
         let d = encode(regime, user_ro).unwrap();
         assert_eq!(ap(d), 0b11);
         assert_eq!((pxn(d), uxn(d), ng(d)), (1, 1, 0));
 
         // EL0 execute-only.
-        let xo = Attributes {
-            user_executable: true,
-            ..Attributes::RODATA
-        };
+        let xo = Attributes { user_executable: true, ..Attributes::RODATA };
         let d = encode(regime, xo).unwrap();
         assert_eq!((ap(d), pxn(d), uxn(d)), (0b10, 1, 0));
 
@@ -213,64 +197,27 @@ fn encode_with_el0() {
 
 #[test]
 fn encode_rejects_what_a_regime_cannot_say() {
-    let user = Attributes {
-        user: UserAccess::ReadOnly,
-        ..Attributes::RODATA
-    };
+    let user = Attributes { user: UserAccess::ReadOnly, ..Attributes::RODATA };
     assert_eq!(encode(Regime::El2, user), Err(EncodeError::NoEl0InRegime));
-    let user_x = Attributes {
-        user_executable: true,
-        ..Attributes::RODATA
-    };
+    let user_x = Attributes { user_executable: true, ..Attributes::RODATA };
     assert_eq!(encode(Regime::El2, user_x), Err(EncodeError::NoEl0InRegime));
-    let local = Attributes {
-        global: false,
-        ..Attributes::DATA
-    };
+    let local = Attributes { global: false, ..Attributes::DATA };
     assert_eq!(encode(Regime::El2, local), Err(EncodeError::NoAsidInRegime));
     assert!(encode(Regime::El1And0, local).is_ok());
 
     for regime in [Regime::El2, Regime::El2And0, Regime::El1And0] {
-        let exec_device = Attributes {
-            executable: true,
-            ..Attributes::DEVICE
-        };
+        let exec_device = Attributes { executable: true, ..Attributes::DEVICE };
         assert_eq!(encode(regime, exec_device), Err(EncodeError::ExecutableDevice));
     }
     for regime in [Regime::El2And0, Regime::El1And0] {
-        let kernel_rw_user_ro = Attributes {
-            user: UserAccess::ReadOnly,
-            ..Attributes::DATA
-        };
-        assert_eq!(
-            encode(regime, kernel_rw_user_ro),
-            Err(EncodeError::WritableButUserReadOnly)
-        );
-        let kernel_ro_user_rw = Attributes {
-            user: UserAccess::ReadWrite,
-            ..Attributes::RODATA
-        };
-        assert_eq!(
-            encode(regime, kernel_ro_user_rw),
-            Err(EncodeError::ReadOnlyButUserWritable)
-        );
-        let exec_user_writable = Attributes {
-            user: UserAccess::ReadWrite,
-            executable: true,
-            ..Attributes::DATA
-        };
-        assert_eq!(
-            encode(regime, exec_user_writable),
-            Err(EncodeError::ExecutableButUserWritable)
-        );
-        let user_exec_device = Attributes {
-            user_executable: true,
-            ..Attributes::DEVICE
-        };
-        assert_eq!(
-            encode(regime, user_exec_device),
-            Err(EncodeError::ExecutableDevice)
-        );
+        let kernel_rw_user_ro = Attributes { user: UserAccess::ReadOnly, ..Attributes::DATA };
+        assert_eq!(encode(regime, kernel_rw_user_ro), Err(EncodeError::WritableButUserReadOnly));
+        let kernel_ro_user_rw = Attributes { user: UserAccess::ReadWrite, ..Attributes::RODATA };
+        assert_eq!(encode(regime, kernel_ro_user_rw), Err(EncodeError::ReadOnlyButUserWritable));
+        let exec_user_writable = Attributes { user: UserAccess::ReadWrite, executable: true, ..Attributes::DATA };
+        assert_eq!(encode(regime, exec_user_writable), Err(EncodeError::ExecutableButUserWritable));
+        let user_exec_device = Attributes { user_executable: true, ..Attributes::DEVICE };
+        assert_eq!(encode(regime, user_exec_device), Err(EncodeError::ExecutableDevice));
     }
 }
 
@@ -280,23 +227,11 @@ fn encode_rejects_what_a_regime_cannot_say() {
 #[test]
 fn static_pool() {
     let mut backing = pages(3);
-    assert_eq!(
-        StaticPool::new(&mut backing, PhysAddr(0x1234)).err(),
-        Some(PoolError::MisalignedBase)
-    );
-    assert_eq!(
-        StaticPool::new(&mut backing, PhysAddr(0x0000_ffff_ffff_e000)).err(),
-        Some(PoolError::OutOfRange)
-    );
-    assert_eq!(
-        StaticPool::new(&mut backing, PhysAddr(0xffff_ffff_ffff_f000)).err(),
-        Some(PoolError::OutOfRange)
-    );
+    assert_eq!(StaticPool::new(&mut backing, PhysAddr(0x1234)).err(), Some(PoolError::MisalignedBase));
+    assert_eq!(StaticPool::new(&mut backing, PhysAddr(0x0000_ffff_ffff_e000)).err(), Some(PoolError::OutOfRange));
+    assert_eq!(StaticPool::new(&mut backing, PhysAddr(0xffff_ffff_ffff_f000)).err(), Some(PoolError::OutOfRange));
     assert!(StaticPool::new(&mut backing, PhysAddr(0x0000_ffff_ffff_d000)).is_ok());
-    assert_eq!(
-        StaticPool::with_used(&mut backing, PhysAddr(0), 4).err(),
-        Some(PoolError::UsedTooLarge)
-    );
+    assert_eq!(StaticPool::with_used(&mut backing, PhysAddr(0), 4).err(), Some(PoolError::UsedTooLarge));
 
     // A dirty page is zeroed when handed out.
     backing[1].0[7] = 0xdead;
@@ -365,8 +300,7 @@ fn misaligned_pa_forces_smaller_leaves() {
     assert_eq!((w.level, w.pa.0), (2, 2 * GIB + MIB2 - 1));
     assert_eq!(p.used(), 3);
     // PA only page-aligned: pages only, two L3 tables for 4 MiB.
-    map(&mut p, root, 48, Regime::El2, VirtAddr(8 * GIB), PhysAddr(0x4000_1000), 2 * MIB2, DATA)
-        .unwrap();
+    map(&mut p, root, 48, Regime::El2, VirtAddr(8 * GIB), PhysAddr(0x4000_1000), 2 * MIB2, DATA).unwrap();
     for off in (0..2 * MIB2).step_by(0x1000) {
         let w = translate(&mut p, root, 48, VirtAddr(8 * GIB + off)).unwrap();
         assert_eq!((w.level, w.pa.0), (3, 0x4000_1000 + off));
@@ -380,21 +314,10 @@ fn mapping_into_existing_table_uses_smaller_leaves() {
     let mut p = pool(&mut backing);
     let root = p.alloc_table().unwrap();
     // A page first, so an L3 table exists where a 2 MiB block could go.
-    map(&mut p, root, 48, Regime::El2, VirtAddr(0x4000_0000), PhysAddr(0x4000_0000), KIB4, DATA)
-        .unwrap();
+    map(&mut p, root, 48, Regime::El2, VirtAddr(0x4000_0000), PhysAddr(0x4000_0000), KIB4, DATA).unwrap();
     // The rest of that 2 MiB goes into the existing L3 table as pages;
     // the next 2 MiB is a block.
-    map(
-        &mut p,
-        root,
-        48,
-        Regime::El2,
-        VirtAddr(0x4000_1000),
-        PhysAddr(0x4000_1000),
-        2 * MIB2 - KIB4,
-        DATA,
-    )
-    .unwrap();
+    map(&mut p, root, 48, Regime::El2, VirtAddr(0x4000_1000), PhysAddr(0x4000_1000), 2 * MIB2 - KIB4, DATA).unwrap();
     assert_eq!(translate(&mut p, root, 48, VirtAddr(0x401f_f000)).unwrap().level, 3);
     assert_eq!(translate(&mut p, root, 48, VirtAddr(0x4020_0000)).unwrap().level, 2);
 }
@@ -416,19 +339,8 @@ fn intermediate_address_space() {
     let tramp_len = 0x3000;
 
     let text = Attributes::CODE;
-    map(&mut p, root, 48, Regime::El2, VirtAddr(tramp_pa), PhysAddr(tramp_pa), tramp_len, text)
-        .unwrap();
-    map(
-        &mut p,
-        root,
-        48,
-        Regime::El2,
-        VirtAddr(tramp_pa + delta),
-        PhysAddr(tramp_pa),
-        tramp_len,
-        text,
-    )
-    .unwrap();
+    map(&mut p, root, 48, Regime::El2, VirtAddr(tramp_pa), PhysAddr(tramp_pa), tramp_len, text).unwrap();
+    map(&mut p, root, 48, Regime::El2, VirtAddr(tramp_pa + delta), PhysAddr(tramp_pa), tramp_len, text).unwrap();
     for off in [0, 0x4, 0xffc, 0x1000, 0x2abc, tramp_len - 1] {
         let low = translate(&mut p, root, 48, VirtAddr(tramp_pa + off)).unwrap();
         let high = translate(&mut p, root, 48, VirtAddr(tramp_pa + off + delta)).unwrap();
@@ -454,10 +366,8 @@ fn upper_range_addresses() {
     let ttbr1 = p.alloc_table().unwrap();
     let pa = 0x7fe1_3000u64;
     let high = 0xffff_ff80_0001_3000u64;
-    map(&mut p, ttbr0, 48, Regime::El2And0, VirtAddr(pa), PhysAddr(pa), KIB4, Attributes::CODE)
-        .unwrap();
-    map(&mut p, ttbr1, 48, Regime::El2And0, VirtAddr(high), PhysAddr(pa), KIB4, Attributes::CODE)
-        .unwrap();
+    map(&mut p, ttbr0, 48, Regime::El2And0, VirtAddr(pa), PhysAddr(pa), KIB4, Attributes::CODE).unwrap();
+    map(&mut p, ttbr1, 48, Regime::El2And0, VirtAddr(high), PhysAddr(pa), KIB4, Attributes::CODE).unwrap();
     assert_eq!(walk_pa(&mut p, ttbr1, 48, high + 0x10), Some(pa + 0x10));
     // The table walk indexes with bits [47:0] only.
     assert_eq!(walk_pa(&mut p, ttbr1, 48, high & 0x0000_ffff_ffff_ffff), Some(pa));
@@ -492,15 +402,10 @@ fn narrow_subtree_of_the_wide_hierarchy() {
     assert_eq!(ensure_table(&mut p, root48, 48, VirtAddr(0), 0), Ok(root48));
     assert_eq!(ensure_table(&mut p, root39, 39, VirtAddr(0x1234), 1), Ok(root39));
 
-    let user_rw = Attributes {
-        user: UserAccess::ReadWrite,
-        global: false,
-        ..Attributes::DATA
-    };
+    let user_rw = Attributes { user: UserAccess::ReadWrite, global: false, ..Attributes::DATA };
     // Through the 39-bit root, seen through the 48-bit one.
     let (u_va, u_pa) = (0x40_0000u64, 0x4567_8000u64);
-    map(&mut p, root39, 39, Regime::El2And0, VirtAddr(u_va), PhysAddr(u_pa), 3 * KIB4, user_rw)
-        .unwrap();
+    map(&mut p, root39, 39, Regime::El2And0, VirtAddr(u_va), PhysAddr(u_pa), 3 * KIB4, user_rw).unwrap();
     for off in [0, 0x1008, 0x2fff] {
         let narrow = translate(&mut p, root39, 39, VirtAddr(u_va + off)).unwrap();
         let wide = translate(&mut p, root48, 48, VirtAddr(user_base + u_va + off)).unwrap();
@@ -510,17 +415,7 @@ fn narrow_subtree_of_the_wide_hierarchy() {
     // Through the 48-bit root, seen through the 39-bit one (a block this
     // time, at the top of the narrow space).
     let (k_off, k_pa) = (511 * GIB, 3 * GIB);
-    map(
-        &mut p,
-        root48,
-        48,
-        Regime::El2And0,
-        VirtAddr(user_base + k_off),
-        PhysAddr(k_pa),
-        GIB,
-        user_rw,
-    )
-    .unwrap();
+    map(&mut p, root48, 48, Regime::El2And0, VirtAddr(user_base + k_off), PhysAddr(k_pa), GIB, user_rw).unwrap();
     let narrow = translate(&mut p, root39, 39, VirtAddr(k_off + 0x1234)).unwrap();
     let wide = translate(&mut p, root48, 48, VirtAddr(user_base + k_off + 0x1234)).unwrap();
     assert_eq!(narrow, wide);
@@ -537,19 +432,14 @@ fn narrow_subtree_of_the_wide_hierarchy() {
         Err(MapError::OutOfRange)
     );
     // A 39-bit space has no level-0 table.
-    assert_eq!(
-        ensure_table(&mut p, root39, 39, VirtAddr(0), 0),
-        Err(MapError::InvalidLevel { level: 0 })
-    );
+    assert_eq!(ensure_table(&mut p, root39, 39, VirtAddr(0), 0), Err(MapError::InvalidLevel { level: 0 }));
     // ensure_table down to level 3 creates the path, and refuses to go
     // through a block.
     let l3 = ensure_table(&mut p, root39, 39, VirtAddr(0x8000_0000), 3).unwrap();
     assert_ne!(l3, root39);
     assert_eq!(
         ensure_table(&mut p, root39, 39, VirtAddr(k_off), 2),
-        Err(MapError::AlreadyMapped {
-            va: VirtAddr(k_off)
-        })
+        Err(MapError::AlreadyMapped { va: VirtAddr(k_off) })
     );
 }
 
@@ -567,30 +457,9 @@ fn per_cpu_roots_share_all_but_the_prda() {
     let direct_map = 0x0000_8000_0000_0000u64;
     // Shared mappings: the image, the page next to the PRDA (so the PRDA's
     // L3 table exists and is shared before the split), and a direct map.
-    map(&mut p, base, 48, Regime::El2, VirtAddr(image_va), PhysAddr(0x7fe0_0000), MIB2, DATA)
-        .unwrap();
-    map(
-        &mut p,
-        base,
-        48,
-        Regime::El2,
-        VirtAddr(prda_va - KIB4),
-        PhysAddr(0x7ff0_0000),
-        KIB4,
-        DATA,
-    )
-    .unwrap();
-    map(
-        &mut p,
-        base,
-        48,
-        Regime::El2,
-        VirtAddr(direct_map + 0x4000_0000),
-        PhysAddr(0x4000_0000),
-        MIB2,
-        DATA,
-    )
-    .unwrap();
+    map(&mut p, base, 48, Regime::El2, VirtAddr(image_va), PhysAddr(0x7fe0_0000), MIB2, DATA).unwrap();
+    map(&mut p, base, 48, Regime::El2, VirtAddr(prda_va - KIB4), PhysAddr(0x7ff0_0000), KIB4, DATA).unwrap();
+    map(&mut p, base, 48, Regime::El2, VirtAddr(direct_map + 0x4000_0000), PhysAddr(0x4000_0000), MIB2, DATA).unwrap();
     let base_root_before = *p.table(base).unwrap();
 
     let prda_pages = [0x7ff1_0000u64, 0x7ff2_0000];
@@ -599,8 +468,7 @@ fn per_cpu_roots_share_all_but_the_prda() {
         let root = clone_root(&mut p, base).unwrap();
         let l3 = unshare_path(&mut p, root, 48, VirtAddr(prda_va), 3).unwrap();
         assert_eq!(ensure_table(&mut p, root, 48, VirtAddr(prda_va), 3), Ok(l3));
-        map(&mut p, root, 48, Regime::El2, VirtAddr(prda_va), PhysAddr(*prda_pa), KIB4, DATA)
-            .unwrap();
+        map(&mut p, root, 48, Regime::El2, VirtAddr(prda_va), PhysAddr(*prda_pa), KIB4, DATA).unwrap();
         cpu_roots[cpu] = root;
     }
 
@@ -631,17 +499,7 @@ fn per_cpu_roots_share_all_but_the_prda() {
         assert_eq!(walk_pa(&mut p, root, 48, far), Some(0x6000_0000));
     }
     // A later mapping next to one CPU's PRDA stays that CPU's.
-    map(
-        &mut p,
-        cpu_roots[0],
-        48,
-        Regime::El2,
-        VirtAddr(prda_va + KIB4),
-        PhysAddr(0x7ff3_0000),
-        KIB4,
-        DATA,
-    )
-    .unwrap();
+    map(&mut p, cpu_roots[0], 48, Regime::El2, VirtAddr(prda_va + KIB4), PhysAddr(0x7ff3_0000), KIB4, DATA).unwrap();
     assert_eq!(walk_pa(&mut p, cpu_roots[0], 48, prda_va + KIB4), Some(0x7ff3_0000));
     assert_eq!(fault_level(&mut p, cpu_roots[1], 48, prda_va + KIB4), 3);
     assert_eq!(fault_level(&mut p, base, 48, prda_va + KIB4), 3);
@@ -659,9 +517,7 @@ fn unshare_path_edge_cases() {
     // A 1 GiB block sits above level 2.
     assert_eq!(
         unshare_path(&mut p, root, 48, VirtAddr(GIB + 0x5000), 2),
-        Err(MapError::AlreadyMapped {
-            va: VirtAddr(GIB + 0x5000)
-        })
+        Err(MapError::AlreadyMapped { va: VirtAddr(GIB + 0x5000) })
     );
     // Copying the L1 table is fine, and keeps the block.
     let l1 = unshare_path(&mut p, root, 48, VirtAddr(GIB), 1).unwrap();
@@ -670,14 +526,8 @@ fn unshare_path_edge_cases() {
     // Missing tables are created.
     let t = unshare_path(&mut p, root, 48, VirtAddr(0x0000_4000_0000_0000), 3).unwrap();
     assert_eq!(ensure_table(&mut p, root, 48, VirtAddr(0x0000_4000_0000_0000), 3), Ok(t));
-    assert_eq!(
-        unshare_path(&mut p, root, 48, VirtAddr(0), 4),
-        Err(MapError::InvalidLevel { level: 4 })
-    );
-    assert_eq!(
-        clone_root(&mut p, PhysAddr(0x1000)),
-        Err(MapError::UnknownTable { pa: PhysAddr(0x1000) })
-    );
+    assert_eq!(unshare_path(&mut p, root, 48, VirtAddr(0), 4), Err(MapError::InvalidLevel { level: 4 }));
+    assert_eq!(clone_root(&mut p, PhysAddr(0x1000)), Err(MapError::UnknownTable { pa: PhysAddr(0x1000) }));
 }
 
 // ---------------------------------------------------------------------------
@@ -695,23 +545,15 @@ fn unmap_and_the_fault_level_after_it() {
     // Cutting the block in the middle, or unmapping a hole, changes nothing.
     assert_eq!(
         unmap(&mut p, root, 48, VirtAddr(va + KIB4), KIB4),
-        Err(MapError::SplitsBlock {
-            va: VirtAddr(va + KIB4),
-            level: 2
-        })
+        Err(MapError::SplitsBlock { va: VirtAddr(va + KIB4), level: 2 })
     );
     assert_eq!(
         unmap(&mut p, root, 48, VirtAddr(va), MIB2 - KIB4),
-        Err(MapError::SplitsBlock {
-            va: VirtAddr(va),
-            level: 2
-        })
+        Err(MapError::SplitsBlock { va: VirtAddr(va), level: 2 })
     );
     assert_eq!(
         unmap(&mut p, root, 48, VirtAddr(va + MIB2), 4 * KIB4),
-        Err(MapError::NotMapped {
-            va: VirtAddr(va + MIB2 + 3 * KIB4)
-        })
+        Err(MapError::NotMapped { va: VirtAddr(va + MIB2 + 3 * KIB4) })
     );
     assert_eq!(walk_pa(&mut p, root, 48, va + MIB2 + 2 * KIB4), Some(va + MIB2 + 2 * KIB4));
 
@@ -725,10 +567,7 @@ fn unmap_and_the_fault_level_after_it() {
     assert_eq!(fault_level(&mut p, root, 48, va), 2);
     assert_eq!(fault_level(&mut p, root, 48, va + MIB2 - 1), 2);
     // Unmapping twice is an error.
-    assert_eq!(
-        unmap(&mut p, root, 48, VirtAddr(va), MIB2),
-        Err(MapError::NotMapped { va: VirtAddr(va) })
-    );
+    assert_eq!(unmap(&mut p, root, 48, VirtAddr(va), MIB2), Err(MapError::NotMapped { va: VirtAddr(va) }));
     // The freed range can be mapped again.
     map(&mut p, root, 48, Regime::El2, VirtAddr(va), PhysAddr(0), MIB2, DATA).unwrap();
     assert_eq!(walk_pa(&mut p, root, 48, va + 5), Some(5));
@@ -773,32 +612,21 @@ fn every_map_error() {
         map(&mut p, root, 52, Regime::El2, VirtAddr(0), PhysAddr(0), KIB4, DATA),
         Err(MapError::UnsupportedVaBits { va_bits: 52 })
     );
-    let user = Attributes {
-        user: UserAccess::ReadWrite,
-        ..DATA
-    };
+    let user = Attributes { user: UserAccess::ReadWrite, ..DATA };
     assert_eq!(
         map(&mut p, root, 48, Regime::El2, VirtAddr(0), PhysAddr(0), KIB4, user),
         Err(MapError::Unexpressible(EncodeError::NoEl0InRegime))
     );
     assert_eq!(
         map(&mut p, PhysAddr(0x1000), 48, Regime::El2, VirtAddr(0), PhysAddr(0), KIB4, DATA),
-        Err(MapError::UnknownTable {
-            pa: PhysAddr(0x1000)
-        })
+        Err(MapError::UnknownTable { pa: PhysAddr(0x1000) })
     );
 
     // Three more tables are needed for the first page; the pool has three.
     assert_eq!(m(&mut p, 0x3000, 0x3000, KIB4), Ok(()));
     // Already mapped, identical or not, and the first mapped VA is named.
-    assert_eq!(
-        m(&mut p, 0x3000, 0x3000, KIB4),
-        Err(MapError::AlreadyMapped { va: VirtAddr(0x3000) })
-    );
-    assert_eq!(
-        m(&mut p, 0x1000, 0x9000, 4 * KIB4),
-        Err(MapError::AlreadyMapped { va: VirtAddr(0x3000) })
-    );
+    assert_eq!(m(&mut p, 0x3000, 0x3000, KIB4), Err(MapError::AlreadyMapped { va: VirtAddr(0x3000) }));
+    assert_eq!(m(&mut p, 0x1000, 0x9000, 4 * KIB4), Err(MapError::AlreadyMapped { va: VirtAddr(0x3000) }));
     // ...and the part before the conflict was rolled back.
     assert_eq!(fault_level(&mut p, root, 48, 0x1000), 3);
     assert_eq!(fault_level(&mut p, root, 48, 0x2000), 3);
@@ -818,37 +646,14 @@ fn every_map_error() {
     assert_eq!(unmap(&mut p, root, 48, VirtAddr(0x800), KIB4), Err(MapError::Misaligned));
     assert_eq!(unmap(&mut p, root, 48, VirtAddr(0x1000), 1), Err(MapError::Misaligned));
     assert_eq!(unmap(&mut p, root, 48, VirtAddr(1 << 48), KIB4), Err(MapError::OutOfRange));
-    assert_eq!(
-        unmap(&mut p, root, 20, VirtAddr(0), KIB4),
-        Err(MapError::UnsupportedVaBits { va_bits: 20 })
-    );
-    assert_eq!(
-        ensure_table(&mut p, root, 48, VirtAddr(0), 9),
-        Err(MapError::InvalidLevel { level: 9 })
-    );
-    assert_eq!(
-        ensure_table(&mut p, root, 48, VirtAddr(4 * MIB2), 3),
-        Err(MapError::PoolExhausted)
-    );
-    assert_eq!(
-        ensure_table(&mut p, PhysAddr(0), 48, VirtAddr(0), 0),
-        Err(MapError::UnknownTable { pa: PhysAddr(0) })
-    );
-    assert_eq!(
-        translate(&mut p, root, 64, VirtAddr(0)),
-        Err(Fault {
-            level: 0,
-            kind: FaultKind::UnsupportedVaBits
-        })
-    );
+    assert_eq!(unmap(&mut p, root, 20, VirtAddr(0), KIB4), Err(MapError::UnsupportedVaBits { va_bits: 20 }));
+    assert_eq!(ensure_table(&mut p, root, 48, VirtAddr(0), 9), Err(MapError::InvalidLevel { level: 9 }));
+    assert_eq!(ensure_table(&mut p, root, 48, VirtAddr(4 * MIB2), 3), Err(MapError::PoolExhausted));
+    assert_eq!(ensure_table(&mut p, PhysAddr(0), 48, VirtAddr(0), 0), Err(MapError::UnknownTable { pa: PhysAddr(0) }));
+    assert_eq!(translate(&mut p, root, 64, VirtAddr(0)), Err(Fault { level: 0, kind: FaultKind::UnsupportedVaBits }));
     assert_eq!(
         translate(&mut p, PhysAddr(0x1000), 48, VirtAddr(0)),
-        Err(Fault {
-            level: 0,
-            kind: FaultKind::UnknownTable {
-                pa: PhysAddr(0x1000)
-            }
-        })
+        Err(Fault { level: 0, kind: FaultKind::UnknownTable { pa: PhysAddr(0x1000) } })
     );
 }
 
@@ -861,10 +666,7 @@ fn errors_display() {
         MapError::InvalidLevel { level: 5 },
         MapError::AlreadyMapped { va: VirtAddr(0x1000) },
         MapError::NotMapped { va: VirtAddr(0x2000) },
-        MapError::SplitsBlock {
-            va: VirtAddr(0x3000),
-            level: 2,
-        },
+        MapError::SplitsBlock { va: VirtAddr(0x3000), level: 2 },
         MapError::PoolExhausted,
         MapError::Unexpressible(EncodeError::ExecutableDevice),
         MapError::UnknownTable { pa: PhysAddr(0x4000) },
@@ -872,14 +674,8 @@ fn errors_display() {
     let texts: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
     assert!(texts.iter().all(|t| !t.is_empty()));
     assert_eq!(texts[4], "0x1000 is already mapped");
-    assert_eq!(
-        texts[8],
-        "attributes not expressible: Device memory must not be executable"
-    );
-    let fault = Fault {
-        level: 2,
-        kind: FaultKind::Translation,
-    };
+    assert_eq!(texts[8], "attributes not expressible: Device memory must not be executable");
+    let fault = Fault { level: 2, kind: FaultKind::Translation };
     assert_eq!(fault.to_string(), "translation fault at level 2");
     assert!(!PoolError::MisalignedBase.to_string().is_empty());
     assert_eq!(Regime::El2And0.to_string(), "EL2&0");
@@ -897,29 +693,19 @@ fn reserved_descriptors_fault() {
     assert_eq!(fault_level(&mut p, root, 48, 512 * GIB), 0);
     assert_eq!(
         map(&mut p, root, 48, Regime::El2, VirtAddr(512 * GIB), PhysAddr(0), KIB4, DATA),
-        Err(MapError::AlreadyMapped {
-            va: VirtAddr(512 * GIB)
-        })
+        Err(MapError::AlreadyMapped { va: VirtAddr(512 * GIB) })
     );
     // Type 0b01 at level 3.
     let l3 = ensure_table(&mut p, root, 48, VirtAddr(0), 3).unwrap();
     p.table(l3).unwrap()[2] = 0x2000 | 0x401;
     assert_eq!(fault_level(&mut p, root, 48, 0x2000), 3);
-    assert_eq!(
-        unmap(&mut p, root, 48, VirtAddr(0x2000), KIB4),
-        Err(MapError::NotMapped { va: VirtAddr(0x2000) })
-    );
+    assert_eq!(unmap(&mut p, root, 48, VirtAddr(0x2000), KIB4), Err(MapError::NotMapped { va: VirtAddr(0x2000) }));
     // A table descriptor pointing outside the pool.
     let l2 = ensure_table(&mut p, root, 48, VirtAddr(0), 2).unwrap();
     p.table(l2).unwrap()[1] = 0xdead_0000 | 0b11;
     assert_eq!(
         translate(&mut p, root, 48, VirtAddr(MIB2)),
-        Err(Fault {
-            level: 3,
-            kind: FaultKind::UnknownTable {
-                pa: PhysAddr(0xdead_0000)
-            }
-        })
+        Err(Fault { level: 3, kind: FaultKind::UnknownTable { pa: PhysAddr(0xdead_0000) } })
     );
 }
 

@@ -118,11 +118,9 @@ impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
             FaultKind::Translation => write!(f, "translation fault at level {}", self.level),
-            FaultKind::UnknownTable { pa } => write!(
-                f,
-                "table walk reached {pa} at level {}, which is not a table of the pool",
-                self.level
-            ),
+            FaultKind::UnknownTable { pa } => {
+                write!(f, "table walk reached {pa} at level {}, which is not a table of the pool", self.level)
+            }
             FaultKind::UnsupportedVaBits => f.write_str("unsupported VA width"),
         }
     }
@@ -200,10 +198,9 @@ impl fmt::Display for MapError {
             }
             Self::AlreadyMapped { va } => write!(f, "{va} is already mapped"),
             Self::NotMapped { va } => write!(f, "{va} is not mapped"),
-            Self::SplitsBlock { va, level } => write!(
-                f,
-                "range boundary falls inside the level-{level} block mapping {va}"
-            ),
+            Self::SplitsBlock { va, level } => {
+                write!(f, "range boundary falls inside the level-{level} block mapping {va}")
+            }
             Self::PoolExhausted => f.write_str("translation table pool exhausted"),
             Self::Unexpressible(error) => write!(f, "attributes not expressible: {error}"),
             Self::UnknownTable { pa } => {
@@ -234,33 +231,21 @@ struct Range {
 impl Space {
     fn new(root: PhysAddr, va_bits: u32) -> Result<Self, MapError> {
         let root_level = root_level(va_bits).ok_or(MapError::UnsupportedVaBits { va_bits })?;
-        let mask = 1u64
-            .checked_shl(va_bits)
-            .map(|bit| bit.wrapping_sub(1))
-            .ok_or(MapError::UnsupportedVaBits { va_bits })?;
-        Ok(Self {
-            root,
-            root_level,
-            mask,
-        })
+        let mask =
+            1u64.checked_shl(va_bits).map(|bit| bit.wrapping_sub(1)).ok_or(MapError::UnsupportedVaBits { va_bits })?;
+        Ok(Self { root, root_level, mask })
     }
 
     /// Checks that the `len`-byte range at `va` (at least one byte) lies in
     /// one VA range of this space: bits \[63:va_bits\] all zero (lower,
     /// `TTBR0`) or all one (upper, `TTBR1`), for its first and last byte.
     fn range(&self, va: VirtAddr, len: u64) -> Result<Range, MapError> {
-        let last = va
-            .0
-            .checked_add(len.saturating_sub(1))
-            .ok_or(MapError::OutOfRange)?;
+        let last = va.0.checked_add(len.saturating_sub(1)).ok_or(MapError::OutOfRange)?;
         let top = va.0 & !self.mask;
         if (top != 0 && top != !self.mask) || last & !self.mask != top {
             return Err(MapError::OutOfRange);
         }
-        Ok(Range {
-            ia: va.0 & self.mask,
-            top,
-        })
+        Ok(Range { ia: va.0 & self.mask, top })
     }
 }
 
@@ -299,21 +284,11 @@ fn classify(desc: u64, level: u8) -> Entry {
 }
 
 fn read<P: PagePool + ?Sized>(pool: &mut P, table: PhysAddr, idx: usize) -> Result<u64, MapError> {
-    pool.table(table)
-        .and_then(|t| t.get(idx).copied())
-        .ok_or(MapError::UnknownTable { pa: table })
+    pool.table(table).and_then(|t| t.get(idx).copied()).ok_or(MapError::UnknownTable { pa: table })
 }
 
-fn write<P: PagePool + ?Sized>(
-    pool: &mut P,
-    table: PhysAddr,
-    idx: usize,
-    desc: u64,
-) -> Result<(), MapError> {
-    let slot = pool
-        .table(table)
-        .and_then(|t| t.get_mut(idx))
-        .ok_or(MapError::UnknownTable { pa: table })?;
+fn write<P: PagePool + ?Sized>(pool: &mut P, table: PhysAddr, idx: usize, desc: u64) -> Result<(), MapError> {
+    let slot = pool.table(table).and_then(|t| t.get_mut(idx)).ok_or(MapError::UnknownTable { pa: table })?;
     *slot = desc;
     Ok(())
 }
@@ -386,10 +361,7 @@ pub fn map<P: PagePool + ?Sized>(
     if range.top != 0 && !regime.has_upper_range() {
         return Err(MapError::OutOfRange);
     }
-    let pa_last = pa
-        .0
-        .checked_add(len.saturating_sub(1))
-        .ok_or(MapError::OutOfRange)?;
+    let pa_last = pa.0.checked_add(len.saturating_sub(1)).ok_or(MapError::OutOfRange)?;
     if pa_last > OA_LIMIT {
         return Err(MapError::OutOfRange);
     }
@@ -461,9 +433,7 @@ fn map_one<P: PagePool + ?Sized>(
                 table = next_table;
                 level = next_level(level)?;
             }
-            Entry::Leaf(_) | Entry::Reserved => {
-                return Err(MapError::AlreadyMapped { va: range.va(ia) })
-            }
+            Entry::Leaf(_) | Entry::Reserved => return Err(MapError::AlreadyMapped { va: range.va(ia) }),
         }
     }
 }
@@ -478,11 +448,7 @@ struct LeafSlot {
 }
 
 /// Walks to the leaf for `ia`, like the hardware.
-fn find_leaf<P: PagePool + ?Sized>(
-    pool: &mut P,
-    space: &Space,
-    ia: u64,
-) -> Result<LeafSlot, (u8, MapError)> {
+fn find_leaf<P: PagePool + ?Sized>(pool: &mut P, space: &Space, ia: u64) -> Result<LeafSlot, (u8, MapError)> {
     let mut table = space.root;
     let mut level = space.root_level;
     loop {
@@ -493,17 +459,8 @@ fn find_leaf<P: PagePool + ?Sized>(
                 table = next_table;
                 level = next_level(level).map_err(|e| (level, e))?;
             }
-            Entry::Leaf(descriptor) => {
-                return Ok(LeafSlot {
-                    table,
-                    index: i,
-                    level,
-                    descriptor,
-                })
-            }
-            Entry::Invalid | Entry::Reserved => {
-                return Err((level, MapError::NotMapped { va: VirtAddr(ia) }))
-            }
+            Entry::Leaf(descriptor) => return Ok(LeafSlot { table, index: i, level, descriptor }),
+            Entry::Invalid | Entry::Reserved => return Err((level, MapError::NotMapped { va: VirtAddr(ia) })),
         }
     }
 }
@@ -539,10 +496,7 @@ pub fn unmap<P: PagePool + ?Sized>(
             let size = size_of(leaf.level)?;
             let left = len.wrapping_sub(done);
             if ia & size.wrapping_sub(1) != 0 || size > left {
-                return Err(MapError::SplitsBlock {
-                    va: range.va(ia),
-                    level: leaf.level,
-                });
+                return Err(MapError::SplitsBlock { va: range.va(ia), level: leaf.level });
             }
             if clear {
                 write(pool, leaf.table, leaf.index, 0)?;
@@ -563,14 +517,8 @@ pub fn translate<P: PagePool + ?Sized>(
     va_bits: u32,
     va: VirtAddr,
 ) -> Result<Walk, Fault> {
-    let space = Space::new(root, va_bits).map_err(|_| Fault {
-        level: 0,
-        kind: FaultKind::UnsupportedVaBits,
-    })?;
-    let range = space.range(va, 1).map_err(|_| Fault {
-        level: 0,
-        kind: FaultKind::Translation,
-    })?;
+    let space = Space::new(root, va_bits).map_err(|_| Fault { level: 0, kind: FaultKind::UnsupportedVaBits })?;
+    let range = space.range(va, 1).map_err(|_| Fault { level: 0, kind: FaultKind::Translation })?;
     let leaf = find_leaf(pool, &space, range.ia).map_err(|(level, error)| Fault {
         level,
         kind: match error {
@@ -580,11 +528,7 @@ pub fn translate<P: PagePool + ?Sized>(
     })?;
     let offset_mask = level_size(leaf.level).unwrap_or(PAGE_SIZE).wrapping_sub(1);
     let output = leaf.descriptor & bits::OA_MASK & !offset_mask;
-    Ok(Walk {
-        pa: PhysAddr(output | (range.ia & offset_mask)),
-        level: leaf.level,
-        descriptor: leaf.descriptor,
-    })
+    Ok(Walk { pa: PhysAddr(output | (range.ia & offset_mask)), level: leaf.level, descriptor: leaf.descriptor })
 }
 
 /// The table at `level` whose range covers `va`, creating it (and any
@@ -653,9 +597,7 @@ pub fn unshare_path<P: PagePool + ?Sized>(
 ) -> Result<PhysAddr, MapError> {
     let space = Space::new(root, va_bits)?;
     if down_to_level < space.root_level || down_to_level > LAST_LEVEL {
-        return Err(MapError::InvalidLevel {
-            level: down_to_level,
-        });
+        return Err(MapError::InvalidLevel { level: down_to_level });
     }
     let range = space.range(va, 1)?;
     walk_tables(pool, &space, &range, down_to_level, true)
@@ -692,11 +634,7 @@ fn walk_tables<P: PagePool + ?Sized>(
                 new
             }
             Entry::Table(next) => next,
-            Entry::Leaf(_) | Entry::Reserved => {
-                return Err(MapError::AlreadyMapped {
-                    va: range.va(range.ia),
-                })
-            }
+            Entry::Leaf(_) | Entry::Reserved => return Err(MapError::AlreadyMapped { va: range.va(range.ia) }),
         };
         table = next;
         level = next_level(level)?;

@@ -64,8 +64,8 @@ use super::den0115::{PciCall, Sbdf, SegmentInfo, Status};
 use super::ecam::EcamWindow;
 use super::AccessSize;
 use crate::arch::regs::{
-    HCR_E2H, HCR_RW, HCR_TEA, HCR_TGE, SCTLR_DSSBS, SCTLR_SPAN, SPSR_DAIF, SPSR_M_AARCH32, SPSR_M_EL1H,
-    SPSR_M_EL2H, SPSR_M_SP_ELX, SPSR_PAN, SPSR_SSBS,
+    HCR_E2H, HCR_RW, HCR_TEA, HCR_TGE, SCTLR_DSSBS, SCTLR_SPAN, SPSR_DAIF, SPSR_M_AARCH32, SPSR_M_EL1H, SPSR_M_EL2H,
+    SPSR_M_SP_ELX, SPSR_PAN, SPSR_SSBS,
 };
 use crate::arch::trap::{ExceptionSource, TrapFrame};
 use crate::arch::ExceptionLevel;
@@ -197,7 +197,12 @@ impl fmt::Display for EaError {
             }
             Self::OutsideWindow { pa } => write!(f, "PA {pa:#x} is outside the ECAM window"),
             Self::AccessSize { access } => {
-                write!(f, "{}-byte access at PA {:#x}: config accesses are 1, 2 or 4 bytes", access.size.bytes(), access.ipa)
+                write!(
+                    f,
+                    "{}-byte access at PA {:#x}: config accesses are 1, 2 or 4 bytes",
+                    access.size.bytes(),
+                    access.ipa
+                )
             }
             Self::Misaligned { access } => {
                 write!(f, "misaligned {}-byte access at PA {:#x}", access.size.bytes(), access.ipa)
@@ -274,8 +279,7 @@ const fn syndrome(esr: Esr) -> Result<MmioAccess, EaError> {
 pub fn decode(esr: Esr, pa: u64, window: &EcamWindow, regs: &[u64; 31]) -> Result<EcamAccess, EaError> {
     let access = MmioAccess { ipa: pa, ..syndrome(esr)? };
     let (bdf, offset) = window.decode(pa).ok_or(EaError::OutsideWindow { pa })?;
-    let size =
-        AccessSize::from_bytes(u64::from(access.size.bytes())).ok_or(EaError::AccessSize { access })?;
+    let size = AccessSize::from_bytes(u64::from(access.size.bytes())).ok_or(EaError::AccessSize { access })?;
     if !size.is_aligned(offset) {
         return Err(EaError::Misaligned { access });
     }
@@ -427,8 +431,7 @@ pub fn reflect(esr: Esr, state: &LowerState) -> Result<Reflection, ReflectError>
         return Err(ReflectError::NotAnAbort(class));
     }
     let target = target_el(esr, state.spsr, state.hcr_el2)?;
-    let same_el =
-        state.spsr & SPSR_M_AARCH32 == 0 && ExceptionLevel::from_spsr(state.spsr) == target;
+    let same_el = state.spsr & SPSR_M_AARCH32 == 0 && ExceptionLevel::from_spsr(state.spsr) == target;
     let origin = if same_el { Origin::SameEl } else { Origin::LowerEl };
     let (sctlr, vbar) = match target {
         ExceptionLevel::El2 => (state.sctlr_el2, state.vbar_el2),

@@ -26,10 +26,7 @@ struct Fake {
 
 impl Fake {
     fn new(count: usize) -> Self {
-        Self {
-            regs: vec![0; count],
-            writes: 0,
-        }
+        Self { regs: vec![0; count], writes: 0 }
     }
 
     fn lr(&self, index: usize) -> Lr {
@@ -37,11 +34,7 @@ impl Fake {
     }
 
     fn valid(&self) -> Vec<Lr> {
-        self.regs
-            .iter()
-            .map(|&v| Lr(v))
-            .filter(|lr| lr.pending() || lr.active())
-            .collect()
+        self.regs.iter().map(|&v| Lr(v)).filter(|lr| lr.pending() || lr.active()).collect()
     }
 
     /// The guest acknowledges the LR: pending -> active.
@@ -126,19 +119,11 @@ fn spi(g: &mut VGic, intid: u32, priority: u8, vcpu: usize) {
     dw(g, offset, groups | bit);
     set_bit(g, gicd::ISENABLER, intid);
     g.dist_write(gicd::IPRIORITYR + u64::from(intid), 1, priority.into());
-    g.dist_write(
-        gicd::IROUTER + 8 * u64::from(intid),
-        8,
-        MPIDRS[vcpu] & affinity::ALL,
-    );
+    g.dist_write(gicd::IROUTER + 8 * u64::from(intid), 8, MPIDRS[vcpu] & affinity::ALL);
 }
 
 fn enable_groups(g: &mut VGic) {
-    dw(
-        g,
-        gicd::CTLR,
-        u64::from(gicd::CTLR_ENABLE_GRP0 | gicd::CTLR_ENABLE_GRP1),
-    );
+    dw(g, gicd::CTLR, u64::from(gicd::CTLR_ENABLE_GRP0 | gicd::CTLR_ENABLE_GRP1));
 }
 
 /// A vGIC with groups enabled and SPIs 40 (prio 0xA0) and 41 (prio 0x80)
@@ -151,15 +136,8 @@ fn ready() -> VGic {
     g
 }
 
-const BIT_REGS: [u64; 7] = [
-    gicd::IGROUPR,
-    gicd::ISENABLER,
-    gicd::ICENABLER,
-    gicd::ISPENDR,
-    gicd::ICPENDR,
-    gicd::ISACTIVER,
-    gicd::ICACTIVER,
-];
+const BIT_REGS: [u64; 7] =
+    [gicd::IGROUPR, gicd::ISENABLER, gicd::ICENABLER, gicd::ISPENDR, gicd::ICPENDR, gicd::ISACTIVER, gicd::ICACTIVER];
 
 // ---------------------------------------------------------------------------
 // Distributor registers.
@@ -167,11 +145,7 @@ const BIT_REGS: [u64; 7] = [
 #[test]
 fn dist_reset_values() {
     let mut g = vgic();
-    assert_eq!(
-        dr(&mut g, gicd::CTLR),
-        0x50,
-        "ARE and DS set, groups off, RWP 0"
-    );
+    assert_eq!(dr(&mut g, gicd::CTLR), 0x50, "ARE and DS set, groups off, RWP 0");
     assert_eq!(dr(&mut g, gicd::IIDR), 0x43B);
     assert_eq!(dr(&mut g, gicd::TYPER2), 0);
     assert_eq!(dr(&mut g, gicd::PIDR2), 0x3B);
@@ -274,9 +248,7 @@ fn dist_intids_beyond_configured_spis_are_raz_wi() {
 fn dist_unknown_offsets_and_widths_are_raz_wi() {
     let mut g = vgic();
     // Unknown or reserved offsets.
-    for offset in [
-        0x10, 0x40, 0x48, 0x7FC, 0xE00, 0x5FFC, 0x8000, 0xFFD0, 0xFFFC, 0x1_0000,
-    ] {
+    for offset in [0x10, 0x40, 0x48, 0x7FC, 0xE00, 0x5FFC, 0x8000, 0xFFD0, 0xFFFC, 0x1_0000] {
         dw(&mut g, offset, u64::MAX);
         assert_eq!(g.dist_read(offset, 4), 0, "{offset:#x}");
     }
@@ -319,11 +291,7 @@ fn dist_set_clear_enable() {
     let w = gicd::ISENABLER + 4; // INTIDs 32..63
     dw(&mut g, w, 0x8000_0101);
     assert_eq!(dr(&mut g, w), 0x8000_0101);
-    assert_eq!(
-        dr(&mut g, gicd::ICENABLER + 4),
-        0x8000_0101,
-        "both views read enables"
-    );
+    assert_eq!(dr(&mut g, gicd::ICENABLER + 4), 0x8000_0101, "both views read enables");
     dw(&mut g, w, 0);
     assert_eq!(dr(&mut g, w), 0x8000_0101, "writing 0 has no effect");
     dw(&mut g, w, 0x10);
@@ -351,11 +319,7 @@ fn dist_set_clear_pending_and_active() {
     assert_eq!(dr(&mut g, gicd::ICACTIVER + 4), 0x3);
     dw(&mut g, gicd::ICACTIVER + 4, 0x1);
     assert_eq!(dr(&mut g, gicd::ISACTIVER + 4), 0x2);
-    assert_eq!(
-        dr(&mut g, gicd::ISPENDR + 4),
-        0,
-        "pending and active are separate"
-    );
+    assert_eq!(dr(&mut g, gicd::ISPENDR + 4), 0, "pending and active are separate");
 }
 
 #[test]
@@ -364,11 +328,7 @@ fn dist_group_is_read_write() {
     dw(&mut g, gicd::IGROUPR + 4, 0xDEAD_BEEF);
     assert_eq!(dr(&mut g, gicd::IGROUPR + 4), 0xDEAD_BEEF);
     dw(&mut g, gicd::IGROUPR + 4, 0x1);
-    assert_eq!(
-        dr(&mut g, gicd::IGROUPR + 4),
-        0x1,
-        "IGROUPR is a plain register"
-    );
+    assert_eq!(dr(&mut g, gicd::IGROUPR + 4), 0x1, "IGROUPR is a plain register");
     assert!(g.spi_state(32).unwrap().group1);
     assert!(!g.spi_state(33).unwrap().group1);
 }
@@ -443,14 +403,7 @@ fn irouter_routing() {
         assert_eq!(g.spi_state(50).unwrap().target, Some(vcpu), "{mpidr:#x}");
     }
     // Each level must match: these are one field off a real vCPU.
-    for wrong in [
-        0x3,
-        0x1_0000,
-        0x100,
-        0x1_0000_0000,
-        0x2_0000_0000,
-        0x2_0001_0003,
-    ] {
+    for wrong in [0x3, 0x1_0000, 0x100, 0x1_0000_0000, 0x2_0000_0000, 0x2_0001_0003] {
         g.dist_write(r(50), 8, wrong);
         assert_eq!(g.spi_state(50).unwrap().target, None, "{wrong:#x}");
     }
@@ -538,25 +491,13 @@ fn redist_waker_handshake() {
 #[test]
 fn redist_beyond_last_vcpu_is_raz_wi() {
     let mut g = vgic();
-    for offset in [
-        rd(4, gicr::TYPER),
-        rd(4, gicr::PIDR2),
-        sgi(4, gicr::ISENABLER0),
-        u64::MAX - 7,
-    ] {
+    for offset in [rd(4, gicr::TYPER), rd(4, gicr::PIDR2), sgi(4, gicr::ISENABLER0), u64::MAX - 7] {
         g.redist_write(offset, 4, u64::MAX);
         assert_eq!(g.redist_read(offset, 4), 0, "{offset:#x}");
         assert_eq!(g.redist_read(offset, 8), 0, "{offset:#x}");
     }
     // Unknown offsets within a frame.
-    for offset in [
-        0x10,
-        0x70,
-        0x1000,
-        0xFFFC,
-        GICR_SGI_BASE + 0x420,
-        GICR_SGI_BASE + 0x6000,
-    ] {
+    for offset in [0x10, 0x70, 0x1000, 0xFFFC, GICR_SGI_BASE + 0x420, GICR_SGI_BASE + 0x6000] {
         g.redist_write(rd(0, offset), 4, u64::MAX);
         assert_eq!(g.redist_read(rd(0, offset), 4), 0, "{offset:#x}");
     }
@@ -566,12 +507,7 @@ fn redist_beyond_last_vcpu_is_raz_wi() {
 #[test]
 fn redist_sgi_frame_registers() {
     let mut g = vgic();
-    for reg in [
-        gicr::IGROUPR0,
-        gicr::ISENABLER0,
-        gicr::ISPENDR0,
-        gicr::ISACTIVER0,
-    ] {
+    for reg in [gicr::IGROUPR0, gicr::ISENABLER0, gicr::ISPENDR0, gicr::ISACTIVER0] {
         assert_eq!(rr(&mut g, 2, reg), 0, "{reg:#x} resets to 0");
     }
     rw(&mut g, 2, gicr::IGROUPR0, 0xFFFF_FFFF);
@@ -607,12 +543,7 @@ fn redist_sgi_frame_registers() {
     assert_eq!(rr(&mut g, 2, gicr::ICFGR1), 0xAAAA_AAAA);
     assert_eq!(rr(&mut g, 2, gicr::ICFGR0), 0xAAAA_AAAA);
     // RAZ/WI.
-    for reg in [
-        gicr::IGRPMODR0,
-        gicr::NSACR,
-        gicr::ICFGR1 + 4,
-        gicr::ISENABLER0 + 4,
-    ] {
+    for reg in [gicr::IGRPMODR0, gicr::NSACR, gicr::ICFGR1 + 4, gicr::ISENABLER0 + 4] {
         rw(&mut g, 2, reg, 0xFFFF_FFFF);
         assert_eq!(rr(&mut g, 2, reg), 0, "{reg:#x}");
     }
@@ -642,11 +573,7 @@ fn set_pending_reports_deliverable_targets() {
     dw(&mut g, gicd::CTLR, u64::from(gicd::CTLR_ENABLE_GRP0));
     assert_eq!(g.set_pending(0, 40, false), 0, "group 1 disabled");
     enable_groups(&mut g);
-    assert_eq!(
-        g.set_pending(0, 40, false),
-        1 << 2,
-        "the routed vCPU, not the caller"
-    );
+    assert_eq!(g.set_pending(0, 40, false), 1 << 2, "the routed vCPU, not the caller");
     dw(&mut g, gicd::ICENABLER + 4, 1 << 8);
     assert_eq!(g.set_pending(0, 40, false), 0, "disabled");
     // Private: the named vCPU's copy.
@@ -654,11 +581,7 @@ fn set_pending_reports_deliverable_targets() {
     assert_eq!(rr(&mut g, 3, gicr::ISPENDR0), 1 << 27);
     assert_eq!(rr(&mut g, 0, gicr::ISPENDR0), 0);
     rw(&mut g, 3, gicr::ISENABLER0, 1 << 27);
-    assert_eq!(
-        g.set_pending(3, 27, false),
-        1 << 3,
-        "enabled, group 0 enabled"
-    );
+    assert_eq!(g.set_pending(3, 27, false), 1 << 3, "enabled, group 0 enabled");
     assert!(g.has_work(3));
     // Nonexistent vCPUs and INTIDs.
     assert_eq!(g.set_pending(4, 27, false), 0);
@@ -720,11 +643,7 @@ fn sgi1r_range_selector() {
     g.configure(&[0x0, 0x11, 0x1F], 0);
     // RS 1 covers Aff0 16..31.
     assert_eq!(g.send_sgi(0, 1 << 44 | 1 << 1 | 1 << 15), 0b110);
-    assert_eq!(
-        g.send_sgi(0, 1 << 1 | 1 << 15),
-        0,
-        "RS 0: Aff0 1 and 15 do not exist"
-    );
+    assert_eq!(g.send_sgi(0, 1 << 1 | 1 << 15), 0, "RS 0: Aff0 1 and 15 do not exist");
     assert_eq!(g.send_sgi(0, 0b1), 0b1);
 }
 
@@ -760,14 +679,8 @@ fn writes_kick_the_vcpus_whose_work_grew() {
     assert_eq!(set_bit(&mut g, gicd::ICPENDR, 40), 0);
     assert_eq!(set_bit(&mut g, gicd::ISPENDR, 40), 1 << 1);
     // Re-routing a deliverable SPI kicks its new target.
-    assert_eq!(
-        g.dist_write(gicd::IROUTER + 8 * 40, 8, 0x2_0000_0003).kick,
-        1 << 3
-    );
-    assert_eq!(
-        g.dist_write(gicd::IROUTER + 8 * 40, 8, 0x2_0000_0003).kick,
-        0
-    );
+    assert_eq!(g.dist_write(gicd::IROUTER + 8 * 40, 8, 0x2_0000_0003).kick, 1 << 3);
+    assert_eq!(g.dist_write(gicd::IROUTER + 8 * 40, 8, 0x2_0000_0003).kick, 0);
     // A new priority for a pending SPI may reorder its vCPU's LRs.
     assert_eq!(g.dist_write(gicd::IPRIORITYR + 40, 1, 0x20).kick, 1 << 3);
     assert_eq!(g.dist_write(gicd::IPRIORITYR + 40, 1, 0x20).kick, 0);
@@ -780,11 +693,7 @@ fn writes_kick_the_vcpus_whose_work_grew() {
     g.set_pending(1, 20, false);
     assert_eq!(rw(&mut g, 1, gicr::ISENABLER0, 1 << 20), 1 << 1);
     assert_eq!(rw(&mut g, 1, gicr::ISENABLER0, 1 << 20), 0);
-    assert_eq!(
-        rw(&mut g, 0, gicr::ISPENDR0, 1 << 20),
-        0,
-        "vCPU 0's copy is disabled"
-    );
+    assert_eq!(rw(&mut g, 0, gicr::ISPENDR0, 1 << 20), 0, "vCPU 0's copy is disabled");
     // Disabling groups never kicks.
     assert_eq!(dw(&mut g, gicd::CTLR, 0), 0);
 }
@@ -799,19 +708,9 @@ fn flush_writes_exact_list_registers() {
     let mut lrs = Fake::new(4);
     lrs.regs = vec![0xDEAD; 4];
     let flush = g.flush(0, &mut lrs);
-    assert_eq!(
-        flush,
-        Flush {
-            used: 1,
-            overflow: false
-        }
-    );
+    assert_eq!(flush, Flush { used: 1, overflow: false });
     // vINTID 40, priority 0xA0, group 1, pending.
-    assert_eq!(
-        lrs.regs,
-        vec![0x50A0_0000_0000_0028, 0, 0, 0],
-        "unused LRs zeroed"
-    );
+    assert_eq!(lrs.regs, vec![0x50A0_0000_0000_0028, 0, 0, 0], "unused LRs zeroed");
     assert_eq!(lrs.lr(0), Lr::new(40, 0xA0, true).with_pending(true));
     // The pending state moved into the LR.
     assert!(!has_bit(&mut g, gicd::ISPENDR, 40));
@@ -834,22 +733,13 @@ fn full_cycle_ack_and_eoi() {
     // It goes back as active only.
     assert_eq!(g.flush(0, &mut lrs).used, 1);
     assert_eq!(lrs.lr(0), Lr::new(40, 0xA0, true).with_active(true));
-    assert!(
-        !has_bit(&mut g, gicd::ISACTIVER, 40),
-        "the LR holds the active state"
-    );
+    assert!(!has_bit(&mut g, gicd::ISACTIVER, 40), "the LR holds the active state");
     // The guest EOIs: the LR becomes invalid.
     lrs.eoi(0);
     g.fold(0, &mut lrs);
     assert!(!has_bit(&mut g, gicd::ISACTIVER, 40));
     assert!(!g.has_work(0));
-    assert_eq!(
-        g.flush(0, &mut lrs),
-        Flush {
-            used: 0,
-            overflow: false
-        }
-    );
+    assert_eq!(g.flush(0, &mut lrs), Flush { used: 0, overflow: false });
     assert_eq!(lrs.regs, vec![0; 4]);
 }
 
@@ -875,17 +765,10 @@ fn repend_while_in_lr_comes_back_once() {
     // Pending in the LR, pended again: still one pending.
     g.set_pending(0, 40, false);
     g.flush(0, &mut lrs);
-    assert_eq!(
-        g.set_pending(0, 40, false),
-        1,
-        "kick: the LR must be refreshed"
-    );
+    assert_eq!(g.set_pending(0, 40, false), 1, "kick: the LR must be refreshed");
     g.fold(0, &mut lrs);
     g.flush(0, &mut lrs);
-    assert_eq!(
-        lrs.valid(),
-        vec![Lr::new(40, 0xA0, true).with_pending(true)]
-    );
+    assert_eq!(lrs.valid(), vec![Lr::new(40, 0xA0, true).with_pending(true)]);
     // Acknowledged (active in the LR), pended again: pending + active.
     lrs.ack(0);
     g.set_pending(0, 40, false);
@@ -893,26 +776,17 @@ fn repend_while_in_lr_comes_back_once() {
     assert!(has_bit(&mut g, gicd::ISPENDR, 40));
     assert!(has_bit(&mut g, gicd::ISACTIVER, 40));
     assert_eq!(g.flush(0, &mut lrs).used, 1);
-    assert_eq!(
-        lrs.valid(),
-        vec![Lr::new(40, 0xA0, true).with_pending(true).with_active(true)]
-    );
+    assert_eq!(lrs.valid(), vec![Lr::new(40, 0xA0, true).with_pending(true).with_active(true)]);
     // Same through ISPENDR and through an SGI.
     lrs.eoi(0); // the hardware would then present the pending part
     g.fold(0, &mut lrs);
     g.flush(0, &mut lrs);
-    assert_eq!(
-        lrs.valid(),
-        vec![Lr::new(40, 0xA0, true).with_pending(true)]
-    );
+    assert_eq!(lrs.valid(), vec![Lr::new(40, 0xA0, true).with_pending(true)]);
     lrs.ack(0);
     set_bit(&mut g, gicd::ISPENDR, 40);
     g.fold(0, &mut lrs);
     g.flush(0, &mut lrs);
-    assert_eq!(
-        lrs.valid(),
-        vec![Lr::new(40, 0xA0, true).with_pending(true).with_active(true)]
-    );
+    assert_eq!(lrs.valid(), vec![Lr::new(40, 0xA0, true).with_pending(true).with_active(true)]);
 
     rw(&mut g, 0, gicr::ISENABLER0, 1 << 3);
     g.fold(0, &mut lrs);
@@ -923,15 +797,8 @@ fn repend_while_in_lr_comes_back_once() {
     g.send_sgi(0, 3 << 24 | 1);
     g.fold(0, &mut lrs);
     g.flush(0, &mut lrs);
-    let sgis: Vec<_> = lrs
-        .valid()
-        .into_iter()
-        .filter(|lr| lr.vintid() == 3)
-        .collect();
-    assert_eq!(
-        sgis,
-        vec![Lr::new(3, 0, false).with_pending(true).with_active(true)]
-    );
+    let sgis: Vec<_> = lrs.valid().into_iter().filter(|lr| lr.vintid() == 3).collect();
+    assert_eq!(sgis, vec![Lr::new(3, 0, false).with_pending(true).with_active(true)]);
 }
 
 #[test]
@@ -939,26 +806,13 @@ fn overflow_keeps_the_best_by_priority_then_intid() {
     let mut g = vgic();
     enable_groups(&mut g);
     // INTID: priority.
-    let spis = [
-        (40, 0x80),
-        (41, 0x40),
-        (42, 0x80),
-        (43, 0xC0),
-        (44, 0x40),
-        (45, 0x10),
-    ];
+    let spis = [(40, 0x80), (41, 0x40), (42, 0x80), (43, 0xC0), (44, 0x40), (45, 0x10)];
     for (intid, priority) in spis {
         spi(&mut g, intid, priority, 0);
         g.set_pending(0, intid, false);
     }
     let mut lrs = Fake::new(4);
-    assert_eq!(
-        g.flush(0, &mut lrs),
-        Flush {
-            used: 4,
-            overflow: true
-        }
-    );
+    assert_eq!(g.flush(0, &mut lrs), Flush { used: 4, overflow: true });
     let order: Vec<_> = lrs.regs.iter().map(|&v| Lr(v).vintid()).collect();
     assert_eq!(order, vec![45, 41, 44, 40]);
     assert!(lrs.valid().iter().all(|lr| lr.pending() && !lr.active()));
@@ -971,13 +825,7 @@ fn overflow_keeps_the_best_by_priority_then_intid() {
         lrs.eoi(i);
     }
     g.fold(0, &mut lrs);
-    assert_eq!(
-        g.flush(0, &mut lrs),
-        Flush {
-            used: 2,
-            overflow: false
-        }
-    );
+    assert_eq!(g.flush(0, &mut lrs), Flush { used: 2, overflow: false });
     let order: Vec<_> = lrs.valid().iter().map(|lr| lr.vintid()).collect();
     assert_eq!(order, vec![42, 43]);
 }
@@ -993,13 +841,7 @@ fn active_interrupts_come_first() {
     spi(&mut g, 50, 0xF0, 0);
     set_bit(&mut g, gicd::ISACTIVER, 50);
     let mut lrs = Fake::new(4);
-    assert_eq!(
-        g.flush(0, &mut lrs),
-        Flush {
-            used: 4,
-            overflow: true
-        }
-    );
+    assert_eq!(g.flush(0, &mut lrs), Flush { used: 4, overflow: true });
     assert_eq!(lrs.lr(0), Lr::new(50, 0xF0, true).with_active(true));
     let rest: Vec<_> = lrs.regs[1..].iter().map(|&v| Lr(v).vintid()).collect();
     assert_eq!(rest, vec![40, 41, 42]);
@@ -1010,13 +852,7 @@ fn more_actives_than_lrs_overflow() {
     let mut g = vgic();
     dw(&mut g, gicd::ISACTIVER + 4, 0x7);
     let mut lrs = Fake::new(2);
-    assert_eq!(
-        g.flush(0, &mut lrs),
-        Flush {
-            used: 2,
-            overflow: true
-        }
-    );
+    assert_eq!(g.flush(0, &mut lrs), Flush { used: 2, overflow: true });
     assert_eq!(dr(&mut g, gicd::ISACTIVER + 4), 0x4);
     g.fold(0, &mut lrs);
     assert_eq!(dr(&mut g, gicd::ISACTIVER + 4), 0x7);
@@ -1037,10 +873,7 @@ fn hw_interrupts_carry_pintid() {
     lrs.ack(0);
     g.fold(0, &mut lrs);
     g.flush(0, &mut lrs);
-    assert_eq!(
-        lrs.lr(0),
-        Lr::new(41, 0x80, true).with_active(true).with_hw(41)
-    );
+    assert_eq!(lrs.lr(0), Lr::new(41, 0x80, true).with_active(true).with_hw(41));
     // The guest's EOI deactivates it (the hardware then deactivates the
     // physical one); the HW flag goes with it.
     lrs.eoi(0);
@@ -1055,10 +888,7 @@ fn hw_interrupts_carry_pintid() {
     g.fold(0, &mut lrs);
     g.flush(0, &mut lrs);
     let timer = lrs.find(27).unwrap();
-    assert_eq!(
-        lrs.lr(timer),
-        Lr::new(27, 0, true).with_pending(true).with_hw(27)
-    );
+    assert_eq!(lrs.lr(timer), Lr::new(27, 0, true).with_pending(true).with_hw(27));
 }
 
 #[test]
@@ -1099,10 +929,7 @@ fn disabled_interrupts_stay_but_actives_go() {
     // Group 1 back on: the pending part goes now.
     assert_eq!(dw(&mut g, gicd::CTLR, 3), 1);
     g.flush(0, &mut lrs);
-    assert_eq!(
-        lrs.valid(),
-        vec![Lr::new(41, 0x80, true).with_pending(true)]
-    );
+    assert_eq!(lrs.valid(), vec![Lr::new(41, 0x80, true).with_pending(true)]);
 }
 
 #[test]
@@ -1161,31 +988,16 @@ fn active_spi_stays_on_its_vcpu_when_rerouted() {
     lrs0.ack(0);
     g.fold(0, &mut lrs0);
     // Re-routed to vCPU 1 while active on vCPU 0, and pended again.
-    assert_eq!(
-        g.dist_write(gicd::IROUTER + 8 * 40, 8, 0x1).kick,
-        0,
-        "it stays on vCPU 0"
-    );
-    assert_eq!(
-        g.set_pending(0, 40, false),
-        1,
-        "pending + active: vCPU 0 has it"
-    );
+    assert_eq!(g.dist_write(gicd::IROUTER + 8 * 40, 8, 0x1).kick, 0, "it stays on vCPU 0");
+    assert_eq!(g.set_pending(0, 40, false), 1, "pending + active: vCPU 0 has it");
     assert!(!g.has_work(1));
     assert_eq!(g.flush(1, &mut lrs1).used, 0);
     g.flush(0, &mut lrs0);
-    assert_eq!(
-        lrs0.valid(),
-        vec![Lr::new(40, 0xA0, true).with_pending(true).with_active(true)]
-    );
+    assert_eq!(lrs0.valid(), vec![Lr::new(40, 0xA0, true).with_pending(true).with_active(true)]);
     // The guest EOIs, the pending part stays in the LR (vCPU 0 took it).
     lrs0.eoi(0);
     g.fold(0, &mut lrs0);
-    assert_eq!(
-        g.flush(1, &mut lrs1).used,
-        1,
-        "inactive now: it follows the route"
-    );
+    assert_eq!(g.flush(1, &mut lrs1).used, 1, "inactive now: it follows the route");
     assert_eq!(g.flush(0, &mut lrs0).used, 0);
 }
 
@@ -1205,10 +1017,7 @@ fn cached_spi_is_not_taken_twice() {
     assert_eq!(g.fold(0, &mut lrs0), 1 << 1);
     assert_eq!(g.flush(0, &mut lrs0).used, 0);
     assert_eq!(g.flush(1, &mut lrs1).used, 1);
-    assert_eq!(
-        lrs1.valid(),
-        vec![Lr::new(40, 0xA0, true).with_pending(true)]
-    );
+    assert_eq!(lrs1.valid(), vec![Lr::new(40, 0xA0, true).with_pending(true)]);
 }
 
 #[test]
@@ -1223,13 +1032,7 @@ fn flush_folds_leftovers_first() {
     g.flush(0, &mut lrs);
     let mut got = lrs.valid();
     got.sort_by_key(|lr| lr.vintid());
-    assert_eq!(
-        got,
-        vec![
-            Lr::new(40, 0xA0, true).with_active(true),
-            Lr::new(41, 0x80, true).with_pending(true),
-        ]
-    );
+    assert_eq!(got, vec![Lr::new(40, 0xA0, true).with_active(true), Lr::new(41, 0x80, true).with_pending(true),]);
     assert_eq!(lrs.lr(0).vintid(), 40, "active first");
 }
 
@@ -1261,29 +1064,14 @@ fn lr_counts() {
     // More LRs than MAX_LRS: only MAX_LRS are used.
     let mut big = Fake::new(20);
     big.regs = vec![1; 20];
-    assert_eq!(
-        g.flush(0, &mut big),
-        Flush {
-            used: MAX_LRS,
-            overflow: true
-        }
-    );
+    assert_eq!(g.flush(0, &mut big), Flush { used: MAX_LRS, overflow: true });
     assert_eq!(big.regs[MAX_LRS..], [1; 4]);
-    let intids: Vec<_> = big.regs[..MAX_LRS]
-        .iter()
-        .map(|&v| Lr(v).vintid())
-        .collect();
+    let intids: Vec<_> = big.regs[..MAX_LRS].iter().map(|&v| Lr(v).vintid()).collect();
     assert_eq!(intids, (32..48).collect::<Vec<_>>());
     g.fold(0, &mut big);
     // No LRs at all.
     let mut none = Fake::new(0);
-    assert_eq!(
-        g.flush(0, &mut none),
-        Flush {
-            used: 0,
-            overflow: true
-        }
-    );
+    assert_eq!(g.flush(0, &mut none), Flush { used: 0, overflow: true });
     assert_eq!(dr(&mut g, gicd::ISACTIVER + 4), 0xFFFF_FFFF);
 }
 
@@ -1339,23 +1127,14 @@ fn unconfigured_model_is_inert() {
     assert!(!g.has_work(0));
     let mut lrs = Fake::new(4);
     lrs.regs = vec![5; 4];
-    assert_eq!(
-        g.flush(0, &mut lrs),
-        Flush {
-            used: 0,
-            overflow: false
-        }
-    );
+    assert_eq!(g.flush(0, &mut lrs), Flush { used: 0, overflow: false });
     assert_eq!(lrs.regs, vec![0; 4]);
     assert_eq!(dr(&mut g, gicd::TYPER) & 0x1F, 0);
 }
 
 #[test]
 fn lr_fields() {
-    let lr = Lr::new(0x1234, 0xA8, true)
-        .with_pending(true)
-        .with_active(true)
-        .with_hw(0x1FFF);
+    let lr = Lr::new(0x1234, 0xA8, true).with_pending(true).with_active(true).with_hw(0x1FFF);
     assert_eq!(lr.0, 0xF0A8_1FFF_0000_1234);
     assert_eq!(lr.vintid(), 0x1234);
     assert_eq!(lr.priority(), 0xA8);
@@ -1386,10 +1165,7 @@ fn guest_activated_spi_is_active_on_its_target() {
     let mut lrs2 = Fake::new(4);
     assert_eq!(set_bit(&mut g, gicd::ISACTIVER, 42), 1 << 1);
     g.dist_write(gicd::IROUTER + 8 * 42, 8, 0x1_0100); // now vCPU 2
-    assert!(
-        g.has_work(1) && !g.has_work(2),
-        "active where it was activated"
-    );
+    assert!(g.has_work(1) && !g.has_work(2), "active where it was activated");
     // Deactivated by the guest, re-routed, activated again: on vCPU 2.
     set_bit(&mut g, gicd::ICACTIVER, 42);
     assert!(!g.has_work(1));

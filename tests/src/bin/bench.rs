@@ -89,7 +89,8 @@ fn run_stub(args: &[&str], what: &str) -> Result<(Rows, String), String> {
                 }
             }
         }
-        let (Some(&median), Some(&min), Some(&max)) = (fields.get("median"), fields.get("min"), fields.get("max")) else {
+        let (Some(&median), Some(&min), Some(&max)) = (fields.get("median"), fields.get("min"), fields.get("max"))
+        else {
             continue;
         };
         let extra = fields
@@ -117,7 +118,8 @@ fn run_bare(stub_elf: &str) -> Result<Rows, String> {
     let elf = std::fs::read(stub_elf).map_err(|e| format!("{stub_elf}: {e}"))?;
     let image = hvtests::elf::flatten_pie(&elf).map_err(|e| format!("{stub_elf}: {e}"))?;
     std::fs::write(BARE_STUB, &image.bytes).map_err(|e| format!("{BARE_STUB}: {e}"))?;
-    let args = ["-M", BARE_MACHINE, "-cpu", CPU, "-smp", "1", "-m", "1G", "-kernel", BARE_STUB, "-append", "stub=bench"];
+    let args =
+        ["-M", BARE_MACHINE, "-cpu", CPU, "-smp", "1", "-m", "1G", "-kernel", BARE_STUB, "-append", "stub=bench"];
     run_stub(&args, "bare").map(|(rows, _)| rows)
 }
 
@@ -279,7 +281,10 @@ fn run() -> Result<(), String> {
     let linux = LinuxBoot::measure(flash);
 
     let mut table = String::new();
-    let _ = writeln!(table, "{qemu} on -cpu {CPU}, -icount shift=0,sleep=off (instructions; median of 101 traps, 21 interrupts)");
+    let _ = writeln!(
+        table,
+        "{qemu} on -cpu {CPU}, -icount shift=0,sleep=off (instructions; median of 101 traps, 21 interrupts)"
+    );
     let _ = writeln!(table, "| path | vhe | nvhe | bare QEMU | floor | vhe / floor |");
     let _ = writeln!(table, "|------|----:|-----:|----------:|------:|------------:|");
     let svc = vhe.get("floor-svc").map_or(0, |r| r.0);
@@ -299,7 +304,11 @@ fn run() -> Result<(), String> {
         let (floor_cell, ratio) = match floor {
             Some((source, value)) if value > 0 => {
                 floors.insert(name.clone(), (source, value));
-                let source = if matches!(floor_of(name), Floor::Bare(_)) { format!("bare {source}") } else { source.to_string() };
+                let source = if matches!(floor_of(name), Floor::Bare(_)) {
+                    format!("bare {source}")
+                } else {
+                    source.to_string()
+                };
                 (format!("{value} ({source})"), format!("{:.1}", row.0 as f64 / value as f64))
             }
             _ => ("-".into(), "-".into()),
@@ -308,7 +317,10 @@ fn run() -> Result<(), String> {
         let _ = writeln!(table, "| {name}{extra} | {} | {nvhe} | {bare_cell} | {floor_cell} | {ratio} |", row.0);
     }
 
-    let _ = writeln!(table, "\nLinux boot to the first userspace line (wall clock, -smp 4 -m 1G, {LINUX_BOOTS} boots each, interleaved):");
+    let _ = writeln!(
+        table,
+        "\nLinux boot to the first userspace line (wall clock, -smp 4 -m 1G, {LINUX_BOOTS} boots each, interleaved):"
+    );
     match &linux {
         Ok(boots) => {
             let (hv, bare) = boots.medians();
@@ -347,7 +359,11 @@ fn run() -> Result<(), String> {
     print!("{table}");
 
     let mut json = String::from("{\n");
-    let _ = writeln!(json, "  \"qemu\": \"{}\",\n  \"cpu\": \"{CPU}\",\n  \"unit\": \"instructions\",", qemu.replace('"', "'"));
+    let _ = writeln!(
+        json,
+        "  \"qemu\": \"{}\",\n  \"cpu\": \"{CPU}\",\n  \"unit\": \"instructions\",",
+        qemu.replace('"', "'")
+    );
     for (mode, rows) in [("vhe", &vhe), ("nvhe", &nvhe), ("bare", &bare)] {
         let entries: Vec<String> = rows
             .iter()
@@ -375,7 +391,10 @@ fn run() -> Result<(), String> {
                 hv / bare
             );
             let (ic_hv, ic_bare) = boots.icount;
-            let _ = writeln!(json, "  \"linux_init_icount_seconds\": {{\"under_hv\": {ic_hv:.6}, \"bare\": {ic_bare:.6}}},");
+            let _ = writeln!(
+                json,
+                "  \"linux_init_icount_seconds\": {{\"under_hv\": {ic_hv:.6}, \"bare\": {ic_bare:.6}}},"
+            );
         }
         Err(e) => {
             let _ = writeln!(json, "  \"linux_boot_seconds\": {{\"skipped\": \"{}\"}},", e.replace('"', "'"));

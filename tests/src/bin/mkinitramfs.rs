@@ -88,9 +88,7 @@ fn number(field: &str, what: &str, radix: u32) -> Result<u32, String> {
 fn perm(field: &str) -> Result<u32, String> {
     match number(field, "mode", 8)? {
         p if p <= 0o7777 => Ok(p),
-        _ => Err(format!(
-            "mode `{field}` is more than permission bits (0..=7777)"
-        )),
+        _ => Err(format!("mode `{field}` is more than permission bits (0..=7777)")),
     }
 }
 
@@ -100,11 +98,7 @@ fn archive_name(path: &str) -> Result<String, String> {
     let Some(rest) = path.strip_prefix('/') else {
         return Err(format!("name `{path}` is not an absolute path"));
     };
-    if rest.is_empty()
-        || rest
-            .split('/')
-            .any(|c| c.is_empty() || c == "." || c == "..")
-    {
+    if rest.is_empty() || rest.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
         return Err(format!("bad name `{path}`"));
     }
     Ok(rest.to_owned())
@@ -121,17 +115,10 @@ fn parse_line(line: &str) -> Result<Option<Entry>, String> {
         "dir" => 4,
         "file" | "slink" => 5,
         "nod" => 7,
-        _ => {
-            return Err(format!(
-                "unknown entry type `{kind}` (dir, file, slink, nod)"
-            ))
-        }
+        _ => return Err(format!("unknown entry type `{kind}` (dir, file, slink, nod)")),
     };
     if args.len() != want {
-        return Err(format!(
-            "`{kind}` takes {want} fields, found {}",
-            args.len()
-        ));
+        return Err(format!("`{kind}` takes {want} fields, found {}", args.len()));
     }
     let name = archive_name(args[0])?;
     let (kind, rest) = match kind {
@@ -146,14 +133,7 @@ fn parse_line(line: &str) -> Result<Option<Entry>, String> {
             };
             let major = number(args[5], "major", 10)?;
             let minor = number(args[6], "minor", 10)?;
-            (
-                Kind::Node {
-                    block,
-                    major,
-                    minor,
-                },
-                &args[1..4],
-            )
+            (Kind::Node { block, major, minor }, &args[1..4])
         }
     };
     Ok(Some(Entry {
@@ -178,10 +158,7 @@ fn parse_list(text: &str) -> Result<Vec<Entry>, String> {
         };
         if let Some((parent, _)) = entry.name.rsplit_once('/') {
             if !dirs.contains(parent) {
-                return Err(at(format!(
-                    "/{parent} is not a directory listed before /{}",
-                    entry.name
-                )));
+                return Err(at(format!("/{parent} is not a directory listed before /{}", entry.name)));
             }
         }
         if !names.insert(entry.name.clone()) {
@@ -200,26 +177,14 @@ fn pad4(out: &mut Vec<u8>) {
 }
 
 /// Appends one newc header, the name and the data, each padded to 4 bytes.
-fn push_record(
-    out: &mut Vec<u8>,
-    ino: u32,
-    entry: Option<&Entry>,
-    name: &str,
-    data: &[u8],
-) -> Result<(), String> {
+fn push_record(out: &mut Vec<u8>, ino: u32, entry: Option<&Entry>, name: &str, data: &[u8]) -> Result<(), String> {
     let (mode, uid, gid, nlink, rdev) = match entry {
         Some(e) => {
             let rdev = match e.kind {
                 Kind::Node { major, minor, .. } => (major, minor),
                 _ => (0, 0),
             };
-            (
-                e.mode(),
-                e.uid,
-                e.gid,
-                if e.kind == Kind::Dir { 2 } else { 1 },
-                rdev,
-            )
+            (e.mode(), e.uid, e.gid, if e.kind == Kind::Dir { 2 } else { 1 }, rdev)
         }
         None => (0, 0, 0, 1, (0, 0)),
     };
@@ -227,9 +192,7 @@ fn push_record(
     let namesize = u32::try_from(name.len() + 1).map_err(|_| format!("name /{name} too long"))?;
     out.extend_from_slice(b"070701");
     // ino mode uid gid nlink mtime filesize devmajor devminor rdevmajor rdevminor namesize check
-    for field in [
-        ino, mode, uid, gid, nlink, 0, size, 0, 0, rdev.0, rdev.1, namesize, 0,
-    ] {
+    for field in [ino, mode, uid, gid, nlink, 0, size, 0, 0, rdev.0, rdev.1, namesize, 0] {
         out.extend_from_slice(format!("{field:08x}").as_bytes());
     }
     out.extend_from_slice(name.as_bytes());
@@ -242,10 +205,7 @@ fn push_record(
 
 /// The archive: the entries in order, then the `TRAILER!!!` record.
 /// `read` gives the contents of a `file` entry's host file.
-fn archive(
-    entries: &[Entry],
-    read: impl Fn(&Path) -> Result<Vec<u8>, String>,
-) -> Result<Vec<u8>, String> {
+fn archive(entries: &[Entry], read: impl Fn(&Path) -> Result<Vec<u8>, String>) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     for (ino, entry) in (1..).zip(entries) {
         let data = match &entry.kind {
@@ -267,15 +227,9 @@ fn run(args: &[String]) -> Result<String, String> {
     };
     let text = std::fs::read_to_string(list).map_err(|e| format!("{list}: {e}"))?;
     let entries = parse_list(&text).map_err(|e| format!("{list}: {e}"))?;
-    let bytes = archive(&entries, |path| {
-        std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
-    })?;
+    let bytes = archive(&entries, |path| std::fs::read(path).map_err(|e| format!("{}: {e}", path.display())))?;
     std::fs::write(output, &bytes).map_err(|e| format!("{output}: {e}"))?;
-    Ok(format!(
-        "mkinitramfs: wrote {output}: {} entries, {} bytes",
-        entries.len(),
-        bytes.len()
-    ))
+    Ok(format!("mkinitramfs: wrote {output}: {} entries, {} bytes", entries.len(), bytes.len()))
 }
 
 fn main() -> ExitCode {
@@ -314,18 +268,10 @@ mod tests {
                 let hex = std::str::from_utf8(&bytes[6 + 8 * i..14 + 8 * i]).unwrap();
                 u32::from_str_radix(hex, 16).unwrap()
             };
-            let (mode, nlink, mtime, size, rdev, namesize) = (
-                field(1),
-                field(4),
-                field(5),
-                field(6) as usize,
-                (field(9), field(10)),
-                field(11) as usize,
-            );
+            let (mode, nlink, mtime, size, rdev, namesize) =
+                (field(1), field(4), field(5), field(6) as usize, (field(9), field(10)), field(11) as usize);
             assert_eq!(mtime, 0);
-            let name = std::str::from_utf8(&bytes[110..110 + namesize - 1])
-                .unwrap()
-                .to_owned();
+            let name = std::str::from_utf8(&bytes[110..110 + namesize - 1]).unwrap().to_owned();
             assert_eq!(bytes[110 + namesize - 1], 0);
             let data_at = (110 + namesize).next_multiple_of(4);
             let data = bytes[data_at..data_at + size].to_vec();
@@ -358,9 +304,7 @@ mod tests {
             Ok(b"ELF!x".to_vec())
         })
         .unwrap();
-        let rec = |name: &str, mode, nlink, rdev, data: &[u8]| {
-            (name.to_owned(), mode, nlink, rdev, data.to_vec())
-        };
+        let rec = |name: &str, mode, nlink, rdev, data: &[u8]| (name.to_owned(), mode, nlink, rdev, data.to_vec());
         assert_eq!(
             read_back(&bytes),
             [
@@ -381,9 +325,8 @@ mod tests {
         let entries = parse_list("dir /a 700 1 2\n").unwrap();
         let bytes = archive(&entries, |_| unreachable!()).unwrap();
         let expected = concat!(
-            "070701", "00000001", "000041c0", "00000001", "00000002", "00000002", "00000000",
-            "00000000", "00000000", "00000000", "00000000", "00000000", "00000002", "00000000",
-            "a\0",
+            "070701", "00000001", "000041c0", "00000001", "00000002", "00000002", "00000000", "00000000", "00000000",
+            "00000000", "00000000", "00000000", "00000002", "00000000", "a\0",
         );
         assert_eq!(expected.len(), 112);
         assert_eq!(&bytes[..112], expected.as_bytes());
@@ -400,18 +343,9 @@ mod tests {
             ("dir /a 758 0 0\n", "bad mode `758`"),
             ("dir /a 17777 0 0\n", "more than permission bits"),
             ("nod /c 600 0 0 x 5 1\n", "neither b nor c"),
-            (
-                "slink /bin/sh busybox 777 0 0\n",
-                "/bin is not a directory listed before /bin/sh",
-            ),
-            (
-                "slink /a b 777 0 0\ndir /a/b 755 0 0\n",
-                "line 2: /a is not a directory",
-            ),
-            (
-                "dir /a 755 0 0\ndir /a 755 0 0\n",
-                "line 2: /a is listed twice",
-            ),
+            ("slink /bin/sh busybox 777 0 0\n", "/bin is not a directory listed before /bin/sh"),
+            ("slink /a b 777 0 0\ndir /a/b 755 0 0\n", "line 2: /a is not a directory"),
+            ("dir /a 755 0 0\ndir /a 755 0 0\n", "line 2: /a is listed twice"),
         ] {
             let err = parse_list(list).unwrap_err();
             assert!(err.contains(message), "{list:?}: {err}");

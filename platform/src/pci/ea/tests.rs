@@ -493,10 +493,7 @@ fn entry_pstate_sets_pan_and_ssbs_as_the_target_asks() {
     assert_eq!(entry_pstate(SPSR_EL1H, ExceptionLevel::El2, 0, GUEST_HCR | HCR_E2H), el2h_daif);
     assert_eq!(entry_pstate(SPSR_EL0, ExceptionLevel::El2, 0, HCR_E2H | HCR_TGE), el2h_daif | SPSR_PAN);
     // DSSBS gives SSBS.
-    assert_eq!(
-        entry_pstate(SPSR_EL0, ExceptionLevel::El1, SCTLR_SPAN | SCTLR_DSSBS, GUEST_HCR),
-        el1h_daif | SPSR_SSBS
-    );
+    assert_eq!(entry_pstate(SPSR_EL0, ExceptionLevel::El1, SCTLR_SPAN | SCTLR_DSSBS, GUEST_HCR), el1h_daif | SPSR_SSBS);
     // The context's other bits (NZCV, SSBS) are not carried over.
     assert_eq!(entry_pstate(0xf000_13c5, ExceptionLevel::El1, SCTLR_SPAN, GUEST_HCR), el1h_daif);
     // The reflection uses the target's SCTLR.
