@@ -722,6 +722,9 @@ fn psci_misuse(rng: &mut Rng, tally: &mut Tally, env: &Env, count: u64) {
     }
 }
 
+/// The name [`run`] reports under, before the ordinary checks.
+pub const CHECK_NAME: &str = "hostile";
+
 /// The whole run; `Err` if any outcome was not what it must be.
 pub fn run(env: &Env, fdt: &fdt::Fdt, seed: u64) -> Result<(), Failure> {
     let mut rng = Rng(seed | 1);

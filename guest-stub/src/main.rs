@@ -1,10 +1,13 @@
 //! The guest-stub: a bare-metal EL1 guest that exercises the hypervisor's
-//! interfaces and reports, one line per check:
+//! interfaces and reports in the format of `platform::report`: first the
+//! plan (every check it will run), then one line per check, then a
+//! summary:
 //!
 //! ```text
+//! guest-stub: checks: el1-entry psci-version ...
 //! guest-stub: PASS <name>
 //! guest-stub: FAIL <name>: <why>
-//! guest-stub: N passed, M failed
+//! guest-stub: N passed, M failed, K skipped
 //! ```
 //!
 //! then reports its verdict with `HV_SET_EXIT_STATUS` and powers off with
@@ -19,7 +22,9 @@
 //! reaches QEMU's exit status; `stub=reset` ends with PSCI `SYSTEM_RESET`
 //! instead of `SYSTEM_OFF`; `stub=only=<prefix>` runs only the checks whose
 //! name starts with `<prefix>` (e.g. `stub=only=virq` on bare QEMU, where
-//! most other checks need the hypervisor); `stub=bench` times the trap
+//! most other checks need the hypervisor); `stub=skip=<name>` reports that
+//! check as skipped instead of running it (the runner must notice);
+//! `stub=bench` times the trap
 //! paths instead of checking (`bench`), on the boot vCPU alone (on bare
 //! QEMU, only its rows that need no hypervisor).
 #![no_std]
@@ -42,6 +47,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use platform::abi::HV_SET_EXIT_STATUS;
 use platform::pl011::Pl011;
 use platform::println;
+use platform::report::{Failed, Line, Plan};
 
 core::arch::global_asm!(
     include_str!("boot.S"),
@@ -101,6 +107,7 @@ extern "C" fn stub_main(dtb: usize) -> ! {
     let mut hostile = false;
     let mut seed = hostile::DEFAULT_SEED;
     let mut only = "";
+    let mut skip = "";
     for word in fdt.chosen().bootargs().unwrap_or("").split_ascii_whitespace() {
         match word {
             "stub=fail" => forced_failure = true,
@@ -111,14 +118,20 @@ extern "C" fn stub_main(dtb: usize) -> ! {
                 finish(bench::run(&env, under_hypervisor()))
             }
             "stub=hostile" => hostile = true,
-            other => match (other.strip_prefix("stub=only="), other.strip_prefix("stub-seed=")) {
-                (Some(prefix), _) => only = prefix,
-                (_, Some(number)) => match parse_number(number) {
-                    Some(n) => seed = n,
-                    None => println!("ignoring `{other}`: not a number"),
-                },
-                _ => println!("ignoring unknown word `{other}`"),
-            },
+            other => {
+                if let Some(prefix) = other.strip_prefix("stub=only=") {
+                    only = prefix;
+                } else if let Some(name) = other.strip_prefix("stub=skip=") {
+                    skip = name;
+                } else if let Some(number) = other.strip_prefix("stub-seed=") {
+                    match parse_number(number) {
+                        Some(n) => seed = n,
+                        None => println!("ignoring `{other}`: not a number"),
+                    }
+                } else {
+                    println!("ignoring unknown word `{other}`");
+                }
+            }
         }
     }
     let checks = checks::CHECKS
@@ -126,38 +139,57 @@ extern "C" fn stub_main(dtb: usize) -> ! {
         .chain(forced_failure.then_some(&checks::FORCED_FAILURE))
         .filter(|check| check.name.starts_with(only));
     let hostile_checks = hostile.then_some(checks::Check { name: "hostile-vcpus-alive", run: hostile::vcpus_alive });
-    println!("started at {}, {} checks", platform::arch::current_el(), checks.clone().count());
+    let plan = hostile
+        .then_some(hostile::CHECK_NAME)
+        .into_iter()
+        .chain(hostile_checks.iter().chain(checks.clone()).map(|c| c.name));
+    println!("started at {}, {} checks", platform::arch::current_el(), plan.clone().count());
+    println!("{}", Plan(plan));
     smp::init(&fdt);
 
-    let (mut passed, mut failed) = (0, 0);
+    let mut tally = Tally::default();
     if hostile {
         // Before the ordinary checks, which then show the hypervisor still
         // works after it.
-        match hostile::run(&env, &fdt, seed) {
-            Ok(()) => {
-                passed += 1;
-                println!("PASS hostile");
-            }
-            Err(why) => {
-                failed += 1;
-                println!("FAIL hostile: {why}");
-            }
-        }
+        tally.report(hostile::CHECK_NAME, hostile::run(&env, &fdt, seed));
     }
     for check in hostile_checks.iter().chain(checks) {
-        match (check.run)(&env) {
+        if !skip.is_empty() && check.name == skip {
+            tally.skip(check.name, "requested with stub=skip");
+        } else {
+            tally.report(check.name, (check.run)(&env));
+        }
+    }
+    println!("{}", Line::Summary { passed: tally.passed, failed: tally.failed, skipped: tally.skipped });
+    finish(u32::from(tally.failed != 0))
+}
+
+/// The checks' outcomes so far, each also printed as its report line.
+#[derive(Default)]
+struct Tally {
+    passed: u32,
+    failed: u32,
+    skipped: u32,
+}
+
+impl Tally {
+    fn report(&mut self, name: &str, result: Result<(), impl core::fmt::Display>) {
+        match result {
             Ok(()) => {
-                passed += 1;
-                println!("PASS {}", check.name);
+                self.passed += 1;
+                println!("{}", Line::Pass(name));
             }
             Err(why) => {
-                failed += 1;
-                println!("FAIL {}: {why}", check.name);
+                self.failed += 1;
+                println!("{}", Failed { name, why });
             }
         }
     }
-    println!("{passed} passed, {failed} failed");
-    finish(u32::from(failed != 0))
+
+    fn skip(&mut self, name: &str, why: &str) {
+        self.skipped += 1;
+        println!("{}", Line::Skip { name, why });
+    }
 }
 
 /// A decimal or `0x` hexadecimal number.

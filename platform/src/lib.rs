@@ -42,6 +42,7 @@ pub mod package;
 pub mod paging;
 pub mod pci;
 pub mod pl011;
+pub mod report;
 pub mod semihosting;
 pub mod stage2;
 pub mod vgic;

@@ -11,7 +11,7 @@ trap 'rm -rf "$tmp"' EXIT
 dump() {
 	name=$1 machine=$2
 	shift 2
-	qemu-system-aarch64 -M "$machine,dumpdtb=$tmp/$name.dtb" "$@" -nographic
+	qemu-system-aarch64 -M "$machine,dumpdtb=$tmp/$name.dtb" "$@" -nographic -nic none
 	dtc -q -I dtb -O dtb -o "$name.dtb" "$tmp/$name.dtb"
 }
 

@@ -9,7 +9,13 @@
 //!   image, and parses the `mkflash` command line.
 //! - [`dts`] edits device-tree source, for the scenarios that boot QEMU
 //!   with a damaged copy of its own device tree.
+//! - [`selftest`] holds a guest-stub run to the checks a scenario expects,
+//!   by name.
+//! - [`qemu`] starts every QEMU the tools run, with the device options a
+//!   minimal QEMU install needs.
 
 pub mod dts;
 pub mod elf;
 pub mod flash;
+pub mod qemu;
+pub mod selftest;

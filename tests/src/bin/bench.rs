@@ -12,7 +12,7 @@ use object::{Object, ObjectSection, SectionKind};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{ExitCode, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -62,7 +62,7 @@ fn floor_of(row: &str) -> Floor {
 
 /// The stub's `bench` lines from one QEMU run, and the whole console.
 fn run_stub(args: &[&str], what: &str) -> Result<(Rows, String), String> {
-    let output = Command::new("qemu-system-aarch64")
+    let output = hvtests::qemu::command()
         .args(args)
         .args(ICOUNT)
         .args(["-display", "none", "-monitor", "none", "-serial", "stdio", "-semihosting"])
@@ -147,7 +147,7 @@ fn linux_boot_icount(flash: Option<&str>) -> Result<f64, String> {
 /// until a console line contains `until`: the wall-clock seconds to it and
 /// the line.
 fn boot_linux_until(flash: Option<&str>, extra: &[&str], until: &'static str) -> Result<(f64, String), String> {
-    let mut command = Command::new("qemu-system-aarch64");
+    let mut command = hvtests::qemu::command();
     match flash {
         Some(flash) => command.args(["-M", MACHINE, "-bios", flash]),
         None => command.args(["-M", BARE_MACHINE]),
@@ -267,12 +267,7 @@ fn run() -> Result<(), String> {
     let [flash, monitor, el2, stub] = args.as_slice() else {
         return Err("usage: bench <flash.bin> <el3-monitor ELF> <el2 ELF> <guest-stub ELF>".into());
     };
-    let qemu = Command::new("qemu-system-aarch64")
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_string))
-        .unwrap_or_else(|| "QEMU".into());
+    let qemu = hvtests::qemu::version().unwrap_or_else(|| "QEMU".into());
 
     let (vhe, vhe_console) = run_mode(flash, "vhe")?;
     let (nvhe, _) = run_mode(flash, "nvhe")?;
