@@ -1,4 +1,4 @@
-//! The hypercall backdoor (seed: "Hypervisor backdoor interface"): a guest
+//! The hypercall backdoor (after "Hypervisor backdoor interface"): a guest
 //! `BRK #HV_BRK_IMM` at EL1 or EL0 traps here (`MDCR_EL2.TDE` routes guest
 //! debug exceptions to EL2), and so does a DCC hypercall
 //! ([`crate::debugregs`]). Both decode the same registers through

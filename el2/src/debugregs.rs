@@ -1,8 +1,8 @@
 //! Guest accesses to debug registers, which `MDCR_EL2.TDE` (set so that
 //! guest `BRK`s reach the backdoor) makes trap to EL2.
 //!
-//! - `MDCCSR_EL0` reads are the DCC conduit (seed: hypercall through the
-//!   DCC status register): a hypercall when x0 carries
+//! - `MDCCSR_EL0` reads are the DCC conduit, a hypercall through the DCC
+//!   status register: a hypercall when x0 carries
 //!   `DCC_CALL_MAGIC`, otherwise the register reads as on a CPU with no
 //!   external debugger attached (0: nothing to receive, room to send).
 //! - `DBGDTRTX_EL0` writes are a guest console channel, printed by line as

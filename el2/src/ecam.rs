@@ -1,8 +1,8 @@
 //! The guest's PCI host bridge: an ECAM window in its IPA space, emulated
 //! by forwarding each config access to the secure monitor with the Arm
-//! DEN0115 calls (seed: exposing memory-mapped devices as PCI functions).
+//! DEN0115 calls, so that memory-mapped devices appear as PCI functions.
 //! On QEMU a lower EL's access to an unbacked address is not routed to EL3
-//! (DESIGN.md), so EL2 takes the stage-2 fault and makes the call; the
+//! (QEMU takes it at the faulting EL whatever `SCR_EL3.EA` says), so EL2 takes the stage-2 fault and makes the call; the
 //! monitor keeps the one config-space model.
 //!
 //! EL2's own enumeration uses the same calls: it finds the functions'

@@ -2,7 +2,7 @@
 //! driven through the `arm-gic` crate, and the priority scheme that makes
 //! pseudo-NMIs out of ordinary interrupts.
 //!
-//! # Priorities (seed: PNMI with a priority interrupt controller)
+//! # Priorities: pseudo-NMIs on a priority interrupt controller
 //!
 //! Lower is more urgent. The monitor keeps the GIC's two security states,
 //! so a Non-secure write of an interrupt's priority `p` is stored as

@@ -1,4 +1,4 @@
-//! The per-CPU private data area (seed: PRDA): each CPU's own page, seen at
+//! The per-CPU private data area (PRDA): each CPU's own page, seen at
 //! one fixed virtual address.
 //!
 //! Every CPU has its own root translation table, a copy of the kernel's that

@@ -1,6 +1,6 @@
-//! Scanning a guest's virtual address space (seed: scanning a GVA space
-//! with the address-translation instruction and the level of the faulting
-//! table), served as the backdoor's `SCAN`.
+//! Scanning a guest's virtual address space with the address-translation
+//! instruction and the level of the faulting table, served as the
+//! backdoor's `SCAN`.
 //!
 //! The walk itself is `platform::gvascan::scan`. Each probe here is one
 //! `AT S1E1R` (or `AT S1E0R` for an EL0 caller) in the guest's live EL1&0

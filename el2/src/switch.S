@@ -1,5 +1,5 @@
-// The switch from physical to virtual addresses (seed: re-mapping a boot
-// loader image through a third address space; and the page-fault variant).
+// The switch from physical to virtual addresses: the image is re-mapped
+// through a third (intermediate) address space, or by taking a page fault.
 //
 // Everything here runs first at the physical load address with the MMU
 // off, so it lives in one page-aligned section that the intermediate

@@ -13,8 +13,8 @@
 //!   ([`crate::prda`]). These are what the CPUs actually run on.
 //! - **user**: that subtree, the level-1 table EL0's range starts at, which
 //!   is also part of the kernel's hierarchy (one hierarchy, two widths).
-//! - **intermediate**: the seed's third address space: only the trampoline
-//!   section, mapped at both its PA and its VA.
+//! - **intermediate**: the third address space of `remap=intermediate`:
+//!   only the trampoline section, mapped at both its PA and its VA.
 //!
 //! Mappings use 48-bit table offsets ([`layout::table_va`]); the scheme
 //! decides which `TTBR` each root goes in.

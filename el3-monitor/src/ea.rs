@@ -1,5 +1,6 @@
 //! External aborts from lower ELs, which `SCR_EL3.EA` routes here on
-//! hardware that honours it (QEMU does not; DESIGN.md).
+//! hardware that honours it (QEMU does not: it takes them at the faulting
+//! EL whatever `SCR_EL3.EA` says).
 //!
 //! A data abort in the monitor's ECAM window ([`crate::pci::ea_window`]) is
 //! a config access: it is served from the same model as `PCI_READ`/

@@ -1,5 +1,5 @@
-//! The PCI shim (seed: exposing memory-mapped devices to drivers by
-//! emulating a PCI bus and its configuration space): MMIO devices the DTB
+//! The PCI shim, which exposes memory-mapped devices to drivers by
+//! emulating a PCI bus and its configuration space: MMIO devices the DTB
 //! describes, presented as PCI functions whose BAR0 is the device's real
 //! register window, served through Arm DEN0115 (`PCI_READ`, `PCI_WRITE`,
 //! ...) SMCs.

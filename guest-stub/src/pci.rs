@@ -1,5 +1,5 @@
 //! The PCI checks: the ECAM config space the hypervisor publishes for the
-//! MMIO devices it presents as PCI functions (issue 6), read and written the
+//! MMIO devices it presents as PCI functions, read and written the
 //! way an OS's PCI code does.
 //!
 //! # What the guest is promised

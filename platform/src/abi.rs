@@ -1,18 +1,8 @@
 //! Function IDs of our own SMCCC calls, beside the standard ones the
 //! `smccc` crate names (Arm DEN0028: bit 31 fast call, bit 30 SMC64,
-//! bits [29:24] the owning service, bits [15:0] the function).
-//!
-//! | ID | conduit | caller → callee | meaning |
-//! |----|---------|-----------------|---------|
-//! | `0x8200_0001` | SMC | EL2 → EL3 | `SIP_SET_EXIT_STATUS(status)`: the status `SYSTEM_OFF` ends a semihosted QEMU run with |
-//! | `0x8600_ff00` | HVC | guest → EL2 | `HV_CALL_COUNT()`: how many vendor functions there are |
-//! | `0x8600_ff01` | HVC | guest → EL2 | `HV_CALL_UID()`: the service's UID in x0..x3 ([`HV_UID`]) |
-//! | `0x8600_0001` | HVC | guest → EL2 | `HV_SET_EXIT_STATUS(status)`: the guest's verdict, passed on to EL3 |
-//! | `0x8600_0003` | HVC | guest → EL2 | `HV_CHECK_PRDA()`: every physical CPU reads the per-CPU area at its fixed VA; returns x1 = mask of CPUs that found their own identity, x2 = CPUs asked |
-//! | `0x8600_0004` | HVC | guest → EL2 | `HV_EL0_FORMAT(in_ipa, in_len, out_ipa, out_cap)`: the EL0 service escapes the NUL-terminated text into the output buffer; x1 = output length; `HV_EL0_FAULTED` if the service faulted |
-//! | `0x8600_0002` | HVC | guest → EL2 | `HV_PROBE_IDENTITY()`: the hypervisor translates its own load PA as an EL2 VA with `AT S1E2R`; returns x1 = that address, x2 = `PAR_EL1` (where `AT` leaves its result at every EL) |
-//! | `0x8600_0005` | HVC | guest → EL2 | `HV_PNMI_TEST()`: on the calling CPU, a regular EL2 interrupt handler spins with regular interrupts masked by priority while a PNMI and a second regular interrupt are raised; returns the order they ran in ([`pnmi_test`]) |
-//! | `0x8600_0006` | HVC | guest → EL2 | `HV_LOCKUP_TEST(ms)`: the calling CPU stalls at EL2 for `ms` (1..=[`lockup_test::MAX_STALL_MS`]) with regular interrupts masked by priority; returns what the lockup watchdog saw ([`lockup_test`]) |
+//! bits [29:24] the owning service, bits [15:0] the function), and the
+//! constants of the test MMIO device. What each call does, its arguments
+//! and results, is described once, in `docs/hypercalls.md`.
 
 /// The owning service of an SMCCC call, `FID[29:24]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,11 +60,7 @@ pub const HV_PNMI_TEST: u32 = fast_call32(Owner::VendorHypervisor, 5);
 /// lockup watchdog to find.
 pub const HV_LOCKUP_TEST: u32 = fast_call32(Owner::VendorHypervisor, 6);
 
-/// `HV_PNMI_TEST`'s results. Each event gets the next number of one
-/// per-CPU sequence (starting at 1) when it happens; 0 = never happened.
-/// A correct run reads `regular_entry < pnmi < regular_exit < second_regular`:
-/// the PNMI preempted the regular handler while the second regular
-/// interrupt, raised before the PNMI, had to wait for the handler's end.
+/// `HV_PNMI_TEST`'s result registers (docs/hypercalls.md).
 pub mod pnmi_test {
     /// x1: the regular handler started (and unmasked `PSTATE.I`).
     pub const X_REGULAR_ENTRY: usize = 1;
@@ -88,36 +74,27 @@ pub mod pnmi_test {
     pub const X_PNMI_RUNNING_PRIORITY: usize = 5;
     /// x6: `ICC_RPR_EL1` inside the regular handler.
     pub const X_REGULAR_RUNNING_PRIORITY: usize = 6;
-    /// x7: PNMI latency while the regular handler runs: PMU cycle-counter
-    /// ticks from the PNMI's SGI write to the PNMI handler (instructions
-    /// under QEMU `-icount`, EL2's counted when the caller set
-    /// `PMCCFILTR_EL0.NSH`); 0 if the counter is off.
+    /// x7: cycle-counter ticks from the PNMI's SGI write to its handler.
     pub const X_PNMI_LATENCY: usize = 7;
 }
 
-/// `HV_LOCKUP_TEST`'s argument limit and results.
+/// `HV_LOCKUP_TEST`'s argument limit and result registers
+/// (docs/hypercalls.md).
 pub mod lockup_test {
     /// The longest stall a guest may ask for.
     pub const MAX_STALL_MS: u64 = 2000;
     /// x1: lockups the watchdog reported on this CPU during the stall.
     pub const X_DETECTED: usize = 1;
-    /// x2: time from the stall's start to the first report, in
-    /// microseconds of watchdog time (`u64::MAX` if none). The watchdog
-    /// counts its own ticks, not wall time, so that an emulator's host
-    /// descheduling a CPU cannot fake a lockup; this is ticks × tick length.
-    /// The stall ends at the first report.
+    /// x2: stall start to first report, in µs of watchdog time (`u64::MAX`: none).
     pub const X_LATENCY_US: usize = 2;
-    /// x3: the watchdog period: a CPU whose regular interrupts have not run
-    /// for this long is reported, in microseconds of watchdog time.
+    /// x3: the watchdog period, in µs of watchdog time.
     pub const X_PERIOD_US: usize = 3;
-    /// x4: lockups reported on this CPU before the stall began (false
-    /// positives, if the caller never stalled it before).
+    /// x4: lockups reported on this CPU before the stall began.
     pub const X_BEFORE: usize = 4;
 }
 
-/// The emulated test device the hypervisor publishes to its guest (DT
-/// `compatible = "hv,test-mmio"`, one 4 KiB window of registers, nothing
-/// mapped behind it: every access is emulated).
+/// The emulated test device the hypervisor publishes to its guest
+/// (docs/hypercalls.md, "The test MMIO device").
 pub mod test_mmio {
     pub const COMPATIBLE: &str = "hv,test-mmio";
     pub const SIZE: u64 = 0x1000;

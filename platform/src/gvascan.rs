@@ -1,4 +1,4 @@
-//! Scanning a guest's virtual address space (issue 8): the algorithm, pure
+//! Scanning a guest's virtual address space: the algorithm, pure
 //! and host-tested.
 //!
 //! This module owns everything about a guest VA scan that does not touch

@@ -1,81 +1,13 @@
-//! The guest hypercall ABI: the `BRK` backdoor (design card: "guest
-//! hypercall via BRK immediate").
+//! The guest hypercall ABI in code, for the `BRK` backdoor and the DCC
+//! conduit: function IDs, error codes, the register encoding of calls and
+//! replies, the `INFO` layout, the EL0 policy and buffer validation. The
+//! ABI itself is described once, in `docs/hypercalls.md`.
 //!
-//! This module owns the ABI once for both sides: the hypervisor decodes and
-//! validates calls with it, the guest-stub (and any guest) encodes calls and
-//! decodes replies with it. It is pure logic, host-tested; the hypervisor
-//! supplies everything that touches hardware (register frame, address
-//! translation, copying guest memory).
-//!
-//! # Calling convention
-//!
-//! With `MDCR_EL2.TDE` set, every guest `BRK` traps to EL2. A `BRK` whose
-//! comment is [`HV_BRK_IMM`] is a hypercall:
-//!
-//! | register | in | out |
-//! |----------|----|-----|
-//! | `x0` | function ID ([`Function`]) | status: 0 = OK, negative = [`HvError::code`] |
-//! | `x1..x7` | arguments (unused ones are ignored; pass 0) | `x1..x3`: results (0 when unused or on error) |
-//! | `x4..x30`, `sp` | | preserved |
-//!
-//! The guest resumes at the instruction after the `BRK` (the hypervisor
-//! advances `ELR_EL2` by 4: a `BRK` exception's preferred return address is
-//! the `BRK` itself). Every other `BRK` comment is not a hypercall: the
-//! hypervisor reflects it to the guest's own EL1 vector with the syndrome,
-//! `ELR`, `SPSR` and `PSTATE` the hardware would have produced without the
-//! hypervisor, so guest debuggers and Linux's `BUG()` keep working.
-//!
-//! | ID | function | arguments | results |
-//! |----|----------|-----------|---------|
-//! | 0 | [`Function::Version`] | | `x1` = `major << 16 \| minor` ([`ABI_VERSION`]) |
-//! | 1 | [`Function::Features`] | `x1` = function ID | status 0 if the caller may call it, else the error the call itself would return |
-//! | 2 | [`Function::ConsoleWrite`] | `x1` = buffer address, `x2` = length | `x1` = bytes written |
-//! | 3 | [`Function::Info`] | | `x1..x3`: see [`Info`] |
-//! | 4 | [`Function::Scan`] | `x1` = [`ScanRange`] (0 = TTBR0, 1 = TTBR1), `x2` = buffer address, `x3` = capacity in entries | `x1` = regions written, `x2` = translations probed, `x3` = holes met; `BUFFER_TOO_SMALL` if the regions do not fit |
-//!
-//! # Why `BRK #0x4856`
-//!
-//! The immediate must not collide with a `BRK` some guest software already
-//! uses, because that `BRK` would then be swallowed as a hypercall instead
-//! of reaching the guest. Taken: `#0` (GDB, Go), `#1` (LLVM `llvm.trap`,
-//! Rust `abort`, Swift, Xen's `BUG`), `#0x3e8` (GCC `__builtin_trap`),
-//! Linux arm64 (`asm/brk-imm.h`): `0x004..0x008` (kprobes, uprobes, DTrace),
-//! `0x100` (fault on purpose), `0x400..0x7ff` (KGDB), `0x800` (`BUG()`/`WARN()`),
-//! `0x900..0x9ff` (tag-based KASAN), `0x5500..0x55ff` (UBSAN), `0x8000..0x83ff`
-//! (KCFI); clang's pointer-authentication traps `0xc470..0xc473`; Windows'
-//! `0xf000..0xf0ff` (`__debugbreak`, `__fastfail`, ...). `0x4856` is ASCII
-//! "HV", lies in none of these ranges, and is easy to spot in a hex dump.
-//!
-//! # The console buffer address
-//!
-//! `x1` of `CONSOLE_WRITE` is a guest virtual address *in the caller's own
-//! translation regime, checked with the caller's privileges*: exactly the
-//! bytes an `LDRB` at the calling EL could read. While the guest runs with
-//! its MMU off (the guest-stub today) that address is the IPA. Once a guest
-//! turns its MMU on, the hypervisor translates it (`AT S1E0R`/`AT S1E1R`
-//! for the caller's EL, then stage 2) through a [`Translate`] it passes to
-//! [`buffer_chunks`]; either way the resulting IPAs must lie in guest RAM
-//! (`regions`). Checking with the caller's privileges is what makes the call
-//! safe to offer to EL0: an EL0 task cannot make the hypervisor print kernel
-//! memory it could not read itself.
-//!
-//! The hypervisor copies the validated bytes once into its own buffer and
-//! prints that copy: guest memory may change under it (another vCPU), and a
-//! second read could see different bytes than the checks did.
-//!
-//! # EL0 policy
-//!
-//! Deny by default: only the calls in [`Function::allowed_from_el0`]'s list
-//! may be made from the guest's EL0, and they are exactly those that reveal
-//! nothing an EL0 task could not learn anyway and change no state but the
-//! console: `VERSION`, `FEATURES`, `INFO` (constants of this hypervisor, a
-//! CPU count the task can see already), `CONSOLE_WRITE` (with the buffer
-//! checked with EL0's privileges, as above) and `SCAN` of the `TTBR0`
-//! range (the task's own address space; the scan translates with EL0's
-//! privileges). Everything that would change hypervisor or other-guest
-//! state, or look at the guest kernel's address space (`SCAN` of the
-//! `TTBR1` range would expose kernel mappings and defeat KASLR), is EL1
-//! only and returns [`HvError::PermissionDenied`] from EL0.
+//! Both sides build from this module: the hypervisor decodes and validates
+//! calls with it; the guest-stub and `hvctl` encode calls and decode
+//! replies with it. It is pure logic, host-tested; the hypervisor supplies
+//! everything that touches hardware (register frame, address translation,
+//! copying guest memory).
 //!
 //! Nothing here panics or does unchecked arithmetic on guest-supplied values,
 //! which clippy enforces (the crate-wide lints in lib.rs).
@@ -84,8 +16,8 @@ use core::fmt;
 
 use crate::esr::Esr;
 
-/// The `BRK` comment that marks a hypercall: ASCII "HV" (see the module
-/// documentation for why this value).
+/// The `BRK` comment that marks a hypercall: ASCII "HV" (why this value:
+/// docs/hypercalls.md).
 pub const HV_BRK_IMM: u16 = 0x4856;
 
 /// The major version of this ABI: changes when a call changes meaning.
@@ -122,7 +54,8 @@ pub enum Function {
     ConsoleWrite,
     /// ID 3: hypervisor information, see [`Info`].
     Info,
-    /// ID 4: reserved for the guest VA scan (issue 8); not implemented yet.
+    /// ID 4: scan the caller's `TTBR0` or `TTBR1` range into a buffer of
+    /// [`crate::gvascan`] entries.
     Scan,
 }
 
@@ -159,8 +92,8 @@ impl Function {
         true
     }
 
-    /// The EL0 policy (see the module documentation): the allow-list of
-    /// calls the guest's EL0 may make.
+    /// The EL0 policy: the allow-list of calls the guest's EL0 may make
+    /// (`SCAN` only of the `TTBR0` range, which [`Call::decode`] checks).
     pub const fn allowed_from_el0(self) -> bool {
         match self {
             Self::Version | Self::Features | Self::Info | Self::ConsoleWrite => true,
@@ -307,13 +240,8 @@ impl fmt::Display for HvError {
 /// The status of a successful call.
 pub const STATUS_OK: u64 = 0;
 
-/// The DCC conduit: a guest read of `MDCCSR_EL0` traps to the hypervisor.
-/// It is a hypercall only when x0 carries this magic in its upper half
-/// (`x0 = DCC_CALL_MAGIC | function`, arguments in x1..x7, results in
-/// x0..x3 as for `BRK`); any other read behaves as on a CPU with no
-/// external debugger attached (the register reads 0: nothing to receive,
-/// room to send). The `MRS` destination receives that value unless it is
-/// one of x0..x3, which carry the results.
+/// The DCC conduit's marker: an `MDCCSR_EL0` read is a hypercall when x0 is
+/// `DCC_CALL_MAGIC | function` ("HVDC" in the upper half).
 pub const DCC_CALL_MAGIC: u64 = 0x4856_4443 << 32;
 /// The mask that selects the magic.
 pub const DCC_CALL_MAGIC_MASK: u64 = 0xffff_ffff << 32;
@@ -387,8 +315,8 @@ pub enum Request {
     Features {
         function: u64,
     },
-    /// Print `len` bytes at guest address `addr` (see the module
-    /// documentation for how `addr` is interpreted).
+    /// Print `len` bytes at guest address `addr`, an address in the
+    /// caller's own translation regime ([`buffer_chunks`] splits it).
     ConsoleWrite {
         addr: u64,
         len: u64,
@@ -574,15 +502,8 @@ impl fmt::Display for HvMode {
     }
 }
 
-/// The results of [`Function::Info`]:
-///
-/// ```text
-/// x1  [7:0]   mode: 0 = nVHE with MMU off, 1 = nVHE, 2 = VHE   [63:8]  0
-/// x2  [7:0]   EL2 VA width in bits (0 = MMU off)
-///     [15:8]  EL0 VA width of the hypervisor's deprivileged services
-///             (0 = none/MMU off)                               [63:16] 0
-/// x3  [31:0]  number of CPUs the hypervisor runs on            [63:32] 0
-/// ```
+/// The results of [`Function::Info`], packed into `x1..x3` by
+/// [`Info::encode`] (the layout is in docs/hypercalls.md).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Info {
     pub mode: HvMode,

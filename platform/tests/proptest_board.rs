@@ -1,6 +1,6 @@
 //! Property tests of the device-tree parsers (`platform::board`): the DTB
 //! that QEMU (or whatever ran before the monitor) hands over is hostile
-//! input (issue 10, item 3).
+//! input.
 //!
 //! Bounded: each property runs 256 cases (`common::config`; override with
 //! `PROPTEST_CASES`; `PROPTEST_RNG_SEED` reproduces a run).

@@ -1,6 +1,6 @@
 //! Property tests of the syndrome decoders (`platform::esr`) and the MMIO
 //! emulation steps (`platform::mmio`): a guest chooses which instruction
-//! traps, with which registers, immediates and addresses (issue 10, item 3).
+//! traps, with which registers, immediates and addresses.
 //!
 //! Bounded: each property runs 256 cases (`common::config`; override with
 //! `PROPTEST_CASES`; `PROPTEST_RNG_SEED` reproduces a run).

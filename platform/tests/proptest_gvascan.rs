@@ -1,7 +1,7 @@
 //! Property tests of the guest address-space scan (`platform::gvascan`):
 //! the SCAN hypercall's entry codec, the `TCR_EL1`/`PAR_EL1` decoders, and
 //! the walk itself, whose probes report what the guest's own page tables
-//! say (issue 10, item 3).
+//! say.
 //!
 //! Bounded: each property runs 256 cases (`common::config`; override with
 //! `PROPTEST_CASES`; `PROPTEST_RNG_SEED` reproduces a run).

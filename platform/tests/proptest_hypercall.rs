@@ -1,6 +1,6 @@
 //! Property tests of the hypercall ABI (`platform::hypercall`): decoding
 //! and policy for whatever a guest puts in `x0..x7`, and the validation of
-//! its buffer arguments (issue 10, item 3). Also the handoff record checks
+//! its buffer arguments. Also the handoff record checks
 //! (`platform::handoff`).
 //!
 //! Bounded: each property runs 256 cases (`common::config`; override with

@@ -1,6 +1,6 @@
 //! Property tests of the arm64 Linux boot protocol checks
 //! (`platform::linux`): the kernel `Image` and the initrd come from fw_cfg,
-//! i.e. from whoever started QEMU (issue 10).
+//! i.e. from whoever started QEMU.
 //!
 //! Bounded: each property runs 256 cases (`common::config`; override with
 //! `PROPTEST_CASES`; `PROPTEST_RNG_SEED` reproduces a run).

@@ -1,5 +1,5 @@
 //! Property tests of the firmware package parser (`platform::package`), the
-//! monitor's parser of the flash contents (issue 10, item 3).
+//! monitor's parser of the flash contents.
 //!
 //! Bounded: each property runs 256 cases (`common::config`; override with
 //! `PROPTEST_CASES`; `PROPTEST_RNG_SEED` reproduces a run).

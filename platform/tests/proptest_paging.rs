@@ -1,6 +1,6 @@
 //! Property tests of the stage-1 table builder (`platform::paging`) on a
 //! `StaticPool` over a `Vec<Table>`, and of the stage-2 geometry choice
-//! (`platform::stage2::geometry`) (issue 10, item 3).
+//! (`platform::stage2::geometry`).
 //!
 //! Bounded: each property runs 256 cases (`common::config`; override with
 //! `PROPTEST_CASES`; `PROPTEST_RNG_SEED` reproduces a run).

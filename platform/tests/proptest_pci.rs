@@ -1,6 +1,6 @@
 //! Property tests of the PCI shim (`platform::pci`): the DEN0115 calls a
 //! Non-secure caller makes with arbitrary registers, the config-space model
-//! behind them, and the ECAM address decoder (issue 10, item 3).
+//! behind them, and the ECAM address decoder.
 //!
 //! Bounded: each property runs 256 cases (`common::config`; override with
 //! `PROPTEST_CASES`; `PROPTEST_RNG_SEED` reproduces a run).

@@ -1,6 +1,6 @@
 //! Property tests of the small text parsers: the hypervisor command line
 //! (`platform::cmdline`, from fw_cfg or the DT) and the fw_cfg directory
-//! entries (`platform::fw_cfg`) (issue 10, item 3).
+//! entries (`platform::fw_cfg`).
 //!
 //! Bounded: each property runs 256 cases (`common::config`; override with
 //! `PROPTEST_CASES`; `PROPTEST_RNG_SEED` reproduces a run).

@@ -747,8 +747,8 @@ fn find_device_gives_window_and_interrupt() {
 }
 
 // ---------------------------------------------------------------------------
-// Register windows that cannot be the device (issue 10: nonsense in the GIC
-// and UART nodes)
+// Register windows that cannot be the device (nonsense in the GIC and UART
+// nodes)
 
 /// The big-endian cells of MINIMAL's GIC and UART `reg` properties.
 fn cells(values: &[u32]) -> Vec<u8> {

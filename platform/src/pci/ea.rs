@@ -6,11 +6,10 @@
 //!
 //! # Why it exists
 //!
-//! DESIGN.md's seed: "where hardware routes the abort to EL3, EL3 serves it
-//! directly". No hypervisor exit, no SMC: the access completes as if the
-//! window were a real ECAM. QEMU takes such an abort at the faulting EL
-//! whatever `SCR_EL3.EA` says (DESIGN.md, measured facts), so nothing on
-//! QEMU reaches this code; the host tests here are what checks it. On QEMU EL2 leaves its
+//! Where hardware routes the abort to EL3, EL3 serves it directly. No
+//! hypervisor exit, no SMC: the access completes as if the window were a
+//! real ECAM. QEMU takes such an abort at the faulting EL whatever
+//! `SCR_EL3.EA` says (measured), so nothing on QEMU reaches this code; the host tests here are what checks it. On QEMU EL2 leaves its
 //! ECAM window unmapped in stage 2 and forwards the trapped access over SMC
 //! instead (`el2/src/ecam.rs`); both paths end in one
 //! [`ConfigSpace`](super::ConfigSpace).

@@ -1,5 +1,5 @@
-//! PCI configuration space emulation for MMIO devices (issue 6; DESIGN.md
-//! "PCI ECAM emulation by the secure monitor").
+//! PCI configuration space emulation for MMIO devices, served by the
+//! secure monitor (PCI ECAM emulation by the secure monitor).
 //!
 //! This module owns the *pure logic* of the shim: the config-space model of
 //! the PCI functions that stand in for memory-mapped devices
