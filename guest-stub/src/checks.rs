@@ -296,7 +296,7 @@ fn el0_service_fault_contained(_: &Env) -> Result<(), Failure> {
 const UNKNOWN_FUNCTION: u64 = 0x4856_0bad;
 
 /// What `INFO` must report as the EL2 VA width: the hypervisor's kernel has
-/// a 48-bit space in both schemes (README, "Two schemes, two VA widths").
+/// a 48-bit space in both schemes (docs/architecture.md, "Two schemes, two VA widths, one hierarchy").
 const EXPECTED_EL2_VA_BITS: u8 = 48;
 
 const BRK_NOT_TAKEN: &str =

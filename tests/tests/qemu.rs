@@ -1087,7 +1087,7 @@ fn hostile_run(name: &str, mode: &str, seed: u64) -> [u64; 4] {
     [ops, faults, errors, failures]
 }
 
-/// Issue 10: a hostile guest (random calls, `BRK`s, debug registers, DCC,
+/// A hostile guest (random calls, `BRK`s, debug registers, DCC,
 /// every hole page, ECAM writes with BARs at the hypervisor's and the
 /// secure world's memory, PSCI misuse) in both schemes on -smp 4 gets the
 /// outcome the architecture or the ABI fixes for every operation, leaves
@@ -1158,7 +1158,7 @@ fn linux_guest_boots(name: &str, cpu: &str, cmdline: Option<&str>, mode: &str) {
 /// QEMU virt's PL031 RTC window (hw/arm/virt.c, `VIRT_RTC`).
 const VIRT_PL031: std::ops::Range<u64> = 0x0901_0000..0x0901_1000;
 
-/// Issue 6's Linux-side checks: the shim function's BAR0 is the PL031's own
+/// The PCI shim seen from Linux: the shim function's BAR0 is the PL031's own
 /// window, a `devmem` read of its data register there is the current time
 /// (QEMU's RTC follows the host clock), and `uio_pci_generic` binds to it
 /// after `new_id`.
@@ -1186,7 +1186,7 @@ fn linux_sees_the_pci_shim(o: &Outcome, dump: &str) {
     assert!(driver.trim_end().ends_with("driver uio_pci_generic uio0"), "uio_pci_generic must bind: {driver}\n{dump}");
 }
 
-/// Issue 8's Linux-side checks: `hvctl`, an EL0 process, reaches the
+/// The backdoor from Linux userspace: `hvctl`, an EL0 process, reaches the
 /// backdoor. `info` names the mode; `console` text comes out as a `guest:`
 /// line; every range `scan --maps` reports lies inside the process's own
 /// `/proc/self/maps` entries, and the scan found the text, stack and heap
