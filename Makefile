@@ -28,7 +28,7 @@ QEMU_BOARD   = -M $(MACHINE) -cpu $(CPU) -smp $(SMP) -m $(MEM) -nic none
 QEMU_RUN     = $(QEMU_BOARD) -nographic -semihosting \
                -serial mon:stdio -serial file:$(BUILD)/secure-uart.log -bios $(FLASH)
 
-.PHONY: all deps image run test fmt clippy unit-test qemu-test bench gdb clean linux-guest run-linux fuzz fresh-check
+.PHONY: all deps image run test fmt clippy unit-test qemu-test bench gdb clean linux-guest run-linux fuzz fresh-check soak
 
 all: image
 
@@ -108,6 +108,12 @@ qemu-test: image
 # temporary directory (tests/scripts/fresh-check.sh).
 fresh-check:
 	@tests/scripts/fresh-check.sh
+
+# The six -smp 4 scheme scenarios SOAK_RUNS times (30) while a make test loop
+# in a fresh clone loads the machine (SOAK_LOAD=0: without it); counts
+# failures (tests/scripts/soak.sh).
+soak: image
+	@tests/scripts/soak.sh
 
 # Instructions per trap path under -icount, both schemes (tests/src/bin/bench.rs).
 bench: image linux-guest

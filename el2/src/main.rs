@@ -27,6 +27,7 @@ mod guest;
 mod hvc;
 mod integrity;
 mod irq;
+mod kick_lock;
 mod layout;
 mod linux;
 mod memory;

@@ -15,14 +15,17 @@
 //! guest-stub uses to check this path, and the PCI host bridge's ECAM
 //! window ([`crate::ecam`]).
 
+use crate::kick_lock::KickLock;
 use alloc::boxed::Box;
 use platform::abi::test_mmio;
 use platform::arch::trap::TrapFrame;
 use platform::esr::{Esr, FaultStatus, Origin};
 use platform::mmio::{MmioAccess, MmioBus, MmioDevice, MmioFault, NotEmulatable};
-use spin::Mutex;
 
-static BUS: Mutex<MmioBus<'static, 8>> = Mutex::new(MmioBus::new());
+/// The devices. Its lock is held while a device serves an access (the
+/// vGIC's frames take the model's lock inside it), so waiters sleep rather
+/// than spin (see `crate::kick_lock`).
+static BUS: KickLock<MmioBus<'static, 8>> = KickLock::new(MmioBus::new());
 
 /// The test device: an ID register, a 64-bit scratch register whose
 /// narrower writes change only their bytes, and an access counter.

@@ -539,6 +539,11 @@ static SGI_HANDLED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CP
 /// Per vCPU: deadlines due when its tick phase ended and still unserved
 /// after [`DRAIN_MS`] (0 = all served).
 static TICK_BEHIND: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Per vCPU: the longest its tick phase's loop went between two turns
+/// (physical counter ticks): time it spent in handlers, at EL2, or not
+/// running at all (an emulator's host thread descheduled). Printed, so a
+/// slow run says where its time went.
+static LONGEST_STALL: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 fn too_many_sgis(cpu: usize, handled: u64, sent: u64) -> IrqFailure {
     IrqFailure::TooMany { cpu, got: handled, what: "SGIs handled", limit: sent, limit_what: "sent" }
@@ -556,9 +561,14 @@ fn tick_phase(end: u64, mut between: impl FnMut()) {
     TICK_BEHIND[me].store(0, Ordering::SeqCst);
     timer::tick_start(tick_period());
     unmask_irqs();
-    while timer::physical_now() < end {
+    let (mut last, mut longest) = (timer::physical_now(), 0);
+    while last < end {
         between();
+        let now = timer::physical_now();
+        longest = longest.max(now.saturating_sub(last));
+        last = now;
     }
+    LONGEST_STALL[me].store(longest, Ordering::SeqCst);
     let due = timer::tick_due(timer::virtual_now());
     let served = timer::wait_until(Deadline::after_ms(DRAIN_MS), || timer::tick_handled() >= due);
     mask_irqs();
@@ -668,7 +678,15 @@ fn no_loss(
     let reports: [timer::TickReport; MAX_CPUS] = core::array::from_fn(timer::tick_report);
     let timer_total: u64 = cpus.clone().map(|cpu| reports[cpu].handled).sum();
     let sgi_total: u64 = targets.clone().map(|cpu| SGI_HANDLED[cpu].load(Ordering::SeqCst)).sum();
-    println!("virq-no-loss: {timer_total} timer, {sgi_total} SGI interrupts over {ms} ms");
+    let (stalled, stall) = cpus
+        .clone()
+        .map(|cpu| (cpu, LONGEST_STALL[cpu].load(Ordering::SeqCst)))
+        .max_by_key(|&(_, stall)| stall)
+        .unwrap_or((0, 0));
+    println!(
+        "virq-no-loss: {timer_total} timer, {sgi_total} SGI interrupts over {ms} ms; longest stall {} ms (vCPU {stalled})",
+        timer::ticks_to_ms(stall)
+    );
 
     for cpu in cpus {
         if let Err(why) = jobs[cpu] {
