@@ -64,6 +64,16 @@ pub fn handle(frame: &mut TrapFrame, iss: SysRegIss) -> Outcome {
             Outcome::Done
         }
         (SysReg::DBGDTR_EL0, Direction::Write) => Outcome::Done,
+        // While EL2 steps over a breakpoint for the guest, the hardware's
+        // MDSCR_EL1 is EL2's; the guest's is kept aside (crate::debug).
+        (SysReg::MDSCR_EL1, direction)
+            if let Some(read) = crate::debug::guest_mdscr_access((direction == Direction::Write).then_some(value)) =>
+        {
+            if direction == Direction::Read {
+                set_rt(frame, read);
+            }
+            Outcome::Done
+        }
         (reg, direction) => match passthrough(reg, direction, value) {
             Ok(read) => {
                 if direction == Direction::Read {
@@ -156,6 +166,26 @@ fn passthrough(reg: SysReg, direction: Direction, value: u64) -> Result<u64, Uns
         }
     }
     access(reg, direction, value)
+}
+
+/// The guest's `MDSCR_EL1` as the hardware holds it.
+pub fn read_mdscr() -> u64 {
+    access(SysReg::MDSCR_EL1, Direction::Read, 0).unwrap_or(0)
+}
+
+/// Sets the hardware's `MDSCR_EL1`.
+pub fn write_mdscr(value: u64) {
+    let _ = access(SysReg::MDSCR_EL1, Direction::Write, value);
+}
+
+/// The guest's `OSLSR_EL1` (OS lock status).
+pub fn read_oslsr() -> u64 {
+    access(SysReg::OSLSR_EL1, Direction::Read, 0).unwrap_or(0)
+}
+
+/// The guest's `OSDLR_EL1` (OS double lock).
+pub fn read_osdlr() -> u64 {
+    access(SysReg::OSDLR_EL1, Direction::Read, 0).unwrap_or(0)
 }
 
 /// The DCC console: bytes written to `DBGDTRTX_EL0`, printed by line.

@@ -16,8 +16,7 @@ use crate::guest;
 use aarch64_cpu::registers::{Readable, ESR_EL2, FAR_EL2, HPFAR_EL2};
 use core::sync::atomic::{AtomicU64, Ordering};
 use platform::arch::trap::{ExceptionKind, ExceptionReport, ExceptionSource, ExceptionType, TrapFrame};
-use platform::arch::ExceptionLevel;
-use platform::esr::{Esr, ExceptionClass, Origin};
+use platform::esr::{Esr, ExceptionClass};
 use platform::hypercall::HV_BRK_IMM;
 
 platform::exception_vectors!("hv_vectors", 2, handle_exception);
@@ -59,6 +58,9 @@ pub fn report_exits() {
 
 extern "C" fn handle_exception(frame: &mut TrapFrame, kind: ExceptionKind) {
     crate::prda::count_trap();
+    if kind.from_lower_el() && !crate::prda::el0_active() {
+        crate::debug::on_exit();
+    }
     if kind.kind() == ExceptionType::Irq {
         if kind.from_lower_el() {
             count_exit(EXIT_IRQ);
@@ -82,7 +84,12 @@ extern "C" fn handle_exception(frame: &mut TrapFrame, kind: ExceptionKind) {
             // Rule 1 of the priority scheme (`crate::gic`): PNMIs reach
             // a CPU while it handles a trap.
             let window = crate::irq::PnmiWindow::open();
+            let elr = frame.elr;
             guest_sync(frame, esr);
+            if frame.elr == elr.wrapping_add(4) {
+                // EL2 completed the instruction: a step over it is done.
+                frame.spsr = platform::debug::completed(frame.spsr);
+            }
             drop(window);
             crate::vgic::sync();
         }
@@ -93,14 +100,6 @@ extern "C" fn handle_exception(frame: &mut TrapFrame, kind: ExceptionKind) {
             let report = ExceptionReport { kind, esr, far: FAR_EL2.get(), elr: frame.elr, spsr: frame.spsr };
             crate::power::fatal(format_args!("unexpected exception: {report}"));
         }
-    }
-}
-
-/// Where the guest was when it trapped.
-fn origin(frame: &TrapFrame) -> Origin {
-    match ExceptionLevel::from_spsr(frame.spsr) {
-        ExceptionLevel::El0 => Origin::LowerEl,
-        _ => Origin::SameEl,
     }
 }
 
@@ -118,15 +117,9 @@ fn guest_sync(frame: &mut TrapFrame, esr: Esr) {
             // BRK's preferred return address is the BRK itself.
             frame.elr += 4;
         }
-        ExceptionClass::Brk64 => guest::inject_sync(frame, esr, 0),
         ExceptionClass::WfxTrap => {
             crate::vgic::idle();
             frame.elr += 4;
-        }
-        ExceptionClass::BreakpointLower | ExceptionClass::SoftwareStepLower | ExceptionClass::WatchpointLower => {
-            // As if taken without EL2: from EL1 these are same-EL classes.
-            let far = FAR_EL2.get();
-            guest::inject_sync(frame, esr.with_origin(origin(frame)), far);
         }
         ExceptionClass::SysReg => match esr.sys_reg() {
             Some(iss) if is_sgi_register(&iss) => {
@@ -165,6 +158,8 @@ fn guest_sync(frame: &mut TrapFrame, esr: Esr) {
             log::debug!("stage-2 instruction abort at VA {far:#x}: external abort to the guest");
             guest::inject_external_abort(frame, esr, far);
         }
+        // Breakpoints, watchpoints, software step, other BRKs, AArch32 BKPT.
+        _ if crate::debug::handle(frame, esr) => {}
         class => {
             log::warn!("guest trap {class:?} ({esr}) at ELR {:#x}: undefined-instruction exception", frame.elr);
             guest::inject_sync(frame, Esr::undefined(), 0);

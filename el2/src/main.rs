@@ -17,6 +17,7 @@ mod backdoor;
 mod boot;
 mod cmdline;
 mod cpu;
+mod debug;
 mod debugregs;
 mod early;
 mod ecam;

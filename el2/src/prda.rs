@@ -27,10 +27,24 @@ pub struct Prda {
     pub current_vcpu: AtomicU64,
     /// 1 while this CPU runs the EL0 service ([`crate::el0`]).
     pub el0_active: AtomicU64,
+    /// While EL2 holds the hardware's `MDSCR_EL1` for the vCPU
+    /// ([`crate::debug`]: a step-over, or stepping suspended until the
+    /// next exit): the guest's own value. [`NO_STEP_OVER`] otherwise.
+    pub step_over_mdscr: AtomicU64,
+    /// Whether that hold ends at the vCPU's next exit (1) or at its next
+    /// software step exception (0).
+    pub debug_suspended: AtomicU64,
+    /// 1 while EL2 steps one guest instruction through (its step
+    /// exception is EL2's, not the guest's).
+    pub el2_step: AtomicU64,
     /// EL2's callee-saved registers and SP while the EL0 service runs
     /// (layout shared with el0.S).
     pub el0_save: [AtomicU64; EL0_SAVE_WORDS],
 }
+
+/// `Prda::step_over_mdscr` when no step-over is in progress (`MDSCR_EL1`
+/// has RES0 bits, so no value of it is all ones).
+pub const NO_STEP_OVER: u64 = u64::MAX;
 
 /// x19..x30 and SP.
 const EL0_SAVE_WORDS: usize = 13;
@@ -44,6 +58,9 @@ pub static PAGES: [Prda; MAX_CPUS] = [const {
         traps: AtomicU64::new(0),
         current_vcpu: AtomicU64::new(u64::MAX),
         el0_active: AtomicU64::new(0),
+        step_over_mdscr: AtomicU64::new(NO_STEP_OVER),
+        debug_suspended: AtomicU64::new(0),
+        el2_step: AtomicU64::new(0),
         el0_save: [const { AtomicU64::new(0) }; EL0_SAVE_WORDS],
     }
 }; MAX_CPUS];
@@ -93,6 +110,31 @@ pub fn el0_save_area() -> *const u64 {
 
 pub fn set_el0_active(active: bool) {
     with(|prda| prda.el0_active.store(u64::from(active), Ordering::Relaxed));
+}
+
+/// The guest's `MDSCR_EL1` while EL2 holds the hardware's on this CPU, and
+/// whether the hold ends at the next exit.
+pub fn debug_hold() -> Option<(u64, bool)> {
+    with(|prda| {
+        let saved = prda.step_over_mdscr.load(Ordering::Relaxed);
+        (saved != NO_STEP_OVER).then(|| (saved, prda.debug_suspended.load(Ordering::Relaxed) != 0))
+    })
+}
+
+/// Starts (`Some`: the guest's value, and whether the hold ends at the next
+/// exit) or ends (`None`) EL2's hold of `MDSCR_EL1` on this CPU.
+pub fn set_debug_hold(hold: Option<(u64, bool)>) {
+    with(|prda| {
+        let (saved, suspended) = hold.unwrap_or((NO_STEP_OVER, false));
+        prda.step_over_mdscr.store(saved, Ordering::Relaxed);
+        prda.debug_suspended.store(u64::from(suspended), Ordering::Relaxed);
+    })
+}
+
+/// Marks (or clears) a step of one guest instruction by EL2 on this CPU;
+/// returns whether one was marked before.
+pub fn swap_el2_step(stepping: bool) -> bool {
+    with(|prda| prda.el2_step.swap(u64::from(stepping), Ordering::Relaxed) != 0)
 }
 
 pub fn el0_active() -> bool {

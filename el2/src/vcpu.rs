@@ -62,6 +62,7 @@ pub fn enter(slot: usize, entry: u64, context: u64) -> ! {
     crate::stage2::activate_on_this_cpu();
     crate::sysregs::write(crate::sysregs::GuestReg::Sctlr, SCTLR_EL1_RES1);
     crate::vgic::reset_vcpu(slot);
+    crate::debug::reset_vcpu();
     if let Some(state) = STATE.get(slot) {
         state.store(ON, Ordering::Release);
     }

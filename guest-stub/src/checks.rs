@@ -133,6 +133,9 @@ pub static CHECKS: &[Check] = &[
     Check { name: "pci-bar-reads-device", run: crate::pci::bar_reads_device },
     Check { name: "pci-bar-move", run: crate::pci::bar_move },
     Check { name: "debug-breakpoint-reflected", run: debug_breakpoint_reflected },
+    Check { name: "debug-breakpoint-masked-at-el1", run: debug_breakpoint_masked_at_el1 },
+    Check { name: "debug-step-armed-at-el1", run: debug_step_armed_at_el1 },
+    Check { name: "debug-bkpt-aarch32", run: debug_bkpt_aarch32 },
     Check { name: "virq-timer", run: crate::virq::virq_timer },
     Check { name: "virq-sgi", run: crate::virq::virq_sgi },
     Check { name: "virq-priority", run: crate::virq::virq_priority },
@@ -953,19 +956,21 @@ fn gva_scan_bad_buffer(env: &Env) -> Result<(), Failure> {
 /// BAS = 0b1111.
 const DBGBCR_EL1_AND_EL0_A64: u64 = 1 | (0b11 << 1) | (0b1111 << 5);
 /// `MDSCR_EL1.MDE`: breakpoints and watchpoints enabled.
-const MDSCR_MDE: u64 = 1 << 15;
+const MDSCR_MDE: u64 = platform::debug::MDSCR_MDE;
+/// `MDSCR_EL1.KDE`: debug exceptions at EL1 (the kernel's own debugging).
+const MDSCR_KDE: u64 = platform::debug::MDSCR_KDE;
 
-fn debug_breakpoint_reflected(_: &Env) -> Result<(), Failure> {
-    // A hardware breakpoint at EL1. MDCR_EL2.TDE sends the debug exception
-    // to the hypervisor, which must hand it back exactly as the hardware
-    // would without EL2: a breakpoint from the *same* EL (EC 0x31), at the
-    // breakpointed instruction. The debug registers themselves trap too and
-    // are passed through.
-    let mut address = 0u64;
+/// A hardware breakpoint on one `nop` at EL1, with `MDSCR_EL1` =
+/// `mdscr` and `PSTATE.D` clear or set for that instruction: what
+/// reached the stub's own vector (if anything), the `nop`'s address, and
+/// `MDSCR_EL1` as read right after the `nop`.
+fn el1_breakpoint(mdscr: u64, debug_masked: bool) -> (Option<Caught>, u64, u64) {
+    let (mut address, mut after) = (0u64, 0u64);
     let caught = expect_sync(|| {
         // SAFETY: programs breakpoint 0 on the `nop` below and removes it
-        // again; the OS lock is released (it may be set out of reset), and
-        // MDSCR_EL1 is restored. The exception steps over the `nop`.
+        // again; the OS lock is released (it may be set out of reset);
+        // MDSCR_EL1 and DAIF are restored. A delivered breakpoint steps
+        // over the `nop` (the handler advances ELR).
         unsafe {
             core::arch::asm!(
                 "msr oslar_el1, xzr",
@@ -973,25 +978,91 @@ fn debug_breakpoint_reflected(_: &Env) -> Result<(), Failure> {
                 "msr dbgbvr0_el1, {addr}",
                 "msr dbgbcr0_el1, {bcr}",
                 "mrs {saved}, mdscr_el1",
-                "orr {tmp}, {saved}, #{mde}",
-                "msr mdscr_el1, {tmp}",
-                "isb",
+                "msr mdscr_el1, {mdscr}",
+                "mrs {daif}, daif",
+                "msr daifclr, #8",
+                "cbz {masked}, 1f",
+                "msr daifset, #8",
+                "1: isb",
                 "2: nop",
+                "mrs {after}, mdscr_el1",
+                "msr daif, {daif}",
                 "msr dbgbcr0_el1, xzr",
                 "msr mdscr_el1, {saved}",
                 "isb",
                 addr = out(reg) address,
+                after = out(reg) after,
                 bcr = in(reg) DBGBCR_EL1_AND_EL0_A64,
+                mdscr = in(reg) mdscr,
+                masked = in(reg) u64::from(debug_masked),
                 saved = out(reg) _,
-                tmp = out(reg) _,
-                mde = const MDSCR_MDE,
+                daif = out(reg) _,
                 options(nostack),
             );
         }
-    })
-    .ok_or(Failure::Missing("a hardware breakpoint at EL1 was not delivered"))?;
+    });
+    (caught, address, after)
+}
+
+fn debug_breakpoint_reflected(_: &Env) -> Result<(), Failure> {
+    // A hardware breakpoint at EL1 with the kernel's debug exceptions
+    // enabled (MDE, KDE, PSTATE.D clear). MDCR_EL2.TDE sends it to the
+    // hypervisor, which must hand it back exactly as the hardware would
+    // without EL2: a breakpoint from the *same* EL (EC 0x31), at the
+    // breakpointed instruction. The debug registers themselves trap too
+    // and are passed through.
+    let (caught, address, _) = el1_breakpoint(MDSCR_MDE | MDSCR_KDE, false);
+    let caught = caught.ok_or(Failure::Missing("a hardware breakpoint at EL1 was not delivered"))?;
     expect_eq("exception class (0x31 = breakpoint, same EL)", 0x31, caught.esr.class().ec().into())?;
     expect_eq("ELR (the breakpointed instruction)", address, caught.elr)
+}
+
+fn debug_breakpoint_masked_at_el1(_: &Env) -> Result<(), Failure> {
+    // The same breakpoint where bare metal raises nothing: KDE clear, or
+    // PSTATE.D set. TDE makes the hardware raise it at EL2 all the same;
+    // the hypervisor must let the instruction run as if nothing happened,
+    // and the guest's MDSCR_EL1 must read as the guest wrote it.
+    for (mdscr, masked, what) in [
+        (MDSCR_MDE, false, "a breakpoint at EL1 with MDSCR_EL1.KDE clear reached the guest"),
+        (MDSCR_MDE | MDSCR_KDE, true, "a breakpoint at EL1 with PSTATE.D set reached the guest"),
+    ] {
+        let (caught, _, after) = el1_breakpoint(mdscr, masked);
+        if let Some(caught) = caught {
+            return Err(Failure::Exception { what, caught });
+        }
+        expect_eq("MDSCR_EL1 right after the breakpointed instruction", mdscr, after)?;
+    }
+    Ok(())
+}
+
+fn debug_step_armed_at_el1(_: &Env) -> Result<(), Failure> {
+    // How an OS steps a task (Linux's PTRACE_SINGLESTEP): MDSCR_EL1.SS set
+    // at EL1 with KDE clear, a few more EL1 instructions, ERET to EL0 with
+    // SPSR.SS set. Bare metal raises no step exception at EL1, runs exactly
+    // one EL0 instruction and takes a software step exception from EL0.
+    let (exit, first) = el0::step_probe();
+    match exit {
+        Exit::Exception { esr, elr, .. } if esr.class() == ExceptionClass::SoftwareStepLower => {
+            expect_eq("ELR of the step exception (the second EL0 instruction)", first + 4, elr)
+        }
+        exit => Err(Failure::El0 { what: "a stepped EL0 instruction", exit }),
+    }
+}
+
+fn debug_bkpt_aarch32(_: &Env) -> Result<(), Failure> {
+    // An A32 BKPT at EL0 in AArch32 state: the guest's EL1 takes it as
+    // EC 0x38 at the BKPT (bare metal's SIGTRAP for a 32-bit program).
+    if !el0::aarch32_el0() {
+        return Err(Failure::Missing("this CPU has no AArch32 EL0 (ID_AA64PFR0_EL1.EL0)"));
+    }
+    let (exit, address) = el0::bkpt32_probe();
+    match exit {
+        Exit::Exception { esr, elr, .. } if esr.class() == ExceptionClass::Bkpt32 => {
+            expect_eq("BKPT comment", 0x32, esr.iss() & 0xffff)?;
+            expect_eq("ELR (the BKPT)", address, elr)
+        }
+        exit => Err(Failure::El0 { what: "an AArch32 BKPT at EL0", exit }),
+    }
 }
 
 // --- pseudo-NMIs (the hypervisor's own, at EL2) -------------------------

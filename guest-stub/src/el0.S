@@ -4,9 +4,11 @@
 .section .text.stub_el0, "ax"
 
 // stub_el0_enter(x0 = EL0 entry, x1 = EL0's x0, x2 = EL0's x1,
-//                x3 = EL0 stack top, x4 = save area)
+//                x3 = EL0 stack top, x4 = save area, x5 = SPSR for EL0,
+//                x6 = bits to set in MDSCR_EL1 on the way, 0 for none)
 // Saves EL1's callee-saved state (x19..x30, sp, DAIF, d8..d15) in the save
-// area and drops to EL0t with DAIF masked. It "returns" when the exception handler calls
+// area and drops to EL0 with the SPSR given (EL0t, DAIF masked, for
+// AArch64 code; a step or AArch32 state for the debug checks). It "returns" when the exception handler calls
 // stub_el0_return for EL0's exit.
 .global stub_el0_enter
 stub_el0_enter:
@@ -24,8 +26,15 @@ stub_el0_enter:
     stp     d12, d13, [x4, #144]
     stp     d14, d15, [x4, #160]
     msr     elr_el1, x0
-    mov     x9, #{SPSR_EL0_MASKED}
-    msr     spsr_el1, x9
+    msr     spsr_el1, x5
+    // Arming a step here, as an OS does on its way out to a task: from this
+    // write to the eret, no load-exclusive (stepping through one could not
+    // complete it).
+    cbz     x6, 1f
+    mrs     x9, mdscr_el1
+    orr     x9, x9, x6
+    msr     mdscr_el1, x9
+1:
     msr     sp_el0, x3
     mov     x0, x1
     mov     x1, x2
@@ -113,3 +122,24 @@ stub_el0_brk_probe_insn:
     mov     x0, #1
     svc     #0
     b       .
+
+// Stepped from EL1 (el0.rs, `step_probe`): the stub arms the step at EL1,
+// enters here with SPSR.SS set, and the first instruction must be the only
+// one that runs before the step exception.
+.global stub_el0_step_probe
+stub_el0_step_probe:
+    nop
+    nop
+    // Not reached when stepping works as on hardware.
+    mov     x0, #1
+    svc     #0
+    b       .
+
+// AArch32 EL0 code (el0.rs, `bkpt32_probe`): an A32 `BKPT #0x32`, then,
+// if it does not stop EL0, an A32 `SVC #0`.
+.balign 4
+.global stub_el0_bkpt32
+stub_el0_bkpt32:
+    .inst   0xe1200372
+    .inst   0xef000000
+    .inst   0xeafffffe

@@ -11,10 +11,12 @@
 //! other exception from EL0 ends the call too, and the caller decides
 //! whether that was expected.
 
+use aarch64_cpu::registers::{Readable, Writeable, ID_AA64PFR0_EL1, MDSCR_EL1};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
 use platform::arch::regs::SPSR_DAIF;
 use platform::arch::trap::{ExceptionKind, ExceptionType, TrapFrame};
+use platform::debug::{MDSCR_KDE, MDSCR_SS, SPSR_SS};
 use platform::esr::{Esr, ExceptionClass};
 use platform::hypercall::HV_BRK_IMM;
 
@@ -24,7 +26,6 @@ pub const PROBE_BRK_IMM: u16 = 0x1234;
 
 core::arch::global_asm!(
     include_str!("el0.S"),
-    SPSR_EL0_MASKED = const SPSR_DAIF,
     HV_BRK_IMM = const HV_BRK_IMM,
     PROBE_BRK_IMM = const PROBE_BRK_IMM,
     BRK_CALL_SIZE = const core::mem::size_of::<BrkCall>(),
@@ -54,11 +55,13 @@ static ACTIVE: AtomicBool = AtomicBool::new(false);
 static EXIT: spin::Mutex<Option<Exit>> = spin::Mutex::new(None);
 
 extern "C" {
-    fn stub_el0_enter(entry: u64, a0: u64, a1: u64, stack_top: u64, save: *mut SaveArea);
+    fn stub_el0_enter(entry: u64, a0: u64, a1: u64, stack_top: u64, save: *mut SaveArea, spsr: u64, mdscr_set: u64);
     fn stub_el0_return(save: *mut SaveArea) -> !;
     fn stub_el0_brk_calls();
     fn stub_el0_brk_probe();
     static stub_el0_brk_probe_insn: u8;
+    fn stub_el0_step_probe();
+    fn stub_el0_bkpt32();
 }
 
 /// How EL0 left.
@@ -113,6 +116,20 @@ pub fn exit(frame: &TrapFrame, kind: ExceptionKind, esr: Esr, far: u64) -> ! {
 /// `entry` must be code that is safe to run at EL0 with those arguments
 /// and that ends with an exception (normally `SVC #0`).
 unsafe fn call(entry: unsafe extern "C" fn(), a0: u64, a1: u64) -> Exit {
+    // SAFETY: as for `call_with`; the caller vouches for `entry`.
+    unsafe { call_with(entry, a0, a1, SPSR_EL0_MASKED, 0) }
+}
+
+/// EL0t in AArch64 state with DAIF masked: how EL0 code normally runs.
+const SPSR_EL0_MASKED: u64 = SPSR_DAIF;
+
+/// [`call`] with the SPSR EL0 starts with, and bits to set in `MDSCR_EL1`
+/// right before the `ERET` to it.
+///
+/// # Safety
+///
+/// As for [`call`], for code of the state `spsr` names.
+unsafe fn call_with(entry: unsafe extern "C" fn(), a0: u64, a1: u64, spsr: u64, mdscr_set: u64) -> Exit {
     if ACTIVE.swap(true, Ordering::SeqCst) {
         crate::abort_run(format_args!("nested EL0 call"));
     }
@@ -122,7 +139,7 @@ unsafe fn call(entry: unsafe extern "C" fn(), a0: u64, a1: u64) -> Exit {
     // SAFETY: the caller vouches for `entry`; the stack and save area are
     // this module's, used by one call at a time; `stub_el0_enter` returns
     // (through `exit`) with every callee-saved register restored.
-    unsafe { stub_el0_enter(entry as usize as u64, a0, a1, stack_top, SAVE.0.get()) };
+    unsafe { stub_el0_enter(entry as usize as u64, a0, a1, stack_top, SAVE.0.get(), spsr, mdscr_set) };
     EXIT.lock().take().unwrap_or_else(|| crate::abort_run(format_args!("EL0 call returned without an exit")))
 }
 
@@ -156,4 +173,37 @@ pub fn brk_probe() -> (Exit, u64) {
     // exception (the BRK, or SVC #0 if the BRK did not stop it).
     let exit = unsafe { call(stub_el0_brk_probe, 0, 0) };
     (exit, core::ptr::addr_of!(stub_el0_brk_probe_insn) as u64)
+}
+
+/// The way an OS single-steps a task: `MDSCR_EL1.SS` set at EL1 (with
+/// `KDE` clear, so no step exception may arise at EL1), then an `ERET` to
+/// EL0 with `SPSR.SS` set. Returns how EL0 left and the address of its
+/// first instruction; on hardware EL0 runs that one instruction and takes a
+/// software step exception with ELR at the second.
+pub fn step_probe() -> (Exit, u64) {
+    let saved = MDSCR_EL1.get();
+    MDSCR_EL1.set(saved & !(MDSCR_KDE | MDSCR_SS));
+    // SAFETY: `stub_el0_step_probe` touches no memory and ends with an
+    // exception (the step, or SVC #0 if the step did not stop it).
+    let exit = unsafe { call_with(stub_el0_step_probe, 0, 0, SPSR_EL0_MASKED | SPSR_SS, MDSCR_SS) };
+    MDSCR_EL1.set(saved);
+    (exit, stub_el0_step_probe as *const () as u64)
+}
+
+/// `SPSR` for AArch32 User mode (M = 0b10000, M[4] set: AArch32), A32
+/// instruction set, A, I and F masked.
+const SPSR_AARCH32_USR: u64 = 0b1_0000 | (0b111 << 6);
+
+/// Whether EL0 can run AArch32 code (`ID_AA64PFR0_EL1.EL0` = 0b0010).
+pub fn aarch32_el0() -> bool {
+    ID_AA64PFR0_EL1.get() & 0xf == 0b0010
+}
+
+/// Runs an A32 `BKPT` at EL0 in AArch32 state; returns how EL0 left and
+/// the `BKPT`'s address. The caller checks [`aarch32_el0`] first.
+pub fn bkpt32_probe() -> (Exit, u64) {
+    // SAFETY: `stub_el0_bkpt32` is A32 code that touches no memory and ends
+    // with an exception (the BKPT, or SVC #0).
+    let exit = unsafe { call_with(stub_el0_bkpt32, 0, 0, SPSR_AARCH32_USR, 0) };
+    (exit, stub_el0_bkpt32 as *const () as u64)
 }

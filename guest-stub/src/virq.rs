@@ -544,6 +544,10 @@ static TICK_BEHIND: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CP
 /// running at all (an emulator's host thread descheduled). Printed, so a
 /// slow run says where its time went.
 static LONGEST_STALL: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Per vCPU: timer deadlines served and SGIs handled during that longest
+/// stall, which tells a storm of interrupts (many) from a vCPU that did
+/// not run (none).
+static STALL_INTERRUPTS: [[AtomicU64; 2]; MAX_CPUS] = [const { [const { AtomicU64::new(0) }; 2] }; MAX_CPUS];
 
 fn too_many_sgis(cpu: usize, handled: u64, sent: u64) -> IrqFailure {
     IrqFailure::TooMany { cpu, got: handled, what: "SGIs handled", limit: sent, limit_what: "sent" }
@@ -561,14 +565,21 @@ fn tick_phase(end: u64, mut between: impl FnMut()) {
     TICK_BEHIND[me].store(0, Ordering::SeqCst);
     timer::tick_start(tick_period());
     unmask_irqs();
-    let (mut last, mut longest) = (timer::physical_now(), 0);
+    let counts = || [timer::tick_handled(), SGI_HANDLED[me].load(Ordering::SeqCst)];
+    let (mut last, mut longest, mut seen, mut during) = (timer::physical_now(), 0, counts(), [0, 0]);
     while last < end {
         between();
-        let now = timer::physical_now();
-        longest = longest.max(now.saturating_sub(last));
-        last = now;
+        let (now, now_counts) = (timer::physical_now(), counts());
+        if now.saturating_sub(last) > longest {
+            longest = now.saturating_sub(last);
+            during = [now_counts[0].saturating_sub(seen[0]), now_counts[1].saturating_sub(seen[1])];
+        }
+        (last, seen) = (now, now_counts);
     }
     LONGEST_STALL[me].store(longest, Ordering::SeqCst);
+    for (slot, count) in STALL_INTERRUPTS[me].iter().zip(during) {
+        slot.store(count, Ordering::SeqCst);
+    }
     let due = timer::tick_due(timer::virtual_now());
     let served = timer::wait_until(Deadline::after_ms(DRAIN_MS), || timer::tick_handled() >= due);
     mask_irqs();
@@ -683,8 +694,10 @@ fn no_loss(
         .map(|cpu| (cpu, LONGEST_STALL[cpu].load(Ordering::SeqCst)))
         .max_by_key(|&(_, stall)| stall)
         .unwrap_or((0, 0));
+    let [stall_timer, stall_sgi] = STALL_INTERRUPTS[stalled].each_ref().map(|c| c.load(Ordering::SeqCst));
     println!(
-        "virq-no-loss: {timer_total} timer, {sgi_total} SGI interrupts over {ms} ms; longest stall {} ms (vCPU {stalled})",
+        "virq-no-loss: {timer_total} timer, {sgi_total} SGI interrupts over {ms} ms; longest stall {} ms \
+         (vCPU {stalled}, {stall_timer} timer and {stall_sgi} SGI interrupts meanwhile)",
         timer::ticks_to_ms(stall)
     );
 

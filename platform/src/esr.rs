@@ -58,6 +58,10 @@ pub enum ExceptionClass {
     SoftwareStepSame,
     WatchpointLower,
     WatchpointSame,
+    /// AArch32 `BKPT` (from EL0 in AArch32 state).
+    Bkpt32,
+    /// AArch32 vector catch.
+    VectorCatch,
     Brk64,
     /// A class this decoder does not name; the raw EC value.
     Other(u8),
@@ -89,6 +93,8 @@ impl ExceptionClass {
             0x33 => Self::SoftwareStepSame,
             0x34 => Self::WatchpointLower,
             0x35 => Self::WatchpointSame,
+            0x38 => Self::Bkpt32,
+            0x3a => Self::VectorCatch,
             0x3c => Self::Brk64,
             other => Self::Other(other),
         }
@@ -120,6 +126,8 @@ impl ExceptionClass {
             Self::SoftwareStepSame => 0x33,
             Self::WatchpointLower => 0x34,
             Self::WatchpointSame => 0x35,
+            Self::Bkpt32 => 0x38,
+            Self::VectorCatch => 0x3a,
             Self::Brk64 => 0x3c,
             Self::Other(ec) => ec,
         }

@@ -31,6 +31,7 @@ pub mod board;
 pub mod build;
 pub mod cmdline;
 pub mod console;
+pub mod debug;
 pub mod esr;
 pub mod fw_cfg;
 pub mod gvascan;

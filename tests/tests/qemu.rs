@@ -1320,3 +1320,45 @@ fn ram_too_small_refused() {
         assert_refused(&o, &format!("-m {mem}"), refuser, expect, &[Report::Console]);
     }
 }
+
+/// The guest-stub's debug checks (a breakpoint at EL1 with the kernel's
+/// debug exceptions on, the same breakpoint masked, a step armed at EL1 on
+/// the way to EL0, an AArch32 `BKPT`) under the hypervisor in both schemes
+/// and on bare QEMU, where EL1 is the debug target: the same outcome,
+/// check by check. Under the hypervisor `MDCR_EL2.TDE` takes every debug
+/// exception to EL2, which must give the guest what bare metal gives it.
+#[test]
+fn debug_exceptions_as_on_bare_qemu() {
+    let expected = Expected::only("debug-");
+    assert_eq!(expected.plan.len(), 4, "the debug checks: {:?}", expected.plan);
+    for (name, cpu, mode) in [("debug-vhe", CPU_MAX, "vhe"), ("debug-nvhe", CPU_A72, "nvhe")] {
+        let cmdline = format!("mode={mode} stub=only=debug-");
+        let o = boot(&Boot { cmdline: Some(&cmdline), ..Boot::new(name, cpu, 1, "1G") });
+        assert_eq!(o.status, Some(0), "{}", o.dump());
+        selftest::account(&o.console, &expected).unwrap_or_else(|problems| panic!("{problems:?}\n{}", o.dump()));
+    }
+    // Bare QEMU: the stub flattened (it relocates itself) and loaded as a
+    // raw kernel at EL1, with the DTB in x0.
+    let elf = workspace().join("target/aarch64-unknown-none/release/guest-stub");
+    let bytes = std::fs::read(&elf).unwrap_or_else(|e| panic!("{}: {e} (make image builds it)", elf.display()));
+    let image = hvtests::elf::flatten_pie(&bytes).expect("flatten the guest-stub");
+    let dir = scratch_dir("debug-bare");
+    let raw = dir.join("guest-stub.bin");
+    std::fs::write(&raw, &image.bytes).expect("write the flattened stub");
+    let raw = raw.display().to_string();
+    for cpu in [CPU_MAX, CPU_A72] {
+        let mut qemu = hvtests::qemu::command();
+        let output = qemu
+            .args(["-M", "virt,gic-version=3", "-cpu", cpu, "-smp", "1", "-m", "1G", "-display", "none"])
+            .args(["-monitor", "none", "-serial", "stdio", "-semihosting", "-kernel", &raw])
+            .args(["-append", "stub=only=debug-"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run bare QEMU");
+        let console = String::from_utf8_lossy(&output.stdout).replace('\r', "");
+        assert!(output.status.success(), "bare QEMU on {cpu}: {:?}\n{console}", output.status);
+        selftest::account(&console, &expected)
+            .unwrap_or_else(|problems| panic!("bare QEMU on {cpu}: {problems:?}\n{console}"));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
