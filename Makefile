@@ -75,7 +75,7 @@ clippy: deps
 	cargo clippy --target $(FW_TARGET) -p el3-monitor -p platform -- -D warnings
 	cargo clippy --target $(FW_TARGET) -p el2 -- -D warnings
 	cargo clippy --target $(GUEST_TARGET) -p guest-stub -- -D warnings
-	cargo clippy --target aarch64-unknown-linux-musl -p hvctl -- -D warnings
+	cargo clippy --target aarch64-unknown-linux-musl -p hvctl -p dbgtest -- -D warnings
 	cargo clippy -p platform -p hvtests -p hvctl --all-targets -- -D warnings
 	# The fuzz targets (their own workspace; the libFuzzer and AFL++ runtimes
 	# are left out, the target code is all in the library).

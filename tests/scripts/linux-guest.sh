@@ -30,6 +30,8 @@ keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 init_src=tests/linux/init
 tool_src=tests/src/bin/mkinitramfs.rs
 hvctl_bin=target/aarch64-unknown-linux-musl/release/hvctl
+# dbgtest, the debugging test program (tests/linux/dbgtest), built the same way.
+dbgtest_bin=target/aarch64-unknown-linux-musl/release/dbgtest
 # The kernel modules the initramfs carries (uio_pci_generic, for the PCI
 # shim's functions), as paths inside the kernel package.
 modules=(kernel/drivers/uio/uio.ko kernel/drivers/uio/uio_pci_generic.ko)
@@ -40,13 +42,14 @@ die() { echo "linux-guest: error: $*" >&2; exit 1; }
 # hvctl, the guest's backdoor tool (cargo does nothing when it is current,
 # leaving its time stamp alone).
 command -v cargo >/dev/null || die "cargo is required (https://rustup.rs), for hvctl and tests/src/bin/mkinitramfs.rs"
-cargo build --quiet --release --target aarch64-unknown-linux-musl -p hvctl ||
-    die "building hvctl for aarch64-unknown-linux-musl failed"
+cargo build --quiet --release --target aarch64-unknown-linux-musl -p hvctl -p dbgtest ||
+    die "building hvctl and dbgtest for aarch64-unknown-linux-musl failed"
 
 # Up to date: nothing to do.
 if [[ -s $out/Image && -s $out/initramfs.cpio.gz && -s $out/manifest.txt &&
       $out/initramfs.cpio.gz -nt $init_src && $out/initramfs.cpio.gz -nt $tool_src &&
-      $out/initramfs.cpio.gz -nt $hvctl_bin && -s $out/modules/uio_pci_generic.ko &&
+      $out/initramfs.cpio.gz -nt $hvctl_bin && $out/initramfs.cpio.gz -nt $dbgtest_bin &&
+      -s $out/modules/uio_pci_generic.ko &&
       ! $out/initramfs.cpio.gz -nt $out/manifest.txt ]]; then
     say "$out is up to date ($(sed -n 's/^kernel-package: //p' $out/manifest.txt))"
     exit 0
@@ -162,7 +165,8 @@ fi
 # The initramfs, in newc cpio format, written by mkinitramfs (the host needs
 # no cpio), then gzip'd reproducibly (-n: no name, no time stamp).
 if [[ ! -s $out/initramfs.cpio.gz || $init_src -nt $out/initramfs.cpio.gz ||
-      $tool_src -nt $out/initramfs.cpio.gz || $hvctl_bin -nt $out/initramfs.cpio.gz ]]; then
+      $tool_src -nt $out/initramfs.cpio.gz || $hvctl_bin -nt $out/initramfs.cpio.gz ||
+      $dbgtest_bin -nt $out/initramfs.cpio.gz ]]; then
     list=$out/initramfs.list
     {
         echo "# gen_init_cpio list, written by tests/scripts/linux-guest.sh"
@@ -178,6 +182,7 @@ if [[ ! -s $out/initramfs.cpio.gz || $init_src -nt $out/initramfs.cpio.gz ||
         done
         echo "slink /sbin/poweroff ../bin/busybox 777 0 0"
         echo "file /bin/hvctl $PWD/$hvctl_bin 755 0 0"
+        echo "file /bin/dbgtest $PWD/$dbgtest_bin 755 0 0"
         for m in "${modules[@]}"; do
             echo "file /lib/modules/${m##*/} $PWD/$out/modules/${m##*/} 644 0 0"
         done

@@ -1126,7 +1126,8 @@ fn linux_guest_boots(name: &str, cpu: &str, cmdline: Option<&str>, mode: &str) {
         }
     };
     let (image, initrd) = (image.to_string_lossy().into_owned(), initrd.to_string_lossy().into_owned());
-    let extra = ["-kernel", &image, "-initrd", &initrd, "-append", "console=ttyAMA0 linux-guest=poweroff"];
+    let extra =
+        ["-kernel", image.as_str(), "-initrd", initrd.as_str(), "-append", "console=ttyAMA0 linux-guest=poweroff"];
     let o = boot(&Boot { cmdline, extra: &extra, ..Boot::new(name, cpu, 4, "1G") });
     let dump = o.dump();
     assert_eq!(o.status, Some(0), "poweroff must end QEMU with status 0\n{dump}");
@@ -1153,6 +1154,50 @@ fn linux_guest_boots(name: &str, cpu: &str, cmdline: Option<&str>, mode: &str) {
     assert!(!o.console.contains("el2: WARN: guest trap"), "a trap the hypervisor did not handle\n{dump}");
     linux_sees_the_pci_shim(&o, &dump);
     hvctl_works_from_linux_userspace(&o, mode, &dump);
+    debugging_as_on_bare_qemu(&o, cpu, &image, &initrd, &dump);
+}
+
+/// `dbgtest` (tests/linux/dbgtest: ptrace single-step, a hardware
+/// breakpoint and watchpoint, `BRK`, an AArch32 `BKPT`, as user nobody)
+/// prints exactly what the same kernel and initramfs print on bare QEMU
+/// with the same CPU, and every result is there.
+fn debugging_as_on_bare_qemu(o: &Outcome, cpu: &str, image: &str, initrd: &str, dump: &str) {
+    let under_hv: Vec<&str> = o.lines("dbgtest: ").collect();
+    assert!(o.lines("linux-guest: dbgtest exit 0").next().is_some(), "dbgtest failed\n{dump}");
+    for result in ["singlestep: ", "breakpoint: ", "watchpoint: ", "brk: ", "aarch32-bkpt: ", "done"] {
+        let line = format!("dbgtest: {result}");
+        assert!(under_hv.iter().any(|l| l.starts_with(&line)), "no `{line}` line\n{dump}");
+    }
+    let dir = scratch_dir(&format!("bare-linux-{}", cpu.split(',').next().unwrap_or(cpu)));
+    let console = dir.join("console.log");
+    let status = hvtests::qemu::command()
+        .args([
+            "-M",
+            "virt,gic-version=3",
+            "-cpu",
+            cpu,
+            "-smp",
+            "4",
+            "-m",
+            "1G",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+        ])
+        .arg("-serial")
+        .arg(format!("file:{}", console.display()))
+        .args(["-kernel", image, "-initrd", initrd, "-append", "console=ttyAMA0 linux-guest=poweroff"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run bare QEMU");
+    let bare = String::from_utf8_lossy(&std::fs::read(&console).unwrap_or_default()).replace('\r', "");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(status.success(), "bare QEMU with the Linux guest: {status:?}\n{bare}");
+    let on_bare: Vec<&str> = bare.lines().filter(|l| l.starts_with("dbgtest: ")).collect();
+    assert_eq!(under_hv, on_bare, "dbgtest under the hypervisor (left) and on bare QEMU (right)\n{dump}");
 }
 
 /// QEMU virt's PL031 RTC window (hw/arm/virt.c, `VIRT_RTC`).
