@@ -253,6 +253,9 @@ pub fn set_pmr(value: u8) {
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
 }
 
+/// `ICC_RPR_EL1` when no interrupt is active on this CPU.
+pub const RPR_IDLE: u8 = 0xff;
+
 /// The running priority (`ICC_RPR_EL1`).
 pub fn running_priority() -> u8 {
     sysreg_read!("icc_rpr_el1") as u8

@@ -22,8 +22,9 @@
 //! [`crate::vgic::idle`] does, so that a kick ends the `WFI` but is taken
 //! only later, on the way back to the guest, where it is harmless. A kick
 //! sent before the waiter reaches `WFI` is pending, and `WFI` then returns
-//! at once: no wake-up is lost. A CPU whose interrupts are not up yet (a
-//! kick could not reach it) only spins.
+//! at once: no wake-up is lost. A CPU whose interrupts are not up yet, or
+//! that is inside a regular interrupt handler (where the running priority
+//! keeps a kick from being signalled), only spins.
 
 use crate::gic;
 use aarch64_cpu::registers::{Readable, Writeable, DAIF};
@@ -60,7 +61,9 @@ impl<T> KickLock<T> {
                 }
                 core::hint::spin_loop();
             }
-            if !may_sleep || me == 0 {
+            // Inside a regular handler (a priority is running) a kick could
+            // not end the WFI, only the next PNMI tick: spin there.
+            if !may_sleep || me == 0 || gic::running_priority() != gic::RPR_IDLE {
                 continue;
             }
             self.waiters.fetch_or(me, Ordering::SeqCst);

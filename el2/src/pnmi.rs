@@ -187,14 +187,21 @@ pub fn tick_regular() {
     }
 }
 
+/// [`lockup_test`]'s bound in wall time, as a multiple of the watchdog
+/// time asked for.
+const LOCKUP_WALL_FACTOR: u64 = 10;
+
 /// Lockups reported on this CPU so far.
 fn lockups(slot: usize) -> u64 {
     LOCKUPS.get(slot).map_or(0, |c| c.load(Ordering::Acquire))
 }
 
 /// `HV_LOCKUP_TEST(ms)`: stalls this CPU with regular interrupts masked by
-/// priority (PNMIs open) until the watchdog reports it or `ms` pass.
-/// Returns the registers of `abi::lockup_test`.
+/// priority (PNMIs open) until the watchdog reports it or `ms` of
+/// watchdog time pass: ticks this CPU has taken, the watchdog's own clock,
+/// so that an emulator's host descheduling the CPU shortens neither (in
+/// wall time the stall ends after [`LOCKUP_WALL_FACTOR`] times `ms`
+/// whatever happens). Returns the registers of `abi::lockup_test`.
 pub fn lockup_test(ms: u64) -> Result<[(usize, u64); 4], ()> {
     if ms == 0 || ms > lockup_test::MAX_STALL_MS {
         return Err(());
@@ -202,8 +209,10 @@ pub fn lockup_test(ms: u64) -> Result<[(usize, u64); 4], ()> {
     let slot = crate::prda::slot();
     let before = lockups(slot);
     let start_tick = TICKS.get(slot).map_or(0, |t| t.load(Ordering::Relaxed));
+    let ticks_for_ms = (ms * 1000).div_ceil(TICK_US);
+    let ticks_taken = || TICKS.get(slot).map_or(0, |t| t.load(Ordering::Relaxed)).saturating_sub(start_tick);
     let _window = crate::irq::PnmiWindow::open();
-    crate::smp::wait_until(ms, || lockups(slot) != before);
+    crate::smp::wait_until(ms * LOCKUP_WALL_FACTOR, || lockups(slot) != before || ticks_taken() > ticks_for_ms);
     let detected = lockups(slot) - before;
     let latency = if detected == 0 {
         u64::MAX

@@ -50,7 +50,8 @@ const TICK_PERIOD_US: u64 = 1000;
 const TICKS_WANTED: u64 = 100;
 /// Far more than [`TICKS_WANTED`] periods: room for a slow emulator.
 const TIMER_TIMEOUT_MS: u64 = 3000;
-/// An SGI not taken within this is lost.
+/// An SGI a vCPU sends to itself, not taken within this, is lost (it needs
+/// no other vCPU to run).
 const SGI_TIMEOUT_MS: u64 = 1000;
 /// After a check's SGIs arrived, how long to watch for a second copy.
 const SETTLE_MS: u64 = 10;
@@ -59,9 +60,22 @@ const HOLD_MS: u64 = 20;
 const NO_LOSS_MS: u64 = 2000;
 /// How many vCPUs (the boot one included) `virq-no-loss` uses.
 const NO_LOSS_CPUS: usize = 4;
-/// After the no-loss phase, how long the deadlines already due may take to
-/// be served.
-const DRAIN_MS: u64 = 1000;
+/// How long the host may keep a vCPU from running, for the waits that end
+/// only when *another* vCPU has run. Under emulation each vCPU is a host
+/// thread: measured under the load the suite is designed for (a second
+/// `make test` on two cores), a vCPU went up to 1,152 ms without running
+/// (taking no interrupt meanwhile), so a wait of 1 s for another vCPU's
+/// reaction could not tell a lost interrupt from a descheduled vCPU. These
+/// waits allow about ten times the worst stall seen; losses themselves are
+/// detected by progress, not time ([`LOST_AFTER_TURNS`]).
+const HOST_STALL_MS: u64 = 10_000;
+/// An interrupt is lost when its vCPU turns its loop this many times with
+/// IRQs unmasked while the interrupt should be pending: a count of the
+/// vCPU's own progress, which host scheduling cannot fake. A turn is a few
+/// instructions (measured: 100,000 turns can pass in 4 ms, while a
+/// physical SGI is still on its way through the emulator), so this allows
+/// some tens of milliseconds of the vCPU's own running.
+const LOST_AFTER_TURNS: u64 = 10_000_000;
 
 /// What an interrupt check found.
 #[derive(Clone, Copy, Debug)]
@@ -371,7 +385,8 @@ fn ping_pong(cpu: usize) -> Result<(), IrqFailure> {
     let start = timer::physical_now();
     unmask_irqs();
     gic::send_sgi(PING_SGI, cpu);
-    let arrived = timer::wait_until(Deadline::after_ms(SGI_TIMEOUT_MS), || PONGS[cpu].load(Ordering::SeqCst) != 0);
+    // The other vCPU has to run to answer: allow for the host.
+    let arrived = timer::wait_until(Deadline::after_ms(HOST_STALL_MS), || PONGS[cpu].load(Ordering::SeqCst) != 0);
     // Time for a doubled SGI to show.
     timer::delay_ms(SETTLE_MS);
     mask_irqs();
@@ -537,13 +552,16 @@ fn preempt_and_hold() -> Result<(), IrqFailure> {
 static SGI_SENT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static SGI_HANDLED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// Per vCPU: deadlines due when its tick phase ended and still unserved
-/// after [`DRAIN_MS`] (0 = all served).
+/// when the drain gave up (0 = all served).
 static TICK_BEHIND: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// Per vCPU: the longest its tick phase's loop went between two turns
 /// (physical counter ticks): time it spent in handlers, at EL2, or not
 /// running at all (an emulator's host thread descheduled). Printed, so a
 /// slow run says where its time went.
 static LONGEST_STALL: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+/// Per vCPU: turns of its tick phase's loop so far, IRQs unmasked (its
+/// progress, for the SGI streams' loss detection).
+static TURNS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// Per vCPU: timer deadlines served and SGIs handled during that longest
 /// stall, which tells a storm of interrupts (many) from a vCPU that did
 /// not run (none).
@@ -569,6 +587,7 @@ fn tick_phase(end: u64, mut between: impl FnMut()) {
     let (mut last, mut longest, mut seen, mut during) = (timer::physical_now(), 0, counts(), [0, 0]);
     while last < end {
         between();
+        TURNS[me].fetch_add(1, Ordering::SeqCst);
         let (now, now_counts) = (timer::physical_now(), counts());
         if now.saturating_sub(last) > longest {
             longest = now.saturating_sub(last);
@@ -581,12 +600,32 @@ fn tick_phase(end: u64, mut between: impl FnMut()) {
         slot.store(count, Ordering::SeqCst);
     }
     let due = timer::tick_due(timer::virtual_now());
-    let served = timer::wait_until(Deadline::after_ms(DRAIN_MS), || timer::tick_handled() >= due);
+    let served = drain(due);
     mask_irqs();
     timer::tick_finish();
     if !served {
         TICK_BEHIND[me].store(due, Ordering::SeqCst);
     }
+}
+
+/// Waits, IRQs unmasked, until this vCPU's tick has served `due`
+/// deadlines. While one is due its interrupt is pending, so each turn of
+/// this loop should find a new one served: the wait fails only after
+/// [`LOST_AFTER_TURNS`] turns without one (an interrupt lost), or after
+/// [`HOST_STALL_MS`].
+fn drain(due: u64) -> bool {
+    let cap = Deadline::after_ms(HOST_STALL_MS);
+    let (mut served, mut idle) = (timer::tick_handled(), 0);
+    while served < due {
+        let now = timer::tick_handled();
+        idle = if now == served { idle + 1 } else { 0 };
+        served = now;
+        if idle > LOST_AFTER_TURNS || cap.passed() {
+            return timer::tick_handled() >= due;
+        }
+        core::hint::spin_loop();
+    }
+    true
 }
 
 /// The job each other vCPU runs: [`tick_phase`] until the physical count
@@ -600,6 +639,8 @@ fn tick_job(end: u64) -> u64 {
 #[derive(Clone, Copy)]
 struct Stream {
     sent_at: u64,
+    /// The target's [`TURNS`] when the SGI in flight was sent.
+    turns_at: u64,
     failure: Option<IrqFailure>,
 }
 
@@ -650,8 +691,8 @@ fn no_loss(
         smp::post(cpu, tick_job, end).map_err(|why| IrqFailure::Job { cpu, why })?;
     }
 
-    let lost_after = timer::ms_to_ticks(SGI_TIMEOUT_MS);
-    let mut streams = [Stream { sent_at: start, failure: None }; MAX_CPUS];
+    let stalled_after = timer::ms_to_ticks(HOST_STALL_MS);
+    let mut streams = [Stream { sent_at: start, turns_at: 0, failure: None }; MAX_CPUS];
     tick_phase(end, || {
         for cpu in targets.clone() {
             let stream = &mut streams[cpu];
@@ -667,7 +708,14 @@ fn no_loss(
                 SGI_SENT[cpu].store(sent + 1, Ordering::SeqCst);
                 stream.sent_at = now;
                 gic::send_sgi(NO_LOSS_SGI, cpu);
-            } else if now - stream.sent_at > lost_after {
+                // Counted from when the send has completed (the write
+                // trapped and the hypervisor made it pending).
+                stream.turns_at = TURNS[cpu].load(Ordering::SeqCst);
+            } else if TURNS[cpu].load(Ordering::SeqCst).saturating_sub(stream.turns_at) > LOST_AFTER_TURNS
+                || now - stream.sent_at > stalled_after
+            {
+                // The target ran its loop, IRQs unmasked, long enough to
+                // have taken it many times over (or never ran again).
                 let ms = timer::ticks_to_ms(now - stream.sent_at);
                 stream.failure = Some(IrqFailure::Missing { what: "SGIs", cpu, got: handled, expected: sent, ms });
             }
@@ -677,11 +725,13 @@ fn no_loss(
     unmask_irqs();
     for cpu in targets.clone() {
         let sent = SGI_SENT[cpu].load(Ordering::SeqCst);
-        timer::wait_until(Deadline::after_ms(SGI_TIMEOUT_MS), || SGI_HANDLED[cpu].load(Ordering::SeqCst) >= sent);
+        timer::wait_until(Deadline::after_ms(HOST_STALL_MS), || SGI_HANDLED[cpu].load(Ordering::SeqCst) >= sent);
     }
     timer::delay_ms(SETTLE_MS);
     mask_irqs();
-    let job_deadline = Deadline::after_ms(DRAIN_MS + SGI_TIMEOUT_MS);
+    // The others' drains end by their own progress ([`drain`]); this only
+    // catches a vCPU that never runs again.
+    let job_deadline = Deadline::after_ms(2 * HOST_STALL_MS);
     let jobs: [Result<u64, smp::JobError>; MAX_CPUS] =
         core::array::from_fn(|cpu| if others.contains(&cpu) { smp::wait(cpu, job_deadline) } else { Ok(0) });
     let ms = timer::ticks_to_ms(end - start);
@@ -713,7 +763,7 @@ fn no_loss(
                 cpu,
                 got: report.handled,
                 expected: behind,
-                ms: ms + DRAIN_MS,
+                ms,
             });
         }
         tick_verdict(cpu, report, reports[0].frequency)?;

@@ -81,7 +81,9 @@ pub mod pnmi_test {
 /// `HV_LOCKUP_TEST`'s argument limit and result registers
 /// (docs/hypercalls.md).
 pub mod lockup_test {
-    /// The longest stall a guest may ask for.
+    /// The longest stall a guest may ask for, in watchdog time (the
+    /// stalled CPU's own ticks); in wall time the stall ends after at most
+    /// ten times that.
     pub const MAX_STALL_MS: u64 = 2000;
     /// x1: lockups the watchdog reported on this CPU during the stall.
     pub const X_DETECTED: usize = 1;
