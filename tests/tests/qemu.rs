@@ -162,6 +162,9 @@ fn selftest_passes(name: &str, cpu: &str, smp: u32, mem: &str) {
     assert_selftest_passed(&o, smp);
 }
 
+/// The line the lockup watchdog prints for a CPU stalled at EL2.
+const WATCHDOG_REPORT: &str = "el2: WARN: watchdog: ";
+
 /// A default guest-stub run passed: see [`assert_checks_passed`].
 fn assert_selftest_passed(o: &Outcome, smp: u32) {
     assert_checks_passed(o, smp, &Expected::default_run());
@@ -189,6 +192,9 @@ fn assert_checks_passed(o: &Outcome, smp: u32, expected: &Expected) {
     if let Err(problems) = selftest::account(&o.console, expected) {
         panic!("the guest-stub's checks are not all accounted for:\n  {}\n{dump}", problems.join("\n  "));
     }
+    // The lockup watchdog reports only the stall `pnmi-watchdog` asks for.
+    let asked = usize::from(expected.plan.iter().any(|check| check == "pnmi-watchdog"));
+    assert_eq!(o.lines(WATCHDOG_REPORT).count(), asked, "lockup reports (`{WATCHDOG_REPORT}`)\n{dump}");
     assert!(
         o.secure.contains("PSCI SYSTEM_OFF, exit status 0"),
         "the monitor's Secure UART must log the power-off\n{dump}"
@@ -1152,6 +1158,7 @@ fn linux_guest_boots(name: &str, cpu: &str, cmdline: Option<&str>, mode: &str) {
         assert!(!o.console.contains(bad), "the kernel log has `{bad}`\n{dump}");
     }
     assert!(!o.console.contains("el2: WARN: guest trap"), "a trap the hypervisor did not handle\n{dump}");
+    assert_eq!(o.lines(WATCHDOG_REPORT).count(), 0, "no CPU may stall at EL2 (hvctl scan included)\n{dump}");
     linux_sees_the_pci_shim(&o, &dump);
     hvctl_works_from_linux_userspace(&o, mode, &dump);
     debugging_as_on_bare_qemu(&o, cpu, &image, &initrd, &dump);
