@@ -24,6 +24,9 @@ const NOT_SUPPORTED: i64 = -1;
 const INVALID_PARAMETERS: i64 = -2;
 const ALREADY_ON: i64 = -4;
 const INVALID_ADDRESS: i64 = -9;
+/// How long the self-test waits for another CPU to go off or come back:
+/// under emulation its host thread may not run for a second or more.
+const OTHER_CPU_MS: u64 = 5000;
 /// An affinity no QEMU virt board with at most 16 CPUs has.
 const NO_SUCH_CPU: u64 = 0xff_00ff_fffe;
 
@@ -105,14 +108,14 @@ fn cpu_off_on_cycle(r: &mut Report) {
     let mpidr = smp::mpidr_of(slot);
     let state = || smc(ids::PSCI_AFFINITY_INFO_64, &[mpidr, 0]);
     smp::request_off(slot);
-    smp::wait_until(1000, || state() == AffinityState::Off as i64);
+    smp::wait_until(OTHER_CPU_MS, || state() == AffinityState::Off as i64);
     r.check("cpu-off-reported-off", AffinityState::Off as i64, state());
     r.check(
         "cpu-on-after-off",
         SUCCESS,
         smc(ids::PSCI_CPU_ON_64, &[mpidr, crate::switch::secondary_entry_pa(), slot as u64]),
     );
-    smp::wait_until(1000, || smp::online() == cpus);
+    smp::wait_until(OTHER_CPU_MS, || smp::online() == cpus);
     r.check("cpu-back-online", cpus as i64, smp::online() as i64);
     r.check("affinity-info-on-again", AffinityState::On as i64, state());
 }

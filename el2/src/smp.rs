@@ -152,6 +152,27 @@ fn prda_is_own(slot: usize) -> bool {
     })
 }
 
+/// How long a CPU's answer to a PRDA check may take. Under emulation the
+/// answering CPU's host thread may not run for a second or more.
+const PRDA_ANSWER_MS: u64 = 5000;
+
+/// [`wait_until`] with regular interrupts open: for a wait on another CPU
+/// inside a guest's call, which no lock of the caller's spans. The caller's
+/// own interrupts (its tick, kicks, the guest's forwarded ones) are taken
+/// meanwhile, so the wait neither delays them nor looks like a lockup to
+/// the watchdog, however long the other CPU takes.
+fn wait_interruptible(timeout_ms: u64, done: impl FnMut() -> bool) -> bool {
+    use aarch64_cpu::registers::{Readable, Writeable, DAIF};
+    let (daif, mask) = (DAIF.get(), crate::gic::pmr());
+    crate::gic::set_pmr(crate::gic::PMR_OPEN);
+    crate::irq::unmask_irq();
+    let result = wait_until(timeout_ms, done);
+    crate::irq::mask_irq();
+    crate::gic::set_pmr(mask);
+    DAIF.set(daif);
+    result
+}
+
 /// Has every online CPU check the PRDA at the fixed VA; returns a mask of
 /// the slots that found their own, and how many CPUs were asked.
 pub fn check_prda_everywhere(my_slot: usize) -> (u64, usize) {
@@ -163,7 +184,7 @@ pub fn check_prda_everywhere(my_slot: usize) -> (u64, usize) {
         } else {
             answer.store(0, Ordering::Relaxed);
             request(slot, Request::CheckPrda);
-            wait_until(1000, || answer.load(Ordering::Acquire) != 0);
+            wait_interruptible(PRDA_ANSWER_MS, || answer.load(Ordering::Acquire) != 0);
             answer.load(Ordering::Acquire) == PRDA_OWN
         };
         if own {

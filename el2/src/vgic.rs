@@ -161,7 +161,7 @@ impl LrCopy {
     /// Reads the list registers in `used` (bit n = `ICH_LR<n>_EL2`); the
     /// others read as empty, which is what they hold.
     fn load(used: u64) -> Self {
-        let count = (ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) as usize + 1).min(MAX_LRS);
+        let count = list_register_count();
         let mut values = [0; MAX_LRS];
         for (index, value) in values.iter_mut().enumerate().take(count) {
             if used & (1 << index) != 0 {
@@ -178,6 +178,20 @@ impl LrCopy {
                 write_lr(index, value);
             }
         }
+    }
+}
+
+/// How many list registers the CPU has (`ICH_VTR_EL2.ListRegs` + 1, the
+/// same on every CPU), read once: this is on every interrupt's path.
+fn list_register_count() -> usize {
+    static COUNT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+    match COUNT.load(Ordering::Relaxed) {
+        0 => {
+            let count = (ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) as usize + 1).min(MAX_LRS);
+            COUNT.store(count, Ordering::Relaxed);
+            count
+        }
+        count => count,
     }
 }
 
