@@ -2,7 +2,7 @@
 //! `BRK #HV_BRK_IMM` at EL1 or EL0 traps here (`MDCR_EL2.TDE` routes guest
 //! debug exceptions to EL2), and so does a DCC hypercall
 //! ([`crate::debugregs`]). Both decode the same registers through
-//! `platform::hypercall` and answer in x0..x3.
+//! `platform::hypercall` and answer in x0..x3 (and x4, `SCAN`'s cursor).
 //!
 //! `CONSOLE_WRITE` takes an address in the caller's own translation regime:
 //! it is translated with `AT S1E1R` or `AT S1E0R` (the caller's privileges,
@@ -70,8 +70,9 @@ impl Translate for GuestTranslate {
 }
 
 /// Answers the call in `frame` (x0 = function, x1..x7 = arguments) from a
-/// caller at `caller`; writes x0..x3.
-pub fn handle(frame: &mut TrapFrame, caller: CallerEl) {
+/// caller at `caller`; writes x0..x3, and x4 for a successful `SCAN` (its
+/// cursor). Returns the reply written.
+pub fn handle(frame: &mut TrapFrame, caller: CallerEl) -> Reply {
     let call = Call::from_regs(&frame.x);
     let reply = match call.decode(caller) {
         Ok(Request::Version) => Reply::version(),
@@ -80,12 +81,13 @@ pub fn handle(frame: &mut TrapFrame, caller: CallerEl) {
         Ok(Request::ConsoleWrite { addr, len }) => {
             Reply::from_result(console_write(addr, len, caller).map(|n| [n, 0, 0]))
         }
-        Ok(Request::Scan { range, buffer, capacity }) => {
-            Reply::from_result(crate::scan::scan(caller, range, buffer, capacity))
+        Ok(Request::Scan { range, buffer, capacity, cursor }) => {
+            Reply::from_scan(crate::scan::scan(caller, range, buffer, capacity, cursor))
         }
         Err(error) => Reply::error(error),
     };
     reply.write_to(&mut frame.x);
+    reply
 }
 
 fn info() -> Info {

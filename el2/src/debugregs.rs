@@ -46,8 +46,10 @@ pub fn handle(frame: &mut TrapFrame, iss: SysRegIss) -> Outcome {
         (SysReg::MDCCSR_EL0, Direction::Read) => {
             if let Some(function) = dcc_call_function(frame.x[0]) {
                 frame.x[0] = function;
-                backdoor::handle(frame, caller);
-                if rt >= 4 {
+                // The destination reads 0 unless it carries a result: x0..x3,
+                // and x4 when the reply set it (SCAN's cursor).
+                let reply = backdoor::handle(frame, caller);
+                if rt >= 5 || (rt == 4 && reply.x4.is_none()) {
                     set_rt(frame, 0);
                 }
             } else {

@@ -14,19 +14,22 @@
 //! Regions are written to the caller's buffer as `gvascan::ENTRY_SIZE`-byte
 //! entries; the buffer is an address in the caller's regime, translated
 //! with the caller's write permission (`AT S1E1W`/`AT S1E0W`).
+//!
+//! No call holds the CPU for long: each makes at most
+//! `hypercall::SCAN_PROBE_BUDGET` probes (`gvascan::scan_chunk`) and returns
+//! to the guest with a resume cursor, so the interrupts the trap's priority
+//! mask holds off are taken between the pieces of a long scan.
 
 use crate::layout::phys_to_virt;
 use crate::sysregs::{self, GuestReg};
 use alloc::vec::Vec;
 use platform::board::MemRegion;
-use platform::gvascan::{self, Attrs, Full, Granule4K, Par, Probe, ProbeResult, ScanError, Ttbr};
-use platform::hypercall::{buffer_chunks, CallerEl, HvError, ScanRange, Translate};
+use platform::gvascan::{self, Attrs, Full, Par, Probe, ProbeResult, ScanError, Ttbr};
+use platform::hypercall::{
+    buffer_chunks, CallerEl, HvError, ScanRange, ScanReply, Translate, SCAN_CAPACITY_MAX, SCAN_PROBE_BUDGET,
+};
 use platform::paging::{bits, level_size, LAST_LEVEL};
 
-/// Entries a caller may ask for at once (bounds the hypervisor's work).
-const MAX_ENTRIES: u64 = 1024;
-/// Probes one scan may make.
-const MAX_PROBES: u64 = 1 << 22;
 /// `SCTLR_EL1.M`.
 const SCTLR_M: u64 = 1 << 0;
 /// `TTBRn_EL1.BADDR`.
@@ -145,12 +148,13 @@ impl Translate for WriteTranslate {
     }
 }
 
-/// `SCAN`: scans `range` of the caller's space into the buffer; returns
-/// (regions written, translations probed, holes met). A hole met is an
+/// `SCAN`: scans one piece of `range` of the caller's space, from
+/// `cursor`, into the buffer; returns the regions written, translations
+/// probed, holes met and the cursor to resume from. A hole met is an
 /// unmapped table entry a probe faulted on, whose whole span the scan then
 /// skipped; so probes = holes met + leaves met.
-pub fn scan(caller: CallerEl, range: ScanRange, buffer: u64, capacity: u64) -> Result<[u64; 3], HvError> {
-    if capacity > MAX_ENTRIES {
+pub fn scan(caller: CallerEl, range: ScanRange, buffer: u64, capacity: u64, cursor: u64) -> Result<ScanReply, HvError> {
+    if capacity > SCAN_CAPACITY_MAX {
         return Err(HvError::TooLong);
     }
     if sysregs::read(GuestReg::Sctlr) & SCTLR_M == 0 {
@@ -161,8 +165,8 @@ pub fn scan(caller: CallerEl, range: ScanRange, buffer: u64, capacity: u64) -> R
     let regions = [(ram.base, ram.size)];
     let len = capacity * gvascan::ENTRY_SIZE as u64;
     // Check the whole buffer before scanning: a bad one is an error at once.
-    for chunk in buffer_chunks(buffer, len, MAX_ENTRIES * gvascan::ENTRY_SIZE as u64, &regions, WriteTranslate(caller))?
-    {
+    let max_len = SCAN_CAPACITY_MAX * gvascan::ENTRY_SIZE as u64;
+    for chunk in buffer_chunks(buffer, len, max_len, &regions, WriteTranslate(caller))? {
         chunk?;
     }
 
@@ -177,7 +181,8 @@ pub fn scan(caller: CallerEl, range: ScanRange, buffer: u64, capacity: u64) -> R
         tables: GuestTables { root: root & TTBR_BADDR, va_bits: 64 - u32::from(txsz), ram },
         faults: 0,
     };
-    let mut found: Vec<[u8; gvascan::ENTRY_SIZE]> = Vec::new();
+    // Regions written <= probes made: room for a whole piece's at once.
+    let mut found: Vec<[u8; gvascan::ENTRY_SIZE]> = Vec::with_capacity(capacity.min(SCAN_PROBE_BUDGET) as usize);
     let mut sink = |region: gvascan::Region| {
         if found.len() as u64 >= capacity {
             return Err(Full);
@@ -185,8 +190,9 @@ pub fn scan(caller: CallerEl, range: ScanRange, buffer: u64, capacity: u64) -> R
         found.push(gvascan::encode(&region));
         Ok(())
     };
-    let stats = match gvascan::scan_bounded(&mut probe, va_range, Granule4K, MAX_PROBES, &mut sink) {
-        Ok(stats) => stats,
+    let chunk = match gvascan::scan_chunk(&mut probe, va_range, cursor, SCAN_PROBE_BUDGET, &mut sink) {
+        Ok(chunk) => chunk,
+        Err(ScanError::BadCursor { .. }) => return Err(HvError::InvalidArgument),
         Err(ScanError::BufferFull(_)) => return Err(HvError::BufferTooSmall),
         Err(e) => {
             log::warn!("SCAN stopped: {e}");
@@ -194,15 +200,9 @@ pub fn scan(caller: CallerEl, range: ScanRange, buffer: u64, capacity: u64) -> R
         }
     };
 
-    let bytes: Vec<u8> = found.iter().flatten().copied().collect();
+    let bytes = found.as_flattened();
     let mut written = 0usize;
-    for chunk in buffer_chunks(
-        buffer,
-        bytes.len() as u64,
-        MAX_ENTRIES * gvascan::ENTRY_SIZE as u64,
-        &regions,
-        WriteTranslate(caller),
-    )? {
+    for chunk in buffer_chunks(buffer, bytes.len() as u64, max_len, &regions, WriteTranslate(caller))? {
         let chunk = chunk?;
         let src = bytes.get(written..written + chunk.len as usize).ok_or(HvError::InvalidArgument)?;
         // SAFETY: the chunk lies in guest RAM (checked by buffer_chunks) and
@@ -210,5 +210,10 @@ pub fn scan(caller: CallerEl, range: ScanRange, buffer: u64, capacity: u64) -> R
         unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), phys_to_virt(chunk.ipa) as *mut u8, src.len()) };
         written += src.len();
     }
-    Ok([stats.regions, stats.probes, probe.faults])
+    Ok(ScanReply {
+        regions: chunk.stats.regions,
+        probes: chunk.stats.probes,
+        holes: probe.faults,
+        next: chunk.cursor(),
+    })
 }

@@ -16,7 +16,14 @@ use platform::hypercall::{Call, DCC_CALL_MAGIC};
 
 /// `BRK #HV_BRK_IMM` with x0 = `function`, x1..x7 = `args`; returns x0..x3.
 pub fn brk_call(function: u64, args: [u64; 7]) -> Result<[u64; 4], Caught> {
-    let mut reply = [0u64; 4];
+    let [x0, x1, x2, x3, _] = brk_call_x4(function, args)?;
+    Ok([x0, x1, x2, x3])
+}
+
+/// [`brk_call`], returning x4 as well (`SCAN`'s cursor; other calls
+/// preserve it).
+pub fn brk_call_x4(function: u64, args: [u64; 7]) -> Result<[u64; 5], Caught> {
+    let mut reply = [0u64; 5];
     let call = Call { function, args };
     let caught = expect_sync(|| {
         // SAFETY: the only memory calls touch is where their arguments
@@ -24,7 +31,7 @@ pub fn brk_call(function: u64, args: [u64; 7]) -> Result<[u64; 4], Caught> {
         // buffers). Should the BRK reach the stub's own vector instead, the
         // handler steps over it and the registers are unchanged.
         let out = unsafe { platform::hypercall::brk(&call) };
-        reply = [out.x0, out.x1, out.x2, out.x3];
+        reply = [out.x0, out.x1, out.x2, out.x3, out.x4.unwrap_or(args[3])];
     });
     match caught {
         Some(caught) => Err(caught),

@@ -20,9 +20,11 @@
 //! Output, one line per path, for `make bench` to parse:
 //! `guest-stub: bench <name> median=<n> min=<n> max=<n>`.
 
+use crate::gvascan::Layout;
 use crate::Env;
 use arm_gic::IntId;
-use platform::hypercall::{Function, DCC_CALL_MAGIC, HV_BRK_IMM};
+use platform::gvascan::{Region, CURSOR_DONE, CURSOR_START, ENTRY_SIZE};
+use platform::hypercall::{Function, DCC_CALL_MAGIC, HV_BRK_IMM, SCAN_CAPACITY_MAX, SCAN_PROBE_BUDGET};
 use platform::println;
 
 core::arch::global_asm!(include_str!("bench.S"), PSR_I = const PSR_I);
@@ -165,29 +167,36 @@ fn pnmi_latency() {
     report_samples("pnmi-latency", &mut samples, format_args!(""));
 }
 
-/// One scan of the stub's own known map: its probes and its instructions.
+/// Room for the most entries one SCAN call takes.
+static WORST_BUFFER: spin::Mutex<[u8; SCAN_CAPACITY_MAX as usize * ENTRY_SIZE]> =
+    spin::Mutex::new([0; SCAN_CAPACITY_MAX as usize * ENTRY_SIZE]);
+
+/// The scan rows: `scan`, a whole scan of the stub's own known map (every
+/// call from cursor 0 until done: their instructions, probes, holes, the
+/// regions joined and the calls), and `scan-worst-call`, the most one call
+/// can cost (see [`scan_worst_call`]).
 fn scan(env: &Env) {
-    let Ok(root) = crate::gvascan::build(env) else {
+    let Ok(map) = crate::gvascan::build(env, Layout::Known) else {
         println!("bench scan skipped: the stub's map could not be built");
         return;
     };
-    let mut buffer = [0u8; 16 * platform::gvascan::ENTRY_SIZE];
-    let (instructions, reply) = crate::gvascan::with_mmu(root, || {
+    let mut buffer = [0u8; 16 * ENTRY_SIZE];
+    let (instructions, whole) = crate::gvascan::with_mmu(&map, || {
         let start = counter();
-        let reply = crate::backdoor::brk_call(Function::Scan.id(), [0, buffer.as_mut_ptr() as u64, 16, 0, 0, 0, 0]);
-        (counter().wrapping_sub(start), reply)
+        let whole = scan_whole(&mut buffer);
+        (counter().wrapping_sub(start), whole)
     });
-    match reply {
-        Ok([0, regions, probes, holes]) => {
-            println!("bench scan median={instructions} min={instructions} max={instructions} probes={probes} regions={regions} holes={holes}");
-        }
-        _ => println!("bench scan failed"),
+    match whole {
+        Some([regions, probes, holes, calls]) => println!(
+            "bench scan median={instructions} min={instructions} max={instructions} probes={probes} regions={regions} holes={holes} calls={calls}"
+        ),
+        None => println!("bench scan failed"),
     }
     // The scan's floor: what one of its probes costs the guest itself, an
     // `AT S1E1R` and the `PAR_EL1` read, in the same regime (`make bench`
     // multiplies it by the probes).
     let probe_at = buffer.as_ptr() as u64;
-    crate::gvascan::with_mmu(root, || {
+    crate::gvascan::with_mmu(&map, || {
         report("floor-at-probe", || {
             // SAFETY: AT only translates; PAR_EL1 is the stub's own.
             unsafe {
@@ -195,6 +204,67 @@ fn scan(env: &Env) {
             };
         });
     });
+    scan_worst_call(env);
+}
+
+/// Every SCAN call of the TTBR0 range from cursor 0 until done, 16 entries
+/// a call; [regions (joined), probes, holes, calls], or `None` on an error.
+fn scan_whole(buffer: &mut [u8; 16 * ENTRY_SIZE]) -> Option<[u64; 4]> {
+    let (mut cursor, mut totals, mut last) = (CURSOR_START, [0u64; 4], None::<Region>);
+    loop {
+        let reply =
+            crate::backdoor::brk_call_x4(Function::Scan.id(), [0, buffer.as_mut_ptr() as u64, 16, cursor, 0, 0, 0]);
+        let Ok([0, written, probes, holes, next]) = reply else { return None };
+        for entry in buffer.chunks_exact(ENTRY_SIZE).take(written as usize) {
+            let region = platform::gvascan::decode(entry.try_into().ok()?)?;
+            if !last.as_mut().is_some_and(|l| l.join(&region)) {
+                totals[0] += 1;
+                last = Some(region);
+            }
+        }
+        totals[1] += probes;
+        totals[2] += holes;
+        totals[3] += 1;
+        if next == CURSOR_DONE {
+            return Some(totals);
+        }
+        cursor = next;
+    }
+}
+
+/// The worst case of one SCAN call under arguments a hostile guest can
+/// choose: the whole budget spent on mapped pages of a 48-bit space (four
+/// table levels walked per probe), each page a region of its own (the
+/// attributes alternate) written to a buffer of the largest capacity. The
+/// cursor points at the first of those pages.
+fn scan_worst_call(env: &Env) {
+    let Ok(map) = crate::gvascan::build(env, Layout::Dense) else {
+        println!("bench scan-worst-call skipped: the stub's map could not be built");
+        return;
+    };
+    let mut buffer = WORST_BUFFER.lock();
+    let args = [0, buffer.as_mut_ptr() as u64, SCAN_CAPACITY_MAX, crate::gvascan::TEST_BASE, 0, 0, 0];
+    let mut samples = [0u64; 11];
+    let mut reply = None;
+    for sample in &mut samples {
+        let (instructions, r) = crate::gvascan::with_mmu(&map, || {
+            let start = counter();
+            let r = crate::backdoor::brk_call_x4(Function::Scan.id(), args);
+            (counter().wrapping_sub(start), r)
+        });
+        *sample = instructions;
+        reply = Some(r);
+    }
+    match reply {
+        Some(Ok([0, regions, probes, _, next])) if probes == SCAN_PROBE_BUDGET && next != CURSOR_DONE => {
+            report_samples(
+                "scan-worst-call",
+                &mut samples,
+                format_args!(" probes={probes} regions={regions} budget={SCAN_PROBE_BUDGET}"),
+            );
+        }
+        other => println!("bench scan-worst-call failed: {other:x?}"),
+    }
 }
 
 /// Reports a row from `samples` (sorted here).

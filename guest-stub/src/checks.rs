@@ -3,13 +3,17 @@
 
 use crate::el0::{self, BrkCall, Exit};
 use crate::exceptions::{expect_sync, Caught};
+use crate::gvascan::{self, Layout};
 use crate::{backdoor, Env};
 use platform::abi::{PSCI_VERSION_1_1, SMCCC_VERSION_1_1};
 use platform::arch::regs::SPSR_DAIF;
 use platform::arch::trap::{ExceptionSource, ExceptionType};
 use platform::arch::ExceptionLevel;
 use platform::esr::{Esr, ExceptionClass, FaultStatus};
-use platform::hypercall::{features, CallerEl, Function, HvError, Info, ABI_VERSION, CONSOLE_WRITE_MAX, STATUS_OK};
+use platform::gvascan::{Region, CURSOR_DONE, CURSOR_START, ENTRY_SIZE};
+use platform::hypercall::{
+    features, CallerEl, Function, HvError, Info, ABI_VERSION, CONSOLE_WRITE_MAX, SCAN_PROBE_BUDGET, STATUS_OK,
+};
 
 pub struct Check {
     pub name: &'static str,
@@ -126,6 +130,7 @@ pub static CHECKS: &[Check] = &[
     Check { name: "gva-scan-known-map", run: gva_scan_known_map },
     Check { name: "gva-scan-probes", run: gva_scan_probes },
     Check { name: "gva-scan-bad-buffer", run: gva_scan_bad_buffer },
+    Check { name: "gva-scan-resume", run: gva_scan_resume },
     Check { name: "pci-enumerate", run: crate::pci::enumerate },
     Check { name: "pci-bar-sizing", run: crate::pci::bar_sizing },
     Check { name: "pci-readonly-fields", run: crate::pci::readonly_fields },
@@ -877,29 +882,129 @@ const SCAN_ENTRIES: usize = 16;
 static SCAN_BUFFER: spin::Mutex<[u8; SCAN_ENTRIES * platform::gvascan::ENTRY_SIZE]> =
     spin::Mutex::new([0; SCAN_ENTRIES * platform::gvascan::ENTRY_SIZE]);
 
-/// SCAN of the TTBR0 range into `buffer` (`capacity` entries), with the
-/// stub's own map live; returns x0..x3.
-fn scan_own_map(env: &Env, buffer: u64, capacity: u64) -> Result<[u64; 4], Failure> {
-    let root =
-        crate::gvascan::build(env).map_err(|_| Failure::Missing("building the stub's own stage-1 map failed"))?;
-    let reply = crate::gvascan::with_mmu(root, || {
-        crate::backdoor::brk_call(Function::Scan.id(), [0, buffer, capacity, 0, 0, 0, 0])
-    });
+/// Builds the stub's own map of `layout`.
+fn scan_map(env: &Env, layout: Layout) -> Result<gvascan::Map, Failure> {
+    gvascan::build(env, layout).map_err(|_| Failure::Missing("building the stub's own stage-1 map failed"))
+}
+
+/// One SCAN call of the TTBR0 range into `buffer` (`capacity` entries)
+/// from `cursor`, with `map` live; returns x0..x4.
+fn scan_piece(map: &gvascan::Map, buffer: u64, capacity: u64, cursor: u64) -> Result<[u64; 5], Failure> {
+    let reply =
+        gvascan::with_mmu(map, || backdoor::brk_call_x4(Function::Scan.id(), [0, buffer, capacity, cursor, 0, 0, 0]));
     reply.map_err(|caught| Failure::Exception { what: "SCAN", caught })
 }
 
-fn gva_scan_known_map(env: &Env) -> Result<(), Failure> {
+/// The regions of a whole scan, each call's entries joined to the previous
+/// call's last region where they continue it (no allocator in the stub).
+#[derive(Default)]
+struct Joined {
+    regions: [Option<Region>; SCAN_ENTRIES],
+    len: usize,
+    /// Entries that continued the region before them (cut by a call's end).
+    joins: u64,
+}
+
+impl Joined {
+    fn push(&mut self, region: Region) -> Result<(), Failure> {
+        if let Some(Some(last)) = self.len.checked_sub(1).and_then(|i| self.regions.get_mut(i)) {
+            if region.va_start <= last.va_last {
+                return Err(Failure::Mismatch {
+                    what: "SCAN region out of order (start after the previous one)",
+                    expected: last.va_last,
+                    got: region.va_start,
+                });
+            }
+            if last.join(&region) {
+                self.joins += 1;
+                return Ok(());
+            }
+        }
+        let slot = self.regions.get_mut(self.len).ok_or(Failure::Missing("more SCAN regions than expected"))?;
+        *slot = Some(region);
+        self.len += 1;
+        Ok(())
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Region> {
+        self.regions.iter().take(self.len).flatten()
+    }
+}
+
+/// What a whole scan, one call per piece, found.
+#[derive(Default)]
+struct WholeScan {
+    regions: Joined,
+    calls: u64,
+    entries: u64,
+    probes: u64,
+    holes: u64,
+    /// The most probes one call made.
+    max_probes: u64,
+}
+
+/// Scans the whole TTBR0 range of `map` from `cursor`, calling SCAN again
+/// from each cursor it returns until it returns 0, `capacity` entries a
+/// call.
+fn scan_whole(map: &gvascan::Map, capacity: usize, cursor: u64) -> Result<WholeScan, Failure> {
     let mut buffer = SCAN_BUFFER.lock();
-    buffer.fill(0);
-    let reply = scan_own_map(env, buffer.as_ptr() as u64, SCAN_ENTRIES as u64)?;
-    let [regions, _, _] = reply_ok("SCAN of the stub's own map", reply)?;
-    let expected = crate::gvascan::expected(env);
-    expect_eq("regions reported", expected.len() as u64, regions)?;
-    let entries = buffer.chunks_exact(platform::gvascan::ENTRY_SIZE);
-    for (want, entry) in expected.iter().zip(entries) {
-        let entry: &[u8; platform::gvascan::ENTRY_SIZE] =
-            entry.try_into().map_err(|_| Failure::Missing("short entry"))?;
-        let got = platform::gvascan::decode(entry).ok_or(Failure::Missing("a SCAN entry does not decode"))?;
+    let capacity = capacity.min(SCAN_ENTRIES);
+    let range_end = 1u64 << map.va_bits;
+    let mut whole = WholeScan::default();
+    let mut cursor = cursor;
+    loop {
+        buffer.fill(0xff);
+        let [x0, regions, probes, holes, next] = scan_piece(map, buffer.as_ptr() as u64, capacity as u64, cursor)?;
+        let [regions, probes, holes] = reply_ok("SCAN piece", [x0, regions, probes, holes])?;
+        whole.calls += 1;
+        whole.entries += regions;
+        whole.probes += probes;
+        whole.holes += holes;
+        whole.max_probes = whole.max_probes.max(probes);
+        if probes == 0 || probes > SCAN_PROBE_BUDGET {
+            return Err(Failure::Mismatch {
+                what: "SCAN probes in one call (1 to the budget)",
+                expected: SCAN_PROBE_BUDGET,
+                got: probes,
+            });
+        }
+        if regions > capacity as u64 {
+            return Err(Failure::Mismatch {
+                what: "SCAN entries written (at most the capacity)",
+                expected: capacity as u64,
+                got: regions,
+            });
+        }
+        for entry in buffer.chunks_exact(ENTRY_SIZE).take(regions as usize) {
+            let entry: &[u8; ENTRY_SIZE] = entry.try_into().map_err(|_| Failure::Missing("short entry"))?;
+            whole.regions.push(gvascan_decode(entry)?)?;
+        }
+        if next == CURSOR_DONE {
+            return Ok(whole);
+        }
+        if next & 0xfff != 0 || next >= range_end || next <= cursor {
+            return Err(Failure::Mismatch {
+                what: "SCAN cursor (page-aligned, in the range, moving on)",
+                expected: cursor,
+                got: next,
+            });
+        }
+        if whole.calls > 64 {
+            return Err(Failure::Missing("SCAN did not finish in 64 calls"));
+        }
+        cursor = next;
+    }
+}
+
+fn gvascan_decode(entry: &[u8; ENTRY_SIZE]) -> Result<Region, Failure> {
+    platform::gvascan::decode(entry).ok_or(Failure::Missing("a SCAN entry does not decode"))
+}
+
+/// The joined regions against [`gvascan::expected`].
+fn expect_regions(env: &Env, layout: Layout, whole: &WholeScan) -> Result<(), Failure> {
+    let expected = gvascan::expected(env, layout);
+    expect_eq("regions reported (joined over the calls)", expected.len() as u64, whole.regions.len as u64)?;
+    for (want, got) in expected.iter().zip(whole.regions.iter()) {
         expect_eq("region start", want.va, got.va_start)?;
         expect_eq("region length", want.len, got.size().unwrap_or(0))?;
         expect_eq("region IPA", want.ipa, got.ipa)?;
@@ -914,10 +1019,16 @@ fn gva_scan_known_map(env: &Env) -> Result<(), Failure> {
     Ok(())
 }
 
+fn gva_scan_known_map(env: &Env) -> Result<(), Failure> {
+    let map = scan_map(env, Layout::Known)?;
+    let whole = scan_whole(&map, SCAN_ENTRIES, CURSOR_START)?;
+    expect_regions(env, Layout::Known, &whole)
+}
+
 fn gva_scan_probes(env: &Env) -> Result<(), Failure> {
-    let buffer = SCAN_BUFFER.lock();
-    let reply = scan_own_map(env, buffer.as_ptr() as u64, SCAN_ENTRIES as u64)?;
-    let [regions, probes, holes] = reply_ok("SCAN of the stub's own map", reply)?;
+    let map = scan_map(env, Layout::Known)?;
+    let whole = scan_whole(&map, SCAN_ENTRIES, CURSOR_START)?;
+    let (regions, probes, holes) = (whole.regions.len as u64, whole.probes, whole.holes);
     // One probe per table entry met (each hole skipped whole, each block
     // stepped over at once), never one per page: the 1 GiB block alone
     // would take 262144.
@@ -932,23 +1043,66 @@ fn gva_scan_probes(env: &Env) -> Result<(), Failure> {
 }
 
 fn gva_scan_bad_buffer(env: &Env) -> Result<(), Failure> {
+    let map = scan_map(env, Layout::Known)?;
     let buffer = SCAN_BUFFER.lock();
-    // Room for fewer regions than the map has.
-    let reply = scan_own_map(env, buffer.as_ptr() as u64, 2)?;
-    reply_status("SCAN into a 2-entry buffer", Err(HvError::BufferTooSmall), reply)?;
+    // No room for even one entry, and a region to write: the scan cannot go
+    // on (a buffer with room for fewer regions than the map has is fine:
+    // the call stops there and returns a cursor; see gva-scan-resume).
+    let [x0, x1, x2, x3, _] = scan_piece(&map, buffer.as_ptr() as u64, 0, CURSOR_START)?;
+    reply_status("SCAN into a 0-entry buffer", Err(HvError::BufferTooSmall), [x0, x1, x2, x3])?;
     // A buffer in the level-1 hole of the test region: not mapped.
-    let unmapped = crate::gvascan::TEST_BASE + (1 << 30);
-    let reply = scan_own_map(env, unmapped, SCAN_ENTRIES as u64)?;
-    reply_status("SCAN into an unmapped buffer", Err(HvError::BadAddress), reply)?;
+    let unmapped = gvascan::TEST_BASE + (1 << 30);
+    let [x0, x1, x2, x3, _] = scan_piece(&map, unmapped, SCAN_ENTRIES as u64, CURSOR_START)?;
+    reply_status("SCAN into an unmapped buffer", Err(HvError::BadAddress), [x0, x1, x2, x3])?;
     // SCAN of the TTBR1 range is refused to EL0 but allowed at EL1; with
     // the MMU off there is nothing to scan.
-    let reply = crate::backdoor::brk_call(Function::Scan.id(), [0, buffer.as_ptr() as u64, 2, 0, 0, 0, 0])
+    let reply = backdoor::brk_call(Function::Scan.id(), [0, buffer.as_ptr() as u64, 2, 0, 0, 0, 0])
         .map_err(|caught| Failure::Exception { what: "SCAN with the MMU off", caught })?;
     reply_status("SCAN with the stub's MMU off", Err(HvError::InvalidArgument), reply)?;
     // The guest goes on, and so does the hypervisor.
-    let reply = crate::backdoor::brk_call(Function::Version.id(), [0; 7])
+    let reply = backdoor::brk_call(Function::Version.id(), [0; 7])
         .map_err(|caught| Failure::Exception { what: "VERSION after bad scans", caught })?;
     reply_ok("VERSION after bad scans", reply).map(|_| ())
+}
+
+/// A region that takes more probes than one call may make: the calls must
+/// resume from their cursors, the region comes back cut at each call's end,
+/// and the pieces joined are exactly the map, whatever the buffer's size.
+/// A cursor outside the range is refused and left in x4.
+fn gva_scan_resume(env: &Env) -> Result<(), Failure> {
+    let map = scan_map(env, Layout::LongRun)?;
+    let whole = scan_whole(&map, SCAN_ENTRIES, CURSOR_START)?;
+    expect_regions(env, Layout::LongRun, &whole)?;
+    // The run alone is two and a half calls' worth of probes.
+    if whole.calls < 3 || whole.regions.joins < 2 || whole.max_probes != SCAN_PROBE_BUDGET {
+        return Err(Failure::Regs {
+            what: "a run longer than the budget: calls >= 3, joins >= 2, a full call (calls, joins, max probes)",
+            regs: [whole.calls, whole.regions.joins, whole.max_probes, SCAN_PROBE_BUDGET],
+        });
+    }
+    // A 1-entry buffer: a full buffer ends a call too, and the next one
+    // reports the refused region again, whole; joined, the same regions.
+    let small = scan_whole(&map, 1, CURSOR_START)?;
+    expect_regions(env, Layout::LongRun, &small)?;
+    if small.calls < whole.calls {
+        return Err(Failure::Mismatch { what: "calls with a 1-entry buffer", expected: whole.calls, got: small.calls });
+    }
+    // From a cursor inside the run: the rest of it.
+    let skipped = gvascan::LONG_RUN_PAGES / 2 + 1;
+    let middle = gvascan::TEST_BASE + skipped * 4096;
+    let from_middle = scan_whole(&map, SCAN_ENTRIES, middle)?;
+    let first = from_middle.regions.iter().next().ok_or(Failure::Missing("no region after a cursor in the run"))?;
+    expect_eq("first region from a cursor in the run", middle, first.va_start)?;
+    expect_eq("its length", (gvascan::LONG_RUN_PAGES - skipped) * 4096, first.size().unwrap_or(0))?;
+    // Cursors outside the 39-bit range, or not on a page: INVALID_ARGUMENT,
+    // x1..x3 zeroed, x4 as the caller left it.
+    let buffer = SCAN_BUFFER.lock().as_ptr() as u64;
+    for cursor in [1u64 << 39, !0xfff, gvascan::TEST_BASE + 8] {
+        let [x0, x1, x2, x3, x4] = scan_piece(&map, buffer, SCAN_ENTRIES as u64, cursor)?;
+        reply_status("SCAN from a cursor outside the range", Err(HvError::InvalidArgument), [x0, x1, x2, x3])?;
+        expect_eq("x4 after a refused cursor (unchanged)", cursor, x4)?;
+    }
+    Ok(())
 }
 
 /// `DBGBCR<n>_EL1` for an enabled, unlinked instruction-address breakpoint

@@ -1,26 +1,70 @@
-//! The guest side of the address-space scan checks: a stage-1 map of the
+//! The guest side of the address-space scan checks: stage-1 maps of the
 //! guest-stub's own, with known contents, for the hypervisor to scan.
 //!
-//! The map is a 39-bit `TTBR0_EL1` space built with `platform::paging`
-//! (EL1&0 descriptors). It identity-maps what the stub needs while its MMU
-//! is on (guest RAM, the console, the MMIO test device) and, at
-//! [`TEST_BASE`], a test region with a 1 GiB block, 2 MiB blocks and 4 KiB
-//! pages, and holes at every level: level 1 (the next gigabyte), level 2
-//! (a 2 MiB gap), level 3 (a 4 KiB gap). [`expected`] lists what a correct
-//! scan must report. The stub's MMU is on only inside [`with_mmu`].
+//! Each map is a `TTBR0_EL1` space built with `platform::paging` (EL1&0
+//! descriptors). It identity-maps what the stub needs while its MMU is on
+//! (guest RAM, the console, the MMIO test device) and, at [`TEST_BASE`],
+//! the test region of its [`Layout`]:
+//!
+//! - [`Layout::Known`] (39-bit space): a 1 GiB block, 2 MiB blocks and
+//!   4 KiB pages, and holes at every level: level 1 (the next gigabyte),
+//!   level 2 (a 2 MiB gap), level 3 (a 4 KiB gap);
+//! - [`Layout::LongRun`] (39-bit space): one run of [`LONG_RUN_PAGES`]
+//!   4 KiB pages, VA- and IPA-contiguous and alike: one region that takes
+//!   more probes than one `SCAN` call may make, so a scan must resume in
+//!   the middle of it;
+//! - [`Layout::Dense`] (48-bit space, four levels of tables): the worst
+//!   case of one `SCAN` call, [`DENSE_PAGES`] pages whose attributes
+//!   alternate, so that every probe walks four levels and ends a region.
+//!
+//! [`expected`] lists what a correct scan must report. The stub's MMU is on
+//! only inside [`with_mmu`].
 
 use platform::addr::{PhysAddr, VirtAddr};
+use platform::hypercall::SCAN_PROBE_BUDGET;
 use platform::paging::{self, Attributes, MapError, MemoryType, Regime, StaticPool, Table, UserAccess};
 use spin::Mutex;
 
+/// The VA width of the 39-bit maps (a level-1 root table).
 pub const VA_BITS: u32 = 39;
-/// Where the test region starts (256 GiB: level-1 index 256).
+/// Where the test region starts (256 GiB: level-1 index 256 of a 39-bit
+/// space).
 pub const TEST_BASE: u64 = 0x40_0000_0000;
 const GIB: u64 = 1 << 30;
 const MIB2: u64 = 2 << 20;
 const PAGE: u64 = 4096;
+/// Pages of [`Layout::LongRun`]'s one region: two and a half calls' worth
+/// of probes.
+pub const LONG_RUN_PAGES: u64 = SCAN_PROBE_BUDGET * 5 / 2;
+/// Pages of [`Layout::Dense`]: one call's probes.
+pub const DENSE_PAGES: u64 = SCAN_PROBE_BUDGET;
 
-static POOL: Mutex<[Table; 16]> = Mutex::new([const { Table::ZERO }; 16]);
+static POOL: Mutex<[Table; 24]> = Mutex::new([const { Table::ZERO }; 24]);
+
+/// Which test region a map holds (module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    Known,
+    LongRun,
+    Dense,
+}
+
+impl Layout {
+    /// The VA width of the map's `TTBR0` range.
+    pub const fn va_bits(self) -> u32 {
+        match self {
+            Self::Known | Self::LongRun => VA_BITS,
+            Self::Dense => 48,
+        }
+    }
+}
+
+/// A built map: its root (an IPA) and VA width.
+#[derive(Clone, Copy, Debug)]
+pub struct Map {
+    pub root: u64,
+    pub va_bits: u32,
+}
 
 /// One mapping a correct scan reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,9 +118,25 @@ fn test_region(ram_base: u64) -> [Expected; 5] {
     ]
 }
 
-/// Everything a scan of the TTBR0 range must report, in VA order:
-/// identity maps below `TEST_BASE`, then the test region.
-pub fn expected(env: &crate::Env) -> heapless_list::List {
+/// [`Layout::LongRun`]'s region: IPAs one page off a 2 MiB boundary where
+/// the VAs are on one, so that the run is made of pages, not blocks.
+fn long_run(ram_base: u64) -> Expected {
+    let gib = ram_base & !(GIB - 1);
+    Expected { va: TEST_BASE, len: LONG_RUN_PAGES * PAGE, ipa: gib + PAGE, writable: true, executable: false }
+}
+
+/// [`Layout::Dense`]'s pages: contiguous IPAs, writable and read-only in
+/// turn (each page a region of its own).
+fn dense_page(ram_base: u64, index: u64) -> Expected {
+    let gib = ram_base & !(GIB - 1);
+    let va = TEST_BASE + index * PAGE;
+    Expected { va, len: PAGE, ipa: gib + index * PAGE, writable: index.is_multiple_of(2), executable: false }
+}
+
+/// Everything a scan of the TTBR0 range of a `layout` map must report, in
+/// VA order: identity maps below `TEST_BASE`, then the test region
+/// ([`Layout::Dense`]'s pages are not listed: too many).
+pub fn expected(env: &crate::Env, layout: Layout) -> heapless_list::List {
     let mut list = heapless_list::List::default();
     // (base, length, executable): only RAM holds code.
     let mut identity = [
@@ -88,8 +148,10 @@ pub fn expected(env: &crate::Env) -> heapless_list::List {
     for (base, len, executable) in identity.into_iter().flatten() {
         list.push(Expected { va: base, len, ipa: base, writable: true, executable });
     }
-    for e in test_region(env.ram_base) {
-        list.push(e);
+    match layout {
+        Layout::Known => test_region(env.ram_base).into_iter().for_each(|e| list.push(e)),
+        Layout::LongRun => list.push(long_run(env.ram_base)),
+        Layout::Dense => {}
     }
     list
 }
@@ -122,8 +184,9 @@ pub mod heapless_list {
     }
 }
 
-/// Builds the map; returns its root (an IPA: the stub's MMU is off).
-pub fn build(env: &crate::Env) -> Result<u64, MapError> {
+/// Builds the map of `layout` (its root is an IPA: the stub's MMU is off).
+pub fn build(env: &crate::Env, layout: Layout) -> Result<Map, MapError> {
+    let va_bits = layout.va_bits();
     let mut pages = POOL.lock();
     for page in pages.iter_mut() {
         *page = Table::ZERO;
@@ -132,7 +195,7 @@ pub fn build(env: &crate::Env) -> Result<u64, MapError> {
     let mut pool = StaticPool::new(&mut pages[..], PhysAddr(base)).map_err(|_| MapError::PoolExhausted)?;
     let root = paging::PagePool::alloc_table(&mut pool).ok_or(MapError::PoolExhausted)?;
     let mut map = |va: u64, ipa: u64, len: u64, attrs: Attributes| {
-        paging::map(&mut pool, root, VA_BITS, Regime::El1And0, VirtAddr(va), PhysAddr(ipa), len, attrs)
+        paging::map(&mut pool, root, va_bits, Regime::El1And0, VirtAddr(va), PhysAddr(ipa), len, attrs)
     };
     // Identity: the stub runs from guest RAM (code too, so executable).
     let ram = Attributes { executable: true, ..data(true, MemoryType::Normal) };
@@ -143,24 +206,29 @@ pub fn build(env: &crate::Env) -> Result<u64, MapError> {
     if let Some((base, size)) = env.test_mmio {
         map(base, base, size, data(true, MemoryType::Device))?;
     }
-    for e in test_region(env.ram_base) {
-        map(e.va, e.ipa, e.len, Attributes { executable: e.executable, ..data(e.writable, MemoryType::Normal) })?;
+    let mut map_expected = |e: Expected| {
+        map(e.va, e.ipa, e.len, Attributes { executable: e.executable, ..data(e.writable, MemoryType::Normal) })
+    };
+    match layout {
+        Layout::Known => test_region(env.ram_base).into_iter().try_for_each(&mut map_expected)?,
+        Layout::LongRun => map_expected(long_run(env.ram_base))?,
+        Layout::Dense => (0..DENSE_PAGES).try_for_each(|i| map_expected(dense_page(env.ram_base, i)))?,
     }
-    Ok(root.0)
+    Ok(Map { root: root.0, va_bits })
 }
 
-/// `TCR_EL1`: 39-bit TTBR0 range, write-back inner-shareable walks, 4 KiB
-/// granule, no TTBR1 walks (EPD1), 40-bit IPA (every CPU we run on has it).
-const TCR: u64 = paging_txsz() | (0b01 << 8) | (0b01 << 10) | (0b11 << 12) | (1 << 23) | (0b010 << 32);
-const fn paging_txsz() -> u64 {
-    64 - VA_BITS as u64
+/// `TCR_EL1` for a `va_bits` TTBR0 range: write-back inner-shareable walks,
+/// 4 KiB granule, no TTBR1 walks (EPD1), 40-bit IPA (every CPU we run on
+/// has it).
+const fn tcr_for(va_bits: u32) -> u64 {
+    (64 - va_bits as u64) | (0b01 << 8) | (0b01 << 10) | (0b11 << 12) | (1 << 23) | (0b010 << 32)
 }
 /// `SCTLR_EL1.M`, `.C`, `.I`.
 const SCTLR_MMU_CACHES: u64 = (1 << 0) | (1 << 2) | (1 << 12);
 
-/// Runs `f` with the stub's MMU on over the map at `root`, then turns it
-/// off again and restores the translation registers.
-pub fn with_mmu<R>(root: u64, f: impl FnOnce() -> R) -> R {
+/// Runs `f` with the stub's MMU on over `map`, then turns it off again and
+/// restores the translation registers.
+pub fn with_mmu<R>(map: &Map, f: impl FnOnce() -> R) -> R {
     let (sctlr, tcr, ttbr0, mair): (u64, u64, u64, u64);
     // SAFETY: reading the stub's own translation controls.
     unsafe {
@@ -177,7 +245,7 @@ pub fn with_mmu<R>(root: u64, f: impl FnOnce() -> R) -> R {
             "msr mair_el1, {m}", "msr tcr_el1, {t}", "msr ttbr0_el1, {b}", "isb",
             "tlbi vmalle1", "dsb nsh", "isb",
             "msr sctlr_el1, {s}", "isb",
-            m = in(reg) platform::paging::MAIR_EL2_VALUE, t = in(reg) TCR, b = in(reg) root,
+            m = in(reg) platform::paging::MAIR_EL2_VALUE, t = in(reg) tcr_for(map.va_bits), b = in(reg) map.root,
             s = in(reg) sctlr | SCTLR_MMU_CACHES, options(nostack),
         );
     }

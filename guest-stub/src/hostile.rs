@@ -382,7 +382,8 @@ fn random_backdoor(rng: &mut Rng, tally: &mut Tally, map: &Map, count: u64) {
             Some(Function::ConsoleWrite) if len > hypercall::CONSOLE_WRITE_MAX => Err(HvError::TooLong),
             Some(Function::ConsoleWrite) => Err(HvError::BadAddress),
             // With the MMU off there is no address space to scan; a bad
-            // range or capacity may be refused first. Either way, one of
+            // range or capacity may be refused first (x4, a random resume
+            // cursor, is only looked at with the MMU on). Either way, one of
             // the ABI's argument errors (accepted below).
             Some(Function::Scan) => Err(HvError::InvalidArgument),
         };

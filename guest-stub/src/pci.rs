@@ -889,7 +889,8 @@ fn with_ecam_as_normal<R>(env: &Env, config: &Config, f: impl FnOnce() -> R) -> 
         map(console, PAGE, data(MemoryType::Device, false)).map_err(failed)?;
     }
     map(config.window.base(), config.window.size(), data(MemoryType::Normal, false)).map_err(failed)?;
-    Ok(crate::gvascan::with_mmu(root.0, f))
+    let map = crate::gvascan::Map { root: root.0, va_bits: crate::gvascan::VA_BITS };
+    Ok(crate::gvascan::with_mmu(&map, f))
 }
 
 // --- pci-bar-reads-device ----------------------------------------------------------

@@ -6,18 +6,22 @@
 //! The hypervisor applies its EL0 policy to these calls: `INFO`,
 //! `CONSOLE_WRITE` and a `SCAN` of the caller's own (`TTBR0`) range are
 //! allowed; buffers are translated with EL0's permissions, so hvctl can
-//! only show or print what it could read itself.
+//! only show or print what it could read itself. A `SCAN` call scans one
+//! bounded piece of the range; `hvctl scan` calls again from the cursor
+//! each call returns until the range is done, and joins the pieces.
 //!
 //! Exit status: 0 done, 1 the hypervisor refused or failed the call, 2
 //! usage error or no hypervisor underneath.
 
 use hvctl::{Command, Touched, UsageError, MAPS_PREFIX, REGION_PREFIX, USAGE};
 use platform::gvascan::{self, ENTRY_SIZE};
-use platform::hypercall::{CallError, Function, Info, Reply, Request, ScanRange, ABI_VERSION_MAJOR};
+use platform::hypercall::{
+    CallError, Function, Info, Request, ScanRange, ScanReply, ABI_VERSION_MAJOR, SCAN_CAPACITY_MAX,
+};
 use std::process::ExitCode;
 
-/// Regions one scan may return: the hypervisor's own bound per call.
-const SCAN_CAPACITY: usize = 1024;
+/// Entries one `SCAN` call may write: the hypervisor's own bound per call.
+const SCAN_CAPACITY: usize = SCAN_CAPACITY_MAX as usize;
 
 fn main() -> ExitCode {
     let command = match Command::parse(std::env::args().skip(1)) {
@@ -104,18 +108,45 @@ fn scan(with_maps: bool) -> Result<(), String> {
     // allocation may still be the kernel's shared zero page).
     let mut buffer = vec![[0xffu8; ENTRY_SIZE]; SCAN_CAPACITY];
     std::hint::black_box(&mut buffer);
-    let request =
-        Request::Scan { range: ScanRange::Ttbr0, buffer: buffer.as_mut_ptr() as u64, capacity: SCAN_CAPACITY as u64 };
-    // SAFETY: the hypervisor writes at most `capacity` entries into
-    // `buffer`, which is that large and lives until after the call.
-    let reply: Reply = unsafe { conduit::brk(&request.call()) };
-    let [written, probes, holes] = reply.result().map_err(|e| describe(Function::Scan, e))?;
-    let entries = buffer.get(..written as usize).ok_or("SCAN: reply counts more regions than the buffer holds")?;
-    let regions = entries
-        .iter()
-        .map(gvascan::decode)
-        .collect::<Option<Vec<_>>>()
-        .ok_or("SCAN: the hypervisor wrote a malformed entry")?;
+    // One call per piece, from the cursor the previous one returned, until
+    // the range is done; a region cut at a piece's end is joined with its
+    // continuation, so `regions` is what one unbounded scan reports.
+    let mut regions: Vec<gvascan::Region> = Vec::new();
+    let mut total = ScanReply::default();
+    let mut cursor = gvascan::CURSOR_START;
+    loop {
+        let request = Request::Scan {
+            range: ScanRange::Ttbr0,
+            buffer: buffer.as_mut_ptr() as u64,
+            capacity: SCAN_CAPACITY as u64,
+            cursor,
+        };
+        // SAFETY: the hypervisor writes at most `capacity` entries into
+        // `buffer`, which is that large and lives until after the call.
+        let reply = unsafe { conduit::brk(&request.call()) };
+        let piece = reply.scan().map_err(|e| describe(Function::Scan, e))?;
+        let entries =
+            buffer.get(..piece.regions as usize).ok_or("SCAN: reply counts more regions than the buffer holds")?;
+        for entry in entries {
+            let region = gvascan::decode(entry).ok_or("SCAN: the hypervisor wrote a malformed entry")?;
+            if regions.last().is_some_and(|last| region.va_start <= last.va_last) {
+                return Err("SCAN: a piece reported a region out of order".into());
+            }
+            if !regions.last_mut().is_some_and(|last| last.join(&region)) {
+                regions.push(region);
+            }
+        }
+        total.probes = total.probes.saturating_add(piece.probes);
+        total.holes = total.holes.saturating_add(piece.holes);
+        if piece.done() {
+            break;
+        }
+        if piece.next <= cursor {
+            return Err(format!("SCAN: cursor {:#x} does not move past {cursor:#x}", piece.next));
+        }
+        cursor = piece.next;
+    }
+    let (written, probes, holes) = (regions.len(), total.probes, total.holes);
 
     // Read after the scan: every mapping the scan saw still exists (nothing
     // is unmapped in between), so the maps are a fair reference.

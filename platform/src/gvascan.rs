@@ -39,6 +39,9 @@
 //! [`scan_bounded`] limits the probes one call may make, so that a guest
 //! cannot keep the hypervisor in a single hypercall for long; both limits
 //! (probes and buffer space) end the call with the VA to resume from.
+//! [`scan_chunk`] is one piece of a resumable scan as the `SCAN` hypercall
+//! makes it: a cursor in, a cursor out, and regions a caller appends with
+//! [`Region::join`] to get what one unbounded scan reports.
 //!
 //! # What one probe can tell
 //!
@@ -426,6 +429,28 @@ impl Region {
         }
         self.ipa.checked_add(va.wrapping_sub(self.va_start))
     }
+
+    /// Whether `next` continues this region: it starts on the byte after
+    /// this one's last, at the IPA that follows, with the same attributes.
+    /// The scan merges exactly such neighbours, so two regions one scan
+    /// reports never join; two that join were cut apart by a probe budget
+    /// (see [`scan_chunk`]).
+    pub fn joins(&self, next: &Self) -> bool {
+        self.va_last.checked_add(1) == Some(next.va_start)
+            && self.ipa.checked_add(next.va_start.wrapping_sub(self.va_start)) == Some(next.ipa)
+            && self.attrs == next.attrs
+    }
+
+    /// Extends this region by `next` if `next` continues it ([`joins`](Self::joins));
+    /// returns whether it did. A caller that resumes a scan appends each
+    /// region it gets with this and so sees what one unbounded scan reports.
+    pub fn join(&mut self, next: &Self) -> bool {
+        if !self.joins(next) {
+            return false;
+        }
+        self.va_last = next.va_last;
+        true
+    }
 }
 
 impl fmt::Display for Region {
@@ -671,6 +696,16 @@ pub enum ScanError {
         /// The IPA reported.
         ipa: u64,
     },
+    /// A resume cursor ([`scan_chunk`]) that is neither 0 nor a
+    /// page-aligned address inside the range.
+    BadCursor {
+        /// The cursor given.
+        cursor: u64,
+        /// The first byte of the range.
+        start: u64,
+        /// The last byte of the range.
+        last: u64,
+    },
     /// The sink refused a region: the regions below
     /// [`Partial::resume_at`] were written, and the one starting there is
     /// the first that was not.
@@ -706,6 +741,9 @@ impl fmt::Display for ScanError {
             }
             Self::BadIpa { va, ipa } => {
                 write!(f, "probe of {va:#x} reported IPA {ipa:#x}, which is unaligned or runs past 2^64")
+            }
+            Self::BadCursor { cursor, start, last } => {
+                write!(f, "resume cursor {cursor:#x} is not 0 or a page of the range {start:#x}..={last:#x}")
             }
             Self::BufferFull(p) => {
                 write!(f, "region buffer full after {} regions; resume at {:#x}", p.written(), p.resume_at)
@@ -794,6 +832,83 @@ pub fn scan_bounded(
     Ok(state.stats)
 }
 
+/// The resume cursor that asks for the start of the range, and the one that
+/// says a range is done (see [`scan_chunk`]).
+pub const CURSOR_START: u64 = 0;
+/// The cursor [`Chunk::cursor`] returns when nothing of the range is left.
+pub const CURSOR_DONE: u64 = 0;
+
+/// What one bounded piece of a scan ([`scan_chunk`]) did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Chunk {
+    /// The work done in this piece: its probes, the regions it wrote, the
+    /// holes it met.
+    pub stats: ScanStats,
+    /// Where the next piece starts; `None` when the range is done.
+    pub next: Option<u64>,
+}
+
+impl Chunk {
+    /// The cursor for the next piece: the VA to resume from, or
+    /// [`CURSOR_DONE`] (0). A resume VA is never 0: a piece makes at least
+    /// one probe and so moves past the start of the range, and a piece cut
+    /// short by a full buffer wrote a region below its resume VA.
+    pub const fn cursor(&self) -> u64 {
+        match self.next {
+            Some(va) => va,
+            None => CURSOR_DONE,
+        }
+    }
+}
+
+/// One piece of a resumable scan of `range`, as the `SCAN` hypercall makes
+/// it: starts at `cursor` ([`CURSOR_START`], 0, for the start of the range;
+/// otherwise a page-aligned VA inside the range, as a previous piece
+/// returned it), makes at most `budget` probes (at least one), writes
+/// regions to `out`, and returns where the next piece starts.
+///
+/// A piece ends at the first of:
+///
+/// - the end of the range: [`Chunk::next`] is `None`;
+/// - `budget` probes made with part of the range left: the region in
+///   progress is written as it stands, and the next piece starts at the
+///   page after the last one probed. If that page continues the region,
+///   the next piece's first region [`joins`](Region::joins) this piece's
+///   last one;
+/// - `out` refusing a region after at least one was written: the next
+///   piece starts at that region's first page and reports it again whole
+///   (no two regions then join).
+///
+/// So appending every piece's regions with [`Region::join`] gives exactly
+/// what one unbounded [`scan`] of the range reports, and the pieces' probes
+/// add up to the unbounded scan's as long as `out` never refuses. Errors:
+/// [`ScanError::BadCursor`] for a cursor outside the range or not
+/// page-aligned, [`ScanError::BufferFull`] if `out` refused the first
+/// region of the piece (no progress is possible with that sink), and the
+/// probe errors of [`scan`].
+pub fn scan_chunk(
+    probe: &mut impl Probe,
+    range: RangeInclusive<u64>,
+    cursor: u64,
+    budget: u64,
+    out: &mut impl FnMut(Region) -> Result<(), Full>,
+) -> Result<Chunk, ScanError> {
+    let (start, last) = (*range.start(), *range.end());
+    let from = match cursor {
+        CURSOR_START => start,
+        va if va & PAGE_MASK == 0 && range.contains(&va) => va,
+        _ => return Err(ScanError::BadCursor { cursor, start, last }),
+    };
+    match scan_bounded(probe, from..=last, Granule4K, budget.max(1), out) {
+        Ok(stats) => Ok(Chunk { stats, next: None }),
+        Err(ScanError::ProbeBudget(partial)) => Ok(Chunk { stats: partial.stats, next: Some(partial.resume_at) }),
+        Err(ScanError::BufferFull(partial)) if partial.written() > 0 => {
+            Ok(Chunk { stats: partial.stats, next: Some(partial.resume_at) })
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// The first and last byte of a range, checked to cover whole pages;
 /// `None` if it is empty.
 fn page_bounds(range: &impl RangeBounds<u64>) -> Result<Option<(u64, u64)>, ScanError> {
@@ -834,17 +949,12 @@ impl<F: FnMut(Region) -> Result<(), Full>> Scanner<'_, F> {
     /// or start a new one.
     fn mapped(&mut self, va: u64, last: u64, ipa: u64, attrs: Attrs) -> Result<(), ScanError> {
         self.in_hole = false;
-        if let Some(open) = self.open.as_mut() {
-            let joins = open.va_last.checked_add(1) == Some(va)
-                && open.ipa.checked_add(va.wrapping_sub(open.va_start)) == Some(ipa)
-                && open.attrs == attrs;
-            if joins {
-                open.va_last = last;
-                return Ok(());
-            }
+        let chunk = Region { va_start: va, va_last: last, ipa, attrs };
+        if self.open.as_mut().is_some_and(|open| open.join(&chunk)) {
+            return Ok(());
         }
         self.flush()?;
-        self.open = Some(Region { va_start: va, va_last: last, ipa, attrs });
+        self.open = Some(chunk);
         Ok(())
     }
 

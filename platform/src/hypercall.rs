@@ -22,14 +22,32 @@ pub const HV_BRK_IMM: u16 = 0x4856;
 
 /// The major version of this ABI: changes when a call changes meaning.
 pub const ABI_VERSION_MAJOR: u16 = 1;
-/// The minor version: changes when calls are added.
-pub const ABI_VERSION_MINOR: u16 = 0;
+/// The minor version: changes when calls are added, or when a call gains an
+/// argument whose value 0 keeps the old meaning or a result in a register
+/// it used to preserve. 1.1: `SCAN` takes a resume cursor in `x4` and
+/// returns the next one there, and stops after [`SCAN_PROBE_BUDGET`]
+/// probes.
+pub const ABI_VERSION_MINOR: u16 = 1;
 /// What [`Function::Version`] returns in `x1`: `major << 16 | minor`.
 pub const ABI_VERSION: u64 = ((ABI_VERSION_MAJOR as u64) << 16) | ABI_VERSION_MINOR as u64;
 
 /// The longest buffer one [`Function::ConsoleWrite`] accepts, in bytes;
 /// longer ones fail with [`HvError::TooLong`] (the guest splits them).
 pub const CONSOLE_WRITE_MAX: u64 = 1024;
+
+/// The most probes one [`Function::Scan`] call makes: one piece of a scan.
+/// A piece that runs out of probes returns a resume cursor, and the caller
+/// makes the next call from there (see [`ScanReply`]). At this budget one
+/// call costs at most about 300,600 instructions, EL2's included, about
+/// 0.3 ms under `-icount shift=0` (docs/benchmarks.md, row
+/// `scan-worst-call`: every probe a mapped page of a four-level walk and a
+/// region of its own).
+pub const SCAN_PROBE_BUDGET: u64 = 512;
+
+/// The most entries one [`Function::Scan`] call accepts as its buffer's
+/// capacity; more answers [`HvError::TooLong`]. With a budget no larger,
+/// a buffer this size never fills within a call.
+pub const SCAN_CAPACITY_MAX: u64 = 1024;
 
 /// The smallest translation granule a guest can use: a buffer that is
 /// contiguous in the guest's virtual addresses is contiguous in IPA only
@@ -55,7 +73,8 @@ pub enum Function {
     /// ID 3: hypervisor information, see [`Info`].
     Info,
     /// ID 4: scan the caller's `TTBR0` or `TTBR1` range into a buffer of
-    /// [`crate::gvascan`] entries.
+    /// [`crate::gvascan`] entries, one piece of at most
+    /// [`SCAN_PROBE_BUDGET`] probes per call, from a resume cursor.
     Scan,
 }
 
@@ -300,8 +319,8 @@ impl Call {
                 if let (ScanRange::Ttbr1, CallerEl::El0) = (range, caller) {
                     return Err(HvError::PermissionDenied);
                 }
-                let [_, _, x3, ..] = self.args;
-                Ok(Request::Scan { range, buffer: x2, capacity: x3 })
+                let [_, _, x3, x4, ..] = self.args;
+                Ok(Request::Scan { range, buffer: x2, capacity: x3, cursor: x4 })
             }
         }
     }
@@ -323,11 +342,14 @@ pub enum Request {
     },
     Info,
     /// Scan the caller's `range` of its address space into `capacity`
-    /// entries at guest address `buffer`.
+    /// entries at guest address `buffer`, from `cursor`: 0 for the start of
+    /// the range ([`crate::gvascan::CURSOR_START`]), otherwise the cursor a
+    /// previous call returned ([`ScanReply::next`]).
     Scan {
         range: ScanRange,
         buffer: u64,
         capacity: u64,
+        cursor: u64,
     },
 }
 
@@ -357,37 +379,74 @@ impl Request {
             Self::Version | Self::Info => [0; 7],
             Self::Features { function } => [function, 0, 0, 0, 0, 0, 0],
             Self::ConsoleWrite { addr, len } => [addr, len, 0, 0, 0, 0, 0],
-            Self::Scan { range, buffer, capacity } => {
+            Self::Scan { range, buffer, capacity, cursor } => {
                 let range = match range {
                     ScanRange::Ttbr0 => 0,
                     ScanRange::Ttbr1 => 1,
                 };
-                [range, buffer, capacity, 0, 0, 0, 0]
+                [range, buffer, capacity, cursor, 0, 0, 0]
             }
         };
         Call { function: self.function().id(), args }
     }
 }
 
-/// A hypercall's results as they go back in `x0..x3`.
+/// A hypercall's results as they go back in `x0..x3`, and `x4` for a
+/// successful `SCAN`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reply {
     pub x0: u64,
     pub x1: u64,
     pub x2: u64,
     pub x3: u64,
+    /// `x4`: `Some` when the reply sets it (a successful `SCAN`'s next
+    /// cursor); `None` leaves the caller's `x4` as it was, as every other
+    /// call and every error does. On the guest's side, [`brk`] reads `x4`
+    /// back after every call (the caller's own value when the call
+    /// preserved it).
+    pub x4: Option<u64>,
 }
 
 impl Reply {
     /// Success with results `x1..x3`.
     pub const fn ok(x1: u64, x2: u64, x3: u64) -> Self {
-        Self { x0: STATUS_OK, x1, x2, x3 }
+        Self { x0: STATUS_OK, x1, x2, x3, x4: None }
     }
 
     /// Failure: `x0` = the error's code, `x1..x3` zeroed so that no stale
-    /// value leaks back to the guest.
+    /// value leaks back to the guest; `x4` is left as the caller set it.
     pub const fn error(error: HvError) -> Self {
-        Self { x0: error.status(), x1: 0, x2: 0, x3: 0 }
+        Self { x0: error.status(), x1: 0, x2: 0, x3: 0, x4: None }
+    }
+
+    /// The reply to [`Function::Scan`].
+    pub const fn from_scan(result: Result<ScanReply, HvError>) -> Self {
+        match result {
+            Ok(scan) => {
+                let [x1, x2, x3, x4] = scan.regs();
+                Self { x0: STATUS_OK, x1, x2, x3, x4: Some(x4) }
+            }
+            Err(e) => Self::error(e),
+        }
+    }
+
+    /// The results of a `SCAN` call (guest side): `x1..x3` and the cursor
+    /// in `x4`. A reply without `x4` reads as cursor 0, done: what a
+    /// hypervisor of ABI 1.0, which preserved `x4`, gives a caller that
+    /// passed 0.
+    pub const fn scan(&self) -> Result<ScanReply, CallError> {
+        match self.result() {
+            Ok([x1, x2, x3]) => Ok(ScanReply::from_regs([
+                x1,
+                x2,
+                x3,
+                match self.x4 {
+                    Some(x4) => x4,
+                    None => crate::gvascan::CURSOR_DONE,
+                },
+            ])),
+            Err(e) => Err(e),
+        }
     }
 
     pub const fn from_result(result: Result<[u64; 3], HvError>) -> Self {
@@ -410,17 +469,26 @@ impl Reply {
         }
     }
 
-    /// Stores the reply in `x0..x3` of a trap frame; other registers are
-    /// left as they are.
+    /// Stores the reply in `x0..x3` of a trap frame, and in `x4` if it
+    /// sets it; other registers are left as they are.
     pub fn write_to(&self, regs: &mut [u64; 31]) {
-        let [x0, x1, x2, x3, ..] = regs;
+        let [x0, x1, x2, x3, x4, ..] = regs;
         (*x0, *x1, *x2, *x3) = (self.x0, self.x1, self.x2, self.x3);
+        if let Some(value) = self.x4 {
+            *x4 = value;
+        }
     }
 
-    /// Reads `x0..x3` after the `BRK` (guest side).
+    /// Reads `x0..x3` after the `BRK` (guest side); `x4` unknown.
     pub const fn from_regs(regs: &[u64; 4]) -> Self {
         let [x0, x1, x2, x3] = *regs;
-        Self { x0, x1, x2, x3 }
+        Self { x0, x1, x2, x3, x4: None }
+    }
+
+    /// Reads `x0..x4` after the `BRK` (guest side).
+    pub const fn from_regs_with_x4(regs: &[u64; 5]) -> Self {
+        let [x0, x1, x2, x3, x4] = *regs;
+        Self { x0, x1, x2, x3, x4: Some(x4) }
     }
 
     /// The results, or the error the status names (guest side).
@@ -432,6 +500,52 @@ impl Reply {
             Some(e) => Err(CallError::Hv(e)),
             None => Err(CallError::UnknownStatus(self.x0)),
         }
+    }
+}
+
+/// What one successful `SCAN` call returns: `x1..x3` and the cursor in
+/// `x4`.
+///
+/// A call scans one piece of the range, at most [`SCAN_PROBE_BUDGET`]
+/// probes, and returns the cursor to pass in `x4` to the next call
+/// ([`crate::gvascan::scan_chunk`] is the piece). The caller loops until
+/// the cursor is 0, appending each call's entries with
+/// [`crate::gvascan::Region::join`]: a region that continues past the end
+/// of one piece is written as far as that piece got, and the next call's
+/// first entry continues it (VA- and IPA-contiguous, same flags); no two
+/// entries of one unbounded scan would join. The counts add up over the
+/// calls (`regions` counts entries written, so a joined region counts
+/// once per piece).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScanReply {
+    /// `x1`: entries written to the buffer by this call.
+    pub regions: u64,
+    /// `x2`: translations probed by this call (at most
+    /// [`SCAN_PROBE_BUDGET`]).
+    pub probes: u64,
+    /// `x3`: holes met by this call: probes that faulted, each an unmapped
+    /// table entry whose span was skipped whole.
+    pub holes: u64,
+    /// `x4`: the cursor for the next call, or 0
+    /// ([`crate::gvascan::CURSOR_DONE`]) when the range is done.
+    pub next: u64,
+}
+
+impl ScanReply {
+    /// Whether the range is done (no cursor to resume from).
+    pub const fn done(&self) -> bool {
+        self.next == crate::gvascan::CURSOR_DONE
+    }
+
+    /// `x1..x4`.
+    pub const fn regs(&self) -> [u64; 4] {
+        [self.regions, self.probes, self.holes, self.next]
+    }
+
+    /// From `x1..x4`.
+    pub const fn from_regs(regs: [u64; 4]) -> Self {
+        let [regions, probes, holes, next] = regs;
+        Self { regions, probes, holes, next }
     }
 }
 
@@ -734,7 +848,8 @@ pub fn validate_translated<T: Translate>(
 // --- the guest's side of the conduit ----------------------------------
 
 /// Makes `call` with `BRK #HV_BRK_IMM` from the current EL (EL1 or EL0 of a
-/// guest) and returns the reply in `x0..x3`.
+/// guest) and returns the reply in `x0..x4` (`x4` is `SCAN`'s cursor; other
+/// calls preserve it).
 ///
 /// # Safety
 ///
@@ -747,11 +862,11 @@ pub fn validate_translated<T: Translate>(
 #[cfg(target_arch = "aarch64")]
 pub unsafe fn brk(call: &Call) -> Reply {
     let [x0, x1, x2, x3, x4, x5, x6, x7] = call.regs();
-    let reply: [u64; 4];
-    // SAFETY: the ABI writes only x0..x3 and preserves x4..x30 and sp;
+    let reply: [u64; 5];
+    // SAFETY: the ABI writes only x0..x4 and preserves x5..x30 and sp;
     // memory the call touches is the caller's per this function's contract.
     unsafe {
-        let (r0, r1, r2, r3);
+        let (r0, r1, r2, r3, r4);
         core::arch::asm!(
             "brk #{imm}",
             imm = const HV_BRK_IMM,
@@ -759,15 +874,15 @@ pub unsafe fn brk(call: &Call) -> Reply {
             inout("x1") x1 => r1,
             inout("x2") x2 => r2,
             inout("x3") x3 => r3,
-            in("x4") x4,
+            inout("x4") x4 => r4,
             in("x5") x5,
             in("x6") x6,
             in("x7") x7,
             options(nostack),
         );
-        reply = [r0, r1, r2, r3];
+        reply = [r0, r1, r2, r3, r4];
     }
-    Reply::from_regs(&reply)
+    Reply::from_regs_with_x4(&reply)
 }
 
 #[cfg(test)]
@@ -815,10 +930,10 @@ mod tests {
 
     #[test]
     fn version_packs_major_and_minor() {
-        assert_eq!(ABI_VERSION, 0x1_0000);
+        assert_eq!(ABI_VERSION, 0x1_0001);
         assert_eq!(ABI_VERSION >> 16, u64::from(ABI_VERSION_MAJOR));
         assert_eq!(ABI_VERSION & 0xffff, u64::from(ABI_VERSION_MINOR));
-        assert_eq!(Reply::version(), Reply { x0: 0, x1: 0x1_0000, x2: 0, x3: 0 });
+        assert_eq!(Reply::version(), Reply { x0: 0, x1: 0x1_0001, x2: 0, x3: 0, x4: None });
     }
 
     #[test]
@@ -901,21 +1016,55 @@ mod tests {
 
     #[test]
     fn scan_decodes_and_polices_its_range() {
-        let ttbr0 = Call::from_regs(&frame(&[4, 0, 0x4000_0000, 16]));
-        let expected = Request::Scan { range: ScanRange::Ttbr0, buffer: 0x4000_0000, capacity: 16 };
+        let ttbr0 = Call::from_regs(&frame(&[4, 0, 0x4000_0000, 16, 0]));
+        let expected = Request::Scan { range: ScanRange::Ttbr0, buffer: 0x4000_0000, capacity: 16, cursor: 0 };
         assert_eq!(ttbr0.decode(CallerEl::El0), Ok(expected));
         assert_eq!(ttbr0.decode(CallerEl::El1), Ok(expected));
         // The frame helper fills unused registers with a pattern.
         assert_eq!(expected.call().function, ttbr0.function);
-        assert_eq!(expected.call().args[..3], ttbr0.args[..3]);
-        let ttbr1 = Call::from_regs(&frame(&[4, 1, 0x4000_0000, 16]));
+        assert_eq!(expected.call().args[..4], ttbr0.args[..4]);
+        let ttbr1 = Call::from_regs(&frame(&[4, 1, 0x4000_0000, 16, 0xffff_0000_0040_0000]));
         assert_eq!(ttbr1.decode(CallerEl::El0), Err(HvError::PermissionDenied));
         assert_eq!(
             ttbr1.decode(CallerEl::El1),
-            Ok(Request::Scan { range: ScanRange::Ttbr1, buffer: 0x4000_0000, capacity: 16 })
+            Ok(Request::Scan {
+                range: ScanRange::Ttbr1,
+                buffer: 0x4000_0000,
+                capacity: 16,
+                cursor: 0xffff_0000_0040_0000
+            })
         );
         assert_eq!(HvError::from_code(-6), Some(HvError::BufferTooSmall));
         assert_eq!(HvError::BufferTooSmall.code(), -6);
+    }
+
+    #[test]
+    fn scan_replies_carry_the_cursor_in_x4() {
+        let scan = ScanReply { regions: 3, probes: 1024, holes: 1000, next: 0x7f00_0000_0000 };
+        let reply = Reply::from_scan(Ok(scan));
+        assert_eq!(reply, Reply { x0: 0, x1: 3, x2: 1024, x3: 1000, x4: Some(0x7f00_0000_0000) });
+        assert_eq!(reply.scan(), Ok(scan));
+        assert!(!scan.done());
+        let mut regs = frame(&[4, 0, 0x4000_0000, 16, 0x1000]);
+        reply.write_to(&mut regs);
+        assert_eq!(regs[..6], [0, 3, 1024, 1000, 0x7f00_0000_0000, 0xdead_0000]);
+        assert_eq!(Reply::from_regs_with_x4(&[0, 3, 1024, 1000, 0x7f00_0000_0000]), reply);
+        // An error zeroes x1..x3 and leaves the caller's cursor in x4.
+        let mut regs = frame(&[4, 0, 0x4000_0000, 16, 0x1000]);
+        let error = Reply::from_scan(Err(HvError::InvalidArgument));
+        error.write_to(&mut regs);
+        assert_eq!(regs[..5], [HvError::InvalidArgument.status(), 0, 0, 0, 0x1000]);
+        assert_eq!(error.scan(), Err(CallError::Hv(HvError::InvalidArgument)));
+        // Other calls leave x4 alone.
+        let mut regs = frame(&[0, 0, 0, 0, 0x1234]);
+        Reply::version().write_to(&mut regs);
+        assert_eq!(regs[4], 0x1234);
+        // Without x4 (a 1.0 hypervisor preserved the caller's 0): done.
+        let old = Reply::ok(2, 9, 4);
+        assert_eq!(old.scan(), Ok(ScanReply { regions: 2, probes: 9, holes: 4, next: 0 }));
+        assert!(old.scan().unwrap().done());
+        assert_eq!(ScanReply::from_regs(scan.regs()), scan);
+        const { assert!(SCAN_PROBE_BUDGET <= SCAN_CAPACITY_MAX) };
     }
 
     #[test]
@@ -936,6 +1085,7 @@ mod tests {
             Request::Features { function: 2 },
             Request::ConsoleWrite { addr: 0x4100_0000, len: 5 },
             Request::Info,
+            Request::Scan { range: ScanRange::Ttbr1, buffer: 0x4100_0000, capacity: 7, cursor: 0xffff_8000_0000_0000 },
         ];
         for r in requests {
             let call = r.call();

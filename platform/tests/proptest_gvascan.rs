@@ -18,14 +18,21 @@
 //!   exactly the maximal runs of VA- and IPA-contiguous, alike pages, and
 //!   the holes between them; a scan cut into pieces by probe budgets and a
 //!   small buffer, resumed where each piece says, reports the same;
+//! - `scan_chunk`, the `SCAN` hypercall's resumable piece: from any cursor
+//!   in the range (0 = the start), with any budget and buffer, the pieces
+//!   joined with `Region::join` equal one unbounded scan from that cursor,
+//!   no piece makes more probes than its budget, the probes add up to the
+//!   unbounded scan's, and a cursor outside the range or not page-aligned
+//!   is refused (`ScanError::BadCursor`) without a probe;
 //! - against probes that report anything at all, `scan` never panics and
 //!   whatever it writes is page-aligned, in the range, in increasing order.
 
 use std::ops::RangeInclusive;
 
 use platform::gvascan::{
-    decode, encode, flags, scan, scan_bounded, tcr_txsz, ttbr_range, ttbr_ranges, Attrs, Full, Granule4K, Par, Probe,
-    ProbeResult, Region, ScanError, Ttbr, TxszError, ENTRY_SIZE, MAX_TXSZ, MIN_TXSZ,
+    decode, encode, flags, scan, scan_bounded, scan_chunk, tcr_txsz, ttbr_range, ttbr_ranges, Attrs, Full, Granule4K,
+    Par, Probe, ProbeResult, Region, ScanError, Ttbr, TxszError, CURSOR_DONE, CURSOR_START, ENTRY_SIZE, MAX_TXSZ,
+    MIN_TXSZ,
 };
 use proptest::prelude::*;
 
@@ -236,6 +243,111 @@ proptest! {
         prop_assert_eq!(merge(got), expected);
     }
 
+    /// The hypercall's pieces: from any cursor, any budget, any buffer
+    /// size, joined, they equal one unbounded scan from that cursor.
+    #[test]
+    fn scan_chunks_from_any_cursor_join_to_one_unbounded_scan(
+        map in guest_map_strategy(),
+        range_choice in 0usize..4,
+        range_bounds in (0usize..64, 0usize..64),
+        cursor_choice in prop_oneof![Just(None), any::<u64>().prop_map(Some)],
+        budget in prop_oneof![1u64..8, 8u64..200, Just(0u64)],
+        capacity in prop_oneof![1usize..4, Just(usize::MAX)],
+    ) {
+        let range = scan_range(&map, range_choice, range_bounds);
+        // The cursor: 0, or any page of the range (near the map's leaves
+        // half the time, so that it often lands inside a region).
+        let first_page = match cursor_choice {
+            None => CURSOR_START,
+            Some(pick) => {
+                let pages = (*range.end() - *range.start()) / PAGE + 1;
+                let near = map.leaves[(pick as usize) % map.leaves.len()].va;
+                if pick & 1 == 0 && range.contains(&near) {
+                    near
+                } else {
+                    *range.start() + (pick >> 1) % pages * PAGE
+                }
+            }
+        };
+        let from = if first_page == CURSOR_START { *range.start() } else { first_page };
+        let mut whole_probe = MapProbe { map: &map, calls: 0 };
+        let mut whole: Vec<Region> = Vec::new();
+        let whole_stats = scan(&mut whole_probe, from..=*range.end(), Granule4K, &mut |r| {
+            whole.push(r);
+            Ok(())
+        })
+        .expect("a consistent map scans");
+
+        let mut joined: Vec<Region> = Vec::new();
+        let (mut cursor, mut probes, mut calls, mut refused) = (first_page, 0u64, 0u64, false);
+        loop {
+            calls += 1;
+            prop_assert!(calls < 100_000, "the resumed scan makes no progress");
+            let mut probe = MapProbe { map: &map, calls: 0 };
+            let mut written = 0usize;
+            let chunk = scan_chunk(&mut probe, range.clone(), cursor, budget, &mut |r| {
+                if written == capacity {
+                    refused = true;
+                    return Err(Full);
+                }
+                written += 1;
+                if !joined.last_mut().is_some_and(|last| last.join(&r)) {
+                    joined.push(r);
+                }
+                Ok(())
+            })
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert!(probe.calls <= budget.max(1), "{} probes over the budget {}", probe.calls, budget);
+            prop_assert_eq!(chunk.stats.probes, probe.calls);
+            prop_assert_eq!(chunk.stats.regions, written as u64);
+            probes += probe.calls;
+            match chunk.next {
+                None => {
+                    prop_assert_eq!(chunk.cursor(), CURSOR_DONE);
+                    break;
+                }
+                Some(next) => {
+                    prop_assert_ne!(next, CURSOR_DONE);
+                    prop_assert_eq!(chunk.cursor(), next);
+                    prop_assert!(next % PAGE == 0 && range.contains(&next));
+                    prop_assert!(next > cursor.max(*range.start()) || written > 0);
+                    cursor = next;
+                }
+            }
+        }
+        prop_assert_eq!(&joined, &whole, "range {:x?} from {:#x}", range, from);
+        if !refused {
+            prop_assert_eq!(probes, whole_stats.probes);
+        }
+    }
+
+    /// A cursor outside the range, or not on a page boundary, is refused
+    /// before any probe; 0 and every page of the range are accepted.
+    #[test]
+    fn scan_chunk_refuses_cursors_outside_the_range(
+        map in guest_map_strategy(),
+        range_choice in 0usize..4,
+        range_bounds in (0usize..64, 0usize..64),
+        cursor in prop_oneof![any::<u64>(), any::<u64>().prop_map(|c| c & !(PAGE - 1))],
+    ) {
+        let range = scan_range(&map, range_choice, range_bounds);
+        let mut probe = MapProbe { map: &map, calls: 0 };
+        let result = scan_chunk(&mut probe, range.clone(), cursor, 4, &mut |_| Ok(()));
+        let valid = cursor == CURSOR_START || (cursor % PAGE == 0 && range.contains(&cursor));
+        match result {
+            Err(ScanError::BadCursor { cursor: c, start, last }) => {
+                prop_assert!(!valid);
+                prop_assert_eq!((c, start, last), (cursor, *range.start(), *range.end()));
+                prop_assert_eq!(probe.calls, 0);
+            }
+            Ok(chunk) => {
+                prop_assert!(valid);
+                prop_assert!(chunk.stats.probes >= 1 && chunk.stats.probes <= 4);
+            }
+            Err(e) => prop_assert!(false, "{}", e),
+        }
+    }
+
     /// Probes that report anything (levels the granule lacks, unaligned or
     /// overflowing IPAs, inconsistent answers): no panic, and what is
     /// written is well formed, in range, in increasing order.
@@ -392,7 +504,8 @@ impl Probe for MapProbe<'_> {
     }
 }
 
-/// Merges VA- and IPA-contiguous, alike regions, as the scan does.
+/// Merges VA- and IPA-contiguous, alike regions, as the scan does (written
+/// out here rather than with `Region::join`, to be an independent oracle).
 fn merge(pieces: Vec<Region>) -> Vec<Region> {
     let mut out: Vec<Region> = Vec::new();
     for r in pieces {

@@ -17,13 +17,14 @@
 //!   longer than the limit, without wrapping; `buffer_chunks` splits a
 //!   buffer into per-page pieces that are contiguous, translated and in
 //!   RAM, and agrees with `validate_buffer` for an identity translation;
-//! - `Reply`, `Info`, `HvError`, `Function` and the DCC magic round-trip.
+//! - `Reply`, `ScanReply` (x4 written only by a successful `SCAN`), `Info`,
+//!   `HvError`, `Function` and the DCC magic round-trip.
 
 use platform::handoff::{Handoff, LoadedImage, PhysRange, HANDOFF_MAGIC, HANDOFF_VERSION};
 use platform::hypercall::{
     allowed_from_el0, buffer_chunks, covers, dcc_call_function, features, validate_buffer, validate_translated, Call,
-    CallError, CallerEl, Function, GuestRange, HvError, HvMode, Identity, Info, Reply, Request, ScanRange, Translate,
-    CONSOLE_WRITE_MAX, DCC_CALL_MAGIC, DCC_CALL_MAGIC_MASK, GUEST_PAGE_SIZE, STATUS_OK,
+    CallError, CallerEl, Function, GuestRange, HvError, HvMode, Identity, Info, Reply, Request, ScanRange, ScanReply,
+    Translate, CONSOLE_WRITE_MAX, DCC_CALL_MAGIC, DCC_CALL_MAGIC_MASK, GUEST_PAGE_SIZE, STATUS_OK,
 };
 use proptest::prelude::*;
 
@@ -51,7 +52,7 @@ fn args_strategy() -> impl Strategy<Value = [u64; 7]> {
 
 /// What the module documentation says `decode` returns.
 fn expected_decode(function: u64, args: [u64; 7], caller: CallerEl) -> Result<Request, HvError> {
-    let [x1, x2, x3, ..] = args;
+    let [x1, x2, x3, x4, ..] = args;
     let el0 = caller == CallerEl::El0;
     let request = match function {
         0 => Request::Version,
@@ -66,7 +67,8 @@ fn expected_decode(function: u64, args: [u64; 7], caller: CallerEl) -> Result<Re
                 1 => ScanRange::Ttbr1,
                 _ => return Err(HvError::InvalidArgument),
             };
-            Request::Scan { range, buffer: x2, capacity: x3 }
+            // x4: the resume cursor (0 = the start), checked at EL2.
+            Request::Scan { range, buffer: x2, capacity: x3, cursor: x4 }
         }
         _ => return Err(HvError::NotSupported),
     };
@@ -354,6 +356,36 @@ proptest! {
         }
         if let Err(e) = any.result() {
             let _ = e.to_string();
+        }
+    }
+
+    /// `SCAN` replies: a success writes x0..x4 (x4 = the cursor) and reads
+    /// back as the same `ScanReply`; an error writes x0..x3 only, leaving
+    /// the caller's cursor in x4.
+    #[test]
+    fn scan_replies_round_trip(
+        result in prop_oneof![
+            prop::array::uniform4(any::<u64>()).prop_map(|r| Ok(ScanReply::from_regs(r))),
+            prop::sample::select(&HvError::ALL[..]).prop_map(Err),
+        ],
+        regs in prop::array::uniform31(any::<u64>()),
+    ) {
+        let reply = Reply::from_scan(result);
+        let mut frame = regs;
+        reply.write_to(&mut frame);
+        prop_assert_eq!(&frame[5..], &regs[5..]);
+        let back = Reply::from_regs_with_x4(&[frame[0], frame[1], frame[2], frame[3], frame[4]]);
+        match result {
+            Ok(scan) => {
+                prop_assert_eq!(back, reply);
+                prop_assert_eq!(back.scan(), Ok(scan));
+                prop_assert_eq!(scan.done(), scan.next == 0);
+            }
+            Err(e) => {
+                prop_assert_eq!(frame[4], regs[4]);
+                prop_assert_eq!(back.scan(), Err(CallError::Hv(e)));
+                prop_assert_eq!((back.x1, back.x2, back.x3), (0, 0, 0));
+            }
         }
     }
 

@@ -37,6 +37,7 @@ pub const DEFAULT_CHECKS: &[&str] = &[
     "gva-scan-known-map",
     "gva-scan-probes",
     "gva-scan-bad-buffer",
+    "gva-scan-resume",
     "pci-enumerate",
     "pci-bar-sizing",
     "pci-readonly-fields",

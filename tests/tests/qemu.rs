@@ -1061,7 +1061,23 @@ fn benchmark_mode_counts_el2() {
         empty < floor && floor < brk && brk < ecam,
         "empty {empty} < floor {floor} < brk {brk} < ecam {ecam}\n{dump}"
     );
+    // No hypercall holds the CPU: the worst SCAN call (the whole probe
+    // budget on mapped pages, each a region) stays well under a
+    // millisecond of -icount time, 1,000,000 instructions; its bound is in
+    // docs/hypercalls.md (SCAN).
+    let worst = o
+        .lines("guest-stub: bench scan-worst-call median=")
+        .next()
+        .and_then(|l| l.split("max=").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no `scan-worst-call` measurement\n{dump}"));
+    assert!(worst < SCAN_CALL_INSTRUCTIONS_MAX, "one SCAN call took {worst} instructions\n{dump}");
+    assert!(median("scan") > 0, "{dump}");
 }
+
+/// The most instructions one SCAN call may cost (docs/hypercalls.md, SCAN).
+const SCAN_CALL_INSTRUCTIONS_MAX: u64 = 500_000;
 
 /// A hostile guest run (`stub=hostile`): the tally line's four numbers
 /// (operations, injected faults, error returns, hypervisor failures).

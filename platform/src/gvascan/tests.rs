@@ -2,6 +2,8 @@
 //! `paging::map` (4 KiB pages, 2 MiB and 1 GiB blocks, holes at every
 //! level), a `Probe` on top of `paging::translate`, and checks of the
 //! reported regions, the probe count and skips, the sink and budget limits,
+//! the `SCAN` call's pieces (`scan_chunk`: joined, they are the whole scan;
+//! its cursor), joining regions,
 //! the top of the address space, the TTBR ranges, the buffer encoding and
 //! `PAR_EL1` decoding. A page-by-page brute force over random tables is the
 //! oracle for merging and range clipping.
@@ -707,6 +709,174 @@ fn probe_budget_stops_and_resumes() {
         result,
         Err(ScanError::BufferFull(Partial { resume_at, .. })) if resume_at == G1
     ));
+}
+
+// ---------------------------------------------------------------------------
+// The hypercall's pieces: scan_chunk and its cursor
+
+/// Scans `range` in pieces of `budget` probes into a `capacity`-entry sink
+/// from `cursor`, joining what each piece reports; the joined regions, the
+/// probes of each piece and the number of joins made.
+fn chunked(
+    g: &mut Guest,
+    range: RangeInclusive<u64>,
+    cursor: u64,
+    budget: u64,
+    capacity: usize,
+) -> (Vec<Region>, Vec<u64>, usize) {
+    let (mut joined, mut probes, mut joins) = (Vec::<Region>::new(), Vec::new(), 0);
+    let mut cursor = cursor;
+    loop {
+        let mut probe = g.probe(true);
+        let mut written = 0;
+        let chunk = scan_chunk(&mut probe, range.clone(), cursor, budget, &mut |r| {
+            if written == capacity {
+                return Err(Full);
+            }
+            written += 1;
+            match joined.last_mut() {
+                Some(last) if last.joins(&r) => {
+                    last.join(&r);
+                    joins += 1;
+                }
+                _ => joined.push(r),
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(chunk.stats.probes, probe.log.len() as u64);
+        probes.push(chunk.stats.probes);
+        match chunk.next {
+            None => return (joined, probes, joins),
+            Some(next) => {
+                assert_eq!(chunk.cursor(), next);
+                assert_ne!(next, CURSOR_DONE);
+                cursor = next;
+            }
+        }
+    }
+}
+
+#[test]
+fn scan_chunks_join_to_the_whole_scan() {
+    let mut g = known_map();
+    let all = known_regions();
+    for budget in [1u64, 2, 7, 512, 1024, KNOWN_PROBES - 1, KNOWN_PROBES, u64::MAX] {
+        let (joined, probes, joins) = chunked(&mut g, 0..=(1 << 48) - 1, CURSOR_START, budget, usize::MAX);
+        assert_eq!(joined, all, "budget {budget}");
+        assert!(probes.iter().all(|&p| p <= budget && p >= 1), "budget {budget}: {probes:?}");
+        assert_eq!(probes.iter().sum::<u64>(), KNOWN_PROBES, "budget {budget}");
+        assert_eq!(probes.len() as u64, KNOWN_PROBES.div_ceil(budget), "budget {budget}");
+        if budget == 1 {
+            // One probe a piece cuts every merged run at each leaf: the two
+            // 1 GiB blocks (one cut), the two 2 MiB blocks (one), the three
+            // pages at L3_VA (two).
+            assert_eq!(joins, 4);
+        }
+    }
+    // With a small buffer as well: a refused region is reported again
+    // whole by the next piece, and nothing joins across that cut.
+    for capacity in 1..4 {
+        for budget in [1u64, 5, 600, u64::MAX] {
+            let (joined, probes, _) = chunked(&mut g, 0..=(1 << 48) - 1, CURSOR_START, budget, capacity);
+            assert_eq!(joined, all, "budget {budget}, capacity {capacity}");
+            assert!(probes.iter().all(|&p| p <= budget), "budget {budget}: {probes:?}");
+        }
+    }
+}
+
+#[test]
+fn scan_chunk_from_a_cursor_is_the_scan_from_there() {
+    let mut g = known_map();
+    let range = 0..=(1u64 << 48) - 1;
+    // Inside the merged pages, at a block, in a hole, at the last page.
+    for cursor in [L3_VA + K4, 3 * G1 + 2 * M2, 5 * G1, 512 * G512 - K4, K4, 3 * G512 + 511 * G1 + 7 * K4] {
+        let mut probe = g.probe(true);
+        let (whole, result) = collect(&mut probe, cursor..=*range.end());
+        let whole_probes = result.unwrap().probes;
+        for budget in [1u64, 3, 1000, u64::MAX] {
+            let (joined, probes, _) = chunked(&mut g, range.clone(), cursor, budget, usize::MAX);
+            assert_eq!(joined, whole, "cursor {cursor:#x}, budget {budget}");
+            assert_eq!(probes.iter().sum::<u64>(), whole_probes);
+        }
+    }
+}
+
+#[test]
+fn scan_chunk_refuses_a_cursor_outside_the_range() {
+    let mut g = known_map();
+    let ttbr1 = 0xffff_0000_0000_0000..=u64::MAX;
+    let ttbr0 = 0..=(1u64 << 48) - 1;
+    let cases = [
+        (ttbr0.clone(), 1 << 48),
+        (ttbr0.clone(), u64::MAX - K4 + 1),
+        (ttbr0.clone(), G1 + 8),
+        (ttbr0.clone(), 1),
+        (ttbr1.clone(), K4),
+        (ttbr1.clone(), 0xfffe_ffff_ffff_f000),
+        (ttbr1.clone(), 0xffff_0000_0000_0800),
+    ];
+    for (range, cursor) in cases {
+        let mut probe = g.probe(true);
+        let result = scan_chunk(&mut probe, range.clone(), cursor, 10, &mut |_| Ok(()));
+        assert_eq!(result, Err(ScanError::BadCursor { cursor, start: *range.start(), last: *range.end() }));
+        assert!(probe.log.is_empty(), "{cursor:#x}");
+        assert!(result.unwrap_err().to_string().contains("resume cursor"));
+    }
+    // 0 is the start of either range; the first and last page are fine.
+    for (range, cursor) in [(ttbr1.clone(), 0), (ttbr1.clone(), *ttbr1.start()), (ttbr1.clone(), u64::MAX - K4 + 1)] {
+        let mut probe = g.probe(true);
+        assert!(scan_chunk(&mut probe, range, cursor, 10, &mut |_| Ok(())).is_ok(), "{cursor:#x}");
+    }
+    let mut probe = g.probe(true);
+    assert!(scan_chunk(&mut probe, ttbr0, (1 << 48) - K4, 10, &mut |_| Ok(())).is_ok());
+}
+
+#[test]
+fn scan_chunk_budget_and_buffer_edges() {
+    let mut g = known_map();
+    let range = 0..=(1u64 << 48) - 1;
+    // A zero budget still makes one probe: the cursor always moves on.
+    let mut probe = g.probe(true);
+    let chunk = scan_chunk(&mut probe, range.clone(), CURSOR_START, 0, &mut |_| Ok(())).unwrap();
+    assert_eq!(chunk.stats.probes, 1);
+    assert_eq!(chunk.next, Some(G1));
+    // No room for even one region: the piece cannot make progress.
+    let mut probe = g.probe(true);
+    let result = scan_chunk(&mut probe, range.clone(), CURSOR_START, 100, &mut |_| Err(Full));
+    assert!(matches!(result, Err(ScanError::BufferFull(p)) if p.written() == 0 && p.resume_at == G1));
+    // ... unless the piece ends before a region: nothing to write, no error.
+    let mut probe = g.probe(true);
+    let chunk = scan_chunk(&mut probe, range.clone(), CURSOR_START, 1, &mut |_| Err(Full)).unwrap();
+    assert_eq!((chunk.stats.regions, chunk.next), (0, Some(G1)));
+    // The last piece says done.
+    let mut probe = g.probe(true);
+    let chunk = scan_chunk(&mut probe, range, 512 * G512 - K4, 1, &mut |_| Ok(())).unwrap();
+    assert_eq!((chunk.next, chunk.cursor()), (None, CURSOR_DONE));
+}
+
+#[test]
+fn regions_join_only_their_continuation() {
+    let a = region(G1, 2 * K4, 0x1000_0000, DATA);
+    let next = region(G1 + 2 * K4, K4, 0x1000_2000, DATA);
+    assert!(a.joins(&next));
+    let mut joined = a;
+    assert!(joined.join(&next));
+    assert_eq!(joined, region(G1, 3 * K4, 0x1000_0000, DATA));
+    // A gap in VA, a jump in IPA, other attributes, or before: no join.
+    for other in [
+        region(G1 + 3 * K4, K4, 0x1000_3000, DATA),
+        region(G1 + 2 * K4, K4, 0x1000_3000, DATA),
+        region(G1 + 2 * K4, K4, 0x1000_2000, RODATA),
+        region(G1 - K4, K4, 0x1000_0000 - K4, DATA),
+    ] {
+        let mut copy = a;
+        assert!(!copy.join(&other), "{other}");
+        assert_eq!(copy, a);
+    }
+    // The top of the address space joins nothing after it.
+    let top = region(u64::MAX - K4 + 1, K4, 0x1000_0000, DATA);
+    assert!(!top.joins(&region(0, K4, 0x1000_1000, DATA)));
 }
 
 // ---------------------------------------------------------------------------

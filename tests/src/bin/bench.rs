@@ -55,7 +55,7 @@ fn floor_of(row: &str) -> Floor {
         "sgi-latency" => Floor::Bare("sgi-latency"),
         // An SGI to oneself taken by its handler, with no hypervisor.
         "pnmi-latency" => Floor::Bare("sgi-latency"),
-        "scan" => Floor::PerProbe,
+        "scan" | "scan-worst-call" => Floor::PerProbe,
         _ => Floor::None,
     }
 }
