@@ -51,6 +51,10 @@ impl<T> KickLock<T> {
     }
 
     pub fn lock(&self) -> KickGuard<'_, T> {
+        // The common case, uncontended, costs one attempt.
+        if let Some(guard) = self.inner.try_lock() {
+            return KickGuard { lock: self, guard: Some(guard) };
+        }
         let slot = crate::prda::slot();
         let may_sleep = crate::irq::interrupts_up(slot);
         let me = 1u32.checked_shl(slot as u32).unwrap_or(0);

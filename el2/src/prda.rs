@@ -113,12 +113,13 @@ pub fn set_el0_active(active: bool) {
 }
 
 /// The guest's `MDSCR_EL1` while EL2 holds the hardware's on this CPU, and
-/// whether the hold ends at the next exit.
+/// whether the hold ends at the next exit. Read on every exit: plain loads
+/// of this CPU's own area (only this CPU writes them, and EL2 code does not
+/// move between CPUs), without [`with`]'s masking.
 pub fn debug_hold() -> Option<(u64, bool)> {
-    with(|prda| {
-        let saved = prda.step_over_mdscr.load(Ordering::Relaxed);
-        (saved != NO_STEP_OVER).then(|| (saved, prda.debug_suspended.load(Ordering::Relaxed) != 0))
-    })
+    let prda = this_cpu();
+    let saved = prda.step_over_mdscr.load(Ordering::Relaxed);
+    (saved != NO_STEP_OVER).then(|| (saved, prda.debug_suspended.load(Ordering::Relaxed) != 0))
 }
 
 /// Starts (`Some`: the guest's value, and whether the hold ends at the next
