@@ -17,6 +17,8 @@ pub enum Command {
     /// check the scan against the kernel's view.
     Scan {
         with_maps: bool,
+        /// A layout to build in hvctl's own address space first.
+        layout: Option<Layout>,
     },
     /// Print the text on the hypervisor's console.
     Console {
@@ -25,13 +27,55 @@ pub enum Command {
     Help,
 }
 
+/// A large address space to scan, built by `hvctl scan --layout` in its
+/// own process first: what a long `SCAN` meets in a real program, for
+/// measuring that the hypervisor serves it in bounded pieces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// [`SPARSE_PAGES`] pages, each touched, [`SPARSE_STRIDE`] apart: as
+    /// many separate regions.
+    Sparse,
+    /// [`WIDE_MAPPINGS`] mappings of [`WIDE_SIZE`] each, with a page
+    /// touched every [`WIDE_STRIDE`].
+    Wide,
+}
+
+pub const SPARSE_PAGES: u64 = 1000;
+pub const SPARSE_STRIDE: u64 = 1 << 20;
+pub const WIDE_MAPPINGS: u64 = 33;
+pub const WIDE_SIZE: u64 = 512 << 20;
+pub const WIDE_STRIDE: u64 = 2 << 20;
+
+impl Layout {
+    fn parse(name: &str) -> Option<Self> {
+        match name {
+            "sparse" => Some(Self::Sparse),
+            "wide" => Some(Self::Wide),
+            _ => None,
+        }
+    }
+
+    /// The mappings to make: (count, size of each), and the distance
+    /// between the pages touched in each.
+    pub fn shape(self) -> (u64, u64, u64) {
+        match self {
+            Self::Sparse => (1, SPARSE_PAGES * SPARSE_STRIDE, SPARSE_STRIDE),
+            Self::Wide => (WIDE_MAPPINGS, WIDE_SIZE, WIDE_STRIDE),
+        }
+    }
+}
+
 /// The usage text, printed by `hvctl help` and after a usage error.
 pub const USAGE: &str = "\
 usage: hvctl info              the hypervisor's ABI version, mode and CPUs
-       hvctl scan [--maps]     this process's mapped ranges, found by the
+       hvctl scan [--maps] [--layout sparse|wide]
+                               this process's mapped ranges, found by the
                                hypervisor's scan of its address space
                                (--maps: also /proc/self/maps and the pages
-                               hvctl touched, to compare)
+                               hvctl touched, to compare; --layout: first
+                               map 1000 pages 1 MiB apart, or 33 mappings
+                               of 512 MiB touched every 2 MiB, and print
+                               only the summary)
        hvctl console TEXT...   print TEXT on the hypervisor's console
        hvctl help";
 
@@ -67,11 +111,22 @@ impl Command {
         };
         match command.as_str() {
             "info" => no_more(&rest).map(|()| Self::Info),
-            "scan" => match rest.as_slice() {
-                [] => Ok(Self::Scan { with_maps: false }),
-                [flag] if flag == "--maps" => Ok(Self::Scan { with_maps: true }),
-                [extra, ..] => Err(UsageError::UnexpectedArgument(extra.clone())),
-            },
+            "scan" => {
+                let (mut with_maps, mut layout) = (false, None);
+                let mut words = rest.iter();
+                while let Some(word) = words.next() {
+                    match word.as_str() {
+                        "--maps" if !with_maps => with_maps = true,
+                        "--layout" if layout.is_none() => {
+                            let name = words.next().ok_or_else(|| UsageError::UnexpectedArgument(word.clone()))?;
+                            layout =
+                                Some(Layout::parse(name).ok_or_else(|| UsageError::UnexpectedArgument(name.clone()))?);
+                        }
+                        _ => return Err(UsageError::UnexpectedArgument(word.clone())),
+                    }
+                }
+                Ok(Self::Scan { with_maps, layout })
+            }
             "console" if rest.is_empty() => Err(UsageError::MissingText),
             "console" => Ok(Self::Console { text: rest.join(" ") }),
             "help" | "--help" | "-h" => no_more(&rest).map(|()| Self::Help),
@@ -223,8 +278,20 @@ mod tests {
     #[test]
     fn commands_parse() {
         assert_eq!(Command::parse(args(&["info"])), Ok(Command::Info));
-        assert_eq!(Command::parse(args(&["scan"])), Ok(Command::Scan { with_maps: false }));
-        assert_eq!(Command::parse(args(&["scan", "--maps"])), Ok(Command::Scan { with_maps: true }));
+        assert_eq!(Command::parse(args(&["scan"])), Ok(Command::Scan { with_maps: false, layout: None }));
+        assert_eq!(Command::parse(args(&["scan", "--maps"])), Ok(Command::Scan { with_maps: true, layout: None }));
+        assert_eq!(
+            Command::parse(args(&["scan", "--layout", "wide", "--maps"])),
+            Ok(Command::Scan { with_maps: true, layout: Some(Layout::Wide) })
+        );
+        assert_eq!(
+            Command::parse(args(&["scan", "--layout", "sparse"])),
+            Ok(Command::Scan { with_maps: false, layout: Some(Layout::Sparse) })
+        );
+        for bad in [&["scan", "--layout"][..], &["scan", "--layout", "huge"], &["scan", "--maps", "--maps"]] {
+            assert!(matches!(Command::parse(args(bad)), Err(UsageError::UnexpectedArgument(_))), "{bad:?}");
+        }
+        assert_eq!(Layout::Wide.shape(), (33, 512 << 20, 2 << 20));
         assert_eq!(
             Command::parse(args(&["console", "hello", "world"])),
             Ok(Command::Console { text: "hello world".into() })

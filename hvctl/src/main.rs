@@ -31,7 +31,16 @@ fn main() -> ExitCode {
     conduit::install_trap_guard();
     let result = match command {
         Command::Info => info(),
-        Command::Scan { with_maps } => scan(with_maps),
+        Command::Scan { with_maps, layout } => match layout.map(layout::build).transpose() {
+            Ok(built) => {
+                if let (Some(pages), Some(layout)) = (built, layout) {
+                    println!("hvctl: built layout {layout:?}: {pages} pages touched");
+                }
+                // A layout's thousands of regions are summed up, not listed.
+                scan(with_maps, built.is_none())
+            }
+            Err(e) => Err(e),
+        },
         Command::Console { text } => console(&text),
         Command::Help => {
             println!("{USAGE}");
@@ -92,14 +101,14 @@ fn console(text: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn scan(with_maps: bool) -> Result<(), String> {
+fn scan(with_maps: bool, list_regions: bool) -> Result<(), String> {
     // Pages to look for in the scan: this function's text, a stack slot
     // and a heap byte, each written or executed so that the kernel has
     // really mapped it (it maps on first touch).
     let stack_byte = std::hint::black_box(0x5au8);
     let heap_byte = std::hint::black_box(Box::new(0xa5u8));
     let touched = Touched {
-        text: scan as fn(bool) -> Result<(), String> as usize as u64,
+        text: scan as fn(bool, bool) -> Result<(), String> as usize as u64,
         stack: &stack_byte as *const u8 as u64,
         heap: &*heap_byte as *const u8 as u64,
     };
@@ -153,7 +162,7 @@ fn scan(with_maps: bool) -> Result<(), String> {
     let maps_text = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
     let maps = hvctl::parse_maps(&maps_text);
     println!("hvctl: scan of this process (TTBR0 range): {written} regions, {probes} probes, {holes} holes");
-    for region in &regions {
+    for region in regions.iter().filter(|_| list_regions) {
         let name =
             hvctl::containing(&maps, region.va_start, region.va_last).map_or("(spans several mappings)", |entry| {
                 match entry.name.as_str() {
@@ -171,6 +180,53 @@ fn scan(with_maps: bool) -> Result<(), String> {
     }
     drop(heap_byte);
     Ok(())
+}
+
+/// `scan --layout`: the mappings, made in this process and kept until it
+/// exits.
+mod layout {
+    use hvctl::Layout;
+
+    /// Maps and touches `layout`; returns the pages touched.
+    #[cfg(target_os = "linux")]
+    pub fn build(layout: Layout) -> Result<u64, String> {
+        let (count, size, stride) = layout.shape();
+        let mut touched = 0;
+        for _ in 0..count {
+            // SAFETY: a fresh anonymous private mapping, placed by the
+            // kernel; nothing else refers to it. NORESERVE: only the pages
+            // touched below take memory.
+            let base = unsafe {
+                libc::mmap(
+                    core::ptr::null_mut(),
+                    size as usize,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                    -1,
+                    0,
+                )
+            };
+            if base == libc::MAP_FAILED {
+                return Err(format!("mmap of {size:#x} bytes: {}", std::io::Error::last_os_error()));
+            }
+            // One 4 KiB page per touch: with transparent huge pages each
+            // touch would take 2 MiB (16 GiB for the wide layout).
+            // SAFETY: advice on the mapping just made.
+            unsafe { libc::madvise(base, size as usize, libc::MADV_NOHUGEPAGE) };
+            for offset in (0..size).step_by(stride as usize) {
+                // SAFETY: inside the mapping just made, readable and
+                // writable.
+                unsafe { core::ptr::write_volatile((base as *mut u8).add(offset as usize), 1) };
+                touched += 1;
+            }
+        }
+        Ok(touched)
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn build(_layout: Layout) -> Result<u64, String> {
+        Err("layouts are built on Linux only".into())
+    }
 }
 
 /// The `BRK` itself, and what happens when no hypervisor takes it.

@@ -1175,9 +1175,44 @@ fn linux_guest_boots(name: &str, cpu: &str, cmdline: Option<&str>, mode: &str) {
     }
     assert!(!o.console.contains("el2: WARN: guest trap"), "a trap the hypervisor did not handle\n{dump}");
     assert_eq!(o.lines(WATCHDOG_REPORT).count(), 0, "no CPU may stall at EL2 (hvctl scan included)\n{dump}");
+    long_scans_complete_in_pieces(&o, &dump);
     linux_sees_the_pci_shim(&o, &dump);
     hvctl_works_from_linux_userspace(&o, mode, &dump);
     debugging_as_on_bare_qemu(&o, cpu, &image, &initrd, &dump);
+}
+
+/// Long scans: `hvctl scan --layout wide` as root (33 mappings of 512
+/// MiB, a page touched every 2 MiB) and `--layout sparse` as nobody (1000
+/// pages 1 MiB apart) complete, each through many bounded `SCAN` calls,
+/// and find at least every page they touched as a region of its own
+/// (with no lockup report, which the caller checks).
+fn long_scans_complete_in_pieces(o: &Outcome, dump: &str) {
+    for (name, exit) in
+        [("wide", "linux-guest: hvctl scan wide exit 0"), ("sparse", "linux-guest: hvctl scan sparse as nobody exit 0")]
+    {
+        assert!(o.lines(exit).next().is_some(), "`{exit}` missing\n{dump}");
+        let touched_line = format!("hvctl: built layout {}{}: ", name[..1].to_uppercase(), &name[1..]);
+        let touched: u64 = o
+            .lines(&touched_line)
+            .next()
+            .and_then(|l| l[touched_line.len()..].split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no `{touched_line}` line\n{dump}"));
+        let expected = match name {
+            "wide" => hvctl::WIDE_MAPPINGS * (hvctl::WIDE_SIZE / hvctl::WIDE_STRIDE),
+            _ => hvctl::SPARSE_PAGES,
+        };
+        assert_eq!(touched, expected, "{name}: pages touched\n{dump}");
+    }
+    // The scan summaries of the three hvctl scans, in order: --maps, wide,
+    // sparse.
+    let regions: Vec<u64> = o
+        .lines("hvctl: scan of this process (TTBR0 range): ")
+        .filter_map(|l| l.rsplit(": ").next()?.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert_eq!(regions.len(), 3, "three scan summaries\n{dump}");
+    assert!(regions[1] >= hvctl::WIDE_MAPPINGS * (hvctl::WIDE_SIZE / hvctl::WIDE_STRIDE), "wide: {regions:?}\n{dump}");
+    assert!(regions[2] >= hvctl::SPARSE_PAGES, "sparse: {regions:?}\n{dump}");
 }
 
 /// `dbgtest` (tests/linux/dbgtest: ptrace single-step, a hardware

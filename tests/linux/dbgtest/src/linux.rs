@@ -69,6 +69,10 @@ struct Watched(AtomicU64);
 static WATCHED: Watched = Watched(AtomicU64::new(0));
 
 pub fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(("as-nobody", command)) = args.get(1).map(String::as_str).zip(args.get(2..)) {
+        return as_nobody(command);
+    }
     // The ELF for the AArch32 test is written while still root: /tmp in
     // the test initramfs is root's.
     let aarch32 = write_aarch32_program();
@@ -93,6 +97,26 @@ pub fn main() -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// `dbgtest as-nobody COMMAND...`: runs a command as user nobody (the
+/// initramfs has no `su`); returns its exit status.
+fn as_nobody(command: &[String]) -> ExitCode {
+    let Some((program, args)) = command.split_first() else {
+        eprintln!("usage: dbgtest as-nobody COMMAND [ARGS...]");
+        return ExitCode::from(2);
+    };
+    if let Err(e) = become_nobody() {
+        eprintln!("dbgtest: cannot become nobody: {e}");
+        return ExitCode::from(2);
+    }
+    match std::process::Command::new(program).args(args).status() {
+        Ok(status) => ExitCode::from(status.code().map_or(128, |c| c as u8)),
+        Err(e) => {
+            eprintln!("dbgtest: {program}: {e}");
+            ExitCode::from(127)
+        }
     }
 }
 

@@ -18,7 +18,8 @@
 //!
 //! It is built static for `aarch64-unknown-linux-musl` and ships in the
 //! test initramfs (`tests/scripts/linux-guest.sh`). Started as root, it
-//! first becomes `nobody` (uid and gid 65534).
+//! first becomes `nobody` (uid and gid 65534). `dbgtest as-nobody COMMAND
+//! ARGS...` only runs that command as nobody (the initramfs has no `su`).
 
 #[cfg(all(target_os = "linux", target_arch = "aarch64"))]
 mod linux;
