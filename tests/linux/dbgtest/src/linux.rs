@@ -80,8 +80,9 @@ pub fn main() -> ExitCode {
         println!("dbgtest: cannot become nobody: {e}");
         return ExitCode::FAILURE;
     }
-    // SAFETY: plain getters.
-    println!("dbgtest: uid {} gid {}", unsafe { libc::getuid() }, unsafe { libc::getgid() });
+    // SAFETY: plain getters, no arguments.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    println!("dbgtest: uid {uid} gid {gid}");
     let mut failed = false;
     for (name, test) in [
         ("singlestep", singlestep as fn() -> Result<String, String>),
