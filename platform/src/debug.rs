@@ -53,7 +53,7 @@
 //! state can make a vCPU trap on one instruction for ever.
 //!
 //! `BRK` and the AArch32 `BKPT` are not maskable: they are always
-//! reflected. The EL2 side is `el2/src/debug.rs`.
+//! reflected. The EL2 side is `el2/src/traps/debug.rs`.
 
 use crate::esr::{Esr, ExceptionClass, Origin};
 

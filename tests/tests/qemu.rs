@@ -21,7 +21,7 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 const REFUSAL_DEADLINE: Duration = Duration::from_secs(10);
 /// Exit status of a fatal monitor error (el3-monitor/src/power.rs).
 const EXIT_MONITOR_FATAL: i32 = 3;
-/// Exit status of a fatal hypervisor error (el2/src/power.rs).
+/// Exit status of a fatal hypervisor error (el2/src/arch/power.rs).
 const EXIT_HYPERVISOR_FATAL: i32 = 2;
 const MACHINE: &str = "virt,secure=on,virtualization=on,gic-version=3";
 const CPU_MAX: &str = "max,pauth-impdef=on";
@@ -701,7 +701,7 @@ fn firmware_interface_selftest() {
     let o = boot(&Boot { cmdline: Some("selftest=firmware"), ..Boot::new("selftest-firmware", CPU_MAX, 4, "1G") });
     let dump = o.dump();
     assert_eq!(o.status, Some(0), "{dump}");
-    // Every check by name, `affinity-info-on` once per CPU (el2/src/selftest.rs).
+    // Every check by name, `affinity-info-on` once per CPU (el2/src/boot/selftest.rs).
     let mut expected: Vec<&str> = vec![
         "smccc-version",
         "smccc-features-version",

@@ -11,7 +11,7 @@
 //! real ECAM. QEMU takes such an abort at the faulting EL whatever
 //! `SCR_EL3.EA` says (measured), so nothing on QEMU reaches this code; the host tests here are what checks it. On QEMU EL2 leaves its
 //! ECAM window unmapped in stage 2 and forwards the trapped access over SMC
-//! instead (`el2/src/ecam.rs`); both paths end in one
+//! instead (`el2/src/vm/ecam.rs`); both paths end in one
 //! [`ConfigSpace`](super::ConfigSpace).
 //!
 //! # What it owns

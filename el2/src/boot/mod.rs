@@ -1,0 +1,13 @@
+//! Getting the hypervisor running: the entry and self-relocation
+//! ([`entry`]), stage 1 at the load PA ([`early`]), the EL2 translation
+//! tables ([`tables`]) and the switch to the virtual addresses through the
+//! chosen remap path ([`switch`]); then the command line ([`cmdline`]), the
+//! other CPUs ([`smp`]) and the boot-time self-tests ([`selftest`]).
+
+pub mod cmdline;
+pub mod early;
+pub mod entry;
+pub mod selftest;
+pub mod smp;
+pub mod switch;
+pub mod tables;

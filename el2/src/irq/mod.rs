@@ -1,0 +1,157 @@
+//! Physical interrupts at EL2: one entry for every IRQ, whether it arrived
+//! while the guest ran or while EL2 itself had interrupts open, split into
+//! the PNMI path and the regular path of the priority scheme in
+//! [`crate::irq::gic`].
+//!
+//! A regular handler follows the scheme's rule 2 in [`regular`]; what it
+//! does per INTID is [`dispatch_regular`]. A PNMI goes to
+//! [`crate::irq::pnmi::handle`] with `PSTATE.I` still set.
+//!
+//! [`PnmiWindow`] is rule 1 for synchronous traps: while EL2 handles a
+//! guest's trap, regular interrupts wait (priority mask) but PNMIs do not
+//! (`PSTATE.I` clear), so the watchdog and the crash stop reach a CPU that
+//! is stuck in a trap handler.
+
+pub mod gic;
+pub mod kick_lock;
+pub mod pnmi;
+
+use aarch64_cpu::registers::{ReadWriteable, HCR_EL2};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use platform::arch::trap::TrapFrame;
+use platform::board::Board;
+use platform::board::MAX_CPUS;
+
+/// The EL2 physical timer's PPI: the watchdog tick, a PNMI.
+static HYP_TIMER_INTID: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// Boot CPU, once: which PPI is the hypervisor's tick.
+pub fn init(board: &Board) {
+    HYP_TIMER_INTID.store(board.timer.hyp_phys.intid, Ordering::Relaxed);
+}
+
+/// Every CPU, each time it comes up: its GIC CPU interface, the
+/// hypervisor's private interrupts and the guest's forwarded ones, then
+/// its tick.
+pub fn init_this_cpu(board: &Board) {
+    let mpidr = platform::arch::this_cpu_mpidr();
+    let Some(gic_cpu) = board.cpu_index(mpidr) else {
+        log::error!("MPIDR {mpidr:#x} is not in the DTB: no interrupts on this CPU");
+        return;
+    };
+    let own = [
+        (gic::SGI_KICK, gic::PRIORITY_REGULAR),
+        (gic::SGI_TICK, gic::PRIORITY_REGULAR),
+        (gic::SGI_TEST, gic::PRIORITY_REGULAR),
+        (gic::SGI_PNMI, gic::PRIORITY_PNMI),
+        (HYP_TIMER_INTID.load(Ordering::Relaxed), gic::PRIORITY_PNMI),
+    ];
+    let private: Vec<(u32, u8)> = own.into_iter().chain(crate::vm::vgic::private_interrupts()).collect();
+    gic::init_cpu(gic_cpu, &private);
+    if let Some(up) = INTERRUPTS_UP.get(crate::mm::prda::slot()) {
+        up.store(true, Ordering::Release);
+    }
+    // Physical interrupts target EL2 even while no guest runs here (without
+    // IMO an interrupt would target EL1, and EL2 would never take it).
+    HCR_EL2.modify(HCR_EL2::IMO::EnableVirtualIRQ + HCR_EL2::FMO::EnableVirtualFIQ);
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+    crate::irq::pnmi::start_tick();
+}
+
+/// Per CPU slot: its GIC CPU interface is set up and its kick SGI enabled,
+/// so a kick wakes it from `WFI`.
+static INTERRUPTS_UP: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// Whether the CPU in `slot` takes interrupts (a kick reaches it).
+pub fn interrupts_up(slot: usize) -> bool {
+    INTERRUPTS_UP.get(slot).is_some_and(|up| up.load(Ordering::Acquire))
+}
+
+fn is_pnmi(intid: u32) -> bool {
+    intid == gic::SGI_PNMI || intid == HYP_TIMER_INTID.load(Ordering::Relaxed)
+}
+
+/// Takes one physical interrupt; `frame` is what it interrupted.
+pub fn handle(frame: &TrapFrame) {
+    let Some(intid) = gic::acknowledge() else { return };
+    if is_pnmi(intid) {
+        crate::irq::pnmi::handle(intid, frame);
+        gic::end(intid);
+        gic::deactivate(intid);
+    } else {
+        regular(intid);
+    }
+}
+
+/// Rule 2: only a PNMI may preempt a regular handler.
+fn regular(intid: u32) {
+    let mask = gic::pmr();
+    gic::set_pmr(gic::PMR_PNMI_ONLY);
+    unmask_irq();
+    let forwarded = dispatch_regular(intid);
+    mask_irq();
+    gic::end(intid);
+    // A forwarded interrupt stays active until the guest deactivates it
+    // through its list register (HW bit).
+    if !forwarded {
+        gic::deactivate(intid);
+    }
+    gic::set_pmr(mask);
+}
+
+/// The regular interrupts; returns whether `intid` went to the guest.
+fn dispatch_regular(intid: u32) -> bool {
+    match intid {
+        gic::SGI_KICK => {
+            // The return to the guest looks at the vCPU's interrupts.
+            crate::boot::smp::serve_mailbox_in_guest(crate::mm::prda::slot());
+            false
+        }
+        gic::SGI_TICK => {
+            crate::irq::pnmi::tick_regular();
+            false
+        }
+        gic::SGI_TEST => {
+            crate::irq::pnmi::test_regular();
+            false
+        }
+        _ => crate::vm::vgic::physical_interrupt(intid),
+    }
+}
+
+/// Clears `PSTATE.I`.
+pub fn unmask_irq() {
+    // SAFETY: changes only the interrupt mask; the caller is at a point
+    // where an interrupt may be taken (its state is on its stack).
+    unsafe { core::arch::asm!("msr daifclr, #2", options(nomem, nostack)) };
+}
+
+/// Sets `PSTATE.I`.
+pub fn mask_irq() {
+    // SAFETY: changes only the interrupt mask.
+    unsafe { core::arch::asm!("msr daifset, #2", options(nomem, nostack)) };
+}
+
+/// Rule 1 for a synchronous trap: regular interrupts masked by priority,
+/// PNMIs open, until dropped (which masks `PSTATE.I` again and restores the
+/// priority mask, for the return to the guest).
+pub struct PnmiWindow {
+    mask: u8,
+}
+
+impl PnmiWindow {
+    pub fn open() -> Self {
+        let mask = gic::pmr();
+        gic::set_pmr(gic::PMR_PNMI_ONLY);
+        unmask_irq();
+        Self { mask }
+    }
+}
+
+impl Drop for PnmiWindow {
+    fn drop(&mut self) {
+        mask_irq();
+        gic::set_pmr(self.mask);
+    }
+}

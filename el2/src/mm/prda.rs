@@ -1,0 +1,150 @@
+//! The per-CPU private data area (PRDA): each CPU's own page, seen at
+//! one fixed virtual address.
+//!
+//! Every CPU has its own root translation table, a copy of the kernel's that
+//! shares all of it except the path to [`layout::prda_va`], where each maps
+//! its own page of [`PAGES`]. So the same address names "this CPU's data"
+//! on every CPU: an address taken before a migration still reaches the
+//! area of the CPU the code runs on afterwards. Code that must stay on one
+//! CPU while it uses the area runs inside [`with`], which masks interrupts
+//! (the only way EL2 code can be preempted).
+
+use crate::mm::layout;
+use core::sync::atomic::{AtomicU64, Ordering};
+use platform::board::MAX_CPUS;
+
+/// One CPU's private area. Its fields are atomics so that a reference to it
+/// is always sound to share; only its own CPU writes them.
+#[repr(C, align(4096))]
+pub struct Prda {
+    /// The CPU's slot (0 = boot CPU), written once in stage 1.
+    pub slot: AtomicU64,
+    /// The CPU's affinity.
+    pub mpidr: AtomicU64,
+    /// Exceptions this CPU has taken at EL2.
+    pub traps: AtomicU64,
+    /// The vCPU this CPU runs (slot-numbered; `u64::MAX` = none).
+    pub current_vcpu: AtomicU64,
+    /// 1 while this CPU runs the EL0 service ([`crate::traps::el0`]).
+    pub el0_active: AtomicU64,
+    /// While EL2 holds the hardware's `MDSCR_EL1` for the vCPU
+    /// ([`crate::traps::debug`]: a step-over, or stepping suspended until the
+    /// next exit): the guest's own value. [`NO_STEP_OVER`] otherwise.
+    pub step_over_mdscr: AtomicU64,
+    /// Whether that hold ends at the vCPU's next exit (1) or at its next
+    /// software step exception (0).
+    pub debug_suspended: AtomicU64,
+    /// 1 while EL2 steps one guest instruction through (its step
+    /// exception is EL2's, not the guest's).
+    pub el2_step: AtomicU64,
+    /// EL2's callee-saved registers and SP while the EL0 service runs
+    /// (layout shared with el0.S).
+    pub el0_save: [AtomicU64; EL0_SAVE_WORDS],
+}
+
+/// `Prda::step_over_mdscr` when no step-over is in progress (`MDSCR_EL1`
+/// has RES0 bits, so no value of it is all ones).
+pub const NO_STEP_OVER: u64 = u64::MAX;
+
+/// x19..x30 and SP.
+const EL0_SAVE_WORDS: usize = 13;
+
+/// The backing pages, one per CPU slot (also reachable, as ordinary .bss,
+/// through the image mapping).
+pub static PAGES: [Prda; MAX_CPUS] = [const {
+    Prda {
+        slot: AtomicU64::new(0),
+        mpidr: AtomicU64::new(0),
+        traps: AtomicU64::new(0),
+        current_vcpu: AtomicU64::new(u64::MAX),
+        el0_active: AtomicU64::new(0),
+        step_over_mdscr: AtomicU64::new(NO_STEP_OVER),
+        debug_suspended: AtomicU64::new(0),
+        el2_step: AtomicU64::new(0),
+        el0_save: [const { AtomicU64::new(0) }; EL0_SAVE_WORDS],
+    }
+}; MAX_CPUS];
+
+/// Stage 1: records each slot's identity in its page.
+pub fn init(slots: &[u64]) {
+    for (slot, (page, &mpidr)) in PAGES.iter().zip(slots).enumerate() {
+        page.slot.store(slot as u64, Ordering::Relaxed);
+        page.mpidr.store(mpidr, Ordering::Relaxed);
+    }
+}
+
+/// The physical address of slot `slot`'s page (stage 1, MMU off).
+pub fn page_pa(slot: usize) -> Option<u64> {
+    PAGES.get(slot).map(|p| p as *const Prda as u64)
+}
+
+/// This CPU's area, through the fixed VA.
+fn this_cpu() -> &'static Prda {
+    // SAFETY: after the switch every CPU's root maps a `Prda` page at
+    // `prda_va` (readable and writable, never unmapped); its fields are
+    // atomics, so shared references are sound.
+    unsafe { &*(layout::prda_va() as *const Prda) }
+}
+
+/// Runs `f` on this CPU's area with interrupts masked, so the code cannot be
+/// moved to another CPU while it holds the area.
+pub fn with<R>(f: impl FnOnce(&Prda) -> R) -> R {
+    let daif: u64;
+    // SAFETY: saving DAIF and masking IRQ and FIQ changes no memory.
+    unsafe { core::arch::asm!("mrs {}, daif", "msr daifset, #3", out(reg) daif, options(nomem, nostack)) };
+    let result = f(this_cpu());
+    // SAFETY: restores the mask saved above.
+    unsafe { core::arch::asm!("msr daif, {}", in(reg) daif, options(nomem, nostack)) };
+    result
+}
+
+/// Counts an exception taken on this CPU.
+pub fn count_trap() {
+    with(|prda| prda.traps.fetch_add(1, Ordering::Relaxed));
+}
+
+/// This CPU's EL0 save area, at the fixed VA (for el0.S).
+pub fn el0_save_area() -> *const u64 {
+    (layout::prda_va() + core::mem::offset_of!(Prda, el0_save) as u64) as *const u64
+}
+
+pub fn set_el0_active(active: bool) {
+    with(|prda| prda.el0_active.store(u64::from(active), Ordering::Relaxed));
+}
+
+/// The guest's `MDSCR_EL1` while EL2 holds the hardware's on this CPU, and
+/// whether the hold ends at the next exit. Read on every exit: plain loads
+/// of this CPU's own area (only this CPU writes them, and EL2 code does not
+/// move between CPUs), without [`with`]'s masking.
+pub fn debug_hold() -> Option<(u64, bool)> {
+    let prda = this_cpu();
+    let saved = prda.step_over_mdscr.load(Ordering::Relaxed);
+    (saved != NO_STEP_OVER).then(|| (saved, prda.debug_suspended.load(Ordering::Relaxed) != 0))
+}
+
+/// Starts (`Some`: the guest's value, and whether the hold ends at the next
+/// exit) or ends (`None`) EL2's hold of `MDSCR_EL1` on this CPU.
+pub fn set_debug_hold(hold: Option<(u64, bool)>) {
+    with(|prda| {
+        let (saved, suspended) = hold.unwrap_or((NO_STEP_OVER, false));
+        prda.step_over_mdscr.store(saved, Ordering::Relaxed);
+        prda.debug_suspended.store(u64::from(suspended), Ordering::Relaxed);
+    })
+}
+
+/// Marks (or clears) a step of one guest instruction by EL2 on this CPU;
+/// returns whether one was marked before.
+pub fn swap_el2_step(stepping: bool) -> bool {
+    with(|prda| prda.el2_step.swap(u64::from(stepping), Ordering::Relaxed) != 0)
+}
+
+pub fn el0_active() -> bool {
+    with(|prda| prda.el0_active.load(Ordering::Relaxed) != 0)
+}
+
+/// This CPU's slot. Safe from any context, a PNMI handler's included: the
+/// area is this CPU's whatever interrupted whom, and the read is one atomic
+/// load.
+pub fn slot() -> usize {
+    this_cpu().slot.load(Ordering::Relaxed) as usize
+}

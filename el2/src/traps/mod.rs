@@ -1,0 +1,191 @@
+//! The hypervisor's exception vectors and the trap dispatcher: exception
+//! class → handler, on syndromes decoded by `platform::esr`.
+//!
+//! From the guest: `HVC`/`SMC` → [`crate::traps::hvc`]; `BRK #HV_BRK_IMM` →
+//! [`crate::traps::backdoor`], any other `BRK` and every debug exception
+//! `MDCR_EL2.TDE` routes here (breakpoint, watchpoint, software step) →
+//! reflected to the guest's own EL1 vector exactly as the hardware would
+//! have delivered it; trapped debug-register accesses →
+//! [`crate::traps::debugregs`]; stage-2 aborts → MMIO emulation
+//! ([`crate::vm::mmio`]) or an external abort. Anything else from the guest is
+//! answered as the architecture would (an undefined-instruction exception)
+//! and logged. An exception taken at EL2 itself is a hypervisor bug: it is
+//! reported with its decoded context and stops the system.
+
+pub mod backdoor;
+pub mod debug;
+pub mod debugregs;
+pub mod el0;
+pub mod hvc;
+pub mod scan;
+
+use crate::vm::guest;
+use aarch64_cpu::registers::{Readable, ESR_EL2, FAR_EL2, HPFAR_EL2};
+use core::sync::atomic::{AtomicU64, Ordering};
+use platform::arch::trap::{ExceptionKind, ExceptionReport, ExceptionSource, ExceptionType, TrapFrame};
+use platform::esr::{Esr, ExceptionClass};
+use platform::hypercall::HV_BRK_IMM;
+
+platform::exception_vectors!("hv_vectors", 2, handle_exception);
+
+/// Guest exits by cause, all CPUs: one counter per exception class (EC),
+/// and one for physical interrupts taken while the guest ran. Printed at
+/// the guest's power-off ([`report_exits`]): what a guest makes the
+/// hypervisor do is the first thing to look at when it runs slowly.
+static EXITS: [AtomicU64; EXIT_KINDS] = [const { AtomicU64::new(0) }; EXIT_KINDS];
+const EXIT_KINDS: usize = 65;
+const EXIT_IRQ: usize = 64;
+
+/// `ESR_ELx.EC`, six bits.
+const EC_MASK: u64 = 0x3f;
+
+#[inline(always)]
+fn count_exit(kind: usize) {
+    if let Some(counter) = EXITS.get(kind) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Logs the guest's exits by cause, most frequent first.
+pub fn report_exits() {
+    let count = |kind: usize| EXITS.get(kind).map_or(0, |c| c.load(Ordering::Relaxed));
+    let total: u64 = (0..EXIT_KINDS).map(count).sum();
+    let mut kinds: alloc::vec::Vec<usize> = (0..EXIT_KINDS).filter(|&k| count(k) != 0).collect();
+    kinds.sort_by_key(|&k| core::cmp::Reverse(count(k)));
+    let mut line = alloc::string::String::new();
+    for kind in kinds {
+        let name = match kind {
+            EXIT_IRQ => alloc::string::String::from("irq"),
+            ec => alloc::format!("{:?}", ExceptionClass::from_ec(ec as u8)),
+        };
+        line.push_str(&alloc::format!(", {name} {}", count(kind)));
+    }
+    log::info!("guest exits: {total}{line}");
+}
+
+extern "C" fn handle_exception(frame: &mut TrapFrame, kind: ExceptionKind) {
+    crate::mm::prda::count_trap();
+    if kind.from_lower_el() && !crate::mm::prda::el0_active() {
+        crate::traps::debug::on_exit();
+    }
+    if kind.kind() == ExceptionType::Irq {
+        if kind.from_lower_el() {
+            count_exit(EXIT_IRQ);
+        }
+        // From the guest, from the EL0 service, or from EL2 where it had
+        // interrupts open (idle, a PNMI window, a regular handler).
+        crate::irq::handle(frame);
+        if kind.from_lower_el() && !crate::mm::prda::el0_active() {
+            crate::vm::vgic::sync();
+        }
+        return;
+    }
+    let esr = Esr(ESR_EL2.get());
+    if kind.from_lower_el() {
+        // The EL0 service's exit, if it is running: does not return then.
+        crate::traps::el0::exit_to_el2(esr, frame.x[0]);
+    }
+    match (kind.source(), kind.kind()) {
+        (ExceptionSource::LowerA64, ExceptionType::Sync) => {
+            count_exit(((esr.0 >> Esr::EC_SHIFT) & EC_MASK) as usize);
+            // Rule 1 of the priority scheme (`crate::irq::gic`): PNMIs reach
+            // a CPU while it handles a trap.
+            let window = crate::irq::PnmiWindow::open();
+            let elr = frame.elr;
+            guest_sync(frame, esr);
+            if frame.elr == elr.wrapping_add(4) {
+                // EL2 completed the instruction: a step over it is done.
+                frame.spsr = platform::debug::completed(frame.spsr);
+            }
+            drop(window);
+            crate::vm::vgic::sync();
+        }
+        (ExceptionSource::LowerA64 | ExceptionSource::LowerA32, _) => {
+            log::warn!("guest {kind} ignored (ESR {esr})");
+        }
+        _ => {
+            let report = ExceptionReport { kind, esr, far: FAR_EL2.get(), elr: frame.elr, spsr: frame.spsr };
+            crate::arch::power::fatal(format_args!("unexpected exception: {report}"));
+        }
+    }
+}
+
+/// A synchronous exception from the guest.
+fn guest_sync(frame: &mut TrapFrame, esr: Esr) {
+    match esr.class() {
+        ExceptionClass::Hvc64 => crate::traps::hvc::handle(frame),
+        ExceptionClass::Smc64 => {
+            // A trapped SMC returns to itself; the call is done, so step over it.
+            frame.elr += 4;
+            crate::traps::hvc::handle(frame);
+        }
+        ExceptionClass::Brk64 if esr.imm16() == HV_BRK_IMM => {
+            crate::traps::backdoor::handle(frame, crate::traps::backdoor::caller(frame.spsr));
+            // BRK's preferred return address is the BRK itself.
+            frame.elr += 4;
+        }
+        ExceptionClass::WfxTrap => {
+            crate::vm::vgic::idle();
+            frame.elr += 4;
+        }
+        ExceptionClass::SysReg => match esr.sys_reg() {
+            Some(iss) if is_sgi_register(&iss) => {
+                if iss.direction == platform::esr::Direction::Write {
+                    let value = frame.x.get(usize::from(iss.rt)).copied().unwrap_or(0);
+                    crate::vm::vgic::send_sgi(value);
+                }
+                frame.elr += 4;
+            }
+            Some(iss) => match crate::traps::debugregs::handle(frame, iss) {
+                crate::traps::debugregs::Outcome::Done => frame.elr += 4,
+                crate::traps::debugregs::Outcome::Undefined => {
+                    guest::inject_sync(frame, crate::traps::debugregs::undefined(), 0)
+                }
+            },
+            None => guest::inject_sync(frame, Esr::undefined(), 0),
+        },
+        ExceptionClass::DataAbortLower => {
+            let far = FAR_EL2.get();
+            let ipa = platform::mmio::fault_ipa(HPFAR_EL2.get(), far);
+            match crate::vm::mmio::handle(frame, esr, ipa) {
+                crate::vm::mmio::Handled::Emulated => frame.elr += 4,
+                crate::vm::mmio::Handled::Abort(fault) => {
+                    let syndrome = crate::vm::mmio::guest_abort(frame, esr, fault);
+                    guest::inject_sync(frame, syndrome, far);
+                }
+                crate::vm::mmio::Handled::NotOurs => {
+                    log::debug!(
+                        "stage-2 abort at IPA {ipa:#x} (VA {far:#x}, ELR {:#x}): external abort to the guest",
+                        frame.elr
+                    );
+                    guest::inject_external_abort(frame, esr, far);
+                }
+            }
+        }
+        ExceptionClass::InstructionAbortLower => {
+            let far = FAR_EL2.get();
+            log::debug!("stage-2 instruction abort at VA {far:#x}: external abort to the guest");
+            guest::inject_external_abort(frame, esr, far);
+        }
+        // Breakpoints, watchpoints, software step, other BRKs, AArch32 BKPT.
+        _ if crate::traps::debug::handle(frame, esr) => {}
+        class => {
+            log::warn!("guest trap {class:?} ({esr}) at ELR {:#x}: undefined-instruction exception", frame.elr);
+            guest::inject_sync(frame, Esr::undefined(), 0);
+        }
+    }
+}
+
+/// `ICC_SGI1R_EL1`, `ICC_ASGI1R_EL1` and `ICC_SGI0R_EL1` (op0 3, op1 0,
+/// CRn 12, CRm 11, op2 5, 6, 7): with `HCR_EL2.IMO` set the guest's writes
+/// of these trap here. The guest sees one security state, so all three
+/// raise an SGI in the group the model has for it.
+fn is_sgi_register(iss: &platform::esr::SysRegIss) -> bool {
+    const OP0: u8 = 3;
+    const OP1: u8 = 0;
+    const CRN: u8 = 12;
+    const CRM: u8 = 11;
+    /// op2 of `ICC_SGI1R_EL1`, `ICC_ASGI1R_EL1`, `ICC_SGI0R_EL1`.
+    const SGI1R_TO_SGI0R: core::ops::RangeInclusive<u8> = 5..=7;
+    iss.op0 == OP0 && iss.op1 == OP1 && iss.crn == CRN && iss.crm == CRM && SGI1R_TO_SGI0R.contains(&iss.op2)
+}

@@ -1,0 +1,497 @@
+//! The guest's interrupt controller: the GICv3 virtual CPU interface driven
+//! from the model in `platform::vgic`, the emulated distributor and
+//! redistributors on the MMIO bus, trapped SGIs, and the physical
+//! interrupts forwarded to the guest.
+//!
+//! The model is the truth; the list registers cache it while the vCPU
+//! runs. Every return to the guest calls [`sync`], which folds the list
+//! registers back into the model and refills them with the most urgent
+//! interrupts, but only when the guest has ended one of them or someone
+//! changed this vCPU's interrupts (a per-CPU flag), so a trap with no
+//! interrupt traffic costs two loads and a register read. Another CPU that makes an interrupt
+//! pending for this vCPU sets the flag and sends [`gic::SGI_KICK`].
+//!
+//! Forwarded physical interrupts (the guest's timers' PPIs, its devices'
+//! SPIs) are acknowledged and priority-dropped at EL2 but left active, and
+//! presented with the list register's HW bit: the guest's own EOI then
+//! deactivates the physical interrupt. A level-triggered source therefore
+//! cannot fire again before the guest has handled it, which is what keeps
+//! the virtual timer from storming without masking it.
+//!
+//! vCPUs are pinned one per physical CPU, so the rest of the virtual CPU
+//! interface (`ICH_VMCR_EL2`, the active-priority registers) stays in the
+//! hardware while the vCPU lives; [`reset_vcpu`] gives a starting vCPU a
+//! clean one.
+
+use crate::irq::gic;
+use crate::irq::kick_lock::KickLock;
+use aarch64_cpu::registers::{ReadWriteable, Readable, Writeable, ICH_HCR_EL2, ICH_VTR_EL2};
+use alloc::boxed::Box;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use platform::board::{MemRegion, MAX_CPUS};
+use platform::mmio::{MmioDevice, MmioFault};
+use platform::vgic::{ListRegs, VGic, GICD_SIZE, GICR_STRIDE, MAX_LRS};
+
+/// The model; its lock is taken on most exits of every vCPU, so waiters
+/// sleep rather than spin (see `crate::irq::kick_lock`).
+static VGIC: KickLock<VGic> = KickLock::new(VGic::new());
+
+/// Per CPU slot: the vCPU's list registers hold something, or its
+/// interrupts changed since they were last filled.
+static ATTENTION: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// Per vCPU: forwarded PPIs (bit = INTID) taken but not yet in the model.
+static HW_PPIS_PENDING: [core::sync::atomic::AtomicU32; MAX_CPUS] =
+    [const { core::sync::atomic::AtomicU32::new(0) }; MAX_CPUS];
+
+/// The guest's timers' PPIs, forwarded with the HW bit (virtual, physical).
+static FORWARDED_PPIS: [AtomicU32; 2] = [const { AtomicU32::new(u32::MAX) }; 2];
+/// SPIs of the guest's passthrough devices, forwarded with the HW bit.
+static PASSTHROUGH_SPIS: spin::Mutex<alloc::vec::Vec<u32>> = spin::Mutex::new(alloc::vec::Vec::new());
+
+/// The virtual-interface maintenance PPI.
+static MAINTENANCE_PPI: AtomicU32 = AtomicU32::new(u32::MAX);
+
+/// Where the guest finds its GIC: (distributor, redistributor region).
+#[derive(Clone, Copy)]
+pub struct GuestGic {
+    pub distributor: MemRegion,
+    pub redistributors: MemRegion,
+}
+
+/// Boot CPU, before any CPU brings up its interrupts: which physical PPIs
+/// belong to the guest (its timers) and which is the maintenance interrupt.
+pub fn note_interrupts(board: &platform::board::Board) {
+    let timer = &board.timer;
+    let [virt, phys] = &FORWARDED_PPIS;
+    virt.store(timer.virt.intid, Ordering::Relaxed);
+    phys.store(timer.nonsecure_phys.intid, Ordering::Relaxed);
+    if let Some(m) = board.gic.maintenance_irq {
+        MAINTENANCE_PPI.store(m.intid, Ordering::Relaxed);
+    }
+}
+
+/// Sets up the model for one vCPU per affinity in `mpidrs` and puts the
+/// emulated frames at the host GIC's addresses. Returns the frames.
+pub fn init(board: &platform::board::Board, mpidrs: &[u64]) -> Result<GuestGic, platform::mmio::RegisterError> {
+    let spis = gic::with(|g| g.spis()).unwrap_or(0);
+    VGIC.lock().configure(mpidrs, spis);
+    let distributor = MemRegion::new(board.gic.distributor.base, GICD_SIZE);
+    let redist_base = board.gic.redistributors.first().map_or(0, |r| r.base);
+    let redistributors = MemRegion::new(redist_base, GICR_STRIDE * mpidrs.len() as u64);
+    crate::vm::mmio::add_device(distributor.base, distributor.size, Box::new(Distributor))?;
+    crate::vm::mmio::add_device(redistributors.base, redistributors.size, Box::new(Redistributors))?;
+    Ok(GuestGic { distributor, redistributors })
+}
+
+/// Gives the guest physical SPI `intid` (its passthrough device's): the
+/// physical interrupt follows the guest's enable and routing of the same
+/// INTID, and arrives as a HW interrupt.
+pub fn add_passthrough_spi(intid: u32) {
+    PASSTHROUGH_SPIS.lock().push(intid);
+    reconcile_spis();
+}
+
+/// Makes each passthrough SPI's physical state what the guest asked of
+/// its virtual one: enabled where the guest enabled it, routed to the CPU
+/// of the vCPU it targets.
+fn reconcile_spis() {
+    let spis = PASSTHROUGH_SPIS.lock().clone();
+    for intid in spis {
+        let state = VGIC.lock().spi_state(intid);
+        let (enable, target) = match state {
+            Some(s) => (s.enabled && s.target.is_some(), s.target.unwrap_or(0)),
+            None => (false, 0),
+        };
+        gic::with(|g| g.route_spi(intid, crate::boot::smp::mpidr_of(target), gic::PRIORITY_REGULAR, enable));
+    }
+}
+
+/// The physical private interrupts this CPU takes for the guest, with
+/// their priorities (for `gic::init_cpu`).
+pub fn private_interrupts() -> impl Iterator<Item = (u32, u8)> {
+    FORWARDED_PPIS
+        .iter()
+        .chain([&MAINTENANCE_PPI])
+        .map(|p| p.load(Ordering::Relaxed))
+        .filter(|&p| p != u32::MAX)
+        .map(|p| (p, gic::PRIORITY_REGULAR))
+}
+
+/// The vCPU this CPU runs (pinned: the CPU's slot), if any.
+fn current_vcpu() -> Option<usize> {
+    crate::vm::vcpu::current()
+}
+
+fn kick(mask: u64) {
+    let me = crate::mm::prda::slot();
+    // Only the vCPUs named (usually one): this is on every SGI's path.
+    let mut rest = mask;
+    while rest != 0 {
+        let vcpu = rest.trailing_zeros() as usize;
+        rest &= rest - 1;
+        let Some(flag) = ATTENTION.get(vcpu) else { break };
+        flag.store(true, Ordering::Release);
+        if vcpu != me && crate::vm::vcpu::is_running(vcpu) {
+            gic::send_sgi(gic::SGI_KICK, crate::boot::smp::mpidr_of(vcpu));
+        }
+    }
+}
+
+/// This CPU's list registers, copied into memory so that the model can
+/// fold and fill them under its lock without a single GIC register access
+/// there: [`LrCopy::load`] reads the ones in use before the lock is taken,
+/// [`LrCopy::store`] writes the ones the model changed after it is
+/// dropped. Only this CPU, at EL2, touches its list registers, so nothing
+/// changes them in between.
+///
+/// Why it matters: under emulation a GIC system-register access can stall
+/// (QEMU serialises them on a global lock), and a vCPU spinning for the
+/// model's lock burns the host CPU its holder needs. Measured with the
+/// accesses inside the lock: up to 60 ms spent waiting for it at once, and
+/// 3 to 4 s in all over one 4-vCPU guest-stub run on a loaded host.
+struct LrCopy {
+    count: usize,
+    values: [u64; MAX_LRS],
+    /// Which list registers the model wrote (bit n = `ICH_LR<n>_EL2`).
+    written: u16,
+}
+
+impl LrCopy {
+    /// Reads the list registers in `used` (bit n = `ICH_LR<n>_EL2`); the
+    /// others read as empty, which is what they hold.
+    fn load(used: u64) -> Self {
+        let count = list_register_count();
+        let mut values = [0; MAX_LRS];
+        for (index, value) in values.iter_mut().enumerate().take(count) {
+            if used & (1 << index) != 0 {
+                *value = read_lr(index);
+            }
+        }
+        Self { count, values, written: 0 }
+    }
+
+    /// Writes back what the model changed.
+    fn store(&self) {
+        for (index, &value) in self.values.iter().enumerate().take(self.count) {
+            if self.written & (1 << index) != 0 {
+                write_lr(index, value);
+            }
+        }
+    }
+}
+
+/// How many list registers the CPU has (`ICH_VTR_EL2.ListRegs` + 1, the
+/// same on every CPU), read once: this is on every interrupt's path.
+fn list_register_count() -> usize {
+    static COUNT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+    match COUNT.load(Ordering::Relaxed) {
+        0 => {
+            let count = (ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) as usize + 1).min(MAX_LRS);
+            COUNT.store(count, Ordering::Relaxed);
+            count
+        }
+        count => count,
+    }
+}
+
+/// `read_lr` and `write_lr` over the sixteen `ICH_LR<n>_EL2` registers.
+macro_rules! list_registers {
+    ($($index:literal => $reg:ident,)*) => {
+        fn read_lr(index: usize) -> u64 {
+            use aarch64_cpu::registers::*;
+            match index {
+                $($index => $reg.get(),)*
+                _ => 0,
+            }
+        }
+
+        fn write_lr(index: usize, value: u64) {
+            use aarch64_cpu::registers::*;
+            match index {
+                $($index => $reg.set(value),)*
+                _ => {}
+            }
+        }
+    };
+}
+
+list_registers! {
+    0 => ICH_LR0_EL2, 1 => ICH_LR1_EL2, 2 => ICH_LR2_EL2, 3 => ICH_LR3_EL2,
+    4 => ICH_LR4_EL2, 5 => ICH_LR5_EL2, 6 => ICH_LR6_EL2, 7 => ICH_LR7_EL2,
+    8 => ICH_LR8_EL2, 9 => ICH_LR9_EL2, 10 => ICH_LR10_EL2, 11 => ICH_LR11_EL2,
+    12 => ICH_LR12_EL2, 13 => ICH_LR13_EL2, 14 => ICH_LR14_EL2, 15 => ICH_LR15_EL2,
+}
+
+impl ListRegs for LrCopy {
+    fn count(&self) -> usize {
+        self.count
+    }
+
+    fn read(&self, index: usize) -> u64 {
+        self.values.get(index).copied().unwrap_or(0)
+    }
+
+    fn write(&mut self, index: usize, value: u64) {
+        if let Some(slot) = self.values.get_mut(index).filter(|_| index < self.count) {
+            *slot = value;
+            self.written |= 1 << index;
+        }
+    }
+}
+
+/// `ICH_ELRSR_EL2`: bit n set when list register n holds no interrupt.
+fn empty_list_registers() -> u64 {
+    let value: u64;
+    // SAFETY: reading a virtual-interface status register has no side
+    // effects.
+    unsafe { core::arch::asm!("mrs {}, ich_elrsr_el2", out(reg) value, options(nomem, nostack)) };
+    value
+}
+
+/// Per vCPU: which list registers the last fill used (bit = LR index).
+static LRS_USED: [core::sync::atomic::AtomicU16; MAX_CPUS] =
+    [const { core::sync::atomic::AtomicU16::new(0) }; MAX_CPUS];
+
+/// Before every return to the guest on this CPU: brings the list
+/// registers and the model together, if anything changed. Nothing has
+/// when nobody flagged this vCPU and every list register the last fill
+/// used still holds its interrupt (`ICH_ELRSR_EL2`: the guest has ended
+/// none): then the model's lock is not taken at all, which keeps the many
+/// exits of a busy SMP guest from queueing on it.
+pub fn sync() {
+    let Some(vcpu) = current_vcpu() else { return };
+    let (Some(flag), Some(used)) = (ATTENTION.get(vcpu), LRS_USED.get(vcpu)) else { return };
+    let used_mask = u64::from(used.load(Ordering::Relaxed));
+    if !flag.swap(false, Ordering::AcqRel) && used_mask & empty_list_registers() == 0 {
+        return;
+    }
+    let mut ppis = HW_PPIS_PENDING.get(vcpu).map_or(0, |b| b.swap(0, Ordering::AcqRel));
+    let mut lrs = LrCopy::load(used_mask);
+    let mut vgic = VGIC.lock();
+    while ppis != 0 {
+        let intid = ppis.trailing_zeros();
+        ppis &= ppis - 1;
+        vgic.set_pending(vcpu, intid, true);
+    }
+    let _ = vgic.fold(vcpu, &mut lrs);
+    let stale = withdraw_stale_timer_interrupts(&mut vgic, vcpu);
+    let flush = vgic.flush(vcpu, &mut lrs);
+    drop(vgic);
+    lrs.store();
+    for intid in stale.into_iter().flatten() {
+        gic::deactivate(intid);
+    }
+    // Flush fills list registers from the first one up.
+    let mask = 1u32.checked_shl(flush.used as u32).map_or(u32::MAX, |m| m - 1);
+    used.store(mask as u16, Ordering::Relaxed);
+    // Come back when the guest has consumed what we gave it: underflow
+    // (at most one list register valid) if more is waiting.
+    let hcr = ICH_HCR_EL2::En::SET + if flush.overflow { ICH_HCR_EL2::UIE::SET } else { ICH_HCR_EL2::UIE::CLEAR };
+    ICH_HCR_EL2.write(hcr);
+}
+
+/// `CNTx_CTL_EL0`: ENABLE, IMASK, ISTATUS.
+const CNT_CTL_ENABLE: u64 = 1 << 0;
+const CNT_CTL_IMASK: u64 = 1 << 1;
+const CNT_CTL_ISTATUS: u64 = 1 << 2;
+
+/// Whether the guest timer behind forwarded PPI `intid` asserts its
+/// output now.
+fn timer_fires(intid: u32) -> bool {
+    let [virt, phys] = &FORWARDED_PPIS;
+    let ctl = if intid == virt.load(Ordering::Relaxed) {
+        crate::arch::sysregs::read(crate::arch::sysregs::GuestReg::CntvCtl)
+    } else if intid == phys.load(Ordering::Relaxed) {
+        crate::arch::sysregs::read(crate::arch::sysregs::GuestReg::CntpCtl)
+    } else {
+        return true;
+    };
+    ctl & (CNT_CTL_ENABLE | CNT_CTL_IMASK | CNT_CTL_ISTATUS) == CNT_CTL_ENABLE | CNT_CTL_ISTATUS
+}
+
+/// A timer interrupt is a level: once the guest has disabled, masked or
+/// re-armed the timer, a pending copy that EL2 took earlier is stale, and
+/// hardware would have withdrawn it. Drops such a pending state (not an
+/// active one: the guest is handling that) and returns the physical
+/// interrupts the caller must deactivate (after dropping the model's lock),
+/// which would otherwise stay active with nobody to end them.
+fn withdraw_stale_timer_interrupts(vgic: &mut VGic, vcpu: usize) -> [Option<u32>; 2] {
+    FORWARDED_PPIS.each_ref().map(|ppi| {
+        let intid = ppi.load(Ordering::Relaxed);
+        let stale = vgic.private_pending_only(vcpu, intid) && !timer_fires(intid);
+        if stale {
+            vgic.withdraw_private(vcpu, intid);
+        }
+        stale.then_some(intid)
+    })
+}
+
+/// A trapped guest `WFI`: unless this vCPU has an interrupt waiting (in
+/// its list registers, or flagged for the next fill), the physical CPU
+/// waits at EL2 for a physical interrupt (a kick, a tick, a forwarded
+/// one), which then comes in as soon as the guest resumes. Letting the
+/// guest's `WFI` run natively would do the same on hardware, but under
+/// emulation an idle vCPU then spins, taking host time from busy ones.
+///
+/// The trap runs with regular interrupts masked by priority (rule 1 of
+/// `crate::irq::gic`), and an interrupt the priority mask holds back does not
+/// end a `WFI`: the wait opens the mask and masks `PSTATE.I` instead, so
+/// that a kick wakes the CPU at once but is taken only after the trap
+/// (on the way back to the guest). Waiting under the trap's mask left
+/// every kick to an idle vCPU, a guest IPI among them, for the next
+/// PNMI-priority tick: up to 10 ms per IPI (measured: a Linux boot with
+/// 4 vCPUs executed 2.6 times the instructions of one with 1).
+pub fn idle() {
+    let Some(vcpu) = current_vcpu() else { return };
+    let flagged = ATTENTION.get(vcpu).is_some_and(|f| f.load(Ordering::Acquire));
+    let used = LRS_USED.get(vcpu).map_or(0, |u| u64::from(u.load(Ordering::Relaxed)));
+    if flagged || used & !empty_list_registers() != 0 {
+        return;
+    }
+    crate::irq::mask_irq();
+    let trap_mask = gic::pmr();
+    gic::set_pmr(gic::PMR_OPEN);
+    aarch64_cpu::asm::wfi();
+    gic::set_pmr(trap_mask);
+    crate::irq::unmask_irq();
+}
+
+/// A vCPU starts on this CPU: a clean virtual CPU interface and no
+/// leftovers of a previous life in its timers or forwarded interrupts.
+pub fn reset_vcpu(vcpu: usize) {
+    // Whatever a previous life left in the list registers goes back to
+    // the model (which empties them).
+    let used = LRS_USED.get(vcpu).map_or(0, |u| u64::from(u.load(Ordering::Relaxed)));
+    let mut lrs = LrCopy::load(used);
+    let _ = VGIC.lock().fold(vcpu, &mut lrs);
+    lrs.store();
+    if let Some(used) = LRS_USED.get(vcpu) {
+        used.store(0, Ordering::Relaxed);
+    }
+    aarch64_cpu::registers::ICH_VMCR_EL2.set(0);
+    for ap in 0..active_priority_registers() {
+        write_ap1r(ap, 0);
+    }
+    ICH_HCR_EL2.write(ICH_HCR_EL2::En::SET);
+    // The guest's timers stop, and their physical interrupts, which may
+    // have been left active for a guest that never ended them, go inactive.
+    crate::arch::sysregs::write(crate::arch::sysregs::GuestReg::CntvCtl, 0);
+    crate::arch::sysregs::write(crate::arch::sysregs::GuestReg::CntpCtl, 0);
+    for ppi in &FORWARDED_PPIS {
+        let intid = ppi.load(Ordering::Relaxed);
+        if intid != u32::MAX {
+            gic::deactivate(intid);
+        }
+    }
+    if let Some(flag) = ATTENTION.get(vcpu) {
+        flag.store(true, Ordering::Release);
+    }
+}
+
+/// How many `ICH_AP1R<n>_EL2` exist: one per 32 preemption levels
+/// (`ICH_VTR_EL2.PREbits` + 1 bits of preemption: 5 → 1, 6 → 2, 7 → 4).
+fn active_priority_registers() -> usize {
+    let preemption_bits = ICH_VTR_EL2.read(ICH_VTR_EL2::PREbits) + 1;
+    1 << preemption_bits.saturating_sub(5).min(2)
+}
+
+fn write_ap1r(index: usize, value: u64) {
+    use aarch64_cpu::registers::*;
+    match index {
+        0 => ICH_AP1R0_EL2.set(value),
+        1 => ICH_AP1R1_EL2.set(value),
+        2 => ICH_AP1R2_EL2.set(value),
+        _ => ICH_AP1R3_EL2.set(value),
+    }
+}
+
+/// A physical interrupt that is not the hypervisor's own; returns whether
+/// it went to the guest (and so stays active until the guest ends it).
+pub fn physical_interrupt(intid: u32) -> bool {
+    if intid == MAINTENANCE_PPI.load(Ordering::Relaxed) {
+        if let Some(flag) = current_vcpu().and_then(|v| ATTENTION.get(v)) {
+            flag.store(true, Ordering::Release);
+        }
+        // Quiet until the next fill asks again.
+        ICH_HCR_EL2.modify(ICH_HCR_EL2::UIE::CLEAR);
+        return false;
+    }
+    let forwarded_ppi = FORWARDED_PPIS.iter().any(|p| p.load(Ordering::Relaxed) == intid);
+    if forwarded_ppi {
+        let Some(vcpu) = current_vcpu() else {
+            log::warn!("guest timer interrupt {intid} on a CPU that runs no vCPU: dropped");
+            return false;
+        };
+        // No lock here: [`sync`], on this CPU before the guest runs again,
+        // moves it into the model. Timer interrupts are the most frequent
+        // exits; this keeps them off the model's lock once.
+        if let (Some(bits), Some(flag)) = (HW_PPIS_PENDING.get(vcpu), ATTENTION.get(vcpu)) {
+            bits.fetch_or(1 << intid, Ordering::AcqRel);
+            flag.store(true, Ordering::Release);
+        }
+        return true;
+    }
+    if PASSTHROUGH_SPIS.lock().contains(&intid) {
+        let mask = VGIC.lock().set_pending(0, intid, true);
+        kick(mask);
+        return true;
+    }
+    log::warn!("physical interrupt {intid} has no owner: ignored");
+    false
+}
+
+/// A trapped guest write of `ICC_SGI1R_EL1` (or `ICC_ASGI1R_EL1`, which
+/// means the same with one security state).
+pub fn send_sgi(value: u64) {
+    let Some(vcpu) = current_vcpu() else { return };
+    let targets = VGIC.lock().send_sgi(vcpu, value);
+    kick(targets);
+}
+
+/// After a guest's write to its GIC: the list registers of the vCPU that
+/// wrote are brought back to the model and filled again before it runs,
+/// so that what the write changed (an interrupt disabled, a pending state
+/// cleared, a priority or group changed) holds at once for what they
+/// held. Without it, an interrupt a guest disabled while it sat pending in
+/// a list register was still taken afterwards (seen: a virtual timer
+/// interrupt arriving in a later check, after the guest had disabled both
+/// its timer and its PPI).
+fn refill_here() {
+    if let Some(flag) = current_vcpu().and_then(|vcpu| ATTENTION.get(vcpu)) {
+        flag.store(true, Ordering::Release);
+    }
+}
+
+/// The emulated distributor.
+struct Distributor;
+
+impl MmioDevice for Distributor {
+    fn read(&mut self, offset: u64, size: u8) -> Result<u64, MmioFault> {
+        Ok(VGIC.lock().dist_read(offset, size))
+    }
+
+    fn write(&mut self, offset: u64, size: u8, value: u64) -> Result<(), MmioFault> {
+        let effects = VGIC.lock().dist_write(offset, size, value);
+        kick(effects.kick);
+        refill_here();
+        reconcile_spis();
+        Ok(())
+    }
+}
+
+/// The emulated redistributors, one frame pair per vCPU.
+struct Redistributors;
+
+impl MmioDevice for Redistributors {
+    fn read(&mut self, offset: u64, size: u8) -> Result<u64, MmioFault> {
+        Ok(VGIC.lock().redist_read(offset, size))
+    }
+
+    fn write(&mut self, offset: u64, size: u8, value: u64) -> Result<(), MmioFault> {
+        let effects = VGIC.lock().redist_write(offset, size, value);
+        kick(effects.kick);
+        refill_here();
+        Ok(())
+    }
+}
