@@ -8,6 +8,7 @@
 //! | `remap=intermediate\|fault` | boot remapping path (default `intermediate`) |
 //! | `selftest=firmware` | before the guest, check the monitor's SMC interface from EL2 |
 //! | `selftest=fatal` | before the guest, take a deliberate fault at EL2 (shows the fatal-error path) |
+//! | `vmid-bits=N` | debug: narrow the VMID space to `N` bits (1..16; e.g. 2 = VMIDs 1..3) so VMIDs get recycled; never wider than the CPU's |
 //! | `stub=WORD`, `stub-*=VALUE` | passed to the guest-stub in its `/chosen/bootargs` |
 //!
 //! Parsing is pure and never fails as a whole: each bad word is reported
@@ -83,13 +84,21 @@ pub struct Cmdline<'a> {
     pub mode: Mode,
     pub remap: Remap,
     pub selftest: Option<SelfTest>,
+    /// `vmid-bits=N`: the VMID width to use if narrower than the CPU's.
+    pub vmid_bits: Option<u8>,
 }
 
 impl<'a> Cmdline<'a> {
     /// Parses `text`, calling `report` for each word it skips.
     pub fn parse(text: &'a str, mut report: impl FnMut(BadWord<'a>)) -> Self {
-        let mut cmdline =
-            Self { text, log: LogLevel::Info, mode: Mode::Auto, remap: Remap::Intermediate, selftest: None };
+        let mut cmdline = Self {
+            text,
+            log: LogLevel::Info,
+            mode: Mode::Auto,
+            remap: Remap::Intermediate,
+            selftest: None,
+            vmid_bits: None,
+        };
         for word in text.split_ascii_whitespace() {
             let Some((key, value)) = word.split_once('=') else {
                 report(BadWord::UnknownKey(word));
@@ -120,6 +129,10 @@ impl<'a> Cmdline<'a> {
                     "firmware" => cmdline.selftest = Some(SelfTest::Firmware),
                     "fatal" => cmdline.selftest = Some(SelfTest::Fatal),
                     _ => report(bad("firmware|fatal")),
+                },
+                "vmid-bits" => match value.parse::<u8>() {
+                    Ok(bits @ 1..=16) if value.bytes().all(|b| b.is_ascii_digit()) => cmdline.vmid_bits = Some(bits),
+                    _ => report(bad("1..16")),
                 },
                 _ if is_guest_stub_word(key) => {}
                 _ => report(BadWord::UnknownKey(word)),
@@ -152,6 +165,7 @@ mod tests {
     fn defaults() {
         let (c, bad) = parse("");
         assert_eq!((c.log, c.mode, c.remap), (LogLevel::Info, Mode::Auto, Remap::Intermediate));
+        assert_eq!((c.selftest, c.vmid_bits), (None, None));
         assert!(bad.is_empty());
     }
 
@@ -186,5 +200,25 @@ mod tests {
         let (c, bad) = parse("stub=fail log=warn stub-seed=7 stubby=1");
         assert_eq!(c.guest_stub_words().collect::<std::vec::Vec<_>>(), ["stub=fail", "stub-seed=7"]);
         assert_eq!(bad, ["unknown command-line word `stubby=1` ignored"]);
+    }
+
+    #[test]
+    fn vmid_bits_narrows_the_vmid_space() {
+        for (text, bits) in [("vmid-bits=2", 2), ("vmid-bits=1", 1), ("vmid-bits=16", 16), ("vmid-bits=08", 8)] {
+            let (c, bad) = parse(text);
+            assert_eq!(c.vmid_bits, Some(bits), "{text}");
+            assert!(bad.is_empty(), "{text}: {bad:?}");
+        }
+        let (c, bad) = parse("vmid-bits=3 vmid-bits=4");
+        assert_eq!((c.vmid_bits, bad.len()), (Some(4), 0), "the last word wins");
+        for value in ["0", "17", "256", "-1", "+2", "", "two", "2.0"] {
+            let text = std::format!("vmid-bits={value}");
+            let mut bad = std::vec::Vec::new();
+            let c = Cmdline::parse(&text, |w| bad.push(w));
+            assert_eq!(c.vmid_bits, None, "{text}");
+            assert_eq!(bad, [BadWord::BadValue { key: "vmid-bits", value, expected: "1..16" }], "{text}");
+        }
+        let (_, bad) = parse("vmid-bits=0 vmid-bits=3");
+        assert_eq!(bad, ["`vmid-bits=0` ignored: expected vmid-bits=1..16"]);
     }
 }
