@@ -41,6 +41,7 @@ mod dt;
 #[cfg(test)]
 #[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic, clippy::arithmetic_side_effects)]
 mod tests;
+pub mod vms;
 
 use core::fmt;
 use core::ops::{Deref, DerefMut};
