@@ -1,13 +1,18 @@
-//! The hypervisor: runs at EL2 below the secure monitor and above one guest.
+//! The hypervisor: runs at EL2 below the secure monitor and above its VMs.
 //!
-//! The monitor enters `image_entry` (boot.S) at our load PA with `x0` = the
-//! DTB and `x1` = the handoff record. Stage 1 ([`early`]) reads the board
-//! and the command line, plans memory, builds the EL2 translation tables and
-//! the switch plan; the switch (`switch.S`) relocates the image for its
-//! virtual address and turns the MMU on through the chosen remap path. At
-//! the VA, [`hv_main`] starts the console, the heap and stage 2, brings the
-//! other CPUs up and enters the guest at EL1. From then on the hypervisor
-//! runs only when the guest traps.
+//! The monitor enters `image_entry` (`boot/entry.S`) at our load PA with
+//! `x0` = the DTB and `x1` = the handoff record. Stage 1
+//! ([`boot::early`]) reads the board and the command line, plans memory,
+//! builds the EL2 translation tables and the switch plan; the switch
+//! (`boot/switch.S`) relocates the image for its virtual address and turns
+//! the MMU on through the chosen remap path. At the VA, [`hv_main`] runs
+//! [`boot`]: the console, the heap, the interrupt controller, the other
+//! CPUs, then the VMs, each built and started on its CPUs. From then on
+//! the hypervisor runs only when a guest traps or an interrupt arrives.
+//!
+//! The code is in layers, each using only those below it (see [`arch`]):
+//! `arch`, then `mm` and `boot`, `irq`, `vm`, and `traps` on top; this file
+//! sits above them all and is the only place that knows every layer.
 #![no_std]
 #![no_main]
 
@@ -20,17 +25,41 @@ mod mm;
 mod traps;
 mod vm;
 
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::convert::Infallible;
 use platform::board::MemRegion;
 use platform::cmdline::Remap;
 use platform::esr::Esr;
 use platform::pl011::Pl011;
 
-/// Distance from the end of guest RAM to the emulated test device.
-const TEST_DEVICE_GAP: u64 = 0x10_0000;
+/// Why the boot stopped: input it refuses (a bad VM description, a kernel
+/// that cannot boot, a machine unlike its device tree), or its own failure.
+enum BootError {
+    Refused(String),
+    Failed(String),
+}
 
-/// Boot CPU, at the VA, on the final tables (from `switch.S`).
+/// Boot CPU, at the VA, on the final tables (from `boot/switch.S`): the
+/// boot, and its one failure exit.
 #[no_mangle]
 extern "C" fn hv_main() -> ! {
+    match boot() {
+        Ok(never) => match never {},
+        Err(BootError::Refused(why)) => arch::power::refuse(format_args!("{why}")),
+        Err(BootError::Failed(why)) => arch::power::fatal(format_args!("{why}")),
+    }
+}
+
+fn failed(e: impl core::fmt::Display) -> BootError {
+    BootError::Failed(alloc::format!("{e}"))
+}
+
+fn refused(e: impl core::fmt::Display) -> BootError {
+    BootError::Refused(alloc::format!("{e}"))
+}
+
+fn boot() -> Result<Infallible, BootError> {
     let info = boot::early::boot_info();
     let board = &info.board;
     if let Some(uart) = board.console {
@@ -76,12 +105,30 @@ extern "C" fn hv_main() -> ! {
     unsafe { mm::memory::init_heap(info.plan.heap) };
     log::info!("heap {}, guest RAM {}", info.plan.heap, info.plan.guest_ram);
 
-    if let Err(e) = irq::gic::init(board) {
-        arch::power::fatal(format_args!("{e}"));
-    }
+    // The VM descriptions, if any: read now, checked against the machine
+    // once its CPUs are up.
+    let host_dtb = MemRegion::new(info.handoff.dtb.base, info.handoff.dtb.size);
+    let (vms_dtb, vms_source) = boot::vms::source(board.fw_cfg, host_dtb).map_err(refused)?;
+    let descs = platform::board::vms::parse(vms_dtb)
+        .map_err(|e| refused(alloc::format!("VM description ({}): {e}", vms_source.describe())))?;
+    let console_irq = info.console_irq.map(|irq| irq.intid).filter(|_| board.console.is_some());
+    // With VMs whose consoles are emulated, the UART's input is EL2's.
+    let own_spis: Vec<(u32, fn())> = match console_irq {
+        Some(intid) if descs.iter().any(|d| d.console) => alloc::vec![(intid, vm::console::receive as fn())],
+        _ => Vec::new(),
+    };
+
+    irq::gic::init(board).map_err(failed)?;
     irq::init(board);
     vm::vgic::note_interrupts(board);
+    irq::set_routes(vm::vgic::private_interrupts().collect(), vm::vgic::physical_interrupt, own_spis);
     irq::init_this_cpu(board);
+    irq::pnmi::on_tick(vm::console::tick);
+    arch::power::on_fatal(irq::pnmi::stop_other_cpus);
+    arch::power::on_power_off(|| {
+        traps::report_exits();
+        mm::integrity::report();
+    });
     log::info!(
         "GIC v3 at {:#x}; counter at {} kHz; tick {} ms, lockup watchdog {} ms (PNMI)",
         board.gic.distributor.base,
@@ -90,114 +137,174 @@ extern "C" fn hv_main() -> ! {
         irq::pnmi::TICK_US * irq::pnmi::WATCHDOG_TICKS / 1000
     );
 
-    let console_window: Option<MemRegion> = board.console.map(|u| MemRegion::new(u.base, u.size));
-    // The emulated test device sits in a hole 1 MiB past guest RAM (the
-    // first byte past RAM stays a plain hole).
-    let test_device = match vm::mmio::add_test_device(info.plan.guest_ram.end() + TEST_DEVICE_GAP) {
-        Ok((base, size)) => MemRegion::new(base, size),
-        Err(e) => arch::power::fatal(format_args!("MMIO test device: {e:?}")),
-    };
-    // The PCI host bridge: an emulated ECAM window after the test device,
-    // and the shim functions' BAR windows passed through.
-    let ecam_window =
-        MemRegion::new(test_device.end().next_multiple_of(vm::ecam::BUS_SIZE), vm::ecam::BUSES * vm::ecam::BUS_SIZE);
-    if let Err(e) = vm::mmio::add_device(ecam_window.base, ecam_window.size, alloc::boxed::Box::new(vm::ecam::Ecam)) {
-        arch::power::fatal(format_args!("ECAM window: {e:?}"));
-    }
+    // The PCI host bridge's functions, as the monitor's ECAM model shows them.
     let functions = vm::ecam::enumerate();
-    let bars: alloc::vec::Vec<MemRegion> = functions.iter().map(|&(_, window)| window).collect();
-    log::info!("PCI: ECAM window {ecam_window}, {} function(s) behind it", bars.len());
-    let passthrough: alloc::vec::Vec<MemRegion> = console_window.into_iter().chain(bars.iter().copied()).collect();
-    if let Err(e) = mm::stage2::build(info.plan.guest_ram, &passthrough, ecam_window.end()) {
-        arch::power::fatal(format_args!("{e}"));
-    }
+    let pci = vm::build::PciView {
+        ecam_size: vm::ecam::BUSES * vm::ecam::BUS_SIZE,
+        bars: functions.iter().map(|&(_, window)| window).collect(),
+        interrupts: vm::ecam::interrupts(),
+        functions,
+    };
 
     let boot_mpidr = platform::arch::this_cpu_mpidr();
     let online = boot::smp::start_secondaries(board.cpus.as_slice(), boot_mpidr);
     log::info!("{online}/{} CPUs online at EL2", board.cpus.len());
     if online != board.cpus.len() {
-        arch::power::refuse(format_args!(
+        return Err(BootError::Refused(alloc::format!(
             "only {online} of the {} CPUs in the device tree came up (does every /cpus reg name a CPU this machine has?)",
             board.cpus.len()
-        ));
+        )));
     }
-
     if let Some(which) = cmdline.selftest {
         boot::selftest::run(which, board);
     }
+    mm::vmid::init(cmdline.vmid_bits);
 
-    // The guest: one vCPU per CPU, pinned, with that CPU's affinity.
-    vm::vcpu::set_count(online);
-    let mpidrs: alloc::vec::Vec<u64> = (0..online).map(boot::smp::mpidr_of).collect();
-    let guest_gic = match vm::vgic::init(board, &mpidrs) {
-        Ok(frames) => frames,
-        Err(e) => arch::power::fatal(format_args!("guest GIC: {e:?}")),
-    };
-    // Stage 2 follows the PCI functions' BARs; a moved window must not
-    // cover anything else the guest has.
-    let taken = [info.plan.guest_ram, test_device, ecam_window, guest_gic.distributor, guest_gic.redistributors];
-    vm::ecam::follow_bars(&functions, taken.into_iter().chain(console_window).collect());
-    // The console's interrupt goes to the guest with the console.
-    let console_irq = info.console_irq.map(|irq| irq.intid).filter(|_| board.console.is_some());
-    if let Some(intid) = console_irq {
-        vm::vgic::add_passthrough_spi(intid);
-    }
-    // The PCI functions' interrupts go to the guest too (interrupt-map).
-    let pci_interrupts = vm::ecam::interrupts();
-    for intx in &pci_interrupts {
-        vm::vgic::add_passthrough_spi(intx.intid);
-    }
-    let linux = match vm::linux::load(board.fw_cfg, info.plan.guest_ram) {
-        Ok(linux) => linux,
-        Err(e) => arch::power::refuse(format_args!("{e}")),
-    };
-    let stub_args: alloc::vec::Vec<&str> = cmdline.guest_stub_words().collect();
-    let mut hardware = vm::guest::Hardware {
-        ram: info.plan.guest_ram,
-        console: board.console,
-        test_device,
-        ecam: ecam_window,
-        bars: &bars,
-        gic: guest_gic,
-        timer: board.timer,
-        vcpus: &mpidrs,
+    let host = vm::build::set_host(vm::build::Host {
+        board,
         console_irq,
-        initrd: None,
-        pci_interrupts: &pci_interrupts,
-    };
-    if let Some(linux) = linux {
-        let p = linux.placement;
-        hardware.initrd = p.initrd;
-        let dtb = match vm::guest::device_tree(&hardware, &linux.cmdline) {
-            Ok(dtb) => dtb,
-            Err(e) => arch::power::fatal(format_args!("{e}")),
+        pci: Some(pci),
+        guest_stub: info.handoff.guest_stub,
+    });
+
+    let configs = if descs.is_empty() {
+        // Without VM descriptions: one VM, which owns the machine: every
+        // CPU, all guest RAM, the console and the PCI devices; QEMU's
+        // `-kernel` if it was given one, else the guest-stub.
+        let has_kernel = vm::linux::qemu_has_kernel(board.fw_cfg);
+        let stub_words: Vec<&str> = cmdline.guest_stub_words().collect();
+        alloc::vec![vm::build::Config {
+            name: String::from("guest"),
+            slots: (0..online).collect(),
+            ram: info.plan.guest_ram,
+            kernel: if has_kernel { vm::build::Kernel::Qemu } else { vm::build::Kernel::GuestStub },
+            bootargs: stub_words.join(" "),
+            console: vm::Console::Passthrough,
+            owns_machine: true,
+            pci: true,
+            spis: Vec::new(),
+            autostart: true,
+        }]
+    } else {
+        // SAFETY: as in `boot::vms::source`: the reserved host DTB.
+        let host_bytes = unsafe {
+            core::slice::from_raw_parts(mm::layout::phys_to_virt(host_dtb.base) as *const u8, host_dtb.size as usize)
         };
-        if let Err(e) = vm::guest::write_dtb(p.dtb.base, &dtb) {
-            arch::power::fatal(format_args!("{e}"));
-        }
-        log::info!(
-            "entering Linux at IPA {:#x} (EL1) on {online} vCPU(s): kernel {:#x} bytes, initrd {}, DTB at IPA {:#x}, command line `{}`",
-            p.kernel.base,
-            linux.kernel_size,
-            p.initrd.map_or(alloc::string::String::from("none"), |r| alloc::format!("{r}")),
-            p.dtb.base,
-            linux.cmdline
-        );
-        vm::vcpu::enter(0, p.kernel.base, p.dtb.base)
+        let placement = descs
+            .validate(online, info.plan.guest_ram.size, Some(host_bytes))
+            .map_err(|e| refused(alloc::format!("VM description ({}): {e}", vms_source.describe())))?;
+        log::info!("{} VM(s) described in {}", descs.len(), vms_source.describe());
+        vm_configs(&descs, &placement, info.plan.guest_ram, &host.pci)?
+    };
+
+    let mut vms = Vec::new();
+    for (index, config) in configs.into_iter().enumerate() {
+        let name = config.name.clone();
+        let vm = vm::build::create(index, config).map_err(|e| failed(alloc::format!("VM {name}: {e}")))?;
+        vms.push(vm);
     }
-    let dtb = match vm::guest::device_tree(&hardware, &stub_args.join(" ")) {
-        Ok(dtb) => dtb,
-        Err(e) => arch::power::fatal(format_args!("{e}")),
-    };
-    let frame = match vm::guest::load(info.plan.guest_ram, &info.handoff.guest_stub, &dtb) {
-        Ok(frame) => frame,
-        Err(e) => arch::power::fatal(format_args!("{e}")),
-    };
-    log::info!("entering guest-stub at IPA {:#x} (EL1) on {online} vCPU(s), DTB at IPA {:#x}", frame.elr, frame.x[0]);
-    vm::vcpu::enter(0, frame.elr, frame.x[0])
+    let vms = vm::install(vms);
+    vm::console::init(
+        vms,
+        board.console.map(|u| {
+            // SAFETY: the console UART's window in the direct map; EL2 alone
+            // reads it (its input is EL2's in a run with emulated consoles).
+            unsafe { Pl011::new(mm::layout::phys_to_virt(u.base) as usize) }
+        }),
+        console_irq,
+    );
+    for vm in vms {
+        vm::vgic::reconcile_spis(vm);
+        if let (Some(ecam), Some(pci)) = (vm.recipe.ecam, host.pci.as_ref()) {
+            // Stage 2 follows the PCI functions' BARs; a moved window must
+            // not cover anything else the VM has.
+            let taken = [Some(vm.ram), vm.recipe.test_device, Some(ecam), Some(vm.gic.distributor)]
+                .into_iter()
+                .chain([Some(vm.gic.redistributors), vm.recipe.console.map(|(u, _)| MemRegion::new(u.base, u.size))])
+                .flatten()
+                .collect();
+            vm::ecam::follow_bars(&pci.functions, taken);
+        }
+    }
+
+    let mut enter_here = false;
+    for vm in vms.iter().filter(|vm| vm.recipe.autostart) {
+        let entry = match vm::build::load(vm) {
+            Ok(Some(entry)) => entry,
+            Ok(None) => return Err(failed(alloc::format!("VM {}: QEMU has no -kernel to boot", vm.name))),
+            Err(e @ vm::build::BuildError::Linux(_)) => return Err(refused(e)),
+            Err(e) => return Err(failed(e)),
+        };
+        vm::console::set_available(vm, true);
+        enter_here |= vm::build::start(vm, entry);
+    }
+    if enter_here {
+        vm::vcpu::start_requested(0);
+    }
+    vm::vcpu::idle_here()
 }
 
-/// Secondary CPUs, at the VA, on their own stacks (from `switch.S`).
+/// The VMs a description gives: each on the CPUs its placement says, with
+/// RAM carved from guest RAM in description order.
+fn vm_configs(
+    descs: &platform::board::vms::VmDescs,
+    placement: &platform::board::vms::Placement,
+    guest_ram: MemRegion,
+    pci: &Option<vm::build::PciView>,
+) -> Result<Vec<vm::build::Config>, BootError> {
+    use platform::board::vms::Image;
+    let mut next = guest_ram.base;
+    let mut configs = Vec::new();
+    let mut pci_given = false;
+    for (desc, cpus) in descs.iter().zip(placement.iter()) {
+        let unsupported = |what: &str| {
+            refused(alloc::format!(
+                "VM \"{}\": {what}: images a loader placed in memory are not supported on this board; use hv,kernel and hv,initrd (fw_cfg files)",
+                desc.name
+            ))
+        };
+        let kernel = match desc.kernel {
+            Image::GuestStub => vm::build::Kernel::GuestStub,
+            Image::FwCfg(name) => vm::build::Kernel::FwCfg {
+                kernel: String::from(name),
+                initrd: match desc.initrd {
+                    Some(Image::FwCfg(initrd)) => Some(String::from(initrd)),
+                    Some(_) => return Err(unsupported("multiboot,ramdisk")),
+                    None => None,
+                },
+            },
+            Image::Memory(_) => return Err(unsupported("multiboot,kernel")),
+        };
+        // The PCI host bridge goes with the devices behind it: to the VM
+        // whose hv,devices names a node at a shim function's window (its
+        // unit address).
+        let wants_pci = pci.as_ref().is_some_and(|pci| {
+            desc.devices.iter().any(|path| {
+                let unit = path.rsplit_once('@').map(|(_, unit)| unit);
+                let base = unit.and_then(|u| u64::from_str_radix(u, 16).ok());
+                base.is_some_and(|b| pci.bars.iter().any(|bar| bar.base == b))
+            })
+        });
+        let ram = MemRegion::new(next, desc.memory_bytes);
+        next = ram.end();
+        configs.push(vm::build::Config {
+            name: String::from(desc.name),
+            slots: cpus.iter().map(|&c| c as usize).collect(),
+            ram,
+            kernel,
+            bootargs: String::from(desc.bootargs),
+            console: if desc.console { vm::Console::Emulated } else { vm::Console::None },
+            owns_machine: false,
+            pci: wants_pci && !pci_given,
+            spis: desc.spis.iter().copied().collect(),
+            autostart: desc.autostart,
+        });
+        pci_given |= wants_pci;
+    }
+    Ok(configs)
+}
+
+/// Secondary CPUs, at the VA, on their own stacks (from `boot/switch.S`).
 #[no_mangle]
 extern "C" fn hv_secondary_main(slot: usize) -> ! {
     log::info!(

@@ -67,6 +67,20 @@ pub fn write_fmt(args: fmt::Arguments) {
     let _ = SINKS.lock().write_fmt(args);
 }
 
+/// Writes bytes as they are (another machine's console output), turning
+/// `\n` into `\r\n`.
+pub fn write_bytes(bytes: &[u8]) {
+    let sinks = SINKS.lock();
+    for uart in [sinks.primary, sinks.mirror].into_iter().flatten() {
+        for &byte in bytes {
+            if byte == b'\n' {
+                uart.write_byte(b'\r');
+            }
+            uart.write_byte(byte);
+        }
+    }
+}
+
 /// Writes formatted text if the console is free at once; returns whether
 /// it wrote. For code that must never wait for a lock (a PNMI handler).
 pub fn try_write_fmt(args: fmt::Arguments) -> bool {

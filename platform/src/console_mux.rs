@@ -70,7 +70,7 @@ pub const MAX_VMS: usize = 8;
 /// The longest VM name, in bytes.
 pub const NAME_MAX: usize = 15;
 /// The line buffer per VM; a longer line is written in pieces.
-pub const LINE_MAX: usize = 256;
+pub const LINE_MAX: usize = 1024;
 /// The escape key: Ctrl-\\.
 pub const ESCAPE: u8 = 0x1c;
 /// What follows a VM's name at the start of each of its lines.

@@ -11,3 +11,4 @@ pub mod selftest;
 pub mod smp;
 pub mod switch;
 pub mod tables;
+pub mod vms;

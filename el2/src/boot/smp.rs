@@ -152,16 +152,25 @@ fn prda_is_own(slot: usize) -> bool {
     })
 }
 
-/// How long a CPU's answer to a PRDA check may take. Under emulation the
-/// answering CPU's host thread may not run for a second or more.
-const PRDA_ANSWER_MS: u64 = 5000;
+/// How long another CPU's answer (to a PRDA check, to a stop) may take.
+/// Under emulation the answering CPU's host thread may not run for a
+/// second or more.
+pub const PEER_MS: u64 = 5000;
+
+/// Makes the CPU in `slot` take an exit (or leave `WFI`) soon: it looks at
+/// its mailbox and its vCPU's state then.
+pub fn kick(slot: usize) {
+    if slot != crate::mm::prda::slot() && crate::irq::interrupts_up(slot) {
+        crate::irq::gic::send_sgi(crate::irq::gic::SGI_KICK, mpidr_of(slot));
+    }
+}
 
 /// [`wait_until`] with regular interrupts open: for a wait on another CPU
 /// inside a guest's call, which no lock of the caller's spans. The caller's
 /// own interrupts (its tick, kicks, the guest's forwarded ones) are taken
 /// meanwhile, so the wait neither delays them nor looks like a lockup to
 /// the watchdog, however long the other CPU takes.
-fn wait_interruptible(timeout_ms: u64, done: impl FnMut() -> bool) -> bool {
+pub fn wait_interruptible(timeout_ms: u64, done: impl FnMut() -> bool) -> bool {
     use aarch64_cpu::registers::{Readable, Writeable, DAIF};
     let (daif, mask) = (DAIF.get(), crate::irq::gic::pmr());
     crate::irq::gic::set_pmr(crate::irq::gic::PMR_OPEN);
@@ -184,7 +193,7 @@ pub fn check_prda_everywhere(my_slot: usize) -> (u64, usize) {
         } else {
             answer.store(0, Ordering::Relaxed);
             request(slot, Request::CheckPrda);
-            wait_interruptible(PRDA_ANSWER_MS, || answer.load(Ordering::Acquire) != 0);
+            wait_interruptible(PEER_MS, || answer.load(Ordering::Acquire) != 0);
             answer.load(Ordering::Acquire) == PRDA_OWN
         };
         if own {

@@ -22,13 +22,39 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use platform::arch::trap::TrapFrame;
 use platform::board::Board;
 use platform::board::MAX_CPUS;
+use spin::Once;
 
 /// The EL2 physical timer's PPI: the watchdog tick, a PNMI.
 static HYP_TIMER_INTID: AtomicU32 = AtomicU32::new(u32::MAX);
 
+/// Where the interrupts that are not the hypervisor's own go: the layers
+/// above register here (boot CPU, before the CPUs take interrupts), so this
+/// layer calls nothing above it.
+struct Routes {
+    /// The guests' private interrupts every CPU enables (their timers' PPIs,
+    /// the virtual interface's maintenance PPI), with their priorities.
+    guest_private: Vec<(u32, u8)>,
+    /// Everything not claimed below goes to the guests: returns whether the
+    /// interrupt went to one (and so stays active until its guest ends it).
+    guest: fn(u32) -> bool,
+    /// SPIs EL2 serves itself (the console's input in a run with VMs).
+    own_spis: Vec<(u32, fn())>,
+}
+
+static ROUTES: Once<Routes> = Once::new();
+
 /// Boot CPU, once: which PPI is the hypervisor's tick.
 pub fn init(board: &Board) {
     HYP_TIMER_INTID.store(board.timer.hyp_phys.intid, Ordering::Relaxed);
+}
+
+/// Boot CPU, once, before any CPU sets up its interrupts: the routes of
+/// [`Routes`]. The SPIs in `own_spis` are routed to the boot CPU.
+pub fn set_routes(guest_private: Vec<(u32, u8)>, guest: fn(u32) -> bool, own_spis: Vec<(u32, fn())>) {
+    let routes = ROUTES.call_once(|| Routes { guest_private, guest, own_spis });
+    for &(intid, _) in &routes.own_spis {
+        gic::with(|g| g.route_spi(intid, platform::arch::this_cpu_mpidr(), gic::PRIORITY_REGULAR, true));
+    }
 }
 
 /// Every CPU, each time it comes up: its GIC CPU interface, the
@@ -47,7 +73,8 @@ pub fn init_this_cpu(board: &Board) {
         (gic::SGI_PNMI, gic::PRIORITY_PNMI),
         (HYP_TIMER_INTID.load(Ordering::Relaxed), gic::PRIORITY_PNMI),
     ];
-    let private: Vec<(u32, u8)> = own.into_iter().chain(crate::vm::vgic::private_interrupts()).collect();
+    let guest = ROUTES.get().map_or(&[][..], |r| r.guest_private.as_slice());
+    let private: Vec<(u32, u8)> = own.into_iter().chain(guest.iter().copied()).collect();
     gic::init_cpu(gic_cpu, &private);
     if let Some(up) = INTERRUPTS_UP.get(crate::mm::prda::slot()) {
         up.store(true, Ordering::Release);
@@ -116,7 +143,14 @@ fn dispatch_regular(intid: u32) -> bool {
             crate::irq::pnmi::test_regular();
             false
         }
-        _ => crate::vm::vgic::physical_interrupt(intid),
+        _ => {
+            let Some(routes) = ROUTES.get() else { return false };
+            if let Some(&(_, serve)) = routes.own_spis.iter().find(|&&(spi, _)| spi == intid) {
+                serve();
+                return false;
+            }
+            (routes.guest)(intid)
+        }
     }
 }
 

@@ -172,8 +172,22 @@ fn print_lockup(slot: usize) -> bool {
 }
 
 /// The regular half of the tick.
+/// What the layers above want done on the boot CPU's every tick (at
+/// regular priority), registered once.
+static TICK_WORK: spin::Once<fn()> = spin::Once::new();
+
+/// Registers the boot CPU's per-tick work.
+pub fn on_tick(work: fn()) {
+    TICK_WORK.call_once(|| work);
+}
+
 pub fn tick_regular() {
     let slot = crate::mm::prda::slot();
+    if slot == 0 {
+        if let Some(work) = TICK_WORK.get() {
+            work();
+        }
+    }
     if let (Some(ticks), Some(seen)) = (TICKS.get(slot), TICKS_SEEN.get(slot)) {
         seen.store(ticks.load(Ordering::Relaxed), Ordering::Relaxed);
     }

@@ -8,3 +8,4 @@ pub mod layout;
 pub mod memory;
 pub mod prda;
 pub mod stage2;
+pub mod vmid;

@@ -23,7 +23,9 @@ pub struct Prda {
     pub mpidr: AtomicU64,
     /// Exceptions this CPU has taken at EL2.
     pub traps: AtomicU64,
-    /// The vCPU this CPU runs (slot-numbered; `u64::MAX` = none).
+    /// The VM this CPU runs a vCPU of (its index; `u64::MAX` = none).
+    pub current_vm: AtomicU64,
+    /// That vCPU's index in its VM.
     pub current_vcpu: AtomicU64,
     /// 1 while this CPU runs the EL0 service ([`crate::traps::el0`]).
     pub el0_active: AtomicU64,
@@ -56,6 +58,7 @@ pub static PAGES: [Prda; MAX_CPUS] = [const {
         slot: AtomicU64::new(0),
         mpidr: AtomicU64::new(0),
         traps: AtomicU64::new(0),
+        current_vm: AtomicU64::new(u64::MAX),
         current_vcpu: AtomicU64::new(u64::MAX),
         el0_active: AtomicU64::new(0),
         step_over_mdscr: AtomicU64::new(NO_STEP_OVER),
@@ -140,6 +143,24 @@ pub fn swap_el2_step(stepping: bool) -> bool {
 
 pub fn el0_active() -> bool {
     with(|prda| prda.el0_active.load(Ordering::Relaxed) != 0)
+}
+
+/// The (VM, vCPU) this CPU runs, if any. On every exit's path: plain loads
+/// of this CPU's own area, which only this CPU writes.
+#[inline]
+pub fn current_vcpu() -> Option<(usize, usize)> {
+    let prda = this_cpu();
+    let vm = prda.current_vm.load(Ordering::Relaxed);
+    (vm != u64::MAX).then(|| (vm as usize, prda.current_vcpu.load(Ordering::Relaxed) as usize))
+}
+
+/// Records which (VM, vCPU) this CPU runs from now on.
+pub fn set_current_vcpu(running: Option<(usize, usize)>) {
+    with(|prda| {
+        let (vm, vcpu) = running.map_or((u64::MAX, u64::MAX), |(vm, vcpu)| (vm as u64, vcpu as u64));
+        prda.current_vcpu.store(vcpu, Ordering::Relaxed);
+        prda.current_vm.store(vm, Ordering::Relaxed);
+    })
 }
 
 /// This CPU's slot. Safe from any context, a PNMI handler's included: the

@@ -105,7 +105,7 @@ fn info() -> Info {
 
 /// Copies the guest's text and prints it as one console line.
 fn console_write(addr: u64, len: u64, caller: CallerEl) -> Result<u64, HvError> {
-    let ram = crate::boot::early::boot_info().plan.guest_ram;
+    let ram = crate::vm::current().map_or(platform::board::MemRegion::new(0, 0), |(vm, _)| vm.ram);
     let regions = [(ram.base, ram.size)];
     let translate = GuestTranslate { caller, mmu_on: sysregs::read(GuestReg::Sctlr) & SCTLR_M != 0 };
     let mut text = [0u8; CONSOLE_WRITE_MAX as usize];
@@ -134,6 +134,10 @@ pub fn print_guest_text(prefix: &str, text: &[u8]) -> Result<(), ()> {
     let written =
         crate::traps::el0::format(text, &mut escaped).map_err(|e| log::warn!("guest text not printed: {e}"))?;
     let line = core::str::from_utf8(escaped.get(..written).unwrap_or_default()).unwrap_or("");
-    platform::console::write_fmt(format_args!("{prefix}: {line}\n"));
+    // Among several VMs, the line names its VM: `guest@a: ...`.
+    match crate::vm::current().filter(|(vm, _)| !vm.owns_machine) {
+        Some((vm, _)) => platform::console::write_fmt(format_args!("{prefix}@{}: {line}\n", vm.name)),
+        None => platform::console::write_fmt(format_args!("{prefix}: {line}\n")),
+    }
     Ok(())
 }

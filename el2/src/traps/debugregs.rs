@@ -21,7 +21,6 @@ use aarch64_cpu::registers::{Readable, ID_AA64DFR0_EL1};
 use platform::arch::trap::TrapFrame;
 use platform::esr::{BreakpointReg, Direction, Esr, SysReg, SysRegIss};
 use platform::hypercall::dcc_call_function;
-use spin::Mutex;
 
 /// What the handler did with a trapped access.
 pub enum Outcome {
@@ -192,26 +191,15 @@ pub fn read_osdlr() -> u64 {
 }
 
 /// The DCC console: bytes written to `DBGDTRTX_EL0`, printed by line.
-struct Line {
-    bytes: [u8; 256],
-    len: usize,
-}
-
-static DCC_LINE: Mutex<Line> = Mutex::new(Line { bytes: [0; 256], len: 0 });
-
 fn dcc_console_byte(byte: u8) {
-    let mut line = DCC_LINE.lock();
-    let len = line.len;
+    let Some((vm, _)) = crate::vm::current() else { return };
+    let mut line = vm.dcc_line.lock();
     if byte != b'\n' {
-        if let Some(slot) = line.bytes.get_mut(len) {
-            *slot = byte;
-            line.len = len + 1;
-        }
+        line.push(byte);
     }
-    if byte == b'\n' || line.len == line.bytes.len() {
-        let len = line.len;
-        let _ = backdoor::print_guest_text("guest-dcc", line.bytes.get(..len).unwrap_or_default());
-        line.len = 0;
+    if byte == b'\n' || line.is_full() {
+        let _ = backdoor::print_guest_text("guest-dcc", line.text());
+        line.clear();
     }
 }
 

@@ -180,9 +180,7 @@ pub fn format(input: &[u8], output: &mut [u8]) -> Result<usize, El0Error> {
     }
 }
 
-/// The split scheme's VMID for the service's translations (reserved in the
-/// stage-2 VMID allocator).
-pub const SERVICE_VMID: u16 = 0xff;
+use crate::mm::vmid::SERVICE_VMID;
 const VTTBR_VMID_SHIFT: u32 = 48;
 /// `HCR_EL2.TGE` (VHE: EL0 is the host's), `HCR_EL2.VM`.
 const HCR_TGE: u64 = 1 << 27;

@@ -4,7 +4,6 @@
 //! function IDs answer `NOT_SUPPORTED`; a guest's SMC is never passed on to
 //! the secure monitor.
 
-use crate::arch::power;
 use platform::abi::{
     is_smc32, status, HV_CALL_COUNT, HV_CALL_UID, HV_CHECK_PRDA, HV_EL0_FORMAT, HV_LOCKUP_TEST, HV_PNMI_TEST,
     HV_PROBE_IDENTITY, HV_SET_EXIT_STATUS, HV_UID, PSCI_VERSION_1_1, SMCCC_VERSION_1_1,
@@ -53,8 +52,14 @@ pub fn handle(frame: &mut TrapFrame) {
         ids::PSCI_CPU_OFF => crate::vm::vcpu::cpu_off(),
         ids::PSCI_AFFINITY_INFO_32 | ids::PSCI_AFFINITY_INFO_64 => crate::vm::vcpu::affinity_info(arg1, arg2),
         ids::PSCI_MIGRATE_INFO_TYPE => Ok(MIGRATE_INFO_NOT_REQUIRED),
-        ids::PSCI_SYSTEM_OFF => power::guest_system_off(),
-        ids::PSCI_SYSTEM_RESET => power::system_reset(),
+        ids::PSCI_SYSTEM_OFF => match crate::vm::current() {
+            Some((vm, _)) => crate::vm::power::system_off(vm),
+            None => Err(ids::error::DENIED),
+        },
+        ids::PSCI_SYSTEM_RESET => match crate::vm::current() {
+            Some((vm, _)) => crate::vm::power::system_reset(vm),
+            None => Err(ids::error::DENIED),
+        },
         HV_CALL_COUNT => Ok(VENDOR_FUNCTIONS),
         HV_CALL_UID => {
             frame.x[1] = HV_UID[1].into();
@@ -62,10 +67,13 @@ pub fn handle(frame: &mut TrapFrame) {
             frame.x[3] = HV_UID[3].into();
             Ok(HV_UID[0].into())
         }
-        HV_SET_EXIT_STATUS => {
-            power::set_guest_status(arg1 as u32);
-            Ok(0)
-        }
+        HV_SET_EXIT_STATUS => match crate::vm::current() {
+            Some((vm, _)) => {
+                vm.set_status(arg1 as u32);
+                Ok(0)
+            }
+            None => Err(ids::error::DENIED),
+        },
         HV_CHECK_PRDA => {
             let me = crate::mm::prda::with(|p| p.slot.load(core::sync::atomic::Ordering::Relaxed));
             let (mask, cpus) = crate::boot::smp::check_prda_everywhere(me as usize);
@@ -141,7 +149,7 @@ fn probe_identity() -> (u64, u64) {
 fn el0_format(input: u64, len: u64, output: u64, capacity: u64) -> Result<u64, i64> {
     use crate::traps::el0::{self, El0Error, OUTPUT_PAGES, PAGE};
     use platform::hypercall::validate_buffer;
-    let ram = crate::boot::early::boot_info().plan.guest_ram;
+    let ram = crate::vm::current().map_or(platform::board::MemRegion::new(0, 0), |(vm, _)| vm.ram);
     let regions = [(ram.base, ram.size)];
     let window = (el0::INPUT_PAGES * PAGE) as u64;
     let out_max = (OUTPUT_PAGES * PAGE) as u64;

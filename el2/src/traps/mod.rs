@@ -76,6 +76,7 @@ extern "C" fn handle_exception(frame: &mut TrapFrame, kind: ExceptionKind) {
         // interrupts open (idle, a PNMI window, a regular handler).
         crate::irq::handle(frame);
         if kind.from_lower_el() && !crate::mm::prda::el0_active() {
+            crate::vm::vcpu::stop_if_asked();
             crate::vm::vgic::sync();
         }
         return;
@@ -98,6 +99,7 @@ extern "C" fn handle_exception(frame: &mut TrapFrame, kind: ExceptionKind) {
                 frame.spsr = platform::debug::completed(frame.spsr);
             }
             drop(window);
+            crate::vm::vcpu::stop_if_asked();
             crate::vm::vgic::sync();
         }
         (ExceptionSource::LowerA64 | ExceptionSource::LowerA32, _) => {

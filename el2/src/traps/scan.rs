@@ -161,7 +161,7 @@ pub fn scan(caller: CallerEl, range: ScanRange, buffer: u64, capacity: u64, curs
         // No stage-1 translation: nothing to scan.
         return Err(HvError::InvalidArgument);
     }
-    let ram = crate::boot::early::boot_info().plan.guest_ram;
+    let ram = crate::vm::current().map_or(platform::board::MemRegion::new(0, 0), |(vm, _)| vm.ram);
     let regions = [(ram.base, ram.size)];
     let len = capacity * gvascan::ENTRY_SIZE as u64;
     // Check the whole buffer before scanning: a bad one is an error at once.

@@ -162,6 +162,8 @@ fn decoded_window(bdf: Bdf) -> Option<u64> {
 /// Moves `bdf`'s window in stage 2 to where its BAR and command register
 /// now put it (module documentation).
 fn follow_bar(bdf: Bdf) {
+    // Only the VM that owns the host bridge has the window on its bus.
+    let Some((vm, _)) = crate::vm::current() else { return };
     let mut bars = BARS.lock();
     let Some(index) = bars.iter().position(|w| w.bdf == bdf) else { return };
     let wanted = decoded_window(bdf);
@@ -173,7 +175,7 @@ fn follow_bar(bdf: Bdf) {
     }
     let (device, old) = (window.device, window.mapped_at);
     if let Some(old) = old {
-        if let Err(e) = crate::mm::stage2::unmap(old, old + device.size) {
+        if let Err(e) = vm.stage2.lock().unmap(old, old + device.size) {
             log::error!("PCI {bdf}: BAR0 window at IPA {old:#x} not unmapped: {e}");
             return;
         }
@@ -182,10 +184,11 @@ fn follow_bar(bdf: Bdf) {
         bars.iter().filter(|w| w.bdf != bdf).filter_map(|w| w.mapped_at.map(|at| MemRegion::new(at, w.device.size)));
     let taken: Vec<MemRegion> = TAKEN.get().into_iter().flatten().copied().chain(others).collect();
     let mut refused = None;
+    let ipa_end = vm.stage2.lock().ipa_end();
     let mapped_at = wanted.and_then(|ipa| {
         let place = MemRegion::new(ipa, device.size);
-        match platform::stage2::check_window(place, crate::mm::stage2::ipa_end(), &taken) {
-            Ok(()) => match crate::mm::stage2::map_device(ipa, device.base, device.size) {
+        match platform::stage2::check_window(place, ipa_end, &taken) {
+            Ok(()) => match vm.stage2.lock().map_device(ipa, device.base, device.size) {
                 Ok(()) => Some(ipa),
                 Err(e) => {
                     log::error!("PCI {bdf}: BAR0 window not mapped at IPA {ipa:#x}: {e}");

@@ -60,8 +60,10 @@ impl From<vm_fdt::Error> for GuestError {
 pub struct Hardware<'a> {
     pub ram: MemRegion,
     pub console: Option<Uart>,
-    pub test_device: MemRegion,
-    pub ecam: MemRegion,
+    /// The emulated test device (guest-stub VMs only).
+    pub test_device: Option<MemRegion>,
+    /// The PCI host bridge's ECAM window (the VM that owns it only).
+    pub ecam: Option<MemRegion>,
     pub bars: &'a [MemRegion],
     /// The emulated GIC's frames.
     pub gic: crate::vm::vgic::GuestGic,
@@ -141,39 +143,15 @@ pub fn device_tree(hw: &Hardware, bootargs: &str) -> Result<Vec<u8>, GuestError>
         fdt.end_node(node)?;
     }
 
-    let device = fdt.begin_node(&alloc::format!("hv-test-mmio@{:x}", test_device.base))?;
-    fdt.property_string("compatible", platform::abi::test_mmio::COMPATIBLE)?;
-    fdt.property_array_u64("reg", &[test_device.base, test_device.size])?;
-    fdt.end_node(device)?;
-
-    // The PCI host bridge: ECAM over buses 0 and 1; `ranges` maps 64-bit
-    // memory space one-to-one onto the shim functions' register windows.
-    let pci = fdt.begin_node(&alloc::format!("pcie@{:x}", ecam.base))?;
-    fdt.property_string("compatible", "pci-host-ecam-generic")?;
-    fdt.property_string("device_type", "pci")?;
-    fdt.property_u32("#address-cells", 3)?;
-    fdt.property_u32("#size-cells", 2)?;
-    fdt.property_array_u64("reg", &[ecam.base, ecam.size])?;
-    fdt.property_array_u32("bus-range", &[0, 1])?;
-    let mut ranges = Vec::new();
-    for bar in bars {
-        let (hi, lo) = ((bar.base >> 32) as u32, bar.base as u32);
-        let (size_hi, size_lo) = ((bar.size >> 32) as u32, bar.size as u32);
-        ranges.extend_from_slice(&[PCI_SPACE_MEM64, hi, lo, hi, lo, size_hi, size_lo]);
+    if let Some(test_device) = test_device {
+        let device = fdt.begin_node(&alloc::format!("hv-test-mmio@{:x}", test_device.base))?;
+        fdt.property_string("compatible", platform::abi::test_mmio::COMPATIBLE)?;
+        fdt.property_array_u64("reg", &[test_device.base, test_device.size])?;
+        fdt.end_node(device)?;
     }
-    fdt.property_array_u32("ranges", &ranges)?;
-    // Legacy interrupts: (device, pin) -> the device's own SPI, which is
-    // passed through to the guest.
-    fdt.property_u32("#interrupt-cells", 1)?;
-    fdt.property_array_u32("interrupt-map-mask", &[PCI_DEVICE_MASK, 0, 0, PCI_PIN_MASK])?;
-    let mut map = Vec::new();
-    for intx in hw.pci_interrupts {
-        let phys_hi = u32::from(intx.device) << PCI_DEVICE_SHIFT;
-        map.extend_from_slice(&[phys_hi, 0, 0, u32::from(intx.pin), GIC_PHANDLE]);
-        map.extend_from_slice(&[GIC_SPI, intx.intid - SPI_BASE, IRQ_TYPE_LEVEL_HIGH]);
+    if let Some(ecam) = ecam {
+        pci_host_bridge(&mut fdt, ecam, bars, hw.pci_interrupts)?;
     }
-    fdt.property_array_u32("interrupt-map", &map)?;
-    fdt.end_node(pci)?;
 
     let psci = fdt.begin_node("psci")?;
     fdt.property_string_list("compatible", alloc::vec!["arm,psci-1.0".into(), "arm,psci-0.2".into()])?;
@@ -225,6 +203,43 @@ pub fn device_tree(hw: &Hardware, bootargs: &str) -> Result<Vec<u8>, GuestError>
         return Err(GuestError::DtbTooLarge(dtb.len()));
     }
     Ok(dtb)
+}
+
+/// The PCI host bridge: ECAM over buses 0 and 1; `ranges` maps 64-bit
+/// memory space one-to-one onto the shim functions' register windows.
+fn pci_host_bridge(
+    fdt: &mut FdtWriter,
+    ecam: MemRegion,
+    bars: &[MemRegion],
+    interrupts: &[crate::vm::ecam::Intx],
+) -> Result<(), GuestError> {
+    let pci = fdt.begin_node(&alloc::format!("pcie@{:x}", ecam.base))?;
+    fdt.property_string("compatible", "pci-host-ecam-generic")?;
+    fdt.property_string("device_type", "pci")?;
+    fdt.property_u32("#address-cells", 3)?;
+    fdt.property_u32("#size-cells", 2)?;
+    fdt.property_array_u64("reg", &[ecam.base, ecam.size])?;
+    fdt.property_array_u32("bus-range", &[0, 1])?;
+    let mut ranges = Vec::new();
+    for bar in bars {
+        let (hi, lo) = ((bar.base >> 32) as u32, bar.base as u32);
+        let (size_hi, size_lo) = ((bar.size >> 32) as u32, bar.size as u32);
+        ranges.extend_from_slice(&[PCI_SPACE_MEM64, hi, lo, hi, lo, size_hi, size_lo]);
+    }
+    fdt.property_array_u32("ranges", &ranges)?;
+    // Legacy interrupts: (device, pin) -> the device's own SPI, which is
+    // passed through to the guest.
+    fdt.property_u32("#interrupt-cells", 1)?;
+    fdt.property_array_u32("interrupt-map-mask", &[PCI_DEVICE_MASK, 0, 0, PCI_PIN_MASK])?;
+    let mut map = Vec::new();
+    for intx in interrupts {
+        let phys_hi = u32::from(intx.device) << PCI_DEVICE_SHIFT;
+        map.extend_from_slice(&[phys_hi, 0, 0, u32::from(intx.pin), GIC_PHANDLE]);
+        map.extend_from_slice(&[GIC_SPI, intx.intid - SPI_BASE, IRQ_TYPE_LEVEL_HIGH]);
+    }
+    fdt.property_array_u32("interrupt-map", &map)?;
+    fdt.end_node(pci)?;
+    Ok(())
 }
 
 /// Copies the guest image and its DTB into guest RAM and returns the

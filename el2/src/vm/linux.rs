@@ -1,7 +1,7 @@
 //! A Linux guest: the kernel, initrd and command line a user gives QEMU
-//! (`-kernel Image -initrd initrd -append "..."`), which reach firmware
-//! through fw_cfg, loaded into guest RAM by the arm64 boot protocol
-//! (`platform::linux`). Without `-kernel` the built-in guest-stub runs.
+//! (`-kernel Image -initrd initrd -append "..."`), or the fw_cfg files a VM
+//! description names, which reach firmware through fw_cfg, loaded into
+//! guest RAM by the arm64 boot protocol (`platform::linux`).
 
 use crate::mm::layout::{phys_to_virt, virt_to_phys};
 use alloc::boxed::Box;
@@ -13,16 +13,28 @@ use platform::linux::{ImageHeader, LinuxError, Placement, HEADER_SIZE};
 /// The longest command line we pass on.
 const CMDLINE_MAX: usize = 4096;
 
+/// Where a kernel and initrd come from.
+#[derive(Clone, Copy, Debug)]
+pub enum Source<'a> {
+    /// QEMU's `-kernel`, `-initrd` and `-append` (fw_cfg's standard items).
+    Qemu,
+    /// fw_cfg files (`-fw_cfg name=opt/hv/a/kernel,file=Image`).
+    Files { kernel: &'a str, initrd: Option<&'a str> },
+}
+
 /// A kernel loaded into guest RAM.
 pub struct Loaded {
     pub placement: Placement,
-    pub cmdline: String,
+    /// The command line QEMU was given with `-append` (QEMU's items only).
+    pub cmdline: Option<String>,
     pub kernel_size: u64,
 }
 
 #[derive(Debug)]
 pub enum LoadError {
     FwCfg(FwCfgError),
+    /// A named fw_cfg file is not there.
+    Missing(String),
     Kernel(LinuxError),
 }
 
@@ -30,52 +42,89 @@ impl core::fmt::Display for LoadError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::FwCfg(e) => write!(f, "Linux guest: {e}"),
+            Self::Missing(name) => {
+                write!(f, "fw_cfg file `{name}` not found (was QEMU given -fw_cfg name={name},file=...?)")
+            }
             Self::Kernel(e) => write!(f, "Linux guest refused: {e}"),
         }
     }
 }
 
-/// Loads the `-kernel` QEMU was given into guest RAM `ram`, with its
-/// initrd; `None` if there is no kernel.
-pub fn load(fw_cfg_window: Option<MemRegion>, ram: MemRegion) -> Result<Option<Loaded>, LoadError> {
-    let Some(window) = fw_cfg_window else { return Ok(None) };
-    // SAFETY: the fw_cfg window from the DTB, mapped as Device memory in
-    // the direct map (`tables.rs`); the boot CPU alone uses it, now.
-    let fw = unsafe { FwCfg::new(phys_to_virt(window.base) as usize) }.map_err(LoadError::FwCfg)?;
-    let kernel_size = u64::from(fw.read_u32(fw_cfg::FW_CFG_KERNEL_SIZE));
-    if kernel_size == 0 {
-        return Ok(None);
+/// fw_cfg is one device, and VMs may restart at once on several CPUs.
+static FW_CFG: spin::Mutex<()> = spin::Mutex::new(());
+
+/// An item to read: its selector and size.
+fn item(fw: &FwCfg, name: &str) -> Result<(u16, u64), LoadError> {
+    match fw.find(name) {
+        Ok(file) => Ok((file.select, u64::from(file.size))),
+        Err(FwCfgError::NotFound) => Err(LoadError::Missing(String::from(name))),
+        Err(e) => Err(LoadError::FwCfg(e)),
     }
+}
+
+/// Whether QEMU was given a `-kernel`.
+pub fn qemu_has_kernel(fw_cfg_window: Option<MemRegion>) -> bool {
+    let Some(window) = fw_cfg_window else { return false };
+    let _only = FW_CFG.lock();
+    // SAFETY: as in `load`.
+    let Ok(fw) = (unsafe { FwCfg::new(phys_to_virt(window.base) as usize) }) else { return false };
+    fw.read_u32(fw_cfg::FW_CFG_KERNEL_SIZE) != 0
+}
+
+/// Loads the kernel (and initrd) `source` names into guest RAM `ram`;
+/// `None` if QEMU was given no `-kernel` (for [`Source::Qemu`]).
+pub fn load(fw_cfg_window: Option<MemRegion>, ram: MemRegion, source: Source) -> Result<Option<Loaded>, LoadError> {
+    let Some(window) = fw_cfg_window else {
+        return match source {
+            Source::Qemu => Ok(None),
+            Source::Files { kernel, .. } => Err(LoadError::Missing(String::from(kernel))),
+        };
+    };
+    let _only = FW_CFG.lock();
+    // SAFETY: the fw_cfg window from the DTB, mapped as Device memory in
+    // the direct map (`tables.rs`); `FW_CFG` keeps its users one at a time.
+    let fw = unsafe { FwCfg::new(phys_to_virt(window.base) as usize) }.map_err(LoadError::FwCfg)?;
+    let ((kernel_key, kernel_size), initrd) = match source {
+        Source::Qemu => {
+            let kernel_size = u64::from(fw.read_u32(fw_cfg::FW_CFG_KERNEL_SIZE));
+            if kernel_size == 0 {
+                return Ok(None);
+            }
+            let initrd_size = u64::from(fw.read_u32(fw_cfg::FW_CFG_INITRD_SIZE));
+            (
+                (fw_cfg::FW_CFG_KERNEL_DATA, kernel_size),
+                (initrd_size != 0).then_some((fw_cfg::FW_CFG_INITRD_DATA, initrd_size)),
+            )
+        }
+        Source::Files { kernel, initrd } => (item(&fw, kernel)?, initrd.map(|name| item(&fw, name)).transpose()?),
+    };
     let mut header = [0u8; HEADER_SIZE];
-    fw.read_item(fw_cfg::FW_CFG_KERNEL_DATA, &mut header);
+    fw.read_item(kernel_key, &mut header);
     let image = ImageHeader::parse(&header, kernel_size).map_err(LoadError::Kernel)?;
-    let initrd_size = u64::from(fw.read_u32(fw_cfg::FW_CFG_INITRD_SIZE));
-    let placement =
-        platform::linux::place(ram, &image, (initrd_size != 0).then_some(initrd_size)).map_err(LoadError::Kernel)?;
+    let placement = platform::linux::place(ram, &image, initrd.map(|(_, size)| size)).map_err(LoadError::Kernel)?;
 
     let mut descriptor = Box::new(DmaAccess::default());
     let descriptor_pa = virt_to_phys(&*descriptor as *const DmaAccess as u64);
     // SAFETY: both destinations lie in guest RAM (checked by `place`),
     // which nothing runs in yet; the descriptor is ours, at the PA given.
     unsafe {
-        fw.dma_read(
-            fw_cfg::FW_CFG_KERNEL_DATA,
-            kernel_size as u32,
-            placement.kernel.base,
-            &mut descriptor,
-            descriptor_pa,
-        )
-        .map_err(LoadError::FwCfg)?;
-        if let Some(initrd) = placement.initrd {
-            fw.dma_read(fw_cfg::FW_CFG_INITRD_DATA, initrd.size as u32, initrd.base, &mut descriptor, descriptor_pa)
+        fw.dma_read(kernel_key, kernel_size as u32, placement.kernel.base, &mut descriptor, descriptor_pa)
+            .map_err(LoadError::FwCfg)?;
+        if let (Some(region), Some((key, _))) = (placement.initrd, initrd) {
+            fw.dma_read(key, region.size as u32, region.base, &mut descriptor, descriptor_pa)
                 .map_err(LoadError::FwCfg)?;
         }
         core::arch::asm!("dsb ish", "ic iallu", "dsb ish", "isb", options(nostack));
     }
-    let cmdline_size = (fw.read_u32(fw_cfg::FW_CFG_CMDLINE_SIZE) as usize).min(CMDLINE_MAX);
-    let mut bytes = alloc::vec![0u8; cmdline_size];
-    fw.read_item(fw_cfg::FW_CFG_CMDLINE_DATA, &mut bytes);
-    let text = bytes.split(|&b| b == 0).next().unwrap_or_default();
-    let cmdline = String::from_utf8_lossy(text).into_owned();
+    let cmdline = match source {
+        Source::Qemu => {
+            let cmdline_size = (fw.read_u32(fw_cfg::FW_CFG_CMDLINE_SIZE) as usize).min(CMDLINE_MAX);
+            let mut bytes = alloc::vec![0u8; cmdline_size];
+            fw.read_item(fw_cfg::FW_CFG_CMDLINE_DATA, &mut bytes);
+            let text = bytes.split(|&b| b == 0).next().unwrap_or_default();
+            Some(String::from_utf8_lossy(text).into_owned())
+        }
+        Source::Files { .. } => None,
+    };
     Ok(Some(Loaded { placement, cmdline, kernel_size }))
 }

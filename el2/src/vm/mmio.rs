@@ -15,17 +15,12 @@
 //! guest-stub uses to check this path, and the PCI host bridge's ECAM
 //! window ([`crate::vm::ecam`]).
 
-use crate::irq::kick_lock::KickLock;
+use crate::vm::Vm;
 use alloc::boxed::Box;
 use platform::abi::test_mmio;
 use platform::arch::trap::TrapFrame;
 use platform::esr::{Esr, FaultStatus, Origin};
-use platform::mmio::{MmioAccess, MmioBus, MmioDevice, MmioFault, NotEmulatable};
-
-/// The devices. Its lock is held while a device serves an access (the
-/// vGIC's frames take the model's lock inside it), so waiters sleep rather
-/// than spin (see `crate::irq::kick_lock`).
-static BUS: KickLock<MmioBus<'static, 8>> = KickLock::new(MmioBus::new());
+use platform::mmio::{MmioAccess, MmioDevice, MmioFault, NotEmulatable};
 
 /// The test device: an ID register, a 64-bit scratch register whose
 /// narrower writes change only their bytes, and an access counter.
@@ -66,17 +61,21 @@ const fn mask(size: u8) -> u64 {
     }
 }
 
-/// Registers an emulated device over `[base, base + size)`.
-pub fn add_device(base: u64, size: u64, device: Box<dyn MmioDevice>) -> Result<(), platform::mmio::RegisterError> {
-    BUS.lock().register(base, size, Box::leak(device))?;
+/// Registers an emulated device over `[base, base + size)` on `vm`'s bus.
+/// VMs live for the whole run, and so do their devices.
+pub fn add_device(
+    vm: &Vm,
+    base: u64,
+    size: u64,
+    device: Box<dyn MmioDevice>,
+) -> Result<(), platform::mmio::RegisterError> {
+    vm.bus.lock().register(base, size, Box::leak(device))?;
     Ok(())
 }
 
-/// Registers the test device at `base`; returns its window.
-pub fn add_test_device(base: u64) -> Result<(u64, u64), platform::mmio::RegisterError> {
-    let device: &'static mut dyn MmioDevice = Box::leak(Box::new(TestDevice { scratch: 0, accesses: 0 }));
-    BUS.lock().register(base, test_mmio::SIZE, device)?;
-    Ok((base, test_mmio::SIZE))
+/// Registers the test device at `base` on `vm`'s bus.
+pub fn add_test_device(vm: &Vm, base: u64) -> Result<(), platform::mmio::RegisterError> {
+    add_device(vm, base, test_mmio::SIZE, Box::new(TestDevice { scratch: 0, accesses: 0 }))
 }
 
 /// What became of a guest data abort at `ipa`.
@@ -91,7 +90,8 @@ pub enum Handled {
 
 /// Emulates the stage-2 data abort `esr` at `ipa` if a device owns it.
 pub fn handle(frame: &mut TrapFrame, esr: Esr, ipa: u64) -> Handled {
-    let mut bus = BUS.lock();
+    let Some((vm, _)) = crate::vm::current() else { return Handled::NotOurs };
+    let mut bus = vm.bus.lock();
     if !bus.contains(ipa) {
         return Handled::NotOurs;
     }

@@ -1,11 +1,203 @@
-//! Virtual machines: the vCPUs ([`vcpu`]), the virtual GIC ([`vgic`]), the
-//! emulated MMIO devices ([`mmio`]) and PCI view ([`ecam`]), and what a guest
-//! boots with: its image, device tree and first registers ([`guest`],
-//! [`linux`]).
+//! Virtual machines: each [`Vm`] owns what makes it a machine of its own,
+//! its RAM, stage-2 tables and VMID, its vCPUs ([`vcpu`]), its interrupt
+//! controller model ([`vgic`]), its emulated MMIO devices ([`mmio`]), its
+//! PCI view ([`ecam`]), its console and its power state; [`guest`] and
+//! [`linux`] put what it boots into its RAM.
+//!
+//! The VMs are built once at boot ([`install`]) and live for the whole run:
+//! a VM that powers off keeps its object (a later start or restart reuses
+//! it), so a `&'static Vm` is always valid. What changes while they run
+//! (power state, per-vCPU state, the models behind their locks) sits in
+//! atomics and locks inside the objects; nothing about a VM lives in a
+//! module-level global.
+//!
+//! Which VM and vCPU a physical CPU runs is in its private data area
+//! ([`crate::mm::prda`]): [`current`] is two loads from it.
 
+pub mod build;
+pub mod console;
 pub mod ecam;
 pub mod guest;
 pub mod linux;
 pub mod mmio;
+pub mod power;
 pub mod vcpu;
 pub mod vgic;
+
+use crate::irq::kick_lock::KickLock;
+use crate::mm::stage2::Stage2;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use platform::board::MemRegion;
+use platform::mmio::MmioBus;
+use platform::vgic::VGic;
+use spin::{Mutex, Once};
+pub use vcpu::Vcpu;
+
+/// Emulated MMIO windows per VM: the GIC's two, the console, the test
+/// device, the PCI host bridge, and room to grow.
+pub const MAX_DEVICES: usize = 8;
+
+/// A VM's power state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum PowerState {
+    /// Not started, or powered off.
+    Off = 0,
+    /// Its vCPU 0 was started; some of its vCPUs may be on.
+    Running = 1,
+    /// Going off (or restarting): its vCPUs are being stopped.
+    Stopping = 2,
+}
+
+/// What the VM's console is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Console {
+    None,
+    /// The physical UART, passed through (the only VM owns the machine).
+    Passthrough,
+    /// An emulated PL011 at the host UART's address ([`console`]).
+    Emulated,
+}
+
+/// One virtual machine.
+pub struct Vm {
+    /// Its place in [`all`].
+    pub index: usize,
+    /// What its console lines and the tools call it.
+    pub name: String,
+    /// Its RAM, identity-mapped (IPA = PA): a range of host RAM no other VM
+    /// and nothing of the hypervisor's overlaps.
+    pub ram: MemRegion,
+    pub vcpus: Vec<Vcpu>,
+    pub stage2: Mutex<Stage2>,
+    /// The distributor and redistributors' state, and every vCPU's
+    /// interrupts. Taken on most exits that involve interrupts, so waiters
+    /// sleep rather than spin ([`crate::irq::kick_lock`]).
+    pub vgic: KickLock<VGic>,
+    /// Where the guest finds its GIC's frames.
+    pub gic: vgic::GuestGic,
+    /// Its emulated devices. The lock is held while a device serves an
+    /// access (the vGIC's frames take the model's lock inside it).
+    pub bus: KickLock<MmioBus<'static, MAX_DEVICES>>,
+    /// Physical SPIs this VM owns (forwarded with the HW bit).
+    pub spis: Vec<u32>,
+    pub console: Console,
+    /// The emulated PL011's model (used with [`Console::Emulated`]).
+    pub uart: Mutex<platform::vpl011::VirtPl011>,
+    /// What its guest has written to the DCC console since its last
+    /// newline (`crate::traps::debugregs`).
+    pub dcc_line: Mutex<LineBuffer>,
+    /// Whether this VM is the only one, described by nothing but QEMU's
+    /// `-kernel` (or the built-in guest-stub): it then owns the machine,
+    /// and its `SYSTEM_RESET` resets the board.
+    pub owns_machine: bool,
+    /// What it boots, to load it again on a reset.
+    pub recipe: build::Recipe,
+    state: AtomicU8,
+    /// What it reported with `HV_SET_EXIT_STATUS`.
+    status: AtomicU32,
+}
+
+impl Vm {
+    pub fn state(&self) -> PowerState {
+        match self.state.load(Ordering::Acquire) {
+            1 => PowerState::Running,
+            2 => PowerState::Stopping,
+            _ => PowerState::Off,
+        }
+    }
+
+    pub fn set_state(&self, state: PowerState) {
+        self.state.store(state as u8, Ordering::Release);
+    }
+
+    /// Moves the state from `from` to `to`; false if it was not `from`.
+    pub fn change_state(&self, from: PowerState, to: PowerState) -> bool {
+        self.state.compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    /// The guest's verdict, reported at power-off.
+    pub fn set_status(&self, status: u32) {
+        self.status.store(status, Ordering::Relaxed);
+    }
+
+    pub fn status(&self) -> u32 {
+        self.status.load(Ordering::Relaxed)
+    }
+
+    /// The vCPU with guest-visible affinity `mpidr`.
+    pub fn vcpu_by_mpidr(&self, mpidr: u64) -> Option<&Vcpu> {
+        let affinity = platform::arch::mpidr_affinity(mpidr);
+        self.vcpus.iter().find(|v| v.mpidr == affinity)
+    }
+
+    /// Whether `[ipa, ipa + len)` lies in this VM's RAM.
+    pub fn owns_ram(&self, ipa: u64, len: u64) -> bool {
+        ipa >= self.ram.base && ipa.checked_add(len).is_some_and(|end| end <= self.ram.end())
+    }
+}
+
+/// A line of guest text being gathered a byte at a time.
+pub struct LineBuffer {
+    bytes: [u8; LINE_MAX],
+    len: usize,
+}
+
+/// The longest line a [`LineBuffer`] holds before it is printed anyway.
+const LINE_MAX: usize = 256;
+
+impl LineBuffer {
+    pub const fn new() -> Self {
+        Self { bytes: [0; LINE_MAX], len: 0 }
+    }
+
+    pub fn push(&mut self, byte: u8) {
+        if let Some(slot) = self.bytes.get_mut(self.len) {
+            *slot = byte;
+            self.len += 1;
+        }
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.len == LINE_MAX
+    }
+
+    pub fn text(&self) -> &[u8] {
+        self.bytes.get(..self.len).unwrap_or_default()
+    }
+
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+}
+
+static VMS: Once<Vec<Vm>> = Once::new();
+
+/// Makes the VMs built at boot the machine's, once.
+pub fn install(vms: Vec<Vm>) -> &'static [Vm] {
+    VMS.call_once(|| vms)
+}
+
+/// Every VM (none before [`install`]).
+pub fn all() -> &'static [Vm] {
+    VMS.get().map_or(&[], Vec::as_slice)
+}
+
+pub fn get(index: usize) -> Option<&'static Vm> {
+    all().get(index)
+}
+
+/// The VM and vCPU this CPU runs, if it runs one.
+#[inline]
+pub fn current() -> Option<(&'static Vm, &'static Vcpu)> {
+    let (vm, vcpu) = crate::mm::prda::current_vcpu()?;
+    let vm = get(vm)?;
+    Some((vm, vm.vcpus.get(vcpu)?))
+}
+
+/// The VM and vCPU pinned to the physical CPU in `slot`.
+pub fn pinned_to(slot: usize) -> Option<(&'static Vm, &'static Vcpu)> {
+    all().iter().find_map(|vm| vm.vcpus.iter().find(|v| v.slot == slot).map(|v| (vm, v)))
+}

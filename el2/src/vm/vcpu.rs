@@ -1,106 +1,159 @@
-//! The guest's virtual CPUs: one per physical CPU, pinned (vCPU n runs
-//! on CPU slot n and has that CPU's affinity), switched on and off by the
+//! Virtual CPUs: each VM's vCPUs, pinned one per physical CPU (vCPU n of a
+//! VM runs on the n-th CPU of its placement), switched on and off by the
 //! guest through the virtual PSCI calls `CPU_ON`, `CPU_OFF` and
-//! `AFFINITY_INFO`.
+//! `AFFINITY_INFO`, which reach only the caller's own VM.
+//!
+//! A vCPU's guest-visible affinity is its index in its VM (Aff0 = n), what
+//! `VMPIDR_EL2` shows the guest and its device tree lists, whatever
+//! physical CPU it is pinned to. While it runs, its EL1 and EL0 registers
+//! live in the CPU's own registers: a pinned vCPU never leaves its CPU, so
+//! nothing else needs them there.
 //!
 //! A vCPU that is off leaves its physical CPU idling at EL2 (ticks and
 //! mailbox still served); `CPU_ON` from another vCPU asks that CPU, through
-//! its mailbox, to enter the guest at the given entry point.
+//! its mailbox, to enter the guest at the given entry point. A vCPU asked
+//! to stop (its VM powers off or restarts) stops at its next exit
+//! ([`stop_if_asked`]).
 
 use crate::boot::smp;
-use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use crate::vm::Vm;
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use platform::arch::regs::{SCTLR_EL1_RES1, SPSR_DAIF, SPSR_M_EL1H};
 use platform::arch::trap::TrapFrame;
-use platform::board::MAX_CPUS;
 use smccc::psci::{error, AffinityState};
 
 const OFF: u8 = 0;
 const ON_PENDING: u8 = 1;
 const ON: u8 = 2;
 
-static STATE: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(OFF) }; MAX_CPUS];
-static ENTRY: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-static CONTEXT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-/// How many vCPUs the guest has.
-static COUNT: AtomicUsize = AtomicUsize::new(0);
-
-extern "C" {
-    fn platform_cpu_stack_top(index: usize) -> usize;
+/// One vCPU of a VM.
+pub struct Vcpu {
+    /// Its index in its VM.
+    pub index: usize,
+    /// The physical CPU (slot) it is pinned to.
+    pub slot: usize,
+    /// The affinity its guest sees.
+    pub mpidr: u64,
+    state: AtomicU8,
+    /// Where `CPU_ON` asked it to start, and its `x0` there.
+    entry: AtomicU64,
+    context: AtomicU64,
+    /// Set when its VM stops: it leaves the guest at its next exit.
+    stop: AtomicBool,
+    /// vGIC bookkeeping ([`crate::vm::vgic`]): its list registers hold
+    /// something or its interrupts changed since they were last filled;
+    /// which list registers the last fill used; forwarded PPIs taken but
+    /// not yet in the model.
+    pub(crate) attention: AtomicBool,
+    pub(crate) lrs_used: AtomicU16,
+    pub(crate) hw_ppis_pending: AtomicU32,
 }
 
-/// The guest gets one vCPU per online CPU.
-pub fn set_count(count: usize) {
-    COUNT.store(count.min(MAX_CPUS), Ordering::Relaxed);
-}
-
-pub fn count() -> usize {
-    COUNT.load(Ordering::Relaxed)
-}
-
-/// The vCPU this CPU runs, if one is on.
-pub fn current() -> Option<usize> {
-    let slot = crate::mm::prda::slot();
-    (STATE.get(slot)?.load(Ordering::Acquire) == ON).then_some(slot)
-}
-
-/// Whether `vcpu` is on (its CPU runs the guest).
-pub fn is_running(vcpu: usize) -> bool {
-    STATE.get(vcpu).is_some_and(|s| s.load(Ordering::Acquire) == ON)
-}
-
-/// The vCPU with affinity `mpidr`.
-fn find(mpidr: u64) -> Option<usize> {
-    let affinity = platform::arch::mpidr_affinity(mpidr);
-    (0..count()).find(|&v| smp::mpidr_of(v) == affinity)
-}
-
-/// Enters the guest on this CPU as vCPU `slot` at `entry` with `x0` =
-/// `context`: a freshly reset EL1 (MMU off, interrupts masked) as PSCI
-/// promises.
-pub fn enter(slot: usize, entry: u64, context: u64) -> ! {
-    crate::arch::cpu::init(smp::mpidr_of(slot));
-    crate::mm::stage2::activate_on_this_cpu();
-    crate::arch::sysregs::write(crate::arch::sysregs::GuestReg::Sctlr, SCTLR_EL1_RES1);
-    crate::vm::vgic::reset_vcpu(slot);
-    crate::traps::debug::reset_vcpu();
-    if let Some(state) = STATE.get(slot) {
-        state.store(ON, Ordering::Release);
+impl Vcpu {
+    pub const fn new(index: usize, slot: usize) -> Self {
+        Self {
+            index,
+            slot,
+            mpidr: index as u64,
+            state: AtomicU8::new(OFF),
+            entry: AtomicU64::new(0),
+            context: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+            attention: AtomicBool::new(false),
+            lrs_used: AtomicU16::new(0),
+            hw_ppis_pending: AtomicU32::new(0),
+        }
     }
-    crate::mm::prda::with(|p| p.current_vcpu.store(slot as u64, Ordering::Relaxed));
-    let mut frame = TrapFrame { elr: entry, spsr: SPSR_M_EL1H | SPSR_DAIF, ..Default::default() };
-    frame.x[0] = context;
-    crate::vm::vgic::sync();
-    crate::irq::gic::set_pmr(crate::irq::gic::PMR_OPEN);
-    // SAFETY: `entry` was checked to lie in guest RAM, which stage 2 maps;
-    // this CPU's traps, stage 2 and virtual interface are set up above.
-    unsafe { crate::boot::entry::run(&frame) }
-}
 
-/// An idle CPU's mailbox said "start your vCPU".
-pub fn start_requested(slot: usize) -> ! {
-    let entry = ENTRY.get(slot).map_or(0, |e| e.load(Ordering::Acquire));
-    let context = CONTEXT.get(slot).map_or(0, |c| c.load(Ordering::Acquire));
-    enter(slot, entry, context)
-}
-
-/// PSCI `CPU_ON` from the guest.
-pub fn cpu_on(target: u64, entry: u64, context: u64) -> Result<u64, i32> {
-    let vcpu = find(target).ok_or(error::INVALID_PARAMETERS)?;
-    let ram = crate::boot::early::boot_info().plan.guest_ram;
-    if !(ram.base..ram.end()).contains(&entry) || !entry.is_multiple_of(4) {
-        return Err(error::INVALID_ADDRESS);
+    /// Whether it is on (its CPU runs the guest).
+    pub fn is_running(&self) -> bool {
+        self.state.load(Ordering::Acquire) == ON
     }
-    let state = STATE.get(vcpu).ok_or(error::INVALID_PARAMETERS)?;
-    match state.compare_exchange(OFF, ON_PENDING, Ordering::AcqRel, Ordering::Acquire) {
+
+    /// Whether it is on or about to be.
+    pub fn is_on(&self) -> bool {
+        self.state.load(Ordering::Acquire) != OFF
+    }
+}
+
+/// Asks the CPU `vcpu` is pinned to to start it at `entry` with `x0` =
+/// `context` (from `OFF` only).
+pub fn start(vcpu: &Vcpu, entry: u64, context: u64) -> Result<(), i32> {
+    match vcpu.state.compare_exchange(OFF, ON_PENDING, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => {}
         Err(ON) => return Err(error::ALREADY_ON),
         Err(_) => return Err(error::ON_PENDING),
     }
-    if let (Some(e), Some(c)) = (ENTRY.get(vcpu), CONTEXT.get(vcpu)) {
-        e.store(entry, Ordering::Release);
-        c.store(context, Ordering::Release);
+    vcpu.stop.store(false, Ordering::Release);
+    vcpu.entry.store(entry, Ordering::Release);
+    vcpu.context.store(context, Ordering::Release);
+    if vcpu.slot == crate::mm::prda::slot() && crate::mm::prda::current_vcpu().is_none() {
+        // This CPU is the one, and idle: its caller enters the guest itself.
+        return Ok(());
     }
-    smp::request_vcpu_start(vcpu);
+    smp::request_vcpu_start(vcpu.slot);
+    Ok(())
+}
+
+/// Enters the guest on this CPU as `vcpu` of `vm` at `entry` with `x0` =
+/// `context`: a freshly reset EL1 (MMU off, interrupts masked) as PSCI
+/// promises.
+pub fn enter(vm: &'static Vm, vcpu: &'static Vcpu, entry: u64, context: u64) -> ! {
+    crate::arch::cpu::init(vcpu.mpidr);
+    let root = vm.stage2.lock().prepare_this_cpu();
+    match crate::mm::vmid::enter(vm.index, root) {
+        Ok(grant) => {
+            if let Some(from) = grant.evicted.and_then(|owner| crate::vm::get(owner.0 as usize)) {
+                log::info!(
+                    "VM {}: VMID {} recycled from VM {}, which is not running (TLB entries purged; recycle {})",
+                    vm.name,
+                    grant.vmid.0,
+                    from.name,
+                    crate::mm::vmid::generation()
+                );
+            }
+        }
+        Err(e) => {
+            // Only when every VMID is held by a running VM; this vCPU
+            // cannot run now.
+            log::error!("VM {}: vCPU {} not started: {e}", vm.name, vcpu.index);
+            vcpu.state.store(OFF, Ordering::Release);
+            idle_here()
+        }
+    }
+    crate::arch::sysregs::write(crate::arch::sysregs::GuestReg::Sctlr, SCTLR_EL1_RES1);
+    crate::vm::vgic::reset_vcpu(vm, vcpu);
+    crate::traps::debug::reset_vcpu();
+    vcpu.state.store(ON, Ordering::Release);
+    crate::mm::prda::set_current_vcpu(Some((vm.index, vcpu.index)));
+    let mut frame = TrapFrame { elr: entry, spsr: SPSR_M_EL1H | SPSR_DAIF, ..Default::default() };
+    frame.x[0] = context;
+    crate::vm::vgic::sync();
+    crate::irq::gic::set_pmr(crate::irq::gic::PMR_OPEN);
+    // SAFETY: `entry` was checked to lie in the VM's RAM, which stage 2
+    // maps; this CPU's traps, stage 2 and virtual interface are set up above.
+    unsafe { crate::boot::entry::run(&frame) }
+}
+
+/// An idle CPU's mailbox said "start your vCPU".
+pub fn start_requested(slot: usize) {
+    let Some((vm, vcpu)) = crate::vm::pinned_to(slot) else { return };
+    if vcpu.state.load(Ordering::Acquire) != ON_PENDING {
+        return;
+    }
+    let entry = vcpu.entry.load(Ordering::Acquire);
+    let context = vcpu.context.load(Ordering::Acquire);
+    enter(vm, vcpu, entry, context)
+}
+
+/// PSCI `CPU_ON` from the guest: only its own VM's vCPUs.
+pub fn cpu_on(target: u64, entry: u64, context: u64) -> Result<u64, i32> {
+    let (vm, _) = crate::vm::current().ok_or(error::DENIED)?;
+    let vcpu = vm.vcpu_by_mpidr(target).ok_or(error::INVALID_PARAMETERS)?;
+    if !vm.owns_ram(entry, 4) || !entry.is_multiple_of(4) {
+        return Err(error::INVALID_ADDRESS);
+    }
+    start(vcpu, entry, context)?;
     Ok(0)
 }
 
@@ -109,29 +162,76 @@ pub fn affinity_info(target: u64, lowest_level: u64) -> Result<u64, i32> {
     if lowest_level != 0 {
         return Err(error::INVALID_PARAMETERS);
     }
-    let vcpu = find(target).ok_or(error::INVALID_PARAMETERS)?;
-    let state = match STATE.get(vcpu).map(|s| s.load(Ordering::Acquire)) {
-        Some(ON) => AffinityState::On,
-        Some(ON_PENDING) => AffinityState::OnPending,
+    let (vm, _) = crate::vm::current().ok_or(error::DENIED)?;
+    let vcpu = vm.vcpu_by_mpidr(target).ok_or(error::INVALID_PARAMETERS)?;
+    let state = match vcpu.state.load(Ordering::Acquire) {
+        ON => AffinityState::On,
+        ON_PENDING => AffinityState::OnPending,
         _ => AffinityState::Off,
     };
     Ok(state as u64)
 }
 
-/// PSCI `CPU_OFF` from the guest: this vCPU stops, its CPU goes idle on a
-/// fresh stack (nothing of the trap that got us here is used again).
-pub fn cpu_off() -> ! {
-    let slot = crate::mm::prda::slot();
-    crate::mm::prda::with(|p| p.current_vcpu.store(u64::MAX, Ordering::Relaxed));
-    if let Some(state) = STATE.get(slot) {
-        state.store(OFF, Ordering::Release);
+/// Asks every vCPU of `vm` but the caller's own to stop; they do at their
+/// next exit (a kick makes one happen). Returns once none is on.
+pub fn stop_others(vm: &Vm) {
+    let me = crate::mm::prda::slot();
+    for vcpu in vm.vcpus.iter().filter(|v| v.slot != me) {
+        vcpu.stop.store(true, Ordering::Release);
+        if vcpu.is_on() {
+            smp::kick(vcpu.slot);
+        }
     }
-    // Its timers stop with it: their interrupts have nobody to go to now.
-    crate::arch::sysregs::write(crate::arch::sysregs::GuestReg::CntvCtl, 0);
-    crate::arch::sysregs::write(crate::arch::sysregs::GuestReg::CntpCtl, 0);
-    log::debug!("vCPU {slot} off");
+    // Pending starts that never ran count as off too.
+    for vcpu in vm.vcpus.iter().filter(|v| v.slot != me) {
+        let _ = vcpu.state.compare_exchange(ON_PENDING, OFF, Ordering::AcqRel, Ordering::Acquire);
+    }
+    smp::wait_interruptible(smp::PEER_MS, || vm.vcpus.iter().filter(|v| v.slot != me).all(|v| !v.is_on()));
+}
+
+/// On the way back to the guest: if this vCPU was asked to stop, it stops
+/// (and does not return).
+#[inline]
+pub fn stop_if_asked() {
+    if let Some((_, vcpu)) = crate::vm::current() {
+        if vcpu.stop.load(Ordering::Relaxed) {
+            cpu_off()
+        }
+    }
+}
+
+/// PSCI `CPU_OFF` from the guest (or a stop): this vCPU stops, its CPU
+/// goes idle on a fresh stack (nothing of the trap that got us here is
+/// used again).
+pub fn cpu_off() -> ! {
+    park_this();
+    idle_here()
+}
+
+/// The vCPU this CPU runs stops: it is off, and the CPU holds nothing of
+/// it any more (timers, list registers, VMID).
+pub fn park_this() {
+    if let Some((vm, vcpu)) = crate::vm::current() {
+        crate::mm::prda::set_current_vcpu(None);
+        // Its timers stop with it: their interrupts have nobody to go to now.
+        crate::arch::sysregs::write(crate::arch::sysregs::GuestReg::CntvCtl, 0);
+        crate::arch::sysregs::write(crate::arch::sysregs::GuestReg::CntpCtl, 0);
+        crate::vm::vgic::park_vcpu(vm, vcpu);
+        crate::mm::vmid::leave(vm.index);
+        vcpu.state.store(OFF, Ordering::Release);
+        log::debug!("VM {} vCPU {} off", vm.name, vcpu.index);
+    }
+}
+
+extern "C" {
+    fn platform_cpu_stack_top(index: usize) -> usize;
+}
+
+/// Leaves whatever this CPU was doing for its idle loop, on a fresh stack.
+pub fn idle_here() -> ! {
+    let slot = crate::mm::prda::slot();
     // SAFETY: the slot's stack top from the linker's table; leaving the
-    // current frames for good is what CPU_OFF means, and `idle_entry`
+    // current frames for good is what going idle means, and `idle_entry`
     // never returns to them.
     unsafe {
         let top = platform_cpu_stack_top(slot);

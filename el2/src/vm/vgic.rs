@@ -18,36 +18,27 @@
 //! cannot fire again before the guest has handled it, which is what keeps
 //! the virtual timer from storming without masking it.
 //!
+//! Each VM has its own model ([`crate::vm::Vm::vgic`]), with its own vCPUs
+//! and the SPIs it owns: an SGI reaches only vCPUs of the sender's VM, and
+//! a physical SPI goes only to the VM that owns it.
+//!
 //! vCPUs are pinned one per physical CPU, so the rest of the virtual CPU
 //! interface (`ICH_VMCR_EL2`, the active-priority registers) stays in the
 //! hardware while the vCPU lives; [`reset_vcpu`] gives a starting vCPU a
-//! clean one.
+//! clean one, and [`park_vcpu`] leaves a stopping one's CPU clean.
 
 use crate::irq::gic;
-use crate::irq::kick_lock::KickLock;
 use aarch64_cpu::registers::{ReadWriteable, Readable, Writeable, ICH_HCR_EL2, ICH_VTR_EL2};
 use alloc::boxed::Box;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use platform::board::{MemRegion, MAX_CPUS};
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
+use platform::board::MemRegion;
 use platform::mmio::{MmioDevice, MmioFault};
 use platform::vgic::{ListRegs, VGic, GICD_SIZE, GICR_STRIDE, MAX_LRS};
 
-/// The model; its lock is taken on most exits of every vCPU, so waiters
-/// sleep rather than spin (see `crate::irq::kick_lock`).
-static VGIC: KickLock<VGic> = KickLock::new(VGic::new());
-
-/// Per CPU slot: the vCPU's list registers hold something, or its
-/// interrupts changed since they were last filled.
-static ATTENTION: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
-
-/// Per vCPU: forwarded PPIs (bit = INTID) taken but not yet in the model.
-static HW_PPIS_PENDING: [core::sync::atomic::AtomicU32; MAX_CPUS] =
-    [const { core::sync::atomic::AtomicU32::new(0) }; MAX_CPUS];
-
-/// The guest's timers' PPIs, forwarded with the HW bit (virtual, physical).
+/// The guests' timers' PPIs, forwarded with the HW bit (virtual,
+/// physical): the same on every CPU, whichever VM it runs.
 static FORWARDED_PPIS: [AtomicU32; 2] = [const { AtomicU32::new(u32::MAX) }; 2];
-/// SPIs of the guest's passthrough devices, forwarded with the HW bit.
-static PASSTHROUGH_SPIS: spin::Mutex<alloc::vec::Vec<u32>> = spin::Mutex::new(alloc::vec::Vec::new());
 
 /// The virtual-interface maintenance PPI.
 static MAINTENANCE_PPI: AtomicU32 = AtomicU32::new(u32::MAX);
@@ -71,44 +62,56 @@ pub fn note_interrupts(board: &platform::board::Board) {
     }
 }
 
-/// Sets up the model for one vCPU per affinity in `mpidrs` and puts the
-/// emulated frames at the host GIC's addresses. Returns the frames.
-pub fn init(board: &platform::board::Board, mpidrs: &[u64]) -> Result<GuestGic, platform::mmio::RegisterError> {
+/// A model for a VM of `vcpus` vCPUs (affinities 0..n), and where its
+/// guest finds the frames: at the host GIC's addresses, which stage 2
+/// leaves unmapped.
+pub fn model(board: &platform::board::Board, vcpus: &[crate::vm::Vcpu]) -> (VGic, GuestGic) {
     let spis = gic::with(|g| g.spis()).unwrap_or(0);
-    VGIC.lock().configure(mpidrs, spis);
+    let mut vgic = VGic::new();
+    let mpidrs: Vec<u64> = vcpus.iter().map(|v| v.mpidr).collect();
+    vgic.configure(&mpidrs, spis);
     let distributor = MemRegion::new(board.gic.distributor.base, GICD_SIZE);
     let redist_base = board.gic.redistributors.first().map_or(0, |r| r.base);
-    let redistributors = MemRegion::new(redist_base, GICR_STRIDE * mpidrs.len() as u64);
-    crate::vm::mmio::add_device(distributor.base, distributor.size, Box::new(Distributor))?;
-    crate::vm::mmio::add_device(redistributors.base, redistributors.size, Box::new(Redistributors))?;
-    Ok(GuestGic { distributor, redistributors })
+    let redistributors = MemRegion::new(redist_base, GICR_STRIDE * vcpus.len() as u64);
+    (vgic, GuestGic { distributor, redistributors })
 }
 
-/// Gives the guest physical SPI `intid` (its passthrough device's): the
-/// physical interrupt follows the guest's enable and routing of the same
-/// INTID, and arrives as a HW interrupt.
-pub fn add_passthrough_spi(intid: u32) {
-    PASSTHROUGH_SPIS.lock().push(intid);
-    reconcile_spis();
+/// A restarting VM's interrupt controller goes back to its reset state.
+pub fn reset_model(vm: &crate::vm::Vm) {
+    let spis = gic::with(|g| g.spis()).unwrap_or(0);
+    let mpidrs: Vec<u64> = vm.vcpus.iter().map(|v| v.mpidr).collect();
+    let mut fresh = VGic::new();
+    fresh.configure(&mpidrs, spis);
+    *vm.vgic.lock() = fresh;
+    reconcile_spis(vm);
 }
 
-/// Makes each passthrough SPI's physical state what the guest asked of
-/// its virtual one: enabled where the guest enabled it, routed to the CPU
-/// of the vCPU it targets.
-fn reconcile_spis() {
-    let spis = PASSTHROUGH_SPIS.lock().clone();
-    for intid in spis {
-        let state = VGIC.lock().spi_state(intid);
+/// Puts VM `vm`'s emulated distributor and redistributors on its bus.
+pub fn add_frames(vm: &crate::vm::Vm) -> Result<(), platform::mmio::RegisterError> {
+    let mut bus = vm.bus.lock();
+    let (d, r) = (vm.gic.distributor, vm.gic.redistributors);
+    bus.register(d.base, d.size, Box::leak(Box::new(Distributor { vm: vm.index })))?;
+    bus.register(r.base, r.size, Box::leak(Box::new(Redistributors { vm: vm.index })))?;
+    Ok(())
+}
+
+/// Makes each of `vm`'s passthrough SPIs' physical state what its guest
+/// asked of the virtual one: enabled where the guest enabled it, routed to
+/// the CPU of the vCPU it targets.
+pub fn reconcile_spis(vm: &crate::vm::Vm) {
+    for &intid in &vm.spis {
+        let state = vm.vgic.lock().spi_state(intid);
         let (enable, target) = match state {
             Some(s) => (s.enabled && s.target.is_some(), s.target.unwrap_or(0)),
             None => (false, 0),
         };
-        gic::with(|g| g.route_spi(intid, crate::boot::smp::mpidr_of(target), gic::PRIORITY_REGULAR, enable));
+        let slot = vm.vcpus.get(target).map_or(0, |v| v.slot);
+        gic::with(|g| g.route_spi(intid, crate::boot::smp::mpidr_of(slot), gic::PRIORITY_REGULAR, enable));
     }
 }
 
-/// The physical private interrupts this CPU takes for the guest, with
-/// their priorities (for `gic::init_cpu`).
+/// The physical private interrupts every CPU takes for its guest, with
+/// their priorities (for `crate::irq::set_routes`).
 pub fn private_interrupts() -> impl Iterator<Item = (u32, u8)> {
     FORWARDED_PPIS
         .iter()
@@ -118,22 +121,19 @@ pub fn private_interrupts() -> impl Iterator<Item = (u32, u8)> {
         .map(|p| (p, gic::PRIORITY_REGULAR))
 }
 
-/// The vCPU this CPU runs (pinned: the CPU's slot), if any.
-fn current_vcpu() -> Option<usize> {
-    crate::vm::vcpu::current()
-}
-
-fn kick(mask: u64) {
+/// Flags the vCPUs of `vm` in `mask` (bit = vCPU index) and kicks those
+/// running on other CPUs, so that each fills its list registers again.
+pub fn kick_vcpus(vm: &crate::vm::Vm, mask: u64) {
     let me = crate::mm::prda::slot();
     // Only the vCPUs named (usually one): this is on every SGI's path.
     let mut rest = mask;
     while rest != 0 {
-        let vcpu = rest.trailing_zeros() as usize;
+        let index = rest.trailing_zeros() as usize;
         rest &= rest - 1;
-        let Some(flag) = ATTENTION.get(vcpu) else { break };
-        flag.store(true, Ordering::Release);
-        if vcpu != me && crate::vm::vcpu::is_running(vcpu) {
-            gic::send_sgi(gic::SGI_KICK, crate::boot::smp::mpidr_of(vcpu));
+        let Some(vcpu) = vm.vcpus.get(index) else { break };
+        vcpu.attention.store(true, Ordering::Release);
+        if vcpu.slot != me && vcpu.is_running() {
+            gic::send_sgi(gic::SGI_KICK, crate::boot::smp::mpidr_of(vcpu.slot));
         }
     }
 }
@@ -249,10 +249,6 @@ fn empty_list_registers() -> u64 {
     value
 }
 
-/// Per vCPU: which list registers the last fill used (bit = LR index).
-static LRS_USED: [core::sync::atomic::AtomicU16; MAX_CPUS] =
-    [const { core::sync::atomic::AtomicU16::new(0) }; MAX_CPUS];
-
 /// Before every return to the guest on this CPU: brings the list
 /// registers and the model together, if anything changed. Nothing has
 /// when nobody flagged this vCPU and every list register the last fill
@@ -260,15 +256,15 @@ static LRS_USED: [core::sync::atomic::AtomicU16; MAX_CPUS] =
 /// none): then the model's lock is not taken at all, which keeps the many
 /// exits of a busy SMP guest from queueing on it.
 pub fn sync() {
-    let Some(vcpu) = current_vcpu() else { return };
-    let (Some(flag), Some(used)) = (ATTENTION.get(vcpu), LRS_USED.get(vcpu)) else { return };
-    let used_mask = u64::from(used.load(Ordering::Relaxed));
-    if !flag.swap(false, Ordering::AcqRel) && used_mask & empty_list_registers() == 0 {
+    let Some((vm, current)) = crate::vm::current() else { return };
+    let used_mask = u64::from(current.lrs_used.load(Ordering::Relaxed));
+    if !current.attention.swap(false, Ordering::AcqRel) && used_mask & empty_list_registers() == 0 {
         return;
     }
-    let mut ppis = HW_PPIS_PENDING.get(vcpu).map_or(0, |b| b.swap(0, Ordering::AcqRel));
+    let vcpu = current.index;
+    let mut ppis = current.hw_ppis_pending.swap(0, Ordering::AcqRel);
     let mut lrs = LrCopy::load(used_mask);
-    let mut vgic = VGIC.lock();
+    let mut vgic = vm.vgic.lock();
     while ppis != 0 {
         let intid = ppis.trailing_zeros();
         ppis &= ppis - 1;
@@ -284,7 +280,7 @@ pub fn sync() {
     }
     // Flush fills list registers from the first one up.
     let mask = 1u32.checked_shl(flush.used as u32).map_or(u32::MAX, |m| m - 1);
-    used.store(mask as u16, Ordering::Relaxed);
+    current.lrs_used.store(mask as u16, Ordering::Relaxed);
     // Come back when the guest has consumed what we gave it: underflow
     // (at most one list register valid) if more is waiting.
     let hcr = ICH_HCR_EL2::En::SET + if flush.overflow { ICH_HCR_EL2::UIE::SET } else { ICH_HCR_EL2::UIE::CLEAR };
@@ -343,9 +339,9 @@ fn withdraw_stale_timer_interrupts(vgic: &mut VGic, vcpu: usize) -> [Option<u32>
 /// PNMI-priority tick: up to 10 ms per IPI (measured: a Linux boot with
 /// 4 vCPUs executed 2.6 times the instructions of one with 1).
 pub fn idle() {
-    let Some(vcpu) = current_vcpu() else { return };
-    let flagged = ATTENTION.get(vcpu).is_some_and(|f| f.load(Ordering::Acquire));
-    let used = LRS_USED.get(vcpu).map_or(0, |u| u64::from(u.load(Ordering::Relaxed)));
+    let Some((_, vcpu)) = crate::vm::current() else { return };
+    let flagged = vcpu.attention.load(Ordering::Acquire) || vcpu.hw_ppis_pending.load(Ordering::Acquire) != 0;
+    let used = u64::from(vcpu.lrs_used.load(Ordering::Relaxed));
     if flagged || used & !empty_list_registers() != 0 {
         return;
     }
@@ -359,16 +355,8 @@ pub fn idle() {
 
 /// A vCPU starts on this CPU: a clean virtual CPU interface and no
 /// leftovers of a previous life in its timers or forwarded interrupts.
-pub fn reset_vcpu(vcpu: usize) {
-    // Whatever a previous life left in the list registers goes back to
-    // the model (which empties them).
-    let used = LRS_USED.get(vcpu).map_or(0, |u| u64::from(u.load(Ordering::Relaxed)));
-    let mut lrs = LrCopy::load(used);
-    let _ = VGIC.lock().fold(vcpu, &mut lrs);
-    lrs.store();
-    if let Some(used) = LRS_USED.get(vcpu) {
-        used.store(0, Ordering::Relaxed);
-    }
+pub fn reset_vcpu(vm: &crate::vm::Vm, vcpu: &crate::vm::Vcpu) {
+    park_vcpu(vm, vcpu);
     aarch64_cpu::registers::ICH_VMCR_EL2.set(0);
     for ap in 0..active_priority_registers() {
         write_ap1r(ap, 0);
@@ -384,9 +372,19 @@ pub fn reset_vcpu(vcpu: usize) {
             gic::deactivate(intid);
         }
     }
-    if let Some(flag) = ATTENTION.get(vcpu) {
-        flag.store(true, Ordering::Release);
-    }
+    vcpu.attention.store(true, Ordering::Release);
+}
+
+/// A vCPU stops on this CPU: what its list registers hold goes back to
+/// the model (which empties them), and the CPU's virtual interface stops
+/// presenting anything.
+pub fn park_vcpu(vm: &crate::vm::Vm, vcpu: &crate::vm::Vcpu) {
+    let used = u64::from(vcpu.lrs_used.swap(0, Ordering::Relaxed));
+    let mut lrs = LrCopy::load(used);
+    let _ = vm.vgic.lock().fold(vcpu.index, &mut lrs);
+    lrs.store();
+    vcpu.hw_ppis_pending.store(0, Ordering::Relaxed);
+    ICH_HCR_EL2.set(0);
 }
 
 /// How many `ICH_AP1R<n>_EL2` exist: one per 32 preemption levels
@@ -410,8 +408,8 @@ fn write_ap1r(index: usize, value: u64) {
 /// it went to the guest (and so stays active until the guest ends it).
 pub fn physical_interrupt(intid: u32) -> bool {
     if intid == MAINTENANCE_PPI.load(Ordering::Relaxed) {
-        if let Some(flag) = current_vcpu().and_then(|v| ATTENTION.get(v)) {
-            flag.store(true, Ordering::Release);
+        if let Some((_, vcpu)) = crate::vm::current() {
+            vcpu.attention.store(true, Ordering::Release);
         }
         // Quiet until the next fill asks again.
         ICH_HCR_EL2.modify(ICH_HCR_EL2::UIE::CLEAR);
@@ -419,22 +417,20 @@ pub fn physical_interrupt(intid: u32) -> bool {
     }
     let forwarded_ppi = FORWARDED_PPIS.iter().any(|p| p.load(Ordering::Relaxed) == intid);
     if forwarded_ppi {
-        let Some(vcpu) = current_vcpu() else {
+        let Some((_, vcpu)) = crate::vm::current() else {
             log::warn!("guest timer interrupt {intid} on a CPU that runs no vCPU: dropped");
             return false;
         };
         // No lock here: [`sync`], on this CPU before the guest runs again,
         // moves it into the model. Timer interrupts are the most frequent
         // exits; this keeps them off the model's lock once.
-        if let (Some(bits), Some(flag)) = (HW_PPIS_PENDING.get(vcpu), ATTENTION.get(vcpu)) {
-            bits.fetch_or(1 << intid, Ordering::AcqRel);
-            flag.store(true, Ordering::Release);
-        }
+        vcpu.hw_ppis_pending.fetch_or(1 << intid, Ordering::AcqRel);
+        vcpu.attention.store(true, Ordering::Release);
         return true;
     }
-    if PASSTHROUGH_SPIS.lock().contains(&intid) {
-        let mask = VGIC.lock().set_pending(0, intid, true);
-        kick(mask);
+    if let Some(vm) = crate::vm::all().iter().find(|vm| vm.spis.contains(&intid)) {
+        let mask = vm.vgic.lock().set_pending(0, intid, true);
+        kick_vcpus(vm, mask);
         return true;
     }
     log::warn!("physical interrupt {intid} has no owner: ignored");
@@ -444,9 +440,9 @@ pub fn physical_interrupt(intid: u32) -> bool {
 /// A trapped guest write of `ICC_SGI1R_EL1` (or `ICC_ASGI1R_EL1`, which
 /// means the same with one security state).
 pub fn send_sgi(value: u64) {
-    let Some(vcpu) = current_vcpu() else { return };
-    let targets = VGIC.lock().send_sgi(vcpu, value);
-    kick(targets);
+    let Some((vm, vcpu)) = crate::vm::current() else { return };
+    let targets = vm.vgic.lock().send_sgi(vcpu.index, value);
+    kick_vcpus(vm, targets);
 }
 
 /// After a guest's write to its GIC: the list registers of the vCPU that
@@ -458,39 +454,51 @@ pub fn send_sgi(value: u64) {
 /// interrupt arriving in a later check, after the guest had disabled both
 /// its timer and its PPI).
 fn refill_here() {
-    if let Some(flag) = current_vcpu().and_then(|vcpu| ATTENTION.get(vcpu)) {
-        flag.store(true, Ordering::Release);
+    if let Some((_, vcpu)) = crate::vm::current() {
+        vcpu.attention.store(true, Ordering::Release);
     }
 }
 
-/// The emulated distributor.
-struct Distributor;
+/// The VM a frame belongs to; the frames are registered only on their
+/// VM's bus, so this is the caller's VM.
+fn owner(vm: usize) -> Result<&'static crate::vm::Vm, MmioFault> {
+    crate::vm::get(vm).ok_or(MmioFault::DeviceError { offset: 0 })
+}
+
+/// A VM's emulated distributor.
+struct Distributor {
+    vm: usize,
+}
 
 impl MmioDevice for Distributor {
     fn read(&mut self, offset: u64, size: u8) -> Result<u64, MmioFault> {
-        Ok(VGIC.lock().dist_read(offset, size))
+        Ok(owner(self.vm)?.vgic.lock().dist_read(offset, size))
     }
 
     fn write(&mut self, offset: u64, size: u8, value: u64) -> Result<(), MmioFault> {
-        let effects = VGIC.lock().dist_write(offset, size, value);
-        kick(effects.kick);
+        let vm = owner(self.vm)?;
+        let effects = vm.vgic.lock().dist_write(offset, size, value);
+        kick_vcpus(vm, effects.kick);
         refill_here();
-        reconcile_spis();
+        reconcile_spis(vm);
         Ok(())
     }
 }
 
-/// The emulated redistributors, one frame pair per vCPU.
-struct Redistributors;
+/// A VM's emulated redistributors, one frame pair per vCPU.
+struct Redistributors {
+    vm: usize,
+}
 
 impl MmioDevice for Redistributors {
     fn read(&mut self, offset: u64, size: u8) -> Result<u64, MmioFault> {
-        Ok(VGIC.lock().redist_read(offset, size))
+        Ok(owner(self.vm)?.vgic.lock().redist_read(offset, size))
     }
 
     fn write(&mut self, offset: u64, size: u8, value: u64) -> Result<(), MmioFault> {
-        let effects = VGIC.lock().redist_write(offset, size, value);
-        kick(effects.kick);
+        let vm = owner(self.vm)?;
+        let effects = vm.vgic.lock().redist_write(offset, size, value);
+        kick_vcpus(vm, effects.kick);
         refill_here();
         Ok(())
     }

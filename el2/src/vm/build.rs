@@ -1,0 +1,315 @@
+//! Building VMs: from a [`Config`] (a VM description, or the one guest of
+//! a run without descriptions) to a [`Vm`] with its stage 2, vGIC, devices
+//! and vCPUs; loading what it boots into its RAM ([`load`]); and starting
+//! it again after a reset ([`restart`]).
+//!
+//! A VM's guest-physical map: its RAM where the host has it (IPA = PA);
+//! the GIC's distributor and redistributors at the host GIC's addresses,
+//! emulated; a guest-stub VM's test device 1 MiB past its RAM; the PCI host
+//! bridge's ECAM window after that (the VM that owns the host bridge
+//! only), with the shim functions' register windows passed through; the
+//! console at the host UART's address, passed through (the VM that owns
+//! the machine) or emulated. Nothing else is mapped.
+
+use crate::vm::{guest, linux, mmio, vcpu, vgic, Console, PowerState, Vcpu, Vm};
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, AtomicU8};
+use platform::board::{Board, MemRegion};
+use platform::pci::Bdf;
+use spin::{Mutex, Once};
+
+/// Distance from the end of a VM's RAM to its test device.
+const TEST_DEVICE_GAP: u64 = 0x10_0000;
+
+/// What a VM boots.
+#[derive(Clone, Debug)]
+pub enum Kernel {
+    /// The built-in guest-stub.
+    GuestStub,
+    /// QEMU's `-kernel`, `-initrd` and `-append`.
+    Qemu,
+    /// fw_cfg files named by the VM's description.
+    FwCfg { kernel: String, initrd: Option<String> },
+}
+
+/// Everything a VM is made from.
+pub struct Config {
+    pub name: String,
+    /// The physical CPU of each vCPU.
+    pub slots: Vec<usize>,
+    pub ram: MemRegion,
+    pub kernel: Kernel,
+    /// Its command line (a guest-stub's words, or Linux's `bootargs`).
+    pub bootargs: String,
+    pub console: Console,
+    pub owns_machine: bool,
+    /// Whether it gets the PCI host bridge (and the devices behind it).
+    pub pci: bool,
+    /// Physical SPIs given to it.
+    pub spis: Vec<u32>,
+    /// Started at boot (else only when asked to).
+    pub autostart: bool,
+}
+
+/// The host's PCI view, through the monitor's ECAM model: at most one VM
+/// has it.
+pub struct PciView {
+    pub ecam_size: u64,
+    pub functions: Vec<(Bdf, MemRegion)>,
+    pub bars: Vec<MemRegion>,
+    pub interrupts: Vec<vm_ecam::Intx>,
+}
+
+use crate::vm::ecam as vm_ecam;
+
+/// What a VM keeps to write its device tree and load its kernel again.
+pub struct Recipe {
+    pub kernel: Kernel,
+    pub bootargs: String,
+    pub test_device: Option<MemRegion>,
+    pub ecam: Option<MemRegion>,
+    /// The console's window and interrupt, as its guest sees them.
+    pub console: Option<(platform::board::Uart, Option<u32>)>,
+    /// Started at boot.
+    pub autostart: bool,
+}
+
+#[derive(Debug)]
+pub enum BuildError {
+    Stage2(crate::mm::stage2::Stage2Error),
+    Device(&'static str, platform::mmio::RegisterError),
+    Linux(linux::LoadError),
+    Guest(guest::GuestError),
+    /// A VM named for a QEMU `-kernel` that QEMU was not given.
+    NoKernel,
+}
+
+impl core::fmt::Display for BuildError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Stage2(e) => write!(f, "{e}"),
+            Self::Device(what, e) => write!(f, "{what}: {e}"),
+            Self::Linux(e) => write!(f, "{e}"),
+            Self::Guest(e) => write!(f, "{e}"),
+            Self::NoKernel => write!(f, "no kernel"),
+        }
+    }
+}
+
+/// The host facts every VM is built against, fixed at boot.
+pub struct Host {
+    pub board: &'static Board,
+    pub console_irq: Option<u32>,
+    pub pci: Option<PciView>,
+    /// The guest-stub image the monitor handed over.
+    pub guest_stub: platform::handoff::LoadedImage,
+}
+
+static HOST: Once<Host> = Once::new();
+
+pub fn set_host(host: Host) -> &'static Host {
+    HOST.call_once(|| host)
+}
+
+fn host() -> Option<&'static Host> {
+    HOST.get()
+}
+
+/// Builds VM `index` from `config`: off, nothing loaded yet.
+pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
+    let host = host().ok_or(BuildError::NoKernel)?;
+    let board = host.board;
+    let vcpus: Vec<Vcpu> = config.slots.iter().enumerate().map(|(i, &slot)| Vcpu::new(i, slot)).collect();
+    let (model, gic) = vgic::model(board, &vcpus);
+    let test_device = matches!(config.kernel, Kernel::GuestStub)
+        .then(|| MemRegion::new(config.ram.end() + TEST_DEVICE_GAP, platform::abi::test_mmio::SIZE));
+    let after = test_device.map_or(config.ram.end(), |t| t.end());
+    let pci = host.pci.as_ref().filter(|_| config.pci);
+    let ecam = pci.map(|p| MemRegion::new(after.next_multiple_of(vm_ecam::BUS_SIZE), p.ecam_size));
+    let uart = board.console;
+    let console_window = uart.map(|u| MemRegion::new(u.base, u.size));
+    let mut passthrough: Vec<MemRegion> = Vec::new();
+    if config.console == Console::Passthrough {
+        passthrough.extend(console_window);
+    }
+    if let Some(pci) = pci {
+        passthrough.extend(pci.bars.iter().copied());
+    }
+    let ipa_end = ecam.or(test_device).map_or(config.ram.end(), |w| w.end());
+    let stage2 = crate::mm::stage2::Stage2::new(config.ram, &passthrough, ipa_end).map_err(BuildError::Stage2)?;
+    let label = if config.owns_machine { String::new() } else { alloc::format!("VM {}: ", config.name) };
+    let (ipa_bits, root_level) = stage2.shape();
+    log::info!("{label}RAM {}, stage 2: {ipa_bits}-bit IPA space from level {root_level}", config.ram);
+    if let (Some(ecam), Some(pci)) = (ecam, pci) {
+        log::info!("{label}PCI: ECAM window {ecam}, {} function(s) behind it", pci.bars.len());
+    }
+    let mut spis = config.spis;
+    let console_irq = match config.console {
+        Console::None => None,
+        _ => host.console_irq,
+    };
+    if config.console == Console::Passthrough {
+        spis.extend(console_irq);
+    }
+    if let Some(pci) = pci {
+        spis.extend(pci.interrupts.iter().map(|i| i.intid));
+    }
+    let console = match config.console {
+        Console::None => None,
+        _ => uart.map(|u| (u, console_irq)),
+    };
+    let vm = Vm {
+        index,
+        name: config.name,
+        ram: config.ram,
+        vcpus,
+        stage2: Mutex::new(stage2),
+        vgic: crate::irq::kick_lock::KickLock::new(model),
+        gic,
+        bus: crate::irq::kick_lock::KickLock::new(platform::mmio::MmioBus::new()),
+        spis,
+        console: config.console,
+        uart: Mutex::new(platform::vpl011::VirtPl011::new()),
+        dcc_line: Mutex::new(crate::vm::LineBuffer::new()),
+        owns_machine: config.owns_machine,
+        recipe: Recipe {
+            kernel: config.kernel,
+            bootargs: config.bootargs,
+            test_device,
+            ecam,
+            console,
+            autostart: config.autostart,
+        },
+        state: AtomicU8::new(PowerState::Off as u8),
+        status: AtomicU32::new(0),
+    };
+    vgic::add_frames(&vm).map_err(|e| BuildError::Device("the GIC's frames", e))?;
+    if let Some(t) = test_device {
+        mmio::add_test_device(&vm, t.base).map_err(|e| BuildError::Device("the test device", e))?;
+    }
+    if let (Console::Emulated, Some(u)) = (vm.console, uart) {
+        let device = alloc::boxed::Box::new(crate::vm::console::Device { vm: vm.index });
+        mmio::add_device(&vm, u.base, platform::vpl011::WINDOW_SIZE, device)
+            .map_err(|e| BuildError::Device("the console", e))?;
+    }
+    if let Some(e) = ecam {
+        mmio::add_device(&vm, e.base, e.size, alloc::boxed::Box::new(vm_ecam::Ecam))
+            .map_err(|err| BuildError::Device("the ECAM window", err))?;
+    }
+    Ok(vm)
+}
+
+/// Where a loaded VM starts: vCPU 0's entry point and `x0`.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry {
+    pub pc: u64,
+    pub x0: u64,
+}
+
+/// Puts what `vm` boots into its RAM, with its device tree; returns where
+/// vCPU 0 starts. `None`: a VM that boots QEMU's `-kernel` and QEMU was
+/// given none (the caller runs the guest-stub instead).
+pub fn load(vm: &Vm) -> Result<Option<Entry>, BuildError> {
+    let host = host().ok_or(BuildError::NoKernel)?;
+    let recipe = &vm.recipe;
+    let mpidrs: Vec<u64> = vm.vcpus.iter().map(|v| v.mpidr).collect();
+    let pci = host.pci.as_ref().filter(|_| recipe.ecam.is_some());
+    let mut hardware = guest::Hardware {
+        ram: vm.ram,
+        console: recipe.console.map(|(u, _)| u),
+        test_device: recipe.test_device,
+        ecam: recipe.ecam,
+        bars: pci.map_or(&[], |p| p.bars.as_slice()),
+        gic: vm.gic,
+        timer: host.board.timer,
+        vcpus: &mpidrs,
+        console_irq: recipe.console.and_then(|(_, irq)| irq),
+        initrd: None,
+        pci_interrupts: pci.map_or(&[], |p| p.interrupts.as_slice()),
+    };
+    let source = match &recipe.kernel {
+        Kernel::GuestStub => None,
+        Kernel::Qemu => Some(linux::Source::Qemu),
+        Kernel::FwCfg { kernel, initrd } => Some(linux::Source::Files { kernel, initrd: initrd.as_deref() }),
+    };
+    if let Some(source) = source {
+        let Some(loaded) = linux::load(host.board.fw_cfg, vm.ram, source).map_err(BuildError::Linux)? else {
+            return Ok(None);
+        };
+        let p = loaded.placement;
+        hardware.initrd = p.initrd;
+        let cmdline = loaded.cmdline.as_deref().unwrap_or(&recipe.bootargs);
+        let dtb = guest::device_tree(&hardware, cmdline).map_err(BuildError::Guest)?;
+        guest::write_dtb(p.dtb.base, &dtb).map_err(BuildError::Guest)?;
+        log::info!(
+            "{}entering Linux at IPA {:#x} (EL1) on {} vCPU(s): kernel {:#x} bytes, initrd {}, DTB at IPA {:#x}, command line `{cmdline}`",
+            prefix(vm),
+            p.kernel.base,
+            vm.vcpus.len(),
+            loaded.kernel_size,
+            p.initrd.map_or(String::from("none"), |r| alloc::format!("{r}")),
+            p.dtb.base,
+        );
+        return Ok(Some(Entry { pc: p.kernel.base, x0: p.dtb.base }));
+    }
+    let dtb = guest::device_tree(&hardware, &recipe.bootargs).map_err(BuildError::Guest)?;
+    let frame = guest::load(vm.ram, &host.guest_stub, &dtb).map_err(BuildError::Guest)?;
+    log::info!(
+        "{}entering guest-stub at IPA {:#x} (EL1) on {} vCPU(s), DTB at IPA {:#x}",
+        prefix(vm),
+        frame.elr,
+        vm.vcpus.len(),
+        frame.x[0]
+    );
+    Ok(Some(Entry { pc: frame.elr, x0: frame.x[0] }))
+}
+
+/// "VM name: " for a VM among others; nothing for the one that owns the
+/// machine (its lines read as they always did).
+pub fn prefix(vm: &Vm) -> String {
+    if vm.owns_machine {
+        String::new()
+    } else {
+        alloc::format!("VM {}: ", vm.name)
+    }
+}
+
+/// Starts `vm` (off, loaded) at `entry`: its vCPU 0 on its CPU. Returns
+/// whether that CPU is this one, which must then enter it
+/// ([`vcpu::start_requested`]).
+pub fn start(vm: &'static Vm, entry: Entry) -> bool {
+    let Some(first) = vm.vcpus.first() else { return false };
+    vm.set_state(PowerState::Running);
+    if let Err(e) = vcpu::start(first, entry.pc, entry.x0) {
+        log::error!("{}vCPU 0 not started (PSCI error {e})", prefix(vm));
+        return false;
+    }
+    first.slot == crate::mm::prda::slot()
+}
+
+/// Restarts `vm` after a `SYSTEM_RESET` from the calling vCPU, whose
+/// other vCPUs have stopped: this vCPU stops too, the VM's RAM is cleared
+/// and its kernel loaded again, its interrupt controller reset, and vCPU 0
+/// started. A VM whose kernel cannot be loaded again stays off.
+pub fn restart(vm: &'static Vm) -> ! {
+    vcpu::park_this();
+    // SAFETY: the VM's RAM, in the direct map; none of its vCPUs runs.
+    unsafe { core::ptr::write_bytes(crate::mm::layout::phys_to_virt(vm.ram.base) as *mut u8, 0, vm.ram.size as usize) };
+    vgic::reset_model(vm);
+    vm.set_status(0);
+    match load(vm) {
+        Ok(Some(entry)) => {
+            if start(vm, entry) {
+                vcpu::start_requested(crate::mm::prda::slot());
+            }
+        }
+        Ok(None) => log::error!("{}not restarted: its kernel is gone", prefix(vm)),
+        Err(e) => log::error!("{}not restarted: {e}", prefix(vm)),
+    }
+    if vm.state() != PowerState::Running {
+        vm.set_state(PowerState::Off);
+        crate::vm::power::machine_off_if_last();
+    }
+    vcpu::idle_here()
+}

@@ -1,0 +1,142 @@
+//! VM consoles: an emulated PL011 per VM with `hv,console`
+//! (`platform::vpl011`, good enough for Linux's `amba-pl011` driver), all
+//! of them sharing the one physical UART through `platform::console_mux`.
+//!
+//! Output: after every access of a guest to its PL011, the bytes it sent
+//! go to the multiplexer, which prints them a line at a time as
+//! `name| text`. The hypervisor's own lines (`el2: ...`) go straight to the
+//! UART, so the two stay apart. A line without its newline yet (a shell
+//! prompt) is printed once its VM has been quiet for a tick.
+//!
+//! Input: the physical UART's receive interrupt is the hypervisor's (its
+//! SPI stays with EL2 in a run with VM descriptions). Each byte goes to the
+//! VM in focus; `Ctrl-\` then a digit moves the focus (see
+//! `platform::console_mux::HELP`).
+//!
+//! Interrupts: a VM's PL011 interrupt is a virtual SPI, the host UART's
+//! INTID, made pending whenever the model's output is high after an access
+//! or a received byte (the model is the level; an access that lowers it
+//! leaves at worst one spurious interrupt, which the driver tolerates).
+
+use crate::vm::Vm;
+use platform::console_mux::{ConsoleMux, Input};
+use platform::mmio::{MmioDevice, MmioFault};
+use platform::pl011::Pl011;
+use platform::vpl011::VirtPl011;
+use spin::{Mutex, Once};
+
+static MUX: Mutex<ConsoleMux> = Mutex::new(ConsoleMux::new());
+/// The physical UART, for input (output goes through `platform::console`).
+static UART: Once<Pl011> = Once::new();
+/// The virtual INTID of every VM's PL011 (the host UART's SPI).
+static INTID: Once<Option<u32>> = Once::new();
+
+/// Prints bytes a VM's line produced, as they are.
+fn emit(bytes: &[u8]) {
+    platform::console::write_bytes(bytes);
+}
+
+/// Boot CPU, once VMs are installed: names the VMs with consoles, takes the
+/// physical UART's input for them, and says how to move between them.
+pub fn init(vms: &[Vm], uart: Option<Pl011>, intid: Option<u32>) {
+    INTID.call_once(|| intid);
+    let mut mux = MUX.lock();
+    let mut any = false;
+    for vm in vms.iter().filter(|vm| vm.console == crate::vm::Console::Emulated) {
+        if let Err(e) = mux.set_name(vm.index, &vm.name) {
+            log::warn!("VM {}: console name: {e:?}", vm.name);
+        }
+        any = true;
+    }
+    drop(mux);
+    if let (true, Some(uart)) = (any, uart) {
+        uart.enable_rx_interrupts();
+        UART.call_once(|| uart);
+        log::info!("{}", platform::console_mux::HELP);
+    }
+}
+
+/// A VM's console starts or stops taking input (and its focus moves).
+pub fn set_available(vm: &Vm, available: bool) {
+    if vm.console != crate::vm::Console::Emulated {
+        return;
+    }
+    let mut mux = MUX.lock();
+    if !available {
+        mux.end_line(vm.index, &mut emit);
+    }
+    if mux.set_available(vm.index, available) {
+        if let Some(focus) = mux.focus().and_then(crate::vm::get) {
+            log::info!("console input goes to VM {}", focus.name);
+        }
+    }
+}
+
+/// Drains what `vm`'s PL011 sent into the multiplexer and raises its
+/// interrupt if the model's output is high.
+fn after_access(vm: &Vm, uart: &mut VirtPl011) {
+    let mut mux = MUX.lock();
+    uart.drain_tx(|byte| mux.output(vm.index, byte, &mut emit));
+    drop(mux);
+    if uart.irq_level() {
+        if let Some(Some(intid)) = INTID.get() {
+            let mask = vm.vgic.lock().set_pending(0, *intid, false);
+            crate::vm::vgic::kick_vcpus(vm, mask);
+        }
+    }
+}
+
+/// The physical UART's receive interrupt: every byte waiting goes to the
+/// VM in focus (or moves the focus).
+pub fn receive() {
+    let Some(uart) = UART.get() else { return };
+    while let Some(byte) = uart.read_byte() {
+        let input = MUX.lock().input(byte);
+        match input {
+            Input::ToVm(index, byte) => {
+                let Some(vm) = crate::vm::get(index) else { continue };
+                let mut model = vm.uart.lock();
+                // A full FIFO drops the byte, as a real UART overruns.
+                let _ = model.push_rx(byte);
+                after_access(vm, &mut model);
+            }
+            Input::FocusChanged(index) => {
+                if let Some(vm) = crate::vm::get(index) {
+                    log::info!("console input goes to VM {}", vm.name);
+                }
+            }
+            Input::Nothing => {}
+        }
+    }
+    uart.clear_rx_interrupts();
+}
+
+/// Every tick (boot CPU): prints the partial lines of VMs that went quiet.
+pub fn tick() {
+    if let Some(mut mux) = MUX.try_lock() {
+        mux.tick(&mut emit);
+    }
+}
+
+/// The device on a VM's bus: its PL011 model.
+pub struct Device {
+    pub vm: usize,
+}
+
+impl MmioDevice for Device {
+    fn read(&mut self, offset: u64, size: u8) -> Result<u64, MmioFault> {
+        let vm = crate::vm::get(self.vm).ok_or(MmioFault::DeviceError { offset })?;
+        let mut uart = vm.uart.lock();
+        let value = uart.read(offset, size)?;
+        after_access(vm, &mut uart);
+        Ok(value)
+    }
+
+    fn write(&mut self, offset: u64, size: u8, value: u64) -> Result<(), MmioFault> {
+        let vm = crate::vm::get(self.vm).ok_or(MmioFault::DeviceError { offset })?;
+        let mut uart = vm.uart.lock();
+        uart.write(offset, size, value)?;
+        after_access(vm, &mut uart);
+        Ok(())
+    }
+}
