@@ -227,14 +227,21 @@ fn boot() -> Result<Infallible, BootError> {
         }
     }
 
-    let mut enter_here = false;
+    // Every VM to start is loaded before any starts: a kernel that cannot
+    // be loaded refuses the boot as a whole.
+    let mut entries = Vec::new();
     for vm in vms.iter().filter(|vm| vm.recipe.autostart) {
         let entry = match vm::build::load(vm) {
             Ok(Some(entry)) => entry,
             Ok(None) => return Err(failed(alloc::format!("VM {}: QEMU has no -kernel to boot", vm.name))),
-            Err(e @ vm::build::BuildError::Linux(_)) => return Err(refused(e)),
+            Err(e @ vm::build::BuildError::Linux(_)) if vm.owns_machine => return Err(refused(e)),
+            Err(e @ vm::build::BuildError::Linux(_)) => return Err(refused(alloc::format!("VM \"{}\": {e}", vm.name))),
             Err(e) => return Err(failed(e)),
         };
+        entries.push((vm, entry));
+    }
+    let mut enter_here = false;
+    for (vm, entry) in entries {
         vm::console::set_available(vm, true);
         enter_here |= vm::build::start(vm, entry);
     }

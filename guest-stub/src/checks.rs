@@ -111,6 +111,7 @@ pub static CHECKS: &[Check] = &[
     Check { name: "hvc-unknown-not-supported", run: hvc_unknown_not_supported },
     Check { name: "smc-trapped-to-el2", run: smc_trapped_to_el2 },
     Check { name: "stage2-hole-aborts", run: stage2_hole_aborts },
+    Check { name: "isolation-holes", run: isolation_holes },
     Check { name: "hv-identity-unmapped", run: hv_identity_unmapped },
     Check { name: "prda-per-cpu", run: prda_per_cpu },
     Check { name: "el0-service", run: el0_service },
@@ -207,6 +208,54 @@ fn stage2_hole_aborts(env: &Env) -> Result<(), Failure> {
     expect_eq("FAR", hole, caught.far)?;
     // And the hypervisor is still there to answer.
     expect_eq("PSCI_VERSION after the abort", PSCI_VERSION_1_1, hvc(smccc::psci::PSCI_VERSION, 0))
+}
+
+/// A word of this VM's own RAM that the isolation check fills before its
+/// probes and reads back after them.
+static CANARY: [core::sync::atomic::AtomicU64; 64] = [const { core::sync::atomic::AtomicU64::new(0) }; 64];
+
+/// Every address the hypervisor lists as a hole to this VM (other VMs' RAM,
+/// the hypervisor's image) aborts on a load and on a store, as a bus gives
+/// nothing there; and this VM's own RAM is unchanged afterwards.
+fn isolation_holes(env: &Env) -> Result<(), Failure> {
+    use core::sync::atomic::Ordering;
+    let (holes, count) = env.probe_holes;
+    let holes = holes.get(..count).unwrap_or_default();
+    if holes.is_empty() {
+        return Err(Failure::Missing("no /chosen/hv,probe-holes in the guest DTB"));
+    }
+    let pattern = |i: usize| 0xc0ff_ee00_0000_0000 ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    for (i, word) in CANARY.iter().enumerate() {
+        word.store(pattern(i), Ordering::Relaxed);
+    }
+    for &hole in holes {
+        for store in [false, true] {
+            let caught = expect_sync(|| {
+                // SAFETY: the access is expected to abort; the handler steps
+                // over it. Were it mapped, it would touch another VM's or the
+                // hypervisor's memory, which is what the check is there to
+                // catch.
+                unsafe {
+                    if store {
+                        core::ptr::write_volatile(hole as *mut u64, 0xbad0_bad0_bad0_bad0);
+                    } else {
+                        let _ = core::ptr::read_volatile(hole as *const u64);
+                    }
+                }
+            })
+            .ok_or(if store {
+                Failure::Missing("a store to a hole (another VM's RAM or the hypervisor) did not abort")
+            } else {
+                Failure::Missing("a load from a hole (another VM's RAM or the hypervisor) did not abort")
+            })?;
+            expect_eq("exception class", ExceptionClass::DataAbortSame.ec().into(), caught.esr.class().ec().into())?;
+            expect_eq("FAR", hole, caught.far)?;
+        }
+    }
+    for (i, word) in CANARY.iter().enumerate() {
+        expect_eq("own RAM after the probes", pattern(i), word.load(Ordering::Relaxed))?;
+    }
+    Ok(())
 }
 
 fn hv_identity_unmapped(_: &Env) -> Result<(), Failure> {

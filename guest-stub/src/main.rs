@@ -74,6 +74,9 @@ pub struct Env {
     /// ECAM window, bus range, `ranges` and `/chosen/linux,pci-probe-only`,
     /// or why the DTB has none.
     pub ecam: Result<pci::Ecam, &'static str>,
+    /// Addresses the hypervisor says must be holes to this VM
+    /// (`/chosen/hv,probe-holes`), and how many there are.
+    pub probe_holes: ([u64; MAX_PROBE_HOLES], usize),
     /// The virtual timer's PPI (the DTB's `arm,armv8-timer` node).
     pub virtual_timer: Result<arm_gic::IntId, timer::NoTimer>,
 }
@@ -103,6 +106,7 @@ extern "C" fn stub_main(dtb: usize) -> ! {
         console: console.map(|reg| reg.starting_address as u64),
         ecam: pci::Ecam::from_fdt(&fdt),
         virtual_timer: timer::virtual_timer_ppi(&fdt),
+        probe_holes: probe_holes(&fdt),
     };
     let mut forced_failure = false;
     let mut hostile = false;
@@ -168,6 +172,23 @@ extern "C" fn stub_main(dtb: usize) -> ! {
     }
     println!("{}", Line::Summary { passed: tally.passed, failed: tally.failed, skipped: tally.skipped });
     finish(u32::from(tally.failed != 0))
+}
+
+/// The most `hv,probe-holes` entries the isolation check probes.
+pub const MAX_PROBE_HOLES: usize = 32;
+
+/// `/chosen/hv,probe-holes`: big-endian 64-bit addresses.
+fn probe_holes(fdt: &fdt::Fdt) -> ([u64; MAX_PROBE_HOLES], usize) {
+    let mut holes = [0; MAX_PROBE_HOLES];
+    let mut count = 0;
+    let cells = fdt.find_node("/chosen").and_then(|c| c.property(platform::abi::PROBE_HOLES_PROPERTY));
+    for (slot, chunk) in holes.iter_mut().zip(cells.map_or(&[][..], |p| p.value).chunks_exact(8)) {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        *slot = u64::from_be_bytes(bytes);
+        count += 1;
+    }
+    (holes, count)
 }
 
 /// The prefix of the checks that need the PCI host bridge.

@@ -95,6 +95,12 @@ pub mod lockup_test {
     pub const X_BEFORE: usize = 4;
 }
 
+/// `/chosen` property of a guest-stub VM's device tree: guest-physical
+/// addresses that must be holes in its stage 2 (other VMs' RAM, the
+/// hypervisor's image), as 64-bit cells. Its isolation check probes each
+/// (docs/testing.md); only VMs that run the guest-stub get it.
+pub const PROBE_HOLES_PROPERTY: &str = "hv,probe-holes";
+
 /// The emulated test device the hypervisor publishes to its guest
 /// (docs/hypercalls.md, "The test MMIO device").
 pub mod test_mmio {

@@ -56,6 +56,16 @@ pub fn prefix() -> &'static str {
     PREFIX.get().copied().unwrap_or("?")
 }
 
+/// Runs before each line this image writes with [`write_fmt`] (not before
+/// [`write_bytes`]): where other text shares the console (the hypervisor's
+/// VMs' consoles), it ends a line left open there.
+static BEFORE_LINE: Once<fn()> = Once::new();
+
+/// Sets what runs before each of this image's own lines, once.
+pub fn before_each_line(hook: fn()) {
+    BEFORE_LINE.call_once(|| hook);
+}
+
 /// Writes formatted text as it is (no prefix).
 pub fn write_fmt(args: fmt::Arguments) {
     if PANICKING.load(Ordering::Relaxed) {
@@ -63,6 +73,8 @@ pub fn write_fmt(args: fmt::Arguments) {
         // SAFETY: `force_unlock` only breaks mutual exclusion between
         // writers; the worst outcome is interleaved text on a dying system.
         unsafe { SINKS.force_unlock() };
+    } else if let Some(hook) = BEFORE_LINE.get() {
+        hook();
     }
     let _ = SINKS.lock().write_fmt(args);
 }

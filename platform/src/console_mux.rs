@@ -38,7 +38,9 @@
 //! been quiet since the previous tick; or [`ConsoleMux::flush_idle`] for one
 //! VM with its own timer. A partial line is left "open" on the console:
 //! that VM's further text continues it, and a line from anyone else first
-//! ends it with `'\n'`. The hypervisor itself should call
+//! ends it with `'\n'`; the VM's text then continues on a line of its own
+//! that starts `name+ ` ([`CONTINUATION`]) instead of `name| `, so that
+//! its line can be put back together. The hypervisor itself should call
 //! [`ConsoleMux::break_line`] before printing a line of its own, so that it
 //! does not start in the middle of a VM's prompt, and [`ConsoleMux::end_line`]
 //! when a VM stops.
@@ -75,6 +77,13 @@ pub const LINE_MAX: usize = 1024;
 pub const ESCAPE: u8 = 0x1c;
 /// What follows a VM's name at the start of each of its lines.
 pub const SEPARATOR: &[u8] = b"| ";
+/// Starts the rest of a VM's line that something else interrupted after it
+/// was written out in part (`name+ rest`): a reader, or a test, joins it to
+/// the VM's previous line.
+pub const CONTINUATION: &[u8] = b"+ ";
+/// Joins a channel and a VM's name in lines the hypervisor prints for a
+/// VM's guest outside its console (hypercall text: `guest@a: ...`).
+pub const CHANNEL_SEPARATOR: char = '@';
 /// A one-line summary of the keys, for the hypervisor to print.
 pub const HELP: &str = "console: Ctrl-\\ then 1-8 = input to VM n, n = next VM, Ctrl-\\ = send Ctrl-\\";
 
@@ -130,6 +139,9 @@ struct Port {
     pending_cr: bool,
     /// Output arrived since the last [`ConsoleMux::tick`].
     active: bool,
+    /// Its line was written out in part, then ended by someone else's
+    /// text: the rest goes after [`CONTINUATION`].
+    continued: bool,
 }
 
 impl Port {
@@ -142,6 +154,7 @@ impl Port {
             len: 0,
             pending_cr: false,
             active: false,
+            continued: false,
         }
     }
 
@@ -359,6 +372,7 @@ impl ConsoleMux {
     pub fn end_line(&mut self, vm: usize, emit: &mut impl FnMut(&[u8])) {
         if let Some(port) = self.ports.get_mut(vm) {
             port.pending_cr = false;
+            port.continued = false;
         }
         if self.pending(vm) != 0 || self.open == Some(vm) {
             self.newline(vm, emit);
@@ -371,42 +385,65 @@ impl ConsoleMux {
             return;
         };
         if port.len == 0 && self.open != Some(vm) {
-            // An empty line: the prefix without its trailing space.
-            if self.open.take().is_some() {
-                emit(b"\n");
+            if self.ports.get_mut(vm).is_some_and(|port| core::mem::take(&mut port.continued)) {
+                // The rest of an interrupted line was empty: it has ended.
+                return;
             }
-            emit(port.name(vm));
+            // An empty line: the prefix without its trailing space.
+            self.close_open(emit);
+            emit(self.ports.get(vm).map_or(&b"vm"[..], |port| port.name(vm)));
             emit(b"|\n");
             return;
         }
         self.write_partial(vm, emit);
         emit(b"\n");
         self.open = None;
+        if let Some(port) = self.ports.get_mut(vm) {
+            port.continued = false;
+        }
+    }
+
+    /// Ends the partial line open on the console, if any: its VM's text
+    /// continues on a line of its own.
+    fn close_open(&mut self, emit: &mut impl FnMut(&[u8])) {
+        if let Some(vm) = self.open.take() {
+            emit(b"\n");
+            if let Some(port) = self.ports.get_mut(vm) {
+                port.continued = true;
+            }
+        }
     }
 
     /// Ends the partial line open on the console, if any, so that the next
     /// text starts on a line of its own. The hypervisor calls this before
     /// printing a line itself.
     pub fn break_line(&mut self, emit: &mut impl FnMut(&[u8])) {
-        if self.open.take().is_some() {
-            emit(b"\n");
-        }
+        self.close_open(emit);
     }
 
     /// Writes VM `vm`'s buffered text, after its prefix unless its line is
     /// the one open on the console; its line is open afterwards.
     fn write_partial(&mut self, vm: usize, emit: &mut impl FnMut(&[u8])) {
+        if vm >= MAX_VMS {
+            return;
+        }
+        if self.open != Some(vm) {
+            if let Some(other) = self.open.take() {
+                emit(b"\n");
+                if let Some(port) = self.ports.get_mut(other) {
+                    port.continued = true;
+                }
+            }
+            let Some(port) = self.ports.get(vm) else {
+                return;
+            };
+            emit(port.name(vm));
+            emit(if port.continued { CONTINUATION } else { SEPARATOR });
+            self.open = Some(vm);
+        }
         let Some(port) = self.ports.get_mut(vm) else {
             return;
         };
-        if self.open != Some(vm) {
-            if self.open.is_some() {
-                emit(b"\n");
-            }
-            emit(port.name(vm));
-            emit(SEPARATOR);
-            self.open = Some(vm);
-        }
         emit(port.text());
         port.len = 0;
     }
@@ -415,6 +452,10 @@ impl ConsoleMux {
     /// the prefix. Nothing to do if the line has not started.
     fn carriage_return(&mut self, vm: usize, emit: &mut impl FnMut(&[u8])) {
         if self.pending(vm) == 0 && self.open != Some(vm) {
+            // A redraw starts the line over: it continues nothing.
+            if let Some(port) = self.ports.get_mut(vm) {
+                port.continued = false;
+            }
             return;
         }
         self.write_partial(vm, emit);
@@ -511,18 +552,36 @@ mod tests {
     #[test]
     fn long_lines_are_written_in_pieces() {
         let mut c = Console::new();
-        let long = [b'x'; 600];
+        let long = [b'x'; 2 * LINE_MAX + 88];
         c.put(0, &long);
         // Two full buffers are out, the rest waits.
         assert_eq!(c.take(), std::format!("linux-a| {}", "x".repeat(2 * LINE_MAX)));
-        assert_eq!(c.mux.pending(0), 600 - 2 * LINE_MAX);
+        assert_eq!(c.mux.pending(0), 88);
         c.put(0, b"\n");
-        assert_eq!(c.take(), std::format!("{}\n", "x".repeat(600 - 2 * LINE_MAX)));
-        // Another VM's line in between: the rest gets its prefix again.
+        assert_eq!(c.take(), std::format!("{}\n", "x".repeat(88)));
         c.put(0, &long[..LINE_MAX + 1]);
         c.put(1, b"b\n");
         c.put(0, b"\n");
-        assert_eq!(c.take(), std::format!("linux-a| {}\nlinux-b| b\nlinux-a| x\n", "x".repeat(LINE_MAX)));
+        // Another VM's line in between: the rest continues after `linux-a+ `.
+        assert_eq!(c.take(), std::format!("linux-a| {}\nlinux-b| b\nlinux-a+ x\n", "x".repeat(LINE_MAX)));
+    }
+
+    #[test]
+    fn an_interrupted_line_continues_after_its_marker() {
+        let mut c = Console::new();
+        c.put(0, b"guest-stub: ");
+        c.with(|mux, emit| {
+            mux.flush_all(&mut |b| emit(b));
+            mux.break_line(&mut |b| emit(b));
+            emit(b"el2: a line of the hypervisor's\n");
+        });
+        c.put(1, b"other\n");
+        c.put(0, b"PASS check\n");
+        c.put(0, b"next\n");
+        assert_eq!(
+            c.take(),
+            "linux-a| guest-stub: \nel2: a line of the hypervisor's\nlinux-b| other\nlinux-a+ PASS check\nlinux-a| next\n"
+        );
     }
 
     #[test]
@@ -545,7 +604,8 @@ mod tests {
         c.with(|mux, emit| mux.flush_all(&mut |b| emit(b)));
         c.put(0, b"[  5.0] usb 1-1: new device\n");
         c.put(1, b"\n");
-        assert_eq!(c.take(), "linux-b| # \nlinux-a| [  5.0] usb 1-1: new device\nlinux-b|\n");
+        // The rest of VM 1's line was empty: nothing more to show.
+        assert_eq!(c.take(), "linux-b| # \nlinux-a| [  5.0] usb 1-1: new device\n");
         // The hypervisor's own line: break_line first.
         c.put(0, b"login: ");
         c.with(|mux, emit| {
@@ -686,11 +746,13 @@ mod tests {
             mux.flush_all(&mut |b: &[u8]| out.extend_from_slice(b));
             let mut from_vm0 = Vec::new();
             for line in out.split(|&b| b == b'\n').filter(|line| !line.is_empty()) {
-                let prefix = line.iter().position(|&b| b == b'|').unwrap();
+                // "name| text", "name|" (an empty line) or "name+ rest".
+                let prefix = line.iter().position(|&b| b == b'|' || b == b'+');
+                prop_assert!(prefix.is_some(), "no prefix: {:?}", line);
+                let prefix = prefix.unwrap_or(0);
                 let name = &line[..prefix];
                 prop_assert!(name == b"b" || (name.starts_with(b"vm") && name.len() == 3), "{:?}", line);
                 if name == b"vm1" {
-                    // "vm1|" (an empty line) or "vm1| text".
                     from_vm0.extend_from_slice(line.get(prefix + 2..).unwrap_or_default());
                     from_vm0.push(b'\n');
                 }

@@ -13,9 +13,12 @@
 //!   by name.
 //! - [`qemu`] starts every QEMU the tools run, with the device options a
 //!   minimal QEMU install needs.
+//! - [`scenario`] boots one QEMU scenario under a timeout and collects what
+//!   it printed.
 
 pub mod dts;
 pub mod elf;
 pub mod flash;
 pub mod qemu;
+pub mod scenario;
 pub mod selftest;

@@ -18,6 +18,7 @@ pub const DEFAULT_CHECKS: &[&str] = &[
     "hvc-unknown-not-supported",
     "smc-trapped-to-el2",
     "stage2-hole-aborts",
+    "isolation-holes",
     "hv-identity-unmapped",
     "prda-per-cpu",
     "el0-service",
@@ -69,8 +70,11 @@ pub const FORCED_FAILURE: &str = "forced-failure";
 pub struct Expected {
     /// Every check, in the order the stub runs them.
     pub plan: Vec<String>,
-    /// The checks of [`Expected::plan`] that must fail; all others pass.
+    /// The checks of [`Expected::plan`] that must fail.
     pub failing: Vec<String>,
+    /// The checks of [`Expected::plan`] that must be skipped; all others
+    /// pass.
+    pub skipped: Vec<String>,
 }
 
 impl Expected {
@@ -97,8 +101,15 @@ impl Expected {
         Self::passing(DEFAULT_CHECKS.iter().copied().filter(|name| name.starts_with(prefix)))
     }
 
+    /// A default run in one of several VMs, which has no PCI host bridge:
+    /// the PCI checks are skipped.
+    pub fn without_pci(mut self) -> Self {
+        self.skipped = self.plan.iter().filter(|name| name.starts_with("pci-")).cloned().collect();
+        self
+    }
+
     fn passing<'a>(names: impl Iterator<Item = &'a str>) -> Self {
-        Self { plan: names.map(str::to_string).collect(), failing: Vec::new() }
+        Self { plan: names.map(str::to_string).collect(), failing: Vec::new(), skipped: Vec::new() }
     }
 }
 
@@ -108,11 +119,12 @@ impl Expected {
 pub struct Tally {
     pub passed: u32,
     pub failed: u32,
+    pub skipped: u32,
 }
 
 /// Holds a guest-stub console log to `expected`: exactly one plan, equal
 /// to the expected plan; exactly one result line per planned check, PASS
-/// or FAIL as expected, none skipped; no result for an unplanned check;
+/// FAIL or SKIP as expected; no result for an unplanned check;
 /// and a summary that agrees. Every problem is listed by check name.
 pub fn account(console: &str, expected: &Expected) -> Result<Tally, Vec<String>> {
     let mut problems = Vec::new();
@@ -148,12 +160,15 @@ pub fn account(console: &str, expected: &Expected) -> Result<Tally, Vec<String>>
         more => problems.push(format!("the stub printed {} plans", more.len())),
     }
 
-    let mut tally = Tally { passed: 0, failed: 0 };
+    let mut tally = Tally { passed: 0, failed: 0, skipped: 0 };
     for name in &expected.plan {
         let reported: Vec<&Line> = results.iter().filter(|(n, _)| n == name).map(|(_, l)| l).collect();
         let must_fail = expected.failing.contains(name);
+        let must_skip = expected.skipped.contains(name);
         match reported.as_slice() {
             [] => problems.push(format!("check `{name}` never reported")),
+            [Line::Skip { .. }] if must_skip => tally.skipped += 1,
+            [_] if must_skip => problems.push(format!("check `{name}` ran but must be skipped")),
             [Line::Pass(_)] if !must_fail => tally.passed += 1,
             [Line::Fail { .. }] if must_fail => tally.failed += 1,
             [Line::Pass(_)] => problems.push(format!("check `{name}` passed but must fail")),
@@ -168,7 +183,7 @@ pub fn account(console: &str, expected: &Expected) -> Result<Tally, Vec<String>>
         }
     }
 
-    let want = Line::Summary { passed: tally.passed, failed: tally.failed, skipped: 0 };
+    let want = Line::Summary { passed: tally.passed, failed: tally.failed, skipped: tally.skipped };
     match summaries.as_slice() {
         [summary] if *summary == want => {}
         [summary] => problems.push(format!("the summary says `{summary}`, the results `{want}`")),
@@ -222,7 +237,7 @@ mod tests {
     #[test]
     fn a_clean_default_run_is_accounted_for() {
         let tally = account(&console(DEFAULT_CHECKS, all_pass), &Expected::default_run()).expect("clean run");
-        assert_eq!(tally, Tally { passed: DEFAULT_CHECKS.len() as u32, failed: 0 });
+        assert_eq!(tally, Tally { passed: DEFAULT_CHECKS.len() as u32, failed: 0, skipped: 0 });
     }
 
     /// Each check removed from the stub's table, one at a time, is named.
@@ -248,6 +263,36 @@ mod tests {
             });
             expect_problem(account(&log, &Expected::default_run()), &format!("check `{skipped}` was skipped"));
         }
+    }
+
+    #[test]
+    fn a_vm_without_pci_must_skip_exactly_the_pci_checks() {
+        let expected = Expected::default_run().without_pci();
+        let pci = |name: &str| name.starts_with("pci-");
+        let skip_pci = |name: &str| {
+            if pci(name) {
+                Some(Line::Skip { name: leak(name), why: "this VM has no PCI host bridge" })
+            } else {
+                all_pass(name)
+            }
+        };
+        let tally = account(&console(DEFAULT_CHECKS, skip_pci), &expected).expect("PCI checks skipped");
+        let skipped = DEFAULT_CHECKS.iter().filter(|n| pci(n)).count() as u32;
+        assert!(skipped > 0);
+        assert_eq!(tally, Tally { passed: DEFAULT_CHECKS.len() as u32 - skipped, failed: 0, skipped });
+        // A PCI check that ran anyway, and another check skipped, are named.
+        expect_problem(
+            account(&console(DEFAULT_CHECKS, all_pass), &expected),
+            "check `pci-enumerate` ran but must be skipped",
+        );
+        let also_virq = |name: &str| {
+            if name == "virq-sgi" {
+                Some(Line::Skip { name: leak(name), why: "no" })
+            } else {
+                skip_pci(name)
+            }
+        };
+        expect_problem(account(&console(DEFAULT_CHECKS, also_virq), &expected), "check `virq-sgi` was skipped");
     }
 
     #[test]
@@ -306,7 +351,7 @@ mod tests {
             }
         };
         let tally = account(&console(&plan, fails), &expected).expect("the forced failure is expected");
-        assert_eq!(tally, Tally { passed: DEFAULT_CHECKS.len() as u32, failed: 1 });
+        assert_eq!(tally, Tally { passed: DEFAULT_CHECKS.len() as u32, failed: 1, skipped: 0 });
         expect_problem(account(&console(&plan, all_pass), &expected), "check `forced-failure` passed but must fail");
     }
 

@@ -154,6 +154,19 @@ fn dispatch_regular(intid: u32) -> bool {
     }
 }
 
+/// Waits for an interrupt and takes it (and any other pending), with
+/// every regular interrupt open: for a CPU with nothing to do until
+/// something changes (its tick comes at least every tick period).
+pub fn wait_for_interrupt() {
+    let mask = gic::pmr();
+    gic::set_pmr(gic::PMR_OPEN);
+    aarch64_cpu::asm::wfi();
+    unmask_irq();
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+    mask_irq();
+    gic::set_pmr(mask);
+}
+
 /// Clears `PSTATE.I`.
 pub fn unmask_irq() {
     // SAFETY: changes only the interrupt mask; the caller is at a point

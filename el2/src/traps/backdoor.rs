@@ -136,7 +136,10 @@ pub fn print_guest_text(prefix: &str, text: &[u8]) -> Result<(), ()> {
     let line = core::str::from_utf8(escaped.get(..written).unwrap_or_default()).unwrap_or("");
     // Among several VMs, the line names its VM: `guest@a: ...`.
     match crate::vm::current().filter(|(vm, _)| !vm.owns_machine) {
-        Some((vm, _)) => platform::console::write_fmt(format_args!("{prefix}@{}: {line}\n", vm.name)),
+        Some((vm, _)) => {
+            let at = platform::console_mux::CHANNEL_SEPARATOR;
+            platform::console::write_fmt(format_args!("{prefix}{at}{}: {line}\n", vm.name))
+        }
         None => platform::console::write_fmt(format_args!("{prefix}: {line}\n")),
     }
     Ok(())

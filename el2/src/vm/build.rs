@@ -227,7 +227,16 @@ pub fn load(vm: &Vm) -> Result<Option<Entry>, BuildError> {
         console_irq: recipe.console.and_then(|(_, irq)| irq),
         initrd: None,
         pci_interrupts: pci.map_or(&[], |p| p.interrupts.as_slice()),
+        probe_holes: &[],
     };
+    // A guest-stub probes what must be holes to it: the first and last
+    // word of every other VM's RAM, and the hypervisor's own image.
+    let holes: Vec<u64> = crate::vm::all()
+        .iter()
+        .filter(|other| other.index != vm.index)
+        .flat_map(|other| [other.ram.base, other.ram.end() - 8])
+        .chain([crate::boot::switch::image_pa()])
+        .collect();
     let source = match &recipe.kernel {
         Kernel::GuestStub => None,
         Kernel::Qemu => Some(linux::Source::Qemu),
@@ -253,6 +262,7 @@ pub fn load(vm: &Vm) -> Result<Option<Entry>, BuildError> {
         );
         return Ok(Some(Entry { pc: p.kernel.base, x0: p.dtb.base }));
     }
+    hardware.probe_holes = &holes;
     let dtb = guest::device_tree(&hardware, &recipe.bootargs).map_err(BuildError::Guest)?;
     let frame = guest::load(vm.ram, &host.guest_stub, &dtb).map_err(BuildError::Guest)?;
     log::info!(

@@ -6,7 +6,8 @@
 //! go to the multiplexer, which prints them a line at a time as
 //! `name| text`. The hypervisor's own lines (`el2: ...`) go straight to the
 //! UART, so the two stay apart. A line without its newline yet (a shell
-//! prompt) is printed once its VM has been quiet for a tick.
+//! prompt) is printed once its VM has been quiet for 100 ms or so; if
+//! anything else prints before the line ends, its rest follows `name+ `.
 //!
 //! Input: the physical UART's receive interrupt is the hypervisor's (its
 //! SPI stays with EL2 in a run with VM descriptions). Each byte goes to the
@@ -49,10 +50,22 @@ pub fn init(vms: &[Vm], uart: Option<Pl011>, intid: Option<u32>) {
         any = true;
     }
     drop(mux);
+    if any {
+        platform::console::before_each_line(break_line);
+    }
     if let (true, Some(uart)) = (any, uart) {
         uart.enable_rx_interrupts();
         UART.call_once(|| uart);
         log::info!("{}", platform::console_mux::HELP);
+    }
+}
+
+/// Before each of the hypervisor's own lines: a VM's line left open (a
+/// prompt) is ended first, so the two do not run together. Skipped when
+/// the multiplexer is busy (a line logged while it is held).
+pub fn break_line() {
+    if let Some(mut mux) = MUX.try_lock() {
+        mux.break_line(&mut emit);
     }
 }
 
@@ -65,10 +78,10 @@ pub fn set_available(vm: &Vm, available: bool) {
     if !available {
         mux.end_line(vm.index, &mut emit);
     }
-    if mux.set_available(vm.index, available) {
-        if let Some(focus) = mux.focus().and_then(crate::vm::get) {
-            log::info!("console input goes to VM {}", focus.name);
-        }
+    let moved = mux.set_available(vm.index, available).then(|| mux.focus()).flatten();
+    drop(mux);
+    if let Some(focus) = moved.and_then(crate::vm::get) {
+        log::info!("console input goes to VM {}", focus.name);
     }
 }
 
@@ -111,8 +124,17 @@ pub fn receive() {
     uart.clear_rx_interrupts();
 }
 
-/// Every tick (boot CPU): prints the partial lines of VMs that went quiet.
+/// Ticks between two looks for quiet VMs: a prompt appears 100 to 200 ms
+/// after its last byte, and a line a busy guest writes slowly is rarely cut.
+const TICKS_PER_IDLE_CHECK: u32 = 10;
+
+/// Every tick (boot CPU): now and then, prints the partial lines of VMs
+/// that went quiet.
 pub fn tick() {
+    static TICKS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+    if !TICKS.fetch_add(1, core::sync::atomic::Ordering::Relaxed).is_multiple_of(TICKS_PER_IDLE_CHECK) {
+        return;
+    }
     if let Some(mut mux) = MUX.try_lock() {
         mux.tick(&mut emit);
     }

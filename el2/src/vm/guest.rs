@@ -73,6 +73,8 @@ pub struct Hardware<'a> {
     pub vcpus: &'a [u64],
     /// The console's interrupt (passed through).
     pub console_irq: Option<u32>,
+    /// Addresses a guest-stub must find to be holes (its isolation check).
+    pub probe_holes: &'a [u64],
     /// A Linux guest's initrd.
     pub initrd: Option<MemRegion>,
     /// The PCI functions' legacy interrupts, for the host bridge's
@@ -110,6 +112,9 @@ pub fn device_tree(hw: &Hardware, bootargs: &str) -> Result<Vec<u8>, GuestError>
     if let Some(initrd) = hw.initrd {
         fdt.property_u64("linux,initrd-start", initrd.base)?;
         fdt.property_u64("linux,initrd-end", initrd.end())?;
+    }
+    if !hw.probe_holes.is_empty() {
+        fdt.property_array_u64(platform::abi::PROBE_HOLES_PROPERTY, hw.probe_holes)?;
     }
     // The BARs are where the devices are: the OS must not move them.
     fdt.property_u32("linux,pci-probe-only", 1)?;

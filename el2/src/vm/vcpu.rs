@@ -101,7 +101,26 @@ pub fn start(vcpu: &Vcpu, entry: u64, context: u64) -> Result<(), i32> {
 pub fn enter(vm: &'static Vm, vcpu: &'static Vcpu, entry: u64, context: u64) -> ! {
     crate::arch::cpu::init(vcpu.mpidr);
     let root = vm.stage2.lock().prepare_this_cpu();
-    match crate::mm::vmid::enter(vm.index, root) {
+    let mut waited = false;
+    let grant = loop {
+        match crate::mm::vmid::enter(vm.index, root) {
+            Ok(grant) => break Ok(grant),
+            // Every VMID is held by a running VM: wait for one to stop.
+            Err(e @ platform::stage2::VmidError::Exhausted { .. }) => {
+                if !waited {
+                    log::info!("VM {}: vCPU {} waits for a VMID: {e}", vm.name, vcpu.index);
+                    waited = true;
+                }
+                if vcpu.stop.load(Ordering::Acquire) {
+                    vcpu.state.store(OFF, Ordering::Release);
+                    idle_here()
+                }
+                crate::irq::wait_for_interrupt();
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    match grant {
         Ok(grant) => {
             if let Some(from) = grant.evicted.and_then(|owner| crate::vm::get(owner.0 as usize)) {
                 log::info!(
@@ -114,8 +133,6 @@ pub fn enter(vm: &'static Vm, vcpu: &'static Vcpu, entry: u64, context: u64) -> 
             }
         }
         Err(e) => {
-            // Only when every VMID is held by a running VM; this vCPU
-            // cannot run now.
             log::error!("VM {}: vCPU {} not started: {e}", vm.name, vcpu.index);
             vcpu.state.store(OFF, Ordering::Release);
             idle_here()

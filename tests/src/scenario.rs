@@ -1,0 +1,186 @@
+//! The QEMU scenario harness: boots `build/flash.bin` (or an image a
+//! scenario made) in its own QEMU under a hard timeout, with the console
+//! and the monitor's Secure UART in files, and returns what they showed and
+//! how QEMU exited. The scenario files in `tests/tests/` share it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// No scenario takes more than a few seconds; this catches hangs.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+/// A damaged image must be refused quickly.
+pub const REFUSAL_DEADLINE: Duration = Duration::from_secs(10);
+/// Exit status of a fatal monitor error (el3-monitor/src/power.rs).
+pub const EXIT_MONITOR_FATAL: i32 = 3;
+/// Exit status of a fatal hypervisor error (el2/src/arch/power.rs).
+pub const EXIT_HYPERVISOR_FATAL: i32 = 2;
+pub const MACHINE: &str = "virt,secure=on,virtualization=on,gic-version=3";
+pub const CPU_MAX: &str = "max,pauth-impdef=on";
+pub const CPU_A72: &str = "cortex-a72";
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The firmware image under test.
+pub fn flash() -> &'static Path {
+    static FLASH: OnceLock<PathBuf> = OnceLock::new();
+    FLASH.get_or_init(|| {
+        if let Some(path) = std::env::var_os("HV_FLASH") {
+            return PathBuf::from(path);
+        }
+        let status = Command::new("make").arg("image").current_dir(workspace()).status().expect("run make image");
+        assert!(status.success(), "make image failed");
+        workspace().join("build/flash.bin")
+    })
+}
+
+pub fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hv-qemu-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+pub struct Boot<'a> {
+    pub name: &'a str,
+    pub cpu: &'a str,
+    pub smp: u32,
+    pub mem: &'a str,
+    pub flash: PathBuf,
+    /// The hypervisor command line (fw_cfg `opt/hv/cmdline`), if any.
+    pub cmdline: Option<&'a str>,
+    /// More QEMU arguments; `-semihosting` is added unless this has
+    /// [`NO_SEMIHOSTING`].
+    pub extra: &'a [&'a str],
+    /// Appended to the `-M` options (e.g. `,acpi=off`).
+    pub machine_options: &'a str,
+    /// How long QEMU may run before it is killed as hung.
+    pub timeout: Duration,
+}
+
+/// In `Boot::extra`: run without `-semihosting`.
+pub const NO_SEMIHOSTING: &str = "no-semihosting";
+
+impl<'a> Boot<'a> {
+    /// The default image on a machine, with no command line.
+    pub fn new(name: &'a str, cpu: &'a str, smp: u32, mem: &'a str) -> Self {
+        Self {
+            name,
+            cpu,
+            smp,
+            mem,
+            flash: flash().to_path_buf(),
+            cmdline: None,
+            extra: &[],
+            machine_options: "",
+            timeout: TIMEOUT,
+        }
+    }
+}
+
+pub struct Outcome {
+    /// QEMU's exit code; `None` if it had to be killed at the timeout.
+    pub status: Option<i32>,
+    /// What the Non-secure console (first UART) showed.
+    pub console: String,
+    /// What the monitor's Secure UART (second UART) showed.
+    pub secure: String,
+    pub elapsed: Duration,
+    pub stderr: String,
+}
+
+impl Outcome {
+    pub fn lines<'s>(&'s self, prefix: &'s str) -> impl Iterator<Item = &'s str> + 's {
+        self.console.lines().filter(move |l| l.starts_with(prefix))
+    }
+
+    /// What VM `name` printed, among several: its console lines
+    /// (`name| text`) and its hypercall text (`guest@name: text`), as the
+    /// same guest alone would have printed them (`text`, `guest: text`).
+    pub fn vm(&self, name: &str) -> String {
+        let console = format!("{name}{}", String::from_utf8_lossy(platform::console_mux::SEPARATOR));
+        let at = platform::console_mux::CHANNEL_SEPARATOR;
+        let mut text = String::new();
+        for line in self.console.lines() {
+            if let Some(rest) =
+                line.strip_prefix(&console).or_else(|| line.strip_suffix('|').filter(|l| *l == name).map(|_| ""))
+            {
+                text += rest;
+            } else if let Some((channel, rest)) = line.split_once(": ") {
+                match channel.split_once(at) {
+                    Some((channel, vm)) if vm == name => text += &format!("{channel}: {rest}"),
+                    _ => continue,
+                }
+            } else {
+                continue;
+            }
+            text.push('\n');
+        }
+        text
+    }
+
+    /// Everything a failed assertion should show.
+    pub fn dump(&self) -> String {
+        format!(
+            "status {:?} after {:?}\n--- console ---\n{}\n--- secure UART ---\n{}\n--- qemu stderr ---\n{}",
+            self.status, self.elapsed, self.console, self.secure, self.stderr
+        )
+    }
+}
+
+pub fn boot(b: &Boot) -> Outcome {
+    let dir = scratch_dir(b.name);
+    let console = dir.join("console.log");
+    let secure = dir.join("secure.log");
+    let start = Instant::now();
+    let mut child = crate::qemu::command()
+        .args([
+            "-M",
+            &format!("{MACHINE}{}", b.machine_options),
+            "-cpu",
+            b.cpu,
+            "-smp",
+            &b.smp.to_string(),
+            "-m",
+            b.mem,
+        ])
+        .args(["-display", "none", "-monitor", "none"])
+        .args((!b.extra.contains(&NO_SEMIHOSTING)).then_some("-semihosting"))
+        .args(b.extra.iter().filter(|&&a| a != NO_SEMIHOSTING))
+        .arg("-serial")
+        .arg(format!("file:{}", console.display()))
+        .arg("-serial")
+        .arg(format!("file:{}", secure.display()))
+        .arg("-bios")
+        .arg(&b.flash)
+        .args(
+            b.cmdline.map(|c| ["-fw_cfg".to_string(), format!("name=opt/hv/cmdline,string={c}")]).into_iter().flatten(),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start qemu-system-aarch64 (make deps installs it)");
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for qemu") {
+            break status.code();
+        }
+        if start.elapsed() > b.timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let elapsed = start.elapsed();
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+    }
+    let read = |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).replace('\r', "");
+    let outcome = Outcome { status, console: read(&console), secure: read(&secure), elapsed, stderr };
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome
+}

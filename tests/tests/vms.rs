@@ -1,0 +1,158 @@
+//! Several VMs described in the device tree (`docs/vms.md`): each scenario
+//! gives QEMU a VM-description DTB (`-fw_cfg name=opt/hv/vms.dtb`) and
+//! checks every VM's own report, read from its share of the console.
+
+use hvtests::scenario::*;
+use hvtests::selftest::{self, Expected};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+/// Compiles the VM nodes `vms` (the body of `/chosen`) into a DTB in a
+/// scratch directory.
+fn vms_dtb(name: &str, vms: &str) -> PathBuf {
+    let dir = scratch_dir(&format!("{name}-dtb"));
+    let (dts, dtb) = (dir.join("vms.dts"), dir.join("vms.dtb"));
+    std::fs::write(&dts, format!("/dts-v1/;\n/ {{\n    chosen {{\n{vms}\n    }};\n}};\n")).expect("write vms.dts");
+    let out = Command::new("dtc").args(["-q", "-I", "dts", "-O", "dtb", "-o"]).arg(&dtb).arg(&dts).output();
+    let out = out.expect("run dtc (make deps installs device-tree-compiler)");
+    assert!(out.status.success(), "dtc refused the scenario's VMs: {}", String::from_utf8_lossy(&out.stderr));
+    dtb
+}
+
+/// A VM node: `name`, `cpus` vCPUs, `mib` MiB of RAM, and `more` properties.
+fn vm(name: &str, cpus: u32, mib: u64, more: &str) -> String {
+    format!(
+        "        vm-{name} {{\n            compatible = \"hv,vm\";\n            hv,name = \"{name}\";\n            cpus = <{cpus}>;\n            memory = <0 {}>;\n            {more}\n        }};",
+        mib * 1024
+    )
+}
+
+/// Boots `-smp smp -m 2G` with the VMs `vms` and the hypervisor command
+/// line `cmdline`.
+fn boot_vms(name: &str, smp: u32, vms: &[String], cmdline: Option<&str>, timeout: Duration) -> Outcome {
+    let dtb = vms_dtb(name, &vms.join("\n"));
+    let fw_cfg = format!("name=opt/hv/vms.dtb,file={}", dtb.display());
+    let extra = ["-fw_cfg", fw_cfg.as_str()];
+    boot(&Boot { cmdline, extra: &extra, timeout, ..Boot::new(name, CPU_MAX, smp, "2G") })
+}
+
+/// VM `name` ran its guest-stub checks as `expected`, its console channels
+/// work, and it powered off with status 0.
+fn assert_vm_passed(o: &Outcome, name: &str, expected: &Expected) {
+    let dump = o.dump();
+    let text = o.vm(name);
+    if let Err(problems) = selftest::account(&text, expected) {
+        panic!("VM {name}: the guest-stub's checks are not all accounted for:\n  {}\n{dump}", problems.join("\n  "));
+    }
+    for line in [
+        "guest: guest-stub: brk console ok",
+        "guest: guest-stub: brk console from EL0 ok",
+        "guest-dcc: guest-stub: dcc console ok",
+    ] {
+        assert!(text.lines().any(|l| l == line), "VM {name}: missing `{line}`\n{dump}");
+    }
+    let off = format!("el2: VM {name}: SYSTEM_OFF (status 0)");
+    assert!(o.console.lines().any(|l| l == off), "missing `{off}`\n{dump}");
+}
+
+/// Two guest-stub VMs of two vCPUs each on four CPUs run their checks at
+/// once, the isolation check among them: every word of the other VM's RAM
+/// they probe, and the hypervisor's image, is a hole (an abort, the
+/// hypervisor carries on), and their own RAM is intact. VM `a` owns the
+/// PL031 and so gets the PCI host bridge; `b` has none. The machine powers
+/// off with status 0 once both are off.
+#[test]
+fn two_guest_stub_vms_run_isolated() {
+    let vms = [vm("a", 2, 256, "hv,console; hv,devices = \"/pl031@9010000\";"), vm("b", 2, 256, "hv,console;")];
+    let o = boot_vms("vms-two-stubs", 4, &vms, None, TIMEOUT);
+    let dump = o.dump();
+    assert_eq!(o.status, Some(0), "QEMU must exit 0\n{dump}");
+    assert!(o.console.contains("el2: 2 VM(s) described in fw_cfg opt/hv/vms.dtb"), "{dump}");
+    assert_vm_passed(&o, "a", &Expected::default_run());
+    assert_vm_passed(&o, "b", &Expected::default_run().without_pci());
+    // Each VM's `pnmi-watchdog` check asks for one lockup report.
+    assert_eq!(o.lines("el2: WARN: watchdog: ").count(), 2, "{dump}");
+    assert!(o.console.contains("el2: every VM is off: powering off with status 0"), "{dump}");
+    assert!(o.secure.contains("PSCI SYSTEM_OFF, exit status 0"), "{dump}");
+}
+
+/// The hostile guest-stub (random hypercalls, system-register and MMIO
+/// accesses, at EL1 and EL0) in one VM does not disturb the other, whose
+/// checks all pass and whose RAM its isolation check finds intact.
+#[test]
+fn hostile_vm_beside_a_checked_vm() {
+    let vms = [
+        vm("hostile", 2, 256, "hv,console; bootargs = \"stub=hostile stub-seed=0x5eed0017\";"),
+        vm("checked", 2, 256, "hv,console;"),
+    ];
+    let o = boot_vms("vms-hostile", 4, &vms, None, TIMEOUT);
+    let dump = o.dump();
+    assert_eq!(o.status, Some(0), "QEMU must exit 0\n{dump}");
+    assert_vm_passed(&o, "hostile", &Expected::hostile_run().without_pci());
+    assert_vm_passed(&o, "checked", &Expected::default_run().without_pci());
+}
+
+/// With the VMID space narrowed to one VMID (`vmid-bits=1`), three
+/// one-vCPU VMs run one after the other: each waits for the VMID until the
+/// VM holding it is off, then takes it with a TLB purge. A stale
+/// translation would show: each VM's isolation check probes the RAM of
+/// the others, which the VMID's previous holder had mapped.
+#[test]
+fn vmids_recycled_without_stale_translations() {
+    let vms = [vm("v1", 1, 128, "hv,console;"), vm("v2", 1, 128, "hv,console;"), vm("v3", 1, 128, "hv,console;")];
+    let o = boot_vms("vms-vmid-recycling", 3, &vms, Some("vmid-bits=1"), Duration::from_secs(150));
+    let dump = o.dump();
+    assert_eq!(o.status, Some(0), "QEMU must exit 0\n{dump}");
+    assert!(o.console.contains("el2: VMIDs: 1 bits (narrowed by vmid-bits) (1 usable)"), "{dump}");
+    for name in ["v1", "v2", "v3"] {
+        assert_vm_passed(&o, name, &Expected::default_run().without_pci());
+    }
+    let recycled = o.lines("el2: VM ").filter(|l| l.contains(": VMID 1 recycled from VM ")).count();
+    assert_eq!(recycled, 2, "two VMs must take the VMID from one that is off\n{dump}");
+    assert_eq!(o.lines("el2: VM ").filter(|l| l.contains("waits for a VMID")).count(), 2, "{dump}");
+}
+
+/// Every bad description is refused at boot with one line naming the VM
+/// and the property, exit status 2, and no guest started.
+#[test]
+fn bad_vm_descriptions_refused() {
+    let cases: [(&str, Vec<String>, &str); 7] = [
+        ("too-many-vcpus", vec![vm("big", 5, 256, "")], "VM \"big\": cpus = 5, but the machine has 4 CPUs"),
+        (
+            "memory-does-not-fit",
+            vec![vm("huge", 1, 4096, "")],
+            "VM \"huge\": memory 4194304 KiB does not fit",
+        ),
+        (
+            "missing-fw-cfg-file",
+            vec![vm("lost", 1, 256, "hv,kernel = \"opt/hv/lost/kernel\";")],
+            "VM \"lost\": fw_cfg file `opt/hv/lost/kernel` not found",
+        ),
+        (
+            "device-given-twice",
+            vec![vm("a", 1, 256, "hv,devices = \"/pl031@9010000\";"), vm("b", 1, 256, "hv,devices = \"/pl031@9010000\";")],
+            "VM \"b\": hv,devices entry \"/pl031@9010000\" is also given to VM \"a\"",
+        ),
+        (
+            "duplicate-names",
+            vec![vm("twin", 1, 256, ""), vm("twin", 1, 256, "").replace("vm-twin", "vm-twin2")],
+            "hv,name is given to two nodes",
+        ),
+        (
+            "malformed-node",
+            vec!["        vm-x {\n            compatible = \"hv,vm\";\n            hv,name = \"x\";\n            memory = <0 262144>;\n        };".to_string()],
+            "VM \"x\": cpus is missing, but required",
+        ),
+        ("unknown-property", vec![vm("typo", 1, 256, "hv,consle;")], "which the VM binding does not know"),
+    ];
+    for (name, vms, message) in cases {
+        let o = boot_vms(&format!("vms-bad-{name}"), 4, &vms, None, REFUSAL_DEADLINE);
+        let dump = o.dump();
+        assert_eq!(o.status, Some(EXIT_HYPERVISOR_FATAL), "{name}: exit status\n{dump}");
+        let errors: Vec<&str> = o.lines("el2: ERROR: ").collect();
+        assert_eq!(errors.len(), 1, "{name}: one line says why\n{dump}");
+        assert!(errors[0].contains(message), "{name}: the line must say `{message}`\n{dump}");
+        assert!(!o.console.contains("guest-stub: started"), "{name}: no guest may run\n{dump}");
+    }
+}
