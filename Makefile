@@ -28,7 +28,7 @@ QEMU_BOARD   = -M $(MACHINE) -cpu $(CPU) -smp $(SMP) -m $(MEM) -nic none
 QEMU_RUN     = $(QEMU_BOARD) -nographic -semihosting \
                -serial mon:stdio -serial file:$(BUILD)/secure-uart.log -bios $(FLASH)
 
-.PHONY: all deps image run test fmt clippy unit-test qemu-test bench gdb clean linux-guest run-linux fuzz fresh-check soak
+.PHONY: all deps image run test fmt clippy unit-test qemu-test bench gdb clean linux-guest run-linux run-vms fuzz fresh-check soak
 
 all: image
 
@@ -62,6 +62,20 @@ run-linux: image linux-guest
 	@echo "make run-linux: $(QEMU) $(QEMU_RUN) -kernel $(BUILD)/linux/Image -initrd $(BUILD)/linux/initramfs.cpio.gz -append \"console=ttyAMA0 earlycon\""
 	@$(QEMU) $(QEMU_RUN) -kernel $(BUILD)/linux/Image -initrd $(BUILD)/linux/initramfs.cpio.gz \
 		-append "console=ttyAMA0 earlycon"
+
+# Several VMs described in a device tree (docs/vms.md): VMS names the
+# source, compiled with dtc and handed to the firmware as fw_cfg
+# opt/hv/vms.dtb; the Linux guest's kernel and initramfs go along as
+# opt/hv/linux/kernel and opt/hv/linux/initrd.
+VMS         ?= examples/vms/two-linux.dts
+QEMU_VMS     = $(QEMU_RUN) -fw_cfg name=opt/hv/vms.dtb,file=$(BUILD)/vms.dtb \
+               -fw_cfg name=opt/hv/linux/kernel,file=$(BUILD)/linux/Image \
+               -fw_cfg name=opt/hv/linux/initrd,file=$(BUILD)/linux/initramfs.cpio.gz
+run-vms: MEM = 2G
+run-vms: image linux-guest
+	@dtc -q -I dts -O dtb -o $(BUILD)/vms.dtb $(VMS)
+	@echo "make run-vms: $(QEMU) $(QEMU_VMS)"
+	@$(QEMU) $(QEMU_VMS)
 
 test: fmt clippy unit-test qemu-test
 
@@ -102,7 +116,7 @@ fuzz:
 qemu-test: image
 	@tests/scripts/linux-guest.sh > $(BUILD)/linux-guest.log 2>&1 \
 		|| echo "linux-guest: not available, the Linux scenarios will be skipped (see $(BUILD)/linux-guest.log)"
-	HV_FLASH=$(abspath $(FLASH)) cargo test -p hvtests --test qemu -- --test-threads=2
+	HV_FLASH=$(abspath $(FLASH)) cargo test -p hvtests --test qemu --test vms -- --test-threads=2
 
 # The README's two commands, as written there, in a fresh clone of HEAD in a
 # temporary directory (tests/scripts/fresh-check.sh).

@@ -106,15 +106,15 @@ mod tests {
     #[test]
     fn makefile_commands_need_no_option_rom() {
         let output = Command::new("make")
-            .args(["-n", "--no-print-directory", "run", "run-linux", "gdb"])
+            .args(["-n", "--no-print-directory", "run", "run-linux", "run-vms", "gdb"])
             .current_dir(workspace())
             .output()
             .expect("run make -n");
         assert!(output.status.success(), "make -n failed: {}", String::from_utf8_lossy(&output.stderr));
         let printed = String::from_utf8_lossy(&output.stdout);
         let lines = command_lines(&printed);
-        // Three targets boot QEMU; each echoes and runs its command.
-        assert!(lines.len() >= 3, "make -n printed {} QEMU commands:\n{printed}", lines.len());
+        // Four targets boot QEMU; each echoes and runs its command.
+        assert!(lines.len() >= 4, "make -n printed {} QEMU commands:\n{printed}", lines.len());
         for line in &lines {
             assert!(has_device_options(line), "the Makefile runs QEMU without {DEVICE_OPTIONS:?}: {line}");
         }

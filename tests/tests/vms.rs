@@ -156,3 +156,71 @@ fn bad_vm_descriptions_refused() {
         assert!(!o.console.contains("guest-stub: started"), "{name}: no guest may run\n{dump}");
     }
 }
+
+/// Where `make linux-guest` put the Linux guest, if it could fetch it.
+fn linux_guest() -> Option<(PathBuf, PathBuf)> {
+    let dir = workspace().join("build/linux");
+    let (image, initrd) = (dir.join("Image"), dir.join("initramfs.cpio.gz"));
+    (image.exists() && initrd.exists()).then_some((image, initrd))
+}
+
+/// Two unmodified Linux VMs of two vCPUs each (`-smp 4 -m 2G`) from the
+/// same fw_cfg kernel and initramfs: both reach userspace with `nproc` 2
+/// and ticking timers on both vCPUs, each on its own prefixed console;
+/// `linux-a` powers off while `linux-b` keeps working, then `linux-b`
+/// powers off and QEMU exits 0.
+#[test]
+fn two_linux_vms() {
+    let Some((image, initrd)) = linux_guest() else {
+        eprintln!("SKIPPED two_linux_vms: the Linux guest is not in build/linux (make linux-guest)");
+        return;
+    };
+    let linux = |name: &str, work: u32| {
+        vm(
+            name,
+            2,
+            512,
+            &format!(
+                "hv,console; hv,kernel = \"opt/hv/linux/kernel\"; hv,initrd = \"opt/hv/linux/initrd\"; bootargs = \"console=ttyAMA0 linux-guest=vm linux-guest-work={work}\";"
+            ),
+        )
+    };
+    let dtb = vms_dtb("vms-linux", &[linux("linux-a", 0), linux("linux-b", 8)].join("\n"));
+    let files = [
+        format!("name=opt/hv/vms.dtb,file={}", dtb.display()),
+        format!("name=opt/hv/linux/kernel,file={}", image.display()),
+        format!("name=opt/hv/linux/initrd,file={}", initrd.display()),
+    ];
+    let extra: Vec<&str> = files.iter().flat_map(|f| ["-fw_cfg", f.as_str()]).collect();
+    let o =
+        boot(&Boot { extra: &extra, timeout: Duration::from_secs(240), ..Boot::new("vms-linux", CPU_MAX, 4, "2G") });
+    let dump = o.dump();
+    assert_eq!(o.status, Some(0), "QEMU must exit 0 once both VMs are off\n{dump}");
+    for name in ["linux-a", "linux-b"] {
+        let text = o.vm(name);
+        assert!(text.lines().any(|l| l == "linux-guest: userspace up"), "{name} must reach userspace\n{dump}");
+        assert!(text.lines().any(|l| l == "linux-guest: nproc 2"), "{name}: nproc must be 2\n{dump}");
+        let timers: Vec<Vec<u64>> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("linux-guest: timer "))
+            .map(|l| l.split_whitespace().skip(1).take(2).filter_map(|n| n.parse().ok()).collect())
+            .collect();
+        assert_eq!(timers.len(), 2, "{name}: two samples of the timer counts\n{dump}");
+        for (cpu, (before, after)) in timers[0].iter().zip(&timers[1]).enumerate() {
+            assert!(after > before, "{name}: vCPU {cpu}'s timer interrupts did not rise\n{dump}");
+        }
+        for bad in ["WARNING:", "BUG:", "Oops", "Call trace", "rcu_sched self-detected stall"] {
+            assert!(!text.contains(bad), "{name}'s kernel log has `{bad}`\n{dump}");
+        }
+    }
+    // linux-b works on after linux-a is off.
+    let lines: Vec<&str> = o.console.lines().collect();
+    let a_off = lines.iter().position(|l| *l == "el2: VM linux-a: SYSTEM_OFF (status 0)");
+    let b_off = lines.iter().position(|l| *l == "el2: VM linux-b: SYSTEM_OFF (status 0)");
+    let (Some(a_off), Some(b_off)) = (a_off, b_off) else { panic!("both VMs must power off\n{dump}") };
+    assert!(a_off < b_off, "linux-a powers off first\n{dump}");
+    let working_after = lines[a_off..b_off].iter().filter(|l| l.starts_with("linux-b| linux-guest: working ")).count();
+    assert!(working_after > 0, "linux-b must keep working after linux-a is off\n{dump}");
+    assert!(o.console.contains("el2: every VM is off: powering off with status 0"), "{dump}");
+    assert!(!o.console.contains("el2: WARN: guest trap"), "a trap the hypervisor did not handle\n{dump}");
+}
