@@ -1,6 +1,6 @@
 //! VM descriptions: the nodes under `/chosen` whose `compatible` includes
 //! `"hv,vm"`, one per VM the hypervisor runs, in the spirit of Xen's
-//! dom0less binding. `docs/vms-binding-draft.md` gives the binding with an
+//! dom0less binding. `docs/vms.md` gives the binding with an
 //! example; in short:
 //!
 //! | property | type | default |
