@@ -60,6 +60,7 @@ fn refused(e: impl core::fmt::Display) -> BootError {
 }
 
 fn boot() -> Result<Infallible, BootError> {
+    mm::prda::init_this_cpu();
     let info = boot::early::boot_info();
     let board = &info.board;
     if let Some(uart) = board.console {
@@ -314,6 +315,7 @@ fn vm_configs(
 /// Secondary CPUs, at the VA, on their own stacks (from `boot/switch.S`).
 #[no_mangle]
 extern "C" fn hv_secondary_main(slot: usize) -> ! {
+    mm::prda::init_this_cpu();
     log::info!(
         "CPU {slot} (MPIDR {:#x}) online at {} (mode={})",
         platform::arch::this_cpu_mpidr(),

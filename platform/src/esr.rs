@@ -68,6 +68,7 @@ pub enum ExceptionClass {
 }
 
 impl ExceptionClass {
+    #[inline]
     pub const fn from_ec(ec: u8) -> Self {
         match ec {
             0x00 => Self::Unknown,
@@ -229,6 +230,7 @@ impl Esr {
     pub const IL: u64 = 1 << 25;
     pub const ISS_MASK: u64 = (1 << 25) - 1;
 
+    #[inline]
     pub const fn class(self) -> ExceptionClass {
         ExceptionClass::from_ec(((self.0 >> Self::EC_SHIFT) & 0x3f) as u8)
     }

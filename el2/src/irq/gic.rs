@@ -254,6 +254,14 @@ pub fn set_pmr(value: u8) {
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
 }
 
+/// Sets the priority mask without the barrier: for a caller with
+/// `PSTATE.I` set whose next context-synchronising event (an `ERET`, an
+/// `ISB`) comes before it takes interrupts again.
+#[inline]
+pub fn set_pmr_unsynchronised(value: u8) {
+    sysreg_write!("icc_pmr_el1", u64::from(value));
+}
+
 /// `ICC_RPR_EL1` when no interrupt is active on this CPU.
 pub const RPR_IDLE: u8 = 0xff;
 

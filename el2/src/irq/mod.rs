@@ -194,11 +194,23 @@ impl PnmiWindow {
         unmask_irq();
         Self { mask }
     }
+
+    /// [`open`](Self::open) on a guest's exit, where the priority mask is
+    /// always the one the guest runs with ([`gic::PMR_OPEN`]): one system
+    /// register read less on every trap.
+    #[inline]
+    pub fn open_from_guest() -> Self {
+        gic::set_pmr(gic::PMR_PNMI_ONLY);
+        unmask_irq();
+        Self { mask: gic::PMR_OPEN }
+    }
 }
 
 impl Drop for PnmiWindow {
     fn drop(&mut self) {
+        // No barrier after the mask: with `PSTATE.I` set nothing can be
+        // taken meanwhile, and the return to the guest synchronises.
         mask_irq();
-        gic::set_pmr(self.mask);
+        gic::set_pmr_unsynchronised(self.mask);
     }
 }

@@ -21,12 +21,11 @@ pub struct Prda {
     pub slot: AtomicU64,
     /// The CPU's affinity.
     pub mpidr: AtomicU64,
-    /// Exceptions this CPU has taken at EL2.
-    pub traps: AtomicU64,
-    /// The VM this CPU runs a vCPU of (its index; `u64::MAX` = none).
-    pub current_vm: AtomicU64,
-    /// That vCPU's index in its VM.
-    pub current_vcpu: AtomicU64,
+    /// The VM this CPU runs a vCPU of, and that vCPU: the addresses of
+    /// the `crate::vm::Vm` and `crate::vm::Vcpu` objects (0 = none), which
+    /// live for the whole run. Read on every exit ([`running`]).
+    pub running_vm: AtomicU64,
+    pub running_vcpu: AtomicU64,
     /// 1 while this CPU runs the EL0 service ([`crate::traps::el0`]).
     pub el0_active: AtomicU64,
     /// While EL2 holds the hardware's `MDSCR_EL1` for the vCPU
@@ -42,7 +41,14 @@ pub struct Prda {
     /// EL2's callee-saved registers and SP while the EL0 service runs
     /// (layout shared with el0.S).
     pub el0_save: [AtomicU64; EL0_SAVE_WORDS],
+    /// Guest exits this CPU took, by cause ([`count_exit`]).
+    pub exits: [AtomicU64; EXIT_KINDS],
 }
+
+/// Exit causes counted: one per exception class (`ESR_ELx.EC`, six bits),
+/// and [`EXIT_IRQ`] for physical interrupts taken while a guest ran.
+pub const EXIT_KINDS: usize = 65;
+pub const EXIT_IRQ: usize = 64;
 
 /// `Prda::step_over_mdscr` when no step-over is in progress (`MDSCR_EL1`
 /// has RES0 bits, so no value of it is all ones).
@@ -57,14 +63,14 @@ pub static PAGES: [Prda; MAX_CPUS] = [const {
     Prda {
         slot: AtomicU64::new(0),
         mpidr: AtomicU64::new(0),
-        traps: AtomicU64::new(0),
-        current_vm: AtomicU64::new(u64::MAX),
-        current_vcpu: AtomicU64::new(u64::MAX),
+        running_vm: AtomicU64::new(0),
+        running_vcpu: AtomicU64::new(0),
         el0_active: AtomicU64::new(0),
         step_over_mdscr: AtomicU64::new(NO_STEP_OVER),
         debug_suspended: AtomicU64::new(0),
         el2_step: AtomicU64::new(0),
         el0_save: [const { AtomicU64::new(0) }; EL0_SAVE_WORDS],
+        exits: [const { AtomicU64::new(0) }; EXIT_KINDS],
     }
 }; MAX_CPUS];
 
@@ -81,12 +87,24 @@ pub fn page_pa(slot: usize) -> Option<u64> {
     PAGES.get(slot).map(|p| p as *const Prda as u64)
 }
 
+/// Each CPU, first thing at its VA: keeps the area's fixed VA (which
+/// depends on the translation scheme) in `TPIDR_EL2`, the register EL2
+/// software may use as it likes, so that reaching the area costs one
+/// register read on every exit. The VA is the same on every CPU; the page
+/// behind it is not.
+pub fn init_this_cpu() {
+    aarch64_cpu::registers::Writeable::set(&aarch64_cpu::registers::TPIDR_EL2, layout::prda_va());
+}
+
 /// This CPU's area, through the fixed VA.
+#[inline]
 fn this_cpu() -> &'static Prda {
-    // SAFETY: after the switch every CPU's root maps a `Prda` page at
-    // `prda_va` (readable and writable, never unmapped); its fields are
-    // atomics, so shared references are sound.
-    unsafe { &*(layout::prda_va() as *const Prda) }
+    let va = aarch64_cpu::registers::Readable::get(&aarch64_cpu::registers::TPIDR_EL2);
+    // SAFETY: `init_this_cpu` put the fixed VA in TPIDR_EL2 before any
+    // use; after the switch every CPU's root maps a `Prda` page there
+    // (readable and writable, never unmapped); its fields are atomics, so
+    // shared references are sound.
+    unsafe { &*(va as *const Prda) }
 }
 
 /// Runs `f` on this CPU's area with interrupts masked, so the code cannot be
@@ -99,11 +117,6 @@ pub fn with<R>(f: impl FnOnce(&Prda) -> R) -> R {
     // SAFETY: restores the mask saved above.
     unsafe { core::arch::asm!("msr daif, {}", in(reg) daif, options(nomem, nostack)) };
     result
-}
-
-/// Counts an exception taken on this CPU.
-pub fn count_trap() {
-    with(|prda| prda.traps.fetch_add(1, Ordering::Relaxed));
 }
 
 /// This CPU's EL0 save area, at the fixed VA (for el0.S).
@@ -141,25 +154,44 @@ pub fn swap_el2_step(stepping: bool) -> bool {
     with(|prda| prda.el2_step.swap(u64::from(stepping), Ordering::Relaxed) != 0)
 }
 
-pub fn el0_active() -> bool {
-    with(|prda| prda.el0_active.load(Ordering::Relaxed) != 0)
-}
-
-/// The (VM, vCPU) this CPU runs, if any. On every exit's path: plain loads
-/// of this CPU's own area, which only this CPU writes.
+/// Counts a guest exit of cause `kind` on this CPU: a load and a store
+/// (only this CPU writes its counters, and an exit is not interrupted by
+/// another guest exit), on every exit's path.
 #[inline]
-pub fn current_vcpu() -> Option<(usize, usize)> {
-    let prda = this_cpu();
-    let vm = prda.current_vm.load(Ordering::Relaxed);
-    (vm != u64::MAX).then(|| (vm as usize, prda.current_vcpu.load(Ordering::Relaxed) as usize))
+pub fn count_exit(kind: usize) {
+    if let Some(counter) = this_cpu().exits.get(kind) {
+        counter.store(counter.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    }
 }
 
-/// Records which (VM, vCPU) this CPU runs from now on.
-pub fn set_current_vcpu(running: Option<(usize, usize)>) {
+/// Guest exits of cause `kind`, all CPUs.
+pub fn exits(kind: usize) -> u64 {
+    PAGES.iter().filter_map(|page| page.exits.get(kind)).map(|c| c.load(Ordering::Relaxed)).sum()
+}
+
+/// Whether this CPU runs the EL0 service. On every exit's path: a plain
+/// load of this CPU's own area.
+#[inline]
+pub fn el0_active() -> bool {
+    this_cpu().el0_active.load(Ordering::Relaxed) != 0
+}
+
+/// The addresses of the VM and vCPU this CPU runs (`crate::vm::current`
+/// makes them references), if any. On every exit's path: plain loads of
+/// this CPU's own area, which only this CPU writes.
+#[inline]
+pub fn running() -> Option<(u64, u64)> {
+    let prda = this_cpu();
+    let vm = prda.running_vm.load(Ordering::Relaxed);
+    (vm != 0).then(|| (vm, prda.running_vcpu.load(Ordering::Relaxed)))
+}
+
+/// Records which VM and vCPU (their addresses) this CPU runs from now on.
+pub fn set_running(running: Option<(u64, u64)>) {
     with(|prda| {
-        let (vm, vcpu) = running.map_or((u64::MAX, u64::MAX), |(vm, vcpu)| (vm as u64, vcpu as u64));
-        prda.current_vcpu.store(vcpu, Ordering::Relaxed);
-        prda.current_vm.store(vm, Ordering::Relaxed);
+        let (vm, vcpu) = running.unwrap_or((0, 0));
+        prda.running_vcpu.store(vcpu, Ordering::Relaxed);
+        prda.running_vm.store(vm, Ordering::Relaxed);
     })
 }
 

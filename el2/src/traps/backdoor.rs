@@ -71,7 +71,10 @@ impl Translate for GuestTranslate {
 
 /// Answers the call in `frame` (x0 = function, x1..x7 = arguments) from a
 /// caller at `caller`; writes x0..x3, and x4 for a successful `SCAN` (its
-/// cursor). Returns the reply written.
+/// cursor). Returns the reply written. Inlined into the trap dispatcher:
+/// the calls that do real work are out of line, the rest is a few
+/// instructions the dispatcher's frame already pays for.
+#[inline(always)]
 pub fn handle(frame: &mut TrapFrame, caller: CallerEl) -> Reply {
     let call = Call::from_regs(&frame.x);
     let reply = match call.decode(caller) {
@@ -90,6 +93,7 @@ pub fn handle(frame: &mut TrapFrame, caller: CallerEl) -> Reply {
     reply
 }
 
+#[inline(never)]
 fn info() -> Info {
     let boot = crate::boot::early::boot_info();
     Info {
@@ -103,7 +107,10 @@ fn info() -> Info {
     }
 }
 
-/// Copies the guest's text and prints it as one console line.
+/// Copies the guest's text and prints it as one console line. Out of
+/// line: its buffer would otherwise make every backdoor call pay for the
+/// frame.
+#[inline(never)]
 fn console_write(addr: u64, len: u64, caller: CallerEl) -> Result<u64, HvError> {
     let ram = crate::vm::current().map_or(platform::board::MemRegion::new(0, 0), |(vm, _)| vm.ram);
     let regions = [(ram.base, ram.size)];

@@ -21,41 +21,25 @@ pub mod scan;
 
 use crate::vm::guest;
 use aarch64_cpu::registers::{Readable, ESR_EL2, FAR_EL2, HPFAR_EL2};
-use core::sync::atomic::{AtomicU64, Ordering};
 use platform::arch::trap::{ExceptionKind, ExceptionReport, ExceptionSource, ExceptionType, TrapFrame};
 use platform::esr::{Esr, ExceptionClass};
 use platform::hypercall::HV_BRK_IMM;
 
 platform::exception_vectors!("hv_vectors", 2, handle_exception);
 
-/// Guest exits by cause, all CPUs: one counter per exception class (EC),
-/// and one for physical interrupts taken while the guest ran. Printed at
-/// the guest's power-off ([`report_exits`]): what a guest makes the
-/// hypervisor do is the first thing to look at when it runs slowly.
-static EXITS: [AtomicU64; EXIT_KINDS] = [const { AtomicU64::new(0) }; EXIT_KINDS];
-const EXIT_KINDS: usize = 65;
-const EXIT_IRQ: usize = 64;
-
 /// `ESR_ELx.EC`, six bits.
 const EC_MASK: u64 = 0x3f;
 
-#[inline(always)]
-fn count_exit(kind: usize) {
-    if let Some(counter) = EXITS.get(kind) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
 /// Logs the guest's exits by cause, most frequent first.
 pub fn report_exits() {
-    let count = |kind: usize| EXITS.get(kind).map_or(0, |c| c.load(Ordering::Relaxed));
-    let total: u64 = (0..EXIT_KINDS).map(count).sum();
-    let mut kinds: alloc::vec::Vec<usize> = (0..EXIT_KINDS).filter(|&k| count(k) != 0).collect();
+    let count = crate::mm::prda::exits;
+    let total: u64 = (0..crate::mm::prda::EXIT_KINDS).map(count).sum();
+    let mut kinds: alloc::vec::Vec<usize> = (0..crate::mm::prda::EXIT_KINDS).filter(|&k| count(k) != 0).collect();
     kinds.sort_by_key(|&k| core::cmp::Reverse(count(k)));
     let mut line = alloc::string::String::new();
     for kind in kinds {
         let name = match kind {
-            EXIT_IRQ => alloc::string::String::from("irq"),
+            crate::mm::prda::EXIT_IRQ => alloc::string::String::from("irq"),
             ec => alloc::format!("{:?}", ExceptionClass::from_ec(ec as u8)),
         };
         line.push_str(&alloc::format!(", {name} {}", count(kind)));
@@ -63,35 +47,38 @@ pub fn report_exits() {
     log::info!("guest exits: {total}{line}");
 }
 
+/// Every exception EL2 takes. The guest's exits come first and stay short:
+/// the VM and vCPU are looked up once (two loads from the PRDA), and the
+/// rest of the hot path is the handler and the return's two checks
+/// (a stop request, the list registers).
 extern "C" fn handle_exception(frame: &mut TrapFrame, kind: ExceptionKind) {
-    crate::mm::prda::count_trap();
     if kind.from_lower_el() && !crate::mm::prda::el0_active() {
-        crate::traps::debug::on_exit();
-    }
-    if kind.kind() == ExceptionType::Irq {
-        if kind.from_lower_el() {
-            count_exit(EXIT_IRQ);
+        if let Some((vm, vcpu)) = crate::vm::current() {
+            guest_exit(frame, kind, vm, vcpu);
+            crate::vm::vcpu::stop_if_asked(vcpu);
+            crate::vm::vgic::sync(vm, vcpu);
+            return;
         }
-        // From the guest, from the EL0 service, or from EL2 where it had
-        // interrupts open (idle, a PNMI window, a regular handler).
-        crate::irq::handle(frame);
-        if kind.from_lower_el() && !crate::mm::prda::el0_active() {
-            crate::vm::vcpu::stop_if_asked();
-            crate::vm::vgic::sync();
-        }
-        return;
     }
-    let esr = Esr(ESR_EL2.get());
-    if kind.from_lower_el() {
-        // The EL0 service's exit, if it is running: does not return then.
-        crate::traps::el0::exit_to_el2(esr, frame.x[0]);
-    }
+    other_exception(frame, kind);
+}
+
+/// An exit of the guest running on this CPU.
+#[inline(always)]
+fn guest_exit(frame: &mut TrapFrame, kind: ExceptionKind, vm: &crate::vm::Vm, vcpu: &crate::vm::Vcpu) {
+    let _ = (vm, vcpu);
+    crate::traps::debug::on_exit();
     match (kind.source(), kind.kind()) {
+        (_, ExceptionType::Irq) => {
+            crate::mm::prda::count_exit(crate::mm::prda::EXIT_IRQ);
+            crate::irq::handle(frame);
+        }
         (ExceptionSource::LowerA64, ExceptionType::Sync) => {
-            count_exit(((esr.0 >> Esr::EC_SHIFT) & EC_MASK) as usize);
+            let esr = Esr(ESR_EL2.get());
+            crate::mm::prda::count_exit(((esr.0 >> Esr::EC_SHIFT) & EC_MASK) as usize);
             // Rule 1 of the priority scheme (`crate::irq::gic`): PNMIs reach
             // a CPU while it handles a trap.
-            let window = crate::irq::PnmiWindow::open();
+            let window = crate::irq::PnmiWindow::open_from_guest();
             let elr = frame.elr;
             guest_sync(frame, esr);
             if frame.elr == elr.wrapping_add(4) {
@@ -99,17 +86,29 @@ extern "C" fn handle_exception(frame: &mut TrapFrame, kind: ExceptionKind) {
                 frame.spsr = platform::debug::completed(frame.spsr);
             }
             drop(window);
-            crate::vm::vcpu::stop_if_asked();
-            crate::vm::vgic::sync();
         }
-        (ExceptionSource::LowerA64 | ExceptionSource::LowerA32, _) => {
-            log::warn!("guest {kind} ignored (ESR {esr})");
-        }
-        _ => {
-            let report = ExceptionReport { kind, esr, far: FAR_EL2.get(), elr: frame.elr, spsr: frame.spsr };
-            crate::arch::power::fatal(format_args!("unexpected exception: {report}"));
-        }
+        _ => log::warn!("guest {kind} ignored (ESR {})", Esr(ESR_EL2.get())),
     }
+}
+
+/// Everything but a guest's exit: interrupts taken at EL2 (idle, a PNMI
+/// window, a regular handler), the EL0 service's exits, and exceptions at
+/// EL2 itself, which are bugs.
+#[inline(never)]
+fn other_exception(frame: &mut TrapFrame, kind: ExceptionKind) {
+    if kind.kind() == ExceptionType::Irq {
+        crate::irq::handle(frame);
+        return;
+    }
+    let esr = Esr(ESR_EL2.get());
+    if kind.from_lower_el() {
+        // The EL0 service's exit, if it is running: does not return then.
+        crate::traps::el0::exit_to_el2(esr, frame.x[0]);
+        log::warn!("lower-EL {kind} with no vCPU running here ignored (ESR {esr})");
+        return;
+    }
+    let report = ExceptionReport { kind, esr, far: FAR_EL2.get(), elr: frame.elr, spsr: frame.spsr };
+    crate::arch::power::fatal(format_args!("unexpected exception: {report}"));
 }
 
 /// A synchronous exception from the guest.

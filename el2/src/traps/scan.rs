@@ -153,6 +153,7 @@ impl Translate for WriteTranslate {
 /// probed, holes met and the cursor to resume from. A hole met is an
 /// unmapped table entry a probe faulted on, whose whole span the scan then
 /// skipped; so probes = holes met + leaves met.
+#[inline(never)]
 pub fn scan(caller: CallerEl, range: ScanRange, buffer: u64, capacity: u64, cursor: u64) -> Result<ScanReply, HvError> {
     if capacity > SCAN_CAPACITY_MAX {
         return Err(HvError::TooLong);

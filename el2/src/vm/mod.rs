@@ -189,12 +189,20 @@ pub fn get(index: usize) -> Option<&'static Vm> {
     all().get(index)
 }
 
-/// The VM and vCPU this CPU runs, if it runs one.
+/// The VM and vCPU this CPU runs, if it runs one: two loads from its
+/// private data area, on every exit's path.
 #[inline]
 pub fn current() -> Option<(&'static Vm, &'static Vcpu)> {
-    let (vm, vcpu) = crate::mm::prda::current_vcpu()?;
-    let vm = get(vm)?;
-    Some((vm, vm.vcpus.get(vcpu)?))
+    let (vm, vcpu) = crate::mm::prda::running()?;
+    // SAFETY: [`set_running`] is the only writer of these addresses, and
+    // gives it `&'static` references into [`VMS`], which is never dropped,
+    // moved or changed after [`install`]; `Vm` and `Vcpu` are `Sync`.
+    Some(unsafe { (&*(vm as *const Vm), &*(vcpu as *const Vcpu)) })
+}
+
+/// This CPU runs `vcpu` of `vm` from now on (or nothing).
+pub fn set_running(running: Option<(&'static Vm, &'static Vcpu)>) {
+    crate::mm::prda::set_running(running.map(|(vm, vcpu)| (vm as *const Vm as u64, vcpu as *const Vcpu as u64)));
 }
 
 /// The VM and vCPU pinned to the physical CPU in `slot`.

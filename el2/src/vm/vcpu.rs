@@ -87,7 +87,7 @@ pub fn start(vcpu: &Vcpu, entry: u64, context: u64) -> Result<(), i32> {
     vcpu.stop.store(false, Ordering::Release);
     vcpu.entry.store(entry, Ordering::Release);
     vcpu.context.store(context, Ordering::Release);
-    if vcpu.slot == crate::mm::prda::slot() && crate::mm::prda::current_vcpu().is_none() {
+    if vcpu.slot == crate::mm::prda::slot() && crate::mm::prda::running().is_none() {
         // This CPU is the one, and idle: its caller enters the guest itself.
         return Ok(());
     }
@@ -142,10 +142,10 @@ pub fn enter(vm: &'static Vm, vcpu: &'static Vcpu, entry: u64, context: u64) -> 
     crate::vm::vgic::reset_vcpu(vm, vcpu);
     crate::traps::debug::reset_vcpu();
     vcpu.state.store(ON, Ordering::Release);
-    crate::mm::prda::set_current_vcpu(Some((vm.index, vcpu.index)));
+    crate::vm::set_running(Some((vm, vcpu)));
     let mut frame = TrapFrame { elr: entry, spsr: SPSR_M_EL1H | SPSR_DAIF, ..Default::default() };
     frame.x[0] = context;
-    crate::vm::vgic::sync();
+    crate::vm::vgic::sync(vm, vcpu);
     crate::irq::gic::set_pmr(crate::irq::gic::PMR_OPEN);
     // SAFETY: `entry` was checked to lie in the VM's RAM, which stage 2
     // maps; this CPU's traps, stage 2 and virtual interface are set up above.
@@ -206,14 +206,12 @@ pub fn stop_others(vm: &Vm) {
     smp::wait_interruptible(smp::PEER_MS, || vm.vcpus.iter().filter(|v| v.slot != me).all(|v| !v.is_on()));
 }
 
-/// On the way back to the guest: if this vCPU was asked to stop, it stops
-/// (and does not return).
+/// On the way back to the guest: if `vcpu` (this CPU's) was asked to
+/// stop, it stops (and does not return).
 #[inline]
-pub fn stop_if_asked() {
-    if let Some((_, vcpu)) = crate::vm::current() {
-        if vcpu.stop.load(Ordering::Relaxed) {
-            cpu_off()
-        }
+pub fn stop_if_asked(vcpu: &Vcpu) {
+    if vcpu.stop.load(Ordering::Relaxed) {
+        cpu_off()
     }
 }
 
@@ -229,7 +227,7 @@ pub fn cpu_off() -> ! {
 /// it any more (timers, list registers, VMID).
 pub fn park_this() {
     if let Some((vm, vcpu)) = crate::vm::current() {
-        crate::mm::prda::set_current_vcpu(None);
+        crate::vm::set_running(None);
         // Its timers stop with it: their interrupts have nobody to go to now.
         crate::arch::sysregs::write(crate::arch::sysregs::GuestReg::CntvCtl, 0);
         crate::arch::sysregs::write(crate::arch::sysregs::GuestReg::CntpCtl, 0);

@@ -255,12 +255,20 @@ fn empty_list_registers() -> u64 {
 /// used still holds its interrupt (`ICH_ELRSR_EL2`: the guest has ended
 /// none): then the model's lock is not taken at all, which keeps the many
 /// exits of a busy SMP guest from queueing on it.
-pub fn sync() {
-    let Some((vm, current)) = crate::vm::current() else { return };
+#[inline]
+pub fn sync(vm: &crate::vm::Vm, current: &crate::vm::Vcpu) {
     let used_mask = u64::from(current.lrs_used.load(Ordering::Relaxed));
-    if !current.attention.swap(false, Ordering::AcqRel) && used_mask & empty_list_registers() == 0 {
+    if !current.attention.load(Ordering::Acquire) && used_mask & empty_list_registers() == 0 {
         return;
     }
+    current.attention.store(false, Ordering::Release);
+    refill(vm, current, used_mask);
+}
+
+/// [`sync`]'s work when there is some, out of line so that an exit with no
+/// interrupt traffic does not pay for its frame.
+#[inline(never)]
+fn refill(vm: &crate::vm::Vm, current: &crate::vm::Vcpu, used_mask: u64) {
     let vcpu = current.index;
     let mut ppis = current.hw_ppis_pending.swap(0, Ordering::AcqRel);
     let mut lrs = LrCopy::load(used_mask);
