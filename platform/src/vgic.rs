@@ -73,6 +73,7 @@
 mod tests;
 
 use crate::mmio::AccessSize;
+use core::mem::MaybeUninit;
 
 /// One 64 KiB distributor frame.
 pub const GICD_SIZE: u64 = 0x1_0000;
@@ -761,6 +762,13 @@ impl VGic {
     /// left there is folded back first.
     pub fn flush(&mut self, vcpu: usize, lrs: &mut impl ListRegs) -> Flush {
         self.fold(vcpu, lrs);
+        self.fill(vcpu, lrs)
+    }
+
+    /// [`flush`](Self::flush) for a caller that has just folded `lrs`
+    /// itself (with nothing run in between): fills them without folding
+    /// again.
+    pub fn fill(&mut self, vcpu: usize, lrs: &mut impl ListRegs) -> Flush {
         let count = lrs.count().min(MAX_LRS);
         let mut chosen = Chosen::new(count);
         let mut candidates: usize = 0;
@@ -1346,7 +1354,10 @@ impl VGic {
 /// candidates seen so far, ordered by key (inactive after active, then
 /// priority, then INTID).
 struct Chosen {
-    keys: [u64; MAX_LRS],
+    /// The kept keys, best first: entries below `len` are initialised.
+    /// The rest is left uninitialised: clearing the array on every fill
+    /// was a `memset` call of some 50 to 70 instructions.
+    keys: [MaybeUninit<u32>; MAX_LRS],
     len: usize,
     capacity: usize,
 }
@@ -1354,48 +1365,59 @@ struct Chosen {
 /// `(not active, priority, INTID)`: smaller goes first.
 type Key = (bool, u8, u32);
 
-/// A [`Key`] packed so that comparing the words compares the keys.
-fn pack(key: Key) -> u64 {
+/// A [`Key`] packed so that comparing the words compares the keys. The
+/// model's INTIDs are SGIs, PPIs and SPIs, all below 1024 (10 bits).
+fn pack(key: Key) -> u32 {
     let (inactive, priority, intid) = key;
-    u64::from(inactive) << KEY_INACTIVE_SHIFT | u64::from(priority) << KEY_PRIORITY_SHIFT | u64::from(intid)
+    u32::from(inactive) << KEY_INACTIVE_SHIFT | u32::from(priority) << KEY_PRIORITY_SHIFT | (intid & KEY_INTID_MASK)
 }
 
-fn unpack(word: u64) -> Key {
+fn unpack(word: u32) -> Key {
     let priority = u8::try_from(word >> KEY_PRIORITY_SHIFT & 0xff).unwrap_or(u8::MAX);
-    (word >> KEY_INACTIVE_SHIFT & 1 != 0, priority, low32(word))
+    (word >> KEY_INACTIVE_SHIFT & 1 != 0, priority, word & KEY_INTID_MASK)
 }
 
-const KEY_PRIORITY_SHIFT: u32 = 32;
-const KEY_INACTIVE_SHIFT: u32 = 40;
+const KEY_INTID_MASK: u32 = 0x3ff;
+const KEY_PRIORITY_SHIFT: u32 = 10;
+const KEY_INACTIVE_SHIFT: u32 = 18;
 
 impl Chosen {
     // Inlined so that the key array is built where it lives: a call
     // returning it by value costs a copy on every fill.
     #[inline(always)]
     fn new(capacity: usize) -> Self {
-        Self { keys: [0; MAX_LRS], len: 0, capacity: capacity.min(MAX_LRS) }
+        Self { keys: [MaybeUninit::uninit(); MAX_LRS], len: 0, capacity: capacity.min(MAX_LRS) }
+    }
+
+    /// The kept keys.
+    fn kept(&self) -> &[u32] {
+        let kept = self.keys.get(..self.len).unwrap_or_default();
+        // SAFETY: entries below `len` are initialised (`offer` writes the
+        // entry it grows `len` over); `MaybeUninit<u32>` has `u32`'s layout.
+        unsafe { &*core::ptr::slice_from_raw_parts(kept.as_ptr().cast::<u32>(), kept.len()) }
     }
 
     fn offer(&mut self, key: Key) {
         let key = pack(key);
-        let kept = self.keys.get(..self.len).unwrap_or_default();
-        let position = kept.iter().position(|k| key < *k).unwrap_or(self.len);
+        let position = self.kept().iter().position(|k| key < *k).unwrap_or(self.len);
         if position >= self.capacity {
             return;
         }
         let len = self.len.saturating_add(1).min(self.capacity);
-        // Shift the worse keys up one (dropping the last when full).
+        // Shift the worse keys up one (dropping the last when full); the
+        // entry at `position` is then written, so every entry below the
+        // new `len` is initialised.
         if let Some(window) = self.keys.get_mut(position..len) {
             window.rotate_right(1);
             if let Some(first) = window.first_mut() {
-                *first = key;
+                first.write(key);
+                self.len = len;
             }
         }
-        self.len = len;
     }
 
     fn get(&self, index: usize) -> Option<Key> {
-        self.keys.get(..self.len)?.get(index).copied().map(unpack)
+        self.kept().get(index).copied().map(unpack)
     }
 }
 

@@ -121,11 +121,22 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
     let host = host().ok_or(BuildError::NoKernel)?;
     let board = host.board;
     let vcpus: Vec<Vcpu> = config.slots.iter().enumerate().map(|(i, &slot)| Vcpu::new(i, slot)).collect();
-    let (model, gic) = vgic::model(board, &vcpus);
+    let pci = host.pci.as_ref().filter(|_| config.pci);
+    let console_irq = match config.console {
+        Console::None => None,
+        _ => host.console_irq,
+    };
+    let highest_spi = config
+        .spis
+        .iter()
+        .copied()
+        .chain(console_irq)
+        .chain(pci.iter().flat_map(|p| p.interrupts.iter().map(|i| i.intid)))
+        .max();
+    let (model, gic) = vgic::model(board, &vcpus, highest_spi);
     let test_device = matches!(config.kernel, Kernel::GuestStub)
         .then(|| MemRegion::new(config.ram.end() + TEST_DEVICE_GAP, platform::abi::test_mmio::SIZE));
     let after = test_device.map_or(config.ram.end(), |t| t.end());
-    let pci = host.pci.as_ref().filter(|_| config.pci);
     let ecam = pci.map(|p| MemRegion::new(after.next_multiple_of(vm_ecam::BUS_SIZE), p.ecam_size));
     let uart = board.console;
     let console_window = uart.map(|u| MemRegion::new(u.base, u.size));
@@ -145,10 +156,6 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
         log::info!("{label}PCI: ECAM window {ecam}, {} function(s) behind it", pci.bars.len());
     }
     let mut spis = config.spis;
-    let console_irq = match config.console {
-        Console::None => None,
-        _ => host.console_irq,
-    };
     if config.console == Console::Passthrough {
         spis.extend(console_irq);
     }
