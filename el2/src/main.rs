@@ -22,6 +22,7 @@ mod arch;
 mod boot;
 mod irq;
 mod mm;
+mod selftest;
 mod traps;
 mod vm;
 
@@ -67,7 +68,7 @@ fn boot() -> Result<Infallible, BootError> {
         // SAFETY: the Non-secure console's window, mapped as device memory
         // in the direct map; the monitor stopped using this UART before
         // entering us.
-        platform::console::init("el2", unsafe { Pl011::new(mm::layout::phys_to_virt(uart.base) as usize) });
+        platform::console::init("el2", unsafe { Pl011::new(arch::layout::phys_to_virt(uart.base) as usize) });
     }
     platform::console::init_logger(log::LevelFilter::Info);
     let cmdline = boot::cmdline::parse(true);
@@ -82,10 +83,10 @@ fn boot() -> Result<Infallible, BootError> {
             Remap::Intermediate => "intermediate",
             Remap::Fault => "fault",
         },
-        mm::layout::EL2_VA_BITS,
-        mm::layout::EL0_VA_BITS,
+        arch::layout::EL2_VA_BITS,
+        arch::layout::EL0_VA_BITS,
         boot::switch::image_pa(),
-        mm::layout::LINK_VA,
+        arch::layout::LINK_VA,
         info.scheme.image_va(),
     );
     log::info!("command line ({}): `{}`", boot::cmdline::source().describe(), cmdline.text);
@@ -122,7 +123,13 @@ fn boot() -> Result<Infallible, BootError> {
     irq::gic::init(board).map_err(failed)?;
     irq::init(board);
     vm::vgic::note_interrupts(board);
-    irq::set_routes(vm::vgic::private_interrupts().collect(), vm::vgic::physical_interrupt, own_spis);
+    irq::set_routes(irq::Routes {
+        guest_private: vm::vgic::private_interrupts().collect(),
+        guest: vm::vgic::physical_interrupt,
+        own_spis,
+        kicked: vm::cpus::serve_mailbox_in_guest,
+    });
+    vm::vcpu::on_enter(traps::debug::reset_vcpu);
     irq::init_this_cpu(board);
     irq::pnmi::on_tick(vm::console::tick);
     arch::power::on_fatal(irq::pnmi::stop_other_cpus);
@@ -157,7 +164,7 @@ fn boot() -> Result<Infallible, BootError> {
         )));
     }
     if let Some(which) = cmdline.selftest {
-        boot::selftest::run(which, board);
+        selftest::run(which, board);
     }
     mm::vmid::init(cmdline.vmid_bits);
 
@@ -189,7 +196,7 @@ fn boot() -> Result<Infallible, BootError> {
     } else {
         // SAFETY: as in `boot::vms::source`: the reserved host DTB.
         let host_bytes = unsafe {
-            core::slice::from_raw_parts(mm::layout::phys_to_virt(host_dtb.base) as *const u8, host_dtb.size as usize)
+            core::slice::from_raw_parts(arch::layout::phys_to_virt(host_dtb.base) as *const u8, host_dtb.size as usize)
         };
         let placement = descs
             .validate(online, info.plan.guest_ram.size, Some(host_bytes))
@@ -210,7 +217,7 @@ fn boot() -> Result<Infallible, BootError> {
         board.console.map(|u| {
             // SAFETY: the console UART's window in the direct map; EL2 alone
             // reads it (its input is EL2's in a run with emulated consoles).
-            unsafe { Pl011::new(mm::layout::phys_to_virt(u.base) as usize) }
+            unsafe { Pl011::new(arch::layout::phys_to_virt(u.base) as usize) }
         }),
         console_irq,
     );
@@ -320,11 +327,11 @@ extern "C" fn hv_secondary_main(slot: usize) -> ! {
         "CPU {slot} (MPIDR {:#x}) online at {} (mode={})",
         platform::arch::this_cpu_mpidr(),
         platform::arch::current_el(),
-        mm::layout::scheme().name()
+        arch::layout::scheme().name()
     );
     irq::init_this_cpu(&boot::early::boot_info().board);
     boot::smp::check_in();
-    boot::smp::secondary_idle(slot)
+    vm::cpus::secondary_idle(slot)
 }
 
 #[panic_handler]

@@ -15,10 +15,13 @@
 //!   minimal QEMU install needs.
 //! - [`scenario`] boots one QEMU scenario under a timeout and collects what
 //!   it printed.
+//! - [`layers`] checks that the hypervisor's modules name only their own
+//!   layer and those below it.
 
 pub mod dts;
 pub mod elf;
 pub mod flash;
+pub mod layers;
 pub mod qemu;
 pub mod scenario;
 pub mod selftest;

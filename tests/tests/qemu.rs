@@ -560,7 +560,7 @@ fn firmware_interface_selftest() {
     let o = boot(&Boot { cmdline: Some("selftest=firmware"), ..Boot::new("selftest-firmware", CPU_MAX, 4, "1G") });
     let dump = o.dump();
     assert_eq!(o.status, Some(0), "{dump}");
-    // Every check by name, `affinity-info-on` once per CPU (el2/src/boot/selftest.rs).
+    // Every check by name, `affinity-info-on` once per CPU (el2/src/selftest.rs).
     let mut expected: Vec<&str> = vec![
         "smccc-version",
         "smccc-features-version",

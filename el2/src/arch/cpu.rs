@@ -2,7 +2,7 @@
 //! what the guest may touch directly. Several of these registers change
 //! layout with `HCR_EL2.E2H`, so each value is chosen for the scheme.
 
-use crate::mm::layout::{scheme, Scheme};
+use crate::arch::layout::{scheme, Scheme};
 use aarch64_cpu::registers::{
     Readable, Writeable, CNTVOFF_EL2, HCR_EL2, ID_AA64ISAR1_EL1, MIDR_EL1, MPIDR_EL1, VMPIDR_EL2,
 };

@@ -6,7 +6,7 @@
 //! guest's registers directly. Every access to guest EL1 state goes through
 //! [`read`] and [`write`] so that the choice is made once.
 
-use crate::mm::layout::{scheme, Scheme};
+use crate::arch::layout::{scheme, Scheme};
 
 /// A guest EL1 register EL2 reads or writes on the guest's behalf.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

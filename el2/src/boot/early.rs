@@ -9,9 +9,9 @@
 //! backend (whose registration would keep a PA pointer); the few errors it
 //! can meet it prints straight to the console's physical address.
 
+use crate::arch::layout::{self, Scheme};
 use crate::arch::power;
 use crate::boot::{cmdline, switch, tables};
-use crate::mm::layout::{self, Scheme};
 use crate::mm::memory::{self, MemoryPlan};
 use aarch64_cpu::registers::{Readable, ID_AA64MMFR0_EL1, ID_AA64MMFR1_EL1};
 use core::fmt::Write;

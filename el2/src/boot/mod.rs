@@ -2,12 +2,11 @@
 //! ([`entry`]), stage 1 at the load PA ([`early`]), the EL2 translation
 //! tables ([`tables`]) and the switch to the virtual addresses through the
 //! chosen remap path ([`switch`]); then the command line ([`cmdline`]), the
-//! other CPUs ([`smp`]) and the boot-time self-tests ([`selftest`]).
+//! VM descriptions' source ([`vms`]) and the other CPUs ([`smp`]).
 
 pub mod cmdline;
 pub mod early;
 pub mod entry;
-pub mod selftest;
 pub mod smp;
 pub mod switch;
 pub mod tables;

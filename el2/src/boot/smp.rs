@@ -1,38 +1,17 @@
-//! Bringing the other CPUs up at EL2 through PSCI `CPU_ON`, and taking
-//! them down again with `CPU_OFF`.
-//!
-//! Slot 0 is the boot CPU; the DTB's other CPUs get slots 1.. in DTB order,
-//! and each is started with its slot as the PSCI context so it can find its
-//! stack. The boot CPU waits, with a deadline, until every CPU has checked
-//! in. An idle secondary watches its mailbox: it calls `CPU_OFF`, or checks
-//! its private data area, when asked.
+//! Bringing the other CPUs up at EL2 through PSCI `CPU_ON`, and the CPUs'
+//! identities: slot 0 is the boot CPU; the DTB's other CPUs get slots 1..
+//! in DTB order, and each is started with its slot as the PSCI context so
+//! it can find its stack. The boot CPU waits, with a deadline, until every
+//! CPU has checked in. What an idle CPU then does (its mailbox, `CPU_OFF`,
+//! starting its vCPU) is `crate::vm::cpus`.
 
 use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTPCT_EL0};
-use core::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use platform::board::MAX_CPUS;
 use smccc::Smc;
 
 static ONLINE: AtomicUsize = AtomicUsize::new(1);
 static SLOT_MPIDR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-/// Work the boot CPU asks an idle secondary to do.
-#[derive(Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-enum Request {
-    None = 0,
-    /// Power off with PSCI `CPU_OFF`.
-    Off = 1,
-    /// Check the private data area at its fixed VA and answer in `ANSWERS`.
-    CheckPrda = 2,
-    /// Enter the guest as this CPU's vCPU ([`crate::vm::vcpu`]).
-    StartVcpu = 3,
-}
-
-static REQUESTS: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(Request::None as u8) }; MAX_CPUS];
-/// A secondary's answer to `CheckPrda`: 0 = not yet, then one of `PRDA_*`.
-static ANSWERS: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
-const PRDA_OWN: u8 = 1;
-const PRDA_FOREIGN: u8 = 2;
-
 /// How long secondaries get to check in.
 const CHECK_IN_TIMEOUT_MS: u64 = 2000;
 
@@ -106,144 +85,7 @@ pub fn check_in() {
     ONLINE.fetch_add(1, Ordering::AcqRel);
 }
 
-fn request(slot: usize, request: Request) {
-    if let Some(mailbox) = REQUESTS.get(slot) {
-        mailbox.store(request as u8, Ordering::Release);
-        aarch64_cpu::asm::barrier::dsb(aarch64_cpu::asm::barrier::ISH);
-        // Early in boot a CPU waits for events (`WFE`); once it takes
-        // interrupts it sleeps in `WFI` or runs its vCPU, and only an
-        // interrupt reaches it.
-        aarch64_cpu::asm::sev();
-        if crate::irq::interrupts_up(slot) {
-            crate::irq::gic::send_sgi(crate::irq::gic::SGI_KICK, mpidr_of(slot));
-        }
-    }
-}
-
-/// A kick reached a CPU that runs its vCPU: answers the mailbox requests
-/// that can be served from there (the others wait for the vCPU to stop).
-pub fn serve_mailbox_in_guest(slot: usize) {
-    let Some(mailbox) = REQUESTS.get(slot) else { return };
-    if mailbox
-        .compare_exchange(Request::CheckPrda as u8, Request::None as u8, Ordering::AcqRel, Ordering::Acquire)
-        .is_ok()
-    {
-        let answer = if prda_is_own(slot) { PRDA_OWN } else { PRDA_FOREIGN };
-        ANSWERS[slot].store(answer, Ordering::Release);
-    }
-}
-
-/// Asks the idle CPU in `slot` to start its vCPU.
-pub fn request_vcpu_start(slot: usize) {
-    request(slot, Request::StartVcpu);
-}
-
-/// Asks the idle secondary in `slot` to power itself off.
-pub fn request_off(slot: usize) {
-    request(slot, Request::Off);
-}
-
-/// Whether this CPU finds its own identity in the private data area at the
-/// fixed VA.
-fn prda_is_own(slot: usize) -> bool {
-    let mpidr = platform::arch::this_cpu_mpidr();
-    crate::mm::prda::with(|prda| {
-        prda.slot.load(Ordering::Relaxed) == slot as u64 && prda.mpidr.load(Ordering::Relaxed) == mpidr
-    })
-}
-
-/// How long another CPU's answer (to a PRDA check, to a stop) may take.
-/// Under emulation the answering CPU's host thread may not run for a
-/// second or more.
-pub const PEER_MS: u64 = 5000;
-
-/// Makes the CPU in `slot` take an exit (or leave `WFI`) soon: it looks at
-/// its mailbox and its vCPU's state then.
-pub fn kick(slot: usize) {
-    if slot != crate::mm::prda::slot() && crate::irq::interrupts_up(slot) {
-        crate::irq::gic::send_sgi(crate::irq::gic::SGI_KICK, mpidr_of(slot));
-    }
-}
-
-/// [`wait_until`] with regular interrupts open: for a wait on another CPU
-/// inside a guest's call, which no lock of the caller's spans. The caller's
-/// own interrupts (its tick, kicks, the guest's forwarded ones) are taken
-/// meanwhile, so the wait neither delays them nor looks like a lockup to
-/// the watchdog, however long the other CPU takes.
-pub fn wait_interruptible(timeout_ms: u64, done: impl FnMut() -> bool) -> bool {
-    use aarch64_cpu::registers::{Readable, Writeable, DAIF};
-    let (daif, mask) = (DAIF.get(), crate::irq::gic::pmr());
-    crate::irq::gic::set_pmr(crate::irq::gic::PMR_OPEN);
-    crate::irq::unmask_irq();
-    let result = wait_until(timeout_ms, done);
-    crate::irq::mask_irq();
-    crate::irq::gic::set_pmr(mask);
-    DAIF.set(daif);
-    result
-}
-
-/// Has every online CPU check the PRDA at the fixed VA; returns a mask of
-/// the slots that found their own, and how many CPUs were asked.
-pub fn check_prda_everywhere(my_slot: usize) -> (u64, usize) {
-    let cpus = online();
-    let mut mask = 0u64;
-    for (slot, answer) in ANSWERS.iter().enumerate().take(cpus) {
-        let own = if slot == my_slot {
-            prda_is_own(slot)
-        } else {
-            answer.store(0, Ordering::Relaxed);
-            request(slot, Request::CheckPrda);
-            wait_interruptible(PEER_MS, || answer.load(Ordering::Acquire) != 0);
-            answer.load(Ordering::Acquire) == PRDA_OWN
-        };
-        if own {
-            mask |= 1 << slot;
-        }
-    }
-    (mask, cpus)
-}
-
-/// The idle loop of a CPU without a running vCPU: waits for work in its
-/// mailbox, taking interrupts (its tick among them) while it waits.
-///
-/// The wait is `WFI` with IRQs masked once this CPU takes interrupts: a
-/// pending interrupt (the kick `request` sends, the tick) ends it even
-/// masked, so a request posted just before cannot be slept through, and
-/// the CPU really stops. (`WFE` would not stop it under QEMU's TCG, where
-/// it only yields: idle CPUs then spin and take host time from the busy
-/// ones; measured: Linux's early boot, before it starts its secondaries,
-/// took 2.5 times as long.) Before its interrupts are set up the CPU waits
-/// for events, which `request` also signals.
-pub fn secondary_idle(slot: usize) -> ! {
-    loop {
-        crate::irq::mask_irq();
-        if crate::irq::interrupts_up(slot) {
-            if REQUESTS.get(slot).is_some_and(|m| m.load(Ordering::Acquire) == Request::None as u8) {
-                aarch64_cpu::asm::wfi();
-            }
-        } else {
-            crate::irq::unmask_irq();
-            platform::arch::wait_for_event();
-            crate::irq::mask_irq();
-        }
-        // Interrupts that ended the wait are taken here (the ISB makes the
-        // unmasking take effect before the mask comes back).
-        crate::irq::unmask_irq();
-        aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
-        crate::irq::mask_irq();
-        let Some(mailbox) = REQUESTS.get(slot) else { continue };
-        match mailbox.swap(Request::None as u8, Ordering::AcqRel) {
-            r if r == Request::Off as u8 => {
-                ONLINE.fetch_sub(1, Ordering::AcqRel);
-                let error = smccc::psci::cpu_off::<Smc>();
-                crate::arch::power::fatal(format_args!("CPU_OFF returned: {error:?}"));
-            }
-            r if r == Request::StartVcpu as u8 => crate::vm::vcpu::start_requested(slot),
-            r if r == Request::CheckPrda as u8 => {
-                let answer = if prda_is_own(slot) { PRDA_OWN } else { PRDA_FOREIGN };
-                ANSWERS[slot].store(answer, Ordering::Release);
-            }
-            _ => {}
-        }
-    }
+/// A CPU powers itself off (it is no longer online).
+pub fn check_out() {
+    ONLINE.fetch_sub(1, Ordering::AcqRel);
 }

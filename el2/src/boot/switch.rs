@@ -135,7 +135,7 @@ pub fn secondary_entry_pa() -> u64 {
 
 /// The load PA of the image.
 pub fn image_pa() -> u64 {
-    crate::mm::layout::LINK_VA.wrapping_add(SWITCH_PLAN.pa_displacement.load(Ordering::Relaxed))
+    crate::arch::layout::LINK_VA.wrapping_add(SWITCH_PLAN.pa_displacement.load(Ordering::Relaxed))
 }
 
 /// What the MMU-on fault said (`remap=fault`): `(ESR, ELR)`.

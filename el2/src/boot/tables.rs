@@ -19,7 +19,7 @@
 //! Mappings use 48-bit table offsets ([`layout::table_va`]); the scheme
 //! decides which `TTBR` each root goes in.
 
-use crate::mm::layout::{self, Scheme};
+use crate::arch::layout::{self, Scheme};
 use platform::addr::{PhysAddr, VirtAddr};
 use platform::board::{Board, MemRegion, MAX_CPUS};
 use platform::handoff::Handoff;
@@ -100,7 +100,7 @@ pub fn build(board: &Board, handoff: &Handoff, scheme: Scheme, cpus: usize) -> R
     // guest never reaches them (its GIC is emulated, `crate::vm::vgic`).
     let gic = &board.gic;
     let gic_frames = gic.redistributors.first().map(|r| {
-        let per_cpu = crate::irq::gic::GICR_FRAMES_SIZE * board.cpus.len() as u64;
+        let per_cpu = platform::vgic::GICR_STRIDE * board.cpus.len() as u64;
         MemRegion::new(r.base, r.size.min(per_cpu))
     });
     // And fw_cfg, where the kernel and initrd of a Linux guest come from.
@@ -133,7 +133,7 @@ pub fn build(board: &Board, handoff: &Handoff, scheme: Scheme, cpus: usize) -> R
     Ok(Roots { per_cpu, user: user_root.0, intermediate: intermediate.0 })
 }
 
-/// Maps the EL0 service's space ([`crate::traps::el0`]) into the user subtree: EL0
+/// Maps the EL0 service's space ([`crate::mm::el0_memory`]) into the user subtree: EL0
 /// address `va` is at kernel table offset `USER_ALIAS_OFFSET + va`. Entries
 /// use the descriptor format of the regime EL0 runs in: EL2&0 under VHE,
 /// EL1&0 under the split scheme (where the service's EL1 bounce vectors run
@@ -147,7 +147,7 @@ fn map_el0_service(
     exec_end: u64,
     data_start: u64,
 ) -> Result<(), MapError> {
-    use crate::traps::el0::{va, OUTPUT_PAGES, PAGE, STACK_PAGES};
+    use crate::mm::el0_memory::{va, OUTPUT_PAGES, PAGE, STACK_PAGES};
     let (regime, el1_executes) = match scheme {
         Scheme::Vhe => (Regime::El2And0, false),
         Scheme::Nvhe => (Regime::El1And0, true),
@@ -160,7 +160,7 @@ fn map_el0_service(
         user_executable,
         global: true,
     };
-    let (input, output, stack) = crate::traps::el0::pages_pa();
+    let (input, output, stack) = crate::mm::el0_memory::pages_pa();
     let page = PAGE as u64;
     let regions = [
         (va::TEXT, image_start, exec_end - image_start, user(false, true, el1_executes)),

@@ -51,7 +51,7 @@ pub fn source(fw_cfg: Option<MemRegion>, host: MemRegion) -> Result<(&'static [u
     if let Some(window) = fw_cfg {
         // SAFETY: the fw_cfg window from the DTB, mapped as Device memory
         // in the direct map; only the boot CPU uses it, now.
-        if let Ok(fw) = unsafe { FwCfg::new(crate::mm::layout::phys_to_virt(window.base) as usize) } {
+        if let Ok(fw) = unsafe { FwCfg::new(crate::arch::layout::phys_to_virt(window.base) as usize) } {
             match fw.find(FW_CFG_FILE) {
                 Ok(file) if file.size > MAX_SIZE => return Err(VmsError::TooLarge(file.size)),
                 Ok(file) => {
@@ -68,7 +68,7 @@ pub fn source(fw_cfg: Option<MemRegion>, host: MemRegion) -> Result<(&'static [u
     // reserved (the memory plan keeps it out of every VM), in the direct
     // map; nothing writes it.
     let bytes = unsafe {
-        core::slice::from_raw_parts(crate::mm::layout::phys_to_virt(host.base) as *const u8, host.size as usize)
+        core::slice::from_raw_parts(crate::arch::layout::phys_to_virt(host.base) as *const u8, host.size as usize)
     };
     Ok((bytes, Source::HostDtb))
 }

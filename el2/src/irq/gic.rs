@@ -71,9 +71,6 @@ pub const SGI_PNMI: u32 = 15;
 /// The first INTID of the special range (1020..1023: none pending etc.).
 const INTID_SPECIAL_FIRST: u32 = 1020;
 
-/// One redistributor: its RD_base and SGI_base 64 KiB frames.
-pub const GICR_FRAMES_SIZE: u64 = 0x2_0000;
-
 /// `ICC_CTLR_EL1.EOImode` (bit 1): EOIR drops priority only.
 const ICC_CTLR_EOIMODE: u64 = 1 << 1;
 /// `ICC_SRE_EL2`: system-register interface at EL2 and for EL1 (bit 0
@@ -178,8 +175,8 @@ pub fn init(board: &Board) -> Result<(), GicError> {
     }
     let redist = gic.redistributors.first().ok_or(GicError::Missing)?;
     let gicd =
-        NonNull::new(crate::mm::layout::phys_to_virt(gic.distributor.base) as *mut Gicd).ok_or(GicError::Missing)?;
-    let gicr = NonNull::new(crate::mm::layout::phys_to_virt(redist.base) as *mut GicrSgi).ok_or(GicError::Missing)?;
+        NonNull::new(crate::arch::layout::phys_to_virt(gic.distributor.base) as *mut Gicd).ok_or(GicError::Missing)?;
+    let gicr = NonNull::new(crate::arch::layout::phys_to_virt(redist.base) as *mut GicrSgi).ok_or(GicError::Missing)?;
     // SAFETY: both are the GIC's frames from the DTB, mapped as Device
     // memory in the direct map (`tables.rs`); this is the only driver
     // instance at EL2, and the monitor no longer touches them.

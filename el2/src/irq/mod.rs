@@ -30,15 +30,18 @@ static HYP_TIMER_INTID: AtomicU32 = AtomicU32::new(u32::MAX);
 /// Where the interrupts that are not the hypervisor's own go: the layers
 /// above register here (boot CPU, before the CPUs take interrupts), so this
 /// layer calls nothing above it.
-struct Routes {
+pub struct Routes {
     /// The guests' private interrupts every CPU enables (their timers' PPIs,
     /// the virtual interface's maintenance PPI), with their priorities.
-    guest_private: Vec<(u32, u8)>,
+    pub guest_private: Vec<(u32, u8)>,
     /// Everything not claimed below goes to the guests: returns whether the
     /// interrupt went to one (and so stays active until its guest ends it).
-    guest: fn(u32) -> bool,
+    pub guest: fn(u32) -> bool,
     /// SPIs EL2 serves itself (the console's input in a run with VMs).
-    own_spis: Vec<(u32, fn())>,
+    pub own_spis: Vec<(u32, fn())>,
+    /// A kick ([`gic::SGI_KICK`]) reached this CPU (its slot): the CPU's
+    /// mailbox is looked at.
+    pub kicked: fn(usize),
 }
 
 static ROUTES: Once<Routes> = Once::new();
@@ -48,10 +51,10 @@ pub fn init(board: &Board) {
     HYP_TIMER_INTID.store(board.timer.hyp_phys.intid, Ordering::Relaxed);
 }
 
-/// Boot CPU, once, before any CPU sets up its interrupts: the routes of
-/// [`Routes`]. The SPIs in `own_spis` are routed to the boot CPU.
-pub fn set_routes(guest_private: Vec<(u32, u8)>, guest: fn(u32) -> bool, own_spis: Vec<(u32, fn())>) {
-    let routes = ROUTES.call_once(|| Routes { guest_private, guest, own_spis });
+/// Boot CPU, once, before any CPU sets up its interrupts: the [`Routes`].
+/// The SPIs in `own_spis` are routed to the boot CPU.
+pub fn set_routes(routes: Routes) {
+    let routes = ROUTES.call_once(|| routes);
     for &(intid, _) in &routes.own_spis {
         gic::with(|g| g.route_spi(intid, platform::arch::this_cpu_mpidr(), gic::PRIORITY_REGULAR, true));
     }
@@ -132,7 +135,9 @@ fn dispatch_regular(intid: u32) -> bool {
     match intid {
         gic::SGI_KICK => {
             // The return to the guest looks at the vCPU's interrupts.
-            crate::boot::smp::serve_mailbox_in_guest(crate::mm::prda::slot());
+            if let Some(routes) = ROUTES.get() {
+                (routes.kicked)(crate::mm::prda::slot());
+            }
             false
         }
         gic::SGI_TICK => {

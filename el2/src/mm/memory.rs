@@ -83,7 +83,7 @@ pub fn plan(board: &Board, handoff: &Handoff) -> Result<MemoryPlan, PlanError> {
 /// `region` must be RAM that nothing else uses, mapped by the direct map,
 /// and this must be called once.
 pub unsafe fn init_heap(region: MemRegion) {
-    let start = crate::mm::layout::phys_to_virt(region.base) as usize;
+    let start = crate::arch::layout::phys_to_virt(region.base) as usize;
     // SAFETY: forwarded from this function's contract.
     unsafe { HEAP.lock().init(start, region.size as usize) };
 }

@@ -9,7 +9,7 @@
 //! CPU while it uses the area runs inside [`with`], which masks interrupts
 //! (the only way EL2 code can be preempted).
 
-use crate::mm::layout;
+use crate::arch::layout;
 use core::sync::atomic::{AtomicU64, Ordering};
 use platform::board::MAX_CPUS;
 

@@ -11,7 +11,7 @@
 //! smallest the guest's memory map needs that the CPU's physical address
 //! range allows.
 
-use crate::mm::layout::{phys_to_virt, virt_to_phys};
+use crate::arch::layout::{phys_to_virt, virt_to_phys};
 use aarch64_cpu::registers::{Readable, Writeable, ID_AA64MMFR0_EL1, VTCR_EL2};
 use aarch64_paging::descriptor::{PhysicalAddress, Stage2Attributes};
 use aarch64_paging::paging::{PageTable, Stage2 as Stage2Regime, Translation};

@@ -13,8 +13,8 @@
 //! so a guest can neither forge hypervisor lines nor send the terminal
 //! control sequences.
 
+use crate::arch::layout;
 use crate::arch::sysregs::{self, GuestReg};
-use crate::mm::layout;
 use platform::arch::trap::TrapFrame;
 use platform::arch::ExceptionLevel;
 use platform::hypercall::{

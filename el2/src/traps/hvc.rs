@@ -76,7 +76,7 @@ pub fn handle(frame: &mut TrapFrame) {
         },
         HV_CHECK_PRDA => {
             let me = crate::mm::prda::with(|p| p.slot.load(core::sync::atomic::Ordering::Relaxed));
-            let (mask, cpus) = crate::boot::smp::check_prda_everywhere(me as usize);
+            let (mask, cpus) = crate::vm::cpus::check_prda_everywhere(me as usize);
             frame.x[1] = mask;
             frame.x[2] = cpus as u64;
             Ok(0)
@@ -147,23 +147,24 @@ fn probe_identity() -> (u64, u64) {
 /// Runs the EL0 formatting service on a guest buffer and writes its output
 /// back into guest memory.
 fn el0_format(input: u64, len: u64, output: u64, capacity: u64) -> Result<u64, i64> {
-    use crate::traps::el0::{self, El0Error, OUTPUT_PAGES, PAGE};
+    use crate::mm::el0_memory::{INPUT_PAGES, OUTPUT_PAGES, PAGE};
+    use crate::traps::el0::{self, El0Error};
     use platform::hypercall::validate_buffer;
     let ram = crate::vm::current().map_or(platform::board::MemRegion::new(0, 0), |(vm, _)| vm.ram);
     let regions = [(ram.base, ram.size)];
-    let window = (el0::INPUT_PAGES * PAGE) as u64;
+    let window = (INPUT_PAGES * PAGE) as u64;
     let out_max = (OUTPUT_PAGES * PAGE) as u64;
     let bad = |_| status::INVALID_PARAMETER;
     let input = validate_buffer(input, len, window, &regions).map_err(bad)?;
     let output = validate_buffer(output, capacity, out_max, &regions).map_err(bad)?;
     // Guest RAM is identity-mapped (IPA = PA) and in the direct map. The
     // input is copied once, so the guest cannot change it under the service.
-    let mut text = [0u8; (el0::INPUT_PAGES * PAGE)];
+    let mut text = [0u8; (INPUT_PAGES * PAGE)];
     let text = &mut text[..input.len as usize];
     // SAFETY: validate_buffer checked that the range lies in guest RAM.
     unsafe {
         core::ptr::copy_nonoverlapping(
-            crate::mm::layout::phys_to_virt(input.ipa) as *const u8,
+            crate::arch::layout::phys_to_virt(input.ipa) as *const u8,
             text.as_mut_ptr(),
             text.len(),
         );
@@ -178,7 +179,7 @@ fn el0_format(input: u64, len: u64, output: u64, capacity: u64) -> Result<u64, i
     unsafe {
         core::ptr::copy_nonoverlapping(
             formatted.as_ptr(),
-            crate::mm::layout::phys_to_virt(output.ipa) as *mut u8,
+            crate::arch::layout::phys_to_virt(output.ipa) as *mut u8,
             written,
         );
     }

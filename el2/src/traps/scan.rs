@@ -20,8 +20,8 @@
 //! to the guest with a resume cursor, so the interrupts the trap's priority
 //! mask holds off are taken between the pieces of a long scan.
 
+use crate::arch::layout::phys_to_virt;
 use crate::arch::sysregs::{self, GuestReg};
-use crate::mm::layout::phys_to_virt;
 use alloc::vec::Vec;
 use platform::board::MemRegion;
 use platform::gvascan::{self, Attrs, Full, Par, Probe, ProbeResult, ScanError, Ttbr};

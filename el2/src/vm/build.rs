@@ -312,7 +312,9 @@ pub fn start(vm: &'static Vm, entry: Entry) -> bool {
 pub fn restart(vm: &'static Vm) -> ! {
     vcpu::park_this();
     // SAFETY: the VM's RAM, in the direct map; none of its vCPUs runs.
-    unsafe { core::ptr::write_bytes(crate::mm::layout::phys_to_virt(vm.ram.base) as *mut u8, 0, vm.ram.size as usize) };
+    unsafe {
+        core::ptr::write_bytes(crate::arch::layout::phys_to_virt(vm.ram.base) as *mut u8, 0, vm.ram.size as usize)
+    };
     vgic::reset_model(vm);
     vm.set_status(0);
     match load(vm) {

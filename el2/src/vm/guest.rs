@@ -6,8 +6,8 @@
 //! passthrough console, the emulated test device and the PCI host bridge.
 //! The guest never sees the host's DTB.
 
+use crate::arch::layout::phys_to_virt;
 use crate::arch::sysregs::{self, GuestReg};
-use crate::mm::layout::phys_to_virt;
 use alloc::vec::Vec;
 use platform::arch::regs::{SCTLR_EL1_RES1, SPSR_DAIF, SPSR_M_AARCH32, SPSR_M_EL1H, SPSR_M_SP_ELX};
 use platform::arch::trap::TrapFrame;

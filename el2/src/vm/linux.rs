@@ -3,7 +3,7 @@
 //! description names, which reach firmware through fw_cfg, loaded into
 //! guest RAM by the arm64 boot protocol (`platform::linux`).
 
-use crate::mm::layout::{phys_to_virt, virt_to_phys};
+use crate::arch::layout::{phys_to_virt, virt_to_phys};
 use alloc::boxed::Box;
 use alloc::string::String;
 use platform::board::MemRegion;

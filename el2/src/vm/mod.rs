@@ -16,6 +16,7 @@
 
 pub mod build;
 pub mod console;
+pub mod cpus;
 pub mod ecam;
 pub mod guest;
 pub mod linux;

@@ -15,7 +15,6 @@
 //! to stop (its VM powers off or restarts) stops at its next exit
 //! ([`stop_if_asked`]).
 
-use crate::boot::smp;
 use crate::vm::Vm;
 use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use platform::arch::regs::{SCTLR_EL1_RES1, SPSR_DAIF, SPSR_M_EL1H};
@@ -76,6 +75,15 @@ impl Vcpu {
     }
 }
 
+/// What the layers above reset on this CPU when a vCPU enters it afresh
+/// (the debug state EL2 may hold for the vCPU before it: `crate::traps::debug`).
+static ON_ENTER: spin::Once<fn()> = spin::Once::new();
+
+/// Registers [`ON_ENTER`]'s work, once.
+pub fn on_enter(reset: fn()) {
+    ON_ENTER.call_once(|| reset);
+}
+
 /// Asks the CPU `vcpu` is pinned to to start it at `entry` with `x0` =
 /// `context` (from `OFF` only).
 pub fn start(vcpu: &Vcpu, entry: u64, context: u64) -> Result<(), i32> {
@@ -91,7 +99,7 @@ pub fn start(vcpu: &Vcpu, entry: u64, context: u64) -> Result<(), i32> {
         // This CPU is the one, and idle: its caller enters the guest itself.
         return Ok(());
     }
-    smp::request_vcpu_start(vcpu.slot);
+    crate::vm::cpus::request_vcpu_start(vcpu.slot);
     Ok(())
 }
 
@@ -140,7 +148,9 @@ pub fn enter(vm: &'static Vm, vcpu: &'static Vcpu, entry: u64, context: u64) -> 
     }
     crate::arch::sysregs::write(crate::arch::sysregs::GuestReg::Sctlr, SCTLR_EL1_RES1);
     crate::vm::vgic::reset_vcpu(vm, vcpu);
-    crate::traps::debug::reset_vcpu();
+    if let Some(hook) = ON_ENTER.get() {
+        hook();
+    }
     vcpu.state.store(ON, Ordering::Release);
     crate::vm::set_running(Some((vm, vcpu)));
     let mut frame = TrapFrame { elr: entry, spsr: SPSR_M_EL1H | SPSR_DAIF, ..Default::default() };
@@ -196,14 +206,16 @@ pub fn stop_others(vm: &Vm) {
     for vcpu in vm.vcpus.iter().filter(|v| v.slot != me) {
         vcpu.stop.store(true, Ordering::Release);
         if vcpu.is_on() {
-            smp::kick(vcpu.slot);
+            crate::vm::cpus::kick(vcpu.slot);
         }
     }
     // Pending starts that never ran count as off too.
     for vcpu in vm.vcpus.iter().filter(|v| v.slot != me) {
         let _ = vcpu.state.compare_exchange(ON_PENDING, OFF, Ordering::AcqRel, Ordering::Acquire);
     }
-    smp::wait_interruptible(smp::PEER_MS, || vm.vcpus.iter().filter(|v| v.slot != me).all(|v| !v.is_on()));
+    crate::vm::cpus::wait_interruptible(crate::vm::cpus::PEER_MS, || {
+        vm.vcpus.iter().filter(|v| v.slot != me).all(|v| !v.is_on())
+    });
 }
 
 /// On the way back to the guest: if `vcpu` (this CPU's) was asked to
@@ -264,5 +276,5 @@ pub fn idle_here() -> ! {
 
 extern "C" fn idle_entry(slot: usize) -> ! {
     crate::irq::gic::set_pmr(crate::irq::gic::PMR_OPEN);
-    smp::secondary_idle(slot)
+    crate::vm::cpus::secondary_idle(slot)
 }

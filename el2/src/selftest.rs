@@ -108,7 +108,7 @@ fn cpu_off_on_cycle(r: &mut Report) {
     let slot = cpus - 1;
     let mpidr = smp::mpidr_of(slot);
     let state = || smc(ids::PSCI_AFFINITY_INFO_64, &[mpidr, 0]);
-    smp::request_off(slot);
+    crate::vm::cpus::request_off(slot);
     smp::wait_until(OTHER_CPU_MS, || state() == AffinityState::Off as i64);
     r.check("cpu-off-reported-off", AffinityState::Off as i64, state());
     r.check(
