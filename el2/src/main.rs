@@ -250,7 +250,6 @@ fn boot() -> Result<Infallible, BootError> {
     }
     let mut enter_here = false;
     for (vm, entry) in entries {
-        vm::console::set_available(vm, true);
         enter_here |= vm::build::start(vm, entry);
     }
     if enter_here {

@@ -210,6 +210,32 @@ fn stage2_hole_aborts(env: &Env) -> Result<(), Failure> {
     expect_eq("PSCI_VERSION after the abort", PSCI_VERSION_1_1, hvc(smccc::psci::PSCI_VERSION, 0))
 }
 
+/// Written at the end of the first life, before `SYSTEM_RESET`, in the
+/// last word of RAM (which nothing of the stub's uses); a restarted VM's
+/// RAM was cleared, so its next life must find 0 there.
+const RESTART_MARK: u64 = 0x5245_5354_4152_5421;
+
+/// The check a restarted guest-stub runs first (`hv,starts` > 0).
+pub const RESTART_MEMORY_CLEARED: Check = Check { name: "restart-memory-cleared", run: restart_memory_cleared };
+
+/// Where [`RESTART_MARK`] goes: the last word of RAM.
+fn restart_mark_address() -> u64 {
+    crate::ram_end().saturating_sub(8)
+}
+
+/// Leaves [`RESTART_MARK`] for the next life to look for.
+pub fn mark_for_restart() {
+    // SAFETY: the last word of this VM's RAM, which nothing of the stub's
+    // (image, stack, DTB) uses.
+    unsafe { core::ptr::write_volatile(restart_mark_address() as *mut u64, RESTART_MARK) };
+}
+
+fn restart_memory_cleared(_: &Env) -> Result<(), Failure> {
+    // SAFETY: as in `mark_for_restart`.
+    let found = unsafe { core::ptr::read_volatile(restart_mark_address() as *const u64) };
+    expect_eq("the last word of RAM after the restart (the previous life left a mark)", 0, found)
+}
+
 /// A word of this VM's own RAM that the isolation check fills before its
 /// probes and reads back after them.
 static CANARY: [core::sync::atomic::AtomicU64; 64] = [const { core::sync::atomic::AtomicU64::new(0) }; 64];

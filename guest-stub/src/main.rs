@@ -74,6 +74,9 @@ pub struct Env {
     /// ECAM window, bus range, `ranges` and `/chosen/linux,pci-probe-only`,
     /// or why the DTB has none.
     pub ecam: Result<pci::Ecam, &'static str>,
+    /// How many times this VM started before (`/chosen/hv,starts`; 0 if the
+    /// hypervisor does not say).
+    pub starts: u32,
     /// Addresses the hypervisor says must be holes to this VM
     /// (`/chosen/hv,probe-holes`), and how many there are.
     pub probe_holes: ([u64; MAX_PROBE_HOLES], usize),
@@ -107,7 +110,13 @@ extern "C" fn stub_main(dtb: usize) -> ! {
         ecam: pci::Ecam::from_fdt(&fdt),
         virtual_timer: timer::virtual_timer_ppi(&fdt),
         probe_holes: probe_holes(&fdt),
+        starts: fdt
+            .find_node("/chosen")
+            .and_then(|c| c.property(platform::abi::STARTS_PROPERTY))
+            .and_then(|p| p.as_usize())
+            .map_or(0, |n| n as u32),
     };
+    RAM_END.store(env.ram_end, Ordering::Relaxed);
     let mut forced_failure = false;
     let mut hostile = false;
     let mut seed = hostile::DEFAULT_SEED;
@@ -116,7 +125,9 @@ extern "C" fn stub_main(dtb: usize) -> ! {
     for word in fdt.chosen().bootargs().unwrap_or("").split_ascii_whitespace() {
         match word {
             "stub=fail" => forced_failure = true,
-            "stub=reset" => RESET_AT_END.store(true, Ordering::Relaxed),
+            // Reset at the end of the first life only: a VM that restarts
+            // (one of several) runs its checks again, then powers off.
+            "stub=reset" => RESET_AT_END.store(env.starts == 0, Ordering::Relaxed),
             "stub=bench" => {
                 // The interrupt rows need the GIC; -smp 1, so no vCPU starts.
                 smp::init(&fdt);
@@ -144,10 +155,12 @@ extern "C" fn stub_main(dtb: usize) -> ! {
         .chain(forced_failure.then_some(&checks::FORCED_FAILURE))
         .filter(|check| check.name.starts_with(only));
     let hostile_checks = hostile.then_some(checks::Check { name: "hostile-vcpus-alive", run: hostile::vcpus_alive });
+    // After a restart, first: did the hypervisor clear this VM's RAM?
+    let restart_check = (env.starts > 0).then_some(checks::RESTART_MEMORY_CLEARED);
     let plan = hostile
         .then_some(hostile::CHECK_NAME)
         .into_iter()
-        .chain(hostile_checks.iter().chain(checks.clone()).map(|c| c.name));
+        .chain(restart_check.iter().chain(hostile_checks.iter()).chain(checks.clone()).map(|c| c.name));
     println!("started at {}, {} checks", platform::arch::current_el(), plan.clone().count());
     println!("{}", Plan(plan));
     smp::init(&fdt);
@@ -161,7 +174,7 @@ extern "C" fn stub_main(dtb: usize) -> ! {
     // A VM without the PCI host bridge (one of several VMs, which do not
     // all get it) has nothing for the PCI checks to look at.
     let has_pci = fdt.find_compatible(&[pci::COMPATIBLE]).is_some();
-    for check in hostile_checks.iter().chain(checks) {
+    for check in restart_check.iter().chain(hostile_checks.iter()).chain(checks) {
         if !skip.is_empty() && check.name == skip {
             tally.skip(check.name, "requested with stub=skip");
         } else if !has_pci && check.name.starts_with(PCI_CHECKS) {
@@ -241,12 +254,20 @@ fn under_hypervisor() -> bool {
 /// Set by `stub=reset`: end with PSCI `SYSTEM_RESET` instead of `SYSTEM_OFF`.
 static RESET_AT_END: AtomicBool = AtomicBool::new(false);
 
+/// One past the last byte of RAM, for code that has no [`Env`] at hand.
+static RAM_END: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+pub fn ram_end() -> u64 {
+    RAM_END.load(Ordering::Relaxed)
+}
+
 /// Reports the verdict to the hypervisor and powers off (or resets).
 fn finish(status: u32) -> ! {
     let mut args = [0u64; 17];
     args[0] = status.into();
     smccc::hvc64(HV_SET_EXIT_STATUS, args);
     if RESET_AT_END.load(Ordering::Relaxed) {
+        checks::mark_for_restart();
         let _ = smccc::psci::system_reset::<smccc::Hvc>();
     } else {
         let _ = smccc::psci::system_off::<smccc::Hvc>();

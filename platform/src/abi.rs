@@ -91,7 +91,8 @@ pub mod lockup_test {
     pub const X_LATENCY_US: usize = 2;
     /// x3: the watchdog period, in µs of watchdog time.
     pub const X_PERIOD_US: usize = 3;
-    /// x4: lockups reported on this CPU before the stall began.
+    /// x4: lockups reported on this CPU before the stall began, since the
+    /// calling vCPU started there.
     pub const X_BEFORE: usize = 4;
 }
 
@@ -100,6 +101,13 @@ pub mod lockup_test {
 /// hypervisor's image), as 64-bit cells. Its isolation check probes each
 /// (docs/testing.md); only VMs that run the guest-stub get it.
 pub const PROBE_HOLES_PROPERTY: &str = "hv,probe-holes";
+
+/// `/chosen` property of a guest-stub VM's device tree: how many times the
+/// VM started before this boot (0 the first time; one more after each
+/// `SYSTEM_RESET` restart), as one 32-bit cell. The guest-stub's
+/// `stub=reset` resets only in its first life, and a later life checks
+/// that its RAM was cleared (`restart-memory-cleared`).
+pub const STARTS_PROPERTY: &str = "hv,starts";
 
 /// The emulated test device the hypervisor publishes to its guest
 /// (docs/hypercalls.md, "The test MMIO device").

@@ -61,6 +61,10 @@ pub const DEFAULT_CHECKS: &[&str] = &[
 /// `stub=hostile` runs these first, then [`DEFAULT_CHECKS`].
 pub const HOSTILE_CHECKS: &[&str] = &["hostile", "hostile-vcpus-alive"];
 
+/// A restarted guest-stub (one of several VMs, after `SYSTEM_RESET`) runs
+/// this first.
+pub const RESTART_CHECK: &str = "restart-memory-cleared";
+
 /// `stub=fail` appends this check, which must fail.
 pub const FORCED_FAILURE: &str = "forced-failure";
 
@@ -99,6 +103,11 @@ impl Expected {
     /// with `prefix`.
     pub fn only(prefix: &str) -> Self {
         Self::passing(DEFAULT_CHECKS.iter().copied().filter(|name| name.starts_with(prefix)))
+    }
+
+    /// A default run after a restart: [`RESTART_CHECK`] first.
+    pub fn restarted_run() -> Self {
+        Self::passing([RESTART_CHECK].into_iter().chain(DEFAULT_CHECKS.iter().copied()))
     }
 
     /// A default run in one of several VMs, which has no PCI host bridge:

@@ -113,6 +113,34 @@ fn vmids_recycled_without_stale_translations() {
     assert_eq!(o.lines("el2: VM ").filter(|l| l.contains("waits for a VMID")).count(), 2, "{dump}");
 }
 
+/// `SYSTEM_RESET` from one VM restarts that VM alone: its vCPUs stop, its
+/// RAM is cleared (its second life finds no trace of the first) and its
+/// guest loaded again; the other VM runs on meanwhile. The restarted VM
+/// then powers off (`stub=reset` resets only a first life) and the machine
+/// with it, status 0.
+#[test]
+fn system_reset_restarts_one_vm() {
+    let vms = [vm("again", 2, 256, "hv,console; bootargs = \"stub=reset\";"), vm("steady", 2, 256, "hv,console;")];
+    let o = boot_vms("vms-restart", 4, &vms, None, Duration::from_secs(120));
+    let dump = o.dump();
+    assert_eq!(o.status, Some(0), "QEMU must exit 0\n{dump}");
+    assert!(o.console.lines().any(|l| l == "el2: VM again: SYSTEM_RESET: restarting it"), "{dump}");
+    assert!(!o.secure.contains("PSCI SYSTEM_RESET"), "the board must not reset\n{dump}");
+    let text = o.vm("again");
+    let second = text.match_indices("guest-stub: started").nth(1).map(|(at, _)| at);
+    let Some(second) = second else { panic!("VM again must start twice\n{dump}") };
+    let (first_life, second_life) = text.split_at(second);
+    let without_pci = |expected: Expected| expected.without_pci();
+    if let Err(problems) = selftest::account(first_life, &without_pci(Expected::default_run())) {
+        panic!("VM again, first life:\n  {}\n{dump}", problems.join("\n  "));
+    }
+    if let Err(problems) = selftest::account(second_life, &without_pci(Expected::restarted_run())) {
+        panic!("VM again, after the restart:\n  {}\n{dump}", problems.join("\n  "));
+    }
+    assert_vm_passed(&o, "steady", &Expected::default_run().without_pci());
+    assert!(o.console.lines().any(|l| l == "el2: VM again: SYSTEM_OFF (status 0)"), "{dump}");
+}
+
 /// Every bad description is refused at boot with one line naming the VM
 /// and the property, exit status 2, and no guest started.
 #[test]

@@ -172,6 +172,23 @@ pub fn wait_for_interrupt() {
     gic::set_pmr(mask);
 }
 
+/// Runs `f` with every regular interrupt open, whatever the caller had
+/// masked: for long work inside a guest's call (a wait on another CPU,
+/// clearing a VM's RAM) that holds no lock, so that this CPU's own
+/// interrupts (its tick, kicks) are taken meanwhile and the watchdog does
+/// not see a lockup.
+pub fn with_interrupts_open<R>(f: impl FnOnce() -> R) -> R {
+    use aarch64_cpu::registers::{Readable, Writeable, DAIF};
+    let (daif, mask) = (DAIF.get(), gic::pmr());
+    gic::set_pmr(gic::PMR_OPEN);
+    unmask_irq();
+    let result = f();
+    mask_irq();
+    gic::set_pmr(mask);
+    DAIF.set(daif);
+    result
+}
+
 /// Clears `PSTATE.I`.
 pub fn unmask_irq() {
     // SAFETY: changes only the interrupt mask; the caller is at a point

@@ -190,6 +190,7 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
         },
         state: AtomicU8::new(PowerState::Off as u8),
         status: AtomicU32::new(0),
+        starts: AtomicU32::new(0),
     };
     vgic::add_frames(&vm).map_err(|e| BuildError::Device("the GIC's frames", e))?;
     if let Some(t) = test_device {
@@ -235,6 +236,7 @@ pub fn load(vm: &Vm) -> Result<Option<Entry>, BuildError> {
         initrd: None,
         pci_interrupts: pci.map_or(&[], |p| p.interrupts.as_slice()),
         probe_holes: &[],
+        starts: None,
     };
     // A guest-stub probes what must be holes to it: the first and last
     // word of every other VM's RAM, and the hypervisor's own image.
@@ -270,6 +272,7 @@ pub fn load(vm: &Vm) -> Result<Option<Entry>, BuildError> {
         return Ok(Some(Entry { pc: p.kernel.base, x0: p.dtb.base }));
     }
     hardware.probe_holes = &holes;
+    hardware.starts = Some(vm.starts.load(core::sync::atomic::Ordering::Relaxed));
     let dtb = guest::device_tree(&hardware, &recipe.bootargs).map_err(BuildError::Guest)?;
     let frame = guest::load(vm.ram, &host.guest_stub, &dtb).map_err(BuildError::Guest)?;
     log::info!(
@@ -298,6 +301,7 @@ pub fn prefix(vm: &Vm) -> String {
 pub fn start(vm: &'static Vm, entry: Entry) -> bool {
     let Some(first) = vm.vcpus.first() else { return false };
     vm.set_state(PowerState::Running);
+    crate::vm::console::set_available(vm, true);
     if let Err(e) = vcpu::start(first, entry.pc, entry.x0) {
         log::error!("{}vCPU 0 not started (PSCI error {e})", prefix(vm));
         return false;
@@ -311,12 +315,18 @@ pub fn start(vm: &'static Vm, entry: Entry) -> bool {
 /// started. A VM whose kernel cannot be loaded again stays off.
 pub fn restart(vm: &'static Vm) -> ! {
     vcpu::park_this();
-    // SAFETY: the VM's RAM, in the direct map; none of its vCPUs runs.
-    unsafe {
-        core::ptr::write_bytes(crate::arch::layout::phys_to_virt(vm.ram.base) as *mut u8, 0, vm.ram.size as usize)
-    };
+    // Hundreds of MiB take a while: with this CPU's interrupts open (the
+    // VM's own are parked; nothing is locked here).
+    crate::irq::with_interrupts_open(|| {
+        // SAFETY: the VM's RAM, in the direct map; none of its vCPUs runs,
+        // and nothing else of the hypervisor's lives there.
+        unsafe {
+            core::ptr::write_bytes(crate::arch::layout::phys_to_virt(vm.ram.base) as *mut u8, 0, vm.ram.size as usize)
+        }
+    });
     vgic::reset_model(vm);
     vm.set_status(0);
+    vm.starts.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     match load(vm) {
         Ok(Some(entry)) => {
             if start(vm, entry) {

@@ -95,15 +95,7 @@ pub fn kick(slot: usize) {
 /// meanwhile, so the wait neither delays them nor looks like a lockup to
 /// the watchdog, however long the other CPU takes.
 pub fn wait_interruptible(timeout_ms: u64, done: impl FnMut() -> bool) -> bool {
-    use aarch64_cpu::registers::{Readable, Writeable, DAIF};
-    let (daif, mask) = (DAIF.get(), crate::irq::gic::pmr());
-    crate::irq::gic::set_pmr(crate::irq::gic::PMR_OPEN);
-    crate::irq::unmask_irq();
-    let result = wait_until(timeout_ms, done);
-    crate::irq::mask_irq();
-    crate::irq::gic::set_pmr(mask);
-    DAIF.set(daif);
-    result
+    crate::irq::with_interrupts_open(|| wait_until(timeout_ms, done))
 }
 
 /// Has every online CPU check the PRDA at the fixed VA; returns a mask of

@@ -75,6 +75,8 @@ pub struct Hardware<'a> {
     pub console_irq: Option<u32>,
     /// Addresses a guest-stub must find to be holes (its isolation check).
     pub probe_holes: &'a [u64],
+    /// How many times the VM started before (guest-stub VMs only).
+    pub starts: Option<u32>,
     /// A Linux guest's initrd.
     pub initrd: Option<MemRegion>,
     /// The PCI functions' legacy interrupts, for the host bridge's
@@ -112,6 +114,9 @@ pub fn device_tree(hw: &Hardware, bootargs: &str) -> Result<Vec<u8>, GuestError>
     if let Some(initrd) = hw.initrd {
         fdt.property_u64("linux,initrd-start", initrd.base)?;
         fdt.property_u64("linux,initrd-end", initrd.end())?;
+    }
+    if let Some(starts) = hw.starts {
+        fdt.property_u32(platform::abi::STARTS_PROPERTY, starts)?;
     }
     if !hw.probe_holes.is_empty() {
         fdt.property_array_u64(platform::abi::PROBE_HOLES_PROPERTY, hw.probe_holes)?;

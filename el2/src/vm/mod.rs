@@ -75,8 +75,10 @@ pub struct Vm {
     pub stage2: Mutex<Stage2>,
     /// The distributor and redistributors' state, and every vCPU's
     /// interrupts. Taken on most exits that involve interrupts, so waiters
-    /// sleep rather than spin ([`crate::irq::kick_lock`]).
-    pub vgic: KickLock<VGic>,
+    /// sleep rather than spin ([`crate::irq::kick_lock`]). On the heap:
+    /// the model is 7 KiB, and a `Vm` is built and moved on the boot
+    /// CPU's stack.
+    pub vgic: KickLock<alloc::boxed::Box<VGic>>,
     /// Where the guest finds its GIC's frames.
     pub gic: vgic::GuestGic,
     /// Its emulated devices. The lock is held while a device serves an
@@ -99,6 +101,8 @@ pub struct Vm {
     state: AtomicU8,
     /// What it reported with `HV_SET_EXIT_STATUS`.
     status: AtomicU32,
+    /// How many times it was restarted (a guest-stub VM's DT says so).
+    starts: AtomicU32,
 }
 
 impl Vm {

@@ -27,6 +27,7 @@ pub fn system_off(vm: &'static Vm) -> ! {
         log::info!("VM {}: SYSTEM_OFF (status {status})", vm.name);
     }
     crate::vm::vcpu::stop_others(vm);
+    crate::vm::console::set_available(vm, false);
     vm.set_state(PowerState::Off);
     machine_off_if_last();
     crate::vm::vcpu::cpu_off()
@@ -65,5 +66,6 @@ pub fn system_reset(vm: &'static Vm) -> ! {
     }
     log::info!("VM {}: SYSTEM_RESET: restarting it", vm.name);
     crate::vm::vcpu::stop_others(vm);
+    crate::vm::console::set_available(vm, false);
     crate::vm::build::restart(vm)
 }

@@ -151,6 +151,7 @@ pub fn enter(vm: &'static Vm, vcpu: &'static Vcpu, entry: u64, context: u64) -> 
     if let Some(hook) = ON_ENTER.get() {
         hook();
     }
+    crate::irq::pnmi::vcpu_started();
     vcpu.state.store(ON, Ordering::Release);
     crate::vm::set_running(Some((vm, vcpu)));
     let mut frame = TrapFrame { elr: entry, spsr: SPSR_M_EL1H | SPSR_DAIF, ..Default::default() };

@@ -73,11 +73,16 @@ pub fn note_interrupts(board: &platform::board::Board) {
 /// banks of 32 (`GICD_TYPER.ITLinesNumber` says so to the guest), not the
 /// host's hundreds: every list-register fill looks at each bank, and each
 /// bank costs instructions on every interrupt.
-pub fn model(board: &platform::board::Board, vcpus: &[crate::vm::Vcpu], highest_spi: Option<u32>) -> (VGic, GuestGic) {
+pub fn model(
+    board: &platform::board::Board,
+    vcpus: &[crate::vm::Vcpu],
+    highest_spi: Option<u32>,
+) -> (Box<VGic>, GuestGic) {
     let host = gic::with(|g| g.spis()).unwrap_or(0);
     let needed = highest_spi.map_or(0, |intid| (intid + 1).saturating_sub(platform::vgic::SPI_BASE) as usize);
     let spis = needed.next_multiple_of(SPIS_PER_BANK).max(SPIS_PER_BANK).min(host);
-    let mut vgic = VGic::new();
+    // Configured where it lives: no 7 KiB temporary on the stack.
+    let mut vgic = Box::new(VGic::new());
     let mpidrs: Vec<u64> = vcpus.iter().map(|v| v.mpidr).collect();
     vgic.configure(&mpidrs, spis);
     let distributor = MemRegion::new(board.gic.distributor.base, GICD_SIZE);
@@ -89,13 +94,11 @@ pub fn model(board: &platform::board::Board, vcpus: &[crate::vm::Vcpu], highest_
 /// SPIs per register bank of the distributor.
 const SPIS_PER_BANK: usize = 32;
 
-/// A restarting VM's interrupt controller goes back to its reset state.
+/// A restarting VM's interrupt controller goes back to its reset state, in
+/// place (the model is 7 KiB: no copy of it on a hypervisor stack).
 pub fn reset_model(vm: &crate::vm::Vm) {
-    let spis = vm.gic.spis;
     let mpidrs: Vec<u64> = vm.vcpus.iter().map(|v| v.mpidr).collect();
-    let mut fresh = VGic::new();
-    fresh.configure(&mpidrs, spis);
-    *vm.vgic.lock() = fresh;
+    vm.vgic.lock().configure(&mpidrs, vm.gic.spis);
     reconcile_spis(vm);
 }
 
