@@ -210,6 +210,24 @@ fn stage2_hole_aborts(env: &Env) -> Result<(), Failure> {
     expect_eq("PSCI_VERSION after the abort", PSCI_VERSION_1_1, hvc(smccc::psci::PSCI_VERSION, 0))
 }
 
+/// `stub=crash`: points `VBAR_EL1` at a hole and reads another, so that
+/// the external abort goes to a vector that faults itself, again and
+/// again. On bare metal the CPU would be stuck; the hypervisor stops the
+/// VM instead (it never returns here).
+pub fn crash(env: &Env) -> ! {
+    // 1 MiB past RAM: a hole (the test device sits 1 MiB past RAM, its
+    // window one page; this is 2 MiB past, 2 KiB aligned as VBAR needs).
+    let vector = env.ram_end + 0x20_0000;
+    platform::println!("crashing on purpose: VBAR_EL1 = {vector:#x} (a hole), then a read of a hole");
+    // SAFETY: deliberately leaves this vCPU unable to take exceptions; the
+    // read is of nothing. Nothing runs here afterwards.
+    unsafe {
+        core::arch::asm!("msr vbar_el1, {}", "isb", in(reg) vector, options(nostack));
+        let _ = core::ptr::read_volatile(env.ram_end as *const u64);
+    }
+    platform::arch::halt()
+}
+
 /// Written at the end of the first life, before `SYSTEM_RESET`, in the
 /// last word of RAM (which nothing of the stub's uses); a restarted VM's
 /// RAM was cleared, so its next life must find 0 there.

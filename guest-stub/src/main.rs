@@ -134,6 +134,7 @@ extern "C" fn stub_main(dtb: usize) -> ! {
                 finish(bench::run(&env, under_hypervisor()))
             }
             "stub=hostile" => hostile = true,
+            "stub=crash" => checks::crash(&env),
             other => {
                 if let Some(prefix) = other.strip_prefix("stub=only=") {
                     only = prefix;

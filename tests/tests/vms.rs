@@ -141,6 +141,25 @@ fn system_reset_restarts_one_vm() {
     assert!(o.console.lines().any(|l| l == "el2: VM again: SYSTEM_OFF (status 0)"), "{dump}");
 }
 
+/// A VM that breaks the hypervisor's rules is stopped, with one line
+/// saying why, and the other VM runs on: the guest-stub's `stub=crash` puts
+/// its exception vector in a hole and faults, so every abort it is given
+/// faults again at the vector. The machine powers off with status 4 (the
+/// highest a VM reported) once the other VM is done.
+#[test]
+fn a_vm_that_cannot_take_exceptions_is_stopped() {
+    let vms = [vm("crasher", 1, 128, "hv,console; bootargs = \"stub=crash\";"), vm("steady", 2, 256, "hv,console;")];
+    let o = boot_vms("vms-crash", 3, &vms, None, TIMEOUT);
+    let dump = o.dump();
+    assert_eq!(o.status, Some(4), "the stopped VM's status decides the exit\n{dump}");
+    let stopped: Vec<&str> = o.lines("el2: ERROR: VM crasher: stopped with status 4: ").collect();
+    assert_eq!(stopped.len(), 1, "one line says why\n{dump}");
+    assert!(stopped[0].contains("aborts in a row at its exception vector"), "{dump}");
+    assert!(o.vm("crasher").contains("guest-stub: crashing on purpose"), "{dump}");
+    assert_vm_passed(&o, "steady", &Expected::default_run().without_pci());
+    assert!(o.console.contains("el2: every VM is off: powering off with status 4"), "{dump}");
+}
+
 /// Every bad description is refused at boot with one line naming the VM
 /// and the property, exit status 2, and no guest started.
 #[test]

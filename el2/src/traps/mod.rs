@@ -159,14 +159,14 @@ fn guest_sync(frame: &mut TrapFrame, esr: Esr) {
                         "stage-2 abort at IPA {ipa:#x} (VA {far:#x}, ELR {:#x}): external abort to the guest",
                         frame.elr
                     );
-                    guest::inject_external_abort(frame, esr, far);
+                    external_abort(frame, esr, far);
                 }
             }
         }
         ExceptionClass::InstructionAbortLower => {
             let far = FAR_EL2.get();
             log::debug!("stage-2 instruction abort at VA {far:#x}: external abort to the guest");
-            guest::inject_external_abort(frame, esr, far);
+            external_abort(frame, esr, far);
         }
         // Breakpoints, watchpoints, software step, other BRKs, AArch32 BKPT.
         _ if crate::traps::debug::handle(frame, esr) => {}
@@ -174,6 +174,32 @@ fn guest_sync(frame: &mut TrapFrame, esr: Esr) {
             log::warn!("guest trap {class:?} ({esr}) at ELR {:#x}: undefined-instruction exception", frame.elr);
             guest::inject_sync(frame, Esr::undefined(), 0);
         }
+    }
+}
+
+/// Gives the guest the external abort a bus would have given it, unless
+/// its exception vector itself keeps faulting (the abort before this one
+/// went to the very instruction that faulted now, too many times in a
+/// row): then the VM is stopped, as a bare-metal CPU would be stuck there
+/// for good.
+fn external_abort(frame: &mut TrapFrame, esr: Esr, far: u64) {
+    if let Some((vm, vcpu)) = crate::vm::current() {
+        if vcpu.abort_loop(frame.elr) {
+            crate::vm::power::stop_broken(
+                vm,
+                format_args!(
+                    "vCPU {} took {} aborts in a row at its exception vector {:#x} (VBAR_EL1 {:#x}): it cannot handle exceptions",
+                    vcpu.index,
+                    crate::vm::vcpu::VECTOR_ABORT_LIMIT,
+                    frame.elr,
+                    crate::arch::sysregs::read(crate::arch::sysregs::GuestReg::Vbar)
+                ),
+            )
+        }
+        guest::inject_external_abort(frame, esr, far);
+        vcpu.abort_delivered(frame.elr);
+    } else {
+        guest::inject_external_abort(frame, esr, far);
     }
 }
 

@@ -7,12 +7,20 @@
 //! reported (`HV_SET_EXIT_STATUS`; 0 if none did), so one failing VM fails
 //! the run.
 //!
+//! A VM that breaks the hypervisor's rules (its exception vector itself
+//! faults, over and over: [`crate::vm::vcpu::VECTOR_ABORT_LIMIT`]) is
+//! stopped the same way, with [`EXIT_VM_STOPPED`] and a line saying why.
+//!
 //! `SYSTEM_RESET` restarts the calling VM from its kernel, with its memory
 //! cleared ([`crate::vm::build::restart`]). A VM that owns the machine (the
 //! one guest of a run without VM descriptions) resets the board instead,
 //! as the same guest on bare metal would.
 
 use crate::vm::{PowerState, Vm};
+
+/// The status a VM stopped for breaking the hypervisor's rules powers off
+/// with (and so the machine, if it was the last: the highest status wins).
+pub const EXIT_VM_STOPPED: u32 = 4;
 
 /// PSCI `SYSTEM_OFF` from a vCPU of `vm`.
 pub fn system_off(vm: &'static Vm) -> ! {
@@ -26,6 +34,22 @@ pub fn system_off(vm: &'static Vm) -> ! {
     } else {
         log::info!("VM {}: SYSTEM_OFF (status {status})", vm.name);
     }
+    crate::vm::vcpu::stop_others(vm);
+    crate::vm::console::set_available(vm, false);
+    vm.set_state(PowerState::Off);
+    machine_off_if_last();
+    crate::vm::vcpu::cpu_off()
+}
+
+/// Stops `vm` for breaking the hypervisor's rules (`why`), from one of its
+/// vCPUs' exits: like `SYSTEM_OFF` with [`EXIT_VM_STOPPED`], and one line
+/// saying why; the other VMs run on.
+pub fn stop_broken(vm: &'static Vm, why: core::fmt::Arguments) -> ! {
+    if !vm.change_state(PowerState::Running, PowerState::Stopping) {
+        crate::vm::vcpu::cpu_off()
+    }
+    log::error!("{}stopped with status {EXIT_VM_STOPPED}: {why}", crate::vm::build::prefix(vm));
+    vm.set_status(EXIT_VM_STOPPED);
     crate::vm::vcpu::stop_others(vm);
     crate::vm::console::set_available(vm, false);
     vm.set_state(PowerState::Off);

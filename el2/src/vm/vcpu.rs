@@ -46,7 +46,16 @@ pub struct Vcpu {
     pub(crate) attention: AtomicBool,
     pub(crate) lrs_used: AtomicU16,
     pub(crate) hw_ppis_pending: AtomicU32,
+    /// The vector EL2 last sent it to with an injected abort, and how many
+    /// aborts in a row it then took right there ([`Vcpu::abort_loop`]).
+    last_vector: AtomicU64,
+    vector_aborts: AtomicU32,
 }
+
+/// Aborts in a row at the vector the previous abort was delivered to after
+/// which a vCPU is stuck for good: its exception vector cannot run, and on
+/// bare metal the CPU would take the same exception forever.
+pub const VECTOR_ABORT_LIMIT: u32 = 1000;
 
 impl Vcpu {
     pub const fn new(index: usize, slot: usize) -> Self {
@@ -61,7 +70,27 @@ impl Vcpu {
             attention: AtomicBool::new(false),
             lrs_used: AtomicU16::new(0),
             hw_ppis_pending: AtomicU32::new(0),
+            last_vector: AtomicU64::new(u64::MAX),
+            vector_aborts: AtomicU32::new(0),
         }
+    }
+
+    /// An abort at `pc` is about to be given to this vCPU: whether it is
+    /// the [`VECTOR_ABORT_LIMIT`]th in a row at the vector the previous one
+    /// went to (the guest's exception handling itself faults).
+    pub fn abort_loop(&self, pc: u64) -> bool {
+        if pc != self.last_vector.load(Ordering::Relaxed) {
+            self.vector_aborts.store(0, Ordering::Relaxed);
+            return false;
+        }
+        let count = self.vector_aborts.load(Ordering::Relaxed) + 1;
+        self.vector_aborts.store(count, Ordering::Relaxed);
+        count >= VECTOR_ABORT_LIMIT
+    }
+
+    /// The abort went to the guest's vector at `vector`.
+    pub fn abort_delivered(&self, vector: u64) {
+        self.last_vector.store(vector, Ordering::Relaxed);
     }
 
     /// Whether it is on (its CPU runs the guest).
