@@ -103,6 +103,8 @@ pub struct Vm {
     status: AtomicU32,
     /// How many times it was restarted (a guest-stub VM's DT says so).
     starts: AtomicU32,
+    /// The counter when the hypervisor decided to start it (0: reported).
+    start_decided: core::sync::atomic::AtomicU64,
 }
 
 impl Vm {

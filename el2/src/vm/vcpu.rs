@@ -186,6 +186,9 @@ pub fn enter(vm: &'static Vm, vcpu: &'static Vcpu, entry: u64, context: u64) -> 
     let mut frame = TrapFrame { elr: entry, spsr: SPSR_M_EL1H | SPSR_DAIF, ..Default::default() };
     frame.x[0] = context;
     crate::vm::vgic::sync(vm, vcpu);
+    if vcpu.index == 0 {
+        crate::vm::build::report_started(vm);
+    }
     crate::irq::gic::set_pmr(crate::irq::gic::PMR_OPEN);
     // SAFETY: `entry` was checked to lie in the VM's RAM, which stage 2
     // maps; this CPU's traps, stage 2 and virtual interface are set up above.

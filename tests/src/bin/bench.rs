@@ -3,8 +3,10 @@
 //! the floor for interrupt latency), under `-icount shift=0,sleep=off`,
 //! where the PMU cycle counter counts instructions. Prints every row beside
 //! its floor, the Linux guest's boot time under the hypervisor and on bare
-//! QEMU (wall clock), the image sizes and the hypervisor's resident memory.
-//! Writes `build/bench.json`.
+//! QEMU (wall clock), the image sizes and the hypervisor's resident memory;
+//! and, with several VMs (docs/vms.md), the time to start a VM and one
+//! Linux VM's boot beside another against the same VM alone. Writes
+//! `build/bench.json`.
 //!
 //! Usage: `bench <flash.bin> <el3-monitor ELF> <el2 ELF> <guest-stub ELF>`.
 
@@ -179,6 +181,113 @@ fn boot_linux_until(flash: Option<&str>, extra: &[&str], until: &'static str) ->
         .map_err(|_| format!("no `{until}` within {LINUX_TIMEOUT:?}"))
 }
 
+/// A Linux VM of two vCPUs described for `-fw_cfg name=opt/hv/vms.dtb`.
+fn linux_vm_node(name: &str) -> String {
+    format!(
+        "vm-{name} {{ compatible = \"hv,vm\"; hv,name = \"{name}\"; cpus = <2>; memory = <0 524288>; hv,console; \
+         hv,kernel = \"opt/hv/linux/kernel\"; hv,initrd = \"opt/hv/linux/initrd\"; \
+         bootargs = \"console=ttyAMA0 linux-guest=poweroff\"; }};"
+    )
+}
+
+/// A guest-stub VM of one vCPU.
+fn stub_vm_node(name: &str) -> String {
+    format!(
+        "vm-{name} {{ compatible = \"hv,vm\"; hv,name = \"{name}\"; cpus = <1>; memory = <0 131072>; hv,console; }};"
+    )
+}
+
+/// Boots the VMs `nodes` (`-smp 4 -m 2G`, `-icount`, the Linux guest's files
+/// as fw_cfg files) until a console line satisfies `until`; returns the
+/// console up to it.
+fn run_vms(flash: &str, nodes: &[String], until: impl Fn(&str) -> bool + Send + 'static) -> Result<String, String> {
+    let dts = format!("/dts-v1/;\n/ {{ chosen {{\n{}\n}}; }};\n", nodes.join("\n"));
+    std::fs::write("build/bench-vms.dts", dts).map_err(|e| format!("build/bench-vms.dts: {e}"))?;
+    let status = std::process::Command::new("dtc")
+        .args(["-q", "-I", "dts", "-O", "dtb", "-o", "build/bench-vms.dtb", "build/bench-vms.dts"])
+        .status()
+        .map_err(|e| format!("cannot run dtc: {e}"))?;
+    if !status.success() {
+        return Err("dtc refused build/bench-vms.dts".into());
+    }
+    let mut command = hvtests::qemu::command();
+    command
+        .args(["-M", MACHINE, "-bios", flash])
+        .args(ICOUNT)
+        .args(["-cpu", CPU, "-smp", "4", "-m", "2G", "-display", "none", "-monitor", "none", "-serial", "stdio"])
+        .args(["-fw_cfg", "name=opt/hv/vms.dtb,file=build/bench-vms.dtb"])
+        .args(["-fw_cfg", &format!("name=opt/hv/linux/kernel,file={LINUX_IMAGE}")])
+        .args(["-fw_cfg", &format!("name=opt/hv/linux/initrd,file={LINUX_INITRD}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = command.spawn().map_err(|e| format!("cannot run qemu-system-aarch64: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no QEMU stdout")?;
+    let (send, receive) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut console = String::new();
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            console.push_str(&line);
+            console.push('\n');
+            if until(&line) {
+                let _ = send.send(console);
+                return;
+            }
+        }
+    });
+    let seen = receive.recv_timeout(LINUX_TIMEOUT);
+    let _ = child.kill();
+    let _ = child.wait();
+    seen.map_err(|_| "the VMs never printed what the measurement waits for".to_string())
+}
+
+/// The hypervisor's `VM <name>: vCPU 0 runs N counter ticks after the start
+/// decision` lines (instructions under `-icount` with a 1 GHz counter).
+fn vm_start_ticks(console: &str) -> Vec<u64> {
+    console
+        .lines()
+        .filter_map(|l| l.split_once("vCPU 0 runs ")?.1.split_once(" counter ticks")?.0.parse().ok())
+        .collect()
+}
+
+/// The kernel's timestamp of [`LINUX_INIT_LINE`] on VM `name`'s console.
+fn vm_init_stamp(console: &str, name: &str) -> Option<f64> {
+    let prefix = format!("{name}| ");
+    let line = console.lines().find(|l| l.starts_with(&prefix) && l.contains(LINUX_INIT_LINE))?;
+    line.split_once('[')?.1.split_once(']')?.0.trim().parse().ok()
+}
+
+/// Several VMs: the start of each VM of a three-stub run (instructions;
+/// the first VM starts on the CPU that decides it), and `linux-a`'s kernel clock to /init alone and beside
+/// `linux-b` (10^9 instructions of the whole machine).
+struct VmsBench {
+    start_ticks: Vec<u64>,
+    linux_alone: f64,
+    linux_beside: f64,
+}
+
+impl VmsBench {
+    fn measure(flash: &str) -> Result<Self, String> {
+        if !std::path::Path::new(LINUX_IMAGE).exists() {
+            return Err(format!("{LINUX_IMAGE} is missing (make linux-guest)"));
+        }
+        let stubs = [stub_vm_node("s1"), stub_vm_node("s2"), stub_vm_node("s3")];
+        let started = |line: &str| line.starts_with("s3| guest-stub: started");
+        let console = run_vms(flash, &stubs, started)?;
+        let start_ticks = vm_start_ticks(&console);
+        if start_ticks.is_empty() {
+            return Err("no `vCPU 0 runs ... counter ticks` line".into());
+        }
+        let a_at_init = |line: &str| line.starts_with("linux-a| ") && line.contains(LINUX_INIT_LINE);
+        let alone = run_vms(flash, &[linux_vm_node("linux-a")], a_at_init)?;
+        let beside = run_vms(flash, &[linux_vm_node("linux-a"), linux_vm_node("linux-b")], a_at_init)?;
+        let linux_alone = vm_init_stamp(&alone, "linux-a").ok_or("no /init line from linux-a alone")?;
+        let linux_beside = vm_init_stamp(&beside, "linux-a").ok_or("no /init line from linux-a beside linux-b")?;
+        Ok(Self { start_ticks, linux_alone, linux_beside })
+    }
+}
+
 struct LinuxBoot {
     under_hv: Vec<f64>,
     bare: Vec<f64>,
@@ -274,8 +383,32 @@ fn run() -> Result<(), String> {
     let bare = run_bare(stub)?;
     let resident = resident(&vhe_console).unwrap_or_default();
     let linux = LinuxBoot::measure(flash);
+    let vms = VmsBench::measure(flash);
 
     let mut table = String::new();
+    let mut vms_table = String::new();
+    match &vms {
+        Ok(v) => {
+            let mut ticks = v.start_ticks.clone();
+            ticks.sort_unstable();
+            let _ = writeln!(
+                vms_table,
+                "\nSeveral VMs (-smp 4 -m 2G, -icount): starting a VM, from the decision to its first instruction, kernel copy excluded: {} instructions on the deciding CPU; on other CPUs (mailbox, kick, wake-up, which under TCG's round robin also counts what the running CPUs execute until the woken one is scheduled): {:?}",
+                ticks.first().copied().unwrap_or(0),
+                ticks.get(1..).unwrap_or_default()
+            );
+            let _ = writeln!(
+                vms_table,
+                "A Linux VM (2 vCPUs) from its kernel clock start to `{LINUX_INIT_LINE}` (10^9 instructions, the whole machine): alone {:.3}, beside a second Linux VM {:.3}, ratio {:.2}x",
+                v.linux_alone,
+                v.linux_beside,
+                v.linux_beside / v.linux_alone
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(vms_table, "\nSeveral VMs: skipped: {e}");
+        }
+    }
     let _ = writeln!(
         table,
         "{qemu} on -cpu {CPU}, -icount shift=0,sleep=off (instructions; median of 101 traps, 21 interrupts)"
@@ -351,6 +484,7 @@ fn run() -> Result<(), String> {
         resident.heap / 1024,
         (resident.image + resident.heap) / 1024
     );
+    table.push_str(&vms_table);
     print!("{table}");
 
     let mut json = String::from("{\n");
@@ -393,6 +527,18 @@ fn run() -> Result<(), String> {
         }
         Err(e) => {
             let _ = writeln!(json, "  \"linux_boot_seconds\": {{\"skipped\": \"{}\"}},", e.replace('"', "'"));
+        }
+    }
+    match &vms {
+        Ok(v) => {
+            let _ = writeln!(
+                json,
+                "  \"vms\": {{\"start_instructions\": {:?}, \"linux_init_icount_seconds\": {{\"alone\": {:.6}, \"beside_another\": {:.6}}}}},",
+                v.start_ticks, v.linux_alone, v.linux_beside
+            );
+        }
+        Err(e) => {
+            let _ = writeln!(json, "  \"vms\": {{\"skipped\": \"{}\"}},", e.replace('"', "'"));
         }
     }
     let _ = writeln!(json, "  \"resident_bytes\": {{\"image\": {}, \"heap\": {}}},", resident.image, resident.heap);
