@@ -7,15 +7,17 @@
 //! with the VM's name and `"| "`:
 //!
 //! ```text
-//! el2: starting VM linux-a
-//! linux-a| [    0.000000] Booting Linux on physical CPU 0x0000000000 [0x410fd083]
-//! linux-b| Welcome to Buildroot
+//! el2: VM linux-a: entering Linux at IPA 0x40400000 (EL1) on 2 vCPU(s): ...
+//! linux-b| linux-guest: userspace up
+//! linux-a| linux-guest: userspace up
 //! ```
 //!
 //! The hypervisor's own lines read `el2: ...` (`el2: WARN: ...` for
 //! warnings; [`crate::console`]): a name followed by a colon. VM lines use
 //! `|`, which a VM name may not contain, so the two never look alike and a
-//! test or a reader can tell who wrote every line.
+//! test or a reader can tell who wrote every line. Text the hypervisor
+//! prints for a VM's guest outside its console (hypercall text) names the
+//! channel and the VM, joined by [`CHANNEL_SEPARATOR`]: `guest@linux-a: ...`.
 //!
 //! - `"\r\n"` ends a line like `"\n"` (the `'\r'` of Linux's line endings
 //!   is dropped), and so do `"\r\r\n"` and other runs of `'\r'` before
@@ -27,23 +29,31 @@
 //!   redrawn text starts a new line instead.
 //! - A line longer than [`LINE_MAX`] bytes is written in pieces without a
 //!   break: the console shows one long line. (If another VM writes a line
-//!   between two pieces, the rest continues on a new line with the prefix
-//!   again.)
+//!   between two pieces, the rest continues on a new line after `name+ `.)
 //! - Everything else, escape sequences and other control bytes included,
 //!   passes through unchanged.
 //!
 //! A line without a newline yet (a shell prompt) must still appear: the
-//! hypervisor calls [`ConsoleMux::tick`] periodically (every few tens of
-//! milliseconds), which writes out the partial line of every VM that has
-//! been quiet since the previous tick; or [`ConsoleMux::flush_idle`] for one
-//! VM with its own timer. A partial line is left "open" on the console:
-//! that VM's further text continues it, and a line from anyone else first
-//! ends it with `'\n'`; the VM's text then continues on a line of its own
-//! that starts `name+ ` ([`CONTINUATION`]) instead of `name| `, so that
-//! its line can be put back together. The hypervisor itself should call
-//! [`ConsoleMux::break_line`] before printing a line of its own, so that it
-//! does not start in the middle of a VM's prompt, and [`ConsoleMux::end_line`]
-//! when a VM stops.
+//! hypervisor calls [`ConsoleMux::tick`] periodically (`el2`: every 100 ms,
+//! from the boot CPU's tick), which writes out the partial line of every
+//! VM that has been quiet since the previous call; or
+//! [`ConsoleMux::flush_idle`] for one VM with its own timer. A partial line
+//! is left "open" on the console: that VM's further text continues it, and
+//! a line from anyone else first ends it with `'\n'`; the VM's text then
+//! continues on a line of its own that starts `name+ ` ([`CONTINUATION`])
+//! instead of `name| `, so that its line can be put back together. Here
+//! `linux-a` wrote `progress...`, went quiet, and wrote `done\n` after the
+//! hypervisor's line:
+//!
+//! ```text
+//! linux-a| progress...
+//! el2: VM linux-b: SYSTEM_OFF (status 0)
+//! linux-a+ done
+//! ```
+//!
+//! The hypervisor itself should call [`ConsoleMux::break_line`] before
+//! printing a line of its own, so that it does not start in the middle of
+//! a VM's prompt, and [`ConsoleMux::end_line`] when a VM stops or restarts.
 //!
 //! # Input and focus
 //!
