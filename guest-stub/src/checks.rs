@@ -215,9 +215,9 @@ fn stage2_hole_aborts(env: &Env) -> Result<(), Failure> {
 /// again. On bare metal the CPU would be stuck; the hypervisor stops the
 /// VM instead (it never returns here).
 pub fn crash(env: &Env) -> ! {
-    // 1 MiB past RAM: a hole (the test device sits 1 MiB past RAM, its
-    // window one page; this is 2 MiB past, 2 KiB aligned as VBAR needs).
-    let vector = env.ram_end + 0x20_0000;
+    // Just past RAM, 2 KiB aligned as VBAR needs: a hole (the first device
+    // window a VM may have, the test device, is 1 MiB past RAM).
+    let vector = env.ram_end + 0x800;
     platform::println!("crashing on purpose: VBAR_EL1 = {vector:#x} (a hole), then a read of a hole");
     // SAFETY: deliberately leaves this vCPU unable to take exceptions; the
     // read is of nothing. Nothing runs here afterwards.

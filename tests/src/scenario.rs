@@ -97,14 +97,23 @@ impl Outcome {
     }
 
     /// What VM `name` printed, among several: its console lines
-    /// (`name| text`) and its hypercall text (`guest@name: text`), as the
+    /// (`name| text`, with the rest of an interrupted line, `name+ rest`,
+    /// joined back on) and its hypercall text (`guest@name: text`), as the
     /// same guest alone would have printed them (`text`, `guest: text`).
     pub fn vm(&self, name: &str) -> String {
-        let console = format!("{name}{}", String::from_utf8_lossy(platform::console_mux::SEPARATOR));
+        let marker = |separator: &[u8]| format!("{name}{}", String::from_utf8_lossy(separator));
+        let (console, continuation) =
+            (marker(platform::console_mux::SEPARATOR), marker(platform::console_mux::CONTINUATION));
         let at = platform::console_mux::CHANNEL_SEPARATOR;
         let mut text = String::new();
         for line in self.console.lines() {
-            if let Some(rest) =
+            if let Some(rest) = line.strip_prefix(&continuation) {
+                // The rest of a line something else interrupted: back onto it.
+                if text.ends_with('\n') {
+                    text.pop();
+                }
+                text += rest;
+            } else if let Some(rest) =
                 line.strip_prefix(&console).or_else(|| line.strip_suffix('|').filter(|l| *l == name).map(|_| ""))
             {
                 text += rest;
@@ -183,4 +192,29 @@ pub fn boot(b: &Boot) -> Outcome {
     let outcome = Outcome { status, console: read(&console), secure: read(&secure), elapsed, stderr };
     let _ = std::fs::remove_dir_all(&dir);
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(console: &str) -> Outcome {
+        Outcome {
+            status: Some(0),
+            console: console.to_string(),
+            secure: String::new(),
+            elapsed: Duration::ZERO,
+            stderr: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_vms_share_of_the_console_is_put_back_together() {
+        let o = outcome(
+            "el2: VM a: entering guest-stub\na| guest-stub: \nel2: WARN: something\nb| other\na+ PASS one\n\
+             guest@a: guest-stub: brk console ok\nguest@b: not a's\na|\na| last\n",
+        );
+        assert_eq!(o.vm("a"), "guest-stub: PASS one\nguest: guest-stub: brk console ok\n\nlast\n");
+        assert_eq!(o.vm("b"), "other\nguest: not a's\n");
+    }
 }

@@ -6,12 +6,11 @@
 //! starting its vCPU) is `crate::vm::cpus`.
 
 use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTPCT_EL0};
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 use platform::board::MAX_CPUS;
 use smccc::Smc;
 
 static ONLINE: AtomicUsize = AtomicUsize::new(1);
-static SLOT_MPIDR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// How long secondaries get to check in.
 const CHECK_IN_TIMEOUT_MS: u64 = 2000;
 
@@ -32,7 +31,6 @@ pub fn wait_until(timeout_ms: u64, mut done: impl FnMut() -> bool) -> bool {
 
 /// Starts one secondary in `slot` with `CPU_ON`.
 pub fn cpu_on(slot: usize, mpidr: u64) -> Result<(), smccc::psci::Error> {
-    SLOT_MPIDR[slot].store(mpidr, Ordering::Relaxed);
     smccc::psci::cpu_on::<Smc>(mpidr, crate::boot::switch::secondary_entry_pa(), slot as u64)
 }
 
@@ -54,7 +52,6 @@ pub fn slots(cpus: &[u64], boot_mpidr: u64) -> ([u64; MAX_CPUS], usize) {
 /// Starts every other CPU in `cpus` (affinities, DTB order); returns how
 /// many CPUs are online at EL2 when all have answered or the deadline passed.
 pub fn start_secondaries(cpus: &[u64], boot_mpidr: u64) -> usize {
-    SLOT_MPIDR[0].store(boot_mpidr, Ordering::Relaxed);
     let (slots, count) = slots(cpus, boot_mpidr);
     if count < cpus.len() {
         log::warn!("{} CPUs have no stack slot and stay off", cpus.len() - count);
@@ -77,7 +74,7 @@ pub fn online() -> usize {
 
 /// The affinity of the CPU in `slot`.
 pub fn mpidr_of(slot: usize) -> u64 {
-    SLOT_MPIDR.get(slot).map_or(0, |m| m.load(Ordering::Relaxed))
+    crate::mm::prda::of(slot).map_or(0, |p| p.mpidr.load(Ordering::Relaxed))
 }
 
 /// A secondary reports in.

@@ -18,10 +18,9 @@ pub mod pnmi;
 
 use aarch64_cpu::registers::{ReadWriteable, HCR_EL2};
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, Ordering};
 use platform::arch::trap::TrapFrame;
 use platform::board::Board;
-use platform::board::MAX_CPUS;
 use spin::Once;
 
 /// The EL2 physical timer's PPI: the watchdog tick, a PNMI.
@@ -79,9 +78,7 @@ pub fn init_this_cpu(board: &Board) {
     let guest = ROUTES.get().map_or(&[][..], |r| r.guest_private.as_slice());
     let private: Vec<(u32, u8)> = own.into_iter().chain(guest.iter().copied()).collect();
     gic::init_cpu(gic_cpu, &private);
-    if let Some(up) = INTERRUPTS_UP.get(crate::mm::prda::slot()) {
-        up.store(true, Ordering::Release);
-    }
+    crate::mm::prda::with(|prda| prda.interrupts_up.store(true, Ordering::Release));
     // Physical interrupts target EL2 even while no guest runs here (without
     // IMO an interrupt would target EL1, and EL2 would never take it).
     HCR_EL2.modify(HCR_EL2::IMO::EnableVirtualIRQ + HCR_EL2::FMO::EnableVirtualFIQ);
@@ -89,13 +86,9 @@ pub fn init_this_cpu(board: &Board) {
     crate::irq::pnmi::start_tick();
 }
 
-/// Per CPU slot: its GIC CPU interface is set up and its kick SGI enabled,
-/// so a kick wakes it from `WFI`.
-static INTERRUPTS_UP: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
-
 /// Whether the CPU in `slot` takes interrupts (a kick reaches it).
 pub fn interrupts_up(slot: usize) -> bool {
-    INTERRUPTS_UP.get(slot).is_some_and(|up| up.load(Ordering::Acquire))
+    crate::mm::prda::of(slot).is_some_and(|prda| prda.interrupts_up.load(Ordering::Acquire))
 }
 
 fn is_pnmi(intid: u32) -> bool {

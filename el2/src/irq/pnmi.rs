@@ -28,10 +28,9 @@
 
 use crate::irq::gic;
 use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTPCT_EL0};
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use platform::abi::{lockup_test, pnmi_test};
 use platform::arch::trap::TrapFrame;
-use platform::board::MAX_CPUS;
 
 /// Tick length.
 pub const TICK_US: u64 = 10_000;
@@ -41,33 +40,10 @@ pub const WATCHDOG_TICKS: u64 = 20;
 /// `CNTHP_CTL_EL2.ENABLE` (bit 0); IMASK (bit 1) stays clear.
 const CNTHP_CTL_ENABLE: u64 = 1 << 0;
 
-/// Requests in [`REQUESTS`], one bit each.
+/// Requests in a CPU's `PnmiArea::requests`, one bit each.
 const REQUEST_STOP: u8 = 1 << 0;
 const REQUEST_TEST: u8 = 1 << 1;
 
-/// PNMI ticks taken, per CPU slot.
-static TICKS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-/// The tick count the regular half last saw, per CPU slot.
-static TICKS_SEEN: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-/// Lockups reported, per CPU slot.
-static LOCKUPS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-/// The tick count at the last report (no second report for one stall).
-static LOCKUP_TICK: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-/// Where the last locked-up CPU was: ELR and SPSR of what the PNMI
-/// interrupted; and whether that report still waits to be printed.
-static LOCKUP_ELR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-static LOCKUP_SPSR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-/// And the CPU interface's state then: the priority mask, the most urgent
-/// pending interrupt, the active-priorities bits.
-static LOCKUP_GIC: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-static LOCKUP_UNPRINTED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
-
-/// Cross-CPU PNMI requests, per target slot.
-static REQUESTS: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
-/// A stopped CPU's state: set once it has parked.
-static STOPPED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
-static STOPPED_ELR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-static STOPPED_SPSR: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 /// Whether the GIC is up, so that a fatal error can use PNMIs.
 static READY: AtomicBool = AtomicBool::new(false);
 
@@ -79,7 +55,9 @@ fn tick_interval() -> u64 {
 /// Starts this CPU's tick (after its GIC CPU interface is up).
 pub fn start_tick() {
     let slot = crate::mm::prda::slot();
-    if let (Some(ticks), Some(seen)) = (TICKS.get(slot), TICKS_SEEN.get(slot)) {
+    if let (Some(ticks), Some(seen)) =
+        (crate::mm::prda::of(slot).map(|p| &p.pnmi.ticks), crate::mm::prda::of(slot).map(|p| &p.pnmi.ticks_seen))
+    {
         seen.store(ticks.load(Ordering::Relaxed), Ordering::Relaxed);
     }
     arm_timer();
@@ -106,7 +84,7 @@ fn arm_timer() {
 pub fn handle(intid: u32, frame: &TrapFrame) {
     let slot = crate::mm::prda::slot();
     if intid == gic::SGI_PNMI {
-        let requests = REQUESTS.get(slot).map_or(0, |r| r.swap(0, Ordering::AcqRel));
+        let requests = crate::mm::prda::of(slot).map(|p| &p.pnmi.requests).map_or(0, |r| r.swap(0, Ordering::AcqRel));
         if requests & REQUEST_TEST != 0 {
             test_pnmi();
         }
@@ -122,7 +100,11 @@ pub fn handle(intid: u32, frame: &TrapFrame) {
 /// watch for a lockup.
 fn tick_pnmi(slot: usize, frame: &TrapFrame) {
     arm_timer();
-    let (Some(ticks), Some(seen)) = (TICKS.get(slot), TICKS_SEEN.get(slot)) else { return };
+    let (Some(ticks), Some(seen)) =
+        (crate::mm::prda::of(slot).map(|p| &p.pnmi.ticks), crate::mm::prda::of(slot).map(|p| &p.pnmi.ticks_seen))
+    else {
+        return;
+    };
     let now = ticks.fetch_add(1, Ordering::Relaxed) + 1;
     gic::send_sgi_to_self(gic::SGI_TICK);
     // A CPU interrupted with its priority mask open is not masking
@@ -133,23 +115,25 @@ fn tick_pnmi(slot: usize, frame: &TrapFrame) {
         return;
     }
     let missed = now.saturating_sub(seen.load(Ordering::Relaxed));
-    let last_report = LOCKUP_TICK.get(slot).map_or(0, |t| t.load(Ordering::Relaxed));
+    let last_report = crate::mm::prda::of(slot).map(|p| &p.pnmi.lockup_tick).map_or(0, |t| t.load(Ordering::Relaxed));
     if missed >= WATCHDOG_TICKS && last_report <= seen.load(Ordering::Relaxed) {
-        if let Some(t) = LOCKUP_TICK.get(slot) {
+        if let Some(t) = crate::mm::prda::of(slot).map(|p| &p.pnmi.lockup_tick) {
             t.store(now, Ordering::Relaxed);
         }
-        if let (Some(elr), Some(spsr), Some(state)) =
-            (LOCKUP_ELR.get(slot), LOCKUP_SPSR.get(slot), LOCKUP_GIC.get(slot))
-        {
+        if let (Some(elr), Some(spsr), Some(state)) = (
+            crate::mm::prda::of(slot).map(|p| &p.pnmi.lockup_elr),
+            crate::mm::prda::of(slot).map(|p| &p.pnmi.lockup_spsr),
+            crate::mm::prda::of(slot).map(|p| &p.pnmi.lockup_gic),
+        ) {
             elr.store(frame.elr, Ordering::Relaxed);
             spsr.store(frame.spsr, Ordering::Relaxed);
             state.store(gic::snapshot(), Ordering::Relaxed);
         }
-        if let Some(count) = LOCKUPS.get(slot) {
+        if let Some(count) = crate::mm::prda::of(slot).map(|p| &p.pnmi.lockups) {
             count.fetch_add(1, Ordering::Release);
         }
         if !print_lockup(slot) {
-            if let Some(flag) = LOCKUP_UNPRINTED.get(slot) {
+            if let Some(flag) = crate::mm::prda::of(slot).map(|p| &p.pnmi.lockup_unprinted) {
                 flag.store(true, Ordering::Release);
             }
         }
@@ -159,9 +143,9 @@ fn tick_pnmi(slot: usize, frame: &TrapFrame) {
 /// Prints slot `slot`'s lockup report if the console is free at once
 /// (a PNMI must not wait for it); returns whether it printed.
 fn print_lockup(slot: usize) -> bool {
-    let elr = LOCKUP_ELR.get(slot).map_or(0, |v| v.load(Ordering::Relaxed));
-    let spsr = LOCKUP_SPSR.get(slot).map_or(0, |v| v.load(Ordering::Relaxed));
-    let state = LOCKUP_GIC.get(slot).map_or(0, |v| v.load(Ordering::Relaxed));
+    let elr = crate::mm::prda::of(slot).map(|p| &p.pnmi.lockup_elr).map_or(0, |v| v.load(Ordering::Relaxed));
+    let spsr = crate::mm::prda::of(slot).map(|p| &p.pnmi.lockup_spsr).map_or(0, |v| v.load(Ordering::Relaxed));
+    let state = crate::mm::prda::of(slot).map(|p| &p.pnmi.lockup_gic).map_or(0, |v| v.load(Ordering::Relaxed));
     platform::console::try_write_fmt(format_args!(
         "el2: WARN: watchdog: CPU {slot} (MPIDR {:#x}) has had regular interrupts masked for {} ms, at {} ELR {elr:#x} SPSR {spsr:#x} ({})\n",
         crate::boot::smp::mpidr_of(slot),
@@ -188,13 +172,15 @@ pub fn tick_regular() {
             work();
         }
     }
-    if let (Some(ticks), Some(seen)) = (TICKS.get(slot), TICKS_SEEN.get(slot)) {
+    if let (Some(ticks), Some(seen)) =
+        (crate::mm::prda::of(slot).map(|p| &p.pnmi.ticks), crate::mm::prda::of(slot).map(|p| &p.pnmi.ticks_seen))
+    {
         seen.store(ticks.load(Ordering::Relaxed), Ordering::Relaxed);
     }
     // Reports a PNMI could not print (the console was taken). Only if the
     // console is free now: a tick never waits for it, or one slow printer
     // would stall every CPU's tick behind it.
-    for (other, flag) in LOCKUP_UNPRINTED.iter().enumerate() {
+    for (other, flag) in crate::mm::prda::PAGES.iter().map(|p| &p.pnmi.lockup_unprinted).enumerate() {
         if flag.swap(false, Ordering::AcqRel) && !print_lockup(other) {
             flag.store(true, Ordering::Release);
         }
@@ -207,18 +193,15 @@ const LOCKUP_WALL_FACTOR: u64 = 10;
 
 /// Lockups reported on this CPU so far.
 fn lockups(slot: usize) -> u64 {
-    LOCKUPS.get(slot).map_or(0, |c| c.load(Ordering::Acquire))
+    crate::mm::prda::of(slot).map(|p| &p.pnmi.lockups).map_or(0, |c| c.load(Ordering::Acquire))
 }
-
-/// Per CPU slot: its lockup count when its current vCPU started.
-static LOCKUPS_AT_START: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 /// A vCPU starts on this CPU: what `HV_LOCKUP_TEST` reports as "before"
 /// counts from here (a restarted VM's earlier life, or another VM's, is
 /// not its false positive).
 pub fn vcpu_started() {
     let slot = crate::mm::prda::slot();
-    if let Some(mark) = LOCKUPS_AT_START.get(slot) {
+    if let Some(mark) = crate::mm::prda::of(slot).map(|p| &p.pnmi.lockups_at_start) {
         mark.store(lockups(slot), Ordering::Relaxed);
     }
 }
@@ -235,16 +218,21 @@ pub fn lockup_test(ms: u64) -> Result<[(usize, u64); 4], ()> {
     }
     let slot = crate::mm::prda::slot();
     let before = lockups(slot);
-    let start_tick = TICKS.get(slot).map_or(0, |t| t.load(Ordering::Relaxed));
+    let start_tick = crate::mm::prda::of(slot).map(|p| &p.pnmi.ticks).map_or(0, |t| t.load(Ordering::Relaxed));
     let ticks_for_ms = (ms * 1000).div_ceil(TICK_US);
-    let ticks_taken = || TICKS.get(slot).map_or(0, |t| t.load(Ordering::Relaxed)).saturating_sub(start_tick);
+    let ticks_taken = || {
+        crate::mm::prda::of(slot)
+            .map(|p| &p.pnmi.ticks)
+            .map_or(0, |t| t.load(Ordering::Relaxed))
+            .saturating_sub(start_tick)
+    };
     let _window = crate::irq::PnmiWindow::open();
     crate::boot::smp::wait_until(ms * LOCKUP_WALL_FACTOR, || lockups(slot) != before || ticks_taken() > ticks_for_ms);
     let detected = lockups(slot) - before;
     let latency = if detected == 0 {
         u64::MAX
     } else {
-        let at = LOCKUP_TICK.get(slot).map_or(0, |t| t.load(Ordering::Relaxed));
+        let at = crate::mm::prda::of(slot).map(|p| &p.pnmi.lockup_tick).map_or(0, |t| t.load(Ordering::Relaxed));
         at.saturating_sub(start_tick) * TICK_US
     };
     Ok([
@@ -253,53 +241,17 @@ pub fn lockup_test(ms: u64) -> Result<[(usize, u64); 4], ()> {
         (lockup_test::X_PERIOD_US, WATCHDOG_TICKS * TICK_US),
         (
             lockup_test::X_BEFORE,
-            before.saturating_sub(LOCKUPS_AT_START.get(slot).map_or(0, |m| m.load(Ordering::Relaxed))),
+            before.saturating_sub(
+                crate::mm::prda::of(slot).map(|p| &p.pnmi.lockups_at_start).map_or(0, |m| m.load(Ordering::Relaxed)),
+            ),
         ),
     ])
 }
 
 // ---- The preemption experiment ----------------------------------------
 
-/// Per-CPU experiment state: the sequence counter, what happened when, and
-/// the stage the regular handler is in.
-struct Experiment {
-    seq: AtomicU64,
-    regular_entry: AtomicU64,
-    pnmi: AtomicU64,
-    regular_exit: AtomicU64,
-    second_regular: AtomicU64,
-    pnmi_rpr: AtomicU64,
-    regular_rpr: AtomicU64,
-    /// The cycle counter when the PNMI was raised, and its latency.
-    pnmi_sent: AtomicU64,
-    pnmi_latency: AtomicU64,
-    /// 1: the next SGI_TEST is the first; 2: the second; 0: none expected.
-    stage: AtomicU8,
-}
-
-static EXPERIMENTS: [Experiment; MAX_CPUS] = [const {
-    Experiment {
-        seq: AtomicU64::new(0),
-        regular_entry: AtomicU64::new(0),
-        pnmi: AtomicU64::new(0),
-        regular_exit: AtomicU64::new(0),
-        second_regular: AtomicU64::new(0),
-        pnmi_rpr: AtomicU64::new(0),
-        regular_rpr: AtomicU64::new(0),
-        pnmi_sent: AtomicU64::new(0),
-        pnmi_latency: AtomicU64::new(0),
-        stage: AtomicU8::new(0),
-    }
-}; MAX_CPUS];
-
-impl Experiment {
-    fn stamp(&self, event: &AtomicU64) {
-        event.store(self.seq.fetch_add(1, Ordering::AcqRel) + 1, Ordering::Release);
-    }
-}
-
-fn experiment() -> Option<&'static Experiment> {
-    EXPERIMENTS.get(crate::mm::prda::slot())
+fn experiment() -> Option<&'static crate::mm::prda::Experiment> {
+    crate::mm::prda::of(crate::mm::prda::slot()).map(|p| &p.pnmi.experiment)
 }
 
 /// How long each phase of the experiment may take.
@@ -309,7 +261,7 @@ const EXPERIMENT_TIMEOUT_MS: u64 = 200;
 /// second regular interrupt and a PNMI and spins until the PNMI has run.
 pub fn pnmi_test() -> [(usize, u64); 7] {
     let slot = crate::mm::prda::slot();
-    let Some(e) = EXPERIMENTS.get(slot) else { return [(0, 0); 7] };
+    let Some(e) = crate::mm::prda::of(slot).map(|p| &p.pnmi.experiment) else { return [(0, 0); 7] };
     for field in [
         &e.seq,
         &e.regular_entry,
@@ -358,7 +310,7 @@ pub fn test_regular() {
             // The second regular interrupt first: it must wait for us,
             // although it was raised before the PNMI.
             gic::send_sgi_to_self(gic::SGI_TEST);
-            if let Some(r) = REQUESTS.get(crate::mm::prda::slot()) {
+            if let Some(r) = crate::mm::prda::of(crate::mm::prda::slot()).map(|p| &p.pnmi.requests) {
                 r.fetch_or(REQUEST_TEST, Ordering::AcqRel);
             }
             e.pnmi_sent.store(cycles(), Ordering::Release);
@@ -394,7 +346,11 @@ fn cycles() -> u64 {
 
 /// A stop request: save where this CPU was, then park for good.
 fn park(slot: usize, frame: &TrapFrame) -> ! {
-    if let (Some(elr), Some(spsr), Some(stopped)) = (STOPPED_ELR.get(slot), STOPPED_SPSR.get(slot), STOPPED.get(slot)) {
+    if let (Some(elr), Some(spsr), Some(stopped)) = (
+        crate::mm::prda::of(slot).map(|p| &p.pnmi.stopped_elr),
+        crate::mm::prda::of(slot).map(|p| &p.pnmi.stopped_spsr),
+        crate::mm::prda::of(slot).map(|p| &p.pnmi.stopped),
+    ) {
         elr.store(frame.elr, Ordering::Relaxed);
         spsr.store(frame.spsr, Ordering::Relaxed);
         stopped.store(true, Ordering::Release);
@@ -416,7 +372,7 @@ pub fn stop_other_cpus(report: bool) {
     let me = crate::mm::prda::slot();
     let cpus = crate::boot::smp::online();
     for slot in (0..cpus).filter(|&s| s != me) {
-        if let Some(r) = REQUESTS.get(slot) {
+        if let Some(r) = crate::mm::prda::of(slot).map(|p| &p.pnmi.requests) {
             r.fetch_or(REQUEST_STOP, Ordering::AcqRel);
             gic::send_sgi(gic::SGI_PNMI, crate::boot::smp::mpidr_of(slot));
         }
@@ -430,14 +386,14 @@ pub fn stop_other_cpus(report: bool) {
             log::error!("CPU {slot} (MPIDR {mpidr:#x}): this CPU, reporting the error");
             continue;
         }
-        let stopped = STOPPED.get(slot);
+        let stopped = crate::mm::prda::of(slot).map(|p| &p.pnmi.stopped);
         if crate::boot::smp::wait_until(STOP_TIMEOUT_MS, || stopped.is_some_and(|s| s.load(Ordering::Acquire))) {
-            let elr = STOPPED_ELR.get(slot).map_or(0, |v| v.load(Ordering::Relaxed));
-            let spsr = STOPPED_SPSR.get(slot).map_or(0, |v| v.load(Ordering::Relaxed));
+            let elr = crate::mm::prda::of(slot).map(|p| &p.pnmi.stopped_elr).map_or(0, |v| v.load(Ordering::Relaxed));
+            let spsr = crate::mm::prda::of(slot).map(|p| &p.pnmi.stopped_spsr).map_or(0, |v| v.load(Ordering::Relaxed));
             log::error!(
                 "CPU {slot} (MPIDR {mpidr:#x}): stopped by PNMI at {} ELR {elr:#x} SPSR {spsr:#x}, {} ticks, {} lockups",
                 platform::arch::ExceptionLevel::from_spsr(spsr),
-                TICKS.get(slot).map_or(0, |t| t.load(Ordering::Relaxed)),
+                crate::mm::prda::of(slot).map(|p| &p.pnmi.ticks).map_or(0, |t| t.load(Ordering::Relaxed)),
                 lockups(slot),
             );
         } else {

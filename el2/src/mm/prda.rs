@@ -10,7 +10,7 @@
 //! (the only way EL2 code can be preempted).
 
 use crate::arch::layout;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use platform::board::MAX_CPUS;
 
 /// One CPU's private area. Its fields are atomics so that a reference to it
@@ -43,6 +43,67 @@ pub struct Prda {
     pub el0_save: [AtomicU64; EL0_SAVE_WORDS],
     /// Guest exits this CPU took, by cause ([`count_exit`]).
     pub exits: [AtomicU64; EXIT_KINDS],
+    /// Its GIC CPU interface is set up and its kick SGI enabled, so a kick
+    /// wakes it from `WFI` (`crate::irq`).
+    pub interrupts_up: AtomicBool,
+    /// Its mailbox (`crate::vm::cpus`): a request another CPU posted, and
+    /// this CPU's answer to a PRDA check.
+    pub mailbox_request: AtomicU8,
+    pub mailbox_answer: AtomicU8,
+    /// The tick, the lockup watchdog and the crash stop (`crate::irq::pnmi`).
+    pub pnmi: PnmiArea,
+}
+
+/// What the pseudo-NMI code keeps per CPU (`crate::irq::pnmi`), read by
+/// other CPUs too (a lockup report, a stopped CPU's state).
+pub struct PnmiArea {
+    /// PNMI ticks taken; the tick count the regular half last saw.
+    pub ticks: AtomicU64,
+    pub ticks_seen: AtomicU64,
+    /// Lockups reported; the tick count at the last report (no second
+    /// report for one stall); the count when the current vCPU started.
+    pub lockups: AtomicU64,
+    pub lockup_tick: AtomicU64,
+    pub lockups_at_start: AtomicU64,
+    /// Where the last lockup was (ELR, SPSR of what the PNMI interrupted),
+    /// the CPU interface's state then, and whether that report still waits
+    /// to be printed.
+    pub lockup_elr: AtomicU64,
+    pub lockup_spsr: AtomicU64,
+    pub lockup_gic: AtomicU64,
+    pub lockup_unprinted: AtomicBool,
+    /// Cross-CPU PNMI requests to this CPU, one bit each.
+    pub requests: AtomicU8,
+    /// Once it has parked after a crash stop: where it was.
+    pub stopped: AtomicBool,
+    pub stopped_elr: AtomicU64,
+    pub stopped_spsr: AtomicU64,
+    /// The preemption experiment (`HV_PNMI_TEST`).
+    pub experiment: Experiment,
+}
+
+/// The preemption experiment's state on one CPU: the sequence counter,
+/// what happened when, and the stage the regular handler is in.
+pub struct Experiment {
+    pub seq: AtomicU64,
+    pub regular_entry: AtomicU64,
+    pub pnmi: AtomicU64,
+    pub regular_exit: AtomicU64,
+    pub second_regular: AtomicU64,
+    pub pnmi_rpr: AtomicU64,
+    pub regular_rpr: AtomicU64,
+    /// The cycle counter when the PNMI was raised, and its latency.
+    pub pnmi_sent: AtomicU64,
+    pub pnmi_latency: AtomicU64,
+    /// 1: the next SGI_TEST is the first; 2: the second; 0: none expected.
+    pub stage: AtomicU8,
+}
+
+impl Experiment {
+    /// Records the next sequence number in `event`.
+    pub fn stamp(&self, event: &AtomicU64) {
+        event.store(self.seq.fetch_add(1, Ordering::AcqRel) + 1, Ordering::Release);
+    }
 }
 
 /// Exit causes counted: one per exception class (`ESR_ELx.EC`, six bits),
@@ -71,6 +132,36 @@ pub static PAGES: [Prda; MAX_CPUS] = [const {
         el2_step: AtomicU64::new(0),
         el0_save: [const { AtomicU64::new(0) }; EL0_SAVE_WORDS],
         exits: [const { AtomicU64::new(0) }; EXIT_KINDS],
+        interrupts_up: AtomicBool::new(false),
+        mailbox_request: AtomicU8::new(0),
+        mailbox_answer: AtomicU8::new(0),
+        pnmi: PnmiArea {
+            ticks: AtomicU64::new(0),
+            ticks_seen: AtomicU64::new(0),
+            lockups: AtomicU64::new(0),
+            lockup_tick: AtomicU64::new(0),
+            lockups_at_start: AtomicU64::new(0),
+            lockup_elr: AtomicU64::new(0),
+            lockup_spsr: AtomicU64::new(0),
+            lockup_gic: AtomicU64::new(0),
+            lockup_unprinted: AtomicBool::new(false),
+            requests: AtomicU8::new(0),
+            stopped: AtomicBool::new(false),
+            stopped_elr: AtomicU64::new(0),
+            stopped_spsr: AtomicU64::new(0),
+            experiment: Experiment {
+                seq: AtomicU64::new(0),
+                regular_entry: AtomicU64::new(0),
+                pnmi: AtomicU64::new(0),
+                regular_exit: AtomicU64::new(0),
+                second_regular: AtomicU64::new(0),
+                pnmi_rpr: AtomicU64::new(0),
+                regular_rpr: AtomicU64::new(0),
+                pnmi_sent: AtomicU64::new(0),
+                pnmi_latency: AtomicU64::new(0),
+                stage: AtomicU8::new(0),
+            },
+        },
     }
 }; MAX_CPUS];
 
@@ -80,6 +171,12 @@ pub fn init(slots: &[u64]) {
         page.slot.store(slot as u64, Ordering::Relaxed);
         page.mpidr.store(mpidr, Ordering::Relaxed);
     }
+}
+
+/// The area of the CPU in `slot`, for another CPU (through the image
+/// mapping of [`PAGES`], not the fixed VA, which is always the caller's).
+pub fn of(slot: usize) -> Option<&'static Prda> {
+    PAGES.get(slot)
 }
 
 /// The physical address of slot `slot`'s page (stage 1, MMU off).

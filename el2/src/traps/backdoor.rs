@@ -9,9 +9,9 @@
 //! so an EL0 task cannot have kernel memory printed), each page's IPA is
 //! checked against guest RAM, and the bytes are copied once (another CPU
 //! could change them meanwhile). The text is then escaped by the
-//! deprivileged EL0 service ([`crate::traps::el0`]) and printed as `guest: ...`,
-//! so a guest can neither forge hypervisor lines nor send the terminal
-//! control sequences.
+//! deprivileged EL0 service ([`crate::traps::el0`]) and printed as `guest: ...`
+//! (`guest@<name>: ...` among several VMs), so a guest can neither forge
+//! hypervisor lines nor send the terminal control sequences.
 
 use crate::arch::layout;
 use crate::arch::sysregs::{self, GuestReg};

@@ -7,8 +7,7 @@
 //! can).
 
 use crate::boot::smp::{self, mpidr_of, online, wait_until};
-use core::sync::atomic::{AtomicU8, Ordering};
-use platform::board::MAX_CPUS;
+use core::sync::atomic::Ordering;
 use smccc::Smc;
 
 /// Work the boot CPU asks an idle secondary to do.
@@ -18,20 +17,17 @@ enum Request {
     None = 0,
     /// Power off with PSCI `CPU_OFF`.
     Off = 1,
-    /// Check the private data area at its fixed VA and answer in `ANSWERS`.
+    /// Check the private data area at its fixed VA and answer in the mailbox.
     CheckPrda = 2,
     /// Enter the guest as this CPU's vCPU ([`crate::vm::vcpu`]).
     StartVcpu = 3,
 }
 
-static REQUESTS: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(Request::None as u8) }; MAX_CPUS];
-/// A secondary's answer to `CheckPrda`: 0 = not yet, then one of `PRDA_*`.
-static ANSWERS: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
 const PRDA_OWN: u8 = 1;
 const PRDA_FOREIGN: u8 = 2;
 
 fn request(slot: usize, request: Request) {
-    if let Some(mailbox) = REQUESTS.get(slot) {
+    if let Some(mailbox) = crate::mm::prda::of(slot).map(|p| &p.mailbox_request) {
         mailbox.store(request as u8, Ordering::Release);
         aarch64_cpu::asm::barrier::dsb(aarch64_cpu::asm::barrier::ISH);
         // Early in boot a CPU waits for events (`WFE`); once it takes
@@ -47,13 +43,15 @@ fn request(slot: usize, request: Request) {
 /// A kick reached a CPU that runs its vCPU: answers the mailbox requests
 /// that can be served from there (the others wait for the vCPU to stop).
 pub fn serve_mailbox_in_guest(slot: usize) {
-    let Some(mailbox) = REQUESTS.get(slot) else { return };
+    let Some(mailbox) = crate::mm::prda::of(slot).map(|p| &p.mailbox_request) else { return };
     if mailbox
         .compare_exchange(Request::CheckPrda as u8, Request::None as u8, Ordering::AcqRel, Ordering::Acquire)
         .is_ok()
     {
         let answer = if prda_is_own(slot) { PRDA_OWN } else { PRDA_FOREIGN };
-        ANSWERS[slot].store(answer, Ordering::Release);
+        if let Some(prda) = crate::mm::prda::of(slot) {
+            prda.mailbox_answer.store(answer, Ordering::Release);
+        }
     }
 }
 
@@ -103,7 +101,7 @@ pub fn wait_interruptible(timeout_ms: u64, done: impl FnMut() -> bool) -> bool {
 pub fn check_prda_everywhere(my_slot: usize) -> (u64, usize) {
     let cpus = online();
     let mut mask = 0u64;
-    for (slot, answer) in ANSWERS.iter().enumerate().take(cpus) {
+    for (slot, answer) in crate::mm::prda::PAGES.iter().map(|p| &p.mailbox_answer).enumerate().take(cpus) {
         let own = if slot == my_slot {
             prda_is_own(slot)
         } else {
@@ -134,7 +132,10 @@ pub fn secondary_idle(slot: usize) -> ! {
     loop {
         crate::irq::mask_irq();
         if crate::irq::interrupts_up(slot) {
-            if REQUESTS.get(slot).is_some_and(|m| m.load(Ordering::Acquire) == Request::None as u8) {
+            if crate::mm::prda::of(slot)
+                .map(|p| &p.mailbox_request)
+                .is_some_and(|m| m.load(Ordering::Acquire) == Request::None as u8)
+            {
                 aarch64_cpu::asm::wfi();
             }
         } else {
@@ -147,7 +148,7 @@ pub fn secondary_idle(slot: usize) -> ! {
         crate::irq::unmask_irq();
         aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
         crate::irq::mask_irq();
-        let Some(mailbox) = REQUESTS.get(slot) else { continue };
+        let Some(mailbox) = crate::mm::prda::of(slot).map(|p| &p.mailbox_request) else { continue };
         match mailbox.swap(Request::None as u8, Ordering::AcqRel) {
             r if r == Request::Off as u8 => {
                 smp::check_out();
@@ -157,7 +158,9 @@ pub fn secondary_idle(slot: usize) -> ! {
             r if r == Request::StartVcpu as u8 => crate::vm::vcpu::start_requested(slot),
             r if r == Request::CheckPrda as u8 => {
                 let answer = if prda_is_own(slot) { PRDA_OWN } else { PRDA_FOREIGN };
-                ANSWERS[slot].store(answer, Ordering::Release);
+                if let Some(prda) = crate::mm::prda::of(slot) {
+                    prda.mailbox_answer.store(answer, Ordering::Release);
+                }
             }
             _ => {}
         }
