@@ -14,6 +14,7 @@ use aarch64_cpu::registers::{
     Readable, Writeable, ELR_EL1, ELR_EL2, ESR_EL1, ESR_EL2, FAR_EL1, FAR_EL2, FAR_EL3, HCR_EL2, PAR_EL1, SCTLR_EL1,
     SCTLR_EL2, SPSR_EL1, SPSR_EL2, VBAR_EL1, VBAR_EL2,
 };
+use platform::arch::at::{self, At};
 use platform::arch::trap::TrapFrame;
 use platform::arch::ExceptionLevel;
 use platform::esr::Esr;
@@ -52,33 +53,18 @@ fn serve(frame: &mut TrapFrame, esr: Esr, far: u64) -> Result<(), EaError> {
 /// keeping the interrupted code's own `PAR_EL1`.
 fn translate(translation: Translation, va: u64) -> u64 {
     let saved = PAR_EL1.get();
-    let par: u64;
-    macro_rules! at {
-        ($op:literal) => {
-            // SAFETY: AT only walks the lower EL's translation tables with
-            // its registers as the exception left them (nothing here has
-            // changed them) and writes PAR_EL1, which is restored below; the
-            // isb makes the result visible to the mrs.
-            unsafe {
-                core::arch::asm!(
-                    concat!("at ", $op, ", {va}"),
-                    "isb",
-                    "mrs {par}, par_el1",
-                    va = in(reg) va,
-                    par = out(reg) par,
-                    options(nostack, preserves_flags),
-                )
-            }
-        };
-    }
-    match translation {
-        Translation::S12E0R => at!("s12e0r"),
-        Translation::S12E0W => at!("s12e0w"),
-        Translation::S12E1R => at!("s12e1r"),
-        Translation::S12E1W => at!("s12e1w"),
-        Translation::S1E2R => at!("s1e2r"),
-        Translation::S1E2W => at!("s1e2w"),
-    }
+    let op = match translation {
+        Translation::S12E0R => At::S12E0R,
+        Translation::S12E0W => At::S12E0W,
+        Translation::S12E1R => At::S12E1R,
+        Translation::S12E1W => At::S12E1W,
+        Translation::S1E2R => At::S1E2R,
+        Translation::S1E2W => At::S1E2W,
+    };
+    // SAFETY: EL3 may run every AT operation; it walks the lower EL's
+    // tables with its registers as the exception left them (nothing here
+    // has changed them), and PAR_EL1 is restored below.
+    let par = unsafe { at::translate(op, va) };
     PAR_EL1.set(saved);
     par
 }

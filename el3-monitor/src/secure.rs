@@ -64,11 +64,9 @@ impl Features {
 }
 
 fn read_id_aa64isar2() -> u64 {
-    let value;
     // SAFETY: ID_AA64ISAR2_EL1 is a read-only ID register (RAZ where the
     // CPU predates it); reading it has no side effects.
-    unsafe { core::arch::asm!("mrs {}, S3_0_C0_C6_2", out(reg) value, options(nomem, nostack)) };
-    value
+    unsafe { platform::mrs!("S3_0_C0_C6_2") }
 }
 
 macro_rules! write_sysreg {
@@ -77,7 +75,7 @@ macro_rules! write_sysreg {
         // how lower ELs are trapped and which world they run in; the caller
         // has not yet entered any lower EL on this CPU.
         unsafe {
-            core::arch::asm!(concat!("msr ", $reg, ", {}"), in(reg) $value, options(nostack));
+            platform::msr!($reg, $value);
         }
     };
 }
@@ -122,9 +120,8 @@ pub fn init_cpu(board: &Board) {
         write_sysreg!("S3_6_C1_C2_0", ZCR_LEN_MAX);
     }
     if f.sme {
-        let smfr0: u64;
         // SAFETY: ID_AA64SMFR0_EL1 is a read-only ID register.
-        unsafe { core::arch::asm!("mrs {}, S3_0_C0_C4_5", out(reg) smfr0, options(nomem, nostack)) };
+        let smfr0 = unsafe { platform::mrs!("S3_0_C0_C4_5") };
         let fa64 = if smfr0 & ID_AA64SMFR0_FA64 != 0 { SMCR_FA64 } else { 0 };
         // SMCR_EL3: every streaming vector length, full A64 where offered.
         write_sysreg!("S3_6_C1_C2_6", ZCR_LEN_MAX | fa64);

@@ -80,7 +80,7 @@ pub fn dcc_put(byte: u8) -> Result<(), Caught> {
         // SAFETY: writing the DCC transmit register has no effect on the
         // stub's memory or registers.
         unsafe {
-            core::arch::asm!("msr dbgdtrtx_el0, {}", in(reg) u64::from(byte), options(nostack));
+            platform::msr!("dbgdtrtx_el0", u64::from(byte));
         }
     });
     match caught {

@@ -316,7 +316,10 @@ fn latency_row(name: &str, intid: IntId, extra: core::fmt::Arguments, mut sample
 fn set_vbar(table: u64) {
     // SAFETY: `table` is one of the image's two vector tables, each able
     // to take every exception the stub meets.
-    unsafe { core::arch::asm!("msr vbar_el1, {}", "isb", in(reg) table, options(nostack)) };
+    unsafe {
+        platform::msr!("vbar_el1", table);
+        core::arch::asm!("isb", options(nostack));
+    }
 }
 
 /// One timer interrupt; its latency in instructions, or `None` if the

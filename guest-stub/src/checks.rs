@@ -222,7 +222,8 @@ pub fn crash(env: &Env) -> ! {
     // SAFETY: deliberately leaves this vCPU unable to take exceptions; the
     // read is of nothing. Nothing runs here afterwards.
     unsafe {
-        core::arch::asm!("msr vbar_el1, {}", "isb", in(reg) vector, options(nostack));
+        platform::msr!("vbar_el1", vector);
+        core::arch::asm!("isb", options(nostack));
         let _ = core::ptr::read_volatile(env.ram_end as *const u64);
     }
     platform::arch::halt()

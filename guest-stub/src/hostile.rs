@@ -579,7 +579,10 @@ fn sweep_holes(rng: &mut Rng, tally: &mut Tally, map: &Map) {
 fn set_vbar(table: u64) {
     // SAFETY: `table` is one of the image's vector tables, each able to
     // take every exception the stub meets.
-    unsafe { core::arch::asm!("msr vbar_el1, {}", "isb", in(reg) table, options(nostack)) };
+    unsafe {
+        platform::msr!("vbar_el1", table);
+        core::arch::asm!("isb", options(nostack));
+    }
 }
 
 /// Random config writes to the PL031's function (and to absent ones),

@@ -845,9 +845,8 @@ static POOL: spin::Mutex<[Table; 8]> = spin::Mutex::new([const { Table::ZERO }; 
 fn with_ecam_as_normal<R>(env: &Env, config: &Config, f: impl FnOnce() -> R) -> Result<R, Failure> {
     const SCTLR_A: u64 = 1 << 1;
     const PAGE: u64 = 4096;
-    let sctlr: u64;
     // SAFETY: reads the stub's own system control register.
-    unsafe { core::arch::asm!("mrs {s}, sctlr_el1", s = out(reg) sctlr, options(nomem, nostack)) };
+    let sctlr = unsafe { platform::mrs!("sctlr_el1") };
     if sctlr & SCTLR_A != 0 {
         return Err(Failure::Missing(
             "SCTLR_EL1.A is set: misaligned accesses would fault at stage 1 even to Normal memory",

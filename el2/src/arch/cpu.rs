@@ -35,11 +35,11 @@ const CNTHCTL_VHE_EL1PCEN: u64 = 1 << 11;
 const MDCR_EL2_TDE: u64 = 1 << 8;
 const MDCR_EL2_TDA: u64 = 1 << 9;
 
-macro_rules! msr {
+macro_rules! control {
     ($reg:literal, $value:expr) => {
         // SAFETY: the EL2 control registers written here only decide what
         // the guest traps and may access; no memory is affected.
-        unsafe { core::arch::asm!(concat!("msr ", $reg, ", {}"), in(reg) $value, options(nostack)) }
+        unsafe { platform::msr!($reg, $value) }
     };
 }
 
@@ -66,21 +66,20 @@ pub fn init(vcpu_mpidr: u64) {
             + if vhe { HCR_EL2::E2H::EnableOsAtEl2 } else { HCR_EL2::E2H::DisableOsAtEl2 },
     );
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
-    msr!("cptr_el2", cptr_no_traps(scheme()));
+    control!("cptr_el2", cptr_no_traps(scheme()));
     if vhe {
-        msr!("cnthctl_el2", CNTHCTL_VHE_EL1PCTEN | CNTHCTL_VHE_EL1PCEN);
+        control!("cnthctl_el2", CNTHCTL_VHE_EL1PCTEN | CNTHCTL_VHE_EL1PCEN);
     } else {
-        msr!("cnthctl_el2", CNTHCTL_NVHE_EL1PCTEN | CNTHCTL_NVHE_EL1PCEN);
+        control!("cnthctl_el2", CNTHCTL_NVHE_EL1PCTEN | CNTHCTL_NVHE_EL1PCEN);
     }
     CNTVOFF_EL2.set(0);
     // All PMU counters to the guest.
-    let pmcr: u64;
     // SAFETY: reading PMCR_EL0 at EL2 has no side effects.
-    unsafe { core::arch::asm!("mrs {}, pmcr_el0", out(reg) pmcr, options(nomem, nostack)) };
+    let pmcr = unsafe { platform::mrs!("pmcr_el0") };
     // TDE routes the guest's debug exceptions (its BRKs among them) to EL2
     // and, with TDA, makes its debug-register accesses (DCC too) trap.
-    msr!("mdcr_el2", ((pmcr >> PMCR_N_SHIFT) & PMCR_N_MASK) | MDCR_EL2_TDE | MDCR_EL2_TDA);
-    msr!("vpidr_el2", MIDR_EL1.get());
+    control!("mdcr_el2", ((pmcr >> PMCR_N_SHIFT) & PMCR_N_MASK) | MDCR_EL2_TDE | MDCR_EL2_TDA);
+    control!("vpidr_el2", MIDR_EL1.get());
     VMPIDR_EL2.set((MPIDR_EL1.get() & !MPIDR_AFFINITY_MASK) | vcpu_mpidr);
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
 }

@@ -195,17 +195,15 @@ macro_rules! sysreg_write {
     ($reg:literal, $value:expr) => {
         // SAFETY: a GIC CPU-interface register of this CPU; writing it
         // changes interrupt state only, never memory.
-        unsafe { core::arch::asm!(concat!("msr ", $reg, ", {}"), in(reg) $value, options(nostack)) }
+        unsafe { platform::msr!($reg, $value) }
     };
 }
 
 macro_rules! sysreg_read {
     ($reg:literal) => {{
-        let value: u64;
         // SAFETY: reading a GIC CPU-interface register of this CPU (the
         // acknowledge register changes interrupt state, never memory).
-        unsafe { core::arch::asm!(concat!("mrs {}, ", $reg), out(reg) value, options(nostack)) };
-        value
+        unsafe { platform::mrs!($reg) }
     }};
 }
 

@@ -335,11 +335,9 @@ fn test_pnmi() {
 
 /// The PMU cycle counter (instructions under QEMU's `-icount`).
 fn cycles() -> u64 {
-    let value: u64;
     // SAFETY: reading the cycle counter has no side effects; EL2 may
     // always read the PMU.
-    unsafe { core::arch::asm!("mrs {}, pmccntr_el0", out(reg) value, options(nomem, nostack)) };
-    value
+    unsafe { platform::mrs!("pmccntr_el0") }
 }
 
 // ---- Stopping every CPU ------------------------------------------------

@@ -15,17 +15,16 @@
 
 use crate::arch::layout;
 use crate::arch::sysregs::{self, GuestReg};
+use platform::arch::at::{self, At};
 use platform::arch::trap::TrapFrame;
 use platform::arch::ExceptionLevel;
+use platform::gvascan::Par;
 use platform::hypercall::{
     buffer_chunks, Call, CallerEl, HvError, HvMode, Info, Reply, Request, Translate, CONSOLE_WRITE_MAX,
 };
 
 /// `SCTLR_EL1.M`: the guest's stage-1 MMU is on.
 const SCTLR_M: u64 = 1 << 0;
-/// `PAR_EL1`: F (translation failed) and PA[47:12].
-const PAR_F: u64 = 1 << 0;
-const PAR_PA_MASK: u64 = 0x0000_ffff_ffff_f000;
 
 /// The EL that made a call, from the SPSR it trapped with.
 pub fn caller(spsr: u64) -> CallerEl {
@@ -48,24 +47,16 @@ impl Translate for GuestTranslate {
         if !self.mmu_on {
             return Ok(addr);
         }
-        let par: u64;
-        // SAFETY: AT only performs a translation and writes PAR_EL1, which
-        // is read right after (and is not guest state anyone relies on
-        // across a trap).
-        unsafe {
-            match self.caller {
-                CallerEl::El0 => {
-                    core::arch::asm!("at s1e0r, {}", "isb", "mrs {}, par_el1", in(reg) addr, out(reg) par, options(nostack))
-                }
-                CallerEl::El1 => {
-                    core::arch::asm!("at s1e1r, {}", "isb", "mrs {}, par_el1", in(reg) addr, out(reg) par, options(nostack))
-                }
-            }
+        let op = match self.caller {
+            CallerEl::El0 => At::S1E0R,
+            CallerEl::El1 => At::S1E1R,
+        };
+        // SAFETY: EL2 may translate the guest's EL1&0 regime; PAR_EL1 is
+        // not guest state anyone relies on across a trap.
+        match Par::decode(unsafe { at::translate(op, addr) }) {
+            Par::Translated { pa, .. } => Ok(pa | (addr & 0xfff)),
+            Par::Fault { .. } => Err(HvError::BadAddress),
         }
-        if par & PAR_F != 0 {
-            return Err(HvError::BadAddress);
-        }
-        Ok((par & PAR_PA_MASK) | (addr & 0xfff))
     }
 }
 

@@ -161,10 +161,8 @@ const SCTLR_EL1_SERVICE: u64 = platform::arch::regs::SCTLR_EL1_RES1 | (1 << 0) |
 
 macro_rules! mrs {
     ($reg:literal) => {{
-        let value: u64;
         // SAFETY: reading a system register has no side effects.
-        unsafe { core::arch::asm!(concat!("mrs {}, ", $reg), out(reg) value, options(nomem, nostack)) };
-        value
+        unsafe { platform::mrs!($reg) }
     }};
 }
 macro_rules! msr {
@@ -172,7 +170,7 @@ macro_rules! msr {
         // SAFETY: the registers written here are the EL1&0 context the
         // service borrows (restored before the guest runs again) and EL2's
         // own trap controls; no memory is affected.
-        unsafe { core::arch::asm!(concat!("msr ", $reg, ", {}"), in(reg) $value, options(nostack)) }
+        unsafe { platform::msr!($reg, $value) }
     };
 }
 

@@ -128,19 +128,8 @@ fn set_results(frame: &mut TrapFrame, results: impl IntoIterator<Item = (usize, 
 /// map in the final tables this must be a translation fault.
 fn probe_identity() -> (u64, u64) {
     let address = crate::boot::switch::image_pa();
-    let par: u64;
-    // SAFETY: AT only performs a translation and writes PAR_EL2; the isb
-    // makes the result visible to the following read.
-    unsafe {
-        core::arch::asm!(
-            "at s1e2r, {va}",
-            "isb",
-            "mrs {par}, par_el1",
-            va = in(reg) address,
-            par = out(reg) par,
-            options(nostack),
-        );
-    }
+    // SAFETY: EL2 translating its own regime; PAR_EL1 is read at once.
+    let par = unsafe { platform::arch::at::translate(platform::arch::at::At::S1E2R, address) };
     (address, par)
 }
 

@@ -23,6 +23,7 @@
 use crate::arch::layout::phys_to_virt;
 use crate::arch::sysregs::{self, GuestReg};
 use alloc::vec::Vec;
+use platform::arch::at::{self, At};
 use platform::board::MemRegion;
 use platform::gvascan::{self, Attrs, Full, Par, Probe, ProbeResult, ScanError, Ttbr};
 use platform::hypercall::{
@@ -91,18 +92,13 @@ struct GuestProbe {
 
 impl Probe for GuestProbe {
     fn probe(&mut self, va: u64) -> ProbeResult {
-        let par: u64;
-        // SAFETY: AT only translates and writes PAR_EL1, read right after.
-        unsafe {
-            match self.caller {
-                CallerEl::El0 => {
-                    core::arch::asm!("at s1e0r, {}", "isb", "mrs {}, par_el1", in(reg) va, out(reg) par, options(nostack))
-                }
-                CallerEl::El1 => {
-                    core::arch::asm!("at s1e1r, {}", "isb", "mrs {}, par_el1", in(reg) va, out(reg) par, options(nostack))
-                }
-            }
-        }
+        let op = match self.caller {
+            CallerEl::El0 => At::S1E0R,
+            CallerEl::El1 => At::S1E1R,
+        };
+        // SAFETY: EL2 may translate the guest's EL1&0 regime; PAR_EL1 is
+        // read right after.
+        let par = unsafe { at::translate(op, va) };
         let par = Par::decode(par);
         match par {
             Par::Translated { pa, .. } => {
@@ -129,18 +125,12 @@ struct WriteTranslate(CallerEl);
 
 impl Translate for WriteTranslate {
     fn translate(&mut self, addr: u64) -> Result<u64, HvError> {
-        let par: u64;
-        // SAFETY: AT only translates and writes PAR_EL1, read right after.
-        unsafe {
-            match self.0 {
-                CallerEl::El0 => {
-                    core::arch::asm!("at s1e0w, {}", "isb", "mrs {}, par_el1", in(reg) addr, out(reg) par, options(nostack))
-                }
-                CallerEl::El1 => {
-                    core::arch::asm!("at s1e1w, {}", "isb", "mrs {}, par_el1", in(reg) addr, out(reg) par, options(nostack))
-                }
-            }
-        }
+        let op = match self.0 {
+            CallerEl::El0 => At::S1E0W,
+            CallerEl::El1 => At::S1E1W,
+        };
+        // SAFETY: as in `GuestProbe::probe`.
+        let par = unsafe { at::translate(op, addr) };
         match Par::decode(par) {
             Par::Translated { pa, .. } => Ok(pa | (addr & 0xfff)),
             Par::Fault { .. } => Err(HvError::BadAddress),

@@ -285,11 +285,9 @@ impl ListRegs for LrCopy {
 
 /// `ICH_ELRSR_EL2`: bit n set when list register n holds no interrupt.
 fn empty_list_registers() -> u64 {
-    let value: u64;
     // SAFETY: reading a virtual-interface status register has no side
     // effects.
-    unsafe { core::arch::asm!("mrs {}, ich_elrsr_el2", out(reg) value, options(nomem, nostack)) };
-    value
+    unsafe { platform::mrs!("ich_elrsr_el2") }
 }
 
 /// Before every return to the guest on this CPU: brings the list

@@ -3,6 +3,7 @@
 //! saves, the vector-table template, and the boot helpers (`boot.S`) that
 //! run before Rust can.
 
+pub mod at;
 pub mod probe;
 pub mod regs;
 pub mod trap;
@@ -106,4 +107,26 @@ pub fn halt() -> ! {
         #[cfg(not(target_arch = "aarch64"))]
         core::hint::spin_loop();
     }
+}
+
+/// Writes the system register named `$reg` (a literal). It expands to the
+/// `asm!` statement alone, an unsafe operation: the caller wraps it in
+/// `unsafe` with its own `// SAFETY:` reason. The one `MSR` of every image.
+#[macro_export]
+macro_rules! msr {
+    ($reg:literal, $value:expr) => {
+        core::arch::asm!(concat!("msr ", $reg, ", {}"), in(reg) $value, options(nostack))
+    };
+}
+
+/// Reads the system register named `$reg` (a literal), as a `u64`; like
+/// [`msr!`], an unsafe operation the caller wraps. The one `MRS` of every
+/// image.
+#[macro_export]
+macro_rules! mrs {
+    ($reg:literal) => {{
+        let value: u64;
+        core::arch::asm!(concat!("mrs {}, ", $reg), out(reg) value, options(nostack));
+        value
+    }};
 }
