@@ -177,7 +177,7 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
         bus: crate::irq::kick_lock::KickLock::new(platform::mmio::MmioBus::new()),
         spis,
         console: config.console,
-        uart: Mutex::new(platform::vpl011::VirtPl011::new()),
+        uart: Mutex::new(crate::vm::console::Port::new()),
         dcc_line: Mutex::new(crate::vm::LineBuffer::new()),
         owns_machine: config.owns_machine,
         recipe: Recipe {

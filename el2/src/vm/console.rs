@@ -85,9 +85,54 @@ pub fn set_available(vm: &Vm, available: bool) {
     }
 }
 
-/// Drains what `vm`'s PL011 sent into the multiplexer and raises its
-/// interrupt if the model's output is high.
-fn after_access(vm: &Vm, uart: &mut VirtPl011) {
+/// A VM's emulated PL011: the register model, and what was typed for it
+/// that its receive FIFO (16 bytes) had no room for yet, handed over as the
+/// guest reads (a paste is not cut short; a real UART would overrun).
+pub struct Port {
+    pub model: VirtPl011,
+    waiting: [u8; WAITING_MAX],
+    head: usize,
+    len: usize,
+}
+
+/// Input held back per VM; beyond it, bytes are dropped.
+const WAITING_MAX: usize = 1024;
+
+impl Port {
+    pub const fn new() -> Self {
+        Self { model: VirtPl011::new(), waiting: [0; WAITING_MAX], head: 0, len: 0 }
+    }
+
+    /// Takes a typed byte: into the FIFO if it has room and nothing waits
+    /// before it, else into the waiting queue (dropped when that is full).
+    fn type_byte(&mut self, byte: u8) {
+        if self.len == 0 && self.model.rx_room() > 0 {
+            let _ = self.model.push_rx(byte);
+        } else if self.len < WAITING_MAX {
+            if let Some(slot) = self.waiting.get_mut((self.head + self.len) % WAITING_MAX) {
+                *slot = byte;
+                self.len += 1;
+            }
+        }
+    }
+
+    /// Moves waiting bytes into the FIFO as far as it has room.
+    fn refill(&mut self) {
+        while self.len > 0 && self.model.rx_room() > 0 {
+            let byte = self.waiting.get(self.head).copied().unwrap_or(0);
+            let _ = self.model.push_rx(byte);
+            self.head = (self.head + 1) % WAITING_MAX;
+            self.len -= 1;
+        }
+    }
+}
+
+/// Drains what `vm`'s PL011 sent into the multiplexer, hands it waiting
+/// input the guest made room for, and raises its interrupt if the model's
+/// output is high.
+fn after_access(vm: &Vm, port: &mut Port) {
+    port.refill();
+    let uart = &mut port.model;
     let mut mux = MUX.lock();
     uart.drain_tx(|byte| mux.output(vm.index, byte, &mut emit));
     drop(mux);
@@ -108,10 +153,9 @@ pub fn receive() {
         match input {
             Input::ToVm(index, byte) => {
                 let Some(vm) = crate::vm::get(index) else { continue };
-                let mut model = vm.uart.lock();
-                // A full FIFO drops the byte, as a real UART overruns.
-                let _ = model.push_rx(byte);
-                after_access(vm, &mut model);
+                let mut port = vm.uart.lock();
+                port.type_byte(byte);
+                after_access(vm, &mut port);
             }
             Input::FocusChanged(index) => {
                 if let Some(vm) = crate::vm::get(index) {
@@ -148,17 +192,17 @@ pub struct Device {
 impl MmioDevice for Device {
     fn read(&mut self, offset: u64, size: u8) -> Result<u64, MmioFault> {
         let vm = crate::vm::get(self.vm).ok_or(MmioFault::DeviceError { offset })?;
-        let mut uart = vm.uart.lock();
-        let value = uart.read(offset, size)?;
-        after_access(vm, &mut uart);
+        let mut port = vm.uart.lock();
+        let value = port.model.read(offset, size)?;
+        after_access(vm, &mut port);
         Ok(value)
     }
 
     fn write(&mut self, offset: u64, size: u8, value: u64) -> Result<(), MmioFault> {
         let vm = crate::vm::get(self.vm).ok_or(MmioFault::DeviceError { offset })?;
-        let mut uart = vm.uart.lock();
-        uart.write(offset, size, value)?;
-        after_access(vm, &mut uart);
+        let mut port = vm.uart.lock();
+        port.model.write(offset, size, value)?;
+        after_access(vm, &mut port);
         Ok(())
     }
 }

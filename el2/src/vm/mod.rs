@@ -87,8 +87,9 @@ pub struct Vm {
     /// Physical SPIs this VM owns (forwarded with the HW bit).
     pub spis: Vec<u32>,
     pub console: Console,
-    /// The emulated PL011's model (used with [`Console::Emulated`]).
-    pub uart: Mutex<platform::vpl011::VirtPl011>,
+    /// The emulated PL011 and its held-back input (used with
+    /// [`Console::Emulated`]).
+    pub uart: Mutex<console::Port>,
     /// What its guest has written to the DCC console since its last
     /// newline (`crate::traps::debugregs`).
     pub dcc_line: Mutex<LineBuffer>,
