@@ -252,6 +252,7 @@ fn boot() -> Result<Infallible, BootError> {
     for (vm, entry) in entries {
         enter_here |= vm::build::start(vm, entry);
     }
+    vm::console::start_input();
     if enter_here {
         vm::vcpu::start_requested(0);
     }

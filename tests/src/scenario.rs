@@ -58,6 +58,10 @@ pub struct Boot<'a> {
     pub machine_options: &'a str,
     /// How long QEMU may run before it is killed as hung.
     pub timeout: Duration,
+    /// What is typed on the console, and when: once the console shows
+    /// every one of the texts, the bytes (through a FIFO that QEMU's file
+    /// chardev reads as its `input-path`).
+    pub typed: Option<(&'a [&'a str], &'a [u8])>,
 }
 
 /// In `Boot::extra`: run without `-semihosting`.
@@ -76,6 +80,7 @@ impl<'a> Boot<'a> {
             extra: &[],
             machine_options: "",
             timeout: TIMEOUT,
+            typed: None,
         }
     }
 }
@@ -139,6 +144,42 @@ impl Outcome {
     }
 }
 
+/// The QEMU arguments of the console: a file, and, if something is typed,
+/// a FIFO as its input, fed by a thread that waits for the console to show
+/// `after` and then writes `bytes`.
+fn console_args(dir: &Path, console: &Path, typed: Option<(&[&str], &[u8])>) -> Vec<String> {
+    let Some((after, bytes)) = typed else { return vec!["-serial".into(), format!("file:{}", console.display())] };
+    let input = dir.join("typed.fifo");
+    let made = Command::new("mkfifo").arg(&input).status().expect("run mkfifo");
+    assert!(made.success(), "mkfifo {}", input.display());
+    let (after, bytes): (Vec<String>, Vec<u8>) = (after.iter().map(|s| s.to_string()).collect(), bytes.to_vec());
+    let (fifo, log) = (input.clone(), console.to_path_buf());
+    std::thread::spawn(move || {
+        // Opening blocks until QEMU opens the other end.
+        let Ok(mut writer) = std::fs::OpenOptions::new().write(true).open(&fifo) else { return };
+        let deadline = Instant::now() + TYPING_WAIT;
+        while Instant::now() < deadline {
+            let shown = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
+            if after.iter().all(|text| shown.contains(text.as_str())) {
+                let _ = std::io::Write::write_all(&mut writer, &bytes);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Held open until QEMU is done, so it never reads an end of file.
+        std::thread::sleep(TYPING_WAIT);
+    });
+    vec![
+        "-chardev".into(),
+        format!("file,id=console,path={},input-path={}", console.display(), input.display()),
+        "-serial".into(),
+        "chardev:console".into(),
+    ]
+}
+
+/// How long the typing thread waits for its cue, and holds the FIFO open.
+const TYPING_WAIT: Duration = Duration::from_secs(300);
+
 pub fn boot(b: &Boot) -> Outcome {
     let dir = scratch_dir(b.name);
     let console = dir.join("console.log");
@@ -158,8 +199,7 @@ pub fn boot(b: &Boot) -> Outcome {
         .args(["-display", "none", "-monitor", "none"])
         .args((!b.extra.contains(&NO_SEMIHOSTING)).then_some("-semihosting"))
         .args(b.extra.iter().filter(|&&a| a != NO_SEMIHOSTING))
-        .arg("-serial")
-        .arg(format!("file:{}", console.display()))
+        .args(console_args(&dir, &console, b.typed))
         .arg("-serial")
         .arg(format!("file:{}", secure.display()))
         .arg("-bios")

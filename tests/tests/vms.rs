@@ -271,3 +271,48 @@ fn two_linux_vms() {
     assert!(o.console.contains("el2: every VM is off: powering off with status 0"), "{dump}");
     assert!(!o.console.contains("el2: WARN: guest trap"), "a trap the hypervisor did not handle\n{dump}");
 }
+
+/// The shared console's input: what is typed goes to the VM in focus, and
+/// `Ctrl-\\` then a VM's number moves the focus. Typed once both shells
+/// show their prompt: `linux-a` gets an `echo` and, after the focus went to
+/// `linux-b` and back, a `poweroff -f`; `linux-b` an `echo` and a
+/// `poweroff -f`.
+#[test]
+fn typed_input_goes_to_the_vm_in_focus() {
+    let Some((image, initrd)) = linux_guest() else {
+        eprintln!(
+            "SKIPPED typed_input_goes_to_the_vm_in_focus: the Linux guest is not in build/linux (make linux-guest)"
+        );
+        return;
+    };
+    let shell = |name: &str| {
+        vm(
+            name,
+            2,
+            512,
+            "hv,console; hv,kernel = \"opt/hv/linux/kernel\"; hv,initrd = \"opt/hv/linux/initrd\"; bootargs = \"console=ttyAMA0\";",
+        )
+    };
+    let dtb = vms_dtb("vms-typed", &[shell("linux-a"), shell("linux-b")].join("\n"));
+    let files = [
+        format!("name=opt/hv/vms.dtb,file={}", dtb.display()),
+        format!("name=opt/hv/linux/kernel,file={}", image.display()),
+        format!("name=opt/hv/linux/initrd,file={}", initrd.display()),
+    ];
+    let extra: Vec<&str> = files.iter().flat_map(|f| ["-fw_cfg", f.as_str()]).collect();
+    let typed = b"echo typed-to-a\r\x1c2echo typed-to-b\rpoweroff -f\r\x1c1poweroff -f\r";
+    let o = boot(&Boot {
+        extra: &extra,
+        typed: Some((&["linux-a| / # ", "linux-b| / # "], typed)),
+        timeout: Duration::from_secs(240),
+        ..Boot::new("vms-typed", CPU_MAX, 4, "2G")
+    });
+    let dump = o.dump();
+    assert_eq!(o.status, Some(0), "both shells must power off\n{dump}");
+    let (a, b) = (o.vm("linux-a"), o.vm("linux-b"));
+    assert!(a.lines().any(|l| l == "typed-to-a"), "linux-a ran its echo\n{dump}");
+    assert!(b.lines().any(|l| l == "typed-to-b"), "linux-b ran its echo\n{dump}");
+    assert!(!a.contains("typed-to-b") && !b.contains("typed-to-a"), "each VM got only its own input\n{dump}");
+    assert!(o.console.lines().any(|l| l == "el2: console input goes to VM linux-b"), "{dump}");
+    assert!(o.console.contains("el2: every VM is off: powering off with status 0"), "{dump}");
+}

@@ -54,9 +54,17 @@ pub fn init(vms: &[Vm], uart: Option<Pl011>, intid: Option<u32>) {
         platform::console::before_each_line(break_line);
     }
     if let (true, Some(uart)) = (any, uart) {
-        uart.enable_rx_interrupts();
         UART.call_once(|| uart);
         log::info!("{}", platform::console_mux::HELP);
+    }
+}
+
+/// Once the VMs started at boot run (so that a VM has the focus): the
+/// physical UART's input starts to reach them. What was typed before waits
+/// in the UART until then.
+pub fn start_input() {
+    if let Some(uart) = UART.get() {
+        uart.enable_rx_interrupts();
     }
 }
 
@@ -148,6 +156,10 @@ fn after_access(vm: &Vm, port: &mut Port) {
 /// VM in focus (or moves the focus).
 pub fn receive() {
     let Some(uart) = UART.get() else { return };
+    // Clear first, then drain: a byte that arrives after the last read
+    // raises the interrupt again (cleared after the drain, it was lost
+    // until the next byte came; seen as typed input stuck half-way).
+    uart.clear_rx_interrupts();
     while let Some(byte) = uart.read_byte() {
         let input = MUX.lock().input(byte);
         match input {
@@ -165,7 +177,6 @@ pub fn receive() {
             Input::Nothing => {}
         }
     }
-    uart.clear_rx_interrupts();
 }
 
 /// Ticks between two looks for quiet VMs: a prompt appears 100 to 200 ms
