@@ -231,7 +231,7 @@ fn boot() -> Result<Infallible, BootError> {
                 .chain([Some(vm.gic.redistributors), vm.recipe.console.map(|(u, _)| MemRegion::new(u.base, u.size))])
                 .flatten()
                 .collect();
-            vm::ecam::follow_bars(&pci.functions, taken);
+            vm::ecam::follow_bars(vm, &pci.functions, taken);
         }
     }
 

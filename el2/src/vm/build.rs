@@ -176,6 +176,7 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
         gic,
         bus: crate::irq::kick_lock::KickLock::new(platform::mmio::MmioBus::new()),
         spis,
+        pci: Once::new(),
         console: config.console,
         uart: Mutex::new(crate::vm::console::Port::new()),
         dcc_line: Mutex::new(crate::vm::LineBuffer::new()),

@@ -27,7 +27,7 @@ use platform::pci::config::{bar, command, offset};
 use platform::pci::den0115::{Sbdf, PCI_READ, PCI_WRITE};
 use platform::pci::{Bdf, DEVICES_PER_BUS};
 use smccc::smc32;
-use spin::{Mutex, Once};
+use spin::Mutex;
 
 /// Buses the window covers: 0 (the functions) and 1 (empty).
 pub const BUSES: u64 = 2;
@@ -133,22 +133,34 @@ struct BarWindow {
     refused: Option<u64>,
 }
 
-static BARS: Mutex<Vec<BarWindow>> = Mutex::new(Vec::new());
-/// Refused BAR places so far, and how many of them are logged.
-static REFUSALS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
-const LOGGED_REFUSALS: u64 = 8;
-/// What a moved window must not cover: guest RAM and the other windows
-/// the guest has (emulated devices, the console), fixed at boot.
-static TAKEN: Once<Vec<MemRegion>> = Once::new();
+/// The PCI view of the VM that has the host bridge (`crate::vm::Vm::pci`):
+/// where each function's window is in its IPA space, and what a moved
+/// window must not cover.
+pub struct BarWindows {
+    windows: Mutex<Vec<BarWindow>>,
+    /// Guest RAM and the other windows the VM has (emulated devices, the
+    /// console), fixed at boot.
+    taken: Vec<MemRegion>,
+    /// Refused BAR places so far (the first few are logged).
+    refusals: core::sync::atomic::AtomicU64,
+}
 
-/// Starts following the BARs of `windows` (from [`enumerate`], identity
-/// mapped by stage 2); `taken` is everything else in the guest's IPA map.
-pub fn follow_bars(windows: &[(Bdf, MemRegion)], taken: Vec<MemRegion>) {
-    TAKEN.call_once(|| taken);
-    *BARS.lock() = windows
-        .iter()
-        .map(|&(bdf, device)| BarWindow { bdf, device, mapped_at: Some(device.base), refused: None })
-        .collect();
+/// How many refused BAR places are logged.
+const LOGGED_REFUSALS: u64 = 8;
+
+/// Starts following, for `vm`, the BARs of `windows` (from [`enumerate`],
+/// identity mapped by stage 2); `taken` is everything else in its IPA map.
+pub fn follow_bars(vm: &crate::vm::Vm, windows: &[(Bdf, MemRegion)], taken: Vec<MemRegion>) {
+    vm.pci.call_once(|| BarWindows {
+        windows: Mutex::new(
+            windows
+                .iter()
+                .map(|&(bdf, device)| BarWindow { bdf, device, mapped_at: Some(device.base), refused: None })
+                .collect(),
+        ),
+        taken,
+        refusals: core::sync::atomic::AtomicU64::new(0),
+    });
 }
 
 /// Where `bdf` decodes memory now, as its config space says.
@@ -164,7 +176,8 @@ fn decoded_window(bdf: Bdf) -> Option<u64> {
 fn follow_bar(bdf: Bdf) {
     // Only the VM that owns the host bridge has the window on its bus.
     let Some((vm, _)) = crate::vm::current() else { return };
-    let mut bars = BARS.lock();
+    let Some(view) = vm.pci.get() else { return };
+    let mut bars = view.windows.lock();
     let Some(index) = bars.iter().position(|w| w.bdf == bdf) else { return };
     let wanted = decoded_window(bdf);
     let Some(window) = bars.get(index) else { return };
@@ -182,7 +195,7 @@ fn follow_bar(bdf: Bdf) {
     }
     let others =
         bars.iter().filter(|w| w.bdf != bdf).filter_map(|w| w.mapped_at.map(|at| MemRegion::new(at, w.device.size)));
-    let taken: Vec<MemRegion> = TAKEN.get().into_iter().flatten().copied().chain(others).collect();
+    let taken: Vec<MemRegion> = view.taken.iter().copied().chain(others).collect();
     let mut refused = None;
     let ipa_end = vm.stage2.lock().ipa_end();
     let mapped_at = wanted.and_then(|ipa| {
@@ -198,7 +211,7 @@ fn follow_bar(bdf: Bdf) {
             Err(why) => {
                 // A guest can refuse-loop forever: the first few are
                 // logged, the rest counted.
-                let refusals = REFUSALS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                let refusals = view.refusals.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
                 if refusals < LOGGED_REFUSALS {
                     log::warn!("PCI {bdf}: BAR0 set to {place}: not mapped there ({why})");
                 } else if refusals == LOGGED_REFUSALS {

@@ -86,6 +86,9 @@ pub struct Vm {
     pub bus: KickLock<MmioBus<'static, MAX_DEVICES>>,
     /// Physical SPIs this VM owns (forwarded with the HW bit).
     pub spis: Vec<u32>,
+    /// Its PCI view, if it has the host bridge: where the functions'
+    /// windows are in its IPA space ([`ecam`]).
+    pub pci: Once<ecam::BarWindows>,
     pub console: Console,
     /// The emulated PL011 and its held-back input (used with
     /// [`Console::Emulated`]).
