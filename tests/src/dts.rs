@@ -79,6 +79,18 @@ pub fn set_property(dts: &str, path: &str, property: &str, value: &str) -> Strin
     })
 }
 
+/// Adds `child` (a node's source, without indentation: `name {`, its
+/// properties, `};`) at the end of the node at `path`.
+pub fn add_node(dts: &str, path: &str, child: &str) -> String {
+    edit(dts, path, |lines, open, close| {
+        let indent = "\t".repeat(lines[open].len() - lines[open].trim_start_matches('\t').len() + 1);
+        let child: Vec<String> = child.lines().map(|l| format!("{indent}{}", l.trim())).collect();
+        for (offset, line) in child.into_iter().enumerate() {
+            lines.insert(close + offset, line);
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +112,17 @@ mod tests {
         assert!(!out.contains("0x8000000>") && out.contains("\t\t\treg = <0x01>;"), "the child keeps its reg: {out}");
         let out = set_property(DTS, "/chosen", "hv,bootargs", "\"log=debug\"");
         assert!(out.contains("\tchosen {\n\t\thv,bootargs = \"log=debug\";\n\t\tstdout-path"), "{out}");
+    }
+
+    #[test]
+    fn adds_a_node_at_the_end_of_another() {
+        let out = add_node(DTS, "/chosen", "vm-a {\ncompatible = \"hv,vm\";\n};");
+        assert!(
+            out.contains(
+                "\t\tstdout-path = \"/pl011@9000000\";\n\t\tvm-a {\n\t\tcompatible = \"hv,vm\";\n\t\t};\n\t};"
+            ),
+            "{out}"
+        );
     }
 
     #[test]

@@ -685,6 +685,30 @@ fn command_line_from_device_tree() {
     assert!(o.console.contains("el2: command line (DT /chosen/hv,bootargs): `mode=nvhe remap=fault`"), "{}", o.dump());
 }
 
+/// VM descriptions in the host device tree's `/chosen` (how a board's boot
+/// loader passes them, with no fw_cfg file): two guest-stub VMs, each
+/// running its checks.
+#[test]
+fn vms_from_the_device_tree() {
+    let dir = scratch_dir("dt-vms");
+    let vm = |name: &str| {
+        format!("vm-{name} {{\ncompatible = \"hv,vm\";\nhv,name = \"{name}\";\ncpus = <1>;\nmemory = <0 131072>;\nhv,console;\n}};")
+    };
+    let dts = dts::add_node(&qemu_dts(&dir, 2, "1G"), "/chosen", &vm("dt-a"));
+    let dts = dts::add_node(&dts, "/chosen", &vm("dt-b"));
+    let dtb = compile_dts(&dir, "virt-vms", &dts);
+    let o = boot(&Boot { extra: &["-dtb", &dtb], ..Boot::new("dt-vms-boot", CPU_MAX, 2, "1G") });
+    let _ = std::fs::remove_dir_all(&dir);
+    let dump = o.dump();
+    assert_eq!(o.status, Some(0), "{dump}");
+    assert!(o.console.contains("el2: 2 VM(s) described in the device tree's /chosen"), "{dump}");
+    for name in ["dt-a", "dt-b"] {
+        if let Err(problems) = selftest::account(&o.vm(name), &Expected::default_run().without_pci()) {
+            panic!("VM {name}: {}\n{dump}", problems.join("\n  "));
+        }
+    }
+}
+
 /// A damage to QEMU's device tree and what must refuse it.
 struct TreeDamage {
     name: &'static str,
