@@ -127,14 +127,16 @@ fn boot() -> Result<Infallible, BootError> {
         guest_private: vm::vgic::private_interrupts().collect(),
         guest: vm::vgic::physical_interrupt,
         own_spis,
-        kicked: vm::cpus::serve_mailbox_in_guest,
+        kicked: vm::cpus::kicked,
     });
     vm::vcpu::on_enter(traps::debug::reset_vcpu);
+    arch::cpu::init();
     irq::init_this_cpu(board);
     irq::pnmi::on_tick(vm::console::tick);
     arch::power::on_fatal(irq::pnmi::stop_other_cpus);
     arch::power::on_power_off(|| {
         traps::report_exits();
+        vm::sched::report();
         mm::integrity::report();
     });
     log::info!(
@@ -183,7 +185,13 @@ fn boot() -> Result<Infallible, BootError> {
         let stub_words: Vec<&str> = cmdline.guest_stub_words().collect();
         alloc::vec![vm::build::Config {
             name: String::from("guest"),
-            slots: (0..online).collect(),
+            vcpus: online,
+            affinity: (1u64 << online) - 1,
+            sched: vm::sched::Params::new(
+                platform::board::vms::DEFAULT_WEIGHT,
+                false,
+                platform::board::vms::DEFAULT_TIME_SLICE_US,
+            ),
             ram: info.plan.guest_ram,
             kernel: if has_kernel { vm::build::Kernel::Qemu } else { vm::build::Kernel::GuestStub },
             bootargs: stub_words.join(" "),
@@ -248,14 +256,10 @@ fn boot() -> Result<Infallible, BootError> {
         };
         entries.push((vm, entry));
     }
-    let mut enter_here = false;
     for (vm, entry) in entries {
-        enter_here |= vm::build::start(vm, entry);
+        vm::build::start(vm, entry);
     }
     vm::console::start_input();
-    if enter_here {
-        vm::vcpu::start_requested(0);
-    }
     vm::vcpu::idle_here()
 }
 
@@ -304,7 +308,9 @@ fn vm_configs(
         next = ram.end();
         configs.push(vm::build::Config {
             name: String::from(desc.name),
-            slots: cpus.iter().map(|&c| c as usize).collect(),
+            vcpus: desc.cpus as usize,
+            affinity: cpus.iter().fold(0u64, |mask, &c| mask | 1 << c),
+            sched: vm::sched::Params::new(desc.weight, desc.latency_sensitive, desc.time_slice_us),
             ram,
             kernel,
             bootargs: String::from(desc.bootargs),
@@ -329,6 +335,7 @@ extern "C" fn hv_secondary_main(slot: usize) -> ! {
         platform::arch::current_el(),
         arch::layout::scheme().name()
     );
+    arch::cpu::init();
     irq::init_this_cpu(&boot::early::boot_info().board);
     boot::smp::check_in();
     vm::cpus::secondary_idle(slot)

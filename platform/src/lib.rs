@@ -45,6 +45,8 @@ pub mod paging;
 pub mod pci;
 pub mod pl011;
 pub mod report;
+pub mod sched;
+pub mod sched_abi;
 pub mod semihosting;
 pub mod stage2;
 pub mod vgic;

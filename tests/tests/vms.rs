@@ -164,8 +164,18 @@ fn a_vm_that_cannot_take_exceptions_is_stopped() {
 /// and the property, exit status 2, and no guest started.
 #[test]
 fn bad_vm_descriptions_refused() {
-    let cases: [(&str, Vec<String>, &str); 7] = [
-        ("too-many-vcpus", vec![vm("big", 5, 256, "")], "VM \"big\": cpus = 5, but the machine has 4 CPUs"),
+    let cases: [(&str, Vec<String>, &str); 9] = [
+        ("too-many-vcpus", vec![vm("big", 17, 256, "")], "VM \"big\": cpus = 17, but a VM has at most 16 vCPUs"),
+        (
+            "affinity-out-of-range",
+            vec![vm("a", 2, 256, "hv,cpu-affinity = <0 1>;"), vm("far", 1, 256, "hv,cpu-affinity = <1 7>;")],
+            "VM \"far\": hv,cpu-affinity names CPU 7, but the machine has 4 CPUs (0 to 3)",
+        ),
+        (
+            "time-slice-too-short",
+            vec![vm("quick", 1, 256, "hv,time-slice-us = <10>;")],
+            "VM \"quick\": hv,time-slice-us = 10, but must be 1000 to 100000",
+        ),
         (
             "memory-does-not-fit",
             vec![vm("huge", 1, 4096, "")],

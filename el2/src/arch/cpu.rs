@@ -3,9 +3,7 @@
 //! layout with `HCR_EL2.E2H`, so each value is chosen for the scheme.
 
 use crate::arch::layout::{scheme, Scheme};
-use aarch64_cpu::registers::{
-    Readable, Writeable, CNTVOFF_EL2, HCR_EL2, ID_AA64ISAR1_EL1, MIDR_EL1, MPIDR_EL1, VMPIDR_EL2,
-};
+use aarch64_cpu::registers::{Readable, Writeable, HCR_EL2, ID_AA64ISAR1_EL1, MIDR_EL1, MPIDR_EL1};
 use platform::arch::regs::{
     CPTR_EL2_RES1, ID_AA64ISAR1_APA, ID_AA64ISAR1_API, MPIDR_AFFINITY_MASK, PMCR_N_MASK, PMCR_N_SHIFT,
 };
@@ -43,13 +41,15 @@ macro_rules! control {
     };
 }
 
-/// Configures the traps and controls of this CPU for guest `vcpu_mpidr`.
-pub fn init(vcpu_mpidr: u64) {
+/// Configures the traps and controls of this CPU for running guests (the
+/// same for every vCPU; what differs per vCPU is in
+/// [`crate::arch::context`]).
+pub fn init() {
     let isar1 = ID_AA64ISAR1_EL1.get();
     let pauth = ID_AA64ISAR1_APA.present(isar1) || ID_AA64ISAR1_API.present(isar1);
     let vhe = scheme() == Scheme::Vhe;
     // Stage 2 on, EL1 is AArch64, guest SMCs and WFIs come here (a vCPU
-    // with nothing to do idles its CPU at EL2, `crate::vm::vgic::idle`), physical interrupts
+    // with nothing to do idles its CPU at EL2, `crate::vm::sched::wfi`), physical interrupts
     // and SErrors route to EL2, set/way cache operations become clean-and-
     // invalidate (meaningless under virtualisation otherwise); E2H keeps
     // the scheme EL2 runs with.
@@ -72,14 +72,22 @@ pub fn init(vcpu_mpidr: u64) {
     } else {
         control!("cnthctl_el2", CNTHCTL_NVHE_EL1PCTEN | CNTHCTL_NVHE_EL1PCEN);
     }
-    CNTVOFF_EL2.set(0);
     // All PMU counters to the guest.
     // SAFETY: reading PMCR_EL0 at EL2 has no side effects.
     let pmcr = unsafe { platform::mrs!("pmcr_el0") };
     // TDE routes the guest's debug exceptions (its BRKs among them) to EL2
     // and, with TDA, makes its debug-register accesses (DCC too) trap.
     control!("mdcr_el2", ((pmcr >> PMCR_N_SHIFT) & PMCR_N_MASK) | MDCR_EL2_TDE | MDCR_EL2_TDA);
-    control!("vpidr_el2", MIDR_EL1.get());
-    VMPIDR_EL2.set((MPIDR_EL1.get() & !MPIDR_AFFINITY_MASK) | vcpu_mpidr);
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+}
+
+/// `VMPIDR_EL2` for a vCPU whose guest-visible affinity is `affinity`:
+/// this CPU's MPIDR's other fields (U, MT) with the affinity replaced.
+pub fn vmpidr(affinity: u64) -> u64 {
+    (MPIDR_EL1.get() & !MPIDR_AFFINITY_MASK) | affinity
+}
+
+/// `VPIDR_EL2`: the guest sees the CPU's own `MIDR_EL1`.
+pub fn vpidr() -> u64 {
+    MIDR_EL1.get()
 }

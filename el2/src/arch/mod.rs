@@ -17,6 +17,7 @@
 //! arch/    VA layout, system registers, per-CPU traps, power-off, fatal stop
 //! ```
 
+pub mod context;
 pub mod cpu;
 pub mod layout;
 pub mod power;

@@ -60,12 +60,18 @@ pub fn start_tick() {
     {
         seen.store(ticks.load(Ordering::Relaxed), Ordering::Relaxed);
     }
+    schedule_next_tick();
     arm_timer();
     READY.store(true, Ordering::Release);
 }
 
+/// Sets the EL2 timer for the earlier of this CPU's next tick and the
+/// scheduler's next deadline. A PNMI arriving in the middle at worst leaves
+/// the timer set early, for a PNMI that finds nothing due and sets it
+/// again.
 fn arm_timer() {
-    let deadline = CNTPCT_EL0.get().wrapping_add(tick_interval());
+    let area = |f: fn(&crate::mm::prda::PnmiArea) -> u64| crate::mm::prda::with(|p| f(&p.pnmi));
+    let deadline = area(|p| p.next_tick.load(Ordering::Relaxed)).min(area(|p| p.event.load(Ordering::Relaxed)));
     // SAFETY: the EL2 physical timer is the hypervisor's own; programming
     // it affects only when its PPI fires.
     unsafe {
@@ -77,6 +83,16 @@ fn arm_timer() {
             ctl = in(reg) CNTHP_CTL_ENABLE,
             options(nostack),
         );
+    }
+}
+
+/// The scheduler's next deadline on this CPU (`u64::MAX`: none): when it
+/// passes, the CPU is kicked ([`gic::SGI_KICK`]) and the scheduler looks
+/// at what is due (a slice's end, a sleeping vCPU's timer).
+pub fn set_event(deadline: u64) {
+    let previous = crate::mm::prda::with(|p| p.pnmi.event.swap(deadline, Ordering::Relaxed));
+    if previous != deadline {
+        arm_timer();
     }
 }
 
@@ -93,13 +109,29 @@ pub fn handle(intid: u32, frame: &TrapFrame) {
         }
         return;
     }
-    tick_pnmi(slot, frame);
+    let now = CNTPCT_EL0.get();
+    let (next_tick, event) =
+        crate::mm::prda::with(|p| (p.pnmi.next_tick.load(Ordering::Relaxed), p.pnmi.event.load(Ordering::Relaxed)));
+    if event <= now {
+        crate::mm::prda::with(|p| p.pnmi.event.store(u64::MAX, Ordering::Relaxed));
+        gic::send_sgi_to_self(gic::SGI_KICK);
+    }
+    if next_tick <= now {
+        tick_pnmi(slot, frame);
+    }
+    arm_timer();
+}
+
+/// The next tick is one period from now.
+fn schedule_next_tick() {
+    let next = CNTPCT_EL0.get().wrapping_add(tick_interval());
+    crate::mm::prda::with(|p| p.pnmi.next_tick.store(next, Ordering::Relaxed));
 }
 
 /// The PNMI half of the tick: count, hand the regular half its interrupt,
 /// watch for a lockup.
 fn tick_pnmi(slot: usize, frame: &TrapFrame) {
-    arm_timer();
+    schedule_next_tick();
     let (Some(ticks), Some(seen)) =
         (crate::mm::prda::of(slot).map(|p| &p.pnmi.ticks), crate::mm::prda::of(slot).map(|p| &p.pnmi.ticks_seen))
     else {

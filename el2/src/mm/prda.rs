@@ -52,6 +52,25 @@ pub struct Prda {
     pub mailbox_answer: AtomicU8,
     /// The tick, the lockup watchdog and the crash stop (`crate::irq::pnmi`).
     pub pnmi: PnmiArea,
+    /// The vCPU scheduler's per-CPU state (`crate::vm::sched`).
+    pub sched: SchedArea,
+}
+
+/// What the scheduler keeps per CPU: its run queue (other CPUs push onto
+/// it when they wake or move a vCPU here), whether the vCPU it runs must
+/// be looked at again on its way back to the guest, and the current
+/// slice.
+pub struct SchedArea {
+    pub queue: spin::Mutex<platform::sched::RunQueue>,
+    /// Set when the running vCPU may have to give way (its slice ended, a
+    /// vCPU was queued here, it blocked): looked at on every return to
+    /// the guest.
+    pub resched: AtomicBool,
+    /// When the running vCPU's slice ends (counter), or `u64::MAX` while
+    /// nobody waits for the CPU.
+    pub slice_end: AtomicU64,
+    /// When the running vCPU was last charged for its time (counter).
+    pub since: AtomicU64,
 }
 
 /// What the pseudo-NMI code keeps per CPU (`crate::irq::pnmi`), read by
@@ -60,6 +79,10 @@ pub struct PnmiArea {
     /// PNMI ticks taken; the tick count the regular half last saw.
     pub ticks: AtomicU64,
     pub ticks_seen: AtomicU64,
+    /// When the next tick is due, and the scheduler's next deadline on
+    /// this CPU (`u64::MAX`: none): the EL2 timer is set for the earlier.
+    pub next_tick: AtomicU64,
+    pub event: AtomicU64,
     /// Lockups reported; the tick count at the last report (no second
     /// report for one stall); the count when the current vCPU started.
     pub lockups: AtomicU64,
@@ -138,6 +161,8 @@ pub static PAGES: [Prda; MAX_CPUS] = [const {
         pnmi: PnmiArea {
             ticks: AtomicU64::new(0),
             ticks_seen: AtomicU64::new(0),
+            next_tick: AtomicU64::new(0),
+            event: AtomicU64::new(u64::MAX),
             lockups: AtomicU64::new(0),
             lockup_tick: AtomicU64::new(0),
             lockups_at_start: AtomicU64::new(0),
@@ -162,8 +187,17 @@ pub static PAGES: [Prda; MAX_CPUS] = [const {
                 stage: AtomicU8::new(0),
             },
         },
+        sched: SchedArea {
+            queue: spin::Mutex::new(platform::sched::RunQueue::new()),
+            resched: AtomicBool::new(false),
+            slice_end: AtomicU64::new(u64::MAX),
+            since: AtomicU64::new(0),
+        },
     }
 }; MAX_CPUS];
+
+// The area is one page at the fixed VA: everything must fit in it.
+const _: () = assert!(core::mem::size_of::<Prda>() == 4096);
 
 /// Stage 1: records each slot's identity in its page.
 pub fn init(slots: &[u64]) {
@@ -202,6 +236,15 @@ fn this_cpu() -> &'static Prda {
     // (readable and writable, never unmapped); its fields are atomics, so
     // shared references are sound.
     unsafe { &*(va as *const Prda) }
+}
+
+/// This CPU's scheduler state. EL2 code runs to its end on the CPU that
+/// took the exception (each CPU has its own stack, and nothing moves EL2
+/// work between CPUs), so the reference stays this CPU's; it must not be
+/// handed to another CPU (use [`of`] there).
+#[inline]
+pub fn sched() -> &'static SchedArea {
+    &this_cpu().sched
 }
 
 /// Runs `f` on this CPU's area with interrupts masked, so the code cannot be
@@ -243,6 +286,11 @@ pub fn set_debug_hold(hold: Option<(u64, bool)>) {
         prda.step_over_mdscr.store(saved, Ordering::Relaxed);
         prda.debug_suspended.store(u64::from(suspended), Ordering::Relaxed);
     })
+}
+
+/// Whether EL2 steps the vCPU through one instruction ([`swap_el2_step`]).
+pub fn el2_stepping() -> bool {
+    with(|prda| prda.el2_step.load(Ordering::Relaxed) != 0)
 }
 
 /// Marks (or clears) a step of one guest instruction by EL2 on this CPU;

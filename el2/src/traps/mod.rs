@@ -56,6 +56,13 @@ extern "C" fn handle_exception(frame: &mut TrapFrame, kind: ExceptionKind) {
         if let Some((vm, vcpu)) = crate::vm::current() {
             guest_exit(frame, kind, vm, vcpu);
             crate::vm::vcpu::stop_if_asked(vcpu);
+            if crate::vm::sched::resched_pending() {
+                crate::vm::sched::reschedule(frame);
+                if let Some((vm, vcpu)) = crate::vm::current() {
+                    crate::vm::vgic::sync(vm, vcpu);
+                }
+                return;
+            }
             crate::vm::vgic::sync(vm, vcpu);
             return;
         }
@@ -126,7 +133,7 @@ fn guest_sync(frame: &mut TrapFrame, esr: Esr) {
             frame.elr += 4;
         }
         ExceptionClass::WfxTrap => {
-            crate::vm::vgic::idle();
+            crate::vm::sched::wfi();
             frame.elr += 4;
         }
         ExceptionClass::SysReg => match esr.sys_reg() {

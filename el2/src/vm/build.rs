@@ -36,8 +36,11 @@ pub enum Kernel {
 /// Everything a VM is made from.
 pub struct Config {
     pub name: String,
-    /// The physical CPU of each vCPU.
-    pub slots: Vec<usize>,
+    /// How many vCPUs it has.
+    pub vcpus: usize,
+    /// The physical CPUs they may run on (bit n = slot n).
+    pub affinity: u64,
+    pub sched: crate::vm::sched::Params,
     pub ram: MemRegion,
     pub kernel: Kernel,
     /// Its command line (a guest-stub's words, or Linux's `bootargs`).
@@ -120,7 +123,12 @@ fn host() -> Option<&'static Host> {
 pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
     let host = host().ok_or(BuildError::NoKernel)?;
     let board = host.board;
-    let vcpus: Vec<Vcpu> = config.slots.iter().enumerate().map(|(i, &slot)| Vcpu::new(i, slot)).collect();
+    // vCPU n first goes to the n-th CPU it may use (round robin): a VM
+    // with a CPU per vCPU spreads over them from its first start.
+    let allowed: Vec<usize> = (0..64).filter(|&s| config.affinity & (1 << s) != 0).collect();
+    let vcpus: Vec<Vcpu> = (0..config.vcpus)
+        .map(|i| Vcpu::new(i, config.affinity, allowed.get(i % allowed.len().max(1)).copied().unwrap_or(0)))
+        .collect();
     let pci = host.pci.as_ref().filter(|_| config.pci);
     let console_irq = match config.console {
         Console::None => None,
@@ -193,6 +201,8 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
         status: AtomicU32::new(0),
         starts: AtomicU32::new(0),
         start_decided: core::sync::atomic::AtomicU64::new(0),
+        sched: config.sched,
+        cntvoff: core::sync::atomic::AtomicU64::new(0),
     };
     vgic::add_frames(&vm).map_err(|e| BuildError::Device("the GIC's frames", e))?;
     if let Some(t) = test_device {
@@ -297,20 +307,19 @@ pub fn prefix(vm: &Vm) -> String {
     }
 }
 
-/// Starts `vm` (off, loaded) at `entry`: its vCPU 0 on its CPU. Returns
-/// whether that CPU is this one, which must then enter it
-/// ([`vcpu::start_requested`]).
-pub fn start(vm: &'static Vm, entry: Entry) -> bool {
-    let Some(first) = vm.vcpus.first() else { return false };
+/// Starts `vm` (off, loaded) at `entry`: its vCPU 0 is queued to run. Its
+/// virtual counter starts from 0 now (`CNTVOFF_EL2` is the physical count
+/// at its start).
+pub fn start(vm: &'static Vm, entry: Entry) {
+    let Some(first) = vm.vcpus.first() else { return };
     let now = aarch64_cpu::registers::Readable::get(&aarch64_cpu::registers::CNTPCT_EL0);
     vm.start_decided.store(now.max(1), core::sync::atomic::Ordering::Relaxed);
+    vm.cntvoff.store(now, core::sync::atomic::Ordering::Relaxed);
     vm.set_state(PowerState::Running);
     crate::vm::console::set_available(vm, true);
-    if let Err(e) = vcpu::start(first, entry.pc, entry.x0) {
+    if let Err(e) = vcpu::start(vm, first, entry.pc, entry.x0) {
         log::error!("{}vCPU 0 not started (PSCI error {e})", prefix(vm));
-        return false;
     }
-    first.slot == crate::mm::prda::slot()
 }
 
 /// Just before vCPU 0 of `vm` runs its first guest instruction: reports
@@ -344,11 +353,7 @@ pub fn restart(vm: &'static Vm) -> ! {
     vm.set_status(0);
     vm.starts.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     match load(vm) {
-        Ok(Some(entry)) => {
-            if start(vm, entry) {
-                vcpu::start_requested(crate::mm::prda::slot());
-            }
-        }
+        Ok(Some(entry)) => start(vm, entry),
         Ok(None) => log::error!("{}not restarted: its kernel is gone", prefix(vm)),
         Err(e) => log::error!("{}not restarted: {e}", prefix(vm)),
     }

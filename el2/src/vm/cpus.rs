@@ -1,10 +1,10 @@
 //! What a physical CPU does when it runs no vCPU, and how other CPUs ask
 //! it for something: a mailbox per CPU (power off, check the private data
-//! area, start the vCPU pinned to it) and the idle loop that serves it. A
-//! request is posted in the mailbox, then the CPU is kicked with
-//! [`crate::irq::gic::SGI_KICK`], which ends its `WFI` or, if it runs its
-//! vCPU, makes it exit (the kick handler serves from there the requests it
-//! can).
+//! area) and the idle loop that serves it and runs the vCPUs the scheduler
+//! gives it ([`crate::vm::sched::pick`]). A request is posted in the
+//! mailbox, then the CPU is kicked with [`crate::irq::gic::SGI_KICK`],
+//! which ends its `WFI` or, if it runs a vCPU, makes it exit (the kick
+//! handler serves from there the requests it can).
 
 use crate::boot::smp::{self, mpidr_of, online, wait_until};
 use core::sync::atomic::Ordering;
@@ -19,8 +19,6 @@ enum Request {
     Off = 1,
     /// Check the private data area at its fixed VA and answer in the mailbox.
     CheckPrda = 2,
-    /// Enter the guest as this CPU's vCPU ([`crate::vm::vcpu`]).
-    StartVcpu = 3,
 }
 
 const PRDA_OWN: u8 = 1;
@@ -40,9 +38,16 @@ fn request(slot: usize, request: Request) {
     }
 }
 
-/// A kick reached a CPU that runs its vCPU: answers the mailbox requests
-/// that can be served from there (the others wait for the vCPU to stop).
-pub fn serve_mailbox_in_guest(slot: usize) {
+/// A kick reached this CPU (in `slot`): the scheduler looks at what is
+/// due, and the mailbox requests that can be served from a trap are.
+pub fn kicked(slot: usize) {
+    crate::vm::sched::on_kick();
+    serve_mailbox_in_guest(slot);
+}
+
+/// Answers the mailbox requests that can be served while the CPU runs a
+/// vCPU (the others wait for its idle loop).
+fn serve_mailbox_in_guest(slot: usize) {
     let Some(mailbox) = crate::mm::prda::of(slot).map(|p| &p.mailbox_request) else { return };
     if mailbox
         .compare_exchange(Request::CheckPrda as u8, Request::None as u8, Ordering::AcqRel, Ordering::Acquire)
@@ -53,11 +58,6 @@ pub fn serve_mailbox_in_guest(slot: usize) {
             prda.mailbox_answer.store(answer, Ordering::Release);
         }
     }
-}
-
-/// Asks the idle CPU in `slot` to start its vCPU.
-pub fn request_vcpu_start(slot: usize) {
-    request(slot, Request::StartVcpu);
 }
 
 /// Asks the idle secondary in `slot` to power itself off.
@@ -117,8 +117,9 @@ pub fn check_prda_everywhere(my_slot: usize) -> (u64, usize) {
     (mask, cpus)
 }
 
-/// The idle loop of a CPU without a running vCPU: waits for work in its
-/// mailbox, taking interrupts (its tick among them) while it waits.
+/// The idle loop of a CPU without a running vCPU: runs the next vCPU the
+/// scheduler has for it, or waits for work (a vCPU queued here, a mailbox
+/// request), taking interrupts (its tick among them) while it waits.
 ///
 /// The wait is `WFI` with IRQs masked once this CPU takes interrupts: a
 /// pending interrupt (the kick `request` sends, the tick) ends it even
@@ -132,9 +133,14 @@ pub fn secondary_idle(slot: usize) -> ! {
     loop {
         crate::irq::mask_irq();
         if crate::irq::interrupts_up(slot) {
+            let mut frame = platform::arch::trap::TrapFrame::default();
+            if crate::vm::sched::pick(&mut frame) {
+                crate::vm::vcpu::run(&frame)
+            }
             if crate::mm::prda::of(slot)
                 .map(|p| &p.mailbox_request)
                 .is_some_and(|m| m.load(Ordering::Acquire) == Request::None as u8)
+                && !crate::vm::sched::resched_pending()
             {
                 aarch64_cpu::asm::wfi();
             }
@@ -155,7 +161,6 @@ pub fn secondary_idle(slot: usize) -> ! {
                 let error = smccc::psci::cpu_off::<Smc>();
                 crate::arch::power::fatal(format_args!("CPU_OFF returned: {error:?}"));
             }
-            r if r == Request::StartVcpu as u8 => crate::vm::vcpu::start_requested(slot),
             r if r == Request::CheckPrda as u8 => {
                 let answer = if prda_is_own(slot) { PRDA_OWN } else { PRDA_FOREIGN };
                 if let Some(prda) = crate::mm::prda::of(slot) {

@@ -22,6 +22,7 @@ pub mod guest;
 pub mod linux;
 pub mod mmio;
 pub mod power;
+pub mod sched;
 pub mod vcpu;
 pub mod vgic;
 
@@ -109,6 +110,11 @@ pub struct Vm {
     starts: AtomicU32,
     /// The counter when the hypervisor decided to start it (0: reported).
     start_decided: core::sync::atomic::AtomicU64,
+    /// How its vCPUs are scheduled.
+    pub sched: sched::Params,
+    /// `CNTVOFF_EL2` for its vCPUs: the physical count when it started,
+    /// so that its virtual counter starts from 0.
+    pub cntvoff: core::sync::atomic::AtomicU64,
 }
 
 impl Vm {
@@ -214,9 +220,4 @@ pub fn current() -> Option<(&'static Vm, &'static Vcpu)> {
 /// This CPU runs `vcpu` of `vm` from now on (or nothing).
 pub fn set_running(running: Option<(&'static Vm, &'static Vcpu)>) {
     crate::mm::prda::set_running(running.map(|(vm, vcpu)| (vm as *const Vm as u64, vcpu as *const Vcpu as u64)));
-}
-
-/// The VM and vCPU pinned to the physical CPU in `slot`.
-pub fn pinned_to(slot: usize) -> Option<(&'static Vm, &'static Vcpu)> {
-    all().iter().find_map(|vm| vm.vcpus.iter().find(|v| v.slot == slot).map(|v| (vm, v)))
 }

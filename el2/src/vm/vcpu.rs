@@ -1,44 +1,91 @@
-//! Virtual CPUs: each VM's vCPUs, pinned one per physical CPU (vCPU n of a
-//! VM runs on the n-th CPU of its placement), switched on and off by the
-//! guest through the virtual PSCI calls `CPU_ON`, `CPU_OFF` and
-//! `AFFINITY_INFO`, which reach only the caller's own VM.
+//! Virtual CPUs: each VM's vCPUs, their saved state, and their life cycle
+//! under the guest's virtual PSCI (`CPU_ON`, `CPU_OFF`, `AFFINITY_INFO`,
+//! which reach only the caller's own VM).
 //!
 //! A vCPU's guest-visible affinity is its index in its VM (Aff0 = n), what
-//! `VMPIDR_EL2` shows the guest and its device tree lists, whatever
-//! physical CPU it is pinned to. While it runs, its EL1 and EL0 registers
-//! live in the CPU's own registers: a pinned vCPU never leaves its CPU, so
-//! nothing else needs them there.
+//! `VMPIDR_EL2` shows the guest and its device tree lists, whichever
+//! physical CPU it runs on. The scheduler ([`crate::vm::sched`]) decides
+//! where and when it runs; this module moves its state in and out of a
+//! CPU:
 //!
-//! A vCPU that is off leaves its physical CPU idling at EL2 (ticks and
-//! mailbox still served); `CPU_ON` from another vCPU asks that CPU, through
-//! its mailbox, to enter the guest at the given entry point. A vCPU asked
-//! to stop (its VM powers off or restarts) stops at its next exit
-//! ([`stop_if_asked`]).
+//! - [`load`] puts a vCPU's saved state into this CPU (general registers
+//!   into the trap frame the CPU returns through, system registers, timers,
+//!   FP/SIMD, debug and PMU state through [`crate::arch::context`], the
+//!   virtual GIC interface through [`crate::vm::vgic`], its VM's stage 2
+//!   and VMID);
+//! - [`put`] takes it out again and leaves the CPU holding nothing of it
+//!   (its timers off, its list registers folded back into its VM's model,
+//!   no VMID).
+//!
+//! Only the CPU that runs a vCPU, or the one that moved it to `Off` or
+//! queued it, touches its saved state: its [`State`] says who owns it.
+//!
+//! TLBs: nothing is flushed on a switch. Each VM's entries are tagged with
+//! its VMID (`crate::mm::vmid`), and a VMID taken from another VM is purged
+//! once, when it is handed over.
 
+use crate::arch::context::CpuState;
 use crate::vm::Vm;
-use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
-use platform::arch::regs::{SCTLR_EL1_RES1, SPSR_DAIF, SPSR_M_EL1H};
+use core::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use platform::arch::regs::{SPSR_DAIF, SPSR_M_EL1H};
 use platform::arch::trap::TrapFrame;
 use smccc::psci::{error, AffinityState};
+use spin::Mutex;
 
-const OFF: u8 = 0;
-const ON_PENDING: u8 = 1;
-const ON: u8 = 2;
+/// Where a vCPU is, and so who owns its saved state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    /// Not started, or stopped: nobody runs it.
+    Off = 0,
+    /// Being set up by `CPU_ON` (or its VM's start), about to be queued.
+    Starting = 1,
+    /// In the run queue of CPU [`Vcpu::cpu`].
+    Runnable = 2,
+    /// Loaded on CPU [`Vcpu::cpu`] (running, or waiting there in a `WFI`).
+    Running = 3,
+    /// Saved, waiting for an interrupt; CPU [`Vcpu::cpu`] watches its
+    /// timers.
+    Blocked = 4,
+}
+
+impl State {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::Starting,
+            2 => Self::Runnable,
+            3 => Self::Running,
+            4 => Self::Blocked,
+            _ => Self::Off,
+        }
+    }
+}
+
+/// What a vCPU keeps while it is not on a CPU.
+pub struct Saved {
+    pub frame: TrapFrame,
+    pub cpu: CpuState,
+    pub gic: crate::vm::vgic::CpuInterface,
+}
 
 /// One vCPU of a VM.
 pub struct Vcpu {
     /// Its index in its VM.
     pub index: usize,
-    /// The physical CPU (slot) it is pinned to.
-    pub slot: usize,
     /// The affinity its guest sees.
     pub mpidr: u64,
+    /// The physical CPUs it may run on (bit n = slot n).
+    pub affinity: u64,
     state: AtomicU8,
-    /// Where `CPU_ON` asked it to start, and its `x0` there.
-    entry: AtomicU64,
-    context: AtomicU64,
+    /// The CPU it runs on, is queued on, or last ran on.
+    cpu: AtomicUsize,
     /// Set when its VM stops: it leaves the guest at its next exit.
     stop: AtomicBool,
+    /// Its state while it is not on a CPU (on the heap with the `Vcpu`:
+    /// about 2 KiB).
+    saved: Mutex<Saved>,
+    /// Its first run after a start is ahead (the reset hooks run then).
+    fresh: AtomicBool,
     /// vGIC bookkeeping ([`crate::vm::vgic`]): its list registers hold
     /// something or its interrupts changed since they were last filled;
     /// which list registers the last fill used; forwarded PPIs taken but
@@ -46,6 +93,8 @@ pub struct Vcpu {
     pub(crate) attention: AtomicBool,
     pub(crate) lrs_used: AtomicU16,
     pub(crate) hw_ppis_pending: AtomicU32,
+    /// The scheduler's bookkeeping ([`crate::vm::sched`]).
+    pub(crate) sched: crate::vm::sched::VcpuSched,
     /// The vector EL2 last sent it to with an injected abort, and how many
     /// aborts in a row it then took right there ([`Vcpu::abort_loop`]).
     last_vector: AtomicU64,
@@ -58,18 +107,26 @@ pub struct Vcpu {
 pub const VECTOR_ABORT_LIMIT: u32 = 1000;
 
 impl Vcpu {
-    pub const fn new(index: usize, slot: usize) -> Self {
+    /// vCPU `index`, allowed on the CPUs in `affinity`, first placed on
+    /// `home`.
+    pub fn new(index: usize, affinity: u64, home: usize) -> Self {
         Self {
             index,
-            slot,
             mpidr: index as u64,
-            state: AtomicU8::new(OFF),
-            entry: AtomicU64::new(0),
-            context: AtomicU64::new(0),
+            affinity,
+            state: AtomicU8::new(State::Off as u8),
+            cpu: AtomicUsize::new(home),
             stop: AtomicBool::new(false),
+            saved: Mutex::new(Saved {
+                frame: TrapFrame::default(),
+                cpu: CpuState::reset(),
+                gic: crate::vm::vgic::CpuInterface::RESET,
+            }),
+            fresh: AtomicBool::new(false),
             attention: AtomicBool::new(false),
             lrs_used: AtomicU16::new(0),
             hw_ppis_pending: AtomicU32::new(0),
+            sched: crate::vm::sched::VcpuSched::new(),
             last_vector: AtomicU64::new(u64::MAX),
             vector_aborts: AtomicU32::new(0),
         }
@@ -93,14 +150,36 @@ impl Vcpu {
         self.last_vector.store(vector, Ordering::Relaxed);
     }
 
-    /// Whether it is on (its CPU runs the guest).
-    pub fn is_running(&self) -> bool {
-        self.state.load(Ordering::Acquire) == ON
+    pub fn state(&self) -> State {
+        State::from_u8(self.state.load(Ordering::Acquire))
     }
 
-    /// Whether it is on or about to be.
-    pub fn is_on(&self) -> bool {
-        self.state.load(Ordering::Acquire) != OFF
+    /// Moves its state from `from` to `to`; false if it was not `from`.
+    pub(crate) fn change(&self, from: State, to: State) -> bool {
+        self.state.compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire).is_ok()
+    }
+
+    pub(crate) fn set_state(&self, state: State) {
+        self.state.store(state as u8, Ordering::Release);
+    }
+
+    /// The CPU it runs on, is queued on, or last ran on.
+    pub fn cpu(&self) -> usize {
+        self.cpu.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_cpu(&self, slot: usize) {
+        self.cpu.store(slot, Ordering::Release);
+    }
+
+    /// Whether it was asked to stop.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+
+    /// Its saved timers (valid while it is not running).
+    pub(crate) fn saved_timers(&self) -> crate::arch::context::Timers {
+        self.saved.lock().cpu.timers()
     }
 }
 
@@ -113,30 +192,39 @@ pub fn on_enter(reset: fn()) {
     ON_ENTER.call_once(|| reset);
 }
 
-/// Asks the CPU `vcpu` is pinned to to start it at `entry` with `x0` =
-/// `context` (from `OFF` only).
-pub fn start(vcpu: &Vcpu, entry: u64, context: u64) -> Result<(), i32> {
-    match vcpu.state.compare_exchange(OFF, ON_PENDING, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => {}
-        Err(ON) => return Err(error::ALREADY_ON),
-        Err(_) => return Err(error::ON_PENDING),
+/// Starts `vcpu` of `vm` (from `Off` only) at `entry` with `x0` =
+/// `context`: a freshly reset EL1 (MMU off, interrupts masked) as PSCI
+/// promises, queued on a CPU it may run on.
+pub fn start(vm: &'static Vm, vcpu: &'static Vcpu, entry: u64, context: u64) -> Result<(), i32> {
+    if !vcpu.change(State::Off, State::Starting) {
+        return Err(error::ALREADY_ON);
     }
     vcpu.stop.store(false, Ordering::Release);
-    vcpu.entry.store(entry, Ordering::Release);
-    vcpu.context.store(context, Ordering::Release);
-    if vcpu.slot == crate::mm::prda::slot() && crate::mm::prda::running().is_none() {
-        // This CPU is the one, and idle: its caller enters the guest itself.
-        return Ok(());
+    {
+        let mut saved = vcpu.saved.lock();
+        let mut frame = TrapFrame { elr: entry, spsr: SPSR_M_EL1H | SPSR_DAIF, ..Default::default() };
+        frame.x[0] = context;
+        saved.frame = frame;
+        saved.cpu = CpuState::reset();
+        saved.cpu.set_identity(
+            crate::arch::cpu::vmpidr(vcpu.mpidr),
+            crate::arch::cpu::vpidr(),
+            vm.cntvoff.load(Ordering::Relaxed),
+        );
+        saved.gic = crate::vm::vgic::CpuInterface::RESET;
     }
-    crate::vm::cpus::request_vcpu_start(vcpu.slot);
+    vcpu.lrs_used.store(0, Ordering::Relaxed);
+    vcpu.hw_ppis_pending.store(0, Ordering::Relaxed);
+    vcpu.attention.store(true, Ordering::Release);
+    vcpu.fresh.store(true, Ordering::Release);
+    crate::vm::sched::started(vm, vcpu);
     Ok(())
 }
 
-/// Enters the guest on this CPU as `vcpu` of `vm` at `entry` with `x0` =
-/// `context`: a freshly reset EL1 (MMU off, interrupts masked) as PSCI
-/// promises.
-pub fn enter(vm: &'static Vm, vcpu: &'static Vcpu, entry: u64, context: u64) -> ! {
-    crate::arch::cpu::init(vcpu.mpidr);
+/// Loads `vcpu` of `vm` (its state `Running` on this CPU already) into
+/// this CPU and `frame`. Fails (the vCPU is then off) only when it was
+/// asked to stop while it waited for a VMID.
+pub fn load(vm: &'static Vm, vcpu: &'static Vcpu, frame: &mut TrapFrame) -> Result<(), ()> {
     let root = vm.stage2.lock().prepare_this_cpu();
     let mut waited = false;
     let grant = loop {
@@ -148,9 +236,9 @@ pub fn enter(vm: &'static Vm, vcpu: &'static Vcpu, entry: u64, context: u64) -> 
                     log::info!("VM {}: vCPU {} waits for a VMID: {e}", vm.name, vcpu.index);
                     waited = true;
                 }
-                if vcpu.stop.load(Ordering::Acquire) {
-                    vcpu.state.store(OFF, Ordering::Release);
-                    idle_here()
+                if vcpu.stopping() {
+                    vcpu.set_state(State::Off);
+                    return Err(());
                 }
                 crate::irq::wait_for_interrupt();
             }
@@ -171,39 +259,44 @@ pub fn enter(vm: &'static Vm, vcpu: &'static Vcpu, entry: u64, context: u64) -> 
         }
         Err(e) => {
             log::error!("VM {}: vCPU {} not started: {e}", vm.name, vcpu.index);
-            vcpu.state.store(OFF, Ordering::Release);
-            idle_here()
+            vcpu.set_state(State::Off);
+            return Err(());
         }
     }
-    crate::arch::sysregs::write(crate::arch::sysregs::GuestReg::Sctlr, SCTLR_EL1_RES1);
-    crate::vm::vgic::reset_vcpu(vm, vcpu);
-    if let Some(hook) = ON_ENTER.get() {
-        hook();
+    {
+        let saved = vcpu.saved.lock();
+        *frame = saved.frame.clone();
+        saved.cpu.load();
+        crate::vm::vgic::load_vcpu(&saved.gic);
     }
-    crate::irq::pnmi::vcpu_started();
-    vcpu.state.store(ON, Ordering::Release);
     crate::vm::set_running(Some((vm, vcpu)));
-    let mut frame = TrapFrame { elr: entry, spsr: SPSR_M_EL1H | SPSR_DAIF, ..Default::default() };
-    frame.x[0] = context;
-    crate::vm::vgic::sync(vm, vcpu);
-    if vcpu.index == 0 {
-        crate::vm::build::report_started(vm);
+    vcpu.attention.store(true, Ordering::Release);
+    if vcpu.fresh.swap(false, Ordering::AcqRel) {
+        if let Some(hook) = ON_ENTER.get() {
+            hook();
+        }
+        crate::irq::pnmi::vcpu_started();
+        if vcpu.index == 0 {
+            crate::vm::build::report_started(vm);
+        }
     }
-    crate::irq::gic::set_pmr(crate::irq::gic::PMR_OPEN);
-    // SAFETY: `entry` was checked to lie in the VM's RAM, which stage 2
-    // maps; this CPU's traps, stage 2 and virtual interface are set up above.
-    unsafe { crate::boot::entry::run(&frame) }
+    Ok(())
 }
 
-/// An idle CPU's mailbox said "start your vCPU".
-pub fn start_requested(slot: usize) {
-    let Some((vm, vcpu)) = crate::vm::pinned_to(slot) else { return };
-    if vcpu.state.load(Ordering::Acquire) != ON_PENDING {
-        return;
+/// Takes the vCPU this CPU runs out of it, saving its state from `frame`
+/// and the CPU: afterwards the CPU holds nothing of it. Its scheduling
+/// state is the caller's to set.
+pub fn put(frame: &TrapFrame) -> Option<(&'static Vm, &'static Vcpu)> {
+    let (vm, vcpu) = crate::vm::current()?;
+    crate::vm::set_running(None);
+    {
+        let mut saved = vcpu.saved.lock();
+        saved.frame = frame.clone();
+        saved.cpu.save();
+        saved.gic = crate::vm::vgic::put_vcpu(vm, vcpu);
     }
-    let entry = vcpu.entry.load(Ordering::Acquire);
-    let context = vcpu.context.load(Ordering::Acquire);
-    enter(vm, vcpu, entry, context)
+    crate::mm::vmid::leave(vm.index);
+    Some((vm, vcpu))
 }
 
 /// PSCI `CPU_ON` from the guest: only its own VM's vCPUs.
@@ -213,7 +306,7 @@ pub fn cpu_on(target: u64, entry: u64, context: u64) -> Result<u64, i32> {
     if !vm.owns_ram(entry, 4) || !entry.is_multiple_of(4) {
         return Err(error::INVALID_ADDRESS);
     }
-    start(vcpu, entry, context)?;
+    start(vm, vcpu, entry, context)?;
     Ok(0)
 }
 
@@ -224,30 +317,36 @@ pub fn affinity_info(target: u64, lowest_level: u64) -> Result<u64, i32> {
     }
     let (vm, _) = crate::vm::current().ok_or(error::DENIED)?;
     let vcpu = vm.vcpu_by_mpidr(target).ok_or(error::INVALID_PARAMETERS)?;
-    let state = match vcpu.state.load(Ordering::Acquire) {
-        ON => AffinityState::On,
-        ON_PENDING => AffinityState::OnPending,
-        _ => AffinityState::Off,
+    let state = match vcpu.state() {
+        State::Off => AffinityState::Off,
+        State::Starting => AffinityState::OnPending,
+        _ => AffinityState::On,
     };
     Ok(state as u64)
 }
 
-/// Asks every vCPU of `vm` but the caller's own to stop; they do at their
-/// next exit (a kick makes one happen). Returns once none is on.
+/// Asks every vCPU of `vm` but the caller's own to stop, and returns once
+/// none is on: a queued or sleeping one is turned off where it is, a
+/// running one stops at its next exit (a kick makes one happen).
 pub fn stop_others(vm: &Vm) {
-    let me = crate::mm::prda::slot();
-    for vcpu in vm.vcpus.iter().filter(|v| v.slot != me) {
+    let me = crate::vm::current().map(|(_, v)| v as *const Vcpu);
+    let others = || vm.vcpus.iter().filter(move |v| Some(*v as *const Vcpu) != me);
+    for vcpu in others() {
         vcpu.stop.store(true, Ordering::Release);
-        if vcpu.is_on() {
-            crate::vm::cpus::kick(vcpu.slot);
-        }
-    }
-    // Pending starts that never ran count as off too.
-    for vcpu in vm.vcpus.iter().filter(|v| v.slot != me) {
-        let _ = vcpu.state.compare_exchange(ON_PENDING, OFF, Ordering::AcqRel, Ordering::Acquire);
     }
     crate::vm::cpus::wait_interruptible(crate::vm::cpus::PEER_MS, || {
-        vm.vcpus.iter().filter(|v| v.slot != me).all(|v| !v.is_on())
+        let mut all_off = true;
+        for vcpu in others() {
+            match vcpu.state() {
+                State::Off => {}
+                State::Running => {
+                    crate::vm::cpus::kick(vcpu.cpu());
+                    all_off = false;
+                }
+                _ => all_off &= crate::vm::sched::take_off(vm, vcpu),
+            }
+        }
+        all_off
     });
 }
 
@@ -261,8 +360,8 @@ pub fn stop_if_asked(vcpu: &Vcpu) {
 }
 
 /// PSCI `CPU_OFF` from the guest (or a stop): this vCPU stops, its CPU
-/// goes idle on a fresh stack (nothing of the trap that got us here is
-/// used again).
+/// goes on with another vCPU or idles, on a fresh stack (nothing of the
+/// trap that got us here is used again).
 pub fn cpu_off() -> ! {
     park_this();
     idle_here()
@@ -271,23 +370,19 @@ pub fn cpu_off() -> ! {
 /// The vCPU this CPU runs stops: it is off, and the CPU holds nothing of
 /// it any more (timers, list registers, VMID).
 pub fn park_this() {
-    if let Some((vm, vcpu)) = crate::vm::current() {
-        crate::vm::set_running(None);
-        // Its timers stop with it: their interrupts have nobody to go to now.
-        crate::arch::sysregs::write(crate::arch::sysregs::GuestReg::CntvCtl, 0);
-        crate::arch::sysregs::write(crate::arch::sysregs::GuestReg::CntpCtl, 0);
-        crate::vm::vgic::park_vcpu(vm, vcpu);
-        crate::mm::vmid::leave(vm.index);
-        vcpu.state.store(OFF, Ordering::Release);
-        log::debug!("VM {} vCPU {} off", vm.name, vcpu.index);
-    }
+    let Some((vm, vcpu)) = crate::vm::current() else { return };
+    crate::vm::sched::charge_running(vm, vcpu);
+    let _ = put(&TrapFrame::default());
+    vcpu.set_state(State::Off);
+    log::debug!("VM {} vCPU {} off", vm.name, vcpu.index);
 }
 
 extern "C" {
     fn platform_cpu_stack_top(index: usize) -> usize;
 }
 
-/// Leaves whatever this CPU was doing for its idle loop, on a fresh stack.
+/// Leaves whatever this CPU was doing for its scheduling loop, on a fresh
+/// stack.
 pub fn idle_here() -> ! {
     let slot = crate::mm::prda::slot();
     // SAFETY: the slot's stack top from the linker's table; leaving the
@@ -310,4 +405,16 @@ pub fn idle_here() -> ! {
 extern "C" fn idle_entry(slot: usize) -> ! {
     crate::irq::gic::set_pmr(crate::irq::gic::PMR_OPEN);
     crate::vm::cpus::secondary_idle(slot)
+}
+
+/// Enters the guest as the vCPU just loaded into `frame` on this CPU.
+pub fn run(frame: &TrapFrame) -> ! {
+    if let Some((vm, vcpu)) = crate::vm::current() {
+        crate::vm::vgic::sync(vm, vcpu);
+    }
+    crate::irq::gic::set_pmr(crate::irq::gic::PMR_OPEN);
+    // SAFETY: the frame was loaded from a vCPU whose entry point was checked
+    // to lie in its VM's RAM (or saved from where it ran); this CPU's
+    // traps, stage 2 and virtual interface were loaded with it.
+    unsafe { crate::boot::entry::run(frame) }
 }

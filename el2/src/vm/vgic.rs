@@ -22,10 +22,13 @@
 //! and the SPIs it owns: an SGI reaches only vCPUs of the sender's VM, and
 //! a physical SPI goes only to the VM that owns it.
 //!
-//! vCPUs are pinned one per physical CPU, so the rest of the virtual CPU
-//! interface (`ICH_VMCR_EL2`, the active-priority registers) stays in the
-//! hardware while the vCPU lives; [`reset_vcpu`] gives a starting vCPU a
-//! clean one, and [`park_vcpu`] leaves a stopping one's CPU clean.
+//! When a vCPU leaves its CPU ([`put_vcpu`]) its list registers are folded
+//! back into the model and the rest of its virtual CPU interface
+//! (`ICH_VMCR_EL2`, the active-priority registers) is saved in a
+//! [`CpuInterface`]; [`load_vcpu`] puts that back wherever it runs next,
+//! and the next return to the guest refills the list registers. The
+//! physical timer interrupts it left active on the CPU are deactivated on
+//! the way out: the next vCPU's timers use the same PPIs.
 
 use crate::irq::gic;
 use aarch64_cpu::registers::{ReadWriteable, Readable, Writeable, ICH_HCR_EL2, ICH_VTR_EL2};
@@ -121,7 +124,7 @@ pub fn reconcile_spis(vm: &crate::vm::Vm) {
             Some(s) => (s.enabled && s.target.is_some(), s.target.unwrap_or(0)),
             None => (false, 0),
         };
-        let slot = vm.vcpus.get(target).map_or(0, |v| v.slot);
+        let slot = vm.vcpus.get(target).map_or(0, |v| v.cpu());
         gic::with(|g| g.route_spi(intid, crate::boot::smp::mpidr_of(slot), gic::PRIORITY_REGULAR, enable));
     }
 }
@@ -140,17 +143,13 @@ pub fn private_interrupts() -> impl Iterator<Item = (u32, u8)> {
 /// Flags the vCPUs of `vm` in `mask` (bit = vCPU index) and kicks those
 /// running on other CPUs, so that each fills its list registers again.
 pub fn kick_vcpus(vm: &crate::vm::Vm, mask: u64) {
-    let me = crate::mm::prda::slot();
     // Only the vCPUs named (usually one): this is on every SGI's path.
     let mut rest = mask;
     while rest != 0 {
         let index = rest.trailing_zeros() as usize;
         rest &= rest - 1;
         let Some(vcpu) = vm.vcpus.get(index) else { break };
-        vcpu.attention.store(true, Ordering::Release);
-        if vcpu.slot != me && vcpu.is_running() {
-            gic::send_sgi(gic::SGI_KICK, crate::boot::smp::mpidr_of(vcpu.slot));
-        }
+        crate::vm::sched::interrupt_for(vm, vcpu);
     }
 }
 
@@ -374,12 +373,26 @@ fn withdraw_stale_timer_interrupts(vgic: &mut VGic, vcpu: usize) -> [Option<u32>
     })
 }
 
-/// A trapped guest `WFI`: unless this vCPU has an interrupt waiting (in
-/// its list registers, or flagged for the next fill), the physical CPU
-/// waits at EL2 for a physical interrupt (a kick, a tick, a forwarded
-/// one), which then comes in as soon as the guest resumes. Letting the
-/// guest's `WFI` run natively would do the same on hardware, but under
-/// emulation an idle vCPU then spins, taking host time from busy ones.
+/// Whether the running `vcpu` has an interrupt waiting: in its list
+/// registers, or flagged for the next fill.
+pub fn has_pending_here(vcpu: &crate::vm::Vcpu) -> bool {
+    let flagged = vcpu.attention.load(Ordering::Acquire) || vcpu.hw_ppis_pending.load(Ordering::Acquire) != 0;
+    let used = u64::from(vcpu.lrs_used.load(Ordering::Relaxed));
+    flagged || used & !empty_list_registers() != 0
+}
+
+/// Whether a vCPU that is not running has an interrupt to take or finish
+/// in its VM's model.
+pub fn has_work(vm: &crate::vm::Vm, vcpu: &crate::vm::Vcpu) -> bool {
+    vcpu.hw_ppis_pending.load(Ordering::Acquire) != 0 || vm.vgic.lock().has_work(vcpu.index)
+}
+
+/// A trapped guest `WFI` of a vCPU with nothing pending, on a CPU nobody
+/// else waits for: the physical CPU waits at EL2 for a physical interrupt
+/// (a kick, a tick, a forwarded one), which then comes in as soon as the
+/// guest resumes. Letting the guest's `WFI` run natively would do the
+/// same on hardware, but under emulation an idle vCPU then spins, taking
+/// host time from busy ones.
 ///
 /// The trap runs with regular interrupts masked by priority (rule 1 of
 /// `crate::irq::gic`), and an interrupt the priority mask holds back does not
@@ -389,13 +402,7 @@ fn withdraw_stale_timer_interrupts(vgic: &mut VGic, vcpu: usize) -> [Option<u32>
 /// every kick to an idle vCPU, a guest IPI among them, for the next
 /// PNMI-priority tick: up to 10 ms per IPI (measured: a Linux boot with
 /// 4 vCPUs executed 2.6 times the instructions of one with 1).
-pub fn idle() {
-    let Some((_, vcpu)) = crate::vm::current() else { return };
-    let flagged = vcpu.attention.load(Ordering::Acquire) || vcpu.hw_ppis_pending.load(Ordering::Acquire) != 0;
-    let used = u64::from(vcpu.lrs_used.load(Ordering::Relaxed));
-    if flagged || used & !empty_list_registers() != 0 {
-        return;
-    }
+pub fn wait_in_place() {
     crate::irq::mask_irq();
     let trap_mask = gic::pmr();
     gic::set_pmr(gic::PMR_OPEN);
@@ -404,39 +411,59 @@ pub fn idle() {
     crate::irq::unmask_irq();
 }
 
-/// A vCPU starts on this CPU: a clean virtual CPU interface and no
-/// leftovers of a previous life in its timers or forwarded interrupts.
-pub fn reset_vcpu(vm: &crate::vm::Vm, vcpu: &crate::vm::Vcpu) {
-    park_vcpu(vm, vcpu);
-    aarch64_cpu::registers::ICH_VMCR_EL2.set(0);
+/// The rest of a vCPU's virtual CPU interface, saved while it is off its
+/// CPU.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuInterface {
+    vmcr: u64,
+    ap0r: [u64; 4],
+    ap1r: [u64; 4],
+}
+
+impl CpuInterface {
+    /// Out of reset: nothing active, groups disabled.
+    pub const RESET: Self = Self { vmcr: 0, ap0r: [0; 4], ap1r: [0; 4] };
+}
+
+/// The vCPU `vcpu` of `vm` leaves this CPU: what its list registers hold
+/// goes back to the model (which empties them), its interface state is
+/// returned for safekeeping, and the CPU's virtual interface presents
+/// nothing. The guest timers' physical interrupts it may have left active
+/// go inactive (its timers are off by now; the model keeps their virtual
+/// state).
+pub fn put_vcpu(vm: &crate::vm::Vm, vcpu: &crate::vm::Vcpu) -> CpuInterface {
+    let used = u64::from(vcpu.lrs_used.swap(0, Ordering::Relaxed));
+    let mut lrs = LrCopy::new();
+    lrs.load(used);
+    let _ = vm.vgic.lock().fold(vcpu.index, &mut lrs);
+    lrs.store();
+    let mut saved = CpuInterface { vmcr: aarch64_cpu::registers::ICH_VMCR_EL2.get(), ..CpuInterface::RESET };
     for ap in 0..active_priority_registers() {
-        write_ap1r(ap, 0);
+        if let (Some(a0), Some(a1)) = (saved.ap0r.get_mut(ap), saved.ap1r.get_mut(ap)) {
+            (*a0, *a1) = (read_apr(0, ap), read_apr(1, ap));
+        }
+        write_apr(0, ap, 0);
+        write_apr(1, ap, 0);
     }
-    ICH_HCR_EL2.write(ICH_HCR_EL2::En::SET);
-    // The guest's timers stop, and their physical interrupts, which may
-    // have been left active for a guest that never ended them, go inactive.
-    crate::arch::sysregs::write(crate::arch::sysregs::GuestReg::CntvCtl, 0);
-    crate::arch::sysregs::write(crate::arch::sysregs::GuestReg::CntpCtl, 0);
+    ICH_HCR_EL2.set(0);
     for ppi in &FORWARDED_PPIS {
         let intid = ppi.load(Ordering::Relaxed);
         if intid != u32::MAX {
             gic::deactivate(intid);
         }
     }
-    vcpu.attention.store(true, Ordering::Release);
+    saved
 }
 
-/// A vCPU stops on this CPU: what its list registers hold goes back to
-/// the model (which empties them), and the CPU's virtual interface stops
-/// presenting anything.
-pub fn park_vcpu(vm: &crate::vm::Vm, vcpu: &crate::vm::Vcpu) {
-    let used = u64::from(vcpu.lrs_used.swap(0, Ordering::Relaxed));
-    let mut lrs = LrCopy::new();
-    lrs.load(used);
-    let _ = vm.vgic.lock().fold(vcpu.index, &mut lrs);
-    lrs.store();
-    vcpu.hw_ppis_pending.store(0, Ordering::Relaxed);
-    ICH_HCR_EL2.set(0);
+/// A vCPU's interface state goes into this CPU's; its list registers are
+/// filled on the way into the guest (its `attention` is set).
+pub fn load_vcpu(saved: &CpuInterface) {
+    aarch64_cpu::registers::ICH_VMCR_EL2.set(saved.vmcr);
+    for ap in 0..active_priority_registers() {
+        write_apr(0, ap, saved.ap0r.get(ap).copied().unwrap_or(0));
+        write_apr(1, ap, saved.ap1r.get(ap).copied().unwrap_or(0));
+    }
+    ICH_HCR_EL2.write(ICH_HCR_EL2::En::SET);
 }
 
 /// How many `ICH_AP1R<n>_EL2` exist: one per 32 preemption levels
@@ -446,13 +473,32 @@ fn active_priority_registers() -> usize {
     1 << preemption_bits.saturating_sub(5).min(2)
 }
 
-fn write_ap1r(index: usize, value: u64) {
+/// `ICH_AP<group>R<index>_EL2`.
+fn read_apr(group: u8, index: usize) -> u64 {
     use aarch64_cpu::registers::*;
-    match index {
-        0 => ICH_AP1R0_EL2.set(value),
-        1 => ICH_AP1R1_EL2.set(value),
-        2 => ICH_AP1R2_EL2.set(value),
-        _ => ICH_AP1R3_EL2.set(value),
+    match (group, index) {
+        (0, 0) => ICH_AP0R0_EL2.get(),
+        (0, 1) => ICH_AP0R1_EL2.get(),
+        (0, 2) => ICH_AP0R2_EL2.get(),
+        (0, _) => ICH_AP0R3_EL2.get(),
+        (_, 0) => ICH_AP1R0_EL2.get(),
+        (_, 1) => ICH_AP1R1_EL2.get(),
+        (_, 2) => ICH_AP1R2_EL2.get(),
+        (_, _) => ICH_AP1R3_EL2.get(),
+    }
+}
+
+fn write_apr(group: u8, index: usize, value: u64) {
+    use aarch64_cpu::registers::*;
+    match (group, index) {
+        (0, 0) => ICH_AP0R0_EL2.set(value),
+        (0, 1) => ICH_AP0R1_EL2.set(value),
+        (0, 2) => ICH_AP0R2_EL2.set(value),
+        (0, _) => ICH_AP0R3_EL2.set(value),
+        (_, 0) => ICH_AP1R0_EL2.set(value),
+        (_, 1) => ICH_AP1R1_EL2.set(value),
+        (_, 2) => ICH_AP1R2_EL2.set(value),
+        (_, _) => ICH_AP1R3_EL2.set(value),
     }
 }
 

@@ -109,22 +109,23 @@ pub fn halt() -> ! {
     }
 }
 
-/// Writes the system register named `$reg` (a literal). It expands to the
+/// Writes the system register named `$reg` (a string literal, or a
+/// `concat!` of them). It expands to the
 /// `asm!` statement alone, an unsafe operation: the caller wraps it in
 /// `unsafe` with its own `// SAFETY:` reason. The one `MSR` of every image.
 #[macro_export]
 macro_rules! msr {
-    ($reg:literal, $value:expr) => {
+    ($reg:expr, $value:expr) => {
         core::arch::asm!(concat!("msr ", $reg, ", {}"), in(reg) $value, options(nostack))
     };
 }
 
-/// Reads the system register named `$reg` (a literal), as a `u64`; like
+/// Reads the system register named `$reg` (as for [`msr!`]), as a `u64`; like
 /// [`msr!`], an unsafe operation the caller wraps. The one `MRS` of every
 /// image.
 #[macro_export]
 macro_rules! mrs {
-    ($reg:literal) => {{
+    ($reg:expr) => {{
         let value: u64;
         core::arch::asm!(concat!("mrs {}, ", $reg), out(reg) value, options(nostack));
         value

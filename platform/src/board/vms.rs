@@ -6,9 +6,9 @@
 //! | property | type | default |
 //! | --- | --- | --- |
 //! | `hv,name` | string, 1 to 15 of `a-z 0-9 _ -` | required |
-//! | `cpus` | u32, at least 1 | required |
+//! | `cpus` | u32, 1 to 16 ([`MAX_VCPUS`]) vCPUs | required |
 //! | `memory` | KiB as one or two cells, a non-zero multiple of 2048 | required |
-//! | `hv,cpu-affinity` | u32 array of physical CPU indices | next free CPUs |
+//! | `hv,cpu-affinity` | u32 array: the set of physical CPUs the vCPUs may run on | every CPU |
 //! | `bootargs` | string | `""` |
 //! | `hv,console` | flag | absent |
 //! | `hv,kernel`, `hv,initrd` | fw_cfg file name, 1 to 55 bytes | none |
@@ -16,8 +16,15 @@
 //! | `hv,spis` | u32 array of SPI INTIDs (32 to 1019) | none |
 //! | `hv,autostart` | u32, 0 or 1 | 1 |
 //! | `hv,manager` | flag | absent |
-//! | `hv,weight` | u32, 1 to 65535 | 256 |
-//! | `hv,latency-sensitive` | flag | absent |
+//! | `hv,weight` | u32, 1 to 65535: share of CPU time | 256 |
+//! | `hv,latency-sensitive` | flag: wake-ups preempt | absent |
+//! | `hv,time-slice-us` | u32, 1000 to 100000 microseconds | 10000 |
+//!
+//! The physical CPUs are shared: the scheduler runs any vCPU of a VM on
+//! any CPU of its `hv,cpu-affinity` (every CPU without one), several VMs may
+//! name the same CPUs, and a VM may have more vCPUs than CPUs.
+//! `hv,weight`, `hv,latency-sensitive` and `hv,time-slice-us` are its
+//! parameters for the VM's vCPUs (`docs/scheduling.md` has the rules).
 //!
 //! plus Xen-style module subnodes (`compatible = "multiboot,kernel"` or
 //! `"multiboot,ramdisk"`, one `reg` pair) for images a loader placed in
@@ -33,7 +40,8 @@
 //! Two steps: [`parse`] checks everything the description says about itself
 //! (types, ranges, and across VMs: unique names, no device or SPI given to
 //! two VMs); [`VmDescs::validate`] checks it against the machine (CPUs,
-//! RAM, the host device tree) and returns each VM's physical CPUs.
+//! RAM, the host device tree) and returns the set of physical CPUs each VM
+//! may run on.
 //!
 //! There is no heap: lists are fixed-capacity [`List`]s and the strings
 //! borrow the DTB bytes.
@@ -43,6 +51,7 @@ use core::ops::Deref;
 
 use super::dt::{be32, Dtb, Node};
 use super::{cell_bytes, compatible_with, read_cells, BoardError, List, MemRegion, MAX_CPUS};
+use crate::vgic::MAX_VCPUS;
 
 /// The `compatible` string that marks a VM node under `/chosen`.
 pub const COMPATIBLE: &str = "hv,vm";
@@ -71,14 +80,25 @@ pub const MEMORY_ALIGN_KIB: u64 = 2048;
 pub const DEFAULT_WEIGHT: u32 = 256;
 /// Largest `hv,weight`.
 pub const MAX_WEIGHT: u32 = 65535;
+/// `hv,time-slice-us` when absent: 10 ms.
+pub const DEFAULT_TIME_SLICE_US: u32 = 10_000;
+/// Shortest `hv,time-slice-us`: 1 ms.
+pub const MIN_TIME_SLICE_US: u32 = 1_000;
+/// Longest `hv,time-slice-us`: 100 ms.
+pub const MAX_TIME_SLICE_US: u32 = 100_000;
 /// The SPI INTIDs a GIC can have: 32 to 1019.
 pub const SPI_RANGE: core::ops::RangeInclusive<u32> = 32..=1019;
 
-/// Physical CPU indices: slots in the host's `/cpus` order, the boot CPU
-/// being 0 (as [`super::Board::cpus`]).
+/// A set of physical CPU indices: slots in the host's `/cpus` order, the
+/// boot CPU being 0 (as [`super::Board::cpus`]), no index twice. An
+/// `hv,cpu-affinity` keeps the description's order; a [`Placement`]'s sets
+/// are in ascending order.
 pub type CpuSet = List<u32, MAX_CPUS>;
-/// One [`CpuSet`] per VM, in the order of [`VmDescs`]: entry `i` of a VM's
-/// set is the physical CPU its vCPU `i` runs on.
+/// One [`CpuSet`] per VM, in the order of [`VmDescs`]: the physical CPUs
+/// the VM's vCPUs may run on, in ascending order and never empty. Any vCPU
+/// of the VM may run on any CPU of its set, and the scheduler migrates
+/// vCPUs between them; the sets of several VMs may overlap, and a set may
+/// have fewer CPUs than the VM has vCPUs.
 pub type Placement = List<CpuSet, MAX_VMS>;
 
 /// Where a kernel or initrd comes from.
@@ -102,13 +122,14 @@ pub struct VmDesc<'a> {
     pub name: &'a str,
     /// The node's name under `/chosen` (e.g. `vm@0`).
     pub node: &'a str,
-    /// `cpus`: the number of vCPUs, at least 1.
+    /// `cpus`: the number of vCPUs, 1 to [`MAX_VCPUS`]. It may exceed the
+    /// machine's CPUs: the vCPUs share them.
     pub cpus: u32,
-    /// `hv,cpu-affinity`: physical CPU indices, at least `cpus` of them and
-    /// no index twice. vCPU `i` runs on `affinity[i]`; further entries are
-    /// CPUs the VM may run on once there is a scheduler, reserved to it by
-    /// nothing yet. `None`: the VM gets the next free CPUs (see
-    /// [`VmDescs::placement`]).
+    /// `hv,cpu-affinity`: the set of physical CPUs the VM's vCPUs may run
+    /// on, in the description's order: at least one, no index twice, any
+    /// number of them (fewer than `cpus` too). Any vCPU may run on any of
+    /// them, and other VMs may name the same CPUs. `None`: every CPU of the
+    /// machine (see [`VmDescs::placement`]).
     pub affinity: Option<CpuSet>,
     /// `memory`, converted from KiB: a non-zero multiple of 2 MiB.
     pub memory_bytes: u64,
@@ -131,10 +152,20 @@ pub struct VmDesc<'a> {
     pub autostart: bool,
     /// `hv,manager`: the VM may manage others.
     pub manager: bool,
-    /// `hv,weight`: scheduler weight, 1 to 65535 (default 256).
+    /// `hv,weight`: 1 to [`MAX_WEIGHT`] (default [`DEFAULT_WEIGHT`]). Each
+    /// of the VM's vCPUs gets a share of CPU time proportional to its weight
+    /// among the vCPUs competing for the same physical CPU.
     pub weight: u32,
-    /// `hv,latency-sensitive`: a scheduler hint.
+    /// `hv,latency-sensitive`: when one of the VM's vCPUs wakes up (an
+    /// interrupt for an idle vCPU), it preempts the vCPU running on the same
+    /// physical CPU if that vCPU's VM is not latency-sensitive, as long as
+    /// the woken vCPU is within its fair share of CPU time (its weight).
     pub latency_sensitive: bool,
+    /// `hv,time-slice-us`: how long, in microseconds, one of the VM's vCPUs
+    /// runs before the scheduler may switch to another vCPU on its CPU,
+    /// [`MIN_TIME_SLICE_US`] to [`MAX_TIME_SLICE_US`] (default
+    /// [`DEFAULT_TIME_SLICE_US`]).
+    pub time_slice_us: u32,
 }
 
 impl VmDesc<'_> {
@@ -165,72 +196,42 @@ impl<'a> VmDescs<'a> {
         self.iter().find(|vm| vm.name == name)
     }
 
-    /// Each VM's physical CPUs, vCPU `i` on entry `i`, for a machine of
-    /// `cpu_count` CPUs (at most [`MAX_CPUS`] count; a [`super::Board`]
-    /// never has more).
+    /// The set of physical CPUs each VM's vCPUs may run on, for a machine
+    /// of `cpu_count` CPUs: its `hv,cpu-affinity` in ascending order, or
+    /// every CPU (0 to `cpu_count - 1`) without one. At most [`MAX_CPUS`]
+    /// count (a [`super::Board`] never has more), and at least one (the
+    /// CPU running this), so no set is empty.
     ///
-    /// Every VM is placed, those with `hv,autostart = <0>` too, so that
-    /// starting one later never needs a CPU a running VM holds. First each
-    /// `hv,cpu-affinity` takes its first `cpus` entries, then the VMs
-    /// without one take the lowest free CPUs, in VM order.
-    ///
-    /// For now a physical CPU runs at most one vCPU: a CPU that two
-    /// affinities give out is an error ([`VmError::CpuShared`]), and so is
-    /// a VM that finds too few free CPUs ([`VmError::NotEnoughCpus`]).
-    /// Sharing CPUs comes with a scheduler.
+    /// CPUs are shared: the sets of several VMs may overlap, and a VM may
+    /// have more vCPUs than its set has CPUs; the scheduler shares each CPU
+    /// among the vCPUs that may run on it. Every VM has a set, those with
+    /// `hv,autostart = <0>` too. The one error: an `hv,cpu-affinity` entry
+    /// the machine lacks ([`VmError::AffinityOutOfRange`]).
     pub fn placement(&self, cpu_count: usize) -> Result<Placement, VmError<'a>> {
-        let cpu_count = cpu_count.min(MAX_CPUS);
-        for vm in self.iter() {
-            if usize::try_from(vm.cpus).map_or(true, |n| n > cpu_count) {
-                return Err(VmError::TooManyCpus { vm: vm.name, cpus: vm.cpus, cpu_count });
-            }
-            for &cpu in vm.affinity.iter().flatten() {
-                if usize::try_from(cpu).map_or(true, |c| c >= cpu_count) {
-                    return Err(VmError::AffinityOutOfRange { vm: vm.name, cpu, cpu_count });
-                }
-            }
-        }
-        let mut owner: [Option<usize>; MAX_CPUS] = [None; MAX_CPUS];
-        let mut sets = [CpuSet::new(); MAX_VMS];
-        let too_many = |vm: &VmDesc<'a>| VmError::TooManyCpus { vm: vm.name, cpus: vm.cpus, cpu_count };
-        for (i, (vm, set)) in self.iter().zip(sets.iter_mut()).enumerate() {
-            let Some(affinity) = vm.affinity else { continue };
-            let used = usize::try_from(vm.cpus).unwrap_or(usize::MAX);
-            for &cpu in affinity.iter().take(used) {
-                let slot = usize::try_from(cpu).ok().and_then(|c| owner.get_mut(c)).ok_or_else(|| too_many(vm))?;
-                if let Some(other) = slot.and_then(|j| self.get(j)) {
-                    return Err(VmError::CpuShared { vm: vm.name, cpu, other: other.name });
-                }
-                *slot = Some(i);
-                set.push(cpu).map_err(|_| too_many(vm))?;
-            }
-        }
-        for (i, (vm, set)) in self.iter().zip(sets.iter_mut()).enumerate() {
-            if vm.affinity.is_some() {
-                continue;
-            }
-            let free = owner.iter().take(cpu_count).filter(|o| o.is_none()).count();
-            if usize::try_from(vm.cpus).map_or(true, |n| n > free) {
-                return Err(VmError::NotEnoughCpus { vm: vm.name, cpus: vm.cpus, free });
-            }
-            let mut wanted = vm.cpus;
-            for (cpu, slot) in (0u32..).zip(owner.iter_mut().take(cpu_count)) {
-                if wanted == 0 {
-                    break;
-                }
-                if slot.is_none() {
-                    *slot = Some(i);
-                    set.push(cpu).map_err(|_| too_many(vm))?;
-                    wanted = wanted.saturating_sub(1);
-                }
-            }
-        }
+        let cpu_count = cpu_count.clamp(1, MAX_CPUS);
         let mut placement = Placement::new();
-        for set in sets.iter().take(self.len()) {
-            // Cannot fail: there are at most MAX_VMS VMs.
-            if placement.push(*set).is_err() {
-                break;
+        for vm in self.iter() {
+            let mut set = CpuSet::new();
+            match vm.affinity {
+                Some(affinity) => {
+                    for &cpu in affinity.iter() {
+                        if usize::try_from(cpu).map_or(true, |c| c >= cpu_count) {
+                            return Err(VmError::AffinityOutOfRange { vm: vm.name, cpu, cpu_count });
+                        }
+                        // Cannot fail: the affinity is a CpuSet too.
+                        let _ = set.push(cpu);
+                    }
+                    set.sort_unstable();
+                }
+                None => {
+                    for cpu in (0u32..).take(cpu_count) {
+                        // Cannot fail: cpu_count is at most MAX_CPUS.
+                        let _ = set.push(cpu);
+                    }
+                }
             }
+            // Cannot fail: there are at most MAX_VMS VMs.
+            let _ = placement.push(set);
         }
         Ok(placement)
     }
@@ -240,11 +241,13 @@ impl<'a> VmDescs<'a> {
     /// host's device tree `host_dtb`, which must have a node for every
     /// `hv,devices` path (two paths naming the same node, such as `/pl031`
     /// and `/pl031@9010000` in two VMs, count as the device given twice).
-    /// Returns each VM's physical CPUs ([`VmDescs::placement`]).
+    /// Returns the set of physical CPUs each VM may run on
+    /// ([`VmDescs::placement`]).
     ///
-    /// The checks, in order: each VM's `cpus` and `hv,cpu-affinity` against
-    /// `cpu_count`, the placement, the memory of the VMs in order against
-    /// `ram_available`, the devices.
+    /// The checks, in order: each VM's `hv,cpu-affinity` against
+    /// `cpu_count` (CPUs are shared, so neither the VMs' `cpus` nor the
+    /// overlap of their affinities is limited by `cpu_count`), the memory of
+    /// the VMs in order against `ram_available`, the devices.
     pub fn validate(
         &self,
         cpu_count: usize,
@@ -322,6 +325,9 @@ pub enum VmError<'a> {
     MemoryTooLarge { vm: &'a str, kib: u64 },
     /// `hv,weight` outside 1 to [`MAX_WEIGHT`].
     BadWeight { vm: &'a str, weight: u32 },
+    /// `hv,time-slice-us` outside [`MIN_TIME_SLICE_US`] to
+    /// [`MAX_TIME_SLICE_US`].
+    BadTimeSlice { vm: &'a str, us: u32 },
     /// `hv,autostart` other than 0 or 1.
     BadAutostart { vm: &'a str, value: u32 },
     /// `hv,kernel` or `hv,initrd` is empty or longer than
@@ -339,8 +345,6 @@ pub enum VmError<'a> {
     BadSpi { vm: &'a str, intid: u32 },
     /// `hv,cpu-affinity` names a CPU twice.
     DuplicateAffinity { vm: &'a str, cpu: u32 },
-    /// `hv,cpu-affinity` has fewer entries than `cpus`.
-    AffinityTooShort { vm: &'a str, cpus: u32, affinity: usize },
     /// Two VM nodes (`first_node`, `second_node`) have the `hv,name` `vm`.
     DuplicateName { vm: &'a str, first_node: &'a str, second_node: &'a str },
     /// `hv,devices` of `vm` and of `other` (the same VM if listed twice in
@@ -348,15 +352,11 @@ pub enum VmError<'a> {
     DeviceGivenTwice { vm: &'a str, path: &'a str, other: &'a str, other_path: &'a str },
     /// `hv,spis` of `vm` and of `other` (maybe the same VM) name `intid`.
     SpiGivenTwice { vm: &'a str, intid: u32, other: &'a str },
-    /// `cpus` exceeds the machine's CPUs.
-    TooManyCpus { vm: &'a str, cpus: u32, cpu_count: usize },
-    /// `hv,cpu-affinity` names a CPU the machine does not have.
+    /// `cpus` exceeds [`MAX_VCPUS`], the most vCPUs a VM has.
+    TooManyCpus { vm: &'a str, cpus: u32 },
+    /// `hv,cpu-affinity` names a CPU the machine (of `cpu_count` CPUs) does
+    /// not have.
     AffinityOutOfRange { vm: &'a str, cpu: u32, cpu_count: usize },
-    /// `hv,cpu-affinity` of `vm` gives out `cpu`, which `other` already
-    /// has.
-    CpuShared { vm: &'a str, cpu: u32, other: &'a str },
-    /// A VM without `hv,cpu-affinity` finds fewer than `cpus` free CPUs.
-    NotEnoughCpus { vm: &'a str, cpus: u32, free: usize },
     /// The VM's memory exceeds what the VMs before it left of the RAM.
     MemoryDoesNotFit { vm: &'a str, kib: u64, left_bytes: u64 },
     /// An `hv,devices` path names no node of the host device tree.
@@ -425,6 +425,7 @@ impl<'a> VmError<'a> {
             | Self::BadMemory { vm, .. }
             | Self::MemoryTooLarge { vm, .. }
             | Self::BadWeight { vm, .. }
+            | Self::BadTimeSlice { vm, .. }
             | Self::BadAutostart { vm, .. }
             | Self::BadFwCfgName { vm, .. }
             | Self::ImageGivenTwice { vm, .. }
@@ -433,14 +434,11 @@ impl<'a> VmError<'a> {
             | Self::BadDevicePath { vm, .. }
             | Self::BadSpi { vm, .. }
             | Self::DuplicateAffinity { vm, .. }
-            | Self::AffinityTooShort { vm, .. }
             | Self::DuplicateName { vm, .. }
             | Self::DeviceGivenTwice { vm, .. }
             | Self::SpiGivenTwice { vm, .. }
             | Self::TooManyCpus { vm, .. }
             | Self::AffinityOutOfRange { vm, .. }
-            | Self::CpuShared { vm, .. }
-            | Self::NotEnoughCpus { vm, .. }
             | Self::MemoryDoesNotFit { vm, .. }
             | Self::DeviceNotFound { vm, .. } => Some(vm),
         }
@@ -487,6 +485,10 @@ impl fmt::Display for VmError<'_> {
             }
             Self::MemoryTooLarge { kib, .. } => write!(f, "memory = {kib} KiB is more bytes than 64 bits count"),
             Self::BadWeight { weight, .. } => write!(f, "hv,weight = {weight}, but must be 1 to {MAX_WEIGHT}"),
+            Self::BadTimeSlice { us, .. } => write!(
+                f,
+                "hv,time-slice-us = {us}, but must be {MIN_TIME_SLICE_US} to {MAX_TIME_SLICE_US} (microseconds)"
+            ),
             Self::BadAutostart { value, .. } => write!(f, "hv,autostart = {value}, but must be 0 or 1"),
             Self::BadFwCfgName { property, len, .. } => {
                 write!(f, "{property} is a {len}-byte name, but fw_cfg file names are 1 to {FW_CFG_NAME_MAX} bytes")
@@ -507,9 +509,6 @@ impl fmt::Display for VmError<'_> {
                 SPI_RANGE.end()
             ),
             Self::DuplicateAffinity { cpu, .. } => write!(f, "hv,cpu-affinity names CPU {cpu} twice"),
-            Self::AffinityTooShort { cpus, affinity, .. } => {
-                write!(f, "cpus = {cpus}, but hv,cpu-affinity names {affinity} CPU{}", plural(affinity))
-            }
             Self::DuplicateName { first_node, second_node, .. } => {
                 write!(f, "hv,name is given to two nodes, {} and {}", Quoted(first_node), Quoted(second_node))
             }
@@ -531,25 +530,12 @@ impl fmt::Display for VmError<'_> {
                     write!(f, "hv,spis names INTID {intid}, which is also given to VM {}", Quoted(other))
                 }
             }
-            Self::TooManyCpus { cpus, cpu_count, .. } => {
-                write!(f, "cpus = {cpus}, but the machine has {cpu_count} CPU{}", plural(cpu_count))
-            }
+            Self::TooManyCpus { cpus, .. } => write!(f, "cpus = {cpus}, but a VM has at most {MAX_VCPUS} vCPUs"),
             Self::AffinityOutOfRange { cpu, cpu_count, .. } => write!(
                 f,
                 "hv,cpu-affinity names CPU {cpu}, but the machine has {cpu_count} CPU{} (0 to {})",
                 plural(cpu_count),
                 cpu_count.saturating_sub(1)
-            ),
-            Self::CpuShared { vm, cpu, other } => write!(
-                f,
-                "hv,cpu-affinity: CPU {cpu} is given to VM {} and VM {} (CPUs are not shared yet)",
-                Quoted(other),
-                Quoted(vm)
-            ),
-            Self::NotEnoughCpus { cpus, free, .. } => write!(
-                f,
-                "cpus = {cpus}, but {free} CPU{} left once the hv,cpu-affinity lists and the VMs before it are placed",
-                if free == 1 { " is" } else { "s are" }
             ),
             Self::MemoryDoesNotFit { kib, left_bytes, .. } => {
                 write!(f, "memory {kib} KiB does not fit: {} of RAM is left for VMs", Size(left_bytes))
@@ -768,7 +754,14 @@ fn parse_vm<'a>(dtb: &Dtb<'a>, node: &Node<'a>) -> Result<VmDesc<'a>, VmError<'a
         return Err(VmError::BadName { vm: node_name, name });
     }
     let who = name;
-    let mut vm = VmDesc { name, node: node.name, autostart: true, weight: DEFAULT_WEIGHT, ..VmDesc::default() };
+    let mut vm = VmDesc {
+        name,
+        node: node.name,
+        autostart: true,
+        weight: DEFAULT_WEIGHT,
+        time_slice_us: DEFAULT_TIME_SLICE_US,
+        ..VmDesc::default()
+    };
     let (mut cpus, mut memory_bytes) = (None, None);
     let (mut kernel, mut initrd) = (Found::NONE, Found::NONE);
     for (index, (prop, value)) in dtb.props(node).enumerate() {
@@ -820,6 +813,12 @@ fn parse_vm<'a>(dtb: &Dtb<'a>, node: &Node<'a>) -> Result<VmDesc<'a>, VmError<'a
                 }
             }
             "hv,latency-sensitive" => vm.latency_sensitive = flag(who, "hv,latency-sensitive", value)?,
+            "hv,time-slice-us" => {
+                vm.time_slice_us = u32_cell(who, "hv,time-slice-us", value)?;
+                if !(MIN_TIME_SLICE_US..=MAX_TIME_SLICE_US).contains(&vm.time_slice_us) {
+                    return Err(VmError::BadTimeSlice { vm: who, us: vm.time_slice_us });
+                }
+            }
             p if STANDARD.contains(&p) => {}
             _ => return Err(VmError::UnknownProperty { vm: who, node: node_name, property: prop }),
         }
@@ -837,12 +836,10 @@ fn parse_vm<'a>(dtb: &Dtb<'a>, node: &Node<'a>) -> Result<VmDesc<'a>, VmError<'a
     if vm.cpus == 0 {
         return Err(VmError::NoCpus { vm: who });
     }
-    vm.memory_bytes = memory_bytes.ok_or(VmError::MissingProperty { vm: who, property: "memory" })?;
-    if let Some(affinity) = vm.affinity {
-        if usize::try_from(vm.cpus).map_or(true, |n| n > affinity.len()) {
-            return Err(VmError::AffinityTooShort { vm: who, cpus: vm.cpus, affinity: affinity.len() });
-        }
+    if usize::try_from(vm.cpus).map_or(true, |n| n > MAX_VCPUS) {
+        return Err(VmError::TooManyCpus { vm: who, cpus: vm.cpus });
     }
+    vm.memory_bytes = memory_bytes.ok_or(VmError::MissingProperty { vm: who, property: "memory" })?;
     vm.kernel = kernel.image.unwrap_or(Image::GuestStub);
     if initrd.image.is_some() && kernel.image.is_none() {
         return Err(VmError::InitrdWithoutKernel { vm: who, property: initrd.from });

@@ -1,6 +1,6 @@
 //! Host tests for the VM descriptions: DTBs built here by a small FDT
 //! writer (so each test shows the tree it parses), every error with its
-//! exact message, the CPU placement, and hostile input that must not panic.
+//! exact message, the CPU sets, and hostile input that must not panic.
 
 use super::*;
 use proptest::prelude::*;
@@ -187,7 +187,7 @@ fn full() -> Vec<u8> {
     let a = vm("vm@0", "linux-a", 2, 512 * 1024)
         .p("#address-cells", c(&[1]))
         .p("#size-cells", c(&[1]))
-        .p("hv,cpu-affinity", c(&[2, 3]))
+        .p("hv,cpu-affinity", c(&[3, 2]))
         .p("bootargs", s("console=ttyAMA0 earlycon"))
         .p("hv,console", flag())
         .p("hv,kernel", s("opt/hv/a/kernel"))
@@ -198,6 +198,7 @@ fn full() -> Vec<u8> {
         .p("hv,manager", flag())
         .p("hv,weight", c(&[512]))
         .p("hv,latency-sensitive", flag())
+        .p("hv,time-slice-us", c(&[2500]))
         .p("phandle", c(&[7]));
     let b = vm("stub", "stub_1", 1, 0)
         .set("memory", c(&[0, 64 * 1024]))
@@ -224,7 +225,7 @@ fn full_description() {
             name: "linux-a",
             node: "vm@0",
             cpus: 2,
-            affinity: Some(set(&[2, 3])),
+            affinity: Some(set(&[3, 2])),
             memory_bytes: 512 * MIB,
             bootargs: "console=ttyAMA0 earlycon",
             console: true,
@@ -236,6 +237,7 @@ fn full_description() {
             manager: true,
             weight: 512,
             latency_sensitive: true,
+            time_slice_us: 2500,
         }
     );
     assert_eq!(vms[0].memory_kib(), 512 * 1024);
@@ -257,13 +259,15 @@ fn full_description() {
             manager: false,
             weight: 1,
             latency_sensitive: false,
+            time_slice_us: DEFAULT_TIME_SLICE_US,
         }
     );
     assert_eq!(vms.by_name("stub_1"), Some(&vms[1]));
     assert_eq!(vms.by_name("stub"), None);
-    // The affinity VM keeps CPUs 2 and 3; the other takes the lowest free.
-    assert_eq!(vms.validate(4, GIB, Some(HOST)), Ok(placement(&[&[2, 3], &[0]])));
-    assert_eq!(vms.placement(4), Ok(placement(&[&[2, 3], &[0]])));
+    // The affinity VM may run on CPUs 2 and 3 (in ascending order); the
+    // other, without one, on every CPU.
+    assert_eq!(vms.validate(4, GIB, Some(HOST)), Ok(placement(&[&[2, 3], &[0, 1, 2, 3]])));
+    assert_eq!(vms.placement(4), Ok(placement(&[&[2, 3], &[0, 1, 2, 3]])));
 }
 
 #[test]
@@ -288,9 +292,13 @@ fn defaults() {
             manager: false,
             weight: DEFAULT_WEIGHT,
             latency_sensitive: false,
+            time_slice_us: DEFAULT_TIME_SLICE_US,
         }
     );
+    assert_eq!(DEFAULT_WEIGHT, 256);
+    assert_eq!(DEFAULT_TIME_SLICE_US, 10_000);
     assert_eq!(vms.validate(1, 2 * MIB, None), Ok(placement(&[&[0]])));
+    assert_eq!(vms.validate(4, 2 * MIB, None), Ok(placement(&[&[0, 1, 2, 3]])));
 }
 
 #[test]
@@ -343,7 +351,8 @@ fn largest_lists_and_names() {
     assert_eq!(vms[0].devices.len(), MAX_VM_DEVICES);
     assert_eq!(vms[0].kernel, Image::FwCfg(&file));
     assert_eq!(vms[0].name.len(), VM_NAME_MAX);
-    assert_eq!(vms.placement(16), Ok(placement(&[&affinity])));
+    let all: Vec<u32> = (0..MAX_CPUS as u32).collect();
+    assert_eq!(vms.placement(16), Ok(placement(&[&all])));
     // Empty string lists and cell lists are empty lists.
     let d = tree(vec![vm("v", "v", 1, 2048).p("hv,devices", flag()).p("hv,spis", flag())]);
     let vms = ok(&d);
@@ -409,55 +418,70 @@ fn vms_for_placement(specs: &[(&str, u32, Option<&[u32]>)]) -> Vec<u8> {
 }
 
 #[test]
-fn placement_without_affinity_is_consecutive() {
+fn placement_default_is_every_cpu() {
     let d = vms_for_placement(&[("a", 2, None), ("b", 1, None), ("c", 3, None)]);
-    assert_eq!(ok(&d).placement(8), Ok(placement(&[&[0, 1], &[2], &[3, 4, 5]])));
-    assert_eq!(ok(&d).placement(6), Ok(placement(&[&[0, 1], &[2], &[3, 4, 5]])));
-    let e = ok(&d).placement(5).unwrap_err();
-    assert_eq!(e, VmError::NotEnoughCpus { vm: "c", cpus: 3, free: 2 });
-    assert_eq!(
-        e.to_string(),
-        "VM \"c\": cpus = 3, but 2 CPUs are left once the hv,cpu-affinity lists and the VMs before it are placed"
-    );
+    let all8: &[u32] = &[0, 1, 2, 3, 4, 5, 6, 7];
+    assert_eq!(ok(&d).placement(8), Ok(placement(&[all8, all8, all8])));
+    assert_eq!(ok(&d).placement(2), Ok(placement(&[&[0, 1], &[0, 1], &[0, 1]])));
+    // A VM that is not started at boot has its set too.
+    let d = tree(vec![vm("a", "a", 1, 2048).p("hv,autostart", c(&[0])), vm("b", "b", 1, 2048)]);
+    assert_eq!(ok(&d).placement(2), Ok(placement(&[&[0, 1], &[0, 1]])));
 }
 
 #[test]
-fn placement_fills_around_affinities() {
-    // Affinities are placed first, whatever the VM order.
-    let d = vms_for_placement(&[("a", 2, None), ("b", 2, Some(&[0, 2])), ("c", 1, None), ("d", 1, Some(&[5]))]);
-    assert_eq!(ok(&d).placement(6), Ok(placement(&[&[1, 3], &[0, 2], &[4], &[5]])));
-    let e = ok(&d).placement(5).unwrap_err();
-    assert_eq!(e.to_string(), "VM \"d\": hv,cpu-affinity names CPU 5, but the machine has 5 CPUs (0 to 4)");
-    // Entries past `cpus` are accepted and not reserved.
-    let d = vms_for_placement(&[("a", 1, Some(&[3, 0, 1])), ("b", 3, None)]);
-    assert_eq!(ok(&d).placement(4), Ok(placement(&[&[3], &[0, 1, 2]])));
-    // A VM that is not started at boot is placed too.
-    let d = tree(vec![vm("a", "a", 1, 2048).p("hv,autostart", c(&[0])), vm("b", "b", 1, 2048)]);
-    assert_eq!(ok(&d).placement(2), Ok(placement(&[&[0], &[1]])));
-    assert_eq!(ok(&d).placement(1).unwrap_err(), VmError::NotEnoughCpus { vm: "b", cpus: 1, free: 0 });
+fn placement_shares_cpus() {
+    // Affinities may overlap each other and the default; each set comes in
+    // ascending order, whatever the description's order.
+    let d =
+        vms_for_placement(&[("a", 2, Some(&[2, 0])), ("b", 4, None), ("c", 3, Some(&[3, 2, 1])), ("d", 1, Some(&[2]))]);
+    let vms = ok(&d);
+    assert_eq!(vms[0].affinity, Some(set(&[2, 0])));
+    assert_eq!(vms.placement(4), Ok(placement(&[&[0, 2], &[0, 1, 2, 3], &[1, 2, 3], &[2]])));
+    assert_eq!(vms.validate(4, GIB, Some(HOST)), Ok(placement(&[&[0, 2], &[0, 1, 2, 3], &[1, 2, 3], &[2]])));
+    // Two VMs with the very same affinity.
+    let d = vms_for_placement(&[("a", 2, Some(&[1])), ("b", 2, Some(&[1]))]);
+    assert_eq!(ok(&d).validate(2, GIB, None), Ok(placement(&[&[1], &[1]])));
+}
+
+#[test]
+fn more_vcpus_than_cpus() {
+    // More vCPUs than the machine has CPUs, and than the affinity names.
+    let d = vms_for_placement(&[("a", 16, None), ("b", 5, Some(&[1, 3])), ("c", 3, Some(&[0]))]);
+    let vms = ok(&d);
+    assert_eq!(vms[0].cpus, 16);
+    assert_eq!(vms.validate(4, GIB, None), Ok(placement(&[&[0, 1, 2, 3], &[1, 3], &[0]])));
     assert_eq!(
-        ok(&d).placement(1).unwrap_err().to_string(),
-        "VM \"b\": cpus = 1, but 0 CPUs are left once the hv,cpu-affinity lists and the VMs before it are placed"
+        vms.validate(1, GIB, None).unwrap_err().to_string(),
+        "VM \"b\": hv,cpu-affinity names CPU 1, but the machine has 1 CPU (0 to 0)"
     );
+    // Eight VMs of 16 vCPUs each on one CPU.
+    let nodes: Vec<N> = (0..MAX_VMS).map(|i| vm(&format!("vm@{i}"), &format!("v{i}"), 16, 2048)).collect();
+    let d = tree(nodes);
+    let p = ok(&d).validate(1, GIB, Some(HOST)).unwrap();
+    assert_eq!(p.len(), MAX_VMS);
+    assert!(p.iter().all(|s| s.as_slice() == [0]));
 }
 
 #[test]
 fn placement_limits() {
     // More CPUs than a Board holds count as MAX_CPUS.
     let d = vms_for_placement(&[("a", 16, None)]);
-    assert_eq!(ok(&d).placement(1000).unwrap()[0].len(), 16);
-    let d = vms_for_placement(&[("a", 17, None)]);
-    assert_eq!(ok(&d).placement(1000), Err(VmError::TooManyCpus { vm: "a", cpus: 17, cpu_count: 16 }));
-    let d = vms_for_placement(&[("a", u32::MAX, None)]);
-    assert_eq!(ok(&d).placement(usize::MAX), Err(VmError::TooManyCpus { vm: "a", cpus: u32::MAX, cpu_count: 16 }));
+    let all: Vec<u32> = (0..16).collect();
+    assert_eq!(ok(&d).placement(1000), Ok(placement(&[&all])));
+    assert_eq!(ok(&d).placement(usize::MAX), Ok(placement(&[&all])));
     let d = vms_for_placement(&[("a", 1, Some(&[u32::MAX]))]);
-    assert!(matches!(ok(&d).placement(16), Err(VmError::AffinityOutOfRange { cpu: u32::MAX, .. })));
-    // No CPUs at all.
-    let d = vms_for_placement(&[("a", 1, None)]);
-    assert_eq!(ok(&d).placement(0).unwrap_err().to_string(), "VM \"a\": cpus = 1, but the machine has 0 CPUs");
-    let one = "VM \"a\": cpus = 2, but 1 CPU is left once the hv,cpu-affinity lists and the VMs before it are placed";
-    let d = vms_for_placement(&[("b", 1, Some(&[1])), ("a", 2, None)]);
-    assert_eq!(ok(&d).placement(2).unwrap_err().to_string(), one);
+    assert!(matches!(ok(&d).placement(16), Err(VmError::AffinityOutOfRange { cpu: u32::MAX, cpu_count: 16, .. })));
+    let d = vms_for_placement(&[("a", 1, Some(&[15, 16]))]);
+    assert!(matches!(ok(&d).placement(1000), Err(VmError::AffinityOutOfRange { cpu: 16, cpu_count: 16, .. })));
+    // A machine has at least the CPU running this: 0 counts as 1, and no
+    // set is empty.
+    let d = vms_for_placement(&[("a", 1, None), ("b", 2, Some(&[0]))]);
+    assert_eq!(ok(&d).placement(0), Ok(placement(&[&[0], &[0]])));
+    let d = vms_for_placement(&[("a", 1, Some(&[1]))]);
+    assert_eq!(
+        ok(&d).placement(0).unwrap_err().to_string(),
+        "VM \"a\": hv,cpu-affinity names CPU 1, but the machine has 1 CPU (0 to 0)"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -549,6 +573,18 @@ fn error_bad_length() {
     assert_eq!(
         err_of(base().p("hv,weight", flag())),
         "VM \"a\": hv,weight is 0 bytes long, but must be one 32-bit cell (4 bytes)"
+    );
+    assert_eq!(
+        err_of(base().p("hv,time-slice-us", c(&[0, 10_000]))),
+        "VM \"a\": hv,time-slice-us is 8 bytes long, but must be one 32-bit cell (4 bytes)"
+    );
+    assert_eq!(
+        err_of(base().p("hv,time-slice-us", flag())),
+        "VM \"a\": hv,time-slice-us is 0 bytes long, but must be one 32-bit cell (4 bytes)"
+    );
+    assert_eq!(
+        err_of(base().p("hv,time-slice-us", s("10ms"))),
+        "VM \"a\": hv,time-slice-us is 5 bytes long, but must be one 32-bit cell (4 bytes)"
     );
     assert_eq!(
         err_of(base().p("hv,autostart", c(&[0, 1]))),
@@ -752,6 +788,27 @@ fn error_bad_weight() {
 }
 
 #[test]
+fn time_slice() {
+    let d = tree(vec![vm("vm@0", "a", 1, 2048)]);
+    assert_eq!(ok(&d)[0].time_slice_us, DEFAULT_TIME_SLICE_US);
+    for us in [MIN_TIME_SLICE_US, 1_001, DEFAULT_TIME_SLICE_US, 99_999, MAX_TIME_SLICE_US] {
+        let d = tree(vec![vm("vm@0", "a", 1, 2048).p("hv,time-slice-us", c(&[us]))]);
+        assert_eq!(ok(&d)[0].time_slice_us, us);
+    }
+    assert_eq!((MIN_TIME_SLICE_US, MAX_TIME_SLICE_US), (1_000, 100_000));
+}
+
+#[test]
+fn error_bad_time_slice() {
+    let msg = |us: u32| format!("VM \"a\": hv,time-slice-us = {us}, but must be 1000 to 100000 (microseconds)");
+    for us in [0, 10, 999, 100_001, 1_000_000, u32::MAX] {
+        assert_eq!(err_of(vm("vm@0", "a", 1, 2048).p("hv,time-slice-us", c(&[us]))), msg(us));
+    }
+    let d = tree(vec![vm("vm@0", "a", 1, 2048).p("hv,time-slice-us", c(&[999]))]);
+    assert_eq!(parse(&d), Err(VmError::BadTimeSlice { vm: "a", us: 999 }));
+}
+
+#[test]
 fn error_bad_autostart() {
     assert_eq!(
         err_of(vm("vm@0", "a", 1, 2048).p("hv,autostart", c(&[2]))),
@@ -891,17 +948,12 @@ fn error_duplicate_affinity() {
 }
 
 #[test]
-fn error_affinity_too_short() {
-    assert_eq!(
-        err_of(vm("vm@1", "linux-b", 5, 2048).p("hv,cpu-affinity", c(&[0, 1]))),
-        "VM \"linux-b\": cpus = 5, but hv,cpu-affinity names 2 CPUs"
-    );
-    assert_eq!(
-        err_of(vm("vm@1", "linux-b", 2, 2048).p("hv,cpu-affinity", c(&[0]))),
-        "VM \"linux-b\": cpus = 2, but hv,cpu-affinity names 1 CPU"
-    );
-    let d = tree(vec![vm("vm@1", "b", 3, 2048).p("hv,cpu-affinity", c(&[0, 1]))]);
-    assert_eq!(parse(&d), Err(VmError::AffinityTooShort { vm: "b", cpus: 3, affinity: 2 }));
+fn affinity_shorter_than_cpus() {
+    // Fewer CPUs than vCPUs: the vCPUs share them.
+    let d = tree(vec![vm("vm@1", "b", 3, 2048).p("hv,cpu-affinity", c(&[2, 1]))]);
+    let vms = ok(&d);
+    assert_eq!(vms[0].affinity, Some(set(&[2, 1])));
+    assert_eq!(vms.validate(4, GIB, None), Ok(placement(&[&[1, 2]])));
 }
 
 #[test]
@@ -962,12 +1014,14 @@ fn error_spi_given_twice() {
 
 #[test]
 fn error_too_many_cpus() {
-    let d = tree(vec![vm("vm@0", "a", 1, 2048), vm("vm@1", "big", 5, 2048)]);
-    let e = ok(&d).validate(4, GIB, None).unwrap_err();
-    assert_eq!(e, VmError::TooManyCpus { vm: "big", cpus: 5, cpu_count: 4 });
-    assert_eq!(e.to_string(), "VM \"big\": cpus = 5, but the machine has 4 CPUs");
-    let d = tree(vec![vm("vm@0", "a", 2, 2048)]);
-    assert_eq!(ok(&d).validate(1, GIB, None).unwrap_err().to_string(), "VM \"a\": cpus = 2, but the machine has 1 CPU");
+    // A VM has at most MAX_VCPUS vCPUs, whatever the machine.
+    let d = tree(vec![vm("vm@0", "a", 1, 2048), vm("vm@1", "big", 17, 2048)]);
+    let e = parse(&d).unwrap_err();
+    assert_eq!(e, VmError::TooManyCpus { vm: "big", cpus: 17 });
+    assert_eq!(e.to_string(), "VM \"big\": cpus = 17, but a VM has at most 16 vCPUs");
+    assert_eq!(err_of(vm("vm@0", "a", u32::MAX, 2048)), "VM \"a\": cpus = 4294967295, but a VM has at most 16 vCPUs");
+    let d = tree(vec![vm("vm@0", "a", MAX_VCPUS as u32, 2048)]);
+    assert_eq!(ok(&d)[0].cpus, 16);
 }
 
 #[test]
@@ -981,17 +1035,10 @@ fn error_affinity_out_of_range() {
         ok(&d).validate(1, GIB, None).unwrap_err().to_string(),
         "VM \"a\": hv,cpu-affinity names CPU 1, but the machine has 1 CPU (0 to 0)"
     );
-}
-
-#[test]
-fn error_cpu_shared() {
-    let d = vms_for_placement(&[("a", 2, Some(&[1, 2])), ("b", 1, None), ("c", 2, Some(&[3, 2]))]);
-    let e = ok(&d).validate(4, GIB, None).unwrap_err();
-    assert_eq!(e, VmError::CpuShared { vm: "c", cpu: 2, other: "a" });
-    assert_eq!(
-        e.to_string(),
-        "VM \"c\": hv,cpu-affinity: CPU 2 is given to VM \"a\" and VM \"c\" (CPUs are not shared yet)"
-    );
+    // Still refused when another VM shares the CPUs in range.
+    let d = vms_for_placement(&[("a", 2, Some(&[0, 1])), ("b", 2, Some(&[1, 4]))]);
+    assert_eq!(ok(&d).validate(4, GIB, None), Err(VmError::AffinityOutOfRange { vm: "b", cpu: 4, cpu_count: 4 }));
+    assert!(ok(&d).validate(5, GIB, None).is_ok());
 }
 
 #[test]
@@ -1034,9 +1081,9 @@ fn error_device_not_found() {
 #[test]
 fn validate_checks_in_order() {
     // CPUs before memory before devices.
-    let d = tree(vec![vm("vm@0", "a", 8, 4096).p("hv,devices", sl(&["/nowhere"]))]);
+    let d = tree(vec![vm("vm@0", "a", 8, 4096).p("hv,cpu-affinity", c(&[7])).p("hv,devices", sl(&["/nowhere"]))]);
     let vms = ok(&d);
-    assert!(matches!(vms.validate(4, 0, Some(HOST)), Err(VmError::TooManyCpus { .. })));
+    assert!(matches!(vms.validate(4, 0, Some(HOST)), Err(VmError::AffinityOutOfRange { .. })));
     assert!(matches!(vms.validate(8, 0, Some(HOST)), Err(VmError::MemoryDoesNotFit { .. })));
     assert!(matches!(vms.validate(8, GIB, Some(HOST)), Err(VmError::DeviceNotFound { .. })));
 }
@@ -1121,6 +1168,7 @@ fn no_panic_on_odd_values() {
         "hv,manager",
         "hv,weight",
         "hv,latency-sensitive",
+        "hv,time-slice-us",
         "#address-cells",
         "#size-cells",
     ];
@@ -1190,6 +1238,7 @@ proptest! {
         memory in prop::collection::vec(any::<u32>(), 0..3),
         affinity in prop::collection::vec(0u32..20, 0..20),
         spis in prop::collection::vec(0u32..1100, 0..40),
+        time_slice in prop::option::of(prop_oneof![any::<u32>(), 0u32..200_000]),
         name in "[a-z0-9_A-Z.-]{0,20}",
         two in any::<bool>(),
     ) {
@@ -1197,6 +1246,10 @@ proptest! {
             .set("memory", c(&memory))
             .p("hv,cpu-affinity", c(&affinity))
             .p("hv,spis", c(&spis));
+        let v = match time_slice {
+            Some(us) => v.p("hv,time-slice-us", c(&[us])),
+            None => v,
+        };
         let mut nodes = vec![v.clone()];
         if two {
             nodes.push(v.set("hv,name", s("other")));
@@ -1206,23 +1259,39 @@ proptest! {
         if let Ok(vms) = parse(&d) {
             // Whatever is accepted keeps the promises.
             for vm in vms.iter() {
-                prop_assert!(vm.cpus >= 1);
+                prop_assert!((1..=MAX_VCPUS as u32).contains(&vm.cpus));
                 prop_assert!(vm.memory_bytes > 0 && vm.memory_bytes % (2 * MIB) == 0);
                 prop_assert!(vm.spis.iter().all(|s| SPI_RANGE.contains(s)));
+                prop_assert!((MIN_TIME_SLICE_US..=MAX_TIME_SLICE_US).contains(&vm.time_slice_us));
                 if let Some(a) = vm.affinity {
-                    prop_assert!(a.len() >= vm.cpus as usize);
+                    prop_assert!(!a.is_empty());
                 }
             }
-            if let Ok(p) = vms.placement(8) {
-                let mut all: Vec<u32> = p.iter().flat_map(|s| s.iter().copied()).collect();
-                for (set, vm) in p.iter().zip(vms.iter()) {
-                    prop_assert_eq!(set.len(), vm.cpus as usize);
+            match vms.placement(8) {
+                Ok(p) => {
+                    prop_assert_eq!(p.len(), vms.len());
+                    for (set, vm) in p.iter().zip(vms.iter()) {
+                        // Non-empty, ascending (so no CPU twice), on the machine.
+                        prop_assert!(!set.is_empty());
+                        prop_assert!(set.windows(2).all(|w| w[0] < w[1]), "{:?}", set);
+                        prop_assert!(set.iter().all(|&c| c < 8));
+                        match vm.affinity {
+                            Some(a) => {
+                                let mut a = a.to_vec();
+                                a.sort_unstable();
+                                prop_assert_eq!(set.as_slice(), a.as_slice());
+                            }
+                            None => prop_assert_eq!(set.as_slice(), &[0, 1, 2, 3, 4, 5, 6, 7]),
+                        }
+                    }
                 }
-                let n = all.len();
-                all.sort_unstable();
-                all.dedup();
-                prop_assert_eq!(all.len(), n, "a CPU placed twice");
-                prop_assert!(all.iter().all(|&c| c < 8));
+                Err(e) => {
+                    // The one way to fail: an affinity naming a CPU past 7.
+                    let bad = vms.iter().filter_map(|vm| vm.affinity).any(|a| a.iter().any(|&c| c >= 8));
+                    prop_assert!(bad, "{}", e);
+                    let is_out_of_range = matches!(e, VmError::AffinityOutOfRange { cpu, cpu_count: 8, .. } if cpu >= 8);
+                    prop_assert!(is_out_of_range, "{}", e);
+                }
             }
         }
     }
