@@ -25,3 +25,4 @@ pub mod layers;
 pub mod qemu;
 pub mod scenario;
 pub mod selftest;
+pub mod vms;

@@ -3,58 +3,9 @@
 //! checks every VM's own report, read from its share of the console.
 
 use hvtests::scenario::*;
-use hvtests::selftest::{self, Expected};
-use std::path::PathBuf;
-use std::process::Command;
+use hvtests::selftest::Expected;
+use hvtests::vms::*;
 use std::time::Duration;
-
-/// Compiles the VM nodes `vms` (the body of `/chosen`) into a DTB in a
-/// scratch directory.
-fn vms_dtb(name: &str, vms: &str) -> PathBuf {
-    let dir = scratch_dir(&format!("{name}-dtb"));
-    let (dts, dtb) = (dir.join("vms.dts"), dir.join("vms.dtb"));
-    std::fs::write(&dts, format!("/dts-v1/;\n/ {{\n    chosen {{\n{vms}\n    }};\n}};\n")).expect("write vms.dts");
-    let out = Command::new("dtc").args(["-q", "-I", "dts", "-O", "dtb", "-o"]).arg(&dtb).arg(&dts).output();
-    let out = out.expect("run dtc (make deps installs device-tree-compiler)");
-    assert!(out.status.success(), "dtc refused the scenario's VMs: {}", String::from_utf8_lossy(&out.stderr));
-    dtb
-}
-
-/// A VM node: `name`, `cpus` vCPUs, `mib` MiB of RAM, and `more` properties.
-fn vm(name: &str, cpus: u32, mib: u64, more: &str) -> String {
-    format!(
-        "        vm-{name} {{\n            compatible = \"hv,vm\";\n            hv,name = \"{name}\";\n            cpus = <{cpus}>;\n            memory = <0 {}>;\n            {more}\n        }};",
-        mib * 1024
-    )
-}
-
-/// Boots `-smp smp -m 2G` with the VMs `vms` and the hypervisor command
-/// line `cmdline`.
-fn boot_vms(name: &str, smp: u32, vms: &[String], cmdline: Option<&str>, timeout: Duration) -> Outcome {
-    let dtb = vms_dtb(name, &vms.join("\n"));
-    let fw_cfg = format!("name=opt/hv/vms.dtb,file={}", dtb.display());
-    let extra = ["-fw_cfg", fw_cfg.as_str()];
-    boot(&Boot { cmdline, extra: &extra, timeout, ..Boot::new(name, CPU_MAX, smp, "2G") })
-}
-
-/// VM `name` ran its guest-stub checks as `expected`, its console channels
-/// work, and it powered off with status 0.
-fn assert_vm_passed(o: &Outcome, name: &str, expected: &Expected) {
-    let dump = o.dump();
-    let text = o.vm(name);
-    if let Err(problems) = selftest::account(&text, expected) {
-        panic!("VM {name}: the guest-stub's checks are not all accounted for:\n  {}\n{dump}", problems.join("\n  "));
-    }
-    for line in [
-        "guest: guest-stub: brk console ok",
-        "guest: guest-stub: brk console from EL0 ok",
-        "guest-dcc: guest-stub: dcc console ok",
-    ] {
-        assert!(text.lines().any(|l| l == line), "VM {name}: missing `{line}`\n{dump}");
-    }
-    let off = format!("el2: VM {name}: SYSTEM_OFF (status 0)");
-    assert!(o.console.lines().any(|l| l == off), "missing `{off}`\n{dump}");
-}
 
 /// Two guest-stub VMs of two vCPUs each on four CPUs run their checks at
 /// once, the isolation check among them: every word of the other VM's RAM
@@ -214,13 +165,6 @@ fn bad_vm_descriptions_refused() {
     }
 }
 
-/// Where `make linux-guest` put the Linux guest, if it could fetch it.
-fn linux_guest() -> Option<(PathBuf, PathBuf)> {
-    let dir = workspace().join("build/linux");
-    let (image, initrd) = (dir.join("Image"), dir.join("initramfs.cpio.gz"));
-    (image.exists() && initrd.exists()).then_some((image, initrd))
-}
-
 /// Two unmodified Linux VMs of two vCPUs each (`-smp 4 -m 2G`) from the
 /// same fw_cfg kernel and initramfs: both reach userspace with `nproc` 2
 /// and ticking timers on both vCPUs, each on its own prefixed console;
@@ -232,43 +176,17 @@ fn two_linux_vms() {
         eprintln!("SKIPPED two_linux_vms: the Linux guest is not in build/linux (make linux-guest)");
         return;
     };
-    let linux = |name: &str, work: u32| {
-        vm(
-            name,
-            2,
-            512,
-            &format!(
-                "hv,console; hv,kernel = \"opt/hv/linux/kernel\"; hv,initrd = \"opt/hv/linux/initrd\"; bootargs = \"console=ttyAMA0 linux-guest=vm linux-guest-work={work}\";"
-            ),
-        )
-    };
-    let dtb = vms_dtb("vms-linux", &[linux("linux-a", 0), linux("linux-b", 8)].join("\n"));
-    let files = [
-        format!("name=opt/hv/vms.dtb,file={}", dtb.display()),
-        format!("name=opt/hv/linux/kernel,file={}", image.display()),
-        format!("name=opt/hv/linux/initrd,file={}", initrd.display()),
-    ];
-    let extra: Vec<&str> = files.iter().flat_map(|f| ["-fw_cfg", f.as_str()]).collect();
+    let dtb = vms_dtb("vms-linux", &[linux_vm("linux-a", 2, 0, ""), linux_vm("linux-b", 2, 8, "")].join("\n"));
+    let fw_cfg = format!("name=opt/hv/vms.dtb,file={}", dtb.display());
+    let files = linux_fw_cfg(&(image, initrd));
+    let mut extra = vec!["-fw_cfg", fw_cfg.as_str()];
+    extra.extend(files.iter().map(String::as_str));
     let o =
         boot(&Boot { extra: &extra, timeout: Duration::from_secs(240), ..Boot::new("vms-linux", CPU_MAX, 4, "2G") });
     let dump = o.dump();
     assert_eq!(o.status, Some(0), "QEMU must exit 0 once both VMs are off\n{dump}");
     for name in ["linux-a", "linux-b"] {
-        let text = o.vm(name);
-        assert!(text.lines().any(|l| l == "linux-guest: userspace up"), "{name} must reach userspace\n{dump}");
-        assert!(text.lines().any(|l| l == "linux-guest: nproc 2"), "{name}: nproc must be 2\n{dump}");
-        let timers: Vec<Vec<u64>> = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("linux-guest: timer "))
-            .map(|l| l.split_whitespace().skip(1).take(2).filter_map(|n| n.parse().ok()).collect())
-            .collect();
-        assert_eq!(timers.len(), 2, "{name}: two samples of the timer counts\n{dump}");
-        for (cpu, (before, after)) in timers[0].iter().zip(&timers[1]).enumerate() {
-            assert!(after > before, "{name}: vCPU {cpu}'s timer interrupts did not rise\n{dump}");
-        }
-        for bad in ["WARNING:", "BUG:", "Oops", "Call trace", "rcu_sched self-detected stall"] {
-            assert!(!text.contains(bad), "{name}'s kernel log has `{bad}`\n{dump}");
-        }
+        assert_linux_vm_healthy(&o, name, 2);
     }
     // linux-b works on after linux-a is off.
     let lines: Vec<&str> = o.console.lines().collect();

@@ -182,6 +182,16 @@ pub fn with_interrupts_open<R>(f: impl FnOnce() -> R) -> R {
     result
 }
 
+/// Runs `f` with `PSTATE.I` set, then puts the mask back as it was.
+pub fn with_irqs_masked<R>(f: impl FnOnce() -> R) -> R {
+    use aarch64_cpu::registers::{Readable, Writeable, DAIF};
+    let daif = DAIF.get();
+    mask_irq();
+    let result = f();
+    DAIF.set(daif);
+    result
+}
+
 /// Clears `PSTATE.I`.
 pub fn unmask_irq() {
     // SAFETY: changes only the interrupt mask; the caller is at a point

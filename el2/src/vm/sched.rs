@@ -47,12 +47,13 @@
 //! from another CPU's queue. A vCPU thus migrates only when it would wait
 //! otherwise.
 
+use crate::mm::prda::SchedArea;
 use crate::vm::vcpu::{State, Vcpu};
 use crate::vm::Vm;
 use aarch64_cpu::registers::{Readable, CNTFRQ_EL0, CNTPCT_EL0};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use platform::arch::trap::TrapFrame;
-use platform::sched::{Entry, Running, VcpuId, BUCKETS};
+use platform::sched::{Entry, RunQueue, Running, VcpuId, BUCKETS};
 
 /// A vCPU's scheduling bookkeeping and its recorded figures.
 pub struct VcpuSched {
@@ -140,14 +141,22 @@ fn lookup(id: VcpuId) -> Option<(&'static Vm, &'static Vcpu)> {
     Some((vm, vm.vcpus.get(usize::from(id.vcpu))?))
 }
 
-fn area(slot: usize) -> Option<&'static crate::mm::prda::SchedArea> {
+fn area(slot: usize) -> Option<&'static SchedArea> {
     crate::mm::prda::of(slot).map(|p| &p.sched)
+}
+
+/// Runs `f` on a CPU's run queue under its lock, with this CPU's
+/// interrupts masked: a kick taken while the lock is held would look at
+/// this CPU's queue from its handler and wait for itself. No code holds
+/// two queues' locks at once.
+fn with_queue<R>(area: &SchedArea, f: impl FnOnce(&mut RunQueue) -> R) -> R {
+    crate::irq::with_irqs_masked(|| f(&mut area.queue.lock()))
 }
 
 /// How many vCPUs CPU `slot` has: the one it runs and those it queues.
 fn load_of(slot: usize) -> usize {
     let running = crate::mm::prda::of(slot).is_some_and(|p| p.running_vcpu.load(Ordering::Acquire) != 0);
-    area(slot).map_or(usize::MAX, |a| a.queue.lock().len()) + usize::from(running)
+    area(slot).map_or(usize::MAX, |a| with_queue(a, |q| q.len())) + usize::from(running)
 }
 
 /// The CPU a vCPU that becomes runnable goes to (see the module doc).
@@ -178,18 +187,17 @@ fn enqueue(vm: &Vm, vcpu: &Vcpu, urgent: bool) {
     vcpu.set_cpu(target);
     vcpu.sched.queued_at.store(now, Ordering::Relaxed);
     vcpu.sched.urgent.store(urgent, Ordering::Relaxed);
-    {
-        let mut queue = target_area.queue.lock();
+    let pushed = with_queue(target_area, |queue| {
         let vruntime =
             platform::sched::on_wake(vcpu.sched.vruntime.load(Ordering::Relaxed), queue.min_vruntime(), params.slice);
         vcpu.sched.vruntime.store(vruntime, Ordering::Relaxed);
         let entry = Entry { id: id(vm, vcpu), vruntime, slice: params.slice, urgent, seq: 0 };
         vcpu.set_state(State::Runnable);
-        if let Err(e) = queue.push(entry) {
-            // Cannot happen: a queue holds more vCPUs than a machine has.
-            drop(queue);
-            crate::arch::power::fatal(format_args!("run queue of CPU {target}: {e:?}"));
-        }
+        queue.push(entry)
+    });
+    if let Err(e) = pushed {
+        // Cannot happen: a queue holds more vCPUs than a machine has.
+        crate::arch::power::fatal(format_args!("run queue of CPU {target}: {e:?}"));
     }
     if target == crate::mm::prda::slot() {
         look_again();
@@ -242,13 +250,13 @@ pub fn take_off(vm: &Vm, vcpu: &Vcpu) -> bool {
         State::Runnable => {
             let Some(queue) = area(vcpu.cpu()) else { return false };
             // Under the queue's lock: a vCPU in it is not being loaded.
-            let mut queue = queue.queue.lock();
-            if queue.remove(id(vm, vcpu)).is_some() {
-                vcpu.set_state(State::Off);
-                true
-            } else {
-                false
-            }
+            with_queue(queue, |queue| {
+                let removed = queue.remove(id(vm, vcpu)).is_some();
+                if removed {
+                    vcpu.set_state(State::Off);
+                }
+                removed
+            })
         }
         State::Starting | State::Running => false,
     }
@@ -291,14 +299,14 @@ pub fn on_kick() {
     let area = crate::mm::prda::sched();
     if let Some((vm, vcpu)) = crate::vm::current() {
         charge_running(vm, vcpu);
-        let queue = area.queue.lock();
-        if let Some(best) = queue.best() {
-            let running = running_view(vm, vcpu);
-            if area.slice_end.load(Ordering::Relaxed) <= now || platform::sched::preempts(best, &running) {
-                area.resched.store(true, Ordering::Release);
-            }
+        let running = running_view(vm, vcpu);
+        let slice_over = area.slice_end.load(Ordering::Relaxed) <= now;
+        let give_way =
+            with_queue(area, |q| q.best().is_some_and(|best| slice_over || platform::sched::preempts(best, &running)));
+        if give_way {
+            area.resched.store(true, Ordering::Release);
         }
-    } else if !area.queue.lock().is_empty() {
+    } else if !with_queue(area, |q| q.is_empty()) {
         area.resched.store(true, Ordering::Release);
     }
     set_timer_event();
@@ -310,7 +318,7 @@ fn set_timer_event() {
     let me = crate::mm::prda::slot();
     let area = crate::mm::prda::sched();
     let mut event = u64::MAX;
-    if crate::vm::current().is_some() && !area.queue.lock().is_empty() {
+    if crate::vm::current().is_some() && !with_queue(area, |q| q.is_empty()) {
         let mut end = area.slice_end.load(Ordering::Relaxed);
         if end == u64::MAX {
             // Someone waits now: the running vCPU's slice counts from here.
@@ -345,7 +353,7 @@ pub fn wfi() {
         return;
     }
     let area = crate::mm::prda::sched();
-    if area.queue.lock().is_empty() {
+    if with_queue(area, |q| q.is_empty()) {
         crate::vm::vgic::wait_in_place();
     } else {
         vcpu.sched.blocking.store(true, Ordering::Relaxed);
@@ -388,8 +396,7 @@ pub fn reschedule(frame: &mut TrapFrame) {
     let blocking = vcpu.sched.blocking.swap(false, Ordering::Relaxed);
     let running = running_view(vm, vcpu);
     let slice_over = area.slice_end.load(Ordering::Relaxed) <= now;
-    let next = {
-        let mut queue = area.queue.lock();
+    let next = with_queue(area, |queue| {
         let switch = queue.best().is_some_and(|best| {
             blocking
                 || (slice_over && platform::sched::yields_to(best, &running))
@@ -400,7 +407,7 @@ pub fn reschedule(frame: &mut TrapFrame) {
         } else {
             None
         }
-    };
+    });
     let Some(next) = next else {
         // Carries on: a fresh slice if the last one ended.
         if slice_over {
@@ -442,7 +449,7 @@ fn switch_to(vm: &'static Vm, vcpu: &'static Vcpu, frame: &mut TrapFrame) {
     let s = &vcpu.sched;
     s.wait.fetch_add(now.saturating_sub(s.queued_at.load(Ordering::Relaxed)), Ordering::Relaxed);
     s.switches.fetch_add(1, Ordering::Relaxed);
-    area.queue.lock().advance(s.vruntime.load(Ordering::Relaxed));
+    with_queue(area, |q| q.advance(s.vruntime.load(Ordering::Relaxed)));
     if crate::vm::vcpu::load(vm, vcpu, frame).is_err() {
         crate::vm::vcpu::idle_here()
     }
@@ -464,7 +471,9 @@ fn switch_to(vm: &'static Vm, vcpu: &'static Vcpu, frame: &mut TrapFrame) {
 pub fn pick(frame: &mut TrapFrame) -> bool {
     let area = crate::mm::prda::sched();
     area.resched.store(false, Ordering::Relaxed);
-    let next = area.queue.lock().pop().or_else(pull);
+    // Its own queue's lock is dropped before another's is taken.
+    let own = with_queue(area, RunQueue::pop);
+    let next = own.or_else(pull);
     match next.and_then(|e| lookup(e.id)) {
         Some((vm, vcpu)) => {
             switch_to(vm, vcpu, frame);
@@ -482,14 +491,16 @@ fn pull() -> Option<Entry> {
     let me = crate::mm::prda::slot();
     for slot in (0..crate::boot::smp::online()).filter(|&s| s != me) {
         let Some(other) = area(slot) else { continue };
-        let mut queue = other.queue.lock();
-        let movable = queue
-            .iter()
-            .filter(|e| lookup(e.id).is_some_and(|(_, v)| v.affinity & (1 << me) != 0))
-            .min_by_key(|e| e.key())
-            .copied();
-        if let Some(entry) = movable {
-            return queue.remove(entry.id);
+        let pulled = with_queue(other, |queue| {
+            let movable = queue
+                .iter()
+                .filter(|e| lookup(e.id).is_some_and(|(_, v)| v.affinity & (1 << me) != 0))
+                .min_by_key(|e| e.key())
+                .copied()?;
+            queue.remove(movable.id)
+        });
+        if pulled.is_some() {
+            return pulled;
         }
     }
     None
