@@ -53,6 +53,11 @@ pub enum Failure {
     },
     /// What an interrupt check (or the PNMI checks' event order) found.
     Irq(crate::virq::IrqFailure),
+    /// What a scheduler check found.
+    Sched(crate::sched::SchedFailure),
+    /// Not a failure: the check cannot run in this VM (why). The run
+    /// reports it as skipped.
+    Skip(&'static str),
 }
 
 /// A hypercall status (`x0`) as the ABI names it.
@@ -84,6 +89,8 @@ impl core::fmt::Display for Failure {
             Self::El0 { what, exit } => write!(f, "{what}: EL0 left with {exit}"),
             Self::Regs { what, regs } => write!(f, "{what}: x0..x3 = {regs:#x?}"),
             Self::Irq(failure) => write!(f, "{failure}"),
+            Self::Sched(failure) => write!(f, "{failure}"),
+            Self::Skip(why) => write!(f, "skipped: {why}"),
         }
     }
 }
@@ -149,6 +156,17 @@ pub static CHECKS: &[Check] = &[
     Check { name: "virq-no-loss", run: crate::virq::virq_no_loss },
     Check { name: "pnmi-preempts-irq", run: pnmi_preempts_irq },
     Check { name: "pnmi-watchdog", run: pnmi_watchdog },
+];
+
+/// The vCPU scheduler's checks (`sched.rs`): not part of the default run,
+/// whose list the runner holds the stub to (`tests/src/selftest.rs`,
+/// `DEFAULT_CHECKS`); they run when `stub=only=<prefix>` names them, e.g.
+/// `stub=only=sched`.
+pub static SCHED_CHECKS: &[Check] = &[
+    Check { name: "sched-timer-late", run: crate::sched::timer_late },
+    Check { name: "sched-timer-wake", run: crate::sched::timer_wake },
+    Check { name: "sched-sgi-wake", run: crate::sched::sgi_wake },
+    Check { name: "sched-spi-wake", run: crate::sched::spi_wake },
 ];
 
 /// Run only with `stub=fail`: proves a failing check fails the whole run.

@@ -2,10 +2,11 @@
 //! `GicV3` (so a standard driver runs against the hypervisor's emulated
 //! distributor and redistributors), and the stub's IRQ dispatch.
 //!
-//! What the stub uses is deliberately small: Group 1 SGIs and PPIs only,
-//! each vCPU's redistributor configured through MMIO, and the CPU interface
+//! What the stub uses is deliberately small: Group 1 SGIs and PPIs, each
+//! vCPU's redistributor configured through MMIO, and the CPU interface
 //! through its system registers (virtualised as `ICV_*` under the
-//! hypervisor). SPIs are left as firmware left them.
+//! hypervisor). SPIs are left as firmware left them, except the one a check
+//! enables for a while ([`configure_spi`]: `sched-spi-wake`'s RTC alarm).
 //!
 //! - [`init`] (boot vCPU, once): finds the GIC, maps each vCPU slot to its
 //!   redistributor by `GICR_TYPER.Affinity`, turns on affinity routing and
@@ -29,7 +30,7 @@
 use crate::smp;
 use arm_gic::gicv3::registers::{Gicd, GicdCtlr, GicrSgi};
 use arm_gic::gicv3::{GicCpuInterface, GicError, GicV3, Group, SgiTarget, SgiTargetGroup};
-use arm_gic::{IntId, InterruptGroup, UniqueMmioPointer};
+use arm_gic::{IntId, InterruptGroup, Trigger, UniqueMmioPointer};
 use arm_sysregs::el1::accessors::{read_icc_rpr_el1, read_icc_sre_el1, write_icc_bpr1_el1, write_icc_ctlr_el1};
 use arm_sysregs::el1::registers::{IccBpr1El1, IccCtlrEl1, IccSreEl1};
 use core::ptr::NonNull;
@@ -52,8 +53,9 @@ const PRIORITY_MASK_ALL: u8 = 0xff;
 const BINARY_POINT_ALL_PREEMPT: u8 = 0;
 /// INTIDs 1020..=1023 are special: nothing to handle or end.
 const FIRST_SPECIAL_INTID: u32 = 1020;
-/// SGIs and PPIs: the per-vCPU INTIDs, the only ones the stub routes.
-const PRIVATE_INTIDS: usize = 32;
+/// The INTIDs a handler can be set for: SGIs, PPIs and SPIs (the special
+/// INTIDs and above have none).
+const HANDLED_INTIDS: usize = FIRST_SPECIAL_INTID as usize;
 /// Most redistributor frames scanned for the `Last` bit.
 const MAX_REDISTRIBUTORS: usize = 256;
 
@@ -114,7 +116,7 @@ static CPU_STATUS: spin::Mutex<[Option<Result<(), Unavailable>>; MAX_CPUS]> = sp
 /// An interrupt handler; runs with `PSTATE.I` masked, may unmask it.
 pub type Handler = fn(IntId);
 
-static HANDLERS: spin::Mutex<[Option<Handler>; PRIVATE_INTIDS]> = spin::Mutex::new([None; PRIVATE_INTIDS]);
+static HANDLERS: spin::Mutex<[Option<Handler>; HANDLED_INTIDS]> = spin::Mutex::new([None; HANDLED_INTIDS]);
 /// Per vCPU: the last INTID acknowledged with no handler, plus 1 (0 =
 /// none).
 static UNEXPECTED: [AtomicU32; MAX_CPUS] = [const { AtomicU32::new(0) }; MAX_CPUS];
@@ -265,6 +267,32 @@ pub fn configure(slot: usize, intid: IntId, priority: u8, enable: bool) -> Resul
     })
 }
 
+/// Sets SPI `intid` up in the distributor as a level-triggered Group 1
+/// interrupt of `priority` routed to vCPU `slot`, and enables it; or
+/// disables it (`enable` false), waiting for `GICD_CTLR.RWP`, so that once
+/// this returns it is no longer forwarded.
+pub fn configure_spi(intid: IntId, priority: u8, slot: usize, enable: bool) -> Result<(), Unavailable> {
+    status()?;
+    let mpidr = smp::mpidr(slot);
+    crate::exceptions::without_irqs(|| {
+        let mut gic = GIC.lock();
+        let gic = gic.as_mut().ok_or(Unavailable::NotInitialised)?;
+        let distributor = gic.driver.distributor();
+        let result = if enable {
+            distributor
+                .set_group(intid, Group::Group1NS)
+                .and_then(|()| distributor.set_interrupt_priority(intid, priority))
+                .and_then(|()| distributor.set_trigger(intid, Trigger::Level))
+                .and_then(|()| distributor.set_routing(intid, Some(mpidr)))
+                .and_then(|()| distributor.enable_interrupt(intid, true))
+        } else {
+            distributor.enable_interrupt(intid, false)
+        };
+        distributor.wait_for_pending_write();
+        result.map_err(Unavailable::Driver)
+    })
+}
+
 /// Sends SGI `sgi` (0..16) to vCPU `slot` (which may be this one). Every
 /// store made before is observable by the target before it takes the SGI.
 pub fn send_sgi(sgi: u32, slot: usize) {
@@ -282,7 +310,7 @@ pub fn send_sgi(sgi: u32, slot: usize) {
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
 }
 
-/// Routes `intid` (an SGI or PPI, on every vCPU) to `handler`.
+/// Routes `intid` (an SGI or PPI, on every vCPU, or an SPI) to `handler`.
 pub fn set_handler(intid: IntId, handler: Option<Handler>) {
     let index = u32::from(intid) as usize;
     crate::exceptions::without_irqs(|| {

@@ -372,6 +372,10 @@ fn random_backdoor(rng: &mut Rng, tally: &mut Tally, map: &Map, count: u64) {
         let args = [rng.below(3), pointer, len, rng.next(), rng.next(), rng.next(), rng.next()];
         let args = match Function::from_id(function) {
             Some(Function::ConsoleWrite) => [pointer, len, args[3], args[4], args[5], args[6], 0],
+            // A vCPU index and an item, in range or just beyond it.
+            Some(Function::Sched) => {
+                [rng.below(crate::smp::count() as u64 + 2), rng.below(hypercall::SCHED_ITEMS + 2), 0, 0, 0, 0, 0]
+            }
             _ => args,
         };
         let expected: Result<(), HvError> = match Function::from_id(function) {
@@ -386,6 +390,8 @@ fn random_backdoor(rng: &mut Rng, tally: &mut Tally, map: &Map, count: u64) {
             // cursor, is only looked at with the MMU on). Either way, one of
             // the ABI's argument errors (accepted below).
             Some(Function::Scan) => Err(HvError::InvalidArgument),
+            Some(Function::Sched) if args[0] < crate::smp::count() as u64 && args[1] < hypercall::SCHED_ITEMS => Ok(()),
+            Some(Function::Sched) => Err(HvError::InvalidArgument),
         };
         let reply = crate::backdoor::brk_call(function, args);
         let got = match reply {

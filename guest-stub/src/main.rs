@@ -27,7 +27,18 @@
 //! the PCI checks are skipped in a VM whose device tree has no PCI host
 //! bridge (of several VMs, at most one has it); `stub=bench` times the trap
 //! paths instead of checking (`bench`), on the boot vCPU alone (on bare
-//! QEMU, only its rows that need no hypervisor).
+//! QEMU, only its rows that need no hypervisor); `stub=spin=<ms>` (decimal
+//! or `0x` hex) makes vCPU 0 alone (no other vCPU is started) busy-loop
+//! with IRQs masked for that many milliseconds of its virtual counter,
+//! print one line, `spin done: <ms> ms, <n> iterations, <t> ticks, <f> Hz`
+//! (`platform::sched_abi::SpinReport`), and power off with status 0: the
+//! CPU-bound VM of the scheduler's fairness test (`sched`).
+//!
+//! The vCPU scheduler's checks (`sched-timer-late`, `sched-timer-wake`,
+//! `sched-sgi-wake`, `sched-spi-wake`; `sched`) are not in the default run:
+//! they run when `stub=only=<prefix>` names them (`stub=only=sched`). A
+//! check that cannot run in this VM reports itself skipped with its reason
+//! (`sched-sgi-wake` with one vCPU, `sched-spi-wake` with no PL031).
 #![no_std]
 #![no_main]
 
@@ -40,6 +51,7 @@ mod gic;
 mod gvascan;
 mod hostile;
 mod pci;
+mod sched;
 mod smp;
 mod timer;
 mod virq;
@@ -82,6 +94,12 @@ pub struct Env {
     pub probe_holes: ([u64; MAX_PROBE_HOLES], usize),
     /// The virtual timer's PPI (the DTB's `arm,armv8-timer` node).
     pub virtual_timer: Result<arm_gic::IntId, timer::NoTimer>,
+    /// The (non-secure EL1) physical timer's PPI, from the same node.
+    pub physical_timer: Result<arm_gic::IntId, timer::NoTimer>,
+    /// The DTB's `arm,pl031` node, if it has one (bare QEMU; a VM gets its
+    /// PL031 behind the PCI host bridge): its register window and its SPI,
+    /// or why that is unknown.
+    pub pl031: Option<pci::Pl031>,
 }
 
 #[no_mangle]
@@ -109,6 +127,8 @@ extern "C" fn stub_main(dtb: usize) -> ! {
         console: console.map(|reg| reg.starting_address as u64),
         ecam: pci::Ecam::from_fdt(&fdt),
         virtual_timer: timer::virtual_timer_ppi(&fdt),
+        physical_timer: timer::physical_timer_ppi(&fdt),
+        pl031: sched::pl031_node(&fdt),
         probe_holes: probe_holes(&fdt),
         starts: fdt
             .find_node("/chosen")
@@ -140,6 +160,12 @@ extern "C" fn stub_main(dtb: usize) -> ! {
                     only = prefix;
                 } else if let Some(name) = other.strip_prefix("stub=skip=") {
                     skip = name;
+                } else if let Some(ms) = other.strip_prefix(platform::sched_abi::SPIN_WORD) {
+                    // vCPU 0 alone: no other vCPU is started, no GIC needed.
+                    match parse_number(ms) {
+                        Some(ms) => finish(sched::spin(ms)),
+                        None => println!("ignoring `{other}`: not a number"),
+                    }
                 } else if let Some(number) = other.strip_prefix("stub-seed=") {
                     match parse_number(number) {
                         Some(n) => seed = n,
@@ -151,8 +177,11 @@ extern "C" fn stub_main(dtb: usize) -> ! {
             }
         }
     }
+    // The scheduler's checks only when `stub=only=` names them.
+    let sched_checks = checks::SCHED_CHECKS.iter().filter(|_| !only.is_empty());
     let checks = checks::CHECKS
         .iter()
+        .chain(sched_checks)
         .chain(forced_failure.then_some(&checks::FORCED_FAILURE))
         .filter(|check| check.name.starts_with(only));
     let hostile_checks = hostile.then_some(checks::Check { name: "hostile-vcpus-alive", run: hostile::vcpus_alive });
@@ -181,7 +210,12 @@ extern "C" fn stub_main(dtb: usize) -> ! {
         } else if !has_pci && check.name.starts_with(PCI_CHECKS) {
             tally.skip(check.name, "this VM has no PCI host bridge");
         } else {
-            tally.report(check.name, (check.run)(&env));
+            match (check.run)(&env) {
+                // A check that cannot run in this VM (`sched-sgi-wake` with
+                // one vCPU, `sched-spi-wake` without the RTC) says why.
+                Err(checks::Failure::Skip(why)) => tally.skip(check.name, why),
+                result => tally.report(check.name, result),
+            }
         }
     }
     println!("{}", Line::Summary { passed: tally.passed, failed: tally.failed, skipped: tally.skipped });

@@ -91,6 +91,17 @@ pub mod primecell {
     pub const PART_PL061: u16 = 0x061;
     /// The PL031's data register `RTCDR`: the current time in seconds.
     pub const PL031_RTCDR: u64 = 0x000;
+    /// The PL031's match register `RTCMR`: the alarm raises the interrupt
+    /// when `RTCDR` reaches it.
+    pub const PL031_RTCMR: u64 = 0x004;
+    /// `RTCIMSC`: bit 0 set lets the alarm raise the interrupt line.
+    pub const PL031_RTCIMSC: u64 = 0x010;
+    /// `RTCMIS`: bit 0, the alarm interrupt as the line shows it.
+    pub const PL031_RTCMIS: u64 = 0x018;
+    /// `RTCICR`: writing bit 0 clears the alarm interrupt.
+    pub const PL031_RTCICR: u64 = 0x01c;
+    /// The alarm's bit in `RTCIMSC`, `RTCMIS` and `RTCICR`.
+    pub const PL031_ALARM: u64 = 1;
 
     /// The part number `PeriphID0` and `PeriphID1` encode.
     pub const fn part_number(pid0: u64, pid1: u64) -> u64 {
@@ -138,6 +149,9 @@ pub struct Ecam {
     pub probe_only: Option<u64>,
     /// The `ranges` entries, or why they do not parse.
     pub ranges: Result<[Option<Range>; MAX_RANGES], &'static str>,
+    /// `interrupt-map` (with `interrupt-map-mask`), or why it does not
+    /// parse.
+    pub interrupt_map: Result<InterruptMap, &'static str>,
 }
 
 impl Ecam {
@@ -166,7 +180,101 @@ impl Ecam {
             bus_range,
             probe_only,
             ranges: parse_ranges(node),
+            interrupt_map: InterruptMap::from_node(fdt, node),
         })
+    }
+}
+
+/// At most this many `interrupt-map` entries are kept.
+const MAX_MAP_ENTRIES: usize = 16;
+/// A PCI unit address (`phys.hi`, `phys.mid`, `phys.lo`) and the pin: the
+/// child side of an `interrupt-map` entry of a host bridge whose
+/// `#interrupt-cells` is 1.
+const MAP_CHILD_CELLS: usize = 4;
+/// `phys.hi`'s device number, bits 15:11.
+const PHYS_HI_DEVICE_SHIFT: u32 = 11;
+/// The GIC binding's type cell for an SPI, whose number counts from INTID 32.
+const GIC_SPEC_SPI: u32 = 0;
+const SPI_BASE: u32 = 32;
+
+/// A host bridge's `interrupt-map` (IEEE 1275 interrupt mapping, as the
+/// `pci-host-ecam-generic` binding uses it): which GIC interrupt each
+/// (device, pin) is wired to.
+#[derive(Clone, Copy, Debug)]
+pub struct InterruptMap {
+    /// `interrupt-map-mask` (all-ones when absent).
+    mask: [u32; MAP_CHILD_CELLS],
+    /// Child unit address and pin, and the parent's GIC SPI as an INTID
+    /// (`None`: the parent is not a GIC, or the interrupt not an SPI).
+    entries: [Option<([u32; MAP_CHILD_CELLS], Option<u32>)>; MAX_MAP_ENTRIES],
+}
+
+impl InterruptMap {
+    fn from_node(fdt: &fdt::Fdt, node: fdt::node::FdtNode) -> Result<Self, &'static str> {
+        if node.interrupt_cells() != Some(1) {
+            return Err("the host bridge's #interrupt-cells is not 1 (the pin)");
+        }
+        let mut mask = [u32::MAX; MAP_CHILD_CELLS];
+        if let Some(prop) = node.property("interrupt-map-mask") {
+            if prop.value.len() != 4 * MAP_CHILD_CELLS {
+                return Err("the host bridge's interrupt-map-mask is not 4 cells");
+            }
+            for (cell, bytes) in mask.iter_mut().zip(prop.value.chunks_exact(4)) {
+                *cell = be_cells(bytes).ok_or("interrupt-map-mask does not parse")? as u32;
+            }
+        }
+        let map = node.property("interrupt-map").ok_or("the host bridge has no interrupt-map")?.value;
+        if !map.len().is_multiple_of(4) {
+            return Err("the host bridge's interrupt-map is not a whole number of cells");
+        }
+        let mut cells = map.chunks_exact(4).map(|bytes| be_cells(bytes).map_or(0, |v| v as u32));
+        let mut entries = [None; MAX_MAP_ENTRIES];
+        let truncated = "the host bridge's interrupt-map ends inside an entry";
+        for slot in entries.iter_mut() {
+            let Some(first) = cells.next() else { break };
+            let mut child = [first, 0, 0, 0];
+            for cell in child.iter_mut().skip(1) {
+                *cell = cells.next().ok_or(truncated)?;
+            }
+            let phandle = cells.next().ok_or(truncated)?;
+            let parent = fdt.find_phandle(phandle).ok_or("an interrupt-map entry names no node's phandle")?;
+            // The parent's unit address is as long as its #address-cells
+            // says: none when it has none (QEMU's GIC node has 2).
+            let address_cells = parent.property("#address-cells").and_then(|p| p.as_usize()).unwrap_or(0);
+            let interrupt_cells = parent.interrupt_cells().ok_or("an interrupt-map parent has no #interrupt-cells")?;
+            for _ in 0..address_cells {
+                cells.next().ok_or(truncated)?;
+            }
+            let mut specifier = [0u32; 2];
+            for index in 0..interrupt_cells {
+                let cell = cells.next().ok_or(truncated)?;
+                if let Some(slot) = specifier.get_mut(index) {
+                    *slot = cell;
+                }
+            }
+            let gic = parent.compatible().is_some_and(|c| c.all().any(|c| c == crate::gic::COMPATIBLE));
+            let spi = (gic && interrupt_cells >= 2 && specifier[0] == GIC_SPEC_SPI)
+                .then(|| specifier[1].checked_add(SPI_BASE))
+                .flatten();
+            *slot = Some((child, spi));
+        }
+        Ok(Self { mask, entries })
+    }
+
+    /// The SPI (its INTID) that `device`'s `pin` on the root bus is wired
+    /// to; or why there is none.
+    pub fn spi(&self, device: u8, pin: u8) -> Result<u32, &'static str> {
+        let key = [u32::from(device) << PHYS_HI_DEVICE_SHIFT, 0, 0, u32::from(pin)];
+        let matches = |child: &[u32; MAP_CHILD_CELLS]| {
+            child.iter().zip(&key).zip(&self.mask).all(|((child, key), mask)| child & mask == key & mask)
+        };
+        let (_, spi) = self
+            .entries
+            .iter()
+            .flatten()
+            .find(|(child, _)| matches(child))
+            .ok_or("the host bridge's interrupt-map has no entry for the function's pin")?;
+        spi.ok_or("the host bridge's interrupt-map routes the function's pin to something other than a GIC SPI")
     }
 }
 
@@ -890,6 +998,43 @@ fn with_ecam_as_normal<R>(env: &Env, config: &Config, f: impl FnOnce() -> R) -> 
     map(config.window.base(), config.window.size(), data(MemoryType::Normal, false)).map_err(failed)?;
     let map = crate::gvascan::Map { root: root.0, va_bits: crate::gvascan::VA_BITS };
     Ok(crate::gvascan::with_mmu(&map, f))
+}
+
+// --- the PL031 for sched-spi-wake ------------------------------------------------
+
+/// A PL031 RTC for `sched-spi-wake`.
+#[derive(Clone, Copy, Debug)]
+pub struct Pl031 {
+    /// Its register window.
+    pub base: u64,
+    /// Its interrupt's INTID (an SPI), or why it is not known.
+    pub spi: Result<u32, &'static str>,
+}
+
+/// The PL031 RTC the host bridge shows at 00:00.0, if it does: its register
+/// window (BAR0) and its interrupt as `interrupt-map` routes its pin.
+/// `Ok(None)` when the bridge has another function there (bare QEMU's own
+/// host bridge); an error when the function is there but cannot be used.
+pub fn pl031_function(env: &Env) -> Result<Option<Pl031>, Failure> {
+    let config = Config::open(env)?;
+    let bdf = bdf_of(ROOT_BUS, PL031_DEVICE, 0)?;
+    let ids = config.read(bdf, offset::VENDOR_ID, Width::Word)?;
+    if ids != u64::from(VENDOR_ID_ARM) | u64::from(primecell::PART_PL031) << 16 {
+        return Ok(None);
+    }
+    let base = config.bar0(bdf)?;
+    let command = config.read(bdf, offset::COMMAND, Width::Half)?;
+    if base == 0 || command & u64::from(command::MEMORY_SPACE) == 0 {
+        return Err(Failure::Missing("the PL031 function's BAR0 is 0 or its memory space is off"));
+    }
+    let pin = config.read(bdf, offset::INTERRUPT_PIN, Width::Byte)? as u8;
+    let ecam = env.ecam.as_ref().map_err(|why| Failure::Missing(why))?;
+    let spi = match (pin, ecam.interrupt_map.as_ref()) {
+        (0, _) => Err("the PL031 function has no interrupt pin"),
+        (_, Err(why)) => Err(*why),
+        (pin, Ok(map)) => map.spi(PL031_DEVICE, pin),
+    };
+    Ok(Some(Pl031 { base, spi }))
 }
 
 // --- pci-bar-reads-device ----------------------------------------------------------

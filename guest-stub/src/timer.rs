@@ -34,6 +34,7 @@ pub const COMPATIBLE: &str = "arm,armv8-timer";
 /// Its `interrupts`: secure physical, non-secure physical, virtual, hyp;
 /// each `#interrupt-cells` of the GIC (3 unless it says otherwise: type,
 /// number, flags).
+const PHYSICAL_TIMER_ENTRY: usize = 1;
 const VIRTUAL_TIMER_ENTRY: usize = 2;
 const GIC_CELLS: usize = 3;
 /// The GIC binding's type cell for a PPI, whose number counts from INTID 16.
@@ -46,6 +47,8 @@ pub enum NoTimer {
     /// `interrupts` is missing, too short, or its virtual-timer entry is not
     /// a PPI.
     BadInterrupts,
+    /// The same for the (non-secure) physical timer's entry, the second.
+    BadPhysicalInterrupt,
 }
 
 impl core::fmt::Display for NoTimer {
@@ -55,24 +58,38 @@ impl core::fmt::Display for NoTimer {
             Self::BadInterrupts => {
                 write!(f, "the {COMPATIBLE} node's third interrupt (the virtual timer) is missing or not a PPI")
             }
+            Self::BadPhysicalInterrupt => write!(
+                f,
+                "the {COMPATIBLE} node's second interrupt (the non-secure physical timer) is missing or not a PPI"
+            ),
         }
     }
 }
 
 /// The virtual timer's PPI, from the DTB's timer node.
 pub fn virtual_timer_ppi(fdt: &fdt::Fdt) -> Result<IntId, NoTimer> {
+    timer_ppi(fdt, VIRTUAL_TIMER_ENTRY, NoTimer::BadInterrupts)
+}
+
+/// The (non-secure EL1) physical timer's PPI, from the DTB's timer node.
+pub fn physical_timer_ppi(fdt: &fdt::Fdt) -> Result<IntId, NoTimer> {
+    timer_ppi(fdt, PHYSICAL_TIMER_ENTRY, NoTimer::BadPhysicalInterrupt)
+}
+
+/// Entry `entry` of the timer node's `interrupts`, which must be a PPI.
+fn timer_ppi(fdt: &fdt::Fdt, entry: usize, bad: NoTimer) -> Result<IntId, NoTimer> {
     let node = fdt.find_compatible(&[COMPATIBLE]).ok_or(NoTimer::NoNode)?;
-    let interrupts = node.property("interrupts").ok_or(NoTimer::BadInterrupts)?.value;
+    let interrupts = node.property("interrupts").ok_or(bad)?.value;
     let cell = |index: usize| -> Option<u32> {
         let bytes = interrupts.chunks_exact(core::mem::size_of::<u32>()).nth(index)?;
         Some(u32::from_be_bytes(bytes.try_into().ok()?))
     };
     let cells =
         fdt.find_compatible(&[crate::gic::COMPATIBLE]).and_then(|gic| gic.interrupt_cells()).unwrap_or(GIC_CELLS);
-    let first = VIRTUAL_TIMER_ENTRY * cells;
+    let first = entry * cells;
     match (cell(first), cell(first + 1)) {
         (Some(GIC_SPEC_PPI), Some(number)) if number < IntId::PPI_COUNT => Ok(IntId::ppi(number)),
-        _ => Err(NoTimer::BadInterrupts),
+        _ => Err(bad),
     }
 }
 

@@ -35,7 +35,7 @@ use platform::board::MAX_CPUS;
 use platform::println;
 
 /// The checks' regular interrupt priority.
-const PRIORITY: u8 = 0xa0;
+pub(crate) const PRIORITY: u8 = 0xa0;
 /// A priority that preempts [`PRIORITY`].
 const HIGH_PRIORITY: u8 = 0x80;
 
@@ -54,7 +54,7 @@ const TIMER_TIMEOUT_MS: u64 = 3000;
 /// no other vCPU to run).
 const SGI_TIMEOUT_MS: u64 = 1000;
 /// After a check's SGIs arrived, how long to watch for a second copy.
-const SETTLE_MS: u64 = 10;
+pub(crate) const SETTLE_MS: u64 = 10;
 /// How long a lower-priority SGI is held off by a higher one's handler.
 const HOLD_MS: u64 = 20;
 const NO_LOSS_MS: u64 = 2000;
@@ -68,14 +68,14 @@ const NO_LOSS_CPUS: usize = 4;
 /// reaction could not tell a lost interrupt from a descheduled vCPU. These
 /// waits allow about ten times the worst stall seen; losses themselves are
 /// detected by progress, not time ([`LOST_AFTER_TURNS`]).
-const HOST_STALL_MS: u64 = 10_000;
+pub(crate) const HOST_STALL_MS: u64 = 10_000;
 /// An interrupt is lost when its vCPU turns its loop this many times with
 /// IRQs unmasked while the interrupt should be pending: a count of the
 /// vCPU's own progress, which host scheduling cannot fake. A turn is a few
 /// instructions (measured: 100,000 turns can pass in 4 ms, while a
 /// physical SGI is still on its way through the emulator), so this allows
 /// some tens of milliseconds of the vCPU's own running.
-const LOST_AFTER_TURNS: u64 = 10_000_000;
+pub(crate) const LOST_AFTER_TURNS: u64 = 10_000_000;
 
 /// What an interrupt check found.
 #[derive(Clone, Copy, Debug)]
@@ -201,13 +201,13 @@ impl From<IrqFailure> for Failure {
 }
 
 /// The boot vCPU's GIC, or why not.
-fn boot_gic() -> Result<(), IrqFailure> {
+pub(crate) fn boot_gic() -> Result<(), IrqFailure> {
     gic::cpu_status(0).map_err(|why| IrqFailure::Gic { cpu: 0, why })
 }
 
 /// The other vCPUs, each online with its GIC set up; or the first that is
 /// not (a check that needs them all fails on it).
-fn secondaries() -> Result<core::ops::Range<usize>, IrqFailure> {
+pub(crate) fn secondaries() -> Result<core::ops::Range<usize>, IrqFailure> {
     for cpu in 1..smp::count() {
         smp::status(cpu).map_err(|why| IrqFailure::Cpu { cpu, why })?;
         gic::cpu_status(cpu).map_err(|why| IrqFailure::Gic { cpu, why })?;
@@ -217,7 +217,7 @@ fn secondaries() -> Result<core::ops::Range<usize>, IrqFailure> {
 
 /// The end of every check: back to masked IRQs, and no stray interrupt
 /// seen.
-fn finish(result: Result<(), IrqFailure>) -> Result<(), Failure> {
+pub(crate) fn finish(result: Result<(), IrqFailure>) -> Result<(), Failure> {
     mask_irqs();
     result?;
     match gic::take_unexpected() {

@@ -5,6 +5,7 @@
 
 use core::fmt;
 use core::ops::Range;
+use platform::sched::{bucket_floor_us, percentile_bucket, Figures, BUCKETS};
 
 /// What the user asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +25,9 @@ pub enum Command {
     Console {
         text: String,
     },
+    /// The scheduler figures of every vCPU of this VM, one [`SchedLine`]
+    /// each, then a [`SchedSummary`].
+    Sched,
     Help,
 }
 
@@ -77,6 +81,10 @@ usage: hvctl info              the hypervisor's ABI version, mode and CPUs
                                of 512 MiB touched every 2 MiB, and print
                                only the summary)
        hvctl console TEXT...   print TEXT on the hypervisor's console
+       hvctl sched             the hypervisor scheduler's figures for each
+                               vCPU of this VM (run and wait time,
+                               switches, wake-ups, wake-up latencies), a
+                               line each, then a summary line
        hvctl help";
 
 /// A command line `hvctl` cannot make sense of.
@@ -111,6 +119,7 @@ impl Command {
         };
         match command.as_str() {
             "info" => no_more(&rest).map(|()| Self::Info),
+            "sched" => no_more(&rest).map(|()| Self::Sched),
             "scan" => {
                 let (mut with_maps, mut layout) = (false, None);
                 let mut words = rest.iter();
@@ -259,6 +268,92 @@ pub fn parse_hex(word: &str) -> Option<u64> {
     u64::from_str_radix(word.strip_prefix("0x")?, 16).ok()
 }
 
+/// Prefix of each vCPU's line of `hvctl sched`: `vcpu N: ` and then
+/// [`Figures`] as they display (the text the hypervisor's power-off summary
+/// has after `sched: <vm>.<N> `).
+pub const VCPU_PREFIX: &str = "vcpu ";
+
+/// One line of `hvctl sched`: a vCPU's index in its VM and its figures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SchedLine {
+    pub vcpu: u64,
+    pub figures: Figures,
+}
+
+impl fmt::Display for SchedLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{VCPU_PREFIX}{}: {}", self.vcpu, self.figures)
+    }
+}
+
+impl SchedLine {
+    /// Parses a whole line, prefix included.
+    pub fn parse(line: &str) -> Option<Self> {
+        let (vcpu, figures) = line.strip_prefix(VCPU_PREFIX)?.split_once(": ")?;
+        Some(Self { vcpu: vcpu.parse().ok()?, figures: Figures::parse(figures)? })
+    }
+}
+
+/// The last line of `hvctl sched`, for people: the VM's vCPUs, their
+/// wake-ups, and the median and worst wake-up latency over all of them.
+///
+/// ```text
+/// hvctl: sched of this VM: 2 vCPUs, 5210 wake-ups, median wake-up latency 16..32 us, worst 4211 us
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SchedSummary {
+    pub vcpus: usize,
+    pub wakeups: u64,
+    /// Every vCPU's latency buckets, added up.
+    pub latency: [u64; BUCKETS],
+    pub worst_us: u64,
+}
+
+impl SchedSummary {
+    pub fn new(figures: &[Figures]) -> Self {
+        let mut summary = Self { vcpus: figures.len(), wakeups: 0, latency: [0; BUCKETS], worst_us: 0 };
+        for f in figures {
+            summary.wakeups = summary.wakeups.saturating_add(f.wakeups);
+            summary.worst_us = summary.worst_us.max(f.worst_us);
+            for (sum, count) in summary.latency.iter_mut().zip(f.latency) {
+                *sum = sum.saturating_add(count);
+            }
+        }
+        summary
+    }
+
+    /// The bucket of the median wake-up latency, if any was recorded.
+    pub fn median_bucket(&self) -> Option<usize> {
+        percentile_bucket(&self.latency, 500)
+    }
+}
+
+/// A latency bucket's range, for people: `under 1 us`, `16..32 us`,
+/// `16384 us or more`.
+pub fn bucket_range(index: usize) -> String {
+    match index {
+        0 => "under 1 us".into(),
+        i if i + 1 >= BUCKETS => format!("{} us or more", bucket_floor_us(i)),
+        i => format!("{}..{} us", bucket_floor_us(i), bucket_floor_us(i + 1)),
+    }
+}
+
+/// Prefix of [`SchedSummary`]'s line.
+pub const SCHED_SUMMARY_PREFIX: &str = "hvctl: sched of this VM: ";
+
+impl fmt::Display for SchedSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plural = if self.vcpus == 1 { "" } else { "s" };
+        write!(f, "{SCHED_SUMMARY_PREFIX}{} vCPU{plural}, {} wake-ups, ", self.vcpus, self.wakeups)?;
+        match self.median_bucket() {
+            Some(median) => {
+                write!(f, "median wake-up latency {}, worst {} us", bucket_range(median), self.worst_us)
+            }
+            None => f.write_str("no wake-up latency recorded"),
+        }
+    }
+}
+
 /// The VA range of a `region` line, `[first, last]` (the text after
 /// [`REGION_PREFIX`], which starts with `gvascan::Region`'s
 /// `0xSTART..=0xLAST` form).
@@ -297,6 +392,8 @@ mod tests {
             Ok(Command::Console { text: "hello world".into() })
         );
         assert_eq!(Command::parse(args(&["help"])), Ok(Command::Help));
+        assert_eq!(Command::parse(args(&["sched"])), Ok(Command::Sched));
+        assert!(USAGE.contains("hvctl sched"));
     }
 
     #[test]
@@ -306,6 +403,7 @@ mod tests {
         assert_eq!(Command::parse(args(&["info", "x"])), Err(UsageError::UnexpectedArgument("x".into())));
         assert_eq!(Command::parse(args(&["scan", "--all"])), Err(UsageError::UnexpectedArgument("--all".into())));
         assert_eq!(Command::parse(args(&["console"])), Err(UsageError::MissingText));
+        assert_eq!(Command::parse(args(&["sched", "0"])), Err(UsageError::UnexpectedArgument("0".into())));
     }
 
     const MAPS: &str = "\
@@ -359,5 +457,50 @@ garbage line
             Some((0x40_0000, 0x48_8fff))
         );
         assert_eq!(parse_region_range("0x400000-0x488fff"), None);
+    }
+
+    fn figures(worst_us: u64, latency: [u64; BUCKETS]) -> Figures {
+        Figures { run_us: 1_234_567, wait_us: 8910, switches: 42, wakeups: latency.iter().sum(), latency, worst_us }
+    }
+
+    #[test]
+    fn sched_lines_round_trip_and_match_the_power_off_summary() {
+        let mut latency = [0; BUCKETS];
+        latency[3] = 7;
+        latency[15] = 1;
+        let line = SchedLine { vcpu: 1, figures: figures(40_000, latency) };
+        let text = line.to_string();
+        assert_eq!(
+            text,
+            "vcpu 1: run 1234567 us, wait 8910 us, switches 42, wake-ups 8, worst 40000 us, latency 0 0 0 7 0 0 0 0 0 0 0 0 0 0 0 1"
+        );
+        assert_eq!(SchedLine::parse(&text), Some(line));
+        // The same text as the hypervisor's `sched: <vm>.<n> ` lines.
+        let hypervisor = format!("{}linux-a.1 {}", platform::sched::REPORT_PREFIX, line.figures);
+        assert_eq!(hypervisor.split_once(' ').unwrap().1.split_once(' ').unwrap().1, text.split_once(": ").unwrap().1);
+        assert_eq!(SchedLine::parse("vcpu x: run 1 us"), None);
+        assert_eq!(SchedLine::parse(&text.replace("vcpu 1:", "vcpu 1")), None);
+        assert_eq!(SchedLine::parse(&format!("{text} 3")), None);
+    }
+
+    #[test]
+    fn sched_summary_adds_up_the_vcpus() {
+        let mut a = [0; BUCKETS];
+        a[4] = 3; // 8..16 us
+        let mut b = [0; BUCKETS];
+        b[5] = 2; // 16..32 us
+        b[15] = 1;
+        let summary = SchedSummary::new(&[figures(20, a), figures(70_000, b)]);
+        assert_eq!(summary.wakeups, 6);
+        assert_eq!(summary.median_bucket(), Some(4));
+        assert_eq!(
+            summary.to_string(),
+            "hvctl: sched of this VM: 2 vCPUs, 6 wake-ups, median wake-up latency 8..16 us, worst 70000 us"
+        );
+        let idle = SchedSummary::new(&[figures(0, [0; BUCKETS])]);
+        assert_eq!(idle.to_string(), "hvctl: sched of this VM: 1 vCPU, 0 wake-ups, no wake-up latency recorded");
+        assert_eq!(bucket_range(0), "under 1 us");
+        assert_eq!(bucket_range(1), "1..2 us");
+        assert_eq!(bucket_range(BUCKETS - 1), "16384 us or more");
     }
 }

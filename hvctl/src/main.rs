@@ -9,14 +9,19 @@
 //! only show or print what it could read itself. A `SCAN` call scans one
 //! bounded piece of the range; `hvctl scan` calls again from the cursor
 //! each call returns until the range is done, and joins the pieces.
+//! `SCHED` (ABI 1.2) reads the scheduler figures of this VM's vCPUs, one
+//! item per call; `hvctl sched` checks with `FEATURES` that the
+//! hypervisor has it, reads every item of every vCPU, and prints one line
+//! per vCPU.
 //!
 //! Exit status: 0 done, 1 the hypervisor refused or failed the call, 2
 //! usage error or no hypervisor underneath.
 
-use hvctl::{Command, Touched, UsageError, MAPS_PREFIX, REGION_PREFIX, USAGE};
+use hvctl::{Command, SchedLine, SchedSummary, Touched, UsageError, MAPS_PREFIX, REGION_PREFIX, USAGE};
 use platform::gvascan::{self, ENTRY_SIZE};
 use platform::hypercall::{
-    CallError, Function, Info, Request, ScanRange, ScanReply, ABI_VERSION_MAJOR, SCAN_CAPACITY_MAX,
+    CallError, Function, HvError, Info, Request, ScanRange, ScanReply, SchedItem, SchedReader, ABI_VERSION_MAJOR,
+    SCAN_CAPACITY_MAX,
 };
 use std::process::ExitCode;
 
@@ -42,6 +47,7 @@ fn main() -> ExitCode {
             Err(e) => Err(e),
         },
         Command::Console { text } => console(&text),
+        Command::Sched => sched(),
         Command::Help => {
             println!("{USAGE}");
             Ok(())
@@ -63,7 +69,7 @@ fn usage_error(error: &UsageError) -> ExitCode {
 
 /// Makes a call that passes no pointers.
 fn call(request: Request) -> Result<[u64; 3], String> {
-    // SAFETY: VERSION and INFO carry no pointers.
+    // SAFETY: VERSION, FEATURES, INFO and SCHED carry no pointers.
     let reply = unsafe { conduit::brk(&request.call()) };
     reply.result().map_err(|e| describe(request.function(), e))
 }
@@ -87,6 +93,47 @@ fn info() -> Result<(), String> {
         info.el2_va_bits,
         info.el0_va_bits
     );
+    Ok(())
+}
+
+/// The scheduler figures of every vCPU of this VM: all of them are read
+/// before anything is printed, so that a failure prints no partial table.
+fn sched() -> Result<(), String> {
+    // FEATURES first: a hypervisor of ABI 1.1 or older has no SCHED.
+    let features = Request::Features { function: Function::Sched.id() };
+    // SAFETY: FEATURES carries no pointers.
+    match unsafe { conduit::brk(&features.call()) }.result() {
+        Ok(_) => {}
+        Err(CallError::Hv(HvError::NotSupported)) => {
+            let version = call(Request::Version)
+                .map(|[v, ..]| format!(" (it speaks ABI {}.{})", v >> 16, v & 0xffff))
+                .unwrap_or_default();
+            return Err(format!("the hypervisor does not implement SCHED{version}; it needs ABI 1.2 or later"));
+        }
+        Err(e) => return Err(format!("FEATURES says SCHED is not available to this process: {e}")),
+    }
+    let mut lines: Vec<SchedLine> = Vec::new();
+    // vCPU 0 tells how many there are (item 1, x3).
+    let mut vcpus = 1;
+    while (lines.len() as u64) < vcpus {
+        let mut reader = SchedReader::new(lines.len() as u64);
+        for item in SchedItem::ALL {
+            let regs = call(reader.request(item)).map_err(|e| format!("vCPU {}, {item}: {e}", reader.vcpu()))?;
+            reader.accept(item, regs).map_err(|e| format!("SCHED: {e}"))?;
+        }
+        let count = reader.vcpus().ok_or("SCHED: no vCPU count")?;
+        if !lines.is_empty() && count != vcpus {
+            return Err(format!("SCHED: the VM's vCPU count changed from {vcpus} to {count}"));
+        }
+        vcpus = count;
+        let figures = reader.figures().ok_or("SCHED: an item is missing")?;
+        lines.push(SchedLine { vcpu: reader.vcpu(), figures });
+    }
+    for line in &lines {
+        println!("{line}");
+    }
+    let figures: Vec<_> = lines.iter().map(|l| l.figures).collect();
+    println!("{}", SchedSummary::new(&figures));
     Ok(())
 }
 

@@ -15,6 +15,7 @@
 use core::fmt;
 
 use crate::esr::Esr;
+use crate::sched::{Figures, BUCKETS};
 
 /// The `BRK` comment that marks a hypercall: ASCII "HV" (why this value:
 /// docs/hypercalls.md).
@@ -26,8 +27,8 @@ pub const ABI_VERSION_MAJOR: u16 = 1;
 /// argument whose value 0 keeps the old meaning or a result in a register
 /// it used to preserve. 1.1: `SCAN` takes a resume cursor in `x4` and
 /// returns the next one there, and stops after [`SCAN_PROBE_BUDGET`]
-/// probes.
-pub const ABI_VERSION_MINOR: u16 = 1;
+/// probes. 1.2: `SCHED`, the caller's own VM's scheduler figures.
+pub const ABI_VERSION_MINOR: u16 = 2;
 /// What [`Function::Version`] returns in `x1`: `major << 16 | minor`.
 pub const ABI_VERSION: u64 = ((ABI_VERSION_MAJOR as u64) << 16) | ABI_VERSION_MINOR as u64;
 
@@ -76,11 +77,14 @@ pub enum Function {
     /// [`crate::gvascan`] entries, one piece of at most
     /// [`SCAN_PROBE_BUDGET`] probes per call, from a resume cursor.
     Scan,
+    /// ID 5 (ABI 1.2): one [`SchedItem`] of the scheduler figures of vCPU
+    /// `x1` of the caller's own VM, in `x1..x3` ([`sched_item`]).
+    Sched,
 }
 
 impl Function {
     /// Every function this ABI names, in ID order.
-    pub const ALL: [Self; 5] = [Self::Version, Self::Features, Self::ConsoleWrite, Self::Info, Self::Scan];
+    pub const ALL: [Self; 6] = [Self::Version, Self::Features, Self::ConsoleWrite, Self::Info, Self::Scan, Self::Sched];
 
     /// The ID the caller puts in `x0`.
     pub const fn id(self) -> u64 {
@@ -90,6 +94,7 @@ impl Function {
             Self::ConsoleWrite => 2,
             Self::Info => 3,
             Self::Scan => 4,
+            Self::Sched => 5,
         }
     }
 
@@ -101,6 +106,7 @@ impl Function {
             2 => Some(Self::ConsoleWrite),
             3 => Some(Self::Info),
             4 => Some(Self::Scan),
+            5 => Some(Self::Sched),
             _ => None,
         }
     }
@@ -113,10 +119,13 @@ impl Function {
 
     /// The EL0 policy: the allow-list of calls the guest's EL0 may make
     /// (`SCAN` only of the `TTBR0` range, which [`Call::decode`] checks).
+    /// `SCHED` reads figures of the caller's own VM only, as `/proc/stat`
+    /// shows a process its own machine's.
     pub const fn allowed_from_el0(self) -> bool {
         match self {
             Self::Version | Self::Features | Self::Info | Self::ConsoleWrite => true,
             Self::Scan => true,
+            Self::Sched => true,
         }
     }
 
@@ -127,6 +136,7 @@ impl Function {
             Self::ConsoleWrite => "CONSOLE_WRITE",
             Self::Info => "INFO",
             Self::Scan => "SCAN",
+            Self::Sched => "SCHED",
         }
     }
 }
@@ -322,6 +332,11 @@ impl Call {
                 let [_, _, x3, x4, ..] = self.args;
                 Ok(Request::Scan { range, buffer: x2, capacity: x3, cursor: x4 })
             }
+            // The vCPU index is checked at EL2, against the caller's VM.
+            Function::Sched => match SchedItem::from_raw(x2) {
+                Some(item) => Ok(Request::Sched { vcpu: x1, item }),
+                None => Err(HvError::InvalidArgument),
+            },
         }
     }
 }
@@ -351,6 +366,13 @@ pub enum Request {
         capacity: u64,
         cursor: u64,
     },
+    /// Item `item` of the scheduler figures of vCPU `vcpu` of the caller's
+    /// own VM (an index there; one past the last is
+    /// [`HvError::InvalidArgument`], which EL2 checks).
+    Sched {
+        vcpu: u64,
+        item: SchedItem,
+    },
 }
 
 /// Which half of the caller's address space `SCAN` walks.
@@ -370,6 +392,7 @@ impl Request {
             Self::ConsoleWrite { .. } => Function::ConsoleWrite,
             Self::Info => Function::Info,
             Self::Scan { .. } => Function::Scan,
+            Self::Sched { .. } => Function::Sched,
         }
     }
 
@@ -386,6 +409,7 @@ impl Request {
                 };
                 [range, buffer, capacity, cursor, 0, 0, 0]
             }
+            Self::Sched { vcpu, item } => [vcpu, item.raw(), 0, 0, 0, 0, 0],
         };
         Call { function: self.function().id(), args }
     }
@@ -656,6 +680,201 @@ impl Info {
         Reply::ok(x1, x2, x3)
     }
 }
+
+// --- SCHED -------------------------------------------------------------
+
+/// How many items [`Function::Sched`] has: [`SchedItem::TIMES`],
+/// [`SchedItem::WAKEUPS`], then the wake-up latency buckets, three to an
+/// item (items 2..=7 for [`BUCKETS`] = 16: item 7 holds bucket 15 in `x1`,
+/// and its `x2` and `x3` are 0).
+pub const SCHED_ITEMS: u64 = 8;
+
+/// The first item of latency buckets.
+const FIRST_LATENCY_ITEM: u8 = 2;
+/// Latency buckets per item: one per result register.
+const BUCKETS_PER_ITEM: usize = 3;
+
+// The item count is part of the ABI: more buckets need more items, and a
+// new minor version.
+const _: () = assert!(FIRST_LATENCY_ITEM as usize + BUCKETS.div_ceil(BUCKETS_PER_ITEM) == SCHED_ITEMS as usize);
+
+/// One item of a vCPU's scheduler [`Figures`] as [`Function::Sched`]
+/// returns it in `x1..x3` (`x2` of the call, below [`SCHED_ITEMS`]):
+///
+/// | item | `x1` | `x2` | `x3` |
+/// |-----:|------|------|------|
+/// | 0 | `run_us` | `wait_us` | `switches` |
+/// | 1 | `wakeups` | `worst_us` | vCPUs in the caller's VM |
+/// | 2..=7 | `latency[3(item-2)]` | `latency[3(item-2)+1]` | `latency[3(item-2)+2]` |
+///
+/// A bucket past the last ([`BUCKETS`]) reads 0: item 7's `x2` and `x3`.
+/// [`sched_item`] packs an item, [`SchedReader`] unpacks them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SchedItem(u8);
+
+impl SchedItem {
+    /// Item 0: run time, wait time (microseconds), switches.
+    pub const TIMES: Self = Self(0);
+    /// Item 1: wake-ups, the worst wake-up latency (microseconds), and the
+    /// number of vCPUs in the caller's VM.
+    pub const WAKEUPS: Self = Self(1);
+    /// Every item, in order.
+    pub const ALL: [Self; SCHED_ITEMS as usize] =
+        [Self(0), Self(1), Self(2), Self(3), Self(4), Self(5), Self(6), Self(7)];
+
+    /// The item `x2` names, or `None` (the call answers
+    /// [`HvError::InvalidArgument`]).
+    pub const fn from_raw(raw: u64) -> Option<Self> {
+        if raw < SCHED_ITEMS {
+            Some(Self(raw as u8))
+        } else {
+            None
+        }
+    }
+
+    /// The value the caller puts in `x2`.
+    pub const fn raw(self) -> u64 {
+        self.0 as u64
+    }
+
+    /// The latency buckets the item holds in `x1..`, in order (empty for
+    /// items 0 and 1; one bucket only for item 7).
+    pub fn buckets(self) -> core::ops::Range<usize> {
+        let Some(index) = self.0.checked_sub(FIRST_LATENCY_ITEM) else {
+            return 0..0;
+        };
+        let first = usize::from(index).saturating_mul(BUCKETS_PER_ITEM).min(BUCKETS);
+        first..first.saturating_add(BUCKETS_PER_ITEM).min(BUCKETS)
+    }
+}
+
+impl fmt::Display for SchedItem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "item {}", self.0)
+    }
+}
+
+/// `x1..x3` of `item` for a vCPU with `figures` in a VM of `vcpus` vCPUs:
+/// the hypervisor's side of [`Function::Sched`] (the layout is
+/// [`SchedItem`]'s).
+pub fn sched_item(figures: &Figures, vcpus: u64, item: SchedItem) -> [u64; 3] {
+    match item {
+        SchedItem::TIMES => [figures.run_us, figures.wait_us, figures.switches],
+        SchedItem::WAKEUPS => [figures.wakeups, figures.worst_us, vcpus],
+        _ => {
+            let mut regs = [0; 3];
+            for (reg, count) in regs.iter_mut().zip(figures.latency.get(item.buckets()).unwrap_or_default()) {
+                *reg = *count;
+            }
+            regs
+        }
+    }
+}
+
+/// A [`Function::Sched`] reply that cannot be right (guest side).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SchedReplyError {
+    /// A register past the last latency bucket is not 0.
+    Reserved { item: SchedItem, regs: [u64; 3] },
+    /// Item 1's vCPU count does not include the vCPU asked about.
+    VcpuCount { vcpu: u64, vcpus: u64 },
+    /// Item 1 gave a different vCPU count than before.
+    CountChanged { before: u64, now: u64 },
+}
+
+impl fmt::Display for SchedReplyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Reserved { item, regs: [x1, x2, x3] } => {
+                write!(f, "{item} is x1..x3 = {x1:#x}, {x2:#x}, {x3:#x}: a register past the last bucket is not 0")
+            }
+            Self::VcpuCount { vcpu, vcpus } => write!(f, "vCPU {vcpu} answered, but its VM has {vcpus} vCPUs"),
+            Self::CountChanged { before, now } => write!(f, "the VM's vCPU count changed from {before} to {now}"),
+        }
+    }
+}
+
+/// Assembles one vCPU's [`Figures`] from [`Function::Sched`] replies: the
+/// guest's side of [`sched_item`]. Make [`SchedReader::request`] for each
+/// of [`SchedItem::ALL`] and give each reply's `x1..x3` to
+/// [`SchedReader::accept`], in any order; [`SchedReader::figures`] is the
+/// result once every item is in.
+///
+/// Each call reads the figures as they are at that moment: the items of
+/// one vCPU are not one snapshot (a switch between two calls may show in
+/// one item and not in another).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SchedReader {
+    vcpu: u64,
+    figures: Figures,
+    vcpus: Option<u64>,
+    /// Bit n: item n is in.
+    seen: u8,
+}
+
+impl SchedReader {
+    /// A reader for vCPU `vcpu` (an index in the caller's VM).
+    pub const fn new(vcpu: u64) -> Self {
+        Self { vcpu, figures: ZERO_FIGURES, vcpus: None, seen: 0 }
+    }
+
+    pub const fn vcpu(&self) -> u64 {
+        self.vcpu
+    }
+
+    /// The call that reads `item` of this reader's vCPU.
+    pub const fn request(&self, item: SchedItem) -> Request {
+        Request::Sched { vcpu: self.vcpu, item }
+    }
+
+    /// Takes the results `x1..x3` of the call for `item`.
+    pub fn accept(&mut self, item: SchedItem, regs: [u64; 3]) -> Result<(), SchedReplyError> {
+        let f = &mut self.figures;
+        match item {
+            SchedItem::TIMES => [f.run_us, f.wait_us, f.switches] = regs,
+            SchedItem::WAKEUPS => {
+                let [wakeups, worst_us, vcpus] = regs;
+                if vcpus <= self.vcpu {
+                    return Err(SchedReplyError::VcpuCount { vcpu: self.vcpu, vcpus });
+                }
+                if let Some(before) = self.vcpus.filter(|&before| before != vcpus) {
+                    return Err(SchedReplyError::CountChanged { before, now: vcpus });
+                }
+                (f.wakeups, f.worst_us, self.vcpus) = (wakeups, worst_us, Some(vcpus));
+            }
+            _ => {
+                let buckets = item.buckets();
+                let used = buckets.len();
+                if regs.get(used..).unwrap_or_default().iter().any(|&r| r != 0) {
+                    return Err(SchedReplyError::Reserved { item, regs });
+                }
+                for (slot, count) in f.latency.get_mut(buckets).unwrap_or_default().iter_mut().zip(regs) {
+                    *slot = count;
+                }
+            }
+        }
+        self.seen |= 1u8.checked_shl(u32::from(item.0)).unwrap_or(0);
+        Ok(())
+    }
+
+    /// The items not accepted yet.
+    pub fn missing(&self) -> impl Iterator<Item = SchedItem> + '_ {
+        SchedItem::ALL.into_iter().filter(|item| self.seen & 1u8.checked_shl(u32::from(item.0)).unwrap_or(0) == 0)
+    }
+
+    /// The number of vCPUs in the caller's VM, once item 1 is in.
+    pub const fn vcpus(&self) -> Option<u64> {
+        self.vcpus
+    }
+
+    /// The vCPU's figures, once every item is in.
+    pub fn figures(&self) -> Option<Figures> {
+        self.missing().next().is_none().then_some(self.figures)
+    }
+}
+
+const ZERO_FIGURES: Figures =
+    Figures { run_us: 0, wait_us: 0, switches: 0, wakeups: 0, latency: [0; BUCKETS], worst_us: 0 };
 
 // --- buffer validation -------------------------------------------------
 
@@ -930,10 +1149,10 @@ mod tests {
 
     #[test]
     fn version_packs_major_and_minor() {
-        assert_eq!(ABI_VERSION, 0x1_0001);
+        assert_eq!(ABI_VERSION, 0x1_0002);
         assert_eq!(ABI_VERSION >> 16, u64::from(ABI_VERSION_MAJOR));
         assert_eq!(ABI_VERSION & 0xffff, u64::from(ABI_VERSION_MINOR));
-        assert_eq!(Reply::version(), Reply { x0: 0, x1: 0x1_0001, x2: 0, x3: 0, x4: None });
+        assert_eq!(Reply::version(), Reply { x0: 0, x1: 0x1_0002, x2: 0, x3: 0, x4: None });
     }
 
     #[test]
@@ -942,11 +1161,13 @@ mod tests {
             assert_eq!(f.id(), i as u64);
             assert_eq!(Function::from_id(f.id()), Some(f));
         }
-        assert_eq!(Function::from_id(5), None);
+        assert_eq!(Function::from_id(5), Some(Function::Sched));
+        assert_eq!(Function::from_id(6), None);
         assert_eq!(Function::from_id(u64::MAX), None);
         // High bits count: no aliasing of ID 0.
         assert_eq!(Function::from_id(1 << 32), None);
         assert_eq!(Function::ConsoleWrite.to_string(), "CONSOLE_WRITE");
+        assert_eq!(Function::Sched.to_string(), "SCHED");
     }
 
     #[test]
@@ -974,6 +1195,8 @@ mod tests {
         // SCAN is allowed from EL0 as a function; its TTBR1 range is not
         // (decode refuses that argument: see `scan_decodes_and_polices_its_range`).
         assert!(allowed_from_el0(Function::Scan));
+        // SCHED reads the caller's own VM's figures only.
+        assert!(allowed_from_el0(Function::Sched));
         for f in Function::ALL {
             let el1 = if f.is_implemented() { Ok(()) } else { Err(HvError::NotSupported) };
             assert_eq!(check_access(f, CallerEl::El1), el1);
@@ -988,7 +1211,9 @@ mod tests {
         assert_eq!(features(0, CallerEl::El1), Ok(()));
         assert_eq!(features(2, CallerEl::El0), Ok(()));
         assert_eq!(features(4, CallerEl::El1), Ok(()));
-        assert_eq!(features(5, CallerEl::El1), Err(HvError::NotSupported));
+        assert_eq!(features(5, CallerEl::El1), Ok(()));
+        assert_eq!(features(5, CallerEl::El0), Ok(()));
+        assert_eq!(features(6, CallerEl::El1), Err(HvError::NotSupported));
         assert_eq!(features(99, CallerEl::El1), Err(HvError::NotSupported));
         assert_eq!(features(u64::MAX, CallerEl::El0), Err(HvError::NotSupported));
         assert_eq!(Reply::features(1, CallerEl::El0), Reply::ok(0, 0, 0));
@@ -1068,6 +1293,146 @@ mod tests {
     }
 
     #[test]
+    fn sched_decodes_from_el0_and_el1_and_bounds_its_item() {
+        for caller in [CallerEl::El0, CallerEl::El1] {
+            for item in 0..SCHED_ITEMS {
+                let call = Call::from_regs(&frame(&[5, 1, item]));
+                let expected = Request::Sched { vcpu: 1, item: SchedItem::from_raw(item).unwrap() };
+                assert_eq!(call.decode(caller), Ok(expected));
+                assert_eq!(expected.call().regs()[..3], [5, 1, item]);
+            }
+            // An item past the last, or one with high bits, is malformed.
+            for item in [SCHED_ITEMS, 9, 0x100, 1 << 32, u64::MAX] {
+                assert_eq!(Call::from_regs(&frame(&[5, 0, item])).decode(caller), Err(HvError::InvalidArgument));
+            }
+            // Any vCPU index decodes: EL2 checks it against the caller's VM.
+            for vcpu in [0, 7, 1 << 32, u64::MAX] {
+                let call = Call::from_regs(&frame(&[5, vcpu, 1]));
+                assert_eq!(call.decode(caller), Ok(Request::Sched { vcpu, item: SchedItem::WAKEUPS }));
+            }
+            assert_eq!(features(Function::Sched.id(), caller), Ok(()));
+        }
+        // x3..x7 are not looked at.
+        let noisy = Call { function: 5, args: [2, 3, u64::MAX, 4, 5, 6, 7] };
+        let sched = Request::Sched { vcpu: 2, item: SchedItem::from_raw(3).unwrap() };
+        assert_eq!(noisy.decode(CallerEl::El0), Ok(sched));
+        assert_eq!(SchedItem::from_raw(SCHED_ITEMS), None);
+        assert_eq!(SchedItem::ALL.map(SchedItem::raw), [0, 1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(SchedItem::ALL[7].to_string(), "item 7");
+    }
+
+    /// Figures with a distinct value in every field.
+    fn distinct_figures() -> Figures {
+        Figures {
+            run_us: 1_000_001,
+            wait_us: 2_000_002,
+            switches: 3003,
+            wakeups: 4004,
+            latency: core::array::from_fn(|i| 100 + i as u64),
+            worst_us: u64::MAX - 5,
+        }
+    }
+
+    #[test]
+    fn sched_items_hold_the_documented_fields() {
+        let f = distinct_figures();
+        let items: Vec<[u64; 3]> = SchedItem::ALL.iter().map(|&item| sched_item(&f, 4, item)).collect();
+        assert_eq!(
+            items,
+            [
+                [1_000_001, 2_000_002, 3003],
+                [4004, u64::MAX - 5, 4],
+                [100, 101, 102],
+                [103, 104, 105],
+                [106, 107, 108],
+                [109, 110, 111],
+                [112, 113, 114],
+                // Bucket 15, then nothing.
+                [115, 0, 0],
+            ]
+        );
+        for (n, item) in SchedItem::ALL.into_iter().enumerate() {
+            let expected = match n {
+                0 | 1 => 0..0,
+                n => 3 * (n - 2)..(3 * (n - 2) + 3).min(BUCKETS),
+            };
+            assert_eq!(item.buckets(), expected);
+        }
+        // Every bucket is in exactly one item.
+        let covered: Vec<usize> = SchedItem::ALL.iter().flat_map(|i| i.buckets()).collect();
+        assert_eq!(covered, (0..BUCKETS).collect::<Vec<_>>());
+        assert_eq!(Reply::from_result(Ok(items[1])).result(), Ok([4004, u64::MAX - 5, 4]));
+    }
+
+    #[test]
+    fn sched_reader_round_trips_every_field() {
+        let f = distinct_figures();
+        let mut reversed = SchedItem::ALL;
+        reversed.reverse();
+        // In order, and in reverse: the order of the calls does not matter.
+        for order in [SchedItem::ALL, reversed] {
+            let mut reader = SchedReader::new(3);
+            assert_eq!(reader.vcpu(), 3);
+            assert_eq!(reader.missing().count(), SCHED_ITEMS as usize);
+            for (n, item) in order.into_iter().enumerate() {
+                assert_eq!(reader.figures(), None, "incomplete after {n} items");
+                let request = reader.request(item);
+                assert_eq!(request, Request::Sched { vcpu: 3, item });
+                // Through the registers and back, as a call goes.
+                let call = Call::from_regs(&frame(&request.call().regs()));
+                let Ok(Request::Sched { vcpu, item: asked }) = call.decode(CallerEl::El0) else { panic!("{call:?}") };
+                let mut regs = frame(&call.regs());
+                Reply::from_result(Ok(sched_item(&f, 4, asked))).write_to(&mut regs);
+                let reply = Reply::from_regs(&[regs[0], regs[1], regs[2], regs[3]]);
+                assert_eq!(vcpu, 3);
+                assert_eq!(reader.accept(asked, reply.result().unwrap()), Ok(()));
+            }
+            assert_eq!(reader.missing().next(), None);
+            assert_eq!(reader.figures(), Some(f));
+            assert_eq!(reader.vcpus(), Some(4));
+        }
+        // All zeros, and all ones where a register carries a field.
+        for f in [Figures::default(), Figures { latency: [u64::MAX; BUCKETS], ..distinct_figures() }] {
+            let mut reader = SchedReader::new(0);
+            for item in SchedItem::ALL {
+                reader.accept(item, sched_item(&f, 1, item)).unwrap();
+            }
+            assert_eq!(reader.figures(), Some(f));
+            assert_eq!(reader.figures().unwrap().to_string(), f.to_string());
+        }
+    }
+
+    #[test]
+    fn sched_reader_refuses_replies_that_cannot_be_right() {
+        let last = SchedItem::ALL[7];
+        let mut reader = SchedReader::new(1);
+        for regs in [[9, 1, 0], [9, 0, 1], [0, u64::MAX, u64::MAX]] {
+            assert_eq!(reader.accept(last, regs), Err(SchedReplyError::Reserved { item: last, regs }));
+        }
+        assert_eq!(reader.accept(last, [9, 0, 0]), Ok(()));
+        // vCPU 1 of a VM of one vCPU, or of none.
+        assert_eq!(reader.accept(SchedItem::WAKEUPS, [5, 6, 1]), Err(SchedReplyError::VcpuCount { vcpu: 1, vcpus: 1 }));
+        assert_eq!(reader.accept(SchedItem::WAKEUPS, [5, 6, 0]), Err(SchedReplyError::VcpuCount { vcpu: 1, vcpus: 0 }));
+        assert_eq!(reader.vcpus(), None);
+        assert_eq!(reader.accept(SchedItem::WAKEUPS, [5, 6, 2]), Ok(()));
+        assert_eq!(
+            reader.accept(SchedItem::WAKEUPS, [5, 6, 3]),
+            Err(SchedReplyError::CountChanged { before: 2, now: 3 })
+        );
+        assert_eq!(reader.vcpus(), Some(2));
+        let missing: Vec<u64> = reader.missing().map(SchedItem::raw).collect();
+        assert_eq!(missing, [0, 2, 3, 4, 5, 6]);
+        assert_eq!(
+            SchedReplyError::VcpuCount { vcpu: 1, vcpus: 1 }.to_string(),
+            "vCPU 1 answered, but its VM has 1 vCPUs"
+        );
+        assert_eq!(
+            SchedReplyError::Reserved { item: last, regs: [9, 0, 1] }.to_string(),
+            "item 7 is x1..x3 = 0x9, 0x0, 0x1: a register past the last bucket is not 0"
+        );
+    }
+
+    #[test]
     fn call_decode_errors() {
         let unknown = Call::from_regs(&frame(&[0x8600_0001]));
         assert_eq!(unknown.decode(CallerEl::El1), Err(HvError::NotSupported));
@@ -1086,6 +1451,8 @@ mod tests {
             Request::ConsoleWrite { addr: 0x4100_0000, len: 5 },
             Request::Info,
             Request::Scan { range: ScanRange::Ttbr1, buffer: 0x4100_0000, capacity: 7, cursor: 0xffff_8000_0000_0000 },
+            Request::Sched { vcpu: 0, item: SchedItem::TIMES },
+            Request::Sched { vcpu: u64::MAX, item: SchedItem::ALL[7] },
         ];
         for r in requests {
             let call = r.call();

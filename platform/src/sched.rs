@@ -282,6 +282,37 @@ impl Figures {
     }
 }
 
+/// The power-off summary's line on the switches the slice timer caused:
+/// [`SwitchCost`] as it displays, after this.
+pub const SWITCH_REPORT: &str = "sched: slice-end switches: ";
+
+/// What the switches at a slice's end cost: from the moment the EL2
+/// timer's deadline passed to the next vCPU's return to its guest, in
+/// nanoseconds of the counter (instructions under `-icount shift=0`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SwitchCost {
+    pub count: u64,
+    pub min_ns: u64,
+    pub mean_ns: u64,
+}
+
+impl fmt::Display for SwitchCost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} of them, min {} ns, mean {} ns", self.count, self.min_ns, self.mean_ns)
+    }
+}
+
+impl SwitchCost {
+    /// Reads what [`Display`](fmt::Display) wrote.
+    pub fn parse(text: &str) -> Option<Self> {
+        let rest = text.trim_end();
+        let (count, rest) = rest.split_once(" of them, min ")?;
+        let (min, rest) = rest.split_once(" ns, mean ")?;
+        let mean = rest.strip_suffix(" ns")?;
+        Some(Self { count: count.parse().ok()?, min_ns: min.parse().ok()?, mean_ns: mean.parse().ok()? })
+    }
+}
+
 /// Wake-up latency buckets: bucket 0 is below 1 µs, bucket n (n >= 1) is
 /// [2^(n-1), 2^n) µs, and the last holds everything from 2^(BUCKETS-2) µs
 /// (about 16 ms with 16 buckets) up.

@@ -176,7 +176,8 @@ mod tests {
         assert_eq!(line, "spin done: 2000 ms, 123456768 iterations, 125000017 ticks, 62500000 Hz");
         assert_eq!(SpinReport::parse(&line), Some(report));
         assert_eq!(SpinReport::parse(&format!("{line}\r")), Some(report));
-        let console = format!("guest-stub: started\n{}{line}\r\nel2: guest requested SYSTEM_OFF\n", crate::report::PREFIX);
+        let console =
+            format!("guest-stub: started\n{}{line}\r\nel2: guest requested SYSTEM_OFF\n", crate::report::PREFIX);
         assert_eq!(SpinReport::find(&console), Some(report));
     }
 

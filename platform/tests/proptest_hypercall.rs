@@ -12,6 +12,8 @@
 //!   the EL0 allow-list, and `SCAN` of the `TTBR1` range from EL0 is always
 //!   `PERMISSION_DENIED`; every request round-trips through `Request::call`;
 //!   `FEATURES` answers what the call itself would;
+//! - `SCHED`'s items (`sched_item`) carry every field of any `Figures`, and
+//!   `SchedReader` assembles them back, whatever the order of the calls;
 //! - `validate_buffer` and `covers` accept exactly the buffers that lie
 //!   within the union of the (non-empty, non-wrapping) RAM regions, no
 //!   longer than the limit, without wrapping; `buffer_chunks` splits a
@@ -22,10 +24,12 @@
 
 use platform::handoff::{Handoff, LoadedImage, PhysRange, HANDOFF_MAGIC, HANDOFF_VERSION};
 use platform::hypercall::{
-    allowed_from_el0, buffer_chunks, covers, dcc_call_function, features, validate_buffer, validate_translated, Call,
-    CallError, CallerEl, Function, GuestRange, HvError, HvMode, Identity, Info, Reply, Request, ScanRange, ScanReply,
-    Translate, CONSOLE_WRITE_MAX, DCC_CALL_MAGIC, DCC_CALL_MAGIC_MASK, GUEST_PAGE_SIZE, STATUS_OK,
+    allowed_from_el0, buffer_chunks, covers, dcc_call_function, features, sched_item, validate_buffer,
+    validate_translated, Call, CallError, CallerEl, Function, GuestRange, HvError, HvMode, Identity, Info, Reply,
+    Request, ScanRange, ScanReply, SchedItem, SchedReader, Translate, CONSOLE_WRITE_MAX, DCC_CALL_MAGIC,
+    DCC_CALL_MAGIC_MASK, GUEST_PAGE_SIZE, SCHED_ITEMS, STATUS_OK,
 };
+use platform::sched::{Figures, BUCKETS};
 use proptest::prelude::*;
 
 mod common;
@@ -45,9 +49,10 @@ fn function_id() -> impl Strategy<Value = u64> {
     ]
 }
 
-/// Argument registers with small values (range selectors) often.
+/// Argument registers with small values (range selectors, SCHED items)
+/// often.
 fn args_strategy() -> impl Strategy<Value = [u64; 7]> {
-    prop::array::uniform7(prop_oneof![3 => 0u64..3, 1 => any::<u64>()])
+    prop::array::uniform7(prop_oneof![3 => 0u64..3, 2 => 0u64..10, 1 => any::<u64>()])
 }
 
 /// What the module documentation says `decode` returns.
@@ -70,6 +75,10 @@ fn expected_decode(function: u64, args: [u64; 7], caller: CallerEl) -> Result<Re
             // x4: the resume cursor (0 = the start), checked at EL2.
             Request::Scan { range, buffer: x2, capacity: x3, cursor: x4 }
         }
+        // SCHED is on the EL0 allow-list; items 0..=7, any vCPU index
+        // (checked at EL2 against the caller's VM).
+        5 if x2 < SCHED_ITEMS => Request::Sched { vcpu: x1, item: SchedItem::from_raw(x2).unwrap() },
+        5 => return Err(HvError::InvalidArgument),
         _ => return Err(HvError::NotSupported),
     };
     Ok(request)
@@ -410,6 +419,34 @@ proptest! {
         }
     }
 
+    /// `SCHED`: every field of any figures comes back through the items,
+    /// whatever order the calls are made in; item 1 carries the vCPU
+    /// count, and nothing but a bucket is in a latency item.
+    #[test]
+    fn sched_items_round_trip(
+        counts in prop::array::uniform5(prop_oneof![0u64..1000, any::<u64>()]),
+        latency in prop::array::uniform16(prop_oneof![0u64..1000, any::<u64>()]),
+        vcpus in 1u64..=64,
+        vcpu in 0u64..64,
+        order in Just(SchedItem::ALL).prop_shuffle(),
+    ) {
+        const { assert!(BUCKETS == 16) };
+        let [run_us, wait_us, switches, wakeups, worst_us] = counts;
+        let figures = Figures { run_us, wait_us, switches, wakeups, latency, worst_us };
+        let vcpu = vcpu % vcpus;
+        let mut reader = SchedReader::new(vcpu);
+        for item in order {
+            prop_assert_eq!(reader.figures(), None);
+            let regs = sched_item(&figures, vcpus, item);
+            let request = reader.request(item);
+            prop_assert_eq!(request.call().decode(CallerEl::El0), Ok(request));
+            prop_assert_eq!(reader.accept(item, Reply::from_result(Ok(regs)).result().unwrap()), Ok(()));
+        }
+        prop_assert_eq!(reader.figures(), Some(figures));
+        prop_assert_eq!(reader.vcpus(), Some(vcpus));
+        prop_assert_eq!(Figures::parse(&figures.to_string()), Some(figures));
+    }
+
     /// Codes and IDs round-trip; the DCC magic selects exactly the upper
     /// half.
     #[test]
@@ -424,7 +461,7 @@ proptest! {
         }
         match Function::from_id(id) {
             Some(f) => prop_assert_eq!(f.id(), id),
-            None => prop_assert!(id > 4),
+            None => prop_assert!(id > 5),
         }
         match dcc_call_function(x0) {
             Some(f) => prop_assert!(x0 & DCC_CALL_MAGIC_MASK == DCC_CALL_MAGIC && f == x0 & !DCC_CALL_MAGIC_MASK),

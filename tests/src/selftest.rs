@@ -65,6 +65,10 @@ pub const HOSTILE_CHECKS: &[&str] = &["hostile", "hostile-vcpus-alive"];
 /// this first.
 pub const RESTART_CHECK: &str = "restart-memory-cleared";
 
+/// `stub=only=sched` runs these: the scheduler's checks, not part of the
+/// default run (`sched-spi-wake` alone waits two seconds for the RTC).
+pub const SCHED_CHECKS: &[&str] = &["sched-timer-late", "sched-timer-wake", "sched-sgi-wake", "sched-spi-wake"];
+
 /// `stub=fail` appends this check, which must fail.
 pub const FORCED_FAILURE: &str = "forced-failure";
 
@@ -103,6 +107,11 @@ impl Expected {
     /// with `prefix`.
     pub fn only(prefix: &str) -> Self {
         Self::passing(DEFAULT_CHECKS.iter().copied().filter(|name| name.starts_with(prefix)))
+    }
+
+    /// A `stub=only=sched` run: every check of [`SCHED_CHECKS`] passes.
+    pub fn sched() -> Self {
+        Self::passing(SCHED_CHECKS.iter().copied())
     }
 
     /// A default run after a restart: [`RESTART_CHECK`] first.

@@ -3,7 +3,7 @@
 //! checks every VM's own report, read from its share of the console.
 
 use hvtests::scenario::*;
-use hvtests::selftest::Expected;
+use hvtests::selftest::{self, Expected};
 use hvtests::vms::*;
 use std::time::Duration;
 

@@ -19,6 +19,10 @@
 //!   FP between two switches, which a Linux guest (whose user programs and
 //!   kernel `memcpy` use SIMD) practically never is, at the cost of a trap
 //!   on the first use after every switch.
+//! - **SVE**, where the CPU has it: the predicate registers, `FFR` and
+//!   `ZCR_EL1`. The guests' vector length is held at 128 bits
+//!   (`ZCR_EL2.LEN` = 0, [`crate::arch::cpu::init`]), where the `Z`
+//!   registers are the `V` registers, which the FP/SIMD save covers.
 //! - **Pointer-authentication keys**, where the CPU has them (`HCR_EL2.APK`
 //!   leaves them to the guest): a kernel that signs its return addresses
 //!   with its own key must find that key again.
@@ -54,6 +58,10 @@ pub struct CpuState {
     system: [u64; SYSTEM_REGS],
     timer: Timers,
     keys: [u64; 10],
+    /// `P0`-`P15` and `FFR` (2 bytes each at a 128-bit vector length),
+    /// then `ZCR_EL1`.
+    sve_p: [u16; 17],
+    zcr: u64,
     debug: Debug,
     pmu: Pmu,
 }
@@ -107,6 +115,8 @@ impl CpuState {
             system,
             timer: Timers { cntv_ctl: 0, cntv_cval: 0, cntp_ctl: 0, cntp_cval: 0, cntkctl: 0 },
             keys: [0; 10],
+            sve_p: [0; 17],
+            zcr: 0,
             debug: Debug {
                 mdscr: 0,
                 bvr: [0; MAX_BREAKPOINTS],
@@ -158,6 +168,9 @@ impl CpuState {
         if features.pauth {
             save_keys(&mut self.keys);
         }
+        if features.sve {
+            save_sve(self);
+        }
         save_debug(&mut self.debug, features);
         if features.counters != NO_PMU {
             save_pmu(&mut self.pmu, features);
@@ -172,6 +185,9 @@ impl CpuState {
         load_system(&self.system);
         if features.pauth {
             load_keys(&self.keys);
+        }
+        if features.sve {
+            load_sve(self);
         }
         load_debug(&self.debug, features);
         if features.counters != NO_PMU {
@@ -190,6 +206,7 @@ struct Features {
     /// Event counters (`PMCR_EL0.N`), or [`NO_PMU`].
     counters: usize,
     pauth: bool,
+    sve: bool,
 }
 
 const NO_PMU: usize = usize::MAX;
@@ -223,6 +240,7 @@ impl Features {
             watchpoints: (((dfr0 >> 20) & 0xf) as usize + 1).min(MAX_BREAKPOINTS),
             counters: counters.min(MAX_COUNTERS),
             pauth: ID_AA64ISAR1_APA.present(isar1) || ID_AA64ISAR1_API.present(isar1),
+            sve: sve_implemented(),
         }
     }
 
@@ -233,6 +251,7 @@ impl Features {
             | (self.watchpoints as u64) << 8
             | counters << 16
             | u64::from(self.pauth) << 24
+            | u64::from(self.sve) << 25
     }
 
     fn unpack(bits: u64) -> Self {
@@ -242,6 +261,7 @@ impl Features {
             watchpoints: ((bits >> 8) & 0xff) as usize,
             counters: if counters == 0xff { NO_PMU } else { counters },
             pauth: (bits >> 24) & 1 != 0,
+            sve: (bits >> 25) & 1 != 0,
         }
     }
 }
@@ -318,6 +338,94 @@ fn load_fp(state: &CpuState) {
             t = out(reg) _,
             fpcr = const FPCR_OFFSET,
             fpsr = const FPSR_OFFSET,
+            options(nostack, readonly),
+        );
+    }
+}
+
+/// Whether the CPU implements SVE (`ID_AA64PFR0_EL1.SVE`, bits [35:32]).
+pub fn sve_implemented() -> bool {
+    (aarch64_cpu::registers::ID_AA64PFR0_EL1.get() >> 32) & 0xf != 0
+}
+
+const SVE_P_OFFSET: usize = core::mem::offset_of!(CpuState, sve_p);
+
+fn save_sve(state: &mut CpuState) {
+    // SAFETY: stores the predicate registers and FFR (2 bytes each at the
+    // 128-bit vector length EL2 keeps, `ZCR_EL2.LEN` = 0) into
+    // `state.sve_p`, 34 bytes; P0 is reloaded after it carried FFR. EL2
+    // itself never uses SVE.
+    unsafe {
+        core::arch::asm!(
+            ".arch_extension sve",
+            "add {p}, {s}, #{off}",
+            "str p0, [{p}, #0, mul vl]",
+            "str p1, [{p}, #1, mul vl]",
+            "str p2, [{p}, #2, mul vl]",
+            "str p3, [{p}, #3, mul vl]",
+            "str p4, [{p}, #4, mul vl]",
+            "str p5, [{p}, #5, mul vl]",
+            "str p6, [{p}, #6, mul vl]",
+            "str p7, [{p}, #7, mul vl]",
+            "str p8, [{p}, #8, mul vl]",
+            "str p9, [{p}, #9, mul vl]",
+            "str p10, [{p}, #10, mul vl]",
+            "str p11, [{p}, #11, mul vl]",
+            "str p12, [{p}, #12, mul vl]",
+            "str p13, [{p}, #13, mul vl]",
+            "str p14, [{p}, #14, mul vl]",
+            "str p15, [{p}, #15, mul vl]",
+            "rdffr p0.b",
+            "str p0, [{p}, #16, mul vl]",
+            "ldr p0, [{p}, #0, mul vl]",
+            s = in(reg) state as *mut CpuState,
+            p = out(reg) _,
+            off = const SVE_P_OFFSET,
+            options(nostack),
+        );
+    }
+    state.zcr = match scheme() {
+        // SAFETY: reading the guest's ZCR_EL1 has no side effects.
+        Scheme::Vhe => unsafe { platform::mrs!("S3_5_C1_C2_0") },
+        // SAFETY: as above.
+        Scheme::Nvhe => unsafe { platform::mrs!("S3_0_C1_C2_0") },
+    };
+}
+
+fn load_sve(state: &CpuState) {
+    match scheme() {
+        // SAFETY: the guest's own vector length control, capped by ZCR_EL2.
+        Scheme::Vhe => unsafe { platform::msr!("S3_5_C1_C2_0", state.zcr) },
+        // SAFETY: as above.
+        Scheme::Nvhe => unsafe { platform::msr!("S3_0_C1_C2_0", state.zcr) },
+    }
+    // SAFETY: loads FFR and the predicate registers from `state.sve_p`
+    // (see `save_sve`).
+    unsafe {
+        core::arch::asm!(
+            ".arch_extension sve",
+            "add {p}, {s}, #{off}",
+            "ldr p0, [{p}, #16, mul vl]",
+            "wrffr p0.b",
+            "ldr p0, [{p}, #0, mul vl]",
+            "ldr p1, [{p}, #1, mul vl]",
+            "ldr p2, [{p}, #2, mul vl]",
+            "ldr p3, [{p}, #3, mul vl]",
+            "ldr p4, [{p}, #4, mul vl]",
+            "ldr p5, [{p}, #5, mul vl]",
+            "ldr p6, [{p}, #6, mul vl]",
+            "ldr p7, [{p}, #7, mul vl]",
+            "ldr p8, [{p}, #8, mul vl]",
+            "ldr p9, [{p}, #9, mul vl]",
+            "ldr p10, [{p}, #10, mul vl]",
+            "ldr p11, [{p}, #11, mul vl]",
+            "ldr p12, [{p}, #12, mul vl]",
+            "ldr p13, [{p}, #13, mul vl]",
+            "ldr p14, [{p}, #14, mul vl]",
+            "ldr p15, [{p}, #15, mul vl]",
+            s = in(reg) state as *const CpuState,
+            p = out(reg) _,
+            off = const SVE_P_OFFSET,
             options(nostack, readonly),
         );
     }

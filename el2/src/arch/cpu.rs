@@ -78,6 +78,13 @@ pub fn init() {
     // TDE routes the guest's debug exceptions (its BRKs among them) to EL2
     // and, with TDA, makes its debug-register accesses (DCC too) trap.
     control!("mdcr_el2", ((pmcr >> PMCR_N_SHIFT) & PMCR_N_MASK) | MDCR_EL2_TDE | MDCR_EL2_TDA);
+    if crate::arch::context::sve_implemented() {
+        // Guests get 128-bit vectors: their `Z` registers are then the `V`
+        // registers a vCPU switch saves anyway (`crate::arch::context`).
+        // SAFETY: `ZCR_EL2` only caps the vector length of EL2 and below;
+        // EL2 uses no SVE.
+        unsafe { platform::msr!("S3_4_C1_C2_0", 0u64) };
+    }
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
 }
 

@@ -113,7 +113,10 @@ pub fn handle(intid: u32, frame: &TrapFrame) {
     let (next_tick, event) =
         crate::mm::prda::with(|p| (p.pnmi.next_tick.load(Ordering::Relaxed), p.pnmi.event.load(Ordering::Relaxed)));
     if event <= now {
-        crate::mm::prda::with(|p| p.pnmi.event.store(u64::MAX, Ordering::Relaxed));
+        crate::mm::prda::with(|p| {
+            p.pnmi.event.store(u64::MAX, Ordering::Relaxed);
+            p.pnmi.event_fired.store(event, Ordering::Relaxed);
+        });
         gic::send_sgi_to_self(gic::SGI_KICK);
     }
     if next_tick <= now {

@@ -71,6 +71,11 @@ pub struct SchedArea {
     pub slice_end: AtomicU64,
     /// When the running vCPU was last charged for its time (counter).
     pub since: AtomicU64,
+    /// Switches at a slice's end: how many, the total and the least
+    /// counter ticks from the timer's deadline to the next vCPU's return.
+    pub timed_switches: AtomicU64,
+    pub timed_switch_ticks: AtomicU64,
+    pub timed_switch_min: AtomicU64,
 }
 
 /// What the pseudo-NMI code keeps per CPU (`crate::irq::pnmi`), read by
@@ -83,6 +88,8 @@ pub struct PnmiArea {
     /// this CPU (`u64::MAX`: none): the EL2 timer is set for the earlier.
     pub next_tick: AtomicU64,
     pub event: AtomicU64,
+    /// The last scheduler deadline the timer found passed (0: taken).
+    pub event_fired: AtomicU64,
     /// Lockups reported; the tick count at the last report (no second
     /// report for one stall); the count when the current vCPU started.
     pub lockups: AtomicU64,
@@ -163,6 +170,7 @@ pub static PAGES: [Prda; MAX_CPUS] = [const {
             ticks_seen: AtomicU64::new(0),
             next_tick: AtomicU64::new(0),
             event: AtomicU64::new(u64::MAX),
+            event_fired: AtomicU64::new(0),
             lockups: AtomicU64::new(0),
             lockup_tick: AtomicU64::new(0),
             lockups_at_start: AtomicU64::new(0),
@@ -192,6 +200,9 @@ pub static PAGES: [Prda; MAX_CPUS] = [const {
             resched: AtomicBool::new(false),
             slice_end: AtomicU64::new(u64::MAX),
             since: AtomicU64::new(0),
+            timed_switches: AtomicU64::new(0),
+            timed_switch_ticks: AtomicU64::new(0),
+            timed_switch_min: AtomicU64::new(u64::MAX),
         },
     }
 }; MAX_CPUS];

@@ -12,6 +12,11 @@
 //! deprivileged EL0 service ([`crate::traps::el0`]) and printed as `guest: ...`
 //! (`guest@<name>: ...` among several VMs), so a guest can neither forge
 //! hypervisor lines nor send the terminal control sequences.
+//!
+//! `SCHED` reads the scheduler figures of one vCPU of the caller's own VM
+//! (`crate::vm::sched::figures`), one item per call, packed by
+//! `platform::hypercall::sched_item`: a guest names a vCPU by its index in
+//! its own VM, so no VM can see another's.
 
 use crate::arch::layout;
 use crate::arch::sysregs::{self, GuestReg};
@@ -20,7 +25,8 @@ use platform::arch::trap::TrapFrame;
 use platform::arch::ExceptionLevel;
 use platform::gvascan::Par;
 use platform::hypercall::{
-    buffer_chunks, Call, CallerEl, HvError, HvMode, Info, Reply, Request, Translate, CONSOLE_WRITE_MAX,
+    buffer_chunks, sched_item, Call, CallerEl, HvError, HvMode, Info, Reply, Request, SchedItem, Translate,
+    CONSOLE_WRITE_MAX,
 };
 
 /// `SCTLR_EL1.M`: the guest's stage-1 MMU is on.
@@ -78,6 +84,7 @@ pub fn handle(frame: &mut TrapFrame, caller: CallerEl) -> Reply {
         Ok(Request::Scan { range, buffer, capacity, cursor }) => {
             Reply::from_scan(crate::traps::scan::scan(caller, range, buffer, capacity, cursor))
         }
+        Ok(Request::Sched { vcpu, item }) => Reply::from_result(sched(vcpu, item)),
         Err(error) => Reply::error(error),
     };
     reply.write_to(&mut frame.x);
@@ -96,6 +103,16 @@ fn info() -> Info {
         el0_va_bits: layout::EL0_VA_BITS as u8,
         cpus: crate::boot::smp::online() as u32,
     }
+}
+
+/// `SCHED`: `item` of the figures of vCPU `index` of the caller's own VM
+/// (the only VM a guest can name). An index past its last vCPU is
+/// `INVALID_ARGUMENT`. Out of line, like `info`: a cold call.
+#[inline(never)]
+fn sched(index: u64, item: SchedItem) -> Result<[u64; 3], HvError> {
+    let (vm, _) = crate::vm::current().ok_or(HvError::InvalidArgument)?;
+    let vcpu = usize::try_from(index).ok().and_then(|i| vm.vcpus.get(i)).ok_or(HvError::InvalidArgument)?;
+    Ok(sched_item(&crate::vm::sched::figures(vcpu), vm.vcpus.len() as u64, item))
 }
 
 /// Copies the guest's text and prints it as one console line. Out of

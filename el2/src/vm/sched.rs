@@ -417,6 +417,9 @@ pub fn reschedule(frame: &mut TrapFrame) {
         return;
     };
     let Some((next_vm, next_vcpu)) = lookup(next.id) else { return };
+    // The timer's deadline, if the slice's end is why this CPU switches.
+    let fired = crate::mm::prda::with(|p| p.pnmi.event_fired.swap(0, Ordering::Relaxed));
+    let timed = (slice_over && !blocking && fired != 0).then_some(fired);
     let _ = crate::vm::vcpu::put(frame);
     if blocking {
         block(vm, vcpu);
@@ -424,6 +427,12 @@ pub fn reschedule(frame: &mut TrapFrame) {
         enqueue(vm, vcpu, false);
     }
     switch_to(next_vm, next_vcpu, frame);
+    if let Some(fired) = timed {
+        let ticks = CNTPCT_EL0.get().saturating_sub(fired);
+        area.timed_switches.fetch_add(1, Ordering::Relaxed);
+        area.timed_switch_ticks.fetch_add(ticks, Ordering::Relaxed);
+        area.timed_switch_min.fetch_min(ticks, Ordering::Relaxed);
+    }
 }
 
 /// The vCPU just saved blocks: it sleeps until an interrupt or its timers.
@@ -529,5 +538,18 @@ pub fn report() {
         for vcpu in vm.vcpus.iter().filter(|v| v.sched.switches.load(Ordering::Relaxed) != 0) {
             log::info!("{}{}.{} {}", platform::sched::REPORT_PREFIX, vm.name, vcpu.index, figures(vcpu));
         }
+    }
+    let areas = crate::mm::prda::PAGES.iter().map(|p| &p.sched);
+    let (count, ticks, min) = areas.fold((0, 0, u64::MAX), |(c, t, m), a| {
+        (
+            c + a.timed_switches.load(Ordering::Relaxed),
+            t + a.timed_switch_ticks.load(Ordering::Relaxed),
+            m.min(a.timed_switch_min.load(Ordering::Relaxed)),
+        )
+    });
+    if count != 0 {
+        let cost =
+            platform::sched::SwitchCost { count, min_ns: ns_from_ticks(min), mean_ns: ns_from_ticks(ticks / count) };
+        log::info!("{}{cost}", platform::sched::SWITCH_REPORT);
     }
 }

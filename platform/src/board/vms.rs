@@ -255,6 +255,18 @@ impl<'a> VmDescs<'a> {
         host_dtb: Option<&[u8]>,
     ) -> Result<Placement, VmError<'a>> {
         let placement = self.placement(cpu_count)?;
+        // Every vCPU that may run on a CPU must fit in its run queue.
+        for cpu in 0..u32::try_from(cpu_count.min(MAX_CPUS)).unwrap_or(0) {
+            let mut vcpus = 0usize;
+            for (vm, set) in self.iter().zip(placement.iter()) {
+                if set.contains(&cpu) {
+                    vcpus = vcpus.saturating_add(usize::try_from(vm.cpus).unwrap_or(usize::MAX));
+                    if vcpus > crate::sched::MAX_QUEUED {
+                        return Err(VmError::CpuOvercommitted { vm: vm.name, cpu, vcpus });
+                    }
+                }
+            }
+        }
         let mut left = ram_available;
         for vm in self.iter() {
             left = left.checked_sub(vm.memory_bytes).ok_or(VmError::MemoryDoesNotFit {
@@ -357,6 +369,9 @@ pub enum VmError<'a> {
     /// `hv,cpu-affinity` names a CPU the machine (of `cpu_count` CPUs) does
     /// not have.
     AffinityOutOfRange { vm: &'a str, cpu: u32, cpu_count: usize },
+    /// With `vm`, `vcpus` vCPUs may run on `cpu`: more than one CPU's run
+    /// queue holds (`crate::sched::MAX_QUEUED`).
+    CpuOvercommitted { vm: &'a str, cpu: u32, vcpus: usize },
     /// The VM's memory exceeds what the VMs before it left of the RAM.
     MemoryDoesNotFit { vm: &'a str, kib: u64, left_bytes: u64 },
     /// An `hv,devices` path names no node of the host device tree.
@@ -439,6 +454,7 @@ impl<'a> VmError<'a> {
             | Self::SpiGivenTwice { vm, .. }
             | Self::TooManyCpus { vm, .. }
             | Self::AffinityOutOfRange { vm, .. }
+            | Self::CpuOvercommitted { vm, .. }
             | Self::MemoryDoesNotFit { vm, .. }
             | Self::DeviceNotFound { vm, .. } => Some(vm),
         }
@@ -536,6 +552,11 @@ impl fmt::Display for VmError<'_> {
                 "hv,cpu-affinity names CPU {cpu}, but the machine has {cpu_count} CPU{} (0 to {})",
                 plural(cpu_count),
                 cpu_count.saturating_sub(1)
+            ),
+            Self::CpuOvercommitted { cpu, vcpus, .. } => write!(
+                f,
+                "with its vCPUs, {vcpus} vCPUs may run on CPU {cpu}, but a CPU runs at most {}",
+                crate::sched::MAX_QUEUED
             ),
             Self::MemoryDoesNotFit { kib, left_bytes, .. } => {
                 write!(f, "memory {kib} KiB does not fit: {} of RAM is left for VMs", Size(left_bytes))

@@ -145,3 +145,11 @@ fn figures_read_back_what_they_print() {
     assert_eq!(Figures::parse(&std::format!("{text} 9")), None);
     assert_eq!(Figures::parse(&text.replace("wait", "wiat")), None);
 }
+
+#[test]
+fn switch_cost_reads_back() {
+    let cost = SwitchCost { count: 17, min_ns: 1234, mean_ns: 2345 };
+    let text = std::format!("{cost}");
+    assert_eq!(SwitchCost::parse(&text), Some(cost));
+    assert_eq!(SwitchCost::parse("17 of them, min x ns, mean 1 ns"), None);
+}

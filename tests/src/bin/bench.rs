@@ -201,6 +201,17 @@ fn stub_vm_node(name: &str) -> String {
 /// as fw_cfg files) until a console line satisfies `until`; returns the
 /// console up to it.
 fn run_vms(flash: &str, nodes: &[String], until: impl Fn(&str) -> bool + Send + 'static) -> Result<String, String> {
+    run_vms_on(flash, CPU, 4, nodes, until)
+}
+
+/// [`run_vms`] on `-cpu cpu -smp smp`.
+fn run_vms_on(
+    flash: &str,
+    cpu: &str,
+    smp: u32,
+    nodes: &[String],
+    until: impl Fn(&str) -> bool + Send + 'static,
+) -> Result<String, String> {
     let dts = format!("/dts-v1/;\n/ {{ chosen {{\n{}\n}}; }};\n", nodes.join("\n"));
     std::fs::write("build/bench-vms.dts", dts).map_err(|e| format!("build/bench-vms.dts: {e}"))?;
     let status = std::process::Command::new("dtc")
@@ -214,7 +225,8 @@ fn run_vms(flash: &str, nodes: &[String], until: impl Fn(&str) -> bool + Send + 
     command
         .args(["-M", MACHINE, "-bios", flash])
         .args(ICOUNT)
-        .args(["-cpu", CPU, "-smp", "4", "-m", "2G", "-display", "none", "-monitor", "none", "-serial", "stdio"])
+        .args(["-cpu", cpu, "-smp", &smp.to_string(), "-m", "2G", "-display", "none", "-monitor", "none"])
+        .args(["-serial", "stdio"])
         .args(["-fw_cfg", "name=opt/hv/vms.dtb,file=build/bench-vms.dtb"])
         .args(["-fw_cfg", &format!("name=opt/hv/linux/kernel,file={LINUX_IMAGE}")])
         .args(["-fw_cfg", &format!("name=opt/hv/linux/initrd,file={LINUX_INITRD}")])
@@ -285,6 +297,108 @@ impl VmsBench {
         let linux_alone = vm_init_stamp(&alone, "linux-a").ok_or("no /init line from linux-a alone")?;
         let linux_beside = vm_init_stamp(&beside, "linux-a").ok_or("no /init line from linux-a beside linux-b")?;
         Ok(Self { start_ticks, linux_alone, linux_beside })
+    }
+}
+
+/// The scheduler on one physical CPU (`-smp 1`, `-icount`), in one
+/// scheme: two CPU-bound VMs with weights 1 and 2 (their loop iterations
+/// and run times over 2 s of guest time, and the cost of the switches the
+/// slice timer makes between them), and a latency-sensitive VM's timer
+/// wake-ups (`sched-timer-wake`: deadline to handler, instructions) alone
+/// and beside a CPU-bound VM.
+struct SchedBench {
+    iterations: (u64, u64),
+    run_us: (u64, u64),
+    switch: platform::sched::SwitchCost,
+    alone: platform::sched_abi::TimerLateness,
+    beside: platform::sched_abi::TimerLateness,
+}
+
+/// The last line of the hypervisor's power-off summary.
+fn summary_done(line: &str) -> bool {
+    line.starts_with("el2: integrity: ")
+}
+
+fn spin_vm_node(name: &str, weight: u32, ms: u32) -> String {
+    format!(
+        "vm-{name} {{ compatible = \"hv,vm\"; hv,name = \"{name}\"; cpus = <1>; memory = <0 131072>; hv,console; \
+         hv,weight = <{weight}>; bootargs = \"stub=spin={ms}\"; }};"
+    )
+}
+
+impl SchedBench {
+    fn measure(flash: &str, cpu: &str) -> Result<Self, String> {
+        use platform::sched::{Figures, SwitchCost, REPORT_PREFIX, SWITCH_REPORT};
+        use platform::sched_abi::{SpinReport, TimerLateness};
+        let fair =
+            run_vms_on(flash, cpu, 1, &[spin_vm_node("light", 1, 2000), spin_vm_node("heavy", 2, 2000)], summary_done)?;
+        let vm_text = |console: &str, name: &str| -> String {
+            let prefix = format!("{name}| ");
+            console.lines().filter_map(|l| l.strip_prefix(prefix.as_str())).collect::<Vec<_>>().join("\n")
+        };
+        let spin = |name: &str| SpinReport::find(&vm_text(&fair, name)).ok_or(format!("no spin report from {name}"));
+        let run = |name: &str| {
+            let who = format!("el2: {REPORT_PREFIX}{name}.0 ");
+            fair.lines().find_map(|l| Figures::parse(l.strip_prefix(who.as_str())?)).map(|f| f.run_us)
+        };
+        let switch = fair
+            .lines()
+            .find_map(|l| SwitchCost::parse(l.strip_prefix("el2: ")?.strip_prefix(SWITCH_REPORT)?))
+            .ok_or("no slice-end switch line")?;
+        let rt = "vm-rt { compatible = \"hv,vm\"; hv,name = \"rt\"; cpus = <1>; memory = <0 131072>; hv,console; \
+                  hv,latency-sensitive; bootargs = \"stub=only=sched-timer-wake\"; };"
+            .to_string();
+        let lateness = |console: &str| {
+            TimerLateness::find(&vm_text(console, "rt")).ok_or_else(|| "no timer lateness line from rt".to_string())
+        };
+        let alone = lateness(&run_vms_on(flash, cpu, 1, std::slice::from_ref(&rt), summary_done)?)?;
+        let beside = lateness(&run_vms_on(flash, cpu, 1, &[rt, spin_vm_node("hog", 256, 3000)], summary_done)?)?;
+        Ok(Self {
+            iterations: (spin("light")?.iterations, spin("heavy")?.iterations),
+            run_us: (run("light").ok_or("no figures for light")?, run("heavy").ok_or("no figures for heavy")?),
+            switch,
+            alone,
+            beside,
+        })
+    }
+
+    /// Lateness in instructions: nanoseconds of the counter under
+    /// `-icount shift=0`.
+    fn ns(ticks: u64, l: &platform::sched_abi::TimerLateness) -> u64 {
+        platform::sched_abi::ticks_to_us(ticks.saturating_mul(1000), l.frequency).unwrap_or(0)
+    }
+
+    fn row(&self, scheme: &str) -> String {
+        let (l, h) = self.iterations;
+        let (lr, hr) = self.run_us;
+        format!(
+            "| {scheme} | {:.3} | {:.3} | {} (min {}) | {} / {} | {} / {} |",
+            h as f64 / l as f64,
+            hr as f64 / lr as f64,
+            self.switch.mean_ns,
+            self.switch.min_ns,
+            Self::ns(self.alone.median, &self.alone),
+            Self::ns(self.alone.worst, &self.alone),
+            Self::ns(self.beside.median, &self.beside),
+            Self::ns(self.beside.worst, &self.beside),
+        )
+    }
+
+    fn json(&self) -> String {
+        format!(
+            "{{\"weights_1_2_iterations\": [{}, {}], \"weights_1_2_run_us\": [{}, {}], \"slice_switch_ns\": {{\"mean\": {}, \"min\": {}, \"count\": {}}}, \"timer_wake_instructions\": {{\"alone\": [{}, {}], \"beside_cpu_bound\": [{}, {}]}}}}",
+            self.iterations.0,
+            self.iterations.1,
+            self.run_us.0,
+            self.run_us.1,
+            self.switch.mean_ns,
+            self.switch.min_ns,
+            self.switch.count,
+            Self::ns(self.alone.median, &self.alone),
+            Self::ns(self.alone.worst, &self.alone),
+            Self::ns(self.beside.median, &self.beside),
+            Self::ns(self.beside.worst, &self.beside),
+        )
     }
 }
 
@@ -384,6 +498,7 @@ fn run() -> Result<(), String> {
     let resident = resident(&vhe_console).unwrap_or_default();
     let linux = LinuxBoot::measure(flash);
     let vms = VmsBench::measure(flash);
+    let sched = [("vhe", CPU), ("nvhe", "cortex-a72")].map(|(scheme, cpu)| (scheme, SchedBench::measure(flash, cpu)));
 
     let mut table = String::new();
     let mut vms_table = String::new();
@@ -485,6 +600,22 @@ fn run() -> Result<(), String> {
         (resident.image + resident.heap) / 1024
     );
     table.push_str(&vms_table);
+    let _ = writeln!(
+        table,
+        "\nThe scheduler on one CPU (-smp 1, -icount): CPU-bound VMs with weights 1 and 2 over 2 s of guest time (heavy / light, by their loop iterations and by the hypervisor's run time); a switch at a slice's end, from the timer's deadline to the next vCPU's return (instructions); a latency-sensitive VM's timer wake-ups, deadline to handler, median / worst instructions, alone and beside a CPU-bound VM"
+    );
+    let _ = writeln!(table, "| scheme | iterations | run time | slice switch | wake-up alone | wake-up beside |");
+    let _ = writeln!(table, "|--------|-----------:|---------:|-------------:|--------------:|---------------:|");
+    for (scheme, result) in &sched {
+        match result {
+            Ok(s) => {
+                let _ = writeln!(table, "{}", s.row(scheme));
+            }
+            Err(e) => {
+                let _ = writeln!(table, "| {scheme} | skipped: {e} | | | | |");
+            }
+        }
+    }
     print!("{table}");
 
     let mut json = String::from("{\n");
@@ -541,6 +672,14 @@ fn run() -> Result<(), String> {
             let _ = writeln!(json, "  \"vms\": {{\"skipped\": \"{}\"}},", e.replace('"', "'"));
         }
     }
+    let sched_entries: Vec<String> = sched
+        .iter()
+        .map(|(scheme, result)| match result {
+            Ok(s) => format!("\"{scheme}\": {}", s.json()),
+            Err(e) => format!("\"{scheme}\": {{\"skipped\": \"{}\"}}", e.replace('"', "'")),
+        })
+        .collect();
+    let _ = writeln!(json, "  \"sched\": {{{}}},", sched_entries.join(", "));
     let _ = writeln!(json, "  \"resident_bytes\": {{\"image\": {}, \"heap\": {}}},", resident.image, resident.heap);
     let _ = writeln!(json, "  \"images\": {{{}}}\n}}", images.join(", "));
     std::fs::write("build/bench.json", json).map_err(|e| format!("build/bench.json: {e}"))?;

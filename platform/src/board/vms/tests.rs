@@ -454,8 +454,8 @@ fn more_vcpus_than_cpus() {
         vms.validate(1, GIB, None).unwrap_err().to_string(),
         "VM \"b\": hv,cpu-affinity names CPU 1, but the machine has 1 CPU (0 to 0)"
     );
-    // Eight VMs of 16 vCPUs each on one CPU.
-    let nodes: Vec<N> = (0..MAX_VMS).map(|i| vm(&format!("vm@{i}"), &format!("v{i}"), 16, 2048)).collect();
+    // Eight VMs of 4 vCPUs each on one CPU: as many as one run queue holds.
+    let nodes: Vec<N> = (0..MAX_VMS).map(|i| vm(&format!("vm@{i}"), &format!("v{i}"), 4, 2048)).collect();
     let d = tree(nodes);
     let p = ok(&d).validate(1, GIB, Some(HOST)).unwrap();
     assert_eq!(p.len(), MAX_VMS);
@@ -1295,4 +1295,18 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_cpu_runs_at_most_a_queue_of_vcpus() {
+    // 16 + 16 vCPUs fit on CPU 0; one more does not, and the line names it.
+    let fits = vms_for_placement(&[("a", 16, Some(&[0])), ("b", 16, None)]);
+    assert!(ok(&fits).validate(2, GIB, None).is_ok());
+    let over = vms_for_placement(&[("a", 16, Some(&[0])), ("b", 16, None), ("c", 1, Some(&[1, 0]))]);
+    let err = ok(&over).validate(2, GIB, None).unwrap_err();
+    assert_eq!(err, VmError::CpuOvercommitted { vm: "c", cpu: 0, vcpus: 33 });
+    assert_eq!(err.to_string(), "VM \"c\": with its vCPUs, 33 vCPUs may run on CPU 0, but a CPU runs at most 32");
+    // Spread over two CPUs, the same VMs fit.
+    let spread = vms_for_placement(&[("a", 16, Some(&[0])), ("b", 16, Some(&[1])), ("c", 1, Some(&[1, 0]))]);
+    assert!(ok(&spread).validate(2, GIB, None).is_ok());
 }
