@@ -62,7 +62,8 @@ pub struct Entry {
     pub id: VcpuId,
     /// Its virtual run time when it was queued.
     pub vruntime: u64,
-    /// Its time slice, in counter ticks (the latency credit is one).
+    /// Its time slice in its own virtual time (the ticks `charge`d with
+    /// its weight): the latency credit is one.
     pub slice: u64,
     /// Its VM is latency-sensitive and an interrupt woke it.
     pub urgent: bool,
@@ -94,7 +95,8 @@ pub enum QueueError {
     Queued,
 }
 
-/// One physical CPU's runnable vCPUs.
+/// One physical CPU's runnable vCPUs: the first `len` entries, packed
+/// (every look at the queue, on the switch path, reads only those).
 #[derive(Clone, Debug)]
 pub struct RunQueue {
     entries: [Option<Entry>; MAX_QUEUED],
@@ -139,7 +141,7 @@ impl RunQueue {
         if self.contains(entry.id) {
             return Err(QueueError::Queued);
         }
-        let slot = self.entries.iter_mut().find(|e| e.is_none()).ok_or(QueueError::Full)?;
+        let slot = self.entries.get_mut(self.len).ok_or(QueueError::Full)?;
         self.seq = self.seq.wrapping_add(1);
         entry.seq = self.seq;
         *slot = Some(entry);
@@ -148,19 +150,21 @@ impl RunQueue {
     }
 
     pub fn contains(&self, id: VcpuId) -> bool {
-        self.entries.iter().flatten().any(|e| e.id == id)
+        self.iter().any(|e| e.id == id)
     }
 
-    /// Takes `id` out of the queue.
+    /// Takes `id` out of the queue (the last entry moves into its place).
     pub fn remove(&mut self, id: VcpuId) -> Option<Entry> {
-        let slot = self.entries.iter_mut().find(|e| e.is_some_and(|e| e.id == id))?;
-        self.len = self.len.saturating_sub(1);
-        slot.take()
+        let index = self.iter().position(|e| e.id == id)?;
+        let last = self.len.checked_sub(1)?;
+        self.entries.swap(index, last);
+        self.len = last;
+        self.entries.get_mut(last)?.take()
     }
 
     /// The entry that runs next.
     pub fn best(&self) -> Option<&Entry> {
-        self.entries.iter().flatten().min_by(|a, b| a.order(b))
+        self.iter().min_by(|a, b| a.order(b))
     }
 
     /// Takes the entry that runs next.
@@ -171,7 +175,7 @@ impl RunQueue {
 
     /// The queued entries, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = &Entry> {
-        self.entries.iter().flatten()
+        self.entries.iter().take(self.len).flatten()
     }
 }
 
@@ -193,6 +197,7 @@ pub fn on_wake(vruntime: u64, queue_min: u64, slice: u64) -> u64 {
 pub struct Running {
     /// Its virtual run time, charged up to now.
     pub vruntime: u64,
+    /// Its time slice in its own virtual time (see [`Entry::slice`]).
     pub slice: u64,
     /// Its VM is latency-sensitive.
     pub latency_sensitive: bool,

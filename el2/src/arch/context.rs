@@ -26,9 +26,15 @@
 //! - **Pointer-authentication keys**, where the CPU has them (`HCR_EL2.APK`
 //!   leaves them to the guest): a kernel that signs its return addresses
 //!   with its own key must find that key again.
-//! - **Debug**: `MDSCR_EL1`, the breakpoint and watchpoint registers the
-//!   CPU implements, the OS lock and double lock, the claim tags (all
-//!   passed through to the guest, `crate::traps::debugregs`).
+//! - **Debug**: `MDSCR_EL1` always; the breakpoint and watchpoint
+//!   registers the CPU implements, the OS lock and double lock and the
+//!   claim tags only for a vCPU that has used them (`with_debug`). Every
+//!   guest access to them traps (`MDCR_EL2.TDE`), so EL2 knows who has:
+//!   the first access loads the vCPU's own values ([`CpuState::load_debug`])
+//!   before it is passed through (`crate::traps::debugregs`), and a vCPU
+//!   that never made one cannot see what another left there. With its
+//!   `MDSCR_EL1.MDE` and `KDE` its own (clear), the stale values raise
+//!   nothing for it.
 //! - **PMU**: every guest-visible counter, its type and the enables
 //!   (`MDCR_EL2.HPMN` gives the guest all of them).
 //!
@@ -40,6 +46,7 @@ use crate::arch::layout::{scheme, Scheme};
 use aarch64_cpu::registers::{Readable, ID_AA64DFR0_EL1, ID_AA64ISAR1_EL1};
 use core::sync::atomic::{AtomicU64, Ordering};
 use platform::arch::regs::{ID_AA64ISAR1_APA, ID_AA64ISAR1_API};
+use platform::arch::trap::TrapFrame;
 
 /// EL1/EL0 system registers saved by [`save_system`].
 const SYSTEM_REGS: usize = 25;
@@ -153,14 +160,22 @@ impl CpuState {
         }
     }
 
+    /// Loads the debug registers saved here (beyond `MDSCR_EL1`, which
+    /// stays as the CPU has it): a vCPU's first access to them.
+    pub fn load_debug(&self) {
+        load_debug(&self.debug, Features::get());
+        aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+    }
+
     /// The timers as they were saved.
     pub fn timers(&self) -> Timers {
         self.timer
     }
 
-    /// Saves this CPU's guest state here and switches the guest's timers
-    /// off on the CPU.
-    pub fn save(&mut self) {
+    /// Saves this CPU's guest state here (the debug registers beyond
+    /// `MDSCR_EL1` only `with_debug`) and switches the guest's timers off
+    /// on the CPU.
+    pub fn save(&mut self, with_debug: bool) {
         let features = Features::get();
         save_fp(self);
         save_system(&mut self.system);
@@ -171,15 +186,20 @@ impl CpuState {
         if features.sve {
             save_sve(self);
         }
-        save_debug(&mut self.debug, features);
+        // SAFETY: reading MDSCR_EL1 has no side effects.
+        self.debug.mdscr = unsafe { platform::mrs!("mdscr_el1") };
+        if with_debug {
+            save_debug(&mut self.debug, features);
+        }
         if features.counters != NO_PMU {
             save_pmu(&mut self.pmu, features);
         }
     }
 
-    /// Loads the state saved here into this CPU (timers last, so that one
-    /// that fires at once finds the rest of its vCPU in place).
-    pub fn load(&self) {
+    /// Loads the state saved here into this CPU (the debug registers
+    /// beyond `MDSCR_EL1` only `with_debug`; timers last, so that one that
+    /// fires at once finds the rest of its vCPU in place).
+    pub fn load(&self, with_debug: bool) {
         let features = Features::get();
         load_fp(self);
         load_system(&self.system);
@@ -189,12 +209,43 @@ impl CpuState {
         if features.sve {
             load_sve(self);
         }
-        load_debug(&self.debug, features);
+        // SAFETY: the guest's own MDSCR_EL1 (EL2's debug holds never span
+        // a switch).
+        unsafe { platform::msr!("mdscr_el1", self.debug.mdscr) };
+        if with_debug {
+            load_debug(&self.debug, Features::get());
+        }
         if features.counters != NO_PMU {
             load_pmu(&self.pmu, features);
         }
         load_timers(&self.timer);
         aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+    }
+}
+
+/// Copies a trap frame (the general registers, `ELR`, `SPSR`): 17 pairs
+/// of loads and stores, where the `memcpy` that `clone` calls spent some
+/// 190 instructions per frame on every vCPU switch.
+pub fn copy_frame(dst: &mut TrapFrame, src: &TrapFrame) {
+    const _: () = assert!(core::mem::size_of::<TrapFrame>() == 17 * 16);
+    // SAFETY: both point to whole `TrapFrame`s (272 bytes, 8-byte
+    // aligned), which cannot overlap (one is borrowed mutably); only
+    // scratch registers are clobbered.
+    unsafe {
+        core::arch::asm!(
+            "mov {n}, #17",
+            "2:",
+            "ldp {a}, {b}, [{src}], #16",
+            "stp {a}, {b}, [{dst}], #16",
+            "subs {n}, {n}, #1",
+            "b.ne 2b",
+            src = inout(reg) src as *const TrapFrame => _,
+            dst = inout(reg) dst as *mut TrapFrame => _,
+            n = out(reg) _,
+            a = out(reg) _,
+            b = out(reg) _,
+            options(nostack),
+        );
     }
 }
 
@@ -650,7 +701,6 @@ fn save_debug(d: &mut Debug, f: Features) {
     }
     // SAFETY: reading debug state registers has no side effects.
     unsafe {
-        d.mdscr = platform::mrs!("mdscr_el1");
         d.os_lock = (platform::mrs!("oslsr_el1") >> OSLSR_OSLK_SHIFT) & 1;
         d.osdlr = platform::mrs!("osdlr_el1");
         d.claim = platform::mrs!("dbgclaimclr_el1");
@@ -668,7 +718,6 @@ fn load_debug(d: &Debug, f: Features) {
     }
     // SAFETY: the guest's own debug state (see `write_dbg`).
     unsafe {
-        platform::msr!("mdscr_el1", d.mdscr);
         platform::msr!("oslar_el1", d.os_lock);
         platform::msr!("osdlr_el1", d.osdlr);
         platform::msr!("dbgclaimclr_el1", 0xffu64);

@@ -87,7 +87,7 @@ fn arm_timer() {
 }
 
 /// The scheduler's next deadline on this CPU (`u64::MAX`: none): when it
-/// passes, the CPU is kicked ([`gic::SGI_KICK`]) and the scheduler looks
+/// passes, the CPU's `resched` flag is set, and the scheduler looks
 /// at what is due (a slice's end, a sleeping vCPU's timer).
 pub fn set_event(deadline: u64) {
     let previous = crate::mm::prda::with(|p| p.pnmi.event.swap(deadline, Ordering::Relaxed));
@@ -115,9 +115,11 @@ pub fn handle(intid: u32, frame: &TrapFrame) {
     if event <= now {
         crate::mm::prda::with(|p| {
             p.pnmi.event.store(u64::MAX, Ordering::Relaxed);
-            p.pnmi.event_fired.store(event, Ordering::Relaxed);
+            // Two atomics are all a PNMI may touch: the scheduler does the
+            // rest on the way back to the guest (or in its idle loop),
+            // with no second interrupt.
+            p.sched.resched.store(true, Ordering::Release);
         });
-        gic::send_sgi_to_self(gic::SGI_KICK);
     }
     if next_tick <= now {
         tick_pnmi(slot, frame);

@@ -88,8 +88,6 @@ pub struct PnmiArea {
     /// this CPU (`u64::MAX`: none): the EL2 timer is set for the earlier.
     pub next_tick: AtomicU64,
     pub event: AtomicU64,
-    /// The last scheduler deadline the timer found passed (0: taken).
-    pub event_fired: AtomicU64,
     /// Lockups reported; the tick count at the last report (no second
     /// report for one stall); the count when the current vCPU started.
     pub lockups: AtomicU64,
@@ -170,7 +168,6 @@ pub static PAGES: [Prda; MAX_CPUS] = [const {
             ticks_seen: AtomicU64::new(0),
             next_tick: AtomicU64::new(0),
             event: AtomicU64::new(u64::MAX),
-            event_fired: AtomicU64::new(0),
             lockups: AtomicU64::new(0),
             lockup_tick: AtomicU64::new(0),
             lockups_at_start: AtomicU64::new(0),

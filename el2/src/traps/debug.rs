@@ -30,6 +30,8 @@ use platform::esr::{Esr, ExceptionClass};
 
 /// Handles `esr` if it is a debug exception; `false` if it is not one.
 pub fn handle(frame: &mut TrapFrame, esr: Esr) -> bool {
+    // What follows reads the guest's debug state from the hardware.
+    crate::vm::vcpu::claim_debug();
     let from = match ExceptionLevel::from_spsr(frame.spsr) {
         ExceptionLevel::El0 => TakenFrom::El0,
         _ => TakenFrom::El1,

@@ -167,6 +167,7 @@ fn passthrough(reg: SysReg, direction: Direction, value: u64) -> Result<u64, Uns
             return Err(Unsupported);
         }
     }
+    crate::vm::vcpu::claim_debug();
     access(reg, direction, value)
 }
 

@@ -19,8 +19,9 @@
 //!
 //! - The slice's end: a CPU with vCPUs waiting sets its EL2 timer
 //!   (`CNTHP`, shared with the tick: `crate::irq::pnmi::set_event`) for
-//!   the running vCPU's slice end; the timer kicks the CPU ([`on_kick`]).
-//!   A CPU with nobody waiting sets no slice timer at all.
+//!   the running vCPU's slice end; the timer's PNMI sets the flag, and the
+//!   return to the guest it interrupted does the rest (one exit, no second
+//!   interrupt). A CPU with nobody waiting sets no slice timer at all.
 //! - A vCPU queued on this CPU that should preempt the running one
 //!   (`platform::sched::preempts`): whoever queues it kicks the CPU.
 //! - The running vCPU blocks: its `WFI` with nothing pending ([`wfi`])
@@ -109,12 +110,16 @@ pub struct Params {
     pub latency_sensitive: bool,
     /// The time slice, in counter ticks.
     pub slice: u64,
+    /// The same in the VM's virtual time (`platform::sched::charge`):
+    /// the unit of every comparison with its vCPUs' virtual run times.
+    pub vslice: u64,
 }
 
 impl Params {
     /// From the description's units (microseconds).
     pub fn new(weight: u32, latency_sensitive: bool, slice_us: u32) -> Self {
-        Self { weight, latency_sensitive, slice: ticks_from_us(u64::from(slice_us)) }
+        let slice = ticks_from_us(u64::from(slice_us));
+        Self { weight, latency_sensitive, slice, vslice: platform::sched::charge(0, slice, weight) }
     }
 }
 
@@ -177,9 +182,17 @@ fn place(vcpu: &Vcpu) -> usize {
     best.map_or(last, |(slot, _)| slot)
 }
 
+/// Why a vCPU is queued.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Queued {
+    Started,
+    Woken,
+    Preempted,
+}
+
 /// Queues `vcpu` (its state `Starting`, `Blocked` or being preempted) on
 /// the CPU [`place`] picks, and makes that CPU look at it.
-fn enqueue(vm: &Vm, vcpu: &Vcpu, urgent: bool) {
+fn enqueue(vm: &Vm, vcpu: &Vcpu, urgent: bool, why: Queued) {
     let params = vm.sched;
     let target = place(vcpu);
     let Some(target_area) = area(target) else { return };
@@ -189,9 +202,9 @@ fn enqueue(vm: &Vm, vcpu: &Vcpu, urgent: bool) {
     vcpu.sched.urgent.store(urgent, Ordering::Relaxed);
     let pushed = with_queue(target_area, |queue| {
         let vruntime =
-            platform::sched::on_wake(vcpu.sched.vruntime.load(Ordering::Relaxed), queue.min_vruntime(), params.slice);
+            platform::sched::on_wake(vcpu.sched.vruntime.load(Ordering::Relaxed), queue.min_vruntime(), params.vslice);
         vcpu.sched.vruntime.store(vruntime, Ordering::Relaxed);
-        let entry = Entry { id: id(vm, vcpu), vruntime, slice: params.slice, urgent, seq: 0 };
+        let entry = Entry { id: id(vm, vcpu), vruntime, slice: params.vslice, urgent, seq: 0 };
         vcpu.set_state(State::Runnable);
         queue.push(entry)
     });
@@ -199,10 +212,12 @@ fn enqueue(vm: &Vm, vcpu: &Vcpu, urgent: bool) {
         // Cannot happen: a queue holds more vCPUs than a machine has.
         crate::arch::power::fatal(format_args!("run queue of CPU {target}: {e:?}"));
     }
-    if target == crate::mm::prda::slot() {
-        look_again();
-    } else {
+    if target != crate::mm::prda::slot() {
         crate::vm::cpus::kick(target);
+    } else if why != Queued::Preempted {
+        // (A vCPU this CPU just preempted has nothing to claim from the
+        // one that took its place.)
+        look_again();
     }
 }
 
@@ -215,7 +230,7 @@ fn look_again() {
 /// A vCPU was started (`CPU_ON`, its VM's start): it is queued.
 pub fn started(vm: &Vm, vcpu: &Vcpu) {
     vcpu.sched.vruntime.store(0, Ordering::Relaxed);
-    enqueue(vm, vcpu, false);
+    enqueue(vm, vcpu, false, Queued::Started);
 }
 
 /// Something became pending for `vcpu` (its interrupts changed): a running
@@ -238,7 +253,7 @@ fn wake(vm: &Vm, vcpu: &Vcpu, arrival: u64) {
     vcpu.sched.wake_at.store(u64::MAX, Ordering::Relaxed);
     vcpu.sched.arrival.store(arrival.max(1), Ordering::Relaxed);
     vcpu.sched.wakeups.fetch_add(1, Ordering::Relaxed);
-    enqueue(vm, vcpu, vm.sched.latency_sensitive);
+    enqueue(vm, vcpu, vm.sched.latency_sensitive, Queued::Woken);
 }
 
 /// Takes a vCPU that is not running off for good (its VM stops): out of
@@ -275,16 +290,36 @@ pub fn charge_running(vm: &Vm, vcpu: &Vcpu) {
 fn running_view(vm: &Vm, vcpu: &Vcpu) -> Running {
     Running {
         vruntime: vcpu.sched.vruntime.load(Ordering::Relaxed),
-        slice: vm.sched.slice,
+        slice: vm.sched.vslice,
         latency_sensitive: vm.sched.latency_sensitive,
     }
 }
 
-/// A kick reached this CPU (another CPU queued a vCPU here, or the EL2
-/// timer's scheduler event passed): wakes the blocked vCPUs whose timers
-/// are due, and decides whether the running vCPU gives way.
+/// A kick reached this CPU (another CPU queued a vCPU here): wakes the
+/// blocked vCPUs whose timers are due, and decides whether the running
+/// vCPU gives way.
 pub fn on_kick() {
     let now = now();
+    wake_due(now);
+    let area = crate::mm::prda::sched();
+    if let Some((vm, vcpu)) = crate::vm::current() {
+        charge_running(vm, vcpu);
+        let running = running_view(vm, vcpu);
+        let slice_end = area.slice_end.load(Ordering::Relaxed);
+        let slice_over = slice_end <= now;
+        let give_way =
+            with_queue(area, |q| q.best().is_some_and(|best| slice_over || platform::sched::preempts(best, &running)));
+        if give_way {
+            area.resched.store(true, Ordering::Release);
+        }
+    } else if !with_queue(area, |q| q.is_empty()) {
+        area.resched.store(true, Ordering::Release);
+    }
+    set_timer_event();
+}
+
+/// Wakes the blocked vCPUs this CPU watches whose timers are due at `now`.
+fn wake_due(now: u64) {
     let me = crate::mm::prda::slot();
     for vm in crate::vm::all() {
         for vcpu in &vm.vcpus {
@@ -296,20 +331,6 @@ pub fn on_kick() {
             }
         }
     }
-    let area = crate::mm::prda::sched();
-    if let Some((vm, vcpu)) = crate::vm::current() {
-        charge_running(vm, vcpu);
-        let running = running_view(vm, vcpu);
-        let slice_over = area.slice_end.load(Ordering::Relaxed) <= now;
-        let give_way =
-            with_queue(area, |q| q.best().is_some_and(|best| slice_over || platform::sched::preempts(best, &running)));
-        if give_way {
-            area.resched.store(true, Ordering::Release);
-        }
-    } else if !with_queue(area, |q| q.is_empty()) {
-        area.resched.store(true, Ordering::Release);
-    }
-    set_timer_event();
 }
 
 /// Sets this CPU's scheduler event: the running vCPU's slice end if others
@@ -393,9 +414,11 @@ pub fn reschedule(frame: &mut TrapFrame) {
     }
     charge_running(vm, vcpu);
     let now = now();
+    wake_due(now);
     let blocking = vcpu.sched.blocking.swap(false, Ordering::Relaxed);
     let running = running_view(vm, vcpu);
-    let slice_over = area.slice_end.load(Ordering::Relaxed) <= now;
+    let slice_end = area.slice_end.load(Ordering::Relaxed);
+    let slice_over = slice_end <= now;
     let next = with_queue(area, |queue| {
         let switch = queue.best().is_some_and(|best| {
             blocking
@@ -418,13 +441,12 @@ pub fn reschedule(frame: &mut TrapFrame) {
     };
     let Some((next_vm, next_vcpu)) = lookup(next.id) else { return };
     // The timer's deadline, if the slice's end is why this CPU switches.
-    let fired = crate::mm::prda::with(|p| p.pnmi.event_fired.swap(0, Ordering::Relaxed));
-    let timed = (slice_over && !blocking && fired != 0).then_some(fired);
+    let timed = (slice_over && !blocking).then_some(slice_end);
     let _ = crate::vm::vcpu::put(frame);
     if blocking {
         block(vm, vcpu);
     } else {
-        enqueue(vm, vcpu, false);
+        enqueue(vm, vcpu, false, Queued::Preempted);
     }
     switch_to(next_vm, next_vcpu, frame);
     if let Some(fired) = timed {
@@ -480,6 +502,7 @@ fn switch_to(vm: &'static Vm, vcpu: &'static Vcpu, frame: &mut TrapFrame) {
 pub fn pick(frame: &mut TrapFrame) -> bool {
     let area = crate::mm::prda::sched();
     area.resched.store(false, Ordering::Relaxed);
+    wake_due(now());
     // Its own queue's lock is dropped before another's is taken.
     let own = with_queue(area, RunQueue::pop);
     let next = own.or_else(pull);

@@ -86,6 +86,10 @@ pub struct Vcpu {
     saved: Mutex<Saved>,
     /// Its first run after a start is ahead (the reset hooks run then).
     fresh: AtomicBool,
+    /// It has used the debug registers since its start: they are its own
+    /// in the hardware while it runs, and a switch saves and loads them
+    /// (`crate::arch::context`).
+    debug_owned: AtomicBool,
     /// vGIC bookkeeping ([`crate::vm::vgic`]): its list registers hold
     /// something or its interrupts changed since they were last filled;
     /// which list registers the last fill used; forwarded PPIs taken but
@@ -123,6 +127,7 @@ impl Vcpu {
                 gic: crate::vm::vgic::CpuInterface::RESET,
             }),
             fresh: AtomicBool::new(false),
+            debug_owned: AtomicBool::new(false),
             attention: AtomicBool::new(false),
             lrs_used: AtomicU16::new(0),
             hw_ppis_pending: AtomicU32::new(0),
@@ -217,6 +222,7 @@ pub fn start(vm: &'static Vm, vcpu: &'static Vcpu, entry: u64, context: u64) -> 
     vcpu.hw_ppis_pending.store(0, Ordering::Relaxed);
     vcpu.attention.store(true, Ordering::Release);
     vcpu.fresh.store(true, Ordering::Release);
+    vcpu.debug_owned.store(false, Ordering::Relaxed);
     crate::vm::sched::started(vm, vcpu);
     Ok(())
 }
@@ -265,8 +271,8 @@ pub fn load(vm: &'static Vm, vcpu: &'static Vcpu, frame: &mut TrapFrame) -> Resu
     }
     {
         let saved = vcpu.saved.lock();
-        *frame = saved.frame.clone();
-        saved.cpu.load();
+        crate::arch::context::copy_frame(frame, &saved.frame);
+        saved.cpu.load(vcpu.debug_owned.load(Ordering::Relaxed));
         crate::vm::vgic::load_vcpu(&saved.gic);
     }
     crate::vm::set_running(Some((vm, vcpu)));
@@ -291,12 +297,23 @@ pub fn put(frame: &TrapFrame) -> Option<(&'static Vm, &'static Vcpu)> {
     crate::vm::set_running(None);
     {
         let mut saved = vcpu.saved.lock();
-        saved.frame = frame.clone();
-        saved.cpu.save();
+        crate::arch::context::copy_frame(&mut saved.frame, frame);
+        saved.cpu.save(vcpu.debug_owned.load(Ordering::Relaxed));
         saved.gic = crate::vm::vgic::put_vcpu(vm, vcpu);
     }
     crate::mm::vmid::leave(vm.index);
     Some((vm, vcpu))
+}
+
+/// The running vCPU is about to use the debug registers (a trapped access
+/// passed through to them, a debug exception): on its first use since its
+/// start its own values go into them, and from then on a switch keeps
+/// them.
+pub fn claim_debug() {
+    let Some((_, vcpu)) = crate::vm::current() else { return };
+    if !vcpu.debug_owned.swap(true, Ordering::AcqRel) {
+        vcpu.saved.lock().cpu.load_debug();
+    }
 }
 
 /// PSCI `CPU_ON` from the guest: only its own VM's vCPUs.

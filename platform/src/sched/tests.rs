@@ -153,3 +153,23 @@ fn switch_cost_reads_back() {
     assert_eq!(SwitchCost::parse(&text), Some(cost));
     assert_eq!(SwitchCost::parse("17 of them, min x ns, mean 1 ns"), None);
 }
+
+#[test]
+fn removal_keeps_the_queue_packed() {
+    let mut q = RunQueue::new();
+    for vm in 0..5u16 {
+        q.push(entry(vm, u64::from(vm) * 10, false)).unwrap();
+    }
+    assert_eq!(q.remove(id(1, 0)).unwrap().id.vm, 1);
+    assert_eq!(q.remove(id(4, 0)).unwrap().id.vm, 4);
+    assert_eq!(q.len(), 3);
+    let mut left: std::vec::Vec<u16> = q.iter().map(|e| e.id.vm).collect();
+    left.sort_unstable();
+    assert_eq!(left, [0, 2, 3]);
+    q.push(entry(9, 1, false)).unwrap();
+    assert_eq!(q.pop().unwrap().id.vm, 0);
+    assert_eq!(q.pop().unwrap().id.vm, 9);
+    assert_eq!(q.pop().unwrap().id.vm, 2);
+    assert_eq!(q.pop().unwrap().id.vm, 3);
+    assert!(q.pop().is_none() && q.is_empty());
+}
