@@ -210,7 +210,7 @@ pub fn start(vm: &'static Vm, vcpu: &'static Vcpu, entry: u64, context: u64) -> 
         let mut frame = TrapFrame { elr: entry, spsr: SPSR_M_EL1H | SPSR_DAIF, ..Default::default() };
         frame.x[0] = context;
         saved.frame = frame;
-        saved.cpu = CpuState::reset();
+        saved.cpu.reset_in_place();
         saved.cpu.set_identity(
             crate::arch::cpu::vmpidr(vcpu.mpidr),
             crate::arch::cpu::vpidr(),
