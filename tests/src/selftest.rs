@@ -114,6 +114,11 @@ impl Expected {
         Self::passing(SCHED_CHECKS.iter().copied())
     }
 
+    /// A `stub=only=<prefix>` run of the scheduler's checks.
+    pub fn only_sched(prefix: &str) -> Self {
+        Self::passing(SCHED_CHECKS.iter().copied().filter(|name| name.starts_with(prefix)))
+    }
+
     /// A default run after a restart: [`RESTART_CHECK`] first.
     pub fn restarted_run() -> Self {
         Self::passing([RESTART_CHECK].into_iter().chain(DEFAULT_CHECKS.iter().copied()))

@@ -8,7 +8,7 @@ use hvtests::scenario::*;
 use hvtests::selftest::Expected;
 use hvtests::vms::*;
 use platform::sched::{Figures, REPORT_PREFIX};
-use platform::sched_abi::SpinReport;
+use platform::sched_abi::{SpinReport, TimerLateness};
 use std::time::Duration;
 
 /// The hypervisor's figures for vCPU `vcpu` of VM `vm`, from the power-off
@@ -81,6 +81,32 @@ fn wakeups_while_descheduled() {
         assert!(f.wakeups > 0 && f.switches > 1, "checked.{vcpu} must have slept and been woken: {f:?}\n{dump}");
     }
     assert!(figures(&o, "hog", 0).wait_us > 0, "the CPU-bound VM must have waited for the CPU\n{dump}");
+}
+
+/// A latency-sensitive VM (`hv,latency-sensitive`) sleeps on its timer
+/// 20 times (`sched-timer-wake`) while a CPU-bound VM shares its one CPU
+/// (`-smp 1`, `-icount`: guest time is instructions, the same every run):
+/// every timer interrupt reaches its handler within 100 µs of its deadline
+/// (measured: under 4 µs; a 10 ms slice is what it would wait without
+/// preemption), and the hypervisor recorded each wake-up.
+#[test]
+fn latency_sensitive_vm_preempts_a_cpu_bound_one() {
+    let vms = [
+        vm("rt", 1, 128, "hv,console; hv,latency-sensitive; bootargs = \"stub=only=sched-timer-wake\";"),
+        vm("hog", 1, 128, "hv,console; bootargs = \"stub=spin=1000\";"),
+    ];
+    let icount = ["-icount", "shift=0,sleep=off"];
+    let base = Boot { timeout: Duration::from_secs(120), ..Boot::new("sched-latency", CPU_MAX, 1, "2G") };
+    let o = boot_vms_with("sched-latency", CPU_MAX, 1, &vms, &icount, base);
+    let dump = o.dump();
+    assert_eq!(o.status, Some(0), "QEMU must exit 0\n{dump}");
+    assert_vm_checks(&o, "rt", &Expected::only_sched("sched-timer-wake"));
+    let lateness = TimerLateness::find(&o.vm("rt")).unwrap_or_else(|| panic!("no timer lateness line\n{dump}"));
+    let worst = lateness.worst_us().unwrap_or(u64::MAX);
+    assert!(lateness.wakes == 20 && worst < 100, "20 wake-ups within 100 us expected: {lateness:?}\n{dump}");
+    let f = figures(&o, "rt", 0);
+    assert!(f.wakeups >= 20, "the hypervisor must have woken rt for each deadline: {f:?}\n{dump}");
+    assert!(figures(&o, "hog", 0).switches > 20, "the CPU-bound VM must have been preempted\n{dump}");
 }
 
 /// Two unmodified Linux VMs of two vCPUs each on two physical CPUs (four
