@@ -133,7 +133,12 @@ fn guest_sync(frame: &mut TrapFrame, esr: Esr) {
             frame.elr += 4;
         }
         ExceptionClass::WfxTrap => {
-            crate::vm::sched::wfi();
+            // ISS bit 0 (TI): 0 for `WFI`, 1 for `WFE`.
+            if esr.0 & 1 == 0 {
+                crate::vm::sched::wfi();
+            } else {
+                crate::vm::sched::wfe();
+            }
             frame.elr += 4;
         }
         ExceptionClass::SysReg => match esr.sys_reg() {
