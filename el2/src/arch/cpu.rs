@@ -48,7 +48,7 @@ pub fn init() {
     let isar1 = ID_AA64ISAR1_EL1.get();
     let pauth = ID_AA64ISAR1_APA.present(isar1) || ID_AA64ISAR1_API.present(isar1);
     let vhe = scheme() == Scheme::Vhe;
-    // Stage 2 on, EL1 is AArch64, guest SMCs, WFIs and WFEs come here (a vCPU
+    // Stage 2 on, EL1 is AArch64, guest SMCs and WFIs come here (a vCPU
     // with nothing to do idles its CPU at EL2, `crate::vm::sched::wfi`), physical interrupts
     // and SErrors route to EL2, set/way cache operations become clean-and-
     // invalidate (meaningless under virtualisation otherwise); E2H keeps
@@ -58,7 +58,6 @@ pub fn init() {
             + HCR_EL2::RW::EL1IsAarch64
             + HCR_EL2::TSC::EnableTrapEl1SmcToEl2
             + HCR_EL2::TWI::SET
-            + HCR_EL2::TWE::SET
             + HCR_EL2::IMO::EnableVirtualIRQ
             + HCR_EL2::FMO::EnableVirtualFIQ
             + HCR_EL2::AMO::SET

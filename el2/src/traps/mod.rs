@@ -133,12 +133,7 @@ fn guest_sync(frame: &mut TrapFrame, esr: Esr) {
             frame.elr += 4;
         }
         ExceptionClass::WfxTrap => {
-            // ISS bit 0 (TI): 0 for `WFI`, 1 for `WFE`.
-            if esr.0 & 1 == 0 {
-                crate::vm::sched::wfi();
-            } else {
-                crate::vm::sched::wfe();
-            }
+            crate::vm::sched::wfi();
             frame.elr += 4;
         }
         ExceptionClass::SysReg => match esr.sys_reg() {

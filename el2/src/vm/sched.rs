@@ -62,9 +62,6 @@ pub struct VcpuSched {
     vruntime: AtomicU64,
     /// Its `WFI` found nothing to do: block at the return.
     blocking: AtomicBool,
-    /// Its `WFE` waits for another vCPU (a lock's holder, likely): give
-    /// the CPU to a queued one at the return.
-    yielding: AtomicBool,
     /// While blocked: when its earliest timer fires (physical counter),
     /// or `u64::MAX`.
     wake_at: AtomicU64,
@@ -92,7 +89,6 @@ impl VcpuSched {
         Self {
             vruntime: AtomicU64::new(0),
             blocking: AtomicBool::new(false),
-            yielding: AtomicBool::new(false),
             wake_at: AtomicU64::new(u64::MAX),
             arrival: AtomicU64::new(0),
             queued_at: AtomicU64::new(0),
@@ -386,21 +382,6 @@ pub fn wfi() {
     }
 }
 
-/// A trapped `WFE` of the running vCPU: it waits for an event another
-/// vCPU will send, most likely the release of a lock that vCPU holds. If
-/// vCPUs wait for this CPU, it yields to the best of them (the holder may
-/// be among them) and stays runnable; otherwise it returns at once, which
-/// `WFE` may always do.
-pub fn wfe() {
-    let area = crate::mm::prda::sched();
-    if let Some((_, vcpu)) = crate::vm::current() {
-        if !with_queue(area, |q| q.is_empty()) {
-            vcpu.sched.yielding.store(true, Ordering::Relaxed);
-            area.resched.store(true, Ordering::Release);
-        }
-    }
-}
-
 /// The physical counter value at which a blocked vCPU's timers need it:
 /// the earlier enabled, unmasked one (the virtual timer's compare value is
 /// in its VM's virtual time).
@@ -435,14 +416,12 @@ pub fn reschedule(frame: &mut TrapFrame) {
     let now = now();
     wake_due(now);
     let blocking = vcpu.sched.blocking.swap(false, Ordering::Relaxed);
-    let yielding = vcpu.sched.yielding.swap(false, Ordering::Relaxed);
     let running = running_view(vm, vcpu);
     let slice_end = area.slice_end.load(Ordering::Relaxed);
     let slice_over = slice_end <= now;
     let next = with_queue(area, |queue| {
         let switch = queue.best().is_some_and(|best| {
             blocking
-                || yielding
                 || (slice_over && platform::sched::yields_to(best, &running))
                 || platform::sched::preempts(best, &running)
         });
