@@ -210,6 +210,25 @@ fn boot() -> Result<Infallible, BootError> {
             .validate(online, info.plan.guest_ram.size, Some(host_bytes))
             .map_err(|e| refused(alloc::format!("VM description ({}): {e}", vms_source.describe())))?;
         log::info!("{} VM(s) described in {}", descs.len(), vms_source.describe());
+        // Portals between the VMs: the first validation level (docs/portals.md).
+        let vms_bytes: u64 = descs.iter().map(|d| d.memory_bytes).sum();
+        let portals = platform::board::portals::parse(vms_dtb)
+            .and_then(|p| {
+                platform::board::portals::validate(&p, &descs, info.plan.guest_ram.size.saturating_sub(vms_bytes))
+                    .map(|()| p)
+            })
+            .map_err(|e| refused(alloc::format!("VM description ({}): {e}", vms_source.describe())))?;
+        for p in portals.iter() {
+            log::info!(
+                "portal {}: VMs {} and {}, {} KiB shared, operations {:#x} / {:#x} (validated; not yet shown to the VMs)",
+                p.name,
+                p.ends[0],
+                p.ends[1],
+                p.size_bytes / 1024,
+                p.ops[0],
+                p.ops[1]
+            );
+        }
         vm_configs(&descs, &placement, info.plan.guest_ram, &host.pci)?
     };
 

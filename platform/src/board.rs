@@ -38,6 +38,7 @@
 #![deny(clippy::string_slice)]
 
 mod dt;
+pub mod portals;
 #[cfg(test)]
 #[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic, clippy::arithmetic_side_effects)]
 mod tests;

@@ -115,7 +115,20 @@ fn a_vm_that_cannot_take_exceptions_is_stopped() {
 /// and the property, exit status 2, and no guest started.
 #[test]
 fn bad_vm_descriptions_refused() {
-    let cases: [(&str, Vec<String>, &str); 9] = [
+    let portal = |body: &str| {
+        format!("        portal {{\n            compatible = \"hv,portal\";\n            {body}\n        }};")
+    };
+    let cases: [(&str, Vec<String>, &str); 11] = [
+        (
+            "portal-unknown-vm",
+            vec![vm("a", 1, 256, ""), portal("hv,name = \"ab\"; hv,ends = \"a\", \"b\"; hv,size = <64>;")],
+            "portal \"ab\": hv,ends names VM \"b\", which the description does not have",
+        ),
+        (
+            "portal-bad-size",
+            vec![vm("a", 1, 256, ""), vm("b", 1, 256, ""), portal("hv,name = \"ab\"; hv,ends = \"a\", \"b\"; hv,size = <6>;")],
+            "portal \"ab\": hv,size = 6 KiB, but must be a non-zero multiple of 4 KiB",
+        ),
         ("too-many-vcpus", vec![vm("big", 17, 256, "")], "VM \"big\": cpus = 17, but a VM has at most 16 vCPUs"),
         (
             "affinity-out-of-range",

@@ -1310,3 +1310,139 @@ fn a_cpu_runs_at_most_a_queue_of_vcpus() {
     let spread = vms_for_placement(&[("a", 16, Some(&[0])), ("b", 16, Some(&[1])), ("c", 1, Some(&[1, 0]))]);
     assert!(ok(&spread).validate(2, GIB, None).is_ok());
 }
+
+// ---------------------------------------------------------------------------
+// Portals (`super::super::portals`): nodes beside the VMs in the same tree
+
+mod portal_tests {
+    use super::super::super::portals::{self, PortalDesc, PortalError, MAX_PORTALS};
+    use super::*;
+
+    fn portal(node: &str, name: &str, ends: &[&str], kib: u32) -> N {
+        n(node).p("compatible", s("hv,portal")).p("hv,name", s(name)).p("hv,ends", sl(ends)).p("hv,size", c(&[kib]))
+    }
+
+    fn two_vms() -> Vec<N> {
+        vec![vm("vm-a", "a", 1, 2048), vm("vm-b", "b", 1, 2048)]
+    }
+
+    fn with(portals: Vec<N>) -> Vec<u8> {
+        let mut nodes = two_vms();
+        nodes.extend(portals);
+        tree(nodes)
+    }
+
+    fn perr(bytes: &[u8]) -> String {
+        match portals::parse(bytes) {
+            Ok(p) => panic!("parsed: {p:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_portal_and_its_operations() {
+        let d =
+            with(vec![portal("portal-ab", "ab", &["a", "b"], 64).p("hv,ops-0", c(&[0, 3, 31])).p("hv,ops-1", c(&[1]))]);
+        let p = portals::parse(&d).unwrap();
+        assert_eq!(
+            p.as_slice(),
+            [PortalDesc {
+                name: "ab",
+                node: "portal-ab",
+                ends: ["a", "b"],
+                size_bytes: 64 * 1024,
+                ops: [1 | 8 | 1 << 31, 2]
+            }]
+        );
+        assert!(p[0].allows(0, 3) && p[0].allows(0, 31) && !p[0].allows(0, 1) && !p[0].allows(0, 32));
+        assert!(p[0].allows(1, 1) && !p[0].allows(1, 0) && !p[0].allows(2, 1));
+        // VM parsing does not see the portal node, and level one passes.
+        let vms = ok(&d);
+        assert_eq!(vms.len(), 2);
+        assert_eq!(portals::validate(&p, &vms, GIB), Ok(()));
+        // No operation listed: none allowed.
+        let d = with(vec![portal("p", "quiet", &["b", "a"], 4)]);
+        assert_eq!(portals::parse(&d).unwrap()[0].ops, [0, 0]);
+    }
+
+    #[test]
+    fn level_one_refusals() {
+        let d = with(vec![portal("p", "ab", &["a", "c"], 64)]);
+        let (p, vms) = (portals::parse(&d).unwrap(), ok(&d));
+        let e = portals::validate(&p, &vms, GIB).unwrap_err();
+        assert_eq!(e.to_string(), "portal \"ab\": hv,ends names VM \"c\", which the description does not have");
+        let d = with(vec![portal("p", "aa", &["a", "a"], 64)]);
+        let (p, vms) = (portals::parse(&d).unwrap(), ok(&d));
+        assert_eq!(portals::validate(&p, &vms, GIB), Err(PortalError::SameVm { portal: "aa", vm: "a" }));
+        let d = with(vec![portal("p1", "one", &["a", "b"], 8), portal("p2", "two", &["a", "b"], 8)]);
+        let (p, vms) = (portals::parse(&d).unwrap(), ok(&d));
+        assert_eq!(portals::validate(&p, &vms, 16 * 1024), Ok(()));
+        assert_eq!(
+            portals::validate(&p, &vms, 12 * 1024).unwrap_err().to_string(),
+            "portal \"two\": hv,size = 8 KiB does not fit in the 4 KiB of guest RAM the VMs leave"
+        );
+    }
+
+    #[test]
+    fn malformed_portals() {
+        let cases: Vec<(N, &str)> = vec![
+            (portal("p", "ab", &["a", "b"], 64).without("hv,ends"), "portal \"ab\": hv,ends is missing, but required"),
+            (portal("p", "ab", &["a", "b"], 64).without("hv,size"), "portal \"ab\": hv,size is missing, but required"),
+            (portal("p", "ab", &["a", "b"], 64).without("hv,name"), "portal \"p\": hv,name is missing, but required"),
+            (portal("p", "Bad!", &["a", "b"], 64), "portal \"p\": hv,name must be 1 to 15 characters"),
+            (portal("p", "ab", &["a"], 64), "portal \"ab\": hv,ends must be two strings (VM names)"),
+            (portal("p", "ab", &["a", "b", "c"], 64), "portal \"ab\": hv,ends must be two strings (VM names)"),
+            (portal("p", "ab", &["a", ""], 64), "portal \"ab\": hv,ends must be two strings (VM names)"),
+            (
+                portal("p", "ab", &["a", "b"], 6),
+                "portal \"ab\": hv,size = 6 KiB, but must be a non-zero multiple of 4 KiB",
+            ),
+            (portal("p", "ab", &["a", "b"], 0), "portal \"ab\": hv,size = 0 KiB"),
+            (portal("p", "ab", &["a", "b"], 32 * 1024), "hv,size = 32768 KiB, but must be"),
+            (
+                portal("p", "ab", &["a", "b"], 4).p("hv,ops-0", c(&[32])),
+                "hv,ops-0 names operation 32, but operations are 0 to 31",
+            ),
+            (portal("p", "ab", &["a", "b"], 4).p("hv,ops-1", c(&[2, 2])), "hv,ops-1 names operation 2 twice"),
+            (portal("p", "ab", &["a", "b"], 4).p("hv,ops-1", vec![0, 0, 1]), "hv,ops-1 must be a list of 32-bit cells"),
+            (
+                portal("p", "ab", &["a", "b"], 4).p("hv,opz-1", c(&[1])),
+                "\"hv,opz-1\" is a property the portal binding does not know",
+            ),
+            (portal("p", "ab", &["a", "b"], 4).p("hv,size", c(&[8])), "\"hv,size\" is given twice"),
+        ];
+        for (node, message) in cases {
+            let got = perr(&with(vec![node.clone()]));
+            assert!(got.contains(message), "{node:?}: `{got}` must contain `{message}`");
+        }
+        let twice = with(vec![portal("p1", "ab", &["a", "b"], 4), portal("p2", "ab", &["b", "a"], 4)]);
+        assert_eq!(perr(&twice), "portal \"ab\": declared twice (hv,name is taken)");
+        let many: Vec<N> =
+            (0..=MAX_PORTALS).map(|i| portal(&format!("p{i}"), &format!("p{i}"), &["a", "b"], 4)).collect();
+        assert_eq!(perr(&with(many)), format!("portal \"p{MAX_PORTALS}\": more than {MAX_PORTALS} portals"));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Any property values: a clean result or a one-line error, never
+        /// a panic.
+        #[test]
+        fn hostile_portal_values(
+            ends in proptest::collection::vec(any::<u8>(), 0..24),
+            size in proptest::collection::vec(any::<u8>(), 0..12),
+            ops in proptest::collection::vec(any::<u8>(), 0..40),
+        ) {
+            let node = n("p").p("compatible", s("hv,portal")).p("hv,name", s("x")).p("hv,ends", ends).p("hv,size", size).p("hv,ops-0", ops);
+            let d = with(vec![node]);
+            match portals::parse(&d) {
+                Ok(p) => {
+                    prop_assert_eq!(p.len(), 1);
+                    prop_assert!(p[0].size_bytes > 0 && p[0].size_bytes % 4096 == 0);
+                    let _ = portals::validate(&p, &ok(&d), GIB);
+                }
+                Err(e) => prop_assert!(!e.to_string().contains('\n')),
+            }
+        }
+    }
+}
