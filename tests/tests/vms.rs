@@ -45,13 +45,20 @@ fn hostile_vm_beside_a_checked_vm() {
 }
 
 /// With the VMID space narrowed to one VMID (`vmid-bits=1`), three
-/// one-vCPU VMs run one after the other: each waits for the VMID until the
-/// VM holding it is off, then takes it with a TLB purge. A stale
-/// translation would show: each VM's isolation check probes the RAM of
-/// the others, which the VMID's previous holder had mapped.
+/// one-vCPU VMs, each alone on its own CPU, run one after the other: each
+/// waits for the VMID until the VM holding it is off, then takes it with a
+/// TLB purge. A stale translation would show: each VM's isolation check
+/// probes the RAM of the others, which the VMID's previous holder had
+/// mapped. (Each VM has a CPU of its own so that the holder is never
+/// descheduled: a VM with no vCPU on a CPU gives its VMID up, and with
+/// shared CPUs how often that happens depends on the timing.)
 #[test]
 fn vmids_recycled_without_stale_translations() {
-    let vms = [vm("v1", 1, 128, "hv,console;"), vm("v2", 1, 128, "hv,console;"), vm("v3", 1, 128, "hv,console;")];
+    let vms = [
+        vm("v1", 1, 128, "hv,console; hv,cpu-affinity = <0>;"),
+        vm("v2", 1, 128, "hv,console; hv,cpu-affinity = <1>;"),
+        vm("v3", 1, 128, "hv,console; hv,cpu-affinity = <2>;"),
+    ];
     let o = boot_vms("vms-vmid-recycling", 3, &vms, Some("vmid-bits=1"), Duration::from_secs(150));
     let dump = o.dump();
     assert_eq!(o.status, Some(0), "QEMU must exit 0\n{dump}");
