@@ -44,6 +44,7 @@ pub mod package;
 pub mod paging;
 pub mod pci;
 pub mod pl011;
+pub mod portal;
 pub mod report;
 pub mod sched;
 pub mod sched_abi;
