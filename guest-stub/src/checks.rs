@@ -55,6 +55,8 @@ pub enum Failure {
     Irq(crate::virq::IrqFailure),
     /// What a scheduler check found.
     Sched(crate::sched::SchedFailure),
+    /// What a portal check found.
+    Portal(crate::portal::PortalFailure),
     /// Not a failure: the check cannot run in this VM (why). The run
     /// reports it as skipped.
     Skip(&'static str),
@@ -90,6 +92,7 @@ impl core::fmt::Display for Failure {
             Self::Regs { what, regs } => write!(f, "{what}: x0..x3 = {regs:#x?}"),
             Self::Irq(failure) => write!(f, "{failure}"),
             Self::Sched(failure) => write!(f, "{failure}"),
+            Self::Portal(failure) => write!(f, "{failure}"),
             Self::Skip(why) => write!(f, "skipped: {why}"),
         }
     }
@@ -167,6 +170,19 @@ pub static SCHED_CHECKS: &[Check] = &[
     Check { name: "sched-timer-wake", run: crate::sched::timer_wake },
     Check { name: "sched-sgi-wake", run: crate::sched::sgi_wake },
     Check { name: "sched-spi-wake", run: crate::sched::spi_wake },
+];
+
+/// The portal checks (`portal.rs`): not part of the default run either;
+/// they run when `stub=only=<prefix>` names them (`stub=only=portal`), in
+/// two VMs at once that are the ends of one portal (and any number of VMs
+/// that are no end, with `stub=portals=0`).
+pub static PORTAL_CHECKS: &[Check] = &[
+    Check { name: "portal-enumerate", run: crate::portal::enumerate },
+    Check { name: "portal-isolation", run: crate::portal::isolation },
+    Check { name: "portal-ping-pong", run: crate::portal::ping_pong },
+    Check { name: "portal-shared-memory", run: crate::portal::shared_memory },
+    Check { name: "portal-refused", run: crate::portal::refused },
+    Check { name: "portal-peer-down", run: crate::portal::peer_down },
 ];
 
 /// Run only with `stub=fail`: proves a failing check fails the whole run.
@@ -280,7 +296,7 @@ static CANARY: [core::sync::atomic::AtomicU64; 64] = [const { core::sync::atomic
 /// Every address the hypervisor lists as a hole to this VM (other VMs' RAM,
 /// the hypervisor's image) aborts on a load and on a store, as a bus gives
 /// nothing there; and this VM's own RAM is unchanged afterwards.
-fn isolation_holes(env: &Env) -> Result<(), Failure> {
+pub(crate) fn isolation_holes(env: &Env) -> Result<(), Failure> {
     use core::sync::atomic::Ordering;
     let (holes, count) = env.probe_holes;
     let holes = holes.get(..count).unwrap_or_default();

@@ -25,7 +25,8 @@
 //! most other checks need the hypervisor); `stub=skip=<name>` reports that
 //! check as skipped instead of running it (the runner must notice);
 //! the PCI checks are skipped in a VM whose device tree has no PCI host
-//! bridge (of several VMs, at most one has it); `stub=bench` times the trap
+//! bridge (of several VMs, at most one has it) or whose bridge has no shim
+//! function at 00:00.0 (only portal functions); `stub=bench` times the trap
 //! paths instead of checking (`bench`), on the boot vCPU alone (on bare
 //! QEMU, only its rows that need no hypervisor); `stub=spin=<ms>` (decimal
 //! or `0x` hex) makes vCPU 0 alone (no other vCPU is started) busy-loop
@@ -39,6 +40,16 @@
 //! they run when `stub=only=<prefix>` names them (`stub=only=sched`). A
 //! check that cannot run in this VM reports itself skipped with its reason
 //! (`sched-sgi-wake` with one vCPU, `sched-spi-wake` with no PL031).
+//!
+//! The portal checks (`portal-enumerate`, `portal-isolation`,
+//! `portal-ping-pong`, `portal-shared-memory`, `portal-refused`,
+//! `portal-peer-down`; `portal`) are not in the default run either:
+//! `stub=only=portal` runs them, in both VMs that are the ends of a portal
+//! at once (and in VMs that are no end, which must find none).
+//! `stub=portals=N` says how many portal functions this VM must find
+//! (default 0: none; the checks after `portal-enumerate` then report
+//! themselves skipped), `stub=portal-rounds=R` how many rounds the
+//! ping-pong has (default 100); both decimal or `0x` hex.
 #![no_std]
 #![no_main]
 
@@ -51,6 +62,7 @@ mod gic;
 mod gvascan;
 mod hostile;
 mod pci;
+mod portal;
 mod sched;
 mod smp;
 mod timer;
@@ -166,6 +178,16 @@ extern "C" fn stub_main(dtb: usize) -> ! {
                         Some(ms) => finish(sched::spin(ms)),
                         None => println!("ignoring `{other}`: not a number"),
                     }
+                } else if let Some(n) = other.strip_prefix("stub=portals=") {
+                    match parse_number(n).and_then(|n| u32::try_from(n).ok()) {
+                        Some(n) => portal::set_wanted(n),
+                        None => println!("ignoring `{other}`: not a number"),
+                    }
+                } else if let Some(n) = other.strip_prefix("stub=portal-rounds=") {
+                    match parse_number(n).and_then(|n| u32::try_from(n).ok()) {
+                        Some(n) => portal::set_rounds(n),
+                        None => println!("ignoring `{other}`: not a number"),
+                    }
                 } else if let Some(number) = other.strip_prefix("stub-seed=") {
                     match parse_number(number) {
                         Some(n) => seed = n,
@@ -177,11 +199,14 @@ extern "C" fn stub_main(dtb: usize) -> ! {
             }
         }
     }
-    // The scheduler's checks only when `stub=only=` names them.
+    // The scheduler's and the portals' checks only when `stub=only=` names
+    // them.
     let sched_checks = checks::SCHED_CHECKS.iter().filter(|_| !only.is_empty());
+    let portal_checks = checks::PORTAL_CHECKS.iter().filter(|_| !only.is_empty());
     let checks = checks::CHECKS
         .iter()
         .chain(sched_checks)
+        .chain(portal_checks)
         .chain(forced_failure.then_some(&checks::FORCED_FAILURE))
         .filter(|check| check.name.starts_with(only));
     let hostile_checks = hostile.then_some(checks::Check { name: "hostile-vcpus-alive", run: hostile::vcpus_alive });
@@ -202,13 +227,17 @@ extern "C" fn stub_main(dtb: usize) -> ! {
         tally.report(hostile::CHECK_NAME, hostile::run(&env, &fdt, seed));
     }
     // A VM without the PCI host bridge (one of several VMs, which do not
-    // all get it) has nothing for the PCI checks to look at.
-    let has_pci = fdt.find_compatible(&[pci::COMPATIBLE]).is_some();
+    // all get it), or whose bridge shows only portal functions, has
+    // nothing for the PCI checks to look at.
+    let pci_skip = match fdt.find_compatible(&[pci::COMPATIBLE]) {
+        None => Some("this VM has no PCI host bridge"),
+        Some(_) => pci::shims_absent(&env),
+    };
     for check in restart_check.iter().chain(hostile_checks.iter()).chain(checks) {
         if !skip.is_empty() && check.name == skip {
             tally.skip(check.name, "requested with stub=skip");
-        } else if !has_pci && check.name.starts_with(PCI_CHECKS) {
-            tally.skip(check.name, "this VM has no PCI host bridge");
+        } else if let Some(why) = pci_skip.filter(|_| check.name.starts_with(PCI_CHECKS)) {
+            tally.skip(check.name, why);
         } else {
             match (check.run)(&env) {
                 // A check that cannot run in this VM (`sched-sgi-wake` with

@@ -129,7 +129,7 @@ impl Range {
 
     /// Whether this is a memory range mapped one-to-one that holds
     /// `[base, base + len)`.
-    fn holds_identity(&self, base: u64, len: u64) -> bool {
+    pub(crate) fn holds_identity(&self, base: u64, len: u64) -> bool {
         let memory = self.space == Self::SPACE_MEM32 || self.space == Self::SPACE_MEM64;
         let end = base.checked_add(len);
         let range_end = self.cpu.checked_add(self.size);
@@ -343,7 +343,7 @@ pub enum Width {
 }
 
 impl Width {
-    const fn all_ones(self) -> u64 {
+    pub(crate) const fn all_ones(self) -> u64 {
         match self {
             Self::Byte => 0xff,
             Self::Half => 0xffff,
@@ -420,12 +420,12 @@ const MISALIGNED_ABORTED: &str =
 const BAR_ABORTED: &str = "a load through BAR0 aborted (device window not mapped at the BAR's address?)";
 
 /// The ECAM window, checked to cover the buses the checks touch.
-struct Config {
+pub(crate) struct Config {
     window: EcamWindow,
 }
 
 impl Config {
-    fn open(env: &Env) -> Result<Self, Failure> {
+    pub(crate) fn open(env: &Env) -> Result<Self, Failure> {
         let ecam = env.ecam.as_ref().map_err(|why| Failure::Missing(why))?;
         let (start, end) = ecam.bus_range.ok_or(Failure::Missing("the host bridge has no (valid) bus-range"))?;
         let (Ok(start), Ok(end)) = (u8::try_from(start), u8::try_from(end)) else {
@@ -454,17 +454,24 @@ impl Config {
         self.window.address(bdf, reg).ok_or(Failure::Missing("a config address outside the ECAM window"))
     }
 
-    fn read(&self, bdf: Bdf, reg: u16, width: Width) -> Result<u64, Failure> {
+    pub(crate) fn read(&self, bdf: Bdf, reg: u16, width: Width) -> Result<u64, Failure> {
         load(self.address(bdf, reg)?, width).map_err(|caught| Failure::Exception { what: CONFIG_ABORTED, caught })
     }
 
-    fn write(&self, bdf: Bdf, reg: u16, width: Width, value: u64) -> Result<(), Failure> {
+    pub(crate) fn write(&self, bdf: Bdf, reg: u16, width: Width, value: u64) -> Result<(), Failure> {
         store(self.address(bdf, reg)?, width, value)
             .map_err(|caught| Failure::Exception { what: CONFIG_ABORTED, caught })
     }
 
     /// Reads `reg` and compares it with `expected`.
-    fn expect(&self, what: &'static str, bdf: Bdf, reg: u16, width: Width, expected: u64) -> Result<(), Failure> {
+    pub(crate) fn expect(
+        &self,
+        what: &'static str,
+        bdf: Bdf,
+        reg: u16,
+        width: Width,
+        expected: u64,
+    ) -> Result<(), Failure> {
         expect_eq(what, expected, self.read(bdf, reg, width)?)
     }
 
@@ -476,7 +483,7 @@ impl Config {
     }
 }
 
-fn expect_eq(what: &'static str, expected: u64, got: u64) -> Result<(), Failure> {
+pub(crate) fn expect_eq(what: &'static str, expected: u64, got: u64) -> Result<(), Failure> {
     if expected == got {
         Ok(())
     } else {
@@ -484,13 +491,13 @@ fn expect_eq(what: &'static str, expected: u64, got: u64) -> Result<(), Failure>
     }
 }
 
-fn bdf_of(bus: u8, device: u8, function: u8) -> Result<Bdf, Failure> {
+pub(crate) fn bdf_of(bus: u8, device: u8, function: u8) -> Result<Bdf, Failure> {
     Bdf::new(bus, device, function).ok_or(Failure::Missing("device or function number out of range"))
 }
 
 /// Says which function `result` is about when it is a failure (the FAIL
 /// line that follows has room only for a fixed text).
-fn about<T>(bdf: Bdf, name: &str, result: Result<T, Failure>) -> Result<T, Failure> {
+pub(crate) fn about<T>(bdf: Bdf, name: &str, result: Result<T, Failure>) -> Result<T, Failure> {
     if result.is_err() {
         println!("pci: the failure below is about {bdf} ({name})");
     }
@@ -499,7 +506,7 @@ fn about<T>(bdf: Bdf, name: &str, result: Result<T, Failure>) -> Result<T, Failu
 
 /// Runs `test`, then `restore` whatever `test` returned; the first failure
 /// is the one reported.
-fn restoring(
+pub(crate) fn restoring(
     test: impl FnOnce() -> Result<(), Failure>,
     restore: impl FnOnce() -> Result<(), Failure>,
 ) -> Result<(), Failure> {
@@ -537,6 +544,19 @@ const fn bar0_size_mask(window: u64) -> u64 {
     ((!(window - 1)) as u32 & !bar::TYPE_MASK | bar::TYPE) as u64
 }
 
+/// Why the PCI checks cannot run in this VM although it has a host
+/// bridge: the bridge has no function at 00:00.0, where every machine has
+/// the PL031 shim (a VM that is an end of portals but does not own the
+/// PL031 has only its portal functions there). `None` otherwise, also when
+/// config space cannot be read (the checks then say why).
+pub fn shims_absent(env: &Env) -> Option<&'static str> {
+    let config = Config::open(env).ok()?;
+    let bdf = bdf_of(ROOT_BUS, PL031_DEVICE, 0).ok()?;
+    let vendor = config.read(bdf, offset::VENDOR_ID, Width::Half).ok()?;
+    (vendor == Width::Half.all_ones())
+        .then_some("this VM's PCI host bridge has no shim function at 00:00.0 (only portal functions)")
+}
+
 // --- pci-enumerate ----------------------------------------------------------
 
 pub fn enumerate(env: &Env) -> Result<(), Failure> {
@@ -545,12 +565,15 @@ pub fn enumerate(env: &Env) -> Result<(), Failure> {
     check_bridge(ecam, &config)?;
     let ranges = ecam.ranges.as_ref().map_err(|why| Failure::Missing(why))?;
 
-    // Bus 0: the shims at their device numbers, nothing else.
+    // Bus 0: the shims at their device numbers, nothing else but the
+    // portal functions of a VM that is an end of portals (from device 16;
+    // `portal-enumerate` checks them).
     let found = shims(&config)?;
     for (device, shim) in (0..DEVICES_PER_BUS).zip(found.iter().chain(core::iter::repeat(&None))) {
         let bdf = bdf_of(ROOT_BUS, device, 0)?;
         match shim {
             Some((bdf, shim)) => about(*bdf, shim.name, check_shim(&config, ranges, *bdf, shim))?,
+            None if crate::portal::is_portal(&config, bdf)? => {}
             None => about(
                 bdf,
                 "absent",
