@@ -69,6 +69,21 @@ pub const RESTART_CHECK: &str = "restart-memory-cleared";
 /// default run (`sched-spi-wake` alone waits two seconds for the RTC).
 pub const SCHED_CHECKS: &[&str] = &["sched-timer-late", "sched-timer-wake", "sched-sgi-wake", "sched-spi-wake"];
 
+/// `stub=only=portal` runs these: the portal checks, not part of the
+/// default run (they need two VMs that are the ends of one portal).
+pub const PORTAL_CHECKS: &[&str] = &[
+    "portal-enumerate",
+    "portal-isolation",
+    "portal-ping-pong",
+    "portal-shared-memory",
+    "portal-refused",
+    "portal-peer-down",
+];
+
+/// The portal check end 0 skips: it powers off instead, for end 1 to find
+/// it off.
+pub const PORTAL_END0_SKIPS: &str = "portal-peer-down";
+
 /// `stub=fail` appends this check, which must fail.
 pub const FORCED_FAILURE: &str = "forced-failure";
 
@@ -117,6 +132,26 @@ impl Expected {
     /// A `stub=only=<prefix>` run of the scheduler's checks.
     pub fn only_sched(prefix: &str) -> Self {
         Self::passing(SCHED_CHECKS.iter().copied().filter(|name| name.starts_with(prefix)))
+    }
+
+    /// A `stub=only=portal` run in the VM at end `end` (0 or 1) of a
+    /// portal: every check of [`PORTAL_CHECKS`] passes, but end 0 skips
+    /// [`PORTAL_END0_SKIPS`].
+    pub fn portal_end(end: u8) -> Self {
+        let mut expected = Self::passing(PORTAL_CHECKS.iter().copied());
+        if end == 0 {
+            expected.skipped.push(PORTAL_END0_SKIPS.to_string());
+        }
+        expected
+    }
+
+    /// A `stub=only=portal stub=portals=0` run, in a VM that is no end:
+    /// `portal-enumerate` (finding none) and `portal-isolation` pass, the
+    /// others are skipped (no portal).
+    pub fn portal_none() -> Self {
+        let mut expected = Self::passing(PORTAL_CHECKS.iter().copied());
+        expected.skipped = PORTAL_CHECKS[2..].iter().map(|name| name.to_string()).collect();
+        expected
     }
 
     /// A default run after a restart: [`RESTART_CHECK`] first.
@@ -376,6 +411,35 @@ mod tests {
         let tally = account(&console(&plan, fails), &expected).expect("the forced failure is expected");
         assert_eq!(tally, Tally { passed: DEFAULT_CHECKS.len() as u32, failed: 1, skipped: 0 });
         expect_problem(account(&console(&plan, all_pass), &expected), "check `forced-failure` passed but must fail");
+    }
+
+    /// The portal runs: end 0 must skip `portal-peer-down` and end 1 must
+    /// run it; a VM that is no end must skip all but the first two.
+    #[test]
+    fn portal_runs_skip_exactly_their_checks() {
+        let skip = |skipped: &'static [&'static str]| {
+            move |name: &str| {
+                if skipped.contains(&name) {
+                    Some(Line::Skip { name: leak(name), why: "no portal (stub=portals=0)" })
+                } else {
+                    all_pass(name)
+                }
+            }
+        };
+        let end0 = console(PORTAL_CHECKS, skip(&["portal-peer-down"]));
+        let tally = account(&end0, &Expected::portal_end(0)).expect("end 0 skips portal-peer-down");
+        assert_eq!(tally, Tally { passed: 5, failed: 0, skipped: 1 });
+        expect_problem(account(&end0, &Expected::portal_end(1)), "check `portal-peer-down` was skipped");
+        let end1 = console(PORTAL_CHECKS, all_pass);
+        assert!(account(&end1, &Expected::portal_end(1)).is_ok());
+        expect_problem(account(&end1, &Expected::portal_end(0)), "check `portal-peer-down` ran but must be skipped");
+        let none = console(
+            PORTAL_CHECKS,
+            skip(&["portal-ping-pong", "portal-shared-memory", "portal-refused", "portal-peer-down"]),
+        );
+        let tally = account(&none, &Expected::portal_none()).expect("no end: four skipped");
+        assert_eq!(tally, Tally { passed: 2, failed: 0, skipped: 4 });
+        expect_problem(account(&end1, &Expected::portal_none()), "check `portal-ping-pong` ran but must be skipped");
     }
 
     #[test]

@@ -1,0 +1,1 @@
+//! The Linux scenario of the portal tests.
