@@ -134,7 +134,7 @@ fn bad_vm_descriptions_refused() {
         (
             "portal-bad-size",
             vec![vm("a", 1, 256, ""), vm("b", 1, 256, ""), portal("hv,name = \"ab\"; hv,ends = \"a\", \"b\"; hv,size = <6>;")],
-            "portal \"ab\": hv,size = 6 KiB, but must be a non-zero multiple of 4 KiB",
+            "portal \"ab\": hv,size = 6 KiB, but must be a power of two from 4 KiB to 16384 KiB",
         ),
         ("too-many-vcpus", vec![vm("big", 17, 256, "")], "VM \"big\": cpus = 17, but a VM has at most 16 vCPUs"),
         (
