@@ -33,21 +33,76 @@ fn counters(o: &Outcome, portal: &str, end: u32, vm: &str) -> (Counters, usize) 
     (parsed, *index)
 }
 
+/// One end's portal function as a VM sees it: its end, BAR0, BAR2 and its
+/// size in KiB, and its INTID.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Seen {
+    end: u32,
+    regs: u64,
+    shared: u64,
+    kib: u64,
+    intid: u32,
+}
+
+fn hex(text: &str) -> Option<u64> {
+    u64::from_str_radix(text.strip_prefix("0x")?, 16).ok()
+}
+
 /// What VM `vm`'s `portal-enumerate` printed about its one portal
-/// function: `(end, KiB shared, shared memory address)`, from
-/// `portal: 00:10.0: portal 0 end E, registers at 0x..., N KiB shared at
-/// 0x..., INTID n`.
-fn found(o: &Outcome, vm: &str) -> (u32, u64, u64) {
+/// function, from `portal: 00:10.0: portal 0 end E, registers at 0x...,
+/// N KiB shared at 0x..., INTID n`.
+fn found(o: &Outcome, vm: &str) -> Seen {
     let text = o.vm(vm);
     let lines: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("guest-stub: portal: 00:10.0: ")).collect();
     let [line] = lines.as_slice() else { panic!("{vm}: one line about its portal function expected\n{}", o.dump()) };
-    let parse = || -> Option<(u32, u64, u64)> {
-        let end = line.split_once(" end ")?.1.split_once(',')?.0.parse().ok()?;
-        let (kib, rest) = line.split_once(", registers at ")?.1.split_once(", ")?.1.split_once(" KiB shared at ")?;
-        let address = rest.split_once(',')?.0.strip_prefix("0x")?;
-        Some((end, kib.parse().ok()?, u64::from_str_radix(address, 16).ok()?))
+    let parse = || -> Option<Seen> {
+        let (end, rest) = line.strip_prefix("portal 0 end ")?.split_once(", registers at ")?;
+        let (regs, rest) = rest.split_once(", ")?;
+        let (kib, rest) = rest.split_once(" KiB shared at ")?;
+        let (shared, intid) = rest.split_once(", INTID ")?;
+        Some(Seen {
+            end: end.parse().ok()?,
+            regs: hex(regs)?,
+            shared: hex(shared)?,
+            kib: kib.parse().ok()?,
+            intid: intid.parse().ok()?,
+        })
     };
     parse().unwrap_or_else(|| panic!("{vm}: `{line}` does not parse\n{}", o.dump()))
+}
+
+/// Where the hypervisor says it put VM `vm`'s end of portal `portal`:
+/// `el2: VM pa: portal ab (end 0): PCI 00:10.0, registers at IPA 0x...,
+/// shared memory at IPA [0x..., 0x...), INTID n` (`docs/portals.md`).
+fn placed(o: &Outcome, vm: &str, portal: &str) -> Seen {
+    let who = format!("el2: VM {vm}: portal {portal} (end ");
+    let line = o.console.lines().find_map(|l| l.strip_prefix(who.as_str()));
+    let line = line.unwrap_or_else(|| panic!("no `{who}` line\n{}", o.dump()));
+    let parse = || -> Option<Seen> {
+        let (end, rest) = line.split_once("): PCI 00:10.0, registers at IPA ")?;
+        let (regs, rest) = rest.split_once(", shared memory at IPA [")?;
+        let (start, rest) = rest.split_once(", ")?;
+        let (stop, intid) = rest.split_once("), INTID ")?;
+        let (shared, stop) = (hex(start)?, hex(stop)?);
+        let kib = stop.checked_sub(shared)? / 1024;
+        Some(Seen { end: end.parse().ok()?, regs: hex(regs)?, shared, kib, intid: intid.parse().ok()? })
+    };
+    parse().unwrap_or_else(|| panic!("`{line}` does not parse\n{}", o.dump()))
+}
+
+/// The physical range of portal `portal`'s memory, from `el2: portal ab:
+/// VMs pa and pb, 64 KiB shared at [0x..., 0x...), operations ...`.
+fn memory(o: &Outcome, portal: &str) -> (u64, u64) {
+    let who = format!("el2: portal {portal}: VMs ");
+    let line = o.console.lines().find_map(|l| l.strip_prefix(who.as_str()));
+    let line = line.unwrap_or_else(|| panic!("no `{who}` line\n{}", o.dump()));
+    let parse = || {
+        Some((
+            hex(line.split_once(" shared at [")?.1.split_once(", ")?.0)?,
+            hex(line.split_once(", ")?.1.split_once(')')?.0.rsplit_once(", ")?.1)?,
+        ))
+    };
+    parse().unwrap_or_else(|| panic!("`{line}` does not parse\n{}", o.dump()))
 }
 
 /// The addresses VM `vm`'s `portal-isolation` probed (`portal: probe
@@ -97,16 +152,26 @@ fn two_guest_stubs_talk_through_a_portal() {
     assert_vm_checks(&o, "pb", &Expected::portal_end(1));
     assert_vm_checks(&o, "pc", &Expected::portal_none());
 
-    // Each end found its end of the portal, with the memory hv,size says;
-    // the VM that is no end has that memory among its holes.
-    let (a, b) = (found(&o, "pa"), found(&o, "pb"));
-    assert_eq!((a.0, a.1), (0, SIZE_KIB), "pa must be end 0 with {SIZE_KIB} KiB\n{dump}");
-    assert_eq!((b.0, b.1), (1, SIZE_KIB), "pb must be end 1 with {SIZE_KIB} KiB\n{dump}");
+    // Each end found its end of the portal where the hypervisor says it put
+    // it, with the memory hv,size says; the VM that is no end has the first
+    // and last word of that memory among its holes (as every other VM's
+    // RAM).
+    for (vm, end) in [("pa", 0), ("pb", 1)] {
+        let seen = found(&o, vm);
+        assert_eq!(
+            seen,
+            placed(&o, vm, "ab"),
+            "{vm}: the stub's view of its portal function vs. the hypervisor's\n{dump}"
+        );
+        assert_eq!((seen.end, seen.kib), (end, SIZE_KIB), "{vm} must be end {end} with {SIZE_KIB} KiB\n{dump}");
+    }
+    let (start, stop) = memory(&o, "ab");
+    assert_eq!(stop - start, SIZE_KIB * 1024, "the portal's memory\n{dump}");
     let holes = probe_holes(&o, "pc");
-    for (vm, shared) in [("pa", a.2), ("pb", b.2)] {
+    for word in [start, stop - 8] {
         assert!(
-            holes.contains(&shared),
-            "pc's probe holes {holes:#x?} lack the shared memory {vm} sees at {shared:#x}\n{dump}"
+            holes.contains(&word),
+            "pc's probe holes {holes:#x?} lack the portal memory's word at {word:#x}\n{dump}"
         );
     }
     assert!(!o.vm("pc").contains("portal: 00:"), "pc must see no portal function\n{dump}");
