@@ -189,3 +189,36 @@ fn two_guest_stubs_talk_through_a_portal() {
         assert!(off.is_some_and(|off| off < at0.min(at1)), "VM {vm} must be off before the portal summary\n{dump}");
     }
 }
+
+/// The PCI checks beside portal functions (`stub=only=pci`): VM `shim`
+/// owns the PL031 and is end 0 of a portal, so its host bridge has the
+/// shim at 00:00.0 and the portal function at 00:10.0, and every `pci-*`
+/// check must pass (`pci-enumerate` leaves the portal function to
+/// `portal-enumerate`); VM `bare` is end 1 and has a bridge with only its
+/// portal function, so every `pci-*` check must report itself skipped,
+/// saying why, instead of failing.
+#[test]
+fn pci_checks_beside_portal_functions() {
+    let vms = [
+        vm(
+            "shim",
+            1,
+            64,
+            "hv,console; hv,cpu-affinity = <0>; hv,devices = \"/pl031@9010000\"; bootargs = \"stub=only=pci\";",
+        ),
+        vm("bare", 1, 64, "hv,console; hv,cpu-affinity = <1>; bootargs = \"stub=only=pci\";"),
+        "        portal-sb { compatible = \"hv,portal\"; hv,name = \"sb\"; hv,ends = \"shim\", \"bare\"; hv,size = <4>; hv,ops-0 = <0>; };"
+            .to_string(),
+    ];
+    let o = boot_vms("portals-pci", 2, &vms, None, Duration::from_secs(120));
+    let dump = o.dump();
+    assert_eq!(o.status, Some(0), "QEMU must exit 0\n{dump}");
+    assert_vm_checks(&o, "shim", &Expected::only("pci"));
+    assert_vm_checks(&o, "bare", &Expected::only("pci").without_pci());
+    let why = "guest-stub: SKIP pci-enumerate: this VM's PCI host bridge has no shim function at 00:00.0 (only portal functions)";
+    assert!(o.vm("bare").lines().any(|l| l == why), "bare: missing `{why}`\n{dump}");
+    // Nothing was requested: both ends' counters are 0.
+    for (end, name) in [(0, "shim"), (1, "bare")] {
+        assert_eq!(counters(&o, "sb", end, name).0, Counters::default(), "end {end} ({name})\n{dump}");
+    }
+}
