@@ -1,0 +1,4 @@
+//! Portals between VMs (`docs/portals.md`): the QEMU scenarios.
+
+#[path = "portals/linux.rs"]
+mod linux;
