@@ -137,6 +137,7 @@ fn boot() -> Result<Infallible, BootError> {
     arch::power::on_power_off(|| {
         traps::report_exits();
         vm::sched::report();
+        vm::portal::report();
         mm::integrity::report();
     });
     log::info!(
@@ -150,7 +151,6 @@ fn boot() -> Result<Infallible, BootError> {
     // The PCI host bridge's functions, as the monitor's ECAM model shows them.
     let functions = vm::ecam::enumerate();
     let pci = vm::build::PciView {
-        ecam_size: vm::ecam::BUSES * vm::ecam::BUS_SIZE,
         bars: functions.iter().map(|&(_, window)| window).collect(),
         interrupts: vm::ecam::interrupts(),
         functions,
@@ -200,6 +200,7 @@ fn boot() -> Result<Infallible, BootError> {
             pci: true,
             spis: Vec::new(),
             autostart: true,
+            portals: Vec::new(),
         }]
     } else {
         // SAFETY: as in `boot::vms::source`: the reserved host DTB.
@@ -218,9 +219,30 @@ fn boot() -> Result<Infallible, BootError> {
                     .map(|()| p)
             })
             .map_err(|e| refused(alloc::format!("VM description ({}): {e}", vms_source.describe())))?;
-        for p in portals.iter() {
+        let mut configs = vm_configs(&descs, &placement, info.plan.guest_ram, &host.pci)?;
+        // Each portal's memory after the VMs' RAM, zeroed: what a VM finds
+        // there first is nobody's.
+        let mut next = configs.iter().map(|c| c.ram.end()).max().unwrap_or(info.plan.guest_ram.base);
+        let mut built = Vec::new();
+        for (index, p) in portals.iter().enumerate() {
+            let memory = MemRegion::new(next.next_multiple_of(4096), p.size_bytes);
+            next = memory.end();
+            if memory.end() > info.plan.guest_ram.end() {
+                return Err(refused(alloc::format!("portal {:?}: its memory does not fit in guest RAM", p.name)));
+            }
+            // SAFETY: guest RAM that no VM has (carved after theirs), in
+            // the direct map; nothing runs in it yet.
+            unsafe {
+                core::ptr::write_bytes(arch::layout::phys_to_virt(memory.base) as *mut u8, 0, memory.size as usize)
+            };
+            let ends = p.ends.map(|name| configs.iter().position(|c| c.name == name).unwrap_or(usize::MAX));
+            for (end, &vm) in ends.iter().enumerate() {
+                if let Some(config) = configs.get_mut(vm) {
+                    config.portals.push((index, end));
+                }
+            }
             log::info!(
-                "portal {}: VMs {} and {}, {} KiB shared, operations {:#x} / {:#x} (validated; not yet shown to the VMs)",
+                "portal {}: VMs {} and {}, {} KiB shared at {memory}, operations {:#x} / {:#x}",
                 p.name,
                 p.ends[0],
                 p.ends[1],
@@ -228,8 +250,10 @@ fn boot() -> Result<Infallible, BootError> {
                 p.ops[0],
                 p.ops[1]
             );
+            built.push(vm::portal::Portal::new(index as u8, String::from(p.name), ends, memory, p.ops));
         }
-        vm_configs(&descs, &placement, info.plan.guest_ram, &host.pci)?
+        vm::portal::install(built);
+        configs
     };
 
     let mut vms = Vec::new();
@@ -250,7 +274,7 @@ fn boot() -> Result<Infallible, BootError> {
     );
     for vm in vms {
         vm::vgic::reconcile_spis(vm);
-        if let (Some(ecam), Some(pci)) = (vm.recipe.ecam, host.pci.as_ref()) {
+        if let (Some(ecam), Some(pci), true) = (vm.recipe.ecam, host.pci.as_ref(), vm.recipe.owns_shim) {
             // Stage 2 follows the PCI functions' BARs; a moved window must
             // not cover anything else the VM has.
             let taken = [Some(vm.ram), vm.recipe.test_device, Some(ecam), Some(vm.gic.distributor)]
@@ -338,6 +362,7 @@ fn vm_configs(
             pci: wants_pci && !pci_given,
             spis: desc.spis.iter().copied().collect(),
             autostart: desc.autostart,
+            portals: Vec::new(),
         });
         pci_given |= wants_pci;
     }

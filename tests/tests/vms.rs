@@ -125,7 +125,7 @@ fn bad_vm_descriptions_refused() {
     let portal = |body: &str| {
         format!("        portal {{\n            compatible = \"hv,portal\";\n            {body}\n        }};")
     };
-    let cases: [(&str, Vec<String>, &str); 11] = [
+    let cases: [(&str, Vec<String>, &str); 13] = [
         (
             "portal-unknown-vm",
             vec![vm("a", 1, 256, ""), portal("hv,name = \"ab\"; hv,ends = \"a\", \"b\"; hv,size = <64>;")],
@@ -134,7 +134,28 @@ fn bad_vm_descriptions_refused() {
         (
             "portal-bad-size",
             vec![vm("a", 1, 256, ""), vm("b", 1, 256, ""), portal("hv,name = \"ab\"; hv,ends = \"a\", \"b\"; hv,size = <6>;")],
-            "portal \"ab\": hv,size = 6 KiB, but must be a non-zero multiple of 4 KiB",
+            "portal \"ab\": hv,size = 6 KiB, but must be a power of two from 4 KiB to 16384 KiB",
+        ),
+        (
+            "portal-declared-twice",
+            vec![
+                vm("a", 1, 256, ""),
+                vm("b", 1, 256, ""),
+                portal("hv,name = \"ab\"; hv,ends = \"a\", \"b\"; hv,size = <64>;"),
+                portal("hv,name = \"ab\"; hv,ends = \"b\", \"a\"; hv,size = <4>;").replace("portal {", "portal-again {"),
+            ],
+            "portal \"ab\": declared twice (hv,name is taken)",
+        ),
+        (
+            // 2 GiB of machine leave 2028 MiB of guest RAM: the VMs take
+            // all but 4 MiB of it.
+            "portal-memory-does-not-fit",
+            vec![
+                vm("a", 1, 1012, ""),
+                vm("b", 1, 1012, ""),
+                portal("hv,name = \"big\"; hv,ends = \"a\", \"b\"; hv,size = <16384>;"),
+            ],
+            "portal \"big\": hv,size = 16384 KiB does not fit in the 4096 KiB of guest RAM the VMs leave",
         ),
         ("too-many-vcpus", vec![vm("big", 17, 256, "")], "VM \"big\": cpus = 17, but a VM has at most 16 vCPUs"),
         (

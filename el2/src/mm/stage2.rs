@@ -130,6 +130,12 @@ impl Stage2 {
         policy::map_at(&mut self.tables, ipa, pa, size, policy::device_attributes()).map_err(Stage2Error::Map)
     }
 
+    /// Maps `size` bytes of RAM at PA `pa` at IPA `ipa` (a portal's shared
+    /// memory, where the VM's BAR2 puts it; the caller checked the place).
+    pub fn map_ram(&mut self, ipa: u64, pa: u64, size: u64) -> Result<(), Stage2Error> {
+        policy::map_at(&mut self.tables, ipa, pa, size, policy::ram_attributes()).map_err(Stage2Error::Map)
+    }
+
     /// Unmaps `[start, end)` (this CPU's current VMID must be this VM's):
     /// `aarch64-paging` clears each entry and issues `TLBI IPAS2E1IS` per
     /// entry with a `DSB`; then the combined stage-1+2 entries go with

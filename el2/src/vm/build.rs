@@ -6,12 +6,15 @@
 //! A VM's guest-physical map: its RAM where the host has it (IPA = PA);
 //! the GIC's distributor and redistributors at the host GIC's addresses,
 //! emulated; a guest-stub VM's test device 1 MiB past its RAM; the PCI host
-//! bridge's ECAM window after that (the VM that owns the host bridge
-//! only), with the shim functions' register windows passed through; the
+//! bridge's ECAM window after that (the VM that owns the monitor's shim
+//! functions, whose register windows are passed through, and every VM
+//! that is an end of a portal); the portal window after that (each
+//! portal's shared memory in a 16 MiB slot, then the portal functions'
+//! register pages: [`crate::vm::portal`]); the
 //! console at the host UART's address, passed through (the VM that owns
 //! the machine) or emulated. Nothing else is mapped.
 
-use crate::vm::{guest, linux, mmio, vcpu, vgic, Console, PowerState, Vcpu, Vm};
+use crate::vm::{guest, linux, mmio, portal, vcpu, vgic, Console, PowerState, Vcpu, Vm};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU8};
@@ -53,12 +56,13 @@ pub struct Config {
     pub spis: Vec<u32>,
     /// Started at boot (else only when asked to).
     pub autostart: bool,
+    /// The portals it is an end of: (index in `portal::all`, end).
+    pub portals: Vec<(usize, usize)>,
 }
 
 /// The host's PCI view, through the monitor's ECAM model: at most one VM
 /// has it.
 pub struct PciView {
-    pub ecam_size: u64,
     pub functions: Vec<(Bdf, MemRegion)>,
     pub bars: Vec<MemRegion>,
     pub interrupts: Vec<vm_ecam::Intx>,
@@ -72,6 +76,10 @@ pub struct Recipe {
     pub bootargs: String,
     pub test_device: Option<MemRegion>,
     pub ecam: Option<MemRegion>,
+    /// Whether the monitor's shim functions are behind its host bridge.
+    pub owns_shim: bool,
+    /// Its portal window: the portals' shared memory and registers.
+    pub portal_window: Option<MemRegion>,
     /// The console's window and interrupt, as its guest sees them.
     pub console: Option<(platform::board::Uart, Option<u32>)>,
     /// Started at boot.
@@ -86,6 +94,8 @@ pub enum BuildError {
     Guest(guest::GuestError),
     /// A VM named for a QEMU `-kernel` that QEMU was not given.
     NoKernel,
+    /// No virtual SPI left for a portal's interrupt.
+    NoInterrupt,
 }
 
 impl core::fmt::Display for BuildError {
@@ -96,6 +106,7 @@ impl core::fmt::Display for BuildError {
             Self::Linux(e) => write!(f, "{e}"),
             Self::Guest(e) => write!(f, "{e}"),
             Self::NoKernel => write!(f, "no kernel"),
+            Self::NoInterrupt => write!(f, "no interrupt number left for its portals"),
         }
     }
 }
@@ -141,11 +152,37 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
         .chain(console_irq)
         .chain(pci.iter().flat_map(|p| p.interrupts.iter().map(|i| i.intid)))
         .max();
-    let (model, gic) = vgic::model(board, &vcpus, highest_spi);
     let test_device = matches!(config.kernel, Kernel::GuestStub)
         .then(|| MemRegion::new(config.ram.end() + TEST_DEVICE_GAP, platform::abi::test_mmio::SIZE));
     let after = test_device.map_or(config.ram.end(), |t| t.end());
-    let ecam = pci.map(|p| MemRegion::new(after.next_multiple_of(vm_ecam::BUS_SIZE), p.ecam_size));
+    let has_bridge = pci.is_some() || !config.portals.is_empty();
+    let ecam = has_bridge
+        .then(|| MemRegion::new(after.next_multiple_of(vm_ecam::BUS_SIZE), vm_ecam::BUSES * vm_ecam::BUS_SIZE));
+    // The portals: a slot of the window and a virtual SPI each, the SPIs
+    // the lowest its other devices leave free.
+    let (portal_memory, portal_regs) =
+        portal::window(ecam.map_or(after, |e| e.end()).next_multiple_of(portal::BAR2_SLOT), config.portals.len());
+    let portal_window = (!config.portals.is_empty())
+        .then(|| MemRegion::new(portal_memory.base, portal_regs.end() - portal_memory.base));
+    let mut used: Vec<u32> = config.spis.iter().copied().chain(console_irq).collect();
+    used.extend(pci.iter().flat_map(|p| p.interrupts.iter().map(|i| i.intid)));
+    let mut free = (platform::vgic::SPI_BASE..u32::from(u8::MAX)).filter(|i| !used.contains(i));
+    let mut portal_ends = Vec::new();
+    for (k, &(index, end)) in config.portals.iter().enumerate() {
+        let Some(intid) = free.next() else { return Err(BuildError::NoInterrupt) };
+        let k = k as u64;
+        portal_ends.push(portal::End {
+            portal: index,
+            end,
+            intid,
+            regs: MemRegion::new(portal_regs.base + k * platform::portal::REGS_SIZE, platform::portal::REGS_SIZE),
+            memory: MemRegion::new(
+                portal_memory.base + k * portal::BAR2_SLOT,
+                portal::all().get(index).map_or(0, |p| p.memory.size),
+            ),
+        });
+    }
+    let highest_spi = highest_spi.max(portal_ends.iter().map(|e| e.intid).max());
     let uart = board.console;
     let console_window = uart.map(|u| MemRegion::new(u.base, u.size));
     let mut passthrough: Vec<MemRegion> = Vec::new();
@@ -155,13 +192,33 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
     if let Some(pci) = pci {
         passthrough.extend(pci.bars.iter().copied());
     }
-    let ipa_end = ecam.or(test_device).map_or(config.ram.end(), |w| w.end());
-    let stage2 = crate::mm::stage2::Stage2::new(config.ram, &passthrough, ipa_end).map_err(BuildError::Stage2)?;
+    let (model, gic) = vgic::model(board, &vcpus, highest_spi);
+    let ipa_end = portal_window.or(ecam).or(test_device).map_or(config.ram.end(), |w| w.end());
+    let mut stage2 = crate::mm::stage2::Stage2::new(config.ram, &passthrough, ipa_end).map_err(BuildError::Stage2)?;
+    for e in &portal_ends {
+        if let Some(portal) = portal::all().get(e.portal) {
+            stage2.map_ram(e.memory.base, portal.memory.base, portal.memory.size).map_err(BuildError::Stage2)?;
+        }
+    }
     let label = if config.owns_machine { String::new() } else { alloc::format!("VM {}: ", config.name) };
     let (ipa_bits, root_level) = stage2.shape();
     log::info!("{label}RAM {}, stage 2: {ipa_bits}-bit IPA space from level {root_level}", config.ram);
-    if let (Some(ecam), Some(pci)) = (ecam, pci) {
-        log::info!("{label}PCI: ECAM window {ecam}, {} function(s) behind it", pci.bars.len());
+    if let Some(ecam) = ecam {
+        log::info!(
+            "{label}PCI: ECAM window {ecam}, {} function(s) behind it",
+            pci.map_or(0, |p| p.bars.len()) + portal_ends.len()
+        );
+    }
+    for (k, e) in portal_ends.iter().enumerate() {
+        let name = portal::all().get(e.portal).map_or("?", |p| p.name.as_str());
+        log::info!(
+            "{label}portal {name} (end {}): PCI 00:{:02x}.0, registers at IPA {:#x}, shared memory at IPA {}, INTID {}",
+            e.end,
+            usize::from(portal::FIRST_DEVICE) + k,
+            e.regs.base,
+            e.memory,
+            e.intid
+        );
     }
     let mut spis = config.spis;
     if config.console == Console::Passthrough {
@@ -185,6 +242,8 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
         bus: crate::irq::kick_lock::KickLock::new(platform::mmio::MmioBus::new()),
         spis,
         pci: Once::new(),
+        portal_functions: Mutex::new(portal::functions(&portal_ends)),
+        portal_ends,
         console: config.console,
         uart: Mutex::new(crate::vm::console::Port::new()),
         dcc_line: Mutex::new(crate::vm::LineBuffer::new()),
@@ -194,6 +253,8 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
             bootargs: config.bootargs,
             test_device,
             ecam,
+            owns_shim: pci.is_some(),
+            portal_window,
             console,
             autostart: config.autostart,
         },
@@ -214,8 +275,13 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
             .map_err(|e| BuildError::Device("the console", e))?;
     }
     if let Some(e) = ecam {
-        mmio::add_device(&vm, e.base, e.size, alloc::boxed::Box::new(vm_ecam::Ecam))
+        mmio::add_device(&vm, e.base, e.size, alloc::boxed::Box::new(vm_ecam::Ecam { vm: index }))
             .map_err(|err| BuildError::Device("the ECAM window", err))?;
+    }
+    if !vm.portal_ends.is_empty() {
+        let registers = portal::Registers { vm: index, base: portal_regs.base };
+        mmio::add_device(&vm, portal_regs.base, portal_regs.size, alloc::boxed::Box::new(registers))
+            .map_err(|err| BuildError::Device("the portal registers", err))?;
     }
     Ok(vm)
 }
@@ -234,19 +300,33 @@ pub fn load(vm: &Vm) -> Result<Option<Entry>, BuildError> {
     let host = host().ok_or(BuildError::NoKernel)?;
     let recipe = &vm.recipe;
     let mpidrs: Vec<u64> = vm.vcpus.iter().map(|v| v.mpidr).collect();
-    let pci = host.pci.as_ref().filter(|_| recipe.ecam.is_some());
+    let pci = host.pci.as_ref().filter(|_| recipe.owns_shim);
+    // The host bridge's windows and interrupts: the shim functions' and
+    // the portal functions'.
+    let windows: Vec<MemRegion> =
+        pci.map_or(&[][..], |p| p.bars.as_slice()).iter().copied().chain(recipe.portal_window).collect();
+    let interrupts: Vec<vm_ecam::Intx> = pci
+        .map_or(&[][..], |p| p.interrupts.as_slice())
+        .iter()
+        .copied()
+        .chain(vm.portal_ends.iter().enumerate().map(|(k, e)| vm_ecam::Intx {
+            device: portal::FIRST_DEVICE + k as u8,
+            pin: platform::pci::config::Intx::INTA,
+            intid: e.intid,
+        }))
+        .collect();
     let mut hardware = guest::Hardware {
         ram: vm.ram,
         console: recipe.console.map(|(u, _)| u),
         test_device: recipe.test_device,
         ecam: recipe.ecam,
-        bars: pci.map_or(&[], |p| p.bars.as_slice()),
+        bars: &windows,
         gic: vm.gic,
         timer: host.board.timer,
         vcpus: &mpidrs,
         console_irq: recipe.console.and_then(|(_, irq)| irq),
         initrd: None,
-        pci_interrupts: pci.map_or(&[], |p| p.interrupts.as_slice()),
+        pci_interrupts: &interrupts,
         probe_holes: &[],
         starts: None,
     };
@@ -256,6 +336,7 @@ pub fn load(vm: &Vm) -> Result<Option<Entry>, BuildError> {
         .iter()
         .filter(|other| other.index != vm.index)
         .flat_map(|other| [other.ram.base, other.ram.end() - 8])
+        .chain(portal::all().iter().flat_map(|p| [p.memory.base, p.memory.end() - 8]))
         .chain([crate::boot::switch::image_pa()])
         .collect();
     let source = match &recipe.kernel {

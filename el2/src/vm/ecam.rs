@@ -5,6 +5,11 @@
 //! (QEMU takes it at the faulting EL whatever `SCR_EL3.EA` says), so EL2 takes the stage-2 fault and makes the call; the
 //! monitor keeps the one config-space model.
 //!
+//! Devices from [`crate::vm::portal::FIRST_DEVICE`] on are the VM's
+//! portal functions, which EL2 emulates itself ([`crate::vm::portal`]);
+//! in a VM without the shim functions (one that is only an end of a
+//! portal) devices below that are absent and read all-ones.
+//!
 //! EL2's own enumeration uses the same calls: it finds the functions'
 //! BAR0 windows, which stage 2 passes through so the guest's driver reaches
 //! the real device registers.
@@ -61,27 +66,66 @@ fn decode(offset: u64) -> Option<(Bdf, u16)> {
     Bdf::new(bus, ((offset >> 15) & 0x1f) as u8, ((offset >> 12) & 0x7) as u8).map(|bdf| (bdf, (offset & 0xfff) as u16))
 }
 
-/// The ECAM window as an emulated device.
-pub struct Ecam;
+/// Who answers a config access.
+enum Target {
+    /// The monitor's shim functions (the VM that owns them).
+    Monitor,
+    /// One of the VM's portal functions (its device number).
+    Portal(u8),
+    /// Nothing: the function is absent.
+    Absent,
+}
+
+/// The ECAM window of VM `vm` as an emulated device.
+pub struct Ecam {
+    pub vm: usize,
+}
+
+impl Ecam {
+    fn target(&self, bdf: Bdf) -> (Option<&'static crate::vm::Vm>, Target) {
+        let vm = crate::vm::get(self.vm);
+        let target = match vm {
+            Some(_) if bdf.bus() == 0 && bdf.device() >= crate::vm::portal::FIRST_DEVICE => {
+                Target::Portal(bdf.device())
+            }
+            Some(vm) if vm.recipe.owns_shim => Target::Monitor,
+            _ => Target::Absent,
+        };
+        (vm, target)
+    }
+}
 
 impl MmioDevice for Ecam {
     fn read(&mut self, offset: u64, size: u8) -> Result<u64, MmioFault> {
         let mask = if size >= 8 { u64::MAX } else { (1u64 << (8 * size)) - 1 };
-        match decode(offset) {
-            // Config space has no 8-byte accesses: they read all-ones.
-            Some((bdf, reg)) if size <= 4 => Ok(u64::from(read(bdf, reg, size)) & mask),
+        let Some((bdf, reg)) = decode(offset) else { return Ok(mask) };
+        // Config space has no 8-byte accesses: they read all-ones.
+        let Some(access) = platform::pci::AccessSize::from_bytes(u64::from(size)) else { return Ok(mask) };
+        match self.target(bdf) {
+            (_, Target::Monitor) => Ok(u64::from(read(bdf, reg, size)) & mask),
+            (Some(vm), Target::Portal(device)) if bdf.function() == 0 => {
+                Ok(u64::from(crate::vm::portal::config_read(vm, device, reg, access)) & mask)
+            }
             _ => Ok(mask),
         }
     }
 
     fn write(&mut self, offset: u64, size: u8, value: u64) -> Result<(), MmioFault> {
-        if let (Some((bdf, reg)), true) = (decode(offset), size <= 4) {
-            write(bdf, reg, size, value as u32);
-            let written = u32::from(reg)..u32::from(reg) + u32::from(size);
-            let decoding = [offset::COMMAND..offset::COMMAND + 2, offset::BAR0..offset::BAR1 + 4];
-            if decoding.iter().any(|r| u32::from(r.start) < written.end && written.start < u32::from(r.end)) {
-                follow_bar(bdf);
+        let Some((bdf, reg)) = decode(offset) else { return Ok(()) };
+        let Some(access) = platform::pci::AccessSize::from_bytes(u64::from(size)) else { return Ok(()) };
+        match self.target(bdf) {
+            (_, Target::Monitor) => {}
+            (Some(vm), Target::Portal(device)) if bdf.function() == 0 => {
+                crate::vm::portal::config_write(vm, device, reg, access, value as u32);
+                return Ok(());
             }
+            _ => return Ok(()),
+        }
+        write(bdf, reg, size, value as u32);
+        let written = u32::from(reg)..u32::from(reg) + u32::from(size);
+        let decoding = [offset::COMMAND..offset::COMMAND + 2, offset::BAR0..offset::BAR1 + 4];
+        if decoding.iter().any(|r| u32::from(r.start) < written.end && written.start < u32::from(r.end)) {
+            follow_bar(bdf);
         }
         Ok(())
     }

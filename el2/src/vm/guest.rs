@@ -62,8 +62,10 @@ pub struct Hardware<'a> {
     pub console: Option<Uart>,
     /// The emulated test device (guest-stub VMs only).
     pub test_device: Option<MemRegion>,
-    /// The PCI host bridge's ECAM window (the VM that owns it only).
+    /// The PCI host bridge's ECAM window (the VM that owns the shim
+    /// functions, and every end of a portal).
     pub ecam: Option<MemRegion>,
+    /// The windows its BARs decode in, mapped one-to-one by `ranges`.
     pub bars: &'a [MemRegion],
     /// The emulated GIC's frames.
     pub gic: crate::vm::vgic::GuestGic,
@@ -216,7 +218,8 @@ pub fn device_tree(hw: &Hardware, bootargs: &str) -> Result<Vec<u8>, GuestError>
 }
 
 /// The PCI host bridge: ECAM over buses 0 and 1; `ranges` maps 64-bit
-/// memory space one-to-one onto the shim functions' register windows.
+/// memory space one-to-one onto the shim functions' register windows and
+/// the portal window.
 fn pci_host_bridge(
     fdt: &mut FdtWriter,
     ecam: MemRegion,
@@ -238,7 +241,7 @@ fn pci_host_bridge(
     }
     fdt.property_array_u32("ranges", &ranges)?;
     // Legacy interrupts: (device, pin) -> the device's own SPI, which is
-    // passed through to the guest.
+    // passed through to the guest, or a portal function's virtual SPI.
     fdt.property_u32("#interrupt-cells", 1)?;
     fdt.property_array_u32("interrupt-map-mask", &[PCI_DEVICE_MASK, 0, 0, PCI_PIN_MASK])?;
     let mut map = Vec::new();

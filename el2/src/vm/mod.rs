@@ -21,6 +21,7 @@ pub mod ecam;
 pub mod guest;
 pub mod linux;
 pub mod mmio;
+pub mod portal;
 pub mod power;
 pub mod sched;
 pub mod vcpu;
@@ -38,7 +39,7 @@ use spin::{Mutex, Once};
 pub use vcpu::Vcpu;
 
 /// Emulated MMIO windows per VM: the GIC's two, the console, the test
-/// device, the PCI host bridge, and room to grow.
+/// device, the PCI host bridge, the portal registers, and room to grow.
 pub const MAX_DEVICES: usize = 8;
 
 /// A VM's power state.
@@ -90,6 +91,11 @@ pub struct Vm {
     /// Its PCI view, if it has the host bridge: where the functions'
     /// windows are in its IPA space ([`ecam`]).
     pub pci: Once<ecam::BarWindows>,
+    /// The portals it is an end of, in the order of its host bridge's
+    /// portal functions ([`portal`]).
+    pub portal_ends: Vec<portal::End>,
+    /// Those functions' config space.
+    pub portal_functions: Mutex<portal::Functions>,
     pub console: Console,
     /// The emulated PL011 and its held-back input (used with
     /// [`Console::Emulated`]).
@@ -126,13 +132,19 @@ impl Vm {
         }
     }
 
+    /// Sets the state; the peers of its portals learn of it.
     pub fn set_state(&self, state: PowerState) {
         self.state.store(state as u8, Ordering::Release);
+        portal::state_changed(self);
     }
 
     /// Moves the state from `from` to `to`; false if it was not `from`.
     pub fn change_state(&self, from: PowerState, to: PowerState) -> bool {
-        self.state.compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        let changed = self.state.compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire).is_ok();
+        if changed {
+            portal::state_changed(self);
+        }
+        changed
     }
 
     /// The guest's verdict, reported at power-off.

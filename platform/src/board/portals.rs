@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `hv,name` | 1 to 15 characters of `a-z 0-9 _ -`, unique among portals | required |
 //! | `hv,ends` | two strings: the names of the two VMs it joins, end 0 then end 1 | required |
-//! | `hv,size` | its shared memory in KiB, one or two cells: a multiple of 4 (one page) up to 16 MiB | required |
+//! | `hv,size` | its shared memory in KiB, one or two cells: a power of two from 4 (one page) to 16 MiB | required |
 //! | `hv,ops-0` | the operations end 0 may request of end 1: numbers 0 to 31 | none |
 //! | `hv,ops-1` | the operations end 1 may request of end 0 | none |
 //!
@@ -28,7 +28,8 @@ pub const COMPATIBLE: &str = "hv,portal";
 pub const MAX_PORTALS: usize = 8;
 /// Operation numbers: 0 to 31 (a 32-bit mask per end).
 pub const MAX_OPS: u32 = 32;
-/// The shared memory's granule (one page) and largest size, in KiB.
+/// The shared memory's smallest size (one page) and largest, in KiB; it
+/// is a power of two, as a PCI BAR's window is.
 pub const SIZE_ALIGN_KIB: u64 = 4;
 pub const MAX_SIZE_KIB: u64 = 16 * 1024;
 
@@ -40,7 +41,7 @@ pub struct PortalDesc<'a> {
     pub node: &'a str,
     /// The VMs it joins: end 0, end 1.
     pub ends: [&'a str; 2],
-    /// Its shared memory, in bytes (a multiple of 4 KiB).
+    /// Its shared memory, in bytes (a power of two from 4 KiB to 16 MiB).
     pub size_bytes: u64,
     /// The operations each end may request of the other (bit n =
     /// operation n).
@@ -145,7 +146,7 @@ impl fmt::Display for PortalError<'_> {
             ),
             Self::BadSize { portal, kib } => write!(
                 f,
-                "portal {portal:?}: hv,size = {kib} KiB, but must be a non-zero multiple of {SIZE_ALIGN_KIB} KiB up to {MAX_SIZE_KIB} KiB"
+                "portal {portal:?}: hv,size = {kib} KiB, but must be a power of two from {SIZE_ALIGN_KIB} KiB to {MAX_SIZE_KIB} KiB"
             ),
             Self::BadOp { portal, property, op } => {
                 write!(f, "portal {portal:?}: {property} names operation {op}, but operations are 0 to {}", MAX_OPS - 1)
@@ -267,7 +268,7 @@ fn size_kib<'a>(portal: &'a str, value: &[u8]) -> Result<u64, PortalError<'a>> {
         _ => None,
     }
     .ok_or(bad(portal, "hv,size", "one or two 32-bit cells (KiB)"))?;
-    if kib == 0 || kib > MAX_SIZE_KIB || kib.checked_rem(SIZE_ALIGN_KIB) != Some(0) {
+    if !(SIZE_ALIGN_KIB..=MAX_SIZE_KIB).contains(&kib) || !kib.is_power_of_two() {
         return Err(PortalError::BadSize { portal, kib });
     }
     Ok(kib)

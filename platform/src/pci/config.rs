@@ -18,7 +18,9 @@
 //! | 0x0c | cache line size, latency timer, header type, BIST | 0, 0, `0x00`, 0 | cache line size |
 //! | 0x10 | BAR0 (low half) | window base \| `0b0100` | address bits above the window size |
 //! | 0x14 | BAR1 (BAR0's high half) | window base >> 32 | address bits above the window size |
-//! | 0x18..0x28 | BAR2..BAR5, CardBus CIS | 0 (unimplemented) | none |
+//! | 0x18 | BAR2 (low half), functions with a second window only | window base \| `0b1100` | address bits above the window size |
+//! | 0x1c | BAR3 (BAR2's high half), likewise | window base >> 32 | address bits above the window size |
+//! | 0x18..0x28 | BAR2..BAR5, CardBus CIS, on every other function | 0 (unimplemented) | none |
 //! | 0x2c | subsystem vendor ID / subsystem ID | 0 / 0 (no subsystem) | none |
 //! | 0x30 | expansion ROM BAR | 0 (no ROM) | none |
 //! | 0x34 | capabilities pointer | 0 (no capabilities) | none |
@@ -68,6 +70,14 @@
 //! decoding is off, which is when an OS sizes). With `linux,pci-probe-only`
 //! in the host bridge node Linux never moves a BAR, so the BAR stays at the
 //! device's window, where it starts.
+//!
+//! # BAR2: a second, prefetchable window
+//!
+//! A function the hypervisor itself emulates (a portal between VMs) has
+//! memory as well as registers: [`ShimDevice::with_bar2`] gives it a
+//! second 64-bit BAR, prefetchable (ordinary RAM has no read side
+//! effects), with the same sizing rules as BAR0. Its vendor and device ID
+//! are its own ([`ShimDevice::with_identity`]).
 //!
 //! # No Enhanced Allocation capability
 //!
@@ -262,11 +272,36 @@ impl fmt::Display for ConfigError {
 /// One MMIO device as a PCI function: what enumeration shows about it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ShimDevice {
+    vendor: u16,
     part_number: u16,
     class: ClassCode,
     base: u64,
     size: u64,
     irq: Option<Intx>,
+    /// The second window, `(base, size)`, if the function has one.
+    bar2: Option<(u64, u64)>,
+}
+
+/// The checks every memory BAR's window passes: a power of two of at
+/// least [`MIN_BAR_SIZE`], aligned to its size, not wrapping.
+const fn check_window(base: u64, size: u64) -> Result<(), ConfigError> {
+    if !size.is_power_of_two() || size < MIN_BAR_SIZE {
+        return Err(ConfigError::WindowSize { size });
+    }
+    if base & size.wrapping_sub(1) != 0 {
+        return Err(ConfigError::WindowAlignment { base, size });
+    }
+    if base.checked_add(size).is_none() {
+        return Err(ConfigError::WindowOverflow { base, size });
+    }
+    Ok(())
+}
+
+/// A BAR's writable address bits, low and high dword: the bits at and
+/// above the window size (never the type bits).
+const fn address_masks(size: u64) -> (u32, u32) {
+    let address = !size.wrapping_sub(1);
+    ((address as u32) & !bar::TYPE_MASK, (address >> 32) as u32)
 }
 
 impl ShimDevice {
@@ -280,21 +315,39 @@ impl ShimDevice {
         size: u64,
         irq: Option<Intx>,
     ) -> Result<Self, ConfigError> {
-        if !size.is_power_of_two() || size < MIN_BAR_SIZE {
-            return Err(ConfigError::WindowSize { size });
-        }
-        if base & size.wrapping_sub(1) != 0 {
-            return Err(ConfigError::WindowAlignment { base, size });
-        }
-        if base.checked_add(size).is_none() {
-            return Err(ConfigError::WindowOverflow { base, size });
+        if let Err(e) = check_window(base, size) {
+            return Err(e);
         }
         if let Some(intx) = irq {
             if intx.pin < Intx::INTA || intx.pin > Intx::INTD {
                 return Err(ConfigError::InterruptPin { pin: intx.pin });
             }
         }
-        Ok(Self { part_number, class, base, size, irq })
+        Ok(Self { vendor: VENDOR_ID_ARM, part_number, class, base, size, irq, bar2: None })
+    }
+
+    /// The same function with vendor ID `vendor` and device ID `device`
+    /// (a function that is not a PrimeCell).
+    pub const fn with_identity(self, vendor: u16, device: u16) -> Self {
+        Self { vendor, part_number: device, ..self }
+    }
+
+    /// The same function with a second window behind BAR2/BAR3, under the
+    /// same rules as BAR0's.
+    pub const fn with_bar2(self, base: u64, size: u64) -> Result<Self, ConfigError> {
+        if let Err(e) = check_window(base, size) {
+            return Err(e);
+        }
+        Ok(Self { bar2: Some((base, size)), ..self })
+    }
+
+    pub const fn vendor_id(&self) -> u16 {
+        self.vendor
+    }
+
+    /// The second window BAR2 describes, if there is one.
+    pub const fn window2(&self) -> Option<(u64, u64)> {
+        self.bar2
     }
 
     pub const fn part_number(&self) -> u16 {
@@ -330,8 +383,15 @@ impl ShimDevice {
     /// BAR0's and BAR1's writable bits: the address bits at and above the
     /// window size (never the type bits).
     const fn bar_masks(&self) -> (u32, u32) {
-        let address = !self.size.wrapping_sub(1);
-        ((address as u32) & !bar::TYPE_MASK, (address >> 32) as u32)
+        address_masks(self.size)
+    }
+
+    /// BAR2's and BAR3's writable bits (none without a second window).
+    const fn bar2_masks(&self) -> (u32, u32) {
+        match self.bar2 {
+            Some((_, size)) => address_masks(size),
+            None => (0, 0),
+        }
     }
 
     /// The writable bits of each header dword (0x00, 0x04, .., 0x3c), as the
@@ -339,6 +399,7 @@ impl ShimDevice {
     /// is read-only.
     pub const fn write_masks(&self) -> [u32; HEADER_DWORDS] {
         let (bar0, bar1) = self.bar_masks();
+        let (bar2, bar3) = self.bar2_masks();
         [
             0,                        // 0x00 vendor ID, device ID
             command::WRITABLE as u32, // 0x04 command; status has no writable bits
@@ -346,8 +407,8 @@ impl ShimDevice {
             0xff,                     // 0x0c cache line size
             bar0,                     // 0x10 BAR0
             bar1,                     // 0x14 BAR1 (BAR0's high half)
-            0,                        // 0x18 BAR2
-            0,                        // 0x1c BAR3
+            bar2,                     // 0x18 BAR2
+            bar3,                     // 0x1c BAR3 (BAR2's high half)
             0,                        // 0x20 BAR4
             0,                        // 0x24 BAR5
             0,                        // 0x28 CardBus CIS pointer
@@ -365,7 +426,8 @@ impl ShimDevice {
     }
 }
 
-/// Where a function's BAR0 points and whether it decodes there.
+/// Where a function's memory BAR (BAR0, or BAR2 if it has one) points and
+/// whether it decodes there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bar0 {
     /// The address BAR0/BAR1 hold now (the device's window unless software
@@ -399,6 +461,8 @@ struct Function {
     cache_line_size: u8,
     /// BAR0/BAR1's address bits: bits below the window size always 0.
     bar: u64,
+    /// BAR2/BAR3's address bits (0 without a second window).
+    bar2: u64,
     interrupt_line: u8,
     irq_pending: bool,
 }
@@ -410,6 +474,10 @@ impl Function {
             command: command::AT_HANDOFF,
             cache_line_size: 0,
             bar: device.base,
+            bar2: match device.bar2 {
+                Some((base, _)) => base,
+                None => 0,
+            },
             interrupt_line: match device.irq {
                 Some(intx) => intx.line,
                 None => 0,
@@ -429,12 +497,14 @@ impl Function {
     /// The header dword `index` (offset / 4); 0 past the header.
     const fn dword(&self, index: u16) -> u32 {
         match index {
-            0 => VENDOR_ID_ARM as u32 | (self.device.part_number as u32) << 16,
+            0 => self.device.vendor as u32 | (self.device.part_number as u32) << 16,
             1 => self.command as u32 | (self.status() as u32) << 16,
             2 => self.device.class.register() | REVISION_ID as u32,
             3 => self.cache_line_size as u32 | (HEADER_TYPE as u32) << 16,
             4 => self.bar as u32 | bar::TYPE,
             5 => (self.bar >> 32) as u32,
+            6 if self.device.bar2.is_some() => self.bar2 as u32 | bar::TYPE | bar::PREFETCHABLE,
+            7 if self.device.bar2.is_some() => (self.bar2 >> 32) as u32,
             15 => self.interrupt_line as u32 | (self.device.interrupt_pin() as u32) << 8,
             _ => 0,
         }
@@ -444,11 +514,14 @@ impl Function {
     /// [`Function::dword`], and only those are kept.
     fn store(&mut self, index: u16, value: u32) {
         let (bar0, bar1) = self.device.bar_masks();
+        let (bar2, bar3) = self.device.bar2_masks();
         match index {
             1 => self.command = value as u16 & command::WRITABLE,
             3 => self.cache_line_size = value as u8,
             4 => self.bar = (self.bar & !u64::from(u32::MAX)) | u64::from(value & bar0),
             5 => self.bar = (self.bar & u64::from(u32::MAX)) | u64::from(value & bar1) << 32,
+            6 => self.bar2 = (self.bar2 & !u64::from(u32::MAX)) | u64::from(value & bar2),
+            7 => self.bar2 = (self.bar2 & u64::from(u32::MAX)) | u64::from(value & bar3) << 32,
             15 => self.interrupt_line = value as u8,
             _ => {}
         }
@@ -581,6 +654,19 @@ impl<const N: usize> ConfigSpace<N> {
             address: function.bar,
             device_base: function.device.base,
             size: function.device.size,
+            memory_enabled: function.command & command::MEMORY_SPACE != 0,
+        })
+    }
+
+    /// Where device `index`'s BAR2 points and whether it decodes there;
+    /// `None` also for a function without a second window.
+    pub fn bar2(&self, index: usize) -> Option<Bar0> {
+        let function = self.slot(index)?;
+        let (base, size) = function.device.bar2?;
+        Some(Bar0 {
+            address: function.bar2,
+            device_base: base,
+            size,
             memory_enabled: function.command & command::MEMORY_SPACE != 0,
         })
     }

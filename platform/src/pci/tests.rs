@@ -909,3 +909,49 @@ fn ecam_access_forwarded_as_den0115() {
     assert_eq!(Status::from_x0(x0), Some(Status::Success));
     assert_eq!(x1, 0x0903_0004);
 }
+
+/// A function with its own identity and a second, prefetchable window (a
+/// portal): BAR2/BAR3 size, move and read back like BAR0, and functions
+/// without one keep BAR2 at 0.
+#[test]
+fn a_second_window_behind_bar2() {
+    const REGS: u64 = 0x1_0000_0000;
+    const MEMORY: u64 = 0x1_0100_0000;
+    let portal = ShimDevice::new(0x7a11, ClassCode { base: 5, sub: 0x80, prog_if: 0 }, REGS, WINDOW, None)
+        .unwrap()
+        .with_identity(0x1234, 0x7a11)
+        .with_bar2(MEMORY, 0x1_0000)
+        .unwrap();
+    assert_eq!(
+        ShimDevice::new(0, ClassCode::RTC, 0, WINDOW, None).unwrap().with_bar2(0x1000, 0x3000),
+        Err(ConfigError::WindowSize { size: 0x3000 })
+    );
+    assert_eq!(
+        ShimDevice::new(0, ClassCode::RTC, 0, WINDOW, None).unwrap().with_bar2(0x1000, 0x2000),
+        Err(ConfigError::WindowAlignment { base: 0x1000, size: 0x2000 })
+    );
+    let mut space: ConfigSpace<4> = ConfigSpace::from_devices(&[pl031(), portal]).unwrap();
+    let f = bdf(0, 1, 0);
+    assert_eq!(space.read(f, offset::VENDOR_ID, Half), 0x1234);
+    assert_eq!(space.read(f, offset::DEVICE_ID, Half), 0x7a11);
+    assert_eq!(space.read(f, offset::BAR2, Word), 0x0100_0000 | bar::TYPE | bar::PREFETCHABLE);
+    assert_eq!(space.read(f, offset::BAR2 + 4, Word), 1);
+    // Sizing: all-ones reads back the size mask with the type bits.
+    space.write(f, offset::BAR2, Word, u32::MAX);
+    space.write(f, offset::BAR2 + 4, Word, u32::MAX);
+    assert_eq!(space.read(f, offset::BAR2, Word), 0xffff_0000 | bar::TYPE | bar::PREFETCHABLE);
+    assert_eq!(space.read(f, offset::BAR2 + 4, Word), u32::MAX);
+    space.write(f, offset::BAR2, Word, 0x0200_0000);
+    space.write(f, offset::BAR2 + 4, Word, 2);
+    let expected = Bar0 { address: 0x2_0200_0000, device_base: MEMORY, size: 0x1_0000, memory_enabled: true };
+    assert_eq!(space.bar2(1), Some(expected));
+    // BAR0 is unaffected, and BAR4 still reads 0.
+    assert_eq!(space.bar0(1).map(|b| b.address), Some(REGS));
+    assert_eq!(space.read(f, offset::BAR2 + 8, Word), 0);
+    // The PL031 has no second window: BAR2 reads 0 and ignores writes.
+    space.write(bdf(0, 0, 0), offset::BAR2, Word, u32::MAX);
+    assert_eq!(space.read(bdf(0, 0, 0), offset::BAR2, Word), 0);
+    assert_eq!(space.bar2(0), None);
+    space.write(f, offset::COMMAND, Half, 0);
+    assert_eq!(space.bar2(1).map(|b| b.memory_enabled), Some(false));
+}

@@ -1395,9 +1395,10 @@ mod portal_tests {
             (portal("p", "ab", &["a", ""], 64), "portal \"ab\": hv,ends must be two strings (VM names)"),
             (
                 portal("p", "ab", &["a", "b"], 6),
-                "portal \"ab\": hv,size = 6 KiB, but must be a non-zero multiple of 4 KiB",
+                "portal \"ab\": hv,size = 6 KiB, but must be a power of two from 4 KiB",
             ),
             (portal("p", "ab", &["a", "b"], 0), "portal \"ab\": hv,size = 0 KiB"),
+            (portal("p", "ab", &["a", "b"], 12), "portal \"ab\": hv,size = 12 KiB, but must be a power of two"),
             (portal("p", "ab", &["a", "b"], 32 * 1024), "hv,size = 32768 KiB, but must be"),
             (
                 portal("p", "ab", &["a", "b"], 4).p("hv,ops-0", c(&[32])),
