@@ -11,7 +11,7 @@
 //! memory by `resourceN` (no unaligned access): it is copied with aligned
 //! volatile accesses.
 
-use hvctl::portal::{Interrupt, PortalError, Registers};
+use hvctl::portal::{intx_enable, Interrupt, PortalError, Registers, COMMAND_HIGH};
 use platform::portal::REGS_SIZE;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
@@ -246,24 +246,36 @@ impl Registers for Regs {
     }
 }
 
-/// The portal's interrupt through its uio device (`uio_pci_generic`):
-/// writing a 4-byte 1 clears the function's INTx disable, which the
-/// kernel's handler sets each time the interrupt fires; the event count is
-/// read after each interrupt.
+/// The portal's interrupt through its uio device (`uio_pci_generic`). The
+/// kernel's handler masks the interrupt (sets the function's INTx
+/// disable) each time it fires and counts it; `enable` clears INTx disable
+/// in the function's config space (`<dev>/config`: the driver has no
+/// `irqcontrol`, a write to `/dev/uioN` fails with `ENOSYS`), and `wait`
+/// polls the uio device and reads its 4-byte event count.
 pub struct Uio {
     file: std::fs::File,
+    config: std::fs::File,
     name: String,
+    config_name: String,
 }
 
 impl Uio {
-    pub fn open(name: &str) -> Result<Self, PortalError> {
+    /// The uio device `name` (`uio0`) of the function at `device`.
+    pub fn open(device: &Path, name: &str) -> Result<Self, PortalError> {
         let path = format!("/dev/{name}");
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open(&path)
             .map_err(|error| PortalError::Device { what: format!("open {path}"), error })?;
-        Ok(Self { file, name: path })
+        let config_path = device.join("config");
+        let config_name = config_path.display().to_string();
+        let config = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&config_path)
+            .map_err(|error| PortalError::Device { what: format!("open {config_name}"), error })?;
+        Ok(Self { file, config, name: path, config_name })
     }
 
     fn error(&self, what: &str) -> PortalError {
@@ -273,9 +285,16 @@ impl Uio {
 
 impl Interrupt for Uio {
     fn enable(&mut self) -> Result<(), PortalError> {
-        let one = 1u32.to_ne_bytes();
-        std::io::Write::write_all(&mut self.file, &one)
-            .map_err(|error| PortalError::Device { what: format!("enable the interrupt of {}", self.name), error })
+        use std::os::unix::fs::FileExt;
+        let error = |error| PortalError::Device { what: format!("command register in {}", self.config_name), error };
+        let mut high = [0u8];
+        self.config.read_exact_at(&mut high, COMMAND_HIGH).map_err(error)?;
+        // Only when set: while it is, the interrupt cannot fire, so nothing
+        // changes the byte between the read and the write.
+        match intx_enable(high[0]) {
+            Some(enabled) => self.config.write_all_at(&[enabled], COMMAND_HIGH).map_err(error),
+            None => Ok(()),
+        }
     }
 
     fn wait(&mut self, timeout: Duration) -> Result<bool, PortalError> {

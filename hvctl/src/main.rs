@@ -346,7 +346,7 @@ mod portal {
             } else {
                 let name =
                     device.uio.as_deref().ok_or_else(|| PortalError::NoUio { address: device.address.clone() })?;
-                portal::wait(&regs, &mut Uio::open(name)?, op, timeout)?
+                portal::wait(&regs, &mut Uio::open(&device.path, name)?, op, timeout)?
             };
             if let Some(peer) = waited.peer_changes {
                 eprintln!("hvctl: portal {}: the peer's state changed (now {peer})", device.address);

@@ -51,7 +51,7 @@ pub fn send_exit_status(outcome: Outcome) -> u8 {
 pub enum Selector {
     /// The n-th line of `hvctl portal list` (from 0).
     Position(usize),
-    /// A PCI address, `0000:00:01.0` or `00:01.0`.
+    /// A PCI address, `0000:00:10.0` or `00:10.0`.
     Address(String),
 }
 
@@ -263,7 +263,7 @@ impl std::error::Error for PortalError {}
 /// A portal function found in sysfs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortalDevice {
-    /// The PCI address, e.g. `0000:00:01.0`.
+    /// The PCI address, e.g. `0000:00:10.0`.
     pub address: String,
     /// Its sysfs directory.
     pub path: PathBuf,
@@ -389,7 +389,7 @@ impl PeerWord {
 /// One line of `hvctl portal list`:
 ///
 /// ```text
-/// portal 0: 0000:00:01.0, index 0, end 1, peer running, allowed 0x1, peer allowed 0x3, memory 0x10000 bytes, uio0, sent 0, refused 0, peer down 0, received 0
+/// portal 0: 0000:00:10.0, index 0, end 1, peer running, allowed 0x1, peer allowed 0x3, memory 0x10000 bytes, uio0, sent 0, refused 0, peer down 0, received 0
 /// ```
 ///
 /// Position in the list, PCI address, the portal's index and this end
@@ -511,10 +511,26 @@ pub fn send(regs: &impl Registers, op: u32, arg: Option<u64>) -> Result<Outcome,
     Outcome::from_u32(result).ok_or(PortalError::BadResult(result))
 }
 
+/// The byte of the config space that holds the command register's upper
+/// half, where INTx disable is. `uio_pci_generic` has no `irqcontrol` (a
+/// write to `/dev/uioN` fails with `ENOSYS`): its handler sets INTx disable
+/// each time the interrupt fires, and userspace clears it in the function's
+/// config space, through sysfs (`<dev>/config`), as the kernel's UIO
+/// how-to does.
+pub const COMMAND_HIGH: u64 = platform::pci::config::offset::COMMAND as u64 + 1;
+/// INTx disable in [`COMMAND_HIGH`].
+pub const INTX_DISABLE_HIGH: u8 = (platform::pci::config::command::INTX_DISABLE >> 8) as u8;
+
+/// What to write to [`COMMAND_HIGH`] to enable the interrupt, if it is
+/// disabled (the other bits as they are).
+pub fn intx_enable(command_high: u8) -> Option<u8> {
+    (command_high & INTX_DISABLE_HIGH != 0).then_some(command_high & !INTX_DISABLE_HIGH)
+}
+
 /// The portal's interrupt, as userspace sees it.
 pub trait Interrupt {
-    /// (Re-)enables the interrupt (uio: write 1, which clears the
-    /// function's INTx disable).
+    /// (Re-)enables the interrupt (uio: clears the function's INTx
+    /// disable, [`intx_enable`]).
     fn enable(&mut self) -> Result<(), PortalError>;
     /// Waits up to `timeout` for an interrupt; `true` if one came.
     fn wait(&mut self, timeout: Duration) -> Result<bool, PortalError>;

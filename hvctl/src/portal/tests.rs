@@ -374,6 +374,14 @@ fn wait_times_out() {
 }
 
 #[test]
+fn the_interrupt_is_enabled_in_the_command_register() {
+    assert_eq!((COMMAND_HIGH, INTX_DISABLE_HIGH), (5, 0x04));
+    assert_eq!(intx_enable(0x04), Some(0x00));
+    assert_eq!(intx_enable(0x06), Some(0x02));
+    assert_eq!(intx_enable(0x02), None);
+}
+
+#[test]
 fn errors_say_what_to_do() {
     let text = PortalError::NoUio { address: "0000:00:01.0".into() }.to_string();
     assert!(text.contains("uio_pci_generic") && text.contains("--poll"), "{text}");

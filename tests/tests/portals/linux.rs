@@ -61,6 +61,13 @@ fn linux_vms_talk_through_a_portal(name: &str, cpu: &str) {
     let base = Boot { timeout: Duration::from_secs(300), ..Boot::new(name, cpu, 2, "2G") };
     let o = boot_vms_with(name, cpu, 2, &vms, &extra, base);
     let dump = o.dump();
+    // What happened, for the log of a passing run too.
+    let shown = |l: &&str| {
+        l.contains("| linux-guest: pci ") || l.contains("| linux-guest: portal ") || l.starts_with("el2: portal ")
+    };
+    for line in o.console.lines().filter(shown) {
+        eprintln!("{name}: {line}");
+    }
     assert_eq!(o.status, Some(0), "QEMU must exit 0 once both VMs are off\n{dump}");
     // Each end sent one request (delivered), had one refused, and received
     // the other's.
@@ -99,8 +106,9 @@ fn linux_vms_talk_through_a_portal(name: &str, cpu: &str) {
         {
             assert!(has(&status), "{vm}: `{status}` expected\n{dump}");
         }
-        // The message one way, the reply the other, with their lengths.
-        let got = format!("linux-guest: portal got op {} arg 0x10", 1 - end);
+        // The message one way (operation 1, to end 1), the reply the other
+        // (operation 0, to end 0), each with its length.
+        let got = format!("linux-guest: portal got op {end} arg 0x10");
         for line in [got.as_str(), e.received] {
             assert!(has(line), "{vm}: `{line}` expected\n{dump}");
         }
