@@ -420,6 +420,8 @@ pub fn report_started(vm: &Vm) {
 /// and its kernel loaded again, its interrupt controller reset, and vCPU 0
 /// started. A VM whose kernel cannot be loaded again stays off.
 pub fn restart(vm: &'static Vm) -> ! {
+    // While this vCPU's VMID is still current (stage-2 unmapping needs it).
+    portal::reset_vm(vm);
     vcpu::park_this();
     // Hundreds of MiB take a while: with this CPU's interrupts open (the
     // VM's own are parked; nothing is locked here).

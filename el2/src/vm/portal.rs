@@ -199,7 +199,9 @@ fn follow_bar2(vm: &Vm, index: usize) {
     let others = f.mapped.iter().enumerate().filter(|&(i, _)| i != index).filter_map(|(i, at)| {
         Some(MemRegion::new((*at)?, vm.portal_ends.get(i).and_then(|e| all().get(e.portal))?.memory.size))
     });
-    let taken: Vec<MemRegion> = others.collect();
+    // The register pages share the window: BAR2 may not cover them.
+    let regs = platform::portal::REGS_SIZE * vm.portal_ends.len() as u64;
+    let taken: Vec<MemRegion> = others.chain([MemRegion::new(window.end() - regs, regs)]).collect();
     let mapped = wanted.and_then(|ipa| {
         let place = MemRegion::new(ipa, portal.memory.size);
         let inside = ipa >= window.base && place.end() <= window.end() && place.end() > ipa;
@@ -232,6 +234,31 @@ fn follow_bar2(vm: &Vm, index: usize) {
     if let Some(slot) = f.mapped.get_mut(index) {
         *slot = mapped;
     }
+}
+
+/// `vm` restarts, from one of its vCPUs (the others stopped): its
+/// portal functions go back to their reset state, and stage 2 shows each
+/// BAR2 where it started.
+pub fn reset_vm(vm: &Vm) {
+    let mut f = vm.portal_functions.lock();
+    let mut stage2 = vm.stage2.lock();
+    for (index, e) in vm.portal_ends.iter().enumerate() {
+        let Some(portal) = all().get(e.portal) else { continue };
+        let at = f.mapped.get(index).copied().flatten();
+        if at == Some(e.memory.base) {
+            continue;
+        }
+        if let Some(at) = at {
+            if let Err(err) = stage2.unmap(at, at + portal.memory.size) {
+                log::error!("{}portal {}: shared memory at IPA {at:#x} not unmapped: {err}", prefix(vm), portal.name);
+            }
+        }
+        if let Err(err) = stage2.map_ram(e.memory.base, portal.memory.base, portal.memory.size) {
+            log::error!("{}portal {}: shared memory not mapped back: {err}", prefix(vm), portal.name);
+        }
+    }
+    drop(stage2);
+    *f = functions(&vm.portal_ends);
 }
 
 fn prefix(vm: &Vm) -> String {
