@@ -1,11 +1,14 @@
 //! The pure half of `hvctl` (the binary is `main.rs`): its command line,
 //! the `/proc/self/maps` parser and the line formats its output uses. The
 //! host-side QEMU tests parse `hvctl`'s output with the same types, so the
-//! format is written down once, here.
+//! format is written down once, here. [`portal`] is the pure half of
+//! `hvctl portal`.
 
 use core::fmt;
 use core::ops::Range;
 use platform::sched::{bucket_floor_us, percentile_bucket, Figures, BUCKETS};
+
+pub mod portal;
 
 /// What the user asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +31,8 @@ pub enum Command {
     /// The scheduler figures of every vCPU of this VM, one [`SchedLine`]
     /// each, then a [`SchedSummary`].
     Sched,
+    /// `hvctl portal ...`: the portal functions (PCI) of this VM.
+    Portal(portal::PortalCommand),
     Help,
 }
 
@@ -85,7 +90,36 @@ usage: hvctl info              the hypervisor's ABI version, mode and CPUs
                                vCPU of this VM (run and wait time,
                                switches, wake-ups, wake-up latencies), a
                                line each, then a summary line
-       hvctl help";
+       hvctl portal list       every portal function (PCI 1234:7a11): address,
+                               index and end, peer state, allowed and peer
+                               allowed operations, shared memory size, uio
+                               device, counters; \"no portal\" if none
+       hvctl portal send [--portal P] OP [ARG]
+                               request operation OP of the peer (ARGUMENT
+                               then REQUEST; DOORBELL without ARG) and
+                               print the outcome; exit 0 delivered,
+                               2 refused or no such operation, 3 peer down
+       hvctl portal wait [--portal P] [--timeout-ms N] [--poll] [OP]
+                               wait (default 10000 ms) for a request of OP
+                               (any if omitted) on the uio device's
+                               interrupt (--poll: look every 10 ms instead),
+                               acknowledge it, print \"op N arg 0xX\"; exit
+                               4 on timeout
+       hvctl portal read [--portal P] OFFSET LEN
+                               LEN bytes of the shared memory (BAR2) from
+                               OFFSET to standard output
+       hvctl portal write [--portal P] OFFSET TEXT|-
+                               TEXT (or standard input) into the shared
+                               memory at OFFSET
+                               P: a position in the list or a PCI address;
+                               default the only portal. Numbers: decimal
+                               or 0x hex. Exit 1 on errors (no portal, no
+                               uio device, out of bounds, sysfs or device)
+       hvctl help
+
+Exit status: 0 done, 1 the hypervisor refused or failed the call (portal:
+an error), 2 usage error or no hypervisor underneath (portal send: also
+refused), 3 portal send: peer not running, 4 portal wait: timeout.";
 
 /// A command line `hvctl` cannot make sense of.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,6 +128,13 @@ pub enum UsageError {
     UnknownCommand(String),
     UnexpectedArgument(String),
     MissingText,
+    /// A command needs this argument.
+    MissingArgument(&'static str),
+    /// `what` should be a number (decimal, or hex with `0x`).
+    BadNumber {
+        what: &'static str,
+        word: String,
+    },
 }
 
 impl fmt::Display for UsageError {
@@ -103,6 +144,8 @@ impl fmt::Display for UsageError {
             Self::UnknownCommand(c) => write!(f, "unknown command {c:?}"),
             Self::UnexpectedArgument(a) => write!(f, "unexpected argument {a:?}"),
             Self::MissingText => f.write_str("console needs the text to print"),
+            Self::MissingArgument(what) => write!(f, "missing {what}"),
+            Self::BadNumber { what, word } => write!(f, "{word:?} is not a valid {what} (decimal, or hex with 0x)"),
         }
     }
 }
@@ -138,6 +181,7 @@ impl Command {
             }
             "console" if rest.is_empty() => Err(UsageError::MissingText),
             "console" => Ok(Self::Console { text: rest.join(" ") }),
+            "portal" => portal::PortalCommand::parse(&rest).map(Self::Portal),
             "help" | "--help" | "-h" => no_more(&rest).map(|()| Self::Help),
             _ => Err(UsageError::UnknownCommand(command)),
         }

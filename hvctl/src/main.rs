@@ -14,8 +14,13 @@
 //! hypervisor has it, reads every item of every vCPU, and prints one line
 //! per vCPU.
 //!
+//! `hvctl portal` does not use the backdoor: it finds the portal functions
+//! (PCI) in sysfs and uses their registers, shared memory and interrupt
+//! (`device`, with the pure half in `hvctl::portal`).
+//!
 //! Exit status: 0 done, 1 the hypervisor refused or failed the call, 2
-//! usage error or no hypervisor underneath.
+//! usage error or no hypervisor underneath; `hvctl portal` has its own
+//! (`hvctl::portal::EXIT_*`: 2 refused, 3 peer down, 4 timeout).
 
 use hvctl::{Command, SchedLine, SchedSummary, Touched, UsageError, MAPS_PREFIX, REGION_PREFIX, USAGE};
 use platform::gvascan::{self, ENTRY_SIZE};
@@ -25,6 +30,9 @@ use platform::hypercall::{
 };
 use std::process::ExitCode;
 
+#[cfg(target_os = "linux")]
+mod device;
+
 /// Entries one `SCAN` call may write: the hypervisor's own bound per call.
 const SCAN_CAPACITY: usize = SCAN_CAPACITY_MAX as usize;
 
@@ -33,6 +41,9 @@ fn main() -> ExitCode {
         Ok(command) => command,
         Err(error) => return usage_error(&error),
     };
+    if let Command::Portal(command) = command {
+        return ExitCode::from(portal::run(&command));
+    }
     conduit::install_trap_guard();
     let result = match command {
         Command::Info => info(),
@@ -48,6 +59,8 @@ fn main() -> ExitCode {
         },
         Command::Console { text } => console(&text),
         Command::Sched => sched(),
+        // Handled above: it has exit statuses of its own.
+        Command::Portal(_) => Ok(()),
         Command::Help => {
             println!("{USAGE}");
             Ok(())
@@ -227,6 +240,134 @@ fn scan(with_maps: bool, list_regions: bool) -> Result<(), String> {
     }
     drop(heap_byte);
     Ok(())
+}
+
+/// `hvctl portal`: the portal functions' registers, shared memory and
+/// interrupt.
+mod portal {
+    use hvctl::portal::{PortalCommand, EXIT_ERROR};
+
+    /// Runs `command`; returns the exit status.
+    #[cfg(target_os = "linux")]
+    pub fn run(command: &PortalCommand) -> u8 {
+        match linux::run(command) {
+            Ok(status) => status,
+            Err(error) => {
+                eprintln!("hvctl: portal: {error}");
+                EXIT_ERROR
+            }
+        }
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn run(_command: &PortalCommand) -> u8 {
+        eprintln!("hvctl: portal: portals are PCI functions of a Linux guest");
+        EXIT_ERROR
+    }
+
+    #[cfg(target_os = "linux")]
+    mod linux {
+        use crate::device::{Bar, Regs, Uio};
+        use hvctl::portal::{
+            self, check_bounds, discover, format_got, read_line, select, send_exit_status, Action, Data, Polling,
+            PortalCommand, PortalDevice, PortalError, EXIT_OK, EXIT_TIMEOUT, NO_PORTAL, SYSFS_PCI_DEVICES,
+        };
+        use std::io::{Read, Write};
+        use std::path::Path;
+        use std::time::Duration;
+
+        pub fn run(command: &PortalCommand) -> Result<u8, PortalError> {
+            let portals = discover(Path::new(SYSFS_PCI_DEVICES))?;
+            if command.action == Action::List {
+                return list(&portals);
+            }
+            let (_, device) = select(&portals, command.portal.as_ref())?;
+            match &command.action {
+                Action::List => list(&portals),
+                Action::Send { op, arg } => {
+                    let regs = Regs::map(&device.path)?;
+                    let outcome = portal::send(&regs, *op, *arg)?;
+                    println!("{outcome}");
+                    Ok(send_exit_status(outcome))
+                }
+                Action::Wait { op, timeout_ms, poll } => wait(device, *op, Duration::from_millis(*timeout_ms), *poll),
+                Action::Read { offset, len } => {
+                    let range = check_bounds(*offset, *len, device.memory)?;
+                    let memory = Bar::map(&device.path.join("resource2"), device.memory)?;
+                    let mut buffer = vec![0; range.len()];
+                    memory.read_bytes(range.start, &mut buffer);
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(&buffer)
+                        .and_then(|()| out.flush())
+                        .map_err(|error| PortalError::Device { what: "write to standard output".into(), error })?;
+                    Ok(EXIT_OK)
+                }
+                Action::Write { offset, data } => {
+                    let bytes = match data {
+                        Data::Text(text) => text.as_bytes().to_vec(),
+                        Data::Stdin => {
+                            let mut bytes = Vec::new();
+                            std::io::stdin()
+                                .lock()
+                                .read_to_end(&mut bytes)
+                                .map_err(|error| PortalError::Device { what: "read standard input".into(), error })?;
+                            bytes
+                        }
+                    };
+                    let range = check_bounds(*offset, bytes.len() as u64, device.memory)?;
+                    let memory = Bar::map(&device.path.join("resource2"), device.memory)?;
+                    memory.write_bytes(range.start, &bytes);
+                    Ok(EXIT_OK)
+                }
+            }
+        }
+
+        /// Every line is read before anything is printed.
+        fn list(portals: &[PortalDevice]) -> Result<u8, PortalError> {
+            if portals.is_empty() {
+                println!("{NO_PORTAL}");
+                return Ok(EXIT_OK);
+            }
+            let mut lines = Vec::new();
+            for (position, device) in portals.iter().enumerate() {
+                let regs = Regs::map(&device.path)?;
+                lines.push(read_line(&regs, position, device)?);
+            }
+            for line in &lines {
+                println!("{line}");
+            }
+            Ok(EXIT_OK)
+        }
+
+        fn wait(device: &PortalDevice, op: Option<u32>, timeout: Duration, poll: bool) -> Result<u8, PortalError> {
+            let regs = Regs::map(&device.path)?;
+            let waited = if poll {
+                portal::wait(&regs, &mut Polling, op, timeout)?
+            } else {
+                let name =
+                    device.uio.as_deref().ok_or_else(|| PortalError::NoUio { address: device.address.clone() })?;
+                portal::wait(&regs, &mut Uio::open(&device.path, name)?, op, timeout)?
+            };
+            if let Some(peer) = waited.peer_changes {
+                eprintln!("hvctl: portal {}: the peer's state changed (now {peer})", device.address);
+            }
+            match waited.got {
+                Some((op, arg)) => {
+                    println!("{}", format_got(op, arg));
+                    Ok(EXIT_OK)
+                }
+                None => {
+                    let what = op.map_or("any operation".to_string(), |op| format!("operation {op}"));
+                    println!(
+                        "hvctl: portal {}: timeout: no request of {what} in {} ms",
+                        device.address,
+                        timeout.as_millis()
+                    );
+                    Ok(EXIT_TIMEOUT)
+                }
+            }
+        }
+    }
 }
 
 /// `scan --layout`: the mappings, made in this process and kept until it

@@ -94,12 +94,19 @@ pub fn linux_fw_cfg((image, initrd): &(PathBuf, PathBuf)) -> [String; 4] {
 /// mode (`tests/linux/init`: `linux-guest=vm`), which works `work` rounds
 /// after its checks, then powers off; `more` adds properties.
 pub fn linux_vm(name: &str, cpus: u32, work: u32, more: &str) -> String {
+    linux_vm_with(name, cpus, &format!("linux-guest=vm linux-guest-work={work}"), more)
+}
+
+/// A Linux VM node of `cpus` vCPUs and 512 MiB booting the test kernel and
+/// initramfs with `console=ttyAMA0 ` and `bootargs` (the initramfs's mode,
+/// `tests/linux/init`); `more` adds properties.
+pub fn linux_vm_with(name: &str, cpus: u32, bootargs: &str, more: &str) -> String {
     vm(
         name,
         cpus,
         512,
         &format!(
-            "hv,console; hv,kernel = \"opt/hv/linux/kernel\"; hv,initrd = \"opt/hv/linux/initrd\"; bootargs = \"console=ttyAMA0 linux-guest=vm linux-guest-work={work}\"; {more}"
+            "hv,console; hv,kernel = \"opt/hv/linux/kernel\"; hv,initrd = \"opt/hv/linux/initrd\"; bootargs = \"console=ttyAMA0 {bootargs}\"; {more}"
         ),
     )
 }
