@@ -56,14 +56,16 @@ pub fn prefix() -> &'static str {
     PREFIX.get().copied().unwrap_or("?")
 }
 
-/// Runs before each line this image writes with [`write_fmt`] (not before
-/// [`write_bytes`]): where other text shares the console (the hypervisor's
-/// VMs' consoles), it ends a line left open there.
-static BEFORE_LINE: Once<fn()> = Once::new();
+/// Runs around each line this image writes with [`write_fmt`] (not
+/// around [`write_bytes`]), and calls its argument to write the line: where
+/// other text shares the console (the hypervisor's VMs' consoles), it ends
+/// a line left open there and keeps the others out while the line is
+/// written.
+static AROUND_LINE: Once<fn(&mut dyn FnMut())> = Once::new();
 
-/// Sets what runs before each of this image's own lines, once.
-pub fn before_each_line(hook: fn()) {
-    BEFORE_LINE.call_once(|| hook);
+/// Sets what runs around each of this image's own lines, once.
+pub fn around_each_line(hook: fn(&mut dyn FnMut())) {
+    AROUND_LINE.call_once(|| hook);
 }
 
 /// Writes formatted text as it is (no prefix).
@@ -73,8 +75,11 @@ pub fn write_fmt(args: fmt::Arguments) {
         // SAFETY: `force_unlock` only breaks mutual exclusion between
         // writers; the worst outcome is interleaved text on a dying system.
         unsafe { SINKS.force_unlock() };
-    } else if let Some(hook) = BEFORE_LINE.get() {
-        hook();
+    } else if let Some(hook) = AROUND_LINE.get() {
+        hook(&mut || {
+            let _ = SINKS.lock().write_fmt(args);
+        });
+        return;
     }
     let _ = SINKS.lock().write_fmt(args);
 }

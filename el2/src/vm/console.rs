@@ -20,6 +20,7 @@
 //! leaves at worst one spurious interrupt, which the driver tolerates).
 
 use crate::vm::Vm;
+use core::sync::atomic::{AtomicU64, Ordering};
 use platform::console_mux::{ConsoleMux, Input};
 use platform::mmio::{MmioDevice, MmioFault};
 use platform::pl011::Pl011;
@@ -27,6 +28,50 @@ use platform::vpl011::VirtPl011;
 use spin::{Mutex, Once};
 
 static MUX: Mutex<ConsoleMux> = Mutex::new(ConsoleMux::new());
+/// Which CPU holds [`MUX`] (its MPIDR affinity + 1; 0: none), so that a
+/// line the hypervisor logs while this CPU holds it does not wait for
+/// itself.
+static MUX_HOLDER: AtomicU64 = AtomicU64::new(0);
+
+/// [`MUX`], held by this CPU.
+struct Held(spin::MutexGuard<'static, ConsoleMux>);
+
+impl core::ops::Deref for Held {
+    type Target = ConsoleMux;
+    fn deref(&self) -> &ConsoleMux {
+        &self.0
+    }
+}
+
+impl core::ops::DerefMut for Held {
+    fn deref_mut(&mut self) -> &mut ConsoleMux {
+        &mut self.0
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        MUX_HOLDER.store(0, Ordering::Release);
+    }
+}
+
+fn this_cpu() -> u64 {
+    platform::arch::mpidr_affinity(platform::arch::this_cpu_mpidr()) + 1
+}
+
+/// Takes [`MUX`], waiting for another CPU to let it go.
+fn lock_mux() -> Held {
+    let guard = MUX.lock();
+    MUX_HOLDER.store(this_cpu(), Ordering::Release);
+    Held(guard)
+}
+
+/// Takes [`MUX`] if it is free now.
+fn try_lock_mux() -> Option<Held> {
+    let guard = MUX.try_lock()?;
+    MUX_HOLDER.store(this_cpu(), Ordering::Release);
+    Some(Held(guard))
+}
 /// The physical UART, for input (output goes through `platform::console`).
 static UART: Once<Pl011> = Once::new();
 /// The virtual INTID of every VM's PL011 (the host UART's SPI).
@@ -41,7 +86,7 @@ fn emit(bytes: &[u8]) {
 /// physical UART's input for them, and says how to move between them.
 pub fn init(vms: &[Vm], uart: Option<Pl011>, intid: Option<u32>) {
     INTID.call_once(|| intid);
-    let mut mux = MUX.lock();
+    let mut mux = lock_mux();
     let mut any = false;
     for vm in vms.iter().filter(|vm| vm.console == crate::vm::Console::Emulated) {
         if let Err(e) = mux.set_name(vm.index, &vm.name) {
@@ -51,7 +96,7 @@ pub fn init(vms: &[Vm], uart: Option<Pl011>, intid: Option<u32>) {
     }
     drop(mux);
     if any {
-        platform::console::before_each_line(break_line);
+        platform::console::around_each_line(around_line);
     }
     if let (true, Some(uart)) = (any, uart) {
         UART.call_once(|| uart);
@@ -68,12 +113,24 @@ pub fn start_input() {
     }
 }
 
-/// Before each of the hypervisor's own lines: a VM's line left open (a
-/// prompt) is ended first, so the two do not run together. Skipped when
-/// the multiplexer is busy (a line logged while it is held).
-pub fn break_line() {
-    if let Some(mut mux) = MUX.try_lock() {
-        mux.break_line(&mut emit);
+/// Around each of the hypervisor's own lines (`write` prints it): a VM's
+/// line left open (a prompt) is ended first, and the multiplexer is held
+/// while the line is written, so that no VM's line, which the multiplexer
+/// writes in pieces, can be cut by it. A line logged by a CPU that holds
+/// the multiplexer itself is simply written.
+pub fn around_line(write: &mut dyn FnMut()) {
+    let me = this_cpu();
+    loop {
+        if let Some(mut mux) = try_lock_mux() {
+            mux.break_line(&mut emit);
+            write();
+            return;
+        }
+        if MUX_HOLDER.load(Ordering::Acquire) == me {
+            write();
+            return;
+        }
+        core::hint::spin_loop();
     }
 }
 
@@ -82,7 +139,7 @@ pub fn set_available(vm: &Vm, available: bool) {
     if vm.console != crate::vm::Console::Emulated {
         return;
     }
-    let mut mux = MUX.lock();
+    let mut mux = lock_mux();
     if !available {
         mux.end_line(vm.index, &mut emit);
     }
@@ -141,7 +198,7 @@ impl Port {
 fn after_access(vm: &Vm, port: &mut Port) {
     port.refill();
     let uart = &mut port.model;
-    let mut mux = MUX.lock();
+    let mut mux = lock_mux();
     uart.drain_tx(|byte| mux.output(vm.index, byte, &mut emit));
     drop(mux);
     if uart.irq_level() {
@@ -161,7 +218,7 @@ pub fn receive() {
     // until the next byte came; seen as typed input stuck half-way).
     uart.clear_rx_interrupts();
     while let Some(byte) = uart.read_byte() {
-        let input = MUX.lock().input(byte);
+        let input = lock_mux().input(byte);
         match input {
             Input::ToVm(index, byte) => {
                 let Some(vm) = crate::vm::get(index) else { continue };
@@ -190,7 +247,7 @@ pub fn tick() {
     if !TICKS.fetch_add(1, core::sync::atomic::Ordering::Relaxed).is_multiple_of(TICKS_PER_IDLE_CHECK) {
         return;
     }
-    if let Some(mut mux) = MUX.try_lock() {
+    if let Some(mut mux) = try_lock_mux() {
         mux.tick(&mut emit);
     }
 }
