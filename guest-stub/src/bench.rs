@@ -62,19 +62,26 @@ const PMCCFILTR_NSH: u64 = 1 << 27;
 const PMCNTENSET_C: u64 = 1 << 31;
 
 fn pmu_init() {
+    cycle_counter_start(PMCCFILTR_NSH);
+}
+
+/// Resets and starts the PMU's cycle counter with `PMCCFILTR_EL0` =
+/// `filter` (0: EL1 and EL0 only; [`PMCCFILTR_NSH`]: EL2 too).
+pub fn cycle_counter_start(filter: u64) {
     // SAFETY: programs the guest's own PMU (the hypervisor lets it); no
     // memory is affected.
     unsafe {
         core::arch::asm!(
             "mrs {t}, pmcr_el0", "orr {t}, {t}, {ec}", "msr pmcr_el0, {t}",
             "msr pmccfiltr_el0, {f}", "msr pmcntenset_el0, {c}", "isb",
-            t = out(reg) _, ec = in(reg) PMCR_E | PMCR_C, f = in(reg) PMCCFILTR_NSH, c = in(reg) PMCNTENSET_C,
+            t = out(reg) _, ec = in(reg) PMCR_E | PMCR_C, f = in(reg) filter, c = in(reg) PMCNTENSET_C,
             options(nostack),
         );
     }
 }
 
-fn counter() -> u64 {
+/// The PMU's cycle counter.
+pub fn counter() -> u64 {
     let value;
     // SAFETY: reads the guest's cycle counter.
     unsafe { core::arch::asm!("isb", "mrs {}, pmccntr_el0", out(reg) value, options(nomem, nostack)) };

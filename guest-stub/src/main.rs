@@ -50,6 +50,8 @@
 //! (default 0: none; the checks after `portal-enumerate` then report
 //! themselves skipped), `stub=portal-rounds=R` how many rounds the
 //! ping-pong has (default 100); both decimal or `0x` hex.
+//! `stub=portal-bench=N` (in both ends) times N doorbell round trips
+//! instead of checking, prints one line and powers off (`portal`).
 #![no_std]
 #![no_main]
 
@@ -176,6 +178,15 @@ extern "C" fn stub_main(dtb: usize) -> ! {
                     // vCPU 0 alone: no other vCPU is started, no GIC needed.
                     match parse_number(ms) {
                         Some(ms) => finish(sched::spin(ms)),
+                        None => println!("ignoring `{other}`: not a number"),
+                    }
+                } else if let Some(n) = other.strip_prefix(platform::portal::BENCH_WORD) {
+                    match parse_number(n).and_then(|n| u32::try_from(n).ok()) {
+                        Some(n) => {
+                            // The GIC, for the portal's interrupt (one vCPU: none starts).
+                            smp::init(&fdt);
+                            finish(portal::bench(&env, n))
+                        }
                         None => println!("ignoring `{other}`: not a number"),
                     }
                 } else if let Some(n) = other.strip_prefix("stub=portals=") {

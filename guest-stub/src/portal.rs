@@ -923,3 +923,108 @@ pub fn peer_down(env: &Env) -> Result<(), Failure> {
         portal.expect("INT_STATUS after the peer went off", reg::INT_STATUS, 0)
     })
 }
+
+// --- stub=portal-bench=N ------------------------------------------------------------
+
+/// Most rounds `stub=portal-bench=N` times (its samples live on the stack).
+pub const MAX_BENCH_ROUNDS: usize = 201;
+
+/// `stub=portal-bench=N`, in both ends of a portal, instead of the checks:
+/// after an untimed one, N doorbell round trips (end 0 rings operation 0 with `DOORBELL`, end 1's
+/// interrupt handler takes it, end 1 rings back, end 0's handler takes
+/// it), timed by end 0 on the virtual counter, in nanoseconds
+/// (instructions under `-icount shift=0`, both CPUs' as the path goes from
+/// one to the other);
+/// each end also counts its own instructions at EL1 and EL0 over the
+/// rounds (the PMU's cycle counter filtered to them), so that the bench
+/// can say how much of a round trip is the hypervisor's. Then end 0
+/// times N requests of an operation it may not request (refused, nothing
+/// reaches end 1). One line per end, `portal bench: end E rounds N ...`
+/// ([`platform::portal::BenchReport`]); the exit status is 0 if it ran.
+pub fn bench(env: &Env, rounds: u32) -> u32 {
+    let rounds = (rounds as usize).clamp(1, MAX_BENCH_ROUNDS);
+    set_wanted(1);
+    if let Err(failure) = enumerate(env) {
+        println!("portal bench: no portal: {failure}");
+        return 1;
+    }
+    let result = with_session(env, |portal| {
+        wait_peer_state(portal, "peer running (PEER_STATE 1)", PeerState::Running)?;
+        let mut samples = [0u64; MAX_BENCH_ROUNDS];
+        let samples = samples.get_mut(..rounds).unwrap_or_default();
+        let bit = 1u32;
+        let take = |what| {
+            wait(portal, what, PEER_MS, || Ok(PENDING_OPS.load(Ordering::SeqCst) & bit != 0))?;
+            PENDING_OPS.fetch_and(!bit, Ordering::SeqCst);
+            Ok::<(), Failure>(())
+        };
+        // One untimed round first: the peer may still be on its way to its
+        // first wait.
+        if portal.end == 0 {
+            portal.store(reg::DOORBELL, 0)?;
+            take("the answer to the warm-up round")?;
+        } else {
+            take("the warm-up round")?;
+            portal.store(reg::DOORBELL, 0)?;
+        }
+        // The cycle counter at EL1 and EL0 only (`PMCCFILTR_EL0` = 0, so
+        // not EL2): under `-icount shift=0`, this vCPU's own instructions.
+        crate::bench::cycle_counter_start(0);
+        let (guest_start, start) = (crate::bench::counter(), timer::virtual_now());
+        for sample in samples.iter_mut() {
+            if portal.end == 0 {
+                let t0 = timer::virtual_now();
+                portal.store(reg::DOORBELL, 0)?;
+                take("the answer (operation 0) from end 1")?;
+                *sample = timer::virtual_now().wrapping_sub(t0);
+            } else {
+                take("the ping (operation 0) from end 0")?;
+                portal.store(reg::DOORBELL, 0)?;
+            }
+        }
+        let (guest, total) =
+            (crate::bench::counter().wrapping_sub(guest_start), timer::virtual_now().wrapping_sub(start));
+        // Counter ticks to nanoseconds: instructions under `-icount
+        // shift=0`, whatever the counter's frequency (QEMU's older CPU
+        // models keep 62.5 MHz).
+        let frequency = u128::from(timer::frequency().max(1));
+        let ns = |ticks: u64| u64::try_from(u128::from(ticks) * 1_000_000_000 / frequency).unwrap_or(u64::MAX);
+        let total = ns(total);
+        for sample in samples.iter_mut() {
+            *sample = ns(*sample);
+        }
+        let mut report = platform::portal::BenchReport {
+            end: portal.end,
+            rounds: rounds as u32,
+            total,
+            guest,
+            ..Default::default()
+        };
+        if portal.end == 0 {
+            samples.sort_unstable();
+            report.median = samples.get(rounds / 2).copied().unwrap_or(0);
+            report.min = samples.first().copied().unwrap_or(0);
+            report.max = samples.last().copied().unwrap_or(0);
+            // The first operation this end may not request.
+            let allowed = portal.load(reg::ALLOWED)?;
+            let refused = (0..MAX_OPS).find(|op| allowed & (1 << op) == 0).unwrap_or(MAX_OPS);
+            for sample in samples.iter_mut() {
+                let t0 = timer::virtual_now();
+                portal.store(reg::REQUEST, refused)?;
+                *sample = timer::virtual_now().wrapping_sub(t0);
+            }
+            samples.sort_unstable();
+            report.refused = samples.get(rounds / 2).copied().map_or(0, ns);
+            portal.expect_result("the timed refused request", refused, Outcome::Refused)?;
+        }
+        println!("{report}");
+        Ok(())
+    });
+    match result {
+        Ok(()) => 0,
+        Err(failure) => {
+            println!("portal bench: failed: {failure}");
+            1
+        }
+    }
+}

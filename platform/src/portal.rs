@@ -205,6 +205,68 @@ impl Counters {
 /// `portal NAME end E (VM): ` then [`Counters`].
 pub const REPORT_PREFIX: &str = "portal ";
 
+/// The guest-stub's word that makes both ends of a portal time doorbell
+/// round trips instead of checking (`stub=portal-bench=N`).
+pub const BENCH_WORD: &str = "stub=portal-bench=";
+
+/// What one end measured in `stub=portal-bench=N`, in nanoseconds of the
+/// virtual counter (instructions under `-icount shift=0`): printed by the
+/// guest-stub, read by `make bench`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BenchReport {
+    pub end: u32,
+    pub rounds: u32,
+    /// From the first round's start to the last's end.
+    pub total: u64,
+    /// This end's own instructions (EL1 and EL0) over the rounds.
+    pub guest: u64,
+    /// End 0 only: the median and the fastest round trip, and the median
+    /// refused request (the trap and the check, nothing delivered).
+    pub median: u64,
+    pub min: u64,
+    pub max: u64,
+    pub refused: u64,
+}
+
+/// The line's words before the figures.
+const BENCH_PREFIX: &str = "portal bench: end ";
+
+impl fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{BENCH_PREFIX}{} rounds {} total {} guest {} median {} min {} max {} refused {}",
+            self.end, self.rounds, self.total, self.guest, self.median, self.min, self.max, self.refused
+        )
+    }
+}
+
+impl BenchReport {
+    /// The report in a line of console text (the inverse of `Display`).
+    pub fn find(line: &str) -> Option<Self> {
+        let (_, rest) = line.split_once(BENCH_PREFIX)?;
+        let mut words = rest.split(' ');
+        let end = words.next()?.parse().ok()?;
+        let mut field = |name: &str| {
+            if words.next()? != name {
+                return None;
+            }
+            words.next()?.parse::<u64>().ok()
+        };
+        let report = Self {
+            end,
+            rounds: u32::try_from(field("rounds")?).ok()?,
+            total: field("total")?,
+            guest: field("guest")?,
+            median: field("median")?,
+            min: field("min")?,
+            max: field("max")?,
+            refused: field("refused")?,
+        };
+        words.next().is_none().then_some(report)
+    }
+}
+
 /// One end's registers.
 #[derive(Clone, Copy, Debug)]
 struct End {

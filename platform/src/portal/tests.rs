@@ -153,3 +153,21 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn bench_reports_print_and_parse() {
+    let r = BenchReport {
+        end: 0,
+        rounds: 101,
+        total: 505_000,
+        guest: 1_000,
+        median: 5_000,
+        min: 4_900,
+        max: 7_000,
+        refused: 800,
+    };
+    let line = format!("pa| guest-stub: {r}");
+    assert_eq!(BenchReport::find(&line), Some(r));
+    assert_eq!(BenchReport::find("portal bench: end 0 rounds 1 total 2"), None);
+    assert_eq!(BenchReport::find(&format!("{r} extra")), None);
+}

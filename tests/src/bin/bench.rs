@@ -403,6 +403,82 @@ impl SchedBench {
     }
 }
 
+/// A portal between two guest-stub VMs, each on a CPU of its own
+/// (`-smp 2`, `-icount`), in one scheme (`stub=portal-bench=N`,
+/// `platform::portal::BenchReport`): the doorbell round trip (end 0 rings,
+/// end 1's handler takes it and rings back, end 0's handler takes that),
+/// how much of it is the two guests' own instructions, and a refused
+/// request.
+struct PortalBench {
+    ends: [platform::portal::BenchReport; 2],
+}
+
+const PORTAL_BENCH_ROUNDS: u32 = 101;
+
+impl PortalBench {
+    fn measure(flash: &str, cpu: &str) -> Result<Self, String> {
+        use platform::portal::{BenchReport, BENCH_WORD};
+        let node = |name: &str, cpu: u32| {
+            format!(
+                "vm-{name} {{ compatible = \"hv,vm\"; hv,name = \"{name}\"; cpus = <1>; memory = <0 131072>; hv,console; \
+                 hv,cpu-affinity = <{cpu}>; bootargs = \"{BENCH_WORD}{PORTAL_BENCH_ROUNDS}\"; }};"
+            )
+        };
+        let portal = "portal-ab { compatible = \"hv,portal\"; hv,name = \"ab\"; hv,ends = \"pa\", \"pb\"; \
+                      hv,size = <64>; hv,ops-0 = <0 1>; hv,ops-1 = <0>; };"
+            .to_string();
+        let console = run_vms_on(flash, cpu, 2, &[node("pa", 0), node("pb", 1), portal], summary_done)?;
+        let report = |vm: &str| {
+            let prefix = format!("{vm}| ");
+            console
+                .lines()
+                .filter_map(|l| l.strip_prefix(prefix.as_str()))
+                .find_map(BenchReport::find)
+                .ok_or(format!("no portal bench line from {vm}"))
+        };
+        let ends = [report("pa")?, report("pb")?];
+        if ends[0].end != 0 || ends[1].end != 1 {
+            return Err(format!("the ends are not where the description puts them: {ends:?}"));
+        }
+        Ok(Self { ends })
+    }
+
+    /// Both guests' own instructions per round trip, and the rest's share.
+    fn guest_and_share(&self) -> (u64, f64) {
+        let [a, b] = &self.ends;
+        let rounds = u64::from(a.rounds.max(1));
+        let guest = (a.guest + b.guest) / rounds;
+        let mean = a.total / rounds;
+        (guest, 1.0 - guest as f64 / mean.max(1) as f64)
+    }
+
+    fn row(&self, scheme: &str) -> String {
+        let a = &self.ends[0];
+        let (guest, share) = self.guest_and_share();
+        format!(
+            "| {scheme} | {} (min {}) | {} | {guest} | {:.0} % | {} |",
+            a.median,
+            a.min,
+            a.total / u64::from(a.rounds.max(1)),
+            share * 100.0,
+            a.refused
+        )
+    }
+
+    fn json(&self) -> String {
+        let a = &self.ends[0];
+        let (guest, share) = self.guest_and_share();
+        format!(
+            "{{\"round_trip\": {{\"median\": {}, \"min\": {}, \"max\": {}, \"mean\": {}}}, \"guest_per_round_trip\": {guest}, \"hypervisor_share\": {share:.3}, \"refused_request\": {}}}",
+            a.median,
+            a.min,
+            a.max,
+            a.total / u64::from(a.rounds.max(1)),
+            a.refused
+        )
+    }
+}
+
 struct LinuxBoot {
     under_hv: Vec<f64>,
     bare: Vec<f64>,
@@ -486,6 +562,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// One table row per scheme: its figures, or why they were skipped.
+fn scheme_rows<T>(table: &mut String, results: &[(&str, Result<T, String>)], row: impl Fn(&T, &str) -> String) {
+    for (scheme, result) in results {
+        let _ = match result {
+            Ok(r) => writeln!(table, "{}", row(r, scheme)),
+            Err(e) => writeln!(table, "| {scheme} | skipped: {e} | | | | |"),
+        };
+    }
+}
+
+/// One JSON member per scheme: its figures, or why they were skipped.
+fn per_scheme<T>(results: &[(&str, Result<T, String>)], json: impl Fn(&T) -> String) -> String {
+    let entries: Vec<String> = results
+        .iter()
+        .map(|(scheme, result)| match result {
+            Ok(r) => format!("\"{scheme}\": {}", json(r)),
+            Err(e) => format!("\"{scheme}\": {{\"skipped\": \"{}\"}}", e.replace('"', "'")),
+        })
+        .collect();
+    entries.join(", ")
+}
+
 fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [flash, monitor, el2, stub] = args.as_slice() else {
@@ -500,6 +598,8 @@ fn run() -> Result<(), String> {
     let linux = LinuxBoot::measure(flash);
     let vms = VmsBench::measure(flash);
     let sched = [("vhe", CPU), ("nvhe", "cortex-a72")].map(|(scheme, cpu)| (scheme, SchedBench::measure(flash, cpu)));
+    let portals =
+        [("vhe", CPU), ("nvhe", "cortex-a72")].map(|(scheme, cpu)| (scheme, PortalBench::measure(flash, cpu)));
 
     let mut table = String::new();
     let mut vms_table = String::new();
@@ -607,16 +707,14 @@ fn run() -> Result<(), String> {
     );
     let _ = writeln!(table, "| scheme | iterations | run time | slice switch | wake-up alone | wake-up beside |");
     let _ = writeln!(table, "|--------|-----------:|---------:|-------------:|--------------:|---------------:|");
-    for (scheme, result) in &sched {
-        match result {
-            Ok(s) => {
-                let _ = writeln!(table, "{}", s.row(scheme));
-            }
-            Err(e) => {
-                let _ = writeln!(table, "| {scheme} | skipped: {e} | | | | |");
-            }
-        }
-    }
+    scheme_rows(&mut table, &sched, SchedBench::row);
+    let _ = writeln!(
+        table,
+        "\nA portal between two guest-stub VMs on CPUs of their own (-smp 2, -icount; {PORTAL_BENCH_ROUNDS} rounds): the doorbell round trip (ring, the peer's handler, ring back, the handler), median and mean instructions; both guests' own instructions per round trip and the share of the rest (the hypervisor's); a refused request (trap and check, nothing delivered)"
+    );
+    let _ = writeln!(table, "| scheme | round trip | mean | guests' own | hypervisor | refused request |");
+    let _ = writeln!(table, "|--------|-----------:|-----:|------------:|-----------:|----------------:|");
+    scheme_rows(&mut table, &portals, PortalBench::row);
     print!("{table}");
 
     let mut json = String::from("{\n");
@@ -673,14 +771,8 @@ fn run() -> Result<(), String> {
             let _ = writeln!(json, "  \"vms\": {{\"skipped\": \"{}\"}},", e.replace('"', "'"));
         }
     }
-    let sched_entries: Vec<String> = sched
-        .iter()
-        .map(|(scheme, result)| match result {
-            Ok(s) => format!("\"{scheme}\": {}", s.json()),
-            Err(e) => format!("\"{scheme}\": {{\"skipped\": \"{}\"}}", e.replace('"', "'")),
-        })
-        .collect();
-    let _ = writeln!(json, "  \"sched\": {{{}}},", sched_entries.join(", "));
+    let _ = writeln!(json, "  \"sched\": {{{}}},", per_scheme(&sched, SchedBench::json));
+    let _ = writeln!(json, "  \"portal\": {{{}}},", per_scheme(&portals, PortalBench::json));
     let _ = writeln!(json, "  \"resident_bytes\": {{\"image\": {}, \"heap\": {}}},", resident.image, resident.heap);
     let _ = writeln!(json, "  \"images\": {{{}}}\n}}", images.join(", "));
     std::fs::write("build/bench.json", json).map_err(|e| format!("build/bench.json: {e}"))?;
