@@ -603,7 +603,15 @@ fn unexpected_exception_at_el2_is_reported() {
     assert_eq!(o.status, Some(2), "the hypervisor's fatal status is 2\n{dump}");
     let report =
         o.lines("el2: ERROR: unexpected exception: ").next().unwrap_or_else(|| panic!("no exception report\n{dump}"));
-    for part in ["taken from EL2", "ESR 0x", "DataAbortSame", "translation fault", "FAR 0x7fe00000", "ELR 0x"] {
+    // The address read is where the hypervisor was loaded, which its boot
+    // line gives (it moves as the image grows).
+    let load_pa = o
+        .console
+        .lines()
+        .find_map(|l| l.split_once(" load-pa=")?.1.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no load-pa= in the boot line\n{dump}"));
+    let far = format!("FAR {load_pa}");
+    for part in ["taken from EL2", "ESR 0x", "DataAbortSame", "translation fault", far.as_str(), "ELR 0x"] {
         assert!(report.contains(part), "report lacks `{part}`: {report}");
     }
     assert!(o.lines("guest-stub:").next().is_none(), "the guest must not start\n{dump}");
