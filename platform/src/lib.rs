@@ -32,6 +32,7 @@ pub mod build;
 pub mod cmdline;
 pub mod console;
 pub mod console_mux;
+pub mod control;
 pub mod debug;
 pub mod esr;
 pub mod fw_cfg;
