@@ -1,6 +1,8 @@
-//! `hvctl portal`'s device half: a portal function's BARs mapped from
-//! sysfs (`resource0`, `resource2`) and its uio device (`/dev/uioN`), behind
-//! `hvctl::portal`'s [`Registers`] and [`Interrupt`].
+//! The device half of `hvctl portal` and `hvctl vm`: a function's BARs
+//! mapped from sysfs (`resource0`, `resource2`) behind `hvctl::pci`'s
+//! [`Registers`], a portal's uio device (`/dev/uioN`) behind
+//! `hvctl::portal`'s [`Interrupt`], and the lock that keeps two `hvctl vm`
+//! processes from interleaving their accesses to the VM control function.
 //!
 //! Every BAR0 access traps to the hypervisor, which emulates only accesses
 //! whose abort has a valid instruction syndrome (ISV): a single `ldr`/`str`
@@ -11,8 +13,8 @@
 //! memory by `resourceN` (no unaligned access): it is copied with aligned
 //! volatile accesses.
 
-use hvctl::portal::{intx_enable, Interrupt, PortalError, Registers, COMMAND_HIGH};
-use platform::portal::REGS_SIZE;
+use hvctl::pci::{DeviceError, Registers};
+use hvctl::portal::{intx_enable, Interrupt, PortalError, COMMAND_HIGH};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -26,9 +28,9 @@ pub struct Bar {
 
 impl Bar {
     /// Maps `len` bytes of `path` (a `resourceN` file).
-    pub fn map(path: &Path, len: u64) -> Result<Self, PortalError> {
+    pub fn map(path: &Path, len: u64) -> Result<Self, DeviceError> {
         let what = || format!("{}", path.display());
-        let len = usize::try_from(len).map_err(|_| PortalError::Device {
+        let len = usize::try_from(len).map_err(|_| DeviceError {
             what: what(),
             error: std::io::Error::new(std::io::ErrorKind::InvalidInput, "too large to map"),
         })?;
@@ -37,7 +39,7 @@ impl Bar {
             .write(true)
             .custom_flags(libc::O_SYNC)
             .open(path)
-            .map_err(|error| PortalError::Device { what: format!("open {}", what()), error })?;
+            .map_err(|error| DeviceError { what: format!("open {}", what()), error })?;
         // SAFETY: a fresh shared mapping of the file, placed by the kernel;
         // the result is checked before use. The mapping outlives the file
         // descriptor, which may be closed after mmap.
@@ -52,10 +54,7 @@ impl Bar {
             )
         };
         if base == libc::MAP_FAILED {
-            return Err(PortalError::Device {
-                what: format!("mmap {}", what()),
-                error: std::io::Error::last_os_error(),
-            });
+            return Err(DeviceError { what: format!("mmap {}", what()), error: std::io::Error::last_os_error() });
         }
         Ok(Self { base: base.cast(), len })
     }
@@ -122,12 +121,49 @@ impl Drop for Bar {
     }
 }
 
-/// BAR0: the portal's registers.
+/// BAR0: a function's registers (a portal's, the VM control function's).
 pub struct Regs(Bar);
 
 impl Regs {
-    pub fn map(device: &Path) -> Result<Self, PortalError> {
-        Bar::map(&device.join("resource0"), REGS_SIZE).map(Self)
+    /// Maps `size` bytes of the BAR0 of the function whose sysfs directory
+    /// is `device`.
+    pub fn map(device: &Path, size: u64) -> Result<Self, DeviceError> {
+        Bar::map(&device.join("resource0"), size).map(Self)
+    }
+}
+
+/// An exclusive `flock` on a function's `resource0`, held until dropped:
+/// `hvctl vm` selects a VM, then reads or commands it, and another `hvctl
+/// vm` in the same VM must not move `SELECT` in between.
+pub struct Lock {
+    _file: std::fs::File,
+}
+
+impl Lock {
+    /// Takes the lock of the function at `device`, waiting up to `timeout`
+    /// for another holder to let it go.
+    pub fn take(device: &Path, timeout: Duration) -> Result<Self, DeviceError> {
+        let path = device.join("resource0");
+        let what = |doing: &str| format!("{doing} {}", path.display());
+        let file = std::fs::File::open(&path).map_err(|error| DeviceError { what: what("open"), error })?;
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            // SAFETY: flock on a descriptor this function owns.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return Ok(Self { _file: file });
+            }
+            let error = std::io::Error::last_os_error();
+            if error.kind() != std::io::ErrorKind::WouldBlock {
+                return Err(DeviceError { what: what("lock"), error });
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(DeviceError {
+                    what: what("lock"),
+                    error: std::io::Error::other(format!("another hvctl vm held it for {} ms", timeout.as_millis())),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }
 

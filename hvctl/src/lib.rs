@@ -2,13 +2,16 @@
 //! the `/proc/self/maps` parser and the line formats its output uses. The
 //! host-side QEMU tests parse `hvctl`'s output with the same types, so the
 //! format is written down once, here. [`portal`] is the pure half of
-//! `hvctl portal`.
+//! `hvctl portal`, [`vm`] that of `hvctl vm`, and [`pci`] what the two
+//! share (finding a function in sysfs, its register block).
 
 use core::fmt;
 use core::ops::Range;
 use platform::sched::{bucket_floor_us, percentile_bucket, Figures, BUCKETS};
 
+pub mod pci;
 pub mod portal;
+pub mod vm;
 
 /// What the user asked for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +36,9 @@ pub enum Command {
     Sched,
     /// `hvctl portal ...`: the portal functions (PCI) of this VM.
     Portal(portal::PortalCommand),
+    /// `hvctl vm ...`: list, stop, restart or start the VMs, through the
+    /// VM control function (PCI) of a manager VM.
+    Vm(vm::VmAction),
     Help,
 }
 
@@ -115,11 +121,27 @@ usage: hvctl info              the hypervisor's ABI version, mode and CPUs
                                default the only portal. Numbers: decimal
                                or 0x hex. Exit 1 on errors (no portal, no
                                uio device, out of bounds, sysfs or device)
+       hvctl vm list           every VM, a line each, in description order:
+                               \"vm I: NAME, STATE, N vCPUs, M MiB, exit
+                               status S, starts K, flags F\" (F: manager,
+                               autostart, self, or -)
+       hvctl vm stop|restart|start NAME
+                               power VM NAME off (as its SYSTEM_OFF would),
+                               restart it afresh, or start it if it is off;
+                               print the result (\"done\", \"refused: ...\",
+                               \"failed: ...\")
+                               Only in a manager VM (hv,manager), as root.
+                               Exit 0 done, 1 an error (sysfs, device),
+                               3 refused: not in a state for it, 4 refused:
+                               the manager itself, 5 permission denied (not
+                               a manager VM, or not root), 6 refused: no VM
+                               of that name, 7 failed: could not be started
        hvctl help
 
-Exit status: 0 done, 1 the hypervisor refused or failed the call (portal:
-an error), 2 usage error or no hypervisor underneath (portal send: also
-refused), 3 portal send: peer not running, 4 portal wait: timeout.";
+Exit status: 0 done, 1 the hypervisor refused or failed the call (portal,
+vm: an error), 2 usage error or no hypervisor underneath (portal send: also
+refused), 3 portal send: peer not running, 4 portal wait: timeout; vm has
+its own (above).";
 
 /// A command line `hvctl` cannot make sense of.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -182,6 +204,7 @@ impl Command {
             "console" if rest.is_empty() => Err(UsageError::MissingText),
             "console" => Ok(Self::Console { text: rest.join(" ") }),
             "portal" => portal::PortalCommand::parse(&rest).map(Self::Portal),
+            "vm" => vm::VmAction::parse(&rest).map(Self::Vm),
             "help" | "--help" | "-h" => no_more(&rest).map(|()| Self::Help),
             _ => Err(UsageError::UnknownCommand(command)),
         }

@@ -18,9 +18,15 @@
 //! (PCI) in sysfs and uses their registers, shared memory and interrupt
 //! (`device`, with the pure half in `hvctl::portal`).
 //!
+//! `hvctl vm` does not use it either: in a manager VM, it finds the VM
+//! control function (PCI) in sysfs and lists, stops, restarts or starts the
+//! VMs through its registers (`device`, with the pure half in `hvctl::vm`).
+//!
 //! Exit status: 0 done, 1 the hypervisor refused or failed the call, 2
 //! usage error or no hypervisor underneath; `hvctl portal` has its own
-//! (`hvctl::portal::EXIT_*`: 2 refused, 3 peer down, 4 timeout).
+//! (`hvctl::portal::EXIT_*`: 2 refused, 3 peer down, 4 timeout), and so
+//! has `hvctl vm` (`hvctl::vm::EXIT_*`: 3 wrong state, 4 the manager
+//! itself, 5 permission denied, 6 no such VM, 7 failed).
 
 use hvctl::{Command, SchedLine, SchedSummary, Touched, UsageError, MAPS_PREFIX, REGION_PREFIX, USAGE};
 use platform::gvascan::{self, ENTRY_SIZE};
@@ -41,8 +47,10 @@ fn main() -> ExitCode {
         Ok(command) => command,
         Err(error) => return usage_error(&error),
     };
-    if let Command::Portal(command) = command {
-        return ExitCode::from(portal::run(&command));
+    match command {
+        Command::Portal(command) => return ExitCode::from(portal::run(&command)),
+        Command::Vm(action) => return ExitCode::from(vm::run(&action)),
+        _ => {}
     }
     conduit::install_trap_guard();
     let result = match command {
@@ -59,8 +67,8 @@ fn main() -> ExitCode {
         },
         Command::Console { text } => console(&text),
         Command::Sched => sched(),
-        // Handled above: it has exit statuses of its own.
-        Command::Portal(_) => Ok(()),
+        // Handled above: they have exit statuses of their own.
+        Command::Portal(_) | Command::Vm(_) => Ok(()),
         Command::Help => {
             println!("{USAGE}");
             Ok(())
@@ -285,7 +293,7 @@ mod portal {
             match &command.action {
                 Action::List => list(&portals),
                 Action::Send { op, arg } => {
-                    let regs = Regs::map(&device.path)?;
+                    let regs = Regs::map(&device.path, platform::portal::REGS_SIZE)?;
                     let outcome = portal::send(&regs, *op, *arg)?;
                     println!("{outcome}");
                     Ok(send_exit_status(outcome))
@@ -330,7 +338,7 @@ mod portal {
             }
             let mut lines = Vec::new();
             for (position, device) in portals.iter().enumerate() {
-                let regs = Regs::map(&device.path)?;
+                let regs = Regs::map(&device.path, platform::portal::REGS_SIZE)?;
                 lines.push(read_line(&regs, position, device)?);
             }
             for line in &lines {
@@ -340,7 +348,7 @@ mod portal {
         }
 
         fn wait(device: &PortalDevice, op: Option<u32>, timeout: Duration, poll: bool) -> Result<u8, PortalError> {
-            let regs = Regs::map(&device.path)?;
+            let regs = Regs::map(&device.path, platform::portal::REGS_SIZE)?;
             let waited = if poll {
                 portal::wait(&regs, &mut Polling, op, timeout)?
             } else {
@@ -366,6 +374,72 @@ mod portal {
                     Ok(EXIT_TIMEOUT)
                 }
             }
+        }
+    }
+}
+
+/// `hvctl vm`: the VM control function's registers.
+mod vm {
+    use hvctl::vm::{VmAction, VmError};
+
+    /// Runs `action`; returns the exit status. Errors go to standard error
+    /// as `hvctl: vm: ...`.
+    pub fn run(action: &VmAction) -> u8 {
+        match linux::run(action) {
+            Ok(status) => status,
+            Err(error) => {
+                eprintln!("hvctl: vm: {error}");
+                error.exit_status()
+            }
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    mod linux {
+        use super::{VmAction, VmError};
+        use crate::device::{Lock, Regs};
+        use hvctl::pci::SYSFS_PCI_DEVICES;
+        use hvctl::vm::{self, EXIT_OK};
+        use platform::control::REGS_SIZE;
+        use std::path::Path;
+        use std::time::Duration;
+
+        /// How long `hvctl vm` waits for another one in this VM to finish.
+        const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+        pub fn run(action: &VmAction) -> Result<u8, VmError> {
+            let function = vm::discover(Path::new(SYSFS_PCI_DEVICES))?;
+            // The lock first: opening resource0 is also where a process
+            // that is not root is refused.
+            let _lock = Lock::take(&function.path, LOCK_TIMEOUT)?;
+            let regs = Regs::map(&function.path, REGS_SIZE)?;
+            vm::check_id(&regs, &function.address)?;
+            match action {
+                VmAction::List => {
+                    // Every line is read before anything is printed.
+                    let lines = vm::list(&regs)?;
+                    for line in &lines {
+                        println!("{line}");
+                    }
+                    Ok(EXIT_OK)
+                }
+                VmAction::Command { code, name } => {
+                    let result = vm::command(&regs, name, *code)?;
+                    println!("{result}");
+                    Ok(vm::command_exit_status(result))
+                }
+            }
+        }
+    }
+
+    /// Elsewhere there is no PCI function to find: every VM is as one
+    /// without the control function.
+    #[cfg(not(target_os = "linux"))]
+    mod linux {
+        use super::{VmAction, VmError};
+
+        pub fn run(_action: &VmAction) -> Result<u8, VmError> {
+            Err(VmError::NotManager)
         }
     }
 }

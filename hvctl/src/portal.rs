@@ -9,14 +9,13 @@
 //! BAR0 holds its registers (`platform::portal` documents them), BAR2 the
 //! memory it shares with the other end.
 
+pub use crate::pci::{bar_size, Registers, SYSFS_PCI_DEVICES};
+use crate::pci::{DeviceError, SysfsError};
 use crate::UsageError;
 use core::fmt;
 use platform::portal::{reg, Counters, Outcome, PeerState, DEVICE_ID, EVENT_PEER_STATE, ID_MAGIC, MAX_OPS, VENDOR_ID};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// Where Linux lists the PCI functions.
-pub const SYSFS_PCI_DEVICES: &str = "/sys/bus/pci/devices";
 
 /// `hvctl portal wait`'s default timeout.
 pub const DEFAULT_WAIT_MS: u64 = 10_000;
@@ -260,6 +259,18 @@ impl fmt::Display for PortalError {
 
 impl std::error::Error for PortalError {}
 
+impl From<SysfsError> for PortalError {
+    fn from(e: SysfsError) -> Self {
+        Self::Sysfs { path: e.path, error: e.error }
+    }
+}
+
+impl From<DeviceError> for PortalError {
+    fn from(e: DeviceError) -> Self {
+        Self::Device { what: e.what, error: e.error }
+    }
+}
+
 /// A portal function found in sysfs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PortalDevice {
@@ -273,45 +284,17 @@ pub struct PortalDevice {
     pub uio: Option<String>,
 }
 
-fn sysfs_error(path: &Path) -> impl FnOnce(std::io::Error) -> PortalError + '_ {
-    move |error| PortalError::Sysfs { path: path.to_owned(), error }
-}
-
-/// A sysfs ID file: `0x1234` and a newline.
-fn id_file(path: &Path) -> Option<u64> {
-    crate::parse_hex(std::fs::read_to_string(path).ok()?.trim())
-}
-
-/// The size of BAR `bar` from a `resource` file: one `start end flags` line
-/// per resource, BAR0 first; an unused BAR reads all zeros.
-pub fn bar_size(resource: &str, bar: usize) -> Option<u64> {
-    let line = resource.lines().nth(bar)?;
-    let mut fields = line.split_whitespace();
-    let (start, end) = (crate::parse_hex(fields.next()?)?, crate::parse_hex(fields.next()?)?);
-    (end > start).then(|| end - start + 1)
-}
-
 /// The portal functions under `root` (`/sys/bus/pci/devices` on Linux), in
 /// PCI address order. A directory entry whose IDs cannot be read is not a
 /// portal; a portal whose `resource` file is unreadable or has no BAR2 is
 /// an error.
 pub fn discover(root: &Path) -> Result<Vec<PortalDevice>, PortalError> {
-    let mut entries: Vec<(String, PathBuf)> = std::fs::read_dir(root)
-        .map_err(sysfs_error(root))?
-        .filter_map(|e| e.ok())
-        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
-        .collect();
-    entries.sort();
     let mut portals = Vec::new();
-    for (address, path) in entries {
-        let ids = (id_file(&path.join("vendor")), id_file(&path.join("device")));
-        if ids != (Some(u64::from(VENDOR_ID)), Some(u64::from(DEVICE_ID))) {
-            continue;
-        }
-        let resource = path.join("resource");
-        let text = std::fs::read_to_string(&resource).map_err(sysfs_error(&resource))?;
+    for function in crate::pci::functions(root, VENDOR_ID, DEVICE_ID)? {
+        let text = crate::pci::resource(&function)?;
+        let resource = function.path.join("resource");
         let memory = bar_size(&text, 2).ok_or(PortalError::NoSharedMemory { path: resource })?;
-        let uio_dir = path.join("uio");
+        let uio_dir = function.path.join("uio");
         let mut uio: Vec<String> = match std::fs::read_dir(&uio_dir) {
             Ok(dir) => dir
                 .filter_map(|e| e.ok())
@@ -322,7 +305,12 @@ pub fn discover(root: &Path) -> Result<Vec<PortalDevice>, PortalError> {
             Err(_) => Vec::new(),
         };
         uio.sort();
-        portals.push(PortalDevice { address, path, memory, uio: uio.into_iter().next() });
+        portals.push(PortalDevice {
+            address: function.address,
+            path: function.path,
+            memory,
+            uio: uio.into_iter().next(),
+        });
     }
     Ok(portals)
 }
@@ -463,14 +451,6 @@ impl PortalLine {
 }
 
 // --- the protocols -----------------------------------------------------------
-
-/// A portal's register block (BAR0). Offsets are `platform::portal::reg`'s.
-pub trait Registers {
-    fn read32(&self, offset: u64) -> u32;
-    fn write32(&self, offset: u64, value: u32);
-    fn read64(&self, offset: u64) -> u64;
-    fn write64(&self, offset: u64, value: u64);
-}
 
 /// Reads the registers of [`PortalLine`] (all but what sysfs says).
 pub fn read_line(regs: &impl Registers, position: usize, device: &PortalDevice) -> Result<PortalLine, PortalError> {
