@@ -201,6 +201,7 @@ fn boot() -> Result<Infallible, BootError> {
             spis: Vec::new(),
             autostart: true,
             portals: Vec::new(),
+            manager: false,
         }]
     } else {
         // SAFETY: as in `boot::vms::source`: the reserved host DTB.
@@ -363,6 +364,7 @@ fn vm_configs(
             spis: desc.spis.iter().copied().collect(),
             autostart: desc.autostart,
             portals: Vec::new(),
+            manager: desc.manager,
         });
         pci_given |= wants_pci;
     }

@@ -28,7 +28,7 @@
 //! | 0x1c | `FLAGS` | [`FLAG_MANAGER`], [`FLAG_AUTOSTART`], [`FLAG_SELF`] |
 //! | 0x20 | `COMMAND` (WO) | [`CommandCode`] on the selected VM |
 //! | 0x24 | `RESULT` | [`CommandResult`] of the last command |
-//! | 0x28 | `STARTS` | how many times it was started (0: never) |
+//! | 0x28 | `STARTS` | how many times it started afresh after its first start: its own resets, and restarts and starts by a manager (0 in its first life, and before it ever ran) |
 //! | 0x40..0x50 | `NAME` | its name, NUL-padded (any width up to 4 bytes per access) |
 //!
 //! A `SELECT` past the last VM describes nothing: its registers read 0 and

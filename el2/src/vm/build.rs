@@ -7,14 +7,14 @@
 //! the GIC's distributor and redistributors at the host GIC's addresses,
 //! emulated; a guest-stub VM's test device 1 MiB past its RAM; the PCI host
 //! bridge's ECAM window after that (the VM that owns the monitor's shim
-//! functions, whose register windows are passed through, and every VM
-//! that is an end of a portal); the portal window after that (each
-//! portal's shared memory in a 16 MiB slot, then the portal functions'
-//! register pages: [`crate::vm::portal`]); the
+//! functions, whose register windows are passed through, every VM that is
+//! an end of a portal, and a manager); the window of the hypervisor's own
+//! functions after that (each portal's shared memory in a 16 MiB slot,
+//! then a register page per function: [`crate::vm::vpci`]); the
 //! console at the host UART's address, passed through (the VM that owns
 //! the machine) or emulated. Nothing else is mapped.
 
-use crate::vm::{guest, linux, mmio, portal, vcpu, vgic, Console, PowerState, Vcpu, Vm};
+use crate::vm::{guest, linux, mmio, portal, vcpu, vgic, vpci, Console, PowerState, Vcpu, Vm};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU8};
@@ -58,6 +58,8 @@ pub struct Config {
     pub autostart: bool,
     /// The portals it is an end of: (index in `portal::all`, end).
     pub portals: Vec<(usize, usize)>,
+    /// `hv,manager`: it gets the VM control function.
+    pub manager: bool,
 }
 
 /// The host's PCI view, through the monitor's ECAM model: at most one VM
@@ -78,8 +80,10 @@ pub struct Recipe {
     pub ecam: Option<MemRegion>,
     /// Whether the monitor's shim functions are behind its host bridge.
     pub owns_shim: bool,
-    /// Its portal window: the portals' shared memory and registers.
-    pub portal_window: Option<MemRegion>,
+    /// The window of the hypervisor's own functions on its host bridge
+    /// (its portals' shared memory, their registers and the control
+    /// function's).
+    pub window: Option<vpci::Window>,
     /// The console's window and interrupt, as its guest sees them.
     pub console: Option<(platform::board::Uart, Option<u32>)>,
     /// Started at boot.
@@ -155,15 +159,16 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
     let test_device = matches!(config.kernel, Kernel::GuestStub)
         .then(|| MemRegion::new(config.ram.end() + TEST_DEVICE_GAP, platform::abi::test_mmio::SIZE));
     let after = test_device.map_or(config.ram.end(), |t| t.end());
-    let has_bridge = pci.is_some() || !config.portals.is_empty();
+    let own_functions = config.portals.len() + usize::from(config.manager);
+    let has_bridge = pci.is_some() || own_functions > 0;
     let ecam = has_bridge
         .then(|| MemRegion::new(after.next_multiple_of(vm_ecam::BUS_SIZE), vm_ecam::BUSES * vm_ecam::BUS_SIZE));
     // The portals: a slot of the window and a virtual SPI each, the SPIs
     // the lowest its other devices leave free.
-    let (portal_memory, portal_regs) =
-        portal::window(ecam.map_or(after, |e| e.end()).next_multiple_of(portal::BAR2_SLOT), config.portals.len());
-    let portal_window = (!config.portals.is_empty())
-        .then(|| MemRegion::new(portal_memory.base, portal_regs.end() - portal_memory.base));
+    let window = (own_functions > 0).then(|| {
+        let base = ecam.map_or(after, |e| e.end()).next_multiple_of(vpci::BAR2_SLOT);
+        vpci::Window::new(base, config.portals.len(), own_functions)
+    });
     let mut used: Vec<u32> = config.spis.iter().copied().chain(console_irq).collect();
     used.extend(pci.iter().flat_map(|p| p.interrupts.iter().map(|i| i.intid)));
     let mut free = (platform::vgic::SPI_BASE..u32::from(u8::MAX)).filter(|i| !used.contains(i));
@@ -175,11 +180,9 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
             portal: index,
             end,
             intid,
-            regs: MemRegion::new(portal_regs.base + k * platform::portal::REGS_SIZE, platform::portal::REGS_SIZE),
-            memory: MemRegion::new(
-                portal_memory.base + k * portal::BAR2_SLOT,
-                portal::all().get(index).map_or(0, |p| p.memory.size),
-            ),
+            memory: window.map_or(MemRegion::new(0, 0), |w| {
+                w.memory_of(k as usize, portal::all().get(index).map_or(0, |p| p.memory.size))
+            }),
         });
     }
     let highest_spi = highest_spi.max(portal_ends.iter().map(|e| e.intid).max());
@@ -193,7 +196,7 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
         passthrough.extend(pci.bars.iter().copied());
     }
     let (model, gic) = vgic::model(board, &vcpus, highest_spi);
-    let ipa_end = portal_window.or(ecam).or(test_device).map_or(config.ram.end(), |w| w.end());
+    let ipa_end = window.map(|w| w.whole()).or(ecam).or(test_device).map_or(config.ram.end(), |w| w.end());
     let mut stage2 = crate::mm::stage2::Stage2::new(config.ram, &passthrough, ipa_end).map_err(BuildError::Stage2)?;
     for e in &portal_ends {
         if let Some(portal) = portal::all().get(e.portal) {
@@ -206,7 +209,7 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
     if let Some(ecam) = ecam {
         log::info!(
             "{label}PCI: ECAM window {ecam}, {} function(s) behind it",
-            pci.map_or(0, |p| p.bars.len()) + portal_ends.len()
+            pci.map_or(0, |p| p.bars.len()) + own_functions
         );
     }
     for (k, e) in portal_ends.iter().enumerate() {
@@ -214,8 +217,8 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
         log::info!(
             "{label}portal {name} (end {}): PCI 00:{:02x}.0, registers at IPA {:#x}, shared memory at IPA {}, INTID {}",
             e.end,
-            usize::from(portal::FIRST_DEVICE) + k,
-            e.regs.base,
+            usize::from(vpci::FIRST_DEVICE) + k,
+            window.map_or(0, |w| w.regs_of(k).base),
             e.memory,
             e.intid
         );
@@ -242,8 +245,13 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
         bus: crate::irq::kick_lock::KickLock::new(platform::mmio::MmioBus::new()),
         spis,
         pci: Once::new(),
-        portal_functions: Mutex::new(portal::functions(&portal_ends)),
+        functions: Mutex::new(match &window {
+            Some(w) => vpci::Functions::new(&portal_ends, config.manager, w),
+            None => vpci::Functions::new(&[], false, &vpci::Window::new(0, 0, 0)),
+        }),
         portal_ends,
+        manager: config.manager,
+        control: config.manager.then(|| Mutex::new(platform::control::ControlModel::new())),
         console: config.console,
         uart: Mutex::new(crate::vm::console::Port::new()),
         dcc_line: Mutex::new(crate::vm::LineBuffer::new()),
@@ -254,7 +262,7 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
             test_device,
             ecam,
             owns_shim: pci.is_some(),
-            portal_window,
+            window,
             console,
             autostart: config.autostart,
         },
@@ -278,10 +286,17 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
         mmio::add_device(&vm, e.base, e.size, alloc::boxed::Box::new(vm_ecam::Ecam { vm: index }))
             .map_err(|err| BuildError::Device("the ECAM window", err))?;
     }
-    if !vm.portal_ends.is_empty() {
-        let registers = portal::Registers { vm: index, base: portal_regs.base };
-        mmio::add_device(&vm, portal_regs.base, portal_regs.size, alloc::boxed::Box::new(registers))
-            .map_err(|err| BuildError::Device("the portal registers", err))?;
+    if let Some(w) = window {
+        let registers = vpci::Registers { vm: index, base: w.regs.base };
+        mmio::add_device(&vm, w.regs.base, w.regs.size, alloc::boxed::Box::new(registers))
+            .map_err(|err| BuildError::Device("the registers of the hypervisor's PCI functions", err))?;
+        if config.manager {
+            let at = w.regs_of(config.portals.len()).base;
+            log::info!(
+                "{label}VM control function: PCI 00:{:02x}.0, registers at IPA {at:#x}",
+                usize::from(vpci::FIRST_DEVICE) + config.portals.len()
+            );
+        }
     }
     Ok(vm)
 }
@@ -302,15 +317,15 @@ pub fn load(vm: &Vm) -> Result<Option<Entry>, BuildError> {
     let mpidrs: Vec<u64> = vm.vcpus.iter().map(|v| v.mpidr).collect();
     let pci = host.pci.as_ref().filter(|_| recipe.owns_shim);
     // The host bridge's windows and interrupts: the shim functions' and
-    // the portal functions'.
+    // the hypervisor's own functions'.
     let windows: Vec<MemRegion> =
-        pci.map_or(&[][..], |p| p.bars.as_slice()).iter().copied().chain(recipe.portal_window).collect();
+        pci.map_or(&[][..], |p| p.bars.as_slice()).iter().copied().chain(recipe.window.map(|w| w.whole())).collect();
     let interrupts: Vec<vm_ecam::Intx> = pci
         .map_or(&[][..], |p| p.interrupts.as_slice())
         .iter()
         .copied()
         .chain(vm.portal_ends.iter().enumerate().map(|(k, e)| vm_ecam::Intx {
-            device: portal::FIRST_DEVICE + k as u8,
+            device: vpci::FIRST_DEVICE + k as u8,
             pin: platform::pci::config::Intx::INTA,
             intid: e.intid,
         }))
@@ -420,8 +435,7 @@ pub fn report_started(vm: &Vm) {
 /// and its kernel loaded again, its interrupt controller reset, and vCPU 0
 /// started. A VM whose kernel cannot be loaded again stays off.
 pub fn restart(vm: &'static Vm) -> ! {
-    // While this vCPU's VMID is still current (stage-2 unmapping needs it).
-    portal::reset_vm(vm);
+    vpci::reset_vm(vm);
     vcpu::park_this();
     // Hundreds of MiB take a while: with this CPU's interrupts open (the
     // VM's own are parked; nothing is locked here).

@@ -5,10 +5,10 @@
 //! (QEMU takes it at the faulting EL whatever `SCR_EL3.EA` says), so EL2 takes the stage-2 fault and makes the call; the
 //! monitor keeps the one config-space model.
 //!
-//! Devices from [`crate::vm::portal::FIRST_DEVICE`] on are the VM's
-//! portal functions, which EL2 emulates itself ([`crate::vm::portal`]);
-//! in a VM without the shim functions (one that is only an end of a
-//! portal) devices below that are absent and read all-ones.
+//! Devices from [`crate::vm::vpci::FIRST_DEVICE`] on are the
+//! hypervisor's own functions (portals, the VM control function), which
+//! EL2 emulates itself ([`crate::vm::vpci`]); in a VM without the shim
+//! functions devices below that are absent and read all-ones.
 //!
 //! EL2's own enumeration uses the same calls: it finds the functions'
 //! BAR0 windows, which stage 2 passes through so the guest's driver reaches
@@ -70,8 +70,8 @@ fn decode(offset: u64) -> Option<(Bdf, u16)> {
 enum Target {
     /// The monitor's shim functions (the VM that owns them).
     Monitor,
-    /// One of the VM's portal functions (its device number).
-    Portal(u8),
+    /// One of the hypervisor's own functions (its device number).
+    Own(u8),
     /// Nothing: the function is absent.
     Absent,
 }
@@ -85,9 +85,7 @@ impl Ecam {
     fn target(&self, bdf: Bdf) -> (Option<&'static crate::vm::Vm>, Target) {
         let vm = crate::vm::get(self.vm);
         let target = match vm {
-            Some(_) if bdf.bus() == 0 && bdf.device() >= crate::vm::portal::FIRST_DEVICE => {
-                Target::Portal(bdf.device())
-            }
+            Some(_) if bdf.bus() == 0 && bdf.device() >= crate::vm::vpci::FIRST_DEVICE => Target::Own(bdf.device()),
             Some(vm) if vm.recipe.owns_shim => Target::Monitor,
             _ => Target::Absent,
         };
@@ -103,8 +101,8 @@ impl MmioDevice for Ecam {
         let Some(access) = platform::pci::AccessSize::from_bytes(u64::from(size)) else { return Ok(mask) };
         match self.target(bdf) {
             (_, Target::Monitor) => Ok(u64::from(read(bdf, reg, size)) & mask),
-            (Some(vm), Target::Portal(device)) if bdf.function() == 0 => {
-                Ok(u64::from(crate::vm::portal::config_read(vm, device, reg, access)) & mask)
+            (Some(vm), Target::Own(device)) if bdf.function() == 0 => {
+                Ok(u64::from(crate::vm::vpci::config_read(vm, device, reg, access)) & mask)
             }
             _ => Ok(mask),
         }
@@ -115,8 +113,8 @@ impl MmioDevice for Ecam {
         let Some(access) = platform::pci::AccessSize::from_bytes(u64::from(size)) else { return Ok(()) };
         match self.target(bdf) {
             (_, Target::Monitor) => {}
-            (Some(vm), Target::Portal(device)) if bdf.function() == 0 => {
-                crate::vm::portal::config_write(vm, device, reg, access, value as u32);
+            (Some(vm), Target::Own(device)) if bdf.function() == 0 => {
+                crate::vm::vpci::config_write(vm, device, reg, access, value as u32);
                 return Ok(());
             }
             _ => return Ok(()),

@@ -16,6 +16,7 @@
 
 pub mod build;
 pub mod console;
+pub mod control;
 pub mod cpus;
 pub mod ecam;
 pub mod guest;
@@ -26,6 +27,7 @@ pub mod power;
 pub mod sched;
 pub mod vcpu;
 pub mod vgic;
+pub mod vpci;
 
 use crate::irq::kick_lock::KickLock;
 use crate::mm::stage2::Stage2;
@@ -94,8 +96,13 @@ pub struct Vm {
     /// The portals it is an end of, in the order of its host bridge's
     /// portal functions ([`portal`]).
     pub portal_ends: Vec<portal::End>,
-    /// Those functions' config space.
-    pub portal_functions: Mutex<portal::Functions>,
+    /// `hv,manager`: it may manage the other VMs, through its control
+    /// function ([`control`]), whose state this is.
+    pub manager: bool,
+    pub control: Option<Mutex<platform::control::ControlModel>>,
+    /// The config space of the hypervisor's own functions on its host
+    /// bridge: its portal functions, then its control function ([`vpci`]).
+    pub functions: Mutex<vpci::Functions>,
     pub console: Console,
     /// The emulated PL011 and its held-back input (used with
     /// [`Console::Emulated`]).
@@ -112,8 +119,9 @@ pub struct Vm {
     state: AtomicU8,
     /// What it reported with `HV_SET_EXIT_STATUS`.
     status: AtomicU32,
-    /// How many times it was restarted (a guest-stub VM's DT says so).
-    starts: AtomicU32,
+    /// How many times it started afresh after its first start (a
+    /// guest-stub VM's DT says so).
+    pub starts: AtomicU32,
     /// The counter when the hypervisor decided to start it (0: reported).
     start_decided: core::sync::atomic::AtomicU64,
     /// How its vCPUs are scheduled.
@@ -145,6 +153,12 @@ impl Vm {
             portal::state_changed(self);
         }
         changed
+    }
+
+    /// Whether it was ever started: its virtual counter's offset is the
+    /// physical count at its start, never 0 after it.
+    pub fn has_started(&self) -> bool {
+        self.cntvoff.load(Ordering::Relaxed) != 0
     }
 
     /// The guest's verdict, reported at power-off.

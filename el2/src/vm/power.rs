@@ -57,6 +57,19 @@ pub fn stop_broken(vm: &'static Vm, why: core::fmt::Arguments) -> ! {
     crate::vm::vcpu::cpu_off()
 }
 
+/// Stops `vm` from outside it (a manager's command), as its own
+/// `SYSTEM_OFF` would: its vCPUs stop at their next exit, its status is
+/// kept. False if it was not running.
+pub fn stop_from_outside(vm: &'static Vm) -> bool {
+    if !vm.change_state(PowerState::Running, PowerState::Stopping) {
+        return false;
+    }
+    crate::vm::vcpu::stop_others(vm);
+    crate::vm::console::set_available(vm, false);
+    vm.set_state(PowerState::Off);
+    true
+}
+
 /// When every VM is off: powers the machine off with the highest status
 /// any VM reported.
 pub fn machine_off_if_last() {
