@@ -35,6 +35,7 @@ pub mod console_mux;
 pub mod control;
 pub mod debug;
 pub mod esr;
+pub mod forward;
 pub mod fw_cfg;
 pub mod gvascan;
 pub mod handoff;

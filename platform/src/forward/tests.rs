@@ -1,0 +1,94 @@
+use super::*;
+
+fn read(device: u8, offset: u64, size: u8) -> Access {
+    Access::new(device, offset, size, false, 0).unwrap()
+}
+
+fn write(device: u8, offset: u64, size: u8, value: u64) -> Access {
+    Access::new(device, offset, size, true, value).unwrap()
+}
+
+#[test]
+fn only_register_shaped_accesses_are_forwarded() {
+    assert_eq!(Access::new(0, 0x70, 4, false, 0).map(|a| a.offset), Ok(0x70));
+    assert_eq!(Access::new(0, 0x71, 4, false, 0), Err(NotForwarded::BadAccess));
+    assert_eq!(Access::new(0, 0x70, 3, false, 0), Err(NotForwarded::BadAccess));
+    assert_eq!(Access::new(0, 0x1fc, 8, false, 0), Err(NotForwarded::BadAccess));
+    assert_eq!(Access::new(0, 0x200, 4, false, 0), Err(NotForwarded::OutsideWindow));
+    assert_eq!(Access::new(0, 0x1f8, 8, false, 0).map(|a| a.size), Ok(8));
+    // A write's value is cut to its size; a read carries none.
+    assert_eq!(write(0, 0x100, 1, 0x1234).value, 0x34);
+    assert_eq!(Access::new(0, 0x100, 4, false, 0xffff).map(|a| a.value), Ok(0));
+}
+
+#[test]
+fn requests_complete_oldest_first_and_only_by_their_id() {
+    let mut q = Queue::new();
+    let a = q.push(write(0, 0x50, 4, 7), 0).unwrap();
+    let b = q.push(read(1, 0x70, 4), 1).unwrap();
+    assert_ne!(a, 0);
+    assert_eq!(q.len(), 2);
+    assert_eq!(q.complete(b), None, "not the oldest");
+    assert_eq!(q.complete(a).map(|r| (r.id, r.vcpu, r.access.value)), Some((a, 0, 7)));
+    assert_eq!(q.front().map(|r| r.id), Some(b));
+    for i in 0..QUEUE_DEPTH - 1 {
+        q.push(read(0, 0, 4), i as u16).unwrap();
+    }
+    assert_eq!(q.push(read(0, 0, 4), 9), Err(QueueFull));
+    assert_eq!(q.drain().count(), QUEUE_DEPTH);
+    assert!(q.is_empty());
+    assert_eq!(q.front(), None);
+}
+
+#[test]
+fn ids_wrap_and_are_never_zero() {
+    let mut q = Queue { next_id: u32::MAX, ..Queue::new() };
+    assert_eq!(q.push(read(0, 0, 4), 0), Ok(u32::MAX));
+    assert_eq!(q.push(read(0, 0, 4), 0), Ok(1));
+}
+
+#[test]
+fn the_backend_sees_the_oldest_request_and_completes_it() {
+    let mut m = BackendModel::new();
+    assert_eq!(m.read(reg::ID, 4), u64::from(ID_VALUE));
+    assert_eq!(m.read(reg::PENDING, 4), 0);
+    assert_eq!(m.read(reg::REQ_ID, 4), 0);
+    let w = m.queue.push(write(1, 0x50, 4, 0xabcd), 0).unwrap();
+    let r = m.queue.push(read(0, 0x100, 2), 1).unwrap();
+    assert_eq!(m.read(reg::PENDING, 4), 2);
+    assert_eq!(m.read(reg::REQ_ID, 4), u64::from(w));
+    assert_eq!(m.read(reg::REQ_DEVICE, 4), 1);
+    assert_eq!(m.read(reg::REQ_OFFSET, 4), 0x50);
+    assert_eq!(m.read(reg::REQ_ACCESS, 4), u64::from(4 | ACCESS_WRITE));
+    assert_eq!(m.read(reg::REQ_VALUE, 8), 0xabcd);
+    // Completing anything but the oldest does nothing.
+    assert_eq!(m.write(reg::COMPLETE, 4, u64::from(r)), None);
+    let done = m.write(reg::COMPLETE, 4, u64::from(w)).unwrap();
+    assert_eq!((done.request.id, done.value), (w, 0));
+    // The read: its response, cut to its size.
+    assert_eq!(m.read(reg::REQ_ACCESS, 4), 2);
+    m.write(reg::RESPONSE, 8, 0x1122_3344_5566_7788);
+    assert_eq!(m.read(reg::RESPONSE + 4, 4), 0x1122_3344);
+    let done = m.write(reg::COMPLETE, 4, u64::from(r)).unwrap();
+    assert_eq!((done.request.vcpu, done.value), (1, 0x7788));
+    assert_eq!(m.read(reg::COMPLETED, 4), 2);
+    assert_eq!(m.read(reg::PENDING, 4), 0);
+    // Only whole 32-bit writes complete.
+    let x = m.queue.push(read(0, 0, 4), 0).unwrap();
+    assert_eq!(m.write(reg::COMPLETE, 2, u64::from(x)), None);
+    assert_eq!(m.read(reg::PENDING, 4), 1);
+}
+
+#[test]
+fn a_device_without_its_service_vm_needs_a_reset() {
+    let at = |offset, size| fallback_read(2, 0x554d_4551, &read(0, offset, size));
+    assert_eq!(at(u64::from(virtio::MAGIC_VALUE), 4), u64::from(virtio::MAGIC));
+    assert_eq!(at(u64::from(virtio::VERSION), 4), 2);
+    assert_eq!(at(u64::from(virtio::DEVICE_ID), 4), 2);
+    assert_eq!(at(u64::from(virtio::VENDOR_ID), 4), 0x554d_4551);
+    assert_eq!(at(u64::from(virtio::STATUS), 4), u64::from(virtio::STATUS_NEEDS_RESET));
+    assert_eq!(at(u64::from(virtio::MAGIC_VALUE) + 1, 1), u64::from(b'i'));
+    // The configuration space (a block device's capacity) reads 0.
+    assert_eq!(at(0x100, 8), 0);
+    assert_eq!(at(0x34, 4), 0);
+}
