@@ -9,7 +9,7 @@
 use crate::arch::layout::phys_to_virt;
 use crate::arch::sysregs::{self, GuestReg};
 use alloc::vec::Vec;
-use platform::arch::regs::{SCTLR_EL1_RES1, SPSR_DAIF, SPSR_M_AARCH32, SPSR_M_EL1H, SPSR_M_SP_ELX};
+use platform::arch::regs::{SPSR_DAIF, SPSR_M_AARCH32, SPSR_M_EL1H, SPSR_M_SP_ELX};
 use platform::arch::trap::TrapFrame;
 use platform::arch::ExceptionLevel;
 use platform::board::{MemRegion, Timer, Uart};
@@ -277,8 +277,9 @@ pub fn load(ram: MemRegion, image: &LoadedImage, dtb: &[u8]) -> Result<TrapFrame
         core::ptr::write_bytes(dst.add(image.bytes.size as usize), 0, (image.mem_size - image.bytes.size) as usize);
         core::arch::asm!("dsb ish", "ic iallu", "dsb ish", "isb", options(nostack));
     }
-    // The guest starts with its MMU off and a defined SCTLR_EL1.
-    sysregs::write(GuestReg::Sctlr, SCTLR_EL1_RES1);
+    // No EL1 register is touched here: this may run in another VM's trap
+    // (a manager starting this one), and the vCPU's start gives it its
+    // reset state (`SCTLR_EL1` included, MMU off).
     let mut frame = TrapFrame { elr: base + image.entry_offset, spsr: SPSR_M_EL1H | SPSR_DAIF, ..Default::default() };
     frame.x[0] = dtb_ipa;
     Ok(frame)
