@@ -692,6 +692,16 @@ pub fn bar_sizing(env: &Env) -> Result<(), Failure> {
 /// Sizes BAR0 as an OS does: memory decoding off while the BAR holds the
 /// size mask, then the address and the command register put back.
 fn size_bar0(config: &Config, bdf: Bdf) -> Result<(), Failure> {
+    with_decode_off(config, bdf, || size_with_decode_off(config, bdf))
+}
+
+/// Runs `f` with `bdf`'s memory decoding off (checked), then puts its
+/// command register back (checked), as an OS does around BAR sizing.
+pub(crate) fn with_decode_off(
+    config: &Config,
+    bdf: Bdf,
+    f: impl FnOnce() -> Result<(), Failure>,
+) -> Result<(), Failure> {
     let command = config.read(bdf, offset::COMMAND, Width::Half)?;
     let decode_off = command & !u64::from(command::MEMORY_SPACE);
     config.write(bdf, offset::COMMAND, Width::Half, decode_off)?;
@@ -704,7 +714,7 @@ fn size_bar0(config: &Config, bdf: Bdf) -> Result<(), Failure> {
                 Width::Half,
                 decode_off,
             )?;
-            size_with_decode_off(config, bdf)
+            f()
         },
         || {
             config.write(bdf, offset::COMMAND, Width::Half, command)?;

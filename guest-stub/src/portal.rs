@@ -666,27 +666,11 @@ fn bar_address(config: &Config, bdf: Bdf, low: u16) -> Result<u64, Failure> {
 /// Sizes BAR0 and BAR2 as an OS does: memory decoding off, all-ones into
 /// each pair, read back, the address and then the command put back.
 fn size_bars(config: &Config, bdf: Bdf) -> Result<(u64, u64), Failure> {
-    let cmd = config.read(bdf, offset::COMMAND, Width::Half)?;
-    let decode_off = cmd & !u64::from(command::MEMORY_SPACE);
-    config.write(bdf, offset::COMMAND, Width::Half, decode_off)?;
     let mut sizes = (0, 0);
-    restoring(
-        || {
-            config.expect(
-                "command after clearing memory space enable",
-                bdf,
-                offset::COMMAND,
-                Width::Half,
-                decode_off,
-            )?;
-            sizes = (size_bar(config, bdf, offset::BAR0)?, size_bar(config, bdf, offset::BAR2)?);
-            Ok(())
-        },
-        || {
-            config.write(bdf, offset::COMMAND, Width::Half, cmd)?;
-            config.expect("command restored after sizing", bdf, offset::COMMAND, Width::Half, cmd)
-        },
-    )?;
+    crate::pci::with_decode_off(config, bdf, || {
+        sizes = (size_bar(config, bdf, offset::BAR0)?, size_bar(config, bdf, offset::BAR2)?);
+        Ok(())
+    })?;
     Ok(sizes)
 }
 

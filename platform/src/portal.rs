@@ -89,36 +89,10 @@ const RECEIVED_ARG_END: u64 = reg::RECEIVED_ARG + 8 * MAX_OPS as u64;
 /// acknowledged.
 pub const EVENT_PEER_STATE: u32 = 1 << 0;
 
-/// What `PEER_STATE` reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u32)]
-pub enum PeerState {
-    /// Not started yet, or powered off: requests are not delivered.
-    Off = 0,
-    /// Running: requests are delivered.
-    Running = 1,
-    /// Stopping or restarting: requests are not delivered.
-    Stopping = 2,
-}
-
-impl PeerState {
-    pub const fn from_u32(value: u32) -> Option<Self> {
-        match value {
-            0 => Some(Self::Off),
-            1 => Some(Self::Running),
-            2 => Some(Self::Stopping),
-            _ => None,
-        }
-    }
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Off => "off",
-            Self::Running => "running",
-            Self::Stopping => "stopping",
-        }
-    }
-}
+/// What `PEER_STATE` reads: the peer VM's state, as the VM control
+/// function shows a VM's (`Off` also before it ever started; `Stopping`
+/// also while it restarts). Requests are delivered only while it runs.
+pub use crate::control::VmState as PeerState;
 
 /// What `RESULT` reads: the outcome of this end's last request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
