@@ -30,9 +30,26 @@
 //! | 0x20 | `RESPONSE` (RW, 64-bit) | the value the next completed read returns |
 //! | 0x28 | `COMPLETE` (WO) | writing the oldest request's ID completes it (a read returns `RESPONSE`) |
 //! | 0x2c | `COMPLETED` | requests completed so far |
+//! | 0x30 | `DEVICES` | how many devices the client has on this link |
+//! | 0x34 | `CLIENT_STATE` | the client VM's state: 0 off, 1 running, 2 stopping |
+//! | 0x38 | `IRQ_LEVEL` (RW) | bit n: device n's interrupt line to the client is asserted |
+//! | 0x3c | `EVENTS` (RW, write 1 to clear) | bit 0 [`EVENT_CLIENT_RESET`]: the client started or stopped since the bit was cleared |
+//! | 0x40 | `CLIENT_RAM_BASE` (64-bit) | the client's guest-physical address that BAR2 offset 0 shows |
+//! | 0x48 | `CLIENT_RAM_SIZE` (64-bit) | how many bytes of BAR2 are the client's RAM |
+//! | 0x50..0x60 | `CLIENT_NAME` | the client VM's name, NUL-padded |
+//! | 0x80 + 4n | `DEVICE_TYPE[n]` | device n's virtio device ID (2 block, 3 console), n < [`MAX_DEVICES`] |
 //!
 //! A write to `COMPLETE` with any other value is ignored: a backend that
 //! lost track cannot complete what it did not see.
+//!
+//! The function's INTA is asserted while `PENDING` or `EVENTS` is not 0.
+//! `EVENT_CLIENT_RESET` means every device of the client is back in its
+//! reset state and the requests of its previous life are gone: a backend
+//! drops what it knew of the devices (features, queues) and starts again.
+//!
+//! BAR2 is the client's RAM, read-write: the window a backend reads the
+//! virtqueues and buffers through (guest address `a` is BAR2 offset
+//! `a - CLIENT_RAM_BASE`), and nothing else.
 
 /// What `ID` reads: "FW" and version 1.
 pub const ID_VALUE: u32 = 0x4657_0001;
@@ -51,6 +68,83 @@ pub mod reg {
     pub const RESPONSE: u64 = 0x20;
     pub const COMPLETE: u64 = 0x28;
     pub const COMPLETED: u64 = 0x2c;
+    pub const DEVICES: u64 = 0x30;
+    pub const CLIENT_STATE: u64 = 0x34;
+    pub const IRQ_LEVEL: u64 = 0x38;
+    pub const EVENTS: u64 = 0x3c;
+    pub const CLIENT_RAM_BASE: u64 = 0x40;
+    pub const CLIENT_RAM_SIZE: u64 = 0x48;
+    pub const CLIENT_NAME: u64 = 0x50;
+    pub const DEVICE_TYPE: u64 = 0x80;
+}
+
+/// Devices one client can have (`hv,virtio-mmio` subnodes).
+pub const MAX_DEVICES: usize = 8;
+/// `EVENTS` bit 0: the client started or stopped.
+pub const EVENT_CLIENT_RESET: u32 = 1;
+/// Bytes of `CLIENT_NAME`.
+pub const NAME_LEN: usize = crate::control::NAME_LEN;
+
+/// The backend function's PCI identity: vendor, device, class (system
+/// peripheral, other).
+pub const VENDOR_ID: u16 = crate::portal::VENDOR_ID;
+pub const DEVICE_ID: u16 = 0x7a13;
+pub const CLASS: u32 = 0x08_80_00;
+/// Its registers: one page.
+pub const REGS_SIZE: u64 = 4096;
+
+/// The virtio device types a client can be given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceType {
+    Block,
+    Console,
+}
+
+impl DeviceType {
+    /// Every type, with the word `hv,device` gives it.
+    pub const ALL: [(Self, &'static str); 2] = [(Self::Block, "block"), (Self::Console, "console")];
+
+    /// The type `hv,device = word` names.
+    pub fn from_word(word: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(_, w)| *w == word).map(|(t, _)| *t)
+    }
+
+    pub fn word(self) -> &'static str {
+        Self::ALL.iter().find(|(t, _)| *t == self).map_or("?", |(_, w)| w)
+    }
+
+    /// The virtio device ID (virtio 1.x, "Device Types").
+    pub const fn virtio_id(self) -> u32 {
+        match self {
+            Self::Block => 2,
+            Self::Console => 3,
+        }
+    }
+
+    /// The type of virtio device ID `id`.
+    pub const fn from_virtio_id(id: u32) -> Option<Self> {
+        match id {
+            2 => Some(Self::Block),
+            3 => Some(Self::Console),
+            _ => None,
+        }
+    }
+}
+
+/// What a backend function says about its client, fixed at boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkInfo {
+    pub ram_base: u64,
+    pub ram_size: u64,
+    pub name: [u8; NAME_LEN],
+    /// The client's devices on this link, in `REQ_DEVICE` order.
+    pub devices: [Option<DeviceType>; MAX_DEVICES],
+}
+
+impl LinkInfo {
+    pub fn count(&self) -> u32 {
+        self.devices.iter().filter(|d| d.is_some()).count() as u32
+    }
 }
 
 /// `REQ_ACCESS` bit 8: the request is a write.
@@ -208,25 +302,80 @@ pub struct Completion {
     pub value: u64,
 }
 
+/// What a write to the backend registers changed, for the hypervisor to
+/// carry out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Effect {
+    /// A request completed: resume its vCPU with this.
+    pub completion: Option<Completion>,
+    /// `IRQ_LEVEL` was written: the client's lines are now these.
+    pub lines: Option<u32>,
+}
+
 /// The backend function's registers, over one client's [`Queue`].
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct BackendModel {
     pub queue: Queue,
+    pub info: LinkInfo,
     response: u64,
     completed: u32,
+    irq_level: u32,
+    events: u32,
+    client: crate::control::VmState,
 }
 
 impl BackendModel {
-    pub const fn new() -> Self {
-        Self { queue: Queue::new(), response: 0, completed: 0 }
+    pub const fn new(info: LinkInfo) -> Self {
+        Self {
+            queue: Queue::new(),
+            info,
+            response: 0,
+            completed: 0,
+            irq_level: 0,
+            events: 0,
+            client: crate::control::VmState::Off,
+        }
+    }
+
+    /// Whether the function's interrupt source is active.
+    pub fn level(&self) -> bool {
+        !self.queue.is_empty() || self.events != 0
+    }
+
+    /// The client's lines (`IRQ_LEVEL`).
+    pub const fn lines(&self) -> u32 {
+        self.irq_level
+    }
+
+    /// The client changed state: a start or a stop puts its devices back
+    /// in their reset state, which the backend learns from `EVENTS`; its
+    /// lines drop and its requests go (nobody waits for them).
+    pub fn client_changed(&mut self, state: crate::control::VmState) {
+        use crate::control::VmState;
+        let was = self.client;
+        self.client = state;
+        if was != state && matches!(state, VmState::Running | VmState::Off) {
+            self.events |= EVENT_CLIENT_RESET;
+            self.irq_level = 0;
+            let _ = self.queue.drain().count();
+        }
     }
 
     /// A read of `size` bytes at `offset`.
     pub fn read(&self, offset: u64, size: u8) -> u64 {
         let front = self.queue.front();
+        let info = &self.info;
         let (register, width, value) = match offset & !3 {
             reg::REQ_VALUE | 0x1c => (reg::REQ_VALUE, 8, front.map_or(0, |r| r.access.value)),
             reg::RESPONSE | 0x24 => (reg::RESPONSE, 8, self.response),
+            reg::CLIENT_RAM_BASE | 0x44 => (reg::CLIENT_RAM_BASE, 8, info.ram_base),
+            reg::CLIENT_RAM_SIZE | 0x4c => (reg::CLIENT_RAM_SIZE, 8, info.ram_size),
+            o @ reg::CLIENT_NAME..0x60 => {
+                let at = o.saturating_sub(reg::CLIENT_NAME) as usize;
+                let bytes = info.name.get(at..at.saturating_add(4)).unwrap_or_default();
+                let word = bytes.iter().rev().fold(0u64, |w, &b| (w << 8) | u64::from(b));
+                (o, 4, word)
+            }
             o => {
                 let value = match o {
                     reg::ID => ID_VALUE,
@@ -236,6 +385,14 @@ impl BackendModel {
                     reg::REQ_OFFSET => front.map_or(0, |r| u32::from(r.access.offset)),
                     reg::REQ_ACCESS => front.map_or(0, |r| r.access.access_word()),
                     reg::COMPLETED => self.completed,
+                    reg::DEVICES => info.count(),
+                    reg::CLIENT_STATE => self.client as u32,
+                    reg::IRQ_LEVEL => self.irq_level,
+                    reg::EVENTS => self.events,
+                    o if o >= reg::DEVICE_TYPE => {
+                        let n = (o.saturating_sub(reg::DEVICE_TYPE) / 4) as usize;
+                        info.devices.get(n).copied().flatten().map_or(0, DeviceType::virtio_id)
+                    }
                     _ => 0,
                 };
                 (o, 4, u64::from(value))
@@ -249,8 +406,9 @@ impl BackendModel {
         value.checked_shr(8u32.saturating_mul(within as u32)).unwrap_or(0) & mask
     }
 
-    /// A write; returns the request it completed, with its value.
-    pub fn write(&mut self, offset: u64, size: u8, value: u64) -> Option<Completion> {
+    /// A write (32-bit, or 64-bit to `RESPONSE`).
+    pub fn write(&mut self, offset: u64, size: u8, value: u64) -> Effect {
+        let mut effect = Effect::default();
         match (offset, size) {
             (reg::RESPONSE, 8) => self.response = value,
             (reg::RESPONSE, 4) => {
@@ -258,14 +416,22 @@ impl BackendModel {
             }
             (0x24, 4) => self.response = (self.response & u64::from(u32::MAX)) | (value << 32),
             (reg::COMPLETE, 4) => {
-                let request = self.queue.complete(value as u32)?;
-                self.completed = self.completed.wrapping_add(1);
-                let value = if request.access.write { 0 } else { request.access.cut(self.response) };
-                return Some(Completion { request, value });
+                if let Some(request) = self.queue.complete(value as u32) {
+                    self.completed = self.completed.wrapping_add(1);
+                    let value = if request.access.write { 0 } else { request.access.cut(self.response) };
+                    effect.completion = Some(Completion { request, value });
+                }
             }
+            (reg::IRQ_LEVEL, 4) => {
+                // Only the lines of devices the client has.
+                let valid = (1u32 << self.info.count().min(31)).saturating_sub(1);
+                self.irq_level = value as u32 & valid;
+                effect.lines = Some(self.irq_level);
+            }
+            (reg::EVENTS, 4) => self.events &= !(value as u32),
             _ => {}
         }
-        None
+        effect
     }
 }
 
@@ -282,22 +448,65 @@ pub mod virtio {
     pub const STATUS_NEEDS_RESET: u32 = 0x40;
 }
 
-/// What a client reads at `offset` of a device of type `device_id` while
-/// no service VM serves it: the identification registers (so the device
-/// is still what its device tree says), a status that says the device
-/// needs a reset, and 0 elsewhere (a configuration space of zeros: a
-/// block device of no sectors). Writes are dropped.
-pub fn fallback_read(device_id: u32, vendor_id: u32, access: &Access) -> u64 {
-    let value = match access.offset & !3 {
-        virtio::MAGIC_VALUE => virtio::MAGIC,
-        virtio::VERSION => 2,
-        virtio::DEVICE_ID => device_id,
-        virtio::VENDOR_ID => vendor_id,
-        virtio::STATUS => virtio::STATUS_NEEDS_RESET,
-        _ => 0,
-    };
-    let shift = 8u32.saturating_mul(u32::from(access.offset & 3));
-    access.cut(u64::from(value).checked_shr(shift).unwrap_or(0))
+/// `InterruptStatus` bit 1: the configuration changed.
+pub const INT_CONFIG: u32 = 2;
+
+/// A client's device while no service VM serves it: it is still what its
+/// device tree says (the identification registers), its status says it
+/// needs a reset, and its configuration space is zeros (a block device of
+/// no sectors). Losing its service raises the configuration-change
+/// interrupt once, so that the client's driver reads the configuration
+/// again (a block device's capacity, now 0) instead of waiting: its I/O
+/// then fails. Every other write is dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fallback {
+    pub device: DeviceType,
+    /// `InterruptStatus`.
+    pub interrupt: u32,
+}
+
+/// `virtio,mmio` interrupt registers.
+const INTERRUPT_STATUS: u16 = 0x060;
+const INTERRUPT_ACK: u16 = 0x064;
+/// The vendor ID a fallback device reports ("HV" and the project's mark).
+pub const FALLBACK_VENDOR: u32 = 0x4856_0001;
+
+impl Fallback {
+    /// The device just lost its service.
+    pub const fn lost(device: DeviceType) -> Self {
+        Self { device, interrupt: INT_CONFIG }
+    }
+
+    /// Whether its interrupt line is asserted.
+    pub const fn level(&self) -> bool {
+        self.interrupt != 0
+    }
+
+    /// What `access` (a read) returns.
+    pub fn read(&self, access: &Access) -> u64 {
+        let value = match access.offset & !3 {
+            virtio::MAGIC_VALUE => virtio::MAGIC,
+            virtio::VERSION => 2,
+            virtio::DEVICE_ID => self.device.virtio_id(),
+            virtio::VENDOR_ID => FALLBACK_VENDOR,
+            virtio::STATUS => virtio::STATUS_NEEDS_RESET,
+            INTERRUPT_STATUS => self.interrupt,
+            _ => 0,
+        };
+        let shift = 8u32.saturating_mul(u32::from(access.offset & 3));
+        access.cut(u64::from(value).checked_shr(shift).unwrap_or(0))
+    }
+
+    /// `access` (a write): only `InterruptACK` does anything. Returns
+    /// whether the line changed.
+    pub fn write(&mut self, access: &Access) -> bool {
+        if access.offset != INTERRUPT_ACK || access.size != 4 {
+            return false;
+        }
+        let was = self.level();
+        self.interrupt &= !(access.value as u32);
+        was != self.level()
+    }
 }
 
 #[cfg(test)]
