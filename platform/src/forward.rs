@@ -94,8 +94,9 @@ pub const CLASS: u32 = 0x08_80_00;
 pub const REGS_SIZE: u64 = 4096;
 
 /// The virtio device types a client can be given.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DeviceType {
+    #[default]
     Block,
     Console,
 }

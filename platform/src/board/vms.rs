@@ -28,7 +28,11 @@
 //!
 //! plus Xen-style module subnodes (`compatible = "multiboot,kernel"` or
 //! `"multiboot,ramdisk"`, one `reg` pair) for images a loader placed in
-//! memory.
+//! memory, and forwarded virtio devices: subnodes with `compatible =
+//! "hv,virtio-mmio"`, `hv,device` (`"block"` or `"console"`) and
+//! `hv,backend` (the name of the VM that serves it, not the VM itself):
+//! the VM sees a `virtio,mmio` device whose register accesses the service
+//! VM answers (`crate::forward`, `docs/service-vm.md`).
 //!
 //! Like the rest of [`crate::board`], this parses hostile input: nothing
 //! panics, and every rejection is a [`VmError`] whose message is one line
@@ -59,6 +63,10 @@ pub const COMPATIBLE: &str = "hv,vm";
 pub const MULTIBOOT_KERNEL: &str = "multiboot,kernel";
 /// `compatible` of a module subnode holding the VM's initrd.
 pub const MULTIBOOT_RAMDISK: &str = "multiboot,ramdisk";
+/// `compatible` of a forwarded virtio device subnode.
+pub const VIRTIO_MMIO: &str = "hv,virtio-mmio";
+/// Most forwarded virtio devices of one VM.
+pub const MAX_VIRTIO: usize = crate::forward::MAX_DEVICES;
 /// Most VMs a description holds.
 pub const MAX_VMS: usize = 8;
 /// Most `hv,devices` entries of one VM.
@@ -166,6 +174,21 @@ pub struct VmDesc<'a> {
     /// [`MIN_TIME_SLICE_US`] to [`MAX_TIME_SLICE_US`] (default
     /// [`DEFAULT_TIME_SLICE_US`]).
     pub time_slice_us: u32,
+    /// Its `hv,virtio-mmio` subnodes, in node order (a device's index is
+    /// its place here).
+    pub virtio: List<VirtioDesc<'a>, MAX_VIRTIO>,
+}
+
+/// A forwarded virtio device of a VM: an `hv,virtio-mmio` subnode.
+/// (`Default` is the empty value fixed-capacity lists need.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VirtioDesc<'a> {
+    /// The subnode's name.
+    pub node: &'a str,
+    /// `hv,device`.
+    pub device: crate::forward::DeviceType,
+    /// `hv,backend`: the VM that serves it (another VM of the description).
+    pub backend: &'a str,
 }
 
 impl VmDesc<'_> {
@@ -327,8 +350,13 @@ pub enum VmError<'a> {
     /// A property appears twice in one node.
     PropertyGivenTwice { vm: &'a str, node: &'a str, property: &'a str },
     /// A subnode that is not a `multiboot,kernel`/`multiboot,ramdisk`
-    /// module.
+    /// module or an `hv,virtio-mmio` device.
     UnknownSubnode { vm: &'a str, node: &'a str },
+    /// An `hv,virtio-mmio` subnode's property is missing or wrong.
+    BadVirtio { vm: &'a str, node: &'a str, reason: &'static str },
+    /// An `hv,virtio-mmio` subnode's `hv,backend` names no VM of the
+    /// description, or the VM itself.
+    BadBackend { vm: &'a str, node: &'a str, backend: &'a str },
     /// `cpus = <0>`.
     NoCpus { vm: &'a str },
     /// `memory` is zero or not a multiple of [`MEMORY_ALIGN_KIB`].
@@ -436,6 +464,8 @@ impl<'a> VmError<'a> {
             | Self::UnknownProperty { vm, .. }
             | Self::PropertyGivenTwice { vm, .. }
             | Self::UnknownSubnode { vm, .. }
+            | Self::BadVirtio { vm, .. }
+            | Self::BadBackend { vm, .. }
             | Self::NoCpus { vm }
             | Self::BadMemory { vm, .. }
             | Self::MemoryTooLarge { vm, .. }
@@ -492,9 +522,18 @@ impl fmt::Display for VmError<'_> {
             }
             Self::UnknownSubnode { node, .. } => write!(
                 f,
-                "subnode {} is not a module (compatible {MULTIBOOT_KERNEL} or {MULTIBOOT_RAMDISK})",
+                "subnode {} is not a module (compatible {MULTIBOOT_KERNEL} or {MULTIBOOT_RAMDISK}) \
+                 or a virtio device (compatible {VIRTIO_MMIO})",
                 Quoted(node)
             ),
+            Self::BadVirtio { node, reason, .. } => write!(f, "virtio device {}: {reason}", Quoted(node)),
+            Self::BadBackend { vm, node, backend } => {
+                if vm == backend {
+                    write!(f, "virtio device {}: hv,backend names the VM itself", Quoted(node))
+                } else {
+                    write!(f, "virtio device {}: hv,backend {} names no VM", Quoted(node), Quoted(backend))
+                }
+            }
             Self::NoCpus { .. } => write!(f, "cpus = 0, but a VM needs at least 1 vCPU"),
             Self::BadMemory { kib, .. } => {
                 write!(f, "memory = {kib} KiB, but must be a non-zero multiple of {MEMORY_ALIGN_KIB} KiB (2 MiB)")
@@ -593,6 +632,14 @@ pub fn parse(dtb: &[u8]) -> Result<VmDescs<'_>, VmError<'_>> {
         let vm = parse_vm(&dtb, &node)?;
         check_against_earlier(&vm, &vms)?;
         vms.push(vm).map_err(|_| VmError::TooManyVms { vm: node.name })?;
+    }
+    // Every device is served by another VM of the description.
+    for vm in vms.iter() {
+        for v in vm.virtio.iter() {
+            if v.backend == vm.name || !vms.iter().any(|other| other.name == v.backend) {
+                return Err(VmError::BadBackend { vm: vm.name, node: v.node, backend: v.backend });
+            }
+        }
     }
     Ok(VmDescs { vms })
 }
@@ -848,6 +895,15 @@ fn parse_vm<'a>(dtb: &Dtb<'a>, node: &Node<'a>) -> Result<VmDesc<'a>, VmError<'a
         let (what, found, from) = match dtb.prop(&child, "compatible") {
             Some(c) if compatible_with(c, &[MULTIBOOT_KERNEL]) => ("kernel", &mut kernel, "multiboot,kernel"),
             Some(c) if compatible_with(c, &[MULTIBOOT_RAMDISK]) => ("initrd", &mut initrd, "multiboot,ramdisk"),
+            Some(c) if compatible_with(c, &[VIRTIO_MMIO]) => {
+                let device = virtio(dtb, &child, who)?;
+                vm.virtio.push(device).map_err(|_| VmError::TooManyItems {
+                    vm: who,
+                    property: "hv,virtio-mmio subnodes",
+                    capacity: MAX_VIRTIO,
+                })?;
+                continue;
+            }
             _ => return Err(VmError::UnknownSubnode { vm: who, node: child.name }),
         };
         let region = module(dtb, &child, who)?;
@@ -867,6 +923,34 @@ fn parse_vm<'a>(dtb: &Dtb<'a>, node: &Node<'a>) -> Result<VmDesc<'a>, VmError<'a
     }
     vm.initrd = initrd.image;
     Ok(vm)
+}
+
+/// An `hv,virtio-mmio` subnode.
+fn virtio<'a>(dtb: &Dtb<'a>, node: &Node<'a>, vm: &'a str) -> Result<VirtioDesc<'a>, VmError<'a>> {
+    let bad = |reason| VmError::BadVirtio { vm, node: node.name, reason };
+    let (mut device, mut backend) = (None, None);
+    for (index, (prop, value)) in dtb.props(node).enumerate() {
+        if repeated(dtb, node, index, prop) {
+            return Err(VmError::PropertyGivenTwice { vm, node: node.name, property: prop });
+        }
+        match prop {
+            "hv,device" => {
+                let word = string(vm, "hv,device", value)?;
+                device = Some(
+                    crate::forward::DeviceType::from_word(word)
+                        .ok_or(bad("hv,device must be \"block\" or \"console\""))?,
+                );
+            }
+            "hv,backend" => backend = Some(string(vm, "hv,backend", value)?),
+            p if STANDARD.contains(&p) => {}
+            _ => return Err(VmError::UnknownProperty { vm, node: node.name, property: prop }),
+        }
+    }
+    Ok(VirtioDesc {
+        node: node.name,
+        device: device.ok_or(bad("hv,device is missing (\"block\" or \"console\")"))?,
+        backend: backend.ok_or(bad("hv,backend is missing (the name of the VM that serves the device)"))?,
+    })
 }
 
 /// The region of a module subnode: one `reg` pair in the VM node's

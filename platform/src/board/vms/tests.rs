@@ -238,6 +238,7 @@ fn full_description() {
             weight: 512,
             latency_sensitive: true,
             time_slice_us: 2500,
+            virtio: List::new(),
         }
     );
     assert_eq!(vms[0].memory_kib(), 512 * 1024);
@@ -260,6 +261,7 @@ fn full_description() {
             weight: 1,
             latency_sensitive: false,
             time_slice_us: DEFAULT_TIME_SLICE_US,
+            virtio: List::new(),
         }
     );
     assert_eq!(vms.by_name("stub_1"), Some(&vms[1]));
@@ -293,6 +295,7 @@ fn defaults() {
             weight: DEFAULT_WEIGHT,
             latency_sensitive: false,
             time_slice_us: DEFAULT_TIME_SLICE_US,
+            virtio: List::new(),
         }
     );
     assert_eq!(DEFAULT_WEIGHT, 256);
@@ -730,16 +733,87 @@ fn error_property_given_twice() {
 #[test]
 fn error_unknown_subnode() {
     let base = || vm("vm@0", "a", 1, 2048);
-    let expected =
-        "VM \"a\": subnode \"passthrough\" is not a module (compatible multiboot,kernel or multiboot,ramdisk)";
+    let expected = "VM \"a\": subnode \"passthrough\" is not a module (compatible multiboot,kernel or \
+                    multiboot,ramdisk) or a virtio device (compatible hv,virtio-mmio)";
     assert_eq!(err_of(base().c(n("passthrough"))), expected);
     let dt = n("dt").p("compatible", s("multiboot,device-tree")).p("reg", c(&[0, 0, 1]));
-    assert_eq!(
-        err_of(base().c(dt)),
-        "VM \"a\": subnode \"dt\" is not a module (compatible multiboot,kernel or multiboot,ramdisk)"
-    );
+    assert!(err_of(base().c(dt)).starts_with("VM \"a\": subnode \"dt\" is not a module"));
     let d = tree(vec![base().c(n("x"))]);
     assert_eq!(parse(&d), Err(VmError::UnknownSubnode { vm: "a", node: "x" }));
+}
+
+fn virtio_node(name: &str, device: &str, backend: &str) -> N {
+    n(name).p("compatible", s("hv,virtio-mmio")).p("hv,device", s(device)).p("hv,backend", s(backend))
+}
+
+#[test]
+fn virtio_devices() {
+    use crate::forward::DeviceType;
+    let client = vm("vm@1", "client", 1, 2048)
+        .c(virtio_node("disk", "block", "svc"))
+        .c(virtio_node("con", "console", "svc"))
+        .c(virtio_node("disk2", "block", "other"));
+    let d = tree(vec![vm("vm@0", "svc", 1, 2048), client, vm("vm@2", "other", 1, 2048)]);
+    let vms = ok(&d);
+    let v = vms[1].virtio.as_slice();
+    assert_eq!(v.len(), 3);
+    assert_eq!((v[0].node, v[0].device, v[0].backend), ("disk", DeviceType::Block, "svc"));
+    assert_eq!((v[1].device, v[2].backend), (DeviceType::Console, "other"));
+    assert!(vms[0].virtio.is_empty());
+    // The most a VM can have.
+    let mut many = vm("vm@1", "client", 1, 2048);
+    for i in 0..MAX_VIRTIO {
+        many = many.c(virtio_node(&format!("v{i}"), "console", "svc"));
+    }
+    let d = tree(vec![vm("vm@0", "svc", 1, 2048), many.clone()]);
+    assert_eq!(ok(&d)[1].virtio.len(), MAX_VIRTIO);
+    let d = tree(vec![vm("vm@0", "svc", 1, 2048), many.c(virtio_node("last", "block", "svc"))]);
+    assert_eq!(
+        parse(&d).map_err(|e| e.to_string()),
+        Err("VM \"client\": hv,virtio-mmio subnodes has more than 8 entries, the most this firmware holds".into())
+    );
+}
+
+#[test]
+fn error_virtio_devices() {
+    let with = |device: N| {
+        let d = tree(vec![vm("vm@0", "svc", 1, 2048), vm("vm@1", "c", 1, 2048).c(device)]);
+        parse(&d).map(|_| ()).map_err(|e| e.to_string())
+    };
+    let err = |device: N| with(device).unwrap_err();
+    assert_eq!(
+        err(virtio_node("d", "net", "svc")),
+        "VM \"c\": virtio device \"d\": hv,device must be \"block\" or \"console\""
+    );
+    assert_eq!(
+        err(n("d").p("compatible", s("hv,virtio-mmio")).p("hv,backend", s("svc"))),
+        "VM \"c\": virtio device \"d\": hv,device is missing (\"block\" or \"console\")"
+    );
+    assert_eq!(
+        err(n("d").p("compatible", s("hv,virtio-mmio")).p("hv,device", s("block"))),
+        "VM \"c\": virtio device \"d\": hv,backend is missing (the name of the VM that serves the device)"
+    );
+    assert_eq!(
+        err(virtio_node("d", "block", "nobody")),
+        "VM \"c\": virtio device \"d\": hv,backend \"nobody\" names no VM"
+    );
+    assert_eq!(err(virtio_node("d", "block", "c")), "VM \"c\": virtio device \"d\": hv,backend names the VM itself");
+    assert_eq!(
+        err(virtio_node("d", "block", "svc").p("reg", c(&[0, 0, 1]))),
+        "VM \"c\": node \"d\" has property \"reg\", which the VM binding does not know"
+    );
+    assert_eq!(
+        err(virtio_node("d", "block", "svc").p("hv,device", s("block"))),
+        "VM \"c\": node \"d\" has property \"hv,device\" twice"
+    );
+    assert_eq!(err(virtio_node("d", "block", "svc").p("hv,x", flag())).contains("hv,x"), true);
+    assert_eq!(
+        err(n("d").p("compatible", s("hv,virtio-mmio")).p("hv,device", c(&[2])).p("hv,backend", s("svc"))),
+        "VM \"c\": hv,device is not one NUL-terminated UTF-8 string"
+    );
+    // A backend described after its client is found.
+    let d = tree(vec![vm("vm@1", "c", 1, 2048).c(virtio_node("d", "block", "svc")), vm("vm@0", "svc", 1, 2048)]);
+    assert!(parse(&d).is_ok());
 }
 
 #[test]
