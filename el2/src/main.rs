@@ -202,6 +202,8 @@ fn boot() -> Result<Infallible, BootError> {
             autostart: true,
             portals: Vec::new(),
             manager: false,
+            virtio: Vec::new(),
+            backends: Vec::new(),
         }]
     } else {
         // SAFETY: as in `boot::vms::source`: the reserved host DTB.
@@ -254,6 +256,7 @@ fn boot() -> Result<Infallible, BootError> {
             built.push(vm::portal::Portal::new(index as u8, String::from(p.name), ends, memory, p.ops));
         }
         vm::portal::install(built);
+        vm::forward::install(links(&descs, &mut configs));
         configs
     };
 
@@ -305,6 +308,47 @@ fn boot() -> Result<Infallible, BootError> {
     }
     vm::console::start_input();
     vm::vcpu::idle_here()
+}
+
+/// The links of forwarded virtio devices: one per (client, service VM)
+/// pair, in client order, each device numbered on its link in the
+/// client's node order; the configs learn their devices and backend
+/// functions.
+fn links(descs: &platform::board::vms::VmDescs, configs: &mut [vm::build::Config]) -> Vec<vm::forward::Link> {
+    let mut links = Vec::new();
+    for (client, desc) in descs.iter().enumerate() {
+        // The services in order of their first device.
+        let mut services: Vec<&str> = Vec::new();
+        for v in desc.virtio.iter() {
+            if !services.contains(&v.backend) {
+                services.push(v.backend);
+            }
+        }
+        for name in services {
+            // parse() checked that every backend names another VM.
+            let Some(service) = descs.iter().position(|d| d.name == name) else { continue };
+            let kinds: Vec<_> = desc.virtio.iter().filter(|v| v.backend == name).map(|v| v.device).collect();
+            let Some(ram) = configs.get(client).map(|c| c.ram) else { continue };
+            let l = links.len();
+            for (index, &kind) in kinds.iter().enumerate() {
+                if let Some(c) = configs.get_mut(client) {
+                    c.virtio.push((l, index as u8, kind));
+                }
+            }
+            if let Some(c) = configs.get_mut(service) {
+                c.backends.push((l, ram));
+            }
+            log::info!(
+                "virtio: VM {} serves {} device(s) of VM {} ({})",
+                name,
+                kinds.len(),
+                desc.name,
+                kinds.iter().map(|k| k.word()).collect::<Vec<_>>().join(", ")
+            );
+            links.push(vm::forward::Link::new(client, service, vm::forward::link_info(desc.name, ram, &kinds)));
+        }
+    }
+    links
 }
 
 /// The VMs a description gives: each on the CPUs its placement says, with
@@ -365,6 +409,8 @@ fn vm_configs(
             autostart: desc.autostart,
             portals: Vec::new(),
             manager: desc.manager,
+            virtio: Vec::new(),
+            backends: Vec::new(),
         });
         pci_given |= wants_pci;
     }

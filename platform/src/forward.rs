@@ -89,7 +89,7 @@ pub const NAME_LEN: usize = crate::control::NAME_LEN;
 /// peripheral, other).
 pub const VENDOR_ID: u16 = crate::portal::VENDOR_ID;
 pub const DEVICE_ID: u16 = 0x7a13;
-pub const CLASS: u32 = 0x08_80_00;
+pub const CLASS: crate::pci::config::ClassCode = crate::pci::config::ClassCode::OTHER_SYSTEM_PERIPHERAL;
 /// Its registers: one page.
 pub const REGS_SIZE: u64 = 4096;
 

@@ -157,6 +157,7 @@ fn guest_sync(frame: &mut TrapFrame, esr: Esr) {
             let ipa = platform::mmio::fault_ipa(HPFAR_EL2.get(), far);
             match crate::vm::mmio::handle(frame, esr, ipa) {
                 crate::vm::mmio::Handled::Emulated => frame.elr += 4,
+                crate::vm::mmio::Handled::Deferred => {}
                 crate::vm::mmio::Handled::Abort(fault) => {
                     let syndrome = crate::vm::mmio::guest_abort(frame, esr, fault);
                     guest::inject_sync(frame, syndrome, far);

@@ -10,11 +10,13 @@
 //! functions, whose register windows are passed through, every VM that is
 //! an end of a portal, and a manager); the window of the hypervisor's own
 //! functions after that (each portal's shared memory in a 16 MiB slot,
-//! then a register page per function: [`crate::vm::vpci`]); the
-//! console at the host UART's address, passed through (the VM that owns
-//! the machine) or emulated. Nothing else is mapped.
+//! then a register page per function: [`crate::vm::vpci`]); its
+//! forwarded virtio devices' register windows after that
+//! ([`crate::vm::forward`]); the console at the host UART's address,
+//! passed through (the VM that owns the machine) or emulated. Nothing else
+//! is mapped.
 
-use crate::vm::{guest, linux, mmio, portal, vcpu, vgic, vpci, Console, PowerState, Vcpu, Vm};
+use crate::vm::{forward, guest, linux, mmio, portal, vcpu, vgic, vpci, Console, PowerState, Vcpu, Vm};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU8};
@@ -60,6 +62,11 @@ pub struct Config {
     pub portals: Vec<(usize, usize)>,
     /// `hv,manager`: it gets the VM control function.
     pub manager: bool,
+    /// Its forwarded virtio devices: (link, number on the link, type).
+    pub virtio: Vec<(usize, u8, platform::forward::DeviceType)>,
+    /// The links it serves (a backend function each), with their
+    /// client's RAM.
+    pub backends: Vec<(usize, MemRegion)>,
 }
 
 /// The host's PCI view, through the monitor's ECAM model: at most one VM
@@ -98,7 +105,8 @@ pub enum BuildError {
     Guest(guest::GuestError),
     /// A VM named for a QEMU `-kernel` that QEMU was not given.
     NoKernel,
-    /// No virtual SPI left for a portal's interrupt.
+    /// No virtual SPI left for a portal's, a backend function's or a
+    /// virtio device's interrupt.
     NoInterrupt,
 }
 
@@ -110,7 +118,7 @@ impl core::fmt::Display for BuildError {
             Self::Linux(e) => write!(f, "{e}"),
             Self::Guest(e) => write!(f, "{e}"),
             Self::NoKernel => write!(f, "no kernel"),
-            Self::NoInterrupt => write!(f, "no interrupt number left for its portals"),
+            Self::NoInterrupt => write!(f, "no interrupt number left for its portals and virtio devices"),
         }
     }
 }
@@ -159,16 +167,20 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
     let test_device = matches!(config.kernel, Kernel::GuestStub)
         .then(|| MemRegion::new(config.ram.end() + TEST_DEVICE_GAP, platform::abi::test_mmio::SIZE));
     let after = test_device.map_or(config.ram.end(), |t| t.end());
-    let own_functions = config.portals.len() + usize::from(config.manager);
+    let own_functions = config.portals.len() + config.backends.len() + usize::from(config.manager);
     let has_bridge = pci.is_some() || own_functions > 0;
     let ecam = has_bridge
         .then(|| MemRegion::new(after.next_multiple_of(vm_ecam::BUS_SIZE), vm_ecam::BUSES * vm_ecam::BUS_SIZE));
     // The portals: a slot of the window and a virtual SPI each, the SPIs
     // the lowest its other devices leave free.
-    let window = (own_functions > 0).then(|| {
-        let base = ecam.map_or(after, |e| e.end()).next_multiple_of(vpci::BAR2_SLOT);
-        vpci::Window::new(base, config.portals.len(), own_functions)
-    });
+    let bar2_sizes: Vec<u64> = config.backends.iter().map(|&(_, ram)| ram.size.next_power_of_two()).collect();
+    let (window, backend_slots) = if own_functions > 0 {
+        let base = ecam.map_or(after, |e| e.end()).next_multiple_of(vpci::Window::alignment(&bar2_sizes));
+        let (w, slots) = vpci::Window::new(base, &bar2_sizes, config.portals.len(), own_functions);
+        (Some(w), slots)
+    } else {
+        (None, Vec::new())
+    };
     let mut used: Vec<u32> = config.spis.iter().copied().chain(console_irq).collect();
     used.extend(pci.iter().flat_map(|p| p.interrupts.iter().map(|i| i.intid)));
     let mut free = (platform::vgic::SPI_BASE..u32::from(u8::MAX)).filter(|i| !used.contains(i));
@@ -185,7 +197,23 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
             }),
         });
     }
-    let highest_spi = highest_spi.max(portal_ends.iter().map(|e| e.intid).max());
+    let mut backends = Vec::new();
+    for (&(link, _), &bar2) in config.backends.iter().zip(&backend_slots) {
+        let Some(intid) = free.next() else { return Err(BuildError::NoInterrupt) };
+        backends.push(vpci::Backend { link, intid, bar2 });
+    }
+    // The forwarded virtio devices: a window each after everything else.
+    let virtio_base = window.map(|w| w.whole().end()).or(ecam.map(|e| e.end())).unwrap_or(after).next_multiple_of(4096);
+    let mut virtio = Vec::new();
+    for (k, &(link, index, kind)) in config.virtio.iter().enumerate() {
+        let Some(intid) = free.next() else { return Err(BuildError::NoInterrupt) };
+        let window = MemRegion::new(virtio_base + forward::WINDOW_STRIDE * k as u64, forward::WINDOW_STRIDE);
+        virtio.push(forward::Device { link, index, kind, window, intid });
+    }
+    let highest_spi = highest_spi
+        .max(portal_ends.iter().map(|e| e.intid).max())
+        .max(backends.iter().map(|b| b.intid).max())
+        .max(virtio.iter().map(|d| d.intid).max());
     let uart = board.console;
     let console_window = uart.map(|u| MemRegion::new(u.base, u.size));
     let mut passthrough: Vec<MemRegion> = Vec::new();
@@ -196,12 +224,21 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
         passthrough.extend(pci.bars.iter().copied());
     }
     let (model, gic) = vgic::model(board, &vcpus, highest_spi);
-    let ipa_end = window.map(|w| w.whole()).or(ecam).or(test_device).map_or(config.ram.end(), |w| w.end());
+    let ipa_end = virtio
+        .last()
+        .map(|d| d.window)
+        .or(window.map(|w| w.whole()))
+        .or(ecam)
+        .or(test_device)
+        .map_or(config.ram.end(), |w| w.end());
     let mut stage2 = crate::mm::stage2::Stage2::new(config.ram, &passthrough, ipa_end).map_err(BuildError::Stage2)?;
     for e in &portal_ends {
         if let Some(portal) = portal::all().get(e.portal) {
             stage2.map_ram(e.memory.base, portal.memory.base, portal.memory.size).map_err(BuildError::Stage2)?;
         }
+    }
+    for (b, &(_, client_ram)) in backends.iter().zip(&config.backends) {
+        stage2.map_ram(b.bar2.base, client_ram.base, client_ram.size).map_err(BuildError::Stage2)?;
     }
     let label = if config.owns_machine { String::new() } else { alloc::format!("VM {}: ", config.name) };
     let (ipa_bits, root_level) = stage2.shape();
@@ -222,6 +259,19 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
             e.memory,
             e.intid
         );
+    }
+    for (j, b) in backends.iter().enumerate() {
+        let client = forward::all().get(b.link).map_or(usize::MAX, |l| l.client);
+        log::info!(
+            "{label}backend function for VM {client}'s virtio devices: PCI 00:{:02x}.0, registers at IPA {:#x}, its RAM at IPA {}, INTID {}",
+            usize::from(vpci::FIRST_DEVICE) + config.portals.len() + j,
+            window.map_or(0, |w| w.regs_of(config.portals.len() + j).base),
+            b.bar2,
+            b.intid
+        );
+    }
+    for d in &virtio {
+        log::info!("{label}virtio {} device {}: window {}, INTID {}", d.kind.word(), d.index, d.window, d.intid);
     }
     let mut spis = config.spis;
     if config.console == Console::Passthrough {
@@ -246,10 +296,12 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
         spis,
         pci: Once::new(),
         functions: Mutex::new(match &window {
-            Some(w) => vpci::Functions::new(&portal_ends, config.manager, w),
-            None => vpci::Functions::new(&[], false, &vpci::Window::new(0, 0, 0)),
+            Some(w) => vpci::Functions::new(&portal_ends, &backends, config.manager, w),
+            None => vpci::Functions::new(&[], &[], false, &vpci::Window::new(0, &[], 0, 0).0),
         }),
         portal_ends,
+        backends,
+        virtio,
         manager: config.manager,
         control: config.manager.then(|| Mutex::new(platform::control::ControlModel::new())),
         console: config.console,
@@ -291,10 +343,11 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
         mmio::add_device(&vm, w.regs.base, w.regs.size, alloc::boxed::Box::new(registers))
             .map_err(|err| BuildError::Device("the registers of the hypervisor's PCI functions", err))?;
         if config.manager {
-            let at = w.regs_of(config.portals.len()).base;
+            let k = config.portals.len() + config.backends.len();
+            let at = w.regs_of(k).base;
             log::info!(
                 "{label}VM control function: PCI 00:{:02x}.0, registers at IPA {at:#x}",
-                usize::from(vpci::FIRST_DEVICE) + config.portals.len()
+                usize::from(vpci::FIRST_DEVICE) + k
             );
         }
     }
@@ -324,12 +377,15 @@ pub fn load(vm: &Vm) -> Result<Option<Entry>, BuildError> {
         .map_or(&[][..], |p| p.interrupts.as_slice())
         .iter()
         .copied()
-        .chain(vm.portal_ends.iter().enumerate().map(|(k, e)| vm_ecam::Intx {
-            device: vpci::FIRST_DEVICE + k as u8,
-            pin: platform::pci::config::Intx::INTA,
-            intid: e.intid,
-        }))
+        .chain(vm.portal_ends.iter().map(|e| e.intid).chain(vm.backends.iter().map(|b| b.intid)).enumerate().map(
+            |(k, intid)| vm_ecam::Intx {
+                device: vpci::FIRST_DEVICE + k as u8,
+                pin: platform::pci::config::Intx::INTA,
+                intid,
+            },
+        ))
         .collect();
+    let virtio: Vec<(MemRegion, u32)> = vm.virtio.iter().map(|d| (d.window, d.intid)).collect();
     let mut hardware = guest::Hardware {
         ram: vm.ram,
         console: recipe.console.map(|(u, _)| u),
@@ -342,6 +398,7 @@ pub fn load(vm: &Vm) -> Result<Option<Entry>, BuildError> {
         console_irq: recipe.console.and_then(|(_, irq)| irq),
         initrd: None,
         pci_interrupts: &interrupts,
+        virtio: &virtio,
         probe_holes: &[],
         starts: None,
     };

@@ -84,6 +84,8 @@ pub struct Hardware<'a> {
     /// The PCI functions' legacy interrupts, for the host bridge's
     /// `interrupt-map`.
     pub pci_interrupts: &'a [crate::vm::ecam::Intx],
+    /// Forwarded virtio devices: register window and SPI.
+    pub virtio: &'a [(MemRegion, u32)],
 }
 
 /// The GIC's phandle in the guest DTB.
@@ -97,6 +99,8 @@ use platform::vgic::SPI_BASE;
 /// GIC interrupt specifier: type cell for a PPI, and the level-high flag.
 const GIC_PPI: u32 = 1;
 const IRQ_TYPE_LEVEL_HIGH: u32 = 4;
+/// The interrupt specifier flag of a rising edge.
+const IRQ_TYPE_EDGE_RISING: u32 = 1;
 /// The first PPI's INTID (a specifier numbers PPIs from it).
 const PPI_BASE: u32 = 16;
 
@@ -163,6 +167,18 @@ pub fn device_tree(hw: &Hardware, bootargs: &str) -> Result<Vec<u8>, GuestError>
     }
     if let Some(ecam) = ecam {
         pci_host_bridge(&mut fdt, ecam, bars, hw.pci_interrupts)?;
+    }
+    // Forwarded virtio devices: standard `virtio,mmio` nodes, so the
+    // guest's own driver takes them. Their interrupts are edges
+    // (`crate::vm::forward`); their buffers are in the guest's RAM, which
+    // the service VM reaches coherently.
+    for &(window, intid) in hw.virtio {
+        let node = fdt.begin_node(&alloc::format!("virtio_mmio@{:x}", window.base))?;
+        fdt.property_string("compatible", "virtio,mmio")?;
+        fdt.property_array_u64("reg", &[window.base, window.size])?;
+        fdt.property_array_u32("interrupts", &[GIC_SPI, intid - SPI_BASE, IRQ_TYPE_EDGE_RISING])?;
+        fdt.property_null("dma-coherent")?;
+        fdt.end_node(node)?;
     }
 
     let psci = fdt.begin_node("psci")?;

@@ -86,11 +86,17 @@ pub enum Handled {
     NotOurs,
     /// Inside a window but not emulatable: give the guest this abort.
     Abort(FaultStatus),
+    /// Forwarded (`crate::vm::forward`): the frame is as the vCPU is to
+    /// resume, the instruction completed or not yet.
+    Deferred,
 }
 
 /// Emulates the stage-2 data abort `esr` at `ipa` if a device owns it.
 pub fn handle(frame: &mut TrapFrame, esr: Esr, ipa: u64) -> Handled {
     let Some((vm, _)) = crate::vm::current() else { return Handled::NotOurs };
+    if let Some(forwarded) = crate::vm::forward::handle(frame, esr, ipa) {
+        return forwarded;
+    }
     let mut bus = vm.bus.lock();
     if !bus.contains(ipa) {
         return Handled::NotOurs;

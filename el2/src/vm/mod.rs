@@ -19,6 +19,7 @@ pub mod console;
 pub mod control;
 pub mod cpus;
 pub mod ecam;
+pub mod forward;
 pub mod guest;
 pub mod linux;
 pub mod mmio;
@@ -96,6 +97,11 @@ pub struct Vm {
     /// The portals it is an end of, in the order of its host bridge's
     /// portal functions ([`portal`]).
     pub portal_ends: Vec<portal::End>,
+    /// The clients it serves forwarded virtio devices of: a backend
+    /// function each, after its portal functions ([`forward`]).
+    pub backends: Vec<vpci::Backend>,
+    /// Its own forwarded virtio devices ([`forward`]).
+    pub virtio: Vec<forward::Device>,
     /// `hv,manager`: it may manage the other VMs, through its control
     /// function ([`control`]), whose state this is.
     pub manager: bool,
@@ -140,10 +146,12 @@ impl Vm {
         }
     }
 
-    /// Sets the state; the peers of its portals learn of it.
+    /// Sets the state; the peers of its portals and the other side of its
+    /// forwarded devices learn of it.
     pub fn set_state(&self, state: PowerState) {
         self.state.store(state as u8, Ordering::Release);
         portal::state_changed(self);
+        forward::state_changed(self);
     }
 
     /// Moves the state from `from` to `to`; false if it was not `from`.
@@ -151,6 +159,7 @@ impl Vm {
         let changed = self.state.compare_exchange(from as u8, to as u8, Ordering::AcqRel, Ordering::Acquire).is_ok();
         if changed {
             portal::state_changed(self);
+            forward::state_changed(self);
         }
         changed
     }

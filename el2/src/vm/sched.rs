@@ -60,8 +60,12 @@ use platform::sched::{Entry, RunQueue, Running, VcpuId, BUCKETS};
 pub struct VcpuSched {
     /// Weighted virtual run time (`platform::sched::charge`).
     vruntime: AtomicU64,
-    /// Its `WFI` found nothing to do: block at the return.
+    /// Its `WFI` found nothing to do, or it waits for a forwarded access:
+    /// block at the return.
     blocking: AtomicBool,
+    /// It waits for a forwarded access (`crate::vm::forward`): nothing but
+    /// the access's completion wakes it.
+    pub(crate) io_wait: AtomicBool,
     /// While blocked: when its earliest timer fires (physical counter),
     /// or `u64::MAX`.
     wake_at: AtomicU64,
@@ -89,6 +93,7 @@ impl VcpuSched {
         Self {
             vruntime: AtomicU64::new(0),
             blocking: AtomicBool::new(false),
+            io_wait: AtomicBool::new(false),
             wake_at: AtomicU64::new(u64::MAX),
             arrival: AtomicU64::new(0),
             queued_at: AtomicU64::new(0),
@@ -247,7 +252,7 @@ pub fn interrupt_for(vm: &Vm, vcpu: &Vcpu) {
 /// A blocked vCPU has an interrupt (that arrived at `arrival`): it is
 /// queued, with the latency credit if its VM is latency-sensitive.
 fn wake(vm: &Vm, vcpu: &Vcpu, arrival: u64) {
-    if !vcpu.change(State::Blocked, State::Starting) {
+    if vcpu.sched.io_wait.load(Ordering::SeqCst) || !vcpu.change(State::Blocked, State::Starting) {
         return;
     }
     vcpu.sched.wake_at.store(u64::MAX, Ordering::Relaxed);
@@ -382,6 +387,25 @@ pub fn wfi() {
     }
 }
 
+/// The running vCPU trapped on a forwarded access, now queued for its
+/// service VM: it blocks at the return, whether or not others wait for
+/// this CPU (its service VM may need it), until [`io_done`].
+pub fn io_wait() {
+    let Some((_, vcpu)) = crate::vm::current() else { return };
+    vcpu.sched.blocking.store(true, Ordering::Relaxed);
+    crate::mm::prda::sched().resched.store(true, Ordering::Release);
+}
+
+/// The forwarded access `vcpu` waited for is complete (its `io_wait` is
+/// clear): if it is blocked it is woken; if it is still on its way to
+/// blocking, [`block`] sees the flag and wakes it.
+pub fn io_done(vm: &Vm, vcpu: &Vcpu) {
+    core::sync::atomic::fence(Ordering::SeqCst);
+    if vcpu.state() == State::Blocked {
+        wake(vm, vcpu, now());
+    }
+}
+
 /// The physical counter value at which a blocked vCPU's timers need it:
 /// the earlier enabled, unmasked one (the virtual timer's compare value is
 /// in its VM's virtual time).
@@ -415,7 +439,12 @@ pub fn reschedule(frame: &mut TrapFrame) {
     charge_running(vm, vcpu);
     let now = now();
     wake_due(now);
-    let blocking = vcpu.sched.blocking.swap(false, Ordering::Relaxed);
+    let mut blocking = vcpu.sched.blocking.swap(false, Ordering::Relaxed);
+    let mut waits_io = blocking && vcpu.io.lock().is_some();
+    if waits_io && crate::vm::forward::resume(vcpu, frame) {
+        // The service VM was quicker than this CPU: no need to block.
+        (blocking, waits_io) = (false, false);
+    }
     let running = running_view(vm, vcpu);
     let slice_end = area.slice_end.load(Ordering::Relaxed);
     let slice_over = slice_end <= now;
@@ -432,6 +461,12 @@ pub fn reschedule(frame: &mut TrapFrame) {
         }
     });
     let Some(next) = next else {
+        if waits_io {
+            // Nobody else to run here: the vCPU sleeps, the CPU idles.
+            let _ = crate::vm::vcpu::put(frame);
+            block(vm, vcpu);
+            crate::vm::vcpu::idle_here();
+        }
         // Carries on: a fresh slice if the last one ended.
         if slice_over {
             area.slice_end.store(u64::MAX, Ordering::Relaxed);
@@ -459,6 +494,16 @@ pub fn reschedule(frame: &mut TrapFrame) {
 
 /// The vCPU just saved blocks: it sleeps until an interrupt or its timers.
 fn block(vm: &Vm, vcpu: &Vcpu) {
+    if vcpu.io.lock().is_some() {
+        // Only the access's completion wakes it, not its timers.
+        vcpu.sched.wake_at.store(u64::MAX, Ordering::Relaxed);
+        vcpu.set_state(State::Blocked);
+        core::sync::atomic::fence(Ordering::SeqCst);
+        if !vcpu.sched.io_wait.load(Ordering::SeqCst) {
+            wake(vm, vcpu, now());
+        }
+        return;
+    }
     let deadline = timer_deadline(&vcpu.saved_timers(), vm.cntvoff.load(Ordering::Relaxed));
     vcpu.sched.wake_at.store(deadline, Ordering::Relaxed);
     vcpu.set_state(State::Blocked);
@@ -484,6 +529,8 @@ fn switch_to(vm: &'static Vm, vcpu: &'static Vcpu, frame: &mut TrapFrame) {
     if crate::vm::vcpu::load(vm, vcpu, frame).is_err() {
         crate::vm::vcpu::idle_here()
     }
+    // A vCPU woken by its forwarded access's completion takes its result.
+    crate::vm::forward::resume(vcpu, frame);
     let arrival = s.arrival.swap(0, Ordering::Relaxed);
     if arrival != 0 {
         let latency = now.saturating_sub(arrival);

@@ -103,6 +103,8 @@ pub struct Vcpu {
     /// aborts in a row it then took right there ([`Vcpu::abort_loop`]).
     last_vector: AtomicU64,
     vector_aborts: AtomicU32,
+    /// The forwarded access it waits for ([`crate::vm::forward`]).
+    pub(crate) io: Mutex<Option<crate::vm::forward::Waiting>>,
 }
 
 /// Aborts in a row at the vector the previous abort was delivered to after
@@ -134,6 +136,7 @@ impl Vcpu {
             sched: crate::vm::sched::VcpuSched::new(),
             last_vector: AtomicU64::new(u64::MAX),
             vector_aborts: AtomicU32::new(0),
+            io: Mutex::new(None),
         }
     }
 
@@ -182,6 +185,12 @@ impl Vcpu {
         self.stop.load(Ordering::Acquire)
     }
 
+    /// Whether it waits for a forwarded access: then only the access's
+    /// completion (or a stop) wakes it (`crate::vm::sched`).
+    pub(crate) fn io_waiting(&self, waiting: bool) {
+        self.sched.io_wait.store(waiting, Ordering::SeqCst);
+    }
+
     /// Its saved timers (valid while it is not running).
     pub(crate) fn saved_timers(&self) -> crate::arch::context::Timers {
         self.saved.lock().cpu.timers()
@@ -223,6 +232,7 @@ pub fn start(vm: &'static Vm, vcpu: &'static Vcpu, entry: u64, context: u64) -> 
     vcpu.attention.store(true, Ordering::Release);
     vcpu.fresh.store(true, Ordering::Release);
     vcpu.debug_owned.store(false, Ordering::Relaxed);
+    crate::vm::forward::forget(vcpu);
     crate::vm::sched::started(vm, vcpu);
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! The hypervisor's own PCI functions on a VM's host bridge: one per
-//! portal the VM is an end of ([`crate::vm::portal`]), then, for a VM
-//! marked `hv,manager`, the VM control function ([`crate::vm::control`]).
+//! portal the VM is an end of ([`crate::vm::portal`]), one per client it
+//! serves forwarded virtio devices of (the backend function,
+//! [`crate::vm::forward`]), then, for a VM marked `hv,manager`, the VM
+//! control function ([`crate::vm::control`]).
 //! They sit on bus 0 from device [`FIRST_DEVICE`] on, above the monitor's
 //! shim functions, so each keeps its number.
 //!
@@ -14,9 +16,11 @@
 //!
 //! **The window.** Each VM with such functions has one window in its IPA
 //! space, after its ECAM window, which the host bridge's `ranges` maps
-//! one-to-one: a [`BAR2_SLOT`] per portal for its shared memory (BAR2, RAM
-//! mapped in stage 2), then a page per function for its registers (BAR0,
-//! emulated: every access traps). All the BAR0 pages are one device on the
+//! one-to-one: the BAR2 of each backend function (its client's RAM, in a
+//! slot of the next power of two, aligned to it), a [`BAR2_SLOT`] per
+//! portal for its shared memory (BAR2), both RAM mapped in stage 2, then a
+//! page per function for its registers (BAR0, emulated: every access
+//! traps). All the BAR0 pages are one device on the
 //! VM's MMIO bus ([`Registers`]), which finds the function whose BAR0
 //! decodes the address; a BAR moved out of the window decodes nothing.
 //! Stage 2 follows BAR2 inside the window.
@@ -35,31 +39,51 @@ use platform::pci::{AccessSize, Bdf};
 
 /// The first device number of these functions on a host bridge.
 pub const FIRST_DEVICE: u8 = 16;
+/// Backend functions one VM can have: one per client it serves.
+pub const MAX_BACKENDS: usize = platform::board::vms::MAX_VMS;
 /// Functions one VM can have: a portal function per portal of the
-/// description, and the control function.
-pub const MAX_FUNCTIONS: usize = platform::board::portals::MAX_PORTALS + 1;
+/// description, a backend function per client, and the control function.
+pub const MAX_FUNCTIONS: usize = platform::board::portals::MAX_PORTALS + MAX_BACKENDS + 1;
 /// Each BAR2 has a slot this large in the window: the largest shared
 /// memory, so every BAR2 is aligned to its size.
 pub const BAR2_SLOT: u64 = platform::board::portals::MAX_SIZE_KIB * 1024;
 /// A function's registers (BAR0): one page, whatever the function.
 pub const REGS_SIZE: u64 = 4096;
-const _: () = assert!(platform::portal::REGS_SIZE == REGS_SIZE && platform::control::REGS_SIZE == REGS_SIZE);
+const _: () = assert!(
+    platform::portal::REGS_SIZE == REGS_SIZE
+        && platform::control::REGS_SIZE == REGS_SIZE
+        && platform::forward::REGS_SIZE == REGS_SIZE
+);
+
+/// A backend function of a service VM: its link, its INTA's virtual SPI,
+/// and where its BAR2 (the client's RAM) starts out.
+#[derive(Clone, Copy, Debug)]
+pub struct Backend {
+    pub link: usize,
+    pub intid: u32,
+    pub bar2: MemRegion,
+}
 
 /// What function `index` of a VM is.
 #[derive(Clone, Copy, Debug)]
 pub enum Function {
     Portal(portal::End),
+    Backend(Backend),
     Control,
 }
 
-/// The functions of `vm`, in device order: its portal ends, then the
-/// control function if it is a manager.
+/// The functions of `vm`, in device order: its portal ends, its backend
+/// functions, then the control function if it is a manager.
 pub fn function(vm: &Vm, index: usize) -> Option<Function> {
-    match vm.portal_ends.get(index) {
-        Some(e) => Some(Function::Portal(*e)),
-        None if index == vm.portal_ends.len() && vm.control.is_some() => Some(Function::Control),
-        None => None,
+    let portals = vm.portal_ends.len();
+    let backends = vm.backends.len();
+    if let Some(e) = vm.portal_ends.get(index) {
+        return Some(Function::Portal(*e));
     }
+    if let Some(b) = index.checked_sub(portals).and_then(|k| vm.backends.get(k)) {
+        return Some(Function::Backend(*b));
+    }
+    (index == portals + backends && vm.control.is_some()).then_some(Function::Control)
 }
 
 /// A VM's window: the BAR2 slots, then the BAR0 pages.
@@ -67,14 +91,32 @@ pub fn function(vm: &Vm, index: usize) -> Option<Function> {
 pub struct Window {
     pub memory: MemRegion,
     pub regs: MemRegion,
+    /// Where the portals' slots start.
+    portals_at: u64,
 }
 
 impl Window {
-    /// The window at `base` for `portals` portal functions among
-    /// `functions` in all.
-    pub fn new(base: u64, portals: usize, functions: usize) -> Self {
-        let memory = MemRegion::new(base, BAR2_SLOT * portals as u64);
-        Self { memory, regs: MemRegion::new(memory.end(), REGS_SIZE * functions as u64) }
+    /// What the window's base must be a multiple of, with backend BAR2s
+    /// of `backends` bytes (powers of two).
+    pub fn alignment(backends: &[u64]) -> u64 {
+        backends.iter().copied().fold(BAR2_SLOT, u64::max)
+    }
+
+    /// The window at `base` (a multiple of [`Window::alignment`]) for
+    /// backend BAR2s of `backends` bytes, `portals` portal functions and
+    /// `functions` functions in all; and each backend's BAR2 slot.
+    pub fn new(base: u64, backends: &[u64], portals: usize, functions: usize) -> (Self, Vec<MemRegion>) {
+        let mut cursor = base;
+        let mut slots = Vec::new();
+        for &size in backends {
+            cursor = cursor.next_multiple_of(size.max(1));
+            slots.push(MemRegion::new(cursor, size));
+            cursor += size;
+        }
+        let portals_at = cursor.next_multiple_of(BAR2_SLOT);
+        let memory = MemRegion::new(base, portals_at + BAR2_SLOT * portals as u64 - base);
+        let regs = MemRegion::new(memory.end(), REGS_SIZE * functions as u64);
+        (Self { memory, regs, portals_at }, slots)
     }
 
     /// Function `index`'s registers, where they start out.
@@ -84,7 +126,7 @@ impl Window {
 
     /// Portal `k`'s BAR2 slot (its memory is `size` bytes of it).
     pub fn memory_of(&self, k: usize, size: u64) -> MemRegion {
-        MemRegion::new(self.memory.base + BAR2_SLOT * k as u64, size)
+        MemRegion::new(self.portals_at + BAR2_SLOT * k as u64, size)
     }
 
     /// The whole window.
@@ -106,9 +148,10 @@ pub struct Functions {
 const LOGGED_REFUSALS: u32 = 8;
 
 impl Functions {
-    /// The config space of `portal_ends`' functions and, for a manager,
-    /// the control function's, their BARs where `window` puts them.
-    pub fn new(portal_ends: &[portal::End], control: bool, window: &Window) -> Self {
+    /// The config space of `portal_ends`' functions, `backends`' and, for
+    /// a manager, the control function's, their BARs where `window` puts
+    /// them.
+    pub fn new(portal_ends: &[portal::End], backends: &[Backend], control: bool, window: &Window) -> Self {
         let mut space = ConfigSpace::new();
         let mut mapped = [None; MAX_FUNCTIONS];
         let portals = portal_ends.iter().enumerate().map(|(k, e)| {
@@ -122,12 +165,26 @@ impl Functions {
                 .map(|f| f.with_identity(platform::portal::VENDOR_ID, platform::portal::DEVICE_ID))
                 .and_then(|f| f.with_bar2(e.memory.base, size))
         });
+        let first_backend = portal_ends.len();
+        let backend_functions = backends.iter().enumerate().map(|(j, b)| {
+            let regs = window.regs_of(first_backend + j);
+            let irq = Some(Intx { pin: Intx::INTA, line: b.intid as u8 });
+            let size = crate::vm::forward::all().get(b.link).map_or(0, |l| l.bar2_size);
+            ShimDevice::new(platform::forward::DEVICE_ID, platform::forward::CLASS, regs.base, regs.size, irq)
+                .map(|f| f.with_identity(platform::forward::VENDOR_ID, platform::forward::DEVICE_ID))
+                .and_then(|f| f.with_bar2(b.bar2.base, size))
+        });
         let control = control.then(|| {
-            let regs = window.regs_of(portal_ends.len());
+            let regs = window.regs_of(portal_ends.len() + backends.len());
             ShimDevice::new(platform::control::DEVICE_ID, platform::control::CLASS, regs.base, regs.size, None)
                 .map(|f| f.with_identity(platform::control::VENDOR_ID, platform::control::DEVICE_ID))
         });
-        let all: Vec<_> = portals.chain(control).collect();
+        let all: Vec<_> = portals.chain(backend_functions).chain(control).collect();
+        for (j, b) in backends.iter().enumerate() {
+            if let Some(slot) = mapped.get_mut(first_backend + j) {
+                *slot = Some(b.bar2.base);
+            }
+        }
         for function in all {
             if let Err(err) = function.and_then(|f| space.add(f)) {
                 log::error!("a PCI function of the hypervisor's: {err}");
@@ -152,16 +209,21 @@ fn locate(device: u8) -> Option<(usize, Bdf)> {
 /// A config read of `vm`'s function at `device`.
 pub fn config_read(vm: &Vm, device: u8, reg: u16, size: AccessSize) -> u32 {
     let Some((index, bdf)) = locate(device) else { return size.value_mask() };
+    // A function's interrupt status is its model's level.
+    let level = match function(vm, index) {
+        Some(Function::Portal(e)) => Some(portal::level(&e)),
+        Some(Function::Backend(b)) => Some(crate::vm::forward::level(b.link)),
+        _ => None,
+    };
     let mut f = vm.functions.lock();
-    // A portal function's interrupt status is its model's level.
-    if let Some(Function::Portal(e)) = function(vm, index) {
-        let _ = f.space.set_irq_pending(index, portal::level(&e));
+    if let Some(level) = level {
+        let _ = f.space.set_irq_pending(index, level);
     }
     f.space.read(bdf, reg, size)
 }
 
-/// A config write to `vm`'s function at `device`; stage 2 and a portal's
-/// interrupt follow what it changed.
+/// A config write to `vm`'s function at `device`; stage 2 and the
+/// function's interrupt follow what it changed.
 pub fn config_write(vm: &Vm, device: u8, reg: u16, size: AccessSize, value: u32) {
     use platform::pci::config::offset;
     let Some((index, bdf)) = locate(device) else { return };
@@ -169,21 +231,67 @@ pub fn config_write(vm: &Vm, device: u8, reg: u16, size: AccessSize, value: u32)
     let written = u32::from(reg)..u32::from(reg) + u32::from(size.bytes());
     let touches = |r: core::ops::Range<u16>| u32::from(r.start) < written.end && written.start < u32::from(r.end);
     let command = touches(offset::COMMAND..offset::COMMAND + 2);
-    if let Some(Function::Portal(e)) = function(vm, index) {
-        if command || touches(offset::BAR2..offset::BAR2 + 8) {
-            follow_bar2(vm, index, &e);
-        }
-        if command {
-            portal::update_line(vm, index, &e);
+    if command || touches(offset::BAR2..offset::BAR2 + 8) {
+        follow_bar2(vm, index);
+    }
+    if command {
+        match function(vm, index) {
+            Some(Function::Portal(e)) => portal::update_line(vm, index, &e),
+            Some(Function::Backend(_)) => update_backend_line(vm, index - vm.portal_ends.len()),
+            _ => {}
         }
     }
 }
 
-/// Moves portal function `index`'s shared memory in `vm`'s stage 2 to
-/// where its BAR2 and command register now put it: inside the VM's
-/// window, over nothing else; elsewhere it is not mapped (and a hole).
-fn follow_bar2(vm: &Vm, index: usize, e: &portal::End) {
-    let (Some(window), Some(portal)) = (vm.recipe.window, portal::all().get(e.portal)) else { return };
+/// Re-evaluates backend function `k` of service VM `vm`: if its interrupt
+/// source is active and INTx is not disabled, its SPI is made pending.
+pub fn update_backend_line(vm: &Vm, k: usize) {
+    let Some(b) = vm.backends.get(k) else { return };
+    if !crate::vm::forward::level(b.link) || vm.state() != crate::vm::PowerState::Running {
+        return;
+    }
+    let index = vm.portal_ends.len() + k;
+    let disabled =
+        vm.functions.lock().command(index).is_none_or(|c| c & platform::pci::config::command::INTX_DISABLE != 0);
+    if disabled {
+        return;
+    }
+    let mask = vm.vgic.lock().set_pending(0, b.intid, false);
+    crate::vm::vgic::kick_vcpus(vm, mask);
+}
+
+/// What function `index`'s BAR2 shows, as (where it starts out in the
+/// VM's IPA space, the host memory behind it): a portal's shared memory,
+/// a client's RAM.
+fn bar2_memory(vm: &Vm, index: usize) -> Option<(u64, MemRegion)> {
+    match function(vm, index)? {
+        Function::Portal(e) => Some((e.memory.base, portal::all().get(e.portal)?.memory)),
+        Function::Backend(b) => {
+            Some((b.bar2.base, crate::vm::forward::all().get(b.link).and_then(crate::vm::forward::Link::client_ram)?))
+        }
+        Function::Control => None,
+    }
+}
+
+/// What a function's BAR2 is called in a log line.
+fn bar2_name(vm: &Vm, index: usize) -> String {
+    match function(vm, index) {
+        Some(Function::Portal(e)) => {
+            alloc::format!("portal {}", portal::all().get(e.portal).map_or("?", |p| p.name.as_str()))
+        }
+        Some(Function::Backend(b)) => {
+            let client = crate::vm::forward::all().get(b.link).and_then(|l| crate::vm::get(l.client));
+            alloc::format!("backend function for VM {}", client.map_or("?", |c| c.name.as_str()))
+        }
+        _ => String::from("function"),
+    }
+}
+
+/// Moves function `index`'s BAR2 memory in `vm`'s stage 2 to where its
+/// BAR2 and command register now put it: inside the VM's window, over
+/// nothing else; elsewhere it is not mapped (and a hole).
+fn follow_bar2(vm: &Vm, index: usize) {
+    let (Some(window), Some((_, memory))) = (vm.recipe.window, bar2_memory(vm, index)) else { return };
     let mut f = vm.functions.lock();
     let Some(bar) = f.space.bar2(index) else { return };
     let wanted = bar.decoded().map(|(address, _)| address);
@@ -191,32 +299,29 @@ fn follow_bar2(vm: &Vm, index: usize, e: &portal::End) {
     if old == wanted {
         return;
     }
+    let name = bar2_name(vm, index);
     let mut stage2 = vm.stage2.lock();
     if let Some(old) = old {
-        if let Err(err) = stage2.unmap(old, old + portal.memory.size) {
-            log::error!("{}portal {}: shared memory at IPA {old:#x} not unmapped: {err}", prefix(vm), portal.name);
+        if let Err(err) = stage2.unmap(old, old + memory.size) {
+            log::error!("{}{name}: BAR2 memory at IPA {old:#x} not unmapped: {err}", prefix(vm));
             return;
         }
     }
     // The other BAR2s, and the register pages, which share the window.
     let others = f.mapped.iter().enumerate().filter(|&(i, _)| i != index).filter_map(|(i, at)| {
-        let size = vm.portal_ends.get(i).and_then(|e| portal::all().get(e.portal))?.memory.size;
-        Some(MemRegion::new((*at)?, size))
+        let (_, memory) = bar2_memory(vm, i)?;
+        Some(MemRegion::new((*at)?, memory.size))
     });
     let taken: Vec<MemRegion> = others.chain([window.regs]).collect();
     let whole = window.whole();
     let mapped = wanted.and_then(|ipa| {
-        let place = MemRegion::new(ipa, portal.memory.size);
+        let place = MemRegion::new(ipa, memory.size);
         let inside = ipa >= whole.base && place.end() <= whole.end() && place.end() > ipa;
         match (inside, platform::stage2::check_window(place, stage2.ipa_end(), &taken)) {
-            (true, Ok(())) => match stage2.map_ram(ipa, portal.memory.base, portal.memory.size) {
+            (true, Ok(())) => match stage2.map_ram(ipa, memory.base, memory.size) {
                 Ok(()) => Some(ipa),
                 Err(err) => {
-                    log::error!(
-                        "{}portal {}: shared memory not mapped at IPA {ipa:#x}: {err}",
-                        prefix(vm),
-                        portal.name
-                    );
+                    log::error!("{}{name}: BAR2 memory not mapped at IPA {ipa:#x}: {err}", prefix(vm));
                     None
                 }
             },
@@ -227,7 +332,7 @@ fn follow_bar2(vm: &Vm, index: usize, e: &portal::End) {
                         Err(why) if inside => alloc::format!("{why}"),
                         _ => alloc::format!("outside the window {whole}"),
                     };
-                    log::warn!("{}portal {}: BAR2 set to {place}: not mapped there ({why})", prefix(vm), portal.name);
+                    log::warn!("{}{name}: BAR2 set to {place}: not mapped there ({why})", prefix(vm));
                 }
                 None
             }
@@ -245,20 +350,21 @@ pub fn reset_vm(vm: &Vm) {
     let mut f = vm.functions.lock();
     let mut stage2 = vm.stage2.lock();
     let mut moved = false;
-    for (index, e) in vm.portal_ends.iter().enumerate() {
-        let Some(portal) = portal::all().get(e.portal) else { continue };
+    for index in 0..MAX_FUNCTIONS {
+        let Some((start, memory)) = bar2_memory(vm, index) else { continue };
         let at = f.mapped.get(index).copied().flatten();
-        if at == Some(e.memory.base) {
+        if at == Some(start) {
             continue;
         }
+        let name = bar2_name(vm, index);
         if let Some(at) = at {
-            if let Err(err) = stage2.unmap(at, at + portal.memory.size) {
-                log::error!("{}portal {}: shared memory at IPA {at:#x} not unmapped: {err}", prefix(vm), portal.name);
+            if let Err(err) = stage2.unmap(at, at + memory.size) {
+                log::error!("{}{name}: BAR2 memory at IPA {at:#x} not unmapped: {err}", prefix(vm));
             }
             moved = true;
         }
-        if let Err(err) = stage2.map_ram(e.memory.base, portal.memory.base, portal.memory.size) {
-            log::error!("{}portal {}: shared memory not mapped back: {err}", prefix(vm), portal.name);
+        if let Err(err) = stage2.map_ram(start, memory.base, memory.size) {
+            log::error!("{}{name}: BAR2 memory not mapped back: {err}", prefix(vm));
         }
     }
     drop(stage2);
@@ -268,7 +374,7 @@ pub fn reset_vm(vm: &Vm) {
         // SAFETY: TLB invalidation only drops cached translations.
         unsafe { core::arch::asm!("dsb ishst", "tlbi alle1is", "dsb ish", "isb", options(nostack)) };
     }
-    *f = Functions::new(&vm.portal_ends, vm.control.is_some(), &window);
+    *f = Functions::new(&vm.portal_ends, &vm.backends, vm.control.is_some(), &window);
     if let Some(control) = &vm.control {
         *control.lock() = platform::control::ControlModel::new();
     }
@@ -303,6 +409,7 @@ impl MmioDevice for Registers {
         let vm = crate::vm::get(self.vm).ok_or(MmioFault::Unmapped { ipa })?;
         match Self::decode(vm, ipa).ok_or(MmioFault::Unmapped { ipa })? {
             (Function::Portal(e), at) => portal::read(&e, at, size).ok_or(MmioFault::Unmapped { ipa }),
+            (Function::Backend(b), at) => Ok(crate::vm::forward::backend_read(b.link, at, size)),
             (Function::Control, at) => Ok(crate::vm::control::read(vm, at, size)),
         }
     }
@@ -312,6 +419,7 @@ impl MmioDevice for Registers {
         let vm = crate::vm::get(self.vm).ok_or(MmioFault::Unmapped { ipa })?;
         match Self::decode(vm, ipa).ok_or(MmioFault::Unmapped { ipa })? {
             (Function::Portal(e), at) => portal::write(&e, at, size, value),
+            (Function::Backend(b), at) => crate::vm::forward::backend_write(b.link, at, size, value),
             (Function::Control, at) => crate::vm::control::write(vm, at, size, value),
         }
         Ok(())
