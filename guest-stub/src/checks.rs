@@ -185,6 +185,20 @@ pub static PORTAL_CHECKS: &[Check] = &[
     Check { name: "portal-peer-down", run: crate::portal::peer_down },
 ];
 
+/// The forwarded-virtio checks (`virtio.rs`): not part of the default run;
+/// `stub=only=virtio` runs them, in a client VM and its service VM at once.
+pub static VIRTIO_CHECKS: &[Check] = &[
+    Check { name: "virtio-find", run: crate::virtio::find },
+    Check { name: "virtio-identity", run: crate::virtio::identity },
+    Check { name: "virtio-scratch", run: crate::virtio::scratch },
+    Check { name: "virtio-hostile", run: crate::virtio::hostile },
+    Check { name: "virtio-interrupt", run: crate::virtio::interrupt },
+    Check { name: "virtio-ram", run: crate::virtio::ram },
+    Check { name: "virtio-smp", run: crate::virtio::smp },
+    Check { name: "virtio-done", run: crate::virtio::done },
+    Check { name: "virtio-service-death", run: crate::virtio::service_death },
+];
+
 /// Run only with `stub=fail`: proves a failing check fails the whole run.
 pub static FORCED_FAILURE: Check = Check { name: "forced-failure", run: forced_failure };
 
@@ -984,7 +998,7 @@ fn mmio_isv0_injects_abort(env: &Env) -> Result<(), Failure> {
 /// The data abort the hypervisor injects for an access it cannot emulate:
 /// EC 0x25 (from EL1), DFSC 0x10, ISV = 0, WnR as the access, FAR = the
 /// address.
-fn check_injected_abort(caught: Caught, addr: u64, write: bool) -> Result<(), Failure> {
+pub(crate) fn check_injected_abort(caught: Caught, addr: u64, write: bool) -> Result<(), Failure> {
     expect_eq(
         "exception class (0x25 = data abort from EL1)",
         ExceptionClass::DataAbortSame.ec().into(),

@@ -52,6 +52,16 @@
 //! ping-pong has (default 100); both decimal or `0x` hex.
 //! `stub=portal-bench=N` (in both ends) times N doorbell round trips
 //! instead of checking, prints one line and powers off (`portal`).
+//!
+//! The forwarded-virtio checks (`virtio-find`, `virtio-identity`,
+//! `virtio-scratch`, `virtio-hostile`, `virtio-interrupt`, `virtio-ram`,
+//! `virtio-smp`, `virtio-done`, `virtio-service-death`; `virtio`) are not
+//! in the default run either: `stub=only=virtio` runs them, in a client VM
+//! and its service VM at once, each taking its role from what it finds;
+//! `stub=virtio-client=NAME`, `stub=virtio-client-mib=N`,
+//! `stub=virtio-devices=N` and `stub=virtio-types=LIST` say what they must
+//! find. `stub=virtio-bench=N` (in both) times N forwarded reads instead
+//! (`virtio`).
 #![no_std]
 #![no_main]
 
@@ -69,6 +79,7 @@ mod sched;
 mod smp;
 mod timer;
 mod virq;
+mod virtio;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 use platform::abi::HV_SET_EXIT_STATUS;
@@ -114,6 +125,9 @@ pub struct Env {
     /// PL031 behind the PCI host bridge): its register window and its SPI,
     /// or why that is unknown.
     pub pl031: Option<pci::Pl031>,
+    /// The DTB's `virtio,mmio` nodes: forwarded devices, if this VM is a
+    /// client of a service VM.
+    pub virtio: virtio::Nodes,
 }
 
 #[no_mangle]
@@ -144,6 +158,7 @@ extern "C" fn stub_main(dtb: usize) -> ! {
         physical_timer: timer::physical_timer_ppi(&fdt),
         pl031: sched::pl031_node(&fdt),
         probe_holes: probe_holes(&fdt),
+        virtio: virtio::nodes(&fdt),
         starts: fdt
             .find_node("/chosen")
             .and_then(|c| c.property(platform::abi::STARTS_PROPERTY))
@@ -189,6 +204,17 @@ extern "C" fn stub_main(dtb: usize) -> ! {
                         }
                         None => println!("ignoring `{other}`: not a number"),
                     }
+                } else if let Some(n) = other.strip_prefix(platform::forward::BENCH_WORD) {
+                    match parse_number(n).and_then(|n| u32::try_from(n).ok()) {
+                        Some(n) => {
+                            // The GIC, for the devices' interrupts (one vCPU: none starts).
+                            smp::init(&fdt);
+                            finish(virtio::bench(&env, n))
+                        }
+                        None => println!("ignoring `{other}`: not a number"),
+                    }
+                } else if virtio::word(other) {
+                    // A word of the virtio checks, taken.
                 } else if let Some(n) = other.strip_prefix("stub=portals=") {
                     match parse_number(n).and_then(|n| u32::try_from(n).ok()) {
                         Some(n) => portal::set_wanted(n),
@@ -214,10 +240,12 @@ extern "C" fn stub_main(dtb: usize) -> ! {
     // them.
     let sched_checks = checks::SCHED_CHECKS.iter().filter(|_| !only.is_empty());
     let portal_checks = checks::PORTAL_CHECKS.iter().filter(|_| !only.is_empty());
+    let virtio_checks = checks::VIRTIO_CHECKS.iter().filter(|_| !only.is_empty());
     let checks = checks::CHECKS
         .iter()
         .chain(sched_checks)
         .chain(portal_checks)
+        .chain(virtio_checks)
         .chain(forced_failure.then_some(&checks::FORCED_FAILURE))
         .filter(|check| check.name.starts_with(only));
     let hostile_checks = hostile.then_some(checks::Check { name: "hostile-vcpus-alive", run: hostile::vcpus_alive });

@@ -557,6 +557,53 @@ pub fn shims_absent(env: &Env) -> Option<&'static str> {
         .then_some("this VM's PCI host bridge has no shim function at 00:00.0 (only portal functions)")
 }
 
+// --- the hypervisor's own functions' BARs -----------------------------------
+
+/// The address a 64-bit BAR pair holds (type bits cleared).
+pub(crate) fn bar_address(config: &Config, bdf: Bdf, low: u16) -> Result<u64, Failure> {
+    let lo = config.read(bdf, low, Width::Word)?;
+    let hi = config.read(bdf, low + 4, Width::Word)?;
+    Ok(hi << 32 | (lo & !u64::from(bar::TYPE_MASK)))
+}
+
+/// Sizes BAR0 and BAR2 of one of the hypervisor's functions (a portal's,
+/// a backend function's; both 64-bit pairs) as an OS does: memory decoding off, all-ones into
+/// each pair, read back, the address and then the command put back.
+pub(crate) fn size_bars(config: &Config, bdf: Bdf) -> Result<(u64, u64), Failure> {
+    let mut sizes = (0, 0);
+    with_decode_off(config, bdf, || {
+        sizes = (size_bar(config, bdf, offset::BAR0)?, size_bar(config, bdf, offset::BAR2)?);
+        Ok(())
+    })?;
+    Ok(sizes)
+}
+
+/// The size the 64-bit BAR pair at `low` decodes (0: none).
+fn size_bar(config: &Config, bdf: Bdf, low: u16) -> Result<u64, Failure> {
+    let high = low + 4;
+    let (lo, hi) = (config.read(bdf, low, Width::Word)?, config.read(bdf, high, Width::Word)?);
+    let all_ones = Width::Word.all_ones();
+    let mut sized = (0, 0);
+    restoring(
+        || {
+            config.write(bdf, low, Width::Word, all_ones)?;
+            config.write(bdf, high, Width::Word, all_ones)?;
+            sized = (config.read(bdf, low, Width::Word)?, config.read(bdf, high, Width::Word)?);
+            Ok(())
+        },
+        || {
+            config.write(bdf, low, Width::Word, lo)?;
+            config.write(bdf, high, Width::Word, hi)?;
+            config.expect("BAR low dword restored after sizing", bdf, low, Width::Word, lo)?;
+            config.expect("BAR high dword restored after sizing", bdf, high, Width::Word, hi)
+        },
+    )?;
+    let type_mask = u64::from(bar::TYPE_MASK);
+    expect_eq("BAR type bits after writing all-ones (read-only)", lo & type_mask, sized.0 & type_mask)?;
+    let mask = sized.1 << 32 | (sized.0 & !type_mask);
+    Ok((!mask).wrapping_add(1))
+}
+
 // --- pci-enumerate ----------------------------------------------------------
 
 pub fn enumerate(env: &Env) -> Result<(), Failure> {
@@ -573,7 +620,7 @@ pub fn enumerate(env: &Env) -> Result<(), Failure> {
         let bdf = bdf_of(ROOT_BUS, device, 0)?;
         match shim {
             Some((bdf, shim)) => about(*bdf, shim.name, check_shim(&config, ranges, *bdf, shim))?,
-            None if crate::portal::is_portal(&config, bdf)? => {}
+            None if crate::portal::is_portal(&config, bdf)? || crate::virtio::is_backend(&config, bdf)? => {}
             None => about(
                 bdf,
                 "absent",

@@ -101,7 +101,7 @@
 
 use crate::checks::Failure;
 use crate::exceptions::{mask_irqs, unmask_irqs};
-use crate::pci::{about, bdf_of, expect_eq, restoring, Config, Width};
+use crate::pci::{about, bdf_of, expect_eq, Config, Width};
 use crate::virq::{IrqFailure, HOST_STALL_MS, PRIORITY};
 use crate::{gic, timer, virq, Env};
 use aarch64_cpu::registers::{Writeable, CNTV_CTL_EL0, CNTV_CVAL_EL0};
@@ -614,9 +614,9 @@ fn check_function(config: &Config, ecam: &crate::pci::Ecam, bdf: Bdf) -> Result<
     let type_of = |reg| config.read(bdf, reg, Width::Word).map(|low| low & u64::from(bar::TYPE_MASK));
     expect_eq("BAR0 type bits (64-bit memory, not prefetchable)", bar::MEMORY_64.into(), type_of(offset::BAR0)?)?;
     expect_eq("BAR2 type bits (64-bit memory, prefetchable)", SHARED_BAR_TYPE.into(), type_of(offset::BAR2)?)?;
-    let regs = bar_address(config, bdf, offset::BAR0)?;
-    let shared = bar_address(config, bdf, offset::BAR2)?;
-    let (regs_size, size) = size_bars(config, bdf)?;
+    let regs = crate::pci::bar_address(config, bdf, offset::BAR0)?;
+    let shared = crate::pci::bar_address(config, bdf, offset::BAR2)?;
+    let (regs_size, size) = crate::pci::size_bars(config, bdf)?;
     expect_eq("BAR0 size (all-ones sizing; 4 KiB of registers)", REGS_SIZE, regs_size)?;
     if !size.is_power_of_two() || size < MIN_SHARED {
         return Err(Failure::Mismatch {
@@ -654,50 +654,6 @@ fn check_function(config: &Config, ecam: &crate::pci::Ecam, bdf: Bdf) -> Result<
     expect_eq("ID [31:16] (the portal magic)", ID_MAGIC.into(), (id >> 16).into())?;
     expect_eq("ID [15:9] (reserved, 0; the end is bit 8)", 0, (id & ID_RESERVED_MASK).into())?;
     Ok(Portal { end: (id >> ID_END_SHIFT) & 1, index: id & ID_INDEX_MASK, ..portal })
-}
-
-/// The address a 64-bit BAR pair holds (type bits cleared).
-fn bar_address(config: &Config, bdf: Bdf, low: u16) -> Result<u64, Failure> {
-    let lo = config.read(bdf, low, Width::Word)?;
-    let hi = config.read(bdf, low + 4, Width::Word)?;
-    Ok(hi << 32 | (lo & !u64::from(bar::TYPE_MASK)))
-}
-
-/// Sizes BAR0 and BAR2 as an OS does: memory decoding off, all-ones into
-/// each pair, read back, the address and then the command put back.
-fn size_bars(config: &Config, bdf: Bdf) -> Result<(u64, u64), Failure> {
-    let mut sizes = (0, 0);
-    crate::pci::with_decode_off(config, bdf, || {
-        sizes = (size_bar(config, bdf, offset::BAR0)?, size_bar(config, bdf, offset::BAR2)?);
-        Ok(())
-    })?;
-    Ok(sizes)
-}
-
-/// The size the 64-bit BAR pair at `low` decodes (0: none).
-fn size_bar(config: &Config, bdf: Bdf, low: u16) -> Result<u64, Failure> {
-    let high = low + 4;
-    let (lo, hi) = (config.read(bdf, low, Width::Word)?, config.read(bdf, high, Width::Word)?);
-    let all_ones = Width::Word.all_ones();
-    let mut sized = (0, 0);
-    restoring(
-        || {
-            config.write(bdf, low, Width::Word, all_ones)?;
-            config.write(bdf, high, Width::Word, all_ones)?;
-            sized = (config.read(bdf, low, Width::Word)?, config.read(bdf, high, Width::Word)?);
-            Ok(())
-        },
-        || {
-            config.write(bdf, low, Width::Word, lo)?;
-            config.write(bdf, high, Width::Word, hi)?;
-            config.expect("BAR low dword restored after sizing", bdf, low, Width::Word, lo)?;
-            config.expect("BAR high dword restored after sizing", bdf, high, Width::Word, hi)
-        },
-    )?;
-    let type_mask = u64::from(bar::TYPE_MASK);
-    expect_eq("BAR type bits after writing all-ones (read-only)", lo & type_mask, sized.0 & type_mask)?;
-    let mask = sized.1 << 32 | (sized.0 & !type_mask);
-    Ok((!mask).wrapping_add(1))
 }
 
 // --- portal-isolation ----------------------------------------------------------------

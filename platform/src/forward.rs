@@ -510,5 +510,95 @@ impl Fallback {
     }
 }
 
+/// The guest-stub's word that makes a client and its service VM time
+/// forwarded reads instead of checking (`stub=virtio-bench=N`, in both).
+pub const BENCH_WORD: &str = "stub=virtio-bench=";
+
+/// Which side of a forwarded device a [`BenchReport`] is from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BenchRole {
+    /// The client VM, which reads the device's window and times it.
+    #[default]
+    Client,
+    /// The service VM, whose backend function completes the reads.
+    Service,
+}
+
+impl BenchRole {
+    const fn word(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::Service => "service",
+        }
+    }
+}
+
+/// What one side measured in `stub=virtio-bench=N`, in nanoseconds of the
+/// virtual counter (instructions under `-icount shift=0`): printed by the
+/// guest-stub, read by `make bench`. One round is one forwarded read: the
+/// client's load traps, the service VM's backend takes the request and
+/// completes it, the client resumes after the load.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BenchReport {
+    pub role: BenchRole,
+    pub rounds: u32,
+    /// Client only: from the first round's start to the last's end.
+    pub total: u64,
+    /// This side's own instructions (EL1 and EL0) over the rounds.
+    pub guest: u64,
+    /// Client only: the median, fastest and slowest round.
+    pub median: u64,
+    pub min: u64,
+    pub max: u64,
+}
+
+/// The line's words before the figures.
+const BENCH_PREFIX: &str = "virtio bench: ";
+
+impl core::fmt::Display for BenchReport {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "{BENCH_PREFIX}{} rounds {} total {} guest {} median {} min {} max {}",
+            self.role.word(),
+            self.rounds,
+            self.total,
+            self.guest,
+            self.median,
+            self.min,
+            self.max
+        )
+    }
+}
+
+impl BenchReport {
+    /// The report in a line of console text (the inverse of `Display`).
+    pub fn find(line: &str) -> Option<Self> {
+        let (_, rest) = line.split_once(BENCH_PREFIX)?;
+        let mut words = rest.split(' ');
+        let role = match words.next()? {
+            "client" => BenchRole::Client,
+            "service" => BenchRole::Service,
+            _ => return None,
+        };
+        let mut field = |name: &str| {
+            if words.next()? != name {
+                return None;
+            }
+            words.next()?.parse::<u64>().ok()
+        };
+        let report = Self {
+            role,
+            rounds: u32::try_from(field("rounds")?).ok()?,
+            total: field("total")?,
+            guest: field("guest")?,
+            median: field("median")?,
+            min: field("min")?,
+            max: field("max")?,
+        };
+        words.next().is_none().then_some(report)
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -84,6 +84,24 @@ pub const PORTAL_CHECKS: &[&str] = &[
 /// it off.
 pub const PORTAL_END0_SKIPS: &str = "portal-peer-down";
 
+/// `stub=only=virtio` runs these: the forwarded-virtio checks, not part of
+/// the default run (they need a client VM and its service VM at once).
+pub const VIRTIO_CHECKS: &[&str] = &[
+    "virtio-find",
+    "virtio-identity",
+    "virtio-scratch",
+    "virtio-hostile",
+    "virtio-interrupt",
+    "virtio-ram",
+    "virtio-smp",
+    "virtio-done",
+    "virtio-service-death",
+];
+
+/// The virtio check the service skips: it powers off instead, for the
+/// client to find its devices failed.
+pub const VIRTIO_SERVICE_SKIPS: &str = "virtio-service-death";
+
 /// `stub=fail` appends this check, which must fail.
 pub const FORCED_FAILURE: &str = "forced-failure";
 
@@ -151,6 +169,20 @@ impl Expected {
     pub fn portal_none() -> Self {
         let mut expected = Self::passing(PORTAL_CHECKS.iter().copied());
         expected.skipped = PORTAL_CHECKS[2..].iter().map(|name| name.to_string()).collect();
+        expected
+    }
+
+    /// A `stub=only=virtio` run in a client VM (of at least two vCPUs):
+    /// every check of [`VIRTIO_CHECKS`] passes.
+    pub fn virtio_client() -> Self {
+        Self::passing(VIRTIO_CHECKS.iter().copied())
+    }
+
+    /// A `stub=only=virtio` run in the service VM of a client of at least
+    /// two vCPUs: every check passes but [`VIRTIO_SERVICE_SKIPS`], skipped.
+    pub fn virtio_service() -> Self {
+        let mut expected = Self::passing(VIRTIO_CHECKS.iter().copied());
+        expected.skipped.push(VIRTIO_SERVICE_SKIPS.to_string());
         expected
     }
 

@@ -165,3 +165,26 @@ fn device_types_have_their_words_and_virtio_ids() {
     assert_eq!(DeviceType::from_word("net"), None);
     assert_eq!(DeviceType::from_virtio_id(1), None);
 }
+
+#[test]
+fn bench_reports_print_and_parse() {
+    let client = BenchReport {
+        role: BenchRole::Client,
+        rounds: 101,
+        total: 404_000,
+        guest: 900,
+        median: 3_900,
+        min: 3_800,
+        max: 9_000,
+    };
+    let service = BenchReport { role: BenchRole::Service, rounds: 101, guest: 30_000, ..BenchReport::default() };
+    assert_eq!(
+        client.to_string(),
+        "virtio bench: client rounds 101 total 404000 guest 900 median 3900 min 3800 max 9000"
+    );
+    assert_eq!(BenchReport::find(&format!("cl| guest-stub: {client}")), Some(client));
+    assert_eq!(BenchReport::find(&format!("svc| guest-stub: {service}")), Some(service));
+    assert_eq!(BenchReport::find("virtio bench: client rounds 1 total 2"), None);
+    assert_eq!(BenchReport::find(&format!("{client} extra")), None);
+    assert_eq!(BenchReport::find("virtio bench: server rounds 1 total 2 guest 3 median 4 min 5 max 6"), None);
+}
