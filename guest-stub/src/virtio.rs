@@ -683,9 +683,9 @@ fn set_line(b: &Backend, d: usize, up: bool) -> Result<(), Failure> {
 fn pattern_checksum(b: &Backend, fake: &Fake) -> Result<u64, Failure> {
     let (addr, len) = (fake.pattern_addr, fake.pattern_len);
     let inside = addr >= b.client_base
-        && len % 8 == 0
+        && len.is_multiple_of(8)
         && len <= 8 * PATTERN_WORDS as u64
-        && addr % 8 == 0
+        && addr.is_multiple_of(8)
         && addr + len + 8 <= b.client_base + b.client_size;
     if !inside {
         println!("virtio: pattern at {addr:#x}, {len} bytes: not in the client's RAM");
@@ -731,7 +731,7 @@ fn well_formed(b: &Backend, r: &Request) -> bool {
     r.id != 0
         && r.device < b.devices
         && matches!(r.size, 1 | 2 | 4 | 8)
-        && r.offset % r.size == 0
+        && r.offset.is_multiple_of(r.size)
         && r.offset + r.size <= WINDOW
 }
 

@@ -125,7 +125,27 @@ fn bad_vm_descriptions_refused() {
     let portal = |body: &str| {
         format!("        portal {{\n            compatible = \"hv,portal\";\n            {body}\n        }};")
     };
-    let cases: [(&str, Vec<String>, &str); 13] = [
+    let virtio = |device: &str, backend: &str| {
+        format!(
+            "virtio-d {{ compatible = \"hv,virtio-mmio\"; hv,device = \"{device}\"; hv,backend = \"{backend}\"; }};"
+        )
+    };
+    let cases: [(&str, Vec<String>, &str); 16] = [
+        (
+            "virtio-backend-names-no-vm",
+            vec![vm("svc", 1, 256, ""), vm("cl", 1, 256, &virtio("block", "nope"))],
+            "VM \"cl\": virtio device \"virtio-d\": hv,backend \"nope\" names no VM",
+        ),
+        (
+            "virtio-backend-names-itself",
+            vec![vm("cl", 1, 256, &virtio("console", "cl"))],
+            "VM \"cl\": virtio device \"virtio-d\": hv,backend names the VM itself",
+        ),
+        (
+            "virtio-unknown-device",
+            vec![vm("svc", 1, 256, ""), vm("cl", 1, 256, &virtio("net", "svc"))],
+            "VM \"cl\": virtio device \"virtio-d\": hv,device must be \"block\" or \"console\"",
+        ),
         (
             "portal-unknown-vm",
             vec![vm("a", 1, 256, ""), portal("hv,name = \"ab\"; hv,ends = \"a\", \"b\"; hv,size = <64>;")],
