@@ -479,6 +479,82 @@ impl PortalBench {
     }
 }
 
+/// A client guest-stub VM's forwarded virtio device served by a
+/// guest-stub service VM, each on a CPU of its own (`-smp 2`, `-icount`), in
+/// one scheme (`stub=virtio-bench=N`, `platform::forward::BenchReport`):
+/// one forwarded read (the client's load traps, the hypervisor queues it
+/// and raises the backend function's interrupt, the service's stub takes
+/// the request from the registers and completes it, the client resumes),
+/// and how much of it is the two guests' own instructions.
+struct ForwardBench {
+    client: platform::forward::BenchReport,
+    service: platform::forward::BenchReport,
+}
+
+const FORWARD_BENCH_ROUNDS: u32 = 101;
+
+impl ForwardBench {
+    fn measure(flash: &str, cpu: &str) -> Result<Self, String> {
+        use platform::forward::{BenchReport, BenchRole, BENCH_WORD};
+        let node = |name: &str, cpu: u32, more: &str| {
+            format!(
+                "vm-{name} {{ compatible = \"hv,vm\"; hv,name = \"{name}\"; cpus = <1>; memory = <0 131072>; hv,console; \
+                 hv,cpu-affinity = <{cpu}>; bootargs = \"{BENCH_WORD}{FORWARD_BENCH_ROUNDS}\"; {more} }};"
+            )
+        };
+        let device = "virtio-d { compatible = \"hv,virtio-mmio\"; hv,device = \"block\"; hv,backend = \"svc\"; };";
+        let console = run_vms_on(flash, cpu, 2, &[node("svc", 0, ""), node("cl", 1, device)], summary_done)?;
+        let report = |vm: &str| {
+            let prefix = format!("{vm}| ");
+            console
+                .lines()
+                .filter_map(|l| l.strip_prefix(prefix.as_str()))
+                .find_map(BenchReport::find)
+                .ok_or(format!("no virtio bench line from {vm}"))
+        };
+        let (client, service) = (report("cl")?, report("svc")?);
+        if client.role != BenchRole::Client || service.role != BenchRole::Service {
+            return Err(format!("the roles are not where the description puts them: {client:?} {service:?}"));
+        }
+        if service.rounds != client.rounds {
+            return Err(format!("the service served {} reads of {}", service.rounds, client.rounds));
+        }
+        Ok(Self { client, service })
+    }
+
+    /// Both guests' own instructions per read, and the rest's share.
+    fn guest_and_share(&self) -> (u64, f64) {
+        let rounds = u64::from(self.client.rounds.max(1));
+        let guest = (self.client.guest + self.service.guest) / rounds;
+        let mean = self.client.total / rounds;
+        (guest, 1.0 - guest as f64 / mean.max(1) as f64)
+    }
+
+    fn row(&self, scheme: &str) -> String {
+        let c = &self.client;
+        let (guest, share) = self.guest_and_share();
+        format!(
+            "| {scheme} | {} (min {}) | {} | {guest} | {:.0} % |",
+            c.median,
+            c.min,
+            c.total / u64::from(c.rounds.max(1)),
+            share * 100.0
+        )
+    }
+
+    fn json(&self) -> String {
+        let c = &self.client;
+        let (guest, share) = self.guest_and_share();
+        format!(
+            "{{\"read\": {{\"median\": {}, \"min\": {}, \"max\": {}, \"mean\": {}}}, \"guest_per_read\": {guest}, \"hypervisor_share\": {share:.3}}}",
+            c.median,
+            c.min,
+            c.max,
+            c.total / u64::from(c.rounds.max(1)),
+        )
+    }
+}
+
 struct LinuxBoot {
     under_hv: Vec<f64>,
     bare: Vec<f64>,
@@ -600,6 +676,8 @@ fn run() -> Result<(), String> {
     let sched = [("vhe", CPU), ("nvhe", "cortex-a72")].map(|(scheme, cpu)| (scheme, SchedBench::measure(flash, cpu)));
     let portals =
         [("vhe", CPU), ("nvhe", "cortex-a72")].map(|(scheme, cpu)| (scheme, PortalBench::measure(flash, cpu)));
+    let forwards =
+        [("vhe", CPU), ("nvhe", "cortex-a72")].map(|(scheme, cpu)| (scheme, ForwardBench::measure(flash, cpu)));
 
     let mut table = String::new();
     let mut vms_table = String::new();
@@ -715,6 +793,13 @@ fn run() -> Result<(), String> {
     let _ = writeln!(table, "| scheme | round trip | mean | guests' own | hypervisor | refused request |");
     let _ = writeln!(table, "|--------|-----------:|-----:|------------:|-----------:|----------------:|");
     scheme_rows(&mut table, &portals, PortalBench::row);
+    let _ = writeln!(
+        table,
+        "\nA forwarded virtio read between two guest-stub VMs on CPUs of their own (-smp 2, -icount; {FORWARD_BENCH_ROUNDS} rounds): the client's load of MagicValue until it resumes with the service's answer, median and mean instructions; both guests' own instructions per read and the share of the rest (the hypervisor's)"
+    );
+    let _ = writeln!(table, "| scheme | read | mean | guests' own | hypervisor |");
+    let _ = writeln!(table, "|--------|-----:|-----:|------------:|-----------:|");
+    scheme_rows(&mut table, &forwards, ForwardBench::row);
     print!("{table}");
 
     let mut json = String::from("{\n");
@@ -773,6 +858,7 @@ fn run() -> Result<(), String> {
     }
     let _ = writeln!(json, "  \"sched\": {{{}}},", per_scheme(&sched, SchedBench::json));
     let _ = writeln!(json, "  \"portal\": {{{}}},", per_scheme(&portals, PortalBench::json));
+    let _ = writeln!(json, "  \"forwarded_read\": {{{}}},", per_scheme(&forwards, ForwardBench::json));
     let _ = writeln!(json, "  \"resident_bytes\": {{\"image\": {}, \"heap\": {}}},", resident.image, resident.heap);
     let _ = writeln!(json, "  \"images\": {{{}}}\n}}", images.join(", "));
     std::fs::write("build/bench.json", json).map_err(|e| format!("build/bench.json: {e}"))?;
