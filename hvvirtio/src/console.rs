@@ -137,3 +137,6 @@ impl Device for Console {
         Ok(used)
     }
 }
+
+#[cfg(test)]
+mod tests;
