@@ -21,6 +21,22 @@ use hvctl::pci::Registers;
 use platform::forward::{reg, DeviceType, ACCESS_WRITE, EVENT_CLIENT_RESET, MAX_DEVICES, NAME_LEN};
 use vm_memory::GuestMemoryMmap;
 
+/// Makes this CPU's writes to the client's RAM (used rings, buffers)
+/// visible before the register write that follows (`IRQ_LEVEL`,
+/// `COMPLETE`) can let the client look. BAR2 is write-combining (Normal
+/// non-cacheable), whose writes may sit in a buffer, and the register
+/// write traps to the hypervisor, which is no barrier for them: `dsb st`,
+/// as Linux's `wmb()` before a doorbell.
+fn publish() {
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: a barrier; it touches no memory or register Rust knows of.
+    unsafe {
+        core::arch::asm!("dsb st", options(nostack, preserves_flags))
+    };
+    #[cfg(not(target_arch = "aarch64"))]
+    core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+}
+
 /// What the backend function says about its client.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientInfo {
@@ -188,6 +204,7 @@ impl Backend {
             // The lines before the completion: the client's vCPU resumes
             // with the interrupt a notification raised already pending.
             self.collect_faults();
+            publish();
             self.sync_lines(regs);
             regs.write32(reg::COMPLETE, id);
             self.stats.requests += 1;
@@ -205,6 +222,7 @@ impl Backend {
             None => {}
         }
         self.collect_faults();
+        publish();
         self.sync_lines(regs);
     }
 

@@ -64,7 +64,9 @@ impl Block {
     /// A device over `file`, of its size in whole sectors at this time;
     /// `serial` (cut to 20 bytes) is what `GET_ID` answers.
     pub fn new(file: File, read_only: bool, serial: &str) -> std::io::Result<Self> {
-        let sectors = file.metadata()?.len() / SECTOR;
+        // The end, not the metadata's length: a block device (`/dev/vdb`)
+        // has length 0 in its metadata.
+        let sectors = std::io::Seek::seek(&mut &file, std::io::SeekFrom::End(0))? / SECTOR;
         let mut id = [0; ID_BYTES];
         for (to, from) in id.iter_mut().zip(serial.bytes()) {
             *to = from;
