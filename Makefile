@@ -89,8 +89,8 @@ clippy: deps
 	cargo clippy --target $(FW_TARGET) -p el3-monitor -p platform -- -D warnings
 	cargo clippy --target $(FW_TARGET) -p el2 -- -D warnings
 	cargo clippy --target $(GUEST_TARGET) -p guest-stub -- -D warnings
-	cargo clippy --target aarch64-unknown-linux-musl -p hvctl -p dbgtest -- -D warnings
-	cargo clippy -p platform -p hvtests -p hvctl --all-targets -- -D warnings
+	cargo clippy --target aarch64-unknown-linux-musl -p hvctl -p hvvirtio -p dbgtest -- -D warnings
+	cargo clippy -p platform -p hvtests -p hvctl -p hvvirtio --all-targets -- -D warnings
 	# The fuzz targets (their own workspace; the libFuzzer and AFL++ runtimes
 	# are left out, the target code is all in the library).
 	cd fuzz && cargo clippy --no-default-features --all-targets -- -D warnings
@@ -99,7 +99,7 @@ clippy: deps
 unit-test: deps
 	cargo test -p platform --tests
 	cargo test -p hvtests --lib --bins
-	cargo test -p hvctl
+	cargo test -p hvctl -p hvvirtio
 
 # Each fuzz target (fuzz/fuzz_targets) for FUZZ_SECONDS, one after the other:
 # libFuzzer where a nightly toolchain is installed, AFL++ on stable otherwise

@@ -336,7 +336,7 @@ fn links(descs: &platform::board::vms::VmDescs, configs: &mut [vm::build::Config
                 }
             }
             if let Some(c) = configs.get_mut(service) {
-                c.backends.push((l, ram));
+                c.backends.push((l, ram, String::from(desc.name)));
             }
             log::info!(
                 "virtio: VM {} serves {} device(s) of VM {} ({})",

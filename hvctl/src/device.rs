@@ -1,8 +1,11 @@
-//! The device half of `hvctl portal` and `hvctl vm`: a function's BARs
-//! mapped from sysfs (`resource0`, `resource2`) behind `hvctl::pci`'s
-//! [`Registers`], a portal's uio device (`/dev/uioN`) behind
-//! `hvctl::portal`'s [`Interrupt`], and the lock that keeps two `hvctl vm`
-//! processes from interleaving their accesses to the VM control function.
+//! The device half of `hvctl portal`, `hvctl vm` and `hvvirtio` (Linux
+//! only): a function's BARs mapped from sysfs (`resource0`, `resource2`)
+//! behind [`crate::pci`]'s [`Registers`], a function's uio device
+//! (`/dev/uioN`) behind [`crate::portal`]'s [`Interrupt`], and the lock
+//! that keeps two `hvctl vm` processes from interleaving their accesses to
+//! the VM control function. It lives in the library, not the binary, so
+//! that the other tools of the workspace map registers the one way the
+//! hypervisor can emulate (below) instead of keeping copies.
 //!
 //! Every BAR0 access traps to the hypervisor, which emulates only accesses
 //! whose abort has a valid instruction syndrome (ISV): a single `ldr`/`str`
@@ -13,8 +16,8 @@
 //! memory by `resourceN` (no unaligned access): it is copied with aligned
 //! volatile accesses.
 
-use hvctl::pci::{DeviceError, Registers};
-use hvctl::portal::{intx_enable, Interrupt, PortalError, COMMAND_HIGH};
+use crate::pci::{DeviceError, Registers};
+use crate::portal::{intx_enable, Interrupt, PortalError, COMMAND_HIGH};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
@@ -317,6 +320,21 @@ impl Uio {
     fn error(&self, what: &str) -> PortalError {
         PortalError::Device { what: format!("{what} {}", self.name), error: std::io::Error::last_os_error() }
     }
+
+    /// The uio device's descriptor, for a caller that polls it together
+    /// with others (`hvvirtio` waits on its console input too); after it
+    /// polls readable, [`Uio::acknowledge`] consumes the interrupt.
+    pub fn fd(&self) -> std::os::fd::RawFd {
+        self.file.as_raw_fd()
+    }
+
+    /// Reads the 4-byte event count, which is what makes the descriptor
+    /// stop polling readable until the next interrupt.
+    pub fn acknowledge(&mut self) -> Result<(), PortalError> {
+        let mut count = [0u8; 4];
+        std::io::Read::read_exact(&mut self.file, &mut count)
+            .map_err(|error| PortalError::Device { what: format!("read the event count of {}", self.name), error })
+    }
 }
 
 impl Interrupt for Uio {
@@ -355,9 +373,7 @@ impl Interrupt for Uio {
             }
             return Ok(false);
         }
-        let mut count = [0u8; 4];
-        std::io::Read::read_exact(&mut self.file, &mut count)
-            .map_err(|error| PortalError::Device { what: format!("read the event count of {}", self.name), error })?;
+        self.acknowledge()?;
         Ok(true)
     }
 }

@@ -3,12 +3,15 @@
 //! host-side QEMU tests parse `hvctl`'s output with the same types, so the
 //! format is written down once, here. [`portal`] is the pure half of
 //! `hvctl portal`, [`vm`] that of `hvctl vm`, and [`pci`] what the two
-//! share (finding a function in sysfs, its register block).
+//! share (finding a function in sysfs, its register block). [`device`]
+//! (Linux only) is the real register block and interrupt behind those.
 
 use core::fmt;
 use core::ops::Range;
 use platform::sched::{bucket_floor_us, percentile_bucket, Figures, BUCKETS};
 
+#[cfg(target_os = "linux")]
+pub mod device;
 pub mod pci;
 pub mod portal;
 pub mod vm;

@@ -16,11 +16,11 @@
 //!
 //! `hvctl portal` does not use the backdoor: it finds the portal functions
 //! (PCI) in sysfs and uses their registers, shared memory and interrupt
-//! (`device`, with the pure half in `hvctl::portal`).
+//! (`hvctl::device`, with the pure half in `hvctl::portal`).
 //!
 //! `hvctl vm` does not use it either: in a manager VM, it finds the VM
 //! control function (PCI) in sysfs and lists, stops, restarts or starts the
-//! VMs through its registers (`device`, with the pure half in `hvctl::vm`).
+//! VMs through its registers (`hvctl::device`, with the pure half in `hvctl::vm`).
 //!
 //! Exit status: 0 done, 1 the hypervisor refused or failed the call, 2
 //! usage error or no hypervisor underneath; `hvctl portal` has its own
@@ -35,9 +35,6 @@ use platform::hypercall::{
     SCAN_CAPACITY_MAX,
 };
 use std::process::ExitCode;
-
-#[cfg(target_os = "linux")]
-mod device;
 
 /// Entries one `SCAN` call may write: the hypervisor's own bound per call.
 const SCAN_CAPACITY: usize = SCAN_CAPACITY_MAX as usize;
@@ -275,7 +272,7 @@ mod portal {
 
     #[cfg(target_os = "linux")]
     mod linux {
-        use crate::device::{Bar, Regs, Uio};
+        use hvctl::device::{Bar, Regs, Uio};
         use hvctl::portal::{
             self, check_bounds, discover, format_got, read_line, select, send_exit_status, Action, Data, Polling,
             PortalCommand, PortalDevice, PortalError, EXIT_OK, EXIT_TIMEOUT, NO_PORTAL, SYSFS_PCI_DEVICES,
@@ -397,7 +394,7 @@ mod vm {
     #[cfg(target_os = "linux")]
     mod linux {
         use super::{VmAction, VmError};
-        use crate::device::{Lock, Regs};
+        use hvctl::device::{Lock, Regs};
         use hvctl::pci::SYSFS_PCI_DEVICES;
         use hvctl::vm::{self, EXIT_OK};
         use platform::control::REGS_SIZE;

@@ -2,7 +2,7 @@
 //! functions, pure: finding a function by its IDs in sysfs, BAR sizes from
 //! its `resource` file, the register block trait ([`Registers`]) the
 //! protocols run over, and the error of mapping or opening a device
-//! ([`DeviceError`]). The binary's `device` module supplies the real
+//! ([`DeviceError`]). `crate::device` (Linux) supplies the real
 //! register block (BAR0 mapped from `resource0`); the host tests drive the
 //! protocols with the hypervisor's own register models.
 

@@ -65,8 +65,8 @@ pub struct Config {
     /// Its forwarded virtio devices: (link, number on the link, type).
     pub virtio: Vec<(usize, u8, platform::forward::DeviceType)>,
     /// The links it serves (a backend function each), with their
-    /// client's RAM.
-    pub backends: Vec<(usize, MemRegion)>,
+    /// client's RAM and name.
+    pub backends: Vec<(usize, MemRegion, String)>,
 }
 
 /// The host's PCI view, through the monitor's ECAM model: at most one VM
@@ -173,7 +173,7 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
         .then(|| MemRegion::new(after.next_multiple_of(vm_ecam::BUS_SIZE), vm_ecam::BUSES * vm_ecam::BUS_SIZE));
     // The portals: a slot of the window and a virtual SPI each, the SPIs
     // the lowest its other devices leave free.
-    let bar2_sizes: Vec<u64> = config.backends.iter().map(|&(_, ram)| ram.size.next_power_of_two()).collect();
+    let bar2_sizes: Vec<u64> = config.backends.iter().map(|(_, ram, _)| ram.size.next_power_of_two()).collect();
     let (window, backend_slots) = if own_functions > 0 {
         let base = ecam.map_or(after, |e| e.end()).next_multiple_of(vpci::Window::alignment(&bar2_sizes));
         let (w, slots) = vpci::Window::new(base, &bar2_sizes, config.portals.len(), own_functions);
@@ -198,7 +198,7 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
         });
     }
     let mut backends = Vec::new();
-    for (&(link, _), &bar2) in config.backends.iter().zip(&backend_slots) {
+    for (&(link, _, _), &bar2) in config.backends.iter().zip(&backend_slots) {
         let Some(intid) = free.next() else { return Err(BuildError::NoInterrupt) };
         backends.push(vpci::Backend { link, intid, bar2 });
     }
@@ -237,7 +237,7 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
             stage2.map_ram(e.memory.base, portal.memory.base, portal.memory.size).map_err(BuildError::Stage2)?;
         }
     }
-    for (b, &(_, client_ram)) in backends.iter().zip(&config.backends) {
+    for (b, (_, client_ram, _)) in backends.iter().zip(&config.backends) {
         stage2.map_ram(b.bar2.base, client_ram.base, client_ram.size).map_err(BuildError::Stage2)?;
     }
     let label = if config.owns_machine { String::new() } else { alloc::format!("VM {}: ", config.name) };
@@ -260,8 +260,7 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
             e.intid
         );
     }
-    for (j, b) in backends.iter().enumerate() {
-        let client = forward::all().get(b.link).map_or(usize::MAX, |l| l.client);
+    for (j, (b, (_, _, client))) in backends.iter().zip(&config.backends).enumerate() {
         log::info!(
             "{label}backend function for VM {client}'s virtio devices: PCI 00:{:02x}.0, registers at IPA {:#x}, its RAM at IPA {}, INTID {}",
             usize::from(vpci::FIRST_DEVICE) + config.portals.len() + j,
