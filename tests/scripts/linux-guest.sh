@@ -4,8 +4,10 @@
 #
 #   build/linux/Image               the kernel's raw arm64 Image
 #   build/linux/initramfs.cpio.gz   busybox (static), /init (tests/linux/init),
-#                                   hvctl (built here, static musl) and the
-#                                   kernel's uio modules
+#                                   hvctl and hvvirtio (built here, static
+#                                   musl) and the kernel modules /init loads
+#   build/linux/modules/            those modules and load-order, their
+#                                   insmod order (from the kernel's modules.dep)
 #   build/linux/config              the kernel's configuration, for reference
 #   build/linux/manifest.txt        package names, versions and SHA-256s
 #   build/linux/debs/, apt/         the downloaded packages and apt's state
@@ -13,8 +15,10 @@
 # The packages come from Debian's archive (bookworm and bookworm-security,
 # main, arm64) through apt-get with a private state directory: the host's
 # architectures, package lists and sources stay as they are. A second run
-# downloads nothing; the initramfs is rebuilt only when /init, hvctl or the
-# mkinitramfs tool changed. Remove build/linux to fetch again.
+# downloads nothing; the initramfs is rebuilt only when /init, hvctl,
+# dbgtest, hvvirtio or the mkinitramfs tool changed, or a module is missing
+# (the modules are unpacked again from the downloaded kernel package).
+# Remove build/linux to fetch again.
 #
 # Environment: LINUX_GUEST_SUITE (default bookworm), LINUX_GUEST_MIRROR
 # (default http://deb.debian.org/debian), LINUX_GUEST_SECURITY_MIRROR
@@ -30,11 +34,19 @@ keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 init_src=tests/linux/init
 tool_src=tests/src/bin/mkinitramfs.rs
 hvctl_bin=target/aarch64-unknown-linux-musl/release/hvctl
+# hvvirtio, the service VM's virtio back end (hvvirtio/), built the same way.
+hvvirtio_bin=target/aarch64-unknown-linux-musl/release/hvvirtio
 # dbgtest, the debugging test program (tests/linux/dbgtest), built the same way.
 dbgtest_bin=target/aarch64-unknown-linux-musl/release/dbgtest
-# The kernel modules the initramfs carries (uio_pci_generic, for the PCI
-# shim's functions), as paths inside the kernel package.
-modules=(kernel/drivers/uio/uio.ko kernel/drivers/uio/uio_pci_generic.ko)
+# The kernel modules /init loads, by module name: uio_pci_generic (for the
+# PCI shim's functions and hvvirtio), virtio_mmio, virtio_blk and
+# virtio_console (a client VM's forwarded devices), ext4 (which mounts the
+# ext2 disk images too) and loop (the service builds its image on one).
+# Their dependencies come from the kernel package (see below), not from here.
+modules=(uio_pci_generic virtio_mmio virtio_blk virtio_console ext4 loop)
+# Written with the modules: one line per module above, its name and then the
+# modules to insmod for it, dependencies first (what modprobe would load).
+load_order=$out/modules/load-order
 
 say() { echo "linux-guest: $*"; }
 die() { echo "linux-guest: error: $*" >&2; exit 1; }
@@ -42,25 +54,41 @@ die() { echo "linux-guest: error: $*" >&2; exit 1; }
 # hvctl, the guest's backdoor tool (cargo does nothing when it is current,
 # leaving its time stamp alone).
 command -v cargo >/dev/null || die "cargo is required (https://rustup.rs), for hvctl and tests/src/bin/mkinitramfs.rs"
-cargo build --quiet --release --target aarch64-unknown-linux-musl -p hvctl -p dbgtest ||
-    die "building hvctl and dbgtest for aarch64-unknown-linux-musl failed"
+cargo build --quiet --release --target aarch64-unknown-linux-musl -p hvctl -p dbgtest -p hvvirtio ||
+    die "building hvctl, dbgtest and hvvirtio for aarch64-unknown-linux-musl failed"
+
+# Whether build/linux/modules has every module of load-order, and
+# load-order every module of $modules (an older build/linux has only the
+# uio modules and no load-order).
+modules_complete() {
+    [[ -s $load_order ]] || return 1
+    local m line dep
+    for m in "${modules[@]}"; do
+        line=$(grep "^$m " "$load_order") || return 1
+        for dep in ${line#* }; do
+            [[ -s $out/modules/$dep.ko ]] || return 1
+        done
+    done
+}
 
 # Up to date: nothing to do.
 if [[ -s $out/Image && -s $out/initramfs.cpio.gz && -s $out/manifest.txt &&
       $out/initramfs.cpio.gz -nt $init_src && $out/initramfs.cpio.gz -nt $tool_src &&
       $out/initramfs.cpio.gz -nt $hvctl_bin && $out/initramfs.cpio.gz -nt $dbgtest_bin &&
-      -s $out/modules/uio_pci_generic.ko &&
+      $out/initramfs.cpio.gz -nt $hvvirtio_bin && $out/initramfs.cpio.gz -nt $load_order &&
+      modules_complete &&
       ! $out/initramfs.cpio.gz -nt $out/manifest.txt ]]; then
     say "$out is up to date ($(sed -n 's/^kernel-package: //p' $out/manifest.txt))"
     exit 0
 fi
 
-# Host tools. All but cargo are in every Debian installation; install what
-# is missing anyway, and say so.
+# Host tools. All but cargo and kmod (depmod, modprobe: the modules'
+# dependencies) are in every Debian installation; install what is missing
+# anyway, and say so.
 sudo=""
 [[ $(id -u) -eq 0 ]] || sudo="sudo"
 need=()
-for tool in apt-get:apt apt-cache:apt dpkg-deb:dpkg tar:tar gzip:gzip sha256sum:coreutils; do
+for tool in apt-get:apt apt-cache:apt dpkg-deb:dpkg tar:tar gzip:gzip sha256sum:coreutils depmod:kmod modprobe:kmod; do
     command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
 done
 [[ -r $keyring ]] || need+=(debian-archive-keyring)
@@ -151,40 +179,72 @@ fi
 
 # The modules, from the same package as the kernel (their vermagic must
 # match it); Debian bookworm ships them uncompressed, which busybox insmod
-# loads as they are.
-if [[ ! -s $out/modules/uio_pci_generic.ko ]]; then
-    mkdir -p $out/modules
+# loads as they are. The package has no modules.dep (its postinst runs
+# depmod), so the module tree is unpacked in a temporary directory and
+# depmod writes it there; modprobe --show-depends then names, for each
+# module, what to insmod in which order: modules.dep's dependencies and
+# modules.softdep's (ext4 needs the crc32c crypto module, which no symbol
+# names). Built-in modules (virtio, virtio_ring) need nothing.
+if ! modules_complete; then
     moddir=$(dpkg-deb -c "$kernel_deb" | awk '!found && $NF ~ /^\.\/lib\/modules\/[^/]+\/$/ { print $NF; found = 1 }')
     [[ -n $moddir ]] || die "no /lib/modules/<version>/ in $kernel_deb"
+    version=${moddir#./lib/modules/}
+    version=${version%/}
+    tree=$(mktemp -d)
+    trap 'rm -rf "$tree"' EXIT
+    dpkg-deb --fsys-tarfile "$kernel_deb" | tar -x -C "$tree" "$moddir" ||
+        die "cannot unpack $moddir from $kernel_deb"
+    depmod -b "$tree" "$version" || die "depmod of $kernel_deb's modules failed"
+    rm -rf $out/modules.tmp
+    mkdir -p $out/modules.tmp
     for m in "${modules[@]}"; do
-        dpkg-deb --fsys-tarfile "$kernel_deb" | tar -xO "$moddir$m" >$out/modules/${m##*/} ||
-            die "no $moddir$m in $kernel_deb"
+        # "insmod PATH" lines, dependencies first; "builtin NAME" for
+        # built-in ones.
+        paths=$(modprobe -d "$tree" -S "$version" --show-depends "$m" | sed -n 's/^insmod \([^ ]*\).*/\1/p') ||
+            die "modprobe --show-depends $m failed for $kernel_deb"
+        [[ -n $paths ]] || die "$m is not a loadable module of $kernel_deb"
+        names=()
+        for path in $paths; do
+            name=$(basename "$path" .ko)
+            cp "$path" $out/modules.tmp/"$name".ko
+            names+=("$name")
+        done
+        echo "$m ${names[*]}" >>$out/modules.tmp/load-order
     done
+    rm -rf $out/modules
+    mv $out/modules.tmp $out/modules
+    rm -rf "$tree"
+    trap - EXIT
+    say "modules for /init (insmod order): $(cut -d' ' -f2- $load_order | tr ' ' '\n' | awk '!seen[$0]++' | tr '\n' ' ')"
 fi
 
 # The initramfs, in newc cpio format, written by mkinitramfs (the host needs
 # no cpio), then gzip'd reproducibly (-n: no name, no time stamp).
 if [[ ! -s $out/initramfs.cpio.gz || $init_src -nt $out/initramfs.cpio.gz ||
       $tool_src -nt $out/initramfs.cpio.gz || $hvctl_bin -nt $out/initramfs.cpio.gz ||
-      $dbgtest_bin -nt $out/initramfs.cpio.gz ]]; then
+      $dbgtest_bin -nt $out/initramfs.cpio.gz || $hvvirtio_bin -nt $out/initramfs.cpio.gz ||
+      $load_order -nt $out/initramfs.cpio.gz ]]; then
     list=$out/initramfs.list
     {
         echo "# gen_init_cpio list, written by tests/scripts/linux-guest.sh"
-        for d in /bin /sbin /usr /usr/bin /usr/sbin /dev /proc /sys /tmp /root /lib /lib/modules; do
+        for d in /bin /sbin /usr /usr/bin /usr/sbin /dev /proc /sys /tmp /root /lib /lib/modules /mnt; do
             echo "dir $d 755 0 0"
         done
         echo "nod /dev/console 600 0 0 c 5 1"
         echo "nod /dev/null 666 0 0 c 1 3"
         echo "file /bin/busybox $PWD/$out/busybox 755 0 0"
         # The applets /init uses; it installs the others at run time.
-        for a in sh cat grep basename mount uname ls setsid cttyhack nproc sleep head readlink insmod devmem; do
+        for a in sh cat grep basename mount umount uname ls setsid cttyhack nproc sleep head tail readlink insmod devmem \
+            dd sync sha256sum mke2fs losetup mkfifo od tr cut wc date stty rm; do
             echo "slink /bin/$a busybox 777 0 0"
         done
         echo "slink /sbin/poweroff ../bin/busybox 777 0 0"
         echo "file /bin/hvctl $PWD/$hvctl_bin 755 0 0"
         echo "file /bin/dbgtest $PWD/$dbgtest_bin 755 0 0"
-        for m in "${modules[@]}"; do
-            echo "file /lib/modules/${m##*/} $PWD/$out/modules/${m##*/} 644 0 0"
+        echo "file /bin/hvvirtio $PWD/$hvvirtio_bin 755 0 0"
+        echo "file /lib/modules/load-order $PWD/$load_order 644 0 0"
+        for m in $(cut -d' ' -f2- $load_order | tr ' ' '\n' | sort -u); do
+            echo "file /lib/modules/$m.ko $PWD/$out/modules/$m.ko 644 0 0"
         done
         echo "file /init $PWD/$init_src 755 0 0"
     } >$list
