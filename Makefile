@@ -116,7 +116,7 @@ fuzz:
 qemu-test: image
 	@tests/scripts/linux-guest.sh > $(BUILD)/linux-guest.log 2>&1 \
 		|| echo "linux-guest: not available, the Linux scenarios will be skipped (see $(BUILD)/linux-guest.log)"
-	HV_FLASH=$(abspath $(FLASH)) cargo test -p hvtests --test qemu --test vms --test sched --test portals --test manage --test service -- --test-threads=2
+	HV_FLASH=$(abspath $(FLASH)) cargo test -p hvtests --test qemu --test vms --test sched --test portals --test manage --test service --test virtio_bare -- --test-threads=2
 
 # The README's two commands, as written there, in a fresh clone of HEAD in a
 # temporary directory (tests/scripts/fresh-check.sh).

@@ -47,6 +47,9 @@ fi
 need_apt=()
 # dtc: the QEMU tests edit QEMU's own device tree (a board's /chosen).
 command -v dtc >/dev/null || need_apt+=(device-tree-compiler)
+# mke2fs: the bare-QEMU virtio scenarios (tests/tests/virtio_bare.rs) make
+# an ext2 disk image.
+command -v mke2fs >/dev/null || need_apt+=(e2fsprogs)
 if [[ "${1:-}" == gdb ]]; then
     command -v gdb-multiarch >/dev/null || need_apt+=(gdb-multiarch)
 fi

@@ -15,6 +15,8 @@
 //!   minimal QEMU install needs.
 //! - [`scenario`] boots one QEMU scenario under a timeout and collects what
 //!   it printed.
+//! - [`virtio`] reads the Linux guest's forwarded-virtio lines and runs the
+//!   bare-QEMU block benchmark.
 //! - [`layers`] checks that the hypervisor's modules name only their own
 //!   layer and those below it.
 
@@ -25,4 +27,5 @@ pub mod layers;
 pub mod qemu;
 pub mod scenario;
 pub mod selftest;
+pub mod virtio;
 pub mod vms;
