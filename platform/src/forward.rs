@@ -51,6 +51,8 @@
 //! virtqueues and buffers through (guest address `a` is BAR2 offset
 //! `a - CLIENT_RAM_BASE`), and nothing else.
 
+pub mod fail;
+
 /// What `ID` reads: "FW" and version 1.
 pub const ID_VALUE: u32 = 0x4657_0001;
 /// Requests one queue holds: one per vCPU of the client can be waiting.

@@ -23,14 +23,18 @@
 //!   VM it can reach, and only while it serves), INTA asserted while
 //!   requests wait or events are unread.
 //! - **Losing the service** ([`state_changed`]): a service VM that stops
-//!   while its client runs leaves the client's devices *failed* until the
-//!   client starts again: waiting accesses and every later one are answered
-//!   here by `platform::forward::Fallback` (a device that needs a reset,
-//!   with a configuration of zeros), and each device raises its
-//!   configuration-change interrupt once, so the client's driver fails its
-//!   I/O instead of waiting. A service VM that is not running when the
-//!   client accesses a device (never started, say) gives the same answers,
-//!   without the interrupt.
+//!   (or restarts) after serving a running client leaves the client's
+//!   devices *failed* until the client starts again: waiting accesses and
+//!   every later one are answered here by `platform::forward::Fallback` (a
+//!   device that needs a reset, with a configuration of zeros), each device
+//!   raises its configuration-change interrupt once, and the requests the
+//!   client's driver made available and the service VM never used are used
+//!   here with an error (`platform::forward::fail`, also at every later
+//!   queue notification), so the client's driver fails its I/O instead of
+//!   waiting for good. This happens once the service VM's vCPUs are all
+//!   stopped, so nothing of it still writes the rings. A service VM that is
+//!   not running when the client accesses a device (never started, say)
+//!   gives the fallback's answers, without the interrupt.
 //!
 //! A device's interrupt is a virtual SPI of the client, edge-triggered:
 //! the backend raises it by setting its bit in `IRQ_LEVEL`, and each rising
@@ -45,6 +49,7 @@ use platform::arch::trap::TrapFrame;
 use platform::board::MemRegion;
 use platform::control::VmState;
 use platform::esr::{Direction, Esr, FaultStatus};
+use platform::forward::fail::{fail_requests, GuestMemory, Shadow, MAX_QUEUES};
 use platform::forward::{Access, BackendModel, DeviceType, Fallback, LinkInfo, NotForwarded, MAX_DEVICES};
 use platform::mmio::MmioAccess;
 use spin::{Mutex, Once};
@@ -69,12 +74,22 @@ struct LinkState {
     /// with its fallback until the client starts again.
     failed: bool,
     fallback: [Option<Fallback>; MAX_DEVICES],
+    /// The service VM took a request of the client's current life.
+    served: bool,
+    /// Each device's queues, as the client's driver set them up.
+    shadow: [Shadow; MAX_DEVICES],
 }
 
 impl Link {
     pub fn new(client: usize, service: usize, info: LinkInfo) -> Self {
         let bar2_size = info.ram_size.next_power_of_two();
-        let state = LinkState { model: BackendModel::new(info), failed: false, fallback: [None; MAX_DEVICES] };
+        let state = LinkState {
+            model: BackendModel::new(info),
+            failed: false,
+            fallback: [None; MAX_DEVICES],
+            served: false,
+            shadow: [Shadow::default(); MAX_DEVICES],
+        };
         Self { client, service, bar2_size, state: Mutex::new(state) }
     }
 
@@ -166,9 +181,17 @@ pub fn handle(frame: &mut TrapFrame, esr: Esr, ipa: u64) -> Option<crate::vm::mm
             let index = usize::from(device.index);
             let mut fallback =
                 state.fallback.get(index).copied().flatten().unwrap_or(Fallback { device: device.kind, interrupt: 0 });
+            let mut used = false;
             let result = if write {
                 // Lowering an edge-triggered line needs nothing.
                 let _ = fallback.write(&access);
+                if state.failed && access.offset == QUEUE_NOTIFY {
+                    let shadow = state.shadow.get(index).copied().unwrap_or_default();
+                    used = fail_queue(vm, device, &shadow, access.value as usize) != 0;
+                    if used {
+                        fallback.interrupt |= INT_USED;
+                    }
+                }
                 0
             } else {
                 fallback.read(&access)
@@ -182,8 +205,15 @@ pub fn handle(frame: &mut TrapFrame, esr: Esr, ipa: u64) -> Option<crate::vm::mm
             if !write {
                 decoded.complete_read(&mut frame.x, result);
             }
+            if used {
+                raise(vm, device.link, 1 << device.index);
+            }
             return Some(Handled::Emulated);
         }
+        if let Some(shadow) = state.shadow.get_mut(usize::from(device.index)) {
+            shadow.observe(&access);
+        }
+        state.served = true;
         *vcpu.io.lock() = Some(Waiting { access: decoded, result: None });
         vcpu.io_waiting(true);
         state.model.queue.push(access, vcpu.index as u16).is_ok()
@@ -311,12 +341,16 @@ pub fn state_changed(vm: &Vm) {
                 s.model.client_changed(shown(state));
                 if state == PowerState::Running {
                     s.failed = false;
+                    s.served = false;
                     s.fallback = [None; MAX_DEVICES];
+                    s.shadow = [Shadow::default(); MAX_DEVICES];
                 }
             }
             service_line(link);
         }
-        if link.service == vm.index && state != PowerState::Running {
+        // Off, or running again after a restart: none of its vCPUs runs
+        // the old life any more.
+        if link.service == vm.index && state != PowerState::Stopping {
             fail(l, link);
         }
     }
@@ -331,14 +365,20 @@ fn fail(l: usize, link: &Link) {
     let mut answered = Vec::new();
     let rising = {
         let mut s = link.state.lock();
-        if s.failed {
+        if s.failed || !s.served {
             return;
         }
         s.failed = true;
         let mut rising = 0u32;
         for device in client.virtio.iter().filter(|d| d.link == l) {
+            let shadow = s.shadow.get(usize::from(device.index)).copied().unwrap_or_default();
+            let mut fallback = Fallback::lost(device.kind);
+            let used: u32 = (0..MAX_QUEUES).map(|q| u32::from(fail_queue(client, device, &shadow, q))).sum();
+            if used != 0 {
+                fallback.interrupt |= INT_USED;
+            }
             if let Some(slot) = s.fallback.get_mut(usize::from(device.index)) {
-                *slot = Some(Fallback::lost(device.kind));
+                *slot = Some(fallback);
                 rising |= 1 << device.index;
             }
         }
@@ -364,6 +404,70 @@ fn fail(l: usize, link: &Link) {
         }
     }
     raise(client, l, rising);
+}
+
+/// `virtio,mmio` `QueueNotify`, and `InterruptStatus`'s used-buffer bit.
+const QUEUE_NOTIFY: u16 = 0x050;
+const INT_USED: u32 = 1;
+
+/// A client's RAM, in the direct map: what [`fail_requests`] may touch.
+struct ClientRam(MemRegion);
+
+impl ClientRam {
+    fn inside(&self, address: u64, len: usize) -> bool {
+        address >= self.0.base && address.checked_add(len as u64).is_some_and(|end| end <= self.0.end())
+    }
+}
+
+impl GuestMemory for ClientRam {
+    fn read(&self, address: u64, bytes: &mut [u8]) -> bool {
+        if !self.inside(address, bytes.len()) {
+            return false;
+        }
+        let from = crate::arch::layout::phys_to_virt(address) as *const u8;
+        for (i, byte) in bytes.iter_mut().enumerate() {
+            // SAFETY: inside the client's RAM (checked above), which the
+            // direct map covers; volatile, as its vCPUs may be writing it.
+            *byte = unsafe { from.add(i).read_volatile() };
+        }
+        true
+    }
+
+    fn write(&mut self, address: u64, bytes: &[u8]) -> bool {
+        if !self.inside(address, bytes.len()) {
+            return false;
+        }
+        let to = crate::arch::layout::phys_to_virt(address) as *mut u8;
+        for (i, &byte) in bytes.iter().enumerate() {
+            // SAFETY: inside the client's RAM (checked above), which the
+            // direct map covers and nothing of the hypervisor's uses.
+            unsafe { to.add(i).write_volatile(byte) };
+        }
+        true
+    }
+
+    fn barrier(&self) {
+        // SAFETY: a barrier only orders memory accesses.
+        unsafe { core::arch::asm!("dmb ish", options(nostack, preserves_flags)) };
+    }
+}
+
+/// Fails queue `q` of `client`'s `device` (its requests made available and
+/// not used): how many it used. A ring that makes no sense is left as it
+/// is, with a line.
+fn fail_queue(client: &Vm, device: &Device, shadow: &Shadow, q: usize) -> u16 {
+    let Some(queue) = shadow.queues.get(q) else { return 0 };
+    match fail_requests(device.kind, q, queue, &mut ClientRam(client.ram)) {
+        Ok(used) => used,
+        Err(e) => {
+            log::warn!(
+                "{}virtio device {} queue {q}: its requests not failed: {e:?}",
+                crate::vm::build::prefix(client),
+                device.index
+            );
+            0
+        }
+    }
 }
 
 /// The link info of `client`'s devices served by `service`.
