@@ -4,6 +4,9 @@
 //! running the `virtio-*` checks at once (`guest-stub/src/virtio.rs`);
 //! then the service powers off and the client finds its devices failed.
 
+#[path = "service/linux.rs"]
+mod linux;
+
 use hvtests::scenario::*;
 use hvtests::selftest::Expected;
 use hvtests::vms::*;
