@@ -327,12 +327,13 @@ fn links(descs: &platform::board::vms::VmDescs, configs: &mut [vm::build::Config
         for name in services {
             // parse() checked that every backend names another VM.
             let Some(service) = descs.iter().position(|d| d.name == name) else { continue };
-            let kinds: Vec<_> = desc.virtio.iter().filter(|v| v.backend == name).map(|v| v.device).collect();
+            let served: Vec<_> = desc.virtio.iter().filter(|v| v.backend == name).collect();
+            let kinds: Vec<_> = served.iter().map(|v| v.device).collect();
             let Some(ram) = configs.get(client).map(|c| c.ram) else { continue };
             let l = links.len();
-            for (index, &kind) in kinds.iter().enumerate() {
+            for (index, v) in served.iter().enumerate() {
                 if let Some(c) = configs.get_mut(client) {
-                    c.virtio.push((l, index as u8, kind));
+                    c.virtio.push((l, index as u8, v.device, v.timeout_ms));
                 }
             }
             if let Some(c) = configs.get_mut(service) {

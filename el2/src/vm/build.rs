@@ -62,8 +62,9 @@ pub struct Config {
     pub portals: Vec<(usize, usize)>,
     /// `hv,manager`: it gets the VM control function.
     pub manager: bool,
-    /// Its forwarded virtio devices: (link, number on the link, type).
-    pub virtio: Vec<(usize, u8, platform::forward::DeviceType)>,
+    /// Its forwarded virtio devices: (link, number on the link, type,
+    /// timeout in ms).
+    pub virtio: Vec<(usize, u8, platform::forward::DeviceType, u32)>,
     /// The links it serves (a backend function each), with their
     /// client's RAM and name.
     pub backends: Vec<(usize, MemRegion, String)>,
@@ -205,10 +206,10 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
     // The forwarded virtio devices: a window each after everything else.
     let virtio_base = window.map(|w| w.whole().end()).or(ecam.map(|e| e.end())).unwrap_or(after).next_multiple_of(4096);
     let mut virtio = Vec::new();
-    for (k, &(link, index, kind)) in config.virtio.iter().enumerate() {
+    for (k, &(link, index, kind, timeout_ms)) in config.virtio.iter().enumerate() {
         let Some(intid) = free.next() else { return Err(BuildError::NoInterrupt) };
         let window = MemRegion::new(virtio_base + forward::WINDOW_STRIDE * k as u64, forward::WINDOW_STRIDE);
-        virtio.push(forward::Device { link, index, kind, window, intid });
+        virtio.push(forward::Device { link, index, kind, window, intid, timeout_ms });
     }
     let highest_spi = highest_spi
         .max(portal_ends.iter().map(|e| e.intid).max())

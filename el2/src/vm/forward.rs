@@ -122,6 +122,8 @@ pub struct Device {
     pub window: MemRegion,
     /// Its virtual SPI.
     pub intid: u32,
+    /// How long one access may wait for the service VM (`hv,timeout-ms`).
+    pub timeout_ms: u32,
 }
 
 /// What a client waits for: the access it trapped on, and once the service
@@ -130,6 +132,9 @@ pub struct Device {
 pub struct Waiting {
     access: MmioAccess,
     result: Option<u64>,
+    /// Its link, and when (physical counter) the service VM's time is up.
+    link: usize,
+    deadline: u64,
 }
 
 /// A client's trapped access at `ipa`, if it is in one of its forwarded
@@ -214,7 +219,8 @@ pub fn handle(frame: &mut TrapFrame, esr: Esr, ipa: u64) -> Option<crate::vm::mm
             shadow.observe(&access);
         }
         state.served = true;
-        *vcpu.io.lock() = Some(Waiting { access: decoded, result: None });
+        let deadline = crate::vm::sched::deadline_in_ms(device.timeout_ms);
+        *vcpu.io.lock() = Some(Waiting { access: decoded, result: None, link: device.link, deadline });
         vcpu.io_waiting(true);
         state.model.queue.push(access, vcpu.index as u16).is_ok()
     };
@@ -234,7 +240,7 @@ pub fn handle(frame: &mut TrapFrame, esr: Esr, ipa: u64) -> Option<crate::vm::mm
 /// and the vCPU no longer waits.
 pub fn resume(vcpu: &Vcpu, frame: &mut TrapFrame) -> bool {
     let mut io = vcpu.io.lock();
-    let Some(Waiting { access, result: Some(value) }) = *io else { return false };
+    let Some(Waiting { access, result: Some(value), .. }) = *io else { return false };
     *io = None;
     if access.direction == Direction::Read {
         access.complete_read(&mut frame.x, value);
@@ -242,6 +248,24 @@ pub fn resume(vcpu: &Vcpu, frame: &mut TrapFrame) -> bool {
     frame.elr = frame.elr.wrapping_add(4);
     frame.spsr = platform::debug::completed(frame.spsr);
     true
+}
+
+/// When the access `vcpu` waits for runs out of time (`u64::MAX`: it
+/// waits for none).
+pub fn deadline(vcpu: &Vcpu) -> u64 {
+    vcpu.io.lock().as_ref().filter(|w| w.result.is_none()).map_or(u64::MAX, |w| w.deadline)
+}
+
+/// The access `vcpu` of `vm` waits for ran out of time: its service VM
+/// does not answer (hung, or its backend is not running), so the link's
+/// devices fail as if the service VM were gone, which answers the access.
+pub fn timed_out(vm: &Vm, vcpu: &Vcpu) {
+    let Some(l) = vcpu.io.lock().as_ref().filter(|w| w.result.is_none()).map(|w| w.link) else { return };
+    let Some(link) = all().get(l) else { return };
+    let ms = vm.virtio.iter().find(|d| d.link == l).map_or(0, |d| d.timeout_ms);
+    let service = crate::vm::get(link.service).map_or("?", |s| s.name.as_str());
+    let why = alloc::format!("VM {service} left an access unanswered for {ms} ms");
+    fail(l, link, &why);
 }
 
 /// A vCPU starts afresh: it waits for nothing.
@@ -351,13 +375,14 @@ pub fn state_changed(vm: &Vm) {
         // Off, or running again after a restart: none of its vCPUs runs
         // the old life any more.
         if link.service == vm.index && state != PowerState::Stopping {
-            fail(l, link);
+            fail(l, link, "the service VM is gone");
         }
     }
 }
 
-/// Link `l`'s service is gone: if its client runs, its devices fail.
-fn fail(l: usize, link: &Link) {
+/// Link `l`'s service is gone (`why`): if its client runs, its devices
+/// fail.
+fn fail(l: usize, link: &Link, why: &str) {
     let Some(client) = crate::vm::get(link.client) else { return };
     if client.state() != PowerState::Running {
         return;
@@ -394,7 +419,7 @@ fn fail(l: usize, link: &Link) {
         rising
     };
     log::warn!(
-        "{}its virtio devices served by VM {} fail: the service VM is gone",
+        "{}its virtio devices served by VM {} fail: {why}",
         crate::vm::build::prefix(client),
         crate::vm::get(link.service).map_or("?", |s| s.name.as_str())
     );

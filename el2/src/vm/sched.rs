@@ -136,6 +136,11 @@ fn ticks_from_us(us: u64) -> u64 {
     (CNTFRQ_EL0.get() / 1_000_000).max(1) * us
 }
 
+/// The physical counter `ms` milliseconds from now.
+pub fn deadline_in_ms(ms: u32) -> u64 {
+    now().saturating_add(ticks_from_us(u64::from(ms) * 1000))
+}
+
 /// Counter ticks to nanoseconds.
 pub fn ns_from_ticks(ticks: u64) -> u64 {
     let freq = CNTFRQ_EL0.get().max(1);
@@ -331,7 +336,14 @@ fn wake_due(now: u64) {
             if vcpu.state() == State::Blocked && vcpu.cpu() == me {
                 let due = vcpu.sched.wake_at.load(Ordering::Relaxed);
                 if due <= now {
-                    wake(vm, vcpu, due);
+                    if vcpu.sched.io_wait.load(Ordering::SeqCst) {
+                        // Its forwarded access ran out of time: failing it
+                        // answers the access, which wakes the vCPU.
+                        vcpu.sched.wake_at.store(u64::MAX, Ordering::Relaxed);
+                        crate::vm::forward::timed_out(vm, vcpu);
+                    } else {
+                        wake(vm, vcpu, due);
+                    }
                 }
             }
         }
@@ -495,8 +507,9 @@ pub fn reschedule(frame: &mut TrapFrame) {
 /// The vCPU just saved blocks: it sleeps until an interrupt or its timers.
 fn block(vm: &Vm, vcpu: &Vcpu) {
     if vcpu.io.lock().is_some() {
-        // Only the access's completion wakes it, not its timers.
-        vcpu.sched.wake_at.store(u64::MAX, Ordering::Relaxed);
+        // Only the access's completion wakes it, not its timers; this CPU
+        // watches the access's deadline instead (`wake_due`).
+        vcpu.sched.wake_at.store(crate::vm::forward::deadline(vcpu), Ordering::Relaxed);
         vcpu.set_state(State::Blocked);
         core::sync::atomic::fence(Ordering::SeqCst);
         if !vcpu.sched.io_wait.load(Ordering::SeqCst) {

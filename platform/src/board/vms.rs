@@ -30,7 +30,8 @@
 //! `"multiboot,ramdisk"`, one `reg` pair) for images a loader placed in
 //! memory, and forwarded virtio devices: subnodes with `compatible =
 //! "hv,virtio-mmio"`, `hv,device` (`"block"` or `"console"`) and
-//! `hv,backend` (the name of the VM that serves it, not the VM itself):
+//! `hv,backend` (the name of the VM that serves it, not the VM itself),
+//! optionally `hv,timeout-ms` (how long an access may wait for it):
 //! the VM sees a `virtio,mmio` device whose register accesses the service
 //! VM answers (`crate::forward`, `docs/service-vm.md`).
 //!
@@ -67,6 +68,10 @@ pub const MULTIBOOT_RAMDISK: &str = "multiboot,ramdisk";
 pub const VIRTIO_MMIO: &str = "hv,virtio-mmio";
 /// Most forwarded virtio devices of one VM.
 pub const MAX_VIRTIO: usize = crate::forward::MAX_DEVICES;
+/// `hv,timeout-ms` when absent: 30 s.
+pub const DEFAULT_VIRTIO_TIMEOUT_MS: u32 = 30_000;
+/// The range `hv,timeout-ms` may take: 1 ms to an hour.
+pub const VIRTIO_TIMEOUT_MS: core::ops::RangeInclusive<u32> = 1..=3_600_000;
 /// Most VMs a description holds.
 pub const MAX_VMS: usize = 8;
 /// Most `hv,devices` entries of one VM.
@@ -189,6 +194,9 @@ pub struct VirtioDesc<'a> {
     pub device: crate::forward::DeviceType,
     /// `hv,backend`: the VM that serves it (another VM of the description).
     pub backend: &'a str,
+    /// `hv,timeout-ms`: how long one access may wait for the service VM
+    /// before the device fails ([`DEFAULT_VIRTIO_TIMEOUT_MS`]).
+    pub timeout_ms: u32,
 }
 
 impl VmDesc<'_> {
@@ -928,7 +936,7 @@ fn parse_vm<'a>(dtb: &Dtb<'a>, node: &Node<'a>) -> Result<VmDesc<'a>, VmError<'a
 /// An `hv,virtio-mmio` subnode.
 fn virtio<'a>(dtb: &Dtb<'a>, node: &Node<'a>, vm: &'a str) -> Result<VirtioDesc<'a>, VmError<'a>> {
     let bad = |reason| VmError::BadVirtio { vm, node: node.name, reason };
-    let (mut device, mut backend) = (None, None);
+    let (mut device, mut backend, mut timeout_ms) = (None, None, DEFAULT_VIRTIO_TIMEOUT_MS);
     for (index, (prop, value)) in dtb.props(node).enumerate() {
         if repeated(dtb, node, index, prop) {
             return Err(VmError::PropertyGivenTwice { vm, node: node.name, property: prop });
@@ -942,6 +950,12 @@ fn virtio<'a>(dtb: &Dtb<'a>, node: &Node<'a>, vm: &'a str) -> Result<VirtioDesc<
                 );
             }
             "hv,backend" => backend = Some(string(vm, "hv,backend", value)?),
+            "hv,timeout-ms" => {
+                timeout_ms = u32_cell(vm, "hv,timeout-ms", value)?;
+                if !VIRTIO_TIMEOUT_MS.contains(&timeout_ms) {
+                    return Err(bad("hv,timeout-ms must be 1 to 3600000 (milliseconds)"));
+                }
+            }
             p if STANDARD.contains(&p) => {}
             _ => return Err(VmError::UnknownProperty { vm, node: node.name, property: prop }),
         }
@@ -950,6 +964,7 @@ fn virtio<'a>(dtb: &Dtb<'a>, node: &Node<'a>, vm: &'a str) -> Result<VirtioDesc<
         node: node.name,
         device: device.ok_or(bad("hv,device is missing (\"block\" or \"console\")"))?,
         backend: backend.ok_or(bad("hv,backend is missing (the name of the VM that serves the device)"))?,
+        timeout_ms,
     })
 }
 

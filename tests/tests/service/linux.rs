@@ -115,3 +115,52 @@ fn linux_vms_share_a_disk_and_a_console_vhe() {
 fn linux_vms_share_a_disk_and_a_console_nvhe() {
     linux_vms_share_a_disk_and_a_console("service-linux-nvhe", CPU_A72);
 }
+
+/// A service VM that never answers (a guest-stub spinning with its
+/// interrupts masked: it has the backend function but never looks at it):
+/// the Linux client's first access to its device waits `hv,timeout-ms`
+/// (2 s here), then the device fails and the hypervisor answers, so the
+/// client's `virtio_blk` gives up its probe cleanly instead of hanging.
+fn a_service_that_never_answers_fails_the_device(name: &str, cpu: &str) {
+    let Some(linux) = linux_guest() else {
+        eprintln!("SKIPPED {name}: the Linux guest is not in build/linux (make linux-guest)");
+        return;
+    };
+    let device = "disk { compatible = \"hv,virtio-mmio\"; hv,device = \"block\"; hv,backend = \"svc\"; hv,timeout-ms = <2000>; };";
+    let vms = [
+        vm("svc", 1, 64, "hv,console; bootargs = \"stub=spin=20000\";"),
+        linux_vm_with("cl", 1, "linux-guest=client linux-guest-wait=5", device),
+    ];
+    let files = linux_fw_cfg(&linux);
+    let extra: Vec<&str> = files.iter().map(String::as_str).collect();
+    let base = Boot { timeout: Duration::from_secs(300), ..Boot::new(name, cpu, 2, "2G") };
+    let o = boot_vms_with(name, cpu, 2, &vms, &extra, base);
+    let dump = o.dump();
+    assert_eq!(o.status, Some(0), "QEMU must exit 0 once both VMs are off\n{dump}");
+    let failed =
+        "el2: WARN: VM cl: its virtio devices served by VM svc fail: VM svc left an access unanswered for 2000 ms";
+    assert_eq!(o.console.lines().filter(|l| *l == failed).count(), 1, "`{failed}` once\n{dump}");
+    let cl_text = o.vm("cl");
+    for wanted in [
+        "New virtio-mmio devices (version 2) must provide VIRTIO_F_VERSION_1 feature!",
+        "virtio_blk: probe of virtio0 failed with error -22",
+    ] {
+        assert!(cl_text.contains(wanted), "cl: `{wanted}` expected\n{dump}");
+    }
+    let cl = ClientReport::parse(&cl_text);
+    assert_eq!(cl.timeouts, ["no /dev/vda after 5 s"], "cl: no disk, and a clean timeout\n{dump}");
+    for bad in LINUX_BAD_LINES {
+        assert!(!cl_text.contains(bad), "cl's kernel log has `{bad}`\n{dump}");
+    }
+    assert!(!o.console.contains("el2: ERROR"), "a hypervisor error\n{dump}");
+}
+
+#[test]
+fn a_service_that_never_answers_fails_the_device_vhe() {
+    a_service_that_never_answers_fails_the_device("service-timeout-vhe", CPU_MAX);
+}
+
+#[test]
+fn a_service_that_never_answers_fails_the_device_nvhe() {
+    a_service_that_never_answers_fails_the_device("service-timeout-nvhe", CPU_A72);
+}

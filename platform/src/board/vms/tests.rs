@@ -759,6 +759,10 @@ fn virtio_devices() {
     assert_eq!(v.len(), 3);
     assert_eq!((v[0].node, v[0].device, v[0].backend), ("disk", DeviceType::Block, "svc"));
     assert_eq!((v[1].device, v[2].backend), (DeviceType::Console, "other"));
+    assert_eq!(v[0].timeout_ms, DEFAULT_VIRTIO_TIMEOUT_MS);
+    let timed = vm("vm@1", "client", 1, 2048).c(virtio_node("d", "block", "svc").p("hv,timeout-ms", c(&[250])));
+    let d = tree(vec![vm("vm@0", "svc", 1, 2048), timed]);
+    assert_eq!(ok(&d)[1].virtio[0].timeout_ms, 250);
     assert!(vms[0].virtio.is_empty());
     // The most a VM can have.
     let mut many = vm("vm@1", "client", 1, 2048);
@@ -793,6 +797,12 @@ fn error_virtio_devices() {
         err(n("d").p("compatible", s("hv,virtio-mmio")).p("hv,device", s("block"))),
         "VM \"c\": virtio device \"d\": hv,backend is missing (the name of the VM that serves the device)"
     );
+    for bad in [0, 3_600_001] {
+        assert_eq!(
+            err(virtio_node("d", "block", "svc").p("hv,timeout-ms", c(&[bad]))),
+            "VM \"c\": virtio device \"d\": hv,timeout-ms must be 1 to 3600000 (milliseconds)"
+        );
+    }
     assert_eq!(
         err(virtio_node("d", "block", "nobody")),
         "VM \"c\": virtio device \"d\": hv,backend \"nobody\" names no VM"
