@@ -17,7 +17,6 @@
 use crate::chain::{Chain, ChainError};
 use crate::transport::{complete, next_chain, Device, Fault, F_VERSION_1};
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use virtio_bindings::virtio_blk::{
     VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX, VIRTIO_BLK_ID_BYTES,
     VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP, VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN,
@@ -32,9 +31,6 @@ pub const SECTOR: u64 = 512;
 /// status descriptors, since the device offers no indirect descriptors.
 pub const QUEUE_SIZE: u16 = 128;
 pub const SEG_MAX: u32 = QUEUE_SIZE as u32 - 2;
-/// Bytes a request's data moves through per file access: a request's size
-/// is the client's choice, the backend's memory is not.
-const CHUNK: usize = 64 * 1024;
 /// The request header.
 const HEADER: u64 = 16;
 /// `GET_ID`'s answer.
@@ -150,33 +146,19 @@ impl Block {
     }
 
     fn read_in(&self, chain: &Chain, mem: &GuestMemoryMmap, sector: u64, len: u64) -> Result<u32, ChainError> {
-        let mut buf = vec![0u8; CHUNK.min(len as usize)];
-        let mut done = 0u64;
-        while done < len {
-            let n = (len - done).min(CHUNK as u64) as usize;
-            let Some(piece) = buf.get_mut(..n) else { break };
-            if self.file.read_exact_at(piece, sector * SECTOR + done).is_err() {
-                return Ok(VIRTIO_BLK_S_IOERR);
-            }
-            chain.write(mem, done, piece)?;
-            done += n as u64;
-        }
-        Ok(VIRTIO_BLK_S_OK)
+        let Ok(n) = usize::try_from(len) else { return Ok(VIRTIO_BLK_S_IOERR) };
+        Ok(match chain.read_from_file(mem, 0, &self.file, sector * SECTOR, n) {
+            Ok(()) => VIRTIO_BLK_S_OK,
+            Err(_) => VIRTIO_BLK_S_IOERR,
+        })
     }
 
     fn write_out(&self, chain: &Chain, mem: &GuestMemoryMmap, sector: u64, len: u64) -> Result<u32, ChainError> {
-        let mut buf = vec![0u8; CHUNK.min(len as usize)];
-        let mut done = 0u64;
-        while done < len {
-            let n = (len - done).min(CHUNK as u64) as usize;
-            let Some(piece) = buf.get_mut(..n) else { break };
-            chain.read(mem, HEADER + done, piece)?;
-            if self.file.write_all_at(piece, sector * SECTOR + done).is_err() {
-                return Ok(VIRTIO_BLK_S_IOERR);
-            }
-            done += n as u64;
-        }
-        Ok(VIRTIO_BLK_S_OK)
+        let Ok(n) = usize::try_from(len) else { return Ok(VIRTIO_BLK_S_IOERR) };
+        Ok(match chain.write_to_file(mem, HEADER, &self.file, sector * SECTOR, n) {
+            Ok(()) => VIRTIO_BLK_S_OK,
+            Err(_) => VIRTIO_BLK_S_IOERR,
+        })
     }
 }
 

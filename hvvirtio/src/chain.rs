@@ -120,6 +120,86 @@ impl Chain {
     }
 }
 
+/// Moving a request's data between the backing file and the client's RAM
+/// directly, in one `preadv`/`pwritev` per request: the kernel's own copy
+/// is the only one, with no buffer in between. Under emulation the service
+/// VM's copies and system calls are most of a request's cost: a buffer
+/// doubles the copies, a call per page (the client's pages are scattered)
+/// multiplies the calls.
+#[cfg(target_os = "linux")]
+impl Chain {
+    /// Reads `len` bytes of `file` from byte `at` into the writable stream
+    /// from `offset`. An error is the file's (or a stream too short).
+    pub fn read_from_file(
+        &self,
+        mem: &GuestMemoryMmap,
+        offset: u64,
+        file: &std::fs::File,
+        at: u64,
+        len: usize,
+    ) -> std::io::Result<()> {
+        Self::file_io(mem, &self.writable, offset, len, |iov, count| {
+            // SAFETY: `iov` holds `count` ranges of the client's RAM, each
+            // valid for writes for the whole call (their guards live in
+            // `file_io`); the kernel writes nothing else.
+            unsafe { libc::preadv(std::os::fd::AsRawFd::as_raw_fd(file), iov, count, at as libc::off_t) }
+        })
+    }
+
+    /// Writes `len` bytes of the readable stream from `offset` to `file`
+    /// at byte `at`.
+    pub fn write_to_file(
+        &self,
+        mem: &GuestMemoryMmap,
+        offset: u64,
+        file: &std::fs::File,
+        at: u64,
+        len: usize,
+    ) -> std::io::Result<()> {
+        Self::file_io(mem, &self.readable, offset, len, |iov, count| {
+            // SAFETY: `iov` holds `count` ranges of the client's RAM, each
+            // valid for reads for the whole call; the kernel only reads them.
+            unsafe { libc::pwritev(std::os::fd::AsRawFd::as_raw_fd(file), iov, count, at as libc::off_t) }
+        })
+    }
+
+    /// One vectored call `io(iov, count)` over the guest ranges of
+    /// `[offset, offset + len)` of `segments`; it must move all `len`
+    /// bytes (a file too short, or a stream too short, is an error).
+    fn file_io(
+        mem: &GuestMemoryMmap,
+        segments: &[Segment],
+        offset: u64,
+        len: usize,
+        io: impl FnOnce(*const libc::iovec, libc::c_int) -> isize,
+    ) -> std::io::Result<()> {
+        let slices = pieces(segments, offset, len)
+            .into_iter()
+            .map(|(addr, n)| mem.get_slice(addr, n).map_err(std::io::Error::other))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let guards: Vec<_> = slices.iter().map(|s| s.ptr_guard_mut()).collect();
+        let iov: Vec<libc::iovec> = guards
+            .iter()
+            .zip(&slices)
+            .map(|(g, s)| libc::iovec { iov_base: g.as_ptr().cast(), iov_len: s.len() })
+            .collect();
+        let total: usize = iov.iter().map(|v| v.iov_len).sum();
+        if total != len {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "the request's buffers are too short"));
+        }
+        let count = libc::c_int::try_from(iov.len()).map_err(std::io::Error::other)?;
+        let moved = io(iov.as_ptr(), count);
+        // Before anything else can change errno.
+        let error = std::io::Error::last_os_error();
+        drop(guards);
+        match usize::try_from(moved) {
+            Ok(n) if n == len => Ok(()),
+            Ok(n) => Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("{n} of {len} bytes"))),
+            Err(_) => Err(error),
+        }
+    }
+}
+
 /// The guest ranges that `[offset, offset + len)` of the stream made of
 /// `segments` covers, in order.
 fn pieces(segments: &[Segment], offset: u64, len: usize) -> Vec<(GuestAddress, usize)> {

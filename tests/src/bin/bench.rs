@@ -212,6 +212,19 @@ fn run_vms_on(
     nodes: &[String],
     until: impl Fn(&str) -> bool + Send + 'static,
 ) -> Result<String, String> {
+    run_vms_timed(flash, cpu, smp, &ICOUNT, nodes, until)
+}
+
+/// [`run_vms_on`] with `timing` for QEMU's clock arguments (`-icount`, or
+/// none for wall-clock figures).
+fn run_vms_timed(
+    flash: &str,
+    cpu: &str,
+    smp: u32,
+    timing: &[&str],
+    nodes: &[String],
+    until: impl Fn(&str) -> bool + Send + 'static,
+) -> Result<String, String> {
     let dts = format!("/dts-v1/;\n/ {{ chosen {{\n{}\n}}; }};\n", nodes.join("\n"));
     std::fs::write("build/bench-vms.dts", dts).map_err(|e| format!("build/bench-vms.dts: {e}"))?;
     let status = std::process::Command::new("dtc")
@@ -224,7 +237,7 @@ fn run_vms_on(
     let mut command = hvtests::qemu::command();
     command
         .args(["-M", MACHINE, "-bios", flash])
-        .args(ICOUNT)
+        .args(timing)
         .args(["-cpu", cpu, "-smp", &smp.to_string(), "-m", "2G", "-display", "none", "-monitor", "none"])
         .args(["-serial", "stdio"])
         .args(["-fw_cfg", "name=opt/hv/vms.dtb,file=build/bench-vms.dtb"])
@@ -493,6 +506,57 @@ struct ForwardBench {
 
 const FORWARD_BENCH_ROUNDS: u32 = 101;
 
+/// Runs of each side of the block-device benchmark, interleaved.
+const BLK_RUNS: usize = 3;
+
+/// Sequential reads through a client's virtio-blk (`linux-guest=blkbench`:
+/// 64 MiB with `O_DIRECT`, timed by the client's own clock, wall time),
+/// served by a Linux service VM's `hvvirtio` from a sparse file; against
+/// the same kernel on bare QEMU with QEMU's own `virtio-blk-device` over a
+/// sparse raw file. `-smp 2` both, runs interleaved.
+struct BlkBench {
+    forwarded: Vec<f64>,
+    bare: Vec<f64>,
+}
+
+impl BlkBench {
+    fn measure(flash: &str) -> Result<Self, String> {
+        use hvtests::virtio::{bare_blkbench, blkbench_time, BLKBENCH_DISK_MIB};
+        let linux = hvtests::vms::linux_guest().ok_or(format!("{LINUX_IMAGE} is missing (make linux-guest)"))?;
+        let node = |name: &str, bootargs: &str, more: &str| {
+            format!(
+                "vm-{name} {{ compatible = \"hv,vm\"; hv,name = \"{name}\"; cpus = <1>; memory = <0 524288>; hv,console; \
+                 hv,kernel = \"opt/hv/linux/kernel\"; hv,initrd = \"opt/hv/linux/initrd\"; \
+                 bootargs = \"console=ttyAMA0 {bootargs}\"; {more} }};"
+            )
+        };
+        let devices = "disk { compatible = \"hv,virtio-mmio\"; hv,device = \"block\"; hv,backend = \"svc\"; }; \
+                       con { compatible = \"hv,virtio-mmio\"; hv,device = \"console\"; hv,backend = \"svc\"; };";
+        let nodes = [
+            node(
+                "svc",
+                &format!("linux-guest=service linux-guest-disk-mib={BLKBENCH_DISK_MIB} linux-guest-bench linux-guest-client=cl"),
+                "hv,manager;",
+            ),
+            node("cl", "linux-guest=blkbench", devices),
+        ];
+        let done = |line: &str| line.starts_with("cl| linux-guest: blkbench ") && !line.contains(" dd ");
+        let (mut forwarded, mut bare) = (Vec::new(), Vec::new());
+        for _ in 0..BLK_RUNS {
+            let console = run_vms_timed(flash, CPU, 2, &[], &nodes, done)?;
+            let client: String =
+                console.lines().filter_map(|l| l.strip_prefix("cl| ")).fold(String::new(), |t, l| t + l + "\n");
+            forwarded.push(blkbench_time(&client)?.as_secs_f64());
+            bare.push(bare_blkbench(&linux, CPU, 2)?.as_secs_f64());
+        }
+        Ok(Self { forwarded, bare })
+    }
+
+    fn medians(&self) -> (f64, f64) {
+        (median(&self.forwarded), median(&self.bare))
+    }
+}
+
 impl ForwardBench {
     fn measure(flash: &str, cpu: &str) -> Result<Self, String> {
         use platform::forward::{BenchReport, BenchRole, BENCH_WORD};
@@ -678,6 +742,7 @@ fn run() -> Result<(), String> {
         [("vhe", CPU), ("nvhe", "cortex-a72")].map(|(scheme, cpu)| (scheme, PortalBench::measure(flash, cpu)));
     let forwards =
         [("vhe", CPU), ("nvhe", "cortex-a72")].map(|(scheme, cpu)| (scheme, ForwardBench::measure(flash, cpu)));
+    let blk = BlkBench::measure(flash);
 
     let mut table = String::new();
     let mut vms_table = String::new();
@@ -800,6 +865,35 @@ fn run() -> Result<(), String> {
     let _ = writeln!(table, "| scheme | read | mean | guests' own | hypervisor |");
     let _ = writeln!(table, "|--------|-----:|-----:|------------:|-----------:|");
     scheme_rows(&mut table, &forwards, ForwardBench::row);
+    let _ = writeln!(
+        table,
+        "\nSequential read of 64 MiB through a client's virtio-blk with O_DIRECT (wall clock by the client's own clock, -smp 2, {BLK_RUNS} runs each, interleaved): served by a Linux service VM's hvvirtio (vhe), and QEMU's own virtio-blk-device on bare QEMU"
+    );
+    match &blk {
+        Ok(b) => {
+            let (fwd, bare) = b.medians();
+            let list = |v: &[f64]| v.iter().map(|s| format!("{:.0}", s * 1000.0)).collect::<Vec<_>>().join(", ");
+            let _ = writeln!(table, "| | median ms | MiB/s | runs (ms) |\n|-|--:|--:|--|");
+            let _ = writeln!(
+                table,
+                "| service VM (hvvirtio) | {:.0} | {:.0} | {} |",
+                fwd * 1000.0,
+                64.0 / fwd,
+                list(&b.forwarded)
+            );
+            let _ = writeln!(
+                table,
+                "| bare QEMU virtio-blk-device | {:.0} | {:.0} | {} |",
+                bare * 1000.0,
+                64.0 / bare,
+                list(&b.bare)
+            );
+            let _ = writeln!(table, "| ratio (time) | {:.2}x | | |", fwd / bare);
+        }
+        Err(e) => {
+            let _ = writeln!(table, "skipped: {e}");
+        }
+    }
     print!("{table}");
 
     let mut json = String::from("{\n");
@@ -858,6 +952,23 @@ fn run() -> Result<(), String> {
     }
     let _ = writeln!(json, "  \"sched\": {{{}}},", per_scheme(&sched, SchedBench::json));
     let _ = writeln!(json, "  \"portal\": {{{}}},", per_scheme(&portals, PortalBench::json));
+    match &blk {
+        Ok(b) => {
+            let (fwd, bare) = b.medians();
+            let list = |v: &[f64]| v.iter().map(|s| format!("{s:.4}")).collect::<Vec<_>>().join(", ");
+            let _ = writeln!(
+                json,
+                "  \"virtio_blk_read_64mib_seconds\": {{\"service_vm\": [{}], \"bare\": [{}], \"median_service_vm\": {fwd:.4}, \"median_bare\": {bare:.4}, \"ratio\": {:.3}}},",
+                list(&b.forwarded),
+                list(&b.bare),
+                fwd / bare
+            );
+        }
+        Err(e) => {
+            let _ =
+                writeln!(json, "  \"virtio_blk_read_64mib_seconds\": {{\"skipped\": \"{}\"}},", e.replace('"', "'"));
+        }
+    }
     let _ = writeln!(json, "  \"forwarded_read\": {{{}}},", per_scheme(&forwards, ForwardBench::json));
     let _ = writeln!(json, "  \"resident_bytes\": {{\"image\": {}, \"heap\": {}}},", resident.image, resident.heap);
     let _ = writeln!(json, "  \"images\": {{{}}}\n}}", images.join(", "));
