@@ -199,6 +199,18 @@ pub static VIRTIO_CHECKS: &[Check] = &[
     Check { name: "virtio-service-death", run: crate::virtio::service_death },
 ];
 
+/// The checks against the real `hvvirtio` of a Linux service VM
+/// (`vqueue.rs`): not part of the default run; `stub=only=hvvirtio` runs
+/// them, in a client VM with one forwarded block device. Their prefix is
+/// not `virtio`, so that `stub=only=virtio` (a guest-stub service) does
+/// not run them.
+pub static HVVIRTIO_CHECKS: &[Check] = &[
+    Check { name: "hvvirtio-find", run: crate::vqueue::find },
+    Check { name: "hvvirtio-read", run: crate::vqueue::read },
+    Check { name: "hvvirtio-queue-outside", run: crate::vqueue::queue_outside },
+    Check { name: "hvvirtio-buffer-outside", run: crate::vqueue::buffer_outside },
+];
+
 /// Run only with `stub=fail`: proves a failing check fails the whole run.
 pub static FORCED_FAILURE: Check = Check { name: "forced-failure", run: forced_failure };
 

@@ -62,6 +62,12 @@
 //! `stub=virtio-devices=N` and `stub=virtio-types=LIST` say what they must
 //! find. `stub=virtio-bench=N` (in both) times N forwarded reads instead
 //! (`virtio`).
+//!
+//! The checks against a Linux service VM's `hvvirtio` (`hvvirtio-find`,
+//! `hvvirtio-read`, `hvvirtio-queue-outside`, `hvvirtio-buffer-outside`;
+//! `vqueue`), a hostile virtio-blk driver's, are not in the default run:
+//! `stub=only=hvvirtio` runs them, in a client VM with one forwarded block
+//! device.
 #![no_std]
 #![no_main]
 
@@ -80,6 +86,7 @@ mod smp;
 mod timer;
 mod virq;
 mod virtio;
+mod vqueue;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 use platform::abi::HV_SET_EXIT_STATUS;
@@ -241,11 +248,13 @@ extern "C" fn stub_main(dtb: usize) -> ! {
     let sched_checks = checks::SCHED_CHECKS.iter().filter(|_| !only.is_empty());
     let portal_checks = checks::PORTAL_CHECKS.iter().filter(|_| !only.is_empty());
     let virtio_checks = checks::VIRTIO_CHECKS.iter().filter(|_| !only.is_empty());
+    let hvvirtio_checks = checks::HVVIRTIO_CHECKS.iter().filter(|_| !only.is_empty());
     let checks = checks::CHECKS
         .iter()
         .chain(sched_checks)
         .chain(portal_checks)
         .chain(virtio_checks)
+        .chain(hvvirtio_checks)
         .chain(forced_failure.then_some(&checks::FORCED_FAILURE))
         .filter(|check| check.name.starts_with(only));
     let hostile_checks = hostile.then_some(checks::Check { name: "hostile-vcpus-alive", run: hostile::vcpus_alive });

@@ -326,7 +326,7 @@ fn role() -> Result<Role, Failure> {
 /// that `virtio-done` can hold the service's count to it).
 static FORWARDED: AtomicU64 = AtomicU64::new(0);
 
-const WINDOW_ABORTED: &str = "an access to a virtio,mmio window aborted";
+pub(crate) const WINDOW_ABORTED: &str = "an access to a virtio,mmio window aborted";
 
 const fn width(size: u64) -> Width {
     match size {
@@ -385,14 +385,18 @@ fn spi_handler(intid: IntId) {
     }
 }
 
-fn taken(slot: usize) -> u64 {
+pub(crate) fn taken(slot: usize) -> u64 {
     TAKEN.get(slot).map_or(0, |t| t.load(Ordering::SeqCst))
 }
 
 /// Runs `f` with the SPIs `intids` (each counted in its slot) routed to
 /// vCPU 0 and the virtual timer's PPI ending sleeps, then puts everything
 /// back.
-fn with_interrupts<T>(env: &Env, intids: &[u32], f: impl FnOnce() -> Result<T, Failure>) -> Result<T, Failure> {
+pub(crate) fn with_interrupts<T>(
+    env: &Env,
+    intids: &[u32],
+    f: impl FnOnce() -> Result<T, Failure>,
+) -> Result<T, Failure> {
     virq::boot_gic()?;
     let wake = env.virtual_timer.map_err(IrqFailure::NoTimer)?;
     let gic_error = |why| Failure::from(IrqFailure::Gic { cpu: 0, why });
@@ -429,7 +433,7 @@ fn wake_handler(_: IntId) {
 }
 
 /// Lets interrupts in for `ms`: one that should not come would be counted.
-fn settle(ms: u64) {
+pub(crate) fn settle(ms: u64) {
     unmask_irqs();
     timer::delay_ms(ms);
     mask_irqs();
@@ -439,7 +443,11 @@ fn settle(ms: u64) {
 /// interrupt that came since `done()` looked ends the sleep and is taken
 /// right after), at most `ms` of virtual counter; `what` names the wait in
 /// the failure.
-fn wait(what: &'static str, ms: u64, mut done: impl FnMut() -> Result<bool, Failure>) -> Result<(), Failure> {
+pub(crate) fn wait(
+    what: &'static str,
+    ms: u64,
+    mut done: impl FnMut() -> Result<bool, Failure>,
+) -> Result<(), Failure> {
     let deadline = timer::virtual_now().saturating_add(timer::ms_to_ticks(ms));
     let poll = timer::ms_to_ticks(POLL_MS).max(1);
     let result = loop {

@@ -102,6 +102,12 @@ pub const VIRTIO_CHECKS: &[&str] = &[
 /// client to find its devices failed.
 pub const VIRTIO_SERVICE_SKIPS: &str = "virtio-service-death";
 
+/// `stub=only=hvvirtio` runs these: a hostile virtio-blk driver's checks
+/// against a Linux service VM's `hvvirtio` (`guest-stub/src/vqueue.rs`),
+/// not part of the default run.
+pub const HVVIRTIO_CHECKS: &[&str] =
+    &["hvvirtio-find", "hvvirtio-read", "hvvirtio-queue-outside", "hvvirtio-buffer-outside"];
+
 /// `stub=fail` appends this check, which must fail.
 pub const FORCED_FAILURE: &str = "forced-failure";
 
@@ -184,6 +190,12 @@ impl Expected {
         let mut expected = Self::passing(VIRTIO_CHECKS.iter().copied());
         expected.skipped.push(VIRTIO_SERVICE_SKIPS.to_string());
         expected
+    }
+
+    /// A `stub=only=hvvirtio` run in a client VM of a Linux service VM:
+    /// every check of [`HVVIRTIO_CHECKS`] passes.
+    pub fn hvvirtio_client() -> Self {
+        Self::passing(HVVIRTIO_CHECKS.iter().copied())
     }
 
     /// A default run after a restart: [`RESTART_CHECK`] first.

@@ -4,6 +4,8 @@
 //! running the `virtio-*` checks at once (`guest-stub/src/virtio.rs`);
 //! then the service powers off and the client finds its devices failed.
 
+#[path = "service/hostile.rs"]
+mod hostile;
 #[path = "service/linux.rs"]
 mod linux;
 
