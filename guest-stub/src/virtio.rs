@@ -110,20 +110,16 @@ use crate::{gic, smp, timer, virq, Env};
 use aarch64_cpu::registers::{Writeable, CNTV_CTL_EL0, CNTV_CVAL_EL0};
 use arm_gic::IntId;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use platform::forward::{reg, virtio, DeviceType, ACCESS_WRITE, FALLBACK_VENDOR, INT_CONFIG, MAX_DEVICES, NAME_LEN};
+use platform::forward::virtio::INT_CONFIG;
+use platform::forward::{reg, virtio, DeviceType, ACCESS_WRITE, FALLBACK_VENDOR, MAX_DEVICES, NAME_LEN};
 use platform::pci::config::{bar, command, offset};
 use platform::pci::{Bdf, Intx, DEVICES_PER_BUS, ROOT_BUS};
 use platform::println;
 
 /// The fake device's registers (the table in the module documentation).
 pub mod dev {
-    pub const MAGIC: u64 = 0x000;
-    pub const VERSION: u64 = 0x004;
-    pub const DEVICE_ID: u64 = 0x008;
-    pub const VENDOR_ID: u64 = 0x00c;
-    pub const INTERRUPT_STATUS: u64 = 0x060;
-    pub const INTERRUPT_ACK: u64 = 0x064;
-    pub const STATUS: u64 = 0x070;
+    pub use platform::forward::virtio::{DEVICE_ID, INTERRUPT_ACK, INTERRUPT_STATUS, STATUS, VENDOR_ID, VERSION};
+    pub const MAGIC: u64 = platform::forward::virtio::MAGIC_VALUE;
     pub const SCRATCH: u64 = 0x100;
     pub const SCRATCH_LEN: u64 = 16;
     pub const PATTERN_ADDR: u64 = 0x120;

@@ -64,29 +64,12 @@ use aarch64_cpu::asm::barrier;
 use core::sync::atomic::{AtomicU64, Ordering};
 use platform::println;
 
-/// Register offsets (virtio 1.x, "MMIO Device Register Layout").
+/// Register offsets (virtio 1.x, "MMIO Device Register Layout"), and the
+/// block device's `capacity` (8 bytes, in sectors), its configuration's
+/// first field.
 mod reg {
-    pub const MAGIC_VALUE: u64 = 0x000;
-    pub const VERSION: u64 = 0x004;
-    pub const DEVICE_ID: u64 = 0x008;
-    pub const VENDOR_ID: u64 = 0x00c;
-    pub const DEVICE_FEATURES: u64 = 0x010;
-    pub const DEVICE_FEATURES_SEL: u64 = 0x014;
-    pub const DRIVER_FEATURES: u64 = 0x020;
-    pub const DRIVER_FEATURES_SEL: u64 = 0x024;
-    pub const QUEUE_SEL: u64 = 0x030;
-    pub const QUEUE_NUM_MAX: u64 = 0x034;
-    pub const QUEUE_NUM: u64 = 0x038;
-    pub const QUEUE_READY: u64 = 0x044;
-    pub const QUEUE_NOTIFY: u64 = 0x050;
-    pub const INTERRUPT_STATUS: u64 = 0x060;
-    pub const INTERRUPT_ACK: u64 = 0x064;
-    pub const STATUS: u64 = 0x070;
-    pub const QUEUE_DESC_LOW: u64 = 0x080;
-    pub const QUEUE_DRIVER_LOW: u64 = 0x090;
-    pub const QUEUE_DEVICE_LOW: u64 = 0x0a0;
-    /// The block device's `capacity` (8 bytes, in sectors).
-    pub const CAPACITY: u64 = 0x100;
+    pub use platform::forward::virtio::*;
+    pub const CAPACITY: u64 = CONFIG;
 }
 
 /// `Status` bits.

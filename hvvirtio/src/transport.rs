@@ -50,46 +50,18 @@ use vm_memory::GuestMemoryMmap;
 /// client sees one vendor whether the service VM answers or not.
 pub const VENDOR_ID: u32 = platform::forward::FALLBACK_VENDOR;
 /// `MagicValue`: "virt".
-pub const MAGIC: u32 = 0x7472_6976;
+pub const MAGIC: u32 = reg::MAGIC;
 /// The transport version (virtio 1.x, no legacy).
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = reg::VERSION_2;
 /// `VIRTIO_F_VERSION_1` as a feature mask.
 pub const F_VERSION_1: u64 = 1 << VIRTIO_F_VERSION_1;
 /// Where the configuration space starts, and where the window ends.
-pub const CONFIG: u64 = 0x100;
+pub const CONFIG: u64 = reg::CONFIG;
 pub const WINDOW: u64 = platform::forward::WINDOW_SIZE;
 
-/// Register offsets (virtio 1.x, 4.2.2).
-pub mod reg {
-    pub const MAGIC_VALUE: u64 = 0x000;
-    pub const VERSION: u64 = 0x004;
-    pub const DEVICE_ID: u64 = 0x008;
-    pub const VENDOR_ID: u64 = 0x00c;
-    pub const DEVICE_FEATURES: u64 = 0x010;
-    pub const DEVICE_FEATURES_SEL: u64 = 0x014;
-    pub const DRIVER_FEATURES: u64 = 0x020;
-    pub const DRIVER_FEATURES_SEL: u64 = 0x024;
-    pub const QUEUE_SEL: u64 = 0x030;
-    pub const QUEUE_NUM_MAX: u64 = 0x034;
-    pub const QUEUE_NUM: u64 = 0x038;
-    pub const QUEUE_READY: u64 = 0x044;
-    pub const QUEUE_NOTIFY: u64 = 0x050;
-    pub const INTERRUPT_STATUS: u64 = 0x060;
-    pub const INTERRUPT_ACK: u64 = 0x064;
-    pub const STATUS: u64 = 0x070;
-    pub const QUEUE_DESC_LOW: u64 = 0x080;
-    pub const QUEUE_DESC_HIGH: u64 = 0x084;
-    pub const QUEUE_DRIVER_LOW: u64 = 0x090;
-    pub const QUEUE_DRIVER_HIGH: u64 = 0x094;
-    pub const QUEUE_DEVICE_LOW: u64 = 0x0a0;
-    pub const QUEUE_DEVICE_HIGH: u64 = 0x0a4;
-    pub const SHM_SEL: u64 = 0x0ac;
-    pub const SHM_LEN_LOW: u64 = 0x0b0;
-    pub const SHM_LEN_HIGH: u64 = 0x0b4;
-    pub const SHM_BASE_LOW: u64 = 0x0b8;
-    pub const SHM_BASE_HIGH: u64 = 0x0bc;
-    pub const CONFIG_GENERATION: u64 = 0x0fc;
-}
+/// Register offsets (virtio 1.x, 4.2.2): the list the hypervisor and the
+/// guest-stub use too.
+pub use platform::forward::virtio as reg;
 
 /// `InterruptStatus` bits.
 pub const INT_VRING: u32 = VIRTIO_MMIO_INT_VRING;

@@ -438,21 +438,51 @@ impl BackendModel {
     }
 }
 
-/// `virtio,mmio` registers (version 2) the fallback answers.
+/// The `virtio,mmio` transport's registers (virtio 1.x, "MMIO Device
+/// Register Layout", version 2) and the values of them that the
+/// hypervisor's fallback and failing, the backend (`hvvirtio`) and the
+/// guest-stub's checks share: one list for all of them.
 pub mod virtio {
-    pub const MAGIC_VALUE: u16 = 0x000;
-    pub const VERSION: u16 = 0x004;
-    pub const DEVICE_ID: u16 = 0x008;
-    pub const VENDOR_ID: u16 = 0x00c;
-    pub const STATUS: u16 = 0x070;
-    /// "virt", little-endian.
+    pub const MAGIC_VALUE: u64 = 0x000;
+    pub const VERSION: u64 = 0x004;
+    pub const DEVICE_ID: u64 = 0x008;
+    pub const VENDOR_ID: u64 = 0x00c;
+    pub const DEVICE_FEATURES: u64 = 0x010;
+    pub const DEVICE_FEATURES_SEL: u64 = 0x014;
+    pub const DRIVER_FEATURES: u64 = 0x020;
+    pub const DRIVER_FEATURES_SEL: u64 = 0x024;
+    pub const QUEUE_SEL: u64 = 0x030;
+    pub const QUEUE_NUM_MAX: u64 = 0x034;
+    pub const QUEUE_NUM: u64 = 0x038;
+    pub const QUEUE_READY: u64 = 0x044;
+    pub const QUEUE_NOTIFY: u64 = 0x050;
+    pub const INTERRUPT_STATUS: u64 = 0x060;
+    pub const INTERRUPT_ACK: u64 = 0x064;
+    pub const STATUS: u64 = 0x070;
+    pub const QUEUE_DESC_LOW: u64 = 0x080;
+    pub const QUEUE_DESC_HIGH: u64 = 0x084;
+    pub const QUEUE_DRIVER_LOW: u64 = 0x090;
+    pub const QUEUE_DRIVER_HIGH: u64 = 0x094;
+    pub const QUEUE_DEVICE_LOW: u64 = 0x0a0;
+    pub const QUEUE_DEVICE_HIGH: u64 = 0x0a4;
+    pub const SHM_SEL: u64 = 0x0ac;
+    pub const SHM_LEN_LOW: u64 = 0x0b0;
+    pub const SHM_LEN_HIGH: u64 = 0x0b4;
+    pub const SHM_BASE_LOW: u64 = 0x0b8;
+    pub const SHM_BASE_HIGH: u64 = 0x0bc;
+    pub const CONFIG_GENERATION: u64 = 0x0fc;
+    /// Where the device's configuration space starts.
+    pub const CONFIG: u64 = 0x100;
+    /// `MagicValue`: "virt", little-endian.
     pub const MAGIC: u32 = 0x7472_6976;
+    /// `Version` of this layout.
+    pub const VERSION_2: u32 = 2;
     /// The status bit of a device that needs a reset.
     pub const STATUS_NEEDS_RESET: u32 = 0x40;
+    /// `InterruptStatus` bits: used buffers, the configuration changed.
+    pub const INT_USED: u32 = 1;
+    pub const INT_CONFIG: u32 = 2;
 }
-
-/// `InterruptStatus` bit 1: the configuration changed.
-pub const INT_CONFIG: u32 = 2;
 
 /// A client's device while no service VM serves it: it is still what its
 /// device tree says (the identification registers), its status says it
@@ -468,16 +498,13 @@ pub struct Fallback {
     pub interrupt: u32,
 }
 
-/// `virtio,mmio` interrupt registers.
-const INTERRUPT_STATUS: u16 = 0x060;
-const INTERRUPT_ACK: u16 = 0x064;
 /// The vendor ID a fallback device reports ("HV" and the project's mark).
 pub const FALLBACK_VENDOR: u32 = 0x4856_0001;
 
 impl Fallback {
     /// The device just lost its service.
     pub const fn lost(device: DeviceType) -> Self {
-        Self { device, interrupt: INT_CONFIG }
+        Self { device, interrupt: virtio::INT_CONFIG }
     }
 
     /// Whether its interrupt line is asserted.
@@ -487,13 +514,13 @@ impl Fallback {
 
     /// What `access` (a read) returns.
     pub fn read(&self, access: &Access) -> u64 {
-        let value = match access.offset & !3 {
+        let value = match u64::from(access.offset & !3) {
             virtio::MAGIC_VALUE => virtio::MAGIC,
-            virtio::VERSION => 2,
+            virtio::VERSION => virtio::VERSION_2,
             virtio::DEVICE_ID => self.device.virtio_id(),
             virtio::VENDOR_ID => FALLBACK_VENDOR,
             virtio::STATUS => virtio::STATUS_NEEDS_RESET,
-            INTERRUPT_STATUS => self.interrupt,
+            virtio::INTERRUPT_STATUS => self.interrupt,
             _ => 0,
         };
         let shift = 8u32.saturating_mul(u32::from(access.offset & 3));
@@ -503,7 +530,7 @@ impl Fallback {
     /// `access` (a write): only `InterruptACK` does anything. Returns
     /// whether the line changed.
     pub fn write(&mut self, access: &Access) -> bool {
-        if access.offset != INTERRUPT_ACK || access.size != 4 {
+        if u64::from(access.offset) != virtio::INTERRUPT_ACK || access.size != 4 {
             return false;
         }
         let was = self.level();

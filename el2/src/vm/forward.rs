@@ -50,7 +50,7 @@ use platform::board::MemRegion;
 use platform::control::VmState;
 use platform::esr::{Direction, Esr, FaultStatus};
 use platform::forward::fail::{fail_requests, GuestMemory, Shadow, MAX_QUEUES};
-use platform::forward::{Access, BackendModel, DeviceType, Fallback, LinkInfo, NotForwarded, MAX_DEVICES};
+use platform::forward::{virtio, Access, BackendModel, DeviceType, Fallback, LinkInfo, NotForwarded, MAX_DEVICES};
 use platform::mmio::MmioAccess;
 use spin::{Mutex, Once};
 
@@ -190,11 +190,11 @@ pub fn handle(frame: &mut TrapFrame, esr: Esr, ipa: u64) -> Option<crate::vm::mm
             let result = if write {
                 // Lowering an edge-triggered line needs nothing.
                 let _ = fallback.write(&access);
-                if state.failed && access.offset == QUEUE_NOTIFY {
+                if state.failed && u64::from(access.offset) == virtio::QUEUE_NOTIFY {
                     let shadow = state.shadow.get(index).copied().unwrap_or_default();
                     used = fail_queue(vm, device, &shadow, access.value as usize) != 0;
                     if used {
-                        fallback.interrupt |= INT_USED;
+                        fallback.interrupt |= virtio::INT_USED;
                     }
                 }
                 0
@@ -400,7 +400,7 @@ fn fail(l: usize, link: &Link, why: &str) {
             let mut fallback = Fallback::lost(device.kind);
             let used: u32 = (0..MAX_QUEUES).map(|q| u32::from(fail_queue(client, device, &shadow, q))).sum();
             if used != 0 {
-                fallback.interrupt |= INT_USED;
+                fallback.interrupt |= virtio::INT_USED;
             }
             if let Some(slot) = s.fallback.get_mut(usize::from(device.index)) {
                 *slot = Some(fallback);
@@ -430,10 +430,6 @@ fn fail(l: usize, link: &Link, why: &str) {
     }
     raise(client, l, rising);
 }
-
-/// `virtio,mmio` `QueueNotify`, and `InterruptStatus`'s used-buffer bit.
-const QUEUE_NOTIFY: u16 = 0x050;
-const INT_USED: u32 = 1;
 
 /// A client's RAM, in the direct map: what [`fail_requests`] may touch.
 struct ClientRam(MemRegion);

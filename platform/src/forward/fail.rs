@@ -26,25 +26,12 @@
 //! `std` and is a device's full queue handling: the hypervisor needs
 //! fifty lines of failing, no_std, and nothing else of a device.
 
+use super::virtio as reg;
 use super::{Access, DeviceType};
 
 /// Queues a device has whose buffers are failed: the block device's
 /// request queue, the console's receive and transmit queues.
 pub const MAX_QUEUES: usize = 2;
-
-/// `virtio,mmio` registers the shadow follows.
-mod reg {
-    pub const QUEUE_SEL: u16 = 0x030;
-    pub const QUEUE_NUM: u16 = 0x038;
-    pub const QUEUE_READY: u16 = 0x044;
-    pub const STATUS: u16 = 0x070;
-    pub const QUEUE_DESC_LOW: u16 = 0x080;
-    pub const QUEUE_DESC_HIGH: u16 = 0x084;
-    pub const QUEUE_DRIVER_LOW: u16 = 0x090;
-    pub const QUEUE_DRIVER_HIGH: u16 = 0x094;
-    pub const QUEUE_DEVICE_LOW: u16 = 0x0a0;
-    pub const QUEUE_DEVICE_HIGH: u16 = 0x0a4;
-}
 
 /// A split virtqueue as its driver set it up.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -71,18 +58,19 @@ impl Shadow {
             return;
         }
         let value = access.value as u32;
-        if access.offset == reg::STATUS && value == 0 {
+        let offset = u64::from(access.offset);
+        if offset == reg::STATUS && value == 0 {
             *self = Self::default();
             return;
         }
-        if access.offset == reg::QUEUE_SEL {
+        if offset == reg::QUEUE_SEL {
             self.sel = value;
             return;
         }
         let Some(q) = self.queues.get_mut(self.sel as usize) else { return };
         let low = |old: u64| (old & !u64::from(u32::MAX)) | u64::from(value);
         let high = |old: u64| (old & u64::from(u32::MAX)) | (u64::from(value) << 32);
-        match access.offset {
+        match offset {
             reg::QUEUE_NUM => q.size = value as u16,
             reg::QUEUE_READY => q.ready = value & 1 != 0,
             reg::QUEUE_DESC_LOW => q.desc = low(q.desc),

@@ -135,7 +135,7 @@ fn the_backend_drives_only_its_devices_lines_and_a_restart_drops_them() {
 #[test]
 fn a_device_without_its_service_vm_needs_a_reset() {
     let mut f = Fallback::lost(DeviceType::Block);
-    let at = |f: &Fallback, offset: u16, size| f.read(&read(0, u64::from(offset), size));
+    let at = |f: &Fallback, offset: u64, size| f.read(&read(0, offset, size));
     assert_eq!(at(&f, virtio::MAGIC_VALUE, 4), u64::from(virtio::MAGIC));
     assert_eq!(at(&f, virtio::VERSION, 4), 2);
     assert_eq!(at(&f, virtio::DEVICE_ID, 4), 2);
@@ -147,12 +147,12 @@ fn a_device_without_its_service_vm_needs_a_reset() {
     assert_eq!(at(&f, 0x34, 4), 0);
     // The configuration-change interrupt, until acknowledged.
     assert!(f.level());
-    assert_eq!(at(&f, 0x60, 4), u64::from(INT_CONFIG));
+    assert_eq!(at(&f, 0x60, 4), u64::from(virtio::INT_CONFIG));
     assert!(!f.write(&write(0, 0x64, 4, 1)), "another bit");
     assert!(!f.write(&write(0, 0x70, 4, 0)), "a reset changes nothing");
-    assert!(f.write(&write(0, 0x64, 4, u64::from(INT_CONFIG))));
+    assert!(f.write(&write(0, 0x64, 4, u64::from(virtio::INT_CONFIG))));
     assert!(!f.level());
-    assert_eq!(Fallback::lost(DeviceType::Console).read(&read(0, 8, 4)), 3);
+    assert_eq!(Fallback::lost(DeviceType::Console).read(&read(0, virtio::DEVICE_ID, 4)), 3);
 }
 
 #[test]
