@@ -212,26 +212,34 @@ pub fn boot(b: &Boot) -> Outcome {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start qemu-system-aarch64 (make deps installs it)");
+    let (status, stderr) = wait_for_qemu(&mut child, start, b.timeout);
+    let elapsed = start.elapsed();
+    let read = |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).replace('\r', "");
+    let outcome = Outcome { status, console: read(&console), secure: read(&secure), elapsed, stderr };
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome
+}
+
+/// Waits for QEMU (`child`, started at `start`, its standard error piped)
+/// to exit, killing it once `timeout` has passed: its exit code (`None`:
+/// killed) and what it wrote to standard error.
+pub fn wait_for_qemu(child: &mut std::process::Child, start: Instant, timeout: Duration) -> (Option<i32>, String) {
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait for qemu") {
             break status.code();
         }
-        if start.elapsed() > b.timeout {
+        if start.elapsed() > timeout {
             let _ = child.kill();
             let _ = child.wait();
             break None;
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    let elapsed = start.elapsed();
     let mut stderr = String::new();
     if let Some(mut pipe) = child.stderr.take() {
         let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
     }
-    let read = |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).replace('\r', "");
-    let outcome = Outcome { status, console: read(&console), secure: read(&secure), elapsed, stderr };
-    let _ = std::fs::remove_dir_all(&dir);
-    outcome
+    (status, stderr)
 }
 
 #[cfg(test)]

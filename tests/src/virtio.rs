@@ -207,21 +207,7 @@ pub fn boot_bare(linux: &(PathBuf, PathBuf), dir: &Path, b: &BareLinux) -> BareO
         .stderr(Stdio::piped())
         .spawn()
         .expect("start qemu-system-aarch64 (make deps installs it)");
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for qemu") {
-            break status.code();
-        }
-        if start.elapsed() > b.timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
-    }
+    let (status, stderr) = crate::scenario::wait_for_qemu(&mut child, start, b.timeout);
     let console = String::from_utf8_lossy(&std::fs::read(&console).unwrap_or_default()).replace('\r', "");
     BareOutcome { status, console, stderr, elapsed: start.elapsed() }
 }
