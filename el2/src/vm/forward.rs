@@ -54,6 +54,9 @@ use platform::forward::{virtio, Access, BackendModel, DeviceType, Fallback, Link
 use platform::mmio::MmioAccess;
 use spin::{Mutex, Once};
 
+/// How many refused accesses of a client are logged.
+const LOGGED_REFUSALS: u32 = 16;
+
 /// A client's forwarded devices on one link, each in a window this large
 /// (the `virtio,mmio` spacing QEMU uses too).
 pub const WINDOW_STRIDE: u64 = 0x200;
@@ -66,6 +69,9 @@ pub struct Link {
     /// The BAR2 size the client's RAM needs (a power of two).
     pub bar2_size: u64,
     state: Mutex<LinkState>,
+    /// Accesses of the client refused so far (the first few are logged:
+    /// a hostile client must not flood the console).
+    refusals: core::sync::atomic::AtomicU32,
 }
 
 struct LinkState {
@@ -90,7 +96,19 @@ impl Link {
             served: false,
             shadow: [Shadow::default(); MAX_DEVICES],
         };
-        Self { client, service, bar2_size, state: Mutex::new(state) }
+        Self { client, service, bar2_size, state: Mutex::new(state), refusals: core::sync::atomic::AtomicU32::new(0) }
+    }
+
+    /// Counts a refused access of the client: whether to log it.
+    fn note_refusal(&self) -> bool {
+        let n = self.refusals.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        if n == LOGGED_REFUSALS {
+            log::warn!(
+                "VM {}: more of its virtio accesses refused; no more are logged",
+                crate::vm::get(self.client).map_or("?", |c| c.name.as_str())
+            );
+        }
+        n < LOGGED_REFUSALS
     }
 
     /// The client's RAM, which BAR2 shows the service VM.
@@ -137,11 +155,19 @@ pub struct Waiting {
     deadline: u64,
 }
 
-/// A client's trapped access at `ipa`, if it is in one of its forwarded
-/// windows: `None` if not.
-pub fn handle(frame: &mut TrapFrame, esr: Esr, ipa: u64) -> Option<crate::vm::mmio::Handled> {
+/// `vcpu` of `vm`'s trapped access at `ipa`, if it is in one of its
+/// forwarded windows: `None` if not (at once for a VM without any).
+#[inline]
+pub fn handle(frame: &mut TrapFrame, esr: Esr, ipa: u64, vm: &Vm, vcpu: &Vcpu) -> Option<crate::vm::mmio::Handled> {
+    if vm.virtio.is_empty() {
+        return None;
+    }
+    forwarded(frame, esr, ipa, vm, vcpu)
+}
+
+#[inline(never)]
+fn forwarded(frame: &mut TrapFrame, esr: Esr, ipa: u64, vm: &Vm, vcpu: &Vcpu) -> Option<crate::vm::mmio::Handled> {
     use crate::vm::mmio::Handled;
-    let (vm, vcpu) = crate::vm::current()?;
     let device = vm.virtio.iter().find(|d| d.window.contains(ipa))?;
     let link = all().get(device.link)?;
     if vcpu.io.lock().is_some() {
@@ -156,11 +182,13 @@ pub fn handle(frame: &mut TrapFrame, esr: Esr, ipa: u64) -> Option<crate::vm::mm
         Ok(access) => access,
         Err(platform::mmio::NotEmulatable::CacheMaintenance) => return Some(Handled::Emulated),
         Err(reason) => {
-            log::warn!(
-                "{}virtio device {} at IPA {ipa:#x}: access cannot be emulated ({reason:?}): data abort injected",
-                crate::vm::build::prefix(vm),
-                device.index
-            );
+            if link.note_refusal() {
+                log::warn!(
+                    "{}virtio device {} at IPA {ipa:#x}: access cannot be emulated ({reason:?}): data abort injected",
+                    crate::vm::build::prefix(vm),
+                    device.index
+                );
+            }
             return Some(Handled::Abort(FaultStatus::SyncExternal));
         }
     };
@@ -169,13 +197,15 @@ pub fn handle(frame: &mut TrapFrame, esr: Esr, ipa: u64) -> Option<crate::vm::mm
     let access = match Access::new(device.index, ipa - device.window.base, decoded.size.bytes(), write, value) {
         Ok(access) => access,
         Err(NotForwarded::BadAccess | NotForwarded::OutsideWindow) => {
-            log::warn!(
-                "{}virtio device {}: {}-byte access at offset {:#x} is no register: data abort injected",
-                crate::vm::build::prefix(vm),
-                device.index,
-                decoded.size.bytes(),
-                ipa - device.window.base
-            );
+            if link.note_refusal() {
+                log::warn!(
+                    "{}virtio device {}: {}-byte access at offset {:#x} is no register: data abort injected",
+                    crate::vm::build::prefix(vm),
+                    device.index,
+                    decoded.size.bytes(),
+                    ipa - device.window.base
+                );
+            }
             return Some(Handled::Abort(FaultStatus::SyncExternal));
         }
     };
@@ -233,6 +263,14 @@ pub fn handle(frame: &mut TrapFrame, esr: Esr, ipa: u64) -> Option<crate::vm::mm
     service_line(link);
     crate::vm::sched::io_wait();
     Some(Handled::Deferred)
+}
+
+/// Whether `vcpu` of `vm` waits for a forwarded access (answered or not).
+/// Cheap for a VM without forwarded devices: the scheduler asks on every
+/// switch.
+#[inline]
+pub fn waits(vm: &Vm, vcpu: &Vcpu) -> bool {
+    !vm.virtio.is_empty() && vcpu.io.lock().is_some()
 }
 
 /// Whether `vcpu`'s forwarded access was completed: if so its result goes

@@ -93,8 +93,8 @@ pub enum Handled {
 
 /// Emulates the stage-2 data abort `esr` at `ipa` if a device owns it.
 pub fn handle(frame: &mut TrapFrame, esr: Esr, ipa: u64) -> Handled {
-    let Some((vm, _)) = crate::vm::current() else { return Handled::NotOurs };
-    if let Some(forwarded) = crate::vm::forward::handle(frame, esr, ipa) {
+    let Some((vm, vcpu)) = crate::vm::current() else { return Handled::NotOurs };
+    if let Some(forwarded) = crate::vm::forward::handle(frame, esr, ipa, vm, vcpu) {
         return forwarded;
     }
     let mut bus = vm.bus.lock();

@@ -452,7 +452,7 @@ pub fn reschedule(frame: &mut TrapFrame) {
     let now = now();
     wake_due(now);
     let mut blocking = vcpu.sched.blocking.swap(false, Ordering::Relaxed);
-    let mut waits_io = blocking && vcpu.io.lock().is_some();
+    let mut waits_io = blocking && crate::vm::forward::waits(vm, vcpu);
     if waits_io && crate::vm::forward::resume(vcpu, frame) {
         // The service VM was quicker than this CPU: no need to block.
         (blocking, waits_io) = (false, false);
@@ -506,7 +506,7 @@ pub fn reschedule(frame: &mut TrapFrame) {
 
 /// The vCPU just saved blocks: it sleeps until an interrupt or its timers.
 fn block(vm: &Vm, vcpu: &Vcpu) {
-    if vcpu.io.lock().is_some() {
+    if crate::vm::forward::waits(vm, vcpu) {
         // Only the access's completion wakes it, not its timers; this CPU
         // watches the access's deadline instead (`wake_due`).
         vcpu.sched.wake_at.store(crate::vm::forward::deadline(vcpu), Ordering::Relaxed);
@@ -543,7 +543,9 @@ fn switch_to(vm: &'static Vm, vcpu: &'static Vcpu, frame: &mut TrapFrame) {
         crate::vm::vcpu::idle_here()
     }
     // A vCPU woken by its forwarded access's completion takes its result.
-    crate::vm::forward::resume(vcpu, frame);
+    if crate::vm::forward::waits(vm, vcpu) {
+        crate::vm::forward::resume(vcpu, frame);
+    }
     let arrival = s.arrival.swap(0, Ordering::Relaxed);
     if arrival != 0 {
         let latency = now.saturating_sub(arrival);
