@@ -158,7 +158,7 @@ pub enum GicSetupError {
     /// The GIC description lacks a usable register frame.
     Missing,
     /// Only GICv3 is configured by this monitor so far.
-    Unsupported(GicVersion),
+    Unsupported(platform::board::GicNotDriven),
     /// The redistributor for this CPU could not be reached.
     Redistributor(arm_gic::gicv3::GicError),
     /// No GICv3 answers at a frame the DTB names: `found` is its `PIDR2`,
@@ -170,7 +170,7 @@ impl core::fmt::Display for GicSetupError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::Missing => write!(f, "the DTB gives the GIC no usable register frames"),
-            Self::Unsupported(v) => write!(f, "{v:?} is not supported yet (GICv3 only)"),
+            Self::Unsupported(g) => write!(f, "{g}"),
             Self::Redistributor(e) => write!(f, "GIC redistributor: {e:?}"),
             Self::NotAGic { frame, base, found: Some(pidr2) } => write!(
                 f,
@@ -185,9 +185,7 @@ impl core::fmt::Display for GicSetupError {
 
 fn gic(board: &Board) -> Result<GicV3<'static>, GicSetupError> {
     let gic = &board.gic;
-    if gic.version != GicVersion::V3 {
-        return Err(GicSetupError::Unsupported(gic.version));
-    }
+    gic.check_driven().map_err(GicSetupError::Unsupported)?;
     let redist = gic.redistributors.first().ok_or(GicSetupError::Missing)?;
     let gicd = NonNull::new(gic.distributor.base as *mut Gicd).ok_or(GicSetupError::Missing)?;
     let gicr = NonNull::new(redist.base as *mut GicrSgi).ok_or(GicSetupError::Missing)?;
@@ -202,6 +200,7 @@ fn gic(board: &Board) -> Result<GicV3<'static>, GicSetupError> {
 /// (a wrong address would leave it waiting forever for a bit to clear).
 fn check_gic_answers(board: &Board) -> Result<(), GicSetupError> {
     let gic = &board.gic;
+    gic.check_driven().map_err(GicSetupError::Unsupported)?;
     let redistributor = gic.redistributors.first().ok_or(GicSetupError::Missing)?;
     for (frame, base) in [("distributor", gic.distributor.base), ("redistributor", redistributor.base)] {
         let pidr2 = base.checked_add(Gic::PIDR2_OFFSET).ok_or(GicSetupError::Missing)?;

@@ -233,6 +233,69 @@ pub enum GicVersion {
     V3,
 }
 
+/// The GICs the firmware recognises, by `compatible`. An enum, not the
+/// string: a [`Board`] is parsed before the hypervisor moves to its final
+/// addresses, and a `&'static str` taken then would point to where the
+/// string was, not where it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GicCompatible {
+    GicV3,
+    CortexA15,
+    Gic400,
+}
+
+impl GicCompatible {
+    pub const ALL: [Self; 3] = [Self::GicV3, Self::CortexA15, Self::Gic400];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::GicV3 => "arm,gic-v3",
+            Self::CortexA15 => "arm,cortex-a15-gic",
+            Self::Gic400 => "arm,gic-400",
+        }
+    }
+
+    /// Whether the monitor and the hypervisor drive it.
+    pub const fn driven(self) -> bool {
+        matches!(self, Self::GicV3)
+    }
+}
+
+/// A GIC the monitor and the hypervisor do not drive yet, named for the
+/// line that stops the boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GicNotDriven {
+    pub compatible: GicCompatible,
+    pub version: GicVersion,
+    pub base: u64,
+}
+
+impl fmt::Display for GicNotDriven {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let version = match self.version {
+            GicVersion::V2 => "GICv2",
+            GicVersion::V3 => "GICv3",
+        };
+        write!(f, "{} ({version}) at {:#x} is not supported yet; supported:", self.compatible.as_str(), self.base)?;
+        let driven = GicCompatible::ALL.iter().filter(|c| c.driven());
+        for (i, c) in driven.enumerate() {
+            write!(f, "{}{}", if i == 0 { " " } else { ", " }, c.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+impl Gic {
+    /// Whether the monitor and the hypervisor drive this GIC.
+    pub fn check_driven(&self) -> Result<(), GicNotDriven> {
+        if self.compatible.driven() {
+            Ok(())
+        } else {
+            Err(GicNotDriven { compatible: self.compatible, version: self.version, base: self.distributor.base })
+        }
+    }
+}
+
 /// An interrupt decoded from a GIC interrupt specifier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Irq {
@@ -247,6 +310,8 @@ pub struct Irq {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Gic {
     pub version: GicVersion,
+    /// The `compatible` it was recognised by.
+    pub compatible: GicCompatible,
     /// GICD.
     pub distributor: MemRegion,
     /// GICv3 redistributor regions (`#redistributor-regions` of them, default
@@ -345,19 +410,23 @@ pub struct Board {
 /// and end in "...".
 pub const DT_NAME_MAX: usize = 64;
 
-/// A node name or path copied out of the DTB for an error message (the
+/// Text copied out of the DTB for an error message, at most `N` bytes (the
 /// error must outlive the DTB borrow and there is no heap).
 #[derive(Clone, Copy)]
-pub struct DtName {
-    buf: [u8; DT_NAME_MAX],
+pub struct DtText<const N: usize> {
+    buf: [u8; N],
     len: usize,
 }
 
-impl DtName {
+/// A node name or path.
+pub type DtName = DtText<DT_NAME_MAX>;
+/// A `compatible` string: short, so an error holding one stays small.
+pub type DtCompatible = DtText<32>;
+
+impl<const N: usize> DtText<N> {
     pub fn new(s: &str) -> Self {
-        let mut name = Self { buf: [0; DT_NAME_MAX], len: 0 };
-        let (keep, ellipsis) =
-            if s.len() <= DT_NAME_MAX { (s.len(), "") } else { (DT_NAME_MAX.saturating_sub(3), "...") };
+        let mut name = Self { buf: [0; N], len: 0 };
+        let (keep, ellipsis) = if s.len() <= N { (s.len(), "") } else { (N.saturating_sub(3), "...") };
         let mut keep = keep;
         while !s.is_char_boundary(keep) {
             keep = keep.saturating_sub(1);
@@ -375,23 +444,47 @@ impl DtName {
     }
 }
 
-impl PartialEq for DtName {
+impl<const N: usize> PartialEq for DtText<N> {
     fn eq(&self, other: &Self) -> bool {
         self.as_str() == other.as_str()
     }
 }
 
-impl Eq for DtName {}
+impl<const N: usize> Eq for DtText<N> {}
 
-impl fmt::Debug for DtName {
+impl<const N: usize> fmt::Debug for DtText<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
-impl fmt::Display for DtName {
+impl<const N: usize> fmt::Display for DtText<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// The kinds of device a board must have one the firmware drives of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceKind {
+    InterruptController,
+    ConsoleUart,
+}
+
+impl DeviceKind {
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::InterruptController => "interrupt controller",
+            Self::ConsoleUart => "console UART",
+        }
+    }
+
+    /// The `compatible` strings the firmware recognises for it.
+    pub const fn supported(self) -> &'static [&'static str] {
+        match self {
+            Self::InterruptController => GIC_ANY,
+            Self::ConsoleUart => UARTS,
+        }
     }
 }
 
@@ -421,6 +514,9 @@ pub enum BoardError {
     PathNotFound { property: &'static str, path: DtName },
     /// The node describes hardware this firmware does not drive.
     Unsupported { node: DtName, reason: &'static str },
+    /// A device of `kind` whose `compatible` is `found` (its first
+    /// string), none of those the firmware supports.
+    UnsupportedDevice { kind: DeviceKind, node: DtName, found: DtCompatible },
     /// More of something than the fixed capacity holds.
     TooMany { what: &'static str, capacity: usize },
 }
@@ -453,6 +549,13 @@ impl fmt::Display for BoardError {
                 write!(f, "device tree {property} = \"{path}\" names no node")
             }
             Self::Unsupported { node, reason } => write!(f, "device tree node {node}: {reason}"),
+            Self::UnsupportedDevice { kind, node, found } => {
+                write!(f, "{} {node} is {found}, which is not supported; supported:", kind.name())?;
+                for (i, s) in kind.supported().iter().enumerate() {
+                    write!(f, "{}{s}", if i == 0 { " " } else { ", " })?;
+                }
+                Ok(())
+            }
             Self::TooMany { what, capacity } => {
                 write!(f, "device tree has more {what} than this firmware holds ({capacity})")
             }
@@ -669,6 +772,31 @@ where
 
 const GIC_V3: &[&str] = &["arm,gic-v3"];
 const GIC_ANY: &[&str] = &["arm,gic-v3", "arm,cortex-a15-gic", "arm,gic-400"];
+/// The UARTs the firmware drives.
+const UARTS: &[&str] = &["arm,pl011"];
+
+/// The first string of `node`'s `compatible` ("none" without one).
+fn first_compatible(dtb: &Dtb<'_>, node: &Node<'_>) -> DtCompatible {
+    let first = dtb.prop(node, "compatible").and_then(|c| c.split(|&b| b == 0).next());
+    DtCompatible::new(first.and_then(|b| core::str::from_utf8(b).ok()).filter(|s| !s.is_empty()).unwrap_or("none"))
+}
+
+/// No GIC the firmware knows: the root's `interrupt-parent` names the
+/// interrupt controller there is, by its `compatible`.
+fn no_gic(dtb: &Dtb<'_>) -> BoardError {
+    let missing =
+        BoardError::MissingNode { what: "interrupt controller (arm,gic-v3, arm,cortex-a15-gic or arm,gic-400)" };
+    let Some(root) = dtb.find_path("/") else { return missing };
+    let parent = dtb.prop(&root, "interrupt-parent").and_then(|v| dt::be32(v, 0)).and_then(|p| dtb.find_phandle(p));
+    match parent {
+        Some(node) => BoardError::UnsupportedDevice {
+            kind: DeviceKind::InterruptController,
+            node: node.dt_name(),
+            found: first_compatible(dtb, &node),
+        },
+        None => missing,
+    }
+}
 const TIMER: &[&str] = &["arm,armv8-timer"];
 const PSCI: &[&str] = &["arm,psci", "arm,psci-0.2", "arm,psci-1.0"];
 /// Lines on a PL061.
@@ -681,9 +809,10 @@ fn parse(dtb: &Dtb<'_>) -> Result<Board, BoardError> {
     if found.ram.is_empty() {
         return Err(BoardError::MissingNode { what: "memory node visible to the Non-secure world" });
     }
-    let gic_node = found.gic.ok_or(BoardError::MissingNode {
-        what: "interrupt controller (arm,gic-v3, arm,cortex-a15-gic or arm,gic-400)",
-    })?;
+    let gic_node = match found.gic {
+        Some(node) => node,
+        None => return Err(no_gic(dtb)),
+    };
     let timer_node = found.timer.ok_or(BoardError::MissingNode { what: "timer node (arm,armv8-timer)" })?;
     let cpus = cpus(dtb, found.cpus)?;
     let memory = [found.ram.as_slice(), found.secure_ram.as_slice()];
@@ -1112,10 +1241,11 @@ fn console(
             },
         });
     }
-    if !is_compatible(dtb, &node, &["arm,pl011"]) {
-        return Err(BoardError::Unsupported {
+    if !is_compatible(dtb, &node, UARTS) {
+        return Err(BoardError::UnsupportedDevice {
+            kind: DeviceKind::ConsoleUart,
             node: node.dt_name(),
-            reason: "the console UART is not compatible with arm,pl011, the only UART this firmware drives",
+            found: first_compatible(dtb, &node),
         });
     }
     let r = first_reg(dtb, &node)?;
@@ -1156,6 +1286,11 @@ fn gic_irq(spec: &[u8], node: &Node<'_>, property: &'static str) -> Result<Irq, 
 /// `memory` the RAM no register window may overlap.
 fn gic(dtb: &Dtb<'_>, node: &Node<'_>, cpus: usize, memory: &[&[MemRegion]]) -> Result<Gic, BoardError> {
     let version = if is_compatible(dtb, node, GIC_V3) { GicVersion::V3 } else { GicVersion::V2 };
+    let compatible = GicCompatible::ALL
+        .iter()
+        .copied()
+        .find(|c| is_compatible(dtb, node, &[c.as_str()]))
+        .unwrap_or(GicCompatible::GicV3);
     let regs = regs(dtb, node)?;
     let at = |i: usize| regs.get(i).copied();
     let missing = |reason| BoardError::BadProperty { node: node.dt_name(), property: "reg", reason };
@@ -1205,6 +1340,7 @@ fn gic(dtb: &Dtb<'_>, node: &Node<'_>, cpus: usize, memory: &[&[MemRegion]]) -> 
     };
     Ok(Gic {
         version,
+        compatible,
         distributor,
         redistributors,
         cpu_interface,

@@ -833,7 +833,7 @@ fn device_tree_defects_refused() {
             name: "UART not a PL011",
             edit: |t| dts::set_property(t, UART, "compatible", "\"ns16550a\""),
             refuser: Refuser::Monitor,
-            expect: "not compatible with arm,pl011",
+            expect: "console UART pl011@9000000 is ns16550a, which is not supported; supported: arm,pl011",
             reports: unreadable,
         },
         TreeDamage {
@@ -1355,4 +1355,20 @@ fn debug_exceptions_as_on_bare_qemu() {
             .unwrap_or_else(|problems| panic!("bare QEMU on {cpu}: {problems:?}\n{console}"));
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Hardware the firmware does not drive is named, with what it drives:
+/// QEMU's `virt` with a GICv2 (`gic-version=2`, a later option than the
+/// harness's `gic-version=3`) stops the boot in the monitor with one line,
+/// and nothing hangs.
+#[test]
+fn an_unsupported_interrupt_controller_is_named() {
+    let o = boot(&Boot { machine_options: ",gic-version=2", ..Boot::new("gicv2-named", CPU_MAX, 2, "1G") });
+    let dump = o.dump();
+    let line =
+        "el3-monitor: ERROR: interrupt controller: arm,cortex-a15-gic (GICv2) at 0x8000000 is not supported yet; \
+                supported: arm,gic-v3 (fatal: stopping with exit status 3)";
+    assert!(o.console.lines().any(|l| l == line), "missing `{line}`\n{dump}");
+    assert_eq!(o.status, Some(3), "the monitor's fatal status\n{dump}");
+    assert!(!o.console.contains("el2:"), "the hypervisor never starts\n{dump}");
 }

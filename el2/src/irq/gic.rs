@@ -51,7 +51,7 @@ use arm_gic::gicv3::registers::{Gicd, GicrSgi};
 use arm_gic::gicv3::{GicCpuInterface, GicV3, SgiTarget, SgiTargetGroup};
 use arm_gic::{IntId, Trigger, UniqueMmioPointer};
 use core::ptr::NonNull;
-use platform::board::{Board, GicVersion};
+use platform::board::Board;
 use spin::Mutex;
 
 pub const PRIORITY_PNMI: u8 = 0x20;
@@ -150,7 +150,7 @@ static GIC: Mutex<Option<alloc::boxed::Box<dyn InterruptController>>> = Mutex::n
 #[derive(Debug)]
 pub enum GicError {
     /// Only GICv3 so far.
-    Unsupported(GicVersion),
+    Unsupported(platform::board::GicNotDriven),
     /// The DTB gives no redistributor region, or a null frame.
     Missing,
     /// The driver refused the frames.
@@ -160,7 +160,7 @@ pub enum GicError {
 impl core::fmt::Display for GicError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Self::Unsupported(v) => write!(f, "GIC: {v:?} is not supported yet (GICv3 only)"),
+            Self::Unsupported(g) => write!(f, "interrupt controller {g}"),
             Self::Missing => write!(f, "GIC: the DTB gives no usable distributor or redistributor frames"),
             Self::Driver(e) => write!(f, "GIC: {e:?}"),
         }
@@ -170,9 +170,7 @@ impl core::fmt::Display for GicError {
 /// Boot CPU, once: takes the distributor the monitor handed over.
 pub fn init(board: &Board) -> Result<(), GicError> {
     let gic = &board.gic;
-    if gic.version != GicVersion::V3 {
-        return Err(GicError::Unsupported(gic.version));
-    }
+    gic.check_driven().map_err(GicError::Unsupported)?;
     let redist = gic.redistributors.first().ok_or(GicError::Missing)?;
     let gicd =
         NonNull::new(crate::arch::layout::phys_to_virt(gic.distributor.base) as *mut Gicd).ok_or(GicError::Missing)?;
