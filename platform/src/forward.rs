@@ -610,21 +610,9 @@ impl BenchReport {
             "service" => BenchRole::Service,
             _ => return None,
         };
-        let mut field = |name: &str| {
-            if words.next()? != name {
-                return None;
-            }
-            words.next()?.parse::<u64>().ok()
-        };
-        let report = Self {
-            role,
-            rounds: u32::try_from(field("rounds")?).ok()?,
-            total: field("total")?,
-            guest: field("guest")?,
-            median: field("median")?,
-            min: field("min")?,
-            max: field("max")?,
-        };
+        let [rounds, total, guest, median, min, max] =
+            crate::report::named_values(&mut words, ["rounds", "total", "guest", "median", "min", "max"])?;
+        let report = Self { role, rounds: u32::try_from(rounds).ok()?, total, guest, median, min, max };
         words.next().is_none().then_some(report)
     }
 }

@@ -221,22 +221,9 @@ impl BenchReport {
         let (_, rest) = line.split_once(BENCH_PREFIX)?;
         let mut words = rest.split(' ');
         let end = words.next()?.parse().ok()?;
-        let mut field = |name: &str| {
-            if words.next()? != name {
-                return None;
-            }
-            words.next()?.parse::<u64>().ok()
-        };
-        let report = Self {
-            end,
-            rounds: u32::try_from(field("rounds")?).ok()?,
-            total: field("total")?,
-            guest: field("guest")?,
-            median: field("median")?,
-            min: field("min")?,
-            max: field("max")?,
-            refused: field("refused")?,
-        };
+        let [rounds, total, guest, median, min, max, refused] =
+            crate::report::named_values(&mut words, ["rounds", "total", "guest", "median", "min", "max", "refused"])?;
+        let report = Self { end, rounds: u32::try_from(rounds).ok()?, total, guest, median, min, max, refused };
         words.next().is_none().then_some(report)
     }
 }

@@ -19,6 +19,24 @@
 
 use core::fmt;
 
+/// The `name value` pairs that close a benchmark's report line (`rounds 101
+/// total 1279129 ...`), in the order `names` gives: each name, then its
+/// number. `None` if a name is not where it should be or a value is no
+/// number. The portal's and the forwarded read's reports share it.
+pub fn named_values<'a, const N: usize>(
+    words: &mut impl Iterator<Item = &'a str>,
+    names: [&str; N],
+) -> Option<[u64; N]> {
+    let mut values = [0u64; N];
+    for (value, name) in values.iter_mut().zip(names) {
+        if words.next()? != name {
+            return None;
+        }
+        *value = words.next()?.parse().ok()?;
+    }
+    Some(values)
+}
+
 /// The console prefix of every guest-stub line.
 pub const PREFIX: &str = "guest-stub: ";
 
@@ -167,6 +185,16 @@ mod tests {
         let failed = Failed { name: "virq-sgi", why: format_args!("lost after {} ms", 1000) }.to_string();
         assert_eq!(Line::parse(&failed), Some(Line::Fail { name: "virq-sgi", why: "lost after 1000 ms" }));
         assert_eq!(Line::plan_names("").count(), 0);
+    }
+
+    #[test]
+    fn named_values_read_pairs_in_order_only() {
+        let mut words = "rounds 101 total 7 extra".split(' ');
+        assert_eq!(named_values(&mut words, ["rounds", "total"]), Some([101, 7]));
+        assert_eq!(words.next(), Some("extra"));
+        assert_eq!(named_values(&mut "total 7 rounds 101".split(' '), ["rounds", "total"]), None);
+        assert_eq!(named_values(&mut "rounds x".split(' '), ["rounds"]), None);
+        assert_eq!(named_values(&mut "rounds".split(' '), ["rounds"]), None);
     }
 
     #[test]
