@@ -141,7 +141,12 @@ fn boot() -> Result<Infallible, BootError> {
         mm::integrity::report();
     });
     log::info!(
-        "GIC v3 at {:#x}; counter at {} kHz; tick {} ms, lockup watchdog {} ms (PNMI)",
+        "GIC {} ({}) at {:#x}; counter at {} kHz; tick {} ms, lockup watchdog {} ms (PNMI)",
+        match board.gic.version {
+            platform::board::GicVersion::V2 => "v2",
+            platform::board::GicVersion::V3 => "v3",
+        },
+        board.gic.compatible.as_str(),
         board.gic.distributor.base,
         aarch64_cpu::registers::Readable::get(&aarch64_cpu::registers::CNTFRQ_EL0) / 1000,
         irq::pnmi::TICK_US / 1000,
@@ -283,7 +288,7 @@ fn boot() -> Result<Infallible, BootError> {
             // not cover anything else the VM has.
             let taken = [Some(vm.ram), vm.recipe.test_device, Some(ecam), Some(vm.gic.distributor)]
                 .into_iter()
-                .chain([Some(vm.gic.redistributors), vm.recipe.console.map(|(u, _)| MemRegion::new(u.base, u.size))])
+                .chain([Some(vm.gic.per_cpu), vm.recipe.console.map(|(u, _)| MemRegion::new(u.base, u.size))])
                 .flatten()
                 .collect();
             vm::ecam::follow_bars(vm, &pci.functions, taken);

@@ -63,6 +63,9 @@ extern "C" fn monitor_main(dtb_hint: usize) -> ! {
         ));
     }
     let slots = state::set_slots(boot_mpidr, board.cpus.as_slice());
+    if let Err(e) = secure::check_cpu() {
+        power::fatal(format_args!("{e}"));
+    }
     secure::init_cpu(board);
     if let Err(e) = secure::init_gic_distributor(board) {
         power::fatal(format_args!("interrupt controller: {e}"));

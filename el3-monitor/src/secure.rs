@@ -21,6 +21,7 @@ use arm_gic::{IntId, UniqueMmioPointer};
 use core::ptr::NonNull;
 use platform::arch::regs::*;
 use platform::board::{Board, Gic, GicVersion};
+use platform::gicv2;
 
 /// What the ID registers say this CPU implements.
 struct Features {
@@ -67,6 +68,37 @@ fn read_id_aa64isar2() -> u64 {
     // SAFETY: ID_AA64ISAR2_EL1 is a read-only ID register (RAZ where the
     // CPU predates it); reading it has no side effects.
     unsafe { platform::mrs!("S3_0_C0_C6_2") }
+}
+
+/// A CPU the firmware cannot run on, named by its identification.
+#[derive(Clone, Copy, Debug)]
+pub struct UnsupportedCpu {
+    pub mpidr: u64,
+    pub midr: u64,
+}
+
+impl core::fmt::Display for UnsupportedCpu {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "CPU MPIDR {:#x} (MIDR {:#x}) implements no EL2, where the hypervisor runs; \
+             supported: AArch64 CPUs with EL3 and EL2 (on QEMU: -M ...,virtualization=on)",
+            self.mpidr & platform::board::MPIDR_AFFINITY_MASK,
+            self.midr
+        )
+    }
+}
+
+/// Whether this CPU has what the firmware needs below EL3: an EL2 (a CPU
+/// without one would take the monitor's `ERET` to EL2 as an illegal
+/// return, and nothing would say why).
+pub fn check_cpu() -> Result<(), UnsupportedCpu> {
+    use aarch64_cpu::registers::{MIDR_EL1, MPIDR_EL1};
+    if ID_AA64PFR0_EL2.present(ID_AA64PFR0_EL1.get()) {
+        Ok(())
+    } else {
+        Err(UnsupportedCpu { mpidr: MPIDR_EL1.get(), midr: MIDR_EL1.get() })
+    }
 }
 
 macro_rules! write_sysreg {
@@ -157,27 +189,28 @@ pub fn init_cpu(board: &Board) {
 pub enum GicSetupError {
     /// The GIC description lacks a usable register frame.
     Missing,
-    /// Only GICv3 is configured by this monitor so far.
-    Unsupported(platform::board::GicNotDriven),
     /// The redistributor for this CPU could not be reached.
     Redistributor(arm_gic::gicv3::GicError),
-    /// No GICv3 answers at a frame the DTB names: `found` is its `PIDR2`,
-    /// `None` if the read aborted.
-    NotAGic { frame: &'static str, base: u64, found: Option<u32> },
+    /// No GIC of the DTB's version answers at a frame the DTB names: `found`
+    /// is its `PIDR2`, `None` if the read aborted.
+    NotAGic { version: GicVersion, frame: &'static str, base: u64, found: Option<u32> },
 }
 
 impl core::fmt::Display for GicSetupError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Self::Missing => write!(f, "the DTB gives the GIC no usable register frames"),
-            Self::Unsupported(g) => write!(f, "{g}"),
             Self::Redistributor(e) => write!(f, "GIC redistributor: {e:?}"),
-            Self::NotAGic { frame, base, found: Some(pidr2) } => write!(
-                f,
-                "no GICv3 {frame} at {base:#x}, where the DTB puts it: its PIDR2 reads {pidr2:#x}, not ArchRev 3 or 4"
-            ),
-            Self::NotAGic { frame, base, found: None } => {
-                write!(f, "no GICv3 {frame} at {base:#x}, where the DTB puts it: reading it aborts")
+            Self::NotAGic { version, frame, base, found } => {
+                let (name, revisions) = match version {
+                    GicVersion::V2 => ("GICv2", "ArchRev 2"),
+                    GicVersion::V3 => ("GICv3", "ArchRev 3 or 4"),
+                };
+                write!(f, "no {name} {frame} at {base:#x}, where the DTB puts it: ")?;
+                match found {
+                    Some(pidr2) => write!(f, "its PIDR2 reads {pidr2:#x}, not {revisions}"),
+                    None => write!(f, "reading it aborts"),
+                }
             }
         }
     }
@@ -185,7 +218,6 @@ impl core::fmt::Display for GicSetupError {
 
 fn gic(board: &Board) -> Result<GicV3<'static>, GicSetupError> {
     let gic = &board.gic;
-    gic.check_driven().map_err(GicSetupError::Unsupported)?;
     let redist = gic.redistributors.first().ok_or(GicSetupError::Missing)?;
     let gicd = NonNull::new(gic.distributor.base as *mut Gicd).ok_or(GicSetupError::Missing)?;
     let gicr = NonNull::new(redist.base as *mut GicrSgi).ok_or(GicSetupError::Missing)?;
@@ -195,30 +227,68 @@ fn gic(board: &Board) -> Result<GicV3<'static>, GicSetupError> {
     unsafe { GicV3::new(UniqueMmioPointer::new(gicd), gicr, board.cpus.len()).map_err(GicSetupError::Redistributor) }
 }
 
-/// Checks that a GICv3 answers at the distributor and the first
-/// redistributor the DTB names, before the driver polls registers there
-/// (a wrong address would leave it waiting forever for a bit to clear).
+/// A GICv2's distributor and this CPU's interface.
+fn gicv2(board: &Board) -> Result<(gicv2::Distributor, gicv2::CpuInterface), GicSetupError> {
+    let gic = &board.gic;
+    let cpu_interface = gic.cpu_interface.ok_or(GicSetupError::Missing)?;
+    if gic.distributor.base == 0 || cpu_interface.base == 0 {
+        return Err(GicSetupError::Missing);
+    }
+    // SAFETY: the GICv2 frames the DTB names (`check_gic_answers` found a
+    // GICv2 there), reached with the MMU off, so as Device memory.
+    unsafe {
+        Ok((
+            gicv2::Distributor::new(gic.distributor.base as usize),
+            gicv2::CpuInterface::new(cpu_interface.base as usize),
+        ))
+    }
+}
+
+/// Checks that a GIC of the DTB's version answers at the frames the DTB
+/// names (the distributor, and a GICv3's first redistributor), before the
+/// driver polls registers there (a wrong address would leave it waiting
+/// forever for a bit to clear).
 fn check_gic_answers(board: &Board) -> Result<(), GicSetupError> {
     let gic = &board.gic;
-    gic.check_driven().map_err(GicSetupError::Unsupported)?;
-    let redistributor = gic.redistributors.first().ok_or(GicSetupError::Missing)?;
-    for (frame, base) in [("distributor", gic.distributor.base), ("redistributor", redistributor.base)] {
-        let pidr2 = base.checked_add(Gic::PIDR2_OFFSET).ok_or(GicSetupError::Missing)?;
+    let version = gic.version;
+    let frames = match version {
+        GicVersion::V3 => {
+            let redistributor = gic.redistributors.first().ok_or(GicSetupError::Missing)?;
+            [("distributor", gic.distributor.base, Gic::PIDR2_OFFSET), ("redistributor", redistributor.base, Gic::PIDR2_OFFSET)]
+        }
+        // The CPU interface has no PIDR2; the distributor says enough.
+        GicVersion::V2 => [("distributor", gic.distributor.base, gicv2::gicd::PIDR2); 2],
+    };
+    for (frame, base, offset) in frames {
+        let pidr2 = base.checked_add(offset).ok_or(GicSetupError::Missing)?;
         // SAFETY: PIDR2 is a read-only ID register inside the frame the DTB
-        // names (its window is at least 64 KiB, `platform::board` checks),
-        // reached with the MMU off; the monitor's vector recovers an abort.
+        // names (`platform::board` checks its window holds it), reached
+        // with the MMU off; the monitor's vector recovers an abort.
         let found = unsafe { platform::arch::probe::read_u32(pidr2 as usize) };
-        if !found.is_some_and(Gic::pidr2_is_v3_or_v4) {
-            return Err(GicSetupError::NotAGic { frame, base, found });
+        let answers = match version {
+            GicVersion::V3 => found.is_some_and(Gic::pidr2_is_v3_or_v4),
+            GicVersion::V2 => found.is_some_and(gicv2::pidr2_is_v2),
+        };
+        if !answers {
+            return Err(GicSetupError::NotAGic { version, frame, base, found });
         }
     }
     Ok(())
 }
 
-/// Boot CPU, once: affinity routing on for both worlds, every SPI in
-/// Non-secure Group 1, Group 1 NS enabled.
+/// Boot CPU, once: every SPI in Non-secure Group 1 and Group 1 forwarded;
+/// on a GICv3 with affinity routing on for both worlds.
 pub fn init_gic_distributor(board: &Board) -> Result<(), GicSetupError> {
     check_gic_answers(board)?;
+    if board.gic.version == GicVersion::V2 {
+        let (distributor, _) = gicv2(board)?;
+        let blocks = distributor.spis() / 32;
+        for block in 1..=blocks as u32 {
+            distributor.set_groups(block, true);
+        }
+        distributor.set_control(gicv2::GICD_CTLR_S_ENABLE_GRP0 | gicv2::GICD_CTLR_S_ENABLE_GRP1);
+        return Ok(());
+    }
     let mut gic = gic(board)?;
     gic.gicd_set_control(GicdCtlr::ARE_S | GicdCtlr::ARE_NS);
     let spis = gic.typer().num_spis();
@@ -229,9 +299,19 @@ pub fn init_gic_distributor(board: &Board) -> Result<(), GicSetupError> {
     Ok(())
 }
 
-/// Each CPU: wake its redistributor and give its SGIs and PPIs to
-/// Non-secure Group 1.
+/// Each CPU: give its SGIs and PPIs to Non-secure Group 1; a GICv3's
+/// redistributor is woken first, a GICv2's CPU interface gets Group 1 on
+/// and a Secure priority mask that lets the Non-secure side set its own
+/// (a Non-secure write of `GICC_PMR` is ignored while the Secure value is
+/// below 0x80).
 pub fn init_gic_cpu(board: &Board, cpu: usize) -> Result<(), GicSetupError> {
+    if board.gic.version == GicVersion::V2 {
+        let (distributor, cpu_interface) = gicv2(board)?;
+        distributor.set_groups(0, true);
+        cpu_interface.set_pmr(gicv2::PMR_ALL as u8);
+        cpu_interface.set_control(gicv2::GICC_CTLR_S_ENABLE_GRP1);
+        return Ok(());
+    }
     let mut gic = gic(board)?;
     // Awake already is fine: the CPU may not have gone through CPU_OFF.
     match gic.redistributor_mark_core_awake(cpu) {
@@ -247,10 +327,14 @@ pub fn init_gic_cpu(board: &Board, cpu: usize) -> Result<(), GicSetupError> {
     Ok(())
 }
 
-/// PSCI `CPU_OFF` of the CPU with redistributor `cpu`: tells its
+/// PSCI `CPU_OFF` of the CPU with redistributor `cpu`: tells a GICv3's
 /// redistributor the core is going to sleep, so that it stops forwarding
-/// interrupts and the next `CPU_ON` wakes it cleanly.
+/// interrupts and the next `CPU_ON` wakes it cleanly. A GICv2 has no such
+/// state: the CPU's interface is set up again when it comes back.
 pub fn gic_cpu_off(board: &Board, cpu: usize) -> Result<(), GicSetupError> {
+    if board.gic.version == GicVersion::V2 {
+        return Ok(());
+    }
     let mut gic = gic(board)?;
     match gic.redistributor_mark_core_asleep(cpu) {
         Ok(()) | Err(arm_gic::gicv3::GicError::AlreadyAsleep) => Ok(()),

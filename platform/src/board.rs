@@ -254,46 +254,6 @@ impl GicCompatible {
             Self::Gic400 => "arm,gic-400",
         }
     }
-
-    /// Whether the monitor and the hypervisor drive it.
-    pub const fn driven(self) -> bool {
-        matches!(self, Self::GicV3)
-    }
-}
-
-/// A GIC the monitor and the hypervisor do not drive yet, named for the
-/// line that stops the boot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GicNotDriven {
-    pub compatible: GicCompatible,
-    pub version: GicVersion,
-    pub base: u64,
-}
-
-impl fmt::Display for GicNotDriven {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let version = match self.version {
-            GicVersion::V2 => "GICv2",
-            GicVersion::V3 => "GICv3",
-        };
-        write!(f, "{} ({version}) at {:#x} is not supported yet; supported:", self.compatible.as_str(), self.base)?;
-        let driven = GicCompatible::ALL.iter().filter(|c| c.driven());
-        for (i, c) in driven.enumerate() {
-            write!(f, "{}{}", if i == 0 { " " } else { ", " }, c.as_str())?;
-        }
-        Ok(())
-    }
-}
-
-impl Gic {
-    /// Whether the monitor and the hypervisor drive this GIC.
-    pub fn check_driven(&self) -> Result<(), GicNotDriven> {
-        if self.compatible.driven() {
-            Ok(())
-        } else {
-            Err(GicNotDriven { compatible: self.compatible, version: self.version, base: self.distributor.base })
-        }
-    }
 }
 
 /// An interrupt decoded from a GIC interrupt specifier.
@@ -1323,6 +1283,19 @@ fn gic(dtb: &Dtb<'_>, node: &Node<'_>, cpus: usize, memory: &[&[MemRegion]]) -> 
         GicVersion::V2 => (GICD_V2_WINDOW, "gives the GICv2 distributor less than 4 KiB"),
     };
     check_window(node, distributor, min_distributor, too_small, memory)?;
+    // A GICv2 CPU interface, and the virtual one a guest gets, have
+    // `GICC_DIR` in their second 4 KiB page.
+    let (hyp_interface, vcpu_interface) = (at(rest), at(rest.saturating_add(1)));
+    let v2_frames = [
+        (cpu_interface, crate::gicv2::gicc::SIZE, "gives the GICv2 CPU interface less than 8 KiB"),
+        (hyp_interface, crate::gicv2::gich::SIZE, "gives the GICv2 virtual interface control less than 4 KiB"),
+        (vcpu_interface, crate::gicv2::gicc::SIZE, "gives the GICv2 virtual CPU interface less than 8 KiB"),
+    ];
+    for (frame, min, too_small) in v2_frames.into_iter().filter(|_| version == GicVersion::V2) {
+        if let Some(frame) = frame {
+            check_window(node, frame, min, too_small, memory)?;
+        }
+    }
     for region in redistributors.iter().copied() {
         check_window(node, region, 1, "has an empty redistributor region", memory)?;
     }
@@ -1344,8 +1317,8 @@ fn gic(dtb: &Dtb<'_>, node: &Node<'_>, cpus: usize, memory: &[&[MemRegion]]) -> 
         distributor,
         redistributors,
         cpu_interface,
-        hyp_interface: at(rest),
-        vcpu_interface: at(rest.saturating_add(1)),
+        hyp_interface,
+        vcpu_interface,
         maintenance_irq,
     })
 }

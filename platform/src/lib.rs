@@ -37,6 +37,7 @@ pub mod debug;
 pub mod esr;
 pub mod forward;
 pub mod fw_cfg;
+pub mod gicv2;
 pub mod gvascan;
 pub mod handoff;
 pub mod hypercall;

@@ -1031,6 +1031,36 @@ fn linux_guest() -> Result<(PathBuf, PathBuf), String> {
 /// takes timer interrupts on every CPU, logs nothing the hypervisor caused,
 /// and `poweroff -f` ends QEMU with status 0.
 fn linux_guest_boots(name: &str, cpu: &str, cmdline: Option<&str>, mode: &str) {
+    linux_guest_boots_on(name, cpu, cmdline, mode, Gic::V3);
+}
+
+/// The host's GIC in a scenario (QEMU virt's `gic-version`): a guest gets
+/// the same.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Gic {
+    V2,
+    V3,
+}
+
+impl Gic {
+    /// The `-M virt` option.
+    fn machine_option(self) -> &'static str {
+        match self {
+            Self::V2 => ",gic-version=2",
+            Self::V3 => ",gic-version=3",
+        }
+    }
+
+    /// The `compatible` the guest's DT gives its interrupt controller.
+    fn guest_compatible(self) -> &'static str {
+        match self {
+            Self::V2 => "arm,cortex-a15-gic",
+            Self::V3 => "arm,gic-v3",
+        }
+    }
+}
+
+fn linux_guest_boots_on(name: &str, cpu: &str, cmdline: Option<&str>, mode: &str, gic: Gic) {
     let (image, initrd) = match linux_guest() {
         Ok(files) => files,
         Err(why) => {
@@ -1041,10 +1071,13 @@ fn linux_guest_boots(name: &str, cpu: &str, cmdline: Option<&str>, mode: &str) {
     let (image, initrd) = (image.to_string_lossy().into_owned(), initrd.to_string_lossy().into_owned());
     let extra =
         ["-kernel", image.as_str(), "-initrd", initrd.as_str(), "-append", "console=ttyAMA0 linux-guest=poweroff"];
-    let o = boot(&Boot { cmdline, extra: &extra, ..Boot::new(name, cpu, 4, "1G") });
+    let machine_options = gic.machine_option();
+    let o = boot(&Boot { cmdline, extra: &extra, machine_options, ..Boot::new(name, cpu, 4, "1G") });
     let dump = o.dump();
     assert_eq!(o.status, Some(0), "poweroff must end QEMU with status 0\n{dump}");
     assert!(o.console.contains(&format!("mode={mode}")), "{dump}");
+    let intc = format!("linux-guest: interrupt controller {}", gic.guest_compatible());
+    assert!(o.console.lines().any(|l| l == intc), "missing `{intc}`\n{dump}");
     assert!(o.console.contains("el2: entering Linux at IPA"), "{dump}");
     assert!(o.lines("linux-guest: userspace up").next().is_some(), "{dump}");
     assert!(o.lines("linux-guest: nproc 4").next().is_some(), "nproc must equal the vCPU count\n{dump}");
@@ -1069,7 +1102,7 @@ fn linux_guest_boots(name: &str, cpu: &str, cmdline: Option<&str>, mode: &str) {
     long_scans_complete_in_pieces(&o, &dump);
     linux_sees_the_pci_shim(&o, &dump);
     hvctl_works_from_linux_userspace(&o, mode, &dump);
-    debugging_as_on_bare_qemu(&o, cpu, &image, &initrd, &dump);
+    debugging_as_on_bare_qemu(&o, cpu, gic, &image, &initrd, &dump);
 }
 
 /// Long scans: `hvctl scan --layout wide` as root (33 mappings of 512
@@ -1110,7 +1143,7 @@ fn long_scans_complete_in_pieces(o: &Outcome, dump: &str) {
 /// breakpoint and watchpoint, `BRK`, an AArch32 `BKPT`, as user nobody)
 /// prints exactly what the same kernel and initramfs print on bare QEMU
 /// with the same CPU, and every result is there.
-fn debugging_as_on_bare_qemu(o: &Outcome, cpu: &str, image: &str, initrd: &str, dump: &str) {
+fn debugging_as_on_bare_qemu(o: &Outcome, cpu: &str, gic: Gic, image: &str, initrd: &str, dump: &str) {
     let under_hv: Vec<&str> = o.lines("dbgtest: ").collect();
     assert!(o.lines("linux-guest: dbgtest exit 0").next().is_some(), "dbgtest failed\n{dump}");
     for result in ["singlestep: ", "breakpoint: ", "watchpoint: ", "brk: ", "aarch32-bkpt: ", "done"] {
@@ -1120,9 +1153,8 @@ fn debugging_as_on_bare_qemu(o: &Outcome, cpu: &str, image: &str, initrd: &str, 
     let dir = scratch_dir(&format!("bare-linux-{}", cpu.split(',').next().unwrap_or(cpu)));
     let console = dir.join("console.log");
     let status = hvtests::qemu::command()
+        .args(["-M", &format!("virt{}", gic.machine_option())])
         .args([
-            "-M",
-            "virt,gic-version=3",
             "-cpu",
             cpu,
             "-smp",
@@ -1226,6 +1258,12 @@ fn linux_guest_boots_vhe() {
 #[test]
 fn linux_guest_boots_nvhe() {
     linux_guest_boots("linux-nvhe", CPU_A72, None, "nvhe");
+}
+
+/// The same kernel on a GICv2 host, with a virtual GICv2.
+#[test]
+fn linux_guest_boots_on_gicv2() {
+    linux_guest_boots_on("linux-gicv2", CPU_A72, None, "nvhe", Gic::V2);
 }
 
 /// A `-kernel` that is not an arm64 Image is refused with one clear line
@@ -1357,18 +1395,41 @@ fn debug_exceptions_as_on_bare_qemu() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Hardware the firmware does not drive is named, with what it drives:
-/// QEMU's `virt` with a GICv2 (`gic-version=2`, a later option than the
-/// harness's `gic-version=3`) stops the boot in the monitor with one line,
-/// and nothing hangs.
+/// A CPU the firmware cannot run on is named, with what it needs: QEMU's
+/// `virt` with `virtualization=off` (after the harness's `on`) gives CPUs
+/// without EL2, and the monitor stops with one line instead of returning
+/// to an EL2 that is not there (which hung, silently).
 #[test]
-fn an_unsupported_interrupt_controller_is_named() {
-    let o = boot(&Boot { machine_options: ",gic-version=2", ..Boot::new("gicv2-named", CPU_MAX, 2, "1G") });
+fn an_unsupported_cpu_is_named() {
+    let o = boot(&Boot { machine_options: ",virtualization=off", ..Boot::new("no-el2-named", CPU_A72, 2, "1G") });
     let dump = o.dump();
-    let line =
-        "el3-monitor: ERROR: interrupt controller: arm,cortex-a15-gic (GICv2) at 0x8000000 is not supported yet; \
-                supported: arm,gic-v3 (fatal: stopping with exit status 3)";
+    let line = "el3-monitor: ERROR: CPU MPIDR 0x0 (MIDR 0x410fd083) implements no EL2, where the hypervisor runs; \
+                supported: AArch64 CPUs with EL3 and EL2 (on QEMU: -M ...,virtualization=on) \
+                (fatal: stopping with exit status 3)";
     assert!(o.console.lines().any(|l| l == line), "missing `{line}`\n{dump}");
     assert_eq!(o.status, Some(3), "the monitor's fatal status\n{dump}");
     assert!(!o.console.contains("el2:"), "the hypervisor never starts\n{dump}");
+}
+
+/// A GICv2 host (QEMU `virt` with `gic-version=2`, which has the
+/// virtualisation extensions' frames): the monitor and the hypervisor
+/// drive it, and the guest-stub, on a virtual GICv2, passes every check,
+/// interrupts included (timer, SGIs, priorities, PNMI preemption and the
+/// watchdog). Split mode on both CPUs, which lack VHE.
+fn gicv2_scenario(name: &str, cpu: &str) {
+    let o = boot(&Boot { machine_options: Gic::V2.machine_option(), ..Boot::new(name, cpu, 4, "1G") });
+    assert_selftest_passed(&o, 4);
+    assert_boot_line(&o, "nvhe", "intermediate");
+    let line = "el2: GIC v2 (arm,cortex-a15-gic) at 0x8000000;";
+    assert!(o.console.lines().any(|l| l.starts_with(line)), "missing `{line}`\n{}", o.dump());
+}
+
+#[test]
+fn gicv2_cortex_a72() {
+    gicv2_scenario("gicv2-a72", CPU_A72);
+}
+
+#[test]
+fn gicv2_cortex_a53() {
+    gicv2_scenario("gicv2-a53", "cortex-a53");
 }

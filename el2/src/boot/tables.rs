@@ -96,15 +96,22 @@ pub fn build(board: &Board, handoff: &Handoff, scheme: Scheme, cpus: usize) -> R
         map(&mut pool, kernel_root, layout::direct_map_offset(uart.base), uart.base, len, device)?;
     }
     // The GIC's distributor and this board's redistributors (one 128 KiB
-    // frame pair per CPU), for the hypervisor's own interrupt handling; the
-    // guest never reaches them (its GIC is emulated, `crate::vm::vgic`).
+    // frame pair per CPU), or a GICv2's CPU interface and virtual interface
+    // control, for the hypervisor's own interrupt handling; the guest never
+    // reaches them (its distributor is emulated, `crate::vm::vgic`, and a
+    // GICv2 guest's CPU interface is the separate GICV frame).
     let gic = &board.gic;
     let gic_frames = gic.redistributors.first().map(|r| {
         let per_cpu = platform::vgic::GICR_STRIDE * board.cpus.len() as u64;
         MemRegion::new(r.base, r.size.min(per_cpu))
     });
+    let v2_frames = [
+        gic.cpu_interface.map(|c| MemRegion::new(c.base, platform::gicv2::gicc::SIZE)),
+        gic.hyp_interface.map(|h| MemRegion::new(h.base, platform::gicv2::gich::SIZE)),
+    ];
+    let v2_frames = v2_frames.into_iter().flatten().filter(|_| gic.version == platform::board::GicVersion::V2);
     // And fw_cfg, where the kernel and initrd of a Linux guest come from.
-    for region in core::iter::once(gic.distributor).chain(gic_frames).chain(board.fw_cfg) {
+    for region in core::iter::once(gic.distributor).chain(gic_frames).chain(v2_frames).chain(board.fw_cfg) {
         let len = region.size.next_multiple_of(platform::addr::PAGE_SIZE);
         let device = kernel(MemoryType::Device, true, false);
         map(&mut pool, kernel_root, layout::direct_map_offset(region.base), region.base, len, device)?;

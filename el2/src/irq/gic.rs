@@ -43,16 +43,40 @@
 //! SGIs [`SGI_KICK`], [`SGI_TICK`], [`SGI_TEST`] and [`SGI_PNMI`]; the
 //! EL2 physical timer's PPI (the watchdog tick); the virtual-interface
 //! maintenance PPI. The guest's timers' PPIs and its devices' SPIs are
-//! forwarded to it ([`crate::vm::vgic`]). The driver boundary is
-//! [`InterruptController`]: only a GICv3 implements it today; a GICv2 can
-//! follow from the DTB without touching the rest.
+//! forwarded to it ([`crate::vm::vgic`]).
+//!
+//! # GICv3 and GICv2
+//!
+//! The DTB says which GIC the board has. The distributor side is behind
+//! [`InterruptController`] (a GICv3 through the `arm-gic` crate, a GICv2
+//! through [`platform::gicv2`]); the CPU-interface side is the free
+//! functions below, which use the `ICC_*` system registers on a GICv3 and
+//! the memory-mapped `GICC_*` frame on a GICv2 ([`V2`] holds its address,
+//! the only thing they test).
+//!
+//! The priority scheme is the same on both. `GICC_PMR` is
+//! `ICC_PMR_EL1` in a frame, with the same Non-secure view of priorities
+//! (the monitor leaves every interrupt in Group 1 and a Secure mask of
+//! 0xff, so a write of `p` is stored as `0x80 | p >> 1`); `GICC_RPR` is
+//! `ICC_RPR_EL1`, and `GICC_CTLR.EOImodeNS` is `ICC_CTLR_EL1.EOImode`. So
+//! pseudo-NMIs stay ordinary Group 1 interrupts at a priority the mask
+//! lets through, with no FIQ: a Non-secure FIQ on a GICv2 means Group 0,
+//! which is the Secure world's. Two differences need care: a mask write is
+//! a store to a device, which [`set_pmr`] reads back so that it has
+//! reached the GIC before the caller opens `PSTATE.I`; and an SGI's
+//! acknowledge value names its sender, which its end and deactivation must
+//! name again ([`Acked`]). A GICv2 addresses SGIs and SPIs to CPU
+//! interfaces, not affinities: each CPU reads its own interface bit from
+//! `GICD_ITARGETSR0` when it comes up ([`init_cpu`]).
 
 use arm_gic::gicv3::registers::{Gicd, GicrSgi};
 use arm_gic::gicv3::{GicCpuInterface, GicV3, SgiTarget, SgiTargetGroup};
 use arm_gic::{IntId, Trigger, UniqueMmioPointer};
 use core::ptr::NonNull;
-use platform::board::Board;
-use spin::Mutex;
+use core::sync::atomic::{AtomicU8, Ordering};
+use platform::board::{Board, CpuList, GicVersion, MAX_CPUS};
+use platform::gicv2;
+use spin::{Mutex, Once};
 
 pub const PRIORITY_PNMI: u8 = 0x20;
 pub const PRIORITY_REGULAR: u8 = 0xa0;
@@ -144,14 +168,79 @@ impl InterruptController for V3 {
     }
 }
 
+/// A GICv2's frames, in the direct map.
+#[derive(Clone, Copy)]
+pub struct V2 {
+    distributor: gicv2::Distributor,
+    cpu: gicv2::CpuInterface,
+    /// `GICH`, the virtualisation extensions' control frame, if the DTB
+    /// gives one ([`crate::vm::vgic`] drives it).
+    pub hyp: Option<gicv2::HypInterface>,
+    /// The CPUs' MPIDRs, by GIC CPU index (the DTB's `/cpus` order).
+    cpus: CpuList,
+}
+
+/// Set on a GICv2 (before any CPU takes interrupts): the CPU-interface
+/// functions below test it.
+static V2_FRAMES: Once<V2> = Once::new();
+
+/// Each CPU's GICv2 CPU interface bit, by GIC CPU index (0: not up yet).
+static V2_TARGETS: [AtomicU8; MAX_CPUS] = [const { AtomicU8::new(0) }; MAX_CPUS];
+
+/// The GICv2's frames, on a GICv2.
+#[inline]
+pub fn v2() -> Option<&'static V2> {
+    V2_FRAMES.get()
+}
+
+impl V2 {
+    /// The CPU interface bit of the CPU with affinity `mpidr`: the one it
+    /// read when it came up, or, before that, the bit of its `/cpus`
+    /// index, which is what a GIC-400 and QEMU number them by.
+    fn target(&self, mpidr: u64) -> Option<u8> {
+        let mpidr = mpidr & platform::arch::regs::MPIDR_AFFINITY_MASK;
+        let index = self.cpus.iter().position(|&m| m == mpidr)?;
+        match V2_TARGETS.get(index).map(|t| t.load(Ordering::Relaxed)) {
+            Some(0) | None => 1u8.checked_shl(index as u32),
+            known => known,
+        }
+    }
+}
+
+impl InterruptController for V2 {
+    fn init_cpu(&mut self, cpu: usize, private: &[(u32, u8)]) {
+        if let Some(target) = V2_TARGETS.get(cpu) {
+            target.store(self.distributor.own_target(), Ordering::Relaxed);
+        }
+        for &(intid, priority) in private {
+            self.distributor.set_priority(intid, priority);
+            self.distributor.enable(intid, true);
+        }
+    }
+
+    fn route_spi(&mut self, intid: u32, mpidr: u64, priority: u8, enable: bool) {
+        let Some(target) = self.target(mpidr) else {
+            log::error!("GIC: cannot route SPI {intid} to MPIDR {mpidr:#x}, which is not in the DTB");
+            return;
+        };
+        self.distributor.set_targets(intid, target);
+        self.distributor.set_priority(intid, priority);
+        self.distributor.set_edge(intid, false);
+        self.distributor.enable(intid, enable);
+    }
+
+    fn spis(&self) -> usize {
+        self.distributor.spis()
+    }
+}
+
 static GIC: Mutex<Option<alloc::boxed::Box<dyn InterruptController>>> = Mutex::new(None);
 
 /// Why the hypervisor cannot take over the interrupt controller.
 #[derive(Debug)]
 pub enum GicError {
-    /// Only GICv3 so far.
-    Unsupported(platform::board::GicNotDriven),
-    /// The DTB gives no redistributor region, or a null frame.
+    /// The DTB gives no redistributor region (GICv3) or CPU interface
+    /// (GICv2), or a null frame.
     Missing,
     /// The driver refused the frames.
     Driver(arm_gic::gicv3::GicError),
@@ -160,8 +249,7 @@ pub enum GicError {
 impl core::fmt::Display for GicError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Self::Unsupported(g) => write!(f, "interrupt controller {g}"),
-            Self::Missing => write!(f, "GIC: the DTB gives no usable distributor or redistributor frames"),
+            Self::Missing => write!(f, "GIC: the DTB gives no usable distributor, redistributor or CPU interface frames"),
             Self::Driver(e) => write!(f, "GIC: {e:?}"),
         }
     }
@@ -170,7 +258,30 @@ impl core::fmt::Display for GicError {
 /// Boot CPU, once: takes the distributor the monitor handed over.
 pub fn init(board: &Board) -> Result<(), GicError> {
     let gic = &board.gic;
-    gic.check_driven().map_err(GicError::Unsupported)?;
+    if gic.version == GicVersion::V2 {
+        let va = |pa: u64| match pa {
+            0 => None,
+            pa => Some(crate::arch::layout::phys_to_virt(pa) as usize),
+        };
+        let distributor = va(gic.distributor.base).ok_or(GicError::Missing)?;
+        let cpu = gic.cpu_interface.and_then(|c| va(c.base)).ok_or(GicError::Missing)?;
+        let hyp = gic.hyp_interface.and_then(|h| va(h.base));
+        // SAFETY: the GICv2's frames from the DTB (the monitor found a
+        // GICv2 there), mapped as Device memory in the direct map
+        // (`tables.rs`); the monitor no longer touches them, and at EL2
+        // only this module and `crate::vm::vgic` (the `GICH` frame) do.
+        let frames = unsafe {
+            V2 {
+                distributor: gicv2::Distributor::new(distributor),
+                cpu: gicv2::CpuInterface::new(cpu),
+                hyp: hyp.map(|h| gicv2::HypInterface::new(h)),
+                cpus: board.cpus,
+            }
+        };
+        V2_FRAMES.call_once(|| frames);
+        *GIC.lock() = Some(alloc::boxed::Box::new(frames));
+        return Ok(());
+    }
     let redist = gic.redistributors.first().ok_or(GicError::Missing)?;
     let gicd =
         NonNull::new(crate::arch::layout::phys_to_virt(gic.distributor.base) as *mut Gicd).ok_or(GicError::Missing)?;
@@ -205,66 +316,126 @@ macro_rules! sysreg_read {
     }};
 }
 
-/// This CPU: the system-register interface for EL2 and EL1, EOI split from
-/// deactivation, everything unmasked by priority, Group 1 on; then the
-/// redistributor's private interrupts `private` (INTID, priority).
+/// This CPU: on a GICv3 the system-register interface for EL2 and EL1;
+/// EOI split from deactivation, everything unmasked by priority, Group 1
+/// on; then the private interrupts `private` (INTID, priority).
 pub fn init_cpu(gic_cpu: usize, private: &[(u32, u8)]) {
-    sysreg_write!("icc_sre_el2", ICC_SRE_EL2_SRE | ICC_SRE_EL2_ENABLE);
-    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
-    sysreg_write!("icc_ctlr_el1", ICC_CTLR_EOIMODE);
-    set_pmr(PMR_OPEN);
-    // Group priority in every bit that QEMU's five implements.
-    sysreg_write!("icc_bpr1_el1", 0u64);
-    GicCpuInterface::enable_group1(true);
+    if let Some(v2) = v2() {
+        v2.cpu.set_control(gicv2::GICC_CTLR_NS_ENABLE_GRP1 | gicv2::GICC_CTLR_NS_EOIMODE);
+        set_pmr(PMR_OPEN);
+        v2.cpu.set_binary_point(0);
+    } else {
+        sysreg_write!("icc_sre_el2", ICC_SRE_EL2_SRE | ICC_SRE_EL2_ENABLE);
+        aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
+        sysreg_write!("icc_ctlr_el1", ICC_CTLR_EOIMODE);
+        set_pmr(PMR_OPEN);
+        // Group priority in every bit that QEMU's five implements.
+        sysreg_write!("icc_bpr1_el1", 0u64);
+        GicCpuInterface::enable_group1(true);
+    }
     with(|gic| gic.init_cpu(gic_cpu, private));
 }
 
+/// An acknowledged interrupt: its INTID, and what its end and
+/// deactivation must write (on a GICv2, an SGI's acknowledge value names
+/// its sender too).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Acked {
+    pub intid: u32,
+    raw: u32,
+}
+
+impl Acked {
+    /// A PPI or SPI this CPU acknowledged earlier, known by its INTID
+    /// alone (no sender to name).
+    pub const fn interrupt(intid: u32) -> Self {
+        Self { intid, raw: intid }
+    }
+}
+
 /// Acknowledges the most urgent pending Group 1 interrupt, if any.
-pub fn acknowledge() -> Option<u32> {
+pub fn acknowledge() -> Option<Acked> {
+    if let Some(v2) = v2() {
+        let raw = v2.cpu.acknowledge()?;
+        return Some(Acked { intid: raw & gicv2::gicc::IAR_INTID_MASK, raw });
+    }
     let intid = (sysreg_read!("icc_iar1_el1") & ICC_IAR_INTID_MASK) as u32;
-    (intid < INTID_SPECIAL_FIRST).then_some(intid)
+    (intid < INTID_SPECIAL_FIRST).then_some(Acked::interrupt(intid))
 }
 
-/// Drops the running priority of `intid` (EOImode 1: not deactivated).
-pub fn end(intid: u32) {
-    sysreg_write!("icc_eoir1_el1", u64::from(intid));
+/// Drops the running priority of `acked` (EOImode 1: not deactivated).
+pub fn end(acked: Acked) {
+    match v2() {
+        Some(v2) => v2.cpu.end(acked.raw),
+        None => sysreg_write!("icc_eoir1_el1", u64::from(acked.raw)),
+    }
 }
 
-/// Deactivates `intid` (after [`end`]).
-pub fn deactivate(intid: u32) {
-    sysreg_write!("icc_dir_el1", u64::from(intid));
+/// Deactivates `acked` (after [`end`]).
+pub fn deactivate(acked: Acked) {
+    match v2() {
+        Some(v2) => v2.cpu.deactivate(acked.raw),
+        None => sysreg_write!("icc_dir_el1", u64::from(acked.raw)),
+    }
 }
 
 /// The priority mask.
+#[inline]
 pub fn pmr() -> u8 {
-    sysreg_read!("icc_pmr_el1") as u8
+    match v2() {
+        Some(v2) => v2.cpu.pmr(),
+        None => sysreg_read!("icc_pmr_el1") as u8,
+    }
 }
 
 /// Sets the priority mask. Made visible to the interrupt logic by the
-/// `isb` (the architecture asks for no more for the CPU interface itself).
+/// `isb` (the architecture asks for no more for the CPU interface itself);
+/// on a GICv2 by reading the mask back, which completes the store at the
+/// GIC before the caller goes on (to unmask `PSTATE.I`, say).
 pub fn set_pmr(value: u8) {
-    sysreg_write!("icc_pmr_el1", u64::from(value));
+    match v2() {
+        Some(v2) => {
+            v2.cpu.set_pmr(value);
+            let _ = v2.cpu.pmr();
+        }
+        None => sysreg_write!("icc_pmr_el1", u64::from(value)),
+    }
     aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
 }
 
 /// Sets the priority mask without the barrier: for a caller with
 /// `PSTATE.I` set whose next context-synchronising event (an `ERET`, an
-/// `ISB`) comes before it takes interrupts again.
+/// `ISB`) comes before it takes interrupts again. (On a GICv2 the store
+/// to the device may still be on its way then: the callers only lower the
+/// mask, which a late store merely delays.)
 #[inline]
 pub fn set_pmr_unsynchronised(value: u8) {
-    sysreg_write!("icc_pmr_el1", u64::from(value));
+    match v2() {
+        Some(v2) => v2.cpu.set_pmr(value),
+        None => sysreg_write!("icc_pmr_el1", u64::from(value)),
+    }
 }
 
-/// `ICC_RPR_EL1` when no interrupt is active on this CPU.
+/// `ICC_RPR_EL1` (`GICC_RPR`) when no interrupt is active on this CPU.
 pub const RPR_IDLE: u8 = 0xff;
 
-/// The running priority (`ICC_RPR_EL1`).
+/// The running priority (`ICC_RPR_EL1`, `GICC_RPR`).
 pub fn running_priority() -> u8 {
-    sysreg_read!("icc_rpr_el1") as u8
+    match v2() {
+        Some(v2) => v2.cpu.running_priority(),
+        None => sysreg_read!("icc_rpr_el1") as u8,
+    }
 }
 
 /// Sends SGI `sgi` to the CPU with affinity `mpidr`.
 pub fn send_sgi(sgi: u32, mpidr: u64) {
+    if let Some(v2) = v2() {
+        match v2.target(mpidr) {
+            Some(target) => v2.distributor.send_sgi(sgi, target, false),
+            None => log::error!("SGI to MPIDR {mpidr:#x}, which is not in the DTB"),
+        }
+        return;
+    }
     use platform::vgic::affinity::{AFF1_SHIFT, AFF2_SHIFT, AFF3_SHIFT};
     let field = |shift: u32| (mpidr >> shift) as u8;
     let aff0 = field(0);
@@ -287,12 +458,21 @@ pub fn send_sgi_to_self(sgi: u32) {
 }
 
 /// The CPU interface's masking state in one word, for a PNMI to record
-/// (packed: PMR [7:0], highest pending INTID [31:8], `ICC_AP1R0_EL1`
-/// [63:32]).
+/// (packed: PMR [7:0], highest pending INTID [31:8], the Group 1 active
+/// priorities, `ICC_AP1R0_EL1` or `GICC_APR0`, [63:32]).
 pub fn snapshot() -> u64 {
-    let pmr = sysreg_read!("icc_pmr_el1") & ICC_PMR_PRIORITY_MASK;
-    let pending = sysreg_read!("icc_hppir1_el1") & ICC_IAR_INTID_MASK;
-    let active = sysreg_read!("icc_ap1r0_el1") & u64::from(u32::MAX);
+    let (pmr, pending, active) = match v2() {
+        Some(v2) => (
+            u64::from(v2.cpu.pmr()),
+            u64::from(v2.cpu.highest_pending()),
+            u64::from(v2.cpu.active_priorities()),
+        ),
+        None => (
+            sysreg_read!("icc_pmr_el1") & ICC_PMR_PRIORITY_MASK,
+            sysreg_read!("icc_hppir1_el1") & ICC_IAR_INTID_MASK,
+            sysreg_read!("icc_ap1r0_el1") & u64::from(u32::MAX),
+        ),
+    };
     pmr | pending << 8 | active << 32
 }
 

@@ -97,28 +97,28 @@ fn is_pnmi(intid: u32) -> bool {
 
 /// Takes one physical interrupt; `frame` is what it interrupted.
 pub fn handle(frame: &TrapFrame) {
-    let Some(intid) = gic::acknowledge() else { return };
-    if is_pnmi(intid) {
-        crate::irq::pnmi::handle(intid, frame);
-        gic::end(intid);
-        gic::deactivate(intid);
+    let Some(acked) = gic::acknowledge() else { return };
+    if is_pnmi(acked.intid) {
+        crate::irq::pnmi::handle(acked.intid, frame);
+        gic::end(acked);
+        gic::deactivate(acked);
     } else {
-        regular(intid);
+        regular(acked);
     }
 }
 
 /// Rule 2: only a PNMI may preempt a regular handler.
-fn regular(intid: u32) {
+fn regular(acked: gic::Acked) {
     let mask = gic::pmr();
     gic::set_pmr(gic::PMR_PNMI_ONLY);
     unmask_irq();
-    let forwarded = dispatch_regular(intid);
+    let forwarded = dispatch_regular(acked.intid);
     mask_irq();
-    gic::end(intid);
+    gic::end(acked);
     // A forwarded interrupt stays active until the guest deactivates it
     // through its list register (HW bit).
     if !forwarded {
-        gic::deactivate(intid);
+        gic::deactivate(acked);
     }
     gic::set_pmr(mask);
 }

@@ -124,8 +124,9 @@ impl Stage2 {
 
     /// Maps the device window at PA `pa` (`size` bytes) at IPA `ipa`, where a
     /// guest moved it (the caller checked the place with
-    /// `platform::stage2::check_window`). New entries replace invalid ones, so
-    /// no TLB entry can be stale.
+    /// `platform::stage2::check_window`), or where a GICv2 guest's DT puts
+    /// its CPU interface (the host's `GICV` frame). New entries replace
+    /// invalid ones, so no TLB entry can be stale.
     pub fn map_device(&mut self, ipa: u64, pa: u64, size: u64) -> Result<(), Stage2Error> {
         policy::map_at(&mut self.tables, ipa, pa, size, policy::device_attributes()).map_err(Stage2Error::Map)
     }

@@ -104,6 +104,7 @@ pub enum BuildError {
     Device(&'static str, platform::mmio::RegisterError),
     Linux(linux::LoadError),
     Guest(guest::GuestError),
+    Gic(vgic::GuestGicError),
     /// A VM named for a QEMU `-kernel` that QEMU was not given.
     NoKernel,
     /// No virtual SPI left for a portal's, a backend function's or a
@@ -118,6 +119,7 @@ impl core::fmt::Display for BuildError {
             Self::Device(what, e) => write!(f, "{what}: {e}"),
             Self::Linux(e) => write!(f, "{e}"),
             Self::Guest(e) => write!(f, "{e}"),
+            Self::Gic(e) => write!(f, "{e}"),
             Self::NoKernel => write!(f, "no kernel"),
             Self::NoInterrupt => write!(f, "no interrupt number left for its portals and virtio devices"),
         }
@@ -224,7 +226,7 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
     if let Some(pci) = pci {
         passthrough.extend(pci.bars.iter().copied());
     }
-    let (model, gic) = vgic::model(board, &vcpus, highest_spi);
+    let (model, gic) = vgic::model(board, &vcpus, highest_spi).map_err(BuildError::Gic)?;
     let ipa_end = virtio
         .last()
         .map(|d| d.window)
@@ -233,6 +235,7 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
         .or(test_device)
         .map_or(config.ram.end(), |w| w.end());
     let mut stage2 = crate::mm::stage2::Stage2::new(config.ram, &passthrough, ipa_end).map_err(BuildError::Stage2)?;
+    vgic::map_cpu_interface(board, &gic, &mut stage2).map_err(BuildError::Stage2)?;
     for e in &portal_ends {
         if let Some(portal) = portal::all().get(e.portal) {
             stage2.map_ram(e.memory.base, portal.memory.base, portal.memory.size).map_err(BuildError::Stage2)?;

@@ -12,7 +12,7 @@ use alloc::vec::Vec;
 use platform::arch::regs::{SPSR_DAIF, SPSR_M_AARCH32, SPSR_M_EL1H, SPSR_M_SP_ELX};
 use platform::arch::trap::TrapFrame;
 use platform::arch::ExceptionLevel;
-use platform::board::{MemRegion, Timer, Uart};
+use platform::board::{GicCompatible, GicVersion, MemRegion, Timer, Uart};
 use platform::esr::{Esr, ExceptionClass, FaultStatus};
 use platform::handoff::LoadedImage;
 use vm_fdt::FdtWriter;
@@ -201,14 +201,19 @@ pub fn device_tree(hw: &Hardware, bootargs: &str) -> Result<Vec<u8>, GuestError>
 
     let gic = hw.gic;
     let intc = fdt.begin_node(&alloc::format!("interrupt-controller@{:x}", gic.distributor.base))?;
-    fdt.property_string("compatible", "arm,gic-v3")?;
+    // A GICv3 host's guests get a GICv3 (distributor, redistributors); a
+    // GICv2 host's a GICv2 (distributor, CPU interface).
+    let compatible = match gic.version {
+        GicVersion::V3 => GicCompatible::GicV3,
+        GicVersion::V2 => GicCompatible::CortexA15,
+    };
+    fdt.property_string("compatible", compatible.as_str())?;
     fdt.property_null("interrupt-controller")?;
     fdt.property_u32("#interrupt-cells", 3)?;
-    fdt.property_u32("#redistributor-regions", 1)?;
-    fdt.property_array_u64(
-        "reg",
-        &[gic.distributor.base, gic.distributor.size, gic.redistributors.base, gic.redistributors.size],
-    )?;
+    if gic.version == GicVersion::V3 {
+        fdt.property_u32("#redistributor-regions", 1)?;
+    }
+    fdt.property_array_u64("reg", &[gic.distributor.base, gic.distributor.size, gic.per_cpu.base, gic.per_cpu.size])?;
     fdt.property_u32("phandle", GIC_PHANDLE)?;
     fdt.end_node(intc)?;
 

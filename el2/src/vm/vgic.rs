@@ -29,6 +29,20 @@
 //! and the next return to the guest refills the list registers. The
 //! physical timer interrupts it left active on the CPU are deactivated on
 //! the way out: the next vCPU's timers use the same PPIs.
+//!
+//! # On a GICv2
+//!
+//! A host with a GICv2 (and its virtualisation extensions) gives its
+//! guests a GICv2: the same model configured as a GICv2 distributor
+//! (trapped and emulated as above), and, as the guest's CPU interface, the
+//! hardware's virtual CPU interface frame (`GICV`) mapped in stage 2 where
+//! the guest's DT puts its `GICC`. The list registers, the empty-register
+//! status, the control, `VMCR` and active-priority registers are then the
+//! memory-mapped `GICH` frame of the CPU, not `ICH_*_EL2` system registers
+//! ([`hyp_interface`] tells which); a GICv2 list register is converted to and from the
+//! model's GICv3 layout at the boundary, so the model's flush and fold are
+//! the same code for both. SGIs go through the emulated `GICD_SGIR`, not
+//! a trapped system register.
 
 use crate::irq::gic;
 use aarch64_cpu::registers::{ReadWriteable, Readable, Writeable, ICH_HCR_EL2, ICH_VTR_EL2};
@@ -36,9 +50,10 @@ use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicU32, Ordering};
-use platform::board::MemRegion;
+use platform::board::{GicVersion, MemRegion};
+use platform::gicv2;
 use platform::mmio::{MmioDevice, MmioFault};
-use platform::vgic::{ListRegs, VGic, GICD_SIZE, GICR_STRIDE, MAX_LRS};
+use platform::vgic::{ListRegs, Lr, VGic, GICD_SIZE, GICR_STRIDE, MAX_LRS};
 
 /// The guests' timers' PPIs, forwarded with the HW bit (virtual,
 /// physical): the same on every CPU, whichever VM it runs.
@@ -47,13 +62,39 @@ static FORWARDED_PPIS: [AtomicU32; 2] = [const { AtomicU32::new(u32::MAX) }; 2];
 /// The virtual-interface maintenance PPI.
 static MAINTENANCE_PPI: AtomicU32 = AtomicU32::new(u32::MAX);
 
-/// Where the guest finds its GIC: (distributor, redistributor region),
-/// and how many SPIs it has.
+/// Where the guest finds its GIC, and how many SPIs it has.
 #[derive(Clone, Copy)]
 pub struct GuestGic {
+    /// The host's: a guest gets the version of GIC its host has.
+    pub version: GicVersion,
+    /// The emulated distributor.
     pub distributor: MemRegion,
-    pub redistributors: MemRegion,
+    /// The per-CPU frames: a GICv3's redistributors (emulated, one frame
+    /// pair per vCPU), a GICv2's CPU interface (the host's `GICV` frame,
+    /// mapped).
+    pub per_cpu: MemRegion,
     pub spis: usize,
+}
+
+/// Why a VM cannot have a GIC on this host.
+#[derive(Clone, Copy, Debug)]
+pub enum GuestGicError {
+    /// A GICv2 without the virtualisation extensions' frames in the DTB.
+    NoVirtualInterface,
+    /// More vCPUs than a GICv2 has CPU interfaces.
+    TooManyVcpus(usize),
+}
+
+impl core::fmt::Display for GuestGicError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NoVirtualInterface => write!(
+                f,
+                "the GICv2 has no virtual interface in the DTB (its node needs the GICH and GICV frames as 3rd and 4th reg entries)"
+            ),
+            Self::TooManyVcpus(n) => write!(f, "{n} vCPUs, but a GICv2 guest can have 8 at most"),
+        }
+    }
 }
 
 /// Boot CPU, before any CPU brings up its interrupts: which physical PPIs
@@ -76,22 +117,59 @@ pub fn note_interrupts(board: &platform::board::Board) {
 /// banks of 32 (`GICD_TYPER.ITLinesNumber` says so to the guest), not the
 /// host's hundreds: every list-register fill looks at each bank, and each
 /// bank costs instructions on every interrupt.
+///
+/// On a GICv2 the guest's CPU interface is at the host's `GICC` address,
+/// where stage 2 maps the `GICV` frame ([`map_cpu_interface`]).
 pub fn model(
     board: &platform::board::Board,
     vcpus: &[crate::vm::Vcpu],
     highest_spi: Option<u32>,
-) -> (Box<VGic>, GuestGic) {
+) -> Result<(Box<VGic>, GuestGic), GuestGicError> {
     let host = gic::with(|g| g.spis()).unwrap_or(0);
     let needed = highest_spi.map_or(0, |intid| (intid + 1).saturating_sub(platform::vgic::SPI_BASE) as usize);
     let spis = needed.next_multiple_of(SPIS_PER_BANK).max(SPIS_PER_BANK).min(host);
     // Configured where it lives: no 7 KiB temporary on the stack.
     let mut vgic = Box::new(VGic::new());
-    let mpidrs: Vec<u64> = vcpus.iter().map(|v| v.mpidr).collect();
-    vgic.configure(&mpidrs, spis);
-    let distributor = MemRegion::new(board.gic.distributor.base, GICD_SIZE);
-    let redist_base = board.gic.redistributors.first().map_or(0, |r| r.base);
-    let redistributors = MemRegion::new(redist_base, GICR_STRIDE * vcpus.len() as u64);
-    (vgic, GuestGic { distributor, redistributors, spis })
+    let host_gic = &board.gic;
+    let version = host_gic.version;
+    let (distributor, per_cpu) = match version {
+        GicVersion::V3 => {
+            let mpidrs: Vec<u64> = vcpus.iter().map(|v| v.mpidr).collect();
+            vgic.configure(&mpidrs, spis);
+            let redist_base = host_gic.redistributors.first().map_or(0, |r| r.base);
+            (GICD_SIZE, MemRegion::new(redist_base, GICR_STRIDE * vcpus.len() as u64))
+        }
+        GicVersion::V2 => {
+            let cpu_interface = host_gic.cpu_interface.filter(|_| host_gic.vcpu_interface.is_some());
+            let cpu_interface = cpu_interface.ok_or(GuestGicError::NoVirtualInterface)?;
+            if hyp_interface().is_none() {
+                return Err(GuestGicError::NoVirtualInterface);
+            }
+            if vcpus.len() > V2_MAX_VCPUS {
+                return Err(GuestGicError::TooManyVcpus(vcpus.len()));
+            }
+            vgic.configure_v2(vcpus.len(), spis);
+            (gicv2::gicd::SIZE, MemRegion::new(cpu_interface.base, gicv2::gicc::SIZE))
+        }
+    };
+    let distributor = MemRegion::new(host_gic.distributor.base, distributor);
+    Ok((vgic, GuestGic { version, distributor, per_cpu, spis }))
+}
+
+/// CPU interfaces a GICv2 has, so vCPUs a GICv2 guest can have.
+const V2_MAX_VCPUS: usize = 8;
+
+/// A GICv2 guest's CPU interface: stage 2 maps the host's `GICV` frame
+/// where the guest's DT puts its `GICC` (nothing to do on a GICv3).
+pub fn map_cpu_interface(
+    board: &platform::board::Board,
+    gic: &GuestGic,
+    stage2: &mut crate::mm::stage2::Stage2,
+) -> Result<(), crate::mm::stage2::Stage2Error> {
+    match (gic.version, board.gic.vcpu_interface) {
+        (GicVersion::V2, Some(gicv)) => stage2.map_device(gic.per_cpu.base, gicv.base, gic.per_cpu.size),
+        _ => Ok(()),
+    }
 }
 
 /// SPIs per register bank of the distributor.
@@ -101,16 +179,22 @@ const SPIS_PER_BANK: usize = 32;
 /// place (the model is 7 KiB: no copy of it on a hypervisor stack).
 pub fn reset_model(vm: &crate::vm::Vm) {
     let mpidrs: Vec<u64> = vm.vcpus.iter().map(|v| v.mpidr).collect();
-    vm.vgic.lock().configure(&mpidrs, vm.gic.spis);
+    match vm.gic.version {
+        GicVersion::V3 => vm.vgic.lock().configure(&mpidrs, vm.gic.spis),
+        GicVersion::V2 => vm.vgic.lock().configure_v2(mpidrs.len(), vm.gic.spis),
+    }
     reconcile_spis(vm);
 }
 
-/// Puts VM `vm`'s emulated distributor and redistributors on its bus.
+/// Puts VM `vm`'s emulated distributor, and a GICv3's redistributors, on
+/// its bus.
 pub fn add_frames(vm: &crate::vm::Vm) -> Result<(), platform::mmio::RegisterError> {
     let mut bus = vm.bus.lock();
-    let (d, r) = (vm.gic.distributor, vm.gic.redistributors);
+    let (d, r) = (vm.gic.distributor, vm.gic.per_cpu);
     bus.register(d.base, d.size, Box::leak(Box::new(Distributor { vm: vm.index })))?;
-    bus.register(r.base, r.size, Box::leak(Box::new(Redistributors { vm: vm.index })))?;
+    if vm.gic.version == GicVersion::V3 {
+        bus.register(r.base, r.size, Box::leak(Box::new(Redistributors { vm: vm.index })))?;
+    }
     Ok(())
 }
 
@@ -218,7 +302,11 @@ fn list_register_count() -> usize {
     static COUNT: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
     match COUNT.load(Ordering::Relaxed) {
         0 => {
-            let count = (ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) as usize + 1).min(MAX_LRS);
+            let count = match hyp_interface() {
+                Some(gich) => gich.list_registers(),
+                None => ICH_VTR_EL2.read(ICH_VTR_EL2::ListRegs) as usize + 1,
+            };
+            let count = count.min(MAX_LRS);
             COUNT.store(count, Ordering::Relaxed);
             count
         }
@@ -226,10 +314,34 @@ fn list_register_count() -> usize {
     }
 }
 
-/// `read_lr` and `write_lr` over the sixteen `ICH_LR<n>_EL2` registers.
+/// A GICv2's virtual interface control frame (`GICH`) of this CPU, on a
+/// GICv2 host: where the list-register and control accesses below go
+/// instead of `ICH_*_EL2`.
+#[inline]
+fn hyp_interface() -> Option<gicv2::HypInterface> {
+    gic::v2().and_then(|v2| v2.hyp)
+}
+
+/// List register `index`, in the model's (GICv3) layout.
+fn read_lr(index: usize) -> u64 {
+    match hyp_interface() {
+        Some(gich) => Lr::from_v2(gich.read_lr(index)).0,
+        None => read_ich_lr(index),
+    }
+}
+
+fn write_lr(index: usize, value: u64) {
+    match hyp_interface() {
+        Some(gich) => gich.write_lr(index, Lr(value).to_v2()),
+        None => write_ich_lr(index, value),
+    }
+}
+
+/// `read_ich_lr` and `write_ich_lr` over the sixteen `ICH_LR<n>_EL2`
+/// registers.
 macro_rules! list_registers {
     ($($index:literal => $reg:ident,)*) => {
-        fn read_lr(index: usize) -> u64 {
+        fn read_ich_lr(index: usize) -> u64 {
             use aarch64_cpu::registers::*;
             match index {
                 $($index => $reg.get(),)*
@@ -237,7 +349,7 @@ macro_rules! list_registers {
             }
         }
 
-        fn write_lr(index: usize, value: u64) {
+        fn write_ich_lr(index: usize, value: u64) {
             use aarch64_cpu::registers::*;
             match index {
                 $($index => $reg.set(value),)*
@@ -282,11 +394,26 @@ impl ListRegs for LrCopy {
     }
 }
 
-/// `ICH_ELRSR_EL2`: bit n set when list register n holds no interrupt.
+/// `ICH_ELRSR_EL2` (`GICH_ELRSR0/1`): bit n set when list register n
+/// holds no interrupt.
 fn empty_list_registers() -> u64 {
-    // SAFETY: reading a virtual-interface status register has no side
-    // effects.
-    unsafe { platform::mrs!("ich_elrsr_el2") }
+    match hyp_interface() {
+        Some(gich) => gich.empty_list_registers(),
+        // SAFETY: reading a virtual-interface status register has no side
+        // effects.
+        None => unsafe { platform::mrs!("ich_elrsr_el2") },
+    }
+}
+
+/// The virtual interface's control (`ICH_HCR_EL2`, `GICH_HCR`): on, and
+/// the underflow maintenance interrupt on or off.
+fn set_interface_control(underflow: bool) {
+    match hyp_interface() {
+        Some(gich) => gich.set_control(gicv2::gich::HCR_EN | if underflow { gicv2::gich::HCR_UIE } else { 0 }),
+        None => ICH_HCR_EL2.write(
+            ICH_HCR_EL2::En::SET + if underflow { ICH_HCR_EL2::UIE::SET } else { ICH_HCR_EL2::UIE::CLEAR },
+        ),
+    }
 }
 
 /// Before every return to the guest on this CPU: brings the list
@@ -326,15 +453,14 @@ fn refill(vm: &crate::vm::Vm, current: &crate::vm::Vcpu, used_mask: u64) {
     drop(vgic);
     lrs.store();
     for intid in stale.into_iter().flatten() {
-        gic::deactivate(intid);
+        gic::deactivate(gic::Acked::interrupt(intid));
     }
     // Flush fills list registers from the first one up.
     let mask = 1u32.checked_shl(flush.used as u32).map_or(u32::MAX, |m| m - 1);
     current.lrs_used.store(mask as u16, Ordering::Relaxed);
     // Come back when the guest has consumed what we gave it: underflow
     // (at most one list register valid) if more is waiting.
-    let hcr = ICH_HCR_EL2::En::SET + if flush.overflow { ICH_HCR_EL2::UIE::SET } else { ICH_HCR_EL2::UIE::CLEAR };
-    ICH_HCR_EL2.write(hcr);
+    set_interface_control(flush.overflow);
 }
 
 /// `CNTx_CTL_EL0`: ENABLE, IMASK, ISTATUS.
@@ -437,6 +563,14 @@ pub fn put_vcpu(vm: &crate::vm::Vm, vcpu: &crate::vm::Vcpu) -> CpuInterface {
     lrs.load(used);
     let _ = vm.vgic.lock().fold(vcpu.index, &mut lrs);
     lrs.store();
+    if let Some(gich) = hyp_interface() {
+        // One active-priority register for both groups.
+        let saved = CpuInterface { vmcr: u64::from(gich.vmcr()), ap1r: [u64::from(gich.apr()), 0, 0, 0], ..CpuInterface::RESET };
+        gich.set_apr(0);
+        gich.set_control(0);
+        deactivate_forwarded_ppis();
+        return saved;
+    }
     let mut saved = CpuInterface { vmcr: aarch64_cpu::registers::ICH_VMCR_EL2.get(), ..CpuInterface::RESET };
     for ap in 0..active_priority_registers() {
         if let (Some(a0), Some(a1)) = (saved.ap0r.get_mut(ap), saved.ap1r.get_mut(ap)) {
@@ -446,18 +580,29 @@ pub fn put_vcpu(vm: &crate::vm::Vm, vcpu: &crate::vm::Vcpu) -> CpuInterface {
         write_apr(1, ap, 0);
     }
     ICH_HCR_EL2.set(0);
+    deactivate_forwarded_ppis();
+    saved
+}
+
+/// The guest timers' physical interrupts go inactive on this CPU.
+fn deactivate_forwarded_ppis() {
     for ppi in &FORWARDED_PPIS {
         let intid = ppi.load(Ordering::Relaxed);
         if intid != u32::MAX {
-            gic::deactivate(intid);
+            gic::deactivate(gic::Acked::interrupt(intid));
         }
     }
-    saved
 }
 
 /// A vCPU's interface state goes into this CPU's; its list registers are
 /// filled on the way into the guest (its `attention` is set).
 pub fn load_vcpu(saved: &CpuInterface) {
+    if let Some(gich) = hyp_interface() {
+        gich.set_vmcr(saved.vmcr as u32);
+        gich.set_apr(saved.ap1r[0] as u32);
+        set_interface_control(false);
+        return;
+    }
     aarch64_cpu::registers::ICH_VMCR_EL2.set(saved.vmcr);
     for ap in 0..active_priority_registers() {
         write_apr(0, ap, saved.ap0r.get(ap).copied().unwrap_or(0));
@@ -510,7 +655,10 @@ pub fn physical_interrupt(intid: u32) -> bool {
             vcpu.attention.store(true, Ordering::Release);
         }
         // Quiet until the next fill asks again.
-        ICH_HCR_EL2.modify(ICH_HCR_EL2::UIE::CLEAR);
+        match hyp_interface() {
+            Some(gich) => gich.set_control(gich.control() & !gicv2::gich::HCR_UIE),
+            None => ICH_HCR_EL2.modify(ICH_HCR_EL2::UIE::CLEAR),
+        }
         return false;
     }
     let forwarded_ppi = FORWARDED_PPIS.iter().any(|p| p.load(Ordering::Relaxed) == intid);
@@ -563,6 +711,12 @@ fn owner(vm: usize) -> Result<&'static crate::vm::Vm, MmioFault> {
     crate::vm::get(vm).ok_or(MmioFault::DeviceError { offset: 0 })
 }
 
+/// The vCPU (its index in its VM) whose access is being emulated: a
+/// GICv2 distributor banks INTIDs 0..31 per CPU.
+fn accessing_vcpu() -> usize {
+    crate::vm::current().map_or(0, |(_, vcpu)| vcpu.index)
+}
+
 /// A VM's emulated distributor.
 struct Distributor {
     vm: usize,
@@ -570,12 +724,12 @@ struct Distributor {
 
 impl MmioDevice for Distributor {
     fn read(&mut self, offset: u64, size: u8) -> Result<u64, MmioFault> {
-        Ok(owner(self.vm)?.vgic.lock().dist_read(offset, size))
+        Ok(owner(self.vm)?.vgic.lock().dist_read(accessing_vcpu(), offset, size))
     }
 
     fn write(&mut self, offset: u64, size: u8, value: u64) -> Result<(), MmioFault> {
         let vm = owner(self.vm)?;
-        let effects = vm.vgic.lock().dist_write(offset, size, value);
+        let effects = vm.vgic.lock().dist_write(accessing_vcpu(), offset, size, value);
         kick_vcpus(vm, effects.kick);
         refill_here();
         reconcile_spis(vm);

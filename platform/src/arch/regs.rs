@@ -149,6 +149,8 @@ impl IdField {
 }
 
 pub const ID_AA64PFR0_SVE: IdField = IdField { shift: 32 };
+/// EL2: 0 not implemented, 1 AArch64 only, 2 AArch64 and AArch32.
+pub const ID_AA64PFR0_EL2: IdField = IdField { shift: 8 };
 pub const ID_AA64PFR0_GIC: IdField = IdField { shift: 24 };
 pub const ID_AA64PFR0_CSV2: IdField = IdField { shift: 56 };
 pub const ID_AA64PFR1_MTE: IdField = IdField { shift: 8 };
