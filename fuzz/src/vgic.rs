@@ -1,9 +1,10 @@
-//! The guest's virtual GICv3 (`platform::vgic`): an MMIO device model whose
-//! every register access, SGI and list-register state the guest chooses.
+//! The guest's virtual GIC (`platform::vgic`), as a GICv3 or a GICv2: an
+//! MMIO device model whose every register access, SGI and list-register
+//! state the guest chooses.
 
 use arbitrary::Unstructured;
 use platform::vgic::{
-    gicd, gicr, ListRegs, Lr, VGic, GICD_SIZE, GICR_SGI_BASE, GICR_STRIDE, MAX_LRS, MAX_VCPUS, SPI_BASE,
+    gicd, gicd_v2, gicr, ListRegs, Lr, VGic, GICD_SIZE, GICR_SGI_BASE, GICR_STRIDE, MAX_LRS, MAX_VCPUS, SPI_BASE,
 };
 
 use crate::{below, pick_or_any, take};
@@ -39,6 +40,11 @@ const DIST: &[u64] = &[
     gicd::ICFGR,
     gicd::IGRPMODR,
     gicd::IROUTER,
+    gicd_v2::ITARGETSR,
+    gicd_v2::SGIR,
+    gicd_v2::CPENDSGIR,
+    gicd_v2::SPENDSGIR,
+    gicd_v2::ID_BASE,
 ];
 const REDIST: &[u64] = &[
     gicr::CTLR,
@@ -62,7 +68,11 @@ pub fn run(data: &[u8]) {
     let mpidrs: Vec<u64> = (0..vcpus).map(|i| if take::<u8>(&mut u) < 240 { i as u64 } else { take(&mut u) }).collect();
     let spis = below(&mut u, 70);
     let mut gic = VGic::new();
-    gic.configure(&mpidrs, spis);
+    if take(&mut u) {
+        gic.configure_v2(vcpus, spis);
+    } else {
+        gic.configure(&mpidrs, spis);
+    }
     assert_eq!((gic.vcpus(), gic.spis()), (vcpus.min(MAX_VCPUS), spis));
     let mut lrs: Vec<Lrs> = (0..vcpus).map(|_| Lrs(vec![0; 1 + below(&mut u, MAX_LRS + 2)])).collect();
 
@@ -76,11 +86,11 @@ pub fn run(data: &[u8]) {
             0 => {
                 let offset =
                     pick_or_any(&mut u, DIST).wrapping_add(if take(&mut u) { below(&mut u, 0x100) as u64 } else { 0 });
-                let _ = gic.dist_read(offset % if take(&mut u) { GICD_SIZE } else { u64::MAX }, size);
+                let _ = gic.dist_read(vcpu, offset % if take(&mut u) { GICD_SIZE } else { u64::MAX }, size);
             }
             1 | 2 => {
                 let offset = pick_or_any(&mut u, DIST).wrapping_add(below(&mut u, 0x100) as u64);
-                kicks(gic.dist_write(offset, size, take(&mut u)).kick, vcpus);
+                kicks(gic.dist_write(vcpu, offset, size, take(&mut u)).kick, vcpus);
             }
             3 => {
                 let offset = pick_or_any(&mut u, REDIST).wrapping_add(vcpu as u64 * GICR_STRIDE);
@@ -155,6 +165,8 @@ fn check_flush(file: &Lrs, used: usize, spis: usize) {
             if lr.hw() {
                 assert_eq!(lr.pintid(), lr.vintid());
             }
+            // What a GICv2 host's list registers would hold comes back the same.
+            assert_eq!(Lr::from_v2(lr.to_v2()), lr, "{lr:?} as GICH_LR {:#x}", lr.to_v2());
         }
     }
 }

@@ -1,7 +1,10 @@
-//! The guest's virtual GICv3: an emulated distributor and redistributors,
-//! and the list-register cache that feeds the hardware's virtual CPU
-//! interface. Pure logic, host-tested; the hypervisor owns one [`VGic`]
-//! behind a lock and calls it from its traps.
+//! The guest's virtual GIC, a GICv3 or a GICv2 ([`Version`]): an emulated
+//! distributor (and, for a GICv3, redistributors), and the list-register
+//! cache that feeds the hardware's virtual CPU interface. Pure logic,
+//! host-tested; the hypervisor owns one [`VGic`] behind a lock and calls
+//! it from its traps. One model serves both versions: the interrupt state,
+//! the routing rules and the list-register cache are the same, only the
+//! register views differ.
 //!
 //! # Why a model
 //!
@@ -9,19 +12,66 @@
 //! access to the distributor (GICD) or a redistributor (GICR) frame traps
 //! and lands in [`VGic::dist_read`], [`VGic::dist_write`],
 //! [`VGic::redist_read`] or [`VGic::redist_write`]. The guest's CPU
-//! interface (`ICC_*` system registers) is virtualised by hardware (`ICV_*`)
-//! from the list registers `ICH_LR<n>_EL2`, which the hypervisor fills from
-//! this model. So the model is the single source of truth for every
+//! interface (`ICC_*` system registers; a GICv2's `GICC` frame) is
+//! virtualised by hardware (`ICV_*`; the `GICV` frame) from the list
+//! registers `ICH_LR<n>_EL2` (`GICH_LR<n>`), which the hypervisor fills
+//! from this model. So the model is the single source of truth for every
 //! interrupt's enable, pending, active, group, priority, trigger and route;
 //! the list registers only cache a few interrupts while a vCPU runs.
 //!
-//! What the guest sees: one security state (`GICD_CTLR.DS` = 1, as KVM
-//! presents it), affinity routing always on (`ARE` RAO/WI), no LPIs or ITS,
-//! no GICv2 compatibility, [`MAX_VCPUS`] redistributors at most and up to
-//! [`MAX_SPIS`] SPIs. Priorities keep the [`PRIORITY_BITS`] high bits every
-//! GICv3 virtual CPU interface implements. Anything else (unknown offsets,
-//! INTIDs beyond the configured SPIs, widths a register does not have,
-//! misaligned accesses) reads as zero and ignores writes; nothing panics.
+//! What a GICv3 guest sees ([`VGic::configure`]): one security state
+//! (`GICD_CTLR.DS` = 1, as KVM presents it), affinity routing always on
+//! (`ARE` RAO/WI), no LPIs or ITS, no GICv2 compatibility, [`MAX_VCPUS`]
+//! redistributors at most and up to [`MAX_SPIS`] SPIs. Priorities keep the
+//! [`PRIORITY_BITS`] high bits every GICv3 virtual CPU interface
+//! implements. Anything else (unknown offsets, INTIDs beyond the configured
+//! SPIs, widths a register does not have, misaligned accesses) reads as
+//! zero and ignores writes; nothing panics.
+//!
+//! # GICv2
+//!
+//! On a GICv2 host (GIC-400, QEMU's `virt` with `gic-version=2`) the guest
+//! sees a GICv2 (`arm,cortex-a15-gic`, [`VGic::configure_v2`]): a 4 KiB
+//! distributor frame ([`GICD_V2_SIZE`], IHI 0048B 4.3) and, as its CPU
+//! interface, the hardware's `GICV` frame, which the hypervisor feeds
+//! through the 32-bit `GICH_LR<n>` list registers. The model keeps its
+//! list-register values in the GICv3 format ([`Lr`]); [`Lr::to_v2`] and
+//! [`Lr::from_v2`] convert, so [`VGic::flush`] and [`VGic::fold`] are the
+//! same for both. A GICv2 list register keeps 5 priority bits, as many as
+//! the model ([`PRIORITY_BITS`]).
+//!
+//! The distributor has no Security Extensions as the guest sees it:
+//! `GICD_CTLR` holds EnableGrp0 and EnableGrp1, `GICD_TYPER.SecurityExtn`
+//! is 0, and `IGROUPR` is read-write. Linux's GICv2 driver writes
+//! `GICD_CTLR` = 1 and leaves every interrupt in Group 0, which a GICv2
+//! virtual CPU interface signals as an IRQ (`GICV_CTLR.FIQEn` = 0): Group
+//! 0 is delivered like Group 1. Registers of INTIDs 0..31 are banked per
+//! accessing CPU, so [`VGic::dist_read`] and [`VGic::dist_write`] take the
+//! accessing vCPU; vCPU *i* is CPU interface *i*. Per register:
+//!
+//! - `GICD_TYPER`: ITLinesNumber as for a GICv3, CPUNumber = vCPUs - 1.
+//!   `GICD_IIDR`: Arm. The ID registers (`0xFD0`..`0xFFC`): QEMU's GICv2's,
+//!   `GICD_PIDR2` = `0x2B` (ArchRev 2).
+//! - The bit registers, `IPRIORITYR` (byte or word) and `ICFGR`: as for a
+//!   GICv3, with INTIDs 0..31 the accessing vCPU's own. SGIs are always
+//!   enabled (`ISENABLER0` bits RAO, `ICENABLER0` bits WI), as on GIC-400
+//!   and QEMU's GICv2; their `ISPENDR0` / `ICPENDR0` bits are read-only
+//!   (IHI 0048B: SGIs pend through `SPENDSGIR`).
+//! - `ITARGETSR` (byte or word): for INTIDs 0..31 read-only, each byte the
+//!   accessing vCPU's own bit `1 << vcpu`; for an SPI its 8-bit target
+//!   mask, the bits of CPUs that do not exist RAZ/WI, reset 0. The SPI
+//!   goes to the *lowest-numbered* vCPU of its mask (a GICv2 may pick any
+//!   one); with mask 0 it goes nowhere and stays pending in the model.
+//! - `GICD_SGIR` (write-only): TargetListFilter 0 (the list), 1 (all but
+//!   the sender) or 2 (the sender); 3 is reserved and ignored; NSATT is
+//!   ignored. Its [`Effects::kick`] is the targets, as
+//!   [`VGic::send_sgi`]'s result for `ICC_SGI1R_EL1`.
+//! - `CPENDSGIR` / `SPENDSGIR` (byte or word): see the limitations.
+//!
+//! A GICv2 has no redistributors (their accessors read 0) and no
+//! `ICC_SGI1R_EL1` ([`VGic::send_sgi`] does nothing). It serves at most
+//! [`MAX_VCPUS_V2`] = 8 CPUs: [`VGic::configure_v2`] clamps, and a vCPU
+//! beyond them has no CPU interface (its distributor accesses are RAZ/WI).
 //!
 //! # The list-register cache
 //!
@@ -38,7 +88,8 @@
 //!
 //! An SPI that is active stays with the vCPU it became active on (it must
 //! be deactivated there) even if the guest re-routes it meanwhile; only an
-//! inactive SPI follows `GICD_IROUTER`. This is KVM's "target oracle".
+//! inactive SPI follows `GICD_IROUTER` (a GICv2's `GICD_ITARGETSR`). This
+//! is KVM's "target oracle".
 //!
 //! # Limitations
 //!
@@ -59,6 +110,14 @@
 //! - Trigger mode (`ICFGR`) is stored and reported, but every injection is
 //!   a pending latch, as for an edge: a level-sensitive source is expected
 //!   to be forwarded with the HW bit, whose line the hardware tracks.
+//! - GICv2 SGIs do not record their source CPU: an SGI is pending at most
+//!   once per target vCPU, however many CPUs sent it (a real GICv2 keeps
+//!   one pending bit per source, and delivers each). So the guest reads
+//!   source CPU 0 from `GICV_IAR` for every SGI (the list register's
+//!   `CPUID` is 0); `SPENDSGIR` / `CPENDSGIR` show a pending SGI as the
+//!   bit of source CPU 0, a write setting any source's bit makes the SGI
+//!   pending, and one clearing any source's bit clears it. Linux ignores
+//!   an SGI's source.
 // Beyond the crate-wide no-panic lints (lib.rs):
 #![deny(clippy::as_conversions)]
 
@@ -75,8 +134,10 @@ mod tests;
 use crate::mmio::AccessSize;
 use core::mem::MaybeUninit;
 
-/// One 64 KiB distributor frame.
+/// One 64 KiB distributor frame (GICv3).
 pub const GICD_SIZE: u64 = 0x1_0000;
+/// A GICv2 distributor's frame: 4 KiB.
+pub const GICD_V2_SIZE: u64 = 0x1000;
 /// The redistributor region per vCPU: an `RD_base` frame, then an
 /// `SGI_base` frame (no `VLPI_base`: no GICv4).
 pub const GICR_STRIDE: u64 = 0x2_0000;
@@ -84,6 +145,9 @@ pub const GICR_STRIDE: u64 = 0x2_0000;
 pub const GICR_SGI_BASE: u64 = 0x1_0000;
 /// Most vCPUs (redistributors) the model presents.
 pub const MAX_VCPUS: usize = crate::board::MAX_CPUS;
+/// Most vCPUs a GICv2 distributor serves: `GICD_ITARGETSR` and
+/// `GICD_SGIR` name CPU interfaces with 8-bit masks.
+pub const MAX_VCPUS_V2: usize = if MAX_VCPUS < 8 { MAX_VCPUS } else { 8 };
 /// Most SPIs the model presents: INTIDs [`SPI_BASE`] to
 /// `SPI_BASE + MAX_SPIS - 1`.
 pub const MAX_SPIS: usize = 256;
@@ -110,6 +174,8 @@ pub const PRIORITY_MASK: u8 = !(u8::MAX >> PRIORITY_BITS);
 pub const IIDR_ARM: u32 = 0x43B;
 /// `GICD_PIDR2` and `GICR_PIDR2`: ArchRev \[7:4\] = 3 (GICv3), JEP106 bits.
 pub const PIDR2_GICV3: u32 = 0x3B;
+/// A GICv2 `GICD_PIDR2`: ArchRev = 2, as QEMU's GICv2 presents it.
+pub const PIDR2_GICV2: u32 = 0x2B;
 
 /// The low half of a 64-bit register a 32-bit access may hit alone.
 const LOW_WORD: u64 = 0xFFFF_FFFF;
@@ -166,6 +232,50 @@ pub mod gicd {
 
     /// Interrupt_Routing_Mode: 1 = any PE (the model picks vCPU 0).
     pub const IROUTER_IRM: u64 = 1 << 31;
+}
+
+/// GICv2 distributor registers (IHI 0048B 4.3) that a GICv3 distributor
+/// does not share (with affinity routing), and fields. The shared ones
+/// (`CTLR`, `TYPER`, `IIDR`, the bit registers, `IPRIORITYR`, `ICFGR`, the
+/// group enables, `ITLinesNumber`) are in [`gicd`].
+pub mod gicd_v2 {
+    /// One byte per INTID: the CPU interfaces (vCPUs) an SPI targets.
+    /// INTIDs 0..31 are read-only, the accessing CPU's own bit.
+    pub const ITARGETSR: u64 = 0x0800;
+    pub const ITARGETSR_END: u64 = 0x0C00;
+    /// Software Generated Interrupt Register (write-only).
+    pub const SGIR: u64 = 0x0F00;
+    /// One byte per SGI (0..15), one bit per source CPU.
+    pub const CPENDSGIR: u64 = 0x0F10;
+    pub const SPENDSGIR: u64 = 0x0F20;
+    pub const SPENDSGIR_END: u64 = 0x0F30;
+    /// The identification registers, one word each from `ID_BASE`:
+    /// `PIDR4`..`PIDR7`, `PIDR0`..`PIDR3`, `CIDR0`..`CIDR3`.
+    pub const ID_BASE: u64 = 0x0FD0;
+    pub const ID_END: u64 = 0x1000;
+    pub const PIDR2: u64 = 0x0FE8;
+    /// Their values, QEMU's GICv2's: Arm's JEP106 code, ArchRev 2 in
+    /// `PIDR2`, and the PrimeCell component ID `0xB105F00D`.
+    pub const IDS: [u32; 12] = [0x04, 0, 0, 0, 0x90, 0xB4, super::PIDR2_GICV2, 0, 0x0D, 0xF0, 0x05, 0xB1];
+
+    /// CPUNumber \[7:5\]: CPU interfaces minus one.
+    pub const TYPER_CPU_NUMBER_SHIFT: u32 = 5;
+    pub const TYPER_CPU_NUMBER_MASK: u32 = 0x7;
+
+    /// `GICD_SGIR`: SGIINTID \[3:0\].
+    pub const SGIR_INTID_MASK: u32 = 0xF;
+    /// CPUTargetList \[23:16\]: bit *i* = CPU interface (vCPU) *i*.
+    pub const SGIR_TARGET_LIST_SHIFT: u32 = 16;
+    pub const SGIR_TARGET_LIST_MASK: u32 = 0xFF;
+    /// TargetListFilter \[25:24\].
+    pub const SGIR_FILTER_SHIFT: u32 = 24;
+    pub const SGIR_FILTER_MASK: u32 = 0x3;
+    /// The CPUs in CPUTargetList.
+    pub const SGIR_FILTER_LIST: u32 = 0;
+    /// Every CPU but the sender.
+    pub const SGIR_FILTER_OTHERS: u32 = 1;
+    /// The sender only. (3 is reserved: the write is ignored.)
+    pub const SGIR_FILTER_SELF: u32 = 2;
 }
 
 /// Redistributor (`GICR_*`) register offsets: `RD_base` frame, then the
@@ -268,7 +378,43 @@ pub mod lr {
     pub const HW: u64 = 1 << 61;
     pub const PENDING: u64 = 1 << 62;
     pub const ACTIVE: u64 = 1 << 63;
+    /// With HW = 0 (where pINTID would be): a maintenance interrupt when
+    /// the guest deactivates the interrupt. The model never sets it; it is
+    /// here so that a GICv2 list register's `EOI` bit survives the trip.
+    pub const EOI: u64 = 1 << 41;
 }
+
+/// GICv2 `GICH_LR<n>` fields (IHI 0048B 5.3.11), the 32-bit list registers
+/// of a GICv2 virtual CPU interface. [`Lr::to_v2`] and [`Lr::from_v2`]
+/// convert to and from the model's [`Lr`].
+pub mod gich_lr {
+    /// VirtualID \[9:0\].
+    pub const VIRTUAL_ID_MASK: u32 = 0x3FF;
+    /// PhysicalID \[19:10\], when [`HW`] is set.
+    pub const PHYSICAL_ID_SHIFT: u32 = 10;
+    pub const PHYSICAL_ID_MASK: u32 = 0x3FF;
+    /// With HW = 0, an SGI's source CPU \[12:10\], which the guest reads
+    /// back from `GICV_IAR`.
+    pub const CPUID_SHIFT: u32 = 10;
+    pub const CPUID_MASK: u32 = 0x7;
+    /// With HW = 0: a maintenance interrupt when the guest deactivates it.
+    pub const EOI: u32 = 1 << 19;
+    /// Priority \[27:23\]: the top [`PRIORITY_BITS`] bits of the priority.
+    pub const PRIORITY_SHIFT: u32 = 23;
+    pub const PRIORITY_BITS: u32 = 5;
+    pub const PRIORITY_MASK: u32 = 0x1F;
+    /// The priority byte's bits below the kept ones.
+    pub const PRIORITY_LOW_BITS: u32 = u8::BITS - PRIORITY_BITS;
+    /// State \[29:28\]: pending = 01, active = 10, both = 11.
+    pub const PENDING: u32 = 1 << 28;
+    pub const ACTIVE: u32 = 1 << 29;
+    pub const GROUP1: u32 = 1 << 30;
+    pub const HW: u32 = 1 << 31;
+}
+
+// A GICv2 list register holds 5 priority bits: the model must keep no
+// more, or a GICv2 host would reorder what `VGic::flush` ordered.
+const _: () = assert!(PRIORITY_BITS <= gich_lr::PRIORITY_BITS);
 
 /// A list-register file (the hardware's `ICH_LR<n>_EL2`, or a fake in
 /// tests).
@@ -340,6 +486,48 @@ impl Lr {
 
     pub fn active(self) -> bool {
         self.0 & lr::ACTIVE != 0
+    }
+
+    /// Whether the guest's deactivation raises a maintenance interrupt
+    /// (`EOI`, meaningful only without [`hw`](Self::hw)).
+    pub fn eoi(self) -> bool {
+        !self.hw() && self.0 & lr::EOI != 0
+    }
+
+    /// This entry as a GICv2 `GICH_LR<n>` word, for a host whose virtual
+    /// CPU interface is a GICv2's. What that format has no room for is
+    /// dropped: vINTID and pINTID bits above 9 (the model's INTIDs are all
+    /// below 1020) and priority bits below the top five (the model keeps
+    /// [`PRIORITY_BITS`] = 5). An SGI's source CPU (`CPUID`) is 0: the
+    /// model does not track sources (see the module documentation).
+    pub fn to_v2(self) -> u32 {
+        let priority = u32::from(self.priority()) >> gich_lr::PRIORITY_LOW_BITS;
+        let mut word = (self.vintid() & gich_lr::VIRTUAL_ID_MASK) | priority << gich_lr::PRIORITY_SHIFT;
+        if self.hw() {
+            word |= gich_lr::HW | (self.pintid() & gich_lr::PHYSICAL_ID_MASK) << gich_lr::PHYSICAL_ID_SHIFT;
+        } else if self.eoi() {
+            word |= gich_lr::EOI;
+        }
+        let flag = |on: bool, bit: u32| if on { bit } else { 0 };
+        word | flag(self.group1(), gich_lr::GROUP1)
+            | flag(self.pending(), gich_lr::PENDING)
+            | flag(self.active(), gich_lr::ACTIVE)
+    }
+
+    /// A GICv2 `GICH_LR<n>` word as the model's entry: the inverse of
+    /// [`to_v2`](Self::to_v2) for every word it makes. An SGI's `CPUID`
+    /// and the reserved bits are dropped.
+    pub fn from_v2(word: u32) -> Self {
+        let has = |bit: u32| word & bit != 0;
+        let priority = (word >> gich_lr::PRIORITY_SHIFT & gich_lr::PRIORITY_MASK) << gich_lr::PRIORITY_LOW_BITS;
+        let lr = Self::new(word & gich_lr::VIRTUAL_ID_MASK, low8(priority.into()), has(gich_lr::GROUP1))
+            .with_pending(has(gich_lr::PENDING))
+            .with_active(has(gich_lr::ACTIVE));
+        if has(gich_lr::HW) {
+            lr.with_hw(word >> gich_lr::PHYSICAL_ID_SHIFT & gich_lr::PHYSICAL_ID_MASK)
+        } else {
+            lr.with_flag(lr::EOI, has(gich_lr::EOI))
+        }
     }
 }
 
@@ -428,9 +616,12 @@ impl Bank {
 /// Per-SPI routing.
 #[derive(Clone, Copy, Debug)]
 struct Spi {
-    /// `GICD_IROUTER`, valid bits only.
+    /// `GICD_IROUTER`, valid bits only (GICv3).
     route: u64,
-    /// The vCPU `route` names, kept in step with it.
+    /// `GICD_ITARGETSR`, bits of presented vCPUs only (GICv2).
+    targets: u8,
+    /// The vCPU `route` (v3) or `targets` (v2) names, kept in step with
+    /// it.
     target: Option<u8>,
     /// The vCPU whose list registers hold the SPI or on which it is
     /// active; meaningful only while it is one of those.
@@ -438,7 +629,7 @@ struct Spi {
 }
 
 impl Spi {
-    const RESET: Self = Self { route: 0, target: None, home: None };
+    const RESET: Self = Self { route: 0, targets: 0, target: None, home: None };
 }
 
 /// One vCPU: its redistributor and its list-register slots.
@@ -468,12 +659,15 @@ enum BankId {
     Spi(usize),
 }
 
-/// Whose view of the INTID space a register has: the distributor's (SPIs
-/// only, with ARE on) or one redistributor's (that vCPU's SGIs and PPIs).
+/// Whose view of the INTID space a register has: the GICv3 distributor's
+/// (SPIs only, with ARE on), one redistributor's (that vCPU's SGIs and
+/// PPIs), or one vCPU's whole (its SGIs and PPIs, and the SPIs: what a
+/// GICv2 distributor shows the vCPU that accesses it).
 #[derive(Clone, Copy, Debug)]
 enum Scope {
     Dist,
     Redist(usize),
+    Vcpu(usize),
 }
 
 /// The one-bit-per-INTID registers.
@@ -508,6 +702,12 @@ enum Reg {
     /// `GICR_TYPER`; `true` for the high word.
     RedistTyper(bool),
     Waker,
+    /// GICv2 `ITARGETSR`; the INTID of byte 0.
+    Targets(u32),
+    /// GICv2 `SGIR`.
+    Sgir,
+    /// GICv2 `SPENDSGIR` (`true`) or `CPENDSGIR`; the SGI of byte 0.
+    SgiPending(bool, u32),
 }
 
 impl Reg {
@@ -559,6 +759,33 @@ impl Reg {
         }
     }
 
+    /// Decodes an offset into a GICv2 distributor frame.
+    fn distributor_v2(offset: u64) -> Self {
+        const TARGETS_INTID_MASK: u64 = 0x3FF;
+        const SGI_MASK: u64 = 0xF;
+        const ID_INDEX_SHIFT: u32 = 2;
+        match offset {
+            gicd::CTLR => Self::DistCtlr,
+            gicd::TYPER => Self::DistTyper,
+            gicd::IIDR => Self::Const(IIDR_ARM),
+            gicd_v2::ITARGETSR..gicd_v2::ITARGETSR_END => Self::Targets(low32(offset & TARGETS_INTID_MASK)),
+            gicd_v2::SGIR => Self::Sgir,
+            gicd_v2::CPENDSGIR..gicd_v2::SPENDSGIR => Self::SgiPending(false, low32(offset & SGI_MASK)),
+            gicd_v2::SPENDSGIR..gicd_v2::SPENDSGIR_END => Self::SgiPending(true, low32(offset & SGI_MASK)),
+            gicd_v2::ID_BASE..gicd_v2::ID_END => {
+                let index = (offset.saturating_sub(gicd_v2::ID_BASE) >> ID_INDEX_SHIFT).try_into().ok();
+                index.and_then(|index: usize| gicd_v2::IDS.get(index)).map_or(Self::RazWi, |&id| Self::Const(id))
+            }
+            gicd_v2::ID_END.. => Self::RazWi,
+            // The bit registers, IPRIORITYR and ICFGR sit where a GICv3's
+            // do; nothing else of its frame (IGRPMODR, IROUTER) exists.
+            _ => match Self::interrupt_frame(offset) {
+                reg @ (Self::Bits(..) | Self::Priority(_) | Self::Config(_)) => reg,
+                _ => Self::RazWi,
+            },
+        }
+    }
+
     /// Decodes an offset within one vCPU's redistributor (both frames).
     fn redistributor(offset: u64) -> Self {
         const TYPER_HIGH: u64 = gicr::TYPER + 4;
@@ -582,7 +809,9 @@ impl Reg {
     /// misaligned ones, refused before) are RAZ/WI.
     fn accepts(self, size: AccessSize) -> bool {
         match self {
-            Self::Priority(_) => matches!(size, AccessSize::Byte | AccessSize::Word),
+            Self::Priority(_) | Self::Targets(_) | Self::SgiPending(..) => {
+                matches!(size, AccessSize::Byte | AccessSize::Word)
+            }
             Self::Router(..) | Self::RedistTyper(_) => {
                 matches!(size, AccessSize::Word | AccessSize::Double)
             }
@@ -591,13 +820,27 @@ impl Reg {
     }
 }
 
+/// Which GIC architecture the guest sees.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Version {
+    /// A GICv3: distributor, redistributors, `ICC_*` system registers
+    /// ([`VGic::configure`]).
+    #[default]
+    V3,
+    /// A GICv2 (`arm,cortex-a15-gic`): a 4 KiB distributor with banked
+    /// private registers, and the hardware's `GICV` frame as the CPU
+    /// interface ([`VGic::configure_v2`]).
+    V2,
+}
+
 /// The virtual GIC: see the module documentation.
 ///
 /// Plain data, no allocation: it can sit in a `static` behind a
 /// `spin::Mutex`. [`VGic::new`] presents no vCPUs until
-/// [`configure`](VGic::configure).
+/// [`configure`](VGic::configure) or [`configure_v2`](VGic::configure_v2).
 #[derive(Clone, Debug)]
 pub struct VGic {
+    version: Version,
     vcpus: usize,
     spis: usize,
     /// `GICD_CTLR` group enables.
@@ -616,6 +859,7 @@ impl Default for VGic {
 impl VGic {
     pub const fn new() -> Self {
         Self {
+            version: Version::V3,
             vcpus: 0,
             spis: 0,
             ctlr: 0,
@@ -630,21 +874,52 @@ impl VGic {
     /// all in their reset state. If two vCPUs share an affinity, routes
     /// and SGIs naming it reach the first.
     pub fn configure(&mut self, mpidrs: &[u64], spis: usize) {
-        // Field by field rather than `*self = Self::new()`: no 7 KiB
-        // temporary on a hypervisor stack.
-        self.ctlr = 0;
-        for (index, cpu) in self.cpus.iter_mut().enumerate() {
-            *cpu = Cpu::RESET;
-            if let Some(mpidr) = mpidrs.get(index) {
-                cpu.affinity = mpidr & affinity::ALL;
-            }
+        self.reset(Version::V3, mpidrs.len().min(MAX_VCPUS), spis);
+        for (cpu, mpidr) in self.cpus.iter_mut().zip(mpidrs) {
+            cpu.affinity = mpidr & affinity::ALL;
         }
-        self.banks.fill(Bank::SPI_RESET);
-        self.vcpus = mpidrs.len().min(MAX_VCPUS);
-        self.spis = spis.min(MAX_SPIS);
         // IROUTER resets to 0: affinity 0.0.0.0, which may be a vCPU.
         let target = self.route_target(0);
         self.routes.fill(Spi { target, ..Spi::RESET });
+    }
+
+    /// Presents a GICv2 distributor with `vcpus` CPU interfaces (vCPU *i*
+    /// is CPU interface *i*) and `spis` SPIs (at most [`MAX_SPIS`]), all
+    /// in a GICv2's reset state: groups disabled, every interrupt in Group
+    /// 0 at priority 0, SGIs enabled (permanently, as on GIC-400 and
+    /// QEMU's GICv2) and the rest disabled, SPIs level-triggered and
+    /// targeting no CPU (`ITARGETSR` = 0: none is delivered until the
+    /// guest targets it).
+    ///
+    /// A GICv2 serves at most 8 CPUs ([`MAX_VCPUS_V2`]): more are clamped
+    /// away, as [`configure`](Self::configure) clamps to [`MAX_VCPUS`].
+    /// [`vcpus`](Self::vcpus) tells how many are presented; a vCPU beyond
+    /// them has no CPU interface: its distributor accesses read 0 and do
+    /// nothing, and no interrupt reaches it. (A hypervisor should refuse
+    /// to build such a VM rather than run it.)
+    pub fn configure_v2(&mut self, vcpus: usize, spis: usize) {
+        self.reset(Version::V2, vcpus.min(MAX_VCPUS_V2), spis);
+        for cpu in &mut self.cpus {
+            cpu.private.enabled = SGI_BITS;
+        }
+        self.routes.fill(Spi::RESET);
+    }
+
+    /// Everything back to reset for `version`, with `vcpus` and `spis`;
+    /// the caller sets what differs between the versions. Field by field
+    /// rather than `*self = Self::new()`: no 7 KiB temporary on a
+    /// hypervisor stack.
+    fn reset(&mut self, version: Version, vcpus: usize, spis: usize) {
+        self.version = version;
+        self.ctlr = 0;
+        self.cpus.fill(Cpu::RESET);
+        self.banks.fill(Bank::SPI_RESET);
+        self.vcpus = vcpus;
+        self.spis = spis.min(MAX_SPIS);
+    }
+
+    pub fn version(&self) -> Version {
+        self.version
     }
 
     pub fn vcpus(&self) -> usize {
@@ -655,18 +930,28 @@ impl VGic {
         self.spis
     }
 
-    /// A guest read of `size` bytes at `offset` in the distributor frame.
-    pub fn dist_read(&mut self, offset: u64, size: u8) -> u64 {
-        self.read(Scope::Dist, Reg::distributor(offset), offset, size)
+    /// A guest read of `size` bytes at `offset` in the distributor frame
+    /// by vCPU `vcpu` (its index in the VM). A GICv2 distributor banks
+    /// INTIDs 0..31 per accessing CPU; a GICv3's does not, and ignores
+    /// `vcpu`.
+    pub fn dist_read(&mut self, vcpu: usize, offset: u64, size: u8) -> u64 {
+        match self.dist_decode(vcpu, offset) {
+            Some((scope, reg)) => self.read(scope, reg, offset, size),
+            None => 0,
+        }
     }
 
-    /// A guest write of `size` bytes at `offset` in the distributor frame.
-    pub fn dist_write(&mut self, offset: u64, size: u8, value: u64) -> Effects {
-        self.write(Scope::Dist, Reg::distributor(offset), offset, size, value)
+    /// A guest write of `size` bytes at `offset` in the distributor frame
+    /// by vCPU `vcpu` (see [`dist_read`](Self::dist_read)).
+    pub fn dist_write(&mut self, vcpu: usize, offset: u64, size: u8, value: u64) -> Effects {
+        match self.dist_decode(vcpu, offset) {
+            Some((scope, reg)) => self.write(scope, reg, offset, size, value),
+            None => Effects::default(),
+        }
     }
 
     /// A guest read at `offset` in the redistributor region (vCPU *i*'s
-    /// frames start at `i * GICR_STRIDE`).
+    /// frames start at `i * GICR_STRIDE`). A GICv2 has none: RAZ/WI.
     pub fn redist_read(&mut self, offset: u64, size: u8) -> u64 {
         match self.redist_decode(offset) {
             Some((vcpu, reg)) => self.read(Scope::Redist(vcpu), reg, offset, size),
@@ -692,8 +977,7 @@ impl VGic {
     /// bitmask; 0 if the interrupt is disabled, its group is disabled, an
     /// SPI routes nowhere, or `intid`/`vcpu` does not exist).
     pub fn set_pending(&mut self, vcpu: usize, intid: u32, hw: bool) -> u64 {
-        let scope = if intid < SPI_BASE { Scope::Redist(vcpu) } else { Scope::Dist };
-        let Some((id, bit)) = self.locate(scope, intid) else {
+        let Some((id, bit)) = self.locate(Scope::Vcpu(vcpu), intid) else {
             return 0;
         };
         let ctlr = self.ctlr;
@@ -713,13 +997,23 @@ impl VGic {
 
     /// A trapped guest write of `ICC_SGI1R_EL1` by `sender`: makes the SGI
     /// pending on each target vCPU. Returns the targets as a bitmask.
+    ///
+    /// GICv3 only: a GICv2 has no such register (its guests write
+    /// `GICD_SGIR`, whose [`Effects::kick`] is the same mask), so under
+    /// [`Version::V2`] this does nothing and returns 0.
     pub fn send_sgi(&mut self, sender: usize, sgi1r: u64) -> u64 {
+        if self.version != Version::V3 {
+            return 0;
+        }
         let intid = low32((sgi1r >> sgi1r::INTID_SHIFT) & sgi1r::INTID_MASK);
-        let targets = if sgi1r & sgi1r::IRM != 0 {
-            self.cpus_present().fold(0, |acc, v| acc | vcpu_bit(v)) & !vcpu_bit(sender)
-        } else {
-            self.sgi_targets(sgi1r)
-        };
+        let targets =
+            if sgi1r & sgi1r::IRM != 0 { self.present() & !vcpu_bit(sender) } else { self.sgi_targets(sgi1r) };
+        self.pend_sgi(intid, targets)
+    }
+
+    /// Makes SGI `intid` pending on each vCPU in `targets` (a bitmask of
+    /// presented vCPUs); returns `targets`, the vCPUs to kick.
+    fn pend_sgi(&mut self, intid: u32, targets: u64) -> u64 {
         for vcpu in self.cpus_present() {
             if targets & vcpu_bit(vcpu) != 0 {
                 self.set_pending(vcpu, intid, false);
@@ -852,7 +1146,19 @@ impl VGic {
     // -----------------------------------------------------------------
     // Register access.
 
+    /// The scope and register of a distributor access by `vcpu`; `None`
+    /// for a GICv2 access by a vCPU without a CPU interface.
+    fn dist_decode(&self, vcpu: usize, offset: u64) -> Option<(Scope, Reg)> {
+        match self.version {
+            Version::V3 => Some((Scope::Dist, Reg::distributor(offset))),
+            Version::V2 => (vcpu < self.vcpus).then(|| (Scope::Vcpu(vcpu), Reg::distributor_v2(offset))),
+        }
+    }
+
     fn redist_decode(&self, offset: u64) -> Option<(usize, Reg)> {
+        if self.version != Version::V3 {
+            return None;
+        }
         let vcpu = usize::try_from(offset / GICR_STRIDE).ok()?;
         (vcpu < self.vcpus).then(|| (vcpu, Reg::redistributor(offset % GICR_STRIDE)))
     }
@@ -867,7 +1173,11 @@ impl VGic {
         match reg {
             Reg::RazWi => 0,
             Reg::Const(value) => value.into(),
-            Reg::DistCtlr => (self.ctlr | gicd::CTLR_ARE | gicd::CTLR_DS).into(),
+            Reg::DistCtlr => match self.version {
+                Version::V3 => (self.ctlr | gicd::CTLR_ARE | gicd::CTLR_DS).into(),
+                // EnableGrp0 and EnableGrp1 only: no Security Extensions.
+                Version::V2 => self.ctlr.into(),
+            },
             Reg::DistTyper => self.dist_typer().into(),
             Reg::Bits(which, intid) => self.read_bits(scope, which, intid).into(),
             Reg::Priority(intid) => self.read_priority(scope, intid, size),
@@ -897,6 +1207,19 @@ impl VGic {
                     0
                 }
             }
+            Reg::Targets(intid) => {
+                let bytes = byte_lanes(intid, size).map(|(_, intid)| self.targets(scope, intid));
+                bytes.rev().fold(0, |acc, targets| acc << 8 | u64::from(targets))
+            }
+            // Write-only.
+            Reg::Sgir => 0,
+            // Both views read the pending SGIs: one byte per SGI, the bit
+            // of source CPU 0 (sources are not tracked).
+            Reg::SgiPending(_, sgi) => {
+                let pending = self.scope_private(scope).map_or(0, |bank| bank.pending);
+                let bytes = byte_lanes(sgi, size).map(|(_, sgi)| u64::from(pending & bit_mask(sgi) != 0));
+                bytes.rev().fold(0, |acc, byte| acc << 8 | byte)
+            }
         }
     }
 
@@ -924,6 +1247,20 @@ impl VGic {
                 }
                 0
             }
+            Reg::Targets(intid) => self.write_targets(intid, size, value),
+            Reg::Sgir => self.write_sgir(scope, low32(value)),
+            Reg::SgiPending(set, sgi) => {
+                // Sources are not tracked: any source bit of an SGI's byte
+                // sets, or clears, its one pending state.
+                let sgis = byte_lanes(sgi, size)
+                    .filter(|&(byte, _)| low8(value.checked_shr(byte.saturating_mul(8)).unwrap_or(0)) != 0)
+                    .fold(0, |acc, (_, sgi)| acc | bit_mask(sgi));
+                let which = if set { BitReg::SetPending } else { BitReg::ClearPending };
+                match scope {
+                    Scope::Vcpu(vcpu) => self.change_bits(BankId::Private(vcpu), which, sgis & SGI_BITS),
+                    _ => 0,
+                }
+            }
         };
         Effects { kick }
     }
@@ -931,11 +1268,15 @@ impl VGic {
     fn dist_typer(&self) -> u32 {
         // ceil((32 + spis) / 32) - 1, so that a count that is not a
         // multiple of 32 still shows every SPI (the rest are RAZ/WI).
-        let lines = u32::try_from(self.spis.div_ceil(WORD_INTIDS_USIZE)).unwrap_or(0);
-        (lines & gicd::TYPER_ITLINES_MASK)
-            | gicd::TYPER_IDBITS << gicd::TYPER_IDBITS_SHIFT
-            | gicd::TYPER_A3V
-            | gicd::TYPER_RSS
+        let lines = u32::try_from(self.spis.div_ceil(WORD_INTIDS_USIZE)).unwrap_or(0) & gicd::TYPER_ITLINES_MASK;
+        match self.version {
+            Version::V3 => lines | gicd::TYPER_IDBITS << gicd::TYPER_IDBITS_SHIFT | gicd::TYPER_A3V | gicd::TYPER_RSS,
+            // SecurityExtn and LSPI 0: one security state.
+            Version::V2 => {
+                let cpus = u32::try_from(self.vcpus.saturating_sub(1)).unwrap_or(0) & gicd_v2::TYPER_CPU_NUMBER_MASK;
+                lines | cpus << gicd_v2::TYPER_CPU_NUMBER_SHIFT
+            }
+        }
     }
 
     fn redist_typer(&self, scope: Scope) -> u64 {
@@ -979,7 +1320,30 @@ impl VGic {
         let Some((id, _)) = self.locate(scope, intid) else {
             return 0;
         };
-        let value = value & self.implemented(id);
+        let value = value & self.writable_bits(id, which);
+        self.change_bits(id, which, value)
+    }
+
+    /// The bits of a bank a guest's write to a `which` register changes.
+    fn writable_bits(&self, id: BankId, which: BitReg) -> u32 {
+        let fixed = match (self.version, id, which) {
+            // GICv2: SGIs are always enabled (as on GIC-400 and QEMU's
+            // GICv2, which Linux expects), and their pending state is set
+            // and cleared through SPENDSGIR / CPENDSGIR only (IHI 0048B
+            // 4.3.7, 4.3.8: the ISPENDR0 / ICPENDR0 SGI bits are WI).
+            (
+                Version::V2,
+                BankId::Private(_),
+                BitReg::SetEnable | BitReg::ClearEnable | BitReg::SetPending | BitReg::ClearPending,
+            ) => SGI_BITS,
+            _ => 0,
+        };
+        self.implemented(id) & !fixed
+    }
+
+    /// Applies a bit-register write of `value` (writable bits only) to a
+    /// bank; returns the vCPUs to kick.
+    fn change_bits(&mut self, id: BankId, which: BitReg, value: u32) -> u64 {
         let ctlr = self.ctlr;
         let Some(bank) = self.bank_mut(id) else {
             return 0;
@@ -1029,14 +1393,14 @@ impl VGic {
     }
 
     fn read_priority(&self, scope: Scope, intid: u32, size: AccessSize) -> u64 {
-        let bytes = priority_bytes(intid, size).map(|(_, intid)| self.priority(scope, intid));
+        let bytes = byte_lanes(intid, size).map(|(_, intid)| self.priority(scope, intid));
         bytes.rev().fold(0, |acc, priority| acc << 8 | u64::from(priority))
     }
 
     fn write_priority(&mut self, scope: Scope, intid: u32, size: AccessSize, value: u64) -> u64 {
         let ctlr = self.ctlr;
         let mut kick = 0;
-        for (byte, intid) in priority_bytes(intid, size) {
+        for (byte, intid) in byte_lanes(intid, size) {
             let Some((id, bit)) = self.locate(scope, intid) else {
                 continue;
             };
@@ -1091,29 +1455,77 @@ impl VGic {
     }
 
     fn write_router(&mut self, intid: u32, size: AccessSize, high: bool, value: u64) -> u64 {
+        let Some(spi) = self.spi(intid) else { return 0 };
+        let route = match (size, high) {
+            (AccessSize::Double, _) => value,
+            (_, true) => (spi.route & LOW_WORD) | value << 32,
+            (_, false) => (spi.route & !LOW_WORD) | value,
+        };
+        let route = route & (affinity::ALL | gicd::IROUTER_IRM);
+        let target = self.route_target(route);
+        self.reroute(intid, |spi| (spi.route, spi.target) = (route, target))
+    }
+
+    /// A GICv2 `ITARGETSR` write: each SPI byte is the SPI's new CPU
+    /// target mask (the bits of CPUs that do not exist are RAZ/WI); the
+    /// bytes of INTIDs 0..31 are read-only.
+    fn write_targets(&mut self, intid: u32, size: AccessSize, value: u64) -> u64 {
+        let present = low8(self.present());
+        let mut kick = 0;
+        for (byte, intid) in byte_lanes(intid, size) {
+            let targets = low8(value.checked_shr(byte.saturating_mul(8)).unwrap_or(0)) & present;
+            // The lowest-numbered vCPU of the mask takes the SPI: a GICv2
+            // may give it to any one of them.
+            let target = (targets != 0).then(|| low8(targets.trailing_zeros().into()));
+            kick |= self.reroute(intid, |spi| (spi.targets, spi.target) = (targets, target));
+        }
+        kick
+    }
+
+    /// Changes the route of SPI `intid` (nothing for another INTID);
+    /// returns its new owner to kick if it changed owner and has something
+    /// to deliver or finish.
+    fn reroute(&mut self, intid: u32, change: impl FnOnce(&mut Spi)) -> u64 {
         let Some((id, bit)) = self.locate(Scope::Dist, intid) else {
             return 0;
         };
         let owner_before = self.owner(id, bit);
-        let target = {
-            let Some(spi) = self.spi(intid) else { return 0 };
-            let route = match (size, high) {
-                (AccessSize::Double, _) => value,
-                (_, true) => (spi.route & LOW_WORD) | value << 32,
-                (_, false) => (spi.route & !LOW_WORD) | value,
-            };
-            let route = route & (affinity::ALL | gicd::IROUTER_IRM);
-            (route, self.route_target(route))
-        };
-        if let Some(spi) = self.spi_mut(intid) {
-            (spi.route, spi.target) = target;
-        }
+        let Some(spi) = self.spi_mut(intid) else { return 0 };
+        change(spi);
         let owner = self.owner(id, bit);
         let live = self.bank(id).is_some_and(|bank| bank.live(self.ctlr) & bit_mask(bit) != 0);
         if live && owner != owner_before {
             owner.map_or(0, vcpu_bit)
         } else {
             0
+        }
+    }
+
+    /// A GICv2 `GICD_SGIR` write by the vCPU of `scope`: the SGI becomes
+    /// pending on the vCPUs the filter and list name (NSATT ignored: one
+    /// security state). The kick is the targets, as for
+    /// [`send_sgi`](Self::send_sgi).
+    fn write_sgir(&mut self, scope: Scope, value: u32) -> u64 {
+        let Scope::Vcpu(sender) = scope else { return 0 };
+        let intid = value & gicd_v2::SGIR_INTID_MASK;
+        let list = (value >> gicd_v2::SGIR_TARGET_LIST_SHIFT) & gicd_v2::SGIR_TARGET_LIST_MASK;
+        let present = self.present();
+        let targets = match (value >> gicd_v2::SGIR_FILTER_SHIFT) & gicd_v2::SGIR_FILTER_MASK {
+            gicd_v2::SGIR_FILTER_LIST => u64::from(list) & present,
+            gicd_v2::SGIR_FILTER_OTHERS => present & !vcpu_bit(sender),
+            gicd_v2::SGIR_FILTER_SELF => present & vcpu_bit(sender),
+            // Reserved.
+            _ => 0,
+        };
+        self.pend_sgi(intid, targets)
+    }
+
+    /// A GICv2 `ITARGETSR` byte as the vCPU of `scope` reads it: its own
+    /// bit for INTIDs 0..31, an SPI's target mask, 0 for the rest.
+    fn targets(&self, scope: Scope, intid: u32) -> u8 {
+        match scope {
+            Scope::Vcpu(vcpu) if intid < SPI_BASE => low8(vcpu_bit(vcpu)),
+            _ => self.spi(intid).map_or(0, |spi| spi.targets),
         }
     }
 
@@ -1152,8 +1564,7 @@ impl VGic {
     /// Moves `intid`'s state from the model into a list-register value
     /// for `vcpu`, and marks it cached there.
     fn take(&mut self, vcpu: usize, intid: u32) -> Option<Lr> {
-        let scope = if intid < SPI_BASE { Scope::Redist(vcpu) } else { Scope::Dist };
-        let (id, bit) = self.locate(scope, intid)?;
+        let (id, bit) = self.locate(Scope::Vcpu(vcpu), intid)?;
         let ctlr = self.ctlr;
         let bank = self.bank_mut(id)?;
         let mask = bit_mask(bit);
@@ -1178,8 +1589,7 @@ impl VGic {
     /// Folds one list register `vcpu` held `intid` in; returns the vCPU to
     /// kick if an SPI came back for another vCPU.
     fn fold_one(&mut self, vcpu: usize, intid: u32, value: Lr) -> u64 {
-        let scope = if intid < SPI_BASE { Scope::Redist(vcpu) } else { Scope::Dist };
-        let Some((id, bit)) = self.locate(scope, intid) else {
+        let Some((id, bit)) = self.locate(Scope::Vcpu(vcpu), intid) else {
             return 0;
         };
         let ctlr = self.ctlr;
@@ -1214,6 +1624,17 @@ impl VGic {
         0..self.vcpus
     }
 
+    /// The presented vCPUs as a bitmask.
+    fn present(&self) -> u64 {
+        self.cpus_present().fold(0, |acc, vcpu| acc | vcpu_bit(vcpu))
+    }
+
+    /// The private bank of the vCPU a GICv2 distributor access comes from.
+    fn scope_private(&self, scope: Scope) -> Option<&Bank> {
+        let Scope::Vcpu(vcpu) = scope else { return None };
+        self.bank(BankId::Private(vcpu))
+    }
+
     fn scope_cpu(&self, scope: Scope) -> Option<&Cpu> {
         let Scope::Redist(vcpu) = scope else {
             return None;
@@ -1233,10 +1654,12 @@ impl VGic {
 
     /// The bank and bit holding `intid` as `scope` sees it: with ARE on,
     /// the distributor sees only the presented SPIs and a redistributor
-    /// only its vCPU's SGIs and PPIs.
+    /// only its vCPU's SGIs and PPIs; a vCPU sees both.
     fn locate(&self, scope: Scope, intid: u32) -> Option<(BankId, u32)> {
         match scope {
             Scope::Redist(vcpu) => (vcpu < self.vcpus && intid < SPI_BASE).then_some((BankId::Private(vcpu), intid)),
+            Scope::Vcpu(vcpu) if intid < SPI_BASE => self.locate(Scope::Redist(vcpu), intid),
+            Scope::Vcpu(_) => self.locate(Scope::Dist, intid),
             Scope::Dist => {
                 let spi = intid.checked_sub(SPI_BASE)?;
                 if to_usize(spi) >= self.spis {
@@ -1444,8 +1867,10 @@ fn access_size(offset: u64, size: u8) -> Option<AccessSize> {
     (offset & align == 0).then_some(size)
 }
 
-/// The (byte number, INTID) pairs of an `IPRIORITYR` access.
-fn priority_bytes(intid: u32, size: AccessSize) -> impl DoubleEndedIterator<Item = (u32, u32)> {
+/// The (byte number, INTID) pairs of a byte or word access to a register
+/// with one byte per INTID (`IPRIORITYR`, `ITARGETSR`, and per SGI
+/// `SPENDSGIR` / `CPENDSGIR`).
+fn byte_lanes(intid: u32, size: AccessSize) -> impl DoubleEndedIterator<Item = (u32, u32)> {
     let bytes = match size {
         AccessSize::Byte => 1,
         _ => 4,

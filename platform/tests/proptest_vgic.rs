@@ -165,14 +165,14 @@ const MPIDRS: [u64; 4] = [0x0, 0x1, 0x100, 0x1_0000_0001];
 fn linux_like(vcpus: usize, spis: usize) -> VGic {
     let mut g = VGic::new();
     g.configure(&MPIDRS[..vcpus], spis);
-    g.dist_write(gicd::CTLR, 4, 3);
+    g.dist_write(0, gicd::CTLR, 4, 3);
     for word in 1..=8 {
-        g.dist_write(gicd::IGROUPR + 4 * word, 4, u64::MAX);
-        g.dist_write(gicd::ISENABLER + 4 * word, 4, u64::MAX);
+        g.dist_write(0, gicd::IGROUPR + 4 * word, 4, u64::MAX);
+        g.dist_write(0, gicd::ISENABLER + 4 * word, 4, u64::MAX);
     }
     for intid in 32..288u64 {
         let route = MPIDRS[(intid as usize) % vcpus];
-        g.dist_write(gicd::IROUTER + 8 * intid, 8, route);
+        g.dist_write(0, gicd::IROUTER + 8 * intid, 8, route);
     }
     for vcpu in 0..vcpus as u64 {
         let sgi = vcpu * GICR_STRIDE + GICR_SGI_BASE;
@@ -225,7 +225,7 @@ fn snapshot(g: &mut VGic, vcpus: usize) -> Vec<u64> {
     let mut out = Vec::new();
     for base in [gicd::ISPENDR, gicd::ISACTIVER, gicd::ISENABLER, gicd::IGROUPR] {
         for word in 0..10 {
-            out.push(g.dist_read(base + 4 * word, 4));
+            out.push(g.dist_read(0, base + 4 * word, 4));
         }
     }
     for vcpu in 0..vcpus as u64 {
@@ -241,13 +241,13 @@ fn snapshot(g: &mut VGic, vcpus: usize) -> Vec<u64> {
 fn apply(g: &mut VGic, lrs: &mut [Fake], op: &Op) -> Result<(), TestCaseError> {
     match op {
         Op::DistRead(offset, size) => {
-            let value = g.dist_read(*offset, *size);
+            let value = g.dist_read(0, *offset, *size);
             if *size < 8 && size.is_power_of_two() {
                 prop_assert_eq!(value >> (8 * u32::from(*size)), 0, "read wider than its size");
             }
         }
         Op::DistWrite(offset, size, value) => {
-            let kick = g.dist_write(*offset, *size, *value).kick;
+            let kick = g.dist_write(0, *offset, *size, *value).kick;
             prop_assert_eq!(kick >> g.vcpus(), 0, "kick of a vCPU that does not exist");
         }
         Op::RedistRead(offset, size) => {
@@ -349,7 +349,7 @@ proptest! {
     ) {
         let mut g = linux_like(vcpus, spis);
         for (intid, priority) in priorities.iter().enumerate() {
-            g.dist_write(gicd::IPRIORITYR + intid as u64, 1, u64::from(*priority));
+            g.dist_write(0, gicd::IPRIORITYR + intid as u64, 1, u64::from(*priority));
             if intid < 32 {
                 for vcpu in 0..vcpus as u64 {
                     let sgi = vcpu * GICR_STRIDE + GICR_SGI_BASE;

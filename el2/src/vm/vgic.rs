@@ -722,6 +722,13 @@ struct Distributor {
     vm: usize,
 }
 
+/// The vCPU whose access trapped (an MMIO access always comes from the
+/// running vCPU): a GICv2 distributor banks registers per accessing CPU.
+/// With none, an index no vCPU has, which such a distributor ignores.
+fn accessing_vcpu() -> usize {
+    crate::vm::current().map_or(usize::MAX, |(_, vcpu)| vcpu.index)
+}
+
 impl MmioDevice for Distributor {
     fn read(&mut self, offset: u64, size: u8) -> Result<u64, MmioFault> {
         Ok(owner(self.vm)?.vgic.lock().dist_read(accessing_vcpu(), offset, size))
