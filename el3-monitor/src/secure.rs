@@ -254,7 +254,10 @@ fn check_gic_answers(board: &Board) -> Result<(), GicSetupError> {
     let frames = match version {
         GicVersion::V3 => {
             let redistributor = gic.redistributors.first().ok_or(GicSetupError::Missing)?;
-            [("distributor", gic.distributor.base, Gic::PIDR2_OFFSET), ("redistributor", redistributor.base, Gic::PIDR2_OFFSET)]
+            [
+                ("distributor", gic.distributor.base, Gic::PIDR2_OFFSET),
+                ("redistributor", redistributor.base, Gic::PIDR2_OFFSET),
+            ]
         }
         // The CPU interface has no PIDR2; the distributor says enough.
         GicVersion::V2 => [("distributor", gic.distributor.base, gicv2::gicd::PIDR2); 2],

@@ -33,24 +33,9 @@
 //! register map and volatile accesses, which this module is.
 
 /// Distributor (`GICD_*`) offsets that a GICv3 does not have, or lays out
-/// differently; the rest ([`crate::vgic::gicd`]) are common to both.
-pub mod gicd {
-    /// One byte per INTID: the CPU interfaces an SPI targets (read-only,
-    /// the reading CPU's own bit, for INTIDs 0..31).
-    pub const ITARGETSR: u64 = 0x800;
-    /// Software Generated Interrupt Register.
-    pub const SGIR: u64 = 0xF00;
-    /// `GICD_SGIR`: TargetListFilter \[25:24\] (0: the list), CPUTargetList
-    /// \[23:16\], NSATT (bit 15: send only if the SGI is Group 1),
-    /// SGIINTID \[3:0\].
-    pub const SGIR_TARGET_LIST_SHIFT: u32 = 16;
-    pub const SGIR_NSATT: u32 = 1 << 15;
-    pub const SGIR_INTID_MASK: u32 = 0xF;
-    /// The frame's `PIDR2` (in a 4 KiB frame, not a GICv3's 64 KiB).
-    pub const PIDR2: u64 = 0xFE8;
-    /// The frame's size.
-    pub const SIZE: u64 = 0x1000;
-}
+/// differently (the emulated GICv2 distributor's too); the rest
+/// ([`crate::vgic::gicd`]) are common to both.
+pub use crate::vgic::gicd_v2 as gicd;
 
 /// CPU interface (`GICC_*`) offsets.
 pub mod gicc {

@@ -137,7 +137,7 @@ use core::mem::MaybeUninit;
 /// One 64 KiB distributor frame (GICv3).
 pub const GICD_SIZE: u64 = 0x1_0000;
 /// A GICv2 distributor's frame: 4 KiB.
-pub const GICD_V2_SIZE: u64 = 0x1000;
+pub const GICD_V2_SIZE: u64 = crate::board::GICD_V2_WINDOW;
 /// The redistributor region per vCPU: an `RD_base` frame, then an
 /// `SGI_base` frame (no `VLPI_base`: no GICv4).
 pub const GICR_STRIDE: u64 = 0x2_0000;
@@ -264,6 +264,9 @@ pub mod gicd_v2 {
 
     /// `GICD_SGIR`: SGIINTID \[3:0\].
     pub const SGIR_INTID_MASK: u32 = 0xF;
+    /// NSATT (bit 15): a Secure write sends the SGI only if it is Group 1
+    /// (one security state, as the guest sees it: ignored).
+    pub const SGIR_NSATT: u32 = 1 << 15;
     /// CPUTargetList \[23:16\]: bit *i* = CPU interface (vCPU) *i*.
     pub const SGIR_TARGET_LIST_SHIFT: u32 = 16;
     pub const SGIR_TARGET_LIST_MASK: u32 = 0xFF;

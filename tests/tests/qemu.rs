@@ -1154,18 +1154,7 @@ fn debugging_as_on_bare_qemu(o: &Outcome, cpu: &str, gic: Gic, image: &str, init
     let console = dir.join("console.log");
     let status = hvtests::qemu::command()
         .args(["-M", &format!("virt{}", gic.machine_option())])
-        .args([
-            "-cpu",
-            cpu,
-            "-smp",
-            "4",
-            "-m",
-            "1G",
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-        ])
+        .args(["-cpu", cpu, "-smp", "4", "-m", "1G", "-display", "none", "-monitor", "none"])
         .arg("-serial")
         .arg(format!("file:{}", console.display()))
         .args(["-kernel", image, "-initrd", initrd, "-append", "console=ttyAMA0 linux-guest=poweroff"])

@@ -249,7 +249,9 @@ pub enum GicError {
 impl core::fmt::Display for GicError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Self::Missing => write!(f, "GIC: the DTB gives no usable distributor, redistributor or CPU interface frames"),
+            Self::Missing => {
+                write!(f, "GIC: the DTB gives no usable distributor, redistributor or CPU interface frames")
+            }
             Self::Driver(e) => write!(f, "GIC: {e:?}"),
         }
     }
@@ -462,11 +464,9 @@ pub fn send_sgi_to_self(sgi: u32) {
 /// priorities, `ICC_AP1R0_EL1` or `GICC_APR0`, [63:32]).
 pub fn snapshot() -> u64 {
     let (pmr, pending, active) = match v2() {
-        Some(v2) => (
-            u64::from(v2.cpu.pmr()),
-            u64::from(v2.cpu.highest_pending()),
-            u64::from(v2.cpu.active_priorities()),
-        ),
+        Some(v2) => {
+            (u64::from(v2.cpu.pmr()), u64::from(v2.cpu.highest_pending()), u64::from(v2.cpu.active_priorities()))
+        }
         None => (
             sysreg_read!("icc_pmr_el1") & ICC_PMR_PRIORITY_MASK,
             sysreg_read!("icc_hppir1_el1") & ICC_IAR_INTID_MASK,

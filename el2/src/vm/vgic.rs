@@ -145,19 +145,16 @@ pub fn model(
             if hyp_interface().is_none() {
                 return Err(GuestGicError::NoVirtualInterface);
             }
-            if vcpus.len() > V2_MAX_VCPUS {
+            if vcpus.len() > platform::vgic::MAX_VCPUS_V2 {
                 return Err(GuestGicError::TooManyVcpus(vcpus.len()));
             }
             vgic.configure_v2(vcpus.len(), spis);
-            (gicv2::gicd::SIZE, MemRegion::new(cpu_interface.base, gicv2::gicc::SIZE))
+            (platform::vgic::GICD_V2_SIZE, MemRegion::new(cpu_interface.base, gicv2::gicc::SIZE))
         }
     };
     let distributor = MemRegion::new(host_gic.distributor.base, distributor);
     Ok((vgic, GuestGic { version, distributor, per_cpu, spis }))
 }
-
-/// CPU interfaces a GICv2 has, so vCPUs a GICv2 guest can have.
-const V2_MAX_VCPUS: usize = 8;
 
 /// A GICv2 guest's CPU interface: stage 2 maps the host's `GICV` frame
 /// where the guest's DT puts its `GICC` (nothing to do on a GICv3).
@@ -410,9 +407,8 @@ fn empty_list_registers() -> u64 {
 fn set_interface_control(underflow: bool) {
     match hyp_interface() {
         Some(gich) => gich.set_control(gicv2::gich::HCR_EN | if underflow { gicv2::gich::HCR_UIE } else { 0 }),
-        None => ICH_HCR_EL2.write(
-            ICH_HCR_EL2::En::SET + if underflow { ICH_HCR_EL2::UIE::SET } else { ICH_HCR_EL2::UIE::CLEAR },
-        ),
+        None => ICH_HCR_EL2
+            .write(ICH_HCR_EL2::En::SET + if underflow { ICH_HCR_EL2::UIE::SET } else { ICH_HCR_EL2::UIE::CLEAR }),
     }
 }
 
@@ -565,7 +561,11 @@ pub fn put_vcpu(vm: &crate::vm::Vm, vcpu: &crate::vm::Vcpu) -> CpuInterface {
     lrs.store();
     if let Some(gich) = hyp_interface() {
         // One active-priority register for both groups.
-        let saved = CpuInterface { vmcr: u64::from(gich.vmcr()), ap1r: [u64::from(gich.apr()), 0, 0, 0], ..CpuInterface::RESET };
+        let saved = CpuInterface {
+            vmcr: u64::from(gich.vmcr()),
+            ap1r: [u64::from(gich.apr()), 0, 0, 0],
+            ..CpuInterface::RESET
+        };
         gich.set_apr(0);
         gich.set_control(0);
         deactivate_forwarded_ppis();
@@ -709,12 +709,6 @@ fn refill_here() {
 /// VM's bus, so this is the caller's VM.
 fn owner(vm: usize) -> Result<&'static crate::vm::Vm, MmioFault> {
     crate::vm::get(vm).ok_or(MmioFault::DeviceError { offset: 0 })
-}
-
-/// The vCPU (its index in its VM) whose access is being emulated: a
-/// GICv2 distributor banks INTIDs 0..31 per CPU.
-fn accessing_vcpu() -> usize {
-    crate::vm::current().map_or(0, |(_, vcpu)| vcpu.index)
 }
 
 /// A VM's emulated distributor.
