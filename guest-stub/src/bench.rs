@@ -10,8 +10,9 @@
 //! can make, and `empty` is the cost of the measurement itself.
 //!
 //! Virtual-interrupt latency is timed to the first instruction of the
-//! guest's handler: during those rows `VBAR_EL1` points at `bench.S`'s
-//! table, whose IRQ vector reads the cycle counter before anything else.
+//! guest's handler: during those rows `VBAR_EL1` points at a `bench.S`
+//! table (the one for the GIC found), whose IRQ vector reads the cycle
+//! counter before anything else.
 //! The same rows run on bare QEMU (no EL2; `make bench` boots the stub with
 //! `-kernel`), where the physical GIC delivers straight to EL1: that is
 //! their floor. The hypervisor's rows are skipped there (`BRK` would reach
@@ -20,6 +21,7 @@
 //! Output, one line per path, for `make bench` to parse:
 //! `guest-stub: bench <name> median=<n> min=<n> max=<n>`.
 
+use crate::gic::{self, SgiWrite};
 use crate::gvascan::Layout;
 use crate::Env;
 use arm_gic::IntId;
@@ -27,11 +29,19 @@ use platform::gvascan::{Region, CURSOR_DONE, CURSOR_START, ENTRY_SIZE};
 use platform::hypercall::{Function, DCC_CALL_MAGIC, HV_BRK_IMM, SCAN_CAPACITY_MAX, SCAN_PROBE_BUDGET};
 use platform::println;
 
-core::arch::global_asm!(include_str!("bench.S"), PSR_I = const PSR_I);
+core::arch::global_asm!(
+    include_str!("bench.S"),
+    PSR_I = const PSR_I,
+    GICC_IAR = const gic::GICC_IAR,
+    GICC_EOIR = const gic::GICC_EOIR,
+);
 
 extern "C" {
     /// `bench.S`: the IRQ vector timestamps; the others are the stub's.
+    /// For a GICv3 (system registers) and a GICv2 (the CPU interface's
+    /// address in `x11`).
     static bench_vectors: [u8; 2048];
+    static bench_vectors_v2: [u8; 2048];
     /// The stub's own table (`exceptions.rs`).
     static stub_vectors: [u8; 2048];
 }
@@ -286,23 +296,36 @@ fn report_samples(name: &str, samples: &mut [u64], extra: core::fmt::Arguments) 
 
 /// `vtimer-latency`: from the moment the virtual timer's condition is met
 /// to the guest handler's first instruction. `sgi-latency`: from just
-/// before the `ICC_SGI1R_EL1` write that sends this vCPU an SGI to the
-/// handler's first instruction (under the hypervisor, the write traps).
+/// before the `ICC_SGI1R_EL1` (GICv3) or `GICD_SGIR` (GICv2) write that
+/// sends this vCPU an SGI to the handler's first instruction (under the
+/// hypervisor, the write traps).
 fn interrupt_latency(env: &Env) {
-    if crate::gic::status().is_err() {
+    if gic::status().is_err() {
         println!("bench interrupt latency skipped: no usable GIC");
         return;
     }
-    // SAFETY: both tables are 2 KiB-aligned vector tables in the image;
-    // bench.S's differs from the stub's only in the IRQ vector, whose
+    // The GICv2 table's IRQ vector finds the CPU interface in x11, which
+    // the wait loops below hand it (0, unused, for the GICv3 one).
+    let gicc = gic::cpu_interface_frame();
+    // SAFETY: all three are 2 KiB-aligned vector tables in the image;
+    // bench.S's differ from the stub's only in the IRQ vector, whose
     // registers the wait loops below leave to it.
-    let (bench, stub) = unsafe { (bench_vectors.as_ptr() as u64, stub_vectors.as_ptr() as u64) };
+    let (bench, stub) = unsafe {
+        let bench = if gicc.is_some() { bench_vectors_v2.as_ptr() } else { bench_vectors.as_ptr() };
+        (bench as u64, stub_vectors.as_ptr() as u64)
+    };
+    let gicc = gicc.unwrap_or(0);
     set_vbar(bench);
     if let Ok(ppi) = env.virtual_timer {
         let mhz = crate::timer::frequency() / 1_000_000;
-        latency_row("vtimer-latency", ppi, format_args!(" counter_mhz={mhz}"), || timer_sample(ppi));
+        latency_row("vtimer-latency", ppi, format_args!(" counter_mhz={mhz}"), || timer_sample(ppi, gicc));
     }
-    latency_row("sgi-latency", IntId::sgi(LATENCY_SGI), format_args!(""), sgi_sample);
+    match gic::sgi_write(LATENCY_SGI, 0) {
+        Some(write) => {
+            latency_row("sgi-latency", IntId::sgi(LATENCY_SGI), format_args!(""), || sgi_sample(write, gicc))
+        }
+        None => println!("bench sgi-latency skipped: this vCPU's GIC CPU interface is not set up"),
+    }
     set_vbar(stub);
 }
 
@@ -330,8 +353,8 @@ fn set_vbar(table: u64) {
 }
 
 /// One timer interrupt; its latency in instructions, or `None` if the
-/// vector took another INTID.
-fn timer_sample(ppi: IntId) -> Option<u64> {
+/// vector took another INTID. `gicc`: for the GICv2 vector, in `x11`.
+fn timer_sample(ppi: IntId, gicc: u64) -> Option<u64> {
     let frequency = crate::timer::frequency();
     if frequency == 0 {
         return None;
@@ -348,8 +371,9 @@ fn timer_sample(ppi: IntId) -> Option<u64> {
     let deadline = ticks + TIMER_LEAD_NS * frequency / NS_PER_S;
     let (stamp, intid): (u64, u64);
     // SAFETY: arms this vCPU's virtual timer and waits, IRQs unmasked, for
-    // bench.S's IRQ vector, which writes x9 and x10 (and x11) and returns
-    // with IRQs masked again; the timer is left disabled.
+    // bench.S's IRQ vector, which writes x9 and x10 (and x11, which holds
+    // the GICv2 CPU interface's address for it) and returns with IRQs
+    // masked again; the timer is left disabled.
     unsafe {
         core::arch::asm!(
             "msr cntv_cval_el0, {deadline}",
@@ -361,35 +385,55 @@ fn timer_sample(ppi: IntId) -> Option<u64> {
             enable = in(reg) CNTV_CTL_ENABLE,
             inout("x10") 0u64 => intid,
             out("x9") stamp,
-            out("x11") _,
+            inout("x11") gicc => _,
             options(nostack),
         );
     }
-    (intid == u64::from(u32::from(ppi))).then(|| stamp.wrapping_sub(ns_of(deadline).wrapping_add(offset)))
+    (gic::acknowledged_intid(intid) == u32::from(ppi)).then(|| stamp.wrapping_sub(ns_of(deadline).wrapping_add(offset)))
 }
 
-/// One SGI to this vCPU; its latency in instructions, or `None` if the
-/// vector took another INTID.
-fn sgi_sample() -> Option<u64> {
-    let value = platform::vgic::sgi1r::to_one(crate::smp::mpidr(0), LATENCY_SGI);
+/// One SGI to this vCPU, sent with `write`; its latency in instructions,
+/// or `None` if the vector took another INTID. `gicc`: for the GICv2
+/// vector, in `x11`.
+fn sgi_sample(write: SgiWrite, gicc: u64) -> Option<u64> {
     let (start, stamp, intid): (u64, u64, u64);
-    // SAFETY: sends this vCPU an enabled SGI and waits, IRQs unmasked, for
-    // bench.S's IRQ vector, which writes x9..x11 and returns with IRQs
-    // masked again.
-    unsafe {
-        core::arch::asm!(
-            "msr daifclr, #2",
-            "mrs {start}, pmccntr_el0",
-            "msr icc_sgi1r_el1, {value}",
-            "isb",
-            "1: cbz x10, 1b",
-            start = out(reg) start,
-            value = in(reg) value,
-            inout("x10") 0u64 => intid,
-            out("x9") stamp,
-            out("x11") _,
-            options(nostack),
-        );
+    match write {
+        // SAFETY: sends this vCPU an enabled SGI and waits, IRQs unmasked,
+        // for bench.S's IRQ vector, which writes x9..x11 and returns with
+        // IRQs masked again.
+        SgiWrite::SystemRegister(value) => unsafe {
+            core::arch::asm!(
+                "msr daifclr, #2",
+                "mrs {start}, pmccntr_el0",
+                "msr icc_sgi1r_el1, {value}",
+                "isb",
+                "1: cbz x10, 1b",
+                start = out(reg) start,
+                value = in(reg) value,
+                inout("x10") 0u64 => intid,
+                out("x9") stamp,
+                inout("x11") gicc => _,
+                options(nostack),
+            );
+        },
+        // SAFETY: as above, the SGI sent with a store to `GICD_SGIR`,
+        // the GIC's own register for it (`gic::sgi_write`).
+        SgiWrite::Mmio { address, value } => unsafe {
+            core::arch::asm!(
+                "msr daifclr, #2",
+                "mrs {start}, pmccntr_el0",
+                "str {value:w}, [{address}]",
+                "isb",
+                "1: cbz x10, 1b",
+                start = out(reg) start,
+                address = in(reg) address,
+                value = in(reg) value,
+                inout("x10") 0u64 => intid,
+                out("x9") stamp,
+                inout("x11") gicc => _,
+                options(nostack),
+            );
+        },
     }
-    (intid == u64::from(LATENCY_SGI)).then(|| stamp.wrapping_sub(start))
+    (gic::acknowledged_intid(intid) == LATENCY_SGI).then(|| stamp.wrapping_sub(start))
 }

@@ -252,7 +252,7 @@ impl InterruptMap {
                     *slot = cell;
                 }
             }
-            let gic = parent.compatible().is_some_and(|c| c.all().any(|c| c == crate::gic::COMPATIBLE));
+            let gic = parent.compatible().is_some_and(|c| c.all().any(|c| crate::gic::COMPATIBLES.contains(&c)));
             let spi = (gic && interrupt_cells >= 2 && specifier[0] == GIC_SPEC_SPI)
                 .then(|| specifier[1].checked_add(SPI_BASE))
                 .flatten();

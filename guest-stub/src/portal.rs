@@ -105,7 +105,6 @@ use crate::pci::{about, bdf_of, expect_eq, Config, Width};
 use crate::virq::{IrqFailure, HOST_STALL_MS, PRIORITY};
 use crate::{gic, timer, virq, Env};
 use aarch64_cpu::registers::{Writeable, CNTV_CTL_EL0, CNTV_CVAL_EL0};
-use arm_gic::gicv3::GicCpuInterface;
 use arm_gic::IntId;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use platform::pci::config::{bar, command, offset};
@@ -405,7 +404,7 @@ fn portal_handler(_: IntId) {
 /// the wake-up timer still gets through. The session puts it back.
 fn silence() {
     SILENCED.store(true, Ordering::SeqCst);
-    GicCpuInterface::set_priority_mask(PRIORITY);
+    gic::set_priority_mask(PRIORITY);
 }
 
 /// The wake-up timer's handler: turns the virtual timer off (its output
@@ -458,7 +457,7 @@ fn with_session(env: &Env, f: impl FnOnce(&Portal) -> Result<(), Failure>) -> Re
     let _ = gic::configure(0, wake, WAKE_PRIORITY, false);
     gic::set_handler(spi, None);
     gic::set_handler(wake, None);
-    GicCpuInterface::set_priority_mask(PRIORITY_MASK_ALL);
+    gic::set_priority_mask(PRIORITY_MASK_ALL);
     let (taken, empty) = (TAKEN.load(Ordering::SeqCst), EMPTY.load(Ordering::SeqCst));
     println!("portal: {taken} interrupts taken ({empty} found INT_STATUS and EVENTS 0)");
     result?;

@@ -12,12 +12,13 @@
 //! failure is kept per slot ([`status`]) and printed once; the checks that
 //! need that vCPU report it, and nothing waits for it again.
 //!
-//! A started vCPU sets up its own redistributor and GIC CPU interface, then
-//! idles in `WFI` with interrupts unmasked, serving its [`Mailbox`]: the
-//! boot vCPU posts a function and an argument and kicks it with an SGI
-//! ([`post`], [`wait`]). The stub's MMU is off, so all of this
-//! is Device memory: only atomics and locks built on them are shared, and
-//! nothing relies on caches.
+//! A started vCPU sets up its own part of the GIC (its redistributor, or a
+//! GICv2's registers banked for it) and its CPU interface, then idles in
+//! `WFI` with interrupts unmasked, serving its [`Mailbox`]: the boot vCPU
+//! posts a function and an argument and kicks it with an SGI ([`post`],
+//! [`wait`]). The stub's MMU is off, so all of this is Device memory: only
+//! atomics and locks built on them are shared, and nothing relies on
+//! caches.
 
 use crate::gic;
 use crate::timer::{self, Deadline};

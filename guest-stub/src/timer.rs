@@ -84,8 +84,7 @@ fn timer_ppi(fdt: &fdt::Fdt, entry: usize, bad: NoTimer) -> Result<IntId, NoTime
         let bytes = interrupts.chunks_exact(core::mem::size_of::<u32>()).nth(index)?;
         Some(u32::from_be_bytes(bytes.try_into().ok()?))
     };
-    let cells =
-        fdt.find_compatible(&[crate::gic::COMPATIBLE]).and_then(|gic| gic.interrupt_cells()).unwrap_or(GIC_CELLS);
+    let cells = fdt.find_compatible(crate::gic::COMPATIBLES).and_then(|gic| gic.interrupt_cells()).unwrap_or(GIC_CELLS);
     let first = entry * cells;
     match (cell(first), cell(first + 1)) {
         (Some(GIC_SPEC_PPI), Some(number)) if number < IntId::PPI_COUNT => Ok(IntId::ppi(number)),

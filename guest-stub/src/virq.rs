@@ -17,9 +17,10 @@
 //! no interrupt without its timer condition or before its deadline, and no
 //! more deadlines served than elapsed.
 //!
-//! Each check restores what it changed: its interrupts disabled in the
-//! redistributors, handlers removed, timers off, `PSTATE.I` masked on the
-//! boot vCPU (as the checks before run). Every wait has a deadline.
+//! Each check restores what it changed: its interrupts disabled (in the
+//! redistributors, or a GICv2's banked distributor registers), handlers
+//! removed, timers off, `PSTATE.I` masked on the boot vCPU (as the checks
+//! before run). Every wait has a deadline.
 //!
 //! SGI numbers: [`crate::smp::KICK_SGI`] (0) is the mailbox's; the checks
 //! use 2..=6. Priorities: the checks' regular level is [`PRIORITY`] (0xa0),
@@ -144,7 +145,8 @@ pub enum IrqFailure {
         what: &'static str,
         events: [(&'static str, u64); 4],
     },
-    /// Running priorities (`ICC_RPR_EL1`) that do not rank as they must.
+    /// Running priorities (`ICC_RPR_EL1`, a GICv2's `GICC_RPR`) that do not
+    /// rank as they must.
     Priorities {
         what: &'static str,
         higher: u64,
@@ -531,7 +533,11 @@ fn preempt_and_hold() -> Result<(), IrqFailure> {
     }
     let (high, low) = (HIGH_RPR.load(Ordering::SeqCst), LOW_RPR.load(Ordering::SeqCst));
     if high >= low {
-        return Err(IrqFailure::Priorities { what: "ICC_RPR_EL1 in the nested handlers", higher: high, lower: low });
+        let what = match gic::version() {
+            Some(gic::Version::V2) => "GICC_RPR in the nested handlers",
+            _ => "ICC_RPR_EL1 in the nested handlers",
+        };
+        return Err(IrqFailure::Priorities { what, higher: high, lower: low });
     }
 
     // The converse: the high handler unmasks PSTATE.I and raises the low
