@@ -303,9 +303,17 @@ impl HypInterface {
         self.frame.write(gich::LR0.wrapping_add((index as u64).wrapping_mul(4)), value);
     }
 
-    /// `GICH_ELRSR0/1`: bit n set when list register n holds no interrupt.
-    pub fn empty_list_registers(&self) -> u64 {
-        u64::from(self.frame.read(gich::ELRSR0)) | u64::from(self.frame.read(gich::ELRSR1)) << 32
+    /// `GICH_ELRSR0/1`: bit n set when list register n holds no interrupt,
+    /// for the `count` list registers there are (`GICH_ELRSR1` is read only
+    /// for more than 32: every device access costs, and this one is on
+    /// every exit).
+    pub fn empty_list_registers(&self, count: usize) -> u64 {
+        let low = u64::from(self.frame.read(gich::ELRSR0));
+        if count > 32 {
+            low | u64::from(self.frame.read(gich::ELRSR1)) << 32
+        } else {
+            low
+        }
     }
 
     pub fn control(&self) -> u32 {

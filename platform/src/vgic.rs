@@ -532,6 +532,42 @@ impl Lr {
             lr.with_flag(lr::EOI, has(gich_lr::EOI))
         }
     }
+
+    /// [`to_v2`](Self::to_v2) for a host whose hardware interrupts EL2
+    /// deactivates itself: a hardware interrupt forwarded as the same
+    /// INTID goes in as a plain one that asks for a maintenance interrupt
+    /// when the guest ends it (`EOI`), instead of with the `HW` bit. (QEMU's
+    /// GICv2 deactivates a physical interrupt through the `HW` bit without
+    /// looking at it again, so a level that is still high is not signalled
+    /// until some other access to the GIC: a guest timer that stays behind
+    /// its deadlines got one interrupt per hypervisor tick, not one per
+    /// deadline.)
+    pub fn to_v2_ended_by_el2(self) -> u32 {
+        if self.hw() && self.pintid() == self.vintid() {
+            Self(self.0 & !(lr::HW | lr::PINTID_MASK << lr::PINTID_SHIFT) | lr::EOI).to_v2()
+        } else {
+            self.to_v2()
+        }
+    }
+
+    /// The way back from [`to_v2_ended_by_el2`](Self::to_v2_ended_by_el2):
+    /// an entry with `EOI` is the hardware interrupt of its INTID again.
+    /// Once it is neither pending nor active, the guest has ended it and
+    /// the physical interrupt is EL2's to deactivate ([`ended_hw`](Self::ended_hw)).
+    pub fn from_v2_ended_by_el2(word: u32) -> Self {
+        let lr = Self::from_v2(word);
+        if lr.eoi() {
+            Self(lr.0 & !lr::EOI).with_hw(lr.vintid())
+        } else {
+            lr
+        }
+    }
+
+    /// A hardware interrupt the guest has ended: its physical interrupt,
+    /// [`pintid`](Self::pintid), is to be deactivated.
+    pub fn ended_hw(self) -> bool {
+        self.hw() && !self.pending() && !self.active()
+    }
 }
 
 /// What a guest register write asks of the hypervisor.

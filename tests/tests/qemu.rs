@@ -1102,7 +1102,7 @@ fn linux_guest_boots_on(name: &str, cpu: &str, cmdline: Option<&str>, mode: &str
     long_scans_complete_in_pieces(&o, &dump);
     linux_sees_the_pci_shim(&o, &dump);
     hvctl_works_from_linux_userspace(&o, mode, &dump);
-    debugging_as_on_bare_qemu(&o, cpu, gic, &image, &initrd, &dump);
+    debugging_as_on_bare_qemu(&o, name, cpu, gic, &image, &initrd, &dump);
 }
 
 /// Long scans: `hvctl scan --layout wide` as root (33 mappings of 512
@@ -1143,14 +1143,15 @@ fn long_scans_complete_in_pieces(o: &Outcome, dump: &str) {
 /// breakpoint and watchpoint, `BRK`, an AArch32 `BKPT`, as user nobody)
 /// prints exactly what the same kernel and initramfs print on bare QEMU
 /// with the same CPU, and every result is there.
-fn debugging_as_on_bare_qemu(o: &Outcome, cpu: &str, gic: Gic, image: &str, initrd: &str, dump: &str) {
+fn debugging_as_on_bare_qemu(o: &Outcome, name: &str, cpu: &str, gic: Gic, image: &str, initrd: &str, dump: &str) {
     let under_hv: Vec<&str> = o.lines("dbgtest: ").collect();
     assert!(o.lines("linux-guest: dbgtest exit 0").next().is_some(), "dbgtest failed\n{dump}");
     for result in ["singlestep: ", "breakpoint: ", "watchpoint: ", "brk: ", "aarch32-bkpt: ", "done"] {
         let line = format!("dbgtest: {result}");
         assert!(under_hv.iter().any(|l| l.starts_with(&line)), "no `{line}` line\n{dump}");
     }
-    let dir = scratch_dir(&format!("bare-linux-{}", cpu.split(',').next().unwrap_or(cpu)));
+    // Named after the scenario: two scenarios on one CPU run side by side.
+    let dir = scratch_dir(&format!("bare-{name}"));
     let console = dir.join("console.log");
     let status = hvtests::qemu::command()
         .args(["-M", &format!("virt{}", gic.machine_option())])

@@ -43,6 +43,16 @@
 //! model's GICv3 layout at the boundary, so the model's flush and fold are
 //! the same code for both. SGIs go through the emulated `GICD_SGIR`, not
 //! a trapped system register.
+//!
+//! One difference is deliberate: on a GICv2 a forwarded physical interrupt
+//! is not presented with the `HW` bit but as a plain virtual interrupt that
+//! asks for a maintenance interrupt when the guest ends it (`EOI`), and EL2
+//! deactivates the physical interrupt then ([`LrCopy::load`]). QEMU's
+//! GICv2, deactivating through the `HW` bit, does not look at the physical
+//! interrupt again, so a level still high (a guest timer behind its
+//! deadlines) was not signalled until the next access to the GIC by any
+//! CPU: one timer interrupt per hypervisor tick, and `virq-no-loss` failed
+//! on two loaded cores. It costs one exit per forwarded interrupt.
 
 use crate::irq::gic;
 use aarch64_cpu::registers::{ReadWriteable, Readable, Writeable, ICH_HCR_EL2, ICH_VTR_EL2};
@@ -266,11 +276,19 @@ impl LrCopy {
     #[inline(always)]
     fn load(&mut self, used: u64) {
         *self = Self { count: list_register_count(), values: [MaybeUninit::uninit(); MAX_LRS], valid: 0, written: 0 };
+        let ended_by_el2 = hyp_interface().is_some();
         for index in 0..self.count {
             if used & (1 << index) != 0 {
                 if let Some(value) = self.values.get_mut(index) {
-                    value.write(read_lr(index));
+                    let lr = value.write(read_lr(index));
                     self.valid |= 1 << index;
+                    // On a GICv2 a hardware interrupt the guest has ended
+                    // is still active at the distributor (see the module
+                    // doc): deactivated here, where every path that takes
+                    // the entry back (a refill, a vCPU leaving) passes.
+                    if ended_by_el2 && Lr(*lr).ended_hw() {
+                        gic::deactivate(gic::Acked::interrupt(Lr(*lr).pintid()));
+                    }
                 }
             }
         }
@@ -322,14 +340,14 @@ fn hyp_interface() -> Option<gicv2::HypInterface> {
 /// List register `index`, in the model's (GICv3) layout.
 fn read_lr(index: usize) -> u64 {
     match hyp_interface() {
-        Some(gich) => Lr::from_v2(gich.read_lr(index)).0,
+        Some(gich) => Lr::from_v2_ended_by_el2(gich.read_lr(index)).0,
         None => read_ich_lr(index),
     }
 }
 
 fn write_lr(index: usize, value: u64) {
     match hyp_interface() {
-        Some(gich) => gich.write_lr(index, Lr(value).to_v2()),
+        Some(gich) => gich.write_lr(index, Lr(value).to_v2_ended_by_el2()),
         None => write_ich_lr(index, value),
     }
 }
@@ -395,7 +413,7 @@ impl ListRegs for LrCopy {
 /// holds no interrupt.
 fn empty_list_registers() -> u64 {
     match hyp_interface() {
-        Some(gich) => gich.empty_list_registers(),
+        Some(gich) => gich.empty_list_registers(list_register_count()),
         // SAFETY: reading a virtual-interface status register has no side
         // effects.
         None => unsafe { platform::mrs!("ich_elrsr_el2") },

@@ -1940,3 +1940,27 @@ fn flushed_lrs_survive_the_v2_format() {
     g.fold(0, &mut lrs);
     assert_eq!(r2(&mut g, 0, gicd::ISACTIVER), 1 << 27);
 }
+
+#[test]
+fn hardware_interrupts_ended_by_el2_on_a_gicv2() {
+    // The virtual timer's PPI, forwarded as itself, pending.
+    let timer = Lr::new(27, 0xA0, false).with_pending(true).with_hw(27);
+    let word = timer.to_v2_ended_by_el2();
+    assert_eq!(word, 0x1A08_001B, "pending, priority 0xA0 >> 3, EOI, no HW, vINTID 27");
+    assert_eq!(Lr::from_v2_ended_by_el2(word), timer, "the model gets its hardware interrupt back");
+    assert!(!Lr::from_v2_ended_by_el2(word).ended_hw());
+    // Active, then ended by the guest (state 0, EOI still set).
+    let active = Lr::from_v2_ended_by_el2(0x2A08_001B);
+    assert!(active.hw() && active.active() && !active.ended_hw());
+    let ended = Lr::from_v2_ended_by_el2(0x0A08_001B);
+    assert!(ended.ended_hw());
+    assert_eq!(ended.pintid(), 27);
+    // Anything else converts as before: a software interrupt, and a
+    // hardware one forwarded under another INTID (which keeps its HW bit).
+    let sgi = Lr::new(3, 0x80, true).with_pending(true);
+    assert_eq!(sgi.to_v2_ended_by_el2(), sgi.to_v2());
+    assert_eq!(Lr::from_v2_ended_by_el2(sgi.to_v2()), sgi);
+    let moved = Lr::new(40, 0xA0, false).with_pending(true).with_hw(41);
+    assert_eq!(moved.to_v2_ended_by_el2(), moved.to_v2());
+    assert!(!Lr::from_v2_ended_by_el2(Lr::new(40, 0xA0, false).to_v2()).ended_hw());
+}
