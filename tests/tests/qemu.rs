@@ -1142,7 +1142,7 @@ fn long_scans_complete_in_pieces(o: &Outcome, dump: &str) {
 /// `dbgtest` (tests/linux/dbgtest: ptrace single-step, a hardware
 /// breakpoint and watchpoint, `BRK`, an AArch32 `BKPT`, as user nobody)
 /// prints exactly what the same kernel and initramfs print on bare QEMU
-/// with the same CPU, and every result is there.
+/// with the same CPU and GIC, and every result is there.
 fn debugging_as_on_bare_qemu(o: &Outcome, name: &str, cpu: &str, gic: Gic, image: &str, initrd: &str, dump: &str) {
     let under_hv: Vec<&str> = o.lines("dbgtest: ").collect();
     assert!(o.lines("linux-guest: dbgtest exit 0").next().is_some(), "dbgtest failed\n{dump}");
