@@ -1,6 +1,8 @@
 # One firmware image for QEMU's virt board: EL3 monitor + EL2 hypervisor +
 # EL1 guest-stub. `make run` boots it, `make test` checks everything.
 # Both first install what is missing (tests/scripts/deps.sh says what).
+# `make image BOARD=zcu102` and `make run BOARD=zcu102` do the same for
+# QEMU's xlnx-zcu102 (docs/boards.md).
 
 # EL3 and EL2 code is built without FP/SIMD (softfloat) so that it never
 # touches the registers of the guest it interrupts; the guest-stub is an
@@ -11,6 +13,12 @@ FW_ELF      := target/$(FW_TARGET)/release
 GUEST_ELF   := target/$(GUEST_TARGET)/release
 BUILD       := build
 FLASH       := $(BUILD)/flash.bin
+
+# The board `image` and `run` are for: virt (the default) or zcu102.
+BOARD       ?= virt
+ifeq ($(filter $(BOARD),virt zcu102),)
+$(error BOARD=$(BOARD): the boards are virt and zcu102)
+endif
 
 # The board and the machine a user would pick; override on the command line,
 # e.g. `make run CPU=cortex-a72 SMP=8 MEM=3G`.
@@ -28,17 +36,41 @@ QEMU_BOARD   = -M $(MACHINE) -cpu $(CPU) -smp $(SMP) -m $(MEM) -nic none
 QEMU_RUN     = $(QEMU_BOARD) -nographic -semihosting \
                -serial mon:stdio -serial file:$(BUILD)/secure-uart.log -bios $(FLASH)
 
-.PHONY: all deps image run test fmt clippy unit-test qemu-test bench gdb clean linux-guest run-linux run-vms fuzz fresh-check soak
+# QEMU's xlnx-zcu102 (Zynq UltraScale+: four Cortex-A53, a GIC-400, Cadence
+# UARTs, DDR at 0), described only by the device tree Debian ships with its
+# arm64 kernel (make linux-guest extracts it). No flash: QEMU's generic
+# loader puts the monitor's ELF in on-chip memory and starts CPU 0 at its
+# entry, and loads the package and the DTB into DDR where the monitor's
+# memory file (the one place they are written) says. -m 4G is what the DTB
+# describes: 2 GiB at 0 and 2 GiB at 32 GiB. UART0, the DTB's console, is
+# the first -serial. See docs/boards.md.
+ZCU102_LD      := linker/boards/zcu102.ld
+ZCU102_DIR     := $(BUILD)/zcu102
+ZCU102_TARGET  := target/zcu102
+ZCU102_MONITOR := $(ZCU102_DIR)/el3-monitor.elf
+ZCU102_PACKAGE := $(ZCU102_DIR)/package.bin
+ZCU102_DTB     := $(BUILD)/linux/zynqmp-zcu102-rev1.0.dtb
+zcu102_symbol   = $(shell sed -n 's/^$(1) = \(0x[0-9a-fA-F]*\);.*/\1/p' $(ZCU102_LD))
+QEMU_ZCU102  = -M xlnx-zcu102,secure=on,virtualization=on -m 4G -nic none -audio none \
+               -device loader,file=$(ZCU102_MONITOR),cpu-num=0 \
+               -device loader,file=$(ZCU102_PACKAGE),addr=$(call zcu102_symbol,__board_package),force-raw=on \
+               -device loader,file=$(ZCU102_DTB),addr=$(call zcu102_symbol,__board_dtb_fallback),force-raw=on
+QEMU_RUN_ZCU102 = $(QEMU_ZCU102) -nographic -semihosting -serial mon:stdio
+
+.PHONY: all deps image image-virt image-zcu102 run run-virt run-zcu102 test fmt clippy unit-test qemu-test bench gdb clean \
+        linux-guest run-linux run-vms fuzz fresh-check soak
 
 all: image
 
 deps:
 	@tests/scripts/deps.sh
 
+image: image-$(BOARD)
+
 # One cargo invocation per image: features are unified within an invocation,
 # and the hypervisor's (a heap for aarch64-paging) must not reach the
 # monitor, which has none.
-image: deps
+image-virt: deps
 	cargo build --release --target $(FW_TARGET) -p el3-monitor
 	cargo build --release --target $(FW_TARGET) -p el2
 	cargo build --release --target $(GUEST_TARGET) -p guest-stub
@@ -47,9 +79,31 @@ image: deps
 		--monitor $(FW_ELF)/el3-monitor --hypervisor $(FW_ELF)/el2 \
 		--guest-stub $(GUEST_ELF)/guest-stub -o $(FLASH)
 
-run: image
+# The zcu102 image: the monitor linked for the board (HV_BOARD picks
+# linker/boards/zcu102.ld; its own target directory, so that virt's monitor
+# is never relinked) and the package alone, the same as in virt's flash.
+image-zcu102: deps
+	HV_BOARD=zcu102 cargo build --release --target $(FW_TARGET) -p el3-monitor --target-dir $(ZCU102_TARGET)
+	cargo build --release --target $(FW_TARGET) -p el2
+	cargo build --release --target $(GUEST_TARGET) -p guest-stub
+	@mkdir -p $(ZCU102_DIR)
+	cp $(ZCU102_TARGET)/$(FW_TARGET)/release/el3-monitor $(ZCU102_MONITOR)
+	cargo run --quiet --release -p hvtests --bin mkflash -- --package-only \
+		--hypervisor $(FW_ELF)/el2 --guest-stub $(GUEST_ELF)/guest-stub -o $(ZCU102_PACKAGE)
+
+run: run-$(BOARD)
+
+run-virt: image-virt
 	@echo "make run: $(QEMU) $(QEMU_RUN)"
 	@$(QEMU) $(QEMU_RUN)
+
+# The DTB comes with the Linux guest (tests/scripts/linux-guest.sh).
+$(ZCU102_DTB):
+	@tests/scripts/linux-guest.sh
+
+run-zcu102: image-zcu102 $(ZCU102_DTB)
+	@echo "make run: $(QEMU) $(QEMU_RUN_ZCU102)"
+	@$(QEMU) $(QEMU_RUN_ZCU102)
 
 # An unmodified Debian arm64 kernel and a busybox initramfs in build/linux/
 # (tests/scripts/linux-guest.sh; downloads once, then does nothing).
@@ -58,7 +112,7 @@ linux-guest: deps
 
 # The Linux guest under the firmware, which takes kernel, initrd and command
 # line from QEMU's fw_cfg.
-run-linux: image linux-guest
+run-linux: image-virt linux-guest
 	@echo "make run-linux: $(QEMU) $(QEMU_RUN) -kernel $(BUILD)/linux/Image -initrd $(BUILD)/linux/initramfs.cpio.gz -append \"console=ttyAMA0 earlycon\""
 	@$(QEMU) $(QEMU_RUN) -kernel $(BUILD)/linux/Image -initrd $(BUILD)/linux/initramfs.cpio.gz \
 		-append "console=ttyAMA0 earlycon"
@@ -72,7 +126,7 @@ QEMU_VMS     = $(QEMU_RUN) -fw_cfg name=opt/hv/vms.dtb,file=$(BUILD)/vms.dtb \
                -fw_cfg name=opt/hv/linux/kernel,file=$(BUILD)/linux/Image \
                -fw_cfg name=opt/hv/linux/initrd,file=$(BUILD)/linux/initramfs.cpio.gz
 run-vms: MEM = 2G
-run-vms: image linux-guest
+run-vms: image-virt linux-guest
 	@dtc -q -I dts -O dtb -o $(BUILD)/vms.dtb $(VMS)
 	@echo "make run-vms: $(QEMU) $(QEMU_VMS)"
 	@$(QEMU) $(QEMU_VMS)
@@ -110,13 +164,16 @@ FUZZ_TARGETS ?=
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh $(FUZZ_TARGETS)
 
-# The QEMU scenarios (tests/tests/qemu.rs) boot the image `make image` wrote.
-# The Linux scenarios boot build/linux (make linux-guest); if Debian's archive
-# cannot be reached they say they were skipped and why, and the rest runs.
-qemu-test: image
+# The QEMU scenarios (tests/tests/qemu.rs) boot the image `make image` wrote,
+# and tests/tests/zcu102.rs the one `make image BOARD=zcu102` wrote.
+# The Linux scenarios boot build/linux (make linux-guest), and the zcu102 one
+# needs its device tree from there; if Debian's archive cannot be reached
+# they say they were skipped and why, and the rest runs.
+qemu-test: image-virt image-zcu102
 	@tests/scripts/linux-guest.sh > $(BUILD)/linux-guest.log 2>&1 \
 		|| echo "linux-guest: not available, the Linux scenarios will be skipped (see $(BUILD)/linux-guest.log)"
-	HV_FLASH=$(abspath $(FLASH)) cargo test -p hvtests --test qemu --test vms --test sched --test portals --test manage --test service --test virtio_bare -- --test-threads=2
+	HV_FLASH=$(abspath $(FLASH)) HV_ZCU102_DIR=$(abspath $(ZCU102_DIR)) cargo test -p hvtests --test qemu --test vms \
+		--test sched --test portals --test manage --test service --test virtio_bare --test zcu102 -- --test-threads=2
 
 # The README's two commands, as written there, in a fresh clone of HEAD in a
 # temporary directory (tests/scripts/fresh-check.sh).
@@ -126,18 +183,18 @@ fresh-check:
 # The six -smp 4 scheme scenarios SOAK_RUNS times (30) while a make test loop
 # in a fresh clone loads the machine (SOAK_LOAD=0: without it); counts
 # failures (tests/scripts/soak.sh).
-soak: image
+soak: image-virt
 	@tests/scripts/soak.sh
 
 # Instructions per trap path under -icount, both schemes (tests/src/bin/bench.rs).
-bench: image linux-guest
+bench: image-virt linux-guest
 	cargo run --quiet --release -p hvtests --bin bench -- $(FLASH) \
 		$(FW_ELF)/el3-monitor $(FW_ELF)/el2 $(GUEST_ELF)/guest-stub
 
 # QEMU halted at reset with its gdb stub on :1234, and gdb-multiarch with the
 # symbols of all three images (tests/scripts/gdbinit places the two
 # position-independent ones where they are loaded).
-gdb: image
+gdb: image-virt
 	@tests/scripts/deps.sh gdb
 	$(QEMU) $(QEMU_BOARD) -display none -semihosting -serial file:$(BUILD)/console.log \
 		-serial file:$(BUILD)/secure-uart.log -bios $(FLASH) -S -gdb tcp::1234 & \

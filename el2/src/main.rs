@@ -32,7 +32,7 @@ use core::convert::Infallible;
 use platform::board::MemRegion;
 use platform::cmdline::Remap;
 use platform::esr::Esr;
-use platform::pl011::Pl011;
+use platform::serial::Serial;
 
 /// Why the boot stopped: input it refuses (a bad VM description, a kernel
 /// that cannot boot, a machine unlike its device tree), or its own failure.
@@ -68,7 +68,9 @@ fn boot() -> Result<Infallible, BootError> {
         // SAFETY: the Non-secure console's window, mapped as device memory
         // in the direct map; the monitor stopped using this UART before
         // entering us.
-        platform::console::init("el2", unsafe { Pl011::new(arch::layout::phys_to_virt(uart.base) as usize) });
+        platform::console::init("el2", unsafe {
+            Serial::new(uart.kind, arch::layout::phys_to_virt(uart.base) as usize)
+        });
     }
     platform::console::init_logger(log::LevelFilter::Info);
     let cmdline = boot::cmdline::parse(true);
@@ -277,7 +279,7 @@ fn boot() -> Result<Infallible, BootError> {
         board.console.map(|u| {
             // SAFETY: the console UART's window in the direct map; EL2 alone
             // reads it (its input is EL2's in a run with emulated consoles).
-            unsafe { Pl011::new(arch::layout::phys_to_virt(u.base) as usize) }
+            unsafe { Serial::new(u.kind, arch::layout::phys_to_virt(u.base) as usize) }
         }),
         console_irq,
     );

@@ -1,7 +1,10 @@
-// Reset entry of the EL3 monitor, executing in place from Secure flash.
+// Reset entry of the EL3 monitor, executing in place from where the board
+// put it (virt: Secure flash; zcu102: on-chip memory).
 //
-// Every CPU starts here. The boot CPU (affinity 0) initialises memory and
-// runs monitor_main. The others wait until the boot CPU has published the
+// Every CPU starts here: on virt all of them at reset, on boards that hold
+// the secondaries in reset when the boot CPU releases them (release.rs).
+// The boot CPU (affinity 0) initialises memory and runs monitor_main. The
+// others count themselves in, wait until the boot CPU has published the
 // CPU table, look up their index in it, take that index's stack and run
 // monitor_secondary_main, which parks them until PSCI CPU_ON.
 
@@ -24,13 +27,24 @@ image_entry:
     mov     x0, x19
     bl      monitor_main                   // does not return
 
-// Waits for the boot CPU to publish CPU_TABLE, then finds this CPU in it.
+// Counts this CPU in (CPUS_ARRIVED, for a boot CPU that released it),
+// waits for the boot CPU to publish CPU_TABLE, then finds this CPU in it.
+// The table is checked before each wait: a CPU released after the boot
+// CPU's last SEV must not sleep through it.
 secondary_wait:
+    adrp    x2, CPUS_ARRIVED
+    add     x2, x2, :lo12:CPUS_ARRIVED
+0:  ldaxr   x3, [x2]
+    add     x3, x3, #1
+    stlxr   w4, x3, [x2]
+    cbnz    w4, 0b
+    sev
     adrp    x2, CPU_TABLE
     add     x2, x2, :lo12:CPU_TABLE
     ldr     x3, ={CPU_TABLE_READY}
+    b       5f
 1:  wfe
-    ldar    x4, [x2]                        // CPU_TABLE.ready
+5:  ldar    x4, [x2]                        // CPU_TABLE.ready
     cmp     x4, x3
     b.ne    1b
     ldr     x5, [x2, #8]                    // CPU_TABLE.count

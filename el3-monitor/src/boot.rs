@@ -1,13 +1,16 @@
-//! Reset entry, per-CPU stacks and the CPU table secondaries wait on.
+//! Reset entry, per-CPU stacks, the CPU table secondaries wait on, and the
+//! board facts the monitor is linked against (its memory file in
+//! `linker/`).
 //!
-//! Every CPU enters at `image_entry` in flash. Secondary CPUs must not touch
-//! memory the boot CPU is about to initialise, so they only poll
-//! [`CpuTable`], which lives in `.noinit` and is declared valid by a magic
-//! word the boot CPU writes last.
+//! Every CPU enters at `image_entry`. Secondary CPUs must not touch memory
+//! the boot CPU is about to initialise, so they only poll [`CpuTable`],
+//! which lives in `.noinit` and is declared valid by a magic word the boot
+//! CPU writes last, after counting themselves in [`CPUS_ARRIVED`].
 
 use core::sync::atomic::{AtomicU64, Ordering};
 use platform::arch::regs::{MPIDR_AFFINITY_MASK, SCTLR_EL23_RES1, SCTLR_I, SCTLR_SA, SPSR_DAIF, SPSR_M_EL2H};
-use platform::board::MAX_CPUS;
+use platform::board::{UartKind, MAX_CPUS};
+use platform::serial::Serial;
 
 /// The EL3 system-control value at reset: MMU and data cache off,
 /// instruction cache on, stack-alignment check on.
@@ -37,6 +40,25 @@ pub struct CpuTable {
 static CPU_TABLE: CpuTable =
     CpuTable { ready: AtomicU64::new(0), count: AtomicU64::new(0), mpidr: [const { AtomicU64::new(0) }; MAX_CPUS] };
 
+/// How many secondary CPUs have entered `image_entry` since the boot CPU
+/// last reset the count ([`reset_arrivals`]). In `.noinit`: on boards
+/// whose CPUs all leave reset together they count themselves in before the
+/// boot CPU has initialised memory (and nobody reads the count there).
+#[no_mangle]
+#[link_section = ".noinit.cpus_arrived"]
+static CPUS_ARRIVED: AtomicU64 = AtomicU64::new(0);
+
+/// Starts a new count of secondary CPUs entering the monitor, before the
+/// boot CPU releases some.
+pub fn reset_arrivals() {
+    CPUS_ARRIVED.store(0, Ordering::Release);
+}
+
+/// Secondary CPUs that entered the monitor since [`reset_arrivals`].
+pub fn arrivals() -> u64 {
+    CPUS_ARRIVED.load(Ordering::Acquire)
+}
+
 /// Publishes the CPU list and wakes the secondaries so they can find their
 /// stacks. Called once by the boot CPU.
 pub fn publish_cpus(mpidrs: &[u64]) {
@@ -50,11 +72,13 @@ pub fn publish_cpus(mpidrs: &[u64]) {
 }
 
 extern "C" {
+    fn image_entry();
     fn enter_el2(entry: u64, x0: u64, x1: u64) -> !;
     fn monitor_park(cpu: usize) -> !;
     static __board_dtb_fallback: u8;
     static __board_early_uart: u8;
-    static __text_end: u8;
+    static __board_early_uart_kind: u8;
+    static __board_package: u8;
 }
 
 /// Leaves EL3 for Non-secure EL2 at `entry` with `x0` and `x1` set.
@@ -76,18 +100,32 @@ pub fn park(cpu: usize) -> ! {
     unsafe { monitor_park(cpu) }
 }
 
-/// Where QEMU leaves the DTB for firmware (from the linker memory file).
+/// Where every CPU enters the monitor: what a released CPU's reset vector
+/// is set to.
+pub fn entry_point() -> u64 {
+    image_entry as *const () as usize as u64
+}
+
+/// Where the board leaves the DTB for firmware (from the linker memory
+/// file).
 pub fn dtb_fallback() -> usize {
     core::ptr::addr_of!(__board_dtb_fallback) as usize
 }
 
 /// The console to use if no DTB can be read.
-pub fn early_uart() -> usize {
-    core::ptr::addr_of!(__board_early_uart) as usize
+pub fn early_uart() -> Serial {
+    let kind = match core::ptr::addr_of!(__board_early_uart_kind) as usize {
+        2 => UartKind::Cadence,
+        _ => UartKind::Pl011,
+    };
+    // SAFETY: the board's documented fallback console from the linker
+    // memory file, reached with the EL3 MMU off.
+    unsafe { Serial::new(kind, core::ptr::addr_of!(__board_early_uart) as usize) }
 }
 
-/// End of the monitor's bytes in flash; the firmware package follows at the
-/// next `PACKAGE_ALIGN` boundary.
-pub fn flash_image_end() -> usize {
-    core::ptr::addr_of!(__text_end) as usize
+/// Where the firmware package starts, at or after this address at the next
+/// `PACKAGE_ALIGN` boundary: right after the monitor's bytes in flash on
+/// virt, where the board's loader put it elsewhere (the memory file says).
+pub fn package_start() -> u64 {
+    core::ptr::addr_of!(__board_package) as usize as u64
 }

@@ -1,7 +1,10 @@
-//! Verifying the firmware package in flash and placing the hypervisor in
+//! Verifying the firmware package and placing the hypervisor in
 //! Non-secure RAM.
 //!
-//! The package follows the monitor in flash. Its header, table and every
+//! The package is where the board's memory file says (`boot::package_start`):
+//! on virt it follows the monitor in the Secure flash, on zcu102 QEMU's
+//! loader put it in DDR. Either way it must lie in memory the DTB describes
+//! (flash or RAM), which bounds what is read. Its header, table and every
 //! payload are checked (`platform::package`) before a byte is copied. The
 //! hypervisor goes near the top of the highest RAM region, so it moves when
 //! the RAM size does; next to it go a copy of the guest-stub and the
@@ -14,12 +17,9 @@ use platform::package::{EntryKind, Package, PackageError, PACKAGE_ALIGN};
 /// Why the hypervisor could not be loaded.
 #[derive(Debug)]
 pub enum LoadError {
-    /// The DTB names no Secure flash to read the package from.
-    NoFlash,
-    /// The monitor's own image runs past the end of flash.
-    PackageOutsideFlash {
-        offset: u64,
-        flash_end: u64,
+    /// The package's address is in no flash or RAM region of the DTB.
+    NoPackageMemory {
+        at: u64,
     },
     Package(PackageError),
     /// The DTB describes no Non-secure RAM.
@@ -41,9 +41,8 @@ pub enum LoadError {
 impl core::fmt::Display for LoadError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            Self::NoFlash => write!(f, "the DTB describes no Secure flash holding the firmware package"),
-            Self::PackageOutsideFlash { offset, flash_end } => {
-                write!(f, "the firmware package offset {offset:#x} is beyond the end of flash {flash_end:#x}")
+            Self::NoPackageMemory { at } => {
+                write!(f, "the firmware package at {at:#x} is in no flash or RAM region of the DTB")
             }
             Self::Package(e) => write!(f, "{e}"),
             Self::NoRam => write!(f, "the DTB describes no Non-secure RAM"),
@@ -84,17 +83,22 @@ pub struct Loaded {
     pub hypervisor: PhysRange,
 }
 
-/// Verifies the package that follows the monitor image in flash.
-pub fn find_package(board: &Board, monitor_end: u64) -> Result<Package<'static>, LoadError> {
-    let flash = board.secure_flash.iter().find(|r| r.contains(0)).ok_or(LoadError::NoFlash)?;
-    let offset = align_up(monitor_end, PACKAGE_ALIGN as u64);
-    let flash_end = flash.end();
-    if offset >= flash_end {
-        return Err(LoadError::PackageOutsideFlash { offset, flash_end });
-    }
-    // SAFETY: [offset, flash_end) lies in the Secure flash the DTB names,
-    // which EL3 reads directly (MMU off) and nothing writes while we run.
-    let bytes = unsafe { core::slice::from_raw_parts(offset as usize as *const u8, (flash_end - offset) as usize) };
+/// Verifies the package at the first `PACKAGE_ALIGN` boundary at or after
+/// `start`, reading no further than the end of the DTB's flash or RAM
+/// region that holds it.
+pub fn find_package(board: &Board, start: u64) -> Result<Package<'static>, LoadError> {
+    let offset = align_up(start, PACKAGE_ALIGN as u64);
+    let memory = [&board.secure_flash, &board.flash, &board.secure_ram, &board.ram];
+    let region = memory
+        .into_iter()
+        .flat_map(|list| list.iter())
+        .find(|r| r.contains(offset))
+        .ok_or(LoadError::NoPackageMemory { at: offset })?;
+    let end = region.end();
+    // SAFETY: [offset, end) lies in flash or RAM the DTB names, which EL3
+    // reads directly (MMU off); nothing writes it while the monitor reads
+    // the package (the other CPUs wait in the pen, no lower EL runs yet).
+    let bytes = unsafe { core::slice::from_raw_parts(offset as usize as *const u8, (end - offset) as usize) };
     let package = Package::parse(bytes)?;
     package.require(EntryKind::Hypervisor)?;
     package.require(EntryKind::GuestStub)?;
@@ -102,7 +106,8 @@ pub fn find_package(board: &Board, monitor_end: u64) -> Result<Package<'static>,
 }
 
 /// Places the hypervisor, the guest-stub copy and the handoff record at the
-/// top of RAM.
+/// top of RAM, clear of the DTB, reserved memory and the package itself
+/// (which may be in RAM).
 pub fn load(board: &Board, package: &Package, dtb: PhysRange) -> Result<Loaded, LoadError> {
     let hv = package.require(EntryKind::Hypervisor)?;
     let stub = package.require(EntryKind::GuestStub)?;
@@ -125,6 +130,10 @@ pub fn load(board: &Board, package: &Package, dtb: PhysRange) -> Result<Loaded, 
     }
     if board.reserved.iter().any(|r| overlaps(r.base, r.size)) {
         return Err(LoadError::NoRoom { need: reserved.size, what: "a reserved-memory range" });
+    }
+    let source = package.as_bytes();
+    if overlaps(source.as_ptr() as usize as u64, source.len() as u64) {
+        return Err(LoadError::NoRoom { need: reserved.size, what: "the firmware package" });
     }
 
     // SAFETY: [hv_base, top) is Non-secure RAM that nothing else uses yet

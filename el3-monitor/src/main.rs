@@ -1,9 +1,11 @@
 //! The EL3 secure monitor: the first code to run after reset.
 //!
-//! It finds the board in the device tree, configures the secure world so
-//! that a Non-secure hypervisor owns the machine, verifies the firmware
-//! package that follows it in flash, copies the hypervisor into Non-secure
-//! RAM and enters it at EL2 with `x0` = DTB and `x1` = the handoff record.
+//! It finds the board in the device tree, brings the secondary CPUs into
+//! its holding pen where the SoC keeps them in reset, configures the secure
+//! world so that a Non-secure hypervisor owns the machine, verifies the
+//! firmware package (after it in flash, or where the board's loader put
+//! it), copies the hypervisor into Non-secure RAM and enters it at EL2 with
+//! `x0` = DTB and `x1` = the handoff record.
 //! Afterwards it serves SMCs: SMCCC, PSCI (CPU power, system off/reset) and
 //! our SiP call.
 #![no_std]
@@ -16,13 +18,14 @@ mod loader;
 mod pci;
 mod power;
 mod psci;
+mod release;
 mod secure;
 mod smc;
 mod state;
 
 use platform::board::Board;
 use platform::handoff::PhysRange;
-use platform::pl011::Pl011;
+use platform::serial::Serial;
 
 /// Boot CPU entry from `boot.S`, on slot 0's stack.
 #[no_mangle]
@@ -33,9 +36,7 @@ extern "C" fn monitor_main(dtb_hint: usize) -> ! {
     let board = match unsafe { Board::from_ptr(dtb as *const u8) } {
         Ok(board) => state::set_board(board),
         Err(e) => {
-            // SAFETY: the early UART is the board's documented fallback
-            // console from the linker memory file.
-            platform::console::init("el3-monitor", unsafe { Pl011::new(boot::early_uart()) });
+            platform::console::init("el3-monitor", boot::early_uart());
             platform::console::init_logger(log::LevelFilter::Info);
             power::fatal(format_args!("cannot read the device tree at {dtb:#x}: {e}"));
         }
@@ -51,8 +52,15 @@ extern "C" fn monitor_main(dtb_hint: usize) -> ! {
 
     if board.console.is_none() {
         power::fatal(format_args!(
-            "the device tree names no Non-secure console (/chosen/stdout-path to a PL011): \
+            "the device tree names no Non-secure console (/chosen/stdout-path to a UART the firmware drives): \
              the hypervisor and its guest have nowhere to print"
+        ));
+    }
+    if board.cpus.len() > platform::arch::stack_count() {
+        power::fatal(format_args!(
+            "the device tree lists {} CPUs; this monitor image has stacks for {} (STACK_COUNT in its memory file)",
+            board.cpus.len(),
+            platform::arch::stack_count()
         ));
     }
     let boot_mpidr = platform::arch::this_cpu_mpidr();
@@ -66,6 +74,7 @@ extern "C" fn monitor_main(dtb_hint: usize) -> ! {
     if let Err(e) = secure::check_cpu() {
         power::fatal(format_args!("{e}"));
     }
+    release::release_secondaries(board, slots);
     secure::init_cpu(board);
     if let Err(e) = secure::init_gic_distributor(board) {
         power::fatal(format_args!("interrupt controller: {e}"));
@@ -78,7 +87,7 @@ extern "C" fn monitor_main(dtb_hint: usize) -> ! {
     let dtb_bytes = unsafe { core::slice::from_raw_parts(dtb as *const u8, board.dtb_size()) };
     pci::init(dtb_bytes, board);
 
-    let package = match loader::find_package(board, boot::flash_image_end() as u64) {
+    let package = match loader::find_package(board, boot::package_start()) {
         Ok(package) => package,
         Err(e) => power::fatal(format_args!("{e}")),
     };
@@ -147,15 +156,16 @@ fn choose_dtb(hint: usize) -> usize {
 /// Console on the Secure UART, mirrored to the Non-secure console until the
 /// hypervisor takes over (on QEMU only the latter is usually visible).
 fn init_console(board: &Board) {
-    let secure = board.secure_console.map(|u| u.base);
-    let normal = board.console.map(|u| u.base);
-    let primary = secure.or(normal).unwrap_or(boot::early_uart() as u64);
-    // SAFETY: the UART windows come from the board description; EL3 reaches
-    // them with its MMU off.
-    platform::console::init("el3-monitor", unsafe { Pl011::new(primary as usize) });
+    // SAFETY: the UART windows come from the board description, each with
+    // its model; EL3 reaches them with its MMU off, and EL2 is not running
+    // yet, so the Non-secure one is ours too.
+    let serial = |u: platform::board::Uart| unsafe { Serial::new(u.kind, u.base as usize) };
+    let secure = board.secure_console.map(serial);
+    let normal = board.console.map(serial);
+    let primary = secure.or(normal).unwrap_or_else(boot::early_uart);
+    platform::console::init("el3-monitor", primary);
     if let (Some(_), Some(mirror)) = (secure, normal) {
-        // SAFETY: as above; EL2 is not running yet, so the UART is ours.
-        platform::console::set_mirror(Some(unsafe { Pl011::new(mirror as usize) }));
+        platform::console::set_mirror(Some(mirror));
     }
     platform::console::init_logger(log::LevelFilter::Info);
 }

@@ -3,13 +3,14 @@
 //! its `/chosen`. Seeds: `platform/testdata/*.dtb`.
 
 use platform::board::{
-    chosen_property, dtb_total_size, find_device, free_regions, Board, GicVersion, Irq, MemRegion, MAX_CPUS,
-    MAX_DTB_SIZE, MAX_REGIONS, MPIDR_AFFINITY_MASK,
+    chosen_property, dtb_total_size, find_device, find_device_at, free_regions, Board, GicVersion, Irq, MemRegion,
+    MAX_CPUS, MAX_DTB_SIZE, MAX_REGIONS, MPIDR_AFFINITY_MASK,
 };
 use platform::cmdline::Cmdline;
 
 /// What the monitor and the hypervisor look up, and one that is absent.
-const DEVICES: &[&str] = &["arm,pl011", "arm,pl031", "arm,pl061", "qemu,fw-cfg-mmio", "arm,gic-v3", "no,such-device"];
+const DEVICES: &[&str] =
+    &["arm,pl011", "cdns,uart-r1p12", "arm,pl031", "arm,pl061", "qemu,fw-cfg-mmio", "arm,gic-v3", "no,such-device"];
 const CHOSEN: &[&str] = &["stdout-path", "hv,bootargs", "bootargs", "linux,initrd-start"];
 
 pub fn run(data: &[u8]) {
@@ -92,6 +93,13 @@ fn check_board(bytes: &[u8], b: &Board) {
     }
     for uart in [b.console, b.secure_console].iter().flatten() {
         region("console", &uart.region());
+        assert!(uart.size >= uart.kind.min_window(), "{uart:?} smaller than its registers");
+    }
+    // The console's node, for its interrupt (the hypervisor looks it up).
+    if let Some(console) = b.console {
+        if let Ok(Some(device)) = find_device_at(bytes, console.kind.compatibles(), console.base) {
+            assert_eq!(device.window.base, console.base);
+        }
     }
     if let Some(r) = &b.fw_cfg {
         region("fw_cfg", r);

@@ -39,6 +39,7 @@
 
 mod dt;
 pub mod portals;
+pub mod soc;
 #[cfg(test)]
 #[allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic, clippy::arithmetic_side_effects)]
 mod tests;
@@ -48,6 +49,7 @@ use core::fmt;
 use core::ops::{Deref, DerefMut};
 
 use dt::{be32, Dtb, Node};
+pub use soc::{CpuRelease, ZynqMpApu};
 
 /// Largest DTB accepted, in bytes. QEMU's virt DTB is about 9 KiB (it pads
 /// its in-memory copy to 1 MiB); the bound keeps [`Board::from_ptr`] from
@@ -69,6 +71,9 @@ pub const GICR_WINDOW_PER_CPU: u64 = 0x2_0000;
 /// Smallest PL011 window: the UART registers the firmware drives end with
 /// UARTICR at 0x44 (some boards give the PL011 less than its 4 KiB page).
 pub const PL011_WINDOW: u64 = 0x48;
+/// Smallest Cadence UART window: the registers the firmware drives end with
+/// the FIFO at 0x30.
+pub const CADENCE_UART_WINDOW: u64 = crate::cadence_uart::WINDOW;
 /// The affinity fields of MPIDR_EL1 (Aff3, Aff2, Aff1, Aff0), which are what
 /// a cpu node's `reg` holds.
 pub const MPIDR_AFFINITY_MASK: u64 = 0xff_00ff_ffff;
@@ -204,11 +209,34 @@ impl<T: fmt::Debug, const N: usize> fmt::Debug for List<T, N> {
     }
 }
 
-/// UART models the firmware can drive.
+/// UART models the firmware can drive (`crate::serial::Serial` drives
+/// either).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UartKind {
     /// Arm PrimeCell PL011 (`compatible = "arm,pl011"`).
     Pl011,
+    /// Cadence UART, the Xilinx Zynq and Zynq UltraScale+ "UART PS"
+    /// (`cdns,uart-r1p12`, `cdns,uart-r1p8`, `xlnx,xuartps`,
+    /// `xlnx,zynqmp-uart`).
+    Cadence,
+}
+
+impl UartKind {
+    /// The `compatible` strings each model is recognised by.
+    pub const fn compatibles(self) -> &'static [&'static str] {
+        match self {
+            Self::Pl011 => PL011_UARTS,
+            Self::Cadence => CADENCE_UARTS,
+        }
+    }
+
+    /// The smallest register window the firmware's driver touches.
+    pub const fn min_window(self) -> u64 {
+        match self {
+            Self::Pl011 => PL011_WINDOW,
+            Self::Cadence => CADENCE_UART_WINDOW,
+        }
+    }
 }
 
 /// A console UART.
@@ -363,6 +391,9 @@ pub struct Board {
     /// `secure=on` QEMU leaves it out: the monitor provides PSCI and must add
     /// the node for guests.
     pub has_psci_node: bool,
+    /// How the secondary CPUs reach the firmware, by the root `compatible`
+    /// (see [`soc`]).
+    pub cpu_release: CpuRelease,
     dtb_size: usize,
 }
 
@@ -545,12 +576,34 @@ pub fn find_device(dtb: &[u8], compatible: &str) -> Result<Option<Device>, Board
         if !ns_visible(&dtb, &node) || !is_compatible(&dtb, &node, &[compatible]) {
             continue;
         }
-        let window = first_reg(&dtb, &node)?;
-        let irq = match dtb.prop(&node, "interrupts") {
-            Some(spec) => Some(gic_irq(spec, &node, "interrupts")?),
-            None => None,
-        };
-        return Ok(Some(Device { window, irq }));
+        return device(&dtb, &node).map(Some);
+    }
+    Ok(None)
+}
+
+/// A device node's first register window and first interrupt.
+fn device(dtb: &Dtb<'_>, node: &Node<'_>) -> Result<Device, BoardError> {
+    let window = first_reg(dtb, node)?;
+    let irq = match dtb.prop(node, "interrupts") {
+        Some(spec) => Some(gic_irq(spec, node, "interrupts")?),
+        None => None,
+    };
+    Ok(Device { window, irq })
+}
+
+/// The first Non-secure-visible node compatible with one of `compatibles`
+/// whose first register window starts at `base`: the node of a device the
+/// [`Board`] names by address (its console UART), for its interrupt.
+pub fn find_device_at(dtb: &[u8], compatibles: &[&str], base: u64) -> Result<Option<Device>, BoardError> {
+    let dtb = Dtb::new(dtb)?;
+    for node in dtb.all_nodes() {
+        if !ns_visible(&dtb, &node) || !is_compatible(&dtb, &node, compatibles) {
+            continue;
+        }
+        let device = device(&dtb, &node)?;
+        if device.window.base == base {
+            return Ok(Some(device));
+        }
     }
     Ok(None)
 }
@@ -674,7 +727,13 @@ impl fmt::Display for Board {
         };
         gpio(f, "poweroff", &self.poweroff)?;
         gpio(f, "restart", &self.restart)?;
-        write!(f, "psci node: {}", if self.has_psci_node { "yes" } else { "no" })
+        writeln!(f, "psci node: {}", if self.has_psci_node { "yes" } else { "no" })?;
+        match self.cpu_release {
+            CpuRelease::AtReset => write!(f, "cpu release: at reset"),
+            CpuRelease::ZynqMpApu(apu) => {
+                write!(f, "cpu release: {} apu {:#x} crf_apb {:#x}", ZynqMpApu::COMPATIBLE, apu.apu, apu.crf_apb)
+            }
+        }
     }
 }
 
@@ -732,8 +791,11 @@ where
 
 const GIC_V3: &[&str] = &["arm,gic-v3"];
 const GIC_ANY: &[&str] = &["arm,gic-v3", "arm,cortex-a15-gic", "arm,gic-400"];
-/// The UARTs the firmware drives.
-const UARTS: &[&str] = &["arm,pl011"];
+/// The UARTs the firmware drives, every model's `compatible` strings.
+const UARTS: &[&str] = &["arm,pl011", "cdns,uart-r1p12", "cdns,uart-r1p8", "xlnx,xuartps", "xlnx,zynqmp-uart"];
+const PL011_UARTS: &[&str] = &["arm,pl011"];
+/// Linux's `xilinx_uartps` driver matches the same four.
+const CADENCE_UARTS: &[&str] = &["cdns,uart-r1p12", "cdns,uart-r1p8", "xlnx,xuartps", "xlnx,zynqmp-uart"];
 
 /// The first string of `node`'s `compatible` ("none" without one).
 fn first_compatible(dtb: &Dtb<'_>, node: &Node<'_>) -> DtCompatible {
@@ -794,6 +856,9 @@ fn parse(dtb: &Dtb<'_>) -> Result<Board, BoardError> {
         poweroff: gpio_line(dtb, found.poweroff)?,
         restart: gpio_line(dtb, found.restart)?,
         has_psci_node: found.psci,
+        cpu_release: CpuRelease::for_root(
+            dtb.root().and_then(|root| dtb.prop(&root, "compatible")).unwrap_or_default(),
+        ),
         dtb_size: dtb.total_size(),
     })
 }
@@ -1201,16 +1266,22 @@ fn console(
             },
         });
     }
-    if !is_compatible(dtb, &node, UARTS) {
+    let Some(kind) =
+        [UartKind::Pl011, UartKind::Cadence].into_iter().find(|k| is_compatible(dtb, &node, k.compatibles()))
+    else {
         return Err(BoardError::UnsupportedDevice {
             kind: DeviceKind::ConsoleUart,
             node: node.dt_name(),
             found: first_compatible(dtb, &node),
         });
-    }
+    };
     let r = first_reg(dtb, &node)?;
-    check_window(&node, r, PL011_WINDOW, "gives the PL011 a window smaller than its registers (0x48 bytes)", memory)?;
-    Ok(Some(Uart { kind: UartKind::Pl011, base: r.base, size: r.size }))
+    let too_small = match kind {
+        UartKind::Pl011 => "gives the PL011 a window smaller than its registers (0x48 bytes)",
+        UartKind::Cadence => "gives the Cadence UART a window smaller than its registers (0x34 bytes)",
+    };
+    check_window(&node, r, kind.min_window(), too_small, memory)?;
+    Ok(Some(Uart { kind, base: r.base, size: r.size }))
 }
 
 /// `#interrupt-cells` of the GIC: 3 (type, number, flags), or 4 for GICv3

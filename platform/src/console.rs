@@ -4,16 +4,18 @@
 //! boot messages both to the Secure UART it owns and to the Non-secure
 //! console a user is watching, then drops the mirror before the hypervisor
 //! takes that UART over. Lines are written whole under a lock so that CPUs
-//! do not interleave; a panic path can bypass the lock.
+//! do not interleave; a panic path can bypass the lock. Each UART is a
+//! [`Serial`], so the board's model (PL011, Cadence) is chosen where the
+//! console is set up, from the board description.
 
-use crate::pl011::Pl011;
+use crate::serial::Serial;
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, Ordering};
 use spin::{Mutex, Once};
 
 struct Sinks {
-    primary: Option<Pl011>,
-    mirror: Option<Pl011>,
+    primary: Option<Serial>,
+    mirror: Option<Serial>,
 }
 
 impl Write for Sinks {
@@ -32,14 +34,15 @@ static LOGGER: Logger = Logger;
 static PANICKING: AtomicBool = AtomicBool::new(false);
 
 /// Sets the UART this image prints to and the name each line starts with.
-pub fn init(prefix: &'static str, uart: Pl011) {
+pub fn init(prefix: &'static str, uart: impl Into<Serial>) {
+    let uart = uart.into();
     PREFIX.call_once(|| prefix);
     uart.enable_tx();
     SINKS.lock().primary = Some(uart);
 }
 
 /// Also writes every line to `uart` (or stops mirroring with `None`).
-pub fn set_mirror(uart: Option<Pl011>) {
+pub fn set_mirror(uart: Option<Serial>) {
     if let Some(uart) = uart {
         uart.enable_tx();
     }

@@ -29,6 +29,7 @@ pub mod arch;
 pub mod board;
 #[cfg(feature = "build")]
 pub mod build;
+pub mod cadence_uart;
 pub mod cmdline;
 pub mod console;
 pub mod console_mux;
@@ -52,6 +53,7 @@ pub mod report;
 pub mod sched;
 pub mod sched_abi;
 pub mod semihosting;
+pub mod serial;
 pub mod stage2;
 pub mod vgic;
 pub mod vpl011;

@@ -29,6 +29,7 @@ dump virt-gicv3-a72-smp4-1g      $S,gic-version=3 -cpu cortex-a72 -smp 4 -m 1G
 dump virt-nonsecure-gicv3-smp4-1g virt,virtualization=on,gic-version=3 $MAX -smp 4 -m 1G
 
 # Hand-written trees (the bad-* ones are meant to draw dtc warnings).
-for f in minimal synthetic-board bad-stdout-path bad-reg-length unsupported-console bad-gpio-phandle hv-bootargs; do
+for f in minimal synthetic-board bad-stdout-path bad-reg-length unsupported-console bad-gpio-phandle hv-bootargs \
+	zynqmp-board; do
 	dtc -q -I dts -O dtb -o "$f.dtb" "src/$f.dts"
 done

@@ -9,6 +9,10 @@
 #   build/linux/modules/            those modules and load-order, their
 #                                   insmod order (from the kernel's modules.dep)
 #   build/linux/config              the kernel's configuration, for reference
+#   build/linux/zynqmp-zcu102-rev1.0.dtb
+#                                   the ZCU102's device tree from the same
+#                                   kernel package, unmodified (the zcu102
+#                                   board, docs/boards.md)
 #   build/linux/manifest.txt        package names, versions and SHA-256s
 #   build/linux/debs/, apt/         the downloaded packages and apt's state
 #
@@ -47,6 +51,10 @@ modules=(uio_pci_generic virtio_mmio virtio_blk virtio_console ext4 loop)
 # Written with the modules: one line per module above, its name and then the
 # modules to insmod for it, dependencies first (what modprobe would load).
 load_order=$out/modules/load-order
+# The ZCU102's device tree, as the kernel package ships it under
+# /usr/lib/linux-image-<version>/xilinx/.
+zcu102_dtb_name=zynqmp-zcu102-rev1.0.dtb
+zcu102_dtb=$out/$zcu102_dtb_name
 
 say() { echo "linux-guest: $*"; }
 die() { echo "linux-guest: error: $*" >&2; exit 1; }
@@ -71,13 +79,14 @@ modules_complete() {
     done
 }
 
-# Up to date: nothing to do.
+# Up to date: nothing to do. (The checks that run commands stand outside
+# [[ ]], where a function's name would only be a non-empty string.)
 if [[ -s $out/Image && -s $out/initramfs.cpio.gz && -s $out/manifest.txt &&
       $out/initramfs.cpio.gz -nt $init_src && $out/initramfs.cpio.gz -nt $tool_src &&
       $out/initramfs.cpio.gz -nt $hvctl_bin && $out/initramfs.cpio.gz -nt $dbgtest_bin &&
       $out/initramfs.cpio.gz -nt $hvvirtio_bin && $out/initramfs.cpio.gz -nt $load_order &&
-      modules_complete &&
-      ! $out/initramfs.cpio.gz -nt $out/manifest.txt ]]; then
+      ! $out/initramfs.cpio.gz -nt $out/manifest.txt ]] &&
+    modules_complete && grep -q '^zcu102-dtb: ' $out/manifest.txt; then
     say "$out is up to date ($(sed -n 's/^kernel-package: //p' $out/manifest.txt))"
     exit 0
 fi
@@ -144,7 +153,7 @@ if [[ -z $kernel_deb || -z $busybox_deb ]]; then
     mv $out/debs.partial $out/debs
     kernel_deb=$(ls $out/debs/"$kernel_pkg"_*_arm64.deb)
     busybox_deb=$(ls $out/debs/busybox-static_*_arm64.deb)
-    rm -rf $out/Image $out/busybox $out/modules
+    rm -rf $out/Image $out/busybox $out/modules $zcu102_dtb
 fi
 
 # The kernel: /boot/vmlinuz-* is a raw arm64 Image on Debian arm64 (the
@@ -170,6 +179,25 @@ if [[ ! -s $out/Image ]]; then
     mv $out/Image.tmp $out/Image
     echo "$vmlinuz ($kernel_form)" >$out/kernel-file
     say "kernel $vmlinuz -> $out/Image ($kernel_form)"
+fi
+
+# The ZCU102's device tree, from the same package (the kernel's own copy
+# for that board; nothing edits it).
+if [[ ! -s $zcu102_dtb ]]; then
+    dtb_path=$(dpkg-deb -c "$kernel_deb" |
+        awk -v name="/xilinx/$zcu102_dtb_name" '!found && substr($NF, length($NF) - length(name) + 1) == name { print $NF; found = 1 }')
+    if [[ -n $dtb_path ]]; then
+        dpkg-deb --fsys-tarfile "$kernel_deb" | tar -xO "$dtb_path" >$zcu102_dtb.tmp
+        # FDT magic d00dfeed.
+        [[ $(head -c 4 $zcu102_dtb.tmp | od -An -tx1 | tr -d ' ') == d00dfeed ]] ||
+            die "$dtb_path in $kernel_deb is not a flattened device tree"
+        mv $zcu102_dtb.tmp $zcu102_dtb
+        echo "$dtb_path" >$out/zcu102-dtb-file
+        say "ZCU102 device tree $dtb_path -> $zcu102_dtb"
+    else
+        say "warning: no xilinx/$zcu102_dtb_name in $kernel_deb: the zcu102 board cannot boot"
+        rm -f $out/zcu102-dtb-file
+    fi
 fi
 
 if [[ ! -s $out/busybox ]]; then
@@ -261,10 +289,16 @@ deb_field() { dpkg-deb -f "$1" "$2"; }
     echo "kernel-package: $(deb_field "$kernel_deb" Package) $(deb_field "$kernel_deb" Version) (source $(deb_field "$kernel_deb" Source))"
     echo "busybox-package: $(deb_field "$busybox_deb" Package) $(deb_field "$busybox_deb" Version)"
     echo "kernel-file: $(cat $out/kernel-file 2>/dev/null || echo unknown)"
+    if [[ -s $zcu102_dtb && -s $out/zcu102-dtb-file ]]; then
+        echo "zcu102-dtb: $(cat $out/zcu102-dtb-file) from $(deb_field "$kernel_deb" Package) $(deb_field "$kernel_deb" Version)"
+    else
+        echo "zcu102-dtb: none (not in $(deb_field "$kernel_deb" Package) $(deb_field "$kernel_deb" Version))"
+    fi
     echo "init: $init_src"
     echo "sha256:"
     (cd $out && sha256sum "debs/${kernel_deb##*/}" "debs/${busybox_deb##*/}" Image initramfs.cpio.gz)
+    [[ ! -s $zcu102_dtb ]] || (cd $out && sha256sum $zcu102_dtb_name)
 } >$out/manifest.txt.tmp
 mv $out/manifest.txt.tmp $out/manifest.txt
 say "wrote $out/Image ($(stat -c %s $out/Image) bytes), $out/initramfs.cpio.gz ($(stat -c %s $out/initramfs.cpio.gz) bytes), $out/manifest.txt"
-sed -n 's/^\(kernel-package\|busybox-package\): /linux-guest:   /p' $out/manifest.txt
+sed -n 's/^\(kernel-package\|busybox-package\|zcu102-dtb\): /linux-guest:   /p' $out/manifest.txt

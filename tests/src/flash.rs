@@ -15,6 +15,11 @@
 //! the 64 MiB flash, describes the result ([`FlashImage::summary`]), finds the
 //! package again in an existing image ([`find_package`]) and parses the
 //! `mkflash` command line ([`Command::parse`]).
+//!
+//! A board without flash at the reset vector loads the monitor's ELF and the
+//! package separately (zcu102: `build/zcu102/package.bin`, `make image
+//! BOARD=zcu102`): `mkflash --package-only` writes the package alone
+//! ([`build_package`]), the same bytes as the package in `flash.bin`.
 
 use std::ffi::OsString;
 use std::fmt::{self, Write as _};
@@ -155,12 +160,16 @@ impl FlashImage {
     /// A short table of the layout: each part's offset, size, memory size,
     /// entry offset and SHA-256 prefix.
     pub fn summary(&self) -> String {
-        let mut s = format!(
-            "flash image: {:#x} bytes ({:.1}% of {} MiB flash)\n",
-            self.bytes.len(),
-            self.bytes.len() as f64 * 100.0 / FLASH_SIZE_LIMIT as f64,
-            FLASH_SIZE_LIMIT >> 20
-        );
+        let mut s = if self.parts.first().is_some_and(|p| p.name == Part::Monitor.name()) {
+            format!(
+                "flash image: {:#x} bytes ({:.1}% of {} MiB flash)\n",
+                self.bytes.len(),
+                self.bytes.len() as f64 * 100.0 / FLASH_SIZE_LIMIT as f64,
+                FLASH_SIZE_LIMIT >> 20
+            )
+        } else {
+            format!("package image: {:#x} bytes (the monitor is loaded separately)\n", self.bytes.len())
+        };
         let _ = writeln!(
             s,
             "  {:<11} {:>10} {:>10} {:>10} {:>8} {:>8}  sha256",
@@ -223,19 +232,54 @@ pub fn assemble(monitor: &[u8], entries: &[EntryDesc<'_>]) -> Result<FlashImage,
     Ok(FlashImage { bytes, package_offset, parts })
 }
 
-/// Builds the flash image from the three ELF files' contents.
-pub fn build_flash(monitor_elf: &[u8], hypervisor_elf: &[u8], guest_stub_elf: &[u8]) -> Result<FlashImage, FlashError> {
-    let monitor = elf::flatten_monitor(monitor_elf).map_err(|error| FlashError::Elf { part: Part::Monitor, error })?;
+/// The package alone, as an image whose parts are the package and its
+/// entries (offsets from the package's start).
+pub fn assemble_package(entries: &[EntryDesc<'_>]) -> Result<FlashImage, FlashError> {
+    let bytes = package::build(entries)?;
+    let parsed = Package::parse(&bytes)?;
+    let mut parts = vec![PartInfo {
+        name: "package",
+        offset: 0,
+        size: parsed.total_size(),
+        load: None,
+        sha256: sha256(parsed.as_bytes()),
+    }];
+    parts.extend(parsed.entries().map(|e| PartInfo {
+        name: e.kind.name(),
+        offset: e.offset,
+        size: e.payload.len(),
+        load: Some(e.load),
+        sha256: e.digest,
+    }));
+    Ok(FlashImage { bytes, package_offset: 0, parts })
+}
+
+/// Flattens the hypervisor and the guest-stub and hands their package
+/// entries to `assemble`.
+fn with_entries(
+    hypervisor_elf: &[u8],
+    guest_stub_elf: &[u8],
+    assemble: impl FnOnce(&[EntryDesc<'_>]) -> Result<FlashImage, FlashError>,
+) -> Result<FlashImage, FlashError> {
     let pie = |part, data| elf::flatten_pie(data).map_err(|error| FlashError::Elf { part, error });
     let hypervisor = pie(Part::Hypervisor, hypervisor_elf)?;
     let guest_stub = pie(Part::GuestStub, guest_stub_elf)?;
-    assemble(
-        &monitor,
-        &[
-            EntryDesc { kind: EntryKind::Hypervisor, payload: &hypervisor.bytes, load: hypervisor.load },
-            EntryDesc { kind: EntryKind::GuestStub, payload: &guest_stub.bytes, load: guest_stub.load },
-        ],
-    )
+    assemble(&[
+        EntryDesc { kind: EntryKind::Hypervisor, payload: &hypervisor.bytes, load: hypervisor.load },
+        EntryDesc { kind: EntryKind::GuestStub, payload: &guest_stub.bytes, load: guest_stub.load },
+    ])
+}
+
+/// Builds the flash image from the three ELF files' contents.
+pub fn build_flash(monitor_elf: &[u8], hypervisor_elf: &[u8], guest_stub_elf: &[u8]) -> Result<FlashImage, FlashError> {
+    let monitor = elf::flatten_monitor(monitor_elf).map_err(|error| FlashError::Elf { part: Part::Monitor, error })?;
+    with_entries(hypervisor_elf, guest_stub_elf, |entries| assemble(&monitor, entries))
+}
+
+/// Builds the package alone from the hypervisor's and the guest-stub's ELF
+/// files, for a board that loads it apart from the monitor.
+pub fn build_package(hypervisor_elf: &[u8], guest_stub_elf: &[u8]) -> Result<FlashImage, FlashError> {
+    with_entries(hypervisor_elf, guest_stub_elf, assemble_package)
 }
 
 /// Finds the firmware package in a flash image: the first offset that is a
@@ -265,13 +309,15 @@ pub fn reseal_header(package: &mut [u8]) {
 }
 
 /// `mkflash` usage text.
-pub const USAGE: &str = "usage: mkflash --monitor <ELF> --hypervisor <ELF> --guest-stub <ELF> -o <flash.bin>";
+pub const USAGE: &str = "usage: mkflash --monitor <ELF> --hypervisor <ELF> --guest-stub <ELF> -o <flash.bin>\n       \
+                         mkflash --package-only --hypervisor <ELF> --guest-stub <ELF> -o <package.bin>";
 
 /// The `mkflash` inputs and output.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Args {
-    /// The EL3 monitor ELF.
-    pub monitor: PathBuf,
+    /// The EL3 monitor ELF; `None` with `--package-only` (the output is the
+    /// package alone).
+    pub monitor: Option<PathBuf>,
     /// The EL2 hypervisor ELF.
     pub hypervisor: PathBuf,
     /// The guest-stub ELF.
@@ -297,6 +343,7 @@ impl Command {
         let mut hypervisor = None;
         let mut guest_stub = None;
         let mut output = None;
+        let mut package_only = false;
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             let arg_str = arg.to_string_lossy().into_owned();
@@ -306,6 +353,10 @@ impl Command {
             };
             let slot = match name.as_str() {
                 "-h" | "--help" => return Ok(Command::Help),
+                "--package-only" if inline.is_none() => {
+                    package_only = true;
+                    continue;
+                }
                 "--monitor" => &mut monitor,
                 "--hypervisor" => &mut hypervisor,
                 "--guest-stub" => &mut guest_stub,
@@ -321,8 +372,13 @@ impl Command {
             }
         }
         let need = |v: Option<PathBuf>, name: &str| v.ok_or_else(|| FlashError::Usage(format!("missing `{name}`")));
+        let monitor = match (package_only, monitor) {
+            (true, Some(_)) => return Err(FlashError::Usage("`--package-only` takes no `--monitor`".into())),
+            (true, None) => None,
+            (false, monitor) => Some(need(monitor, "--monitor")?),
+        };
         Ok(Command::Build(Args {
-            monitor: need(monitor, "--monitor")?,
+            monitor,
             hypervisor: need(hypervisor, "--hypervisor")?,
             guest_stub: need(guest_stub, "--guest-stub")?,
             output: need(output, "-o")?,
@@ -334,10 +390,14 @@ fn read(path: &Path) -> Result<Vec<u8>, FlashError> {
     std::fs::read(path).map_err(|error| FlashError::Io { path: path.to_owned(), error })
 }
 
-/// Reads the three ELF files, builds the image and writes it to
-/// `args.output` (creating its directory). Returns the image.
+/// Reads the ELF files, builds the image (the flash image, or with no
+/// monitor the package alone) and writes it to `args.output` (creating its
+/// directory). Returns the image.
 pub fn run(args: &Args) -> Result<FlashImage, FlashError> {
-    let image = build_flash(&read(&args.monitor)?, &read(&args.hypervisor)?, &read(&args.guest_stub)?)?;
+    let image = match &args.monitor {
+        Some(monitor) => build_flash(&read(monitor)?, &read(&args.hypervisor)?, &read(&args.guest_stub)?)?,
+        None => build_package(&read(&args.hypervisor)?, &read(&args.guest_stub)?)?,
+    };
     let io = |error| FlashError::Io { path: args.output.clone(), error };
     if let Some(dir) = args.output.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io)?;
@@ -483,14 +543,24 @@ mod tests {
         assert_eq!(
             cmd,
             Command::Build(Args {
-                monitor: "m.elf".into(),
+                monitor: Some("m.elf".into()),
                 hypervisor: "h.elf".into(),
                 guest_stub: "g.elf".into(),
                 output: "build/flash.bin".into(),
             })
         );
         assert_eq!(Command::parse(os(&["--help"])).unwrap(), Command::Help);
+        let package = Command::parse(os(&["--package-only", "--hypervisor", "h", "--guest-stub", "g", "-o", "p"]));
+        assert_eq!(
+            package.unwrap(),
+            Command::Build(Args { monitor: None, hypervisor: "h".into(), guest_stub: "g".into(), output: "p".into() })
+        );
         for (args, want) in [
+            (
+                &["--package-only", "--monitor", "m", "--hypervisor", "h", "--guest-stub", "g", "-o", "p"][..],
+                "takes no",
+            ),
+            (&["--package-only=x"][..], "unknown argument `--package-only=x`"),
             (&["--monitor"][..], "`--monitor` needs a path"),
             (&["--bogus"][..], "unknown argument `--bogus`"),
             (&["--monitor", "a", "--monitor", "b"][..], "given twice"),
@@ -513,7 +583,7 @@ mod tests {
             p
         };
         let args = Args {
-            monitor: write("m.elf", monitor_elf(100)),
+            monitor: Some(write("m.elf", monitor_elf(100))),
             hypervisor: write("h.elf", pie_elf(3, 64, 0, 0)),
             guest_stub: write("g.elf", pie_elf(4, 64, 0, 0)),
             output: dir.join("out/flash.bin"),
@@ -521,7 +591,16 @@ mod tests {
         let img = run(&args).unwrap();
         assert_eq!(std::fs::read(&args.output).unwrap(), img.bytes);
 
-        let missing = Args { monitor: dir.join("nope.elf"), ..args };
+        // The package alone: the same bytes as in the flash image.
+        let package_only = Args { monitor: None, output: dir.join("out/package.bin"), ..args.clone() };
+        let package = run(&package_only).unwrap();
+        assert_eq!(std::fs::read(&package_only.output).unwrap(), package.bytes);
+        assert_eq!(package.bytes, img.bytes[img.package_offset..]);
+        let names: Vec<_> = package.parts.iter().map(|p| p.name).collect();
+        assert_eq!(names, ["package", "hypervisor", "guest-stub"]);
+        assert!(package.summary().starts_with("package image: "), "{}", package.summary());
+
+        let missing = Args { monitor: Some(dir.join("nope.elf")), ..args };
         let err = run(&missing).unwrap_err();
         assert!(matches!(err, FlashError::Io { .. }));
         assert!(err.to_string().contains("nope.elf"), "{err}");

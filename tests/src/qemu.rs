@@ -120,6 +120,35 @@ mod tests {
         }
     }
 
+    /// The zcu102 command (`make run BOARD=zcu102`) carries the device
+    /// options too, and loads the package and the DTB at the addresses the
+    /// monitor's memory file says: the Makefile reads them from there.
+    #[test]
+    fn zcu102_makefile_command() {
+        let output = Command::new("make")
+            .args(["-n", "--no-print-directory", "run", "BOARD=zcu102"])
+            .current_dir(workspace())
+            .output()
+            .expect("run make -n");
+        assert!(output.status.success(), "make -n failed: {}", String::from_utf8_lossy(&output.stderr));
+        let printed = String::from_utf8_lossy(&output.stdout);
+        let lines = command_lines(&printed);
+        assert!(!lines.is_empty(), "make -n run BOARD=zcu102 printed no QEMU command:\n{printed}");
+        let memory_file = std::fs::read_to_string(workspace().join(crate::scenario::ZCU102_MEMORY_FILE)).unwrap();
+        let address = |symbol| crate::scenario::link_symbol(&memory_file, symbol).unwrap();
+        for line in &lines {
+            assert!(has_device_options(line), "the Makefile runs QEMU without {DEVICE_OPTIONS:?}: {line}");
+            assert!(line.contains("-M xlnx-zcu102,secure=on,virtualization=on"), "{line}");
+            for (file, symbol) in
+                [("package.bin", "__board_package"), ("zynqmp-zcu102-rev1.0.dtb", "__board_dtb_fallback")]
+            {
+                let loader = format!("{file},addr={:#010x},force-raw=on", address(symbol));
+                assert!(line.contains(&loader), "`{loader}` not in {line}");
+            }
+            assert!(line.contains("el3-monitor.elf,cpu-num=0"), "{line}");
+        }
+    }
+
     /// The files a user copies QEMU commands from: every Markdown file and
     /// shell script in the repository (outside build output).
     fn documents(dir: &Path, found: &mut Vec<PathBuf>) {

@@ -220,6 +220,91 @@ pub fn boot(b: &Boot) -> Outcome {
     outcome
 }
 
+/// QEMU's xlnx-zcu102 with EL3 and EL2, as `make run BOARD=zcu102` starts
+/// it (docs/boards.md).
+pub const ZCU102_MACHINE: &str = "xlnx-zcu102,secure=on,virtualization=on";
+/// What Debian's ZCU102 device tree describes: 2 GiB at 0, 2 GiB at 32 GiB.
+pub const ZCU102_MEM: &str = "4G";
+/// The zcu102 monitor's memory file, which says where the package and the
+/// DTB are loaded.
+pub const ZCU102_MEMORY_FILE: &str = "linker/boards/zcu102.ld";
+
+/// The value of a symbol the linker script `text` sets to a hexadecimal
+/// constant on a line of its own (`__board_package = 0x02000000;`).
+pub fn link_symbol(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let value = line.trim().strip_prefix(name)?.trim_start().strip_prefix('=')?.trim().strip_suffix(';')?;
+        u64::from_str_radix(value.trim().strip_prefix("0x")?, 16).ok()
+    })
+}
+
+/// The zcu102 image: the monitor's ELF and the package, in the directory
+/// `HV_ZCU102_DIR` names (`make qemu-test` sets it), else built with `make
+/// image BOARD=zcu102` into build/zcu102.
+pub fn zcu102_image() -> &'static (PathBuf, PathBuf) {
+    static IMAGE: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let dir = match std::env::var_os("HV_ZCU102_DIR") {
+            Some(dir) => PathBuf::from(dir),
+            None => {
+                let status = Command::new("make")
+                    .args(["image", "BOARD=zcu102"])
+                    .current_dir(workspace())
+                    .status()
+                    .expect("run make image BOARD=zcu102");
+                assert!(status.success(), "make image BOARD=zcu102 failed");
+                workspace().join("build/zcu102")
+            }
+        };
+        (dir.join("el3-monitor.elf"), dir.join("package.bin"))
+    })
+}
+
+/// Debian's ZCU102 device tree, where `make linux-guest` extracts it, if it
+/// is there; else why not (the last line of build/linux-guest.log).
+pub fn zcu102_dtb() -> Result<PathBuf, String> {
+    let dtb = workspace().join("build/linux/zynqmp-zcu102-rev1.0.dtb");
+    if dtb.exists() {
+        return Ok(dtb);
+    }
+    let log = std::fs::read_to_string(workspace().join("build/linux-guest.log")).unwrap_or_default();
+    Err(log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("make linux-guest has not run").to_string())
+}
+
+/// Boots the zcu102 image with the device tree `dtb` on QEMU's
+/// xlnx-zcu102, as `make run BOARD=zcu102` does but with the console (UART0)
+/// in a file, under `timeout`.
+pub fn boot_zcu102(name: &str, dtb: &Path, timeout: Duration) -> Outcome {
+    let (monitor, package) = zcu102_image();
+    let memory_file =
+        std::fs::read_to_string(workspace().join(ZCU102_MEMORY_FILE)).expect("read the zcu102 memory file");
+    let address =
+        |symbol| link_symbol(&memory_file, symbol).unwrap_or_else(|| panic!("{ZCU102_MEMORY_FILE} sets no {symbol}"));
+    let loader =
+        |file: &Path, symbol| format!("loader,file={},addr={:#x},force-raw=on", file.display(), address(symbol));
+    let dir = scratch_dir(name);
+    let console = dir.join("console.log");
+    let start = Instant::now();
+    let mut child = crate::qemu::command()
+        .args(["-M", ZCU102_MACHINE, "-m", ZCU102_MEM, "-audio", "none"])
+        .args(["-device", &format!("loader,file={},cpu-num=0", monitor.display())])
+        .args(["-device", &loader(package, "__board_package")])
+        .args(["-device", &loader(dtb, "__board_dtb_fallback")])
+        .args(["-display", "none", "-monitor", "none", "-semihosting"])
+        .arg("-serial")
+        .arg(format!("file:{}", console.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start qemu-system-aarch64 (make deps installs it)");
+    let (status, stderr) = wait_for_qemu(&mut child, start, timeout);
+    let elapsed = start.elapsed();
+    let console = String::from_utf8_lossy(&std::fs::read(&console).unwrap_or_default()).replace('\r', "");
+    let _ = std::fs::remove_dir_all(&dir);
+    Outcome { status, console, secure: String::new(), elapsed, stderr }
+}
+
 /// Waits for QEMU (`child`, started at `start`, its standard error piped)
 /// to exit, killing it once `timeout` has passed: its exit code (`None`:
 /// killed) and what it wrote to standard error.
@@ -253,6 +338,21 @@ mod tests {
             secure: String::new(),
             elapsed: Duration::ZERO,
             stderr: String::new(),
+        }
+    }
+
+    #[test]
+    fn link_symbols_are_read_from_the_memory_file() {
+        let text = "/* __board_package = 0x1; */\n__board_package = 0x02000000;\n  __board_dtb_fallback=0x1000000 ;\n\
+                    __board_early_uart_kind = 2;\nSTACK_SIZE = 16K;\n";
+        assert_eq!(link_symbol(text, "__board_package"), Some(0x200_0000));
+        assert_eq!(link_symbol(text, "__board_dtb_fallback"), Some(0x100_0000));
+        assert_eq!(link_symbol(text, "__board_early_uart_kind"), None, "not hexadecimal");
+        assert_eq!(link_symbol(text, "STACK_SIZE"), None);
+        assert_eq!(link_symbol(text, "__board_early_uart"), None, "a longer name is another symbol");
+        let zcu102 = std::fs::read_to_string(workspace().join(ZCU102_MEMORY_FILE)).unwrap();
+        for symbol in ["__board_package", "__board_dtb_fallback", "__board_early_uart"] {
+            assert!(link_symbol(&zcu102, symbol).is_some(), "{ZCU102_MEMORY_FILE} sets no {symbol}");
         }
     }
 

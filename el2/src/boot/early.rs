@@ -19,10 +19,10 @@ use core::sync::atomic::Ordering;
 use platform::arch::regs::{
     ID_AA64MMFR0_PARANGE, ID_AA64MMFR1_VH, SCTLR_C, SCTLR_EL23_RES1, SCTLR_I, SCTLR_M, SCTLR_SA,
 };
-use platform::board::Board;
+use platform::board::{Board, Uart};
 use platform::cmdline::{Mode, Remap};
 use platform::handoff::Handoff;
-use platform::pl011::Pl011;
+use platform::serial::Serial;
 use spin::Once;
 
 /// What stage 1 learned, for the rest of the boot.
@@ -51,17 +51,17 @@ pub fn boot_info() -> &'static BootInfo {
 }
 
 /// Prints a stage-1 error on the console's physical address and stops.
-fn fatal(console: Option<u64>, args: core::fmt::Arguments) -> ! {
-    struct Raw(Pl011);
+fn fatal(console: Option<Uart>, args: core::fmt::Arguments) -> ! {
+    struct Raw(Serial);
     impl Write for Raw {
         fn write_str(&mut self, s: &str) -> core::fmt::Result {
             self.0.write_str(s);
             Ok(())
         }
     }
-    if let Some(base) = console {
+    if let Some(console) = console {
         // SAFETY: the Non-secure console from the DTB, at its PA (MMU off).
-        let mut uart = Raw(unsafe { Pl011::new(base as usize) });
+        let mut uart = Raw(unsafe { Serial::new(console.kind, console.base as usize) });
         let _ =
             writeln!(uart, "el2: ERROR: {args} (fatal: stopping with exit status {})", power::EXIT_HYPERVISOR_FATAL);
     }
@@ -77,7 +77,7 @@ extern "C" fn hv_boot(dtb: usize, handoff: usize) -> ! {
         Ok(board) => board,
         Err(e) => fatal(None, format_args!("cannot read the device tree at {dtb:#x}: {e}")),
     };
-    let console = board.console.map(|u| u.base);
+    let console = board.console;
     // SAFETY: the monitor placed the record at `handoff` in the block it
     // reserved for us; it is read once, by value.
     let handoff: Handoff = unsafe { core::ptr::read_volatile(handoff as *const Handoff) };
@@ -125,10 +125,9 @@ extern "C" fn hv_boot(dtb: usize, handoff: usize) -> ! {
     store(&p.pa_displacement, image_pa.wrapping_sub(layout::LINK_VA));
     store(&p.va_displacement, scheme.image_va().wrapping_sub(layout::LINK_VA));
 
-    let console_irq = platform::board::find_device(dtb_bytes, "arm,pl011")
-        .ok()
-        .flatten()
-        .filter(|d| Some(d.window.base) == board.console.map(|u| u.base))
+    let console_irq = board
+        .console
+        .and_then(|u| platform::board::find_device_at(dtb_bytes, u.kind.compatibles(), u.base).ok().flatten())
         .and_then(|d| d.irq);
     BOOT.call_once(|| BootInfo {
         console_irq,

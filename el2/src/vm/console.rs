@@ -23,7 +23,7 @@ use crate::vm::Vm;
 use core::sync::atomic::{AtomicU64, Ordering};
 use platform::console_mux::{ConsoleMux, Input};
 use platform::mmio::{MmioDevice, MmioFault};
-use platform::pl011::Pl011;
+use platform::serial::Serial;
 use platform::vpl011::VirtPl011;
 use spin::{Mutex, Once};
 
@@ -73,7 +73,7 @@ fn try_lock_mux() -> Option<Held> {
     Some(Held(guard))
 }
 /// The physical UART, for input (output goes through `platform::console`).
-static UART: Once<Pl011> = Once::new();
+static UART: Once<Serial> = Once::new();
 /// The virtual INTID of every VM's PL011 (the host UART's SPI).
 static INTID: Once<Option<u32>> = Once::new();
 
@@ -84,7 +84,7 @@ fn emit(bytes: &[u8]) {
 
 /// Boot CPU, once VMs are installed: names the VMs with consoles, takes the
 /// physical UART's input for them, and says how to move between them.
-pub fn init(vms: &[Vm], uart: Option<Pl011>, intid: Option<u32>) {
+pub fn init(vms: &[Vm], uart: Option<Serial>, intid: Option<u32>) {
     INTID.call_once(|| intid);
     let mut mux = lock_mux();
     let mut any = false;

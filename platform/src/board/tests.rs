@@ -30,6 +30,7 @@ const BAD_STDOUT_PATH: &[u8] = testdata!("bad-stdout-path.dtb");
 const BAD_REG_LENGTH: &[u8] = testdata!("bad-reg-length.dtb");
 const UNSUPPORTED_CONSOLE: &[u8] = testdata!("unsupported-console.dtb");
 const BAD_GPIO_PHANDLE: &[u8] = testdata!("bad-gpio-phandle.dtb");
+const ZYNQMP_BOARD: &[u8] = testdata!("zynqmp-board.dtb");
 
 const ALL_GOOD: &[(&str, &[u8])] = &[
     ("virt-gicv3-smp4-1g", GICV3_SMP4_1G),
@@ -43,6 +44,7 @@ const ALL_GOOD: &[(&str, &[u8])] = &[
     ("virt-nonsecure-gicv3-smp4-1g", NONSECURE_GICV3_SMP4_1G),
     ("minimal", MINIMAL),
     ("synthetic-board", SYNTHETIC),
+    ("zynqmp-board", ZYNQMP_BOARD),
 ];
 
 fn parse(bytes: &[u8]) -> Board {
@@ -269,6 +271,7 @@ fn display_summarises_the_board() {
         "poweroff: pl061 [0x90b0000, 0x90b1000) line 0",
         "restart: pl061 [0x90b0000, 0x90b1000) line 1",
         "psci node: no",
+        "cpu release: at reset",
     ] {
         assert!(text.contains(needle), "{needle:?} not in\n{text}");
     }
@@ -415,7 +418,11 @@ fn rejects_reg_of_wrong_length() {
 fn rejects_unsupported_console() {
     let e = err(UNSUPPORTED_CONSOLE);
     assert!(matches!(e, BoardError::UnsupportedDevice { node, .. } if node.as_str() == "serial@9100000"), "{e:?}");
-    assert_eq!(e.to_string(), "console UART serial@9100000 is ns16550a, which is not supported; supported: arm,pl011");
+    assert_eq!(
+        e.to_string(),
+        "console UART serial@9100000 is ns16550a, which is not supported; supported: arm,pl011, cdns,uart-r1p12, \
+         cdns,uart-r1p8, xlnx,xuartps, xlnx,zynqmp-uart"
+    );
 }
 
 #[test]
@@ -842,4 +849,147 @@ fn pidr2_tells_a_gicv3_from_anything_else() {
     for other in [0xffff_ffff, 0, 0x2b] {
         assert!(!Gic::pidr2_is_v3_or_v4(other), "{other:#x}");
     }
+}
+
+// ---------------------------------------------------------------------------
+// Zynq UltraScale+ MPSoC: Cadence UARTs, GIC-400, the APU CPU release
+
+/// `bytes` with the first occurrence of `from` overwritten by `to`, which
+/// must not be longer; the rest of `from`'s bytes become NULs (for string
+/// lists, an empty string, which `compatible` matching skips).
+fn patched(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    assert!(to.len() <= from.len());
+    let mut v = bytes.to_vec();
+    let at = find(&v, from);
+    v[at..at + from.len()].fill(0);
+    v[at..at + to.len()].copy_from_slice(to);
+    v
+}
+
+/// What every tree with the SoC's layout has (the synthetic one here, and
+/// Debian's ZCU102 tree below).
+fn check_zynqmp(b: &Board) {
+    assert_eq!(b.ram, regions(&[(0, 2 * GIB), (0x8_0000_0000, 2 * GIB)]));
+    assert!(b.secure_ram.is_empty() && b.secure_flash.is_empty() && b.flash.is_empty());
+    assert_eq!(b.cpus, cpu_list(&[0, 1, 2, 3]));
+    assert_eq!(b.console, Some(Uart { kind: UartKind::Cadence, base: 0xff00_0000, size: 0x1000 }));
+    assert_eq!(b.secure_console, None);
+    let gic = &b.gic;
+    assert_eq!((gic.version, gic.compatible), (GicVersion::V2, GicCompatible::Gic400));
+    assert_eq!(gic.distributor, MemRegion::new(0xf901_0000, 0x1_0000));
+    assert!(gic.redistributors.is_empty());
+    assert_eq!(gic.cpu_interface, Some(MemRegion::new(0xf902_0000, 0x2_0000)));
+    assert_eq!(gic.hyp_interface, Some(MemRegion::new(0xf904_0000, 0x2_0000)));
+    assert_eq!(gic.vcpu_interface, Some(MemRegion::new(0xf906_0000, 0x2_0000)));
+    assert_eq!(gic.maintenance_irq, Some(ppi(9, 0xf04)));
+    let t = &b.timer;
+    assert_eq!(
+        (t.secure_phys, t.nonsecure_phys, t.virt, t.hyp_phys, t.hyp_virt),
+        (ppi(13, 0xf08), ppi(14, 0xf08), ppi(11, 0xf08), ppi(10, 0xf08), None)
+    );
+    assert_eq!((b.fw_cfg, b.poweroff, b.restart), (None, None, None));
+    assert!(b.has_psci_node, "the SoC's tree has /psci (method smc): the monitor is its PSCI");
+    assert_eq!(b.cpu_release, CpuRelease::ZynqMpApu(ZynqMpApu::REGISTERS));
+}
+
+#[test]
+fn zynqmp_board() {
+    let b = parse(ZYNQMP_BOARD);
+    check_zynqmp(&b);
+    let text = b.to_string();
+    for needle in [
+        "console: Cadence [0xff000000, 0xff001000)",
+        "gic: V2 dist [0xf9010000, 0xf9020000) cpu [0xf9020000, 0xf9040000)",
+        "cpu release: xlnx,zynqmp apu 0xfd5c0000 crf_apb 0xfd1a0000",
+    ] {
+        assert!(text.contains(needle), "{needle:?} not in\n{text}");
+    }
+}
+
+/// `stdout-path` through `/aliases` picks the UART it names, not the first.
+#[test]
+fn zynqmp_console_follows_stdout_path() {
+    let b = parse(&patched(ZYNQMP_BOARD, b"serial0:115200n8", b"serial1:115200n8"));
+    assert_eq!(b.console, Some(Uart { kind: UartKind::Cadence, base: 0xff01_0000, size: 0x1000 }));
+}
+
+/// Each of the Cadence UART's `compatible` strings (those of Linux's
+/// `xilinx_uartps` driver) alone makes a Cadence console; a PL011 string on
+/// the same node a PL011 one; anything else is named in the error.
+#[test]
+fn cadence_uart_compatibles() {
+    const COMPATIBLE: &[u8] = b"xlnx,zynqmp-uart\0cdns,uart-r1p12\0";
+    for (compatible, kind) in [
+        ("cdns,uart-r1p12", UartKind::Cadence),
+        ("cdns,uart-r1p8", UartKind::Cadence),
+        ("xlnx,xuartps", UartKind::Cadence),
+        ("xlnx,zynqmp-uart", UartKind::Cadence),
+        ("arm,pl011", UartKind::Pl011),
+    ] {
+        let b = parse(&patched(ZYNQMP_BOARD, COMPATIBLE, compatible.as_bytes()));
+        assert_eq!(b.console.map(|u| (u.kind, u.base)), Some((kind, 0xff00_0000)), "{compatible}");
+        assert!(kind.compatibles().contains(&compatible), "{compatible}");
+    }
+    let e = err(&patched(ZYNQMP_BOARD, COMPATIBLE, b"snps,dw-apb-uart"));
+    assert!(
+        e.to_string()
+            .starts_with("console UART serial@ff000000 is snps,dw-apb-uart, which is not supported; supported:"),
+        "{e}"
+    );
+}
+
+#[test]
+fn rejects_uart_windows_that_cannot_be_a_cadence_uart() {
+    let reg = |size: u32| cells(&[0, 0xff00_0000, 0, size]);
+    let small = patched(ZYNQMP_BOARD, &reg(0x1000), &reg(0x30));
+    assert_eq!(
+        err(&small).to_string(),
+        "device tree node serial@ff000000: `reg` gives the Cadence UART a window smaller than its registers (0x34 bytes)"
+    );
+    let enough = parse(&patched(ZYNQMP_BOARD, &reg(0x1000), &reg(0x34)));
+    assert_eq!(enough.console.map(|u| u.size), Some(0x34));
+}
+
+/// Another root `compatible` (a board that is not a Zynq UltraScale+):
+/// the CPUs are taken to start at reset.
+#[test]
+fn cpu_release_follows_the_root_compatible() {
+    let b = parse(&patched(ZYNQMP_BOARD, b"xlnx,zynqmp\0", b"test,other\0"));
+    assert_eq!(b.cpu_release, CpuRelease::AtReset);
+    for (name, bytes) in ALL_GOOD.iter().filter(|(name, _)| *name != "zynqmp-board") {
+        assert_eq!(parse(bytes).cpu_release, CpuRelease::AtReset, "{name}");
+    }
+}
+
+/// Debian's ZCU102 tree (`make linux-guest` extracts it from the kernel
+/// package into build/linux; it is GPL-2.0+, so it is not test data here):
+/// the same facts as the synthetic board, if it has been fetched.
+#[test]
+fn debian_zcu102_tree_if_fetched() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../build/linux/zynqmp-zcu102-rev1.0.dtb");
+    let Ok(bytes) = std::fs::read(&path) else {
+        eprintln!("SKIPPED debian_zcu102_tree_if_fetched: no {} (make linux-guest)", path.display());
+        return;
+    };
+    let b = parse(&bytes);
+    check_zynqmp(&b);
+}
+
+/// The console's own node, for its interrupt: the second of two Cadence
+/// UARTs when `stdout-path` names it.
+#[test]
+fn find_device_at_picks_the_node_at_the_address() {
+    let console = |bytes: &[u8]| {
+        let b = parse(bytes);
+        let u = b.console.unwrap();
+        find_device_at(bytes, u.kind.compatibles(), u.base).unwrap().unwrap()
+    };
+    let first = console(ZYNQMP_BOARD);
+    assert_eq!(
+        (first.window, first.irq),
+        (MemRegion::new(0xff00_0000, 0x1000), Some(Irq { intid: 32 + 21, flags: 4 }))
+    );
+    let second = console(&patched(ZYNQMP_BOARD, b"serial0:115200n8", b"serial1:115200n8"));
+    assert_eq!((second.window.base, second.irq.map(|i| i.intid)), (0xff01_0000, Some(32 + 22)));
+    assert_eq!(find_device_at(ZYNQMP_BOARD, &["arm,pl011"], 0xff00_0000), Ok(None));
 }

@@ -1,8 +1,12 @@
-//! `mkflash`: builds the QEMU `-bios` image from the three firmware ELFs.
+//! `mkflash`: builds the QEMU `-bios` image from the three firmware ELFs,
+//! or with `--package-only` the firmware package alone (for a board that
+//! loads the monitor's ELF and the package separately, e.g. zcu102).
 //!
 //! ```text
 //! cargo run -p hvtests --bin mkflash -- \
 //!     --monitor <ELF> --hypervisor <ELF> --guest-stub <ELF> -o build/flash.bin
+//! cargo run -p hvtests --bin mkflash -- \
+//!     --package-only --hypervisor <ELF> --guest-stub <ELF> -o build/zcu102/package.bin
 //! ```
 //!
 //! The layout rules live in `hvtests::flash` and `hvtests::elf` (unit tested
