@@ -1363,6 +1363,12 @@ fn debug_bkpt_aarch32(_: &Env) -> Result<(), Failure> {
     if !el0::aarch32_el0() {
         return Err(Failure::Missing("this CPU has no AArch32 EL0 (ID_AA64PFR0_EL1.EL0)"));
     }
+    // With the MMU off, EL0 runs the image at its IPA, which an AArch32
+    // PC cannot hold on a board whose RAM starts above 4 GiB (ZynqMP's
+    // second DDR region).
+    if !el0::aarch32_reachable() {
+        return Err(Failure::Skip("the stub's code is above 4 GiB, out of an AArch32 EL0's reach with the MMU off"));
+    }
     let (exit, address) = el0::bkpt32_probe();
     match exit {
         Exit::Exception { esr, elr, .. } if esr.class() == ExceptionClass::Bkpt32 => {

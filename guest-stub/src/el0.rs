@@ -199,6 +199,12 @@ pub fn aarch32_el0() -> bool {
     ID_AA64PFR0_EL1.get() & 0xf == 0b0010
 }
 
+/// Whether the A32 probe's code has a 32-bit address (the MMU is off:
+/// EL0 runs it at its IPA).
+pub fn aarch32_reachable() -> bool {
+    u32::try_from(stub_el0_bkpt32 as usize).is_ok()
+}
+
 /// Runs an A32 `BKPT` at EL0 in AArch32 state; returns how EL0 left and
 /// the `BKPT`'s address. The caller checks [`aarch32_el0`] first.
 pub fn bkpt32_probe() -> (Exit, u64) {

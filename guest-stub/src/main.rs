@@ -90,9 +90,10 @@ mod vqueue;
 
 use core::sync::atomic::{AtomicBool, Ordering};
 use platform::abi::HV_SET_EXIT_STATUS;
-use platform::pl011::Pl011;
+use platform::board::UartKind;
 use platform::println;
 use platform::report::{Failed, Line, Plan};
+use platform::serial::Serial;
 
 core::arch::global_asm!(
     include_str!("boot.S"),
@@ -144,10 +145,15 @@ extern "C" fn stub_main(dtb: usize) -> ! {
         Ok(fdt) => fdt,
         Err(_) => finish(1),
     };
-    let console = fdt.chosen().stdout().and_then(|n| n.reg()).and_then(|mut r| r.next());
-    if let Some(reg) = console.as_ref() {
-        // SAFETY: the console the hypervisor passes through to us.
-        platform::console::init("guest-stub", unsafe { Pl011::new(reg.starting_address as usize) });
+    // The console: a PL011 (passed through or emulated) or the host's
+    // Cadence UART, passed through; by its `compatible`.
+    let stdout = fdt.chosen().stdout();
+    let kind = stdout.and_then(|n| n.compatible()).and_then(|c| c.all().find_map(UartKind::from_compatible));
+    let console = stdout.and_then(|n| n.reg()).and_then(|mut r| r.next());
+    if let (Some(reg), Some(kind)) = (console.as_ref(), kind) {
+        // SAFETY: the console the hypervisor gives us, at the address its
+        // DTB names.
+        platform::console::init("guest-stub", unsafe { Serial::new(kind, reg.starting_address as usize) });
     }
     let ram = fdt.memory().regions().next();
     let test_mmio = fdt

@@ -222,6 +222,13 @@ pub enum UartKind {
 }
 
 impl UartKind {
+    pub const ALL: [Self; 2] = [Self::Pl011, Self::Cadence];
+
+    /// The model a `compatible` string names, if the firmware drives it.
+    pub fn from_compatible(compatible: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.compatibles().contains(&compatible))
+    }
+
     /// The `compatible` strings each model is recognised by.
     pub const fn compatibles(self) -> &'static [&'static str] {
         match self {
@@ -1266,9 +1273,7 @@ fn console(
             },
         });
     }
-    let Some(kind) =
-        [UartKind::Pl011, UartKind::Cadence].into_iter().find(|k| is_compatible(dtb, &node, k.compatibles()))
-    else {
+    let Some(kind) = UartKind::ALL.into_iter().find(|k| is_compatible(dtb, &node, k.compatibles())) else {
         return Err(BoardError::UnsupportedDevice {
             kind: DeviceKind::ConsoleUart,
             node: node.dt_name(),

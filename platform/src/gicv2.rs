@@ -48,6 +48,7 @@ pub mod gicc {
     pub const HPPIR: u64 = 0x0018;
     pub const APR0: u64 = 0x00D0;
     pub const DIR: u64 = 0x1000;
+    pub const IIDR: u64 = 0x00FC;
     /// The frame's size: `GICC_DIR` sits in its second 4 KiB page.
     pub const SIZE: u64 = 0x2000;
     /// `GICC_IAR`: INTID \[9:0\]; for an SGI, the sender's CPU interface
@@ -91,6 +92,31 @@ pub const GICD_CTLR_S_ENABLE_GRP1: u32 = 1 << 1;
 pub const PMR_ALL: u32 = 0xFF;
 /// `GICC_IAR` when nothing is pending (and 1020..1022, also special).
 pub const INTID_SPECIAL_FIRST: u32 = 1020;
+
+/// A CPU interface region this large may be a GIC-400 integrated with
+/// each 4 KiB page repeated over 64 KiB (the ZynqMP's is): its two pages
+/// are then contiguous only at [`ALIASED_OFFSET`].
+pub const ALIASED_REGION: u64 = 0x2_0000;
+pub const ALIASED_OFFSET: u64 = 0xF000;
+
+/// Where the 8 KiB CPU interface (or virtual CPU interface, which the same
+/// integration lays out alike) starts in its `region_size` bytes: 0, or
+/// [`ALIASED_OFFSET`] when the region is large enough to be aliased and
+/// `iidr_at` (a read of the region at an offset) finds the same non-zero
+/// `GICC_IIDR` at the start and 60 KiB on, as Linux's GICv2 driver checks.
+/// Without it, `GICC_DIR` at 0x1000 would be an alias of `GICC_CTLR`.
+pub fn contiguous_offset(region_size: u64, iidr_at: impl Fn(u64) -> u32) -> u64 {
+    if region_size < ALIASED_REGION {
+        return 0;
+    }
+    let low = iidr_at(gicc::IIDR);
+    let high = iidr_at(ALIASED_OFFSET.wrapping_add(gicc::IIDR));
+    if low != 0 && low == high {
+        ALIASED_OFFSET
+    } else {
+        0
+    }
+}
 
 /// `PIDR2.ArchRev` (bits 7:4) of a GICv2.
 pub const fn pidr2_is_v2(pidr2: u32) -> bool {
@@ -269,6 +295,12 @@ impl CpuInterface {
         self.frame.read(gicc::HPPIR) & gicc::IAR_INTID_MASK
     }
 
+    /// `GICC_IIDR` at `offset` from this frame's base (see
+    /// [`contiguous_offset`]).
+    pub fn iidr_at(&self, offset: u64) -> u32 {
+        self.frame.read(offset)
+    }
+
     /// `GICC_APR0`: the active priorities.
     pub fn active_priorities(&self) -> u32 {
         self.frame.read(gicc::APR0)
@@ -341,5 +373,25 @@ impl HypInterface {
 
     pub fn set_apr(&self, value: u32) {
         self.frame.write(gich::APR, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_aliased_cpu_interface_is_used_at_60_kib() {
+        // ZynqMP: 128 KiB, page 0 repeated up to 0x10000, IIDR 0x0202043B.
+        let aliased = |offset: u64| if offset % 0x1000 == gicc::IIDR && offset < 0x10000 { 0x0202_043B } else { 0 };
+        assert_eq!(contiguous_offset(0x2_0000, aliased), ALIASED_OFFSET);
+        // The same region size without the aliasing (page 0 once).
+        let once = |offset: u64| if offset == gicc::IIDR { 0x0202_043B } else { 0 };
+        assert_eq!(contiguous_offset(0x2_0000, once), 0);
+        // QEMU virt's 64 KiB and a plain 8 KiB region are never aliased.
+        assert_eq!(contiguous_offset(0x1_0000, aliased), 0);
+        assert_eq!(contiguous_offset(0x2000, aliased), 0);
+        // Nothing answering is not an alias either.
+        assert_eq!(contiguous_offset(0x2_0000, |_| 0), 0);
     }
 }

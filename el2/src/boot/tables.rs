@@ -105,10 +105,9 @@ pub fn build(board: &Board, handoff: &Handoff, scheme: Scheme, cpus: usize) -> R
         let per_cpu = platform::vgic::GICR_STRIDE * board.cpus.len() as u64;
         MemRegion::new(r.base, r.size.min(per_cpu))
     });
-    let v2_frames = [
-        gic.cpu_interface.map(|c| MemRegion::new(c.base, platform::gicv2::gicc::SIZE)),
-        gic.hyp_interface.map(|h| MemRegion::new(h.base, platform::gicv2::gich::SIZE)),
-    ];
+    // (Their whole regions: an integration may repeat each 4 KiB page
+    // over 64 KiB, `platform::gicv2::contiguous_offset`.)
+    let v2_frames = [gic.cpu_interface, gic.hyp_interface];
     let v2_frames = v2_frames.into_iter().flatten().filter(|_| gic.version == platform::board::GicVersion::V2);
     // And fw_cfg, where the kernel and initrd of a Linux guest come from.
     for region in core::iter::once(gic.distributor).chain(gic_frames).chain(v2_frames).chain(board.fw_cfg) {

@@ -176,6 +176,10 @@ pub struct V2 {
     /// `GICH`, the virtualisation extensions' control frame, if the DTB
     /// gives one ([`crate::vm::vgic`] drives it).
     pub hyp: Option<gicv2::HypInterface>,
+    /// Where in its DT region the CPU interface's 8 KiB are contiguous
+    /// ([`gicv2::contiguous_offset`]); the virtual CPU interface a guest
+    /// gets is laid out alike.
+    pub cpu_offset: u64,
     /// The CPUs' MPIDRs, by GIC CPU index (the DTB's `/cpus` order).
     cpus: CpuList,
 }
@@ -266,20 +270,31 @@ pub fn init(board: &Board) -> Result<(), GicError> {
             pa => Some(crate::arch::layout::phys_to_virt(pa) as usize),
         };
         let distributor = va(gic.distributor.base).ok_or(GicError::Missing)?;
-        let cpu = gic.cpu_interface.and_then(|c| va(c.base)).ok_or(GicError::Missing)?;
+        let cpu_region = gic.cpu_interface.ok_or(GicError::Missing)?;
+        let cpu = va(cpu_region.base).ok_or(GicError::Missing)?;
         let hyp = gic.hyp_interface.and_then(|h| va(h.base));
         // SAFETY: the GICv2's frames from the DTB (the monitor found a
-        // GICv2 there), mapped as Device memory in the direct map
-        // (`tables.rs`); the monitor no longer touches them, and at EL2
-        // only this module and `crate::vm::vgic` (the `GICH` frame) do.
+        // GICv2 there), their whole regions mapped as Device memory in the
+        // direct map (`tables.rs`); the monitor no longer touches them, and
+        // at EL2 only this module and `crate::vm::vgic` (the `GICH` frame)
+        // do. The offset keeps the CPU interface's 8 KiB in its region.
         let frames = unsafe {
+            let whole = gicv2::CpuInterface::new(cpu);
+            let cpu_offset = gicv2::contiguous_offset(cpu_region.size, |offset| whole.iidr_at(offset));
             V2 {
                 distributor: gicv2::Distributor::new(distributor),
-                cpu: gicv2::CpuInterface::new(cpu),
+                cpu: gicv2::CpuInterface::new(cpu.wrapping_add(cpu_offset as usize)),
                 hyp: hyp.map(|h| gicv2::HypInterface::new(h)),
                 cpus: board.cpus,
+                cpu_offset,
             }
         };
+        if frames.cpu_offset != 0 {
+            log::info!(
+                "GIC: the CPU interface's 4 KiB pages repeat every 64 KiB: using its 8 KiB at {:#x}",
+                cpu_region.base + frames.cpu_offset
+            );
+        }
         V2_FRAMES.call_once(|| frames);
         *GIC.lock() = Some(alloc::boxed::Box::new(frames));
         return Ok(());

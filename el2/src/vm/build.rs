@@ -20,7 +20,7 @@ use crate::vm::{forward, guest, linux, mmio, portal, vcpu, vgic, vpci, Console, 
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU8};
-use platform::board::{Board, MemRegion};
+use platform::board::{Board, MemRegion, Uart, UartKind};
 use platform::pci::Bdf;
 use spin::{Mutex, Once};
 
@@ -391,7 +391,11 @@ pub fn load(vm: &Vm) -> Result<Option<Entry>, BuildError> {
     let virtio: Vec<(MemRegion, u32)> = vm.virtio.iter().map(|d| (d.window, d.intid)).collect();
     let mut hardware = guest::Hardware {
         ram: vm.ram,
-        console: recipe.console.map(|(u, _)| u),
+        // An emulated console is a PL011 whatever the host's UART is.
+        console: recipe.console.map(|(u, _)| match vm.console {
+            Console::Emulated => Uart { kind: UartKind::Pl011, ..u },
+            _ => u,
+        }),
         test_device: recipe.test_device,
         ecam: recipe.ecam,
         bars: &windows,

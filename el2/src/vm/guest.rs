@@ -12,7 +12,7 @@ use alloc::vec::Vec;
 use platform::arch::regs::{SPSR_DAIF, SPSR_M_AARCH32, SPSR_M_EL1H, SPSR_M_SP_ELX};
 use platform::arch::trap::TrapFrame;
 use platform::arch::ExceptionLevel;
-use platform::board::{GicCompatible, GicVersion, MemRegion, Timer, Uart};
+use platform::board::{GicCompatible, GicVersion, MemRegion, Timer, Uart, UartKind};
 use platform::esr::{Esr, ExceptionClass, FaultStatus};
 use platform::handoff::LoadedImage;
 use vm_fdt::FdtWriter;
@@ -88,6 +88,14 @@ pub struct Hardware<'a> {
     pub virtio: &'a [(MemRegion, u32)],
 }
 
+/// The console UART's node name (`stdout-path` names it).
+fn uart_node_name(uart: &Uart) -> alloc::string::String {
+    match uart.kind {
+        UartKind::Pl011 => alloc::format!("pl011@{:x}", uart.base),
+        UartKind::Cadence => alloc::format!("serial@{:x}", uart.base),
+    }
+}
+
 /// The GIC's phandle in the guest DTB.
 const GIC_PHANDLE: u32 = 1;
 /// The fixed clock the PL011 driver insists on (`uartclk`, `apb_pclk`).
@@ -130,7 +138,7 @@ pub fn device_tree(hw: &Hardware, bootargs: &str) -> Result<Vec<u8>, GuestError>
     // The BARs are where the devices are: the OS must not move them.
     fdt.property_u32("linux,pci-probe-only", 1)?;
     if let Some(uart) = console {
-        fdt.property_string("stdout-path", &alloc::format!("/pl011@{:x}", uart.base))?;
+        fdt.property_string("stdout-path", &alloc::format!("/{}", uart_node_name(&uart)))?;
     }
     fdt.end_node(chosen)?;
 
@@ -148,11 +156,18 @@ pub fn device_tree(hw: &Hardware, bootargs: &str) -> Result<Vec<u8>, GuestError>
         fdt.property_u32("phandle", CLOCK_PHANDLE)?;
         fdt.end_node(clock)?;
 
-        let node = fdt.begin_node(&alloc::format!("pl011@{:x}", uart.base))?;
-        fdt.property_string_list("compatible", alloc::vec!["arm,pl011".into(), "arm,primecell".into()])?;
+        let node = fdt.begin_node(&uart_node_name(&uart))?;
+        // The model the guest drives: the host's when it is passed through
+        // (a PL011 or a Cadence UART), a PL011 when it is emulated. Both
+        // drivers want two clocks; the fixed one above stands for both.
+        let (compatible, clock_names) = match uart.kind {
+            UartKind::Pl011 => (["arm,pl011", "arm,primecell"], ["uartclk", "apb_pclk"]),
+            UartKind::Cadence => (["xlnx,zynqmp-uart", "cdns,uart-r1p12"], ["uart_clk", "pclk"]),
+        };
+        fdt.property_string_list("compatible", compatible.map(Into::into).to_vec())?;
         fdt.property_array_u64("reg", &[uart.base, uart.size])?;
         fdt.property_array_u32("clocks", &[CLOCK_PHANDLE, CLOCK_PHANDLE])?;
-        fdt.property_string_list("clock-names", alloc::vec!["uartclk".into(), "apb_pclk".into()])?;
+        fdt.property_string_list("clock-names", clock_names.map(Into::into).to_vec())?;
         if let Some(intid) = hw.console_irq.filter(|&i| i >= SPI_BASE) {
             fdt.property_array_u32("interrupts", &[GIC_SPI, intid - SPI_BASE, IRQ_TYPE_LEVEL_HIGH])?;
         }

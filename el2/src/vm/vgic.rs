@@ -174,7 +174,11 @@ pub fn map_cpu_interface(
     stage2: &mut crate::mm::stage2::Stage2,
 ) -> Result<(), crate::mm::stage2::Stage2Error> {
     match (gic.version, board.gic.vcpu_interface) {
-        (GicVersion::V2, Some(gicv)) => stage2.map_device(gic.per_cpu.base, gicv.base, gic.per_cpu.size),
+        (GicVersion::V2, Some(gicv)) => {
+            // Laid out as the CPU interface is: 8 KiB, maybe 60 KiB in.
+            let offset = gic::v2().map_or(0, |v2| v2.cpu_offset);
+            stage2.map_device(gic.per_cpu.base, gicv.base + offset, gic.per_cpu.size)
+        }
         _ => Ok(()),
     }
 }
