@@ -19,6 +19,7 @@ extern "C" fn handle_exception(frame: &mut TrapFrame, kind: ExceptionKind) {
         (ExceptionSource::LowerA64, ExceptionType::Sync, ExceptionClass::Smc64) => {
             let slot = crate::state::slot_of(platform::arch::this_cpu_mpidr()).unwrap_or(0);
             crate::smc::handle(frame, slot);
+            crate::stack::check(slot);
         }
         (
             ExceptionSource::LowerA64 | ExceptionSource::LowerA32,

@@ -21,6 +21,7 @@ mod psci;
 mod release;
 mod secure;
 mod smc;
+mod stack;
 mod state;
 
 use platform::board::Board;
@@ -28,9 +29,25 @@ use platform::handoff::PhysRange;
 use platform::serial::Serial;
 
 /// Boot CPU entry from `boot.S`, on slot 0's stack.
+///
+/// It never returns, so whatever the compiler inlines into it stays on the
+/// boot CPU's stack for good: each phase below is a function of its own
+/// that is not inlined, whose frame is gone once it is done. (Inlined, they
+/// took 11.6 KiB of the 16, and the stack overflowed in `pci::init`;
+/// [`stack`] now catches that.)
 #[no_mangle]
 extern "C" fn monitor_main(dtb_hint: usize) -> ! {
+    stack::arm();
     let dtb = choose_dtb(dtb_hint);
+    let board = read_board(dtb);
+    bring_up(board);
+    shim_devices(board, dtb);
+    enter_hypervisor(board, dtb)
+}
+
+/// The board description from the DTB at `dtb`, and the console it names.
+#[inline(never)]
+fn read_board(dtb: usize) -> &'static Board {
     // SAFETY: `choose_dtb` returned the address of a readable FDT header;
     // `from_ptr` bounds every further read by the header's size.
     let board = match unsafe { Board::from_ptr(dtb as *const u8) } {
@@ -42,14 +59,19 @@ extern "C" fn monitor_main(dtb_hint: usize) -> ! {
         }
     };
     init_console(board);
-
     log::info!(
         "v{} at {}, {} CPU(s), DTB at {dtb:#x}",
         env!("CARGO_PKG_VERSION"),
         platform::arch::current_el(),
         board.cpus.len()
     );
+    board
+}
 
+/// The checks on the board and this CPU, the secure set-up of the boot
+/// CPU and the GIC, and the CPU table the others wait for.
+#[inline(never)]
+fn bring_up(board: &'static Board) {
     if board.console.is_none() {
         power::fatal(format_args!(
             "the device tree names no Non-secure console (/chosen/stdout-path to a UART the firmware drives): \
@@ -82,11 +104,19 @@ extern "C" fn monitor_main(dtb_hint: usize) -> ! {
     init_gic_for(board, boot_mpidr);
     psci::boot_cpu_is_on();
     boot::publish_cpus(slots);
+}
 
-    // SAFETY: the DTB `Board::from_ptr` read above, `dtb_size` bytes long.
+/// The PCI shim's functions, from the devices the DTB names.
+#[inline(never)]
+fn shim_devices(board: &'static Board, dtb: usize) {
+    // SAFETY: the DTB `Board::from_ptr` read, `dtb_size` bytes long.
     let dtb_bytes = unsafe { core::slice::from_raw_parts(dtb as *const u8, board.dtb_size()) };
     pci::init(dtb_bytes, board);
+}
 
+/// Verifies the package, loads the hypervisor and enters it.
+#[inline(never)]
+fn enter_hypervisor(board: &'static Board, dtb: usize) -> ! {
     let package = match loader::find_package(board, boot::package_start()) {
         Ok(package) => package,
         Err(e) => power::fatal(format_args!("{e}")),
@@ -101,6 +131,7 @@ extern "C" fn monitor_main(dtb_hint: usize) -> ! {
         loaded.hypervisor.base,
         loaded.hypervisor.end()
     );
+    stack::check(0);
     // From here the Non-secure console belongs to the hypervisor.
     platform::console::set_mirror(None);
     // SAFETY: the loader copied and synchronised the hypervisor at `entry`;
@@ -118,6 +149,7 @@ extern "C" fn monitor_secondary_main(slot: usize) -> ! {
     if let Some(mpidr) = state::mpidr_of(slot) {
         init_gic_for(board, mpidr);
     }
+    stack::check(slot);
     // SAFETY: the entry point was validated by CPU_ON as Non-secure RAM the
     // hypervisor owns; EL3 is configured for a Non-secure EL2.
     unsafe { boot::eret_to_el2(entry, context, 0) }

@@ -202,7 +202,7 @@ pub fn aarch32_el0() -> bool {
 /// Whether the A32 probe's code has a 32-bit address (the MMU is off:
 /// EL0 runs it at its IPA).
 pub fn aarch32_reachable() -> bool {
-    u32::try_from(stub_el0_bkpt32 as usize).is_ok()
+    u32::try_from(stub_el0_bkpt32 as *const () as usize).is_ok()
 }
 
 /// Runs an A32 `BKPT` at EL0 in AArch32 state; returns how EL0 left and

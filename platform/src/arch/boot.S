@@ -94,6 +94,12 @@ platform_cpu_stack_top:
 1:  mov     x0, #0
     ret
 
+// platform_stack_size() -> x0 = the bytes of each CPU slot's stack.
+.global platform_stack_size
+platform_stack_size:
+    ldr     x0, =__stack_size
+    ret
+
 // platform_stack_count() -> x0 = how many CPU slots have a stack.
 .global platform_stack_count
 platform_stack_count:

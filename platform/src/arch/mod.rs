@@ -76,6 +76,17 @@ pub fn this_cpu_mpidr() -> u64 {
 #[cfg(target_arch = "aarch64")]
 extern "C" {
     fn platform_stack_count() -> usize;
+    fn platform_stack_size() -> usize;
+    fn platform_cpu_stack_top(slot: usize) -> usize;
+}
+
+/// The lowest address of CPU slot `slot`'s stack (it grows down towards
+/// it), if the image has a stack for that slot.
+#[cfg(target_arch = "aarch64")]
+pub fn stack_bottom(slot: usize) -> Option<usize> {
+    // SAFETY: leaf functions that compute link-time addresses.
+    let (top, size) = unsafe { (platform_cpu_stack_top(slot), platform_stack_size()) };
+    top.checked_sub(size).filter(|_| top != 0)
 }
 
 /// How many CPU slots this image has a stack for (`STACK_COUNT` in its
