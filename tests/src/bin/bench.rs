@@ -5,7 +5,8 @@
 //! its floor, the Linux guest's boot time under the hypervisor and on bare
 //! QEMU (wall clock), the image sizes and the hypervisor's resident memory;
 //! and, with several VMs (docs/vms.md), the time to start a VM and one
-//! Linux VM's boot beside another against the same VM alone. Writes
+//! Linux VM's boot beside another against the same VM alone; and the
+//! interrupt rows again on a GICv2 host and bare QEMU with a GICv2. Writes
 //! `build/bench.json`.
 //!
 //! Usage: `bench <flash.bin> <el3-monitor ELF> <el2 ELF> <guest-stub ELF>`.
@@ -21,6 +22,11 @@ use std::time::{Duration, Instant};
 const MACHINE: &str = "virt,secure=on,virtualization=on,gic-version=3";
 /// Bare QEMU: no EL3, no EL2; the stub or the kernel runs at EL1.
 const BARE_MACHINE: &str = "virt,gic-version=3";
+/// The same two with a GICv2 (the interrupt rows beside GICv3's).
+const MACHINE_GICV2: &str = "virt,secure=on,virtualization=on,gic-version=2";
+const BARE_MACHINE_GICV2: &str = "virt,gic-version=2";
+/// The rows measured on both GICs.
+const INTERRUPT_ROWS: [&str; 4] = ["vtimer-latency", "sgi-latency", "pnmi-latency", "mmio-read"];
 const CPU: &str = "max,pauth-impdef=on";
 const ICOUNT: [&str; 2] = ["-icount", "shift=0,sleep=off"];
 /// Where the flat guest-stub goes for the bare run.
@@ -109,20 +115,27 @@ fn run_stub(args: &[&str], what: &str) -> Result<(Rows, String), String> {
 }
 
 fn run_mode(flash: &str, mode: &str) -> Result<(Rows, String), String> {
+    run_mode_on(flash, mode, MACHINE)
+}
+
+fn run_mode_on(flash: &str, mode: &str, machine: &str) -> Result<(Rows, String), String> {
     let cmdline = format!("name=opt/hv/cmdline,string=mode={mode} stub=bench");
-    let args = ["-M", MACHINE, "-cpu", CPU, "-smp", "1", "-m", "1G", "-bios", flash, "-fw_cfg", &cmdline];
-    run_stub(&args, mode)
+    let args = ["-M", machine, "-cpu", CPU, "-smp", "1", "-m", "1G", "-bios", flash, "-fw_cfg", &cmdline];
+    run_stub(&args, &format!("{mode} on {machine}"))
 }
 
 /// The stub on bare QEMU: flattened (it relocates itself), loaded by
 /// QEMU's `-kernel` like a raw kernel, with the DTB in x0.
 fn run_bare(stub_elf: &str) -> Result<Rows, String> {
+    run_bare_on(stub_elf, BARE_MACHINE)
+}
+
+fn run_bare_on(stub_elf: &str, machine: &str) -> Result<Rows, String> {
     let elf = std::fs::read(stub_elf).map_err(|e| format!("{stub_elf}: {e}"))?;
     let image = hvtests::elf::flatten_pie(&elf).map_err(|e| format!("{stub_elf}: {e}"))?;
     std::fs::write(BARE_STUB, &image.bytes).map_err(|e| format!("{BARE_STUB}: {e}"))?;
-    let args =
-        ["-M", BARE_MACHINE, "-cpu", CPU, "-smp", "1", "-m", "1G", "-kernel", BARE_STUB, "-append", "stub=bench"];
-    run_stub(&args, "bare").map(|(rows, _)| rows)
+    let args = ["-M", machine, "-cpu", CPU, "-smp", "1", "-m", "1G", "-kernel", BARE_STUB, "-append", "stub=bench"];
+    run_stub(&args, &format!("bare {machine}")).map(|(rows, _)| rows)
 }
 
 /// The kernel's line whose timestamp ends the `-icount` measurement.
@@ -734,6 +747,11 @@ fn run() -> Result<(), String> {
     let (vhe, vhe_console) = run_mode(flash, "vhe")?;
     let (nvhe, _) = run_mode(flash, "nvhe")?;
     let bare = run_bare(stub)?;
+    let gicv2 = [
+        run_mode_on(flash, "vhe", MACHINE_GICV2)?.0,
+        run_mode_on(flash, "nvhe", MACHINE_GICV2)?.0,
+        run_bare_on(stub, BARE_MACHINE_GICV2)?,
+    ];
     let resident = resident(&vhe_console).unwrap_or_default();
     let linux = LinuxBoot::measure(flash);
     let vms = VmsBench::measure(flash);
@@ -802,6 +820,27 @@ fn run() -> Result<(), String> {
         };
         let extra: String = row.3.iter().map(|(k, v)| format!(" {k}={v}")).collect();
         let _ = writeln!(table, "| {name}{extra} | {} | {nvhe} | {bare_cell} | {floor_cell} | {ratio} |", row.0);
+    }
+
+    let _ = writeln!(
+        table,
+        "\nThe interrupt rows on a GICv2 host (gic-version=2: the CPU interface in memory, a forwarded interrupt ended through an EOI maintenance interrupt) beside GICv3's (instructions, medians):"
+    );
+    let _ = writeln!(table, "| path | GICv3 vhe | GICv2 vhe | GICv3 nvhe | GICv2 nvhe | GICv3 bare | GICv2 bare |");
+    let _ = writeln!(table, "|------|----------:|----------:|-----------:|-----------:|-----------:|-----------:|");
+    let cell = |rows: &Rows, name: &str| rows.get(name).map_or("-".into(), |r| r.0.to_string());
+    for name in INTERRUPT_ROWS {
+        let [v2_vhe, v2_nvhe, v2_bare] = &gicv2;
+        let _ = writeln!(
+            table,
+            "| {name} | {} | {} | {} | {} | {} | {} |",
+            cell(&vhe, name),
+            cell(v2_vhe, name),
+            cell(&nvhe, name),
+            cell(v2_nvhe, name),
+            cell(&bare, name),
+            cell(v2_bare, name)
+        );
     }
 
     let _ = writeln!(
@@ -970,6 +1009,18 @@ fn run() -> Result<(), String> {
         }
     }
     let _ = writeln!(json, "  \"forwarded_read\": {{{}}},", per_scheme(&forwards, ForwardBench::json));
+    let gicv2_json: Vec<String> = ["vhe", "nvhe", "bare"]
+        .iter()
+        .zip(&gicv2)
+        .map(|(scheme, rows)| {
+            let cells: Vec<String> = INTERRUPT_ROWS
+                .iter()
+                .filter_map(|name| rows.get(*name).map(|r| format!("\"{name}\": {}", r.0)))
+                .collect();
+            format!("\"{scheme}\": {{{}}}", cells.join(", "))
+        })
+        .collect();
+    let _ = writeln!(json, "  \"gicv2_interrupts\": {{{}}},", gicv2_json.join(", "));
     let _ = writeln!(json, "  \"resident_bytes\": {{\"image\": {}, \"heap\": {}}},", resident.image, resident.heap);
     let _ = writeln!(json, "  \"images\": {{{}}}\n}}", images.join(", "));
     std::fs::write("build/bench.json", json).map_err(|e| format!("build/bench.json: {e}"))?;
