@@ -280,17 +280,17 @@ impl LrCopy {
     #[inline(always)]
     fn load(&mut self, used: u64) {
         *self = Self { count: list_register_count(), values: [MaybeUninit::uninit(); MAX_LRS], valid: 0, written: 0 };
-        let ended_by_el2 = hyp_interface().is_some();
+        let gich = hyp_interface();
         for index in 0..self.count {
             if used & (1 << index) != 0 {
                 if let Some(value) = self.values.get_mut(index) {
-                    let lr = value.write(read_lr(index));
+                    let lr = value.write(read_lr(gich, index));
                     self.valid |= 1 << index;
                     // On a GICv2 a hardware interrupt the guest has ended
                     // is still active at the distributor (see the module
                     // doc): deactivated here, where every path that takes
                     // the entry back (a refill, a vCPU leaving) passes.
-                    if ended_by_el2 && Lr(*lr).ended_hw() {
+                    if gich.is_some() && Lr(*lr).ended_hw() {
                         gic::deactivate(gic::Acked::interrupt(Lr(*lr).pintid()));
                     }
                 }
@@ -306,11 +306,12 @@ impl LrCopy {
 
     /// Writes back what the model changed.
     fn store(&self) {
+        let gich = hyp_interface();
         let mut rest = self.written;
         while rest != 0 {
             let index = rest.trailing_zeros() as usize;
             rest &= rest - 1;
-            write_lr(index, self.read(index));
+            write_lr(gich, index, self.read(index));
         }
     }
 }
@@ -341,16 +342,17 @@ fn hyp_interface() -> Option<gicv2::HypInterface> {
     gic::v2().and_then(|v2| v2.hyp)
 }
 
-/// List register `index`, in the model's (GICv3) layout.
-fn read_lr(index: usize) -> u64 {
-    match hyp_interface() {
+/// List register `index`, in the model's (GICv3) layout, from `GICH` on a
+/// GICv2 host (the caller looked it up once for all of them).
+fn read_lr(gich: Option<gicv2::HypInterface>, index: usize) -> u64 {
+    match gich {
         Some(gich) => Lr::from_v2_ended_by_el2(gich.read_lr(index)).0,
         None => read_ich_lr(index),
     }
 }
 
-fn write_lr(index: usize, value: u64) {
-    match hyp_interface() {
+fn write_lr(gich: Option<gicv2::HypInterface>, index: usize, value: u64) {
+    match gich {
         Some(gich) => gich.write_lr(index, Lr(value).to_v2_ended_by_el2()),
         None => write_ich_lr(index, value),
     }
