@@ -129,16 +129,6 @@ impl CadenceUart {
         }
         self.write(FIFO, byte.into());
     }
-
-    /// Writes `s`, turning `\n` into `\r\n`.
-    pub fn write_str(&self, s: &str) {
-        for byte in s.bytes() {
-            if byte == b'\n' {
-                self.write_byte(b'\r');
-            }
-            self.write_byte(byte);
-        }
-    }
 }
 
 #[cfg(test)]

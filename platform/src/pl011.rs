@@ -89,14 +89,4 @@ impl Pl011 {
         }
         self.write(UARTDR, byte.into());
     }
-
-    /// Writes `s`, turning `\n` into `\r\n`.
-    pub fn write_str(&self, s: &str) {
-        for byte in s.bytes() {
-            if byte == b'\n' {
-                self.write_byte(b'\r');
-            }
-            self.write_byte(byte);
-        }
-    }
 }

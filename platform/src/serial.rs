@@ -89,11 +89,14 @@ impl Serial {
         }
     }
 
-    /// Writes `s`, turning `\n` into `\r\n`.
+    /// Writes `s`, turning `\n` into `\r\n` (for every model: a terminal
+    /// wants both).
     pub fn write_str(&self, s: &str) {
-        match self {
-            Self::Pl011(u) => u.write_str(s),
-            Self::Cadence(u) => u.write_str(s),
+        for byte in s.bytes() {
+            if byte == b'\n' {
+                self.write_byte(b'\r');
+            }
+            self.write_byte(byte);
         }
     }
 }

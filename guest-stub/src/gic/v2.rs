@@ -34,10 +34,12 @@
 use super::Unavailable;
 use arm_gic::IntId;
 use core::sync::atomic::{AtomicU8, Ordering};
-use platform::board::MAX_CPUS;
+use platform::board::{GicCompatible, MAX_CPUS};
+use platform::gicv2::{gicc, gicd as gicd_v2};
+use platform::vgic::gicd;
 
 /// The DTB `compatible`s of a GICv2.
-pub const COMPATIBLES: [&str; 2] = ["arm,cortex-a15-gic", "arm,gic-400"];
+pub const COMPATIBLES: [&str; 2] = [GicCompatible::CortexA15.as_str(), GicCompatible::Gic400.as_str()];
 
 /// The part of each frame the stub touches: the distributor's registers
 /// up to `GICD_SGIR`, the CPU interface's first page (`GICC_DIR`, on the
@@ -45,38 +47,39 @@ pub const COMPATIBLES: [&str; 2] = ["arm,cortex-a15-gic", "arm,gic-400"];
 const GICD_FRAME: usize = 0x1000;
 const GICC_USED: usize = 0x1000;
 
-// Distributor registers (offsets in the GICD frame).
-const GICD_CTLR: usize = 0x000;
-const GICD_TYPER: usize = 0x004;
-const GICD_IGROUPR: usize = 0x080;
-const GICD_ISENABLER: usize = 0x100;
-const GICD_ICENABLER: usize = 0x180;
-const GICD_IPRIORITYR: usize = 0x400;
-const GICD_ITARGETSR: usize = 0x800;
-const GICD_ICFGR: usize = 0xc00;
-const GICD_SGIR: usize = 0xf00;
+// Distributor registers (offsets in the GICD frame), named once in
+// `platform` for the hypervisor's model and its physical driver too.
+const GICD_CTLR: usize = gicd::CTLR as usize;
+const GICD_TYPER: usize = gicd::TYPER as usize;
+const GICD_IGROUPR: usize = gicd::IGROUPR as usize;
+const GICD_ISENABLER: usize = gicd::ISENABLER as usize;
+const GICD_ICENABLER: usize = gicd::ICENABLER as usize;
+const GICD_IPRIORITYR: usize = gicd::IPRIORITYR as usize;
+const GICD_ITARGETSR: usize = gicd_v2::ITARGETSR as usize;
+const GICD_ICFGR: usize = gicd::ICFGR as usize;
+const GICD_SGIR: usize = gicd_v2::SGIR as usize;
 
 /// `GICD_CTLR.EnableGrp0` (one security state: bit 1 would be Group 1).
-const GICD_CTLR_ENABLE_GRP0: u32 = 1 << 0;
+const GICD_CTLR_ENABLE_GRP0: u32 = gicd::CTLR_ENABLE_GRP0;
 /// `GICD_TYPER.CPUNumber`: implemented CPU interfaces minus one.
-const GICD_TYPER_CPU_NUMBER_SHIFT: u32 = 5;
-const GICD_TYPER_CPU_NUMBER_MASK: u32 = 0b111;
+const GICD_TYPER_CPU_NUMBER_SHIFT: u32 = gicd_v2::TYPER_CPU_NUMBER_SHIFT;
+const GICD_TYPER_CPU_NUMBER_MASK: u32 = gicd_v2::TYPER_CPU_NUMBER_MASK;
 /// `GICD_SGIR.CPUTargetList` (the filter, bits 25:24, left 0: "the CPUs
 /// in the list").
-const GICD_SGIR_TARGETS_SHIFT: u32 = 16;
-const GICD_SGIR_INTID_MASK: u32 = 0xf;
+const GICD_SGIR_TARGETS_SHIFT: u32 = gicd_v2::SGIR_TARGET_LIST_SHIFT;
+const GICD_SGIR_INTID_MASK: u32 = gicd_v2::SGIR_INTID_MASK;
 /// `GICD_ICFGR`: two bits per interrupt, the upper one (`Int_config[1]`)
 /// set for edge; the lower one is reserved in a GICv2 and kept.
 const ICFGR_BITS_PER_INTID: u32 = 2;
 const ICFGR_EDGE_BIT: u32 = 1;
 
 // CPU interface registers (offsets in the GICC frame).
-const GICC_CTLR: usize = 0x00;
-const GICC_PMR: usize = 0x04;
-const GICC_BPR: usize = 0x08;
-pub const GICC_IAR: usize = 0x0c;
-pub const GICC_EOIR: usize = 0x10;
-const GICC_RPR: usize = 0x14;
+const GICC_CTLR: usize = gicc::CTLR as usize;
+const GICC_PMR: usize = gicc::PMR as usize;
+const GICC_BPR: usize = gicc::BPR as usize;
+pub const GICC_IAR: usize = gicc::IAR as usize;
+pub const GICC_EOIR: usize = gicc::EOIR as usize;
+const GICC_RPR: usize = gicc::RPR as usize;
 
 /// `GICC_CTLR` as the stub sets it: Group 0 on; Group 1, `AckCtl`,
 /// `FIQEn` (Group 0 stays IRQ), `CBPR` and `EOImode` (an EOI also
@@ -84,7 +87,7 @@ const GICC_RPR: usize = 0x14;
 const GICC_CTLR_ENABLE_GRP0: u32 = 1 << 0;
 /// `GICC_IAR.InterruptID`; bits 12:10 (`CPUID`) name an SGI's source,
 /// which the `EOIR` write must repeat, so the whole value is kept.
-pub const IAR_INTID_MASK: u32 = 0x3ff;
+pub const IAR_INTID_MASK: u32 = gicc::IAR_INTID_MASK;
 /// `GICC_RPR.Priority`.
 const RPR_PRIORITY_MASK: u32 = 0xff;
 /// The lowest priority: a mask that lets every interrupt through (a
