@@ -49,16 +49,20 @@ ZCU102_DIR     := $(BUILD)/zcu102
 ZCU102_TARGET  := target/zcu102
 ZCU102_MONITOR := $(ZCU102_DIR)/el3-monitor.elf
 ZCU102_PACKAGE := $(ZCU102_DIR)/package.bin
+# The package with the Linux guest in it (make run-linux BOARD=zcu102).
+ZCU102_LINUX_PACKAGE := $(ZCU102_DIR)/package-linux.bin
+# The package the zcu102 QEMU command loads.
+ZCU102_RUN_PACKAGE = $(ZCU102_PACKAGE)
 ZCU102_DTB     := $(BUILD)/linux/zynqmp-zcu102-rev1.0.dtb
 zcu102_symbol   = $(shell sed -n 's/^$(1) = \(0x[0-9a-fA-F]*\);.*/\1/p' $(ZCU102_LD))
 QEMU_ZCU102  = -M xlnx-zcu102,secure=on,virtualization=on -m 4G -nic none -audio none \
                -device loader,file=$(ZCU102_MONITOR),cpu-num=0 \
-               -device loader,file=$(ZCU102_PACKAGE),addr=$(call zcu102_symbol,__board_package),force-raw=on \
+               -device loader,file=$(ZCU102_RUN_PACKAGE),addr=$(call zcu102_symbol,__board_package),force-raw=on \
                -device loader,file=$(ZCU102_DTB),addr=$(call zcu102_symbol,__board_dtb_fallback),force-raw=on
 QEMU_RUN_ZCU102 = $(QEMU_ZCU102) -nographic -semihosting -serial mon:stdio
 
 .PHONY: all deps image image-virt image-zcu102 run run-virt run-zcu102 test fmt clippy unit-test qemu-test bench gdb clean \
-        linux-guest run-linux run-vms fuzz fresh-check soak
+        linux-guest run-linux run-linux-virt run-linux-zcu102 run-vms fuzz fresh-check soak
 
 all: image
 
@@ -110,12 +114,34 @@ run-zcu102: image-zcu102 $(ZCU102_DTB)
 linux-guest: deps
 	@tests/scripts/linux-guest.sh
 
-# The Linux guest under the firmware, which takes kernel, initrd and command
-# line from QEMU's fw_cfg.
-run-linux: image-virt linux-guest
-	@echo "make run-linux: $(QEMU) $(QEMU_RUN) -kernel $(BUILD)/linux/Image -initrd $(BUILD)/linux/initramfs.cpio.gz -append \"console=ttyAMA0 earlycon\""
+# The Linux guest under the firmware, with the kernel command line
+# LINUX_APPEND: the board's console (virt's PL011 is ttyAMA0 to Linux, the
+# ZCU102's Cadence UART ttyPS0) and an interactive shell; e.g.
+# `make run-linux BOARD=zcu102 LINUX_APPEND="console=ttyPS0 linux-guest=poweroff"`
+# runs what the tests check and powers off.
+LINUX_APPEND_virt   := console=ttyAMA0 earlycon
+LINUX_APPEND_zcu102 := console=ttyPS0 earlycon
+LINUX_APPEND        ?= $(LINUX_APPEND_$(BOARD))
+
+run-linux: run-linux-$(BOARD)
+
+# virt: kernel, initrd and command line through QEMU's fw_cfg.
+run-linux-virt: image-virt linux-guest
+	@echo "make run-linux: $(QEMU) $(QEMU_RUN) -kernel $(BUILD)/linux/Image -initrd $(BUILD)/linux/initramfs.cpio.gz -append \"$(LINUX_APPEND)\""
 	@$(QEMU) $(QEMU_RUN) -kernel $(BUILD)/linux/Image -initrd $(BUILD)/linux/initramfs.cpio.gz \
-		-append "console=ttyAMA0 earlycon"
+		-append "$(LINUX_APPEND)"
+
+# zcu102 has no fw_cfg: kernel, initrd and command line go into the
+# firmware package (mkflash's --linux-* options), which the monitor hands
+# to the hypervisor.
+run-linux-zcu102: ZCU102_RUN_PACKAGE = $(ZCU102_LINUX_PACKAGE)
+run-linux-zcu102: image-zcu102 linux-guest
+	cargo run --quiet --release -p hvtests --bin mkflash -- --package-only \
+		--hypervisor $(FW_ELF)/el2 --guest-stub $(GUEST_ELF)/guest-stub \
+		--linux-kernel $(BUILD)/linux/Image --linux-initrd $(BUILD)/linux/initramfs.cpio.gz \
+		--linux-cmdline "$(LINUX_APPEND)" -o $(ZCU102_LINUX_PACKAGE)
+	@echo "make run-linux: $(QEMU) $(QEMU_RUN_ZCU102)"
+	@$(QEMU) $(QEMU_RUN_ZCU102)
 
 # Several VMs described in a device tree (docs/vms.md): VMS names the
 # source, compiled with dtc and handed to the firmware as fw_cfg

@@ -184,11 +184,31 @@ fn boot() -> Result<Infallible, BootError> {
         guest_stub: info.handoff.guest_stub,
     });
 
+    let packaged = vm::linux::Packaged::from_handoff(&info.handoff.data);
     let configs = if descs.is_empty() {
         // Without VM descriptions: one VM, which owns the machine: every
         // CPU, all guest RAM, the console and the PCI devices; QEMU's
-        // `-kernel` if it was given one, else the guest-stub.
+        // `-kernel` if it was given one (what this run was started with
+        // overrides what the image was built with), else the package's
+        // Linux kernel if it has one, else the guest-stub.
         let has_kernel = vm::linux::qemu_has_kernel(board.fw_cfg);
+        let kernel = match (has_kernel, packaged) {
+            (true, packaged) => {
+                if packaged.is_some() {
+                    log::info!("QEMU's -kernel is booted, not the firmware package's Linux kernel");
+                }
+                vm::build::Kernel::Qemu
+            }
+            (false, Some(packaged)) => {
+                log::info!(
+                    "Linux guest from the firmware package: kernel {:#x} bytes, initrd {}",
+                    packaged.kernel.size,
+                    packaged.initrd.map_or(String::from("none"), |r| alloc::format!("{:#x} bytes", r.size))
+                );
+                vm::build::Kernel::Package(packaged)
+            }
+            (false, None) => vm::build::Kernel::GuestStub,
+        };
         let stub_words: Vec<&str> = cmdline.guest_stub_words().collect();
         alloc::vec![vm::build::Config {
             name: String::from("guest"),
@@ -200,7 +220,7 @@ fn boot() -> Result<Infallible, BootError> {
                 platform::board::vms::DEFAULT_TIME_SLICE_US,
             ),
             ram: info.plan.guest_ram,
-            kernel: if has_kernel { vm::build::Kernel::Qemu } else { vm::build::Kernel::GuestStub },
+            kernel,
             bootargs: stub_words.join(" "),
             console: vm::Console::Passthrough,
             owns_machine: true,
@@ -217,6 +237,12 @@ fn boot() -> Result<Infallible, BootError> {
         let host_bytes = unsafe {
             core::slice::from_raw_parts(arch::layout::phys_to_virt(host_dtb.base) as *const u8, host_dtb.size as usize)
         };
+        if packaged.is_some() {
+            log::info!(
+                "the firmware package's Linux kernel is not booted: the VMs are described in {}",
+                vms_source.describe()
+            );
+        }
         let placement = descs
             .validate(online, info.plan.guest_ram.size, Some(host_bytes))
             .map_err(|e| refused(alloc::format!("VM description ({}): {e}", vms_source.describe())))?;

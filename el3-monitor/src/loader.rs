@@ -5,13 +5,32 @@
 //! on virt it follows the monitor in the Secure flash, on zcu102 QEMU's
 //! loader put it in DDR. Either way it must lie in memory the DTB describes
 //! (flash or RAM), which bounds what is read. Its header, table and every
-//! payload are checked (`platform::package`) before a byte is copied. The
-//! hypervisor goes near the top of the highest RAM region, so it moves when
-//! the RAM size does; next to it go a copy of the guest-stub and the
-//! [`Handoff`] record. Nothing is placed over the DTB or a reserved range.
+//! payload are checked (`platform::package`) before a byte is copied.
+//!
+//! Everything the hypervisor keeps goes into one block at the top of the
+//! highest RAM region, so it moves when the RAM size does. From the top
+//! down: the [`Handoff`] record (a page), then a copy of each of the
+//! guest-stub, the hypervisor's command line, the Linux command line, the
+//! initrd and the Linux kernel that the package has (each at a page
+//! boundary), then the hypervisor image (its `mem_size`, at its alignment
+//! and at least 2 MiB). The hypervisor takes the whole block out of the RAM
+//! it hands to its heap and its guests, so none of it is ever given away.
+//! Nothing is placed over the DTB, a reserved range or the package itself,
+//! and a block that does not fit in that region is refused, naming what it
+//! holds.
+//!
+//! The data entries are copied even where the package already lies in
+//! Non-secure RAM (zcu102): the package's RAM is free once the monitor has
+//! read it (the hypervisor gives it to its guest), while the hypervisor
+//! needs the kernel and initrd for as long as it runs, since a VM that
+//! restarts is loaded again from them after its RAM was cleared. One block
+//! that the hypervisor reserves, the same on every board, is simpler and
+//! safer than a second reservation wherever a board's loader happened to
+//! put the package (and on virt the package is in Secure flash, which EL2
+//! cannot read at all).
 
 use platform::board::Board;
-use platform::handoff::{Handoff, LoadedImage, PhysRange};
+use platform::handoff::{DataEntries, Handoff, LoadedImage, PhysRange};
 use platform::package::{EntryKind, Package, PackageError, PACKAGE_ALIGN};
 
 /// Why the hypervisor could not be loaded.
@@ -24,11 +43,14 @@ pub enum LoadError {
     Package(PackageError),
     /// The DTB describes no Non-secure RAM.
     NoRam,
-    /// RAM is smaller than the hypervisor's block (image, guest-stub copy,
-    /// handoff record).
+    /// The highest RAM region is smaller than the hypervisor's block
+    /// (image, copies, handoff record).
     RamTooSmall {
         need: u64,
         ram: PhysRange,
+        /// What the block holds: bytes per kind, in `EntryKind::ALL`
+        /// order (0: not in the package).
+        parts: [u64; EntryKind::ALL.len()],
     },
     /// The images do not fit below the top of RAM without overlapping
     /// something.
@@ -46,12 +68,13 @@ impl core::fmt::Display for LoadError {
             }
             Self::Package(e) => write!(f, "{e}"),
             Self::NoRam => write!(f, "the DTB describes no Non-secure RAM"),
-            Self::RamTooSmall { need, ram } => write!(
-                f,
-                "RAM too small for the hypervisor: it needs {need:#x} bytes at the top of RAM, which is only [{:#x}, {:#x})",
-                ram.base,
-                ram.end()
-            ),
+            Self::RamTooSmall { need, ram, parts } => {
+                write!(f, "RAM too small for the hypervisor: it needs {need:#x} bytes at the top of RAM (")?;
+                for (kind, bytes) in EntryKind::ALL.iter().zip(parts).filter(|(_, &b)| b != 0) {
+                    write!(f, "{kind} {bytes:#x}, ")?;
+                }
+                write!(f, "handoff record {PAGE:#x}), which is only [{:#x}, {:#x})", ram.base, ram.end())
+            }
             Self::NoRoom { need, what } => {
                 write!(f, "no room for the hypervisor: {need:#x} bytes at the top of RAM would overlap {what}")
             }
@@ -81,7 +104,18 @@ pub struct Loaded {
     pub entry: u64,
     pub handoff: u64,
     pub hypervisor: PhysRange,
+    /// The data entries' copies.
+    pub data: DataEntries,
 }
+
+/// The copies below the handoff record, top down.
+const COPIES: [EntryKind; 5] = [
+    EntryKind::GuestStub,
+    EntryKind::HvCmdline,
+    EntryKind::LinuxCmdline,
+    EntryKind::LinuxInitrd,
+    EntryKind::LinuxKernel,
+];
 
 /// Verifies the package at the first `PACKAGE_ALIGN` boundary at or after
 /// `start`, reading no further than the end of the DTB's flash or RAM
@@ -105,26 +139,46 @@ pub fn find_package(board: &Board, start: u64) -> Result<Package<'static>, LoadE
     Ok(package)
 }
 
-/// Places the hypervisor, the guest-stub copy and the handoff record at the
-/// top of RAM, clear of the DTB, reserved memory and the package itself
-/// (which may be in RAM).
+/// Places the hypervisor, the copies and the handoff record at the top of
+/// RAM (the module's layout), clear of the DTB, reserved memory and the
+/// package itself (which may be in RAM).
 pub fn load(board: &Board, package: &Package, dtb: PhysRange) -> Result<Loaded, LoadError> {
     let hv = package.require(EntryKind::Hypervisor)?;
-    let stub = package.require(EntryKind::GuestStub)?;
+    package.require(EntryKind::GuestStub)?;
     let ram = board.ram.iter().max_by_key(|r| r.end()).ok_or(LoadError::NoRam)?;
+    let ram = PhysRange { base: ram.base, size: ram.size };
 
+    // What the block holds, for the refusal: page-rounded copies, the
+    // hypervisor's memory size.
+    let mut parts = [0u64; EntryKind::ALL.len()];
+    for (kind, part) in EntryKind::ALL.iter().zip(parts.iter_mut()) {
+        if let Some(e) = package.entry(*kind) {
+            *part =
+                if *kind == EntryKind::Hypervisor { e.load.mem_size } else { align_up(e.payload.len() as u64, PAGE) };
+        }
+    }
+    let too_small =
+        || LoadError::RamTooSmall { need: parts.iter().fold(PAGE, |sum, p| sum.saturating_add(*p)), ram, parts };
+
+    // Top down, each step checked against the bottom of the region.
+    let below = |cursor: u64, size: u64, align: u64| {
+        cursor.checked_sub(size).map(|base| align_down(base, align)).filter(|&base| base >= ram.base)
+    };
     let top = align_down(ram.end(), PAGE);
-    let handoff_base = top - PAGE;
-    let stub_len = stub.payload.len() as u64;
-    let stub_base = align_down(handoff_base.saturating_sub(stub_len), PAGE);
-    let hv_align = hv.load.align.max(BLOCK_ALIGN);
-    let hv_base = align_down(stub_base.saturating_sub(hv.load.mem_size), hv_align);
+    let handoff_base = below(top, PAGE, PAGE).ok_or_else(too_small)?;
+    let mut copies = [PhysRange::default(); COPIES.len()];
+    let mut cursor = handoff_base;
+    for (kind, copy) in COPIES.iter().zip(copies.iter_mut()) {
+        if let Some(e) = package.entry(*kind) {
+            let size = e.payload.len() as u64;
+            cursor = below(cursor, size, PAGE).ok_or_else(too_small)?;
+            *copy = PhysRange { base: cursor, size };
+        }
+    }
+    let hv_base = below(cursor, hv.load.mem_size, hv.load.align.max(BLOCK_ALIGN)).ok_or_else(too_small)?;
     let reserved = PhysRange { base: hv_base, size: top - hv_base };
 
-    let overlaps = |base: u64, size: u64| base < reserved.end() && reserved.base < base + size;
-    if hv_base < ram.base {
-        return Err(LoadError::RamTooSmall { need: reserved.size, ram: PhysRange { base: ram.base, size: ram.size } });
-    }
+    let overlaps = |base: u64, size: u64| base < reserved.end() && reserved.base < base.saturating_add(size);
     if overlaps(dtb.base, dtb.size) {
         return Err(LoadError::NoRoom { need: reserved.size, what: "the DTB" });
     }
@@ -137,14 +191,20 @@ pub fn load(board: &Board, package: &Package, dtb: PhysRange) -> Result<Loaded, 
     }
 
     // SAFETY: [hv_base, top) is Non-secure RAM that nothing else uses yet
-    // (checked above against the DTB and reserved ranges); EL3 writes it
-    // with its MMU off, so the writes reach memory directly.
+    // (checked above against the DTB, reserved ranges and the package);
+    // the copies lie in it, apart, each as long as its payload; EL3 writes
+    // it with its MMU off, so the writes reach memory directly.
     unsafe {
         let dst = hv_base as usize as *mut u8;
         core::ptr::copy_nonoverlapping(hv.payload.as_ptr(), dst, hv.payload.len());
         core::ptr::write_bytes(dst.add(hv.payload.len()), 0, (hv.load.mem_size - hv.payload.len() as u64) as usize);
-        core::ptr::copy_nonoverlapping(stub.payload.as_ptr(), stub_base as usize as *mut u8, stub.payload.len());
+        for (kind, copy) in COPIES.iter().zip(copies) {
+            if let Some(e) = package.entry(*kind) {
+                core::ptr::copy_nonoverlapping(e.payload.as_ptr(), copy.base as usize as *mut u8, e.payload.len());
+            }
+        }
     }
+    let [stub_copy, hv_cmdline, linux_cmdline, linux_initrd, linux_kernel] = copies;
     let image = |bytes: PhysRange, load: platform::package::LoadHints| LoadedImage {
         bytes,
         mem_size: load.mem_size,
@@ -152,8 +212,9 @@ pub fn load(board: &Board, package: &Package, dtb: PhysRange) -> Result<Loaded, 
         align: load.align,
     };
     let hypervisor = image(PhysRange { base: hv_base, size: hv.payload.len() as u64 }, hv.load);
-    let guest_stub = image(PhysRange { base: stub_base, size: stub_len }, stub.load);
-    let handoff = Handoff::new(dtb, reserved, hypervisor, guest_stub);
+    let guest_stub = image(stub_copy, package.require(EntryKind::GuestStub)?.load);
+    let data = DataEntries { linux_kernel, linux_initrd, linux_cmdline, hv_cmdline };
+    let handoff = Handoff::new(dtb, reserved, hypervisor, guest_stub, data);
     // SAFETY: handoff_base is the last page of the block reserved above.
     unsafe { core::ptr::write_volatile(handoff_base as usize as *mut Handoff, handoff) };
 
@@ -166,5 +227,6 @@ pub fn load(board: &Board, package: &Package, dtb: PhysRange) -> Result<Loaded, 
         entry: hv_base + hv.load.entry_offset,
         handoff: handoff_base,
         hypervisor: PhysRange { base: hv_base, size: hv.load.mem_size },
+        data,
     })
 }

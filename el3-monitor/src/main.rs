@@ -4,7 +4,8 @@
 //! its holding pen where the SoC keeps them in reset, configures the secure
 //! world so that a Non-secure hypervisor owns the machine, verifies the
 //! firmware package (after it in flash, or where the board's loader put
-//! it), copies the hypervisor into Non-secure RAM and enters it at EL2 with
+//! it), copies the hypervisor (and the package's guest-stub, Linux guest and
+//! command lines, for it) into Non-secure RAM and enters it at EL2 with
 //! `x0` = DTB and `x1` = the handoff record.
 //! Afterwards it serves SMCs: SMCCC, PSCI (CPU power, system off/reset) and
 //! our SiP call.
@@ -126,6 +127,9 @@ fn enter_hypervisor(board: &'static Board, dtb: usize) -> ! {
         Ok(loaded) => loaded,
         Err(e) => power::fatal(format_args!("{e}")),
     };
+    for (what, copy) in loaded.data.named().into_iter().filter(|(_, copy)| copy.size != 0) {
+        log::info!("package's {what} ({:#x} bytes) copied to PA {:#x} for the hypervisor", copy.size, copy.base);
+    }
     log::info!(
         "package verified; hypervisor at PA {:#x}..{:#x}, entering EL2",
         loaded.hypervisor.base,

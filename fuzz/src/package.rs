@@ -4,12 +4,12 @@
 //! Random bytes never get past a SHA-256 digest, so the target also reseals
 //! its input (recomputes the digests the layout names) and builds packages
 //! from structured input, then edits and reseals them: that is what reaches
-//! the layout, bounds and load-hint checks behind the digests.
+//! the layout, bounds, load-hint and data-entry checks behind the digests.
 
 use arbitrary::Unstructured;
 use platform::package::{
-    build, candidate_offsets, sha256, EntryDesc, EntryKind, LoadHints, Package, ENTRY_SIZE, HEADER_SIZE, MAX_ENTRIES,
-    MIN_LOAD_ALIGN,
+    build, candidate_offsets, data_hints, sha256, EntryDesc, EntryKind, LoadHints, Package, ENTRY_SIZE, HEADER_SIZE,
+    MAX_ENTRIES, MIN_LOAD_ALIGN,
 };
 
 use crate::{below, take};
@@ -51,9 +51,19 @@ fn built(data: &[u8]) {
     let mut u = Unstructured::new(data);
     let mut payloads = Vec::new();
     for _ in 0..below(&mut u, 4) {
-        let kind = if take(&mut u) { EntryKind::Hypervisor } else { EntryKind::GuestStub };
+        let kind = EntryKind::ALL[below(&mut u, EntryKind::ALL.len())];
         let len = below(&mut u, 300);
-        let payload = u.bytes(len.min(u.len())).unwrap_or_default().to_vec();
+        let mut payload = u.bytes(len.min(u.len())).unwrap_or_default().to_vec();
+        if kind == EntryKind::LinuxKernel && take(&mut u) {
+            // An arm64 Image header (magic, little-endian, image_size), so
+            // that kernels get past the header check.
+            payload.resize(payload.len().max(64), 0);
+            payload[0x38..0x3c].copy_from_slice(b"ARM\x64");
+            payload[24..32].fill(0);
+            let image_size = payload.len() as u64 + u64::from(take::<u16>(&mut u));
+            payload[16..24].copy_from_slice(&image_size.to_le_bytes());
+            payload[8..16].fill(0);
+        }
         let align = MIN_LOAD_ALIGN << below(&mut u, 4);
         let mem_size = payload.len() as u64 + u64::from(take::<u16>(&mut u));
         // Below mem_size and a multiple of 4, as LoadHints::check wants,
@@ -62,6 +72,11 @@ fn built(data: &[u8]) {
         let mut load = LoadHints { align, mem_size, entry_offset };
         if take::<u8>(&mut u) > 240 {
             load = LoadHints { align: take(&mut u), mem_size: take(&mut u), entry_offset: take(&mut u) };
+        } else if let Ok(Some(hints)) = data_hints(kind, &payload) {
+            // What a data entry's hints must be, mostly.
+            if take::<u8>(&mut u) > 16 {
+                load = hints;
+            }
         }
         payloads.push((kind, payload, load));
     }
@@ -153,6 +168,15 @@ fn check_accepted(bytes: &[u8], package: &Package<'_>) {
         assert!(entry.offset >= table_end && end <= total, "{entry:?} outside the payload area");
         assert_eq!(&bytes[entry.offset..end], entry.payload);
         entry.load.check(entry.payload.len() as u64).expect("accepted load hints");
+        // A data entry's payload is what its kind says, with exactly the
+        // hints it implies.
+        match data_hints(entry.kind, entry.payload).expect("an accepted data payload") {
+            Some(hints) => assert_eq!(hints, entry.load, "{entry:?}"),
+            None => assert!(entry.kind.is_image()),
+        }
+        if let Some(needs) = entry.kind.needs() {
+            assert!(package.entry(needs).is_some(), "{entry:?} without {needs}");
+        }
         assert_eq!(package.entry(entry.kind), Some(entry));
         for &(s, e) in &ranges {
             assert!(e <= entry.offset || end <= s || s == e || entry.offset == end, "payloads overlap");

@@ -1,13 +1,18 @@
 //! What the monitor tells the hypervisor when it enters EL2.
 //!
 //! The monitor places the hypervisor near the top of Non-secure RAM, next to
-//! a copy of the guest-stub and this record, and enters EL2 with `x0` = the
-//! DTB and `x1` = the record's physical address. Everything in the reserved
-//! block belongs to the hypervisor; it must not hand any of it to a guest.
+//! a copy of the guest-stub, copies of the package's data entries (a Linux
+//! kernel, its initrd and command line, the hypervisor's command line) and
+//! this record, and enters EL2 with `x0` = the DTB and `x1` = the record's
+//! physical address. Everything in the reserved block belongs to the
+//! hypervisor; it must not hand any of it to a guest. The copies stay there
+//! for as long as the hypervisor runs: a VM that restarts loads its kernel
+//! again from them.
 
 /// "HVHANDOF" in little-endian ASCII.
 pub const HANDOFF_MAGIC: u64 = u64::from_le_bytes(*b"HVHANDOF");
-pub const HANDOFF_VERSION: u32 = 1;
+/// 2: the data entries' copies.
+pub const HANDOFF_VERSION: u32 = 2;
 
 /// A physical range `[base, base + size)`.
 #[repr(C)]
@@ -54,12 +59,43 @@ pub struct Handoff {
     /// The DTB the hypervisor was given, and its size.
     pub dtb: PhysRange,
     /// The block the monitor carved from Non-secure RAM: hypervisor image,
-    /// guest-stub copy and this record.
+    /// guest-stub copy, the data entries' copies and this record.
     pub reserved: PhysRange,
     /// The hypervisor as loaded (running) image.
     pub hypervisor: LoadedImage,
     /// The guest-stub's bytes, still to be loaded into guest memory.
     pub guest_stub: LoadedImage,
+    /// The package's data entries as copied into the reserved block; a
+    /// size of 0 means the package had none.
+    pub data: DataEntries,
+}
+
+/// Where the monitor copied the package's data entries (each `size` 0 when
+/// absent). The bytes are the payloads, unchanged (their digests were
+/// checked), so the command lines are UTF-8 without a NUL.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DataEntries {
+    /// A Linux kernel `Image`, still to be loaded into a guest's RAM.
+    pub linux_kernel: PhysRange,
+    /// Its initrd.
+    pub linux_initrd: PhysRange,
+    /// Its command line.
+    pub linux_cmdline: PhysRange,
+    /// The hypervisor's command line.
+    pub hv_cmdline: PhysRange,
+}
+
+impl DataEntries {
+    /// Each entry with a name for messages.
+    pub const fn named(&self) -> [(&'static str, PhysRange); 4] {
+        [
+            ("Linux kernel", self.linux_kernel),
+            ("Linux initrd", self.linux_initrd),
+            ("Linux command line", self.linux_cmdline),
+            ("hypervisor command line", self.hv_cmdline),
+        ]
+    }
 }
 
 /// Why a handoff record was refused.
@@ -84,7 +120,13 @@ impl core::fmt::Display for HandoffError {
 }
 
 impl Handoff {
-    pub const fn new(dtb: PhysRange, reserved: PhysRange, hypervisor: LoadedImage, guest_stub: LoadedImage) -> Self {
+    pub const fn new(
+        dtb: PhysRange,
+        reserved: PhysRange,
+        hypervisor: LoadedImage,
+        guest_stub: LoadedImage,
+        data: DataEntries,
+    ) -> Self {
         Self {
             magic: HANDOFF_MAGIC,
             version: HANDOFF_VERSION,
@@ -93,6 +135,7 @@ impl Handoff {
             reserved,
             hypervisor,
             guest_stub,
+            data,
         }
     }
 
@@ -115,6 +158,11 @@ impl Handoff {
         if !self.reserved.contains(&self.guest_stub.bytes) {
             return Err(HandoffError::OutsideReserved("guest-stub image"));
         }
+        for (what, range) in self.data.named() {
+            if range.size != 0 && !self.reserved.contains(&range) {
+                return Err(HandoffError::OutsideReserved(what));
+            }
+        }
         Ok(())
     }
 }
@@ -132,7 +180,12 @@ mod tests {
             align: 0x1000,
         };
         let stub = LoadedImage { bytes: PhysRange { base: 0x7ff0_0000, size: 0x8000 }, ..hv };
-        Handoff::new(PhysRange { base: 0x4000_0000, size: 0x10_0000 }, reserved, hv, stub)
+        let data = DataEntries {
+            linux_kernel: PhysRange { base: 0x7ff0_8000, size: 0x2000 },
+            hv_cmdline: PhysRange { base: 0x7ff0_a000, size: 12 },
+            ..DataEntries::default()
+        };
+        Handoff::new(PhysRange { base: 0x4000_0000, size: 0x10_0000 }, reserved, hv, stub, data)
     }
 
     #[test]
@@ -157,5 +210,13 @@ mod tests {
         let mut h = sample();
         h.hypervisor.mem_size = u64::MAX;
         assert_eq!(h.validate(), Err(HandoffError::OutsideReserved("hypervisor image")));
+        let mut h = sample();
+        h.data.linux_kernel.size = 0x20_0000;
+        assert_eq!(h.validate(), Err(HandoffError::OutsideReserved("Linux kernel")));
+        let mut h = sample();
+        h.data.linux_initrd.base = 0x1000;
+        assert_eq!(h.validate(), Ok(()), "an absent entry's base does not matter");
+        h.data.linux_initrd.size = 1;
+        assert_eq!(h.validate(), Err(HandoffError::OutsideReserved("Linux initrd")));
     }
 }

@@ -32,7 +32,7 @@ const LEGACY_TEXT_OFFSET: u64 = 0x8_0000;
 const PAGE: u64 = 4096;
 
 /// Why a kernel cannot be booted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LinuxError {
     /// Shorter than the header.
     Truncated { size: u64 },

@@ -1,11 +1,14 @@
-//! The firmware package: how the hypervisor and the guest-stub travel in flash.
+//! The firmware package: how the hypervisor, the guest-stub and optionally
+//! a Linux guest and the hypervisor's command line travel in flash.
 //!
 //! QEMU's `-bios` file (`build/flash.bin`) is the EL3 monitor's flat binary at
 //! offset 0 followed, at the next multiple of [`PACKAGE_ALIGN`], by one
-//! firmware package. The monitor executes in place from secure flash, but
+//! firmware package (a board without flash has its loader put the package
+//! alone in RAM). The monitor executes in place from secure flash, but
 //! non-secure EL2 cannot execute from there, so the monitor copies each
 //! payload from the package into non-secure RAM using the entry's
-//! [`LoadHints`] and enters it.
+//! [`LoadHints`] and enters it, and copies the data entries next to it for
+//! the hypervisor.
 //!
 //! This module owns the package format, once, for both of its users: the host
 //! packer (`mkflash` in the `hvtests` crate, through [`encode`] / [`build`])
@@ -28,7 +31,9 @@
 //!   32  header_digest  [u8; 32] SHA-256 of header and entry table,
 //!                               computed with this field zeroed
 //! entry table (entry_count * ENTRY_SIZE bytes, right after the header)
-//!    0  kind           u32      EntryKind
+//!    0  kind           u32      EntryKind: 1 hypervisor, 2 guest-stub,
+//!                               3 linux-kernel, 4 linux-initrd,
+//!                               5 linux-cmdline, 6 hv-cmdline
 //!    4  flags          u32      reserved, must be zero
 //!    8  offset         u64      payload offset from the package start
 //!   16  size           u64      payload size in bytes
@@ -44,7 +49,32 @@
 //! byte of a package escapes checking: the header and table are covered by
 //! the header digest, payloads by their own digests, padding by the zero rule.
 //! The digests detect corruption (a bad flash write, a truncated copy); they
-//! are not a signature and do not authenticate the image.
+//! are not a signature and do not authenticate the image. Each kind appears
+//! at most once; the monitor requires a hypervisor and a guest-stub.
+//!
+//! # Data entries
+//!
+//! Kinds 3 to 6 are data the monitor hands to the hypervisor as they are,
+//! not images it enters. Each is optional, and its payload and hints are
+//! checked after the digests ([`data_hints`]):
+//!
+//! - the payload is not empty (without the data, the entry is left out);
+//! - a command line (`linux-cmdline`, `hv-cmdline`) is UTF-8 without
+//!   control characters (no NUL, no newline), at most
+//!   [`LINUX_CMDLINE_MAX`] or [`HV_CMDLINE_MAX`] bytes;
+//! - a `linux-kernel` is an arm64 `Image` whose header passes
+//!   [`crate::linux::ImageHeader::parse`], and its hints are what the boot
+//!   protocol says: `align` 2 MiB, `mem_size` the header's `image_size`,
+//!   `entry_offset` 0 (the `text_offset` is the loader's business);
+//! - every other data entry's hints are `align` [`MIN_LOAD_ALIGN`],
+//!   `mem_size` the payload's size, `entry_offset` 0;
+//! - a `linux-initrd` or a `linux-cmdline` needs a `linux-kernel` entry.
+//!
+//! So every data entry has exactly one valid set of hints, and the writer
+//! ([`encode`]) enforces the same rules as the parser. The data kinds were
+//! added without a new [`FORMAT_VERSION`]: the layout is unchanged, a package
+//! without them is read as before, and a parser that predates them refuses
+//! them as unknown kinds rather than misreading them.
 
 // Parsing must never panic on any input: let clippy enforce it for the
 // non-test code (the tests below opt out).
@@ -54,6 +84,8 @@
 use core::fmt;
 
 use sha2::{Digest, Sha256};
+
+use crate::linux::{ImageHeader, LinuxError, KERNEL_ALIGN};
 
 /// Magic bytes at the start of every package.
 pub const MAGIC: [u8; 8] = *b"HVFWPKG\0";
@@ -97,17 +129,37 @@ pub enum EntryKind {
     Hypervisor = 1,
     /// The EL1 self-test guest, a position-independent image linked at VA 0.
     GuestStub = 2,
+    /// A Linux kernel: an arm64 `Image` ([`crate::linux`]), for the guest
+    /// of a run without VM descriptions.
+    LinuxKernel = 3,
+    /// The Linux kernel's initrd (any bytes, e.g. a gzipped cpio).
+    LinuxInitrd = 4,
+    /// The Linux kernel's command line (text: see "Data entries" above).
+    LinuxCmdline = 5,
+    /// The hypervisor's command line (`crate::cmdline`; text, as above).
+    HvCmdline = 6,
 }
 
 impl EntryKind {
     /// Every kind, in numeric order.
-    pub const ALL: [EntryKind; 2] = [EntryKind::Hypervisor, EntryKind::GuestStub];
+    pub const ALL: [EntryKind; 6] = [
+        EntryKind::Hypervisor,
+        EntryKind::GuestStub,
+        EntryKind::LinuxKernel,
+        EntryKind::LinuxInitrd,
+        EntryKind::LinuxCmdline,
+        EntryKind::HvCmdline,
+    ];
 
     /// Decodes the on-disk value; `None` for a kind this build does not know.
     pub const fn from_u32(value: u32) -> Option<EntryKind> {
         match value {
             1 => Some(EntryKind::Hypervisor),
             2 => Some(EntryKind::GuestStub),
+            3 => Some(EntryKind::LinuxKernel),
+            4 => Some(EntryKind::LinuxInitrd),
+            5 => Some(EntryKind::LinuxCmdline),
+            6 => Some(EntryKind::HvCmdline),
             _ => None,
         }
     }
@@ -117,6 +169,10 @@ impl EntryKind {
         match self {
             EntryKind::Hypervisor => 1,
             EntryKind::GuestStub => 2,
+            EntryKind::LinuxKernel => 3,
+            EntryKind::LinuxInitrd => 4,
+            EntryKind::LinuxCmdline => 5,
+            EntryKind::HvCmdline => 6,
         }
     }
 
@@ -125,9 +181,45 @@ impl EntryKind {
         match self {
             EntryKind::Hypervisor => "hypervisor",
             EntryKind::GuestStub => "guest-stub",
+            EntryKind::LinuxKernel => "linux-kernel",
+            EntryKind::LinuxInitrd => "linux-initrd",
+            EntryKind::LinuxCmdline => "linux-cmdline",
+            EntryKind::HvCmdline => "hv-cmdline",
+        }
+    }
+
+    /// Whether the payload is an image the monitor loads and enters
+    /// (hypervisor, guest-stub), as opposed to data it hands over as it is
+    /// (everything else: [`data_hints`] says what its hints must be).
+    pub const fn is_image(self) -> bool {
+        matches!(self, EntryKind::Hypervisor | EntryKind::GuestStub)
+    }
+
+    /// The longest payload of a text kind (`None`: not text). A Linux
+    /// command line is at most arm64's `COMMAND_LINE_SIZE` less its NUL;
+    /// the hypervisor's, what its command-line buffer holds.
+    pub const fn text_max(self) -> Option<usize> {
+        match self {
+            EntryKind::LinuxCmdline => Some(LINUX_CMDLINE_MAX),
+            EntryKind::HvCmdline => Some(HV_CMDLINE_MAX),
+            _ => None,
+        }
+    }
+
+    /// The kind an entry of this kind cannot go without: an initrd and a
+    /// command line are for a Linux kernel.
+    pub const fn needs(self) -> Option<EntryKind> {
+        match self {
+            EntryKind::LinuxInitrd | EntryKind::LinuxCmdline => Some(EntryKind::LinuxKernel),
+            _ => None,
         }
     }
 }
+
+/// The longest Linux command line a package carries, in bytes.
+pub const LINUX_CMDLINE_MAX: usize = 2047;
+/// The longest hypervisor command line a package carries, in bytes.
+pub const HV_CMDLINE_MAX: usize = 1024;
 
 impl fmt::Display for EntryKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -338,6 +430,22 @@ pub enum PackageError {
         /// The entry's kind.
         kind: EntryKind,
     },
+    /// A data entry's payload is not what its kind says, or its load hints
+    /// are not the ones its payload implies ([`data_hints`]).
+    BadPayload {
+        /// The entry's kind.
+        kind: EntryKind,
+        /// What is wrong.
+        error: PayloadError,
+    },
+    /// An entry whose kind only makes sense with another kind that the
+    /// package lacks ([`EntryKind::needs`]): an initrd without a kernel.
+    MissingDependency {
+        /// The entry's kind.
+        kind: EntryKind,
+        /// The kind it needs.
+        needs: EntryKind,
+    },
     /// The package has no entry of a kind the caller requires.
     MissingEntry {
         /// The missing kind.
@@ -391,10 +499,14 @@ impl fmt::Display for PackageError {
             PackageError::NonZeroReserved { index, value } => {
                 write!(f, "firmware package entry {index} has reserved flags {value:#x}, which must be zero")
             }
-            PackageError::UnknownKind { index, kind } => write!(
-                f,
-                "firmware package entry {index} has unknown kind {kind} (known: 1 = hypervisor, 2 = guest-stub)"
-            ),
+            PackageError::UnknownKind { index, kind } => {
+                write!(f, "firmware package entry {index} has unknown kind {kind} (known:")?;
+                for (i, known) in EntryKind::ALL.iter().enumerate() {
+                    let separator = if i == 0 { " " } else { ", " };
+                    write!(f, "{separator}{} = {known}", known.as_u32())?;
+                }
+                f.write_str(")")
+            }
             PackageError::DuplicateKind { kind } => {
                 write!(f, "firmware package has more than one {kind} entry")
             }
@@ -415,6 +527,10 @@ impl fmt::Display for PackageError {
             PackageError::PayloadDigestMismatch { kind } => {
                 write!(f, "firmware package {kind} payload is corrupt (SHA-256 mismatch); rebuild flash.bin")
             }
+            PackageError::BadPayload { kind, error } => write!(f, "firmware package {kind} entry: {error}"),
+            PackageError::MissingDependency { kind, needs } => {
+                write!(f, "firmware package has a {kind} entry but no {needs} entry, which it is for")
+            }
             PackageError::MissingEntry { kind } => {
                 write!(f, "firmware package has no {kind} entry")
             }
@@ -424,6 +540,126 @@ impl fmt::Display for PackageError {
             PackageError::TooLarge => f.write_str("firmware package payloads are too large to describe"),
         }
     }
+}
+
+/// What is wrong with a data entry (see "Data entries" above).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PayloadError {
+    /// The payload is empty (a package without the data leaves the entry
+    /// out).
+    Empty,
+    /// A command line longer than its kind allows.
+    TextTooLong {
+        /// Its length in bytes.
+        len: u64,
+        /// The most its kind allows ([`EntryKind::text_max`]).
+        max: u64,
+    },
+    /// A command line that is not UTF-8.
+    TextNotUtf8 {
+        /// Offset of the first byte that is not.
+        offset: u64,
+    },
+    /// A command line with a control character (a NUL, a newline, ...).
+    TextControl {
+        /// Offset of the character.
+        offset: u64,
+        /// Its first byte.
+        byte: u8,
+    },
+    /// The Linux kernel is not an arm64 `Image` the boot protocol can
+    /// load.
+    Kernel(LinuxError),
+    /// The load hints are not the ones the payload implies.
+    Hints {
+        /// The hints in the entry.
+        found: LoadHints,
+        /// The hints [`data_hints`] gives for the payload.
+        expected: LoadHints,
+    },
+}
+
+impl fmt::Display for PayloadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            PayloadError::Empty => f.write_str("the payload is empty (a package without it leaves the entry out)"),
+            PayloadError::TextTooLong { len, max } => {
+                write!(f, "the command line is {len} bytes long, at most {max} are allowed")
+            }
+            PayloadError::TextNotUtf8 { offset } => write!(f, "the command line is not UTF-8 (from byte {offset})"),
+            PayloadError::TextControl { offset, byte } => {
+                write!(f, "the command line has a control character ({byte:#04x}) at byte {offset}")
+            }
+            PayloadError::Kernel(error) => write!(f, "not a Linux kernel that can be booted: {error}"),
+            PayloadError::Hints { found, expected } => write!(
+                f,
+                "load hints (align {:#x}, memory size {:#x}, entry offset {:#x}) are not those of its payload \
+                 (align {:#x}, memory size {:#x}, entry offset {:#x})",
+                found.align,
+                found.mem_size,
+                found.entry_offset,
+                expected.align,
+                expected.mem_size,
+                expected.entry_offset
+            ),
+        }
+    }
+}
+
+/// Checks that `payload` is what a data entry of `kind` holds and returns
+/// the load hints such an entry must have (see "Data entries" above);
+/// `Ok(None)` for the image kinds, whose hints come from their ELF files.
+pub fn data_hints(kind: EntryKind, payload: &[u8]) -> Result<Option<LoadHints>, PayloadError> {
+    if kind.is_image() {
+        return Ok(None);
+    }
+    if payload.is_empty() {
+        return Err(PayloadError::Empty);
+    }
+    let size = to_u64(payload.len());
+    if let Some(max) = kind.text_max() {
+        if payload.len() > max {
+            return Err(PayloadError::TextTooLong { len: size, max: to_u64(max) });
+        }
+        let text =
+            core::str::from_utf8(payload).map_err(|e| PayloadError::TextNotUtf8 { offset: to_u64(e.valid_up_to()) })?;
+        if let Some((offset, c)) = text.char_indices().find(|(_, c)| c.is_control()) {
+            let byte = c.encode_utf8(&mut [0; 4]).bytes().next().unwrap_or_default();
+            return Err(PayloadError::TextControl { offset: to_u64(offset), byte });
+        }
+    }
+    let hints = match kind {
+        EntryKind::LinuxKernel => {
+            let header = ImageHeader::parse(payload, size).map_err(PayloadError::Kernel)?;
+            LoadHints { align: KERNEL_ALIGN, mem_size: header.image_size, entry_offset: 0 }
+        }
+        _ => LoadHints { align: MIN_LOAD_ALIGN, mem_size: size, entry_offset: 0 },
+    };
+    Ok(Some(hints))
+}
+
+/// The payload and hint rules of a data entry ([`data_hints`]), as a
+/// package error.
+fn check_data(kind: EntryKind, payload: &[u8], load: LoadHints) -> Result<(), PackageError> {
+    match data_hints(kind, payload) {
+        Ok(Some(expected)) if expected != load => {
+            Err(PackageError::BadPayload { kind, error: PayloadError::Hints { found: load, expected } })
+        }
+        Ok(_) => Ok(()),
+        Err(error) => Err(PackageError::BadPayload { kind, error }),
+    }
+}
+
+/// Every kind among `kinds` has the kind it needs among them.
+fn check_needs(kinds: impl Iterator<Item = EntryKind> + Clone) -> Result<(), PackageError> {
+    for kind in kinds.clone() {
+        if let Some(needs) = kind.needs() {
+            if !kinds.clone().any(|k| k == needs) {
+                return Err(PackageError::MissingDependency { kind, needs });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One verified entry of a parsed [`Package`].
@@ -670,7 +906,8 @@ impl<'a> Package<'a> {
     /// Checks, in order: header fields, that header and table are present,
     /// the header digest, each entry (reserved flags, kind, uniqueness,
     /// bounds, load hints), that payloads do not overlap and padding is zero,
-    /// and finally every payload digest. Never panics.
+    /// every payload digest, and finally the data entries' payloads and
+    /// hints and that each has the kind it needs. Never panics.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, PackageError> {
         let header_bytes =
             bytes.first_chunk::<HEADER_SIZE>().ok_or_else(|| truncated("header", to_u64(HEADER_SIZE), bytes.len()))?;
@@ -756,6 +993,10 @@ impl<'a> Package<'a> {
                 return Err(PackageError::PayloadDigestMismatch { kind: entry.kind });
             }
         }
+        for entry in entries.iter().flatten() {
+            check_data(entry.kind, entry.payload, entry.load)?;
+        }
+        check_needs(entries.iter().flatten().map(|e| e.kind))?;
 
         Ok(Self { bytes, header_digest: header.digest, entries })
     }
@@ -861,12 +1102,14 @@ fn layout(entries: &[EntryDesc<'_>]) -> Result<Layout, PackageError> {
         desc.load
             .check(to_u64(desc.payload.len()))
             .map_err(|error| PackageError::BadLoadHints { kind: desc.kind, error })?;
+        check_data(desc.kind, desc.payload, desc.load)?;
         let offset = cursor.checked_next_multiple_of(PAYLOAD_ALIGN).ok_or(PackageError::TooLarge)?;
         cursor = offset.checked_add(desc.payload.len()).ok_or(PackageError::TooLarge)?;
         if let Some(slot) = offsets.get_mut(i) {
             *slot = offset;
         }
     }
+    check_needs(entries.iter().map(|d| d.kind))?;
     Ok(Layout { table_end, offsets, total: cursor })
 }
 
@@ -1348,6 +1591,213 @@ mod tests {
         assert!(Package::parse(&flash[3 * PACKAGE_ALIGN..]).is_ok());
     }
 
+    /// An arm64 Image header (and a little code) whose `image_size` is
+    /// `image_size`.
+    fn kernel(image_size: u64) -> Vec<u8> {
+        let mut k = std::vec![0u8; 4096];
+        k[16..24].copy_from_slice(&image_size.to_le_bytes());
+        k[24..32].copy_from_slice(&0xa_u64.to_le_bytes());
+        k[0x38..0x3c].copy_from_slice(b"ARM\x64");
+        k[64..68].copy_from_slice(&[1, 2, 3, 4]);
+        k
+    }
+
+    const KERNEL_SIZE: u64 = 0x30_0000;
+    const INITRD: &[u8] = &[0x1f, 0x8b, 0x08, 0x00, 7, 7, 7];
+    const LINUX_CMDLINE: &[u8] = b"console=ttyPS0 linux-guest=poweroff";
+    const HV_CMDLINE: &[u8] = b"log=debug stub=fail";
+
+    /// Every kind: the images, then the data entries with their hints.
+    fn all_kinds(kernel: &[u8]) -> Vec<EntryDesc<'_>> {
+        let mut all = descs().to_vec();
+        for (kind, payload) in [
+            (EntryKind::LinuxKernel, kernel),
+            (EntryKind::LinuxInitrd, INITRD),
+            (EntryKind::LinuxCmdline, LINUX_CMDLINE),
+            (EntryKind::HvCmdline, HV_CMDLINE),
+        ] {
+            let load = data_hints(kind, payload).unwrap().unwrap();
+            all.push(EntryDesc { kind, payload, load });
+        }
+        all
+    }
+
+    /// Recomputes every payload digest, then the header digest: for edits
+    /// of payloads that the digests would otherwise catch first.
+    fn reseal_all(b: &mut [u8]) {
+        let count = u32::from_le_bytes(b[16..20].try_into().unwrap()) as usize;
+        for i in 0..count {
+            let (offset, size) = (get_u64(b, field(i, OFFSET)) as usize, get_u64(b, field(i, SIZE)) as usize);
+            let digest = sha256(&b[offset..offset + size]);
+            b[field(i, 48)..field(i, 80)].copy_from_slice(&digest);
+        }
+        reseal(b);
+    }
+
+    #[test]
+    fn data_entries_round_trip() {
+        let k = kernel(KERNEL_SIZE);
+        let descs = all_kinds(&k);
+        let bytes = build(&descs).unwrap();
+        let pkg = Package::parse(&bytes).unwrap();
+        let kinds: Vec<_> = pkg.entries().map(|e| e.kind).collect();
+        assert_eq!(kinds, EntryKind::ALL);
+        for desc in &descs {
+            let e = pkg.require(desc.kind).unwrap();
+            assert_eq!((e.payload, e.load), (desc.payload, desc.load));
+        }
+        let kernel = pkg.require(EntryKind::LinuxKernel).unwrap();
+        assert_eq!(kernel.load, LoadHints { align: 0x20_0000, mem_size: KERNEL_SIZE, entry_offset: 0 });
+        let initrd = pkg.require(EntryKind::LinuxInitrd).unwrap();
+        assert_eq!(initrd.load, LoadHints { align: MIN_LOAD_ALIGN, mem_size: INITRD.len() as u64, entry_offset: 0 });
+        // Only the images have hints of their own.
+        assert_eq!(data_hints(EntryKind::Hypervisor, &[]), Ok(None));
+        assert_eq!(data_hints(EntryKind::GuestStub, HYP), Ok(None));
+        // A kernel alone, and a kernel with its command line only.
+        for n in [3, 4] {
+            let some: Vec<_> = descs.iter().copied().filter(|d| d.kind != EntryKind::LinuxInitrd).take(n).collect();
+            assert!(Package::parse(&build(&some).unwrap()).is_ok(), "{n}");
+        }
+    }
+
+    #[test]
+    fn data_payload_rules() {
+        let long_linux = std::vec![b'a'; LINUX_CMDLINE_MAX + 1];
+        let long_hv = std::vec![b'b'; HV_CMDLINE_MAX + 1];
+        let cases: [(EntryKind, &[u8], PayloadError); 8] = [
+            (EntryKind::LinuxInitrd, b"", PayloadError::Empty),
+            (EntryKind::HvCmdline, b"", PayloadError::Empty),
+            (EntryKind::LinuxCmdline, &long_linux, PayloadError::TextTooLong { len: 2048, max: 2047 }),
+            (EntryKind::HvCmdline, &long_hv, PayloadError::TextTooLong { len: 1025, max: 1024 }),
+            (EntryKind::HvCmdline, b"log=debug\xff", PayloadError::TextNotUtf8 { offset: 9 }),
+            (EntryKind::LinuxCmdline, b"console=ttyAMA0\0", PayloadError::TextControl { offset: 15, byte: 0 }),
+            (EntryKind::HvCmdline, "a\u{85}b".as_bytes(), PayloadError::TextControl { offset: 1, byte: 0xc2 }),
+            (
+                EntryKind::LinuxKernel,
+                &[0x1f, 0x8b, 0x08, 0x00],
+                PayloadError::Kernel(LinuxError::Truncated { size: 4 }),
+            ),
+        ];
+        for (kind, payload, error) in cases {
+            assert_eq!(data_hints(kind, payload), Err(error), "{kind}");
+            // The writer refuses it too, whatever the hints.
+            let load = LoadHints { align: MIN_LOAD_ALIGN, mem_size: payload.len().max(1) as u64, entry_offset: 0 };
+            let k = kernel(KERNEL_SIZE);
+            let mut with = all_kinds(&k);
+            with.retain(|d| d.kind != kind);
+            with.push(EntryDesc { kind, payload, load });
+            assert_eq!(build(&with), Err(PackageError::BadPayload { kind, error }), "{kind}");
+            assert!(!error.to_string().is_empty());
+        }
+        // UTF-8 beyond ASCII, and the longest command lines, are fine.
+        assert!(data_hints(EntryKind::LinuxCmdline, "name=café".as_bytes()).is_ok());
+        assert!(data_hints(EntryKind::LinuxCmdline, &long_linux[1..]).is_ok());
+        assert!(data_hints(EntryKind::HvCmdline, &long_hv[1..]).is_ok());
+        let gz = [0x1f, 0x8b, 0x08, 0x00].repeat(100);
+        let err = data_hints(EntryKind::LinuxKernel, &gz).unwrap_err();
+        assert!(matches!(err, PayloadError::Kernel(LinuxError::BadMagic { .. })), "{err:?}");
+        assert!(err.to_string().contains("compressed"), "{err}");
+    }
+
+    #[test]
+    fn data_hints_are_exact() {
+        let k = kernel(KERNEL_SIZE);
+        for (i, desc) in all_kinds(&k).iter().enumerate().skip(2) {
+            for (at, value) in [(ALIGN, 0x40_0000), (MEM_SIZE, desc.load.mem_size + 8), (ENTRY_OFFSET, 4)] {
+                let mut b = build(&all_kinds(&k)).unwrap();
+                set_u64(&mut b, field(i, at), value);
+                reseal(&mut b);
+                let err = parse_err(&b);
+                let mut found = desc.load;
+                match at {
+                    ALIGN => found.align = value,
+                    MEM_SIZE => found.mem_size = value,
+                    _ => found.entry_offset = value,
+                }
+                let error = PayloadError::Hints { found, expected: desc.load };
+                assert_eq!(err, PackageError::BadPayload { kind: desc.kind, error }, "{} field {at}", desc.kind);
+                let msg = err.to_string();
+                assert!(msg.contains(desc.kind.name()) && msg.contains("load hints"), "{msg}");
+                // The writer refuses the same hints.
+                let mut descs = all_kinds(&k);
+                descs[i].load = found;
+                assert_eq!(build(&descs), Err(err));
+            }
+        }
+    }
+
+    #[test]
+    fn data_payloads_are_checked_behind_their_digests() {
+        // A kernel whose magic is damaged, digests recomputed: the data
+        // rules catch it.
+        let k = kernel(KERNEL_SIZE);
+        let mut b = build(&all_kinds(&k)).unwrap();
+        let at = get_u64(&b, field(2, OFFSET)) as usize + 0x38;
+        b[at] = b'X';
+        assert_eq!(parse_err(&b), PackageError::PayloadDigestMismatch { kind: EntryKind::LinuxKernel });
+        reseal_all(&mut b);
+        let err = parse_err(&b);
+        assert!(
+            matches!(
+                err,
+                PackageError::BadPayload {
+                    kind: EntryKind::LinuxKernel,
+                    error: PayloadError::Kernel(LinuxError::BadMagic { .. })
+                }
+            ),
+            "{err:?}"
+        );
+        // A newline in the hypervisor's command line.
+        let mut b = build(&all_kinds(&k)).unwrap();
+        let at = get_u64(&b, field(5, OFFSET)) as usize + 3;
+        b[at] = b'\n';
+        reseal_all(&mut b);
+        assert_eq!(
+            parse_err(&b),
+            PackageError::BadPayload {
+                kind: EntryKind::HvCmdline,
+                error: PayloadError::TextControl { offset: 3, byte: b'\n' }
+            }
+        );
+    }
+
+    #[test]
+    fn every_byte_of_a_package_with_every_kind_is_checked() {
+        let k = kernel(KERNEL_SIZE);
+        let good = build(&all_kinds(&k)).unwrap();
+        for at in 0..good.len() {
+            let mut b = good.clone();
+            b[at] ^= 0x10;
+            assert!(Package::parse(&b).is_err(), "flip at {at}");
+        }
+        let err = PackageError::UnknownKind { index: 0, kind: 7 }.to_string();
+        assert!(err.ends_with("(known: 1 = hypervisor, 2 = guest-stub, 3 = linux-kernel, 4 = linux-initrd, 5 = linux-cmdline, 6 = hv-cmdline)"), "{err}");
+    }
+
+    #[test]
+    fn initrd_and_cmdline_need_a_kernel() {
+        let k = kernel(KERNEL_SIZE);
+        for kind in [EntryKind::LinuxInitrd, EntryKind::LinuxCmdline] {
+            let descs: Vec<_> = all_kinds(&k).into_iter().filter(|d| d.kind.is_image() || d.kind == kind).collect();
+            let err = build(&descs).unwrap_err();
+            assert_eq!(err, PackageError::MissingDependency { kind, needs: EntryKind::LinuxKernel });
+            assert!(err.to_string().contains("no linux-kernel entry"), "{err}");
+            // And the parser: a hypervisor command line whose kind is
+            // changed to this one (the same rules hold for its payload and
+            // hints), resealed.
+            let text = EntryDesc {
+                kind: EntryKind::HvCmdline,
+                payload: b"console=ttyAMA0",
+                load: data_hints(EntryKind::HvCmdline, b"console=ttyAMA0").unwrap().unwrap(),
+            };
+            let [hyp, stub] = super::tests::descs();
+            let mut b = build(&[hyp, stub, text]).unwrap();
+            set_u32(&mut b, field(2, KIND), kind.as_u32());
+            reseal(&mut b);
+            assert_eq!(parse_err(&b), PackageError::MissingDependency { kind, needs: EntryKind::LinuxKernel });
+        }
+    }
+
     #[test]
     fn every_error_has_a_message() {
         let kind = EntryKind::GuestStub;
@@ -1371,6 +1821,8 @@ mod tests {
             PackageError::MissingEntry { kind },
             PackageError::BufferTooSmall { need: 2, have: 1 },
             PackageError::TooLarge,
+            PackageError::BadPayload { kind, error: PayloadError::Empty },
+            PackageError::MissingDependency { kind: EntryKind::LinuxInitrd, needs: EntryKind::LinuxKernel },
         ];
         for e in errors {
             let msg = e.to_string();

@@ -22,7 +22,7 @@
 //! - `Reply`, `ScanReply` (x4 written only by a successful `SCAN`), `Info`,
 //!   `HvError`, `Function` and the DCC magic round-trip.
 
-use platform::handoff::{Handoff, LoadedImage, PhysRange, HANDOFF_MAGIC, HANDOFF_VERSION};
+use platform::handoff::{DataEntries, Handoff, LoadedImage, PhysRange, HANDOFF_MAGIC, HANDOFF_VERSION};
 use platform::hypercall::{
     allowed_from_el0, buffer_chunks, covers, dcc_call_function, features, sched_item, validate_buffer,
     validate_translated, Call, CallError, CallerEl, Function, GuestRange, HvError, HvMode, Identity, Info, Reply,
@@ -470,23 +470,26 @@ proptest! {
     }
 
     /// Handoff records: `PhysRange::contains` is range inclusion (in exact
-    /// arithmetic), and `validate` accepts a record only when both images
-    /// lie inside the reserved block.
+    /// arithmetic), and `validate` accepts a record only when both images,
+    /// and a data entry's copy if there is one (its size not 0), lie
+    /// inside the reserved block.
     #[test]
     fn handoff_ranges_are_checked(
-        ranges in prop::array::uniform3((region_strategy(), any::<bool>())),
+        ranges in prop::array::uniform4((region_strategy(), any::<bool>())),
         header in prop_oneof![4 => Just(None), 1 => any::<(u64, u32, u32)>().prop_map(Some)],
     ) {
-        let [(reserved, _), (hv, _), (stub, _)] = ranges;
+        let [(reserved, _), (hv, _), (stub, _), (kernel, absent)] = ranges;
         let range = |(base, size): (u64, u64)| PhysRange { base, size };
         let (reserved, hv, stub) = (range(reserved), range(hv), range(stub));
+        let kernel = if absent { PhysRange { size: 0, ..range(kernel) } } else { range(kernel) };
         let inside = |outer: &PhysRange, inner: &PhysRange| {
             let end = |r: &PhysRange| u128::from(r.base) + u128::from(r.size);
             inner.base >= outer.base && end(inner) <= end(outer)
         };
         prop_assert_eq!(reserved.contains(&hv), inside(&reserved, &hv), "{:?} in {:?}", hv, reserved);
         let image = |bytes: PhysRange| LoadedImage { bytes, mem_size: bytes.size, entry_offset: 0, align: 4096 };
-        let mut record = Handoff::new(range((0, 0)), reserved, image(hv), image(stub));
+        let data = DataEntries { linux_kernel: kernel, ..DataEntries::default() };
+        let mut record = Handoff::new(range((0, 0)), reserved, image(hv), image(stub), data);
         if let Some((magic, version, size)) = header {
             record.magic = magic;
             record.version = version;
@@ -496,7 +499,9 @@ proptest! {
             && record.version == HANDOFF_VERSION
             && record.size as usize == core::mem::size_of::<Handoff>();
         let result = record.validate();
-        prop_assert_eq!(result.is_ok(), header_ok && inside(&reserved, &hv) && inside(&reserved, &stub), "{:?}", result);
+        let kernel_ok = kernel.size == 0 || inside(&reserved, &kernel);
+        let images_ok = inside(&reserved, &hv) && inside(&reserved, &stub);
+        prop_assert_eq!(result.is_ok(), header_ok && images_ok && kernel_ok, "{:?}", result);
         if let Err(e) = result {
             let _ = e.to_string();
         }

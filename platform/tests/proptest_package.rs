@@ -16,9 +16,10 @@
 //!   accepted package round-trips its entries (digests, payloads, hints);
 //! - arbitrary bytes never panic.
 
+use platform::linux::ImageHeader;
 use platform::package::{
     encode, encoded_len, sha256, EntryDesc, EntryKind, LoadHints, Package, PackageError, ENTRY_SIZE, FORMAT_VERSION,
-    HEADER_SIZE, MAGIC, MAX_ENTRIES, MIN_LOAD_ALIGN,
+    HEADER_SIZE, HV_CMDLINE_MAX, LINUX_CMDLINE_MAX, MAGIC, MAX_ENTRIES, MIN_LOAD_ALIGN,
 };
 use proptest::prelude::*;
 
@@ -292,13 +293,14 @@ fn reference_accepts(bytes: &[u8]) -> Result<(), &'static str> {
     let total = total as usize;
     let mut kinds = Vec::new();
     let mut payloads: Vec<(u128, u128)> = Vec::new();
+    let mut data: Vec<(u32, &[u8], LoadHints)> = Vec::new();
     for i in 0..count {
         let at = HEADER_SIZE + i * ENTRY_SIZE;
         let kind = le32(bytes, at);
         if le32(bytes, at + 4) != 0 {
             return Err("reserved flags");
         }
-        if kind != 1 && kind != 2 {
+        if !(1..=6).contains(&kind) {
             return Err("kind");
         }
         if kinds.contains(&kind) {
@@ -324,6 +326,42 @@ fn reference_accepts(bytes: &[u8]) -> Result<(), &'static str> {
             return Err("payload digest");
         }
         payloads.push((offset, offset + size));
+        data.push((kind, payload, LoadHints { align, mem_size, entry_offset }));
+    }
+    // The data entries (kinds 3 to 6, "Data entries"): not empty; command
+    // lines UTF-8 without control characters and not too long; a kernel an
+    // arm64 Image; each with exactly the hints its payload implies; an
+    // initrd or a Linux command line only with a kernel.
+    for &(kind, payload, hints) in &data {
+        if kind < 3 {
+            continue;
+        }
+        if payload.is_empty() {
+            return Err("empty data payload");
+        }
+        let max = match kind {
+            5 => Some(LINUX_CMDLINE_MAX),
+            6 => Some(HV_CMDLINE_MAX),
+            _ => None,
+        };
+        if let Some(max) = max {
+            let text = std::str::from_utf8(payload).map_err(|_| "command line not UTF-8")?;
+            if payload.len() > max || text.chars().any(char::is_control) {
+                return Err("command line");
+            }
+        }
+        let expected = if kind == 3 {
+            let header = ImageHeader::parse(payload, payload.len() as u64).map_err(|_| "not an arm64 Image")?;
+            LoadHints { align: 2 << 20, mem_size: header.image_size, entry_offset: 0 }
+        } else {
+            LoadHints { align: MIN_LOAD_ALIGN, mem_size: payload.len() as u64, entry_offset: 0 }
+        };
+        if hints != expected {
+            return Err("data entry hints");
+        }
+        if (kind == 4 || kind == 5) && !kinds.contains(&3) {
+            return Err("initrd or Linux command line without a kernel");
+        }
     }
     for (i, a) in payloads.iter().enumerate() {
         for (j, b) in payloads.iter().enumerate() {
@@ -379,11 +417,13 @@ fn random_package(c: &mut Choices<'_>) -> Vec<u8> {
     let mut cursor = table_end as u64;
     let swap = c.chance(128);
     for i in 0..count {
-        let kind = match c.below(40) {
+        let kind = match c.below(44) {
             36 => 0,
-            37 => 3,
+            37 => 7,
             38 => c.u64() as u32,
             39 => [1, 2][usize::from(c.chance(128))],
+            // A data kind, whose payload and hints have rules of their own.
+            40..=43 => 3 + c.below(4) as u32,
             _ => [1, 2][(i + usize::from(swap)) % 2],
         };
         let flags = if c.chance(8) { 1 << c.below(32) } else { 0 };
@@ -410,6 +450,10 @@ fn random_package(c: &mut Choices<'_>) -> Vec<u8> {
             23 => entry_offset |= 1 + c.below(3),
             _ => {}
         }
+        if (4..=6).contains(&kind) && !c.chance(8) {
+            // The hints a data entry must have, mostly.
+            (align, mem_size, entry_offset) = (MIN_LOAD_ALIGN, size, 0);
+        }
         plans.push(Plan { kind, flags, offset, size, align, mem_size, entry_offset, good_digest: !c.chance(10) });
     }
     let payload_end = plans
@@ -435,8 +479,10 @@ fn random_package(c: &mut Choices<'_>) -> Vec<u8> {
     for p in &plans {
         if p.offset < len as u64 {
             let end = (p.offset.saturating_add(p.size)).min(len as u64);
+            // Command lines are mostly printable ASCII.
+            let text = (p.kind == 5 || p.kind == 6) && !c.chance(8);
             for b in &mut bytes[p.offset as usize..end as usize] {
-                *b = c.byte() | 1;
+                *b = if text { b' ' + c.byte() % 95 } else { c.byte() | 1 };
             }
         }
     }

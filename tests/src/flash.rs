@@ -6,7 +6,10 @@
 //! ```text
 //! 0                      the EL3 monitor, flattened by load address
 //! package_offset(len)    firmware package (platform::package): the
-//!                        hypervisor and guest-stub, flattened by link address
+//!                        hypervisor and guest-stub, flattened by link
+//!                        address, and the optional data entries ([`Extras`]:
+//!                        a Linux kernel, initrd and command line, the
+//!                        hypervisor's command line)
 //! ```
 //!
 //! with the package at the next multiple of [`PACKAGE_ALIGN`](package::PACKAGE_ALIGN) after the
@@ -20,13 +23,15 @@
 //! package separately (zcu102: `build/zcu102/package.bin`, `make image
 //! BOARD=zcu102`): `mkflash --package-only` writes the package alone
 //! ([`build_package`]), the same bytes as the package in `flash.bin`.
+//! [`repack`] gives an existing image (either kind) other data entries,
+//! for scenarios that boot the images `make image` wrote with a Linux guest.
 
 use std::ffi::OsString;
 use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 
 use platform::package::{
-    self, candidate_offsets, sha256, EntryDesc, EntryKind, LoadHints, Package, PackageError, Sha256Digest,
+    self, candidate_offsets, data_hints, sha256, EntryDesc, EntryKind, LoadHints, Package, PackageError, Sha256Digest,
 };
 
 use crate::elf::{self, ElfError};
@@ -88,6 +93,8 @@ pub enum FlashError {
     },
     /// The command line is wrong.
     Usage(String),
+    /// An image to repack holds no firmware package.
+    NoPackage,
 }
 
 impl fmt::Display for FlashError {
@@ -103,6 +110,7 @@ impl fmt::Display for FlashError {
             ),
             FlashError::Io { path, error } => write!(f, "{}: {error}", path.display()),
             FlashError::Usage(why) => write!(f, "{why}\n{USAGE}"),
+            FlashError::NoPackage => f.write_str("no firmware package in the image"),
         }
     }
 }
@@ -172,7 +180,7 @@ impl FlashImage {
         };
         let _ = writeln!(
             s,
-            "  {:<11} {:>10} {:>10} {:>10} {:>8} {:>8}  sha256",
+            "  {:<13} {:>10} {:>10} {:>10} {:>8} {:>8}  sha256",
             "part", "offset", "size", "mem_size", "entry", "align"
         );
         for p in &self.parts {
@@ -183,7 +191,7 @@ impl FlashImage {
             };
             let _ = writeln!(
                 s,
-                "  {:<11} {:>#10x} {:>#10x} {:>10} {:>8} {:>8}  {}",
+                "  {:<13} {:>#10x} {:>#10x} {:>10} {:>8} {:>8}  {}",
                 p.name,
                 p.offset,
                 p.size,
@@ -254,32 +262,95 @@ pub fn assemble_package(entries: &[EntryDesc<'_>]) -> Result<FlashImage, FlashEr
     Ok(FlashImage { bytes, package_offset: 0, parts })
 }
 
+/// The optional package entries (`platform::package`, "Data entries"): a
+/// Linux guest and the hypervisor's command line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// A Linux kernel, an arm64 `Image`.
+    pub linux_kernel: Option<Vec<u8>>,
+    /// Its initrd.
+    pub linux_initrd: Option<Vec<u8>>,
+    /// Its command line.
+    pub linux_cmdline: Option<String>,
+    /// The hypervisor's command line.
+    pub hv_cmdline: Option<String>,
+}
+
+impl Extras {
+    /// The entries, with the load hints their payloads imply; a payload
+    /// that is not what its kind says is refused here, naming the kind.
+    pub fn entries(&self) -> Result<Vec<EntryDesc<'_>>, FlashError> {
+        let payloads = [
+            (EntryKind::LinuxKernel, self.linux_kernel.as_deref()),
+            (EntryKind::LinuxInitrd, self.linux_initrd.as_deref()),
+            (EntryKind::LinuxCmdline, self.linux_cmdline.as_deref().map(str::as_bytes)),
+            (EntryKind::HvCmdline, self.hv_cmdline.as_deref().map(str::as_bytes)),
+        ];
+        let mut entries = Vec::new();
+        for (kind, payload) in payloads {
+            let Some(payload) = payload else { continue };
+            let load = data_hints(kind, payload)
+                .map_err(|error| PackageError::BadPayload { kind, error })?
+                .ok_or(PackageError::MissingEntry { kind })?;
+            entries.push(EntryDesc { kind, payload, load });
+        }
+        Ok(entries)
+    }
+}
+
 /// Flattens the hypervisor and the guest-stub and hands their package
-/// entries to `assemble`.
+/// entries, and `extras`', to `assemble`.
 fn with_entries(
     hypervisor_elf: &[u8],
     guest_stub_elf: &[u8],
+    extras: &Extras,
     assemble: impl FnOnce(&[EntryDesc<'_>]) -> Result<FlashImage, FlashError>,
 ) -> Result<FlashImage, FlashError> {
     let pie = |part, data| elf::flatten_pie(data).map_err(|error| FlashError::Elf { part, error });
     let hypervisor = pie(Part::Hypervisor, hypervisor_elf)?;
     let guest_stub = pie(Part::GuestStub, guest_stub_elf)?;
-    assemble(&[
+    let mut entries = vec![
         EntryDesc { kind: EntryKind::Hypervisor, payload: &hypervisor.bytes, load: hypervisor.load },
         EntryDesc { kind: EntryKind::GuestStub, payload: &guest_stub.bytes, load: guest_stub.load },
-    ])
+    ];
+    entries.extend(extras.entries()?);
+    assemble(&entries)
 }
 
-/// Builds the flash image from the three ELF files' contents.
-pub fn build_flash(monitor_elf: &[u8], hypervisor_elf: &[u8], guest_stub_elf: &[u8]) -> Result<FlashImage, FlashError> {
+/// Builds the flash image from the three ELF files' contents and the
+/// optional entries.
+pub fn build_flash(
+    monitor_elf: &[u8],
+    hypervisor_elf: &[u8],
+    guest_stub_elf: &[u8],
+    extras: &Extras,
+) -> Result<FlashImage, FlashError> {
     let monitor = elf::flatten_monitor(monitor_elf).map_err(|error| FlashError::Elf { part: Part::Monitor, error })?;
-    with_entries(hypervisor_elf, guest_stub_elf, |entries| assemble(&monitor, entries))
+    with_entries(hypervisor_elf, guest_stub_elf, extras, |entries| assemble(&monitor, entries))
 }
 
 /// Builds the package alone from the hypervisor's and the guest-stub's ELF
-/// files, for a board that loads it apart from the monitor.
-pub fn build_package(hypervisor_elf: &[u8], guest_stub_elf: &[u8]) -> Result<FlashImage, FlashError> {
-    with_entries(hypervisor_elf, guest_stub_elf, assemble_package)
+/// files and the optional entries, for a board that loads it apart from
+/// the monitor.
+pub fn build_package(hypervisor_elf: &[u8], guest_stub_elf: &[u8], extras: &Extras) -> Result<FlashImage, FlashError> {
+    with_entries(hypervisor_elf, guest_stub_elf, extras, assemble_package)
+}
+
+/// The image `image` (a flash image, or a package alone: one whose
+/// package is at offset 0) with its data entries replaced by `extras`'s:
+/// the same monitor, hypervisor and guest-stub.
+pub fn repack(image: &[u8], extras: &Extras) -> Result<FlashImage, FlashError> {
+    let (offset, package) = find_package(image).ok_or(FlashError::NoPackage)?;
+    let mut entries: Vec<EntryDesc<'_>> = package
+        .entries()
+        .filter(|e| e.kind.is_image())
+        .map(|e| EntryDesc { kind: e.kind, payload: e.payload, load: e.load })
+        .collect();
+    entries.extend(extras.entries()?);
+    match offset {
+        0 => assemble_package(&entries),
+        _ => assemble(&image[..offset], &entries),
+    }
 }
 
 /// Finds the firmware package in a flash image: the first offset that is a
@@ -309,8 +380,14 @@ pub fn reseal_header(package: &mut [u8]) {
 }
 
 /// `mkflash` usage text.
-pub const USAGE: &str = "usage: mkflash --monitor <ELF> --hypervisor <ELF> --guest-stub <ELF> -o <flash.bin>\n       \
-                         mkflash --package-only --hypervisor <ELF> --guest-stub <ELF> -o <package.bin>";
+pub const USAGE: &str = "\
+usage: mkflash --monitor <ELF> --hypervisor <ELF> --guest-stub <ELF> [<entries>] -o <flash.bin>
+       mkflash --package-only --hypervisor <ELF> --guest-stub <ELF> [<entries>] -o <package.bin>
+optional package entries (platform/src/package.rs, \"Data entries\"):
+       --linux-kernel <Image>  a Linux kernel (an arm64 Image) for the guest, when QEMU gives none
+       --linux-initrd <FILE>   its initrd (with --linux-kernel)
+       --linux-cmdline <TEXT>  its command line (with --linux-kernel)
+       --hv-cmdline <TEXT>     the hypervisor's command line, when fw_cfg gives none";
 
 /// The `mkflash` inputs and output.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -324,6 +401,14 @@ pub struct Args {
     pub guest_stub: PathBuf,
     /// Where to write the flash image.
     pub output: PathBuf,
+    /// A Linux kernel for the package.
+    pub linux_kernel: Option<PathBuf>,
+    /// Its initrd.
+    pub linux_initrd: Option<PathBuf>,
+    /// Its command line.
+    pub linux_cmdline: Option<String>,
+    /// The hypervisor's command line.
+    pub hv_cmdline: Option<String>,
 }
 
 /// What the `mkflash` command line asks for.
@@ -339,10 +424,8 @@ impl Command {
     /// Parses the arguments after the program name. Options take their
     /// value as the next argument or after `=` (`--monitor=path`).
     pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, FlashError> {
-        let mut monitor = None;
-        let mut hypervisor = None;
-        let mut guest_stub = None;
-        let mut output = None;
+        let (mut monitor, mut hypervisor, mut guest_stub, mut output) = (None, None, None, None);
+        let (mut linux_kernel, mut linux_initrd, mut linux_cmdline, mut hv_cmdline) = (None, None, None, None);
         let mut package_only = false;
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -351,37 +434,53 @@ impl Command {
                 Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(OsString::from(v))),
                 _ => (arg_str.clone(), None),
             };
-            let slot = match name.as_str() {
+            let (slot, what): (&mut Option<OsString>, _) = match name.as_str() {
                 "-h" | "--help" => return Ok(Command::Help),
                 "--package-only" if inline.is_none() => {
                     package_only = true;
                     continue;
                 }
-                "--monitor" => &mut monitor,
-                "--hypervisor" => &mut hypervisor,
-                "--guest-stub" => &mut guest_stub,
-                "-o" | "--output" => &mut output,
+                "--monitor" => (&mut monitor, "a path"),
+                "--hypervisor" => (&mut hypervisor, "a path"),
+                "--guest-stub" => (&mut guest_stub, "a path"),
+                "-o" | "--output" => (&mut output, "a path"),
+                "--linux-kernel" => (&mut linux_kernel, "a path"),
+                "--linux-initrd" => (&mut linux_initrd, "a path"),
+                "--linux-cmdline" => (&mut linux_cmdline, "a text"),
+                "--hv-cmdline" => (&mut hv_cmdline, "a text"),
                 _ => return Err(FlashError::Usage(format!("unknown argument `{arg_str}`"))),
             };
             let value = match inline.or_else(|| args.next()) {
                 Some(v) if !v.is_empty() => v,
-                _ => return Err(FlashError::Usage(format!("`{name}` needs a path"))),
+                _ => return Err(FlashError::Usage(format!("`{name}` needs {what}"))),
             };
-            if slot.replace(PathBuf::from(value)).is_some() {
+            if slot.replace(value).is_some() {
                 return Err(FlashError::Usage(format!("`{name}` given twice")));
             }
         }
-        let need = |v: Option<PathBuf>, name: &str| v.ok_or_else(|| FlashError::Usage(format!("missing `{name}`")));
+        let path = |v: Option<OsString>| v.map(PathBuf::from);
+        let text = |v: Option<OsString>, name: &str| {
+            v.map(|t| t.into_string().map_err(|_| FlashError::Usage(format!("`{name}` is not UTF-8")))).transpose()
+        };
+        let need =
+            |v: Option<OsString>, name: &str| path(v).ok_or_else(|| FlashError::Usage(format!("missing `{name}`")));
         let monitor = match (package_only, monitor) {
             (true, Some(_)) => return Err(FlashError::Usage("`--package-only` takes no `--monitor`".into())),
             (true, None) => None,
             (false, monitor) => Some(need(monitor, "--monitor")?),
         };
+        if linux_kernel.is_none() && (linux_initrd.is_some() || linux_cmdline.is_some()) {
+            return Err(FlashError::Usage("`--linux-initrd` and `--linux-cmdline` need `--linux-kernel`".into()));
+        }
         Ok(Command::Build(Args {
             monitor,
             hypervisor: need(hypervisor, "--hypervisor")?,
             guest_stub: need(guest_stub, "--guest-stub")?,
             output: need(output, "-o")?,
+            linux_kernel: path(linux_kernel),
+            linux_initrd: path(linux_initrd),
+            linux_cmdline: text(linux_cmdline, "--linux-cmdline")?,
+            hv_cmdline: text(hv_cmdline, "--hv-cmdline")?,
         }))
     }
 }
@@ -390,13 +489,19 @@ fn read(path: &Path) -> Result<Vec<u8>, FlashError> {
     std::fs::read(path).map_err(|error| FlashError::Io { path: path.to_owned(), error })
 }
 
-/// Reads the ELF files, builds the image (the flash image, or with no
-/// monitor the package alone) and writes it to `args.output` (creating its
-/// directory). Returns the image.
+/// Reads the ELF files (and the Linux guest's), builds the image (the
+/// flash image, or with no monitor the package alone) and writes it to
+/// `args.output` (creating its directory). Returns the image.
 pub fn run(args: &Args) -> Result<FlashImage, FlashError> {
+    let extras = Extras {
+        linux_kernel: args.linux_kernel.as_deref().map(read).transpose()?,
+        linux_initrd: args.linux_initrd.as_deref().map(read).transpose()?,
+        linux_cmdline: args.linux_cmdline.clone(),
+        hv_cmdline: args.hv_cmdline.clone(),
+    };
     let image = match &args.monitor {
-        Some(monitor) => build_flash(&read(monitor)?, &read(&args.hypervisor)?, &read(&args.guest_stub)?)?,
-        None => build_package(&read(&args.hypervisor)?, &read(&args.guest_stub)?)?,
+        Some(monitor) => build_flash(&read(monitor)?, &read(&args.hypervisor)?, &read(&args.guest_stub)?, &extras)?,
+        None => build_package(&read(&args.hypervisor)?, &read(&args.guest_stub)?, &extras)?,
     };
     let io = |error| FlashError::Io { path: args.output.clone(), error };
     if let Some(dir) = args.output.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -423,7 +528,32 @@ mod tests {
     }
 
     fn sample() -> FlashImage {
-        build_flash(&monitor_elf(5000), &pie_elf(0xee, 0x1234, 0x3000, 0x80), &pie_elf(0x77, 300, 0, 0)).unwrap()
+        build_flash(
+            &monitor_elf(5000),
+            &pie_elf(0xee, 0x1234, 0x3000, 0x80),
+            &pie_elf(0x77, 300, 0, 0),
+            &Extras::default(),
+        )
+        .unwrap()
+    }
+
+    /// An arm64 Image header and a little more, whose `image_size` is
+    /// `image_size`.
+    fn kernel(image_size: u64) -> Vec<u8> {
+        let mut k = vec![0u8; 0x3000];
+        k[16..24].copy_from_slice(&image_size.to_le_bytes());
+        k[24..32].copy_from_slice(&0xa_u64.to_le_bytes());
+        k[0x38..0x3c].copy_from_slice(b"ARM\x64");
+        k
+    }
+
+    fn linux_extras() -> Extras {
+        Extras {
+            linux_kernel: Some(kernel(0x40_0000)),
+            linux_initrd: Some(vec![0x1f, 0x8b, 8, 0, 1, 2, 3]),
+            linux_cmdline: Some("console=ttyPS0 linux-guest=poweroff".into()),
+            hv_cmdline: Some("log=debug".into()),
+        }
     }
 
     #[test]
@@ -453,7 +583,8 @@ mod tests {
 
     #[test]
     fn monitor_of_exact_page_size_gets_no_padding() {
-        let img = build_flash(&monitor_elf(4096), &pie_elf(1, 16, 0, 0), &pie_elf(2, 16, 0, 0)).unwrap();
+        let img =
+            build_flash(&monitor_elf(4096), &pie_elf(1, 16, 0, 0), &pie_elf(2, 16, 0, 0), &Extras::default()).unwrap();
         assert_eq!(img.package_offset, 4096);
     }
 
@@ -497,14 +628,14 @@ mod tests {
     #[test]
     fn rejects_wrong_inputs_naming_the_part() {
         let x86 = build(EM_X86_64, ET_DYN, 0, &[Seg::load(0, &[1; 8])]);
-        let err = build_flash(&monitor_elf(100), &pie_elf(1, 8, 0, 0), &x86).unwrap_err();
+        let err = build_flash(&monitor_elf(100), &pie_elf(1, 8, 0, 0), &x86, &Extras::default()).unwrap_err();
         assert!(matches!(
             err,
             FlashError::Elf { part: Part::GuestStub, error: ElfError::WrongMachine { machine: 62 } }
         ));
         assert!(err.to_string().starts_with("guest-stub ELF:"), "{err}");
 
-        let err = build_flash(&x86, &pie_elf(1, 8, 0, 0), &pie_elf(1, 8, 0, 0)).unwrap_err();
+        let err = build_flash(&x86, &pie_elf(1, 8, 0, 0), &pie_elf(1, 8, 0, 0), &Extras::default()).unwrap_err();
         assert!(matches!(err, FlashError::Elf { part: Part::Monitor, .. }));
     }
 
@@ -524,6 +655,56 @@ mod tests {
         assert!(assemble(&big, &[EntryDesc { payload: &small, ..desc }]).is_ok());
     }
 
+    #[test]
+    fn extras_become_data_entries() {
+        let image =
+            build_flash(&monitor_elf(5000), &pie_elf(1, 64, 0, 0), &pie_elf(2, 64, 0, 0), &linux_extras()).unwrap();
+        let (_, package) = find_package(&image.bytes).unwrap();
+        let kinds: Vec<_> = package.entries().map(|e| e.kind).collect();
+        assert_eq!(kinds, EntryKind::ALL);
+        let kernel = package.require(EntryKind::LinuxKernel).unwrap();
+        assert_eq!(kernel.load, LoadHints { align: 0x20_0000, mem_size: 0x40_0000, entry_offset: 0 });
+        assert_eq!(package.require(EntryKind::HvCmdline).unwrap().payload, b"log=debug");
+        // What a data entry may not be is refused by kind.
+        for (extras, want) in [
+            (Extras { linux_kernel: Some(vec![0; 64]), ..Extras::default() }, "linux-kernel entry: not a Linux kernel"),
+            (
+                Extras { hv_cmdline: Some("a\nb".into()), ..Extras::default() },
+                "hv-cmdline entry: the command line has a control character",
+            ),
+            (
+                Extras { linux_initrd: Some(vec![1]), ..Extras::default() },
+                "has a linux-initrd entry but no linux-kernel entry",
+            ),
+        ] {
+            let err = build_package(&pie_elf(1, 64, 0, 0), &pie_elf(2, 64, 0, 0), &extras).unwrap_err();
+            assert!(err.to_string().contains(want), "{err}");
+        }
+    }
+
+    #[test]
+    fn repack_replaces_the_data_entries() {
+        let plain = sample();
+        let with = repack(&plain.bytes, &linux_extras()).unwrap();
+        assert_eq!(with.package_offset, plain.package_offset);
+        assert_eq!(with.bytes[..plain.package_offset], plain.bytes[..plain.package_offset], "the same monitor");
+        let (_, package) = find_package(&with.bytes).unwrap();
+        assert_eq!(package.entries().count(), 6);
+        let (_, before) = find_package(&plain.bytes).unwrap();
+        for kind in [EntryKind::Hypervisor, EntryKind::GuestStub] {
+            assert_eq!(package.require(kind).unwrap().payload, before.require(kind).unwrap().payload);
+        }
+        // And back: the data entries go, the bytes are the original's.
+        assert_eq!(repack(&with.bytes, &Extras::default()).unwrap().bytes, plain.bytes);
+        // A package alone stays a package alone.
+        let alone = &plain.bytes[plain.package_offset..];
+        let repacked = repack(alone, &linux_extras()).unwrap();
+        assert_eq!(repacked.package_offset, 0);
+        assert_eq!(repacked.parts[0].name, "package");
+        assert!(Package::parse(&repacked.bytes).unwrap().entry(EntryKind::LinuxKernel).is_some());
+        assert!(matches!(repack(&plain.bytes[..100], &Extras::default()), Err(FlashError::NoPackage)));
+    }
+
     fn os(args: &[&str]) -> Vec<OsString> {
         args.iter().map(OsString::from).collect()
     }
@@ -540,20 +721,57 @@ mod tests {
             "build/flash.bin",
         ]))
         .unwrap();
-        assert_eq!(
-            cmd,
-            Command::Build(Args {
-                monitor: Some("m.elf".into()),
-                hypervisor: "h.elf".into(),
-                guest_stub: "g.elf".into(),
-                output: "build/flash.bin".into(),
-            })
-        );
+        let plain = Args {
+            monitor: Some("m.elf".into()),
+            hypervisor: "h.elf".into(),
+            guest_stub: "g.elf".into(),
+            output: "build/flash.bin".into(),
+            linux_kernel: None,
+            linux_initrd: None,
+            linux_cmdline: None,
+            hv_cmdline: None,
+        };
+        assert_eq!(cmd, Command::Build(plain.clone()));
         assert_eq!(Command::parse(os(&["--help"])).unwrap(), Command::Help);
         let package = Command::parse(os(&["--package-only", "--hypervisor", "h", "--guest-stub", "g", "-o", "p"]));
         assert_eq!(
             package.unwrap(),
-            Command::Build(Args { monitor: None, hypervisor: "h".into(), guest_stub: "g".into(), output: "p".into() })
+            Command::Build(Args {
+                monitor: None,
+                hypervisor: "h".into(),
+                guest_stub: "g".into(),
+                output: "p".into(),
+                ..plain.clone()
+            })
+        );
+        // The package's data entries: paths and texts, `=` or not.
+        let linux = Command::parse(os(&[
+            "--package-only",
+            "--hypervisor",
+            "h",
+            "--guest-stub",
+            "g",
+            "--linux-kernel",
+            "build/linux/Image",
+            "--linux-initrd=build/linux/initramfs.cpio.gz",
+            "--linux-cmdline",
+            "console=ttyPS0 linux-guest=poweroff",
+            "--hv-cmdline=log=debug mode=nvhe",
+            "-o",
+            "p",
+        ]));
+        assert_eq!(
+            linux.unwrap(),
+            Command::Build(Args {
+                monitor: None,
+                hypervisor: "h".into(),
+                guest_stub: "g".into(),
+                output: "p".into(),
+                linux_kernel: Some("build/linux/Image".into()),
+                linux_initrd: Some("build/linux/initramfs.cpio.gz".into()),
+                linux_cmdline: Some("console=ttyPS0 linux-guest=poweroff".into()),
+                hv_cmdline: Some("log=debug mode=nvhe".into()),
+            })
         );
         for (args, want) in [
             (
@@ -565,6 +783,13 @@ mod tests {
             (&["--bogus"][..], "unknown argument `--bogus`"),
             (&["--monitor", "a", "--monitor", "b"][..], "given twice"),
             (&["--monitor", "a"][..], "missing `--hypervisor`"),
+            (&["--linux-cmdline"][..], "`--linux-cmdline` needs a text"),
+            (&["--hv-cmdline="][..], "`--hv-cmdline` needs a text"),
+            (&["--linux-kernel", "k", "--linux-kernel", "k"][..], "given twice"),
+            (
+                &["--monitor", "m", "--hypervisor", "h", "--guest-stub", "g", "-o", "o", "--linux-initrd", "i"][..],
+                "need `--linux-kernel`",
+            ),
         ] {
             let err = Command::parse(os(args)).unwrap_err();
             let msg = err.to_string();
@@ -587,6 +812,10 @@ mod tests {
             hypervisor: write("h.elf", pie_elf(3, 64, 0, 0)),
             guest_stub: write("g.elf", pie_elf(4, 64, 0, 0)),
             output: dir.join("out/flash.bin"),
+            linux_kernel: None,
+            linux_initrd: None,
+            linux_cmdline: None,
+            hv_cmdline: None,
         };
         let img = run(&args).unwrap();
         assert_eq!(std::fs::read(&args.output).unwrap(), img.bytes);
@@ -599,6 +828,29 @@ mod tests {
         let names: Vec<_> = package.parts.iter().map(|p| p.name).collect();
         assert_eq!(names, ["package", "hypervisor", "guest-stub"]);
         assert!(package.summary().starts_with("package image: "), "{}", package.summary());
+
+        // With a Linux guest and the hypervisor's command line.
+        let linux = Args {
+            monitor: None,
+            output: dir.join("out/linux.bin"),
+            linux_kernel: Some(write("Image", kernel(0x40_0000))),
+            linux_initrd: Some(write("initrd", vec![1, 2, 3])),
+            linux_cmdline: Some("console=ttyPS0".into()),
+            hv_cmdline: Some("log=debug".into()),
+            ..args.clone()
+        };
+        let image = run(&linux).unwrap();
+        let names: Vec<_> = image.parts.iter().map(|p| p.name).collect();
+        assert_eq!(
+            names,
+            ["package", "hypervisor", "guest-stub", "linux-kernel", "linux-initrd", "linux-cmdline", "hv-cmdline"]
+        );
+        let package = Package::parse(&image.bytes).unwrap();
+        assert_eq!(package.require(EntryKind::LinuxCmdline).unwrap().payload, b"console=ttyPS0");
+        assert!(image.summary().contains("linux-cmdline"), "{}", image.summary());
+        let not_an_image = Args { linux_kernel: Some(write("gz", vec![0x1f, 0x8b, 8, 0])), ..linux };
+        let err = run(&not_an_image).unwrap_err();
+        assert!(err.to_string().starts_with("firmware package linux-kernel entry: not a Linux kernel"), "{err}");
 
         let missing = Args { monitor: Some(dir.join("nope.elf")), ..args };
         let err = run(&missing).unwrap_err();

@@ -19,11 +19,14 @@
 //!   bare-QEMU block benchmark.
 //! - [`layers`] checks that the hypervisor's modules name only their own
 //!   layer and those below it.
+//! - [`linux`] finds the Linux guest and reads what it printed the same way
+//!   for every scenario and board.
 
 pub mod dts;
 pub mod elf;
 pub mod flash;
 pub mod layers;
+pub mod linux;
 pub mod qemu;
 pub mod scenario;
 pub mod selftest;

@@ -149,6 +149,44 @@ mod tests {
         }
     }
 
+    /// `make run-linux BOARD=zcu102` puts the Linux guest into a package of
+    /// its own with mkflash (the board has no fw_cfg), with the console the
+    /// Debian kernel gives the Cadence UART, and boots that package where
+    /// the memory file says, with the device options.
+    #[test]
+    fn zcu102_linux_makefile_command() {
+        let output = Command::new("make")
+            .args(["-n", "--no-print-directory", "run-linux", "BOARD=zcu102"])
+            .current_dir(workspace())
+            .output()
+            .expect("run make -n");
+        assert!(output.status.success(), "make -n failed: {}", String::from_utf8_lossy(&output.stderr));
+        let printed = String::from_utf8_lossy(&output.stdout).replace("\\\n", " ");
+        let mkflash = printed
+            .lines()
+            .find(|l| l.contains("mkflash") && l.contains("--linux-kernel"))
+            .unwrap_or_else(|| panic!("no mkflash --linux-kernel command:\n{printed}"));
+        for word in [
+            "--package-only",
+            "--linux-kernel build/linux/Image",
+            "--linux-initrd build/linux/initramfs.cpio.gz",
+            "--linux-cmdline \"console=ttyPS0",
+            "-o build/zcu102/package-linux.bin",
+        ] {
+            assert!(mkflash.contains(word), "`{word}` not in {mkflash}");
+        }
+        let lines = command_lines(&printed);
+        assert!(!lines.is_empty(), "make -n run-linux BOARD=zcu102 printed no QEMU command:\n{printed}");
+        let memory_file = std::fs::read_to_string(workspace().join(crate::scenario::ZCU102_MEMORY_FILE)).unwrap();
+        let package = crate::scenario::link_symbol(&memory_file, "__board_package").unwrap();
+        for line in &lines {
+            assert!(has_device_options(line), "the Makefile runs QEMU without {DEVICE_OPTIONS:?}: {line}");
+            let loader = format!("package-linux.bin,addr={package:#010x},force-raw=on");
+            assert!(line.contains(&loader), "`{loader}` not in {line}");
+            assert!(!line.contains("-kernel"), "no fw_cfg on this board: {line}");
+        }
+    }
+
     /// The files a user copies QEMU commands from: every Markdown file and
     /// shell script in the repository (outside build output).
     fn documents(dir: &Path, found: &mut Vec<PathBuf>) {

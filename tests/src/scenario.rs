@@ -275,7 +275,13 @@ pub fn zcu102_dtb() -> Result<PathBuf, String> {
 /// xlnx-zcu102, as `make run BOARD=zcu102` does but with the console (UART0)
 /// in a file, under `timeout`.
 pub fn boot_zcu102(name: &str, dtb: &Path, timeout: Duration) -> Outcome {
-    let (monitor, package) = zcu102_image();
+    boot_zcu102_with(name, dtb, &zcu102_image().1, timeout)
+}
+
+/// [`boot_zcu102`] with another package than the image's (one a scenario
+/// made, e.g. with a Linux guest in it: `hvtests::flash::repack`).
+pub fn boot_zcu102_with(name: &str, dtb: &Path, package: &Path, timeout: Duration) -> Outcome {
+    let (monitor, _) = zcu102_image();
     let memory_file =
         std::fs::read_to_string(workspace().join(ZCU102_MEMORY_FILE)).expect("read the zcu102 memory file");
     let address =

@@ -74,9 +74,7 @@ pub fn assert_vm_passed(o: &Outcome, name: &str, expected: &Expected) {
 
 /// Where `make linux-guest` put the Linux guest, if it could fetch it.
 pub fn linux_guest() -> Option<(PathBuf, PathBuf)> {
-    let dir = workspace().join("build/linux");
-    let (image, initrd) = (dir.join("Image"), dir.join("initramfs.cpio.gz"));
-    (image.exists() && initrd.exists()).then_some((image, initrd))
+    crate::linux::guest().ok()
 }
 
 /// The fw_cfg options that give the firmware the Linux guest's kernel and
@@ -111,19 +109,9 @@ pub fn linux_vm_with(name: &str, cpus: u32, bootargs: &str, more: &str) -> Strin
     )
 }
 
-/// What a Linux kernel must never print in a healthy run: warnings, bugs,
-/// and the lockup and stall detectors' reports (a vCPU held off its CPU for
-/// too long looks like one of those to the guest).
-pub const LINUX_BAD_LINES: [&str; 8] = [
-    "WARNING:",
-    "BUG:",
-    "Oops",
-    "Call trace",
-    "soft lockup",
-    "hard LOCKUP",
-    "rcu_sched self-detected stall",
-    "rcu: INFO:",
-];
+/// What a Linux kernel must never print in a healthy run
+/// ([`crate::linux::BAD_LINES`]).
+pub use crate::linux::BAD_LINES as LINUX_BAD_LINES;
 
 /// Linux VM `name` (of [`linux_vm`]) reached userspace with `nproc` =
 /// `cpus`, its timer interrupts rose on every vCPU between its two samples,
@@ -134,15 +122,8 @@ pub fn assert_linux_vm_healthy(o: &Outcome, name: &str, cpus: usize) {
     assert!(text.lines().any(|l| l == "linux-guest: userspace up"), "{name} must reach userspace\n{dump}");
     let nproc = format!("linux-guest: nproc {cpus}");
     assert!(text.lines().any(|l| l == nproc), "{name}: `{nproc}` expected\n{dump}");
-    let timers: Vec<Vec<u64>> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("linux-guest: timer "))
-        .map(|l| l.split_whitespace().skip(1).take(cpus).filter_map(|n| n.parse().ok()).collect())
-        .collect();
-    assert_eq!(timers.len(), 2, "{name}: two samples of the timer counts\n{dump}");
-    assert_eq!(timers[0].len(), cpus, "{name}: a count per vCPU\n{dump}");
-    for (cpu, (before, after)) in timers[0].iter().zip(&timers[1]).enumerate() {
-        assert!(after > before, "{name}: vCPU {cpu}'s timer interrupts did not rise\n{dump}");
+    if let Err(why) = crate::linux::check_timers_rose(&text, cpus) {
+        panic!("{name}: {why}\n{dump}");
     }
     for bad in LINUX_BAD_LINES {
         assert!(!text.contains(bad), "{name}'s kernel log has `{bad}`\n{dump}");

@@ -1014,18 +1014,6 @@ fn hostile_guest_in_both_schemes() {
     assert_eq!(vhe, nvhe, "the same seed must make the same operations with the same outcomes");
 }
 
-/// Where `make linux-guest` put the Linux guest, if it could fetch it.
-fn linux_guest() -> Result<(PathBuf, PathBuf), String> {
-    let dir = workspace().join("build/linux");
-    let (image, initrd) = (dir.join("Image"), dir.join("initramfs.cpio.gz"));
-    if image.exists() && initrd.exists() {
-        return Ok((image, initrd));
-    }
-    let log = std::fs::read_to_string(workspace().join("build/linux-guest.log")).unwrap_or_default();
-    let why = log.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("make linux-guest has not run").to_string();
-    Err(why)
-}
-
 /// An unmodified Debian kernel with a busybox initramfs boots under the
 /// hypervisor to userspace on every vCPU, sees the ECAM shim function,
 /// takes timer interrupts on every CPU, logs nothing the hypervisor caused,
@@ -1061,7 +1049,7 @@ impl Gic {
 }
 
 fn linux_guest_boots_on(name: &str, cpu: &str, cmdline: Option<&str>, mode: &str, gic: Gic) {
-    let (image, initrd) = match linux_guest() {
+    let (image, initrd) = match hvtests::linux::guest() {
         Ok(files) => files,
         Err(why) => {
             eprintln!("SKIPPED {name}: the Linux guest is not in build/linux ({why})");
@@ -1085,14 +1073,8 @@ fn linux_guest_boots_on(name: &str, cpu: &str, cmdline: Option<&str>, mode: &str
     assert_eq!(pci.len(), 1, "the PL031 shim function must be listed\n{dump}");
     let irq = pci[0].rsplit(" irq ").next().and_then(|n| n.trim().parse::<u32>().ok());
     assert!(irq.is_some_and(|n| n != 0), "the interrupt-map must give it an interrupt: {}\n{dump}", pci[0]);
-    let timers: Vec<Vec<u64>> = o
-        .lines("linux-guest: timer ")
-        .map(|l| l.split_whitespace().skip(3).take(4).filter_map(|n| n.parse().ok()).collect())
-        .collect();
-    assert_eq!(timers.len(), 2, "two samples of the timer counts\n{dump}");
-    assert_eq!(timers[0].len(), 4, "a count per CPU\n{dump}");
-    for (cpu, (before, after)) in timers[0].iter().zip(&timers[1]).enumerate() {
-        assert!(after > before, "CPU {cpu}'s timer interrupts did not rise ({before} -> {after})\n{dump}");
+    if let Err(why) = hvtests::linux::check_timers_rose(&o.console, 4) {
+        panic!("{why}\n{dump}");
     }
     for bad in ["WARNING:", "BUG:", "Oops", "failed to come online", "Call trace", "GIC: ", "arch_timer: WARNING"] {
         assert!(!o.console.contains(bad), "the kernel log has `{bad}`\n{dump}");
@@ -1254,6 +1236,107 @@ fn linux_guest_boots_nvhe() {
 #[test]
 fn linux_guest_boots_on_gicv2() {
     linux_guest_boots_on("linux-gicv2", CPU_A72, None, "nvhe", Gic::V2);
+}
+
+/// The Linux guest from the firmware package: `build/flash.bin` with the
+/// kernel, the initramfs and both command lines added to its package (what
+/// `mkflash --linux-kernel ... --hv-cmdline ...` writes), booted without
+/// `-kernel`. The monitor copies them next to the hypervisor, which takes
+/// its command line from the package and boots the package's kernel to
+/// userspace on every vCPU. Then the precedence rules, in quick refusals:
+/// QEMU's `-kernel` (here not an Image) is booted rather than the
+/// package's, and fw_cfg's command line is taken rather than the
+/// package's; and a RAM too small for the hypervisor's block with the
+/// Linux guest in it is refused by the monitor, naming what it holds.
+#[test]
+fn linux_guest_boots_from_the_package() {
+    let name = "linux-package";
+    let (image, initrd) = match hvtests::linux::guest() {
+        Ok(files) => files,
+        Err(why) => {
+            eprintln!("SKIPPED {name}: the Linux guest is not in build/linux ({why})");
+            return;
+        }
+    };
+    let read = |path: &Path| std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let (kernel, initramfs) = (read(&image), read(&initrd));
+    let extras = hvtests::flash::Extras {
+        linux_kernel: Some(kernel.clone()),
+        linux_initrd: Some(initramfs.clone()),
+        linux_cmdline: Some("console=ttyAMA0 linux-guest=poweroff".into()),
+        hv_cmdline: Some("mode=nvhe".into()),
+    };
+    let image = hvtests::flash::repack(&read(flash()), &extras).expect("flash.bin with the Linux guest");
+    let dir = scratch_dir(&format!("{name}-image"));
+    let with_linux = dir.join("flash.bin");
+    std::fs::write(&with_linux, &image.bytes).expect("write the image");
+
+    let o = boot(&Boot { flash: with_linux.clone(), ..Boot::new(name, CPU_MAX, 4, "1G") });
+    let dump = o.dump();
+    assert!(
+        o.secure.contains(&format!("el3-monitor: package's Linux kernel ({:#x} bytes) copied to PA", kernel.len())),
+        "{dump}"
+    );
+    for line in [
+        "el2: command line (firmware package hv-cmdline): `mode=nvhe`".to_string(),
+        format!(
+            "el2: Linux guest from the firmware package: kernel {:#x} bytes, initrd {:#x} bytes",
+            kernel.len(),
+            initramfs.len()
+        ),
+        "linux-guest: userspace up".to_string(),
+        "linux-guest: nproc 4".to_string(),
+        "linux-guest: interrupt controller arm,gic-v3".to_string(),
+    ] {
+        assert!(o.console.lines().any(|l| l == line), "missing `{line}`\n{dump}");
+    }
+    assert!(o.console.contains("mode=nvhe"), "the package's command line is in force\n{dump}");
+    let entering = o.lines("el2: entering Linux at IPA ").next().unwrap_or_else(|| panic!("Linux not entered\n{dump}"));
+    assert!(entering.ends_with("command line `console=ttyAMA0 linux-guest=poweroff`"), "{entering}\n{dump}");
+    if let Err(why) = hvtests::linux::check_timers_rose(&o.console, 4) {
+        panic!("{why}\n{dump}");
+    }
+    if let Some(bad) = hvtests::linux::bad_line(&o.console) {
+        panic!("the kernel log has `{bad}`\n{dump}");
+    }
+    assert_eq!(o.status, Some(0), "Linux's power-off ends QEMU with status 0\n{dump}");
+
+    // QEMU's -kernel and fw_cfg's command line win over the package's.
+    let not_an_image = dir.join("not-an-image");
+    let mut bytes = vec![0u8; 4096];
+    bytes[..4].copy_from_slice(&[0x1f, 0x8b, 0x08, 0x00]);
+    std::fs::write(&not_an_image, &bytes).unwrap();
+    let not_an_image = not_an_image.to_string_lossy().into_owned();
+    let o = boot(&Boot {
+        flash: with_linux.clone(),
+        cmdline: Some("log=info"),
+        extra: &["-kernel", &not_an_image],
+        ..Boot::new("linux-package-precedence", CPU_MAX, 1, "256M")
+    });
+    let dump = o.dump();
+    for line in [
+        "el2: command line (fw_cfg opt/hv/cmdline): `log=info`",
+        "el2: QEMU's -kernel is booted, not the firmware package's Linux kernel",
+    ] {
+        assert!(o.console.lines().any(|l| l == line), "missing `{line}`\n{dump}");
+    }
+    let what = "-kernel over the package's";
+    assert_refused(
+        &o,
+        what,
+        Refuser::Hypervisor,
+        "Linux guest refused: kernel has no arm64 Image magic",
+        &[Report::Console],
+    );
+
+    // The block does not fit in 32 MiB with the Linux guest in it.
+    let o = boot(&Boot { flash: with_linux, ..Boot::new("linux-package-no-room", CPU_MAX, 1, "32M") });
+    let expect = "RAM too small for the hypervisor: it needs 0x";
+    assert_refused(&o, "32M with the Linux guest", Refuser::Monitor, expect, &[Report::Console]);
+    let refusal = o.lines("el3-monitor: ERROR: ").next().unwrap_or_default();
+    let kernel_part = format!("linux-kernel {:#x}, ", kernel.len().next_multiple_of(4096));
+    assert!(refusal.contains(&kernel_part), "the refusal names what the block holds: {refusal}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A `-kernel` that is not an arm64 Image is refused with one clear line

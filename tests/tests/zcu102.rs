@@ -3,10 +3,16 @@
 //! with its arm64 kernel, booting the image `make image BOARD=zcu102` wrote
 //! (`HV_ZCU102_DIR` names its directory; `make qemu-test` sets it). The
 //! device tree comes with the Linux guest (`make linux-guest`); without it
-//! the scenario says it was skipped, as the Linux scenarios do.
+//! the scenarios say they were skipped, as the Linux scenarios do.
 
+use hvtests::flash::{repack, Extras};
 use hvtests::scenario::*;
 use hvtests::selftest;
+use std::time::Duration;
+
+/// The Linux guest on four emulated Cortex-A53 takes about 10 s alone;
+/// this leaves room for a loaded machine.
+const LINUX_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The checks a default run skips on the zcu102, and why: the PCI shim
 /// presents the PL031 and PL061 it finds in the DTB, and this SoC has
@@ -77,5 +83,90 @@ fn zcu102_boots_the_guest_stub() {
     assert_eq!(o.status, Some(0), "the stub's power-off ends QEMU with status 0\n{dump}");
     // The lockup watchdog reports only the stall `pnmi-watchdog` asks for.
     assert_eq!(o.lines("el2: WARN: watchdog: ").count(), 1, "lockup reports\n{dump}");
+    assert!(!o.console.contains("ERROR"), "no error on the way\n{dump}");
+}
+
+/// The Linux guest's kernel command line on this board: its console is the
+/// host's Cadence UART0 passed through (`serial@ff000000`, `xlnx,zynqmp-uart`,
+/// `cdns,uart-r1p12`), which the Debian kernel's `xilinx_uartps` driver
+/// calls ttyPS0.
+const LINUX_CMDLINE: &str = "console=ttyPS0 linux-guest=poweroff";
+
+/// The board has no fw_cfg: the Debian Linux guest comes in the firmware
+/// package (the image's package with the kernel, the initramfs and both
+/// command lines added, as `make run-linux BOARD=zcu102` builds it), which
+/// the monitor verifies and copies next to the hypervisor. The hypervisor
+/// takes its command line from the package, boots the kernel on the
+/// virtual GICv2 with the Cadence console, and Linux reaches userspace on
+/// all four vCPUs, its timer ticking on each, with a clean log, and powers
+/// off: QEMU exits 0.
+#[test]
+fn zcu102_boots_linux_from_the_package() {
+    let name = "zcu102_boots_linux_from_the_package";
+    let (dtb, (image, initrd)) = match (zcu102_dtb(), hvtests::linux::guest()) {
+        (Ok(dtb), Ok(linux)) => (dtb, linux),
+        (Err(why), _) | (_, Err(why)) => {
+            eprintln!("SKIPPED {name}: the Linux guest or Debian's ZCU102 device tree is not in build/linux ({why})");
+            return;
+        }
+    };
+    let read = |path: &std::path::Path| std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let kernel = read(&image);
+    let initramfs = read(&initrd);
+    let extras = Extras {
+        linux_kernel: Some(kernel.clone()),
+        linux_initrd: Some(initramfs.clone()),
+        linux_cmdline: Some(LINUX_CMDLINE.into()),
+        hv_cmdline: Some("mode=nvhe".into()),
+    };
+    let package = repack(&read(&zcu102_image().1), &extras).expect("the package with the Linux guest");
+    let dir = scratch_dir(&format!("{name}-package"));
+    let path = dir.join("package-linux.bin");
+    std::fs::write(&path, &package.bytes).expect("write the package");
+    let o = boot_zcu102_with(name, &dtb, &path, LINUX_TIMEOUT);
+    let _ = std::fs::remove_dir_all(&dir);
+    let dump = o.dump();
+
+    // The monitor copied the data entries; the hypervisor took its command
+    // line from the package and boots the package's kernel.
+    for prefix in [
+        format!("el3-monitor: package's Linux kernel ({:#x} bytes) copied to PA ", kernel.len()),
+        format!("el3-monitor: package's Linux initrd ({:#x} bytes) copied to PA ", initramfs.len()),
+        format!("el3-monitor: package's Linux command line ({:#x} bytes) copied to PA ", LINUX_CMDLINE.len()),
+        "el3-monitor: package's hypervisor command line (0x9 bytes) copied to PA ".to_string(),
+    ] {
+        assert!(o.lines(&prefix).next().is_some(), "missing `{prefix}...`\n{dump}");
+    }
+    let lines = [
+        "el2: command line (firmware package hv-cmdline): `mode=nvhe`".to_string(),
+        format!(
+            "el2: Linux guest from the firmware package: kernel {:#x} bytes, initrd {:#x} bytes",
+            kernel.len(),
+            initramfs.len()
+        ),
+        "el2: 4/4 CPUs online at EL2".to_string(),
+    ];
+    for line in &lines {
+        assert!(o.console.lines().any(|l| l == line), "missing `{line}`\n{dump}");
+    }
+    let entering = o.lines("el2: entering Linux at IPA ").next().unwrap_or_else(|| panic!("Linux not entered\n{dump}"));
+    assert!(entering.ends_with(&format!("command line `{LINUX_CMDLINE}`")), "{entering}\n{dump}");
+
+    // Linux on the Cadence console, the virtual GICv2, all four vCPUs.
+    assert!(o.console.contains("ff000000.serial: ttyPS0 at MMIO 0xff000000"), "xilinx_uartps: ttyPS0\n{dump}");
+    assert!(o.console.contains("printk: console [ttyPS0] enabled"), "the console on ttyPS0\n{dump}");
+    for line in
+        ["linux-guest: userspace up", "linux-guest: nproc 4", "linux-guest: interrupt controller arm,cortex-a15-gic"]
+    {
+        assert!(o.console.lines().any(|l| l == line), "missing `{line}`\n{dump}");
+    }
+    if let Err(why) = hvtests::linux::check_timers_rose(&o.console, 4) {
+        panic!("{why}\n{dump}");
+    }
+    if let Some(bad) = hvtests::linux::bad_line(&o.console) {
+        panic!("the kernel log has `{bad}`\n{dump}");
+    }
+    assert!(o.lines("linux-guest: powering off").next().is_some(), "{dump}");
+    assert_eq!(o.status, Some(0), "Linux's power-off ends QEMU with status 0\n{dump}");
     assert!(!o.console.contains("ERROR"), "no error on the way\n{dump}");
 }

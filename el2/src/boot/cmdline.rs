@@ -1,7 +1,17 @@
-//! The hypervisor command line (see `platform::cmdline` for the words):
-//! QEMU's fw_cfg file `opt/hv/cmdline` where the board has fw_cfg and the
-//! file exists, else the DTB's `/chosen/hv,bootargs` (how other boards'
-//! boot loaders pass it). Stage 1 reads its bytes once into a static
+//! The hypervisor command line (see `platform::cmdline` for the words),
+//! from the first of these that has one:
+//!
+//! 1. QEMU's fw_cfg file `opt/hv/cmdline`, where the board has fw_cfg: what
+//!    the QEMU command line says for this one run;
+//! 2. the firmware package's `hv-cmdline` entry (`mkflash --hv-cmdline`),
+//!    which the monitor copied next to us: what this firmware image was
+//!    built with;
+//! 3. the DTB's `/chosen/hv,bootargs` (how other boards' boot loaders pass
+//!    it): a board description, which may come from elsewhere (the ZCU102's
+//!    is Debian's, unmodified) and be shared by images built differently.
+//!
+//! The most specific source wins, and only one is used: words are not
+//! merged across sources. Stage 1 reads its bytes once into a static
 //! buffer; after the switch it is parsed again and its skipped words are
 //! reported.
 
@@ -11,13 +21,15 @@ use platform::fw_cfg::{FwCfg, FwCfgError};
 use spin::Once;
 
 const FW_CFG_FILE: &str = "opt/hv/cmdline";
-const MAX_LEN: usize = 1024;
+/// The longest command line read: what a package may carry, too.
+const MAX_LEN: usize = platform::package::HV_CMDLINE_MAX;
 
 /// Where the command line came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
     None,
     FwCfg,
+    Package,
     DeviceTree,
 }
 
@@ -26,6 +38,7 @@ impl Source {
         match self {
             Self::None => "none given",
             Self::FwCfg => "fw_cfg opt/hv/cmdline",
+            Self::Package => "firmware package hv-cmdline",
             Self::DeviceTree => "DT /chosen/hv,bootargs",
         }
     }
@@ -42,8 +55,9 @@ struct Text {
 static TEXT: Once<Text> = Once::new();
 
 /// Stage 1: reads the command line from fw_cfg (MMU off: the window is
-/// reached at its physical address) or, failing that, from `dtb`.
-pub fn load(board: &Board, dtb: &[u8]) {
+/// reached at its physical address) or, failing that, takes the package's
+/// (`package`, the bytes the monitor copied) or `dtb`'s.
+pub fn load(board: &Board, dtb: &[u8], package: Option<&[u8]>) {
     TEXT.call_once(|| {
         let mut text = Text { bytes: [0; MAX_LEN], len: 0, source: Source::None, error: None };
         if let Some(window) = board.fw_cfg {
@@ -59,11 +73,15 @@ pub fn load(board: &Board, dtb: &[u8]) {
                 Err(e) => text.error = Some(e),
             }
         }
-        if let Ok(Some(value)) = platform::board::chosen_property(dtb, "hv,bootargs") {
+        let (value, source) = match package {
+            Some(value) => (Some(value), Source::Package),
+            None => (platform::board::chosen_property(dtb, "hv,bootargs").ok().flatten(), Source::DeviceTree),
+        };
+        if let Some(value) = value {
             let len = value.len().min(MAX_LEN);
             text.bytes[..len].copy_from_slice(&value[..len]);
             text.len = len;
-            text.source = Source::DeviceTree;
+            text.source = source;
         }
         text
     });

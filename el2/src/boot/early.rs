@@ -87,7 +87,18 @@ extern "C" fn hv_boot(dtb: usize, handoff: usize) -> ! {
 
     // SAFETY: `from_ptr` above read the same DTB and its `totalsize`.
     let dtb_bytes = unsafe { core::slice::from_raw_parts(dtb as *const u8, board.dtb_size()) };
-    cmdline::load(&board, dtb_bytes);
+    let package_cmdline = (handoff.data.hv_cmdline.size != 0).then(|| {
+        // SAFETY: `validate` checked that the copy lies in the block the
+        // monitor reserved for us, which nothing else writes; MMU off, so
+        // its PA is its address.
+        unsafe {
+            core::slice::from_raw_parts(
+                handoff.data.hv_cmdline.base as usize as *const u8,
+                handoff.data.hv_cmdline.size as usize,
+            )
+        }
+    });
+    cmdline::load(&board, dtb_bytes, package_cmdline);
     let cmdline = cmdline::parse(false);
     let has_vhe = ID_AA64MMFR1_VH.present(ID_AA64MMFR1_EL1.get());
     let scheme = match cmdline.mode {

@@ -36,6 +36,9 @@ pub enum Kernel {
     Qemu,
     /// fw_cfg files named by the VM's description.
     FwCfg { kernel: String, initrd: Option<String> },
+    /// The firmware package's kernel, initrd and command line (copies in
+    /// the hypervisor's own block, so a restart loads them again).
+    Package(linux::Packaged),
 }
 
 /// Everything a VM is made from.
@@ -422,6 +425,7 @@ pub fn load(vm: &Vm) -> Result<Option<Entry>, BuildError> {
         Kernel::GuestStub => None,
         Kernel::Qemu => Some(linux::Source::Qemu),
         Kernel::FwCfg { kernel, initrd } => Some(linux::Source::Files { kernel, initrd: initrd.as_deref() }),
+        Kernel::Package(packaged) => Some(linux::Source::Package(packaged)),
     };
     if let Some(source) = source {
         let Some(loaded) = linux::load(host.board.fw_cfg, vm.ram, source).map_err(BuildError::Linux)? else {

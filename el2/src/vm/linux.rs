@@ -1,7 +1,10 @@
 //! A Linux guest: the kernel, initrd and command line a user gives QEMU
 //! (`-kernel Image -initrd initrd -append "..."`), or the fw_cfg files a VM
-//! description names, which reach firmware through fw_cfg, loaded into
-//! guest RAM by the arm64 boot protocol (`platform::linux`).
+//! description names, which reach firmware through fw_cfg, or the ones the
+//! firmware package carries, which the monitor copied into the block it
+//! reserved for us (where no guest reaches them, so a VM that restarts
+//! gets them again); loaded into guest RAM by the arm64 boot protocol
+//! (`platform::linux`).
 
 use crate::arch::layout::{phys_to_virt, virt_to_phys};
 use alloc::boxed::Box;
@@ -20,12 +23,41 @@ pub enum Source<'a> {
     Qemu,
     /// fw_cfg files (`-fw_cfg name=opt/hv/a/kernel,file=Image`).
     Files { kernel: &'a str, initrd: Option<&'a str> },
+    /// The firmware package's.
+    Package(&'a Packaged),
+}
+
+/// The firmware package's Linux guest, as the monitor copied it
+/// (`platform::handoff::DataEntries`).
+#[derive(Clone, Debug)]
+pub struct Packaged {
+    /// The kernel `Image`'s bytes.
+    pub kernel: MemRegion,
+    pub initrd: Option<MemRegion>,
+    /// Its command line ("" if the package has none).
+    pub cmdline: String,
+}
+
+impl Packaged {
+    /// The package's Linux guest from the handoff record, if it has a
+    /// kernel.
+    pub fn from_handoff(data: &platform::handoff::DataEntries) -> Option<Self> {
+        let region = |r: platform::handoff::PhysRange| (r.size != 0).then(|| MemRegion::new(r.base, r.size));
+        let cmdline = region(data.linux_cmdline).map_or(String::new(), |r| {
+            // SAFETY: the copy lies in the block the monitor reserved for
+            // us (`Handoff::validate`), in the direct map, never written.
+            let bytes = unsafe { core::slice::from_raw_parts(phys_to_virt(r.base) as *const u8, r.size as usize) };
+            String::from_utf8_lossy(bytes).into_owned()
+        });
+        Some(Self { kernel: region(data.linux_kernel)?, initrd: region(data.linux_initrd), cmdline })
+    }
 }
 
 /// A kernel loaded into guest RAM.
 pub struct Loaded {
     pub placement: Placement,
-    /// The command line QEMU was given with `-append` (QEMU's items only).
+    /// The command line QEMU was given with `-append` (QEMU's items), or
+    /// the package's; `None` for fw_cfg files.
     pub cmdline: Option<String>,
     pub kernel_size: u64,
 }
@@ -74,10 +106,15 @@ pub fn qemu_has_kernel(fw_cfg_window: Option<MemRegion>) -> bool {
 /// Loads the kernel (and initrd) `source` names into guest RAM `ram`;
 /// `None` if QEMU was given no `-kernel` (for [`Source::Qemu`]).
 pub fn load(fw_cfg_window: Option<MemRegion>, ram: MemRegion, source: Source) -> Result<Option<Loaded>, LoadError> {
+    // The package's needs no fw_cfg (nor its lock).
+    if let Source::Package(packaged) = source {
+        return load_packaged(ram, packaged).map(Some);
+    }
     let Some(window) = fw_cfg_window else {
         return match source {
             Source::Qemu => Ok(None),
             Source::Files { kernel, .. } => Err(LoadError::Missing(String::from(kernel))),
+            Source::Package(packaged) => load_packaged(ram, packaged).map(Some),
         };
     };
     let _only = FW_CFG.lock();
@@ -97,6 +134,7 @@ pub fn load(fw_cfg_window: Option<MemRegion>, ram: MemRegion, source: Source) ->
             )
         }
         Source::Files { kernel, initrd } => (item(&fw, kernel)?, initrd.map(|name| item(&fw, name)).transpose()?),
+        Source::Package(packaged) => return load_packaged(ram, packaged).map(Some),
     };
     let mut header = [0u8; HEADER_SIZE];
     fw.read_item(kernel_key, &mut header);
@@ -124,7 +162,33 @@ pub fn load(fw_cfg_window: Option<MemRegion>, ram: MemRegion, source: Source) ->
             let text = bytes.split(|&b| b == 0).next().unwrap_or_default();
             Some(String::from_utf8_lossy(text).into_owned())
         }
-        Source::Files { .. } => None,
+        Source::Files { .. } | Source::Package(_) => None,
     };
     Ok(Some(Loaded { placement, cmdline, kernel_size }))
+}
+
+/// Loads the package's kernel and initrd into guest RAM `ram` from the
+/// monitor's copies, as [`load`] does from fw_cfg.
+fn load_packaged(ram: MemRegion, packaged: &Packaged) -> Result<Loaded, LoadError> {
+    let bytes = |r: MemRegion| {
+        // SAFETY: the copies lie in the block the monitor reserved for us
+        // (`Handoff::validate`), in the direct map; nothing writes them,
+        // and no guest RAM overlaps them (free RAM excludes the block).
+        unsafe { core::slice::from_raw_parts(phys_to_virt(r.base) as *const u8, r.size as usize) }
+    };
+    let kernel = bytes(packaged.kernel);
+    let image = ImageHeader::parse(kernel, packaged.kernel.size).map_err(LoadError::Kernel)?;
+    let placement = platform::linux::place(ram, &image, packaged.initrd.map(|r| r.size)).map_err(LoadError::Kernel)?;
+    // SAFETY: both destinations lie in guest RAM (checked by `place`),
+    // reached through the direct map, and nothing runs in that VM yet;
+    // the sources are the copies above, outside guest RAM.
+    unsafe {
+        core::ptr::copy_nonoverlapping(kernel.as_ptr(), phys_to_virt(placement.kernel.base) as *mut u8, kernel.len());
+        if let (Some(to), Some(from)) = (placement.initrd, packaged.initrd) {
+            let initrd = bytes(from);
+            core::ptr::copy_nonoverlapping(initrd.as_ptr(), phys_to_virt(to.base) as *mut u8, initrd.len());
+        }
+        core::arch::asm!("dsb ish", "ic iallu", "dsb ish", "isb", options(nostack));
+    }
+    Ok(Loaded { placement, cmdline: Some(packaged.cmdline.clone()), kernel_size: packaged.kernel.size })
 }

@@ -9,6 +9,11 @@
 //!     --package-only --hypervisor <ELF> --guest-stub <ELF> -o build/zcu102/package.bin
 //! ```
 //!
+//! Either may carry a Linux guest and the hypervisor's command line as
+//! optional package entries: `--linux-kernel <Image>`, `--linux-initrd
+//! <FILE>`, `--linux-cmdline <TEXT>`, `--hv-cmdline <TEXT>` (the monitor
+//! hands them to the hypervisor; docs/linux-guest.md).
+//!
 //! The layout rules live in `hvtests::flash` and `hvtests::elf` (unit tested
 //! there); this file only wires the command line to them and reports.
 
