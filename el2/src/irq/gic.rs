@@ -425,6 +425,7 @@ pub fn set_pmr(value: u8) {
     match v2() {
         Some(v2) => {
             v2.cpu.set_pmr(value);
+            let _ = v2.cpu.pmr();
         }
         None => sysreg_write!("icc_pmr_el1", u64::from(value)),
     }
