@@ -598,7 +598,19 @@ fn firmware_interface_selftest() {
 /// on its final tables (no identity map).
 #[test]
 fn unexpected_exception_at_el2_is_reported() {
-    let o = boot(&Boot { cmdline: Some("selftest=fatal"), ..Boot::new("selftest-fatal", CPU_A72, 2, "1G") });
+    unexpected_exception_at_el2_on("selftest-fatal", Gic::V3);
+}
+
+/// The same crash stop on a GICv2 host: the PNMI is an SGI through
+/// `GICD_SGIR` at a priority `GICC_PMR` lets through.
+#[test]
+fn unexpected_exception_at_el2_is_reported_on_gicv2() {
+    unexpected_exception_at_el2_on("selftest-fatal-gicv2", Gic::V2);
+}
+
+fn unexpected_exception_at_el2_on(name: &str, gic: Gic) {
+    let machine_options = gic.machine_option();
+    let o = boot(&Boot { cmdline: Some("selftest=fatal"), machine_options, ..Boot::new(name, CPU_A72, 2, "1G") });
     let dump = o.dump();
     assert_eq!(o.status, Some(2), "the hypervisor's fatal status is 2\n{dump}");
     let report =
