@@ -43,6 +43,7 @@ pub mod gvascan;
 pub mod handoff;
 pub mod hypercall;
 pub mod linux;
+pub mod mbec;
 pub mod mmio;
 pub mod package;
 pub mod paging;
