@@ -51,6 +51,7 @@ pub mod pci;
 pub mod pl011;
 pub mod portal;
 pub mod report;
+pub mod s1trace;
 pub mod sched;
 pub mod sched_abi;
 pub mod semihosting;
