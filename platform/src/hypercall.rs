@@ -27,8 +27,9 @@ pub const ABI_VERSION_MAJOR: u16 = 1;
 /// argument whose value 0 keeps the old meaning or a result in a register
 /// it used to preserve. 1.1: `SCAN` takes a resume cursor in `x4` and
 /// returns the next one there, and stops after [`SCAN_PROBE_BUDGET`]
-/// probes. 1.2: `SCHED`, the caller's own VM's scheduler figures.
-pub const ABI_VERSION_MINOR: u16 = 2;
+/// probes. 1.2: `SCHED`, the caller's own VM's scheduler figures. 1.3:
+/// `INTEGRITY` and `TRACE`.
+pub const ABI_VERSION_MINOR: u16 = 3;
 /// What [`Function::Version`] returns in `x1`: `major << 16 | minor`.
 pub const ABI_VERSION: u64 = ((ABI_VERSION_MAJOR as u64) << 16) | ABI_VERSION_MINOR as u64;
 
@@ -80,11 +81,27 @@ pub enum Function {
     /// ID 5 (ABI 1.2): one [`SchedItem`] of the scheduler figures of vCPU
     /// `x1` of the caller's own VM, in `x1..x3` ([`sched_item`]).
     Sched,
+    /// ID 6 (ABI 1.3): the caller's VM's kernel integrity, operation
+    /// [`IntegrityOp`] in `x1` (`STATUS`, `LOCK`, `SET_EXEC`).
+    Integrity,
+    /// ID 7 (ABI 1.3): the caller's VM's trace of writes to its stage-1
+    /// tables: record `x1` in `x1..x4` ([`TraceReply`]), or the counts
+    /// ([`TRACE_COUNTS`]), or empty it ([`TRACE_CLEAR`]).
+    Trace,
 }
 
 impl Function {
     /// Every function this ABI names, in ID order.
-    pub const ALL: [Self; 6] = [Self::Version, Self::Features, Self::ConsoleWrite, Self::Info, Self::Scan, Self::Sched];
+    pub const ALL: [Self; 8] = [
+        Self::Version,
+        Self::Features,
+        Self::ConsoleWrite,
+        Self::Info,
+        Self::Scan,
+        Self::Sched,
+        Self::Integrity,
+        Self::Trace,
+    ];
 
     /// The ID the caller puts in `x0`.
     pub const fn id(self) -> u64 {
@@ -95,6 +112,8 @@ impl Function {
             Self::Info => 3,
             Self::Scan => 4,
             Self::Sched => 5,
+            Self::Integrity => 6,
+            Self::Trace => 7,
         }
     }
 
@@ -107,6 +126,8 @@ impl Function {
             3 => Some(Self::Info),
             4 => Some(Self::Scan),
             5 => Some(Self::Sched),
+            6 => Some(Self::Integrity),
+            7 => Some(Self::Trace),
             _ => None,
         }
     }
@@ -120,12 +141,18 @@ impl Function {
     /// The EL0 policy: the allow-list of calls the guest's EL0 may make
     /// (`SCAN` only of the `TTBR0` range, which [`Call::decode`] checks).
     /// `SCHED` reads figures of the caller's own VM only, as `/proc/stat`
-    /// shows a process its own machine's.
+    /// shows a process its own machine's. `INTEGRITY`'s `STATUS` and `LOCK`
+    /// may come from EL0 (`hvctl integrity lock`: the lock only takes
+    /// rights away, and cannot be undone), its `SET_EXEC` may not
+    /// ([`Call::decode`] checks); `TRACE` shows the kernel's table updates
+    /// to the VM's processes, which is what a VM whose owner turned
+    /// tracing on asked for.
     pub const fn allowed_from_el0(self) -> bool {
         match self {
             Self::Version | Self::Features | Self::Info | Self::ConsoleWrite => true,
             Self::Scan => true,
             Self::Sched => true,
+            Self::Integrity | Self::Trace => true,
         }
     }
 
@@ -137,6 +164,8 @@ impl Function {
             Self::Info => "INFO",
             Self::Scan => "SCAN",
             Self::Sched => "SCHED",
+            Self::Integrity => "INTEGRITY",
+            Self::Trace => "TRACE",
         }
     }
 }
@@ -337,7 +366,119 @@ impl Call {
                 Some(item) => Ok(Request::Sched { vcpu: x1, item }),
                 None => Err(HvError::InvalidArgument),
             },
+            Function::Integrity => {
+                let [_, _, x3, x4, ..] = self.args;
+                match IntegrityOp::decode(x1, x2, x3, x4) {
+                    Some(IntegrityOp::SetExec { .. }) if matches!(caller, CallerEl::El0) => {
+                        Err(HvError::PermissionDenied)
+                    }
+                    Some(op) => Ok(Request::Integrity(op)),
+                    None => Err(HvError::InvalidArgument),
+                }
+            }
+            Function::Trace => Ok(Request::Trace { index: x1 }),
         }
+    }
+}
+
+/// `INTEGRITY`'s operations (`x1`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IntegrityOp {
+    /// 0: `x1` = [`IntegrityStatus`] flags, `x2` = pages of locked kernel
+    /// code, `x3` = updates and accesses refused since the lock.
+    Status,
+    /// 1: the lock point: the kernel's code is what its `TTBR1` tables map
+    /// executable at EL1 now; `x1` = its pages. A second lock changes
+    /// nothing and answers the same.
+    Lock,
+    /// 2 (EL1, before the lock): pages `ipa..ipa + pages * 4096` of the
+    /// caller's RAM get execute permission `exec` at stage 2.
+    SetExec { ipa: u64, pages: u64, exec: crate::mbec::Exec },
+}
+
+impl IntegrityOp {
+    /// From `x1..x4`; `None` for an unknown operation or class.
+    pub const fn decode(op: u64, x2: u64, x3: u64, x4: u64) -> Option<Self> {
+        match op {
+            0 => Some(Self::Status),
+            1 => Some(Self::Lock),
+            2 => match crate::mbec::Exec::from_code(x4) {
+                Some(exec) => Some(Self::SetExec { ipa: x2, pages: x3, exec }),
+                None => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// `x1..x4`.
+    pub const fn args(&self) -> [u64; 4] {
+        match *self {
+            Self::Status => [0, 0, 0, 0],
+            Self::Lock => [1, 0, 0, 0],
+            Self::SetExec { ipa, pages, exec } => [2, ipa, pages, exec.code()],
+        }
+    }
+}
+
+/// `INTEGRITY STATUS`'s `x1`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IntegrityStatus {
+    /// The VM's kernel's code is locked.
+    pub locked: bool,
+    /// Stage 2 uses FEAT_XNX (else the emulation's trees).
+    pub xnx: bool,
+    /// Its stage-1 table writes are traced.
+    pub tracing: bool,
+}
+
+impl IntegrityStatus {
+    const LOCKED: u64 = 1 << 0;
+    const XNX: u64 = 1 << 1;
+    const TRACING: u64 = 1 << 2;
+
+    pub const fn bits(&self) -> u64 {
+        (if self.locked { Self::LOCKED } else { 0 })
+            | (if self.xnx { Self::XNX } else { 0 })
+            | (if self.tracing { Self::TRACING } else { 0 })
+    }
+
+    pub const fn from_bits(bits: u64) -> Self {
+        Self { locked: bits & Self::LOCKED != 0, xnx: bits & Self::XNX != 0, tracing: bits & Self::TRACING != 0 }
+    }
+}
+
+/// `TRACE` with this index: `x1` = records kept, `x2` = records dropped
+/// for want of room, `x3` = the log's capacity.
+pub const TRACE_COUNTS: u64 = u64::MAX;
+/// `TRACE` with this index: empties the log (`x1` = records it held).
+pub const TRACE_CLEAR: u64 = u64::MAX - 1;
+
+/// One record as `TRACE` returns it: `x1` = the table's IPA with its
+/// level in bits \[1:0\] and the entry's index in bits \[11:2\], `x2` =
+/// the old descriptor, `x3` = the new one, `x4` = the first VA the entry
+/// translates (the last follows from the level).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceReply(pub crate::s1trace::Record);
+
+impl TraceReply {
+    pub const fn regs(&self) -> [u64; 4] {
+        let r = &self.0;
+        [r.table | ((r.index as u64 & 0x3ff) << 2) | (r.level as u64 & 3), r.old, r.new, r.first_va]
+    }
+
+    pub const fn from_regs(regs: [u64; 4]) -> Self {
+        let [where_, old, new, first_va] = regs;
+        let level = (where_ & 3) as u8;
+        let span = crate::s1trace::entry_span(level);
+        Self(crate::s1trace::Record {
+            table: where_ & !0xfff,
+            level,
+            index: ((where_ >> 2) & 0x3ff) as u16,
+            old,
+            new,
+            first_va,
+            last_va: first_va.wrapping_add(span).wrapping_sub(1),
+        })
     }
 }
 
@@ -373,6 +514,13 @@ pub enum Request {
         vcpu: u64,
         item: SchedItem,
     },
+    /// An operation on the caller's VM's kernel integrity.
+    Integrity(IntegrityOp),
+    /// Record `index` of the caller's VM's trace, or [`TRACE_COUNTS`], or
+    /// [`TRACE_CLEAR`].
+    Trace {
+        index: u64,
+    },
 }
 
 /// Which half of the caller's address space `SCAN` walks.
@@ -393,6 +541,8 @@ impl Request {
             Self::Info => Function::Info,
             Self::Scan { .. } => Function::Scan,
             Self::Sched { .. } => Function::Sched,
+            Self::Integrity(_) => Function::Integrity,
+            Self::Trace { .. } => Function::Trace,
         }
     }
 
@@ -410,6 +560,11 @@ impl Request {
                 [range, buffer, capacity, cursor, 0, 0, 0]
             }
             Self::Sched { vcpu, item } => [vcpu, item.raw(), 0, 0, 0, 0, 0],
+            Self::Integrity(op) => {
+                let [x1, x2, x3, x4] = op.args();
+                [x1, x2, x3, x4, 0, 0, 0]
+            }
+            Self::Trace { index } => [index, 0, 0, 0, 0, 0, 0],
         };
         Call { function: self.function().id(), args }
     }
@@ -478,6 +633,12 @@ impl Reply {
             Ok([x1, x2, x3]) => Self::ok(x1, x2, x3),
             Err(e) => Self::error(e),
         }
+    }
+
+    /// A successful `TRACE` record: `x1..x4`.
+    pub const fn trace(record: TraceReply) -> Self {
+        let [x1, x2, x3, x4] = record.regs();
+        Self { x0: STATUS_OK, x1, x2, x3, x4: Some(x4) }
     }
 
     /// The reply to [`Function::Version`].
@@ -1149,10 +1310,10 @@ mod tests {
 
     #[test]
     fn version_packs_major_and_minor() {
-        assert_eq!(ABI_VERSION, 0x1_0002);
+        assert_eq!(ABI_VERSION, 0x1_0003);
         assert_eq!(ABI_VERSION >> 16, u64::from(ABI_VERSION_MAJOR));
         assert_eq!(ABI_VERSION & 0xffff, u64::from(ABI_VERSION_MINOR));
-        assert_eq!(Reply::version(), Reply { x0: 0, x1: 0x1_0002, x2: 0, x3: 0, x4: None });
+        assert_eq!(Reply::version(), Reply { x0: 0, x1: 0x1_0003, x2: 0, x3: 0, x4: None });
     }
 
     #[test]
@@ -1162,7 +1323,9 @@ mod tests {
             assert_eq!(Function::from_id(f.id()), Some(f));
         }
         assert_eq!(Function::from_id(5), Some(Function::Sched));
-        assert_eq!(Function::from_id(6), None);
+        assert_eq!(Function::from_id(6), Some(Function::Integrity));
+        assert_eq!(Function::from_id(7), Some(Function::Trace));
+        assert_eq!(Function::from_id(8), None);
         assert_eq!(Function::from_id(u64::MAX), None);
         // High bits count: no aliasing of ID 0.
         assert_eq!(Function::from_id(1 << 32), None);
@@ -1207,17 +1370,64 @@ mod tests {
     }
 
     #[test]
+    fn integrity_operations_decode_and_set_exec_is_el1_only() {
+        let call = |op: IntegrityOp| Request::Integrity(op).call();
+        let set = IntegrityOp::SetExec { ipa: 0x4000_0000, pages: 3, exec: crate::mbec::Exec::UserOnly };
+        for op in [IntegrityOp::Status, IntegrityOp::Lock, set] {
+            assert_eq!(call(op).decode(CallerEl::El1), Ok(Request::Integrity(op)));
+        }
+        assert_eq!(call(IntegrityOp::Lock).decode(CallerEl::El0), Ok(Request::Integrity(IntegrityOp::Lock)));
+        assert_eq!(call(set).decode(CallerEl::El0), Err(HvError::PermissionDenied));
+        assert_eq!(call(set).args, [2, 0x4000_0000, 3, 2, 0, 0, 0]);
+        // An unknown operation or execute class.
+        let mut bad = call(IntegrityOp::Status);
+        bad.args[0] = 3;
+        assert_eq!(bad.decode(CallerEl::El1), Err(HvError::InvalidArgument));
+        let mut bad = call(set);
+        bad.args[3] = 4;
+        assert_eq!(bad.decode(CallerEl::El1), Err(HvError::InvalidArgument));
+        let status = IntegrityStatus { locked: true, xnx: false, tracing: true };
+        assert_eq!(status.bits(), 0b101);
+        assert_eq!(IntegrityStatus::from_bits(status.bits()), status);
+    }
+
+    #[test]
+    fn a_trace_record_round_trips_through_the_registers() {
+        let record = crate::s1trace::Record {
+            table: 0x4123_4000,
+            level: 3,
+            index: 511,
+            old: 0,
+            new: 0x0060_0000_4000_0f43,
+            first_va: 0xffff_8000_001f_f000,
+            last_va: 0xffff_8000_001f_ffff,
+        };
+        let reply = Reply::trace(TraceReply(record));
+        assert_eq!(reply.x1, 0x4123_4000 | (511 << 2) | 3);
+        assert_eq!(reply.x4, Some(record.first_va));
+        assert_eq!(TraceReply::from_regs([reply.x1, reply.x2, reply.x3, 0xffff_8000_001f_f000]).0, record);
+        let level1 = crate::s1trace::Record { level: 1, index: 2, first_va: 2 << 30, last_va: (3 << 30) - 1, ..record };
+        assert_eq!(TraceReply::from_regs(TraceReply(level1).regs()).0, level1);
+        assert_eq!(
+            Request::Trace { index: TRACE_COUNTS }.call().decode(CallerEl::El0),
+            Ok(Request::Trace { index: u64::MAX })
+        );
+    }
+
+    #[test]
     fn features_answers_for_the_caller() {
         assert_eq!(features(0, CallerEl::El1), Ok(()));
         assert_eq!(features(2, CallerEl::El0), Ok(()));
         assert_eq!(features(4, CallerEl::El1), Ok(()));
         assert_eq!(features(5, CallerEl::El1), Ok(()));
         assert_eq!(features(5, CallerEl::El0), Ok(()));
-        assert_eq!(features(6, CallerEl::El1), Err(HvError::NotSupported));
+        assert_eq!(features(6, CallerEl::El0), Ok(()));
+        assert_eq!(features(7, CallerEl::El0), Ok(()));
+        assert_eq!(features(8, CallerEl::El1), Err(HvError::NotSupported));
         assert_eq!(features(99, CallerEl::El1), Err(HvError::NotSupported));
         assert_eq!(features(u64::MAX, CallerEl::El0), Err(HvError::NotSupported));
         assert_eq!(Reply::features(1, CallerEl::El0), Reply::ok(0, 0, 0));
-        assert_eq!(Reply::features(7, CallerEl::El0), Reply::error(HvError::NotSupported));
+        assert_eq!(Reply::features(8, CallerEl::El0), Reply::error(HvError::NotSupported));
     }
 
     fn frame(x: &[u64]) -> [u64; 31] {

@@ -14,46 +14,50 @@
 //! # The emulation
 //!
 //! Without FEAT_XNX, `XN[0]` is RES0 and `XN[1]` forbids execution at every
-//! EL. Two trees map the same memory and differ only there: in the
-//! *kernel* tree a page is executable if EL1 may execute it, in the *user*
-//! tree if EL0 may ([`emulated_xn`]). The vCPU runs in the tree of its
-//! mode, and a fetch the loaded tree forbids is an instruction abort at
-//! stage 2 ([`on_exec_fault`]): if the fetching mode may execute the page,
-//! the mode changed under the tree (an exception entry into EL1 from user
-//! code, a return to EL0 from the kernel) and the vCPU switches trees and
-//! retries; otherwise the guest gets the permission fault FEAT_XNX would
-//! have given it. Any exit the vCPU makes for another reason also brings
-//! the tree in line with its mode ([`on_exit`]).
+//! EL, so one tree cannot tell the modes apart. The emulation keeps one
+//! tree per executable class ([`Tree`]): the *kernel* tree executes only
+//! kernel-only pages, the *user* tree only user-only pages, the *shared*
+//! tree only pages both may execute ([`emulated_xn`]). Every other page is
+//! execute-never in each. A fetch outside the loaded tree's class is an
+//! instruction abort at stage 2, and the abort says which EL fetched
+//! ([`on_exec_fault`]): if that mode may execute the page, the vCPU loads
+//! the page's class's tree and retries; otherwise the guest gets the
+//! permission fault FEAT_XNX would have given it. So the guest's own entry
+//! into its kernel (its vector is kernel code) and its return to user code
+//! each exit to the hypervisor once: the seed's switch of hierarchy on the
+//! exit an escalation causes.
 //!
 //! # Where it is not exact
 //!
-//! Mode changes do not exit by themselves, so a fetch that the loaded
-//! tree allows runs even when the tree is the other mode's. Two cases give
-//! another result than FEAT_XNX ([`matches_xnx`] names them; every other
-//! page, mode and loaded tree gives FEAT_XNX's):
+//! A change of mode does not exit by itself: only a fetch outside the
+//! loaded class does. So a mode change that lands on a page of the same
+//! class as the code it left runs as the tree allows ([`matches_xnx`]
+//! names the two cases; every other page, mode and loaded tree gives
+//! FEAT_XNX's result):
 //!
-//! - an EL0 fetch of a kernel-only page in the kernel tree, after a return
-//!   from EL1, until the vCPU's next exit. It takes a stage 1 that lets EL0
-//!   fetch kernel code, which Linux never builds (its text is privileged
-//!   and `UXN`); closing it for any stage 1 needs a trap on `ERET`
-//!   (FEAT_FGT's `HFGITR_EL2.ERET`), which these CPUs lack;
-//! - an EL1 fetch of a user-only page in the user tree. An exception from
-//!   EL0 enters EL1 at its vector, so this takes a vector table in a page
-//!   user programs may execute: with `VBAR_EL1` in kernel-only pages the
-//!   first fetch at EL1 always switches trees, which is what makes the
-//!   kernel's own entry the seed's "exit on escalation".
+//! - an EL0 fetch of a kernel-only page with the kernel tree loaded: the
+//!   kernel returns (`ERET`) straight to a kernel-only page that its own
+//!   stage 1 lets EL0 execute. Linux never builds such a stage 1 (kernel
+//!   text is privileged and `UXN`); closing it for any stage 1 needs a trap
+//!   on `ERET` (FEAT_FGT's `HFGITR_EL2.ERET`), which these CPUs lack;
+//! - an EL1 fetch of a user-only page with the user tree loaded: an
+//!   exception from user code into a vector table in user-only pages.
+//!   With `VBAR_EL1` in kernel code, the first fetch at EL1 always leaves
+//!   the user tree; the hypervisor checks that it stays there once the
+//!   kernel's code is locked.
 
 /// What a page's fetches may do, per mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Exec {
     /// The kernel and user programs.
-    Both,
+    Both = 0,
     /// The kernel only (its code, once locked).
-    KernelOnly,
+    KernelOnly = 1,
     /// User programs only.
-    UserOnly,
+    UserOnly = 2,
     /// Nobody (data).
-    Neither,
+    Neither = 3,
 }
 
 /// The guest's mode at a fetch.
@@ -73,6 +77,21 @@ pub const XN0: u64 = 1 << 53;
 
 impl Exec {
     pub const ALL: [Self; 4] = [Self::Both, Self::KernelOnly, Self::UserOnly, Self::Neither];
+
+    /// Its number in the `INTEGRITY SET_EXEC` call.
+    pub const fn code(self) -> u64 {
+        self as u64
+    }
+
+    pub const fn from_code(code: u64) -> Option<Self> {
+        match code {
+            0 => Some(Self::Both),
+            1 => Some(Self::KernelOnly),
+            2 => Some(Self::UserOnly),
+            3 => Some(Self::Neither),
+            _ => None,
+        }
+    }
 
     /// Whether a fetch in `mode` may execute the page.
     pub const fn allows(self, mode: Mode) -> bool {
@@ -102,37 +121,54 @@ impl Exec {
     }
 }
 
-/// One of the emulation's two trees.
+/// One of the emulation's trees: the class of pages it executes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Tree {
-    /// Executable: what the kernel may execute.
+    /// Kernel-only pages.
     Kernel,
-    /// Executable: what user programs may execute.
+    /// User-only pages.
     User,
+    /// Pages both modes may execute; where every vCPU starts.
+    Shared,
 }
 
 impl Tree {
-    /// The tree a vCPU in `mode` runs in.
-    pub const fn of(mode: Mode) -> Self {
-        match mode {
-            Mode::Kernel => Self::Kernel,
-            Mode::User => Self::User,
+    pub const ALL: [Self; 3] = [Self::Kernel, Self::User, Self::Shared];
+
+    /// The tree that executes pages of class `exec`, if any does.
+    pub const fn of(exec: Exec) -> Option<Self> {
+        match exec {
+            Exec::KernelOnly => Some(Self::Kernel),
+            Exec::UserOnly => Some(Self::User),
+            Exec::Both => Some(Self::Shared),
+            Exec::Neither => None,
         }
     }
 
-    /// The mode whose fetches the tree's execute bits are for.
-    pub const fn mode(self) -> Mode {
+    /// The class of pages it executes.
+    pub const fn class(self) -> Exec {
         match self {
-            Self::Kernel => Mode::Kernel,
-            Self::User => Mode::User,
+            Self::Kernel => Exec::KernelOnly,
+            Self::User => Exec::UserOnly,
+            Self::Shared => Exec::Both,
+        }
+    }
+
+    /// Its place in a VM's array of trees.
+    pub const fn index(self) -> usize {
+        match self {
+            Self::Kernel => 0,
+            Self::User => 1,
+            Self::Shared => 2,
         }
     }
 }
 
 /// The page's stage-2 execute bits in `tree`, without FEAT_XNX: `XN[1]`
-/// unless the tree's mode may execute it (`XN[0]` stays 0, RES0 there).
+/// unless the page is of the tree's class (`XN[0]` stays 0, RES0 there).
 pub const fn emulated_xn(exec: Exec, tree: Tree) -> u64 {
-    if exec.allows(tree.mode()) {
+    if exec as u8 == tree.class() as u8 {
         0
     } else {
         XN1
@@ -143,11 +179,11 @@ pub const fn emulated_xn(exec: Exec, tree: Tree) -> u64 {
 /// a fetch) taken in `mode` while `tree` was loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// The mode may execute the page but the loaded tree is the other
-    /// mode's: load this one and retry the fetch.
+    /// The mode may execute the page, whose class another tree executes:
+    /// load that one and retry the fetch.
     Switch(Tree),
-    /// The loaded tree allows the fetch: a stale translation (another CPU
-    /// changed the tree); retry after invalidating.
+    /// The loaded tree executes the page: a stale translation (the page's
+    /// class just changed); retry after invalidating.
     Retry,
     /// The mode may not execute the page: the guest's own permission
     /// fault, as FEAT_XNX would raise it.
@@ -157,33 +193,23 @@ pub enum Verdict {
 /// [`Verdict`] for a stage-2 instruction abort.
 pub const fn on_exec_fault(exec: Exec, mode: Mode, tree: Tree) -> Verdict {
     if !exec.allows(mode) {
-        Verdict::Fault
-    } else if exec.allows(tree.mode()) {
-        Verdict::Retry
-    } else {
-        Verdict::Switch(Tree::of(mode))
+        return Verdict::Fault;
     }
-}
-
-/// At any other exit: the tree the vCPU's mode needs, if not the loaded
-/// one.
-pub const fn on_exit(mode: Mode, tree: Tree) -> Option<Tree> {
-    let wanted = Tree::of(mode);
-    if matches!((wanted, tree), (Tree::Kernel, Tree::Kernel) | (Tree::User, Tree::User)) {
-        None
-    } else {
-        Some(wanted)
+    match Tree::of(exec) {
+        Some(wanted) if wanted as u8 == tree as u8 => Verdict::Retry,
+        Some(wanted) => Verdict::Switch(wanted),
+        None => Verdict::Fault,
     }
 }
 
 /// Whether the emulation gives a fetch in `mode` of a page `exec` with
 /// `tree` loaded the result FEAT_XNX gives: executes if and only if the
-/// mode may. Not so for a page the loaded tree's mode may execute and the
-/// fetching mode may not (see the module doc).
+/// mode may. Not so for a page of the loaded tree's class that the
+/// fetching mode may not execute (see the module doc).
 pub const fn matches_xnx(exec: Exec, mode: Mode, tree: Tree) -> bool {
-    // Under the emulation a fetch runs if the loaded tree allows it, and
-    // otherwise, after the switch, if the mode may.
-    let runs = exec.allows(tree.mode()) || exec.allows(mode);
+    // A fetch of the loaded class runs without an exit; any other goes
+    // through `on_exec_fault`, which runs it exactly when the mode may.
+    let runs = exec as u8 == tree.class() as u8 || exec.allows(mode);
     runs == exec.allows(mode)
 }
 
@@ -192,7 +218,6 @@ mod tests {
     use super::*;
 
     const MODES: [Mode; 2] = [Mode::Kernel, Mode::User];
-    const TREES: [Tree; 2] = [Tree::Kernel, Tree::User];
 
     #[test]
     fn xnx_encoding_round_trips_and_means_what_the_architecture_says() {
@@ -215,14 +240,18 @@ mod tests {
     }
 
     #[test]
-    fn each_tree_executes_what_its_mode_may() {
-        for exec in Exec::ALL {
-            assert_eq!(emulated_xn(exec, Tree::Kernel) == 0, exec.allows(Mode::Kernel), "{exec:?}");
-            assert_eq!(emulated_xn(exec, Tree::User) == 0, exec.allows(Mode::User), "{exec:?}");
-            // Never XN[0]: RES0 without FEAT_XNX.
-            assert_eq!(emulated_xn(exec, Tree::Kernel) & XN0, 0);
-            assert_eq!(emulated_xn(exec, Tree::User) & XN0, 0);
+    fn each_tree_executes_its_class_only() {
+        for tree in Tree::ALL {
+            for exec in Exec::ALL {
+                assert_eq!(emulated_xn(exec, tree) == 0, exec == tree.class(), "{exec:?} in {tree:?}");
+                // Never XN[0]: RES0 without FEAT_XNX.
+                assert_eq!(emulated_xn(exec, tree) & XN0, 0);
+            }
+            assert_eq!(Tree::of(tree.class()), Some(tree));
         }
+        assert_eq!(Tree::of(Exec::Neither), None);
+        let indices: Vec<usize> = Tree::ALL.iter().map(|t| t.index()).collect();
+        assert_eq!(indices, [0, 1, 2]);
     }
 
     #[test]
@@ -230,12 +259,18 @@ mod tests {
         // Entry into the kernel from user code: kernel text is not
         // executable in the user tree.
         assert_eq!(on_exec_fault(Exec::KernelOnly, Mode::Kernel, Tree::User), Verdict::Switch(Tree::Kernel));
-        // The kernel's return to user code: user pages are not executable
-        // in the kernel tree.
+        // The kernel's return to user code.
         assert_eq!(on_exec_fault(Exec::UserOnly, Mode::User, Tree::Kernel), Verdict::Switch(Tree::User));
+        // Shared code, from either mode, out of either other tree.
+        for mode in MODES {
+            assert_eq!(on_exec_fault(Exec::Both, mode, Tree::Kernel), Verdict::Switch(Tree::Shared));
+            assert_eq!(on_exec_fault(Exec::Both, mode, Tree::User), Verdict::Switch(Tree::Shared));
+        }
+        assert_eq!(on_exec_fault(Exec::KernelOnly, Mode::Kernel, Tree::Shared), Verdict::Switch(Tree::Kernel));
+        assert_eq!(on_exec_fault(Exec::UserOnly, Mode::User, Tree::Shared), Verdict::Switch(Tree::User));
         // The kernel jumping into user code, user code into the kernel's,
-        // anyone into data: the guest's fault, in either tree.
-        for tree in TREES {
+        // anyone into data: the guest's fault, in every tree.
+        for tree in Tree::ALL {
             assert_eq!(on_exec_fault(Exec::UserOnly, Mode::Kernel, tree), Verdict::Fault);
             assert_eq!(on_exec_fault(Exec::KernelOnly, Mode::User, tree), Verdict::Fault);
             for mode in MODES {
@@ -243,24 +278,16 @@ mod tests {
             }
         }
         // A fault the loaded tree should not have raised: stale.
-        assert_eq!(on_exec_fault(Exec::Both, Mode::User, Tree::Kernel), Verdict::Retry);
+        assert_eq!(on_exec_fault(Exec::Both, Mode::User, Tree::Shared), Verdict::Retry);
         assert_eq!(on_exec_fault(Exec::KernelOnly, Mode::Kernel, Tree::Kernel), Verdict::Retry);
     }
 
     #[test]
-    fn exits_bring_the_tree_in_line_with_the_mode() {
-        assert_eq!(on_exit(Mode::User, Tree::Kernel), Some(Tree::User));
-        assert_eq!(on_exit(Mode::Kernel, Tree::User), Some(Tree::Kernel));
-        assert_eq!(on_exit(Mode::User, Tree::User), None);
-        assert_eq!(on_exit(Mode::Kernel, Tree::Kernel), None);
-    }
-
-    #[test]
-    fn the_emulation_matches_xnx_but_where_the_other_modes_tree_allows_more() {
+    fn the_emulation_matches_xnx_except_for_a_mode_change_within_a_class() {
         let mut differ = Vec::new();
         for exec in Exec::ALL {
             for mode in MODES {
-                for tree in TREES {
+                for tree in Tree::ALL {
                     if !matches_xnx(exec, mode, tree) {
                         differ.push((exec, mode, tree));
                     }
@@ -268,11 +295,21 @@ mod tests {
             }
         }
         assert_eq!(differ, [(Exec::KernelOnly, Mode::User, Tree::Kernel), (Exec::UserOnly, Mode::Kernel, Tree::User)]);
-        // In its own mode's tree, every fetch is exact.
+        // From the shared tree, where code both modes run lives, every
+        // fetch is exact: the guest-stub's matrix runs from there.
         for exec in Exec::ALL {
             for mode in MODES {
-                assert!(matches_xnx(exec, mode, Tree::of(mode)), "{exec:?} {mode:?}");
+                assert!(matches_xnx(exec, mode, Tree::Shared), "{exec:?} {mode:?}");
             }
         }
+    }
+
+    #[test]
+    fn codes_round_trip() {
+        for exec in Exec::ALL {
+            assert_eq!(Exec::from_code(exec.code()), Some(exec));
+        }
+        assert_eq!(Exec::from_code(4), None);
+        assert_eq!(Exec::from_code(u64::MAX), None);
     }
 }

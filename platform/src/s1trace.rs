@@ -43,6 +43,18 @@ pub mod bits {
     pub const UXN: u64 = 1 << 54;
 }
 
+/// The VA span one entry of a table at `level` translates (0 for a level
+/// the granule has not).
+pub const fn entry_span(level: u8) -> u64 {
+    match level {
+        0 => 1 << 39,
+        1 => 1 << 30,
+        2 => 1 << 21,
+        3 => 1 << 12,
+        _ => 0,
+    }
+}
+
 /// One translation table the tracer follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Table {
