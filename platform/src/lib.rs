@@ -39,6 +39,7 @@ pub mod esr;
 pub mod forward;
 pub mod fw_cfg;
 pub mod gicv2;
+pub mod guest_store;
 pub mod gvascan;
 pub mod handoff;
 pub mod hypercall;
