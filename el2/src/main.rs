@@ -140,6 +140,7 @@ fn boot() -> Result<Infallible, BootError> {
         traps::report_exits();
         vm::sched::report();
         vm::portal::report();
+        vm::integrity::report_all();
         mm::integrity::report();
     });
     log::info!(
@@ -231,6 +232,7 @@ fn boot() -> Result<Infallible, BootError> {
             manager: false,
             virtio: Vec::new(),
             backends: Vec::new(),
+            integrity: cmdline.integrity,
         }]
     } else {
         // SAFETY: as in `boot::vms::source`: the reserved host DTB.
@@ -445,6 +447,7 @@ fn vm_configs(
             manager: desc.manager,
             virtio: Vec::new(),
             backends: Vec::new(),
+            integrity: None,
         });
         pci_given |= wants_pci;
     }

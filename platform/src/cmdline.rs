@@ -86,6 +86,10 @@ pub struct Cmdline<'a> {
     pub selftest: Option<SelfTest>,
     /// `vmid-bits=N`: the VMID width to use if narrower than the CPU's.
     pub vmid_bits: Option<u8>,
+    /// `integrity` or `integrity=emulate`: the single VM's kernel
+    /// integrity (page-table write tracing, the lock, per-mode execute
+    /// control).
+    pub integrity: Option<crate::mbec::Mechanism>,
 }
 
 impl<'a> Cmdline<'a> {
@@ -98,8 +102,13 @@ impl<'a> Cmdline<'a> {
             remap: Remap::Intermediate,
             selftest: None,
             vmid_bits: None,
+            integrity: None,
         };
         for word in text.split_ascii_whitespace() {
+            if word == "integrity" {
+                cmdline.integrity = Some(crate::mbec::Mechanism::Auto);
+                continue;
+            }
             let Some((key, value)) = word.split_once('=') else {
                 report(BadWord::UnknownKey(word));
                 continue;
@@ -133,6 +142,10 @@ impl<'a> Cmdline<'a> {
                 "vmid-bits" => match value.parse::<u8>() {
                     Ok(bits @ 1..=16) if value.bytes().all(|b| b.is_ascii_digit()) => cmdline.vmid_bits = Some(bits),
                     _ => report(bad("1..16")),
+                },
+                "integrity" => match value {
+                    "emulate" => cmdline.integrity = Some(crate::mbec::Mechanism::Emulated),
+                    _ => report(bad("emulate (or the word integrity alone)")),
                 },
                 _ if is_guest_stub_word(key) => {}
                 _ => report(BadWord::UnknownKey(word)),
@@ -193,6 +206,16 @@ mod tests {
                 "`selftest=all` ignored: expected selftest=firmware|fatal",
             ]
         );
+    }
+
+    #[test]
+    fn integrity_alone_or_emulated() {
+        use crate::mbec::Mechanism;
+        assert_eq!(parse("integrity").0.integrity, Some(Mechanism::Auto));
+        assert_eq!(parse("log=info integrity=emulate").0.integrity, Some(Mechanism::Emulated));
+        let (c, bad) = parse("integrity=yes");
+        assert_eq!(c.integrity, None);
+        assert_eq!(bad, ["`integrity=yes` ignored: expected integrity=emulate (or the word integrity alone)"]);
     }
 
     #[test]

@@ -775,6 +775,20 @@ impl SysReg {
     /// `DBGVCR32_EL2`, vector catch for AArch32 EL1.
     pub const DBGVCR32_EL2: Self = Self::from_parts(2, 4, 0, 7, 0);
 
+    // The EL1 registers `HCR_EL2.TVM` traps writes of: the translation
+    // regime's controls, and the fault registers.
+    pub const SCTLR_EL1: Self = Self::from_parts(3, 0, 1, 0, 0);
+    pub const TTBR0_EL1: Self = Self::from_parts(3, 0, 2, 0, 0);
+    pub const TTBR1_EL1: Self = Self::from_parts(3, 0, 2, 0, 1);
+    pub const TCR_EL1: Self = Self::from_parts(3, 0, 2, 0, 2);
+    pub const AFSR0_EL1: Self = Self::from_parts(3, 0, 5, 1, 0);
+    pub const AFSR1_EL1: Self = Self::from_parts(3, 0, 5, 1, 1);
+    pub const ESR_EL1: Self = Self::from_parts(3, 0, 5, 2, 0);
+    pub const FAR_EL1: Self = Self::from_parts(3, 0, 6, 0, 0);
+    pub const MAIR_EL1: Self = Self::from_parts(3, 0, 10, 2, 0);
+    pub const AMAIR_EL1: Self = Self::from_parts(3, 0, 10, 3, 0);
+    pub const CONTEXTIDR_EL1: Self = Self::from_parts(3, 0, 13, 0, 1);
+
     /// Names for the encodings above. [`SysReg::DBGDTRRX_EL0`] is handled
     /// separately (its name depends on the direction).
     const NAMES: [(Self, &'static str); 16] = [

@@ -46,6 +46,18 @@
 //!   the user tree; the hypervisor checks that it stays there once the
 //!   kernel's code is locked.
 
+/// How a VM with kernel integrity gets per-mode execute permission: the
+/// `integrity` command-line word and `hv,kernel-integrity` property.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mechanism {
+    /// FEAT_XNX where the CPU has it, else the emulation (`integrity`,
+    /// `hv,kernel-integrity` empty).
+    Auto,
+    /// The emulation even where the CPU has FEAT_XNX, to compare the two on
+    /// one CPU (`integrity=emulate`, `hv,kernel-integrity = "emulate"`).
+    Emulated,
+}
+
 /// What a page's fetches may do, per mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]

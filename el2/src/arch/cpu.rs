@@ -3,7 +3,7 @@
 //! layout with `HCR_EL2.E2H`, so each value is chosen for the scheme.
 
 use crate::arch::layout::{scheme, Scheme};
-use aarch64_cpu::registers::{Readable, Writeable, HCR_EL2, ID_AA64ISAR1_EL1, MIDR_EL1, MPIDR_EL1};
+use aarch64_cpu::registers::{ReadWriteable, Readable, Writeable, HCR_EL2, ID_AA64ISAR1_EL1, MIDR_EL1, MPIDR_EL1};
 use platform::arch::regs::{
     CPTR_EL2_RES1, ID_AA64ISAR1_APA, ID_AA64ISAR1_API, MPIDR_AFFINITY_MASK, PMCR_N_MASK, PMCR_N_SHIFT,
 };
@@ -39,6 +39,19 @@ macro_rules! control {
         // the guest traps and may access; no memory is affected.
         unsafe { platform::msr!($reg, $value) }
     };
+}
+
+/// Whether the guest's writes of its translation controls (`SCTLR_EL1`,
+/// `TTBRn_EL1`, `TCR_EL1`, `MAIR_EL1`, the fault registers, ...) trap here
+/// (`HCR_EL2.TVM`): for a VM with kernel integrity, whose `TTBR1` tables
+/// the hypervisor follows.
+pub fn trap_translation_writes(on: bool) {
+    let wanted = if on { HCR_EL2::TVM::EnableTrapTVM } else { HCR_EL2::TVM::DisableTrapTVM };
+    if HCR_EL2.matches_all(wanted) {
+        return;
+    }
+    HCR_EL2.modify(wanted);
+    aarch64_cpu::asm::barrier::isb(aarch64_cpu::asm::barrier::SY);
 }
 
 /// Configures the traps and controls of this CPU for running guests (the

@@ -23,6 +23,12 @@ pub enum GuestReg {
     /// The guest's EL1 virtual and physical timers' controls.
     CntvCtl,
     CntpCtl,
+    /// The rest of what `HCR_EL2.TVM` traps writes of.
+    Afsr0,
+    Afsr1,
+    Mair,
+    Amair,
+    ContextIdr,
 }
 
 /// Generates [`read`] and [`write`] from each register's EL1 name and its
@@ -79,4 +85,28 @@ guest_registers! {
     Ttbr1 => "ttbr1_el1", "S3_5_C2_C0_1";
     CntvCtl => "cntv_ctl_el0", "S3_5_C14_C3_1";
     CntpCtl => "cntp_ctl_el0", "S3_5_C14_C2_1";
+    Afsr0 => "afsr0_el1", "S3_5_C5_C1_0";
+    Afsr1 => "afsr1_el1", "S3_5_C5_C1_1";
+    Mair => "mair_el1", "S3_5_C10_C2_0";
+    Amair => "amair_el1", "S3_5_C10_C3_0";
+    ContextIdr => "contextidr_el1", "S3_5_C13_C0_1";
+}
+
+/// The guest register a write trapped by `HCR_EL2.TVM` was for.
+pub fn tvm_register(reg: platform::esr::SysReg) -> Option<GuestReg> {
+    use platform::esr::SysReg;
+    Some(match reg {
+        SysReg::SCTLR_EL1 => GuestReg::Sctlr,
+        SysReg::TTBR0_EL1 => GuestReg::Ttbr0,
+        SysReg::TTBR1_EL1 => GuestReg::Ttbr1,
+        SysReg::TCR_EL1 => GuestReg::Tcr,
+        SysReg::AFSR0_EL1 => GuestReg::Afsr0,
+        SysReg::AFSR1_EL1 => GuestReg::Afsr1,
+        SysReg::ESR_EL1 => GuestReg::Esr,
+        SysReg::FAR_EL1 => GuestReg::Far,
+        SysReg::MAIR_EL1 => GuestReg::Mair,
+        SysReg::AMAIR_EL1 => GuestReg::Amair,
+        SysReg::CONTEXTIDR_EL1 => GuestReg::ContextIdr,
+        _ => return None,
+    })
 }

@@ -14,12 +14,15 @@
 use crate::arch::layout::{phys_to_virt, virt_to_phys};
 use aarch64_cpu::registers::{Readable, Writeable, ID_AA64MMFR0_EL1, VTCR_EL2};
 use aarch64_paging::descriptor::{PhysicalAddress, Stage2Attributes};
+use aarch64_paging::paging::{Constraints, MemoryRegion};
 use aarch64_paging::paging::{PageTable, Stage2 as Stage2Regime, Translation};
 use aarch64_paging::Mapping;
 use alloc::alloc::{alloc_zeroed, dealloc, handle_alloc_error, Layout};
+use alloc::vec::Vec;
 use core::ptr::NonNull;
 use platform::arch::regs::{pa_range_bits, ID_AA64MMFR0_PARANGE};
 use platform::board::MemRegion;
+use platform::mbec::{Exec, Tree};
 use platform::stage2::{self as policy, Geometry};
 
 /// Stage-2 table pages: heap pages, reached through the direct map.
@@ -52,11 +55,76 @@ impl Translation<Stage2Attributes> for DirectMap {
     }
 }
 
+/// How a VM with kernel integrity expresses execute permission per mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pages {
+    /// FEAT_XNX's `XN[1:0]`, in one tree.
+    Xnx,
+    /// One tree per executable class (`platform::mbec`).
+    Emulated,
+}
+
+/// A RAM page's class: who may execute it, and whether the guest may
+/// write it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageClass {
+    pub exec: Exec,
+    pub writable: bool,
+}
+
+impl PageClass {
+    const fn pack(self) -> u8 {
+        self.exec as u8 | if self.writable { 0 } else { 4 }
+    }
+
+    fn unpack(byte: u8) -> Self {
+        Self { exec: Exec::from_code(u64::from(byte & 3)).unwrap_or(Exec::Both), writable: byte & 4 == 0 }
+    }
+}
+
 /// One VM's stage 2: its tables and the IPA space they cover. The VMID
 /// that tags its TLB entries is the VM's ([`crate::mm::vmid`]).
 pub struct Stage2 {
-    tables: Mapping<DirectMap, Stage2Regime>,
+    /// The tree every vCPU uses, or with [`Pages::Emulated`] one per
+    /// `Tree`, at `Tree::index`.
+    trees: Vec<Mapping<DirectMap, Stage2Regime>>,
     geometry: Geometry,
+    /// With kernel integrity: the RAM, and its pages' classes (packed).
+    pages: Option<(Pages, MemRegion, Vec<u8>)>,
+}
+
+const PAGE: u64 = 4096;
+
+/// The stage-2 attributes of a RAM page of class `class` in tree `tree`
+/// (`None`: the one tree, FEAT_XNX's bits).
+fn page_attributes(class: PageClass, tree: Option<Tree>) -> Stage2Attributes {
+    let xn = match tree {
+        None => class.exec.xnx_bits(),
+        Some(tree) => platform::mbec::emulated_xn(class.exec, tree),
+    };
+    let access = if class.writable { Stage2Attributes::S2AP_ACCESS_RW } else { Stage2Attributes::S2AP_ACCESS_RO };
+    let base = policy::ram_attributes().difference(Stage2Attributes::S2AP_ACCESS_RW).union(access);
+    base.union(Stage2Attributes::from_bits_retain(xn as usize))
+}
+
+/// Why pages' classes were not changed.
+#[derive(Debug)]
+pub enum ClassError {
+    /// The VM has no kernel integrity: its RAM has no classes.
+    NoIntegrity,
+    /// A page is not the VM's RAM (or the range is not page-aligned).
+    OutsideRam,
+    Map(Stage2Error),
+}
+
+impl core::fmt::Display for ClassError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::NoIntegrity => f.write_str("the VM has no kernel integrity"),
+            Self::OutsideRam => f.write_str("not pages of the VM's RAM"),
+            Self::Map(e) => write!(f, "{e}"),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -78,20 +146,97 @@ impl Stage2 {
     /// Builds tables mapping `ram` and the passthrough `devices`
     /// identity-mapped; the IPA space reaches at least `ipa_end` (emulated
     /// windows beyond them stay unmapped). Everything else is a hole.
-    pub fn new(ram: MemRegion, devices: &[MemRegion], ipa_end: u64) -> Result<Self, Stage2Error> {
+    ///
+    /// With `pages` (kernel integrity), RAM is mapped page by page, every
+    /// page executable by both modes and writable, in one tree or (emulated)
+    /// in one per executable class.
+    pub fn new(ram: MemRegion, devices: &[MemRegion], ipa_end: u64, pages: Option<Pages>) -> Result<Self, Stage2Error> {
         let end = devices.iter().chain([&ram]).map(MemRegion::end).max().unwrap_or(0).max(ipa_end);
         let pa_bits = pa_range_bits(ID_AA64MMFR0_PARANGE.get(ID_AA64MMFR0_EL1.get()));
         let geometry = policy::geometry(pa_bits, end).map_err(Stage2Error::Geometry)?;
-        let mut tables = Mapping::new(DirectMap, geometry.root_level, Stage2Regime);
-        policy::map_identity(&mut tables, ram.base, ram.size, policy::ram_attributes()).map_err(Stage2Error::Map)?;
-        for device in devices {
-            policy::map_identity(&mut tables, device.base, device.size, policy::device_attributes())
-                .map_err(Stage2Error::Map)?;
+        let trees: Vec<Option<Tree>> = match pages {
+            Some(Pages::Emulated) => Tree::ALL.iter().copied().map(Some).collect(),
+            _ => alloc::vec![None],
+        };
+        let initial = PageClass { exec: Exec::Both, writable: true };
+        let mut mappings = Vec::new();
+        for tree in trees {
+            let mut tables = Mapping::new(DirectMap, geometry.root_level, Stage2Regime);
+            if pages.is_some() {
+                let range = MemoryRegion::new(ram.base as usize, ram.end() as usize);
+                tables
+                    .map_range(
+                        &range,
+                        PhysicalAddress(ram.base as usize),
+                        page_attributes(initial, tree),
+                        Constraints::NO_BLOCK_MAPPINGS,
+                    )
+                    .map_err(Stage2Error::Map)?;
+            } else {
+                policy::map_identity(&mut tables, ram.base, ram.size, policy::ram_attributes())
+                    .map_err(Stage2Error::Map)?;
+            }
+            for device in devices {
+                policy::map_identity(&mut tables, device.base, device.size, policy::device_attributes())
+                    .map_err(Stage2Error::Map)?;
+            }
+            // Live from the first vCPU's entry on: changes must break before
+            // make, which `aarch64-paging` then does.
+            tables.mark_active();
+            mappings.push(tables);
         }
-        // Live from the first vCPU's entry on: changes must break before
-        // make, which `aarch64-paging` then does.
-        tables.mark_active();
-        Ok(Self { tables, geometry })
+        let classes = pages.map(|p| (p, ram, alloc::vec![initial.pack(); (ram.size / PAGE) as usize]));
+        Ok(Self { trees: mappings, geometry, pages: classes })
+    }
+
+    /// How the VM's pages carry their classes, if it has kernel integrity.
+    pub fn pages(&self) -> Option<Pages> {
+        self.pages.as_ref().map(|(p, _, _)| *p)
+    }
+
+    /// The class of the RAM page at `ipa` (kernel integrity only).
+    pub fn page_class(&self, ipa: u64) -> Option<PageClass> {
+        let (_, ram, classes) = self.pages.as_ref()?;
+        let index = usize::try_from(ipa.checked_sub(ram.base)? / PAGE).ok()?;
+        classes.get(index).copied().map(PageClass::unpack)
+    }
+
+    /// Gives `count` RAM pages from `ipa` the class `class(ipa)` each, in
+    /// every tree, then invalidates the VM's stage-1+2 TLB entries on every
+    /// CPU (this CPU's current VMID must be the VM's, or the VM must not
+    /// be running anywhere). Pages outside RAM are refused.
+    pub fn set_classes(&mut self, ipa: u64, count: u64, class: impl Fn(u64) -> PageClass) -> Result<(), ClassError> {
+        let Some((pages, ram, classes)) = self.pages.as_mut() else { return Err(ClassError::NoIntegrity) };
+        let end = count.checked_mul(PAGE).and_then(|len| ipa.checked_add(len)).ok_or(ClassError::OutsideRam)?;
+        if !ipa.is_multiple_of(PAGE) || ipa < ram.base || end > ram.end() {
+            return Err(ClassError::OutsideRam);
+        }
+        let first = ((ipa - ram.base) / PAGE) as usize;
+        for (k, slot) in classes.iter_mut().skip(first).take(count as usize).enumerate() {
+            *slot = class(ipa + k as u64 * PAGE).pack();
+        }
+        let emulated = *pages == Pages::Emulated;
+        let range = MemoryRegion::new(ipa as usize, end as usize);
+        for (i, tables) in self.trees.iter_mut().enumerate() {
+            let tree = if emulated { Tree::ALL.get(i).copied() } else { None };
+            tables.mark_inactive();
+            let result = tables.modify_range(&range, &|region, descriptor| {
+                if descriptor.is_table() || descriptor.level() != 3 {
+                    return Ok(());
+                }
+                let page = region.start().0 as u64;
+                // A level-3 entry is a page only with bit 1 set (which
+                // `map_range` adds at level 3 by itself).
+                let attributes = page_attributes(class(page), tree).union(Stage2Attributes::TABLE_OR_PAGE);
+                descriptor.set(PhysicalAddress(page as usize), attributes)
+            });
+            tables.mark_active();
+            result.map_err(|e| ClassError::Map(Stage2Error::Map(e)))?;
+        }
+        // SAFETY: TLB invalidation only drops cached translations: the
+        // VM's stage-2 entries for every IPA, and the combined ones.
+        unsafe { core::arch::asm!("dsb ishst", "tlbi vmalls12e1is", "dsb ish", "isb", options(nostack)) };
+        Ok(())
     }
 
     /// Bits of IPA, and the level the walk starts at (for the log).
@@ -100,9 +245,9 @@ impl Stage2 {
     }
 
     /// Sets this CPU's `VTCR_EL2` for these tables and returns the root's
-    /// PA for `VTTBR_EL2`, which [`crate::mm::vmid::enter`] loads with the
-    /// VM's VMID.
-    pub fn prepare_this_cpu(&self) -> u64 {
+    /// PA for `VTTBR_EL2` (of `tree`'s tables when the VM has several),
+    /// which [`crate::mm::vmid::enter`] loads with the VM's VMID.
+    pub fn prepare_this_cpu(&self, tree: Tree) -> u64 {
         let parange = ID_AA64MMFR0_PARANGE.get(ID_AA64MMFR0_EL1.get()).min(5);
         VTCR_EL2.write(
             VTCR_EL2::RES1::SET
@@ -114,7 +259,13 @@ impl Stage2 {
                 + VTCR_EL2::SL0.val(self.geometry.sl0())
                 + VTCR_EL2::T0SZ.val(self.geometry.t0sz()),
         );
-        self.tables.root_address().0 as u64
+        self.root(tree)
+    }
+
+    /// The root of `tree`'s tables (of the one tree if the VM has one).
+    pub fn root(&self, tree: Tree) -> u64 {
+        let tables = self.trees.get(tree.index()).or(self.trees.first());
+        tables.map_or(0, |t| t.root_address().0 as u64)
     }
 
     /// One past the last IPA of the VM's address space.
@@ -128,13 +279,25 @@ impl Stage2 {
     /// its CPU interface (the host's `GICV` frame). New entries replace
     /// invalid ones, so no TLB entry can be stale.
     pub fn map_device(&mut self, ipa: u64, pa: u64, size: u64) -> Result<(), Stage2Error> {
-        policy::map_at(&mut self.tables, ipa, pa, size, policy::device_attributes()).map_err(Stage2Error::Map)
+        for tables in &mut self.trees {
+            policy::map_at(tables, ipa, pa, size, policy::device_attributes()).map_err(Stage2Error::Map)?;
+        }
+        Ok(())
     }
 
     /// Maps `size` bytes of RAM at PA `pa` at IPA `ipa` (a portal's shared
     /// memory, where the VM's BAR2 puts it; the caller checked the place).
     pub fn map_ram(&mut self, ipa: u64, pa: u64, size: u64) -> Result<(), Stage2Error> {
-        policy::map_at(&mut self.tables, ipa, pa, size, policy::ram_attributes()).map_err(Stage2Error::Map)
+        let emulated = self.pages() == Some(Pages::Emulated);
+        let shared = PageClass { exec: Exec::Both, writable: true };
+        for (i, tables) in self.trees.iter_mut().enumerate() {
+            let attributes = match Tree::ALL.get(i) {
+                Some(&tree) if emulated => page_attributes(shared, Some(tree)),
+                _ => policy::ram_attributes(),
+            };
+            policy::map_at(tables, ipa, pa, size, attributes).map_err(Stage2Error::Map)?;
+        }
+        Ok(())
     }
 
     /// Unmaps `[start, end)` (this CPU's current VMID must be this VM's):
@@ -142,7 +305,9 @@ impl Stage2 {
     /// entry with a `DSB`; then the combined stage-1+2 entries go with
     /// `TLBI VMALLE1IS`, completed by `DSB ISH; ISB`.
     pub fn unmap(&mut self, start: u64, end: u64) -> Result<(), Stage2Error> {
-        policy::unmap(&mut self.tables, start, end).map_err(Stage2Error::Map)?;
+        for tables in &mut self.trees {
+            policy::unmap(tables, start, end).map_err(Stage2Error::Map)?;
+        }
         // SAFETY: TLB invalidation for the current VMID only drops cached
         // translations.
         unsafe { core::arch::asm!("dsb ishst", "tlbi vmalle1is", "dsb ish", "isb", options(nostack)) };

@@ -9,7 +9,7 @@
 //! `platform::stage2::MAX_OWNERS` VMs anyway), or fewer with the debug
 //! word `vmid-bits=N`, which makes recycling happen with a handful of VMs.
 
-use aarch64_cpu::registers::{Writeable, VTTBR_EL2};
+use aarch64_cpu::registers::{Readable, Writeable, VTTBR_EL2};
 use platform::stage2::{Grant, OwnerId, Vmid, VmidError, VmidSpace};
 use spin::Mutex;
 
@@ -58,6 +58,23 @@ pub fn enter(vm: usize, root: u64) -> Result<Grant, VmidError> {
         space.purged(owner, grant.vmid);
     }
     Ok(grant)
+}
+
+/// The vCPU on this CPU changes stage-2 trees (emulated per-mode execute
+/// control): `VTTBR_EL2` gets `root` with the same VMID, and this CPU's
+/// entries of that VMID go, since they may come from the other tree. Other
+/// CPUs keep theirs: each flushes when its own vCPU changes tree or is
+/// loaded.
+pub fn switch_root(root: u64) {
+    let vmid_bits = VTTBR_EL2.get() & !((1u64 << Vmid::VTTBR_SHIFT) - 1);
+    VTTBR_EL2.set(root | vmid_bits);
+    flush_this_cpu();
+}
+
+/// Drops this CPU's stage-1+2 TLB entries of the current VMID.
+pub fn flush_this_cpu() {
+    // SAFETY: TLB invalidation only drops cached translations.
+    unsafe { core::arch::asm!("isb", "tlbi vmalls12e1", "dsb nsh", "isb", options(nostack)) };
 }
 
 /// The vCPU of VM `vm` on this CPU stopped: this CPU stops translating

@@ -13,6 +13,9 @@
 //! (`guest@<name>: ...` among several VMs), so a guest can neither forge
 //! hypervisor lines nor send the terminal control sequences.
 //!
+//! `INTEGRITY` and `TRACE` are the caller's VM's kernel integrity
+//! ([`crate::vm::integrity`]).
+//!
 //! `SCHED` reads the scheduler figures of one vCPU of the caller's own VM
 //! (`crate::vm::sched::figures`), one item per call, packed by
 //! `platform::hypercall::sched_item`: a guest names a vCPU by its index in
@@ -85,6 +88,8 @@ pub fn handle(frame: &mut TrapFrame, caller: CallerEl) -> Reply {
             Reply::from_scan(crate::traps::scan::scan(caller, range, buffer, capacity, cursor))
         }
         Ok(Request::Sched { vcpu, item }) => Reply::from_result(sched(vcpu, item)),
+        Ok(Request::Integrity(op)) => Reply::from_result(crate::vm::integrity::call(op)),
+        Ok(Request::Trace { index }) => crate::vm::integrity::trace(index).unwrap_or_else(Reply::error),
         Err(error) => Reply::error(error),
     };
     reply.write_to(&mut frame.x);

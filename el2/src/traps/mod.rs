@@ -144,6 +144,18 @@ fn guest_sync(frame: &mut TrapFrame, esr: Esr) {
                 }
                 frame.elr += 4;
             }
+            Some(iss)
+                if iss.direction == platform::esr::Direction::Write
+                    && crate::arch::sysregs::tvm_register(iss.reg()).is_some() =>
+            {
+                // HCR_EL2.TVM: a VM with kernel integrity writing its
+                // translation controls.
+                if let Some(reg) = crate::arch::sysregs::tvm_register(iss.reg()) {
+                    let value = frame.x.get(usize::from(iss.rt)).copied().unwrap_or(0);
+                    crate::vm::integrity::register_written(reg, value);
+                }
+                frame.elr += 4;
+            }
             Some(iss) => match crate::traps::debugregs::handle(frame, iss) {
                 crate::traps::debugregs::Outcome::Done => frame.elr += 4,
                 crate::traps::debugregs::Outcome::Undefined => {
@@ -155,6 +167,15 @@ fn guest_sync(frame: &mut TrapFrame, esr: Esr) {
         ExceptionClass::DataAbortLower => {
             let far = FAR_EL2.get();
             let ipa = platform::mmio::fault_ipa(HPFAR_EL2.get(), far);
+            if is_permission_fault(esr) {
+                if let Some((vm, _)) = crate::vm::current() {
+                    if let crate::vm::integrity::WriteOutcome::Done =
+                        crate::vm::integrity::on_write_fault(frame, vm, ipa, far)
+                    {
+                        return;
+                    }
+                }
+            }
             match crate::vm::mmio::handle(frame, esr, ipa) {
                 crate::vm::mmio::Handled::Emulated => frame.elr += 4,
                 crate::vm::mmio::Handled::Deferred => {}
@@ -164,7 +185,7 @@ fn guest_sync(frame: &mut TrapFrame, esr: Esr) {
                 }
                 crate::vm::mmio::Handled::NotOurs => {
                     log::debug!(
-                        "stage-2 abort at IPA {ipa:#x} (VA {far:#x}, ELR {:#x}): external abort to the guest",
+                        "stage-2 abort at IPA {ipa:#x} (VA {far:#x}, ELR {:#x}, ESR {esr}): external abort to the guest",
                         frame.elr
                     );
                     external_abort(frame, esr, far);
@@ -173,6 +194,14 @@ fn guest_sync(frame: &mut TrapFrame, esr: Esr) {
         }
         ExceptionClass::InstructionAbortLower => {
             let far = FAR_EL2.get();
+            if is_permission_fault(esr) {
+                let ipa = platform::mmio::fault_ipa(HPFAR_EL2.get(), far);
+                if let Some((vm, vcpu)) = crate::vm::current() {
+                    if crate::vm::integrity::on_instruction_abort(frame, vm, vcpu, ipa, far) {
+                        return;
+                    }
+                }
+            }
             log::debug!("stage-2 instruction abort at VA {far:#x}: external abort to the guest");
             external_abort(frame, esr, far);
         }
@@ -183,6 +212,13 @@ fn guest_sync(frame: &mut TrapFrame, esr: Esr) {
             guest::inject_sync(frame, Esr::undefined(), 0);
         }
     }
+}
+
+/// A stage-2 permission fault (not a translation fault, nor one on the
+/// guest's own table walk): what kernel integrity's read-only and
+/// execute-never pages raise.
+fn is_permission_fault(esr: Esr) -> bool {
+    esr.abort().is_some_and(|a| matches!(a.fault(), platform::esr::FaultStatus::Permission { .. }) && !a.s1ptw())
 }
 
 /// Gives the guest the external abort a bus would have given it, unless

@@ -71,6 +71,9 @@ pub struct Config {
     /// The links it serves (a backend function each), with their
     /// client's RAM and name.
     pub backends: Vec<(usize, MemRegion, String)>,
+    /// Kernel integrity ([`crate::vm::integrity`]), and how per-mode
+    /// execute control is had.
+    pub integrity: Option<platform::mbec::Mechanism>,
 }
 
 /// The host's PCI view, through the monitor's ECAM model: at most one VM
@@ -237,7 +240,16 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
         .or(ecam)
         .or(test_device)
         .map_or(config.ram.end(), |w| w.end());
-    let mut stage2 = crate::mm::stage2::Stage2::new(config.ram, &passthrough, ipa_end).map_err(BuildError::Stage2)?;
+    let pages = config.integrity.map(|mechanism| {
+        let xnx = platform::arch::regs::ID_AA64MMFR1_XNX
+            .present(aarch64_cpu::registers::Readable::get(&aarch64_cpu::registers::ID_AA64MMFR1_EL1));
+        match mechanism {
+            platform::mbec::Mechanism::Auto if xnx => crate::mm::stage2::Pages::Xnx,
+            _ => crate::mm::stage2::Pages::Emulated,
+        }
+    });
+    let mut stage2 =
+        crate::mm::stage2::Stage2::new(config.ram, &passthrough, ipa_end, pages).map_err(BuildError::Stage2)?;
     vgic::map_cpu_interface(board, &gic, &mut stage2).map_err(BuildError::Stage2)?;
     for e in &portal_ends {
         if let Some(portal) = portal::all().get(e.portal) {
@@ -330,6 +342,7 @@ pub fn create(index: usize, config: Config) -> Result<Vm, BuildError> {
         start_decided: core::sync::atomic::AtomicU64::new(0),
         sched: config.sched,
         cntvoff: core::sync::atomic::AtomicU64::new(0),
+        integrity: pages.map(crate::vm::integrity::Integrity::new),
     };
     vgic::add_frames(&vm).map_err(|e| BuildError::Device("the GIC's frames", e))?;
     if let Some(t) = test_device {

@@ -21,6 +21,7 @@ pub mod cpus;
 pub mod ecam;
 pub mod forward;
 pub mod guest;
+pub mod integrity;
 pub mod linux;
 pub mod mmio;
 pub mod portal;
@@ -135,6 +136,9 @@ pub struct Vm {
     /// `CNTVOFF_EL2` for its vCPUs: the physical count when it started,
     /// so that its virtual counter starts from 0.
     pub cntvoff: core::sync::atomic::AtomicU64,
+    /// Its kernel integrity, if its description or the command line asks
+    /// ([`integrity`]).
+    pub integrity: Option<integrity::Integrity>,
 }
 
 impl Vm {

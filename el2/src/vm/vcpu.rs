@@ -105,6 +105,9 @@ pub struct Vcpu {
     vector_aborts: AtomicU32,
     /// The forwarded access it waits for ([`crate::vm::forward`]).
     pub(crate) io: Mutex<Option<crate::vm::forward::Waiting>>,
+    /// The stage-2 tree it runs in, when its VM emulates per-mode execute
+    /// control (`platform::mbec::Tree::index`; [`crate::vm::integrity`]).
+    tree: AtomicU8,
 }
 
 /// Aborts in a row at the vector the previous abort was delivered to after
@@ -113,6 +116,16 @@ pub struct Vcpu {
 pub const VECTOR_ABORT_LIMIT: u32 = 1000;
 
 impl Vcpu {
+    /// The stage-2 tree it runs in (emulated per-mode execute control).
+    pub fn tree(&self) -> platform::mbec::Tree {
+        let index = usize::from(self.tree.load(Ordering::Relaxed));
+        platform::mbec::Tree::ALL.get(index).copied().unwrap_or(crate::vm::integrity::START_TREE)
+    }
+
+    pub fn set_tree(&self, tree: platform::mbec::Tree) {
+        self.tree.store(tree.index() as u8, Ordering::Relaxed);
+    }
+
     /// vCPU `index`, allowed on the CPUs in `affinity`, first placed on
     /// `home`.
     pub fn new(index: usize, affinity: u64, home: usize) -> Self {
@@ -129,6 +142,7 @@ impl Vcpu {
                 gic: crate::vm::vgic::CpuInterface::RESET,
             }),
             fresh: AtomicBool::new(false),
+            tree: AtomicU8::new(crate::vm::integrity::START_TREE as u8),
             debug_owned: AtomicBool::new(false),
             attention: AtomicBool::new(false),
             lrs_used: AtomicU16::new(0),
@@ -232,6 +246,7 @@ pub fn start(vm: &'static Vm, vcpu: &'static Vcpu, entry: u64, context: u64) -> 
     vcpu.attention.store(true, Ordering::Release);
     vcpu.fresh.store(true, Ordering::Release);
     vcpu.debug_owned.store(false, Ordering::Relaxed);
+    vcpu.set_tree(crate::vm::integrity::START_TREE);
     crate::vm::forward::forget(vcpu);
     crate::vm::sched::started(vm, vcpu);
     Ok(())
@@ -241,7 +256,7 @@ pub fn start(vm: &'static Vm, vcpu: &'static Vcpu, entry: u64, context: u64) -> 
 /// this CPU and `frame`. Fails (the vCPU is then off) only when it was
 /// asked to stop while it waited for a VMID.
 pub fn load(vm: &'static Vm, vcpu: &'static Vcpu, frame: &mut TrapFrame) -> Result<(), ()> {
-    let root = vm.stage2.lock().prepare_this_cpu();
+    let root = vm.stage2.lock().prepare_this_cpu(vcpu.tree());
     let mut waited = false;
     let grant = loop {
         match crate::mm::vmid::enter(vm.index, root) {
@@ -278,6 +293,13 @@ pub fn load(vm: &'static Vm, vcpu: &'static Vcpu, frame: &mut TrapFrame) -> Resu
             vcpu.set_state(State::Off);
             return Err(());
         }
+    }
+    // Kernel integrity: its TTBR1/TCR writes trap (`HCR_EL2.TVM`), and under
+    // the emulation this CPU may hold the VM's entries of another tree
+    // (one VMID for all its trees).
+    crate::arch::cpu::trap_translation_writes(vm.integrity.is_some());
+    if vm.integrity.as_ref().is_some_and(|i| i.pages == crate::mm::stage2::Pages::Emulated) {
+        crate::mm::vmid::flush_this_cpu();
     }
     {
         let saved = vcpu.saved.lock();

@@ -166,6 +166,8 @@ pub const ID_AA64MMFR0_FGT: IdField = IdField { shift: 56 };
 pub const ID_AA64MMFR0_ECV: IdField = IdField { shift: 60 };
 pub const ID_AA64MMFR1_VH: IdField = IdField { shift: 8 };
 pub const ID_AA64MMFR1_HCX: IdField = IdField { shift: 40 };
+/// FEAT_XNX: stage 2's `XN[1:0]` sets execute permission per EL.
+pub const ID_AA64MMFR1_XNX: IdField = IdField { shift: 28 };
 pub const ID_AA64DFR0_PMUVER: IdField = IdField { shift: 8 };
 pub const ID_AA64DFR0_PMSVER: IdField = IdField { shift: 32 };
 /// `ID_AA64SMFR0_EL1.FA64`: full A64 in streaming mode (FEAT_SME_FA64).
