@@ -57,6 +57,8 @@ pub enum Failure {
     Sched(crate::sched::SchedFailure),
     /// What a portal check found.
     Portal(crate::portal::PortalFailure),
+    /// What a kernel-integrity check found.
+    Integrity(crate::integrity::IntegrityFailure),
     /// Not a failure: the check cannot run in this VM (why). The run
     /// reports it as skipped.
     Skip(&'static str),
@@ -93,12 +95,13 @@ impl core::fmt::Display for Failure {
             Self::Irq(failure) => write!(f, "{failure}"),
             Self::Sched(failure) => write!(f, "{failure}"),
             Self::Portal(failure) => write!(f, "{failure}"),
+            Self::Integrity(failure) => write!(f, "{failure}"),
             Self::Skip(why) => write!(f, "skipped: {why}"),
         }
     }
 }
 
-fn expect_eq(what: &'static str, expected: u64, got: u64) -> Result<(), Failure> {
+pub(crate) fn expect_eq(what: &'static str, expected: u64, got: u64) -> Result<(), Failure> {
     if expected == got {
         Ok(())
     } else {
@@ -106,7 +109,7 @@ fn expect_eq(what: &'static str, expected: u64, got: u64) -> Result<(), Failure>
     }
 }
 
-fn expect_status(what: &'static str, expected: u64, got: u64) -> Result<(), Failure> {
+pub(crate) fn expect_status(what: &'static str, expected: u64, got: u64) -> Result<(), Failure> {
     if expected == got {
         Ok(())
     } else {
@@ -209,6 +212,17 @@ pub static HVVIRTIO_CHECKS: &[Check] = &[
     Check { name: "hvvirtio-read", run: crate::vqueue::read },
     Check { name: "hvvirtio-queue-outside", run: crate::vqueue::queue_outside },
     Check { name: "hvvirtio-buffer-outside", run: crate::vqueue::buffer_outside },
+];
+
+/// The kernel-integrity checks (`integrity.rs`): not part of the default
+/// run; `stub=only=mbec`, `stub=only=trace` and `stub=only=integrity-lock`
+/// run them, each in a run of its own (the lock cannot be undone, so
+/// `integrity-lock` runs only alone). Without `integrity` on the
+/// hypervisor's command line each reports itself skipped.
+pub static INTEGRITY_CHECKS: &[Check] = &[
+    Check { name: "mbec-matrix", run: crate::integrity::mbec::mbec_matrix },
+    Check { name: "trace-sequence", run: crate::integrity::trace::trace_sequence },
+    Check { name: crate::integrity::lock::CHECK_NAME, run: crate::integrity::lock::integrity_lock },
 ];
 
 /// Run only with `stub=fail`: proves a failing check fails the whole run.
@@ -480,7 +494,7 @@ fn brk(function: u64, x1: u64, x2: u64) -> Result<[u64; 4], Failure> {
 }
 
 /// Checks a successful reply; returns x1..x3.
-fn reply_ok(what: &'static str, reply: [u64; 4]) -> Result<[u64; 3], Failure> {
+pub(crate) fn reply_ok(what: &'static str, reply: [u64; 4]) -> Result<[u64; 3], Failure> {
     let [x0, x1, x2, x3] = reply;
     expect_status(what, STATUS_OK, x0)?;
     Ok([x1, x2, x3])
@@ -488,7 +502,7 @@ fn reply_ok(what: &'static str, reply: [u64; 4]) -> Result<[u64; 3], Failure> {
 
 /// Checks a reply with status `expected` (`Err`: x1..x3 must be zeroed, so
 /// that nothing stale leaks back to the guest).
-fn reply_status(what: &'static str, expected: Result<(), HvError>, reply: [u64; 4]) -> Result<(), Failure> {
+pub(crate) fn reply_status(what: &'static str, expected: Result<(), HvError>, reply: [u64; 4]) -> Result<(), Failure> {
     let [x0, x1, x2, x3] = reply;
     expect_status(what, status_of(expected), x0)?;
     if expected.is_err() && (x1, x2, x3) != (0, 0, 0) {
@@ -644,7 +658,7 @@ fn brk_reflect(_: &Env) -> Result<(), Failure> {
 }
 
 /// Whether EL0 ended its run with `SVC #0`, x0 = 0, from EL0.
-fn el0_finished(exit: Exit) -> Result<(), Failure> {
+pub(crate) fn el0_finished(exit: Exit) -> Result<(), Failure> {
     match exit {
         Exit::Svc { imm: 0, regs: [0, ..], spsr }
             if ExceptionLevel::from_spsr(spsr) == ExceptionLevel::El0 && spsr & 0b1_0000 == 0 =>

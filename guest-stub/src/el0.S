@@ -123,6 +123,16 @@ stub_el0_brk_probe_insn:
     svc     #0
     b       .
 
+// Runs at EL0 (el0.rs, `call_code`): x0 = code to call. Calls it and, if
+// it returns, leaves EL0 with SVC #0 and x0 = 0. Code EL0 may not execute
+// ends the call with the instruction abort instead, ELR at x0.
+.global stub_el0_call
+stub_el0_call:
+    blr     x0
+    mov     x0, xzr
+    svc     #0
+    b       .
+
 // Stepped from EL1 (el0.rs, `step_probe`): the stub arms the step at EL1,
 // enters here with SPSR.SS set, and the first instruction must be the only
 // one that runs before the step exception.

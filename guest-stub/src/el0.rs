@@ -62,6 +62,7 @@ extern "C" {
     static stub_el0_brk_probe_insn: u8;
     fn stub_el0_step_probe();
     fn stub_el0_bkpt32();
+    fn stub_el0_call();
 }
 
 /// How EL0 left.
@@ -188,6 +189,20 @@ pub fn step_probe() -> (Exit, u64) {
     let exit = unsafe { call_with(stub_el0_step_probe, 0, 0, SPSR_EL0_MASKED | SPSR_SS, MDSCR_SS) };
     MDSCR_EL1.set(saved);
     (exit, stub_el0_step_probe as *const () as u64)
+}
+
+/// Calls the code at `target` from EL0 (`BLR`). Code that returns ends
+/// the call with `SVC #0` and x0 = 0; code EL0 may not execute ends it with
+/// the instruction abort, whose `ELR_EL1` is `target`.
+///
+/// # Safety
+///
+/// `target` must be code that is safe to run at EL0 and returns with
+/// `RET`, or that cannot run.
+pub unsafe fn call_code(target: u64) -> Exit {
+    // SAFETY: `stub_el0_call` only calls `target`, which the caller
+    // vouches for, and ends with an exception (SVC #0, or the abort).
+    unsafe { call(stub_el0_call, target, 0) }
 }
 
 /// `SPSR` for AArch32 User mode (M = 0b10000, M[4] set: AArch32), A32

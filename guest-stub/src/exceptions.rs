@@ -1,6 +1,9 @@
 //! The guest-stub's EL1 vectors. A check that expects an exception arms
 //! [`expect_sync`]; the handler records the syndrome, steps over the
-//! faulting instruction and disarms. An exception from EL0 while
+//! faulting instruction and disarms. A check that calls code which may not
+//! be executable arms [`probe_call`] with the code's pages instead: an
+//! exception taken at an instruction there is recorded and the call
+//! returns to its caller (the link register). An exception from EL0 while
 //! [`crate::el0::call`] runs ends that call. An IRQ taken at EL1 goes to the
 //! GIC's dispatch ([`crate::gic::handle_irq`]). Any other exception fails
 //! the run.
@@ -83,6 +86,11 @@ static SEEN_FAR: AtomicU64 = AtomicU64::new(0);
 static SEEN_ELR: AtomicU64 = AtomicU64::new(0);
 static SEEN_SPSR: AtomicU64 = AtomicU64::new(0);
 
+/// The pages [`probe_call`] is armed for: `[start, end)`, empty when
+/// disarmed.
+static PROBE_START: AtomicU64 = AtomicU64::new(0);
+static PROBE_END: AtomicU64 = AtomicU64::new(0);
+
 /// A synchronous exception the stub caught on purpose.
 #[derive(Clone, Copy, Debug)]
 pub struct Caught {
@@ -116,6 +124,42 @@ pub fn expect_sync(f: impl FnOnce()) -> Option<Caught> {
     })
 }
 
+/// Calls the code at `target` (`BLR`), which lies in `pages` and returns
+/// with `RET`, expecting that it may not be executable: a synchronous
+/// exception at EL1 whose `ELR_EL1` is inside `pages` (an instruction abort
+/// on its first fetch, or anything the code itself raised) is recorded and
+/// the call returns to its caller as if the code had. Returns what was
+/// caught, if anything.
+///
+/// # Safety
+///
+/// `target` must be code that is safe to call at EL1 (it returns with
+/// `RET`, clobbering at most what a C function may), or that cannot run.
+pub unsafe fn probe_call(target: u64, pages: core::ops::Range<u64>) -> Option<Caught> {
+    TAKEN.store(false, Ordering::SeqCst);
+    PROBE_START.store(pages.start, Ordering::SeqCst);
+    PROBE_END.store(pages.end, Ordering::SeqCst);
+    // SAFETY: the caller vouches for the code at `target`; should it not
+    // run, the handler resumes at the return address with every register
+    // as the `BLR` left it, which the C ABI's clobbers cover.
+    unsafe {
+        core::arch::asm!("blr {target}", target = in(reg) target, clobber_abi("C"), options(nostack));
+    }
+    PROBE_END.store(0, Ordering::SeqCst);
+    PROBE_START.store(0, Ordering::SeqCst);
+    TAKEN.load(Ordering::SeqCst).then(|| Caught {
+        esr: Esr(SEEN_ESR.load(Ordering::SeqCst)),
+        far: SEEN_FAR.load(Ordering::SeqCst),
+        elr: SEEN_ELR.load(Ordering::SeqCst),
+        spsr: SEEN_SPSR.load(Ordering::SeqCst),
+    })
+}
+
+/// Whether `elr` is in the pages [`probe_call`] is armed for.
+fn probed(elr: u64) -> bool {
+    (PROBE_START.load(Ordering::SeqCst)..PROBE_END.load(Ordering::SeqCst)).contains(&elr)
+}
+
 extern "C" fn handle_exception(frame: &mut TrapFrame, kind: ExceptionKind) {
     let esr = Esr(ESR_EL1.get());
     let far = FAR_EL1.get();
@@ -131,6 +175,17 @@ extern "C" fn handle_exception(frame: &mut TrapFrame, kind: ExceptionKind) {
     if kind.from_lower_el() && crate::el0::active() {
         // Does not return: resumes the EL1 code that entered EL0.
         crate::el0::exit(frame, kind, esr, far);
+    }
+    if kind.kind() == ExceptionType::Sync && !kind.from_lower_el() && probed(frame.elr) {
+        PROBE_END.store(0, Ordering::SeqCst);
+        SEEN_ESR.store(esr.0, Ordering::SeqCst);
+        SEEN_FAR.store(far, Ordering::SeqCst);
+        SEEN_ELR.store(frame.elr, Ordering::SeqCst);
+        SEEN_SPSR.store(frame.spsr, Ordering::SeqCst);
+        TAKEN.store(true, Ordering::SeqCst);
+        // Back to the caller of the probed code: its `BLR` set x30.
+        frame.elr = frame.x[30];
+        return;
     }
     if kind.kind() == ExceptionType::Sync && !kind.from_lower_el() && ARMED.swap(false, Ordering::SeqCst) {
         SEEN_ESR.store(esr.0, Ordering::SeqCst);

@@ -348,7 +348,17 @@ fn random_brks(rng: &mut Rng, tally: &mut Tally, count: u64) {
 /// The backdoor with random function IDs, pointers and lengths. Pointers
 /// are never in guest RAM (a random write there would be the stub's own
 /// doing, not the hypervisor's), but are anywhere else.
+///
+/// `INTEGRITY` and `TRACE` are only asked what they have (`STATUS`,
+/// `TRACE_COUNTS`): their other operations change the VM for good (`LOCK`)
+/// or for the checks after this one (`SET_EXEC`, `TRACE_CLEAR`). Whether
+/// they answer at all depends on the hypervisor's command line, so the
+/// first `STATUS` says what to expect of them.
 fn random_backdoor(rng: &mut Rng, tally: &mut Tally, map: &Map, count: u64) {
+    let integrity = match crate::backdoor::brk_call(Function::Integrity.id(), [0; 7]) {
+        Ok([0, ..]) => Ok(()),
+        _ => Err(HvError::NotSupported),
+    };
     for _ in 0..count {
         let function = match rng.below(4) {
             0 => rng.next(),
@@ -376,6 +386,9 @@ fn random_backdoor(rng: &mut Rng, tally: &mut Tally, map: &Map, count: u64) {
             Some(Function::Sched) => {
                 [rng.below(crate::smp::count() as u64 + 2), rng.below(hypercall::SCHED_ITEMS + 2), 0, 0, 0, 0, 0]
             }
+            // `STATUS` with random leftovers in the registers it ignores.
+            Some(Function::Integrity) => [hypercall::IntegrityOp::Status.args()[0], args[1], args[2], args[3], 0, 0, 0],
+            Some(Function::Trace) => [hypercall::TRACE_COUNTS, args[1], args[2], args[3], 0, 0, 0],
             _ => args,
         };
         let expected: Result<(), HvError> = match Function::from_id(function) {
@@ -392,6 +405,7 @@ fn random_backdoor(rng: &mut Rng, tally: &mut Tally, map: &Map, count: u64) {
             Some(Function::Scan) => Err(HvError::InvalidArgument),
             Some(Function::Sched) if args[0] < crate::smp::count() as u64 && args[1] < hypercall::SCHED_ITEMS => Ok(()),
             Some(Function::Sched) => Err(HvError::InvalidArgument),
+            Some(Function::Integrity | Function::Trace) => integrity,
         };
         let reply = crate::backdoor::brk_call(function, args);
         let got = match reply {

@@ -63,6 +63,14 @@
 //! find. `stub=virtio-bench=N` (in both) times N forwarded reads instead
 //! (`virtio`).
 //!
+//! The kernel-integrity checks (`mbec-matrix`, `trace-sequence`,
+//! `integrity-lock`; `integrity`) are not in the default run either:
+//! `stub=only=mbec`, `stub=only=trace` and `stub=only=integrity-lock` run
+//! them, against a hypervisor started with `integrity` (or
+//! `integrity=emulate`); without it each reports itself skipped.
+//! `integrity-lock` locks the VM's kernel for good, so it runs only as the
+//! one check of its run (in a larger plan it reports itself skipped).
+//!
 //! The checks against a Linux service VM's `hvvirtio` (`hvvirtio-find`,
 //! `hvvirtio-read`, `hvvirtio-queue-outside`, `hvvirtio-buffer-outside`;
 //! `vqueue`), a hostile virtio-blk driver's, are not in the default run:
@@ -79,6 +87,7 @@ mod exceptions;
 mod gic;
 mod gvascan;
 mod hostile;
+mod integrity;
 mod pci;
 mod portal;
 mod sched;
@@ -255,12 +264,14 @@ extern "C" fn stub_main(dtb: usize) -> ! {
     let portal_checks = checks::PORTAL_CHECKS.iter().filter(|_| !only.is_empty());
     let virtio_checks = checks::VIRTIO_CHECKS.iter().filter(|_| !only.is_empty());
     let hvvirtio_checks = checks::HVVIRTIO_CHECKS.iter().filter(|_| !only.is_empty());
+    let integrity_checks = checks::INTEGRITY_CHECKS.iter().filter(|_| !only.is_empty());
     let checks = checks::CHECKS
         .iter()
         .chain(sched_checks)
         .chain(portal_checks)
         .chain(virtio_checks)
         .chain(hvvirtio_checks)
+        .chain(integrity_checks)
         .chain(forced_failure.then_some(&checks::FORCED_FAILURE))
         .filter(|check| check.name.starts_with(only));
     let hostile_checks = hostile.then_some(checks::Check { name: "hostile-vcpus-alive", run: hostile::vcpus_alive });
@@ -270,7 +281,8 @@ extern "C" fn stub_main(dtb: usize) -> ! {
         .then_some(hostile::CHECK_NAME)
         .into_iter()
         .chain(restart_check.iter().chain(hostile_checks.iter()).chain(checks.clone()).map(|c| c.name));
-    println!("started at {}, {} checks", platform::arch::current_el(), plan.clone().count());
+    let planned = plan.clone().count();
+    println!("started at {}, {planned} checks", platform::arch::current_el());
     println!("{}", Plan(plan));
     smp::init(&fdt);
 
@@ -292,6 +304,8 @@ extern "C" fn stub_main(dtb: usize) -> ! {
             tally.skip(check.name, "requested with stub=skip");
         } else if let Some(why) = pci_skip.filter(|_| check.name.starts_with(PCI_CHECKS)) {
             tally.skip(check.name, why);
+        } else if check.name == integrity::lock::CHECK_NAME && planned > 1 {
+            tally.skip(check.name, integrity::lock::NOT_ALONE);
         } else {
             match (check.run)(&env) {
                 // A check that cannot run in this VM (`sched-sgi-wake` with

@@ -1,0 +1,220 @@
+//! QEMU scenarios of kernel integrity: the guest-stub's `mbec-matrix`,
+//! `trace-sequence` and `integrity-lock` checks
+//! (`guest-stub/src/integrity.rs` and its modules), each in a run of its
+//! own (`stub=only=`), against a hypervisor started with `integrity`
+//! (FEAT_XNX where the CPU has it: `-cpu max`; the emulation with a stage-2
+//! tree per execute class on the Cortex-A72) or `integrity=emulate` (the
+//! emulation on a CPU with FEAT_XNX), and without either word (every check
+//! skipped, for the reason the stub gives).
+//!
+//! The stub's lines these scenarios read are defined in the stub (the
+//! modules named above say so where they print them); this file parses
+//! them. Every scenario holds the run to its one check by name
+//! (`hvtests::selftest::account`), and asserts QEMU's exit status 0 and no
+//! `ERROR` anywhere on the console.
+
+use hvtests::scenario::*;
+use hvtests::selftest::{self, Expected};
+use platform::mbec::{Exec, Mode};
+
+/// The hypervisor's word for each line it logs about kernel integrity.
+const HV_MARK: &str = "kernel-integrity:";
+/// The reason each check gives without kernel integrity
+/// (`guest-stub/src/integrity.rs`, `NOT_SUPPORTED`).
+const NOT_SUPPORTED: &str =
+    "INTEGRITY STATUS answers NOT_SUPPORTED: the hypervisor runs without `integrity` on its command line";
+
+/// FEAT_XNX's table as the stub prints it (`guest-stub/src/integrity/mbec.rs`,
+/// `MatrixLine`): EL1 runs both and kernel-only pages, EL0 both and
+/// user-only ones.
+const XNX_LINE: &str = "guest-stub: mbec-matrix: el1 both=run kernel=run user=fault neither=fault; \
+                        el0 both=run kernel=fault user=run neither=fault";
+
+const MATRIX_PREFIX: &str = "guest-stub: mbec-matrix: el1 ";
+const STATUS_PREFIX: &str = "guest-stub: integrity status: ";
+const FAULTS_PREFIX: &str = "guest-stub: mbec-matrix: ";
+const FAULTS_SUFFIX: &str = " fetch faults";
+const TRACE_PREFIX: &str = "guest-stub: trace-sequence: ";
+const LOCK_PREFIX: &str = "guest-stub: integrity-lock: ";
+
+/// Boots `-m 1G` with the hypervisor command line `cmdline`.
+fn run(name: &str, cpu: &str, smp: u32, cmdline: &str) -> Outcome {
+    boot(&Boot { cmdline: Some(cmdline), ..Boot::new(name, cpu, smp, "1G") })
+}
+
+/// QEMU exited 0, no `ERROR` line, and the stub's plan and results are
+/// exactly `check`, passed (or skipped, if `skipped`).
+fn assert_clean(o: &Outcome, check: &str, skipped: bool) {
+    let dump = o.dump();
+    assert_eq!(o.status, Some(0), "QEMU must exit 0\n{dump}");
+    let errors: Vec<&str> = o.console.lines().filter(|l| l.contains("ERROR")).collect();
+    assert!(errors.is_empty(), "ERROR lines: {errors:#?}\n{dump}");
+    let expected = Expected {
+        plan: vec![check.to_string()],
+        failing: Vec::new(),
+        skipped: if skipped { vec![check.to_string()] } else { Vec::new() },
+    };
+    if let Err(problems) = selftest::account(&o.console, &expected) {
+        panic!("the guest-stub's checks are not all accounted for:\n  {}\n{dump}", problems.join("\n  "));
+    }
+}
+
+/// The one console line that starts with `prefix`.
+fn one_line<'a>(o: &'a Outcome, prefix: &'a str) -> &'a str {
+    let lines: Vec<&str> = o.lines(prefix).collect();
+    match lines.as_slice() {
+        [line] => line,
+        _ => panic!("expected one `{prefix}...` line, found {}: {lines:#?}\n{}", lines.len(), o.dump()),
+    }
+}
+
+/// The hypervisor's kernel-integrity lines (not the guest's).
+fn hv_lines(console: &str) -> impl Iterator<Item = &str> {
+    console.lines().filter(|l| l.contains(HV_MARK) && !l.starts_with("guest-stub:"))
+}
+
+/// Reads the matrix line: ran (`true`) or faulted per mode (EL1, EL0) and
+/// class (both, kernel, user, neither); `None` if it is not in the
+/// stub's format.
+fn parse_matrix(line: &str) -> Option<[[bool; 4]; 2]> {
+    let body = line.strip_prefix("guest-stub: mbec-matrix: ")?;
+    let mut rows = body.split("; ");
+    let mut matrix = [[false; 4]; 2];
+    for (row, mode) in matrix.iter_mut().zip(["el1", "el0"]) {
+        let mut words = rows.next()?.split(' ');
+        if words.next()? != mode {
+            return None;
+        }
+        for (cell, class) in row.iter_mut().zip(["both", "kernel", "user", "neither"]) {
+            let (name, outcome) = words.next()?.split_once('=')?;
+            if name != class {
+                return None;
+            }
+            *cell = match outcome {
+                "run" => true,
+                "fault" => false,
+                _ => return None,
+            };
+        }
+        if words.next().is_some() {
+            return None;
+        }
+    }
+    rows.next().is_none().then_some(matrix)
+}
+
+/// `platform::mbec`'s FEAT_XNX table, in the matrix's order.
+fn xnx_table() -> [[bool; 4]; 2] {
+    [Mode::Kernel, Mode::User].map(|mode| Exec::ALL.map(|exec| exec.allows(mode)))
+}
+
+/// The literal line, the parser and the architecture's table agree (no
+/// QEMU): what the matrix scenarios compare with is FEAT_XNX's.
+#[test]
+fn matrix_line_is_feat_xnx_table() {
+    assert_eq!(parse_matrix(XNX_LINE), Some(xnx_table()));
+    assert_eq!(parse_matrix(&XNX_LINE.replace("kernel=run", "kernel=ran")), None);
+    assert_eq!(parse_matrix(&XNX_LINE.replace("; el0", " el0")), None);
+    let mut flipped = xnx_table();
+    flipped[1][1] = true;
+    assert_ne!(parse_matrix(&XNX_LINE.replace("el0 both=run kernel=fault", "el0 both=run kernel=run")), None);
+    assert_eq!(parse_matrix(&XNX_LINE.replace("el0 both=run kernel=fault", "el0 both=run kernel=run")), Some(flipped));
+}
+
+/// `stub=only=mbec` under `word` on `cpu`: the check passes, its line is
+/// FEAT_XNX's table word for word, `STATUS` said `xnx` as expected (FEAT_XNX
+/// used or emulated), and the hypervisor logged a kernel-integrity line for
+/// each fetch fault the stub took.
+fn mbec_scenario(name: &str, cpu: &str, word: &str, xnx: bool) {
+    let o = run(name, cpu, 2, &format!("{word} stub=only=mbec"));
+    let dump = o.dump();
+    assert_clean(&o, "mbec-matrix", false);
+    let matrix = one_line(&o, MATRIX_PREFIX);
+    assert_eq!(parse_matrix(matrix), Some(xnx_table()), "the matrix line `{matrix}`\n{dump}");
+    assert_eq!(matrix, XNX_LINE, "{dump}");
+    let status = one_line(&o, STATUS_PREFIX);
+    let flag = format!(" xnx={} ", u8::from(xnx));
+    assert!(status.contains(&flag), "`{status}` must say `{}`\n{dump}", flag.trim());
+    assert!(status.contains("locked=0 "), "`{status}`\n{dump}");
+    let faults: usize = o
+        .lines(FAULTS_PREFIX)
+        .find_map(|l| l.strip_prefix(FAULTS_PREFIX)?.strip_suffix(FAULTS_SUFFIX)?.parse().ok())
+        .unwrap_or_else(|| panic!("no `{FAULTS_PREFIX}N{FAULTS_SUFFIX}` line\n{dump}"));
+    assert!(faults > 0, "{dump}");
+    let logged = hv_lines(&o.console).count();
+    assert!(logged >= faults, "{faults} fetch faults, {logged} `{HV_MARK}` lines from the hypervisor\n{dump}");
+}
+
+#[test]
+fn mbec_matrix_emulated_on_cortex_a72() {
+    mbec_scenario("mbec-a72", CPU_A72, "integrity", false);
+}
+
+#[test]
+fn mbec_matrix_hardware_on_max() {
+    mbec_scenario("mbec-max", CPU_MAX, "integrity", true);
+}
+
+#[test]
+fn mbec_matrix_emulation_forced_on_max() {
+    mbec_scenario("mbec-max-emulate", CPU_MAX, "integrity=emulate", false);
+}
+
+/// `stub=only=trace` with `integrity` on `cpu`: the check passes, with the
+/// LSE writes (CAS, SWP, LDSET: three more records) exactly where the CPU
+/// has LSE (`-cpu max`; the Cortex-A72 has none).
+fn trace_scenario(name: &str, cpu: &str, lse: bool) {
+    let o = run(name, cpu, 1, "integrity stub=only=trace");
+    assert_clean(&o, "trace-sequence", false);
+    let line = one_line(&o, TRACE_PREFIX);
+    let expected = if lse { "14 records, lse=1" } else { "11 records, lse=0" };
+    assert_eq!(line.strip_prefix(TRACE_PREFIX), Some(expected), "{}", o.dump());
+}
+
+#[test]
+fn traced_table_writes_recorded_exactly_on_cortex_a72() {
+    trace_scenario("trace-a72", CPU_A72, false);
+}
+
+#[test]
+fn traced_table_writes_recorded_exactly_on_max() {
+    trace_scenario("trace-max", CPU_MAX, true);
+}
+
+/// `stub=only=integrity-lock` with `integrity` on `cpu`: the check passes
+/// (the stub runs on, locked, to its summary and a clean power-off), and
+/// before the stub's summary of the lock the hypervisor logged exactly its
+/// three refusals.
+fn lock_scenario(name: &str, cpu: &str) {
+    let o = run(name, cpu, 2, "integrity stub=only=integrity-lock");
+    let dump = o.dump();
+    assert_clean(&o, "integrity-lock", false);
+    let line = one_line(&o, LOCK_PREFIX);
+    assert!(line.ends_with(" pages, 3 refusals"), "`{line}`\n{dump}");
+    let before = o.console.split(line).next().unwrap_or_default();
+    let refused: Vec<&str> = hv_lines(before).filter(|l| l.contains("refused")).collect();
+    assert_eq!(refused.len(), 3, "the hypervisor's `{HV_MARK} ... refused` lines: {refused:#?}\n{dump}");
+}
+
+#[test]
+fn locked_kernel_refuses_updates_on_cortex_a72() {
+    lock_scenario("lock-a72", CPU_A72);
+}
+
+#[test]
+fn locked_kernel_refuses_updates_on_max() {
+    lock_scenario("lock-max", CPU_MAX);
+}
+
+/// No `integrity` word: each check, in its own run, finds `INTEGRITY` and
+/// `TRACE` answering `NOT_SUPPORTED` and reports itself skipped for that
+/// reason.
+#[test]
+fn without_integrity_the_calls_are_not_supported() {
+    for (only, check) in [("mbec", "mbec-matrix"), ("trace", "trace-sequence"), ("integrity-lock", "integrity-lock")] {
+        let o = run(&format!("no-integrity-{only}"), CPU_MAX, 1, &format!("stub=only={only}"));
+        assert_clean(&o, check, true);
+        let skip = format!("guest-stub: SKIP {check}: {NOT_SUPPORTED}");
+        assert!(o.console.lines().any(|l| l == skip), "missing `{skip}`\n{}", o.dump());
+    }
+}
