@@ -199,7 +199,7 @@ qemu-test: image-virt image-zcu102
 	@tests/scripts/linux-guest.sh > $(BUILD)/linux-guest.log 2>&1 \
 		|| echo "linux-guest: not available, the Linux scenarios will be skipped (see $(BUILD)/linux-guest.log)"
 	HV_FLASH=$(abspath $(FLASH)) HV_ZCU102_DIR=$(abspath $(ZCU102_DIR)) cargo test -p hvtests --test qemu --test vms \
-		--test sched --test portals --test manage --test service --test virtio_bare --test zcu102 -- --test-threads=2
+		--test sched --test portals --test manage --test service --test virtio_bare --test zcu102 --test integrity -- --test-threads=2
 
 # The README's two commands, as written there, in a fresh clone of HEAD in a
 # temporary directory (tests/scripts/fresh-check.sh).
