@@ -42,7 +42,32 @@ pub enum Command {
     /// `hvctl vm ...`: list, stop, restart or start the VMs, through the
     /// VM control function (PCI) of a manager VM.
     Vm(vm::VmAction),
+    /// `hvctl integrity status|lock`: this VM's kernel integrity.
+    Integrity {
+        lock: bool,
+    },
+    /// `hvctl trace [--clear]`: this VM's recorded writes to its kernel's
+    /// translation tables, a [`TraceLine`] each, then the counts; with
+    /// `--clear`, emptied after reading.
+    Trace {
+        clear: bool,
+    },
     Help,
+}
+
+/// How `hvctl trace` prints a record: `trace: IPA level L index I old
+/// OLD new NEW va FIRST-LAST`, hex with `0x`.
+pub struct TraceLine(pub platform::s1trace::Record);
+
+impl core::fmt::Display for TraceLine {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let r = &self.0;
+        write!(
+            f,
+            "trace: table {:#x} level {} index {} old {:#018x} new {:#018x} va {:#x}-{:#x}",
+            r.table, r.level, r.index, r.old, r.new, r.first_va, r.last_va
+        )
+    }
 }
 
 /// A large address space to scan, built by `hvctl scan --layout` in its
@@ -95,6 +120,16 @@ usage: hvctl info              the hypervisor's ABI version, mode and CPUs
                                of 512 MiB touched every 2 MiB, and print
                                only the summary)
        hvctl console TEXT...   print TEXT on the hypervisor's console
+       hvctl integrity status  this VM's kernel integrity: locked or not,
+                               FEAT_XNX or emulated, locked code pages,
+                               refusals
+       hvctl integrity lock    the lock point: the kernel's code is what it
+                               maps executable now; from then on nothing
+                               else runs at EL1 and that code stays as it is
+                               (cannot be undone)
+       hvctl trace [--clear]   the recorded writes to the kernel's
+                               translation tables, a line each, then the
+                               counts (--clear: empty the log after)
        hvctl sched             the hypervisor scheduler's figures for each
                                vCPU of this VM (run and wait time,
                                switches, wake-ups, wake-up latencies), a
@@ -208,6 +243,17 @@ impl Command {
             "console" => Ok(Self::Console { text: rest.join(" ") }),
             "portal" => portal::PortalCommand::parse(&rest).map(Self::Portal),
             "vm" => vm::VmAction::parse(&rest).map(Self::Vm),
+            "integrity" => match rest.as_slice() {
+                [word] if word == "status" => Ok(Self::Integrity { lock: false }),
+                [word] if word == "lock" => Ok(Self::Integrity { lock: true }),
+                [word, ..] => Err(UsageError::UnexpectedArgument(word.clone())),
+                [] => Err(UsageError::UnexpectedArgument(String::from("integrity needs status or lock"))),
+            },
+            "trace" => match rest.as_slice() {
+                [] => Ok(Self::Trace { clear: false }),
+                [word] if word == "--clear" => Ok(Self::Trace { clear: true }),
+                [word, ..] => Err(UsageError::UnexpectedArgument(word.clone())),
+            },
             "help" | "--help" | "-h" => no_more(&rest).map(|()| Self::Help),
             _ => Err(UsageError::UnknownCommand(command)),
         }

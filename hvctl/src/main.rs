@@ -31,8 +31,8 @@
 use hvctl::{Command, SchedLine, SchedSummary, Touched, UsageError, MAPS_PREFIX, REGION_PREFIX, USAGE};
 use platform::gvascan::{self, ENTRY_SIZE};
 use platform::hypercall::{
-    CallError, Function, HvError, Info, Request, ScanRange, ScanReply, SchedItem, SchedReader, ABI_VERSION_MAJOR,
-    SCAN_CAPACITY_MAX,
+    CallError, Function, HvError, Info, IntegrityOp, IntegrityStatus, Request, ScanRange, ScanReply, SchedItem,
+    SchedReader, TraceReply, ABI_VERSION_MAJOR, SCAN_CAPACITY_MAX, TRACE_CLEAR, TRACE_COUNTS,
 };
 use std::process::ExitCode;
 
@@ -64,6 +64,8 @@ fn main() -> ExitCode {
         },
         Command::Console { text } => console(&text),
         Command::Sched => sched(),
+        Command::Integrity { lock } => integrity(lock),
+        Command::Trace { clear } => trace(clear),
         // Handled above: they have exit statuses of their own.
         Command::Portal(_) | Command::Vm(_) => Ok(()),
         Command::Help => {
@@ -80,6 +82,40 @@ fn main() -> ExitCode {
     }
 }
 
+/// `hvctl integrity status|lock`.
+fn integrity(lock: bool) -> Result<(), String> {
+    if lock {
+        let [pages, ..] = call(Request::Integrity(IntegrityOp::Lock))?;
+        println!("hvctl: integrity locked: {pages} pages of kernel code");
+    }
+    let [bits, pages, refusals] = call(Request::Integrity(IntegrityOp::Status))?;
+    let status = IntegrityStatus::from_bits(bits);
+    println!(
+        "hvctl: integrity {}, {}, tracing {}, {pages} locked pages, {refusals} refused",
+        if status.locked { "locked" } else { "not locked" },
+        if status.xnx { "FEAT_XNX" } else { "emulated execute control" },
+        if status.tracing { "on" } else { "off" },
+    );
+    Ok(())
+}
+
+/// `hvctl trace [--clear]`.
+fn trace(clear: bool) -> Result<(), String> {
+    let [kept, dropped, capacity] = call(Request::Trace { index: TRACE_COUNTS })?;
+    for index in 0..kept {
+        // SAFETY: TRACE carries no pointers.
+        let reply = unsafe { conduit::brk(&Request::Trace { index }.call()) };
+        let [x1, x2, x3] = reply.result().map_err(|e| describe(Function::Trace, e))?;
+        let x4 = reply.x4.ok_or("TRACE: no record in x4")?;
+        println!("{}", hvctl::TraceLine(TraceReply::from_regs([x1, x2, x3, x4]).0));
+    }
+    println!("hvctl: trace: {kept} records, {dropped} dropped, capacity {capacity}");
+    if clear {
+        call(Request::Trace { index: TRACE_CLEAR })?;
+    }
+    Ok(())
+}
+
 fn usage_error(error: &UsageError) -> ExitCode {
     eprintln!("hvctl: {error}\n{USAGE}");
     ExitCode::from(2)
@@ -87,7 +123,8 @@ fn usage_error(error: &UsageError) -> ExitCode {
 
 /// Makes a call that passes no pointers.
 fn call(request: Request) -> Result<[u64; 3], String> {
-    // SAFETY: VERSION, FEATURES, INFO and SCHED carry no pointers.
+    // SAFETY: VERSION, FEATURES, INFO, SCHED, INTEGRITY and TRACE carry no
+    // pointers.
     let reply = unsafe { conduit::brk(&request.call()) };
     reply.result().map_err(|e| describe(request.function(), e))
 }

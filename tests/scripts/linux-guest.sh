@@ -263,7 +263,7 @@ if [[ ! -s $out/initramfs.cpio.gz || $init_src -nt $out/initramfs.cpio.gz ||
         echo "file /bin/busybox $PWD/$out/busybox 755 0 0"
         # The applets /init uses; it installs the others at run time.
         for a in sh cat grep basename mount umount uname ls setsid cttyhack nproc sleep head tail readlink insmod devmem \
-            dd sync sha256sum mke2fs losetup mkfifo od tr cut wc date stty rm taskset; do
+            dd sync sha256sum mke2fs losetup mkfifo od tr cut wc date stty rm taskset sed; do
             echo "slink /bin/$a busybox 777 0 0"
         done
         echo "slink /sbin/poweroff ../bin/busybox 777 0 0"

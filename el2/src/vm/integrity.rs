@@ -22,12 +22,11 @@
 //! become the locked kernel code: kernel-only and read-only at stage 2;
 //! every other page of the VM's RAM becomes user-only. From then on a
 //! table write that would make other memory EL1-executable, or map locked
-//! code writable, is refused: not performed, and the guest gets a
-//! permission fault at the writing instruction, as if the table page were
-//! read-only memory (the kernel reports it at its cause, not at a later
-//! use of a mapping it wrongly believes in). So is any write to locked
-//! code, and any EL1 fetch outside it. Each refusal is reported on the
-//! console and counted.
+//! code writable, is refused by dropping it: the instruction completes,
+//! the descriptor keeps its old value ([`emulate`] says why this and not
+//! a fault). A write to locked code gets the permission fault a read-only
+//! page gives, and an EL1 fetch outside it the instruction abort FEAT_XNX
+//! gives. Each refusal is reported on the console and counted.
 //!
 //! Only the kernel's half of the address space is traced: a user address
 //! space's root is freed without a write the hypervisor could see, so
@@ -381,7 +380,12 @@ pub fn on_write_fault(frame: &mut TrapFrame, vm: &Vm, ipa: u64, far: u64) -> Wri
         return WriteOutcome::Done;
     };
     match emulate(integrity, &mut tracer, &mut stage2, vm, frame, page, insn, far) {
-        Ok(()) => frame.elr = frame.elr.wrapping_add(4),
+        Ok(None) => frame.elr = frame.elr.wrapping_add(4),
+        Ok(Some(why)) => {
+            integrity.refused();
+            log::warn!("kernel-integrity: {}refused: {why}: the update is dropped", label(vm));
+            frame.elr = frame.elr.wrapping_add(4);
+        }
         Err(why) => {
             integrity.refused();
             log::warn!("kernel-integrity: {}refused: {why}", label(vm));
@@ -392,8 +396,20 @@ pub fn on_write_fault(frame: &mut TrapFrame, vm: &Vm, ipa: u64, far: u64) -> Wri
 }
 
 /// Performs the store `insn` made to traced table page `page`, recording
-/// what it changed; refuses it (the reason) when the lock forbids a new
-/// descriptor or the instruction is not one the hypervisor performs.
+/// what it changed. Once the kernel's code is locked, an update that would
+/// add kernel code or map it writable is dropped instead (the reason is
+/// returned): the instruction completes, its register results as if it
+/// had written, and the table keeps its old descriptor. An instruction
+/// the hypervisor does not perform is refused (`Err`).
+///
+/// Why dropped rather than faulted: the kernel edits its tables inside
+/// critical sections (text patching holds a raw spinlock with interrupts
+/// off, module loading the module mutex, both the CPU-hotplug lock), and a
+/// fault there ends the task with them held, which wedges the kernel. A
+/// dropped update leaves the failure to the kernel's own paths: text
+/// patching writes through the alias it could not map with
+/// `copy_to_kernel_nofault` and gets `-EFAULT`; code it could not make
+/// executable faults at its first execution, in the task that wanted it.
 #[allow(clippy::too_many_arguments)]
 fn emulate(
     integrity: &Integrity,
@@ -404,7 +420,7 @@ fn emulate(
     page: u64,
     insn: u32,
     far: u64,
-) -> Result<(), String> {
+) -> Result<Option<String>, String> {
     use platform::guest_store::{decode_with, Regs};
     let store = decode_with(insn, zva_block()).map_err(|e| {
         alloc::format!("the instruction {insn:#010x} at {:#x} that wrote a traced table: {e:?}", frame.elr)
@@ -452,6 +468,7 @@ fn emulate(
         }
         word += 8;
     }
+    let mut dropped = None;
     if integrity.locked() {
         for &(index, _, new_desc) in &changes {
             let code = |first: u64, last: u64| locked_range(stage2, first, last);
@@ -464,14 +481,18 @@ fn emulate(
                         alloc::format!("map locked kernel code ({size:#x} bytes at IPA {ipa:#x}) writable")
                     }
                 };
-                return Err(alloc::format!(
+                dropped = Some(alloc::format!(
                     "the table write at VA {va:#x} (ELR {:#x}; entry {index} of the level-{} table at IPA {:#x}) would {what}",
                     frame.elr,
                     table.level,
                     table.ipa
                 ));
+                break;
             }
         }
+    }
+    if dropped.is_some() {
+        changes.clear();
     }
     // One 64-bit store per descriptor, never byte by byte: other CPUs' table
     // walks read descriptors at any time. The barriers give the guest's
@@ -511,7 +532,7 @@ fn emulate(
             None => set_guest_sp(frame.spsr, value),
         }
     }
-    Ok(())
+    Ok(dropped)
 }
 
 /// Whether any and every page of `first..=last` is locked code.
