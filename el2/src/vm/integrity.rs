@@ -76,6 +76,8 @@ pub struct Integrity {
     locked: AtomicBool,
     locked_pages: AtomicU64,
     refusals: AtomicU64,
+    /// Stage-2 tree switches (the emulation's exits on a change of mode).
+    switches: AtomicU64,
     tracer: Mutex<Tracer>,
 }
 
@@ -98,6 +100,7 @@ impl Integrity {
             locked: AtomicBool::new(false),
             locked_pages: AtomicU64::new(0),
             refusals: AtomicU64::new(0),
+            switches: AtomicU64::new(0),
             tracer: Mutex::new(Tracer {
                 space: None,
                 tables: BTreeMap::new(),
@@ -602,6 +605,7 @@ pub fn on_instruction_abort(frame: &mut TrapFrame, vm: &Vm, vcpu: &Vcpu, ipa: u6
     };
     match verdict {
         Verdict::Switch(tree) => {
+            integrity.switches.fetch_add(1, Ordering::Relaxed);
             vcpu.set_tree(tree);
             crate::mm::vmid::switch_root(stage2.root(tree));
         }
@@ -784,7 +788,7 @@ fn report(vm: &Vm) {
     let Some(integrity) = vm.integrity.as_ref() else { return };
     let tracer = integrity.tracer.lock();
     log::info!(
-        "kernel-integrity: {}{}, {} ({} code pages), {} tables traced, {} table writes recorded ({} dropped), {} refused",
+        "kernel-integrity: {}{}, {} ({} code pages), {} tables traced, {} table writes recorded ({} dropped), {} refused, {} tree switches",
         label(vm),
         if integrity.locked() { "locked" } else { "not locked" },
         match integrity.pages {
@@ -796,6 +800,7 @@ fn report(vm: &Vm) {
         tracer.log.records().len(),
         tracer.log.dropped(),
         integrity.refusals.load(Ordering::Relaxed),
+        integrity.switches.load(Ordering::Relaxed),
     );
 }
 
