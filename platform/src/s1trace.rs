@@ -5,7 +5,7 @@
 //! ([`Record`], in a fixed-size [`TraceLog`] that counts what it drops),
 //! the table it links (to protect and follow) or unlinks (to let go), and,
 //! once the kernel's code is locked, whether the new descriptor must be
-//! refused ([`check_leaf`]).
+//! refused ([`check_update`]).
 //!
 //! Only the 4 KiB granule is handled (as [`crate::gvascan`]): tables of
 //! 512 entries at levels 0 to 3, blocks at levels 1 and 2, pages at 3.
@@ -286,22 +286,106 @@ pub enum Refusal {
     WritableKernelCode { ipa: u64, size: u64 },
 }
 
-/// Checks a descriptor written at `level` against the locked code:
-/// `code(first, last)` says whether any and whether every page of the
-/// IPA range `first..=last` is locked code. Tables and invalid entries
-/// pass (what a linked table holds is checked entry by entry as it is
-/// traced).
-pub fn check_leaf(level: u8, new: u64, code: impl Fn(u64, u64) -> (bool, bool)) -> Result<(), Refusal> {
-    let Descriptor::Leaf { ipa, size, perms } = Descriptor::decode(level, new) else { return Ok(()) };
-    let last = ipa.saturating_add(size.saturating_sub(1));
-    let (any, all) = code(ipa, last);
-    if perms.el1_exec && !all {
-        return Err(Refusal::NewKernelCode { ipa, size });
+/// What the locked code's pages are to [`check_update`]: for a page, `None`
+/// if it is not locked code, else how many EL1-executable leaves of the
+/// traced tables map it now.
+pub trait LockedCode {
+    fn uses(&self, page: u64) -> Option<u32>;
+
+    /// Whether any page of `first..=last` is locked code that a leaf still
+    /// maps EL1-executable, and whether every page of it is locked code.
+    fn scan(&self, first: u64, last: u64) -> (bool, bool) {
+        let (mut in_use, mut all) = (false, true);
+        let mut page = first & !(TABLE_SIZE - 1);
+        while page <= last {
+            match self.uses(page) {
+                Some(uses) => in_use |= uses != 0,
+                None => all = false,
+            }
+            match page.checked_add(TABLE_SIZE) {
+                Some(next) => page = next,
+                None => break,
+            }
+        }
+        (in_use, all)
     }
-    if perms.writable() && any {
-        return Err(Refusal::WritableKernelCode { ipa, size });
+}
+
+/// An update the policy allows, and what it does to the locked code:
+/// IPA ranges (`first..=last`) whose locked pages lose one use (the old
+/// descriptor mapped them EL1-executable) or gain one (the new one does),
+/// and a range whose unused locked pages leave the locked set for good
+/// (the new descriptor maps them writable: memory the kernel freed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Update {
+    pub unuse: Option<(u64, u64)>,
+    pub use_: Option<(u64, u64)>,
+    pub release: Option<(u64, u64)>,
+}
+
+fn leaf_range(level: u8, raw: u64) -> Option<(u64, u64, LeafPerms)> {
+    match Descriptor::decode(level, raw) {
+        Descriptor::Leaf { ipa, size, perms } => Some((ipa, ipa.saturating_add(size.saturating_sub(1)), perms)),
+        _ => None,
     }
-    Ok(())
+}
+
+/// Checks a descriptor written at `level` over `old`, once the kernel's
+/// code is locked:
+///
+/// - a leaf that lets EL1 execute memory outside the locked code is
+///   refused ([`Refusal::NewKernelCode`]): the kernel gets no new code;
+/// - a leaf that maps locked code writable is refused
+///   ([`Refusal::WritableKernelCode`]) while a leaf still maps that code
+///   EL1-executable; once none does, the kernel freed it, and the pages
+///   leave the locked set ([`Update::release`]) and can never come back
+///   (making them executable again is new kernel code).
+///
+/// Tables and invalid entries pass (what a linked table holds is checked
+/// entry by entry as it is traced).
+pub fn check_update(level: u8, old: u64, new: u64, code: &impl LockedCode) -> Result<Update, Refusal> {
+    let mut update = Update { unuse: None, use_: None, release: None };
+    if let Some((first, last, perms)) = leaf_range(level, old) {
+        if perms.el1_exec {
+            update.unuse = Some((first, last));
+        }
+    }
+    let Some((first, last, perms)) = leaf_range(level, new) else { return Ok(update) };
+    let size = last.saturating_sub(first).saturating_add(1);
+    let (in_use, all) = code.scan(first, last);
+    if perms.writable() {
+        // Still executed through another leaf (or through the old value of
+        // this one, which the write replaces: that one does not count).
+        let old_use = update.unuse.is_some_and(|(f, l)| f <= last && l >= first);
+        if in_use && !(old_use && !still_used_elsewhere(code, first, last, update.unuse)) {
+            return Err(Refusal::WritableKernelCode { ipa: first, size });
+        }
+        update.release = Some((first, last));
+    }
+    if perms.el1_exec {
+        if !all || perms.writable() {
+            return Err(Refusal::NewKernelCode { ipa: first, size });
+        }
+        update.use_ = Some((first, last));
+    }
+    Ok(update)
+}
+
+/// Whether some page of `first..=last` is used by a leaf other than the
+/// old descriptor being replaced (which covered `old`).
+fn still_used_elsewhere(code: &impl LockedCode, first: u64, last: u64, old: Option<(u64, u64)>) -> bool {
+    let mut page = first & !(TABLE_SIZE - 1);
+    while page <= last {
+        let mine = u32::from(old.is_some_and(|(f, l)| f <= page && page <= l));
+        if code.uses(page).is_some_and(|uses| uses > mine) {
+            return true;
+        }
+        match page.checked_add(TABLE_SIZE) {
+            Some(next) => page = next,
+            None => break,
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -427,40 +511,103 @@ mod tests {
         assert_eq!(TraceLog::<0>::new().records(), &[]);
     }
 
+    /// Locked: the 2 MiB at 0x4020_0000, each page used once, except
+    /// 0x4030_0000, which nothing maps executable any more (freed).
+    struct Code;
+    impl LockedCode for Code {
+        fn uses(&self, page: u64) -> Option<u32> {
+            match page {
+                0x4030_0000 => Some(0),
+                0x4020_0000..=0x403f_ffff => Some(1),
+                _ => None,
+            }
+        }
+    }
+
     #[test]
     fn locked_code_stays_closed() {
-        // Locked: the 2 MiB at 0x4020_0000.
-        let locked = 0x4020_0000..=0x403f_ffff;
-        let code = |first: u64, last: u64| {
-            let any = first <= *locked.end() && last >= *locked.start();
-            let all = first >= *locked.start() && last <= *locked.end();
-            (any, all)
-        };
-        // Mapping locked code again, read-only and executable: fine.
-        assert_eq!(check_leaf(3, page(0x4021_0000, bits::AP_RO | bits::UXN), code), Ok(()));
+        let check = |level, new| check_update(level, 0, new, &Code);
+        // Mapping locked code again, read-only and executable: one more use.
+        assert_eq!(
+            check(3, page(0x4021_0000, bits::AP_RO | bits::UXN)),
+            Ok(Update { use_: Some((0x4021_0000, 0x4021_0fff)), ..Update::default() })
+        );
         // New kernel code elsewhere.
         assert_eq!(
-            check_leaf(3, page(0x5000_0000, bits::AP_RO | bits::UXN), code),
+            check(3, page(0x5000_0000, bits::AP_RO | bits::UXN)),
             Err(Refusal::NewKernelCode { ipa: 0x5000_0000, size: 4096 })
         );
         // A block that covers the code and more: not all of it is code.
         assert_eq!(
-            check_leaf(1, block(0x4000_0000, bits::AP_RO), code),
+            check(1, block(0x4000_0000, bits::AP_RO)),
             Err(Refusal::NewKernelCode { ipa: 0x4000_0000, size: GIB })
         );
-        // Locked code made writable, at EL1 (PXN: an alias for data) or EL0.
+        // Locked code in use made writable, at EL1 (PXN: an alias for data)
+        // or EL0.
         assert_eq!(
-            check_leaf(3, page(0x4021_0000, bits::PXN | bits::UXN), code),
+            check(3, page(0x4021_0000, bits::PXN | bits::UXN)),
             Err(Refusal::WritableKernelCode { ipa: 0x4021_0000, size: 4096 })
         );
         assert_eq!(
-            check_leaf(2, block(0x4020_0000, bits::AP_EL0 | bits::PXN), code),
+            check(2, block(0x4020_0000, bits::AP_EL0 | bits::PXN)),
             Err(Refusal::WritableKernelCode { ipa: 0x4020_0000, size: MIB2 })
         );
         // Data elsewhere, writable and never EL1-executable: fine; and tables
         // and invalid entries are not leaves.
-        assert_eq!(check_leaf(3, page(0x5000_0000, bits::PXN | bits::UXN), code), Ok(()));
-        assert_eq!(check_leaf(2, table_desc(0x4020_0000), code), Ok(()));
-        assert_eq!(check_leaf(3, 0, code), Ok(()));
+        assert_eq!(
+            check(3, page(0x5000_0000, bits::PXN | bits::UXN)),
+            Ok(Update { release: Some((0x5000_0000, 0x5000_0fff)), ..Update::default() })
+        );
+        assert_eq!(check(2, table_desc(0x4020_0000)), Ok(Update::default()));
+        assert_eq!(check(3, 0), Ok(Update::default()));
+    }
+
+    #[test]
+    fn freed_code_is_released_and_never_comes_back() {
+        // Nothing executes 0x4030_0000 any more: the kernel's writable
+        // mapping of it (its linear alias, reset after a free) releases it.
+        let writable = page(0x4030_0000, bits::PXN | bits::UXN);
+        assert_eq!(
+            check_update(3, 0, writable, &Code),
+            Ok(Update { release: Some((0x4030_0000, 0x4030_0fff)), ..Update::default() })
+        );
+        // Executable and writable at once: never.
+        assert_eq!(
+            check_update(3, 0, page(0x4030_0000, bits::UXN), &Code),
+            Err(Refusal::NewKernelCode { ipa: 0x4030_0000, size: 4096 })
+        );
+        // Once released (no longer locked), making it executable again is
+        // new kernel code.
+        struct Released;
+        impl LockedCode for Released {
+            fn uses(&self, _: u64) -> Option<u32> {
+                None
+            }
+        }
+        assert_eq!(
+            check_update(3, 0, page(0x4030_0000, bits::AP_RO | bits::UXN), &Released),
+            Err(Refusal::NewKernelCode { ipa: 0x4030_0000, size: 4096 })
+        );
+    }
+
+    #[test]
+    fn replacing_the_only_executable_mapping_with_a_writable_one_releases_it() {
+        // The one leaf that executes 0x4021_0000 is rewritten writable in
+        // place: its use goes, and so does the page.
+        let old = page(0x4021_0000, bits::AP_RO | bits::UXN);
+        let new = page(0x4021_0000, bits::PXN | bits::UXN);
+        assert_eq!(
+            check_update(3, old, new, &Code),
+            Ok(Update {
+                unuse: Some((0x4021_0000, 0x4021_0fff)),
+                use_: None,
+                release: Some((0x4021_0000, 0x4021_0fff))
+            })
+        );
+        // Unmapping executable code: one use fewer, nothing else.
+        assert_eq!(
+            check_update(3, old, 0, &Code),
+            Ok(Update { unuse: Some((0x4021_0000, 0x4021_0fff)), ..Update::default() })
+        );
     }
 }

@@ -218,3 +218,142 @@ fn without_integrity_the_calls_are_not_supported() {
         assert!(o.console.lines().any(|l| l == skip), "missing `{skip}`\n{}", o.dump());
     }
 }
+
+/// The Debian kernel's lines a locked run may print, and no others of
+/// [`hvtests::linux::BAD_LINES`]: the oops of the module whose code the
+/// lock refused (in insmod's own process, at the module's first
+/// instruction) and ftrace's warning that it could not patch the kernel.
+const REFUSED_MODULE_OOPS: &str = "Unable to handle kernel execute from non-executable memory";
+const FTRACE_GAVE_UP: &str = "at kernel/trace/ftrace.c";
+
+/// The unmodified Debian kernel on 4 vCPUs with `integrity`, its `/init` in
+/// `linux-guest=integrity` mode: the tables it wrote during boot are in the
+/// trace, a module loaded before the lock runs, `hvctl integrity lock`
+/// locks the code its `TTBR1` tables map executable, and after it: forks
+/// and execs and hvctl work, the module loaded before binds a device;
+/// insmod of `loop.ko` (new kernel code) and
+/// enabling ftrace (a writable alias of kernel text) are each refused and
+/// reported by the hypervisor, the first ending insmod with the kernel's
+/// execute-from-non-executable oops at the module's init, the second
+/// with ftrace's own warning; the guest runs on and powers off.
+fn linux_locked(name: &str, cpu: &str, xnx: bool) {
+    let (image, initrd) = match hvtests::linux::guest() {
+        Ok(files) => files,
+        Err(why) => panic!("the Linux guest is not in build/linux ({why}): make linux-guest"),
+    };
+    let (image, initrd) = (image.to_string_lossy().into_owned(), initrd.to_string_lossy().into_owned());
+    let extra =
+        ["-kernel", image.as_str(), "-initrd", initrd.as_str(), "-append", "console=ttyAMA0 linux-guest=integrity"];
+    let o = boot(&Boot { cmdline: Some("integrity"), extra: &extra, ..Boot::new(name, cpu, 4, "1G") });
+    let dump = o.dump();
+    let c = &o.console;
+    assert_eq!(o.status, Some(0), "the guest must power off and QEMU exit 0\n{dump}");
+    let mechanism = if xnx { "FEAT_XNX" } else { "emulated execute control" };
+    let before = one_line(&o, "linux-guest: before lock hvctl: integrity ");
+    assert!(
+        before.contains(&format!("not locked, {mechanism}, tracing on, 0 locked pages, 0 refused")),
+        "{before}\n{dump}"
+    );
+    // The boot's table writes were traced: the log is full (the first
+    // 4096 kept), and its first record is a table of the kernel's half.
+    let trace = one_line(&o, "linux-guest: trace exit 0 hvctl: trace: ");
+    assert!(trace.ends_with("records, capacity 4096") || trace.contains(" dropped, capacity 4096"), "{trace}\n{dump}");
+    let kept: u64 =
+        trace.rsplit("trace: ").next().and_then(|t| t.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(kept > 100, "the boot's table writes must be recorded: {trace}\n{dump}");
+    let first = one_line(&o, "linux-guest: trace first trace: table 0x");
+    assert!(first.contains(" va 0xffff"), "a record of the kernel's (TTBR1) half: {first}\n{dump}");
+    assert!(c.contains("linux-guest: uio_pci_generic loaded before the lock"), "{dump}");
+    // The lock: the same count on both sides.
+    let hv_lock = one_line(&o, "el2: kernel-integrity: locked: ");
+    let pages: u64 =
+        hv_lock["el2: kernel-integrity: locked: ".len()..].split(' ').next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(pages > 1000, "the kernel's text is megabytes: {hv_lock}\n{dump}");
+    let guest_lock = format!("linux-guest: hvctl: integrity locked: {pages} pages of kernel code");
+    assert!(c.lines().any(|l| l == guest_lock), "missing `{guest_lock}`\n{dump}");
+    // Userspace as usual.
+    assert!(c.contains("linux-guest: forked and executed 100"), "{dump}");
+    assert!(c.contains("linux-guest: hvctl after lock exit 0"), "{dump}");
+    // A module loaded before the lock runs after it.
+    assert!(c.contains("linux-guest: uio devices after lock uio0"), "{dump}");
+    // insmod: refused, reported, and ended by the kernel's oops at the
+    // module's init.
+    let (before_insmod, after_insmod) =
+        c.split_once("linux-guest: insmod after lock exit ").unwrap_or_else(|| panic!("no insmod line\n{dump}"));
+    let insmod_status = after_insmod.lines().next().unwrap_or_default();
+    assert_ne!(insmod_status, "0", "insmod of new kernel code must fail\n{dump}");
+    let lock_at = before_insmod.find(hv_lock).unwrap_or(0);
+    let new_code = hv_lines(&before_insmod[lock_at..])
+        .filter(|l| l.contains("refused") && l.contains("EL1-executable outside the locked code"))
+        .count();
+    assert!(new_code >= 1, "the hypervisor must report the module's code\n{dump}");
+    assert!(before_insmod.contains(REFUSED_MODULE_OOPS) && before_insmod.contains("loop_init"), "{dump}");
+    // ftrace: refused and reported; the kernel gives up on it.
+    let (before_ftrace, after_ftrace) = after_insmod
+        .split_once("linux-guest: ftrace after lock exit ")
+        .unwrap_or_else(|| panic!("no ftrace line\n{dump}"));
+    let writable = hv_lines(before_ftrace).filter(|l| l.contains("refused") && l.contains("writable")).count();
+    assert!(writable >= 1, "the hypervisor must report the writable kernel code\n{dump}");
+    assert!(before_ftrace.contains(FTRACE_GAVE_UP), "{dump}");
+    // The guest runs on: the counts agree, and it powers off.
+    let after = one_line(&o, "linux-guest: after lock hvctl: integrity ");
+    let until_status = c.split(after).next().unwrap_or_default();
+    let refused = hv_lines(until_status).filter(|l| l.contains("refused")).count();
+    let expected = format!("locked, {mechanism}, tracing on, {pages} locked pages, {refused} refused");
+    assert!(after.ends_with(&expected), "`{after}` must end with `{expected}`\n{dump}");
+    let _ = after_ftrace;
+    assert!(c.contains("linux-guest: still running"), "{dump}");
+    assert!(c.contains("el2: guest requested SYSTEM_OFF (status 0)"), "{dump}");
+    // Exactly the two expected reports, and nothing else bad.
+    assert_eq!(c.matches("Internal error: Oops").count(), 1, "one oops, insmod's\n{dump}");
+    assert_eq!(c.matches("WARNING:").count(), 1, "one warning, ftrace's\n{dump}");
+    for bad in ["BUG:", "Kernel panic", "soft lockup", "hard LOCKUP", "rcu: INFO:", "stage-2 abort", "guest trap"] {
+        assert!(!c.contains(bad), "`{bad}`\n{dump}");
+    }
+}
+
+#[test]
+fn linux_locked_kernel_on_cortex_a72() {
+    linux_locked("linux-lock-a72", CPU_A72, false);
+}
+
+#[test]
+fn linux_locked_kernel_on_max() {
+    linux_locked("linux-lock-max", CPU_MAX, true);
+}
+
+/// With `integrity` but no lock (tracing only, every page executable by
+/// both modes), the same kernel's usual run: userspace, 4 CPUs whose timers
+/// tick, the PCI shim, hvctl, no bad line, power-off; and its table writes
+/// recorded (the power-off line).
+#[test]
+fn linux_with_tracing_only_behaves_as_without() {
+    let (image, initrd) = match hvtests::linux::guest() {
+        Ok(files) => files,
+        Err(why) => panic!("the Linux guest is not in build/linux ({why}): make linux-guest"),
+    };
+    let (image, initrd) = (image.to_string_lossy().into_owned(), initrd.to_string_lossy().into_owned());
+    let extra =
+        ["-kernel", image.as_str(), "-initrd", initrd.as_str(), "-append", "console=ttyAMA0 linux-guest=poweroff"];
+    let o = boot(&Boot { cmdline: Some("integrity"), extra: &extra, ..Boot::new("linux-tracing", CPU_A72, 4, "1G") });
+    let dump = o.dump();
+    assert_eq!(o.status, Some(0), "{dump}");
+    assert!(o.console.contains("linux-guest: nproc 4"), "{dump}");
+    if let Err(why) = hvtests::linux::check_timers_rose(&o.console, 4) {
+        panic!("{why}\n{dump}");
+    }
+    assert!(o.console.contains("linux-guest: pci 0000:00:00.0 0x13b5:0x0031"), "{dump}");
+    assert!(o.console.contains("linux-guest: hvctl scan exit 0"), "{dump}");
+    if let Some(bad) = hvtests::linux::bad_line(&o.console) {
+        panic!("the kernel log has `{bad}`\n{dump}");
+    }
+    let summary = one_line(&o, "el2: kernel-integrity: not locked, emulated execute control (0 code pages), ");
+    let recorded: u64 = summary
+        .split(" tables traced, ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(recorded > 100, "{summary}\n{dump}");
+    assert!(summary.contains(", 0 refused, 0 tree switches"), "{summary}\n{dump}");
+}

@@ -51,7 +51,7 @@ use platform::esr::{Esr, FaultStatus, Origin};
 use platform::gvascan::{Granule4K, Par};
 use platform::hypercall::{HvError, IntegrityOp, IntegrityStatus, TraceReply, TRACE_CLEAR, TRACE_COUNTS};
 use platform::mbec::{Exec, Mode, Tree, Verdict};
-use platform::s1trace::{self, Descriptor, Record, Refusal, Table, TraceLog};
+use platform::s1trace::{self, Descriptor, LockedCode, Record, Refusal, Table, TraceLog, Update};
 use spin::Mutex;
 
 /// Records a VM's trace log keeps.
@@ -88,6 +88,9 @@ struct Tracer {
     /// Every traced table page: where it sits and how many entries link it.
     tables: BTreeMap<u64, (Table, u32)>,
     log: Box<TraceLog<TRACE_CAPACITY>>,
+    /// Once locked: the locked code's pages, and how many EL1-executable
+    /// leaves of the traced tables map each (`platform::s1trace::LockedCode`).
+    code: BTreeMap<u64, u32>,
     /// Whether the last space was refused (a granule other than 4 KiB),
     /// so that it is said once.
     refused_granule: bool,
@@ -105,6 +108,7 @@ impl Integrity {
                 space: None,
                 tables: BTreeMap::new(),
                 log: empty_log(),
+                code: BTreeMap::new(),
                 refused_granule: false,
             }),
         }
@@ -224,6 +228,7 @@ impl Tracer {
         }
         let table = *table;
         self.tables.remove(&ipa);
+        self.forget_leaves(ram, table);
         protect(stage2, ipa, is_locked_code(integrity, stage2, ipa));
         if table.level >= Granule4K::LAST_LEVEL {
             return;
@@ -241,6 +246,78 @@ impl Tracer {
             protect(stage2, ipa, is_locked_code(integrity, stage2, ipa));
         }
         self.space = None;
+    }
+}
+
+impl LockedCode for Tracer {
+    fn uses(&self, page: u64) -> Option<u32> {
+        self.code.get(&page).copied()
+    }
+}
+
+/// Every page of `first..=last`.
+fn pages(first: u64, last: u64) -> impl Iterator<Item = u64> {
+    (page_of(first)..=last).step_by(PAGE as usize)
+}
+
+impl Tracer {
+    /// What an allowed update does to the locked code: uses lost and
+    /// gained, and freed code released (user-only and writable from then
+    /// on, unless a traced table).
+    fn apply(&mut self, stage2: &mut Stage2, update: Update) {
+        if let Some((first, last)) = update.unuse {
+            for page in pages(first, last) {
+                if let Some(uses) = self.code.get_mut(&page) {
+                    *uses = uses.saturating_sub(1);
+                }
+            }
+        }
+        if let Some((first, last)) = update.release {
+            for page in pages(first, last) {
+                self.release(stage2, page);
+            }
+        }
+        if let Some((first, last)) = update.use_ {
+            for page in pages(first, last) {
+                if let Some(uses) = self.code.get_mut(&page) {
+                    *uses = uses.saturating_add(1);
+                }
+            }
+        }
+    }
+
+    /// Locked code nothing executes any more leaves the locked set: the
+    /// kernel freed it and may use it as anything else.
+    fn release(&mut self, stage2: &mut Stage2, page: u64) -> bool {
+        if self.code.get(&page) != Some(&0) {
+            return false;
+        }
+        self.code.remove(&page);
+        let writable = !self.tables.contains_key(&page);
+        if let Err(e) = stage2.set_classes(page, 1, |_| PageClass { exec: Exec::UserOnly, writable }) {
+            log::warn!("kernel-integrity: page {page:#x}: {e}");
+        }
+        true
+    }
+
+    /// A table no longer traced: the executable leaves it held no longer
+    /// count as uses of the locked code.
+    fn forget_leaves(&mut self, ram: MemRegion, table: Table) {
+        if self.code.is_empty() {
+            return;
+        }
+        for index in 0..s1trace::ENTRIES {
+            let Some(raw) = read_u64(ram, table.ipa + index as u64 * 8) else { continue };
+            if let Descriptor::Leaf { ipa, size, perms } = Descriptor::decode(table.level, raw) {
+                if perms.el1_exec {
+                    for page in pages(ipa, ipa.saturating_add(size.saturating_sub(1))) {
+                        if let Some(uses) = self.code.get_mut(&page) {
+                            *uses = uses.saturating_sub(1);
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -352,6 +429,10 @@ pub fn on_write_fault(frame: &mut TrapFrame, vm: &Vm, ipa: u64, far: u64) -> Wri
     let mut stage2 = vm.stage2.lock();
     let Some(class) = stage2.page_class(page) else { return WriteOutcome::NotOurs };
     if !tracer.tables.contains_key(&page) {
+        if integrity.locked() && tracer.release(&mut stage2, page) {
+            // Freed code, written as the memory it has become: retry.
+            return WriteOutcome::Done;
+        }
         if is_locked_code(integrity, &stage2, page) {
             integrity.refused();
             log::warn!(
@@ -472,30 +553,36 @@ fn emulate(
         word += 8;
     }
     let mut dropped = None;
+    let mut updates: Vec<Update> = Vec::new();
     if integrity.locked() {
-        for &(index, _, new_desc) in &changes {
-            let code = |first: u64, last: u64| locked_range(stage2, first, last);
-            if let Err(refusal) = s1trace::check_leaf(table.level, new_desc, code) {
-                let what = match refusal {
-                    Refusal::NewKernelCode { ipa, size } => {
-                        alloc::format!("make {size:#x} bytes at IPA {ipa:#x} EL1-executable outside the locked code")
-                    }
-                    Refusal::WritableKernelCode { ipa, size } => {
-                        alloc::format!("map locked kernel code ({size:#x} bytes at IPA {ipa:#x}) writable")
-                    }
-                };
-                dropped = Some(alloc::format!(
-                    "the table write at VA {va:#x} (ELR {:#x}; entry {index} of the level-{} table at IPA {:#x}) would {what}",
-                    frame.elr,
-                    table.level,
-                    table.ipa
-                ));
-                break;
+        for &(index, old_desc, new_desc) in &changes {
+            match s1trace::check_update(table.level, old_desc, new_desc, &*tracer) {
+                Ok(update) => updates.push(update),
+                Err(refusal) => {
+                    let what = match refusal {
+                        Refusal::NewKernelCode { ipa, size } => {
+                            alloc::format!(
+                                "make {size:#x} bytes at IPA {ipa:#x} EL1-executable outside the locked code"
+                            )
+                        }
+                        Refusal::WritableKernelCode { ipa, size } => {
+                            alloc::format!("map locked kernel code ({size:#x} bytes at IPA {ipa:#x}) writable")
+                        }
+                    };
+                    dropped = Some(alloc::format!(
+                        "the table write at VA {va:#x} (ELR {:#x}; entry {index} of the level-{} table at IPA {:#x}) would {what}",
+                        frame.elr,
+                        table.level,
+                        table.ipa
+                    ));
+                    break;
+                }
             }
         }
     }
     if dropped.is_some() {
         changes.clear();
+        updates.clear();
     }
     // One 64-bit store per descriptor, never byte by byte: other CPUs' table
     // walks read descriptors at any time. The barriers give the guest's
@@ -512,6 +599,9 @@ fn emulate(
     }
     // SAFETY: as above.
     unsafe { core::arch::asm!("dmb ish", options(nostack, preserves_flags)) };
+    for update in updates {
+        tracer.apply(stage2, update);
+    }
     for (index, old_desc, new_desc) in changes {
         let effect = s1trace::write(&table, index, old_desc, new_desc);
         if let Some(record) = effect.record {
@@ -536,22 +626,6 @@ fn emulate(
         }
     }
     Ok(dropped)
-}
-
-/// Whether any and every page of `first..=last` is locked code.
-fn locked_range(stage2: &Stage2, first: u64, last: u64) -> (bool, bool) {
-    let (mut any, mut all) = (false, true);
-    let mut page = page_of(first);
-    while page <= last {
-        let locked = stage2.page_class(page).is_some_and(|c| c.exec == Exec::KernelOnly);
-        any |= locked;
-        all &= locked;
-        match page.checked_add(PAGE) {
-            Some(next) => page = next,
-            None => break,
-        }
-    }
-    (any, all)
 }
 
 /// `DC ZVA`'s block size (`DCZID_EL0.BS`: log2 of words).
@@ -637,14 +711,13 @@ pub fn on_instruction_abort(frame: &mut TrapFrame, vm: &Vm, vcpu: &Vcpu, ipa: u6
 // ---------------------------------------------------------------------------
 // The lock and the calls
 
-/// The pages `TTBR1`'s tables map executable at EL1, inside the VM's RAM.
+/// The pages `TTBR1`'s tables map executable at EL1, inside the VM's RAM,
+/// once per leaf that does.
 fn kernel_code(vm: &Vm, tracer: &Tracer) -> Vec<u64> {
     let mut pages = Vec::new();
     let Some((root, va_bits)) = tracer.space else { return pages };
     let Some((table, entries)) = root_table(root, va_bits) else { return pages };
     collect_code(vm.ram, table, entries, &mut pages);
-    pages.sort_unstable();
-    pages.dedup();
     pages
 }
 
@@ -691,6 +764,12 @@ fn lock(vm: &Vm, integrity: &Integrity) -> Result<u64, HvError> {
         );
         return Err(HvError::InvalidArgument);
     }
+    let mut uses: BTreeMap<u64, u32> = BTreeMap::new();
+    for &page in &code {
+        *uses.entry(page).or_insert(0) += 1;
+    }
+    let mut code: Vec<u64> = uses.keys().copied().collect();
+    code.sort_unstable();
     let mut stage2 = vm.stage2.lock();
     let ram = vm.ram;
     let traced = &tracer.tables;
@@ -705,6 +784,7 @@ fn lock(vm: &Vm, integrity: &Integrity) -> Result<u64, HvError> {
         log::error!("kernel-integrity: {}lock failed: {e}", label(vm));
         return Err(HvError::InvalidArgument);
     }
+    tracer.code = uses;
     integrity.locked_pages.store(code.len() as u64, Ordering::Relaxed);
     integrity.locked.store(true, Ordering::Release);
     let first = code.first().copied().unwrap_or(0);
