@@ -357,7 +357,8 @@ pub fn check_update(level: u8, old: u64, new: u64, code: &impl LockedCode) -> Re
         // Still executed through another leaf (or through the old value of
         // this one, which the write replaces: that one does not count).
         let old_use = update.unuse.is_some_and(|(f, l)| f <= last && l >= first);
-        if in_use && !(old_use && !still_used_elsewhere(code, first, last, update.unuse)) {
+        let used_by_others = !old_use || still_used_elsewhere(code, first, last, update.unuse);
+        if in_use && used_by_others {
             return Err(Refusal::WritableKernelCode { ipa: first, size });
         }
         update.release = Some((first, last));
