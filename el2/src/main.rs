@@ -447,7 +447,7 @@ fn vm_configs(
             manager: desc.manager,
             virtio: Vec::new(),
             backends: Vec::new(),
-            integrity: None,
+            integrity: desc.integrity,
         });
         pci_given |= wants_pci;
     }

@@ -513,6 +513,32 @@ mod tests {
     }
 
     #[test]
+    fn integrity_and_trace_parse() {
+        assert_eq!(Command::parse(args(&["integrity", "status"])), Ok(Command::Integrity { lock: false }));
+        assert_eq!(Command::parse(args(&["integrity", "lock"])), Ok(Command::Integrity { lock: true }));
+        assert_eq!(Command::parse(args(&["trace"])), Ok(Command::Trace { clear: false }));
+        assert_eq!(Command::parse(args(&["trace", "--clear"])), Ok(Command::Trace { clear: true }));
+        for bad in [&["integrity"][..], &["integrity", "unlock"], &["integrity", "lock", "now"], &["trace", "--all"]] {
+            assert!(matches!(Command::parse(args(bad)), Err(UsageError::UnexpectedArgument(_))), "{bad:?}");
+        }
+        assert!(USAGE.contains("hvctl integrity lock") && USAGE.contains("hvctl trace [--clear]"));
+        let record = platform::s1trace::Record {
+            table: 0x4240_b000,
+            level: 0,
+            index: 503,
+            old: 0,
+            new: 0x4237_0003,
+            first_va: 0xffff_fb80_0000_0000,
+            last_va: 0xffff_fbff_ffff_ffff,
+        };
+        assert_eq!(
+            TraceLine(record).to_string(),
+            "trace: table 0x4240b000 level 0 index 503 old 0x0000000000000000 new 0x0000000042370003 \
+             va 0xfffffb8000000000-0xfffffbffffffffff"
+        );
+    }
+
+    #[test]
     fn bad_command_lines_are_usage_errors() {
         assert_eq!(Command::parse(args(&[])), Err(UsageError::NoCommand));
         assert_eq!(Command::parse(args(&["reboot"])), Err(UsageError::UnknownCommand("reboot".into())));

@@ -357,3 +357,29 @@ fn linux_with_tracing_only_behaves_as_without() {
     assert!(recorded > 100, "{summary}\n{dump}");
     assert!(summary.contains(", 0 refused, 0 tree switches"), "{summary}\n{dump}");
 }
+
+/// Among several VMs, kernel integrity is per VM (`hv,kernel-integrity` in
+/// its description): VM `k` (with `"emulate"`) runs the matrix with the
+/// emulation's trees on a CPU that has FEAT_XNX, beside VM `plain`, whose
+/// calls answer `NOT_SUPPORTED`, on the same CPUs.
+#[test]
+fn kernel_integrity_is_per_vm() {
+    use hvtests::vms::{boot_vms, vm};
+    let vms = [
+        vm("k", 2, 256, "hv,console; hv,kernel-integrity = \"emulate\"; bootargs = \"stub=only=mbec\";"),
+        vm("plain", 1, 256, "hv,console; bootargs = \"stub=only=mbec\";"),
+    ];
+    let o = boot_vms("integrity-per-vm", 2, &vms, None, std::time::Duration::from_secs(120));
+    let dump = o.dump();
+    assert_eq!(o.status, Some(0), "QEMU must exit 0\n{dump}");
+    let k = o.vm("k");
+    assert!(k.lines().any(|l| l.ends_with(XNX_LINE.trim_start_matches("guest-stub: "))), "VM k's matrix\n{dump}");
+    assert!(k.contains("integrity status: locked=0 xnx=0"), "VM k emulates\n{dump}");
+    let plain = o.vm("plain");
+    assert!(plain.contains(&format!("SKIP mbec-matrix: {NOT_SUPPORTED}")), "VM plain has none\n{dump}");
+    let summary: Vec<&str> = o.lines("el2: kernel-integrity: VM ").collect();
+    assert_eq!(summary.len(), 1, "one VM with kernel integrity: {summary:#?}\n{dump}");
+    assert!(summary[0].starts_with("el2: kernel-integrity: VM k: not locked, emulated execute control"), "{dump}");
+    let fetch_faults = o.console.lines().filter(|l| l.contains("kernel-integrity: VM k: refused:")).count();
+    assert!(fetch_faults >= 16, "VM k's fetch faults, each reported: {fetch_faults}\n{dump}");
+}

@@ -19,6 +19,7 @@
 //! | `hv,weight` | u32, 1 to 65535: share of CPU time | 256 |
 //! | `hv,latency-sensitive` | flag: wake-ups preempt | absent |
 //! | `hv,time-slice-us` | u32, 1000 to 100000 microseconds | 10000 |
+//! | `hv,kernel-integrity` | flag, or the string `"emulate"`: kernel code integrity | absent |
 //!
 //! The physical CPUs are shared: the scheduler runs any vCPU of a VM on
 //! any CPU of its `hv,cpu-affinity` (every CPU without one), several VMs may
@@ -182,6 +183,10 @@ pub struct VmDesc<'a> {
     /// Its `hv,virtio-mmio` subnodes, in node order (a device's index is
     /// its place here).
     pub virtio: List<VirtioDesc<'a>, MAX_VIRTIO>,
+    /// `hv,kernel-integrity`: empty (FEAT_XNX where the CPU has it) or
+    /// `"emulate"` (the emulation everywhere): the VM's kernel code
+    /// integrity, as the `integrity` command-line word gives the only VM.
+    pub integrity: Option<crate::mbec::Mechanism>,
 }
 
 /// A forwarded virtio device of a VM: an `hv,virtio-mmio` subnode.
@@ -378,6 +383,8 @@ pub enum VmError<'a> {
     BadTimeSlice { vm: &'a str, us: u32 },
     /// `hv,autostart` other than 0 or 1.
     BadAutostart { vm: &'a str, value: u32 },
+    /// `hv,kernel-integrity` is neither empty nor `"emulate"`.
+    BadIntegrity { vm: &'a str },
     /// `hv,kernel` or `hv,initrd` is empty or longer than
     /// [`FW_CFG_NAME_MAX`].
     BadFwCfgName { vm: &'a str, property: &'static str, len: usize },
@@ -480,6 +487,7 @@ impl<'a> VmError<'a> {
             | Self::BadWeight { vm, .. }
             | Self::BadTimeSlice { vm, .. }
             | Self::BadAutostart { vm, .. }
+            | Self::BadIntegrity { vm }
             | Self::BadFwCfgName { vm, .. }
             | Self::ImageGivenTwice { vm, .. }
             | Self::BadModule { vm, .. }
@@ -553,6 +561,7 @@ impl fmt::Display for VmError<'_> {
                 "hv,time-slice-us = {us}, but must be {MIN_TIME_SLICE_US} to {MAX_TIME_SLICE_US} (microseconds)"
             ),
             Self::BadAutostart { value, .. } => write!(f, "hv,autostart = {value}, but must be 0 or 1"),
+            Self::BadIntegrity { .. } => f.write_str("hv,kernel-integrity must be empty (a flag) or \"emulate\""),
             Self::BadFwCfgName { property, len, .. } => {
                 write!(f, "{property} is a {len}-byte name, but fw_cfg file names are 1 to {FW_CFG_NAME_MAX} bytes")
             }
@@ -882,6 +891,13 @@ fn parse_vm<'a>(dtb: &Dtb<'a>, node: &Node<'a>) -> Result<VmDesc<'a>, VmError<'a
                 }
             }
             "hv,manager" => vm.manager = flag(who, "hv,manager", value)?,
+            "hv,kernel-integrity" => {
+                vm.integrity = Some(match value {
+                    [] => crate::mbec::Mechanism::Auto,
+                    b"emulate\0" => crate::mbec::Mechanism::Emulated,
+                    _ => return Err(VmError::BadIntegrity { vm: who }),
+                })
+            }
             "hv,weight" => {
                 vm.weight = u32_cell(who, "hv,weight", value)?;
                 if !(1..=MAX_WEIGHT).contains(&vm.weight) {

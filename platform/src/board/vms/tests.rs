@@ -239,6 +239,7 @@ fn full_description() {
             latency_sensitive: true,
             time_slice_us: 2500,
             virtio: List::new(),
+            integrity: None,
         }
     );
     assert_eq!(vms[0].memory_kib(), 512 * 1024);
@@ -262,6 +263,7 @@ fn full_description() {
             latency_sensitive: false,
             time_slice_us: DEFAULT_TIME_SLICE_US,
             virtio: List::new(),
+            integrity: None,
         }
     );
     assert_eq!(vms.by_name("stub_1"), Some(&vms[1]));
@@ -296,6 +298,7 @@ fn defaults() {
             latency_sensitive: false,
             time_slice_us: DEFAULT_TIME_SLICE_US,
             virtio: List::new(),
+            integrity: None,
         }
     );
     assert_eq!(DEFAULT_WEIGHT, 256);
@@ -1529,5 +1532,24 @@ mod portal_tests {
                 Err(e) => prop_assert!(!e.to_string().contains('\n')),
             }
         }
+    }
+}
+
+#[test]
+fn kernel_integrity_is_a_flag_or_emulate() {
+    use crate::mbec::Mechanism;
+    let one = |v: N| {
+        let bytes = tree(vec![v]);
+        let descs = ok(&bytes);
+        descs.iter().next().map(|d| d.integrity)
+    };
+    assert_eq!(one(vm("vm@0", "a", 1, 65536)), Some(None));
+    assert_eq!(one(vm("vm@0", "a", 1, 65536).p("hv,kernel-integrity", flag())), Some(Some(Mechanism::Auto)));
+    assert_eq!(one(vm("vm@0", "a", 1, 65536).p("hv,kernel-integrity", s("emulate"))), Some(Some(Mechanism::Emulated)));
+    for bad in [s("yes"), s("emulated"), c(&[1])] {
+        assert_eq!(
+            err_of(vm("vm@0", "a", 1, 65536).p("hv,kernel-integrity", bad)),
+            "VM \"a\": hv,kernel-integrity must be empty (a flag) or \"emulate\""
+        );
     }
 }
