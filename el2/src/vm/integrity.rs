@@ -56,6 +56,14 @@ use spin::Mutex;
 
 /// Records a VM's trace log keeps.
 pub const TRACE_CAPACITY: usize = 4096;
+/// Tables traced at most (Linux's kernel half has some 500 on 1 GiB): what
+/// a guest can make the hypervisor walk and hold is bounded.
+const MAX_TRACED_TABLES: usize = 16384;
+/// The lock's walk: at most this many page mappings visited, and this many
+/// pages of code (256 MiB) locked; a guest whose tables give more is
+/// refused the lock.
+const MAX_CODE_MAPPINGS: u64 = 1 << 22;
+const MAX_LOCKED_PAGES: usize = 1 << 16;
 
 const PAGE: u64 = 4096;
 /// `TTBRn_EL1.BADDR` (with a 4 KiB-aligned root, bits \[47:12\]).
@@ -94,6 +102,8 @@ struct Tracer {
     /// Whether the last space was refused (a granule other than 4 KiB),
     /// so that it is said once.
     refused_granule: bool,
+    /// Whether [`MAX_TRACED_TABLES`] was reached (said once).
+    full: bool,
 }
 
 impl Integrity {
@@ -110,6 +120,7 @@ impl Integrity {
                 log: empty_log(),
                 code: BTreeMap::new(),
                 refused_granule: false,
+                full: false,
             }),
         }
     }
@@ -201,6 +212,15 @@ impl Tracer {
             return;
         }
         if !ram.contains(table.ipa) {
+            return;
+        }
+        if self.tables.len() >= MAX_TRACED_TABLES {
+            if !core::mem::replace(&mut self.full, true) {
+                log::warn!(
+                    "kernel-integrity: more than {MAX_TRACED_TABLES} translation tables: the table at IPA {:#x} and those it links are not traced",
+                    table.ipa
+                );
+            }
             return;
         }
         self.tables.insert(table.ipa, (table, 1));
@@ -711,36 +731,61 @@ pub fn on_instruction_abort(frame: &mut TrapFrame, vm: &Vm, vcpu: &Vcpu, ipa: u6
 // ---------------------------------------------------------------------------
 // The lock and the calls
 
-/// The pages `TTBR1`'s tables map executable at EL1, inside the VM's RAM,
-/// once per leaf that does.
-fn kernel_code(vm: &Vm, tracer: &Tracer) -> Vec<u64> {
-    let mut pages = Vec::new();
-    let Some((root, va_bits)) = tracer.space else { return pages };
-    let Some((table, entries)) = root_table(root, va_bits) else { return pages };
-    collect_code(vm.ram, table, entries, &mut pages);
-    pages
+/// The pages `TTBR1`'s traced tables map executable at EL1, inside the
+/// VM's RAM, with how many leaves map each; `None` past the walk's bounds.
+fn kernel_code(vm: &Vm, tracer: &Tracer) -> Option<BTreeMap<u64, u32>> {
+    let mut walk = CodeWalk {
+        ram: vm.ram,
+        tracer,
+        visited: alloc::collections::BTreeSet::new(),
+        uses: BTreeMap::new(),
+        budget: MAX_CODE_MAPPINGS,
+    };
+    let (root, va_bits) = tracer.space?;
+    let (table, entries) = root_table(root, va_bits)?;
+    walk.table(table, entries)?;
+    Some(walk.uses)
 }
 
-fn collect_code(ram: MemRegion, table: Table, entries: usize, pages: &mut Vec<u64>) {
-    for index in 0..entries {
-        let Some(raw) = read_u64(ram, table.ipa + index as u64 * 8) else { continue };
-        match Descriptor::decode(table.level, raw) {
-            Descriptor::Table { ipa } if raw & PXN_TABLE == 0 => {
-                if let Some(child) = table.child(index, ipa) {
-                    collect_code(ram, child, s1trace::ENTRIES, pages);
-                }
-            }
-            Descriptor::Leaf { ipa, size, perms } if perms.el1_exec => {
-                let mut page = ipa;
-                while page < ipa.saturating_add(size) {
-                    if ram.contains(page) {
-                        pages.push(page);
-                    }
-                    page += PAGE;
-                }
-            }
-            _ => {}
+/// The lock's walk of the traced tables, each once, honouring `PXNTable`.
+struct CodeWalk<'a> {
+    ram: MemRegion,
+    tracer: &'a Tracer,
+    visited: alloc::collections::BTreeSet<u64>,
+    uses: BTreeMap<u64, u32>,
+    /// Page mappings it may still visit.
+    budget: u64,
+}
+
+impl CodeWalk<'_> {
+    fn table(&mut self, table: Table, entries: usize) -> Option<()> {
+        if !self.tracer.tables.contains_key(&table.ipa) || !self.visited.insert(table.ipa) {
+            return Some(());
         }
+        for index in 0..entries {
+            let Some(raw) = read_u64(self.ram, table.ipa + index as u64 * 8) else { continue };
+            match Descriptor::decode(table.level, raw) {
+                Descriptor::Table { ipa } if raw & PXN_TABLE == 0 => {
+                    if let Some(child) = table.child(index, ipa) {
+                        self.table(child, s1trace::ENTRIES)?;
+                    }
+                }
+                Descriptor::Leaf { ipa, size, perms } if perms.el1_exec => {
+                    // Only the part in the VM's RAM is code it can lock.
+                    let first = ipa.max(self.ram.base);
+                    let end = ipa.saturating_add(size).min(self.ram.end());
+                    for page in (first..end).step_by(PAGE as usize) {
+                        self.budget = self.budget.checked_sub(1)?;
+                        *self.uses.entry(page).or_insert(0) += 1;
+                        if self.uses.len() > MAX_LOCKED_PAGES {
+                            return None;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Some(())
     }
 }
 
@@ -756,20 +801,21 @@ fn lock(vm: &Vm, integrity: &Integrity) -> Result<u64, HvError> {
         translation_changed(vm);
         tracer = integrity.tracer.lock();
     }
-    let code = kernel_code(vm, &tracer);
-    if code.is_empty() {
+    let Some(uses) = kernel_code(vm, &tracer) else {
+        log::warn!(
+            "kernel-integrity: {}lock refused: TTBR1's tables map more than {MAX_LOCKED_PAGES} pages (or {MAX_CODE_MAPPINGS} page mappings) EL1-executable",
+            label(vm)
+        );
+        return Err(HvError::InvalidArgument);
+    };
+    if uses.is_empty() {
         log::warn!(
             "kernel-integrity: {}lock refused: TTBR1's tables map no EL1-executable page of the VM's RAM",
             label(vm)
         );
         return Err(HvError::InvalidArgument);
     }
-    let mut uses: BTreeMap<u64, u32> = BTreeMap::new();
-    for &page in &code {
-        *uses.entry(page).or_insert(0) += 1;
-    }
-    let mut code: Vec<u64> = uses.keys().copied().collect();
-    code.sort_unstable();
+    let code: Vec<u64> = uses.keys().copied().collect();
     let mut stage2 = vm.stage2.lock();
     let ram = vm.ram;
     let traced = &tracer.tables;
