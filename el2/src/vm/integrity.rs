@@ -687,7 +687,7 @@ fn set_guest_sp(spsr: u64, value: u64) {
 /// A stage-2 permission fault on a fetch of VM RAM with kernel integrity:
 /// a change of tree (the emulation), a retry, or the guest's permission
 /// fault. False if it is not this module's.
-pub fn on_instruction_abort(frame: &mut TrapFrame, vm: &Vm, vcpu: &Vcpu, ipa: u64, far: u64) -> bool {
+pub fn on_instruction_abort(frame: &mut TrapFrame, vm: &'static Vm, vcpu: &Vcpu, ipa: u64, far: u64) -> bool {
     let Some(integrity) = vm.integrity.as_ref() else { return false };
     let stage2 = vm.stage2.lock();
     let Some(class) = stage2.page_class(page_of(ipa)) else { return false };
@@ -700,6 +700,17 @@ pub fn on_instruction_abort(frame: &mut TrapFrame, vm: &Vm, vcpu: &Vcpu, ipa: u6
     match verdict {
         Verdict::Switch(tree) => {
             integrity.switches.fetch_add(1, Ordering::Relaxed);
+            if tree == Tree::User && integrity.locked() {
+                if let Some(vbar) = vector_in_user_memory(&stage2) {
+                    drop(stage2);
+                    crate::vm::power::stop_broken(
+                        vm,
+                        format_args!(
+                            "kernel-integrity: VBAR_EL1 {vbar:#x} is in user-only memory after the lock: the next exception from user code would run it at EL1"
+                        ),
+                    );
+                }
+            }
             vcpu.set_tree(tree);
             crate::mm::vmid::switch_root(stage2.root(tree));
         }
@@ -726,6 +737,17 @@ pub fn on_instruction_abort(frame: &mut TrapFrame, vm: &Vm, vcpu: &Vcpu, ipa: u6
         }
     }
     true
+}
+
+/// Under the emulation, the user tree executes user-only pages at any EL
+/// (`platform::mbec`'s second inexact case): a vector table there would
+/// run at EL1. Checked whenever a locked VM's vCPU enters the user tree:
+/// `VBAR_EL1`, if it lies in user-only memory.
+fn vector_in_user_memory(stage2: &Stage2) -> Option<u64> {
+    let vbar = sysregs::read(GuestReg::Vbar);
+    let ipa = guest_ipa(vbar, Mode::Kernel)?;
+    let class = stage2.page_class(page_of(ipa))?;
+    (class.exec == Exec::UserOnly).then_some(vbar)
 }
 
 // ---------------------------------------------------------------------------
