@@ -43,8 +43,9 @@
 //! - an EL1 fetch of a user-only page with the user tree loaded: an
 //!   exception from user code into a vector table in user-only pages.
 //!   With `VBAR_EL1` in kernel code, the first fetch at EL1 always leaves
-//!   the user tree; the hypervisor checks that it stays there once the
-//!   kernel's code is locked.
+//!   the user tree; once the kernel's code is locked, the hypervisor checks
+//!   at every entry into the user tree that `VBAR_EL1` is not in user-only
+//!   memory, and stops the VM if it is.
 
 /// How a VM with kernel integrity gets per-mode execute permission: the
 /// `integrity` command-line word and `hv,kernel-integrity` property.
