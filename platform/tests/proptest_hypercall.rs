@@ -25,10 +25,11 @@
 use platform::handoff::{DataEntries, Handoff, LoadedImage, PhysRange, HANDOFF_MAGIC, HANDOFF_VERSION};
 use platform::hypercall::{
     allowed_from_el0, buffer_chunks, covers, dcc_call_function, features, sched_item, validate_buffer,
-    validate_translated, Call, CallError, CallerEl, Function, GuestRange, HvError, HvMode, Identity, Info, Reply,
-    Request, ScanRange, ScanReply, SchedItem, SchedReader, Translate, CONSOLE_WRITE_MAX, DCC_CALL_MAGIC,
+    validate_translated, Call, CallError, CallerEl, Function, GuestRange, HvError, HvMode, Identity, Info, IntegrityOp,
+    Reply, Request, ScanRange, ScanReply, SchedItem, SchedReader, Translate, CONSOLE_WRITE_MAX, DCC_CALL_MAGIC,
     DCC_CALL_MAGIC_MASK, GUEST_PAGE_SIZE, SCHED_ITEMS, STATUS_OK,
 };
+use platform::mbec::Exec;
 use platform::sched::{Figures, BUCKETS};
 use proptest::prelude::*;
 
@@ -42,10 +43,10 @@ fn caller_strategy() -> impl Strategy<Value = CallerEl> {
 /// Function IDs: the defined ones, their neighbours, and anything.
 fn function_id() -> impl Strategy<Value = u64> {
     prop_oneof![
-        4 => 0u64..8,
+        4 => 0u64..10,
         1 => any::<u64>(),
-        1 => (0u64..8).prop_map(|id| id | 1 << 32),
-        1 => (0u64..8).prop_map(|id| id | DCC_CALL_MAGIC),
+        1 => (0u64..10).prop_map(|id| id | 1 << 32),
+        1 => (0u64..10).prop_map(|id| id | DCC_CALL_MAGIC),
     ]
 }
 
@@ -79,6 +80,18 @@ fn expected_decode(function: u64, args: [u64; 7], caller: CallerEl) -> Result<Re
         // (checked at EL2 against the caller's VM).
         5 if x2 < SCHED_ITEMS => Request::Sched { vcpu: x1, item: SchedItem::from_raw(x2).unwrap() },
         5 => return Err(HvError::InvalidArgument),
+        // INTEGRITY: STATUS (0) and LOCK (1) for anyone, SET_EXEC (2) at
+        // EL1 only with an execute class 0..=3; anything else malformed.
+        6 => match x1 {
+            0 => Request::Integrity(IntegrityOp::Status),
+            1 => Request::Integrity(IntegrityOp::Lock),
+            2 if x4 > 3 => return Err(HvError::InvalidArgument),
+            2 if el0 => return Err(HvError::PermissionDenied),
+            2 => Request::Integrity(IntegrityOp::SetExec { ipa: x2, pages: x3, exec: Exec::from_code(x4).unwrap() }),
+            _ => return Err(HvError::InvalidArgument),
+        },
+        // TRACE: any index (a record, the counts, or the clear), checked at EL2.
+        7 => Request::Trace { index: x1 },
         _ => return Err(HvError::NotSupported),
     };
     Ok(request)

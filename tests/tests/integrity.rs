@@ -307,7 +307,16 @@ fn linux_locked(name: &str, cpu: &str, xnx: bool) {
     // Exactly the two expected reports, and nothing else bad.
     assert_eq!(c.matches("Internal error: Oops").count(), 1, "one oops, insmod's\n{dump}");
     assert_eq!(c.matches("WARNING:").count(), 1, "one warning, ftrace's\n{dump}");
-    for bad in ["BUG:", "Kernel panic", "soft lockup", "hard LOCKUP", "rcu: INFO:", "stage-2 abort", "guest trap"] {
+    for bad in [
+        "BUG:",
+        "Kernel panic",
+        "soft lockup",
+        "hard LOCKUP",
+        "rcu: INFO:",
+        "stage-2 abort",
+        "guest trap",
+        "watchdog: CPU",
+    ] {
         assert!(!c.contains(bad), "`{bad}`\n{dump}");
     }
 }
@@ -347,6 +356,7 @@ fn linux_with_tracing_only_behaves_as_without() {
     if let Some(bad) = hvtests::linux::bad_line(&o.console) {
         panic!("the kernel log has `{bad}`\n{dump}");
     }
+    assert!(!o.console.contains("watchdog: CPU"), "no CPU may stall at EL2 while tables are traced\n{dump}");
     let summary = one_line(&o, "el2: kernel-integrity: not locked, emulated execute control (0 code pages), ");
     let recorded: u64 = summary
         .split(" tables traced, ")

@@ -94,6 +94,31 @@ pub struct Stage2 {
 }
 
 const PAGE: u64 = 4096;
+/// What one level-3 table maps.
+const L2_SPAN: u64 = 2 << 20;
+/// The descriptor bits a page's class sets: `S2AP` and `XN[1:0]`.
+const PERMISSION_BITS: u64 = (3 << 6) | (3 << 53);
+
+/// The direct-map address of the level-3 table that maps `ipa` in the
+/// tables rooted at PA `root` (page-granular RAM: every RAM page has one),
+/// following table descriptors from `root_level`.
+fn leaf_table(root: u64, root_level: usize, ipa: u64) -> Option<u64> {
+    let mut table = root;
+    for level in root_level..3 {
+        let shift = 12 + 9 * (3 - level as u64);
+        // The root may be several concatenated tables: its index is not
+        // masked to 512 entries.
+        let index = if level == root_level { ipa >> shift } else { (ipa >> shift) & 511 };
+        // SAFETY: a table of this VM's stage 2 (heap pages, through the
+        // direct map); `index` is inside it for an IPA inside the VM's space.
+        let descriptor = unsafe { core::ptr::read_volatile((phys_to_virt(table) as *const u64).add(index as usize)) };
+        if descriptor & 0b11 != 0b11 {
+            return None;
+        }
+        table = descriptor & 0x0000_ffff_ffff_f000;
+    }
+    Some(phys_to_virt(table))
+}
 
 /// The stage-2 attributes of a RAM page of class `class` in tree `tree`
 /// (`None`: the one tree, FEAT_XNX's bits).
@@ -114,7 +139,6 @@ pub enum ClassError {
     NoIntegrity,
     /// A page is not the VM's RAM (or the range is not page-aligned).
     OutsideRam,
-    Map(Stage2Error),
 }
 
 impl core::fmt::Display for ClassError {
@@ -122,7 +146,6 @@ impl core::fmt::Display for ClassError {
         match self {
             Self::NoIntegrity => f.write_str("the VM has no kernel integrity"),
             Self::OutsideRam => f.write_str("not pages of the VM's RAM"),
-            Self::Map(e) => write!(f, "{e}"),
         }
     }
 }
@@ -206,6 +229,12 @@ impl Stage2 {
     /// CPU (this CPU's current VMID must be the VM's, or the VM must not
     /// be running anywhere). Pages outside RAM are refused.
     pub fn set_classes(&mut self, ipa: u64, count: u64, class: impl Fn(u64) -> PageClass) -> Result<(), ClassError> {
+        self.update_classes(ipa, count, class)?;
+        self.flush();
+        Ok(())
+    }
+
+    fn update_classes(&mut self, ipa: u64, count: u64, class: impl Fn(u64) -> PageClass) -> Result<(), ClassError> {
         let Some((pages, ram, classes)) = self.pages.as_mut() else { return Err(ClassError::NoIntegrity) };
         let end = count.checked_mul(PAGE).and_then(|len| ipa.checked_add(len)).ok_or(ClassError::OutsideRam)?;
         if !ipa.is_multiple_of(PAGE) || ipa < ram.base || end > ram.end() {
@@ -216,26 +245,32 @@ impl Stage2 {
             *slot = class(ipa + k as u64 * PAGE).pack();
         }
         let emulated = *pages == Pages::Emulated;
-        let range = MemoryRegion::new(ipa as usize, end as usize);
-        for (i, tables) in self.trees.iter_mut().enumerate() {
+        let root_level = self.geometry.root_level;
+        for (i, tables) in self.trees.iter().enumerate() {
             let tree = if emulated { Tree::ALL.get(i).copied() } else { None };
-            tables.mark_inactive();
-            let result = tables.modify_range(&range, &|region, descriptor| {
-                if descriptor.is_table() || descriptor.level() != 3 {
-                    return Ok(());
+            let root = tables.root_address().0 as u64;
+            let mut page = ipa;
+            while page < end {
+                // One level-3 table at a time: up to the end of its 2 MiB.
+                let table = leaf_table(root, root_level, page).ok_or(ClassError::OutsideRam)?;
+                let stop = end.min((page | (L2_SPAN - 1)).saturating_add(1));
+                while page < stop {
+                    let index = ((page >> 12) & 511) as usize;
+                    let bits = page_attributes(class(page), tree).bits() as u64;
+                    // SAFETY: `table` is a level-3 table of this VM's stage 2
+                    // (heap pages, reached through the direct map) and
+                    // `index` < 512; one 64-bit store per descriptor, which
+                    // changes only its permissions (allowed on a live entry
+                    // without break-before-make).
+                    unsafe {
+                        let entry = (table as *mut u64).add(index);
+                        let old = core::ptr::read_volatile(entry);
+                        core::ptr::write_volatile(entry, (old & !PERMISSION_BITS) | (bits & PERMISSION_BITS));
+                    }
+                    page += PAGE;
                 }
-                let page = region.start().0 as u64;
-                // A level-3 entry is a page only with bit 1 set (which
-                // `map_range` adds at level 3 by itself).
-                let attributes = page_attributes(class(page), tree).union(Stage2Attributes::TABLE_OR_PAGE);
-                descriptor.set(PhysicalAddress(page as usize), attributes)
-            });
-            tables.mark_active();
-            result.map_err(|e| ClassError::Map(Stage2Error::Map(e)))?;
+            }
         }
-        // SAFETY: TLB invalidation only drops cached translations: the
-        // VM's stage-2 entries for every IPA, and the combined ones.
-        unsafe { core::arch::asm!("dsb ishst", "tlbi vmalls12e1is", "dsb ish", "isb", options(nostack)) };
         Ok(())
     }
 
@@ -260,6 +295,21 @@ impl Stage2 {
                 + VTCR_EL2::T0SZ.val(self.geometry.t0sz()),
         );
         self.root(tree)
+    }
+
+    /// Gives the RAM page at `ipa` class `class` in every tree, without
+    /// TLB maintenance: the caller does [`Stage2::flush`] before the guest
+    /// runs again (many pages, one flush).
+    pub fn set_class_unflushed(&mut self, ipa: u64, class: PageClass) -> Result<(), ClassError> {
+        self.update_classes(ipa, 1, |_| class)
+    }
+
+    /// Invalidates the VM's stage-1+2 TLB entries on every CPU (this CPU's
+    /// current VMID must be the VM's, or the VM must not be running).
+    pub fn flush(&self) {
+        // SAFETY: TLB invalidation only drops cached translations: the
+        // VM's stage-2 entries for every IPA, and the combined ones.
+        unsafe { core::arch::asm!("dsb ishst", "tlbi vmalls12e1is", "dsb ish", "isb", options(nostack)) };
     }
 
     /// The root of `tree`'s tables (of the one tree if the VM has one).

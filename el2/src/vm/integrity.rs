@@ -92,7 +92,12 @@ pub struct Integrity {
 /// The kernel's translation tables as traced.
 struct Tracer {
     /// `TTBR1`'s root and VA width, once the guest set them.
-    space: Option<(u64, u32)>,
+    /// Each vCPU's `TTBR1` space (its root and VA width), once it set one:
+    /// vCPUs may use different roots for a while (a CPU coming up), and
+    /// every root in use is traced.
+    spaces: BTreeMap<usize, (u64, u32)>,
+    /// The roots in use, and by how many vCPUs.
+    roots: BTreeMap<(u64, u32), u32>,
     /// Every traced table page: where it sits and how many entries link it.
     tables: BTreeMap<u64, (Table, u32)>,
     log: Box<TraceLog<TRACE_CAPACITY>>,
@@ -115,7 +120,8 @@ impl Integrity {
             refusals: AtomicU64::new(0),
             switches: AtomicU64::new(0),
             tracer: Mutex::new(Tracer {
-                space: None,
+                spaces: BTreeMap::new(),
+                roots: BTreeMap::new(),
                 tables: BTreeMap::new(),
                 log: empty_log(),
                 code: BTreeMap::new(),
@@ -183,15 +189,17 @@ fn page_of(ipa: u64) -> u64 {
 // ---------------------------------------------------------------------------
 // Stage-2 classes
 
-/// The class `page` should have: its execute class as it is, read-only if
-/// it is a traced table or locked code.
+/// Makes `page` read-only (a traced table, or locked code) or writable,
+/// keeping its execute class. The caller flushes the TLBs
+/// (`Stage2::flush`) before the guest runs again: a walk protects hundreds
+/// of tables at once.
 fn protect(stage2: &mut Stage2, page: u64, read_only: bool) {
     let Some(class) = stage2.page_class(page) else { return };
     if class.writable != read_only {
         return;
     }
     let new = PageClass { exec: class.exec, writable: !read_only };
-    if let Err(e) = stage2.set_classes(page, 1, |_| new) {
+    if let Err(e) = stage2.set_class_unflushed(page, new) {
         log::warn!("kernel-integrity: page {page:#x}: {e}");
     }
 }
@@ -261,11 +269,48 @@ impl Tracer {
         }
     }
 
-    fn clear(&mut self, integrity: &Integrity, stage2: &mut Stage2) {
-        for (&ipa, _) in core::mem::take(&mut self.tables).iter() {
-            protect(stage2, ipa, is_locked_code(integrity, stage2, ipa));
+    /// vCPU `vcpu` now uses `space` (`None`: no 4 KiB-granule `TTBR1`
+    /// space): a root no vCPU used before is followed, one no vCPU uses
+    /// any more is let go (the new one first, so that the tables both
+    /// share stay traced).
+    fn set_space(
+        &mut self,
+        integrity: &Integrity,
+        stage2: &mut Stage2,
+        ram: MemRegion,
+        vcpu: usize,
+        space: Option<(u64, u32)>,
+    ) {
+        let old = self.spaces.get(&vcpu).copied();
+        if old == space {
+            return;
         }
-        self.space = None;
+        if let Some(new) = space {
+            let users = self.roots.entry(new).or_insert(0);
+            *users = users.saturating_add(1);
+            if *users == 1 {
+                if let Some((root, entries)) = root_table(new.0, new.1) {
+                    self.follow(stage2, ram, root, entries);
+                }
+            }
+            self.spaces.insert(vcpu, new);
+        } else {
+            self.spaces.remove(&vcpu);
+        }
+        if let Some(old) = old {
+            let users = self.roots.get(&old).copied().unwrap_or(0).saturating_sub(1);
+            if users == 0 {
+                self.roots.remove(&old);
+                self.let_go(integrity, stage2, ram, old.0);
+            } else {
+                self.roots.insert(old, users);
+            }
+        }
+    }
+
+    /// The space of `vcpu`, or else of any vCPU.
+    fn space_of(&self, vcpu: usize) -> Option<(u64, u32)> {
+        self.spaces.get(&vcpu).or_else(|| self.spaces.values().next()).copied()
     }
 }
 
@@ -356,38 +401,29 @@ fn root_table(root: u64, va_bits: u32) -> Option<(Table, usize)> {
 
 /// The guest wrote `TTBR1_EL1` or `TCR_EL1`: trace the tables of the
 /// `TTBR1` space they now give, if it changed.
-pub fn translation_changed(vm: &Vm) {
+pub fn translation_changed(vm: &Vm, vcpu: usize) {
     let Some(integrity) = vm.integrity.as_ref() else { return };
     let ttbr1 = sysregs::read(GuestReg::Ttbr1);
     let tcr = sysregs::read(GuestReg::Tcr);
     let mut tracer = integrity.tracer.lock();
     let tg1 = (tcr >> TCR_TG1_SHIFT) & 3;
-    let granule_4k = tg1 == TCR_TG1_4K;
     let va_bits = 64u32.saturating_sub(((tcr >> TCR_T1SZ_SHIFT) & 0x3f) as u32);
-    let space = (ttbr1 & TTBR_BADDR, va_bits);
-    if granule_4k && tracer.space == Some(space) {
+    let space = (tg1 == TCR_TG1_4K && root_table(ttbr1 & TTBR_BADDR, va_bits).is_some())
+        .then_some((ttbr1 & TTBR_BADDR, va_bits));
+    if tracer.spaces.get(&vcpu).copied() == space {
         return;
+    }
+    // 0b00 is reserved (what TCR holds out of reset, before the guest sets
+    // it up); 16 and 64 KiB are not traced, and said once.
+    if tg1 != 0 && tg1 != TCR_TG1_4K && !core::mem::replace(&mut tracer.refused_granule, true) {
+        log::warn!("kernel-integrity: {}TTBR1 uses a granule other than 4 KiB: its tables are not traced", label(vm));
     }
     let mut stage2 = vm.stage2.lock();
-    tracer.clear(integrity, &mut stage2);
-    if !granule_4k {
-        // 0b00 is reserved (what TCR holds out of reset, before the guest
-        // sets it up); 16 and 64 KiB are not traced, and said once.
-        if tg1 != 0 && !core::mem::replace(&mut tracer.refused_granule, true) {
-            log::warn!(
-                "kernel-integrity: {}TTBR1 uses a granule other than 4 KiB: its tables are not traced",
-                label(vm)
-            );
-        }
-        return;
-    }
-    let Some((root, entries)) = root_table(space.0, va_bits) else { return };
-    tracer.space = Some(space);
-    tracer.follow(&mut stage2, vm.ram, root, entries);
+    tracer.set_space(integrity, &mut stage2, vm.ram, vcpu, space);
+    stage2.flush();
     log::debug!(
-        "kernel-integrity: {}TTBR1 root {:#x} ({va_bits}-bit): {} tables traced",
+        "kernel-integrity: {}vCPU {vcpu}: TTBR1 space {space:x?}: {} tables traced",
         label(vm),
-        space.0,
         tracer.tables.len()
     );
 }
@@ -397,8 +433,8 @@ pub fn translation_changed(vm: &Vm) {
 pub fn register_written(reg: GuestReg, value: u64) {
     sysregs::write(reg, value);
     if matches!(reg, GuestReg::Ttbr1 | GuestReg::Tcr) {
-        if let Some((vm, _)) = crate::vm::current() {
-            translation_changed(vm);
+        if let Some((vm, vcpu)) = crate::vm::current() {
+            translation_changed(vm, vcpu.index);
         }
     }
 }
@@ -622,17 +658,23 @@ fn emulate(
     for update in updates {
         tracer.apply(stage2, update);
     }
+    let mut relinked = false;
     for (index, old_desc, new_desc) in changes {
         let effect = s1trace::write(&table, index, old_desc, new_desc);
         if let Some(record) = effect.record {
             tracer.log.push(record);
         }
-        if let Some(child) = effect.unlinked {
-            tracer.let_go(integrity, stage2, vm.ram, child);
-        }
         if let Some(child) = effect.linked {
             tracer.follow(stage2, vm.ram, child, s1trace::ENTRIES);
+            relinked = true;
         }
+        if let Some(child) = effect.unlinked {
+            tracer.let_go(integrity, stage2, vm.ram, child);
+            relinked = true;
+        }
+    }
+    if relinked {
+        stage2.flush();
     }
     for (reg, value) in outcome.writes.iter().flatten() {
         if let Some(x) = frame.x.get_mut(usize::from(*reg)) {
@@ -755,7 +797,7 @@ fn vector_in_user_memory(stage2: &Stage2) -> Option<u64> {
 
 /// The pages `TTBR1`'s traced tables map executable at EL1, inside the
 /// VM's RAM, with how many leaves map each; `None` past the walk's bounds.
-fn kernel_code(vm: &Vm, tracer: &Tracer) -> Option<BTreeMap<u64, u32>> {
+fn kernel_code(vm: &Vm, tracer: &Tracer, vcpu: usize) -> Option<BTreeMap<u64, u32>> {
     let mut walk = CodeWalk {
         ram: vm.ram,
         tracer,
@@ -763,7 +805,7 @@ fn kernel_code(vm: &Vm, tracer: &Tracer) -> Option<BTreeMap<u64, u32>> {
         uses: BTreeMap::new(),
         budget: MAX_CODE_MAPPINGS,
     };
-    let (root, va_bits) = tracer.space?;
+    let (root, va_bits) = tracer.space_of(vcpu)?;
     let (table, entries) = root_table(root, va_bits)?;
     walk.table(table, entries)?;
     Some(walk.uses)
@@ -813,17 +855,17 @@ impl CodeWalk<'_> {
 
 /// `INTEGRITY LOCK`: the kernel's code is what it maps executable at EL1
 /// now. Returns its pages.
-fn lock(vm: &Vm, integrity: &Integrity) -> Result<u64, HvError> {
+fn lock(vm: &Vm, integrity: &Integrity, vcpu: usize) -> Result<u64, HvError> {
     let mut tracer = integrity.tracer.lock();
     if integrity.locked() {
         return Ok(integrity.locked_pages.load(Ordering::Relaxed));
     }
-    if tracer.space.is_none() {
+    if tracer.space_of(vcpu).is_none() {
         drop(tracer);
-        translation_changed(vm);
+        translation_changed(vm, vcpu);
         tracer = integrity.tracer.lock();
     }
-    let Some(uses) = kernel_code(vm, &tracer) else {
+    let Some(uses) = kernel_code(vm, &tracer, vcpu) else {
         log::warn!(
             "kernel-integrity: {}lock refused: TTBR1's tables map more than {MAX_LOCKED_PAGES} pages (or {MAX_CODE_MAPPINGS} page mappings) EL1-executable",
             label(vm)
@@ -868,14 +910,14 @@ fn lock(vm: &Vm, integrity: &Integrity) -> Result<u64, HvError> {
 
 /// `INTEGRITY`, for the calling VM.
 pub fn call(op: IntegrityOp) -> Result<[u64; 3], HvError> {
-    let (vm, _) = crate::vm::current().ok_or(HvError::NotSupported)?;
+    let (vm, vcpu) = crate::vm::current().ok_or(HvError::NotSupported)?;
     let integrity = vm.integrity.as_ref().ok_or(HvError::NotSupported)?;
     match op {
         IntegrityOp::Status => {
             let status = IntegrityStatus {
                 locked: integrity.locked(),
                 xnx: integrity.pages == Pages::Xnx,
-                tracing: integrity.tracer.lock().space.is_some(),
+                tracing: !integrity.tracer.lock().spaces.is_empty(),
             };
             Ok([
                 status.bits(),
@@ -883,7 +925,7 @@ pub fn call(op: IntegrityOp) -> Result<[u64; 3], HvError> {
                 integrity.refusals.load(Ordering::Relaxed),
             ])
         }
-        IntegrityOp::Lock => lock(vm, integrity).map(|pages| [pages, 0, 0]),
+        IntegrityOp::Lock => lock(vm, integrity, vcpu.index).map(|pages| [pages, 0, 0]),
         IntegrityOp::SetExec { ipa, pages, exec } => {
             if integrity.locked() {
                 return Err(HvError::PermissionDenied);
