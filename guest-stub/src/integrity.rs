@@ -15,8 +15,9 @@
 //!   `TTBR1_EL1` gives exactly the record computed for it, whatever
 //!   instruction makes it, and takes effect;
 //! - `integrity-lock` ([`lock`]): after `INTEGRITY LOCK`, updates that
-//!   would make new kernel code or writable kernel code are refused with a
-//!   data abort, and so is a write to the code itself.
+//!   would make new kernel code or writable kernel code are dropped (the
+//!   store completes, the descriptor keeps its value), and a write to the
+//!   code itself is refused with a data abort.
 //!
 //! None is in the default run. Without `integrity` (or `integrity=emulate`)
 //! on the hypervisor's command line, `INTEGRITY` and `TRACE` answer

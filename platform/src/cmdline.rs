@@ -8,6 +8,7 @@
 //! | `remap=intermediate\|fault` | boot remapping path (default `intermediate`) |
 //! | `selftest=firmware` | before the guest, check the monitor's SMC interface from EL2 |
 //! | `selftest=fatal` | before the guest, take a deliberate fault at EL2 (shows the fatal-error path) |
+//! | `integrity`, `integrity=emulate` | the guest's kernel code integrity: its kernel's table writes traced, per-mode execute control at stage 2 (FEAT_XNX, or emulated with a tree per class; `=emulate` forces the emulation), and the lock (`docs/kernel-integrity.md`) |
 //! | `vmid-bits=N` | debug: narrow the VMID space to `N` bits (1..16; e.g. 2 = VMIDs 1..3) so VMIDs get recycled; never wider than the CPU's |
 //! | `stub=WORD`, `stub-*=VALUE` | passed to the guest-stub in its `/chosen/bootargs` |
 //!

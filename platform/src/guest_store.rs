@@ -41,11 +41,10 @@
 //! write is overwritten by a value computed from the stale load (a
 //! `cmpxchg` loop compared that stale value, so it cannot notice either).
 //! Linux's software writers of a descriptor serialize on the page-table
-//! lock, which closes the window between them; a writer outside the lock
-//! (the hardware's Access-flag and dirty-state updates, which stage 2
-//! turns into faults on the stage-1 walk when the hypervisor emulates
-//! them) is the hypervisor's to keep out of it. This module only says what
-//! "store, then write 0 to `Ws`" gives.
+//! lock, which closes the window between them. The hardware's Access-flag
+//! and dirty-state updates are writers outside the lock; the hypervisor
+//! does not perform those (on a protected page they fault on the stage-1
+//! walk). This module only says what "store, then write 0 to `Ws`" gives.
 //!
 //! # Semantics
 //!

@@ -385,7 +385,8 @@ impl Call {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IntegrityOp {
     /// 0: `x1` = [`IntegrityStatus`] flags, `x2` = pages of locked kernel
-    /// code, `x3` = updates and accesses refused since the lock.
+    /// code, `x3` = refusals since the VM started (updates, writes and
+    /// fetches; before the lock, fetches and stores it cannot perform).
     Status,
     /// 1: the lock point: the kernel's code is what its `TTBR1` tables map
     /// executable at EL1 now; `x1` = its pages. A second lock changes
@@ -579,7 +580,7 @@ pub struct Reply {
     pub x2: u64,
     pub x3: u64,
     /// `x4`: `Some` when the reply sets it (a successful `SCAN`'s next
-    /// cursor); `None` leaves the caller's `x4` as it was, as every other
+    /// cursor, a `TRACE` record's first VA); `None` leaves the caller's `x4` as it was, as every other
     /// call and every error does. On the guest's side, [`brk`] reads `x4`
     /// back after every call (the caller's own value when the call
     /// preserved it).

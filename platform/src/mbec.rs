@@ -1,7 +1,8 @@
 //! Mode-based execute control at stage 2: which guest pages the guest's
 //! kernel (EL1) and its user programs (EL0) may execute, as FEAT_XNX
 //! expresses it in one stage-2 tree, and as a hypervisor emulates it with
-//! two trees on a CPU without FEAT_XNX (Cortex-A53, A57, A72). Pure logic,
+//! a tree per executable class on a CPU without FEAT_XNX (Cortex-A53, A57,
+//! A72). Pure logic,
 //! host-tested: which execute bits a page gets, which tree a vCPU needs in
 //! which mode, and what a stage-2 instruction abort means.
 //!

@@ -337,12 +337,16 @@ impl Stage2 {
 
     /// Maps `size` bytes of RAM at PA `pa` at IPA `ipa` (a portal's shared
     /// memory, where the VM's BAR2 puts it; the caller checked the place).
+    ///
+    /// In a VM with kernel integrity this memory is data and user code
+    /// only: the kernel never gets to execute memory another VM can write.
     pub fn map_ram(&mut self, ipa: u64, pa: u64, size: u64) -> Result<(), Stage2Error> {
-        let emulated = self.pages() == Some(Pages::Emulated);
-        let shared = PageClass { exec: Exec::Both, writable: true };
+        let pages = self.pages();
+        let shared = PageClass { exec: Exec::UserOnly, writable: true };
         for (i, tables) in self.trees.iter_mut().enumerate() {
-            let attributes = match Tree::ALL.get(i) {
-                Some(&tree) if emulated => page_attributes(shared, Some(tree)),
+            let attributes = match (pages, Tree::ALL.get(i)) {
+                (Some(Pages::Emulated), Some(&tree)) => page_attributes(shared, Some(tree)),
+                (Some(Pages::Xnx), _) => page_attributes(shared, None),
                 _ => policy::ram_attributes(),
             };
             policy::map_at(tables, ipa, pa, size, attributes).map_err(Stage2Error::Map)?;

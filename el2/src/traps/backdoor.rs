@@ -2,7 +2,8 @@
 //! `BRK #HV_BRK_IMM` at EL1 or EL0 traps here (`MDCR_EL2.TDE` routes guest
 //! debug exceptions to EL2), and so does a DCC hypercall
 //! ([`crate::traps::debugregs`]). Both decode the same registers through
-//! `platform::hypercall` and answer in x0..x3 (and x4, `SCAN`'s cursor).
+//! `platform::hypercall` and answer in x0..x3 (and x4: `SCAN`'s cursor, a
+//! `TRACE` record's first VA).
 //!
 //! `CONSOLE_WRITE` takes an address in the caller's own translation regime:
 //! it is translated with `AT S1E1R` or `AT S1E0R` (the caller's privileges,
@@ -70,7 +71,8 @@ impl Translate for GuestTranslate {
 }
 
 /// Answers the call in `frame` (x0 = function, x1..x7 = arguments) from a
-/// caller at `caller`; writes x0..x3, and x4 for a successful `SCAN` (its
+/// caller at `caller`; writes x0..x3, and x4 for a `TRACE` record and a
+/// successful `SCAN` (its
 /// cursor). Returns the reply written. Inlined into the trap dispatcher:
 /// the calls that do real work are out of line, the rest is a few
 /// instructions the dispatcher's frame already pays for.

@@ -164,6 +164,11 @@ fn el0_format(input: u64, len: u64, output: u64, capacity: u64) -> Result<u64, i
         El0Error::OutputFull => status::EL0_OUTPUT_FULL,
         El0Error::TooLong => status::INVALID_PARAMETER,
     })?;
+    if let Some((vm, _)) = crate::vm::current() {
+        if !crate::vm::integrity::hypervisor_may_write(vm, output.ipa, written as u64) {
+            return Err(status::INVALID_PARAMETER);
+        }
+    }
     // SAFETY: as above, for the output range; `written <= output.len`.
     unsafe {
         core::ptr::copy_nonoverlapping(

@@ -196,6 +196,12 @@ pub fn scan(caller: CallerEl, range: ScanRange, buffer: u64, capacity: u64, curs
     for chunk in buffer_chunks(buffer, bytes.len() as u64, max_len, &regions, WriteTranslate(caller))? {
         let chunk = chunk?;
         let src = bytes.get(written..written + chunk.len as usize).ok_or(HvError::InvalidArgument)?;
+        // Not into the pages stage 2 keeps read-only for kernel integrity.
+        if let Some((vm, _)) = crate::vm::current() {
+            if !crate::vm::integrity::hypervisor_may_write(vm, chunk.ipa, chunk.len) {
+                return Err(HvError::BadAddress);
+            }
+        }
         // SAFETY: the chunk lies in guest RAM (checked by buffer_chunks) and
         // the caller may write it (AT S1ExW); guest RAM is in the direct map.
         unsafe { core::ptr::copy_nonoverlapping(src.as_ptr(), phys_to_virt(chunk.ipa) as *mut u8, src.len()) };

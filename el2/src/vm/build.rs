@@ -517,6 +517,7 @@ pub fn report_started(vm: &Vm) {
 /// started. A VM whose kernel cannot be loaded again stays off.
 pub fn restart(vm: &'static Vm) -> ! {
     vpci::reset_vm(vm);
+    crate::vm::integrity::reset(vm);
     vcpu::park_this();
     // Hundreds of MiB take a while: with this CPU's interrupts open (the
     // VM's own are parked; nothing is locked here).

@@ -108,6 +108,7 @@ fn carry_out(manager: &Vm, command: Command) -> CommandResult {
 /// vCPU 0 queued. A VM that ran before counts a new life (`STARTS`, and
 /// the guest-stub's device tree).
 fn fresh_start(vm: &'static Vm) -> CommandResult {
+    crate::vm::integrity::reset(vm);
     crate::irq::with_interrupts_open(|| {
         // SAFETY: the VM's RAM, in the direct map; none of its vCPUs runs
         // (it is off), and nothing of the hypervisor's lives there.

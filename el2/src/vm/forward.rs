@@ -469,16 +469,18 @@ fn fail(l: usize, link: &Link, why: &str) {
     raise(client, l, rising);
 }
 
-/// A client's RAM, in the direct map: what [`fail_requests`] may touch.
-struct ClientRam(MemRegion);
+/// A client's RAM, in the direct map: what [`fail_requests`] may touch
+/// (and not the pages its kernel integrity keeps read-only).
+struct ClientRam<'a>(&'a crate::vm::Vm);
 
-impl ClientRam {
+impl ClientRam<'_> {
     fn inside(&self, address: u64, len: usize) -> bool {
-        address >= self.0.base && address.checked_add(len as u64).is_some_and(|end| end <= self.0.end())
+        let ram = self.0.ram;
+        address >= ram.base && address.checked_add(len as u64).is_some_and(|end| end <= ram.end())
     }
 }
 
-impl GuestMemory for ClientRam {
+impl GuestMemory for ClientRam<'_> {
     fn read(&self, address: u64, bytes: &mut [u8]) -> bool {
         if !self.inside(address, bytes.len()) {
             return false;
@@ -493,7 +495,9 @@ impl GuestMemory for ClientRam {
     }
 
     fn write(&mut self, address: u64, bytes: &[u8]) -> bool {
-        if !self.inside(address, bytes.len()) {
+        if !self.inside(address, bytes.len())
+            || !crate::vm::integrity::hypervisor_may_write(self.0, address, bytes.len() as u64)
+        {
             return false;
         }
         let to = crate::arch::layout::phys_to_virt(address) as *mut u8;
@@ -516,7 +520,7 @@ impl GuestMemory for ClientRam {
 /// is, with a line.
 fn fail_queue(client: &Vm, device: &Device, shadow: &Shadow, q: usize) -> u16 {
     let Some(queue) = shadow.queues.get(q) else { return 0 };
-    match fail_requests(device.kind, q, queue, &mut ClientRam(client.ram)) {
+    match fail_requests(device.kind, q, queue, &mut ClientRam(client)) {
         Ok(used) => used,
         Err(e) => {
             log::warn!(

@@ -74,6 +74,8 @@ const TCR_TG1_SHIFT: u32 = 30;
 const TCR_TG1_4K: u64 = 0b10;
 /// `SCTLR_EL1.M`.
 const SCTLR_M: u64 = 1 << 0;
+/// `SCTLR_EL1.EE`: EL1's data accesses are big-endian.
+const SCTLR_EE: u64 = 1 << 25;
 /// A table descriptor's `PXNTable` (bit 59): nothing below executes at EL1.
 const PXN_TABLE: u64 = 1 << 59;
 
@@ -483,7 +485,9 @@ pub fn on_write_fault(frame: &mut TrapFrame, vm: &Vm, ipa: u64, far: u64) -> Wri
     let page = page_of(ipa);
     let mut tracer = integrity.tracer.lock();
     let mut stage2 = vm.stage2.lock();
-    let Some(class) = stage2.page_class(page) else { return WriteOutcome::NotOurs };
+    if stage2.page_class(page).is_none() {
+        return WriteOutcome::NotOurs;
+    }
     if !tracer.tables.contains_key(&page) {
         if integrity.locked() && tracer.release(&mut stage2, page) {
             // Freed code, written as the memory it has become: retry.
@@ -497,11 +501,11 @@ pub fn on_write_fault(frame: &mut TrapFrame, vm: &Vm, ipa: u64, far: u64) -> Wri
                 frame.elr
             );
             refuse_write(frame, far);
-        } else if !class.writable {
-            // Read-only and neither: a class being changed; retry.
             return WriteOutcome::Done;
         }
-        // Writable again (a table just let go): retry with the new entry.
+        // Neither traced nor locked: a class that just changed (a table let
+        // go, a VM reset), which this CPU's TLB may not know yet. Retry.
+        crate::mm::vmid::flush_this_cpu();
         return WriteOutcome::Done;
     }
     let mode = mode_of(frame.spsr);
@@ -562,6 +566,10 @@ fn emulate(
     far: u64,
 ) -> Result<Option<String>, String> {
     use platform::guest_store::{decode_with, Regs};
+    // `guest_store` reads and writes little-endian data.
+    if sysregs::read(GuestReg::Sctlr) & SCTLR_EE != 0 {
+        return Err(String::from("a big-endian kernel's table writes are not performed"));
+    }
     let store = decode_with(insn, zva_block()).map_err(|e| {
         alloc::format!("the instruction {insn:#010x} at {:#x} that wrote a traced table: {e:?}", frame.elr)
     })?;
@@ -906,6 +914,42 @@ fn lock(vm: &Vm, integrity: &Integrity, vcpu: usize) -> Result<u64, HvError> {
         last + PAGE
     );
     Ok(code.len() as u64)
+}
+
+/// Whether the hypervisor may write `len` bytes of `vm`'s RAM at `ipa` on
+/// the guest's behalf (a hypercall's output, a used ring): not into a page
+/// stage 2 keeps read-only for integrity (a traced table, locked code),
+/// which the guest itself could not write either.
+pub fn hypervisor_may_write(vm: &Vm, ipa: u64, len: u64) -> bool {
+    if vm.integrity.is_none() || len == 0 {
+        return true;
+    }
+    let stage2 = vm.stage2.lock();
+    let last = ipa.saturating_add(len - 1);
+    pages(ipa, last).all(|page| stage2.page_class(page).is_none_or(|class| class.writable))
+}
+
+/// `vm` starts afresh (a restart, or a start by a manager; none of its
+/// vCPUs runs): its new kernel gets no lock, no traced table and no log of
+/// the last one's, and every page back as it was at the VM's creation.
+pub fn reset(vm: &Vm) {
+    let Some(integrity) = vm.integrity.as_ref() else { return };
+    let mut tracer = integrity.tracer.lock();
+    tracer.tables.clear();
+    tracer.spaces.clear();
+    tracer.roots.clear();
+    tracer.code.clear();
+    tracer.log.clear();
+    tracer.full = false;
+    tracer.refused_granule = false;
+    integrity.locked.store(false, Ordering::Release);
+    integrity.locked_pages.store(0, Ordering::Relaxed);
+    integrity.refusals.store(0, Ordering::Relaxed);
+    integrity.switches.store(0, Ordering::Relaxed);
+    let shared = PageClass { exec: Exec::Both, writable: true };
+    if let Err(e) = vm.stage2.lock().set_classes(vm.ram.base, vm.ram.size / PAGE, |_| shared) {
+        log::error!("kernel-integrity: {}reset: {e}", label(vm));
+    }
 }
 
 /// `INTEGRITY`, for the calling VM.
