@@ -18,9 +18,16 @@
 //! their floor. The hypervisor's rows are skipped there (`BRK` would reach
 //! the stub's own vector).
 //!
+//! With kernel integrity (`integrity` or `integrity=emulate` on the
+//! hypervisor's command line) two costs of it are timed as well
+//! ([`integrity_rows`]): a store to a traced stage-1 table, and a change of
+//! stage-2 tree.
+//!
 //! Output, one line per path, for `make bench` to parse:
 //! `guest-stub: bench <name> median=<n> min=<n> max=<n>`.
 
+use crate::checks::{reply_ok, Failure};
+use crate::el0;
 use crate::gic::{self, SgiWrite};
 use crate::gvascan::Layout;
 use crate::Env;
@@ -170,7 +177,98 @@ pub fn run(env: &Env, under_hypervisor: bool) -> u32 {
     }
     scan(env);
     pnmi_latency();
+    integrity_rows(env);
     0
+}
+
+/// A page a kernel map of [`integrity_rows`] maps (never accessed through
+/// it).
+static INTEGRITY_TARGET: spin::Mutex<platform::paging::Table> = spin::Mutex::new(platform::paging::Table::ZERO);
+
+/// The kernel-integrity rows, where the hypervisor runs with it (nothing
+/// is printed without: `INTEGRITY` answers `NOT_SUPPORTED`):
+///
+/// - `integrity-table-write`: one `STR` to a level-3 table reachable from
+///   `TTBR1_EL1` (stage 2 keeps it read-only: the hypervisor decodes the
+///   store, performs it and records it), alternately a page descriptor and
+///   an invalid one, so that each is a change the trace records;
+///   `integrity-store` is the same `STR` to an ordinary page, its floor.
+///   With the stub's MMU on, a `TTBR0_EL1` identity map and a `TTBR1_EL1`
+///   map of one page ([`crate::integrity::mmu_on`]).
+/// - `integrity-el0-call`: an EL0 call ([`el0::call_code`]) of a `RET` in
+///   a page both modes may execute; `integrity-el0-call-user-page`: the
+///   same with the page user-only (`INTEGRITY SET_EXEC`). The stub's own
+///   code is in pages of both, so under the emulation (one stage-2 tree per
+///   class) the call enters the user-only page and returns to the stub's
+///   page, each a fetch outside the loaded tree: two exits that switch
+///   tree, which the difference of the two rows is. With FEAT_XNX it is 0.
+fn integrity_rows(env: &Env) {
+    use crate::integrity::{self, code};
+    use platform::mbec::Exec;
+    match integrity::status_or_skip() {
+        Ok(status) if !status.flags.locked => {}
+        Ok(_) => {
+            println!("bench integrity skipped: the VM's kernel is locked");
+            return;
+        }
+        Err(Failure::Skip(_)) => return,
+        Err(e) => {
+            println!("bench integrity failed: {e}");
+            return;
+        }
+    }
+    let target = INTEGRITY_TARGET.lock();
+    let target_ipa = &*target as *const _ as u64;
+    let built = integrity::with_tables(
+        |pool| {
+            let ttbr0 = integrity::identity(env, pool)?;
+            let ttbr1 = integrity::new_root(pool)?;
+            integrity::map(pool, ttbr1, integrity::KERNEL_BASE, target_ipa, integrity::PAGE, integrity::DATA)?;
+            Ok((ttbr0, ttbr1))
+        },
+        |(ttbr0, ttbr1)| {
+            // The entry after the one mapping the target: in the same
+            // traced level-3 table, and unused.
+            let Some(entry) = integrity::leaf_entry(ttbr1, integrity::KERNEL_BASE + integrity::PAGE) else {
+                return println!("bench integrity-table-write failed: no level-3 table");
+            };
+            let descriptor = integrity::page_descriptor(target_ipa, integrity::DATA);
+            let saved = integrity::mmu_on(ttbr0, ttbr1);
+            let mut valid = false;
+            let mut store = |at: u64| {
+                valid = !valid;
+                // SAFETY: `at` is an unused level-3 entry of the stub's own
+                // kernel map (no VA through it is ever accessed, so it
+                // needs no TLB maintenance) or a word of the target page.
+                unsafe { core::ptr::write_volatile(at as *mut u64, if valid { descriptor } else { 0 }) };
+            };
+            report("integrity-store", || store(target_ipa));
+            report("integrity-table-write", || store(entry));
+            // SAFETY: as above.
+            unsafe { core::ptr::write_volatile(entry as *mut u64, 0) };
+            integrity::mmu_off(&saved);
+        },
+    );
+    drop(target);
+    if let Err(e) = built {
+        println!("bench integrity-table-write failed: {e}");
+    }
+    code::prepare();
+    let page = code::page(0);
+    let call = move || {
+        // SAFETY: `page` holds one `RET` (`code::prepare`), safe at EL0;
+        // if EL0 may not run it, the call ends with the abort.
+        let _ = unsafe { el0::call_code(page) };
+    };
+    report("integrity-el0-call", call);
+    let set_exec = |exec| integrity::set_exec(page, 1, exec).and_then(|reply| reply_ok("INTEGRITY SET_EXEC", reply));
+    match set_exec(Exec::UserOnly) {
+        Ok(_) => report("integrity-el0-call-user-page", call),
+        Err(e) => println!("bench integrity-el0-call-user-page failed: {e}"),
+    }
+    if let Err(e) = set_exec(Exec::Both) {
+        println!("bench integrity-el0-call-user-page failed: back to both: {e}");
+    }
 }
 
 /// The hypervisor's PNMI latency while one of its regular handlers runs
