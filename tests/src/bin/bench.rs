@@ -6,10 +6,16 @@
 //! QEMU (wall clock), the image sizes and the hypervisor's resident memory;
 //! and, with several VMs (docs/vms.md), the time to start a VM and one
 //! Linux VM's boot beside another against the same VM alone; and the
-//! interrupt rows again on a GICv2 host and bare QEMU with a GICv2. Writes
-//! `build/bench.json`.
+//! interrupt rows again on a GICv2 host and bare QEMU with a GICv2; and
+//! kernel integrity's costs, per operation and to a Linux guest
+//! ([`integrity`]). Writes `build/bench.json`.
 //!
 //! Usage: `bench <flash.bin> <el3-monitor ELF> <el2 ELF> <guest-stub ELF>`.
+
+// Kernel integrity's rows (a directory of the binary's own: a file beside
+// this one would be a binary of its own).
+#[path = "bench/integrity.rs"]
+mod integrity;
 
 use object::{Object, ObjectSection, SectionKind};
 use std::collections::BTreeMap;
@@ -119,9 +125,15 @@ fn run_mode(flash: &str, mode: &str) -> Result<(Rows, String), String> {
 }
 
 fn run_mode_on(flash: &str, mode: &str, machine: &str) -> Result<(Rows, String), String> {
-    let cmdline = format!("name=opt/hv/cmdline,string=mode={mode} stub=bench");
-    let args = ["-M", machine, "-cpu", CPU, "-smp", "1", "-m", "1G", "-bios", flash, "-fw_cfg", &cmdline];
-    run_stub(&args, &format!("{mode} on {machine}"))
+    run_stub_under(flash, machine, CPU, &format!("mode={mode} stub=bench"))
+}
+
+/// The stub under the firmware in `flash` on `-M machine -cpu cpu`, with
+/// the hypervisor's command line `cmdline` (`stub=...` included).
+fn run_stub_under(flash: &str, machine: &str, cpu: &str, cmdline: &str) -> Result<(Rows, String), String> {
+    let fw_cfg = format!("name=opt/hv/cmdline,string={cmdline}");
+    let args = ["-M", machine, "-cpu", cpu, "-smp", "1", "-m", "1G", "-bios", flash, "-fw_cfg", &fw_cfg];
+    run_stub(&args, &format!("`{cmdline}` on {machine}, {cpu}"))
 }
 
 /// The stub on bare QEMU: flattened (it relocates itself), loaded by
@@ -152,46 +164,83 @@ fn linux_boot(flash: Option<&str>) -> Result<f64, String> {
 /// to running /init. Deterministic where wall time is not.
 fn linux_boot_icount(flash: Option<&str>) -> Result<f64, String> {
     let (_, line) = boot_linux_until(flash, &ICOUNT, LINUX_INIT_LINE)?;
-    line.split_once('[')
-        .and_then(|(_, rest)| rest.split_once(']'))
-        .and_then(|(stamp, _)| stamp.trim().parse().ok())
-        .ok_or_else(|| format!("no timestamp in `{line}`"))
+    kernel_stamp(&line).ok_or_else(|| format!("no timestamp in `{line}`"))
+}
+
+/// The kernel's timestamp of a console line (`[    1.234567] ...`, after
+/// any prefix such as a VM's name), in seconds.
+fn kernel_stamp(line: &str) -> Option<f64> {
+    line.split_once('[')?.1.split_once(']')?.0.trim().parse().ok()
 }
 
 /// Boots the Linux guest (under the firmware in `flash`, or on bare QEMU)
 /// until a console line contains `until`: the wall-clock seconds to it and
 /// the line.
 fn boot_linux_until(flash: Option<&str>, extra: &[&str], until: &'static str) -> Result<(f64, String), String> {
-    let mut command = hvtests::qemu::command();
-    match flash {
-        Some(flash) => command.args(["-M", MACHINE, "-bios", flash]),
-        None => command.args(["-M", BARE_MACHINE]),
-    };
-    command
-        .args(extra)
-        .args(["-cpu", CPU, "-smp", "4", "-m", "1G", "-display", "none", "-monitor", "none", "-serial", "stdio"])
-        .args(["-kernel", LINUX_IMAGE, "-initrd", LINUX_INITRD, "-append", "console=ttyAMA0 linux-guest=poweroff"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    let start = Instant::now();
-    let mut child = command.spawn().map_err(|e| format!("cannot run qemu-system-aarch64: {e}"))?;
-    let stdout = child.stdout.take().ok_or("no QEMU stdout")?;
-    let (send, receive) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if line.contains(until) {
-                let _ = send.send((start.elapsed(), line));
-                return;
-            }
+    let run = LinuxRun { flash, cpu: CPU, hv_cmdline: None, timing: extra, append: "linux-guest=poweroff" };
+    run.console(move |line| line.contains(until))?
+        .pop()
+        .filter(|(_, line)| line.contains(until))
+        .ok_or_else(|| format!("the guest stopped before `{until}`"))
+}
+
+/// One boot of the Linux guest (`-smp 4 -m 1G`, its kernel and initramfs
+/// by `-kernel` and `-initrd`).
+struct LinuxRun<'a> {
+    /// The firmware (`-bios`), or none for bare QEMU.
+    flash: Option<&'a str>,
+    cpu: &'a str,
+    /// The hypervisor's command line (fw_cfg `opt/hv/cmdline`), if any.
+    hv_cmdline: Option<&'a str>,
+    /// QEMU's clock arguments ([`ICOUNT`], or none for wall-clock figures).
+    timing: &'a [&'a str],
+    /// The kernel's command line after `console=ttyAMA0`.
+    append: &'a str,
+}
+
+impl LinuxRun<'_> {
+    /// The console lines, each with the wall-clock seconds from QEMU's
+    /// start to its arrival: up to the first that satisfies `until` (QEMU
+    /// is stopped there), or all of them if QEMU exits first (the guest
+    /// powered off).
+    fn console(&self, until: impl Fn(&str) -> bool + Send + 'static) -> Result<Vec<(f64, String)>, String> {
+        let mut command = hvtests::qemu::command();
+        match self.flash {
+            Some(flash) => command.args(["-M", MACHINE, "-bios", flash]),
+            None => command.args(["-M", BARE_MACHINE]),
+        };
+        if let Some(cmdline) = self.hv_cmdline {
+            command.args(["-fw_cfg", &format!("name=opt/hv/cmdline,string={cmdline}")]);
         }
-    });
-    let seen = receive.recv_timeout(LINUX_TIMEOUT);
-    let _ = child.kill();
-    let _ = child.wait();
-    seen.map(|(elapsed, line)| (elapsed.as_secs_f64(), line))
-        .map_err(|_| format!("no `{until}` within {LINUX_TIMEOUT:?}"))
+        command
+            .args(self.timing)
+            .args(["-cpu", self.cpu, "-smp", "4", "-m", "1G", "-display", "none", "-monitor", "none"])
+            .args(["-serial", "stdio", "-kernel", LINUX_IMAGE, "-initrd", LINUX_INITRD])
+            .args(["-append", &format!("console=ttyAMA0 {}", self.append)])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let start = Instant::now();
+        let mut child = command.spawn().map_err(|e| format!("cannot run qemu-system-aarch64: {e}"))?;
+        let stdout = child.stdout.take().ok_or("no QEMU stdout")?;
+        let (send, receive) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = Vec::new();
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let done = until(&line);
+                lines.push((start.elapsed().as_secs_f64(), line));
+                if done {
+                    break;
+                }
+            }
+            let _ = send.send(lines);
+        });
+        let seen = receive.recv_timeout(LINUX_TIMEOUT);
+        let _ = child.kill();
+        let _ = child.wait();
+        seen.map_err(|_| format!("the Linux guest ({}, `{}`) took over {LINUX_TIMEOUT:?}", self.cpu, self.append))
+    }
 }
 
 /// A Linux VM of two vCPUs described for `-fw_cfg name=opt/hv/vms.dtb`.
@@ -292,8 +341,7 @@ fn vm_start_ticks(console: &str) -> Vec<u64> {
 /// The kernel's timestamp of [`LINUX_INIT_LINE`] on VM `name`'s console.
 fn vm_init_stamp(console: &str, name: &str) -> Option<f64> {
     let prefix = format!("{name}| ");
-    let line = console.lines().find(|l| l.starts_with(&prefix) && l.contains(LINUX_INIT_LINE))?;
-    line.split_once('[')?.1.split_once(']')?.0.trim().parse().ok()
+    kernel_stamp(console.lines().find(|l| l.starts_with(&prefix) && l.contains(LINUX_INIT_LINE))?)
 }
 
 /// Several VMs: the start of each VM of a three-stub run (instructions;
@@ -761,6 +809,7 @@ fn run() -> Result<(), String> {
     let forwards =
         [("vhe", CPU), ("nvhe", "cortex-a72")].map(|(scheme, cpu)| (scheme, ForwardBench::measure(flash, cpu)));
     let blk = BlkBench::measure(flash);
+    let kernel_integrity = integrity::IntegrityBench::measure(flash);
 
     let mut table = String::new();
     let mut vms_table = String::new();
@@ -866,6 +915,7 @@ fn run() -> Result<(), String> {
             let _ = writeln!(table, "skipped: {e}");
         }
     }
+    kernel_integrity.table(&mut table);
 
     let _ = writeln!(table, "\n| image | text | data | bss |");
     let _ = writeln!(table, "|-------|-----:|-----:|----:|");
@@ -1009,6 +1059,7 @@ fn run() -> Result<(), String> {
         }
     }
     let _ = writeln!(json, "  \"forwarded_read\": {{{}}},", per_scheme(&forwards, ForwardBench::json));
+    let _ = writeln!(json, "  \"kernel_integrity\": {},", kernel_integrity.json());
     let gicv2_json: Vec<String> = ["vhe", "nvhe", "bare"]
         .iter()
         .zip(&gicv2)
