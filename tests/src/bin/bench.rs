@@ -177,19 +177,20 @@ fn kernel_stamp(line: &str) -> Option<f64> {
 /// until a console line contains `until`: the wall-clock seconds to it and
 /// the line.
 fn boot_linux_until(flash: Option<&str>, extra: &[&str], until: &'static str) -> Result<(f64, String), String> {
-    let run = LinuxRun { flash, cpu: CPU, hv_cmdline: None, timing: extra, append: "linux-guest=poweroff" };
+    let run = LinuxRun { flash, cpu: CPU, smp: 4, hv_cmdline: None, timing: extra, append: "linux-guest=poweroff" };
     run.console(move |line| line.contains(until))?
         .pop()
         .filter(|(_, line)| line.contains(until))
         .ok_or_else(|| format!("the guest stopped before `{until}`"))
 }
 
-/// One boot of the Linux guest (`-smp 4 -m 1G`, its kernel and initramfs
-/// by `-kernel` and `-initrd`).
+/// One boot of the Linux guest (`-m 1G`, its kernel and initramfs by
+/// `-kernel` and `-initrd`).
 struct LinuxRun<'a> {
     /// The firmware (`-bios`), or none for bare QEMU.
     flash: Option<&'a str>,
     cpu: &'a str,
+    smp: u32,
     /// The hypervisor's command line (fw_cfg `opt/hv/cmdline`), if any.
     hv_cmdline: Option<&'a str>,
     /// QEMU's clock arguments ([`ICOUNT`], or none for wall-clock figures).
@@ -214,7 +215,7 @@ impl LinuxRun<'_> {
         }
         command
             .args(self.timing)
-            .args(["-cpu", self.cpu, "-smp", "4", "-m", "1G", "-display", "none", "-monitor", "none"])
+            .args(["-cpu", self.cpu, "-smp", &self.smp.to_string(), "-m", "1G", "-display", "none", "-monitor", "none"])
             .args(["-serial", "stdio", "-kernel", LINUX_IMAGE, "-initrd", LINUX_INITRD])
             .args(["-append", &format!("console=ttyAMA0 {}", self.append)])
             .stdin(Stdio::null())

@@ -1,7 +1,7 @@
 //! Kernel integrity's rows (`integrity` on the hypervisor's command line,
 //! `el2/src/vm/integrity.rs`): what one traced table write and one change
 //! of stage-2 tree cost, and what the whole costs a Linux guest's boot and
-//! a fork+exec loop with the kernel locked. Three measurements:
+//! a fork+exec loop with the kernel locked. Four measurements:
 //!
 //! - **Per operation, in the guest-stub** (`stub=bench` with `integrity`
 //!   or `integrity=emulate`, `-smp 1`, `-icount`; the `integrity-*` rows of
@@ -13,32 +13,35 @@
 //!   emulation, none with FEAT_XNX). On `-cpu max` with `integrity`
 //!   (FEAT_XNX), with `integrity=emulate`, and on `-cpu cortex-a72`
 //!   (emulated).
-//! - **Linux under `-icount`** (`-smp 4 -m 1G`, as the Linux row;
-//!   `linux-guest=integrity`: /init reads the trace, locks the kernel with
-//!   `hvctl integrity lock`, runs `/bin/busybox true` `linux-guest-forks`
-//!   times, then powers off), without integrity and with it on both CPUs
-//!   and with `integrity=emulate` on max, each booted with [`FORKS`] forks
-//!   and with none ([`IcountRun`]). Without integrity the hvctl calls fail
-//!   (`NOT_SUPPORTED`) and the loop runs all the same (checked). Per
-//!   configuration ([`LinuxFigures`]): `/init`'s kernel timestamp (from the
-//!   kernel's clock start, as the Linux row) and the same from the VM's
-//!   start (what the hypervisor accounts to vCPU 0 until power-off, less
-//!   the kernel's timestamp there, is the time before the kernel's clock
-//!   started: most of the table writes); the table writes traced by then
-//!   (`hvctl trace` at /init's start); and the loop alone: /init to the
-//!   first kernel line after the loop, the run with forks less the run
-//!   without, with the tree switches (the hypervisor's power-off line,
-//!   `T tree switches`, where it counts them), instruction-abort exits
-//!   and table writes over the loop the same way.
-//! - **Derived**: one traced table write, (VM start to /init with
-//!   integrity less without) / the writes traced by then, on each CPU: all
-//!   integrity costs a boot, per write. One tree switch: (the loop with
-//!   `integrity=emulate` less with FEAT_XNX, both on max) / the loop's
-//!   switches: the same tracing and traps, only the switches differ; and on
-//!   the Cortex-A72, (with integrity less without) / switches, which also
-//!   carries the loop's traced writes and `TVM` traps.
-//! - **Wall clock** (no `-icount`, [`WALL_RUNS`] runs each, with and
-//!   without integrity interleaved, per CPU): QEMU's start to the first
+//! - **Linux under `-icount`** (`-m 1G`; `linux-guest=integrity`: /init
+//!   reads the trace, locks the kernel with `hvctl integrity lock`, runs
+//!   `/bin/busybox true` `linux-guest-forks` times, then powers off),
+//!   without integrity and with it on both CPUs and with
+//!   `integrity=emulate` on max, on four vCPUs as the Linux row and on one
+//!   ([`ICOUNT_SMP`]), each booted with [`FORKS`] forks and with none
+//!   ([`IcountRun`]). Without integrity the hvctl calls fail
+//!   (`NOT_SUPPORTED`) and the loop runs all the same (checked: the loop
+//!   line's count). Per configuration ([`LinuxFigures`]): `/init`'s kernel
+//!   timestamp (from the kernel's clock start, as the Linux row) and the
+//!   same from the VM's start (what the hypervisor accounts to vCPU 0 until
+//!   power-off, less the kernel's timestamp there, is the time before the
+//!   kernel's clock started, when most table writes are made); the table
+//!   writes traced by then (`hvctl trace` at /init's start); and the loop
+//!   alone: /init to the first kernel line after the loop, the run with
+//!   forks less the run without, with its tree switches (the hypervisor's
+//!   power-off line, `T tree switches`; if it has none, the
+//!   instruction-abort exits stand in and the rows say so) and table
+//!   writes, the two runs' difference too.
+//! - **Derived**, on each number of vCPUs: one traced table write, (VM
+//!   start to /init with integrity less without) / the writes traced by
+//!   then, on each CPU: all integrity costs a boot, per write. One tree
+//!   switch: (the loop with `integrity=emulate` less with FEAT_XNX, both on
+//!   max) / the loop's switches: the same tracing and traps, only the
+//!   switches differ; and on the Cortex-A72, (with integrity less without)
+//!   / switches, which also carries the loop's traced writes and `TVM`
+//!   traps.
+//! - **Wall clock** (`-smp 4`, no `-icount`, [`WALL_RUNS`] runs each, with
+//!   and without integrity interleaved, per CPU): QEMU's start to the first
 //!   userspace line, and the loop of [`FORKS`] (the host's time between
 //!   the last line before the loop, hvctl's answer to the lock, and
 //!   `forked and executed`); ratios of the medians.
@@ -65,16 +68,28 @@ const WRITES: &str = " table writes recorded";
 
 const CORTEX_A72: &str = "cortex-a72";
 
-/// A Linux configuration: the CPU and the hypervisor's command line.
+/// A Linux configuration: the CPU, how many, and the hypervisor's command
+/// line.
 #[derive(Clone, Copy)]
 struct Config {
     cpu: &'static str,
     /// The CPU as the tables name it.
     cpu_name: &'static str,
+    smp: u32,
     hv_cmdline: Option<&'static str>,
 }
 
 impl Config {
+    /// The same with `smp` CPUs.
+    const fn smp(self, smp: u32) -> Self {
+        Self { smp, ..self }
+    }
+
+    /// The same with the hypervisor's command line `hv_cmdline`.
+    const fn with(self, hv_cmdline: &'static str) -> Self {
+        Self { hv_cmdline: Some(hv_cmdline), ..self }
+    }
+
     fn name(&self) -> String {
         format!("{}, {}", self.cpu_name, self.hv_cmdline.unwrap_or("without integrity"))
     }
@@ -87,20 +102,32 @@ impl Config {
     /// loop, to power-off; the console.
     fn run(&self, flash: &str, forks: u32, timing: &[&str]) -> Result<Vec<(f64, String)>, String> {
         let append = format!("linux-guest=integrity linux-guest-forks={forks}");
-        let run = LinuxRun { flash: Some(flash), cpu: self.cpu, hv_cmdline: self.hv_cmdline, timing, append: &append };
+        let run = LinuxRun {
+            flash: Some(flash),
+            cpu: self.cpu,
+            smp: self.smp,
+            hv_cmdline: self.hv_cmdline,
+            timing,
+            append: &append,
+        };
         run.console(|_| false)
     }
 }
 
-const MAX_PLAIN: Config = Config { cpu: CPU, cpu_name: "max", hv_cmdline: None };
-const MAX_XNX: Config = Config { cpu: CPU, cpu_name: "max", hv_cmdline: Some("integrity") };
-const MAX_EMULATED: Config = Config { cpu: CPU, cpu_name: "max", hv_cmdline: Some("integrity=emulate") };
-const A72_PLAIN: Config = Config { cpu: CORTEX_A72, cpu_name: "cortex-a72", hv_cmdline: None };
-const A72_EMULATED: Config = Config { cpu: CORTEX_A72, cpu_name: "cortex-a72", hv_cmdline: Some("integrity") };
+const MAX_PLAIN: Config = Config { cpu: CPU, cpu_name: "max", smp: 4, hv_cmdline: None };
+const MAX_XNX: Config = MAX_PLAIN.with("integrity");
+const MAX_EMULATED: Config = MAX_PLAIN.with("integrity=emulate");
+const A72_PLAIN: Config = Config { cpu: CORTEX_A72, cpu_name: "cortex-a72", smp: 4, hv_cmdline: None };
+const A72_EMULATED: Config = A72_PLAIN.with("integrity");
 
-/// The `-icount` configurations, in the table's order.
+/// The `-icount` configurations, in the table's order, each on
+/// [`ICOUNT_SMP`] CPUs.
 const ICOUNT_CONFIGS: [Config; 5] = [MAX_PLAIN, MAX_XNX, MAX_EMULATED, A72_PLAIN, A72_EMULATED];
-/// Without and with integrity, per CPU, for the wall clock.
+/// Four CPUs as the Linux row; one, where no vCPU waits for another (what
+/// the hypervisor's locks and TCG's round robin add with several shows as
+/// the difference).
+const ICOUNT_SMP: [u32; 2] = [4, 1];
+/// Without and with integrity, per CPU, for the wall clock (four CPUs).
 const WALL_PAIRS: [(Config, Config); 2] = [(MAX_PLAIN, MAX_XNX), (A72_PLAIN, A72_EMULATED)];
 
 /// The guest-stub's runs with integrity: `-cpu`, `mode=`, the word, and
@@ -242,15 +269,15 @@ impl LinuxFigures {
         let switches = match (self.config.hv_cmdline, self.loop_switches()) {
             (None, _) => "-".to_string(),
             (Some(_), Some(n)) => n.to_string(),
-            (Some(_), None) => "not counted".to_string(),
+            (Some(_), None) => format!("not counted ({} instruction-abort exits)", self.loop_aborts()),
         };
         format!(
-            "| {} | {vm:.3} | {clock:.3} | {} | {:.3} | {:.2} M | {switches} | {} | {} |",
+            "| {} | {} | {vm:.3} | {clock:.3} | {} | {:.3} | {:.2} M | {switches} | {} |",
             self.config.name(),
+            self.config.smp,
             count(self.none.writes_at_init),
             self.loop_time(),
             self.loop_time() * 1e3 / f64::from(FORKS),
-            self.loop_aborts(),
             count(self.loop_writes()),
         )
     }
@@ -344,7 +371,8 @@ impl WallFigures {
 /// Everything above; each part its figures or why they are missing.
 pub struct IntegrityBench {
     stub: Vec<Result<StubFigures, String>>,
-    linux: Vec<Result<LinuxFigures, String>>,
+    /// [`ICOUNT_CONFIGS`] on each of [`ICOUNT_SMP`], in that order.
+    linux: Vec<(Config, Result<LinuxFigures, String>)>,
     wall: Vec<Result<WallFigures, String>>,
 }
 
@@ -358,29 +386,33 @@ impl IntegrityBench {
                 .then_some(())
                 .ok_or(format!("{LINUX_IMAGE} is missing (make linux-guest)"))
         };
-        let linux =
-            ICOUNT_CONFIGS.iter().map(|&c| have_linux().and_then(|()| LinuxFigures::measure(flash, c))).collect();
+        let linux = ICOUNT_SMP
+            .iter()
+            .flat_map(|&smp| ICOUNT_CONFIGS.iter().map(move |c| c.smp(smp)))
+            .map(|c| (c, have_linux().and_then(|()| LinuxFigures::measure(flash, c))))
+            .collect();
         let wall = WALL_PAIRS.iter().map(|&p| have_linux().and_then(|()| WallFigures::measure(flash, p))).collect();
         Self { stub, linux, wall }
     }
 
-    fn linux_of(&self, config: &Config) -> Option<&LinuxFigures> {
-        self.linux.iter().flatten().find(|f| f.config.key() == config.key())
+    fn linux_of(&self, config: &Config, smp: u32) -> Option<&LinuxFigures> {
+        let config = config.smp(smp);
+        self.linux.iter().find(|(c, _)| c.key() == config.key() && c.smp == smp)?.1.as_ref().ok()
     }
 
-    /// One traced table write on `with`'s CPU: (VM start to /init with
-    /// integrity less `without`) / the writes traced by then.
-    fn write_cost(&self, without: &Config, with: &Config) -> Option<f64> {
-        let (without, with) = (self.linux_of(without)?, self.linux_of(with)?);
+    /// One traced table write on `smp` CPUs: (VM start to /init with
+    /// integrity, `with`, less `without`) / the writes traced by then.
+    fn write_cost(&self, without: &Config, with: &Config, smp: u32) -> Option<f64> {
+        let (without, with) = (self.linux_of(without, smp)?, self.linux_of(with, smp)?);
         let writes = with.none.writes_at_init.filter(|&n| n > 0)?;
         Some((with.to_init().1 - without.to_init().1) * 1e9 / writes as f64)
     }
 
-    /// One tree switch: (the loop with `with` less with `without`) / the
-    /// switches (or instruction-abort exits) of `with`'s loop, and whether
-    /// they are switches the hypervisor counted.
-    fn switch_cost(&self, without: &Config, with: &Config) -> Option<(f64, bool)> {
-        let (without, with) = (self.linux_of(without)?, self.linux_of(with)?);
+    /// One tree switch on `smp` CPUs: (the loop with `with` less with
+    /// `without`) / the switches (or instruction-abort exits) of `with`'s
+    /// loop, and whether they are switches the hypervisor counted.
+    fn switch_cost(&self, without: &Config, with: &Config, smp: u32) -> Option<(f64, bool)> {
+        let (without, with) = (self.linux_of(without, smp)?, self.linux_of(with, smp)?);
         let (switches, counted) = with.switches_or_aborts();
         (switches > 0).then(|| ((with.loop_time() - without.loop_time()) * 1e9 / switches as f64, counted))
     }
@@ -412,39 +444,35 @@ impl IntegrityBench {
 
         let _ = writeln!(
             table,
-            "\nLinux with kernel integrity (-smp 4 -m 1G, -icount, `linux-guest=integrity`; 10^9 instructions of the whole machine; the loop: {FORKS} fork+execs of /bin/busybox true after `hvctl integrity lock`, a run with them less one without)"
+            "\nLinux with kernel integrity (-m 1G, -icount, `linux-guest=integrity`; 10^9 instructions of the whole machine; the loop: {FORKS} fork+execs of /bin/busybox true after `hvctl integrity lock`, a run with them less one without)"
         );
         let _ = writeln!(
             table,
-            "| configuration | VM start to /init | kernel clock to /init | table writes traced by /init | the loop | per fork+exec | tree switches in the loop | instruction-abort exits in it | table writes in it |"
+            "| configuration | -smp | VM start to /init | kernel clock to /init | table writes traced by /init | the loop | per fork+exec | tree switches in the loop | table writes in it |"
         );
         let _ = writeln!(table, "|-|--:|--:|--:|--:|--:|--:|--:|--:|");
-        for (config, figures) in ICOUNT_CONFIGS.iter().zip(&self.linux) {
+        for (config, figures) in &self.linux {
             let _ = match figures {
                 Ok(f) => writeln!(table, "{}", f.row()),
-                Err(e) => writeln!(table, "| {} | skipped: {e} | | | | | | | |", config.name()),
+                Err(e) => writeln!(table, "| {} | {} | skipped: {e} | | | | | | |", config.name(), config.smp),
             };
         }
         let instructions = |cost: Option<f64>| cost.map_or("-".to_string(), |c| format!("{c:.0}"));
         let switch = |cost: Option<(f64, bool)>| match cost {
-            Some((c, true)) => format!("{c:.0} per tree switch"),
-            Some((c, false)) => {
-                format!("{c:.0} per instruction-abort exit (tree switches not counted by the hypervisor)")
-            }
+            Some((c, true)) => format!("{c:.0}"),
+            Some((c, false)) => format!("{c:.0} per instruction-abort exit (tree switches not counted)"),
             None => "-".to_string(),
         };
-        let _ = writeln!(
-            table,
-            "\nOne traced table write, (VM start to /init with integrity - without) / the writes traced by then: max {}, cortex-a72 {} instructions",
-            instructions(self.write_cost(&MAX_PLAIN, &MAX_XNX)),
-            instructions(self.write_cost(&A72_PLAIN, &A72_EMULATED))
-        );
-        let _ = writeln!(
-            table,
-            "One tree switch, (the loop with integrity=emulate - with FEAT_XNX, on max) / its switches: {}; on cortex-a72, (with integrity - without) / its switches, the loop's traced writes and traps included: {}",
-            switch(self.switch_cost(&MAX_XNX, &MAX_EMULATED)),
-            switch(self.switch_cost(&A72_PLAIN, &A72_EMULATED))
-        );
+        for smp in ICOUNT_SMP {
+            let _ = writeln!(
+                table,
+                "-smp {smp}: one traced table write, (VM start to /init with integrity - without) / the writes traced by then: max {}, cortex-a72 {}; one tree switch, (the loop with integrity=emulate - with FEAT_XNX, max) / its switches: {}, (with integrity - without, cortex-a72; the loop's traced writes and traps included) / its switches: {} (instructions)",
+                instructions(self.write_cost(&MAX_PLAIN, &MAX_XNX, smp)),
+                instructions(self.write_cost(&A72_PLAIN, &A72_EMULATED, smp)),
+                switch(self.switch_cost(&MAX_XNX, &MAX_EMULATED, smp)),
+                switch(self.switch_cost(&A72_PLAIN, &A72_EMULATED, smp))
+            );
+        }
 
         let _ = writeln!(
             table,
@@ -493,13 +521,6 @@ impl IntegrityBench {
                 format!("\"{key}\": {value}")
             })
             .collect();
-        let linux: Vec<String> = ICOUNT_CONFIGS
-            .iter()
-            .zip(&self.linux)
-            .map(|(config, r)| {
-                r.as_ref().map_or_else(|e| format!("\"{}\": {}", config.key(), skipped(e)), LinuxFigures::json)
-            })
-            .collect();
         let number = |cost: Option<f64>| cost.map_or("null".to_string(), |c| format!("{c:.0}"));
         let switch = |cost: Option<(f64, bool)>| match cost {
             Some((c, counted)) => format!(
@@ -508,6 +529,25 @@ impl IntegrityBench {
             ),
             None => "null".to_string(),
         };
+        let per_smp: Vec<String> = ICOUNT_SMP
+            .iter()
+            .map(|&smp| {
+                let runs: Vec<String> = self
+                    .linux
+                    .iter()
+                    .filter(|(c, _)| c.smp == smp)
+                    .map(|(c, r)| r.as_ref().map_or_else(|e| format!("\"{}\": {}", c.key(), skipped(e)), LinuxFigures::json))
+                    .collect();
+                format!(
+                    "\"smp{smp}\": {{\"icount_seconds\": {{{}}}, \"table_write_instructions\": {{\"max\": {}, \"cortex-a72\": {}}}, \"tree_switch\": {{\"max_emulate_vs_xnx\": {}, \"cortex-a72_vs_without\": {}}}}}",
+                    runs.join(", "),
+                    number(self.write_cost(&MAX_PLAIN, &MAX_XNX, smp)),
+                    number(self.write_cost(&A72_PLAIN, &A72_EMULATED, smp)),
+                    switch(self.switch_cost(&MAX_XNX, &MAX_EMULATED, smp)),
+                    switch(self.switch_cost(&A72_PLAIN, &A72_EMULATED, smp)),
+                )
+            })
+            .collect();
         let wall: Vec<String> = WALL_PAIRS
             .iter()
             .zip(&self.wall)
@@ -526,13 +566,9 @@ impl IntegrityBench {
             })
             .collect();
         format!(
-            "{{\"stub_instructions\": {{{}}}, \"linux_icount_seconds\": {{{}}}, \"table_write_instructions\": {{\"max\": {}, \"cortex-a72\": {}}}, \"tree_switch\": {{\"max_emulate_vs_xnx\": {}, \"cortex-a72_vs_without\": {}}}, \"wall_seconds\": {{{}}}}}",
+            "{{\"stub_instructions\": {{{}}}, \"linux\": {{{}}}, \"wall_seconds\": {{{}}}}}",
             stub.join(", "),
-            linux.join(", "),
-            number(self.write_cost(&MAX_PLAIN, &MAX_XNX)),
-            number(self.write_cost(&A72_PLAIN, &A72_EMULATED)),
-            switch(self.switch_cost(&MAX_XNX, &MAX_EMULATED)),
-            switch(self.switch_cost(&A72_PLAIN, &A72_EMULATED)),
+            per_smp.join(", "),
             wall.join(", ")
         )
     }
