@@ -44,7 +44,8 @@
 //!   and without integrity interleaved, per CPU): QEMU's start to the first
 //!   userspace line, and the loop of [`FORKS`] (the host's time between
 //!   the last line before the loop, hvctl's answer to the lock, and
-//!   `forked and executed`); ratios of the medians.
+//!   `forked and executed`); the medians, and the median of the ratios
+//!   of the runs made side by side.
 
 use super::{
     kernel_stamp, median, run_stub_under, LinuxRun, CPU, ICOUNT, LINUX_IMAGE, LINUX_INIT_LINE, LINUX_USERSPACE_LINE,
@@ -363,8 +364,12 @@ impl WallFigures {
         Ok(figures)
     }
 
-    fn medians(runs: &[Vec<f64>; 2]) -> (f64, f64) {
-        (median(&runs[0]), median(&runs[1]))
+    /// The medians without and with integrity, and the median of the
+    /// ratios of the runs made side by side (a slow spell of the host
+    /// slows both of a pair).
+    fn medians(runs: &[Vec<f64>; 2]) -> (f64, f64, f64) {
+        let ratios: Vec<f64> = runs[1].iter().zip(&runs[0]).map(|(with, without)| with / without).collect();
+        (median(&runs[0]), median(&runs[1]), median(&ratios))
     }
 }
 
@@ -476,7 +481,7 @@ impl IntegrityBench {
 
         let _ = writeln!(
             table,
-            "\nThe same, wall clock (-smp 4, no -icount, {WALL_RUNS} runs each, interleaved; medians, s)"
+            "\nThe same, wall clock (-smp 4, no -icount, {WALL_RUNS} runs each, interleaved; medians, s; the ratios are the medians of each pair's)"
         );
         let _ = writeln!(
             table,
@@ -486,14 +491,12 @@ impl IntegrityBench {
         for ((without, _), wall) in WALL_PAIRS.iter().zip(&self.wall) {
             let _ = match wall {
                 Ok(w) => {
-                    let (boot, with_boot) = WallFigures::medians(&w.boot);
-                    let (forks, with_forks) = WallFigures::medians(&w.forks);
+                    let (boot, with_boot, boot_ratio) = WallFigures::medians(&w.boot);
+                    let (forks, with_forks, forks_ratio) = WallFigures::medians(&w.forks);
                     writeln!(
                         table,
                         "| {} | {boot:.2} | {with_boot:.2} | {:.2}x | {forks:.2} | {with_forks:.2} | {:.2}x |",
-                        without.cpu_name,
-                        with_boot / boot,
-                        with_forks / forks
+                        without.cpu_name, boot_ratio, forks_ratio
                     )
                 }
                 Err(e) => writeln!(table, "| {} | skipped: {e} | | | | | |", without.cpu_name),
@@ -554,13 +557,15 @@ impl IntegrityBench {
             .map(|((without, _), r)| {
                 let value = r.as_ref().map_or_else(skipped, |w| {
                     let list = |v: &[f64]| v.iter().map(|s| format!("{s:.3}")).collect::<Vec<_>>().join(", ");
-                    format!(
-                        "{{\"boot\": {{\"without\": [{}], \"with\": [{}]}}, \"loop_{FORKS}\": {{\"without\": [{}], \"with\": [{}]}}}}",
-                        list(&w.boot[0]),
-                        list(&w.boot[1]),
-                        list(&w.forks[0]),
-                        list(&w.forks[1])
-                    )
+                    let side = |runs: &[Vec<f64>; 2]| {
+                        let (_, _, ratio) = WallFigures::medians(runs);
+                        format!(
+                            "{{\"without\": [{}], \"with\": [{}], \"ratio\": {ratio:.3}}}",
+                            list(&runs[0]),
+                            list(&runs[1])
+                        )
+                    };
+                    format!("{{\"boot\": {}, \"loop_{FORKS}\": {}}}", side(&w.boot), side(&w.forks))
                 });
                 format!("\"{}\": {value}", without.cpu_name)
             })
