@@ -762,9 +762,17 @@ pub fn on_instruction_abort(frame: &mut TrapFrame, vm: &'static Vm, vcpu: &Vcpu,
                 }
             }
             vcpu.set_tree(tree);
-            crate::mm::vmid::switch_root(stage2.root(tree));
+            let root = stage2.root(tree);
+            // Every vCPU's entry into its kernel and return to user code
+            // comes here: the VM's stage-2 lock is not held across the TLB
+            // maintenance.
+            drop(stage2);
+            crate::mm::vmid::switch_root(root);
         }
-        Verdict::Retry => crate::mm::vmid::flush_this_cpu(),
+        Verdict::Retry => {
+            drop(stage2);
+            crate::mm::vmid::flush_this_cpu();
+        }
         Verdict::Fault => {
             drop(stage2);
             integrity.refused();
