@@ -304,6 +304,19 @@ impl Stage2 {
         self.update_classes(ipa, 1, |_| class)
     }
 
+    /// Gives `count` RAM pages from `ipa` execute class `exec`, each keeping
+    /// whether the guest may write it, without TLB maintenance (the lock:
+    /// every page of the VM at once).
+    pub fn set_exec_unflushed(&mut self, ipa: u64, count: u64, exec: Exec) -> Result<(), ClassError> {
+        let Some((_, ram, classes)) = self.pages.as_ref() else { return Err(ClassError::NoIntegrity) };
+        let (base, classes) = (ram.base, classes.clone());
+        self.update_classes(ipa, count, |page| {
+            let index = ((page - base) / PAGE) as usize;
+            let writable = classes.get(index).is_none_or(|&c| PageClass::unpack(c).writable);
+            PageClass { exec, writable }
+        })
+    }
+
     /// Invalidates the VM's stage-1+2 TLB entries on every CPU (this CPU's
     /// current VMID must be the VM's, or the VM must not be running).
     pub fn flush(&self) {

@@ -898,14 +898,15 @@ fn lock(vm: &Vm, integrity: &Integrity, vcpu: usize) -> Result<u64, HvError> {
     let code: Vec<u64> = uses.keys().copied().collect();
     let mut stage2 = vm.stage2.lock();
     let ram = vm.ram;
-    let traced = &tracer.tables;
-    let result = stage2.set_classes(ram.base, ram.size / PAGE, |page| {
-        if code.binary_search(&page).is_ok() {
-            PageClass { exec: Exec::KernelOnly, writable: false }
-        } else {
-            PageClass { exec: Exec::UserOnly, writable: !traced.contains_key(&page) }
-        }
-    });
+    // Two passes, each a tight loop: every page user-only (keeping whether
+    // it is writable: the traced tables stay read-only), then the code
+    // kernel-only and read-only. One TLB flush.
+    let mut result = stage2.set_exec_unflushed(ram.base, ram.size / PAGE, Exec::UserOnly);
+    let kernel = PageClass { exec: Exec::KernelOnly, writable: false };
+    for &page in &code {
+        result = result.and_then(|()| stage2.set_class_unflushed(page, kernel));
+    }
+    stage2.flush();
     if let Err(e) = result {
         log::error!("kernel-integrity: {}lock failed: {e}", label(vm));
         return Err(HvError::InvalidArgument);
